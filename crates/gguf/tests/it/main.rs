@@ -1,0 +1,2 @@
+//! Integration tests of the GGUF reader and writer.
+mod real_models;

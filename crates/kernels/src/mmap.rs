@@ -1,0 +1,44 @@
+//! The one memory-mapping wrapper: a read-only view of a whole file.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+/// A file mapped read-only into memory, dereferencing to its bytes.
+#[derive(Debug)]
+pub struct Mmap {
+    map: Option<memmap2::Mmap>,
+}
+
+impl Mmap {
+    /// Maps `path` read-only. An empty file gives an empty slice (mapping zero bytes fails on
+    /// some systems, so none is made).
+    pub fn open(path: &Path) -> io::Result<Mmap> {
+        let file = File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            return Ok(Mmap { map: None });
+        }
+        // SAFETY: the mapping is read-only and lives as long as this value. Another process
+        // truncating or rewriting the file while it is mapped could change or fault the bytes
+        // under us; like every program that maps model files (llama.cpp included), we accept
+        // that model files are not modified while in use.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(Mmap { map: Some(map) })
+    }
+
+    /// Asks the kernel to read the whole mapping ahead (a hint; errors are ignored).
+    pub fn advise_sequential(&self) {
+        #[cfg(unix)]
+        if let Some(m) = &self.map {
+            let _ = m.advise(memmap2::Advice::WillNeed);
+        }
+    }
+}
+
+impl std::ops::Deref for Mmap {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+}
