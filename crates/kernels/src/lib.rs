@@ -4,4 +4,6 @@
 //! test against it; the instruction set is chosen once at run time (`HEARTH_ISA` may force a lower
 //! level). Models, files and tokens are unknown here: kernels see slices of bytes and floats.
 
+pub mod isa;
 pub mod mmap;
+pub mod pool;
