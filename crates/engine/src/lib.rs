@@ -1,5 +1,23 @@
-//! hearth's API boundary: load a GGUF model, tokenize, render chat templates, run the forward
-//! pass, sample and generate. Knows nothing about HTTP, JSON wire types, argv or the network.
+//! hearth's API boundary: load a GGUF model ([`Model`]), tokenize, render chat templates, run
+//! the forward pass in a [`Context`], sample and generate. Knows nothing about HTTP, JSON wire
+//! types, argv or the network.
+//!
+//! Data flow: text → [`tokenizer`] → token ids → [`Context::decode`] (the architecture's
+//! `forward` in [`arch`], writing the KV cache) → logits → [`sampler`] chain → token →
+//! detokenized text; [`generate`] runs that loop with stop conditions.
 #![forbid(unsafe_code)]
 
+pub mod arch;
+pub mod chat_template;
+mod compute;
+pub mod context;
+pub mod generate;
+mod kv_cache;
+pub mod model;
 pub mod sampler;
+pub mod tokenizer;
+
+pub use context::{Context, ContextError, ContextParams, Outputs};
+pub use generate::{GenerateParams, Generation, StopReason, generate};
+pub use model::{LoadError, Model};
+pub use sampler::SamplerParams;

@@ -1,0 +1,106 @@
+//! `gemma3`: Gemma 3 (text) — embeddings scaled by √n_embd, per-head QK-norm, norms both
+//! before and after attention and the feed-forward block, GeGLU (tanh GELU), and interleaved
+//! sliding-window and global attention layers with their own RoPE bases; the LM head is the
+//! token embedding.
+
+use super::blocks::{self, Attention, AttentionConfig, AttentionParts, Ffn};
+use crate::compute::{self, Activation, RopeParams};
+use crate::context::{Batch, State};
+use crate::model::{Binder, HParams, Keys, LoadError, MatRef, Model};
+
+/// Every `SWA_PATTERN`-th layer is global; the others use the sliding window (llama.cpp's
+/// `set_swa_pattern(6)` for Gemma 3).
+const SWA_PATTERN: usize = 6;
+/// RoPE base of the sliding-window layers when the file does not say.
+const DEFAULT_FREQ_BASE_SWA: f32 = 10_000.0;
+
+pub struct Layer {
+    /// `[n_embd]`
+    pub attn_norm: Vec<f32>,
+    pub attn: Attention,
+    /// `[n_embd]`, applied to the attention output before the residual add.
+    pub post_attention_norm: Vec<f32>,
+    /// `[n_embd]`
+    pub ffn_norm: Vec<f32>,
+    pub ffn: Ffn,
+    /// `[n_embd]`, applied to the feed-forward output before the residual add.
+    pub post_ffw_norm: Vec<f32>,
+    /// Whether this layer attends within the sliding window only.
+    pub is_swa: bool,
+}
+
+pub struct Weights {
+    /// `[n_vocab × n_embd]`, also the LM head unless `output.weight` exists.
+    pub tok_embd: MatRef,
+    pub layers: Vec<Layer>,
+    /// `[n_embd]`
+    pub output_norm: Vec<f32>,
+    pub output: MatRef,
+    /// RoPE base of the sliding-window layers.
+    pub freq_base_swa: f32,
+    /// Scale applied to queries (`f_attention_scale`).
+    pub attention_scale: f32,
+}
+
+impl Weights {
+    pub fn bind(hp: &HParams, b: &Binder<'_, '_>, keys: &Keys<'_, '_>) -> Result<Weights, LoadError> {
+        let tok_embd = b.mat("token_embd.weight", hp.n_vocab, hp.n_embd)?;
+        let parts = AttentionParts { bias: false, qk_norm: true };
+        let layers = (0..hp.n_layer)
+            .map(|il| {
+                let n = |t: &str| format!("blk.{il}.{t}");
+                Ok(Layer {
+                    attn_norm: b.vec(&n("attn_norm.weight"), hp.n_embd)?,
+                    attn: Attention::bind(b, il, hp, parts)?,
+                    post_attention_norm: b.vec(&n("post_attention_norm.weight"), hp.n_embd)?,
+                    ffn_norm: b.vec(&n("ffn_norm.weight"), hp.n_embd)?,
+                    ffn: Ffn::bind(b, il, hp)?,
+                    post_ffw_norm: b.vec(&n("post_ffw_norm.weight"), hp.n_embd)?,
+                    is_swa: hp.sliding_window.is_some() && il % SWA_PATTERN < SWA_PATTERN - 1,
+                })
+            })
+            .collect::<Result<_, LoadError>>()?;
+        // Gemma 3 27B scales queries by its model width per head; the others by the head size.
+        let attention_scale = if hp.n_layer == 62 {
+            1.0 / ((hp.n_embd / hp.n_head) as f32).sqrt()
+        } else {
+            1.0 / (hp.head_dim_k as f32).sqrt()
+        };
+        Ok(Weights {
+            output: b.opt_mat("output.weight", hp.n_vocab, hp.n_embd)?.unwrap_or_else(|| tok_embd.clone()),
+            tok_embd,
+            layers,
+            output_norm: b.vec("output_norm.weight", hp.n_embd)?,
+            freq_base_swa: keys.opt_f32("rope.freq_base_swa")?.unwrap_or(DEFAULT_FREQ_BASE_SWA),
+            attention_scale,
+        })
+    }
+}
+
+pub fn forward(model: &Model, w: &Weights, st: &mut State, batch: &Batch<'_>) {
+    let hp = &model.hparams;
+    let d = batch.tokens.len() * hp.n_embd;
+    let global = AttentionConfig {
+        rope: RopeParams::neox(hp, hp.rope_freq_base, hp.rope_freq_scale),
+        kq_scale: w.attention_scale,
+        window: None,
+    };
+    let local = AttentionConfig {
+        rope: RopeParams::neox(hp, w.freq_base_swa, 1.0),
+        kq_scale: w.attention_scale,
+        window: hp.sliding_window,
+    };
+    blocks::embed(model, st, &w.tok_embd, batch, (hp.n_embd as f32).sqrt());
+    for (il, l) in w.layers.iter().enumerate() {
+        let cfg = if l.is_swa { &local } else { &global };
+        compute::rms_norm(&st.x[..d], &l.attn_norm, hp.rms_eps, &mut st.h[..d]);
+        blocks::self_attention(model, st, il, &l.attn, cfg, batch);
+        compute::rms_norm_rows(&mut st.h[..d], &l.post_attention_norm, hp.rms_eps);
+        compute::add(&mut st.x[..d], &st.h[..d]);
+
+        compute::rms_norm(&st.x[..d], &l.ffn_norm, hp.rms_eps, &mut st.h[..d]);
+        blocks::feed_forward(model, st, &l.ffn, Activation::Gelu, batch.tokens.len());
+        compute::rms_norm_rows(&mut st.h[..d], &l.post_ffw_norm, hp.rms_eps);
+        compute::add(&mut st.x[..d], &st.h[..d]);
+    }
+}

@@ -1,0 +1,98 @@
+//! `llama`: Llama 2/3, Mistral, SmolLM2 — pre-norm decoder with grouped-query attention,
+//! RoPE in the "normal" (adjacent pairs) layout with optional per-dimension frequency factors
+//! (`rope_freqs`, Llama 3.1), and a SwiGLU feed-forward block.
+//!
+//! Qwen2 and Qwen3 are this decoder with other attention parts and RoPE layout; their files
+//! reuse [`Weights::bind_with`] and [`forward_decoder`].
+
+use super::blocks::{self, Attention, AttentionConfig, AttentionParts, Ffn};
+use crate::compute::{self, Activation, RopeParams};
+use crate::context::{Batch, State};
+use crate::model::{Binder, HParams, LoadError, MatRef, Model};
+
+pub struct Layer {
+    /// `[n_embd]`
+    pub attn_norm: Vec<f32>,
+    pub attn: Attention,
+    /// `[n_embd]`
+    pub ffn_norm: Vec<f32>,
+    pub ffn: Ffn,
+}
+
+pub struct Weights {
+    /// `[n_vocab × n_embd]`
+    pub tok_embd: MatRef,
+    pub layers: Vec<Layer>,
+    /// `[n_embd]`
+    pub output_norm: Vec<f32>,
+    /// `[n_vocab × n_embd]`; the token embedding when the model ties them.
+    pub output: MatRef,
+    /// `[n_rot / 2]` frequency divisors (Llama 3.1 long-context RoPE).
+    pub rope_freqs: Option<Vec<f32>>,
+}
+
+impl Weights {
+    pub fn bind(hp: &HParams, b: &Binder<'_, '_>) -> Result<Weights, LoadError> {
+        Weights::bind_with(hp, b, AttentionParts { bias: false, qk_norm: false })
+    }
+
+    /// Binds the decoder with the given optional attention parts.
+    pub fn bind_with(
+        hp: &HParams,
+        b: &Binder<'_, '_>,
+        parts: AttentionParts,
+    ) -> Result<Weights, LoadError> {
+        let tok_embd = b.mat("token_embd.weight", hp.n_vocab, hp.n_embd)?;
+        let layers = (0..hp.n_layer)
+            .map(|il| {
+                Ok(Layer {
+                    attn_norm: b.vec(&format!("blk.{il}.attn_norm.weight"), hp.n_embd)?,
+                    attn: Attention::bind(b, il, hp, parts)?,
+                    ffn_norm: b.vec(&format!("blk.{il}.ffn_norm.weight"), hp.n_embd)?,
+                    ffn: Ffn::bind(b, il, hp)?,
+                })
+            })
+            .collect::<Result<_, LoadError>>()?;
+        let output = b.opt_mat("output.weight", hp.n_vocab, hp.n_embd)?;
+        Ok(Weights {
+            output: output.unwrap_or_else(|| tok_embd.clone()),
+            tok_embd,
+            layers,
+            output_norm: b.vec("output_norm.weight", hp.n_embd)?,
+            rope_freqs: b.opt_vec("rope_freqs.weight", hp.n_rot / 2)?,
+        })
+    }
+}
+
+pub fn forward(model: &Model, w: &Weights, st: &mut State, batch: &Batch<'_>) {
+    let hp = &model.hparams;
+    let rope_freqs = w.rope_freqs.as_deref();
+    let cfg = AttentionConfig {
+        rope: RopeParams::normal(hp, hp.rope_freq_base, hp.rope_freq_scale, rope_freqs),
+        kq_scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
+        window: None,
+    };
+    forward_decoder(model, w, st, batch, &cfg);
+}
+
+/// The pre-norm decoder: embed; per layer `x += attn(norm(x))`, `x += ffn(norm(x))`; head.
+pub fn forward_decoder(
+    model: &Model,
+    w: &Weights,
+    st: &mut State,
+    batch: &Batch<'_>,
+    cfg: &AttentionConfig<'_>,
+) {
+    let hp = &model.hparams;
+    let d = batch.tokens.len() * hp.n_embd;
+    blocks::embed(model, st, &w.tok_embd, batch, 1.0);
+    for (il, l) in w.layers.iter().enumerate() {
+        compute::rms_norm(&st.x[..d], &l.attn_norm, hp.rms_eps, &mut st.h[..d]);
+        blocks::self_attention(model, st, il, &l.attn, cfg, batch);
+        compute::add(&mut st.x[..d], &st.h[..d]);
+
+        compute::rms_norm(&st.x[..d], &l.ffn_norm, hp.rms_eps, &mut st.h[..d]);
+        blocks::feed_forward(model, st, &l.ffn, Activation::Silu, batch.tokens.len());
+        compute::add(&mut st.x[..d], &st.h[..d]);
+    }
+}

@@ -1,0 +1,92 @@
+//! The architectures hearth runs, one file each, and the one registry that maps a GGUF
+//! `general.architecture` to its weights and its `forward`.
+//!
+//! Adding an architecture means its file, one [`Arch`] variant, one [`ArchWeights`] variant and
+//! the arms of the exhaustive `match`es below — the compiler lists every site.
+
+pub(crate) mod blocks;
+pub mod gemma3;
+pub mod llama;
+pub mod qwen2;
+pub mod qwen3;
+
+use crate::context::{Batch, State};
+use crate::model::{Binder, HParams, Keys, LoadError, MatRef, Model};
+
+/// A supported architecture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Arch {
+    Llama,
+    Qwen2,
+    Qwen3,
+    Gemma3,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 4] = [Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Gemma3];
+
+    /// The architecture named by `general.architecture`.
+    pub fn from_name(name: &str) -> Option<Arch> {
+        Arch::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The GGUF name, which also prefixes its hyper-parameter keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
+            Arch::Gemma3 => "gemma3",
+        }
+    }
+
+    pub(crate) fn supported_list() -> String {
+        Arch::ALL.map(Arch::name).join(", ")
+    }
+}
+
+/// The bound weights of a model, by architecture.
+pub(crate) enum ArchWeights {
+    Llama(llama::Weights),
+    Qwen2(qwen2::Weights),
+    Qwen3(qwen3::Weights),
+    Gemma3(gemma3::Weights),
+}
+
+/// Binds every tensor `arch` needs.
+pub(crate) fn bind(
+    arch: Arch,
+    hp: &HParams,
+    b: &Binder<'_, '_>,
+    keys: &Keys<'_, '_>,
+) -> Result<ArchWeights, LoadError> {
+    Ok(match arch {
+        Arch::Llama => ArchWeights::Llama(llama::Weights::bind(hp, b)?),
+        Arch::Qwen2 => ArchWeights::Qwen2(qwen2::bind(hp, b)?),
+        Arch::Qwen3 => ArchWeights::Qwen3(qwen3::bind(hp, b)?),
+        Arch::Gemma3 => ArchWeights::Gemma3(gemma3::Weights::bind(hp, b, keys)?),
+    })
+}
+
+/// Runs one batch through the model's layers, leaving the final hidden states (before the
+/// output norm) in `st.x`.
+pub(crate) fn forward(model: &Model, st: &mut State, batch: &Batch<'_>) {
+    match &model.weights {
+        ArchWeights::Llama(w) => llama::forward(model, w, st, batch),
+        ArchWeights::Qwen2(w) => qwen2::forward(model, w, st, batch),
+        ArchWeights::Qwen3(w) => qwen3::forward(model, w, st, batch),
+        ArchWeights::Gemma3(w) => gemma3::forward(model, w, st, batch),
+    }
+}
+
+impl ArchWeights {
+    /// The output norm weight and the LM head.
+    pub(crate) fn head(&self) -> (&[f32], &MatRef) {
+        match self {
+            ArchWeights::Llama(w) | ArchWeights::Qwen2(w) | ArchWeights::Qwen3(w) => {
+                (&w.output_norm, &w.output)
+            }
+            ArchWeights::Gemma3(w) => (&w.output_norm, &w.output),
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! [`Model`]: a GGUF file mapped into memory, its hyper-parameters, its weights bound by name,
+//! its tokenizer and chat template. Loading validates everything once, so the forward pass can
+//! trust shapes and ranges.
+
+mod hparams;
+mod tensors;
+
+use std::path::{Path, PathBuf};
+
+use gguf::{GgmlType, Gguf};
+use kernels::mmap::Mmap;
+
+use crate::arch::{self, Arch, ArchWeights};
+use crate::tokenizer::{Tokenizer, TokenizerError};
+
+pub use hparams::{HParams, Keys, RopeScaling};
+pub use tensors::{Binder, MatRef};
+
+/// Why a model could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("invalid GGUF file: {0}")]
+    Gguf(#[from] gguf::Error),
+    #[error("unsupported architecture '{0}' (hearth runs: {list})", list = Arch::supported_list())]
+    UnsupportedArch(String),
+    #[error("missing metadata key '{0}'")]
+    MissingKey(String),
+    #[error("bad hyper-parameter '{key}': {reason}")]
+    BadHParam { key: String, reason: String },
+    #[error("missing tensor '{0}'")]
+    MissingTensor(String),
+    #[error("tensor '{name}' has shape {found:?}, expected {expected:?}")]
+    TensorShape { name: String, found: Vec<u64>, expected: Vec<u64> },
+    #[error("tensor '{name}' has type {ty}, which hearth cannot compute yet")]
+    UnsupportedType { name: String, ty: GgmlType },
+    #[error("tokenizer: {0}")]
+    Tokenizer(#[from] TokenizerError),
+}
+
+/// Facts about a loaded model, for display and benchmarks.
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    pub path: PathBuf,
+    pub arch: Arch,
+    /// `general.name`, or the file name.
+    pub name: String,
+    /// Total elements of all tensors.
+    pub n_params: u64,
+    /// Total bytes of all tensor data.
+    pub n_bytes: u64,
+}
+
+/// A loaded model: immutable, shared by every context that runs it.
+pub struct Model {
+    map: Mmap,
+    pub info: ModelInfo,
+    pub hparams: HParams,
+    pub(crate) weights: ArchWeights,
+    pub tokenizer: Tokenizer,
+    /// `tokenizer.chat_template`, when the file has one.
+    pub chat_template: Option<String>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("info", &self.info).field("hparams", &self.hparams).finish()
+    }
+}
+
+impl Model {
+    /// Maps `path`, reads its hyper-parameters, binds every tensor and builds the tokenizer.
+    pub fn load(path: &Path) -> Result<Model, LoadError> {
+        let io = |source| LoadError::Io { path: path.to_owned(), source };
+        let map = Mmap::open(path).map_err(io)?;
+        let file = Gguf::parse(&map)?;
+        let arch_name = file.architecture()?;
+        let arch = Arch::from_name(arch_name)
+            .ok_or_else(|| LoadError::UnsupportedArch(arch_name.to_owned()))?;
+        let tokenizer = Tokenizer::from_gguf(&file)?;
+        let hparams = HParams::read(&file, arch.name(), tokenizer.n_vocab())?;
+        let keys = Keys::new(&file, arch.name());
+        let weights = arch::bind(arch, &hparams, &Binder::new(&file), &keys)?;
+        let name = match file.get_opt::<&str>("general.name")? {
+            Some(n) => n.to_owned(),
+            None => path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        };
+        let info = ModelInfo {
+            path: path.to_owned(),
+            arch,
+            name,
+            n_params: file.tensors().iter().map(|t| t.n_elements()).sum(),
+            n_bytes: file.tensors().iter().map(|t| t.n_bytes()).sum(),
+        };
+        let chat_template = file.get_opt::<&str>("tokenizer.chat_template")?.map(str::to_owned);
+        drop(file);
+        Ok(Model { map, info, hparams, weights, tokenizer, chat_template })
+    }
+
+    /// The bytes of the mapped file (weights are ranges of it).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// The data of a weight matrix.
+    pub(crate) fn mat_data(&self, m: &MatRef) -> &[u8] {
+        // Ranges were checked against the file when the model was loaded.
+        self.map.get(m.range.clone()).unwrap_or(&[])
+    }
+}

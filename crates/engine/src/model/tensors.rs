@@ -1,0 +1,106 @@
+//! Binding weights by name: every tensor an architecture needs is looked up with its expected
+//! shape, and a missing or mis-shaped tensor is an error naming it.
+//!
+//! Matrices stay in the mapped file ([`MatRef`] is a byte range, no copy); the small vectors
+//! (norm weights, biases) are converted to `Vec<f32>` once at load.
+
+use std::ops::Range;
+
+use gguf::{GgmlType, Gguf, TensorInfo};
+
+use super::LoadError;
+
+/// A weight matrix in the mapped file, ggml layout: `rows` rows of `cols` contiguous elements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatRef {
+    pub name: String,
+    pub ty: GgmlType,
+    /// Output features (`ne1`).
+    pub rows: usize,
+    /// Input features (`ne0`).
+    pub cols: usize,
+    /// Byte range of the data within the whole file.
+    pub range: Range<usize>,
+}
+
+impl MatRef {
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        self.range.len() / self.rows.max(1)
+    }
+}
+
+/// Looks tensors up in a parsed file and checks their shapes.
+pub struct Binder<'g, 'a> {
+    file: &'g Gguf<'a>,
+}
+
+impl<'g, 'a> Binder<'g, 'a> {
+    pub fn new(file: &'g Gguf<'a>) -> Self {
+        Binder { file }
+    }
+
+    fn find(&self, name: &str) -> Result<&'g TensorInfo<'a>, LoadError> {
+        self.file.tensor(name).ok_or_else(|| LoadError::MissingTensor(name.to_owned()))
+    }
+
+    fn check_shape(t: &TensorInfo<'_>, expected: &[usize]) -> Result<(), LoadError> {
+        // Trailing dimensions of 1 may be present or absent.
+        let mut found: Vec<u64> = t.shape.clone();
+        while found.len() > expected.len() && found.last() == Some(&1) {
+            found.pop();
+        }
+        let want: Vec<u64> = expected.iter().map(|&d| d as u64).collect();
+        if found != want {
+            return Err(LoadError::TensorShape {
+                name: t.name.to_string(),
+                found: t.shape.clone(),
+                expected: want,
+            });
+        }
+        Ok(())
+    }
+
+    fn range(&self, t: &TensorInfo<'_>) -> Range<usize> {
+        // The reader checked offset + size against the file; both fit in usize on 64-bit.
+        let start = self.file.data_offset() as usize + t.offset as usize;
+        start..start + t.n_bytes() as usize
+    }
+
+    /// A required matrix of `rows` × `cols` (GGUF shape `[cols, rows]`).
+    pub fn mat(&self, name: &str, rows: usize, cols: usize) -> Result<MatRef, LoadError> {
+        let t = self.find(name)?;
+        Self::check_shape(t, &[cols, rows])?;
+        if !kernels::quant::is_supported(t.ty) {
+            return Err(LoadError::UnsupportedType { name: name.to_owned(), ty: t.ty });
+        }
+        Ok(MatRef { name: name.to_owned(), ty: t.ty, rows, cols, range: self.range(t) })
+    }
+
+    /// An optional matrix: `None` when absent, an error when present with another shape.
+    pub fn opt_mat(&self, name: &str, rows: usize, cols: usize) -> Result<Option<MatRef>, LoadError> {
+        match self.file.tensor(name) {
+            None => Ok(None),
+            Some(_) => self.mat(name, rows, cols).map(Some),
+        }
+    }
+
+    /// A required vector of `len` values, converted to f32.
+    pub fn vec(&self, name: &str, len: usize) -> Result<Vec<f32>, LoadError> {
+        let t = self.find(name)?;
+        Self::check_shape(t, &[len])?;
+        let mut out = vec![0.0f32; len];
+        let bytes = self.file.tensor_data(t);
+        kernels::quant::dequantize_row(t.ty, bytes, &mut out)
+            .map_err(|_| LoadError::UnsupportedType { name: name.to_owned(), ty: t.ty })?;
+        Ok(out)
+    }
+
+    /// An optional vector of `len` values.
+    pub fn opt_vec(&self, name: &str, len: usize) -> Result<Option<Vec<f32>>, LoadError> {
+        match self.file.tensor(name) {
+            None => Ok(None),
+            Some(_) => self.vec(name, len).map(Some),
+        }
+    }
+}
