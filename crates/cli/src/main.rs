@@ -21,12 +21,18 @@ struct Cli {
 enum Command {
     /// Show a GGUF file's metadata and tensors (like gguf-dump)
     Inspect(cmd::inspect::Args),
+    /// Generate a completion for a prompt, streamed to stdout
+    Run(cmd::run::Args),
+    /// Chat with a model in the terminal
+    Chat(cmd::chat::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Run(a) => cmd::run::run(a),
+        Command::Chat(a) => cmd::chat::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,3 +1,6 @@
 //! One module per subcommand, each with its clap `Args` and a `run(args) -> anyhow::Result<()>`.
 
 pub mod inspect;
+pub mod chat;
+pub mod common;
+pub mod run;

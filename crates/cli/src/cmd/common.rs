@@ -1,0 +1,138 @@
+//! Arguments shared by the subcommands that run a model, and loading with a progress line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use engine::{ContextParams, Model, SamplerParams};
+
+/// Which model to load and how to run it.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// Path of the GGUF model file
+    #[arg(short = 'm', long = "model")]
+    pub model: PathBuf,
+    /// Threads to compute with (default: one per core)
+    #[arg(short = 't', long = "threads")]
+    pub threads: Option<usize>,
+    /// Context size in tokens (prompt and reply together)
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
+    pub ctx_size: usize,
+    /// Most prompt tokens evaluated at once
+    #[arg(short = 'b', long = "batch-size", default_value_t = 512)]
+    pub batch_size: usize,
+}
+
+impl ModelArgs {
+    /// Validates the settings before anything is loaded.
+    pub fn context_params(&self) -> anyhow::Result<ContextParams> {
+        if self.ctx_size == 0 {
+            bail!("--ctx-size must be at least 1");
+        }
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        let n_threads = self.threads.unwrap_or_else(engine::context::default_threads);
+        if n_threads == 0 || n_threads > 1024 {
+            bail!("--threads must be between 1 and 1024");
+        }
+        Ok(ContextParams { n_ctx: self.ctx_size, n_batch: self.batch_size, n_threads })
+    }
+
+    /// Loads the model, showing a progress line on a terminal; returns it and the load time.
+    pub fn load(&self) -> anyhow::Result<(Arc<Model>, Duration)> {
+        let start = Instant::now();
+        let spinner = std::io::stderr().is_terminal().then(|| {
+            let s = indicatif::ProgressBar::new_spinner();
+            s.set_message(format!("loading {}", self.model.display()));
+            s.enable_steady_tick(Duration::from_millis(100));
+            s
+        });
+        let model = Model::load(&self.model)
+            .with_context(|| format!("cannot load model {}", self.model.display()));
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
+        Ok((Arc::new(model?), start.elapsed()))
+    }
+}
+
+/// Sampling settings, with llama.cpp's flag names and defaults.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SamplingArgs {
+    /// Temperature; 0 is greedy decoding
+    #[arg(long = "temp", default_value_t = 0.8)]
+    pub temp: f32,
+    /// Keep only the K most likely tokens (0: all)
+    #[arg(long = "top-k", default_value_t = 40)]
+    pub top_k: usize,
+    /// Nucleus sampling mass (1.0: off)
+    #[arg(long = "top-p", default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens less likely than this fraction of the most likely one (0: off)
+    #[arg(long = "min-p", default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Locally typical sampling mass (1.0: off)
+    #[arg(long = "typical", default_value_t = 1.0)]
+    pub typical: f32,
+    /// Penalty for repeated tokens (1.0: off)
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Tokens of history the penalties look at
+    #[arg(long = "repeat-last-n", default_value_t = 64)]
+    pub repeat_last_n: usize,
+    /// Penalty for tokens already present (0: off)
+    #[arg(long = "presence-penalty", default_value_t = 0.0)]
+    pub presence_penalty: f32,
+    /// Penalty proportional to how often a token appeared (0: off)
+    #[arg(long = "frequency-penalty", default_value_t = 0.0)]
+    pub frequency_penalty: f32,
+    /// Random seed (-1: a random one)
+    #[arg(short = 's', long = "seed", default_value_t = -1, allow_hyphen_values = true)]
+    pub seed: i64,
+}
+
+impl SamplingArgs {
+    pub fn params(&self) -> anyhow::Result<SamplerParams> {
+        for (name, v) in [("--top-p", self.top_p), ("--min-p", self.min_p), ("--typical", self.typical)] {
+            if !(0.0..=1.0).contains(&v) {
+                bail!("{name} must be between 0 and 1, got {v}");
+            }
+        }
+        if !self.temp.is_finite() || !self.repeat_penalty.is_finite() || self.repeat_penalty <= 0.0 {
+            bail!("--temp must be finite and --repeat-penalty positive");
+        }
+        let seed = match self.seed {
+            -1 => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+            s if s >= 0 => s as u64,
+            s => bail!("--seed must be -1 (random) or non-negative, got {s}"),
+        };
+        Ok(SamplerParams {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            typical_p: self.typical,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            frequency_penalty: self.frequency_penalty,
+            presence_penalty: self.presence_penalty,
+            logit_bias: Vec::new(),
+            seed,
+        })
+    }
+}
+
+/// `-n`: -1 means until the end of generation or a full context; other negatives are errors.
+pub fn max_tokens(n: i64) -> anyhow::Result<Option<usize>> {
+    match n {
+        -1 => Ok(None),
+        n if n >= 0 => Ok(Some(n as usize)),
+        n => bail!("-n/--n-predict must be -1 (no limit) or at least 0, got {n}"),
+    }
+}

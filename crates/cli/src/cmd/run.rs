@@ -1,0 +1,117 @@
+//! `hearth run`: one completion streamed to stdout. Only generated text goes to stdout (the
+//! prompt too with `--echo`); logs and timings go to stderr.
+
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use engine::chat::{Message, Role};
+use engine::generate::Timings;
+use engine::{Context, GenerateParams};
+
+use super::common::{ModelArgs, SamplingArgs, max_tokens};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The prompt
+    #[arg(short = 'p', long = "prompt", conflicts_with = "file")]
+    prompt: Option<String>,
+    /// Read the prompt from a file
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    /// Tokens to generate (-1: until the model stops or the context is full)
+    #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_hyphen_values = true)]
+    n_predict: i64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Wrap the prompt in the model's chat template as a user message
+    #[arg(long)]
+    chat: bool,
+    /// System message (with --chat)
+    #[arg(long, requires = "chat")]
+    system: Option<String>,
+    /// Stop before this text (repeatable)
+    #[arg(long = "stop")]
+    stop: Vec<String>,
+    /// Also print the prompt
+    #[arg(long)]
+    echo: bool,
+    /// Print load time and prompt/generation speed to stderr
+    #[arg(short = 'v', long)]
+    verbose: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let ctx_params = args.model.context_params()?;
+    let sampler = args.sampling.params()?;
+    let max_tokens = max_tokens(args.n_predict)?;
+    let prompt = match (&args.prompt, &args.file) {
+        (Some(p), _) => p.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read prompt file {}", f.display()))?,
+        (None, None) => bail!("give a prompt with -p TEXT or -f FILE"),
+    };
+    let (model, load_time) = args.model.load()?;
+    let tokens = if args.chat {
+        let mut messages = Vec::new();
+        if let Some(s) = &args.system {
+            messages.push(Message::new(Role::System, s));
+        }
+        messages.push(Message::new(Role::User, &prompt));
+        let rendered = engine::chat::render(&model, &messages, true)?;
+        if args.verbose {
+            eprintln!("chat template: {}", rendered.template_name);
+        }
+        rendered.tokens
+    } else {
+        // As llama-completion: BOS when the model asks for it, special-token text parsed.
+        model.tokenizer.encode(&prompt, true, true)
+    };
+    if tokens.is_empty() {
+        bail!("the prompt is empty after tokenization");
+    }
+    let mut ctx = Context::new(model.clone(), ctx_params)?;
+    let params = GenerateParams { max_tokens, stop: args.stop.clone(), sampler, ignore_eog: false };
+    let mut out = std::io::stdout().lock();
+    if args.echo {
+        write!(out, "{}", model.tokenizer.decode(&tokens))?;
+    }
+    let t0 = Instant::now();
+    let mut write_err = None;
+    let generation = engine::generate(&mut ctx, &tokens, &params, |text| {
+        match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                write_err = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    if let Some(e) = write_err {
+        return Err(e).context("cannot write to stdout");
+    }
+    writeln!(out)?;
+    if args.verbose {
+        print_timings(load_time.as_secs_f64() * 1e3, &generation.timings, t0.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(())
+}
+
+/// Timings in llama.cpp's format, to stderr.
+pub fn print_timings(load_ms: f64, t: &Timings, total_ms: f64) {
+    let line = |what: &str, ms: f64, n: usize, unit: &str| {
+        let per = if n > 0 { ms / n as f64 } else { 0.0 };
+        let tps = if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
+        eprintln!(
+            "{what:>16} = {ms:10.2} ms / {n:5} {unit} ({per:8.2} ms per token, {tps:8.2} tokens per second)"
+        );
+    };
+    eprintln!("{:>16} = {load_ms:10.2} ms", "load time");
+    line("prompt eval time", t.prompt_time.as_secs_f64() * 1e3, t.prompt_evaluated, "tokens");
+    line("eval time", t.generation_time.as_secs_f64() * 1e3, t.generated_tokens, "runs  ");
+    eprintln!("{:>16} = {total_ms:10.2} ms / {:5} tokens", "total time", t.prompt_evaluated + t.generated_tokens);
+}
