@@ -25,14 +25,17 @@ enum Command {
     Run(cmd::run::Args),
     /// Chat with a model in the terminal
     Chat(cmd::chat::Args),
+    /// Measure prompt and generation speed, like llama-bench
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cmd::bench::normalize_argv(std::env::args()));
     let result = match cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Run(a) => cmd::run::run(a),
         Command::Chat(a) => cmd::chat::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! One module per subcommand, each with its clap `Args` and a `run(args) -> anyhow::Result<()>`.
 
 pub mod inspect;
+pub mod bench;
 pub mod chat;
 pub mod common;
 pub mod run;

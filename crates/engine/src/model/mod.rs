@@ -51,6 +51,9 @@ pub struct ModelInfo {
     pub n_params: u64,
     /// Total bytes of all tensor data.
     pub n_bytes: u64,
+    /// The quantization mix named by `general.file_type` (`Q4_K_M`, …), or the most common
+    /// tensor type when the key is absent.
+    pub file_type: String,
 }
 
 /// A loaded model: immutable, shared by every context that runs it.
@@ -93,6 +96,7 @@ impl Model {
             name,
             n_params: file.tensors().iter().map(|t| t.n_elements()).sum(),
             n_bytes: file.tensors().iter().map(|t| t.n_bytes()).sum(),
+            file_type: file_type_name(&file),
         };
         let chat_template = file.get_opt::<&str>("tokenizer.chat_template")?.map(str::to_owned);
         drop(file);
@@ -109,4 +113,52 @@ impl Model {
         // Ranges were checked against the file when the model was loaded.
         self.map.get(m.range.clone()).unwrap_or(&[])
     }
+}
+
+/// llama.cpp's name for a `general.file_type` value (`llama_ftype`).
+fn file_type_name(file: &Gguf<'_>) -> String {
+    let name = match file.get_opt::<u32>("general.file_type").ok().flatten() {
+        Some(0) => "F32",
+        Some(1) => "F16",
+        Some(2) => "Q4_0",
+        Some(3) => "Q4_1",
+        Some(7) => "Q8_0",
+        Some(8) => "Q5_0",
+        Some(9) => "Q5_1",
+        Some(10) => "Q2_K",
+        Some(11) => "Q3_K_S",
+        Some(12) => "Q3_K_M",
+        Some(13) => "Q3_K_L",
+        Some(14) => "Q4_K_S",
+        Some(15) => "Q4_K_M",
+        Some(16) => "Q5_K_S",
+        Some(17) => "Q5_K_M",
+        Some(18) => "Q6_K",
+        Some(19) => "IQ2_XXS",
+        Some(20) => "IQ2_XS",
+        Some(21) => "Q2_K_S",
+        Some(22) => "IQ3_XS",
+        Some(23) => "IQ3_XXS",
+        Some(24) => "IQ1_S",
+        Some(25) => "IQ4_NL",
+        Some(26) => "IQ3_S",
+        Some(27) => "IQ3_M",
+        Some(28) => "IQ2_S",
+        Some(29) => "IQ2_M",
+        Some(30) => "IQ4_XS",
+        Some(31) => "IQ1_M",
+        Some(32) => "BF16",
+        Some(36) => "TQ1_0",
+        Some(37) => "TQ2_0",
+        Some(38) => "MXFP4_MOE",
+        _ => "",
+    };
+    if !name.is_empty() {
+        return name.to_owned();
+    }
+    let mut bytes_by_type = std::collections::BTreeMap::<GgmlType, u64>::new();
+    for t in file.tensors() {
+        *bytes_by_type.entry(t.ty).or_default() += t.n_bytes();
+    }
+    bytes_by_type.into_iter().max_by_key(|(_, b)| *b).map(|(t, _)| t.to_string()).unwrap_or_default()
 }
