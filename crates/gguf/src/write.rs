@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::read::{DEFAULT_ALIGNMENT, Gguf, MAGIC, MAX_DIMS, MAX_NAME, tensor_bytes};
+use crate::read::{DEFAULT_ALIGNMENT, Gguf, MAGIC, MAX_DIMS, MAX_NAME, check_shape, tensor_bytes};
 use crate::types::GgmlType;
 use crate::value::{Array, Value};
 
@@ -123,6 +123,10 @@ impl<'a> Builder<'a> {
         if shape.len() > MAX_DIMS as usize {
             let n_dims = shape.len() as u32;
             return bad(ErrorKind::TooManyDims { name, n_dims });
+        }
+        // The reader's shape rules, so that no file written here is one it rejects.
+        if let Err(kind) = check_shape(&name, ty, shape) {
+            return bad(kind);
         }
         match tensor_bytes(ty, shape) {
             Some(n) if n == data.len() as u64 => {}
