@@ -340,10 +340,15 @@ impl<'a> Gguf<'a> {
         }
 
         let header_end = c.pos as u64;
-        let data_offset = header_end.div_ceil(alignment) * alignment;
+        // Like ggml, a file without tensors has no data section and so no padding before it
+        // (llama.cpp's vocabulary-only files end right after their metadata).
+        let data_offset = if tensors.is_empty() {
+            header_end
+        } else {
+            header_end.div_ceil(alignment) * alignment
+        };
         let data: &[u8] = match usize::try_from(data_offset) {
             Ok(o) if o <= bytes.len() => &bytes[o..],
-            _ if tensors.is_empty() => &[],
             _ => {
                 return Err(Error::at(
                     header_end,

@@ -1,6 +1,8 @@
 //! The writer: [`Builder`] collects metadata and tensors and writes a GGUF file the way ggml
 //! lays it out (header, key-value pairs, tensor infos, zero padding to the alignment, then each
 //! tensor's data padded to the alignment), so a file read by [`Gguf`] re-writes byte for byte.
+//! A file without tensors ends right after its metadata, as llama.cpp's vocabulary-only files
+//! do (ggml's own writer would pad it; such a file re-writes without those trailing zeros).
 
 use std::borrow::Cow;
 use std::io::{self, Write};
@@ -186,7 +188,10 @@ impl<'a> Builder<'a> {
             w.write_all(&offset.to_le_bytes())?;
             offset += (t.data.len() as u64).div_ceil(align) * align;
         }
-        pad(&mut w, align)?;
+        // No tensors, no data section: nothing to pad to (as llama.cpp's vocabulary-only files).
+        if !self.tensors.is_empty() {
+            pad(&mut w, align)?;
+        }
         for t in &self.tensors {
             w.write_all(&t.data)?;
             pad(&mut w, align)?;

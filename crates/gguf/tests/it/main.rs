@@ -5,3 +5,4 @@
 mod hostile;
 mod proptests;
 mod real_models;
+mod vocab_files;
