@@ -1,0 +1,5 @@
+//! The kernels crate's one integration-test binary.
+
+mod quant_dequant;
+mod quant_roundtrip;
+mod quant_util;
