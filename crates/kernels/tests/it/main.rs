@@ -1,0 +1,3 @@
+//! The kernels crate's one integration-test binary.
+
+mod pool;
