@@ -7,3 +7,4 @@
 pub mod isa;
 pub mod mmap;
 pub mod pool;
+pub mod quant;
