@@ -6,4 +6,5 @@
 
 pub mod isa;
 pub mod mmap;
+pub mod ops;
 pub mod pool;

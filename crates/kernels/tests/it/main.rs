@@ -1,3 +1,6 @@
 //! The kernels crate's one integration-test binary.
 
+mod ops;
+mod ops_rope;
+mod ops_util;
 mod pool;
