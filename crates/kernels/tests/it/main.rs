@@ -1,6 +1,7 @@
 //! The kernels crate's one integration-test binary.
 
 mod ops;
+mod ops_attention;
 mod ops_rope;
 mod ops_util;
 mod pool;
