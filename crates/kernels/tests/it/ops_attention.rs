@@ -273,7 +273,7 @@ fn rows_outside_the_cache_panic() {
         &p,
         &[0.0; 16],
         &cache,
-        &[0..5],
+        &[Range { start: 0, end: 5 }],
         &mut out,
     );
 }
