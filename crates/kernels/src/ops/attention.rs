@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use half::f16;
 
 use super::Ops;
+use super::generic::Rows;
 use crate::pool::ThreadPool;
 
 /// Cache rows scored at once per query head (their scores live on the stack).
@@ -55,16 +56,6 @@ pub struct KvCache<'a> {
 }
 
 impl KvCache<'_> {
-    fn k_row(&self, pos: usize, head: usize, head_dim: usize) -> &[f16] {
-        let at = pos * self.pos_stride + head * self.head_stride;
-        &self.k[at..at + head_dim]
-    }
-
-    fn v_row(&self, pos: usize, head: usize, head_dim: usize) -> &[f16] {
-        let at = pos * self.pos_stride + head * self.head_stride;
-        &self.v[at..at + head_dim]
-    }
-
     /// Panics unless every row of kv heads `0..n_head_kv` at positions `rows` is inside K and V.
     fn check(&self, rows: &Range<usize>, n_head_kv: usize, head_dim: usize) {
         if rows.is_empty() || n_head_kv == 0 {
@@ -154,11 +145,16 @@ impl Ops {
             return;
         }
 
-        // Split each kv group into sub-groups: enough tasks to keep every thread busy in decode,
-        // whole groups (fewest K/V reads) when there are many tokens.
+        // Whole kv groups read each K and V row once. Split a group into sub-groups (each
+        // rereading the group's rows) only where there are fewer groups than threads (decode
+        // with few kv heads), or where it is larger than one kernel pass.
         let g = n_head / n_head_kv;
-        let wanted = (4 * pool.n_threads()).div_ceil(n_tokens * n_head_kv);
-        let n_sub = wanted.max(g.div_ceil(MAX_GROUP)).min(g);
+        let groups = n_tokens * n_head_kv;
+        let n_sub = pool
+            .n_threads()
+            .div_ceil(groups)
+            .max(g.div_ceil(MAX_GROUP))
+            .min(g);
         let sub = g.div_ceil(n_sub);
         let n_sub = g.div_ceil(sub);
         let per_token = n_head_kv * n_sub;
@@ -216,24 +212,24 @@ impl Ops {
             return;
         }
         debug_assert!(g <= MAX_GROUP);
-        let mut scores = [[0.0f32; BLOCK]; MAX_GROUP];
+        // Scores of head `h` at `scores[h * BLOCK..][..nb]`.
+        let mut scores = [0.0f32; BLOCK * MAX_GROUP];
         let mut max = [f32::NEG_INFINITY; MAX_GROUP];
         let mut sum = [0.0f64; MAX_GROUP];
+        let head_at = kv_head * cache.head_stride;
         let mut start = rows.start;
         while start < rows.end {
             let nb = (rows.end - start).min(BLOCK);
-            for j in 0..nb {
-                let k = cache.k_row(start + j, kv_head, hd);
-                for (h, s) in scores[..g].iter_mut().enumerate() {
-                    let mut x = self.dot_f16(&q[h * hd..(h + 1) * hd], k) * params.scale;
-                    if params.softcap != 0.0 {
-                        x = params.softcap * (x / params.softcap).tanh();
-                    }
-                    s[j] = x;
-                }
-            }
+            let at = start * cache.pos_stride + head_at;
+            let k = Rows::new(&cache.k[at..], cache.pos_stride, nb, hd);
+            self.attn_scores(q, g, &k, params.scale, &mut scores, BLOCK);
             for h in 0..g {
-                let s = &mut scores[h][..nb];
+                let s = &mut scores[h * BLOCK..h * BLOCK + nb];
+                if params.softcap != 0.0 {
+                    for x in s.iter_mut() {
+                        *x = params.softcap * (*x / params.softcap).tanh();
+                    }
+                }
                 let m = max[h].max(self.max(s));
                 if m > max[h] && max[h] != f32::NEG_INFINITY {
                     // A larger maximum: rescale what was accumulated under the old one.
@@ -244,12 +240,8 @@ impl Ops {
                 max[h] = m;
                 sum[h] += self.exp_sub_sum(s, m);
             }
-            for j in 0..nb {
-                let v = cache.v_row(start + j, kv_head, hd);
-                for (h, s) in scores[..g].iter().enumerate() {
-                    self.axpy_f16(&mut out[h * hd..(h + 1) * hd], s[j], v);
-                }
-            }
+            let v = Rows::new(&cache.v[at..], cache.pos_stride, nb, hd);
+            self.attn_accum(&scores, BLOCK, g, &v, out);
             start += nb;
         }
         for h in 0..g {

@@ -180,3 +180,74 @@ pub fn rope_rotate(head: &mut [f32], cos: &[f32], sin: &[f32], n_rot: usize, neo
         }
     }
 }
+
+/// A block of K or V rows of one kv head: row `j < n` is `data[j * stride..][..hd]`.
+pub struct Rows<'a> {
+    data: &'a [f16],
+    stride: usize,
+    n: usize,
+    hd: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// # Panics
+    /// If the last row does not fit in `data`.
+    pub fn new(data: &'a [f16], stride: usize, n: usize, hd: usize) -> Rows<'a> {
+        if n > 0 {
+            let end = (n - 1).checked_mul(stride).and_then(|e| e.checked_add(hd));
+            assert!(
+                end.is_some_and(|e| e <= data.len()),
+                "attention rows outside the cache"
+            );
+        }
+        Rows {
+            data,
+            stride,
+            n,
+            hd,
+        }
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    pub fn hd(&self) -> usize {
+        self.hd
+    }
+
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Pointer to the first row; rows `0..n` of `hd` elements at `stride` are readable.
+    pub fn ptr(&self) -> *const f16 {
+        self.data.as_ptr()
+    }
+
+    pub fn row(&self, j: usize) -> &[f16] {
+        &self.data[j * self.stride..][..self.hd]
+    }
+}
+
+/// `scores[h·ld + j] = scale · Σ_d q[h·hd + d] · k_j[d]` for `g` heads and every row.
+pub fn attn_scores(q: &[f32], g: usize, k: &Rows<'_>, scale: f32, scores: &mut [f32], ld: usize) {
+    let hd = k.hd;
+    for j in 0..k.n {
+        let row = k.row(j);
+        for h in 0..g {
+            scores[h * ld + j] = dot_f16(&q[h * hd..(h + 1) * hd], row) * scale;
+        }
+    }
+}
+
+/// `out[h·hd + d] += Σ_j p[h·ld + j] · v_j[d]` for `g` heads, rows in order.
+pub fn attn_accum(p: &[f32], ld: usize, g: usize, v: &Rows<'_>, out: &mut [f32]) {
+    let hd = v.hd;
+    for j in 0..v.n {
+        let row = v.row(j);
+        for h in 0..g {
+            axpy_f16(&mut out[h * hd..(h + 1) * hd], p[h * ld + j], row);
+        }
+    }
+}

@@ -360,6 +360,31 @@ impl Ops {
         dispatch!(self, axpy_f16(acc, w, v));
     }
 
+    /// Attention scores of `g` heads against a block of key rows (see `generic::attn_scores`).
+    pub(crate) fn attn_scores(
+        self,
+        q: &[f32],
+        g: usize,
+        k: &generic::Rows<'_>,
+        scale: f32,
+        scores: &mut [f32],
+        ld: usize,
+    ) {
+        dispatch!(self, attn_scores(q, g, k, scale, scores, ld));
+    }
+
+    /// Weighted sum of a block of value rows into `g` heads (see `generic::attn_accum`).
+    pub(crate) fn attn_accum(
+        self,
+        p: &[f32],
+        ld: usize,
+        g: usize,
+        v: &generic::Rows<'_>,
+        out: &mut [f32],
+    ) {
+        dispatch!(self, attn_accum(p, ld, g, v, out));
+    }
+
     /// Rotates the first `n_rot` values of one head (cache layout: `generic::rope_rotate`).
     fn rope_rotate(self, head: &mut [f32], cos: &[f32], sin: &[f32], n_rot: usize, neox: bool) {
         dispatch!(self, rope_rotate(head, cos, sin, n_rot, neox));

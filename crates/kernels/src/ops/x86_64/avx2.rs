@@ -9,6 +9,8 @@ use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
+use crate::ops::generic::Rows;
+
 /// All-ones in lanes `0..r` (`r < 8`) as a `vmaskmovps` mask.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -448,5 +450,134 @@ pub fn rope_rotate(head: &mut [f32], cos: &[f32], sin: &[f32], n_rot: usize, neo
             );
             store(x, i, y);
         }
+    }
+}
+
+/// 8 f16 from `p[..len]` widened, zeros past `len` (`len <= 8`).
+///
+/// # Safety
+/// The CPU supports the `Isa::Avx2` set; `p` is valid for `len` reads.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load_f16_ptr(p: *const f16, len: usize) -> __m256 {
+    if len >= 8 {
+        // SAFETY: 8 elements are readable (caller contract).
+        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.cast()) })
+    } else {
+        let mut t = [0u16; 8];
+        // SAFETY: `len` elements are readable; `t` has room for 8.
+        unsafe { std::ptr::copy_nonoverlapping(p.cast::<u16>(), t.as_mut_ptr(), len) };
+        // SAFETY: `t` holds 16 bytes.
+        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(t.as_ptr().cast()) })
+    }
+}
+
+/// See the AVX-512 `attn_scores_g`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn attn_scores_g<const G: usize>(
+    q: &[f32],
+    k: &Rows<'_>,
+    scale: f32,
+    scores: &mut [f32],
+    ld: usize,
+) {
+    let hd = k.hd();
+    assert!(q.len() >= G * hd && (k.n() == 0 || scores.len() >= (G - 1) * ld + k.n()));
+    for j in 0..k.n() {
+        let mut acc = [_mm256_setzero_ps(); G];
+        for d in (0..hd).step_by(8) {
+            // SAFETY: `Rows::new` checked that row `j` holds `hd` elements; `q` holds `G · hd`
+            // (asserted); loads stop at `hd`.
+            unsafe {
+                let kv = load_f16_ptr(k.ptr().add(j * k.stride() + d), hd - d);
+                for (h, a) in acc.iter_mut().enumerate() {
+                    let qv = loadp(q.as_ptr().add(h * hd), hd, d);
+                    *a = _mm256_fmadd_ps(qv, kv, *a);
+                }
+            }
+        }
+        for (h, a) in acc.iter().enumerate() {
+            scores[h * ld + j] = hsum_ps(*a) * scale;
+        }
+    }
+}
+
+/// See the AVX-512 `attn_accum_g`: `C` 8-wide chunks per pass.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn attn_accum_g<const G: usize, const C: usize>(
+    p: &[f32],
+    ld: usize,
+    v: &Rows<'_>,
+    out: &mut [f32],
+) {
+    let hd = v.hd();
+    let n = v.n();
+    assert!(out.len() >= G * hd && (n == 0 || p.len() >= (G - 1) * ld + n));
+    let mut d = 0;
+    while d < hd {
+        let cn = if d + 8 * C <= hd { C } else { 1 };
+        let mut acc = [[_mm256_setzero_ps(); C]; G];
+        for (h, a) in acc.iter_mut().enumerate() {
+            for (c, ac) in a.iter_mut().enumerate().take(cn) {
+                // SAFETY: `out` holds `G · hd` values (asserted); the load stops at `hd`.
+                *ac = unsafe { loadp(out.as_ptr().add(h * hd), hd, d + 8 * c) };
+            }
+        }
+        for j in 0..n {
+            let mut vv = [_mm256_setzero_ps(); C];
+            for (c, x) in vv.iter_mut().enumerate().take(cn) {
+                let at = d + 8 * c;
+                // SAFETY: row `j < n` holds `hd` elements (checked by `Rows::new`); the load
+                // stops at `hd`.
+                *x = unsafe { load_f16_ptr(v.ptr().add(j * v.stride() + at), hd - at) };
+            }
+            for (h, a) in acc.iter_mut().enumerate() {
+                let w = _mm256_set1_ps(p[h * ld + j]);
+                for c in 0..cn {
+                    a[c] = _mm256_fmadd_ps(w, vv[c], a[c]);
+                }
+            }
+        }
+        for (h, a) in acc.iter().enumerate() {
+            for (c, ac) in a.iter().enumerate().take(cn) {
+                // SAFETY: as for the loads above.
+                unsafe { storep(out.as_mut_ptr().add(h * hd), hd, d + 8 * c, *ac) };
+            }
+        }
+        d += 8 * cn;
+    }
+}
+
+/// See `generic::attn_scores`; `g` is 1..=8.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn attn_scores(q: &[f32], g: usize, k: &Rows<'_>, scale: f32, scores: &mut [f32], ld: usize) {
+    match g {
+        1 => attn_scores_g::<1>(q, k, scale, scores, ld),
+        2 => attn_scores_g::<2>(q, k, scale, scores, ld),
+        3 => attn_scores_g::<3>(q, k, scale, scores, ld),
+        4 => attn_scores_g::<4>(q, k, scale, scores, ld),
+        5 => attn_scores_g::<5>(q, k, scale, scores, ld),
+        6 => attn_scores_g::<6>(q, k, scale, scores, ld),
+        7 => attn_scores_g::<7>(q, k, scale, scores, ld),
+        8 => attn_scores_g::<8>(q, k, scale, scores, ld),
+        _ => crate::ops::generic::attn_scores(q, g, k, scale, scores, ld),
+    }
+}
+
+/// See `generic::attn_accum`; `g` is 1..=8.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn attn_accum(p: &[f32], ld: usize, g: usize, v: &Rows<'_>, out: &mut [f32]) {
+    match g {
+        1 => attn_accum_g::<1, 4>(p, ld, v, out),
+        2 => attn_accum_g::<2, 4>(p, ld, v, out),
+        3 => attn_accum_g::<3, 2>(p, ld, v, out),
+        4 => attn_accum_g::<4, 2>(p, ld, v, out),
+        5 => attn_accum_g::<5, 1>(p, ld, v, out),
+        6 => attn_accum_g::<6, 1>(p, ld, v, out),
+        7 => attn_accum_g::<7, 1>(p, ld, v, out),
+        8 => attn_accum_g::<8, 1>(p, ld, v, out),
+        _ => crate::ops::generic::attn_accum(p, ld, g, v, out),
     }
 }

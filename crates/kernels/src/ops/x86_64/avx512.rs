@@ -8,6 +8,8 @@ use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
+use crate::ops::generic::Rows;
+
 /// Lanes `0..r` set (`r < 16`), or all for `r >= 16`.
 #[inline]
 fn mask(r: usize) -> __mmask16 {
@@ -388,5 +390,160 @@ pub fn rope_rotate(head: &mut [f32], cos: &[f32], sin: &[f32], n_rot: usize, neo
             // SAFETY: lanes selected by `m` lie in `i..n_rot`, inside `x`.
             unsafe { _mm512_mask_storeu_ps(x.as_mut_ptr().add(i), m, y) };
         }
+    }
+}
+
+/// Scores of `G` query heads against a block of f16 key rows, two rows at a time: each key
+/// chunk is widened once and multiplied into `G` accumulators per row, the query chunks loaded
+/// once for both rows.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn attn_scores_g<const G: usize>(
+    q: &[f32],
+    k: &Rows<'_>,
+    scale: f32,
+    scores: &mut [f32],
+    ld: usize,
+) {
+    let hd = k.hd();
+    let n = k.n();
+    assert!(q.len() >= G * hd && (n == 0 || scores.len() >= (G - 1) * ld + n));
+    let row = |j: usize| {
+        // SAFETY: callers pass `j < n`; `Rows::new` checked that such rows are in bounds.
+        unsafe { k.ptr().add(j * k.stride()) }
+    };
+    let mut j = 0;
+    while j + 2 <= n {
+        let (r0, r1) = (row(j), row(j + 1));
+        let mut a0 = [_mm512_setzero_ps(); G];
+        let mut a1 = [_mm512_setzero_ps(); G];
+        for d in (0..hd).step_by(16) {
+            let m = mask(hd - d);
+            // SAFETY: rows `j`, `j + 1` hold `hd` elements; `q` holds `G · hd` (asserted); the
+            // mask keeps every lane below `hd`.
+            unsafe {
+                let k0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, r0.add(d).cast()));
+                let k1 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, r1.add(d).cast()));
+                for h in 0..G {
+                    let qv = _mm512_maskz_loadu_ps(m, q.as_ptr().add(h * hd + d));
+                    a0[h] = _mm512_fmadd_ps(qv, k0, a0[h]);
+                    a1[h] = _mm512_fmadd_ps(qv, k1, a1[h]);
+                }
+            }
+        }
+        for h in 0..G {
+            scores[h * ld + j] = _mm512_reduce_add_ps(a0[h]) * scale;
+            scores[h * ld + j + 1] = _mm512_reduce_add_ps(a1[h]) * scale;
+        }
+        j += 2;
+    }
+    if j < n {
+        let r0 = row(j);
+        let mut a0 = [_mm512_setzero_ps(); G];
+        for d in (0..hd).step_by(16) {
+            let m = mask(hd - d);
+            // SAFETY: as above, for row `j`.
+            unsafe {
+                let k0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, r0.add(d).cast()));
+                for (h, a) in a0.iter_mut().enumerate() {
+                    let qv = _mm512_maskz_loadu_ps(m, q.as_ptr().add(h * hd + d));
+                    *a = _mm512_fmadd_ps(qv, k0, *a);
+                }
+            }
+        }
+        for (h, a) in a0.iter().enumerate() {
+            scores[h * ld + j] = _mm512_reduce_add_ps(*a) * scale;
+        }
+    }
+}
+
+/// `out[h] += Σ_j p[h][j] · v_j` for `G` heads: `C` 16-wide column chunks at a time, the
+/// `G · C` partial outputs kept in registers across every row of the block (enough independent
+/// multiply-add chains to hide their latency).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+fn attn_accum_g<const G: usize, const C: usize>(
+    p: &[f32],
+    ld: usize,
+    v: &Rows<'_>,
+    out: &mut [f32],
+) {
+    let hd = v.hd();
+    let n = v.n();
+    assert!(out.len() >= G * hd && (n == 0 || p.len() >= (G - 1) * ld + n));
+    let mut d = 0;
+    while d < hd {
+        // `C` chunks while they fit, then single (possibly partial) chunks.
+        let wide = d + 16 * C <= hd;
+        let cn = if wide { C } else { 1 };
+        let mut acc = [[_mm512_setzero_ps(); C]; G];
+        let masks: [__mmask16; C] =
+            std::array::from_fn(|c| if c < cn { mask(hd - d - 16 * c) } else { 0 });
+        for (h, a) in acc.iter_mut().enumerate() {
+            for c in 0..cn {
+                // SAFETY: `out` holds `G · hd` values (asserted), lanes masked to `..hd`.
+                a[c] = unsafe {
+                    _mm512_maskz_loadu_ps(masks[c], out.as_ptr().add(h * hd + d + 16 * c))
+                };
+            }
+        }
+        for j in 0..n {
+            // SAFETY: row `j < n` holds `hd` elements (checked by `Rows::new`), masked to `hd`.
+            let row = unsafe { v.ptr().add(j * v.stride() + d) };
+            let mut vv = [_mm512_setzero_ps(); C];
+            for c in 0..cn {
+                // SAFETY: as above.
+                vv[c] = _mm512_cvtph_ps(unsafe {
+                    _mm256_maskz_loadu_epi16(masks[c], row.add(16 * c).cast())
+                });
+            }
+            for (h, a) in acc.iter_mut().enumerate() {
+                let w = _mm512_set1_ps(p[h * ld + j]);
+                for c in 0..cn {
+                    a[c] = _mm512_fmadd_ps(w, vv[c], a[c]);
+                }
+            }
+        }
+        for (h, a) in acc.iter().enumerate() {
+            for c in 0..cn {
+                // SAFETY: as for the loads above.
+                unsafe {
+                    _mm512_mask_storeu_ps(out.as_mut_ptr().add(h * hd + d + 16 * c), masks[c], a[c])
+                };
+            }
+        }
+        d += 16 * cn;
+    }
+}
+
+/// See `generic::attn_scores`; `g` is 1..=8.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub fn attn_scores(q: &[f32], g: usize, k: &Rows<'_>, scale: f32, scores: &mut [f32], ld: usize) {
+    match g {
+        1 => attn_scores_g::<1>(q, k, scale, scores, ld),
+        2 => attn_scores_g::<2>(q, k, scale, scores, ld),
+        3 => attn_scores_g::<3>(q, k, scale, scores, ld),
+        4 => attn_scores_g::<4>(q, k, scale, scores, ld),
+        5 => attn_scores_g::<5>(q, k, scale, scores, ld),
+        6 => attn_scores_g::<6>(q, k, scale, scores, ld),
+        7 => attn_scores_g::<7>(q, k, scale, scores, ld),
+        8 => attn_scores_g::<8>(q, k, scale, scores, ld),
+        _ => crate::ops::generic::attn_scores(q, g, k, scale, scores, ld),
+    }
+}
+
+/// See `generic::attn_accum`; `g` is 1..=8.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub fn attn_accum(p: &[f32], ld: usize, g: usize, v: &Rows<'_>, out: &mut [f32]) {
+    match g {
+        1 => attn_accum_g::<1, 4>(p, ld, v, out),
+        2 => attn_accum_g::<2, 4>(p, ld, v, out),
+        3 => attn_accum_g::<3, 4>(p, ld, v, out),
+        4 => attn_accum_g::<4, 4>(p, ld, v, out),
+        5 => attn_accum_g::<5, 2>(p, ld, v, out),
+        6 => attn_accum_g::<6, 2>(p, ld, v, out),
+        7 => attn_accum_g::<7, 2>(p, ld, v, out),
+        8 => attn_accum_g::<8, 2>(p, ld, v, out),
+        _ => crate::ops::generic::attn_accum(p, ld, g, v, out),
     }
 }
