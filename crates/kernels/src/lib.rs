@@ -8,3 +8,4 @@ pub mod isa;
 pub mod mmap;
 pub mod ops;
 pub mod pool;
+pub mod quant;

@@ -5,3 +5,6 @@ mod ops_attention;
 mod ops_rope;
 mod ops_util;
 mod pool;
+mod quant_dequant;
+mod quant_roundtrip;
+mod quant_util;
