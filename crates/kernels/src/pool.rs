@@ -8,7 +8,7 @@
 //! `docs/bench/kernels-ops.md`.
 //!
 //! Waiting (a worker for the next job, the caller for the workers) goes through three tiers:
-//! spin with `pause` for a few microseconds, then spin with `yield_now` so a thread sharing our
+//! spin with `pause` for about a microsecond, then spin with `yield_now` so a thread sharing our
 //! core (another process, a busy server thread) gets to run, then sleep (`park`, or a condition
 //! variable for the caller). A pure spin collapses to hundreds of microseconds per operation
 //! when the other core is busy; the yield tier is what keeps that case usable.
@@ -45,7 +45,7 @@ use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 /// How long a waiting thread spins with `pause` before it starts yielding its core.
-const SPIN_TIME: Duration = Duration::from_micros(4);
+const SPIN_TIME: Duration = Duration::from_micros(1);
 /// How long a waiting thread keeps polling (spinning, then yielding) before it sleeps. Longer
 /// than the gap between two operations of one token, shorter than a human would notice as a
 /// busy idle process.

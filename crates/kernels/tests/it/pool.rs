@@ -243,3 +243,42 @@ fn barrier_outside_an_operation_panics() {
     let pool = ThreadPool::new(2);
     assert!(panic::catch_unwind(AssertUnwindSafe(|| pool.barrier())).is_err());
 }
+
+/// Callers on three threads alternate stealing `run`s and `run_phased`s with barriers on one
+/// pool: every operation still sees each index exactly once and its barrier holds.
+#[test]
+fn mixed_concurrent_run_and_run_phased() {
+    let pool = Arc::new(ThreadPool::new(3));
+    let handles: Vec<_> = (0..3)
+        .map(|caller| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                for round in 0..1_000usize {
+                    let hits: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+                    if (round + caller) % 2 == 0 {
+                        pool.run(|i, _| {
+                            hits[i].fetch_add(1, Ordering::Relaxed);
+                        });
+                    } else {
+                        let before: Vec<AtomicUsize> =
+                            (0..3).map(|_| AtomicUsize::new(0)).collect();
+                        pool.run_phased(|i, n| {
+                            before[i].store(1, Ordering::Relaxed);
+                            pool.barrier();
+                            let seen: usize =
+                                before.iter().map(|b| b.load(Ordering::Relaxed)).sum();
+                            assert_eq!(seen, n, "a barrier let an index through early");
+                            hits[i].fetch_add(1, Ordering::Relaxed);
+                        });
+                    }
+                    for h in &hits {
+                        assert_eq!(h.load(Ordering::Relaxed), 1);
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
