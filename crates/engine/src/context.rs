@@ -93,6 +93,10 @@ pub struct State {
     pub logits: Vec<f32>,
     /// Output-norm rows feeding the LM head.
     head_in: Vec<f32>,
+    /// Position of each token of the batch.
+    pub positions: Vec<i32>,
+    /// Cache rows each query of the batch attends to.
+    pub attn_rows: Vec<Range<usize>>,
 }
 
 /// A sequence being evaluated.
@@ -139,6 +143,8 @@ impl Context {
             ff_b: vec![0.0; nb * hp.n_ff],
             logits: vec![0.0; OUTPUT_CHUNK * hp.n_vocab],
             head_in: vec![0.0; OUTPUT_CHUNK * hp.n_embd],
+            positions: Vec::with_capacity(nb),
+            attn_rows: Vec::with_capacity(nb),
         };
         let params = ContextParams { n_batch: nb, ..params };
         let tokens = Vec::with_capacity(params.n_ctx);
@@ -200,6 +206,8 @@ impl Context {
         let mut done = 0;
         for chunk in tokens.chunks(self.params.n_batch) {
             let batch = Batch { tokens: chunk, pos0: self.n_past() };
+            self.st.positions.clear();
+            self.st.positions.extend((batch.pos0..batch.pos0 + chunk.len()).map(|p| p as i32));
             arch::forward(&self.model, &mut self.st, &batch);
             self.tokens.extend_from_slice(chunk);
             let is_final = done + chunk.len() == tokens.len();

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use crate::context::{Context, ContextError};
 use crate::sampler::{Chain, SamplerParams};
-use crate::tokenizer::Detokenizer;
 
 /// What to generate.
 #[derive(Clone, Debug, PartialEq)]
@@ -164,7 +163,7 @@ pub fn generate_with(
     timings.prompt_evaluated = prompt.len() - reuse;
     timings.prompt_time = t0.elapsed();
 
-    let mut detok = Detokenizer::new(tok);
+    let mut detok = tok.detokenizer(false);
     let mut stops = StopMatcher { stops: params.stop.clone(), pending: String::new() };
     let mut text = String::new();
     let mut tokens = Vec::new();
@@ -178,7 +177,7 @@ pub fn generate_with(
             break StopReason::EndOfGeneration;
         }
         tokens.push(id);
-        let piece = detok.push(id);
+        let piece = detok.push(id).unwrap_or_default();
         let (out, hit) = stops.push(&piece);
         if !out.is_empty() {
             text.push_str(&out);
@@ -199,7 +198,7 @@ pub fn generate_with(
     };
     if !matches!(reason, StopReason::StopString(_) | StopReason::Cancelled) {
         let mut rest = stops.flush();
-        rest.push_str(&detok.flush());
+        rest.push_str(&detok.finish());
         if !rest.is_empty() {
             text.push_str(&rest);
             let _ = on_text(&rest);

@@ -38,9 +38,9 @@ impl KvCache {
     /// The caller guarantees `pos0 + rows <= n_ctx` (checked when the batch was accepted).
     pub fn store(&mut self, il: usize, pos0: usize, k: &[f32], v: &[f32]) {
         let ks = &mut self.k[il][pos0 * self.k_width..pos0 * self.k_width + k.len()];
-        ks.iter_mut().zip(k).for_each(|(d, s)| *d = f16::from_f32(*s));
+        kernels::ops::Ops::detected().f32_to_f16(ks, k);
         let vs = &mut self.v[il][pos0 * self.v_width..pos0 * self.v_width + v.len()];
-        vs.iter_mut().zip(v).for_each(|(d, s)| *d = f16::from_f32(*s));
+        kernels::ops::Ops::detected().f32_to_f16(vs, v);
     }
 
     /// Keys of layer `il`, `n_ctx` rows of `k_width`.

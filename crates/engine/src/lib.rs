@@ -8,7 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod arch;
-pub mod chat_template;
+
 mod compute;
 pub mod context;
 pub mod generate;

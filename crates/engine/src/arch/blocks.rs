@@ -5,7 +5,9 @@
 //! Data flow convention: a block reads its input from `st.h` (the normed residual stream,
 //! `n_tokens × n_embd`) and writes its output back to `st.h`; the caller adds it to `st.x`.
 
-use crate::compute::{self, Activation, RopeParams};
+use kernels::ops::rope::Rope;
+
+use crate::compute::{self, Activation};
 use crate::context::{Batch, State};
 use crate::model::{Binder, HParams, LoadError, MatRef, Model};
 
@@ -78,7 +80,7 @@ impl Attention {
 
 /// How one layer's attention is computed.
 pub struct AttentionConfig<'a> {
-    pub rope: RopeParams<'a>,
+    pub rope: &'a Rope,
     /// Multiplies `q·k` before the softmax.
     pub kq_scale: f32,
     /// Sliding window: a query at position p sees keys at positions > p − window.
@@ -119,8 +121,9 @@ pub fn self_attention(
         compute::rms_norm_rows(q, qn, hp.rms_eps);
         compute::rms_norm_rows(k, kn, hp.rms_eps);
     }
-    compute::rope(q, hp.n_head, hp.head_dim_k, batch.pos0, &cfg.rope);
-    compute::rope(k, hp.n_head_kv, hp.head_dim_k, batch.pos0, &cfg.rope);
+    let positions = &st.positions[..n];
+    compute::rope(q, hp.n_head, hp.head_dim_k, positions, cfg.rope);
+    compute::rope(k, hp.n_head_kv, hp.head_dim_k, positions, cfg.rope);
     st.kv.store(il, batch.pos0, k, v);
     let att = &mut st.att[..n * hp.n_head * hp.head_dim_v];
     compute::attention(
@@ -130,9 +133,9 @@ pub fn self_attention(
         il,
         hp,
         batch.pos0,
-        n,
         cfg.kq_scale,
         cfg.window,
+        &mut st.attn_rows,
         att,
     );
     compute::matmul(&st.pool, &mut st.scratch, model, &a.wo, att, n, &mut st.h[..n * hp.n_embd]);

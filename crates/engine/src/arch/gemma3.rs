@@ -4,7 +4,9 @@
 //! token embedding.
 
 use super::blocks::{self, Attention, AttentionConfig, AttentionParts, Ffn};
-use crate::compute::{self, Activation, RopeParams};
+use kernels::ops::rope::{Rope, RopeMode};
+
+use crate::compute::{self, Activation};
 use crate::context::{Batch, State};
 use crate::model::{Binder, HParams, Keys, LoadError, MatRef, Model};
 
@@ -36,8 +38,10 @@ pub struct Weights {
     /// `[n_embd]`
     pub output_norm: Vec<f32>,
     pub output: MatRef,
-    /// RoPE base of the sliding-window layers.
-    pub freq_base_swa: f32,
+    /// RoPE of the global layers (the model's base and scaling).
+    pub rope_global: Rope,
+    /// RoPE of the sliding-window layers (their own base, unscaled).
+    pub rope_local: Rope,
     /// Scale applied to queries (`f_attention_scale`).
     pub attention_scale: f32,
 }
@@ -71,7 +75,20 @@ impl Weights {
             tok_embd,
             layers,
             output_norm: b.vec("output_norm.weight", hp.n_embd)?,
-            freq_base_swa: keys.opt_f32("rope.freq_base_swa")?.unwrap_or(DEFAULT_FREQ_BASE_SWA),
+            rope_global: compute::make_rope(
+                hp,
+                RopeMode::Neox,
+                hp.rope_freq_base,
+                hp.rope_freq_scale,
+                None,
+            )?,
+            rope_local: compute::make_rope(
+                hp,
+                RopeMode::Neox,
+                keys.opt_f32("rope.freq_base_swa")?.unwrap_or(DEFAULT_FREQ_BASE_SWA),
+                1.0,
+                None,
+            )?,
             attention_scale,
         })
     }
@@ -81,12 +98,12 @@ pub fn forward(model: &Model, w: &Weights, st: &mut State, batch: &Batch<'_>) {
     let hp = &model.hparams;
     let d = batch.tokens.len() * hp.n_embd;
     let global = AttentionConfig {
-        rope: RopeParams::neox(hp, hp.rope_freq_base, hp.rope_freq_scale),
+        rope: &w.rope_global,
         kq_scale: w.attention_scale,
         window: None,
     };
     let local = AttentionConfig {
-        rope: RopeParams::neox(hp, w.freq_base_swa, 1.0),
+        rope: &w.rope_local,
         kq_scale: w.attention_scale,
         window: hp.sliding_window,
     };

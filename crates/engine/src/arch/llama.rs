@@ -6,7 +6,9 @@
 //! reuse [`Weights::bind_with`] and [`forward_decoder`].
 
 use super::blocks::{self, Attention, AttentionConfig, AttentionParts, Ffn};
-use crate::compute::{self, Activation, RopeParams};
+use kernels::ops::rope::{Rope, RopeMode};
+
+use crate::compute::{self, Activation};
 use crate::context::{Batch, State};
 use crate::model::{Binder, HParams, LoadError, MatRef, Model};
 
@@ -27,13 +29,13 @@ pub struct Weights {
     pub output_norm: Vec<f32>,
     /// `[n_vocab × n_embd]`; the token embedding when the model ties them.
     pub output: MatRef,
-    /// `[n_rot / 2]` frequency divisors (Llama 3.1 long-context RoPE).
-    pub rope_freqs: Option<Vec<f32>>,
+    /// RoPE with the model's base, scaling and (Llama 3.1) `rope_freqs` divisors.
+    pub rope: Rope,
 }
 
 impl Weights {
     pub fn bind(hp: &HParams, b: &Binder<'_, '_>) -> Result<Weights, LoadError> {
-        Weights::bind_with(hp, b, AttentionParts { bias: false, qk_norm: false })
+        Weights::bind_with(hp, b, AttentionParts { bias: false, qk_norm: false }, RopeMode::Normal)
     }
 
     /// Binds the decoder with the given optional attention parts.
@@ -41,6 +43,7 @@ impl Weights {
         hp: &HParams,
         b: &Binder<'_, '_>,
         parts: AttentionParts,
+        rope_mode: RopeMode,
     ) -> Result<Weights, LoadError> {
         let tok_embd = b.mat("token_embd.weight", hp.n_vocab, hp.n_embd)?;
         let layers = (0..hp.n_layer)
@@ -59,16 +62,21 @@ impl Weights {
             tok_embd,
             layers,
             output_norm: b.vec("output_norm.weight", hp.n_embd)?,
-            rope_freqs: b.opt_vec("rope_freqs.weight", hp.n_rot / 2)?,
+            rope: compute::make_rope(
+                hp,
+                rope_mode,
+                hp.rope_freq_base,
+                hp.rope_freq_scale,
+                b.opt_vec("rope_freqs.weight", hp.n_rot / 2)?.as_deref(),
+            )?,
         })
     }
 }
 
 pub fn forward(model: &Model, w: &Weights, st: &mut State, batch: &Batch<'_>) {
     let hp = &model.hparams;
-    let rope_freqs = w.rope_freqs.as_deref();
     let cfg = AttentionConfig {
-        rope: RopeParams::normal(hp, hp.rope_freq_base, hp.rope_freq_scale, rope_freqs),
+        rope: &w.rope,
         kq_scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
         window: None,
     };

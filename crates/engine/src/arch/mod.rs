@@ -72,9 +72,9 @@ pub(crate) fn bind(
 /// output norm) in `st.x`.
 pub(crate) fn forward(model: &Model, st: &mut State, batch: &Batch<'_>) {
     match &model.weights {
-        ArchWeights::Llama(w) => llama::forward(model, w, st, batch),
-        ArchWeights::Qwen2(w) => qwen2::forward(model, w, st, batch),
-        ArchWeights::Qwen3(w) => qwen3::forward(model, w, st, batch),
+        ArchWeights::Llama(w) | ArchWeights::Qwen2(w) | ArchWeights::Qwen3(w) => {
+            llama::forward(model, w, st, batch)
+        }
         ArchWeights::Gemma3(w) => gemma3::forward(model, w, st, batch),
     }
 }

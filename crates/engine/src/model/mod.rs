@@ -103,11 +103,6 @@ impl Model {
         Ok(Model { map, info, hparams, weights, tokenizer, chat_template })
     }
 
-    /// The bytes of the mapped file (weights are ranges of it).
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.map
-    }
-
     /// The data of a weight matrix.
     pub(crate) fn mat_data(&self, m: &MatRef) -> &[u8] {
         // Ranges were checked against the file when the model was loaded.

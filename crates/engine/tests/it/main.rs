@@ -1,0 +1,3 @@
+//! The engine crate's one integration-test binary.
+
+mod model_reference;
