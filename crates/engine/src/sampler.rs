@@ -31,11 +31,12 @@ impl Candidates {
     /// Fills the buffer from a full logit vector (reusing its allocation).
     pub fn fill(&mut self, logits: &[f32]) {
         self.items.clear();
-        self.items.extend(logits.iter().enumerate().map(|(i, &logit)| Candidate {
-            id: i as u32,
-            logit,
-            p: 0.0,
-        }));
+        self.items
+            .extend(logits.iter().enumerate().map(|(i, &logit)| Candidate {
+                id: i as u32,
+                logit,
+                p: 0.0,
+            }));
         self.sorted = false;
         self.selected = None;
     }
@@ -47,7 +48,8 @@ impl Candidates {
 
     fn sort_desc(&mut self) {
         if !self.sorted {
-            self.items.sort_unstable_by(|a, b| b.logit.total_cmp(&a.logit));
+            self.items
+                .sort_unstable_by(|a, b| b.logit.total_cmp(&a.logit));
             self.sorted = true;
         }
     }
@@ -56,7 +58,8 @@ impl Candidates {
     fn keep_top(&mut self, k: usize) {
         let k = k.clamp(1, self.items.len().max(1));
         if k < self.items.len() {
-            self.items.select_nth_unstable_by(k - 1, |a, b| b.logit.total_cmp(&a.logit));
+            self.items
+                .select_nth_unstable_by(k - 1, |a, b| b.logit.total_cmp(&a.logit));
             self.items.truncate(k);
             self.sorted = false;
         }
@@ -66,7 +69,9 @@ impl Candidates {
     /// Sets `p` to the softmax of the logits (sorting first).
     fn softmax(&mut self) {
         self.sort_desc();
-        let Some(max) = self.items.first().map(|c| c.logit) else { return };
+        let Some(max) = self.items.first().map(|c| c.logit) else {
+            return;
+        };
         let mut sum = 0.0f64;
         for c in &mut self.items {
             c.p = (c.logit - max).exp();
@@ -207,7 +212,9 @@ impl Sampler for Penalties {
             return;
         }
         for c in &mut cands.items {
-            let Some(&(_, count)) = self.counts.iter().find(|(t, _)| *t == c.id) else { continue };
+            let Some(&(_, count)) = self.counts.iter().find(|(t, _)| *t == c.id) else {
+                continue;
+            };
             // As llama.cpp: divide positive logits and multiply negative ones by the penalty.
             if c.logit <= 0.0 {
                 c.logit *= self.repeat;
@@ -269,8 +276,12 @@ impl Sampler for TypicalP {
             return;
         }
         cands.softmax();
-        let entropy: f32 =
-            -cands.items.iter().filter(|c| c.p > 0.0).map(|c| c.p * c.p.ln()).sum::<f32>();
+        let entropy: f32 = -cands
+            .items
+            .iter()
+            .filter(|c| c.p > 0.0)
+            .map(|c| c.p * c.p.ln())
+            .sum::<f32>();
         let mut order: Vec<(f32, usize)> = cands
             .items
             .iter()
@@ -330,11 +341,21 @@ impl Sampler for MinP {
             return;
         }
         // On logits: p_i / p_max >= p  <=>  logit_i >= logit_max + ln(p).
-        let max = cands.items.iter().map(|c| c.logit).fold(f32::NEG_INFINITY, f32::max);
+        let max = cands
+            .items
+            .iter()
+            .map(|c| c.logit)
+            .fold(f32::NEG_INFINITY, f32::max);
         let threshold = max + self.p.ln();
         cands.sort_desc();
-        let n_above = cands.items.iter().take_while(|c| c.logit >= threshold).count();
-        cands.items.truncate(n_above.max(self.min_keep).min(cands.items.len()));
+        let n_above = cands
+            .items
+            .iter()
+            .take_while(|c| c.logit >= threshold)
+            .count();
+        cands
+            .items
+            .truncate(n_above.max(self.min_keep).min(cands.items.len()));
     }
 }
 
@@ -381,7 +402,10 @@ pub struct Dist {
 
 impl Dist {
     pub fn new(seed: u64) -> Dist {
-        Dist { rng: Rng::new(seed), seed }
+        Dist {
+            rng: Rng::new(seed),
+            seed,
+        }
     }
 }
 
@@ -486,7 +510,10 @@ impl Default for SamplerParams {
 impl SamplerParams {
     /// Greedy decoding (temperature 0), other settings at their defaults.
     pub fn greedy() -> SamplerParams {
-        SamplerParams { temperature: 0.0, ..SamplerParams::default() }
+        SamplerParams {
+            temperature: 0.0,
+            ..SamplerParams::default()
+        }
     }
 
     /// The chain in llama.cpp's default order.
@@ -504,9 +531,18 @@ impl SamplerParams {
             return chain;
         }
         chain.push(TopK(self.top_k));
-        chain.push(TypicalP { p: self.typical_p, min_keep: 1 });
-        chain.push(TopP { p: self.top_p, min_keep: 1 });
-        chain.push(MinP { p: self.min_p, min_keep: 1 });
+        chain.push(TypicalP {
+            p: self.typical_p,
+            min_keep: 1,
+        });
+        chain.push(TopP {
+            p: self.top_p,
+            min_keep: 1,
+        });
+        chain.push(MinP {
+            p: self.min_p,
+            min_keep: 1,
+        });
         chain.push(Temperature(self.temperature));
         chain.push(Dist::new(self.seed));
         chain
@@ -544,17 +580,29 @@ mod tests {
     fn top_p_keeps_smallest_set_reaching_mass() {
         // probabilities ~ [0.6652, 0.2447, 0.0900]
         let mut c = cands(&[2.0, 1.0, 0.0]);
-        TopP { p: 0.9, min_keep: 1 }.apply(&mut c);
+        TopP {
+            p: 0.9,
+            min_keep: 1,
+        }
+        .apply(&mut c);
         assert_eq!(ids(&c), [0, 1]);
         let mut c = cands(&[2.0, 1.0, 0.0]);
-        TopP { p: 0.95, min_keep: 1 }.apply(&mut c);
+        TopP {
+            p: 0.95,
+            min_keep: 1,
+        }
+        .apply(&mut c);
         assert_eq!(ids(&c), [0, 1, 2]);
     }
 
     #[test]
     fn min_p_is_relative_to_the_best() {
         let mut c = cands(&[0.0, (0.5f32).ln(), (0.04f32).ln()]);
-        MinP { p: 0.05, min_keep: 1 }.apply(&mut c);
+        MinP {
+            p: 0.05,
+            min_keep: 1,
+        }
+        .apply(&mut c);
         assert_eq!(ids(&c), [0, 1]);
     }
 
@@ -585,22 +633,33 @@ mod tests {
 
     #[test]
     fn logit_bias_can_ban_the_argmax() {
-        let mut chain =
-            SamplerParams { logit_bias: vec![(1, f32::NEG_INFINITY)], ..SamplerParams::greedy() }
-                .build();
+        let mut chain = SamplerParams {
+            logit_bias: vec![(1, f32::NEG_INFINITY)],
+            ..SamplerParams::greedy()
+        }
+        .build();
         assert_eq!(chain.sample(&[0.1, 3.0, 2.0]), 2);
     }
 
     #[test]
     fn same_seed_same_tokens_and_distribution_is_respected() {
         let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
-        let params = SamplerParams { seed: 42, ..SamplerParams::default() };
+        let params = SamplerParams {
+            seed: 42,
+            ..SamplerParams::default()
+        };
         let run = |params: &SamplerParams| {
             let mut chain = params.build();
             (0..200).map(|_| chain.sample(&logits)).collect::<Vec<_>>()
         };
         assert_eq!(run(&params), run(&params));
-        assert_ne!(run(&params), run(&SamplerParams { seed: 43, ..params.clone() }));
+        assert_ne!(
+            run(&params),
+            run(&SamplerParams {
+                seed: 43,
+                ..params.clone()
+            })
+        );
 
         // With only temperature and the pick, frequencies follow the softmax.
         let mut chain = Chain::new();
@@ -609,15 +668,26 @@ mod tests {
         let n = 20_000;
         let ones = (0..n).filter(|_| chain.sample(&logits) == 1).count();
         let frac = ones as f64 / n as f64;
-        assert!((frac - 0.75).abs() < 0.02, "picked token 1 with frequency {frac}");
+        assert!(
+            (frac - 0.75).abs() < 0.02,
+            "picked token 1 with frequency {frac}"
+        );
     }
 
     #[test]
     fn typical_p_one_is_off_and_lower_narrows() {
         let mut c = cands(&[3.0, 2.0, 1.0, 0.0]);
-        TypicalP { p: 1.0, min_keep: 1 }.apply(&mut c);
+        TypicalP {
+            p: 1.0,
+            min_keep: 1,
+        }
+        .apply(&mut c);
         assert_eq!(c.items.len(), 4);
-        TypicalP { p: 0.3, min_keep: 1 }.apply(&mut c);
+        TypicalP {
+            p: 0.3,
+            min_keep: 1,
+        }
+        .apply(&mut c);
         assert!(c.items.len() < 4);
     }
 

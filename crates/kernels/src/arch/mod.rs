@@ -1,0 +1,122 @@
+//! Dot-product kernels, one module per instruction set, chosen at run time.
+//!
+//! Every weight type has a *row kernel* ([`RowsFn`]): dot products of consecutive weight rows
+//! (ggml layout, straight from the file) with one activation row quantized to the type's
+//! [`vec_dot_type`](crate::quant::vec_dot_type). `generic` holds the scalar reference for every
+//! type and stays forever; `x86_64::avx2` and `x86_64::avx512` hold `#[target_feature]` versions
+//! with differential tests against it. [`rows_kernel`] picks one for an [`Isa`] — the matmul
+//! code calls it once per matrix and keeps the pointer, so dispatch is a stored function pointer,
+//! never a per-call feature check. An `aarch64::neon` module would sit beside `x86_64` with the
+//! same entry points; it is not written yet (other targets run `generic`).
+//!
+//! Activations arrive as an [`ActRow`]: for the 8-bit formats, the `i8` values, one `f32` scale
+//! per block and integer block sums, in separate arrays (not ggml's interleaved `block_q8_0`)
+//! so SIMD code loads them with plain vector loads. The numbers are ggml's: `Q8_0`/`Q8_1` scales
+//! rounded to f16, `Q8_K` scales in f32.
+
+pub(crate) mod generic;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_64;
+
+use crate::isa::Isa;
+use crate::quant::GgmlType;
+
+/// How activations are prepared for a weight type (the internal form of its `vec_dot_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ActKind {
+    /// Plain `f32` rows (for `F32`, `F16`, `BF16` weights).
+    F32,
+    /// 8-bit values in blocks of 32 with an f16-rounded scale and the block's integer sum (the
+    /// numbers of ggml's `Q8_0`/`Q8_1`).
+    Q8,
+    /// 8-bit values in blocks of 256 with an `f32` scale and sums of each 16 (ggml's `Q8_K`).
+    Q8K,
+}
+
+impl ActKind {
+    /// The activation form for weights of type `ty`, if they can be multiplied at all.
+    pub(crate) fn for_weight(ty: GgmlType) -> Option<ActKind> {
+        match crate::quant::vec_dot_type(ty)? {
+            GgmlType::F32 => Some(ActKind::F32),
+            GgmlType::Q8_0 | GgmlType::Q8_1 => Some(ActKind::Q8),
+            GgmlType::Q8_K => Some(ActKind::Q8K),
+            _ => None,
+        }
+    }
+
+    /// Values per scale (1 for `F32`).
+    pub(crate) fn block(self) -> usize {
+        match self {
+            ActKind::F32 => 1,
+            ActKind::Q8 => 32,
+            ActKind::Q8K => 256,
+        }
+    }
+
+    /// Values per stored sum.
+    pub(crate) fn sum_group(self) -> usize {
+        match self {
+            ActKind::F32 => 1,
+            ActKind::Q8 => 32,
+            ActKind::Q8K => 16,
+        }
+    }
+}
+
+/// One activation row as kernels read it (raw pointers: kernels are `unsafe fn`s).
+///
+/// For [`ActKind::F32`] only `f` is used; for the 8-bit kinds `qs` (one `i8` per value), `d`
+/// (one scale per block) and `sums` (one `i16` per [`ActKind::sum_group`] values).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ActRow {
+    pub f: *const f32,
+    pub qs: *const i8,
+    pub d: *const f32,
+    pub sums: *const i16,
+}
+
+/// Row kernel: for `r < nrows`, `y[r] = dot(W[r], a)` over `n` values, where `W[r]` is the
+/// `row_bytes` bytes at `w + r·row_bytes`.
+///
+/// # Safety
+/// `w` is valid for `nrows·row_bytes` reads, `row_bytes` is the size of `n` values of the
+/// kernel's type, `n` is a whole number of blocks; `a` points at an activation row of `n`
+/// values of the kernel's [`ActKind`]; `y` is valid for `nrows` writes; the CPU supports the
+/// instruction set the kernel was chosen for (guaranteed when it came from [`rows_kernel`]).
+pub(crate) type RowsFn =
+    unsafe fn(n: usize, w: *const u8, row_bytes: usize, nrows: usize, a: ActRow, y: *mut f32);
+
+/// Quantizes one activation row of `x.len()` values (a whole number of blocks).
+///
+/// # Safety
+/// `qs` is valid for `x.len()` writes, `d` for one per block, `sums` for one per sum group;
+/// the CPU supports the kernel's instruction set.
+pub(crate) type QuantizeActsFn = unsafe fn(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16);
+
+/// The row kernel for weights of type `ty` at level `isa`, or `None` for unsupported types.
+/// A level the CPU lacks falls back to the best one it has.
+pub(crate) fn rows_kernel(isa: Isa, ty: GgmlType) -> Option<RowsFn> {
+    let isa = isa.min(Isa::best_supported());
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx2
+        && let Some(f) = x86_64::rows_kernel(isa, ty)
+    {
+        return Some(f);
+    }
+    let _ = isa;
+    generic::rows_kernel(ty)
+}
+
+/// The activation quantizer for `kind` at level `isa` (`None` for [`ActKind::F32`]). Every
+/// level produces the same bytes as the scalar one.
+pub(crate) fn quantize_acts_kernel(isa: Isa, kind: ActKind) -> Option<QuantizeActsFn> {
+    let isa = isa.min(Isa::best_supported());
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx2
+        && let Some(f) = x86_64::quantize_acts_kernel(isa, kind)
+    {
+        return Some(f);
+    }
+    let _ = isa;
+    generic::quantize_acts_kernel(kind)
+}

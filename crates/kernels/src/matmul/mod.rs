@@ -1,0 +1,342 @@
+//! Weight matrix × activation rows: the decode mat-vec and the prompt mat-mat.
+//!
+//! A [`Matrix`] is a weight tensor in ggml layout — `rows` output features, each a row of
+//! `cols` input values stored contiguously in its type — checked once when made. [`matmul`]
+//! computes `y[t][r] = Σ_c W[r][c]·x[t][c]` for `n_tokens` rows of `x`: it quantizes the
+//! activations once into the caller's [`Scratch`] (to the type's `vec_dot_type`), then splits
+//! the weight rows over the pool's threads in one [`ThreadPool::run`]. [`matmul_many`] does the
+//! same for several matrices reading one input (Q/K/V, FFN gate+up): one quantization, one
+//! hand-off. Within a thread, rows are walked in cache-sized chunks and each chunk is applied
+//! to every token before moving on, so a batch reads the weights from memory once.
+
+mod acts;
+mod buf;
+
+pub use acts::Scratch;
+
+use crate::arch::{self, ActKind, QuantizeActsFn, RowsFn};
+use crate::isa::Isa;
+use crate::pool::ThreadPool;
+use crate::quant::{GgmlType, KernelError, is_supported, row_bytes};
+use acts::{ActBuf, ActsRef, SyncPtr};
+use buf::AlignedBytes;
+
+/// Rows are dealt to threads in groups of this many (the interleave of repacked layouts).
+const ROW_GROUP: usize = 16;
+
+/// Weight bytes a thread works through for all tokens of a batch before moving on (fits L2).
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Where a matrix's bytes live.
+#[derive(Debug)]
+enum Storage<'a> {
+    /// In the caller's buffer (usually the mapped model file), ggml layout.
+    Borrowed(&'a [u8]),
+    /// Copied into an aligned buffer owned by the matrix, ggml layout.
+    #[allow(dead_code)]
+    Owned(AlignedBytes),
+}
+
+/// A weight matrix in ggml layout: `rows` (output features, ggml `ne1`) × `cols` (input
+/// features, `ne0`, contiguous), of one [`GgmlType`], with its kernels chosen.
+pub struct Matrix<'a> {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    data: Storage<'a>,
+    isa: Isa,
+    kind: ActKind,
+    rows_fn: RowsFn,
+    quantize_fn: Option<QuantizeActsFn>,
+}
+
+impl std::fmt::Debug for Matrix<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Matrix")
+            .field("ty", &self.ty)
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("isa", &self.isa)
+            .field("data", &self.data)
+            .finish()
+    }
+}
+
+impl<'a> Matrix<'a> {
+    /// A `rows × cols` matrix of type `ty` over `data` (`rows` rows of `cols` values each, in
+    /// ggml's block layout), using the kernels of [`Isa::detected`]. Checks that the type is
+    /// supported, that `cols` is a whole number of blocks and that `data` has exactly the
+    /// matrix's size.
+    pub fn new(
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+    ) -> Result<Matrix<'a>, KernelError> {
+        Matrix::with_isa(Isa::detected(), ty, rows, cols, data)
+    }
+
+    /// As [`Matrix::new`] with the kernels of `isa` (lowered to what the CPU supports): for
+    /// tests and comparisons across instruction sets.
+    pub fn with_isa(
+        isa: Isa,
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+    ) -> Result<Matrix<'a>, KernelError> {
+        let isa = isa.min(Isa::best_supported());
+        let (kind, rows_fn) = match (ActKind::for_weight(ty), arch::rows_kernel(isa, ty)) {
+            (Some(k), Some(f)) if is_supported(ty) => (k, f),
+            _ => return Err(KernelError::UnsupportedType(ty)),
+        };
+        let row_bytes = row_bytes(ty, cols)?;
+        if !cols.is_multiple_of(kind.block()) {
+            return Err(KernelError::PartialBlock { ty, n: cols });
+        }
+        let expected = rows
+            .checked_mul(row_bytes)
+            .ok_or(KernelError::ShapeMismatch("matrix size overflows"))?;
+        if data.len() != expected {
+            return Err(KernelError::LengthMismatch {
+                what: "matrix data",
+                expected,
+                actual: data.len(),
+            });
+        }
+        Ok(Matrix {
+            ty,
+            rows,
+            cols,
+            row_bytes,
+            data: Storage::Borrowed(data),
+            isa,
+            kind,
+            rows_fn,
+            quantize_fn: arch::quantize_acts_kernel(isa, kind),
+        })
+    }
+
+    /// The element type.
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Output features (ggml `ne1`).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input features (ggml `ne0`).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The instruction set whose kernels this matrix uses.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.data {
+            Storage::Borrowed(b) => b,
+            Storage::Owned(b) => b.as_slice(),
+        }
+    }
+
+    /// Computes rows `r0..r1` of `y` (row stride `self.rows`) for `n_tokens` activation rows.
+    ///
+    /// # Safety
+    /// `acts` holds `n_tokens` rows of this matrix's activation kind and width; `y` is valid
+    /// for `n_tokens × self.rows` values and no other thread writes rows `r0..r1` of it;
+    /// `r0 ≤ r1 ≤ self.rows`.
+    unsafe fn mul_rows(
+        &self,
+        acts: &ActsRef,
+        n_tokens: usize,
+        y: SyncPtr<f32>,
+        r0: usize,
+        r1: usize,
+    ) {
+        let w = self.bytes().as_ptr();
+        let chunk = (CHUNK_BYTES / self.row_bytes.max(1)).max(1);
+        let mut c0 = r0;
+        while c0 < r1 {
+            let c1 = (c0 + chunk).min(r1);
+            for t in 0..n_tokens {
+                // SAFETY: rows `c0..c1` lie inside the matrix data; the kernel matches the
+                // type and activation kind (both chosen in `with_isa`); the caller guarantees
+                // the activation rows and the output region.
+                unsafe {
+                    (self.rows_fn)(
+                        self.cols,
+                        w.add(c0 * self.row_bytes),
+                        self.row_bytes,
+                        c1 - c0,
+                        acts.row(t),
+                        y.0.add(t * self.rows + c0),
+                    );
+                }
+            }
+            c0 = c1;
+        }
+    }
+}
+
+/// `y[t][r] = Σ_c w[r][c]·x[t][c]` for `t < n_tokens`: `x` holds `n_tokens` rows of
+/// `w.cols()` values, `y` receives `n_tokens` rows of `w.rows()` values. `n_tokens == 1` is
+/// the decode mat-vec. Activations are quantized once into `scratch`; the work is one
+/// [`ThreadPool::run`].
+pub fn matmul(
+    pool: &ThreadPool,
+    w: &Matrix<'_>,
+    x: &[f32],
+    n_tokens: usize,
+    y: &mut [f32],
+    scratch: &mut Scratch,
+) -> Result<(), KernelError> {
+    matmul_many(pool, &[w], x, n_tokens, &mut [y], scratch)
+}
+
+/// [`matmul`] for several matrices sharing one input (`ws[i]` writes `ys[i]`): the input is
+/// quantized once per activation form and all products run in a single
+/// [`ThreadPool::run`], each thread taking its share of every matrix's rows.
+pub fn matmul_many(
+    pool: &ThreadPool,
+    ws: &[&Matrix<'_>],
+    x: &[f32],
+    n_tokens: usize,
+    ys: &mut [&mut [f32]],
+    scratch: &mut Scratch,
+) -> Result<(), KernelError> {
+    if ws.len() != ys.len() {
+        return Err(KernelError::ShapeMismatch("one output per matrix"));
+    }
+    if ws.len() > MAX_MANY {
+        return Err(KernelError::ShapeMismatch(
+            "too many matrices in one matmul_many",
+        ));
+    }
+    let Some(first) = ws.first() else {
+        return Ok(());
+    };
+    let cols = first.cols;
+    if ws.iter().any(|w| w.cols != cols) {
+        return Err(KernelError::ShapeMismatch(
+            "matrices sharing an input need equal cols",
+        ));
+    }
+    let expected = n_tokens
+        .checked_mul(cols)
+        .ok_or(KernelError::ShapeMismatch("input size overflows"))?;
+    if x.len() != expected {
+        return Err(KernelError::LengthMismatch {
+            what: "input",
+            expected,
+            actual: x.len(),
+        });
+    }
+    for (w, y) in ws.iter().zip(ys.iter()) {
+        if y.len() != n_tokens * w.rows {
+            return Err(KernelError::LengthMismatch {
+                what: "output",
+                expected: n_tokens * w.rows,
+                actual: y.len(),
+            });
+        }
+    }
+    if n_tokens == 0 {
+        return Ok(());
+    }
+
+    // Quantize once per activation form the matrices need.
+    for kind in [ActKind::Q8, ActKind::Q8K] {
+        if let Some(w) = ws.iter().find(|w| w.kind == kind)
+            && let Some(q) = w.quantize_fn
+        {
+            scratch
+                .buf_mut(kind)
+                .quantize(kind, q, pool, x, n_tokens, cols);
+        }
+    }
+    let acts_for = |kind: ActKind| match kind {
+        ActKind::F32 => ActsRef::f32_rows(x, cols),
+        k => scratch.buf(k).view(),
+    };
+    let jobs: [Option<(ActsRef, SyncPtr<f32>)>; MAX_MANY] = std::array::from_fn(|i| {
+        let w = ws.get(i)?;
+        let y = ys.get_mut(i)?;
+        Some((acts_for(w.kind), SyncPtr(y.as_mut_ptr())))
+    });
+    let jobs = &jobs;
+    pool.run(|ti, nt| {
+        for (w, job) in ws.iter().zip(jobs.iter()) {
+            let Some((acts, y)) = job else { continue };
+            let groups = w.rows.div_ceil(ROW_GROUP);
+            let r0 = (groups * ti / nt * ROW_GROUP).min(w.rows);
+            let r1 = (groups * (ti + 1) / nt * ROW_GROUP).min(w.rows);
+            // SAFETY: `acts` holds `n_tokens` rows of the matrix's kind and width (quantized
+            // above or the checked input), `y` was checked to hold `n_tokens × rows` values, and
+            // threads get disjoint row ranges.
+            unsafe { w.mul_rows(acts, n_tokens, *y, r0, r1) };
+        }
+    });
+    Ok(())
+}
+
+/// Most matrices one [`matmul_many`] call takes.
+pub const MAX_MANY: usize = 8;
+
+/// The dot product of one weight row of type `ty` with `x`, through the same kernels and
+/// activation quantization as [`matmul`] at level `isa`: for tests and one-off products
+/// (it allocates).
+pub fn dot_row(isa: Isa, ty: GgmlType, w_row: &[u8], x: &[f32]) -> Result<f32, KernelError> {
+    let m = Matrix::with_isa(isa, ty, 1, x.len(), w_row)?;
+    let mut y = [0.0f32];
+    matmul(&ThreadPool::new(1), &m, x, 1, &mut y, &mut Scratch::new())?;
+    Ok(y[0])
+}
+
+/// One activation row in the 8-bit form kernels read (see [`quantize_activations`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantizedRow {
+    /// One `i8` per value.
+    pub qs: Vec<i8>,
+    /// One scale per block (32 values for `Q8_0`/`Q8_1`, 256 for `Q8_K`).
+    pub d: Vec<f32>,
+    /// Integer sums: per block of 32 for `Q8_0`/`Q8_1`, per 16 values for `Q8_K`.
+    pub sums: Vec<i16>,
+}
+
+/// Quantizes `x` as [`matmul`] does for weights of type `weight_ty` at level `isa` (for tests
+/// and inspection). `None` inside `Ok` means the type's activations stay `f32`.
+pub fn quantize_activations(
+    isa: Isa,
+    weight_ty: GgmlType,
+    x: &[f32],
+) -> Result<Option<QuantizedRow>, KernelError> {
+    let kind = ActKind::for_weight(weight_ty).ok_or(KernelError::UnsupportedType(weight_ty))?;
+    let Some(q) = arch::quantize_acts_kernel(isa, kind) else {
+        return Ok(None);
+    };
+    if !x.len().is_multiple_of(kind.block()) {
+        return Err(KernelError::PartialBlock {
+            ty: weight_ty,
+            n: x.len(),
+        });
+    }
+    let mut buf = ActBuf::default();
+    buf.quantize(kind, q, &ThreadPool::new(1), x, 1, x.len());
+    let v = buf.view();
+    let row = v.row(0);
+    // SAFETY: `quantize` just wrote one row of `x.len()` values of this kind.
+    let (qs, d, sums) = unsafe {
+        (
+            std::slice::from_raw_parts(row.qs, x.len()).to_vec(),
+            std::slice::from_raw_parts(row.d, x.len() / kind.block()).to_vec(),
+            std::slice::from_raw_parts(row.sums, x.len() / kind.sum_group()).to_vec(),
+        )
+    };
+    Ok(Some(QuantizedRow { qs, d, sums }))
+}
