@@ -14,12 +14,19 @@
 //! so SIMD code loads them with plain vector loads. The numbers are ggml's: `Q8_0`/`Q8_1` scales
 //! rounded to f16, `Q8_K` scales in f32.
 
+// Kernels take raw pointers and strides (one argument each) and index parallel arrays of one
+// block by the same position.
+#![allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+
 pub(crate) mod generic;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_64;
 
 use crate::isa::Isa;
 use crate::quant::GgmlType;
+
+/// Sums stored per `Q8K` super-block: 16 per-16 sums, then 8 per-32 sums.
+pub(crate) const Q8K_SUMS: usize = 24;
 
 /// How activations are prepared for a weight type (the internal form of its `vec_dot_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,12 +60,13 @@ impl ActKind {
         }
     }
 
-    /// Values per stored sum.
-    pub(crate) fn sum_group(self) -> usize {
+    /// Integer sums stored per block: `Q8` one (the block's); `Q8K` 24: the sums of each 16
+    /// values (ggml's `bsums`), then of each 32.
+    pub(crate) fn sums_per_block(self) -> usize {
         match self {
-            ActKind::F32 => 1,
-            ActKind::Q8 => 32,
-            ActKind::Q8K => 16,
+            ActKind::F32 => 0,
+            ActKind::Q8 => 1,
+            ActKind::Q8K => Q8K_SUMS,
         }
     }
 }
@@ -66,7 +74,7 @@ impl ActKind {
 /// One activation row as kernels read it (raw pointers: kernels are `unsafe fn`s).
 ///
 /// For [`ActKind::F32`] only `f` is used; for the 8-bit kinds `qs` (one `i8` per value), `d`
-/// (one scale per block) and `sums` (one `i16` per [`ActKind::sum_group`] values).
+/// (one scale per block) and `sums` ([`ActKind::sums_per_block`] `i16` per block).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ActRow {
     pub f: *const f32,
@@ -85,6 +93,37 @@ pub(crate) struct ActRow {
 /// instruction set the kernel was chosen for (guaranteed when it came from [`rows_kernel`]).
 pub(crate) type RowsFn =
     unsafe fn(n: usize, w: *const u8, row_bytes: usize, nrows: usize, a: ActRow, y: *mut f32);
+
+/// Consecutive activation rows for the packed kernels: row `t` of each array starts
+/// `t · stride` elements after the given pointer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ActTile {
+    pub qs: *const i8,
+    pub qs_stride: usize,
+    pub d: *const f32,
+    pub d_stride: usize,
+    pub sums: *const i16,
+    pub sums_stride: usize,
+}
+
+/// Packed kernel: `ngroups` groups of 16 interleaved weight rows (group `g` is `nb` block
+/// columns at `w + g·gbytes`, layout of `matmul::repack`) against `ny` activation rows:
+/// `y[t·ys + 16g + r] = dot(W[16g + r], a[t])` for `r < 16`, `t < ny`.
+///
+/// # Safety
+/// `w` holds `ngroups` groups of `nb` packed block columns of the kernel's type; `a` holds `ny`
+/// rows of `nb` blocks of the kernel's activation kind; `1 ≤ ny ≤` the kernel's maximum; `y` is
+/// valid for writes at `t·ys + 16g + r`; the CPU supports the kernel's instruction set.
+pub(crate) type PackedFn = unsafe fn(
+    nb: usize,
+    w: *const u8,
+    gbytes: usize,
+    ngroups: usize,
+    a: ActTile,
+    ny: usize,
+    y: *mut f32,
+    ys: usize,
+);
 
 /// Quantizes one activation row of `x.len()` values (a whole number of blocks).
 ///
@@ -105,6 +144,18 @@ pub(crate) fn rows_kernel(isa: Isa, ty: GgmlType) -> Option<RowsFn> {
     }
     let _ = isa;
     generic::rows_kernel(ty)
+}
+
+/// The packed kernel for `ty` at level `isa` and the most activation rows it takes per call, or
+/// `None` when the level has no packed kernel for the type (its matrices stay in ggml layout).
+pub(crate) fn packed_kernel(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)> {
+    let isa = isa.min(Isa::best_supported());
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx2 {
+        return x86_64::packed_kernel(isa, ty);
+    }
+    let _ = (isa, ty);
+    None
 }
 
 /// The activation quantizer for `kind` at level `isa` (`None` for [`ActKind::F32`]). Every

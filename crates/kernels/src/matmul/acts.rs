@@ -1,7 +1,7 @@
 //! [`Scratch`]: the caller-owned buffers activations are quantized into, once per matmul call.
 
 use super::buf::AlignedBytes;
-use crate::arch::{ActKind, ActRow, QuantizeActsFn};
+use crate::arch::{ActKind, ActRow, ActTile, QuantizeActsFn};
 use crate::pool::ThreadPool;
 
 /// Quantized activation rows of one [`ActKind`], row-major: `qs` rows start on 64-byte
@@ -96,6 +96,19 @@ impl ActsRef {
         }
     }
 
+    /// Rows `t..` as a tile for the packed kernels (8-bit kinds only).
+    #[inline(always)]
+    pub(crate) fn tile(&self, t: usize) -> ActTile {
+        ActTile {
+            qs: self.qs.wrapping_add(t * self.qs_stride),
+            qs_stride: self.qs_stride,
+            d: self.d.wrapping_add(t * self.d_stride),
+            d_stride: self.d_stride,
+            sums: self.sums.wrapping_add(t * self.sums_stride),
+            sums_stride: self.sums_stride,
+        }
+    }
+
     /// Row `t` (the caller keeps `t` below the number of rows the view was made for).
     #[inline(always)]
     pub(crate) fn row(&self, t: usize) -> ActRow {
@@ -112,7 +125,7 @@ impl ActBuf {
     fn reserve(&mut self, kind: ActKind, tokens: usize, cols: usize) {
         self.qs_stride = cols.next_multiple_of(64);
         self.d_stride = cols / kind.block();
-        self.sums_stride = cols / kind.sum_group();
+        self.sums_stride = cols / kind.block() * kind.sums_per_block();
         self.qs.ensure(tokens * self.qs_stride);
         if self.d.len() < tokens * self.d_stride {
             self.d.resize(tokens * self.d_stride, 0.0);

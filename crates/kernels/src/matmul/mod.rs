@@ -11,10 +11,11 @@
 
 mod acts;
 mod buf;
+mod repack;
 
 pub use acts::Scratch;
 
-use crate::arch::{self, ActKind, QuantizeActsFn, RowsFn};
+use crate::arch::{self, ActKind, PackedFn, QuantizeActsFn, RowsFn};
 use crate::isa::Isa;
 use crate::pool::ThreadPool;
 use crate::quant::{GgmlType, KernelError, is_supported, row_bytes};
@@ -32,9 +33,47 @@ const CHUNK_BYTES: usize = 256 * 1024;
 enum Storage<'a> {
     /// In the caller's buffer (usually the mapped model file), ggml layout.
     Borrowed(&'a [u8]),
-    /// Copied into an aligned buffer owned by the matrix, ggml layout.
-    #[allow(dead_code)]
-    Owned(AlignedBytes),
+    /// Repacked into 16-row groups (see `repack`), owned.
+    Packed(Packed),
+}
+
+/// A repacked matrix: `groups` groups of 16 rows, then the remaining rows in ggml layout.
+struct Packed {
+    buf: AlignedBytes,
+    groups: usize,
+    group_bytes: usize,
+    kernel: PackedFn,
+    max_ny: usize,
+}
+
+impl std::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Packed({} groups of 16 rows, {:?})",
+            self.groups, self.buf
+        )
+    }
+}
+
+/// How a [`Matrix`] is prepared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatrixOptions {
+    /// Whose kernels to use (lowered to what the CPU supports). Default: [`Isa::detected`].
+    pub isa: Isa,
+    /// Copy the weights into the interleaved layout of the level's fast kernels where one exists
+    /// for the type (the matrix then owns its data). Default: true. With `false` the matrix
+    /// always reads the caller's bytes in place.
+    pub repack: bool,
+}
+
+impl Default for MatrixOptions {
+    fn default() -> MatrixOptions {
+        MatrixOptions {
+            isa: Isa::detected(),
+            repack: true,
+        }
+    }
 }
 
 /// A weight matrix in ggml layout: `rows` (output features, ggml `ne1`) × `cols` (input
@@ -65,28 +104,28 @@ impl std::fmt::Debug for Matrix<'_> {
 
 impl<'a> Matrix<'a> {
     /// A `rows × cols` matrix of type `ty` over `data` (`rows` rows of `cols` values each, in
-    /// ggml's block layout), using the kernels of [`Isa::detected`]. Checks that the type is
-    /// supported, that `cols` is a whole number of blocks and that `data` has exactly the
-    /// matrix's size.
+    /// ggml's block layout) with the default [`MatrixOptions`]: the detected instruction set,
+    /// repacked into its fast layout where the type has one (a copy: `data` is not needed
+    /// afterwards). Checks that the type is supported, that `cols` is a whole number of blocks
+    /// and that `data` has exactly the matrix's size.
     pub fn new(
         ty: GgmlType,
         rows: usize,
         cols: usize,
         data: &'a [u8],
     ) -> Result<Matrix<'a>, KernelError> {
-        Matrix::with_isa(Isa::detected(), ty, rows, cols, data)
+        Matrix::with_options(ty, rows, cols, data, MatrixOptions::default())
     }
 
-    /// As [`Matrix::new`] with the kernels of `isa` (lowered to what the CPU supports): for
-    /// tests and comparisons across instruction sets.
-    pub fn with_isa(
-        isa: Isa,
+    /// As [`Matrix::new`] with explicit options (instruction set, repacking).
+    pub fn with_options(
         ty: GgmlType,
         rows: usize,
         cols: usize,
         data: &'a [u8],
+        options: MatrixOptions,
     ) -> Result<Matrix<'a>, KernelError> {
-        let isa = isa.min(Isa::best_supported());
+        let isa = options.isa.min(Isa::best_supported());
         let (kind, rows_fn) = match (ActKind::for_weight(ty), arch::rows_kernel(isa, ty)) {
             (Some(k), Some(f)) if is_supported(ty) => (k, f),
             _ => return Err(KernelError::UnsupportedType(ty)),
@@ -105,12 +144,21 @@ impl<'a> Matrix<'a> {
                 actual: data.len(),
             });
         }
+        let packed = match arch::packed_kernel(isa, ty) {
+            Some((kernel, max_ny)) if options.repack && rows >= repack::GROUP => {
+                Some(pack(ty, rows, cols, row_bytes, data, kernel, max_ny))
+            }
+            _ => None,
+        };
         Ok(Matrix {
             ty,
             rows,
             cols,
             row_bytes,
-            data: Storage::Borrowed(data),
+            data: match packed {
+                Some(p) => Storage::Packed(p),
+                None => Storage::Borrowed(data),
+            },
             isa,
             kind,
             rows_fn,
@@ -138,11 +186,9 @@ impl<'a> Matrix<'a> {
         self.isa
     }
 
-    fn bytes(&self) -> &[u8] {
-        match &self.data {
-            Storage::Borrowed(b) => b,
-            Storage::Owned(b) => b.as_slice(),
-        }
+    /// Whether the weights were repacked into an interleaved layout.
+    pub fn is_packed(&self) -> bool {
+        matches!(self.data, Storage::Packed(_))
     }
 
     /// Computes rows `r0..r1` of `y` (row stride `self.rows`) for `n_tokens` activation rows.
@@ -150,7 +196,7 @@ impl<'a> Matrix<'a> {
     /// # Safety
     /// `acts` holds `n_tokens` rows of this matrix's activation kind and width; `y` is valid
     /// for `n_tokens × self.rows` values and no other thread writes rows `r0..r1` of it;
-    /// `r0 ≤ r1 ≤ self.rows`.
+    /// `r0 ≤ r1 ≤ self.rows`, and `r0` is a multiple of 16.
     unsafe fn mul_rows(
         &self,
         acts: &ActsRef,
@@ -159,19 +205,96 @@ impl<'a> Matrix<'a> {
         r0: usize,
         r1: usize,
     ) {
-        let w = self.bytes().as_ptr();
+        match &self.data {
+            // SAFETY: forwarded caller contract.
+            Storage::Borrowed(b) => unsafe {
+                self.mul_plain(b.as_ptr(), acts, n_tokens, y, r0, r1)
+            },
+            Storage::Packed(p) => {
+                let g0 = r0 / repack::GROUP;
+                let g1 = (r1 / repack::GROUP).min(p.groups);
+                // SAFETY: forwarded caller contract; groups `g0..g1` are inside the buffer.
+                unsafe { self.mul_packed(p, acts, n_tokens, y, g0, g1) };
+                let t0 = r0.max(p.groups * repack::GROUP);
+                if t0 < r1 {
+                    // The rows after the last whole group, in ggml layout after the groups.
+                    let tail = p.buf.as_slice()[p.groups * p.group_bytes..].as_ptr();
+                    let base = tail.wrapping_sub(p.groups * repack::GROUP * self.row_bytes);
+                    // SAFETY: `base + r·row_bytes` is inside the tail for rows `t0..r1`.
+                    unsafe { self.mul_plain(base, acts, n_tokens, y, t0, r1) };
+                }
+            }
+        }
+    }
+
+    /// Groups `g0..g1` of a packed matrix: cache-sized chunks of groups, each applied to every
+    /// tile of up to `max_ny` tokens before moving on.
+    ///
+    /// # Safety
+    /// As [`Matrix::mul_rows`] for rows `16·g0..16·g1`.
+    unsafe fn mul_packed(
+        &self,
+        p: &Packed,
+        acts: &ActsRef,
+        n_tokens: usize,
+        y: SyncPtr<f32>,
+        g0: usize,
+        g1: usize,
+    ) {
+        let nb = self.cols / self.ty.block_size() as usize;
+        let chunk = (CHUNK_BYTES / p.group_bytes.max(1)).max(1);
+        let base = p.buf.as_slice().as_ptr();
+        let mut c0 = g0;
+        while c0 < g1 {
+            let c1 = (c0 + chunk).min(g1);
+            let mut t = 0;
+            while t < n_tokens {
+                let ny = p.max_ny.min(n_tokens - t);
+                // SAFETY: groups `c0..c1` are inside the buffer, tokens `t..t + ny` inside the
+                // activations, and the outputs inside `y` (caller).
+                unsafe {
+                    (p.kernel)(
+                        nb,
+                        base.add(c0 * p.group_bytes),
+                        p.group_bytes,
+                        c1 - c0,
+                        acts.tile(t),
+                        ny,
+                        y.0.add(t * self.rows + c0 * repack::GROUP),
+                        self.rows,
+                    );
+                }
+                t += ny;
+            }
+            c0 = c1;
+        }
+    }
+
+    /// Rows `r0..r1` in ggml layout, row `r` at `w + r·row_bytes`.
+    ///
+    /// # Safety
+    /// As [`Matrix::mul_rows`], with rows `r0..r1` readable at `w`.
+    unsafe fn mul_plain(
+        &self,
+        w: *const u8,
+        acts: &ActsRef,
+        n_tokens: usize,
+        y: SyncPtr<f32>,
+        r0: usize,
+        r1: usize,
+    ) {
         let chunk = (CHUNK_BYTES / self.row_bytes.max(1)).max(1);
         let mut c0 = r0;
         while c0 < r1 {
             let c1 = (c0 + chunk).min(r1);
             for t in 0..n_tokens {
                 // SAFETY: rows `c0..c1` lie inside the matrix data; the kernel matches the
-                // type and activation kind (both chosen in `with_isa`); the caller guarantees
+                // type and activation kind (both chosen in `with_options`); the caller guarantees
                 // the activation rows and the output region.
                 unsafe {
                     (self.rows_fn)(
                         self.cols,
-                        w.add(c0 * self.row_bytes),
+                        w.wrapping_add(c0 * self.row_bytes),
                         self.row_bytes,
                         c1 - c0,
                         acts.row(t),
@@ -292,7 +415,8 @@ pub const MAX_MANY: usize = 8;
 /// activation quantization as [`matmul`] at level `isa`: for tests and one-off products
 /// (it allocates).
 pub fn dot_row(isa: Isa, ty: GgmlType, w_row: &[u8], x: &[f32]) -> Result<f32, KernelError> {
-    let m = Matrix::with_isa(isa, ty, 1, x.len(), w_row)?;
+    let options = MatrixOptions { isa, repack: false };
+    let m = Matrix::with_options(ty, 1, x.len(), w_row, options)?;
     let mut y = [0.0f32];
     matmul(&ThreadPool::new(1), &m, x, 1, &mut y, &mut Scratch::new())?;
     Ok(y[0])
@@ -305,7 +429,8 @@ pub struct QuantizedRow {
     pub qs: Vec<i8>,
     /// One scale per block (32 values for `Q8_0`/`Q8_1`, 256 for `Q8_K`).
     pub d: Vec<f32>,
-    /// Integer sums: per block of 32 for `Q8_0`/`Q8_1`, per 16 values for `Q8_K`.
+    /// Integer sums: one per block of 32 for `Q8_0`/`Q8_1`; for `Q8_K`, 24 per block of 256:
+    /// the sums of each 16 values (ggml's `bsums`), then of each 32.
     pub sums: Vec<i16>,
 }
 
@@ -335,8 +460,47 @@ pub fn quantize_activations(
         (
             std::slice::from_raw_parts(row.qs, x.len()).to_vec(),
             std::slice::from_raw_parts(row.d, x.len() / kind.block()).to_vec(),
-            std::slice::from_raw_parts(row.sums, x.len() / kind.sum_group()).to_vec(),
+            std::slice::from_raw_parts(row.sums, x.len() / kind.block() * kind.sums_per_block())
+                .to_vec(),
         )
     };
     Ok(Some(QuantizedRow { qs, d, sums }))
+}
+
+/// Repacks `rows` rows of `data` into 16-row groups plus a ggml-layout tail.
+fn pack(
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    data: &[u8],
+    kernel: PackedFn,
+    max_ny: usize,
+) -> Packed {
+    let nb = cols / ty.block_size() as usize;
+    let col_bytes = repack::bytes_per_column(ty).unwrap_or(0);
+    let group_bytes = nb * col_bytes;
+    let groups = rows / repack::GROUP;
+    let tail_rows = rows - groups * repack::GROUP;
+    let mut buf = AlignedBytes::zeroed(groups * group_bytes + tail_rows * row_bytes);
+    let out = buf.as_mut_slice();
+    let (packed, tail) = out.split_at_mut(groups * group_bytes);
+    for (g, out) in packed
+        .chunks_exact_mut(group_bytes.max(1))
+        .enumerate()
+        .take(groups)
+    {
+        let first = g * repack::GROUP;
+        let rows: [&[u8]; repack::GROUP] =
+            std::array::from_fn(|r| &data[(first + r) * row_bytes..(first + r + 1) * row_bytes]);
+        repack::repack_group(ty, &rows, nb, out);
+    }
+    tail.copy_from_slice(&data[groups * repack::GROUP * row_bytes..]);
+    Packed {
+        buf,
+        groups,
+        group_bytes,
+        kernel,
+        max_ny,
+    }
 }

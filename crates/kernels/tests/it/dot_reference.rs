@@ -171,9 +171,17 @@ fn activations_are_quantized_as_the_reference_quantizers_do() {
                     for (j, &v) in b[4..260].iter().enumerate() {
                         assert_eq!(reference.qs[256 * i + j], v as i8, "{ty} block {i}");
                     }
+                    let sums = &reference.sums[24 * i..24 * i + 24];
                     for g in 0..16 {
                         let s = i16::from_le_bytes([b[260 + 2 * g], b[261 + 2 * g]]);
-                        assert_eq!(reference.sums[16 * i + g], s, "{ty} block {i}");
+                        assert_eq!(sums[g], s, "{ty} block {i}");
+                    }
+                    for g in 0..8 {
+                        assert_eq!(
+                            sums[16 + g],
+                            sums[2 * g] + sums[2 * g + 1],
+                            "{ty} block {i}"
+                        );
                     }
                 }
                 _ => unreachable!("{vdt}"),

@@ -7,7 +7,7 @@
 use crate::dot_reference::{WEIGHT_TYPES, random_row};
 use crate::quant_util::{Rng, nmse};
 use kernels::isa::Isa;
-use kernels::matmul::{Matrix, Scratch, matmul, matmul_many};
+use kernels::matmul::{Matrix, MatrixOptions, Scratch, matmul, matmul_many};
 use kernels::pool::ThreadPool;
 use kernels::quant::{GgmlType, KernelError, dequantize_row, row_bytes};
 
@@ -54,19 +54,24 @@ fn matmul_matches_naive_product_for_every_type_level_and_thread_count() {
         let cols = if ty.block_size() == 256 { 512 } else { 96 };
         for rows in [37, 64] {
             let w = random_matrix(&mut rng, ty, rows, cols);
-            for n_tokens in [1, 3, 8, 17] {
+            for n_tokens in [1, 3, 8, 20] {
                 let x = rng.normals(n_tokens * cols);
                 let reference = naive(ty, &w, rows, cols, &x, n_tokens);
-                for isa in Isa::all_supported() {
-                    let m = Matrix::with_isa(isa, ty, rows, cols, &w).unwrap();
+                for (isa, repack) in Isa::all_supported()
+                    .into_iter()
+                    .flat_map(|i| [(i, false), (i, true)])
+                {
+                    let m = Matrix::with_options(ty, rows, cols, &w, MatrixOptions { isa, repack })
+                        .unwrap();
                     for pool in &pools {
                         let mut y = vec![f32::NAN; n_tokens * rows];
                         matmul(pool, &m, &x, n_tokens, &mut y, &mut Scratch::new()).unwrap();
                         let e = nmse(&reference, &y);
                         assert!(
                             e <= 5e-4,
-                            "{ty} {rows}x{cols} tokens={n_tokens} {} threads={}: nmse {e}",
+                            "{ty} {rows}x{cols} tokens={n_tokens} {} packed={} threads={}: nmse {e}",
                             isa.name(),
+                            m.is_packed(),
                             pool.n_threads()
                         );
                     }
@@ -149,4 +154,47 @@ fn bad_shapes_are_errors() {
         )
         .is_err()
     );
+}
+
+#[test]
+fn packed_kernels_match_scalar_row_kernels_closely() {
+    // Same quantized activations, same integer sums: only the float summation order differs,
+    // so the interleaved kernels must agree with the scalar ones far below the NMSE bound.
+    let mut rng = Rng::new(13);
+    let pool = ThreadPool::new(2);
+    let mut packed_seen = 0;
+    for &ty in WEIGHT_TYPES {
+        let cols = if ty.block_size() == 256 { 768 } else { 160 };
+        let rows = 53;
+        let w = random_matrix(&mut rng, ty, rows, cols);
+        let scalar = Matrix::with_options(
+            ty,
+            rows,
+            cols,
+            &w,
+            MatrixOptions {
+                isa: Isa::Generic,
+                repack: false,
+            },
+        )
+        .unwrap();
+        let best = Matrix::new(ty, rows, cols, &w).unwrap();
+        packed_seen += usize::from(best.is_packed());
+        for n_tokens in [1, 2, 5, 8, 11] {
+            let x = rng.normals(n_tokens * cols);
+            let mut want = vec![0.0; n_tokens * rows];
+            let mut got = vec![0.0; n_tokens * rows];
+            matmul(&pool, &scalar, &x, n_tokens, &mut want, &mut Scratch::new()).unwrap();
+            matmul(&pool, &best, &x, n_tokens, &mut got, &mut Scratch::new()).unwrap();
+            let e = nmse(&want, &got);
+            assert!(
+                e <= 1e-10,
+                "{ty} tokens={n_tokens} packed={}: nmse {e}",
+                best.is_packed()
+            );
+        }
+    }
+    if Isa::detected() == Isa::Avx512 && Isa::has_vnni() {
+        assert!(packed_seen >= 9, "only {packed_seen} types packed");
+    }
 }

@@ -3,7 +3,7 @@
 //! super-block for the k-quants), as ggml's `*_generic` functions. These stay forever: every
 //! SIMD kernel is tested against them, and they run where no SIMD level applies.
 
-use super::{ActKind, ActRow, QuantizeActsFn, RowsFn};
+use super::{ActKind, ActRow, Q8K_SUMS, QuantizeActsFn, RowsFn};
 use crate::quant::{
     BlockIq4Nl, BlockIq4Xs, BlockQ2K, BlockQ3K, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0,
     BlockQ5_1, BlockQ5K, BlockQ6K, BlockQ8_0, F16Bytes, GgmlType, IQ4_NL_VALUES, as_blocks,
@@ -37,7 +37,10 @@ impl Acts<'_> {
                     f: &[],
                     qs: std::slice::from_raw_parts(a.qs, n),
                     d: std::slice::from_raw_parts(a.d, n / kind.block()),
-                    sums: std::slice::from_raw_parts(a.sums, n / kind.sum_group()),
+                    sums: std::slice::from_raw_parts(
+                        a.sums,
+                        n / kind.block() * kind.sums_per_block(),
+                    ),
                 },
             }
         }
@@ -138,7 +141,7 @@ fn dot_q2_k(w: &[u8], a: &Acts) -> f32 {
             let sc = i32::from(b.scales[g] & 0xF);
             let m = i32::from(b.scales[g] >> 4);
             isum += sc * idot(&q[16 * g..16 * g + 16], &x[16 * g..16 * g + 16]);
-            summ += m * i32::from(a.sums[16 * i + g]);
+            summ += m * i32::from(a.sums[Q8K_SUMS * i + g]);
         }
         acc += a.d[i] * b.d.get() * isum as f32 - a.d[i] * b.dmin.get() * summ as f32;
     }
@@ -169,7 +172,7 @@ fn dot_k32(q: &[u8; 256], scales: &[u8; 12], d: f32, dmin: f32, a: &Acts, i: usi
     for g in 0..8 {
         let (sc, m) = scale_min_k4(g, scales);
         isum += i32::from(sc) * idot(&q[32 * g..32 * g + 32], &x[32 * g..32 * g + 32]);
-        let bsum = i32::from(a.sums[16 * i + 2 * g]) + i32::from(a.sums[16 * i + 2 * g + 1]);
+        let bsum = i32::from(a.sums[Q8K_SUMS * i + 16 + g]);
         summ += i32::from(m) * bsum;
     }
     a.d[i] * d * isum as f32 - a.d[i] * dmin * summ as f32
@@ -314,7 +317,11 @@ pub(crate) unsafe fn quantize_acts_q8k(x: &[f32], qs: *mut i8, d: *mut f32, sums
         unsafe {
             std::ptr::copy_nonoverlapping(q.as_ptr(), qs.add(256 * i), 256);
             *d.add(i) = scale;
-            std::ptr::copy_nonoverlapping(bsums.as_ptr(), sums.add(16 * i), 16);
+            let s = sums.add(Q8K_SUMS * i);
+            std::ptr::copy_nonoverlapping(bsums.as_ptr(), s, 16);
+            for g in 0..8 {
+                *s.add(16 + g) = bsums[2 * g] + bsums[2 * g + 1];
+            }
         }
     }
 }

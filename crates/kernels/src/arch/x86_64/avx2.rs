@@ -13,11 +13,11 @@
 #![allow(clippy::missing_safety_doc)] // every fn here shares the `RowsFn` contract
 
 use super::{f16_at, hsum_epi32, hsum_ps};
-use crate::arch::{ActKind, ActRow, QuantizeActsFn, RowsFn};
+use crate::arch::{ActKind, ActRow, Q8K_SUMS, QuantizeActsFn, RowsFn};
 use crate::quant::{
     BlockIq4Nl, BlockIq4Xs, BlockQ2K, BlockQ3K, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0,
-    BlockQ5_1, BlockQ5K, BlockQ6K, BlockQ8_0, F16Bytes, GgmlType, IQ4_NL_VALUES, iq4xs_scale, q3k_scales,
-    scale_min_k4,
+    BlockQ5_1, BlockQ5K, BlockQ6K, BlockQ8_0, F16Bytes, GgmlType, IQ4_NL_VALUES, iq4xs_scale,
+    q3k_scales, scale_min_k4,
 };
 use std::arch::x86_64::*;
 
@@ -71,7 +71,10 @@ unsafe fn nibbles32(p: *const u8) -> __m256i {
     // SAFETY: `p` is valid for 16 bytes (caller); AVX2 is enabled.
     unsafe {
         let v = _mm_loadu_si128(p.cast());
-        _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16::<4>(v), v), _mm256_set1_epi8(0xF))
+        _mm256_and_si256(
+            _mm256_set_m128i(_mm_srli_epi16::<4>(v), v),
+            _mm256_set1_epi8(0xF),
+        )
     }
 }
 
@@ -142,7 +145,10 @@ unsafe fn dot_q4_0<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
         for i in 0..nb {
             let b = &*w.cast::<BlockQ4_0>().add(i);
             let q = nibbles32(b.qs.as_ptr());
-            let p = add_lane0(D::dot(q, load(a.qs.add(32 * i))), -8 * i32::from(*a.sums.add(i)));
+            let p = add_lane0(
+                D::dot(q, load(a.qs.add(32 * i))),
+                -8 * i32::from(*a.sums.add(i)),
+            );
             let s = _mm256_set1_ps(f16_at(b.d) * *a.d.add(i));
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc);
         }
@@ -176,7 +182,10 @@ unsafe fn dot_q5_0<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
         for i in 0..nb {
             let b = &*w.cast::<BlockQ5_0>().add(i);
             let q = _mm256_or_si256(nibbles32(b.qs.as_ptr()), bits32_to_0x10(b.qh.as_ptr()));
-            let p = add_lane0(D::dot(q, load(a.qs.add(32 * i))), -16 * i32::from(*a.sums.add(i)));
+            let p = add_lane0(
+                D::dot(q, load(a.qs.add(32 * i))),
+                -16 * i32::from(*a.sums.add(i)),
+            );
             let s = _mm256_set1_ps(f16_at(b.d) * *a.d.add(i));
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc);
         }
@@ -240,7 +249,12 @@ unsafe fn dot_iq4_nl<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
 #[inline(always)]
 unsafe fn bsum_dot(a: ActRow, i: usize, m: __m256i) -> i32 {
     // SAFETY: a Q8K row has 16 sums per super-block; AVX2 is enabled.
-    unsafe { hsum_epi32(_mm256_madd_epi16(_mm256_loadu_si256(a.sums.add(16 * i).cast()), m)) }
+    unsafe {
+        hsum_epi32(_mm256_madd_epi16(
+            _mm256_loadu_si256(a.sums.add(Q8K_SUMS * i).cast()),
+            m,
+        ))
+    }
 }
 
 #[inline(always)]
@@ -253,7 +267,8 @@ unsafe fn dot_q2_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
         for i in 0..nb {
             let b = &*w.cast::<BlockQ2K>().add(i);
             let sc = _mm_loadu_si128(b.scales.as_ptr().cast());
-            let m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(sc), _mm_set1_epi8(0xF)));
+            let m16 =
+                _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(sc), _mm_set1_epi8(0xF)));
             let summ = bsum_dot(a, i, m16);
             let scales: [u8; 16] = b.scales.map(|s| s & 0xF);
             let x = a.qs.add(256 * i);
@@ -270,7 +285,11 @@ unsafe fn dot_q2_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
                 }
             }
             let da = *a.d.add(i);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(da * f16_at(b.d)), acc);
+            acc = _mm256_fmadd_ps(
+                _mm256_cvtepi32_ps(isum),
+                _mm256_set1_ps(da * f16_at(b.d)),
+                acc,
+            );
             mins += da * f16_at(b.dmin) * summ as f32;
         }
         hsum_ps(acc) - mins
@@ -340,7 +359,11 @@ unsafe fn dot_k32<D: Dot, const Q5: bool>(w: *const u8, a: ActRow, nb: usize) ->
             }
             let summ = bsum_dot(a, i, _mm256_loadu_si256(m.as_ptr().cast()));
             let x = a.qs.add(256 * i);
-            let mut high = if Q5 { _mm256_loadu_si256(qh.cast()) } else { _mm256_setzero_si256() };
+            let mut high = if Q5 {
+                _mm256_loadu_si256(qh.cast())
+            } else {
+                _mm256_setzero_si256()
+            };
             let mut isum = _mm256_setzero_si256();
             for j in 0..4 {
                 let bits = _mm256_loadu_si256(qs.add(32 * j).cast());
@@ -348,7 +371,10 @@ unsafe fn dot_k32<D: Dot, const Q5: bool>(w: *const u8, a: ActRow, nb: usize) ->
                 let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
                 if Q5 {
                     lo = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(_mm256_and_si256(high, one)));
-                    hi = _mm256_or_si256(hi, _mm256_slli_epi16::<3>(_mm256_and_si256(high, _mm256_set1_epi8(2))));
+                    hi = _mm256_or_si256(
+                        hi,
+                        _mm256_slli_epi16::<3>(_mm256_and_si256(high, _mm256_set1_epi8(2))),
+                    );
                     high = _mm256_srli_epi16::<2>(high);
                 }
                 let p = _mm256_maddubs_epi16(lo, load(x.add(64 * j)));
@@ -357,7 +383,11 @@ unsafe fn dot_k32<D: Dot, const Q5: bool>(w: *const u8, a: ActRow, nb: usize) ->
                 isum = D::madd_acc(isum, p, _mm256_set1_epi16(sc[2 * j + 1]));
             }
             let da = *a.d.add(i);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(da * f16_at(d)), acc);
+            acc = _mm256_fmadd_ps(
+                _mm256_cvtepi32_ps(isum),
+                _mm256_set1_ps(da * f16_at(d)),
+                acc,
+            );
             mins += da * f16_at(dmin) * summ as f32;
         }
         hsum_ps(acc) - mins
@@ -397,11 +427,18 @@ unsafe fn dot_q6_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
                 let parts = [
                     (_mm256_and_si256(l0, m4), hb),
                     (_mm256_and_si256(l1, m4), _mm256_srli_epi16::<2>(hb)),
-                    (_mm256_and_si256(_mm256_srli_epi16::<4>(l0), m4), _mm256_srli_epi16::<4>(hb)),
-                    (_mm256_and_si256(_mm256_srli_epi16::<4>(l1), m4), _mm256_srli_epi16::<6>(hb)),
+                    (
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(l0), m4),
+                        _mm256_srli_epi16::<4>(hb),
+                    ),
+                    (
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(l1), m4),
+                        _mm256_srli_epi16::<6>(hb),
+                    ),
                 ];
                 for (part, (low, high)) in parts.into_iter().enumerate() {
-                    let q = _mm256_or_si256(low, _mm256_slli_epi16::<4>(_mm256_and_si256(high, m3)));
+                    let q =
+                        _mm256_or_si256(low, _mm256_slli_epi16::<4>(_mm256_and_si256(high, m3)));
                     let g = 8 * h + 2 * part;
                     let p = _mm256_maddubs_epi16(q, load(x.add(128 * h + 32 * part)));
                     isum = D::madd_acc(isum, p, scales_16(scales[g], scales[g + 1]));
@@ -455,7 +492,10 @@ unsafe fn dot_f32(w: *const u8, a: ActRow, n: usize) -> f32 {
             }
             k += 32;
         }
-        let mut s = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        let mut s = hsum_ps(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ));
         while k < n {
             s += w.add(k).read_unaligned() * *a.f.add(k);
             k += 1;
@@ -477,7 +517,10 @@ unsafe fn dot_f16(w: *const u8, a: ActRow, n: usize) -> f32 {
             }
             k += 32;
         }
-        let mut s = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        let mut s = hsum_ps(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ));
         while k < n {
             s += f16_at(F16Bytes([*w.add(2 * k), *w.add(2 * k + 1)])) * *a.f.add(k);
             k += 1;
@@ -500,7 +543,10 @@ unsafe fn dot_bf16(w: *const u8, a: ActRow, n: usize) -> f32 {
             }
             k += 32;
         }
-        let mut s = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        let mut s = hsum_ps(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ));
         while k < n {
             let bits = u16::from_le_bytes([*w.add(2 * k), *w.add(2 * k + 1)]);
             s += f32::from_bits(u32::from(bits) << 16) * *a.f.add(k);
@@ -594,7 +640,7 @@ unsafe fn quantize_q8k(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16) {
             if amax == 0.0 {
                 std::ptr::write_bytes(qs.add(256 * i), 0, 256);
                 *d.add(i) = 0.0;
-                std::ptr::write_bytes(sums.add(16 * i), 0, 16);
+                std::ptr::write_bytes(sums.add(Q8K_SUMS * i), 0, Q8K_SUMS);
                 continue;
             }
             // The sign of the scale follows the first value of largest magnitude.
@@ -617,8 +663,9 @@ unsafe fn quantize_q8k(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16) {
                 _mm256_storeu_si256(qs.add(256 * i + 32 * c).cast(), pack32(v));
                 let s0 = hsum_epi32(_mm256_add_epi32(v[0], v[1]));
                 let s1 = hsum_epi32(_mm256_add_epi32(v[2], v[3]));
-                *sums.add(16 * i + 2 * c) = s0 as i16;
-                *sums.add(16 * i + 2 * c + 1) = s1 as i16;
+                *sums.add(Q8K_SUMS * i + 2 * c) = s0 as i16;
+                *sums.add(Q8K_SUMS * i + 2 * c + 1) = s1 as i16;
+                *sums.add(Q8K_SUMS * i + 16 + c) = (s0 + s1) as i16;
             }
             *d.add(i) = 1.0 / iscale;
         }
@@ -656,7 +703,9 @@ macro_rules! instantiate {
                     ) {
                         for r in 0..nrows {
                             // SAFETY: the `RowsFn` contract; the features are enabled here.
-                            unsafe { *y.add(r) = $dot::<$flavour>(w.add(r * row_bytes), a, n / $qk) };
+                            unsafe {
+                                *y.add(r) = $dot::<$flavour>(w.add(r * row_bytes), a, n / $qk)
+                            };
                         }
                     }
                 };
@@ -696,13 +745,23 @@ macro_rules! instantiate {
             rows_float!(bf16, dot_bf16);
 
             #[target_feature(enable = $features)]
-            pub(in super::super) unsafe fn acts_q8(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16) {
+            pub(in super::super) unsafe fn acts_q8(
+                x: &[f32],
+                qs: *mut i8,
+                d: *mut f32,
+                sums: *mut i16,
+            ) {
                 // SAFETY: the `QuantizeActsFn` contract; the features are enabled here.
                 unsafe { quantize_q8(x, qs, d, sums) }
             }
 
             #[target_feature(enable = $features)]
-            pub(in super::super) unsafe fn acts_q8k(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16) {
+            pub(in super::super) unsafe fn acts_q8k(
+                x: &[f32],
+                qs: *mut i8,
+                d: *mut f32,
+                sums: *mut i16,
+            ) {
                 // SAFETY: as above.
                 unsafe { quantize_q8k(x, qs, d, sums) }
             }
@@ -741,4 +800,8 @@ macro_rules! instantiate {
 }
 
 instantiate!(Avx2, "avx2,fma,f16c", plain);
-instantiate!(Vnni, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", vnni);
+instantiate!(
+    Vnni,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    vnni
+);

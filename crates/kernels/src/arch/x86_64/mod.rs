@@ -7,7 +7,7 @@
 pub(crate) mod avx2;
 pub(crate) mod avx512;
 
-use super::{ActKind, QuantizeActsFn, RowsFn};
+use super::{ActKind, PackedFn, QuantizeActsFn, RowsFn};
 use crate::isa::Isa;
 use crate::quant::{F16Bytes, GgmlType};
 use std::arch::x86_64::*;
@@ -24,6 +24,13 @@ pub(crate) fn rows_kernel(isa: Isa, ty: GgmlType) -> Option<RowsFn> {
     avx2::plain::rows_kernel(ty)
 }
 
+pub(crate) fn packed_kernel(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)> {
+    if isa >= Isa::Avx512 && avx512_usable() {
+        return avx512::packed_kernel(ty);
+    }
+    None
+}
+
 pub(crate) fn quantize_acts_kernel(isa: Isa, kind: ActKind) -> Option<QuantizeActsFn> {
     if isa >= Isa::Avx512 && avx512_usable() {
         return avx2::vnni::quantize_acts_kernel(kind);
@@ -35,7 +42,11 @@ pub(crate) fn quantize_acts_kernel(isa: Isa, kind: ActKind) -> Option<QuantizeAc
 #[inline(always)]
 pub(super) unsafe fn f16_at(h: F16Bytes) -> f32 {
     // SAFETY: F16C is enabled in every caller.
-    unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(u16::from_le_bytes(h.0))))) }
+    unsafe {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
+            u16::from_le_bytes(h.0),
+        ))))
+    }
 }
 
 /// Sum of 8 f32 lanes.
