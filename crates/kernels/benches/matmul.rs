@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used)]
 
 use kernels::isa::Isa;
-use kernels::matmul::{Matrix, Scratch, matmul};
+use kernels::matmul::{Matrix, Scratch, matmul, matmul_many};
 use kernels::pool::ThreadPool;
 use kernels::quant::{GgmlType, quantize_row, row_bytes};
 use std::hint::black_box;
@@ -268,6 +268,56 @@ fn print_row(r: &Row) {
     );
 }
 
+/// Per-call time of one layer's matrices of a real model (the decode mat-vec as the engine will
+/// run it, overheads included), and of Q/K/V through `matmul_many`.
+fn layer_latency(model: &str, quick: bool) {
+    let bytes = std::fs::read(test_models::path(model)).unwrap();
+    let g = gguf::Gguf::parse(&bytes).unwrap();
+    let names = [
+        "attn_q",
+        "attn_k",
+        "attn_v",
+        "attn_output",
+        "ffn_gate",
+        "ffn_up",
+        "ffn_down",
+    ];
+    let mats: Vec<(String, Matrix)> = names
+        .iter()
+        .map(|n| {
+            let t = g.tensor(&format!("blk.0.{n}.weight")).unwrap();
+            let (cols, rows) = (t.shape[0] as usize, t.shape[1] as usize);
+            (
+                format!("{n} {} {rows}x{cols}", t.ty),
+                Matrix::new(t.ty, rows, cols, g.tensor_data(t)).unwrap(),
+            )
+        })
+        .collect();
+    let min_time = Duration::from_millis(if quick { 50 } else { 300 });
+    for threads in [1usize, 2] {
+        let pool = ThreadPool::new(threads);
+        let mut scratch = Scratch::with_capacity(1, 4096);
+        let mut y = vec![0.0f32; 1 << 16];
+        let mut line = format!("{} layer 0, {threads} thread(s), µs per call:", &model[..6]);
+        for (label, m) in &mats {
+            let x = normals(7, m.cols());
+            let t = time(min_time, || {
+                matmul(&pool, m, &x, 1, &mut y[..m.rows()], &mut scratch).unwrap();
+            });
+            line += &format!(" {label}: {:.1};", t * 1e6);
+        }
+        let qkv: Vec<&Matrix> = mats[..3].iter().map(|(_, m)| m).collect();
+        let x = normals(7, qkv[0].cols());
+        let mut outs: Vec<Vec<f32>> = qkv.iter().map(|m| vec![0.0; m.rows()]).collect();
+        let t = time(min_time, || {
+            let mut ys: Vec<&mut [f32]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+            matmul_many(&pool, &qkv, &x, 1, &mut ys, &mut scratch).unwrap();
+        });
+        line += &format!(" q+k+v via matmul_many: {:.1}", t * 1e6);
+        println!("{line}");
+    }
+}
+
 fn main() {
     let quick = std::env::var_os("HEARTH_BENCH_QUICK").is_some();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -292,6 +342,10 @@ fn main() {
         "| matrix | threads | size | mat-vec | vs stream read | mat-mat ({} rows) |",
         if quick { 64 } else { 512 }
     );
+
+    for model in [test_models::SMOLLM2, test_models::GEMMA3] {
+        layer_latency(model, quick);
+    }
 
     let mut results = Vec::new();
     let (rows, cols, mm_rows) = if quick {

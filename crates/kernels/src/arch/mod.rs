@@ -94,6 +94,34 @@ pub(crate) struct ActRow {
 pub(crate) type RowsFn =
     unsafe fn(n: usize, w: *const u8, row_bytes: usize, nrows: usize, a: ActRow, y: *mut f32);
 
+/// Float tile kernel: 4 weight rows × 4 `f32` activation rows,
+/// `y[t·ys + r] = dot(W[r], x[t])` for `r, t < 4`, with `W[r]` at `w + r·row_bytes` and `x[t]` at
+/// `x + t·xs`, `n` values each.
+///
+/// # Safety
+/// The four weight rows and four activation rows are readable for `n` values; `y` is valid for
+/// writes at `t·ys + r`; the CPU supports the kernel's instruction set.
+pub(crate) type TileFn = unsafe fn(
+    n: usize,
+    w: *const u8,
+    row_bytes: usize,
+    x: *const f32,
+    xs: usize,
+    y: *mut f32,
+    ys: usize,
+);
+
+/// The 4×4 tile kernel for float weights of type `ty` at level `isa`, where one exists.
+pub(crate) fn tile_kernel(isa: Isa, ty: GgmlType) -> Option<TileFn> {
+    let isa = isa.min(Isa::best_supported());
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx2 {
+        return x86_64::tile_kernel(isa, ty);
+    }
+    let _ = (isa, ty);
+    None
+}
+
 /// Consecutive activation rows for the packed kernels: row `t` of each array starts
 /// `t · stride` elements after the given pointer.
 #[derive(Clone, Copy, Debug)]

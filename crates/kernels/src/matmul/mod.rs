@@ -15,7 +15,7 @@ mod repack;
 
 pub use acts::Scratch;
 
-use crate::arch::{self, ActKind, PackedFn, QuantizeActsFn, RowsFn};
+use crate::arch::{self, ActKind, PackedFn, QuantizeActsFn, RowsFn, TileFn};
 use crate::isa::Isa;
 use crate::pool::ThreadPool;
 use crate::quant::{GgmlType, KernelError, is_supported, row_bytes};
@@ -33,6 +33,8 @@ const CHUNK_BYTES: usize = 256 * 1024;
 enum Storage<'a> {
     /// In the caller's buffer (usually the mapped model file), ggml layout.
     Borrowed(&'a [u8]),
+    /// Copied into a buffer owned by the matrix, ggml layout.
+    Owned(AlignedBytes),
     /// Repacked into 16-row groups (see `repack`), owned.
     Packed(Packed),
 }
@@ -87,6 +89,7 @@ pub struct Matrix<'a> {
     isa: Isa,
     kind: ActKind,
     rows_fn: RowsFn,
+    tile_fn: Option<TileFn>,
     quantize_fn: Option<QuantizeActsFn>,
 }
 
@@ -162,6 +165,7 @@ impl<'a> Matrix<'a> {
             isa,
             kind,
             rows_fn,
+            tile_fn: arch::tile_kernel(isa, ty),
             quantize_fn: arch::quantize_acts_kernel(isa, kind),
         })
     }
@@ -184,6 +188,32 @@ impl<'a> Matrix<'a> {
     /// The instruction set whose kernels this matrix uses.
     pub fn isa(&self) -> Isa {
         self.isa
+    }
+
+    /// This matrix without a borrow: a packed or owned matrix is moved, a borrowed one copies
+    /// its bytes (for holding matrices next to the file they came from).
+    pub fn into_owned(self) -> Matrix<'static> {
+        let data = match self.data {
+            Storage::Borrowed(b) => {
+                let mut buf = AlignedBytes::zeroed(b.len());
+                buf.as_mut_slice().copy_from_slice(b);
+                Storage::Owned(buf)
+            }
+            Storage::Owned(b) => Storage::Owned(b),
+            Storage::Packed(p) => Storage::Packed(p),
+        };
+        Matrix {
+            ty: self.ty,
+            rows: self.rows,
+            cols: self.cols,
+            row_bytes: self.row_bytes,
+            data,
+            isa: self.isa,
+            kind: self.kind,
+            rows_fn: self.rows_fn,
+            tile_fn: self.tile_fn,
+            quantize_fn: self.quantize_fn,
+        }
     }
 
     /// Whether the weights were repacked into an interleaved layout.
@@ -209,6 +239,10 @@ impl<'a> Matrix<'a> {
             // SAFETY: forwarded caller contract.
             Storage::Borrowed(b) => unsafe {
                 self.mul_plain(b.as_ptr(), acts, n_tokens, y, r0, r1)
+            },
+            // SAFETY: as above.
+            Storage::Owned(b) => unsafe {
+                self.mul_plain(b.as_slice().as_ptr(), acts, n_tokens, y, r0, r1)
             },
             Storage::Packed(p) => {
                 let g0 = r0 / repack::GROUP;
@@ -283,11 +317,42 @@ impl<'a> Matrix<'a> {
         r0: usize,
         r1: usize,
     ) {
-        let chunk = (CHUNK_BYTES / self.row_bytes.max(1)).max(1);
+        let chunk = (CHUNK_BYTES / self.row_bytes.max(1)).max(4);
         let mut c0 = r0;
         while c0 < r1 {
             let c1 = (c0 + chunk).min(r1);
+            // Float weights in a batch: 4×4 register tiles first, the row kernel for the rest.
+            let (mut t_done, mut r_done) = (0, c0);
+            if let Some(tile) = self.tile_fn
+                && n_tokens >= 4
+            {
+                let x = acts.row(0).f;
+                r_done = c0 + (c1 - c0) / 4 * 4;
+                while t_done + 4 <= n_tokens {
+                    for r in (c0..r_done).step_by(4) {
+                        // SAFETY: rows `r..r + 4` and tokens `t_done..t_done + 4` exist; the
+                        // outputs are this thread's (caller).
+                        unsafe {
+                            tile(
+                                self.cols,
+                                w.wrapping_add(r * self.row_bytes),
+                                self.row_bytes,
+                                x.add(t_done * self.cols),
+                                self.cols,
+                                y.0.add(t_done * self.rows + r),
+                                self.rows,
+                            );
+                        }
+                    }
+                    t_done += 4;
+                }
+            }
             for t in 0..n_tokens {
+                // Rows the tiles covered for this token are skipped.
+                let c0 = if t < t_done { r_done } else { c0 };
+                if c0 == c1 {
+                    continue;
+                }
                 // SAFETY: rows `c0..c1` lie inside the matrix data; the kernel matches the
                 // type and activation kind (both chosen in `with_options`); the caller guarantees
                 // the activation rows and the output region.

@@ -51,7 +51,12 @@ fn matmul_matches_naive_product_for_every_type_level_and_thread_count() {
     let mut rng = Rng::new(11);
     let pools = [ThreadPool::new(1), ThreadPool::new(2)];
     for &ty in WEIGHT_TYPES {
-        let cols = if ty.block_size() == 256 { 512 } else { 96 };
+        // Float types take any width: 100 exercises the masked tails.
+        let cols = match ty.block_size() {
+            256 => 512,
+            1 => 100,
+            _ => 96,
+        };
         for rows in [37, 64] {
             let w = random_matrix(&mut rng, ty, rows, cols);
             for n_tokens in [1, 3, 8, 20] {
@@ -164,7 +169,11 @@ fn packed_kernels_match_scalar_row_kernels_closely() {
     let pool = ThreadPool::new(2);
     let mut packed_seen = 0;
     for &ty in WEIGHT_TYPES {
-        let cols = if ty.block_size() == 256 { 768 } else { 160 };
+        let cols = match ty.block_size() {
+            256 => 768,
+            1 => 150,
+            _ => 160,
+        };
         let rows = 53;
         let w = random_matrix(&mut rng, ty, rows, cols);
         let scalar = Matrix::with_options(
@@ -196,5 +205,37 @@ fn packed_kernels_match_scalar_row_kernels_closely() {
     }
     if Isa::detected() == Isa::Avx512 && Isa::has_vnni() {
         assert!(packed_seen >= 9, "only {packed_seen} types packed");
+    }
+}
+
+#[test]
+fn owned_matrices_compute_the_same() {
+    let mut rng = Rng::new(14);
+    let pool = ThreadPool::new(2);
+    for ty in [GgmlType::Q4_1, GgmlType::F16, GgmlType::Q6_K] {
+        let cols = 512;
+        let w = random_matrix(&mut rng, ty, 40, cols);
+        let x = rng.normals(3 * cols);
+        let borrowed = Matrix::with_options(
+            ty,
+            40,
+            cols,
+            &w,
+            MatrixOptions {
+                isa: Isa::detected(),
+                repack: false,
+            },
+        )
+        .unwrap();
+        let mut want = vec![0.0; 3 * 40];
+        matmul(&pool, &borrowed, &x, 3, &mut want, &mut Scratch::new()).unwrap();
+        let owned: Matrix<'static> = borrowed.into_owned();
+        let packed: Matrix<'static> = Matrix::new(ty, 40, cols, &w).unwrap().into_owned();
+        drop(w);
+        for m in [owned, packed] {
+            let mut got = vec![0.0; 3 * 40];
+            matmul(&pool, &m, &x, 3, &mut got, &mut Scratch::new()).unwrap();
+            assert!(nmse(&want, &got) <= 1e-10, "{ty} packed={}", m.is_packed());
+        }
     }
 }

@@ -11,7 +11,7 @@
 
 #![allow(clippy::missing_safety_doc)] // every kernel here shares the `PackedFn`/`RowsFn` contract
 
-use crate::arch::{ActRow, ActTile, PackedFn, Q8K_SUMS, RowsFn};
+use crate::arch::{ActRow, ActTile, PackedFn, Q8K_SUMS, RowsFn, TileFn};
 use crate::quant::{GgmlType, IQ4_NL_VALUES};
 use std::arch::x86_64::*;
 
@@ -21,6 +21,16 @@ pub(crate) fn rows_kernel(ty: GgmlType) -> Option<RowsFn> {
         GgmlType::F32 => rows_f32,
         GgmlType::F16 => rows_f16,
         GgmlType::BF16 => rows_bf16,
+        _ => return None,
+    })
+}
+
+/// The 4×4 float tile kernel for `ty`.
+pub(crate) fn tile_kernel(ty: GgmlType) -> Option<TileFn> {
+    Some(match ty {
+        GgmlType::F32 => tile_f32,
+        GgmlType::F16 => tile_f16,
+        GgmlType::BF16 => tile_bf16,
         _ => return None,
     })
 }
@@ -132,6 +142,78 @@ unsafe fn tail_bf16(p: *const u8, m: __mmask16) -> __m512 {
         )))
     }
 }
+
+/// 4 weight rows × 4 activation rows: each weight vector is converted once and used for 4
+/// tokens, each activation vector loaded once for 4 rows (16 accumulators).
+macro_rules! float_tile {
+    ($name:ident, $elem:literal, $load:ident, $tail:ident) => {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+        unsafe fn $name(
+            n: usize,
+            w: *const u8,
+            row_bytes: usize,
+            x: *const f32,
+            xs: usize,
+            y: *mut f32,
+            ys: usize,
+        ) {
+            // SAFETY: the `TileFn` contract; the features are enabled.
+            unsafe {
+                let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+                let mut k = 0;
+                while k < n {
+                    let (wv, xv) = if k + 16 <= n {
+                        (
+                            [
+                                $load(w.add($elem * k)),
+                                $load(w.add(row_bytes + $elem * k)),
+                                $load(w.add(2 * row_bytes + $elem * k)),
+                                $load(w.add(3 * row_bytes + $elem * k)),
+                            ],
+                            [
+                                _mm512_loadu_ps(x.add(k)),
+                                _mm512_loadu_ps(x.add(xs + k)),
+                                _mm512_loadu_ps(x.add(2 * xs + k)),
+                                _mm512_loadu_ps(x.add(3 * xs + k)),
+                            ],
+                        )
+                    } else {
+                        let m: __mmask16 = ((1u32 << (n - k)) - 1) as u16;
+                        (
+                            [
+                                $tail(w.add($elem * k), m),
+                                $tail(w.add(row_bytes + $elem * k), m),
+                                $tail(w.add(2 * row_bytes + $elem * k), m),
+                                $tail(w.add(3 * row_bytes + $elem * k), m),
+                            ],
+                            [
+                                _mm512_maskz_loadu_ps(m, x.add(k)),
+                                _mm512_maskz_loadu_ps(m, x.add(xs + k)),
+                                _mm512_maskz_loadu_ps(m, x.add(2 * xs + k)),
+                                _mm512_maskz_loadu_ps(m, x.add(3 * xs + k)),
+                            ],
+                        )
+                    };
+                    for r in 0..4 {
+                        for t in 0..4 {
+                            acc[r][t] = _mm512_fmadd_ps(wv[r], xv[t], acc[r][t]);
+                        }
+                    }
+                    k += 16;
+                }
+                for r in 0..4 {
+                    for t in 0..4 {
+                        *y.add(t * ys + r) = _mm512_reduce_add_ps(acc[r][t]);
+                    }
+                }
+            }
+        }
+    };
+}
+
+float_tile!(tile_f32, 4, load_f32, tail_f32);
+float_tile!(tile_f16, 2, load_f16, tail_f16);
+float_tile!(tile_bf16, 2, load_bf16, tail_bf16);
 
 float_rows!(rows_f32, 4, load_f32, tail_f32);
 float_rows!(rows_f16, 2, load_f16, tail_f16);

@@ -7,7 +7,7 @@
 pub(crate) mod avx2;
 pub(crate) mod avx512;
 
-use super::{ActKind, PackedFn, QuantizeActsFn, RowsFn};
+use super::{ActKind, PackedFn, QuantizeActsFn, RowsFn, TileFn};
 use crate::isa::Isa;
 use crate::quant::{F16Bytes, GgmlType};
 use std::arch::x86_64::*;
@@ -27,6 +27,13 @@ pub(crate) fn rows_kernel(isa: Isa, ty: GgmlType) -> Option<RowsFn> {
 pub(crate) fn packed_kernel(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)> {
     if isa >= Isa::Avx512 && avx512_usable() {
         return avx512::packed_kernel(ty);
+    }
+    None
+}
+
+pub(crate) fn tile_kernel(isa: Isa, ty: GgmlType) -> Option<TileFn> {
+    if isa >= Isa::Avx512 && Isa::best_supported() >= Isa::Avx512 {
+        return avx512::tile_kernel(ty);
     }
     None
 }
