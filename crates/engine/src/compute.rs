@@ -4,6 +4,7 @@
 
 use std::ops::Range;
 
+use kernels::matmul::{Matrix, MatrixOptions};
 use kernels::ops::Ops;
 use kernels::ops::attention::AttentionParams;
 use kernels::ops::rope::{Rope, RopeMode, RopeParams};
@@ -12,21 +13,37 @@ use kernels::pool::ThreadPool;
 use crate::kv_cache::KvCache;
 use crate::model::{HParams, LoadError, MatRef, Model};
 
-/// Scratch space of the matrix products (quantized activations), sized once per context.
-pub struct MatmulScratch {
-    row: Vec<f32>,
+pub use kernels::matmul::Scratch as MatmulScratch;
+
+/// The kernel matrix of a weight: the repacked copy, or a view of the mapped file.
+enum KernelMatrix<'m> {
+    Packed(&'m Matrix<'static>),
+    View(Matrix<'m>),
 }
 
-impl MatmulScratch {
-    /// Room for `n_rows` activation rows of up to `max_cols` values.
-    pub fn new(_n_rows: usize, max_cols: usize) -> MatmulScratch {
-        MatmulScratch { row: vec![0.0; max_cols] }
+impl<'m> std::ops::Deref for KernelMatrix<'m> {
+    type Target = Matrix<'m>;
+
+    fn deref(&self) -> &Matrix<'m> {
+        match self {
+            KernelMatrix::Packed(m) => m,
+            KernelMatrix::View(m) => m,
+        }
     }
+}
+
+fn matrix<'m>(model: &'m Model, w: &'m MatRef) -> Option<KernelMatrix<'m>> {
+    if let Some(p) = &w.packed {
+        return Some(KernelMatrix::Packed(p));
+    }
+    let options = MatrixOptions { repack: false, ..MatrixOptions::default() };
+    // The same construction succeeded when the model was loaded.
+    Matrix::with_options(w.ty, w.rows, w.cols, model.mat_data(w), options).ok().map(KernelMatrix::View)
 }
 
 /// `y[t][r] = Σ_c W[r][c] · x[t][c]` for `n` rows of `x`.
 pub fn matmul(
-    _pool: &ThreadPool,
+    pool: &ThreadPool,
     scratch: &mut MatmulScratch,
     model: &Model,
     w: &MatRef,
@@ -34,19 +51,10 @@ pub fn matmul(
     n: usize,
     y: &mut [f32],
 ) {
-    let data = model.mat_data(w);
-    let rb = w.row_bytes();
-    let row = &mut scratch.row[..w.cols];
-    for r in 0..w.rows {
-        let _ = kernels::quant::dequantize_row(w.ty, &data[r * rb..(r + 1) * rb], row);
-        for t in 0..n {
-            let xr = &x[t * w.cols..(t + 1) * w.cols];
-            y[t * w.rows + r] = row.iter().zip(xr).map(|(a, b)| a * b).sum();
-        }
-    }
+    matmul_many(pool, scratch, model, &[w], x, n, &mut [y]);
 }
 
-/// Several products sharing one input (`ws[i]` writes `ys[i]`).
+/// Several products sharing one input (`ws[i]` writes `ys[i]`), in one pass over the threads.
 pub fn matmul_many(
     pool: &ThreadPool,
     scratch: &mut MatmulScratch,
@@ -56,9 +64,20 @@ pub fn matmul_many(
     n: usize,
     ys: &mut [&mut [f32]],
 ) {
-    for (w, y) in ws.iter().zip(ys.iter_mut()) {
-        matmul(pool, scratch, model, w, x, n, y);
-    }
+    let m = |i: usize| ws.get(i).and_then(|w| matrix(model, w));
+    let result = match (m(0), m(1), m(2)) {
+        (Some(a), None, None) if ws.len() == 1 => {
+            kernels::matmul::matmul_many(pool, &[&a], x, n, ys, scratch)
+        }
+        (Some(a), Some(b), None) if ws.len() == 2 => {
+            kernels::matmul::matmul_many(pool, &[&a, &b], x, n, ys, scratch)
+        }
+        (Some(a), Some(b), Some(c)) if ws.len() == 3 => {
+            kernels::matmul::matmul_many(pool, &[&a, &b, &c], x, n, ys, scratch)
+        }
+        _ => Err(kernels::quant::KernelError::ShapeMismatch("one to three matrices")),
+    };
+    debug_assert!(result.is_ok(), "matmul shapes were checked at load: {result:?}");
 }
 
 /// Row `row` of a weight matrix as f32 (the embedding lookup).

@@ -131,7 +131,7 @@ impl Context {
         let nb = params.n_batch.min(params.n_ctx);
         let st = State {
             pool: ThreadPool::new(params.n_threads),
-            scratch: MatmulScratch::new(nb, hp.n_embd.max(hp.n_ff).max(hp.n_embd_q())),
+            scratch: MatmulScratch::with_capacity(nb.max(OUTPUT_CHUNK), hp.n_embd.max(hp.n_ff).max(hp.n_embd_q())),
             kv: KvCache::new(hp.n_layer, params.n_ctx, hp.n_embd_k_gqa(), hp.n_embd_v_gqa()),
             x: vec![0.0; nb * hp.n_embd],
             h: vec![0.0; nb * hp.n_embd],

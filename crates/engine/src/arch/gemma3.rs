@@ -48,7 +48,7 @@ pub struct Weights {
 
 impl Weights {
     pub fn bind(hp: &HParams, b: &Binder<'_, '_>, keys: &Keys<'_, '_>) -> Result<Weights, LoadError> {
-        let tok_embd = b.mat("token_embd.weight", hp.n_vocab, hp.n_embd)?;
+        let tok_embd = b.mat_unpacked("token_embd.weight", hp.n_vocab, hp.n_embd)?;
         let parts = AttentionParts { bias: false, qk_norm: true };
         let layers = (0..hp.n_layer)
             .map(|il| {

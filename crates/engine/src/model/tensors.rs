@@ -5,13 +5,16 @@
 //! (norm weights, biases) are converted to `Vec<f32>` once at load.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use gguf::{GgmlType, Gguf, TensorInfo};
+use kernels::matmul::{Matrix, MatrixOptions};
 
 use super::LoadError;
 
-/// A weight matrix in the mapped file, ggml layout: `rows` rows of `cols` contiguous elements.
-#[derive(Clone, Debug, PartialEq)]
+/// A weight matrix, ggml layout: `rows` rows of `cols` contiguous elements. Its bytes stay in the
+/// mapped file; types with a faster interleaved layout are also repacked at load (`packed`).
+#[derive(Clone, Debug)]
 pub struct MatRef {
     pub name: String,
     pub ty: GgmlType,
@@ -21,6 +24,8 @@ pub struct MatRef {
     pub cols: usize,
     /// Byte range of the data within the whole file.
     pub range: Range<usize>,
+    /// The weights repacked for the fast kernels, when the type has such a layout.
+    pub packed: Option<Arc<Matrix<'static>>>,
 }
 
 impl MatRef {
@@ -67,18 +72,36 @@ impl<'g, 'a> Binder<'g, 'a> {
         start..start + t.n_bytes() as usize
     }
 
-    /// A required matrix of `rows` × `cols` (GGUF shape `[cols, rows]`).
+    /// A required matrix of `rows` × `cols` (GGUF shape `[cols, rows]`), repacked for the fast
+    /// kernels where its type has such a layout.
     pub fn mat(&self, name: &str, rows: usize, cols: usize) -> Result<MatRef, LoadError> {
+        self.mat_with(name, rows, cols, true)
+    }
+
+    /// A required matrix kept only in the file's layout (the token embedding, whose rows are
+    /// looked up one by one).
+    pub fn mat_unpacked(&self, name: &str, rows: usize, cols: usize) -> Result<MatRef, LoadError> {
+        self.mat_with(name, rows, cols, false)
+    }
+
+    fn mat_with(&self, name: &str, rows: usize, cols: usize, repack: bool) -> Result<MatRef, LoadError> {
         let t = self.find(name)?;
         Self::check_shape(t, &[cols, rows])?;
-        if !kernels::quant::is_supported(t.ty) {
-            return Err(LoadError::UnsupportedType { name: name.to_owned(), ty: t.ty });
-        }
-        Ok(MatRef { name: name.to_owned(), ty: t.ty, rows, cols, range: self.range(t) })
+        let unsupported = |_| LoadError::UnsupportedType { name: name.to_owned(), ty: t.ty };
+        let data = self.file.tensor_data(t);
+        let options = MatrixOptions { repack, ..MatrixOptions::default() };
+        let m = Matrix::with_options(t.ty, rows, cols, data, options).map_err(unsupported)?;
+        let packed = m.is_packed().then(|| Arc::new(m.into_owned()));
+        Ok(MatRef { name: name.to_owned(), ty: t.ty, rows, cols, range: self.range(t), packed })
     }
 
     /// An optional matrix: `None` when absent, an error when present with another shape.
-    pub fn opt_mat(&self, name: &str, rows: usize, cols: usize) -> Result<Option<MatRef>, LoadError> {
+    pub fn opt_mat(
+        &self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Option<MatRef>, LoadError> {
         match self.file.tensor(name) {
             None => Ok(None),
             Some(_) => self.mat(name, rows, cols).map(Some),
