@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
-use engine::chat::{Message, Role};
+use engine::chat::Message;
 use engine::{Context, GenerateParams, StopReason};
 use rustyline::error::ReadlineError;
 
@@ -50,7 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut editor = rustyline::DefaultEditor::new().context("cannot open the terminal")?;
     let start = |system: &Option<String>| -> Vec<Message> {
-        system.iter().map(|s| Message::new(Role::System, s)).collect()
+        system.iter().map(|s| Message::new("system", s.as_str())).collect()
     };
     let mut messages = start(&args.system);
     eprintln!("hearth chat with {} — /clear starts over, /exit or Ctrl-D quits", model.info.name);
@@ -75,7 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             _ => {}
         }
-        messages.push(Message::new(Role::User, input));
+        messages.push(Message::new("user", input));
         let rendered = engine::chat::render(&model, &messages, true)?;
         interrupted.store(false, Ordering::SeqCst);
         let mut out = std::io::stdout().lock();
@@ -112,7 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 t.generation_tokens_per_second()
             );
         }
-        messages.push(Message::new(Role::Assistant, &generation.text));
+        messages.push(Message::new("assistant", generation.text.as_str()));
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use engine::chat::{Message, Role};
+use engine::chat::Message;
 use engine::generate::Timings;
 use engine::{Context, GenerateParams};
 
@@ -59,9 +59,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let tokens = if args.chat {
         let mut messages = Vec::new();
         if let Some(s) = &args.system {
-            messages.push(Message::new(Role::System, s));
+            messages.push(Message::new("system", s.as_str()));
         }
-        messages.push(Message::new(Role::User, &prompt));
+        messages.push(Message::new("user", prompt.as_str()));
         let rendered = engine::chat::render(&model, &messages, true)?;
         if args.verbose {
             eprintln!("chat template: {}", rendered.template_name);

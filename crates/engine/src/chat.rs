@@ -1,0 +1,120 @@
+//! Conversations to prompt tokens: the model's chat template (or a built-in one chosen by
+//! architecture when the file has none), then tokenization that never lets text a user typed
+//! become a control token.
+//!
+//! The rendered prompt is tokenized with special-token parsing on, as llama.cpp does, so the
+//! template's own `<|im_start|>`-style markers become control tokens. A message whose text
+//! itself contains special-token text is the exception: its span of the rendered prompt is
+//! tokenized as plain text.
+
+use std::ops::Range;
+
+use crate::chat_template::{ChatTemplate, RenderRequest, TemplateError};
+use crate::model::Model;
+use crate::tokenizer::Tokenizer;
+
+pub use crate::chat_template::Message;
+
+/// A rendered conversation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rendered {
+    /// The prompt text as the template produced it.
+    pub text: String,
+    /// Its tokens, ready to decode.
+    pub tokens: Vec<u32>,
+    /// `"model"` for the file's own template, else the built-in's name.
+    pub template_name: String,
+}
+
+/// The model's chat template compiled, or the built-in for its architecture.
+pub fn template(model: &Model) -> Result<(ChatTemplate, String), TemplateError> {
+    match &model.chat_template {
+        Some(source) => Ok((ChatTemplate::new(source)?, "model".to_owned())),
+        None => {
+            let (t, name) = ChatTemplate::builtin_for_arch(model.info.arch.name());
+            Ok((t, format!("built-in {name} (the file has no chat template)")))
+        }
+    }
+}
+
+/// Renders `messages` with the model's template and tokenizes the result.
+pub fn render(
+    model: &Model,
+    messages: &[Message],
+    add_generation_prompt: bool,
+) -> Result<Rendered, TemplateError> {
+    let (tmpl, template_name) = template(model)?;
+    render_with(model, &tmpl, template_name, messages, None, add_generation_prompt)
+}
+
+/// [`render`] with a given template and tool definitions.
+pub fn render_with(
+    model: &Model,
+    tmpl: &ChatTemplate,
+    template_name: String,
+    messages: &[Message],
+    tools: Option<&serde_json::Value>,
+    add_generation_prompt: bool,
+) -> Result<Rendered, TemplateError> {
+    let tok = &model.tokenizer;
+    let bos = token_text(tok, tok.bos());
+    let eos = token_text(tok, tok.eos());
+    let req = RenderRequest {
+        messages,
+        tools,
+        add_generation_prompt,
+        bos_token: &bos,
+        eos_token: &eos,
+        ..RenderRequest::default()
+    };
+    let text = tmpl.render(&req)?;
+    let tokens = tokenize_prompt(tok, &text, messages, &bos);
+    Ok(Rendered { text, tokens, template_name })
+}
+
+fn token_text(tok: &Tokenizer, id: Option<u32>) -> String {
+    id.and_then(|id| tok.token_text(id)).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
+}
+
+/// Tokenizes a rendered prompt: BOS as the model asks (not twice when the template already
+/// wrote it), special tokens parsed except inside message texts that contain special-token text.
+pub fn tokenize_prompt(tok: &Tokenizer, text: &str, messages: &[Message], bos: &str) -> Vec<u32> {
+    // The template may write BOS itself; the tokenizer adds it when the model asks for it.
+    let text = match text.strip_prefix(bos) {
+        Some(rest) if tok.add_bos() && !bos.is_empty() => rest,
+        _ => text,
+    };
+    let plain = plain_spans(tok, text, messages);
+    let mut out = Vec::new();
+    if tok.add_bos()
+        && let Some(b) = tok.bos()
+    {
+        out.push(b);
+    }
+    let mut at = 0;
+    for span in plain {
+        out.extend(tok.encode(&text[at..span.start], false, true));
+        out.extend(tok.encode(&text[span.clone()], false, false));
+        at = span.end;
+    }
+    out.extend(tok.encode(&text[at..], false, true));
+    out
+}
+
+/// Spans of `text` holding message contents that would turn into control tokens if parsed.
+fn plain_spans(tok: &Tokenizer, text: &str, messages: &[Message]) -> Vec<Range<usize>> {
+    let mut spans = Vec::new();
+    let mut from = 0;
+    for content in messages.iter().filter_map(|m| m.content.as_deref()) {
+        if content.is_empty() {
+            continue;
+        }
+        let Some(i) = text[from..].find(content) else { continue };
+        let span = from + i..from + i + content.len();
+        from = span.end;
+        if tok.encode(content, false, true) != tok.encode(content, false, false) {
+            spans.push(span);
+        }
+    }
+    spans
+}
