@@ -8,7 +8,9 @@ build:
 	cargo build --release -p cli
 
 demo: models build
-	target/release/hearth inspect "$$(scripts/fetch-models.sh)/SmolLM2-135M-Instruct.Q4_1.gguf"
+	target/release/hearth run --chat -n 128 --temp 0 \
+		-m "$$(scripts/fetch-models.sh)/SmolLM2-135M-Instruct.Q4_1.gguf" \
+		-p "In two sentences: why do people run language models on their own computers?"
 
 test: models
 	@if cargo nextest --version >/dev/null 2>&1; then \
