@@ -65,6 +65,10 @@ pub(crate) fn units(cps: &[u32], collapsed: bool, out: &mut Vec<u32>) {
 pub(crate) struct Regex {
     root: Alt,
     collapsed: bool,
+    /// When the whole pattern starts with `X+` (greedy, X one unit): X. A failed attempt at a
+    /// run of X means every later start inside the run fails too (they try a subset of the
+    /// same continuation positions), which keeps `\s+$` linear on long runs of spaces.
+    lead_run: Option<Vec<Set>>,
 }
 
 #[derive(Debug, Clone)]
@@ -505,7 +509,26 @@ impl Regex {
         if p.pos != p.chars.len() {
             return p.err("unbalanced )");
         }
-        Ok(Regex { root, collapsed })
+        let lead_run = match root.0.as_slice() {
+            [seq] => match seq.first() {
+                Some(Node::Repeat {
+                    node,
+                    min,
+                    max: u32::MAX,
+                    greedy: true,
+                }) if *min >= 1 => match node.as_ref() {
+                    Node::Unit(sets) => Some(sets.clone()),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        };
+        Ok(Regex {
+            root,
+            collapsed,
+            lead_run,
+        })
     }
 
     /// Whether the pattern runs over collapsed units (see [`units`]).
@@ -520,6 +543,7 @@ impl Regex {
         let m = Matcher {
             units,
             depth: Cell::new(0),
+            lead_run: self.lead_run.as_deref(),
         };
         let mut done = 0; // end of the last match
         let mut from = 0; // where the next search starts
@@ -553,12 +577,27 @@ impl Regex {
 struct Matcher<'a> {
     units: &'a [u32],
     depth: Cell<u32>,
+    lead_run: Option<&'a [Set]>,
 }
 
 impl Matcher<'_> {
     /// The leftmost match starting at or after `from`: (start, end).
     fn search(&self, root: &Alt, from: usize) -> Option<(usize, usize)> {
-        (from..=self.units.len()).find_map(|s| self.at(root, s, false).map(|e| (s, e)))
+        let mut s = from;
+        while s <= self.units.len() {
+            if let Some(e) = self.at(root, s, false) {
+                return Some((s, e));
+            }
+            match self.lead_run {
+                Some(sets) if self.unit_at(sets, s) => {
+                    while self.unit_at(sets, s) {
+                        s += 1;
+                    }
+                }
+                _ => s += 1,
+            }
+        }
+        None
     }
 
     /// The end of the first match anchored at `start` (non-empty if `not_null`).
@@ -746,6 +785,13 @@ mod tests {
         assert!(Regex::new(r"\p{L}é").is_err());
         assert!(Regex::new(r"\p{Han}+").is_err());
         assert!(Regex::new(r"(?i:a)").is_err());
+    }
+
+    #[test]
+    fn a_failing_leading_run_is_skipped_not_retried() {
+        let text = " ".repeat(200_000) + "x";
+        assert_eq!(split(r"\s+$", &text), [text.as_str()]);
+        assert_eq!(split(r"a+b", "aaaab aac"), ["aaaab", " aac"]);
     }
 
     #[test]

@@ -1,0 +1,3 @@
+//! The CLI's one integration-test binary; each module covers one subcommand.
+
+mod tokenize;
