@@ -12,7 +12,11 @@ fn hearth(args: &[&str]) -> Output {
 }
 
 fn stdout(o: &Output) -> String {
-    assert!(o.status.success(), "hearth failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "hearth failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
@@ -34,9 +38,18 @@ fn smollm2_ids_match_llama_cpp() {
         serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
     let cases = json["cases"].as_array().unwrap();
     let mut checked = 0;
-    for c in cases.iter().step_by(3).chain(cases.iter().skip(2).step_by(3)) {
+    for c in cases
+        .iter()
+        .step_by(3)
+        .chain(cases.iter().skip(2).step_by(3))
+    {
         let text = c["text"].as_str().unwrap();
-        let want: Vec<u64> = c["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let want: Vec<u64> = c["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
         let mut args = vec!["tokenize", "-m", model, "--ids"];
         if !c["add_special"].as_bool().unwrap() {
             args.push("--no-bos");
@@ -58,10 +71,24 @@ fn vocab_only_file_and_text_from_a_file() {
     let inp = std::fs::read_to_string(dir.join("ggml-vocab-llama-spm.gguf.inp")).unwrap();
     let out = std::fs::read_to_string(dir.join("ggml-vocab-llama-spm.gguf.out")).unwrap();
     let text = inp.split("\n__ggml_vocab_test__\n").next().unwrap();
-    let want: Vec<u64> = out.lines().next().unwrap().split_whitespace().map(|t| t.parse().unwrap()).collect();
+    let want: Vec<u64> = out
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(|t| t.parse().unwrap())
+        .collect();
     let file = std::env::temp_dir().join(format!("hearth-tokenize-{}.txt", std::process::id()));
     std::fs::write(&file, text).unwrap();
-    let o = hearth(&["tokenize", "-m", model.to_str().unwrap(), "--no-bos", "--ids", "-f", file.to_str().unwrap()]);
+    let o = hearth(&[
+        "tokenize",
+        "-m",
+        model.to_str().unwrap(),
+        "--no-bos",
+        "--ids",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
     std::fs::remove_file(&file).unwrap();
     assert_eq!(stdout(&o), ids_list(&want));
     // BOS is added when the model asks for it
@@ -73,7 +100,13 @@ fn vocab_only_file_and_text_from_a_file() {
 fn pieces_are_listed_like_llama_tokenize() {
     // ids as in the fixture: "Hi" after a newline is 26843, " 🦙" is 15107 116 243
     let model = test_models::path(test_models::SMOLLM2);
-    let o = hearth(&["tokenize", "-m", model.to_str().unwrap(), "--parse-special", "<|im_start|>Hi 🦙"]);
+    let o = hearth(&[
+        "tokenize",
+        "-m",
+        model.to_str().unwrap(),
+        "--parse-special",
+        "<|im_start|>Hi 🦙",
+    ]);
     assert_eq!(
         stdout(&o),
         "     1 -> '<|im_start|>'\n 26843 -> 'Hi'\n 15107 -> ' \\xf0\\x9f'\n   116 -> '\\xa6'\n   243 -> '\\x99'\n"
@@ -85,7 +118,10 @@ fn errors_are_one_line_and_non_zero() {
     let o = hearth(&["tokenize", "-m", "/nonexistent.gguf", "x"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.starts_with("error: cannot open /nonexistent.gguf"), "{err}");
+    assert!(
+        err.starts_with("error: cannot open /nonexistent.gguf"),
+        "{err}"
+    );
     let model = repo().join("tests/fixtures/vocab/ggml-vocab-gpt-2.gguf");
     let o = hearth(&["tokenize", "-m", model.to_str().unwrap()]);
     assert!(!o.status.success());

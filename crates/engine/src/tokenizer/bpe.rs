@@ -11,6 +11,7 @@
 use std::collections::{BinaryHeap, HashMap};
 use std::ops::Range;
 
+use super::cache::WordCache;
 use super::pretok::PreTokenizer;
 use super::unicode::byte_to_char;
 use super::vocab::{Vocab, hash_bytes};
@@ -104,10 +105,24 @@ impl Bpe {
         s.words.clear();
         self.pre.split(text, &mut s.words);
         let words = std::mem::take(&mut s.words);
+        let mut ids = std::mem::take(&mut s.word);
         for w in &words {
-            self.encode_word(vocab, &text.as_bytes()[w.clone()], out, s);
+            let w = &text.as_bytes()[w.clone()];
+            if s.no_shortcuts {
+                self.encode_word(vocab, w, out, s);
+                continue;
+            }
+            if let Some(cached) = s.cache.get(w) {
+                out.extend_from_slice(cached);
+                continue;
+            }
+            ids.clear();
+            self.encode_word(vocab, w, &mut ids, s);
+            s.cache.insert(w, &ids);
+            out.extend_from_slice(&ids);
         }
         s.words = words;
+        s.word = ids;
     }
 
     fn encode_word(&self, vocab: &Vocab, word: &[u8], out: &mut Vec<u32>, s: &mut Scratch) {
@@ -135,7 +150,11 @@ impl Bpe {
         syms.extend(word.iter().enumerate().map(|(i, &b)| Sym {
             id: self.byte_sym[usize::from(b)],
             prev: i as i32 - 1,
-            next: if i + 1 == word.len() { -1 } else { i as i32 + 1 },
+            next: if i + 1 == word.len() {
+                -1
+            } else {
+                i as i32 + 1
+            },
         }));
         let heap = &mut s.heap;
         heap.clear();
@@ -250,6 +269,10 @@ pub(crate) struct Scratch {
     syms: Vec<Sym>,
     heap: BinaryHeap<Pair>,
     encoded: Vec<u8>,
+    word: Vec<u32>,
+    cache: WordCache,
+    /// Memoize nothing (a test oracle).
+    pub no_shortcuts: bool,
 }
 
 /// (left, right) symbol ids → (rank, merged symbol), open addressing.

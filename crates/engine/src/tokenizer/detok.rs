@@ -64,7 +64,11 @@ impl Tokenizer {
                 Kind::Spm { .. } | Kind::Wpm(_) => {
                     let mark = SPACE_MARK.as_bytes();
                     if text.windows(mark.len()).any(|w| w == mark) {
-                        Cow::Owned(String::from_utf8_lossy(text).replace(SPACE_MARK, " ").into_bytes())
+                        Cow::Owned(
+                            String::from_utf8_lossy(text)
+                                .replace(SPACE_MARK, " ")
+                                .into_bytes(),
+                        )
                     } else {
                         Cow::Borrowed(text)
                     }

@@ -160,7 +160,9 @@ fn opt<'s, T: gguf::FromValue<'s>>(
     key: &'static str,
 ) -> Result<Option<T>, TokenizerError> {
     g.get_opt::<T>(key).map_err(|_| {
-        let found = g.get(key).map_or("absent", |v: &Value<'_>| v.value_type().name());
+        let found = g
+            .get(key)
+            .map_or("absent", |v: &Value<'_>| v.value_type().name());
         bad(key, format!("has type {found}, expected {}", T::EXPECTED))
     })
 }
@@ -228,7 +230,10 @@ impl Tokenizer {
             Some(v) => {
                 return Err(bad(
                     KEY_TOKENS,
-                    format!("has type {}, expected an array of strings", v.value_type().name()),
+                    format!(
+                        "has type {}, expected an array of strings",
+                        v.value_type().name()
+                    ),
                 ));
             }
         };
@@ -241,10 +246,14 @@ impl Tokenizer {
         }
         let scores = match g.get(KEY_SCORES) {
             None => vec![0.0; n],
-            Some(Value::Array(a)) if a.len() >= n => numbers_f32(a, n)
-                .ok_or_else(|| bad(KEY_SCORES, "is not an array of numbers"))?,
+            Some(Value::Array(a)) if a.len() >= n => {
+                numbers_f32(a, n).ok_or_else(|| bad(KEY_SCORES, "is not an array of numbers"))?
+            }
             Some(Value::Array(a)) => {
-                return Err(bad(KEY_SCORES, format!("has {} values for {n} tokens", a.len())));
+                return Err(bad(
+                    KEY_SCORES,
+                    format!("has {} values for {n} tokens", a.len()),
+                ));
             }
             Some(_) => return Err(bad(KEY_SCORES, "is not an array")),
         };
@@ -256,7 +265,10 @@ impl Tokenizer {
                 .map(attr_of_type)
                 .collect(),
             Some(Value::Array(a)) => {
-                return Err(bad(KEY_TYPES, format!("has {} values for {n} tokens", a.len())));
+                return Err(bad(
+                    KEY_TYPES,
+                    format!("has {} values for {n} tokens", a.len()),
+                ));
             }
             Some(_) => return Err(bad(KEY_TYPES, "is not an array")),
         };
@@ -266,7 +278,9 @@ impl Tokenizer {
                 _ => Cow::Owned(format!("[EMPTY_{i}]").into_bytes()),
             }
         };
-        let total: usize = (0..n).map(|i| tokens.str_bytes_at(i).map_or(0, <[u8]>::len)).sum();
+        let total: usize = (0..n)
+            .map(|i| tokens.str_bytes_at(i).map_or(0, <[u8]>::len))
+            .sum();
         let mut vocab = Vocab::new((0..n).map(text_of), n, total, scores, attrs).map_err(
             |(first, second)| TokenizerError::DuplicateToken {
                 text: String::from_utf8_lossy(&text_of(second as usize)).into_owned(),
@@ -307,9 +321,18 @@ impl Tokenizer {
         pad = read_id("tokenizer.ggml.padding_token_id", pad, &mut warnings)?;
         let mut fim = [None; 6]; // pre, suf, mid, pad, rep, sep
         for (slot, keys) in fim.iter_mut().zip([
-            &["tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.prefix_token_id"][..],
-            &["tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.suffix_token_id"],
-            &["tokenizer.ggml.fim_mid_token_id", "tokenizer.ggml.middle_token_id"],
+            &[
+                "tokenizer.ggml.fim_pre_token_id",
+                "tokenizer.ggml.prefix_token_id",
+            ][..],
+            &[
+                "tokenizer.ggml.fim_suf_token_id",
+                "tokenizer.ggml.suffix_token_id",
+            ],
+            &[
+                "tokenizer.ggml.fim_mid_token_id",
+                "tokenizer.ggml.middle_token_id",
+            ],
             &["tokenizer.ggml.fim_pad_token_id"],
             &["tokenizer.ggml.fim_rep_token_id"],
             &["tokenizer.ggml.fim_sep_token_id"],
@@ -347,9 +370,8 @@ impl Tokenizer {
                 *a |= attr::CONTROL;
             }
         };
-        let find_first = |texts: &[&str], vocab: &Vocab| {
-            texts.iter().find_map(|t| vocab.get(t.as_bytes()))
-        };
+        let find_first =
+            |texts: &[&str], vocab: &Vocab| texts.iter().find_map(|t| vocab.get(t.as_bytes()));
         if eot.is_none() {
             eot = find_first(EOT_TEXTS, &vocab);
             if let Some(id) = eot {
@@ -362,12 +384,11 @@ impl Tokenizer {
                 mark_control(id, &mut vocab);
             }
         }
-        for (slot, texts) in fim.iter_mut().zip(
-            FIM_OTHER_TEXTS
-                .iter()
-                .copied()
-                .chain([FIM_PAD_TEXTS, FIM_REP_TEXTS, FIM_SEP_TEXTS]),
-        ) {
+        for (slot, texts) in fim.iter_mut().zip(FIM_OTHER_TEXTS.iter().copied().chain([
+            FIM_PAD_TEXTS,
+            FIM_REP_TEXTS,
+            FIM_SEP_TEXTS,
+        ])) {
             if slot.is_none() {
                 *slot = find_first(texts, &vocab);
                 if let Some(id) = *slot {
@@ -393,7 +414,9 @@ impl Tokenizer {
         eog.sort_unstable();
         eog.dedup();
         let has = |t: &str, eog: &[u32], vocab: &Vocab| {
-            vocab.get(t.as_bytes()).filter(|id| eog.binary_search(id).is_ok())
+            vocab
+                .get(t.as_bytes())
+                .filter(|id| eog.binary_search(id).is_ok())
         };
         let end = has("<|end|>", &eog, &vocab);
         let ret = has("<|return|>", &eog, &vocab).is_some();
@@ -425,7 +448,9 @@ impl Tokenizer {
         if ["jina-v2-de", "jina-v2-es", "jina-v2-code"]
             .iter()
             .any(|p| pre.contains(p))
-            || ["nomic-bert-moe", "jina-bert-v3"].iter().any(|a| arch.contains(a))
+            || ["nomic-bert-moe", "jina-bert-v3"]
+                .iter()
+                .any(|a| arch.contains(a))
         {
             set_attr("<mask>", attr::LSTRIP, true, &mut vocab);
         } else if name.contains("phi-3") || name.contains("phi3") {
@@ -448,7 +473,8 @@ impl Tokenizer {
                         .get(format!("<0x{b:02X}>").as_bytes())
                         .or_else(|| vocab.get(&[b as u8]));
                 }
-                Kind::Spm { byte_tokens }
+                let cuts = super::spm::Cuts::new(&vocab);
+                Kind::Spm { byte_tokens, cuts }
             }
             Algo::Wpm => Kind::Wpm(Normalizer {
                 lowercase,
@@ -462,7 +488,12 @@ impl Tokenizer {
                 };
                 let pre_tok = PreTokenizer::new(cfg.kind).map_err(|e| bad(KEY_PRE, e))?;
                 let merges = (0..merges.len()).map(|i| merges.str_bytes_at(i).unwrap_or(&[]));
-                Kind::Bpe(Box::new(Bpe::new(&vocab, merges, pre_tok, cfg.ignore_merges)))
+                Kind::Bpe(Box::new(Bpe::new(
+                    &vocab,
+                    merges,
+                    pre_tok,
+                    cfg.ignore_merges,
+                )))
             }
         };
         Ok(Tokenizer {

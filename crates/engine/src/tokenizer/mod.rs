@@ -11,6 +11,7 @@
 //! index (`vocab.rs`), so building Gemma 3's 262,144-token vocabulary is cheap.
 
 mod bpe;
+mod cache;
 mod detok;
 mod error;
 mod load;
@@ -35,7 +36,10 @@ use vocab::{Vocab, attr};
 #[derive(Debug, Clone)]
 enum Kind {
     /// `llama`: SentencePiece-style merges by score with byte fallback.
-    Spm { byte_tokens: Box<[Option<u32>; 256]> },
+    Spm {
+        byte_tokens: Box<[Option<u32>; 256]>,
+        cuts: spm::Cuts,
+    },
     /// `gpt2`: byte-level BPE.
     Bpe(Box<bpe::Bpe>),
     /// `bert`: WordPiece.
@@ -73,23 +77,51 @@ impl Tokenizer {
     /// leave it off for text a user typed. Never fails: text the vocabulary cannot express
     /// falls back to byte or unknown tokens.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
+        self.encode_with(text, add_special, parse_special, false)
+    }
+
+    /// [`Tokenizer::encode`] without its shortcuts (cutting SentencePiece text into words,
+    /// memoizing repeated words): llama.cpp's algorithms step by step, slower, same ids. For
+    /// tests that check the shortcuts change nothing.
+    #[doc(hidden)]
+    pub fn encode_without_shortcuts(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Vec<u32> {
+        self.encode_with(text, add_special, parse_special, true)
+    }
+
+    fn encode_with(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+        no_shortcuts: bool,
+    ) -> Vec<u32> {
         let frags = self.specials.partition(&self.vocab, text, parse_special);
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         let frag_text = |r: &std::ops::Range<usize>| text.get(r.clone()).unwrap_or("");
         match &self.kind {
-            Kind::Spm { byte_tokens } => {
+            Kind::Spm { byte_tokens, cuts } => {
+                let spm = spm::Spm {
+                    vocab: &self.vocab,
+                    byte_tokens,
+                    unk: self.unk,
+                    cuts,
+                };
                 if add_special && self.add_bos {
                     out.extend(self.bos);
                 }
                 let mut scratch = spm::Scratch::default();
+                scratch.no_shortcuts = no_shortcuts;
                 let mut prev_special = true;
                 for f in &frags {
                     match f {
                         Fragment::Text(r) => {
                             spm::encode(
-                                &self.vocab,
-                                byte_tokens,
-                                self.unk,
+                                &spm,
                                 frag_text(r),
                                 self.add_space_prefix && prev_special,
                                 &mut out,
@@ -112,6 +144,7 @@ impl Tokenizer {
                     out.extend(self.bos);
                 }
                 let mut scratch = bpe::Scratch::default();
+                scratch.no_shortcuts = no_shortcuts;
                 for f in &frags {
                     match f {
                         Fragment::Text(r) => {
@@ -233,6 +266,16 @@ impl Tokenizer {
     /// `tokenizer.ggml.pre` (empty when absent).
     pub fn pre(&self) -> &str {
         &self.pre
+    }
+
+    /// Approximate bytes of memory the tokenizer holds (its token table, index, merge table
+    /// and special-token trie).
+    pub fn heap_bytes(&self) -> usize {
+        let kind = match &self.kind {
+            Kind::Bpe(b) => b.heap_bytes(),
+            Kind::Spm { .. } | Kind::Wpm(_) => 0,
+        };
+        self.vocab.heap_bytes() + self.specials.heap_bytes() + kind
     }
 
     /// Things worth telling the user that did not stop loading (a missing pre-tokenizer, a

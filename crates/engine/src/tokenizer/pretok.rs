@@ -143,7 +143,10 @@ impl PreConfig {
             kind,
             clean_spaces,
             ignore_merges: is_llama3
-                || matches!(pre, "tekken" | "youtu" | "granite-embed-multi-97m" | "minicpm5"),
+                || matches!(
+                    pre,
+                    "tekken" | "youtu" | "granite-embed-multi-97m" | "minicpm5"
+                ),
             add_bos: (is_llama3 || matches!(pre, "tekken" | "chameleon")).then_some(true),
             add_sep: matches!(pre, "jina-v1-en" | "jina-v2-code" | "roberta-bpe"),
             no_bos: kind == Chatglm4,
@@ -369,11 +372,7 @@ impl Cursor<'_> {
     }
 
     fn fl(&self, p: usize) -> Flags {
-        if p < self.end {
-            self.fl[p]
-        } else {
-            Flags(0)
-        }
+        if p < self.end { self.fl[p] } else { Flags(0) }
     }
 
     /// Ends a piece at `end`; returns its length.
@@ -424,7 +423,11 @@ fn split_gpt2(cps: &[u32], fl: &[Flags], ini: usize, end: usize, out: &mut Vec<u
         if f2.is_letter() || f2.is_number() {
             let letter = f2.is_letter();
             pos += usize::from(space);
-            while if letter { f2.is_letter() } else { f2.is_number() } {
+            while if letter {
+                f2.is_letter()
+            } else {
+                f2.is_number()
+            } {
                 pos += 1;
                 f2 = c.fl(pos);
             }
@@ -585,10 +588,34 @@ mod tests {
     fn every_recipe_compiles() {
         use PreKind::*;
         for kind in [
-            Default, Llama3, Jais2, DeepseekLlm, Deepseek3, Spark25, Youtu, DeepseekCoder, Falcon,
-            Starcoder, Gpt2, Qwen2, Qwen35, Poro, Chatglm4, Viking, Tekken, Chameleon, Gpt4o,
-            GraniteEmbMulti, TinyAya, Superbpe, Bailingmoe, SeedCoder, Ufakzeka, Laguna,
-            ExaoneMoe, Minicpm5,
+            Default,
+            Llama3,
+            Jais2,
+            DeepseekLlm,
+            Deepseek3,
+            Spark25,
+            Youtu,
+            DeepseekCoder,
+            Falcon,
+            Starcoder,
+            Gpt2,
+            Qwen2,
+            Qwen35,
+            Poro,
+            Chatglm4,
+            Viking,
+            Tekken,
+            Chameleon,
+            Gpt4o,
+            GraniteEmbMulti,
+            TinyAya,
+            Superbpe,
+            Bailingmoe,
+            SeedCoder,
+            Ufakzeka,
+            Laguna,
+            ExaoneMoe,
+            Minicpm5,
         ] {
             let p = PreTokenizer::new(kind).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
             let text = "Hello, y'all! 1234567 Ça va?\n\n  tabs\there 我想在apple";
@@ -607,7 +634,9 @@ mod tests {
         );
         assert_eq!(
             words(PreKind::Llama3, "Hello WORLD'S 1234567\n \nx"),
-            ["Hello", " WORLD", "'S", " ", "123", "456", "7", "\n \n", "x"]
+            [
+                "Hello", " WORLD", "'S", " ", "123", "456", "7", "\n \n", "x"
+            ]
         );
         assert_eq!(words(PreKind::Starcoder, "a 42"), ["a", " ", "4", "2"]);
     }

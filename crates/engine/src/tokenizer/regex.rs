@@ -220,7 +220,11 @@ impl Parser<'_> {
 
     fn eat(&mut self, s: &str) -> bool {
         let n = s.chars().count();
-        if self.chars.get(self.pos..self.pos + n).is_some_and(|w| w.iter().copied().eq(s.chars())) {
+        if self
+            .chars
+            .get(self.pos..self.pos + n)
+            .is_some_and(|w| w.iter().copied().eq(s.chars()))
+        {
             self.pos += n;
             true
         } else {
@@ -229,7 +233,10 @@ impl Parser<'_> {
     }
 
     fn err<T>(&self, what: &str) -> ParseResult<T> {
-        Err(format!("{what} at {} in pattern {:?}", self.pos, self.pattern))
+        Err(format!(
+            "{what} at {} in pattern {:?}",
+            self.pos, self.pattern
+        ))
     }
 
     fn alt(&mut self) -> ParseResult<Alt> {
@@ -279,7 +286,10 @@ impl Parser<'_> {
         };
         self.pos += 1;
         let greedy = !self.eat("?");
-        if matches!(atom, Node::Start | Node::End | Node::Boundary { .. } | Node::Look { .. }) {
+        if matches!(
+            atom,
+            Node::Start | Node::End | Node::Boundary { .. } | Node::Look { .. }
+        ) {
             return self.err("quantified assertion");
         }
         Ok(Node::Repeat {
@@ -466,7 +476,11 @@ fn as_unit(node: &Node) -> Option<Vec<Set>> {
             let (last, looks) = alts[0].split_last()?;
             let mut sets = as_unit(last)?;
             for look in looks {
-                let Node::Look { negate, alt: Alt(la) } = look else {
+                let Node::Look {
+                    negate,
+                    alt: Alt(la),
+                } = look
+                else {
                     return None;
                 };
                 let [seq] = la.as_slice() else { return None };
@@ -554,7 +568,9 @@ impl Regex {
                     if p == units.len() {
                         None
                     } else {
-                        m.at(&self.root, p, true).map(|e| (p, e)).or_else(|| m.search(&self.root, p + 1))
+                        m.at(&self.root, p, true)
+                            .map(|e| (p, e))
+                            .or_else(|| m.search(&self.root, p + 1))
                     }
                 }
                 None => m.search(&self.root, from),
@@ -760,7 +776,9 @@ mod tests {
         let p = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
         assert_eq!(
             split(p, "Hello, y'all!  How 12 are\n\n you"),
-            ["Hello", ",", " y", "'all", "!", " ", " How", " ", "1", "2", " are", "\n\n", " you"]
+            [
+                "Hello", ",", " y", "'all", "!", " ", " How", " ", "1", "2", " are", "\n\n", " you"
+            ]
         );
         assert_eq!(split(p, "Äpfel  "), ["Äpfel", "  "]);
     }

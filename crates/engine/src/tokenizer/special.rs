@@ -79,6 +79,16 @@ impl Specials {
         &self.order
     }
 
+    /// Approximate bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.order.capacity() * 4
+            + self
+                .nodes
+                .iter()
+                .map(|n| 32 + n.children.capacity() * 8)
+                .sum::<usize>()
+    }
+
     /// Splits `text` into fragments.
     pub fn partition(&self, vocab: &Vocab, text: &str, parse_special: bool) -> Vec<Fragment> {
         if text.is_empty() {
@@ -92,7 +102,11 @@ impl Specials {
             return frags;
         }
         let mut next = Vec::new();
-        for &id in self.order.iter().filter(|id| present.binary_search(id).is_ok()) {
+        for &id in self
+            .order
+            .iter()
+            .filter(|id| present.binary_search(id).is_ok())
+        {
             let a = vocab.attr(id);
             let token = vocab.text(id);
             next.clear();

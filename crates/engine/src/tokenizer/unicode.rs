@@ -89,7 +89,10 @@ const fn ascii_category(c: u8) -> u16 {
 
 /// The white-space code points above ASCII (Unicode's White_Space property).
 fn is_unicode_space(cp: u32) -> bool {
-    matches!(cp, 0x85 | 0xA0 | 0x1680 | 0x2000..=0x200A | 0x2028 | 0x2029 | 0x202F | 0x205F | 0x3000)
+    matches!(
+        cp,
+        0x85 | 0xA0 | 0x1680 | 0x2000..=0x200A | 0x2028 | 0x2029 | 0x202F | 0x205F | 0x3000
+    )
 }
 
 /// The flags of `cp` (out-of-range values are UNDEFINED).

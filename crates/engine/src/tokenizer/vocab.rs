@@ -211,6 +211,9 @@ mod tests {
         assert_eq!(v.get(b""), None);
         assert_eq!(v.text(99_999), b"");
         let dup = vec![b"a".to_vec(), b"b".to_vec(), b"a".to_vec()];
-        assert_eq!(Vocab::new(&dup, 3, 3, vec![0.0; 3], vec![0; 3]).err(), Some((0, 2)));
+        assert_eq!(
+            Vocab::new(&dup, 3, 3, vec![0.0; 3], vec![0; 3]).err(),
+            Some((0, 2))
+        );
     }
 }

@@ -58,7 +58,13 @@ fn words(text: &str, norm: Normalizer) -> Vec<String> {
 }
 
 /// Tokenizes one fragment, appending ids to `out`.
-pub(crate) fn encode(vocab: &Vocab, unk: Option<u32>, norm: Normalizer, text: &str, out: &mut Vec<u32>) {
+pub(crate) fn encode(
+    vocab: &Vocab,
+    unk: Option<u32>,
+    norm: Normalizer,
+    text: &str,
+    out: &mut Vec<u32>,
+) {
     let mut word = Vec::new();
     for w in words(text, norm) {
         word.clear();

@@ -12,17 +12,23 @@ use super::tokenizer_vocab::vocab_tokenizer;
 /// odd white space.
 fn noise(n: usize, seed: u64) -> String {
     let pools: [&[char]; 6] = [
-        &['a', 'Z', ' ', ' ', '\n', '\t', '\r', '\'', 's', '1', '9', '.', '<', '|', '>', '~'],
+        &[
+            'a', 'Z', ' ', ' ', '\n', '\t', '\r', '\'', 's', '1', '9', '.', '<', '|', '>', '~',
+        ],
         &['é', 'ß', 'Ä', 'ø', 'İ', 'ſ', 'K'],
         &['我', '想', '在', '工', '作', '가', 'ク', 'ក', 'ា'],
         &['🦙', '🚀', '😶', '\u{200d}', '🌫', '\u{fe0f}'],
-        &['\u{301}', '\u{0}', '\u{7f}', '\u{85}', '\u{a0}', '\u{2028}', '\u{3000}', '\u{feff}'],
+        &[
+            '\u{301}', '\u{0}', '\u{7f}', '\u{85}', '\u{a0}', '\u{2028}', '\u{3000}', '\u{feff}',
+        ],
         &['\u{e000}', '\u{10ffff}', '\u{378}', '²', '½', '٣'],
     ];
     let mut x = seed;
     (0..n)
         .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let pool = pools[(x >> 60) as usize % pools.len()];
             pool[(x >> 33) as usize % pool.len()]
         })
@@ -42,9 +48,43 @@ fn noise_round_trips_through_both_models() {
     }
 }
 
+/// Cutting SentencePiece text into words and memoizing words are shortcuts that must not
+/// change a single id: compare with llama.cpp's algorithm run step by step.
+#[test]
+fn shortcuts_change_nothing() {
+    let english = include_str!("../../benches/data/gpl-3.txt");
+    let gemma_cut = "a>▁</b> <td>x</td> >  </ >\t</";
+    for tok in [
+        smollm2(),
+        gemma3(),
+        &vocab_tokenizer("llama-spm"),
+        &vocab_tokenizer("qwen2"),
+    ] {
+        for text in [english, gemma_cut, &noise(30_000, 11), &noise(30_000, 12)] {
+            for (add, parse) in [(false, false), (true, true)] {
+                assert_eq!(
+                    tok.encode(text, add, parse),
+                    tok.encode_without_shortcuts(text, add, parse),
+                    "{} on {:?}",
+                    tok.model(),
+                    &text[..text.len().min(40)]
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn noise_through_every_pre_tokenizer_kind() {
-    for name in ["qwen2", "deepseek-llm", "deepseek-coder", "falcon", "llama-bpe", "bert-bge", "phi-3"] {
+    for name in [
+        "qwen2",
+        "deepseek-llm",
+        "deepseek-coder",
+        "falcon",
+        "llama-bpe",
+        "bert-bge",
+        "phi-3",
+    ] {
         let tok = vocab_tokenizer(name);
         let text = noise(20_000, 7);
         let ids = tok.encode(&text, true, true);
@@ -67,7 +107,12 @@ fn long_runs_stay_fast() {
         " \n".repeat(100_000),
         " ".repeat(200_000) + "😀",
     ];
-    let tokenizers = [smollm2(), gemma3(), &vocab_tokenizer("qwen2"), &vocab_tokenizer("deepseek-llm")];
+    let tokenizers = [
+        smollm2(),
+        gemma3(),
+        &vocab_tokenizer("qwen2"),
+        &vocab_tokenizer("deepseek-llm"),
+    ];
     for tok in tokenizers {
         for text in &runs {
             let t = Instant::now();
@@ -76,7 +121,12 @@ fn long_runs_stay_fast() {
                 assert!(!ids.is_empty());
             }
             let s = t.elapsed().as_secs_f64();
-            assert!(s < 20.0, "{} on a run of {:?}: {s:.1} s", tok.pre(), &text[..2]);
+            assert!(
+                s < 20.0,
+                "{} on a run of {:?}: {s:.1} s",
+                tok.pre(),
+                &text[..2]
+            );
         }
     }
 }
@@ -129,7 +179,10 @@ fn broken_metadata_gives_errors_that_name_the_problem() {
         err(vec![("tokenizer.ggml.model", Value::string("t9"))]).contains("'t9'"),
         "unknown models are named"
     );
-    assert!(err(vec![("tokenizer.ggml.model", Value::string("llama"))]).contains("tokenizer.ggml.tokens"));
+    assert!(
+        err(vec![("tokenizer.ggml.model", Value::string("llama"))])
+            .contains("tokenizer.ggml.tokens")
+    );
     let gpt2 = |pre: &str| {
         vec![
             ("tokenizer.ggml.model", Value::string("gpt2")),
@@ -152,12 +205,24 @@ fn broken_metadata_gives_errors_that_name_the_problem() {
         kv.extend(extra);
         kv
     };
-    assert!(err(spm(vec![("tokenizer.ggml.scores", Value::Array(Array::from_f32s(&[0.0])))]))
-        .contains("tokenizer.ggml.scores"));
-    assert!(err(spm(vec![("tokenizer.ggml.token_type", Value::string("x"))]))
-        .contains("tokenizer.ggml.token_type"));
-    assert!(err(spm(vec![("tokenizer.ggml.bos_token_id", Value::string("x"))]))
-        .contains("tokenizer.ggml.bos_token_id"));
+    assert!(
+        err(spm(vec![(
+            "tokenizer.ggml.scores",
+            Value::Array(Array::from_f32s(&[0.0]))
+        )]))
+        .contains("tokenizer.ggml.scores")
+    );
+    assert!(
+        err(spm(vec![("tokenizer.ggml.token_type", Value::string("x"))]))
+            .contains("tokenizer.ggml.token_type")
+    );
+    assert!(
+        err(spm(vec![(
+            "tokenizer.ggml.bos_token_id",
+            Value::string("x")
+        )]))
+        .contains("tokenizer.ggml.bos_token_id")
+    );
     let dup = vec![
         ("tokenizer.ggml.model", Value::string("llama")),
         ("tokenizer.ggml.tokens", tokens(&["a", "b", "a"])),
@@ -167,7 +232,10 @@ fn broken_metadata_gives_errors_that_name_the_problem() {
         ("tokenizer.ggml.model", Value::string("llama")),
         ("tokenizer.ggml.tokens", tokens(&["a"])),
     ];
-    assert!(err(tiny).contains("add_bos_token"), "SPM adds BOS by default, and id 1 is out of range");
+    assert!(
+        err(tiny).contains("add_bos_token"),
+        "SPM adds BOS by default, and id 1 is out of range"
+    );
 
     // out-of-range special ids are warnings, not failures; empty texts get placeholders
     let t = try_load(spm(vec![
@@ -180,10 +248,18 @@ fn broken_metadata_gives_errors_that_name_the_problem() {
     let t = try_load(vec![
         ("tokenizer.ggml.model", Value::string("gpt2")),
         ("tokenizer.ggml.tokens", tokens(&["", "a", "b", "ab"])),
-        ("tokenizer.ggml.merges", tokens(&["a b", "nospace", " ", "a b c"])),
+        (
+            "tokenizer.ggml.merges",
+            tokens(&["a b", "nospace", " ", "a b c"]),
+        ),
     ])
     .unwrap();
     assert_eq!(t.token_text(0), Some(&b"[EMPTY_0]"[..]));
-    assert_eq!(t.warnings().len(), 1, "missing pre is reported: {:?}", t.warnings());
+    assert_eq!(
+        t.warnings().len(),
+        1,
+        "missing pre is reported: {:?}",
+        t.warnings()
+    );
     assert_eq!(t.encode("ab", false, false), [3]);
 }

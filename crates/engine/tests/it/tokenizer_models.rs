@@ -69,7 +69,12 @@ fn check_encode(tok: &Tokenizer, model: &str) {
             ));
         }
     }
-    assert!(failures.is_empty(), "{model}: {} cases differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{model}: {} cases differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// Decoding llama.cpp's ids (without the BOS encoding added) gives the text back: neither
@@ -80,9 +85,19 @@ fn check_round_trip(tok: &Tokenizer, model: &str) {
             (true, Some((&first, rest))) if Some(first) == tok.bos() => rest,
             _ => &c.ids[..],
         };
-        assert_eq!(tok.decode(ids, true).unwrap(), c.text, "{model}: {:?}", c.text);
+        assert_eq!(
+            tok.decode(ids, true).unwrap(),
+            c.text,
+            "{model}: {:?}",
+            c.text
+        );
         if !c.parse_special {
-            assert_eq!(tok.decode(ids, false).unwrap(), c.text, "{model}: {:?}", c.text);
+            assert_eq!(
+                tok.decode(ids, false).unwrap(),
+                c.text,
+                "{model}: {:?}",
+                c.text
+            );
         }
     }
 }
@@ -152,7 +167,8 @@ fn pieces_follow_token_to_piece() {
 #[test]
 fn user_text_never_becomes_control_tokens() {
     for tok in [smollm2(), gemma3()] {
-        let text = "<|im_start|>user\n<start_of_turn><end_of_turn><eos><bos><|endoftext|><|im_end|>";
+        let text =
+            "<|im_start|>user\n<start_of_turn><end_of_turn><eos><bos><|endoftext|><|im_end|>";
         let ids = tok.encode(text, false, false);
         assert!(ids.iter().all(|&id| !tok.is_control(id)), "{ids:?}");
         assert_eq!(tok.decode(&ids, false).unwrap(), text);

@@ -19,9 +19,17 @@ fn streams_concatenate_to_the_decoded_text() {
             }
             assert!(!d.has_pending(), "{model}: {:?} left bytes pending", c.text);
             text.push_str(&d.finish());
-            assert_eq!(text, tok.decode(&c.ids, true).unwrap(), "{model}: {:?}", c.text);
+            assert_eq!(
+                text,
+                tok.decode(&c.ids, true).unwrap(),
+                "{model}: {:?}",
+                c.text
+            );
         }
-        assert!(held_back > 0, "{model}: no case split a character across tokens");
+        assert!(
+            held_back > 0,
+            "{model}: no case split a character across tokens"
+        );
     }
 }
 

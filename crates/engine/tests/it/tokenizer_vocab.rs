@@ -21,7 +21,9 @@ pub fn vocab_bytes(name: &str) -> Vec<u8> {
     let gz = path.with_extension("gguf.gz");
     let file = std::fs::File::open(&gz).unwrap_or_else(|e| panic!("{}: {e}", gz.display()));
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(file).read_to_end(&mut out).unwrap();
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut out)
+        .unwrap();
     out
 }
 
