@@ -2,4 +2,5 @@
 //! pass, sample and generate. Knows nothing about HTTP, JSON wire types, argv or the network.
 #![forbid(unsafe_code)]
 
+pub mod sampler;
 pub mod tokenizer;

@@ -6,4 +6,6 @@
 
 pub mod isa;
 pub mod mmap;
+pub mod ops;
 pub mod pool;
+pub mod quant;

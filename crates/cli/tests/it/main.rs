@@ -1,3 +1,6 @@
-//! The CLI's one integration-test binary; each module covers one subcommand.
+//! Integration tests of the `hearth` binary, run as a user runs it.
+// Tests may unwrap, helpers outside `#[test]` functions included (clippy.toml only covers those).
+#![allow(clippy::unwrap_used)]
 
+mod inspect;
 mod tokenize;

@@ -1,0 +1,10 @@
+//! The kernels crate's one integration-test binary.
+
+mod ops;
+mod ops_attention;
+mod ops_rope;
+mod ops_util;
+mod pool;
+mod quant_dequant;
+mod quant_roundtrip;
+mod quant_util;
