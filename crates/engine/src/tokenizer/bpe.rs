@@ -100,6 +100,16 @@ impl Bpe {
         }
     }
 
+    /// Approximate bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.merges.keys.capacity() * 16
+            + self
+                .virtual_text
+                .iter()
+                .map(|t| t.capacity() + 24)
+                .sum::<usize>()
+    }
+
     /// Tokenizes one text fragment, appending ids to `out`.
     pub fn encode(&self, vocab: &Vocab, text: &str, out: &mut Vec<u32>, s: &mut Scratch) {
         s.words.clear();

@@ -423,15 +423,15 @@ impl Tokenizer {
         let call =
             has("<|call|>", &eog, &vocab).is_some() || has("<|calls|>", &eog, &vocab).is_some();
         let flush = has("<|flush|>", &eog, &vocab).is_some();
-        if let Some(end) = end.filter(|_| (ret && call) || (call && flush)) {
+        if let Some(end) = end.filter(|_| call && (ret || flush)) {
             eog.retain(|&id| id != end);
             vocab.attrs[end as usize] = attr::USER_DEFINED;
         }
-        if has("<|tool_response>", &eog, &vocab).is_some() {
-            if let Some(s) = has("</s>", &eog, &vocab) {
-                eog.retain(|&id| id != s);
-                vocab.attrs[s as usize] = attr::NORMAL;
-            }
+        if let Some(s) =
+            has("</s>", &eog, &vocab).filter(|_| has("<|tool_response>", &eog, &vocab).is_some())
+        {
+            eog.retain(|&id| id != s);
+            vocab.attrs[s as usize] = attr::NORMAL;
         }
 
         let specials = Specials::new(&vocab);

@@ -650,7 +650,7 @@ impl Matcher<'_> {
     fn seq(&self, seq: &[Node], pos: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
         match seq.split_first() {
             None => k(pos),
-            Some((node, rest)) if rest.is_empty() => self.node(node, pos, k),
+            Some((node, [])) => self.node(node, pos, k),
             Some((node, rest)) => self.node(node, pos, &mut |p| self.seq(rest, p, k)),
         }
     }

@@ -91,12 +91,10 @@ impl Cuts {
             while i < t.len() {
                 let n = utf8_len(t[i]).min(t.len() - i);
                 let ch = &t[i..i + n];
-                if ch == mark {
-                    if let Some(p) = prev.filter(|&p| p != mark) {
-                        if !joined.iter().any(|j| &j[..] == p) {
-                            joined.push(p.into());
-                        }
-                    }
+                if let Some(p) = prev.filter(|&p| ch == mark && p != mark)
+                    && !joined.iter().any(|j| &j[..] == p)
+                {
+                    joined.push(p.into());
                 }
                 prev = Some(ch);
                 i += n;
