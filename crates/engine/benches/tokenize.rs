@@ -37,9 +37,9 @@ fn main() {
     for name in [test_models::SMOLLM2, test_models::GEMMA3] {
         let bytes = test_models::read(name);
         let (parse, g) = best(5, || gguf::Gguf::parse(&bytes).expect("parse"));
-        let (build, tok) = best(5, || Tokenizer::from_gguf(&g).expect("tokenizer"));
-        let (enc, ids) = best(5, || tok.encode(&text, true, false));
-        let (cold, cold_ids) = best(20, || tok.encode(gpl, true, false));
+        let (build, tok) = best(10, || Tokenizer::from_gguf(&g).expect("tokenizer"));
+        let (enc, ids) = best(10, || tok.encode(&text, true, false));
+        let (cold, cold_ids) = best(100, || tok.encode(gpl, true, false));
         let (plain, plain_ids) = best(2, || tok.encode_without_shortcuts(&text, true, false));
         assert_eq!(plain_ids, ids);
         let (dec, out) = best(5, || tok.decode(&ids, false).expect("decode"));

@@ -117,6 +117,25 @@ fn token_text<'a>(text: &'a [u8], ends: &[u32], id: u32) -> &'a [u8] {
     text.get(start..end).unwrap_or(&[])
 }
 
+/// Byte-string equality without a `memcmp` call for the short strings tokens are.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[i..i + 8]);
+        u64::from_le_bytes(w)
+    };
+    match n {
+        0..=7 => a.iter().zip(b).all(|(x, y)| x == y),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
 /// A fast 64-bit hash of a short byte string (token texts are a few bytes long).
 pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -167,7 +186,7 @@ impl TextIndex {
                 return None;
             }
             let other = (s & 0xFFFF_FFFF) as u32 - 1;
-            if s >> 32 == tag && token_text(text, ends, other) == t {
+            if s >> 32 == tag && same(token_text(text, ends, other), t) {
                 return Some(other);
             }
             i = (i + 1) & self.mask;
@@ -185,7 +204,7 @@ impl TextIndex {
             }
             if s >> 32 == tag {
                 let id = (s & 0xFFFF_FFFF) as u32 - 1;
-                if token_text(text, ends, id) == key {
+                if same(token_text(text, ends, id), key) {
                     return Some(id);
                 }
             }
