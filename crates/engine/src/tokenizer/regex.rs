@@ -14,17 +14,11 @@
 //! with ranges, `\s \S \d \D \w \W \p{..}`, groups `( )` `(?: )`, lookahead `(?= )` `(?! )`,
 //! `^ $ \b \B .`, and the quantifiers `? * + {n} {n,} {n,m}` (lazy with a trailing `?`).
 //!
-//! Matching recurses per sub-expression, never per repeated character of a one-unit item
-//! (`\p{L}+` loops), and a group repeated thousands of times gives up at a fixed depth
-//! ([`MAX_DEPTH`]) rather than overflow the stack on hostile text: the match attempt then fails
-//! as if the pattern did not match there.
-
-use std::cell::Cell;
+//! Patterns compile to a small program run by a backtracking machine with an explicit stack
+//! ([`Inst`]), so a group repeated a million times on hostile text costs heap, never call-stack
+//! depth; only lookaheads recurse, as deep as the pattern nests them.
 
 use super::unicode::{flag, flags};
-
-/// Nesting of group repetitions and sub-matches after which a match attempt is abandoned.
-pub(crate) const MAX_DEPTH: u32 = 400;
 
 /// The stand-in units of collapsed mode.
 const CAT_OTHER: u32 = 0xD0;
@@ -63,7 +57,7 @@ pub(crate) fn units(cps: &[u32], collapsed: bool, out: &mut Vec<u32>) {
 /// A compiled pattern.
 #[derive(Debug, Clone)]
 pub(crate) struct Regex {
-    root: Alt,
+    prog: Vec<Inst>,
     collapsed: bool,
     /// When the whole pattern starts with `X+` (greedy, X one unit): X. A failed attempt at a
     /// run of X means every later start inside the run fails too (they try a subset of the
@@ -510,6 +504,218 @@ fn simplify(node: Node) -> Node {
     }
 }
 
+/// One instruction of a compiled pattern.
+#[derive(Debug, Clone)]
+enum Inst {
+    /// Consume one unit every set accepts.
+    Unit(Vec<Set>),
+    /// Consume `min..=max` such units, as many as possible first (or as few, if lazy).
+    Repeat {
+        sets: Vec<Set>,
+        min: u32,
+        max: u32,
+        greedy: bool,
+    },
+    /// Go on at `first`; on failure come back and go on at `second`.
+    Split {
+        first: usize,
+        second: usize,
+    },
+    Jmp(usize),
+    Start,
+    End,
+    Boundary {
+        negate: bool,
+    },
+    /// Run the sub-program at `start` (ending in `Match`) here without consuming.
+    Look {
+        negate: bool,
+        start: usize,
+    },
+    Match,
+}
+
+/// The fewest units `node` can match (0 for assertions).
+fn min_len(node: &Node) -> u64 {
+    match node {
+        Node::Unit(_) => 1,
+        Node::Group(alt) => alt_min_len(alt),
+        Node::Repeat { node, min, .. } => min_len(node).saturating_mul(u64::from(*min)),
+        Node::Look { .. } | Node::Start | Node::End | Node::Boundary { .. } => 0,
+    }
+}
+
+fn alt_min_len(alt: &Alt) -> u64 {
+    alt.0
+        .iter()
+        .map(|seq| seq.iter().map(min_len).fold(0u64, u64::saturating_add))
+        .min()
+        .unwrap_or(0)
+}
+
+/// Compiles the AST; lookahead bodies go after the main program.
+struct Compiler {
+    prog: Vec<Inst>,
+    /// (index of a `Look` instruction, its body) still to emit.
+    looks: Vec<(usize, Alt)>,
+}
+
+impl Compiler {
+    fn emit(&mut self, i: Inst) -> usize {
+        self.prog.push(i);
+        self.prog.len() - 1
+    }
+
+    fn patch(&mut self, at: usize, to_first: Option<usize>, to_second: Option<usize>) {
+        match &mut self.prog[at] {
+            Inst::Split { first, second } => {
+                if let Some(t) = to_first {
+                    *first = t;
+                }
+                if let Some(t) = to_second {
+                    *second = t;
+                }
+            }
+            Inst::Jmp(t) => {
+                if let Some(x) = to_first {
+                    *t = x;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn alt(&mut self, alt: &Alt) -> Result<(), String> {
+        let mut to_end = Vec::new();
+        let n = alt.0.len();
+        for (i, seq) in alt.0.iter().enumerate() {
+            let split = (i + 1 < n).then(|| {
+                let at = self.prog.len();
+                self.emit(Inst::Split {
+                    first: at + 1,
+                    second: 0,
+                })
+            });
+            for node in seq {
+                self.node(node)?;
+            }
+            if let Some(split) = split {
+                to_end.push(self.emit(Inst::Jmp(0)));
+                let next = self.prog.len();
+                self.patch(split, None, Some(next));
+            }
+        }
+        let end = self.prog.len();
+        for j in to_end {
+            self.patch(j, Some(end), None);
+        }
+        Ok(())
+    }
+
+    fn node(&mut self, node: &Node) -> Result<(), String> {
+        match node {
+            Node::Unit(sets) => {
+                self.emit(Inst::Unit(sets.clone()));
+            }
+            Node::Group(alt) => self.alt(alt)?,
+            Node::Start => {
+                self.emit(Inst::Start);
+            }
+            Node::End => {
+                self.emit(Inst::End);
+            }
+            Node::Boundary { negate } => {
+                self.emit(Inst::Boundary { negate: *negate });
+            }
+            Node::Look { negate, alt } => {
+                let at = self.emit(Inst::Look {
+                    negate: *negate,
+                    start: 0,
+                });
+                self.looks.push((at, alt.clone()));
+            }
+            Node::Repeat {
+                node,
+                min,
+                max,
+                greedy,
+            } => {
+                if let Node::Unit(sets) = node.as_ref() {
+                    self.emit(Inst::Repeat {
+                        sets: sets.clone(),
+                        min: *min,
+                        max: *max,
+                        greedy: *greedy,
+                    });
+                    return Ok(());
+                }
+                for _ in 0..*min {
+                    self.node(node)?;
+                }
+                let optional = |c: &mut Compiler| -> Result<usize, String> {
+                    // Split(body, end) (greedy) or Split(end, body) (lazy); returns the split
+                    let split = c.emit(Inst::Split {
+                        first: 0,
+                        second: 0,
+                    });
+                    let body = c.prog.len();
+                    if *greedy {
+                        c.patch(split, Some(body), None);
+                    } else {
+                        c.patch(split, None, Some(body));
+                    }
+                    c.node(node)?;
+                    Ok(split)
+                };
+                if *max == u32::MAX {
+                    if min_len(node) == 0 {
+                        return Err("a loop whose body can match nothing".into());
+                    }
+                    let split = optional(self)?;
+                    self.emit(Inst::Jmp(split));
+                    let end = self.prog.len();
+                    if *greedy {
+                        self.patch(split, None, Some(end));
+                    } else {
+                        self.patch(split, Some(end), None);
+                    }
+                } else {
+                    let mut splits = Vec::new();
+                    for _ in *min..*max {
+                        splits.push(optional(self)?);
+                    }
+                    let end = self.prog.len();
+                    for split in splits {
+                        if *greedy {
+                            self.patch(split, None, Some(end));
+                        } else {
+                            self.patch(split, Some(end), None);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, root: &Alt) -> Result<Vec<Inst>, String> {
+        self.alt(root)?;
+        self.emit(Inst::Match);
+        while let Some((at, alt)) = self.looks.pop() {
+            let start = self.prog.len();
+            if let Inst::Look { start: s, .. } = &mut self.prog[at] {
+                *s = start;
+            }
+            self.alt(&alt)?;
+            self.emit(Inst::Match);
+        }
+        if self.prog.len() > 100_000 {
+            return Err("pattern too large".into());
+        }
+        Ok(self.prog)
+    }
+}
+
 impl Regex {
     pub fn new(pattern: &str) -> Result<Regex, String> {
         let collapsed = uses_categories(pattern);
@@ -538,8 +744,14 @@ impl Regex {
             },
             _ => None,
         };
+        let prog = Compiler {
+            prog: Vec::new(),
+            looks: Vec::new(),
+        }
+        .finish(&root)
+        .map_err(|e| format!("{e} in pattern {pattern:?}"))?;
         Ok(Regex {
-            root,
+            prog,
             collapsed,
             lead_run,
         })
@@ -554,9 +766,10 @@ impl Regex {
     /// and every stretch between matches, becomes a piece; lengths are pushed to `out`
     /// (an empty match pushes 0, as llama.cpp does).
     pub fn split(&self, units: &[u32], out: &mut Vec<u32>) {
-        let m = Matcher {
+        let mut m = Machine {
+            prog: &self.prog,
             units,
-            depth: Cell::new(0),
+            stack: Vec::new(),
             lead_run: self.lead_run.as_deref(),
         };
         let mut done = 0; // end of the last match
@@ -564,16 +777,9 @@ impl Regex {
         let mut last_empty: Option<usize> = None;
         loop {
             let found = match last_empty {
-                Some(p) => {
-                    if p == units.len() {
-                        None
-                    } else {
-                        m.at(&self.root, p, true)
-                            .map(|e| (p, e))
-                            .or_else(|| m.search(&self.root, p + 1))
-                    }
-                }
-                None => m.search(&self.root, from),
+                Some(p) if p == units.len() => None,
+                Some(p) => m.at(p, true).map(|e| (p, e)).or_else(|| m.search(p + 1)),
+                None => m.search(from),
             };
             let Some((start, end)) = found else { break };
             if start > done {
@@ -590,18 +796,40 @@ impl Regex {
     }
 }
 
-struct Matcher<'a> {
+/// A saved choice to come back to.
+#[derive(Debug, Clone, Copy)]
+enum Frame {
+    /// Resume at `pc`, position `pos`.
+    Alt { pc: usize, pos: usize },
+    /// A greedy repeat took `n` units from `base`; retry with fewer (down to `min`).
+    Fewer {
+        pc: usize,
+        base: usize,
+        n: usize,
+        min: usize,
+    },
+    /// A lazy repeat took `n` units from `base`; retry with more (up to `max`).
+    More {
+        pc: usize,
+        base: usize,
+        n: usize,
+        max: usize,
+    },
+}
+
+struct Machine<'a> {
+    prog: &'a [Inst],
     units: &'a [u32],
-    depth: Cell<u32>,
+    stack: Vec<Frame>,
     lead_run: Option<&'a [Set]>,
 }
 
-impl Matcher<'_> {
+impl Machine<'_> {
     /// The leftmost match starting at or after `from`: (start, end).
-    fn search(&self, root: &Alt, from: usize) -> Option<(usize, usize)> {
+    fn search(&mut self, from: usize) -> Option<(usize, usize)> {
         let mut s = from;
         while s <= self.units.len() {
-            if let Some(e) = self.at(root, s, false) {
+            if let Some(e) = self.at(s, false) {
                 return Some((s, e));
             }
             match self.lead_run {
@@ -616,136 +844,144 @@ impl Matcher<'_> {
         None
     }
 
-    /// The end of the first match anchored at `start` (non-empty if `not_null`).
-    fn at(&self, root: &Alt, start: usize, not_null: bool) -> Option<usize> {
-        self.depth.set(0);
-        let mut end = None;
-        let found = self.alt(root, start, &mut |e| {
-            if not_null && e == start {
-                return false;
-            }
-            end = Some(e);
-            true
-        });
-        if found { end } else { None }
-    }
-
-    fn enter(&self) -> bool {
-        let d = self.depth.get();
-        if d >= MAX_DEPTH {
-            return false;
-        }
-        self.depth.set(d + 1);
-        true
-    }
-
-    fn leave(&self) {
-        self.depth.set(self.depth.get().saturating_sub(1));
-    }
-
-    fn alt(&self, alt: &Alt, pos: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
-        alt.0.iter().any(|seq| self.seq(seq, pos, k))
-    }
-
-    fn seq(&self, seq: &[Node], pos: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
-        match seq.split_first() {
-            None => k(pos),
-            Some((node, [])) => self.node(node, pos, k),
-            Some((node, rest)) => self.node(node, pos, &mut |p| self.seq(rest, p, k)),
-        }
-    }
-
     fn unit_at(&self, sets: &[Set], pos: usize) -> bool {
         self.units.get(pos).is_some_and(|&u| unit_accepts(sets, u))
     }
 
-    fn node(&self, node: &Node, pos: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
-        match node {
-            Node::Unit(sets) => self.unit_at(sets, pos) && k(pos + 1),
-            Node::Start => pos == 0 && k(pos),
-            Node::End => pos == self.units.len() && k(pos),
-            Node::Boundary { negate } => {
-                let before = pos > 0 && self.units.get(pos - 1).is_some_and(|&u| is_word(u));
-                let after = self.units.get(pos).is_some_and(|&u| is_word(u));
-                ((before != after) != *negate) && k(pos)
-            }
-            Node::Group(alt) => {
-                if !self.enter() {
-                    return false;
-                }
-                let r = self.alt(alt, pos, k);
-                self.leave();
-                r
-            }
-            Node::Look { negate, alt } => {
-                if !self.enter() {
-                    return false;
-                }
-                let found = self.alt(alt, pos, &mut |_| true);
-                self.leave();
-                found != *negate && k(pos)
-            }
-            Node::Repeat {
-                node,
-                min,
-                max,
-                greedy,
-            } => match node.as_ref() {
-                Node::Unit(sets) => self.repeat_unit(sets, *min, *max, *greedy, pos, k),
-                inner => self.repeat(inner, *min, *max, *greedy, 0, pos, k),
-            },
-        }
-    }
-
-    fn repeat_unit(
-        &self,
-        sets: &[Set],
-        min: u32,
-        max: u32,
-        greedy: bool,
-        pos: usize,
-        k: &mut dyn FnMut(usize) -> bool,
-    ) -> bool {
-        let mut n = 0usize;
-        let max = max as usize;
-        while n < max && self.unit_at(sets, pos + n) {
-            n += 1;
-        }
-        let min = min as usize;
-        if n < min {
-            return false;
-        }
-        if greedy {
-            (min..=n).rev().any(|c| k(pos + c))
-        } else {
-            (min..=n).any(|c| k(pos + c))
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn repeat(
-        &self,
-        node: &Node,
-        min: u32,
-        max: u32,
-        greedy: bool,
-        count: u32,
-        pos: usize,
-        k: &mut dyn FnMut(usize) -> bool,
-    ) -> bool {
-        if !self.enter() {
-            return false;
-        }
-        let done = count >= min;
-        let r = (!greedy && done && k(pos))
-            || (count < max
-                && self.node(node, pos, &mut |p| {
-                    // an iteration that matched nothing ends the loop (ECMAScript)
-                    !(p == pos && done) && self.repeat(node, min, max, greedy, count + 1, p, k)
-                }))
-            || (greedy && done && k(pos));
-        self.leave();
+    /// The end of the first match anchored at `start` (non-empty if `not_null`).
+    fn at(&mut self, start: usize, not_null: bool) -> Option<usize> {
+        let mut stack = std::mem::take(&mut self.stack);
+        let r = self.run(0, start, not_null, &mut stack);
+        self.stack = stack;
         r
+    }
+
+    /// Runs the program from `pc` at `pos` with backtracking; the end position of the first
+    /// path that reaches `Match`.
+    fn run(&self, pc: usize, pos: usize, not_null: bool, stack: &mut Vec<Frame>) -> Option<usize> {
+        stack.clear();
+        let (start, mut pc, mut pos) = (pos, pc, pos);
+        loop {
+            let ok = match self.prog.get(pc) {
+                Some(Inst::Unit(sets)) => {
+                    let ok = self.unit_at(sets, pos);
+                    pc += 1;
+                    pos += 1;
+                    ok
+                }
+                Some(Inst::Repeat {
+                    sets,
+                    min,
+                    max,
+                    greedy,
+                }) => {
+                    let (min, max) = (*min as usize, *max as usize);
+                    let mut n = 0;
+                    while n < max && self.unit_at(sets, pos + n) {
+                        n += 1;
+                    }
+                    pc += 1;
+                    if n < min {
+                        false
+                    } else if *greedy {
+                        if n > min {
+                            stack.push(Frame::Fewer {
+                                pc,
+                                base: pos,
+                                n,
+                                min,
+                            });
+                        }
+                        pos += n;
+                        true
+                    } else {
+                        if n > min {
+                            stack.push(Frame::More {
+                                pc,
+                                base: pos,
+                                n: min,
+                                max: n,
+                            });
+                        }
+                        pos += min;
+                        true
+                    }
+                }
+                Some(Inst::Split { first, second }) => {
+                    stack.push(Frame::Alt { pc: *second, pos });
+                    pc = *first;
+                    true
+                }
+                Some(Inst::Jmp(t)) => {
+                    pc = *t;
+                    true
+                }
+                Some(Inst::Start) => {
+                    pc += 1;
+                    pos == 0
+                }
+                Some(Inst::End) => {
+                    pc += 1;
+                    pos == self.units.len()
+                }
+                Some(Inst::Boundary { negate }) => {
+                    let before = pos > 0 && self.units.get(pos - 1).is_some_and(|&u| is_word(u));
+                    let after = self.units.get(pos).is_some_and(|&u| is_word(u));
+                    pc += 1;
+                    (before != after) != *negate
+                }
+                Some(Inst::Look { negate, start }) => {
+                    let found = self.run(*start, pos, false, &mut Vec::new()).is_some();
+                    pc += 1;
+                    found != *negate
+                }
+                Some(Inst::Match) if !(not_null && pos == start) => return Some(pos),
+                Some(Inst::Match) | None => false,
+            };
+            if ok {
+                continue;
+            }
+            // backtrack to the most recent choice
+            match stack.pop()? {
+                Frame::Alt { pc: p, pos: q } => {
+                    (pc, pos) = (p, q);
+                }
+                Frame::Fewer {
+                    pc: p,
+                    base,
+                    n,
+                    min,
+                } => {
+                    let n = n - 1;
+                    if n > min {
+                        stack.push(Frame::Fewer {
+                            pc: p,
+                            base,
+                            n,
+                            min,
+                        });
+                    }
+                    (pc, pos) = (p, base + n);
+                }
+                Frame::More {
+                    pc: p,
+                    base,
+                    n,
+                    max,
+                } => {
+                    let n = n + 1;
+                    if n < max {
+                        stack.push(Frame::More {
+                            pc: p,
+                            base,
+                            n,
+                            max,
+                        });
+                    }
+                    (pc, pos) = (p, base + n);
+                }
+            }
+        }
     }
 }
 
@@ -813,10 +1049,18 @@ mod tests {
     }
 
     #[test]
-    fn deep_group_repetition_gives_up_without_overflow() {
+    fn long_group_repetitions_match_whole_without_deep_recursion() {
         let p = r"(?:\p{L}\p{M}*(?: \p{L}\p{M}*)*)+";
-        let text = "a ".repeat(50_000);
-        let pieces = split(p, &text);
-        assert_eq!(pieces.concat(), text);
+        let text = "a ".repeat(200_000) + "b";
+        assert_eq!(split(p, &text), [text.as_str()]);
+        let digits = "1".repeat(6_000);
+        let pieces = split(r"\d{1,3}(?=(?:\d{3})*\b)", &digits);
+        assert_eq!(pieces.len(), 2_000);
+        // alternation order and lazy repeats
+        assert_eq!(split(r"a|ab", "ab"), ["a", "b"]);
+        assert_eq!(split(r"a+?", "aaa"), ["a", "a", "a"]);
+        assert_eq!(split(r"(?:ab)+?c|b", "ababc"), ["ababc"]);
+        assert_eq!(split(r"x(?:ab){1,2}", "xababab"), ["xabab", "ab"]);
+        assert!(Regex::new(r"(?:a?)*").is_err());
     }
 }
