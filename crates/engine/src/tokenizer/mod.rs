@@ -47,7 +47,7 @@ enum Kind {
 }
 
 /// A model's tokenizer. Cheap to share between threads (`&Tokenizer` is all encoding needs).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Tokenizer {
     kind: Kind,
     vocab: Vocab,
@@ -69,6 +69,23 @@ pub struct Tokenizer {
     add_space_prefix: bool,
     clean_spaces: bool,
     warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    /// A summary: the vocabulary itself is too large to print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("model", &self.model)
+            .field("pre", &self.pre)
+            .field("n_vocab", &self.vocab.len())
+            .field("bos", &self.bos)
+            .field("eos", &self.eos)
+            .field("eot", &self.eot)
+            .field("eog", &self.eog)
+            .field("add_bos", &self.add_bos)
+            .field("add_eos", &self.add_eos)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Tokenizer {

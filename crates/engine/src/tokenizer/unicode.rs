@@ -128,7 +128,7 @@ pub(crate) fn to_lower(cp: u32) -> u32 {
 pub(crate) fn nfd_first(cp: u32) -> u32 {
     let i = NFD_RANGES.partition_point(|&(first, _, _)| first <= cp);
     match i.checked_sub(1).map(|i| NFD_RANGES[i]) {
-        Some((first, last, nfd)) if first <= cp && cp <= last && i > 1 => nfd,
+        Some((first, last, nfd)) if first <= cp && cp <= last => nfd,
         _ => cp,
     }
 }

@@ -174,3 +174,20 @@ fn user_text_never_becomes_control_tokens() {
         assert_eq!(tok.decode(&ids, false).unwrap(), text);
     }
 }
+
+#[test]
+fn tokenizers_are_shared_between_threads_and_print_briefly() {
+    fn shared<T: Send + Sync>(_: &T) {}
+    shared(gemma3());
+    let printed = format!("{:?}", gemma3());
+    assert!(
+        printed.len() < 300 && printed.contains("n_vocab: 262144"),
+        "{printed}"
+    );
+    let ids = std::thread::scope(|s| {
+        let a = s.spawn(|| smollm2().encode("Hello world", false, false));
+        let b = s.spawn(|| gemma3().encode("Hello world", false, false));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(ids, (vec![19556, 905], vec![9259, 1902]));
+}
