@@ -27,6 +27,8 @@ enum Command {
     Chat(cmd::chat::Args),
     /// Measure prompt and generation speed, like llama-bench
     Bench(cmd::bench::Args),
+    /// Show the token ids a model's tokenizer gives a text (like llama-tokenize)
+    Tokenize(cmd::tokenize::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -36,6 +38,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(a) => cmd::run::run(a),
         Command::Chat(a) => cmd::chat::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Tokenize(a) => cmd::tokenize::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -5,3 +5,4 @@ pub mod bench;
 pub mod chat;
 pub mod common;
 pub mod run;
+pub mod tokenize;

@@ -1,4 +1,10 @@
-//! The engine crate's one integration-test binary.
+//! The engine's one integration-test binary; each module covers one area.
+// Tests may unwrap, helpers outside `#[test]` functions included (clippy.toml only covers those).
+#![allow(clippy::unwrap_used)]
 
-mod model_reference;
 mod hf_reference;
+mod model_reference;
+mod tokenizer_hostile;
+mod tokenizer_models;
+mod tokenizer_stream;
+mod tokenizer_vocab;
