@@ -78,7 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let params = GenerateParams { max_tokens, stop: args.stop.clone(), sampler, ignore_eog: false };
     let mut out = std::io::stdout().lock();
     if args.echo {
-        write!(out, "{}", model.tokenizer.decode(&tokens))?;
+        write!(out, "{}", model.tokenizer.decode(&tokens, false)?)?;
     }
     let t0 = Instant::now();
     let mut write_err = None;
