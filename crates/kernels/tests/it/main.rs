@@ -2,6 +2,7 @@
 
 mod ops;
 mod ops_attention;
+mod ops_ggml;
 mod ops_rope;
 mod ops_util;
 mod pool;
