@@ -39,13 +39,26 @@ fn gelu_for_table(x: f32) -> f32 {
     0.5 * x * (1.0 + t)
 }
 
-/// `ggml_table_gelu_f16`: entry `i` is `f16(gelu(f16::from_bits(i)))`, built on first use.
-fn gelu_table() -> &'static [f16] {
-    static TABLE: OnceLock<Box<[f16]>> = OnceLock::new();
+/// `ggml_table_gelu_f16`: entry `i` is `f16(gelu(f16::from_bits(i)))`.
+#[repr(C)]
+pub(crate) struct GeluTable {
+    pub(crate) entries: [f16; 65536],
+    /// Lets a 32-bit gather at the last entry stay inside the allocation.
+    _pad: f16,
+}
+
+/// The table, built on first use.
+pub(crate) fn gelu_table() -> &'static GeluTable {
+    static TABLE: OnceLock<Box<GeluTable>> = OnceLock::new();
     TABLE.get_or_init(|| {
-        (0..=u16::MAX)
-            .map(|i| f16::from_f32(gelu_for_table(f16::from_bits(i).to_f32())))
-            .collect()
+        let mut t = Box::new(GeluTable {
+            entries: [f16::ZERO; 65536],
+            _pad: f16::ZERO,
+        });
+        for (i, e) in t.entries.iter_mut().enumerate() {
+            *e = f16::from_f32(gelu_for_table(f16::from_bits(i as u16).to_f32()));
+        }
+        t
     })
 }
 
@@ -61,7 +74,7 @@ pub fn init_gelu_table() {
 /// `x` valid for `n` reads, `y` for `n` writes (`y == x` or `y == u` allowed), `u` for `n`
 /// reads when not null.
 pub unsafe fn gelu_mul(n: usize, x: *const f32, u: *const f32, y: *mut f32) {
-    let table = gelu_table();
+    let table = &gelu_table().entries;
     for i in 0..n {
         // SAFETY: `i < n`, pointers valid for `n` elements (caller contract).
         unsafe {
@@ -162,47 +175,49 @@ pub fn tree64(a: &[f32; 64]) -> f32 {
 }
 
 /// llamafile sgemm's f16 dot: `n` (a multiple of 16) products FMA'd into 16 lanes, [`tree16`].
-pub fn dot16(x: &[f16], y: &[f16]) -> f32 {
+/// `y` holds f16 values widened to f32.
+pub fn dot16(x: &[f16], y: &[f32]) -> f32 {
     debug_assert!(x.len() == y.len() && x.len().is_multiple_of(16));
     let mut acc = [0.0f32; 16];
     for (xc, yc) in x.chunks_exact(16).zip(y.chunks_exact(16)) {
         for l in 0..16 {
-            acc[l] = xc[l].to_f32().mul_add(yc[l].to_f32(), acc[l]);
+            acc[l] = xc[l].to_f32().mul_add(yc[l], acc[l]);
         }
     }
     tree16(&acc)
 }
 
 /// `ggml_vec_dot_f16`: the first `n & !63` products FMA'd into 64 lanes and reduced by
-/// [`tree64`], the rest added one by one in f64 (each product rounded to f32 first).
-pub fn dot64(x: &[f16], y: &[f16]) -> f32 {
+/// [`tree64`], the rest added one by one in f64 (each product rounded to f32 first). `y` holds
+/// f16 values widened to f32.
+pub fn dot64(x: &[f16], y: &[f32]) -> f32 {
     debug_assert_eq!(x.len(), y.len());
     let np = x.len() & !63;
     let mut acc = [0.0f32; 64];
     for (xc, yc) in x[..np].chunks_exact(64).zip(y[..np].chunks_exact(64)) {
         for l in 0..64 {
-            acc[l] = xc[l].to_f32().mul_add(yc[l].to_f32(), acc[l]);
+            acc[l] = xc[l].to_f32().mul_add(yc[l], acc[l]);
         }
     }
     let mut s = f64::from(tree64(&acc));
     for (a, b) in x[np..].iter().zip(&y[np..]) {
-        s += f64::from(a.to_f32() * b.to_f32());
+        s += f64::from(a.to_f32() * b);
     }
     s as f32
 }
 
-/// `scores[h·ld + j] = q_h · k_j` for `g` f16 query heads (`q16`: `[g][hd]`) and every row, by
-/// [`dot16`] (`lanes16`) or [`dot64`].
-pub fn kq_dots(q16: &[f16], g: usize, k: &Rows<'_>, lanes16: bool, scores: &mut [f32], ld: usize) {
+/// `scores[h·ld + j] = q_h · k_j` for `g` query heads (`q`: `[g][hd]`, f16 values as f32) and
+/// every row, by [`dot16`] (`lanes16`) or [`dot64`].
+pub fn kq_dots(q: &[f32], g: usize, k: &Rows<'_>, lanes16: bool, scores: &mut [f32], ld: usize) {
     let hd = k.hd();
     for j in 0..k.n() {
         let row = k.row(j);
         for h in 0..g {
-            let q = &q16[h * hd..(h + 1) * hd];
+            let qh = &q[h * hd..(h + 1) * hd];
             scores[h * ld + j] = if lanes16 {
-                dot16(row, q)
+                dot16(row, qh)
             } else {
-                dot64(row, q)
+                dot64(row, qh)
             };
         }
     }
@@ -225,41 +240,43 @@ pub fn exp_block_sums(x: &mut [f32], max: f32) -> f64 {
     sum
 }
 
-/// Value accumulation of attention: for every row `j` of `v`, lane `(lane0 + j) % lanes` of
-/// head `h` gets `acc[h][lane][d] = fma(p[h·ld + j], v_j[d], acc[h][lane][d])` (`acc`:
-/// `[g][lanes][hd]`), rows in order.
-pub fn pv_accum(
-    p16: &[f16],
+/// The value side of attention: `out[h][d] = Σ_j p[h·ld + j] · v_j[d]` for `g` heads (`out`:
+/// `[g][hd]`; `p`: f16 values as f32) in `mul_mat`'s order: row `j` goes to lane
+/// `(lane0 + j) % lanes` (`lanes` 16 or 64), each lane a chain of FMAs over its rows in order,
+/// the lanes reduced by [`tree16`] or [`tree64`]. `acc` is room for `[g][lanes][hd]`.
+#[allow(clippy::too_many_arguments)]
+pub fn pv(
+    p: &[f32],
     ld: usize,
     g: usize,
     v: &Rows<'_>,
     lane0: usize,
     lanes: usize,
     acc: &mut [f32],
+    out: &mut [f32],
 ) {
     let hd = v.hd();
+    let acc = &mut acc[..g * lanes * hd];
+    acc.fill(0.0);
     for j in 0..v.n() {
         let row = v.row(j);
         let lane = (lane0 + j) % lanes;
         for h in 0..g {
-            let w = p16[h * ld + j].to_f32();
+            let w = p[h * ld + j];
             let a = &mut acc[(h * lanes + lane) * hd..][..hd];
             for (ad, vd) in a.iter_mut().zip(row) {
                 *ad = w.mul_add(vd.to_f32(), *ad);
             }
         }
     }
-}
-
-/// `out[d]` = the lanes `acc[·][d]` (`[lanes][hd]`, `lanes` 16 or 64) reduced by [`tree16`] or
-/// [`tree64`].
-pub fn pv_reduce(acc: &[f32], lanes: usize, out: &mut [f32]) {
-    let hd = out.len();
-    for (d, o) in out.iter_mut().enumerate() {
-        *o = if lanes == 16 {
-            tree16(&std::array::from_fn(|l| acc[l * hd + d]))
-        } else {
-            tree64(&std::array::from_fn(|l| acc[l * hd + d]))
-        };
+    for h in 0..g {
+        let a = &acc[h * lanes * hd..];
+        for (d, o) in out[h * hd..(h + 1) * hd].iter_mut().enumerate() {
+            *o = if lanes == 16 {
+                tree16(&std::array::from_fn(|l| a[l * hd + d]))
+            } else {
+                tree64(&std::array::from_fn(|l| a[l * hd + d]))
+            };
+        }
     }
 }

@@ -327,11 +327,12 @@ impl Ops {
 
     /// GELU in place as ggml's CPU backend computes it (`GGML_GELU_FP16`): `x ≤ −10 → 0`,
     /// `x ≥ 10 → x`, otherwise `x` rounded to f16 looks up `f16(gelu(x))` in a table, so the
-    /// result is the f16 value nearest the tanh-approximation formula. Same bits at every level.
+    /// result is the f16 value nearest the tanh-approximation formula. Same bits at every level
+    /// (the SIMD levels convert to f16 and back in vectors; the lookup is per element).
     pub fn gelu_ggml(self, x: &mut [f32]) {
         let p = x.as_mut_ptr();
         // SAFETY: in and out are the same `x.len()` elements (allowed); no `u`.
-        unsafe { ggml::gelu_mul(x.len(), p, std::ptr::null(), p) }
+        unsafe { dispatch_ggml_ptr!(self, gelu_mul(x.len(), p, std::ptr::null(), p)) }
     }
 
     /// GeGLU in place as ggml's `ggml_vec_geglu_f32`: `gate = gelu_ggml(gate) · up` (for
@@ -343,7 +344,7 @@ impl Ops {
         assert_eq!(gate.len(), up.len(), "glu: gate and up lengths");
         let p = gate.as_mut_ptr();
         // SAFETY: `gate` and `up` hold `gate.len()` elements; out is `gate` itself (allowed).
-        unsafe { ggml::gelu_mul(gate.len(), p, up.as_ptr(), p) }
+        unsafe { dispatch_ggml_ptr!(self, gelu_mul(gate.len(), p, up.as_ptr(), p)) }
     }
 
     /// `out = gelu_ggml(gate) · up`, as [`geglu_ggml`](Self::geglu_ggml).
@@ -354,7 +355,12 @@ impl Ops {
         assert_eq!(gate.len(), up.len(), "glu: gate and up lengths");
         assert_eq!(out.len(), gate.len(), "glu: out and gate lengths");
         // SAFETY: all three hold `gate.len()` elements.
-        unsafe { ggml::gelu_mul(gate.len(), gate.as_ptr(), up.as_ptr(), out.as_mut_ptr()) }
+        unsafe {
+            dispatch_ggml_ptr!(
+                self,
+                gelu_mul(gate.len(), gate.as_ptr(), up.as_ptr(), out.as_mut_ptr())
+            )
+        }
     }
 
     /// SiLU in place as ggml's `ggml_vec_silu_f32` (AVX-512 build): `x / (1 + e^−x)` with
@@ -500,14 +506,14 @@ impl Ops {
     /// f16 attention scores in ggml's order (see `ggml::kq_dots`).
     fn kq_dots_ggml(
         self,
-        q16: &[f16],
+        q: &[f32],
         g: usize,
         k: &generic::Rows<'_>,
         lanes16: bool,
         scores: &mut [f32],
         ld: usize,
     ) {
-        dispatch_ggml!(self, kq_dots(q16, g, k, lanes16, scores, ld));
+        dispatch_ggml!(self, kq_dots(q, g, k, lanes16, scores, ld));
     }
 
     /// ggml's softmax numerator over whole blocks of 16 (see `ggml::exp_block_sums`).
@@ -515,24 +521,20 @@ impl Ops {
         dispatch_ggml!(self, exp_block_sums(x, max))
     }
 
-    /// Lane-wise value accumulation in ggml's order (see `ggml::pv_accum`).
+    /// Attention's value sums in ggml's order (see `ggml::pv`).
     #[allow(clippy::too_many_arguments)]
-    fn pv_accum_ggml(
+    fn pv_ggml(
         self,
-        p16: &[f16],
+        p: &[f32],
         ld: usize,
         g: usize,
         v: &generic::Rows<'_>,
         lane0: usize,
         lanes: usize,
         acc: &mut [f32],
+        out: &mut [f32],
     ) {
-        dispatch_ggml!(self, pv_accum(p16, ld, g, v, lane0, lanes, acc));
-    }
-
-    /// Reduction of the value lanes (see `ggml::pv_reduce`).
-    fn pv_reduce_ggml(self, acc: &[f32], lanes: usize, out: &mut [f32]) {
-        dispatch_ggml!(self, pv_reduce(acc, lanes, out));
+        dispatch_ggml!(self, pv(p, ld, g, v, lane0, lanes, acc, out));
     }
 
     /// Rotates the first `n_rot` values of one head (cache layout: `generic::rope_rotate`).

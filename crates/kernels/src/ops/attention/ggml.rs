@@ -43,9 +43,10 @@ pub struct AttentionScratch {
     head_dim: usize,
     /// Query heads per task at most.
     group: usize,
-    /// Per thread: scores `[group][window]`, then accumulators `[group][MAX_LANES][head_dim]`.
+    /// Per thread: scores `[group][window]`, accumulators `[group][MAX_LANES][head_dim]`, the
+    /// queries rounded to f16 `[group][head_dim]`.
     f32s: Vec<f32>,
-    /// Per thread: f16 queries `[group][head_dim]`, then probabilities `[group][window]`.
+    /// Per thread: room to round `[group][head_dim + window]` values to f16.
     f16s: Vec<f16>,
 }
 
@@ -73,7 +74,7 @@ impl AttentionScratch {
     }
 
     fn f32_per_thread(&self) -> usize {
-        self.group * (self.window() + MAX_LANES * self.head_dim)
+        self.group * (self.window() + (MAX_LANES + 1) * self.head_dim)
     }
 
     fn f16_per_thread(&self) -> usize {
@@ -217,15 +218,16 @@ impl Ops {
             MAX_LANES
         };
         let (scores, rest) = s32.split_at_mut(g * w);
-        let acc = &mut rest[..g * lanes * hd];
-        let (q16, rest) = s16.split_at_mut(g * hd);
-        let p16 = &mut rest[..g * w];
+        let (acc, rest) = rest.split_at_mut(g * lanes * hd);
+        let qf = &mut rest[..g * hd];
 
-        self.f32_to_f16(q16, task.q);
+        // q as `mul_mat` converts it, held as f32 for the kernels.
+        self.f32_to_f16(&mut s16[..g * hd], task.q);
+        self.f16_to_f32(qf, &s16[..g * hd]);
         let at = rows.start * cache.pos_stride + task.kv_head * cache.head_stride;
         let k = Rows::new(&cache.k[at..], cache.pos_stride, n, hd);
         let lanes16 = task.batched && hd.is_multiple_of(16);
-        self.kq_dots_ggml(q16, g, &k, lanes16, &mut scores[off..], w);
+        self.kq_dots_ggml(qf, g, &k, lanes16, &mut scores[off..], w);
 
         for h in 0..g {
             let row = &mut scores[h * w..(h + 1) * w];
@@ -242,19 +244,22 @@ impl Ops {
             let m = self.max(live);
             let sum = self.exp_block_sums_ggml(row, m);
             self.scale(row, (1.0 / sum) as f32);
-            self.f32_to_f16(&mut p16[h * w..(h + 1) * w], row);
+            // The probabilities as `mul_mat` converts them, held as f32.
+            self.f32_to_f16(&mut s16[..w], row);
+            self.f16_to_f32(row, &s16[..w]);
         }
 
-        acc.fill(0.0);
         let v = Rows::new(&cache.v[at..], cache.pos_stride, n, hd);
-        self.pv_accum_ggml(&p16[off..], w, g, &v, rows.start % lanes, lanes, acc);
-        for h in 0..g {
-            self.pv_reduce_ggml(
-                &acc[h * lanes * hd..(h + 1) * lanes * hd],
-                lanes,
-                &mut out[h * hd..(h + 1) * hd],
-            );
-        }
+        self.pv_ggml(
+            &scores[off..],
+            w,
+            g,
+            &v,
+            rows.start % lanes,
+            lanes,
+            acc,
+            out,
+        );
     }
 }
 

@@ -140,48 +140,137 @@ pub unsafe fn silu_mul(n: usize, x: *const f32, u: *const f32, y: *mut f32) {
     }
 }
 
+/// `y = gelu(x) · u` (`u` null: `gelu(x)`), as `ops::ggml::gelu_mul`: conversion to f16 and
+/// back in vectors, the table looked up per element.
+///
+/// # Safety
+/// The CPU supports the `Isa::Avx2` set; `x` valid for `n` reads, `y` for `n` writes
+/// (`y == x` or `y == u` allowed), `u` for `n` reads when not null.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gelu_mul(n: usize, x: *const f32, u: *const f32, y: *mut f32) {
+    let table = &crate::ops::ggml::gelu_table().entries;
+    let (lo, hi) = (_mm256_set1_ps(-10.0), _mm256_set1_ps(10.0));
+    let full = n & !7;
+    for i in (0..full).step_by(8) {
+        // SAFETY: `i + 8 <= n`; pointers valid for `n` elements (caller contract); each chunk
+        // is read before it is written.
+        unsafe {
+            let v = _mm256_loadu_ps(x.add(i));
+            let mut idx = [0u16; 8];
+            _mm_storeu_si128(
+                idx.as_mut_ptr().cast(),
+                _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v),
+            );
+            let t: [f16; 8] = std::array::from_fn(|l| table[usize::from(idx[l])]);
+            let mut r = load_f16(t.as_ptr());
+            r = _mm256_blendv_ps(r, v, _mm256_cmp_ps::<_CMP_GE_OQ>(v, hi));
+            if !u.is_null() {
+                r = _mm256_mul_ps(r, _mm256_loadu_ps(u.add(i)));
+            }
+            r = _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(v, lo), r);
+            _mm256_storeu_ps(y.add(i), r);
+        }
+    }
+    // SAFETY: the tail `full..n` under the same contract.
+    unsafe {
+        crate::ops::ggml::gelu_mul(
+            n - full,
+            x.add(full),
+            if u.is_null() { u } else { u.add(full) },
+            y.add(full),
+        );
+    }
+}
+
+/// Scores of `G` heads (`q` from head `h0`) against row `r`, 16 lanes as two halves (see
+/// `kq_dots`): each key chunk is widened once for all heads.
+///
+/// # Safety
+/// The CPU supports the `Isa::Avx2` set; `r` is valid for `hd` reads, a multiple of 16; `q`
+/// holds heads `h0..h0 + G` of `hd`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kq16<const G: usize>(r: *const f16, q: &[f32], h0: usize, hd: usize) -> [f32; G] {
+    assert!(q.len() >= (h0 + G) * hd);
+    let qp = q.as_ptr();
+    let mut acc = [[_mm256_setzero_ps(); 2]; G];
+    for d in (0..hd).step_by(16) {
+        // SAFETY: `d + 16 <= hd`: inside the row (caller contract) and each head of `q`.
+        unsafe {
+            let (k0, k1) = (load_f16(r.add(d)), load_f16(r.add(d + 8)));
+            for (h, a) in acc.iter_mut().enumerate() {
+                let at = (h0 + h) * hd + d;
+                a[0] = _mm256_fmadd_ps(k0, _mm256_loadu_ps(qp.add(at)), a[0]);
+                a[1] = _mm256_fmadd_ps(k1, _mm256_loadu_ps(qp.add(at + 8)), a[1]);
+            }
+        }
+    }
+    acc.map(|a| tree16(a[0], a[1]))
+}
+
+/// One head's score in `ggml_vec_dot_f16`'s order: 64 lanes (8 blocks of 8) over `np` (a
+/// multiple of 64, at most `hd`) values, the rest in f64.
+///
+/// # Safety
+/// The CPU supports the `Isa::Avx2` set; `r` and `q` are valid for `hd` reads.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kq64(r: *const f16, q: *const f32, hd: usize, np: usize) -> f32 {
+    // Block `i` holds the indices `≡ 8i..8i+8 mod 64`.
+    let mut acc = [_mm256_setzero_ps(); 8];
+    for d in (0..np).step_by(64) {
+        for (i, a) in acc.iter_mut().enumerate() {
+            let at = d + 8 * i;
+            // SAFETY: `at + 8 <= np <= hd`: inside the row and `q`.
+            *a = unsafe { _mm256_fmadd_ps(load_f16(r.add(at)), _mm256_loadu_ps(q.add(at)), *a) };
+        }
+    }
+    let lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
+    let hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
+    let mut sum = f64::from(tree16(lo, hi));
+    for d in np..hd {
+        // SAFETY: `d < hd`: inside the row and `q`.
+        sum += f64::from(unsafe { (*r.add(d)).to_f32() * *q.add(d) });
+    }
+    sum as f32
+}
+
 /// `ops::ggml::kq_dots`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub fn kq_dots(q16: &[f16], g: usize, k: &Rows<'_>, lanes16: bool, scores: &mut [f32], ld: usize) {
+pub fn kq_dots(q: &[f32], g: usize, k: &Rows<'_>, lanes16: bool, scores: &mut [f32], ld: usize) {
     let hd = k.hd();
-    assert!(q16.len() >= g * hd);
+    assert!(q.len() >= g * hd);
     assert!(!lanes16 || hd.is_multiple_of(16));
     let np = hd & !63;
     for j in 0..k.n() {
-        let row = k.row(j);
-        for h in 0..g {
-            let q = &q16[h * hd..(h + 1) * hd];
-            let (r, qp) = (row.as_ptr(), q.as_ptr());
-            let fma = |at: usize, a: __m256| {
-                // SAFETY: both arms below load `at..at + 8` with `at + 8 <= hd` (a multiple
-                // of 16, or at most `np`), inside `row` and `q`.
-                unsafe { _mm256_fmadd_ps(load_f16(r.add(at)), load_f16(qp.add(at)), a) }
+        let r = k.row(j).as_ptr();
+        if !lanes16 {
+            for h in 0..g {
+                // SAFETY: `r` is a row of `hd` values (`Rows::row`); head `h < g` of `q`
+                // holds `hd`.
+                scores[h * ld + j] = unsafe { kq64(r, q.as_ptr().add(h * hd), hd, np) };
+            }
+            continue;
+        }
+        let mut h0 = 0;
+        while h0 < g {
+            let gb = (g - h0).min(4);
+            let mut put = |vals: &[f32]| {
+                for (h, &v) in vals.iter().enumerate() {
+                    scores[(h0 + h) * ld + j] = v;
+                }
             };
-            scores[h * ld + j] = if lanes16 {
-                let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-                for d in (0..hd).step_by(16) {
-                    lo = fma(d, lo);
-                    hi = fma(d + 8, hi);
+            // SAFETY: `r` is a row of `hd` values, a multiple of 16 (asserted); `q` holds
+            // `g >= h0 + gb` heads.
+            unsafe {
+                match gb {
+                    1 => put(&kq16::<1>(r, q, h0, hd)),
+                    2 => put(&kq16::<2>(r, q, h0, hd)),
+                    3 => put(&kq16::<3>(r, q, h0, hd)),
+                    _ => put(&kq16::<4>(r, q, h0, hd)),
                 }
-                tree16(lo, hi)
-            } else {
-                // Lane block `i` (8 lanes) holds the indices `≡ 8i..8i+8 mod 64`.
-                let mut acc = [_mm256_setzero_ps(); 8];
-                for d in (0..np).step_by(64) {
-                    for (i, a) in acc.iter_mut().enumerate() {
-                        *a = fma(d + 8 * i, *a);
-                    }
-                }
-                let lo =
-                    _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
-                let hi =
-                    _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
-                let mut sum = f64::from(tree16(lo, hi));
-                for (a, b) in row[np..].iter().zip(&q[np..]) {
-                    sum += f64::from(a.to_f32() * b.to_f32());
-                }
-                sum as f32
-            };
+            }
+            h0 += gb;
         }
     }
 }
@@ -206,88 +295,175 @@ pub fn exp_block_sums(x: &mut [f32], max: f32) -> f64 {
     sum
 }
 
-/// `ops::ggml::pv_accum`.
+/// Up to 8 f32 at `p` (`r` of them, `r <= 8`), zeros after.
+///
+/// # Safety
+/// The CPU supports the `Isa::Avx2` set; `p` is valid for `r` reads.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub fn pv_accum(
-    p16: &[f16],
+unsafe fn load_n(p: *const f32, r: usize) -> __m256 {
+    // SAFETY: 8 or, under the mask, `r` values readable (caller contract).
+    unsafe {
+        if r >= 8 {
+            _mm256_loadu_ps(p)
+        } else {
+            _mm256_maskload_ps(p, tail_mask(r))
+        }
+    }
+}
+
+/// Stores the first `r` lanes (`r` capped at 8) of `v` at `p`.
+///
+/// # Safety
+/// The CPU supports the `Isa::Avx2` set; `p` is valid for `min(r, 8)` writes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn store_n(p: *mut f32, r: usize, v: __m256) {
+    // SAFETY: as in `load_n`, for writes.
+    unsafe {
+        if r >= 8 {
+            _mm256_storeu_ps(p, v);
+        } else if r > 0 {
+            _mm256_maskstore_ps(p, tail_mask(r), v);
+        }
+    }
+}
+
+/// Lane `lane` of the value sums for `G` heads from `h0`: the chain of FMAs over its rows
+/// (`first`, `first + lanes`, …), 2 × 8 values of each head at a time in registers, into
+/// `dst[(h0 + h)·stride + d]`.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn pv_lane<const G: usize>(
+    p: &[f32],
+    ld: usize,
+    h0: usize,
+    v: &Rows<'_>,
+    first: usize,
+    lanes: usize,
+    dst: &mut [f32],
+    stride: usize,
+) {
+    let (hd, n) = (v.hd(), v.n());
+    assert!(n == 0 || p.len() >= (h0 + G - 1) * ld + n);
+    assert!(dst.len() >= (h0 + G - 1) * stride + hd);
+    for d0 in (0..hd).step_by(16) {
+        let mut a = [[_mm256_setzero_ps(); 2]; G];
+        let mut j = first;
+        while j < n {
+            let row = v.row(j);
+            let vc = [load_f16_tail(row, d0), {
+                if d0 + 8 < hd {
+                    load_f16_tail(row, d0 + 8)
+                } else {
+                    _mm256_setzero_ps()
+                }
+            }];
+            for (h, ah) in a.iter_mut().enumerate() {
+                let w = _mm256_set1_ps(p[(h0 + h) * ld + j]);
+                ah[0] = _mm256_fmadd_ps(w, vc[0], ah[0]);
+                ah[1] = _mm256_fmadd_ps(w, vc[1], ah[1]);
+            }
+            j += lanes;
+        }
+        for (h, ah) in a.iter().enumerate() {
+            let at = (h0 + h) * stride + d0;
+            // SAFETY: `dst[at..at + min(16, hd − d0)]` is inside `dst` (asserted).
+            unsafe {
+                store_n(dst.as_mut_ptr().add(at), hd - d0, ah[0]);
+                store_n(
+                    dst.as_mut_ptr().add(at + 8),
+                    (hd - d0).saturating_sub(8),
+                    ah[1],
+                );
+            }
+        }
+    }
+}
+
+/// `y[h][d] = op(x[h][0..k][d])` for `g` heads of `k ≤ 8` rows of `hd` (`x`: `[g][k][hd]`;
+/// head `h` of `y` at `y_at(h)`), 8 values at a time.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn combine(
+    x: &[f32],
+    k: usize,
+    g: usize,
+    hd: usize,
+    y: &mut [f32],
+    y_at: impl Fn(usize) -> usize,
+    op: impl Fn(&[__m256; 8]) -> __m256,
+) {
+    assert!(k <= 8 && x.len() >= g * k * hd);
+    for h in 0..g {
+        let yh = y_at(h);
+        assert!(y.len() >= yh + hd);
+        for d in (0..hd).step_by(8) {
+            let mut t = [_mm256_setzero_ps(); 8];
+            for (r, tr) in t.iter_mut().enumerate().take(k) {
+                // SAFETY: row `r < k` of head `h` holds `hd` values at `(h·k + r)·hd`; at
+                // most `hd − d` of them are read.
+                *tr = unsafe { load_n(x.as_ptr().add((h * k + r) * hd + d), hd - d) };
+            }
+            // SAFETY: `y[yh + d..yh + hd]` is inside `y` (asserted); at most `hd − d` written.
+            unsafe { store_n(y.as_mut_ptr().add(yh + d), hd - d, op(&t)) };
+        }
+    }
+}
+
+/// `((t0 + t4) + (t2 + t6)) + ((t1 + t5) + (t3 + t7))` (see the AVX-512 `tree8`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn tree8(t: &[__m256; 8]) -> __m256 {
+    let add = |a, b| _mm256_add_ps(a, b);
+    add(
+        add(add(t[0], t[4]), add(t[2], t[6])),
+        add(add(t[1], t[5]), add(t[3], t[7])),
+    )
+}
+
+/// `ops::ggml::pv`, as the AVX-512 version: lanes meeting first in the reduction tree are
+/// summed together, so the per-lane sums stay in a small buffer (`acc`: `[g][8][hd]` of lane
+/// sums, then `[g][8][hd]` of the tree's first level).
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn pv(
+    p: &[f32],
     ld: usize,
     g: usize,
     v: &Rows<'_>,
     lane0: usize,
     lanes: usize,
     acc: &mut [f32],
+    out: &mut [f32],
 ) {
     let hd = v.hd();
-    assert!(acc.len() >= g * lanes * hd);
-    let full = hd & !7;
-    for j in 0..v.n() {
-        let row = v.row(j);
-        let lane = (lane0 + j) % lanes;
-        for h in 0..g {
-            let w = _mm256_set1_ps(p16[h * ld + j].to_f32());
-            let a = acc[(h * lanes + lane) * hd..][..hd].as_mut_ptr();
-            for d in (0..full).step_by(8) {
-                // SAFETY: `d + 8 <= hd`, inside the row and `a`.
-                unsafe {
-                    let s = _mm256_fmadd_ps(
-                        w,
-                        load_f16(row.as_ptr().add(d)),
-                        _mm256_loadu_ps(a.add(d)),
-                    );
-                    _mm256_storeu_ps(a.add(d), s);
+    assert!((lanes == 16 || lanes == 64) && lane0 < lanes);
+    let nl = lanes / 8;
+    let (tmp, b) = acc[..2 * g * 8 * hd].split_at_mut(g * 8 * hd);
+    for i in 0..8 {
+        for k in 0..nl {
+            let first = (i + 8 * k + lanes - lane0) % lanes;
+            let dst = &mut tmp[k * hd..];
+            let mut h0 = 0;
+            while h0 < g {
+                let gb = (g - h0).min(4);
+                match gb {
+                    1 => pv_lane::<1>(p, ld, h0, v, first, lanes, dst, nl * hd),
+                    2 => pv_lane::<2>(p, ld, h0, v, first, lanes, dst, nl * hd),
+                    3 => pv_lane::<3>(p, ld, h0, v, first, lanes, dst, nl * hd),
+                    _ => pv_lane::<4>(p, ld, h0, v, first, lanes, dst, nl * hd),
                 }
-            }
-            if full < hd {
-                let m = tail_mask(hd - full);
-                let vv = load_f16_tail(row, full);
-                // SAFETY: the mask selects `full..hd` of `a`; masked-out lanes are not accessed.
-                unsafe {
-                    let s = _mm256_fmadd_ps(w, vv, _mm256_maskload_ps(a.add(full), m));
-                    _mm256_maskstore_ps(a.add(full), m, s);
-                }
+                h0 += gb;
             }
         }
-    }
-}
-
-/// `ops::ggml::pv_reduce`.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub fn pv_reduce(acc: &[f32], lanes: usize, out: &mut [f32]) {
-    let hd = out.len();
-    assert!(acc.len() >= lanes * hd && (lanes == 16 || lanes == 64));
-    let a = acc.as_ptr();
-    for d in (0..hd).step_by(8) {
-        let m = tail_mask((hd - d).min(8));
-        let all = hd - d >= 8;
-        // SAFETY: lane `l` reads `acc[l·hd + d..]`, 8 values or the masked tail of the row,
-        // inside `acc`; masked-out lanes are not accessed.
-        let ld = |l: usize| unsafe {
-            if all {
-                _mm256_loadu_ps(a.add(l * hd + d))
-            } else {
-                _mm256_maskload_ps(a.add(l * hd + d), m)
-            }
-        };
-        let s: [__m256; 16] = if lanes == 16 {
-            std::array::from_fn(ld)
+        let node = |h| (h * 8 + i) * hd;
+        if nl == 2 {
+            combine(tmp, 2, g, hd, b, node, |t| _mm256_add_ps(t[0], t[1]));
         } else {
-            std::array::from_fn(|i| {
-                _mm256_add_ps(
-                    _mm256_add_ps(ld(i), ld(i + 32)),
-                    _mm256_add_ps(ld(i + 16), ld(i + 48)),
-                )
-            })
-        };
-        let b: [__m256; 8] = std::array::from_fn(|i| _mm256_add_ps(s[i], s[i + 8]));
-        let c: [__m256; 4] = std::array::from_fn(|i| _mm256_add_ps(b[i], b[i + 4]));
-        let r = _mm256_add_ps(_mm256_add_ps(c[0], c[2]), _mm256_add_ps(c[1], c[3]));
-        // SAFETY: as for the loads, on `out[d..hd]`.
-        unsafe {
-            if all {
-                _mm256_storeu_ps(out.as_mut_ptr().add(d), r);
-            } else {
-                _mm256_maskstore_ps(out.as_mut_ptr().add(d), m, r);
-            }
+            combine(tmp, 8, g, hd, b, node, |t| tree8(t));
         }
     }
+    combine(b, 8, g, hd, out, |h| h * hd, |t| tree8(t));
 }
