@@ -22,9 +22,7 @@ pub use blocks::*;
 pub use error::KernelError;
 pub use gguf::GgmlType;
 
-pub(crate) use kquants::{
-    nearest_int, q8k_block, unpack_q2k, unpack_q3k, unpack_q4k, unpack_q5k, unpack_q6k,
-};
+pub(crate) use kquants::{q8k_block, unpack_q2k, unpack_q3k, unpack_q4k, unpack_q5k, unpack_q6k};
 pub(crate) use legacy::{q8_block, unpack_nibbles, unpack_q5};
 
 type DequantizeFn = fn(&[u8], &mut [f32]);

@@ -1,5 +1,8 @@
 //! The kernels crate's one integration-test binary.
 
+mod dot_reference;
+mod matmul_naive;
+mod matmul_real;
 mod ops;
 mod ops_attention;
 mod ops_ggml;

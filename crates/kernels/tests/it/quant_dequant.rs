@@ -1,6 +1,8 @@
 //! Dequantization and reference quantization, bit for bit against the Python `gguf` package
 //! (fixtures written by `scripts/gen_quant_fixtures.py`), and the checked API's errors.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
 use crate::quant_util::{f32s, fixture};
 use kernels::quant::{
     GgmlType, KernelError, dequantize_row, is_supported, quantize_row, row_bytes, vec_dot_type,

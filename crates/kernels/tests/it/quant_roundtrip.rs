@@ -2,6 +2,8 @@
 //! RMSE-like total error < 0.002, 0.004 for 3-bit, 0.0075 for 2-bit), for every type —
 //! including the k-quants and IQ4 types the Python package cannot quantize.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
 use crate::quant_util::synthetic;
 use kernels::quant::{GgmlType, dequantize_row, quantize_row, row_bytes};
 

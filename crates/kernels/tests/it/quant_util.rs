@@ -1,6 +1,8 @@
 //! Helpers shared by the quantization, dot-product and matmul tests: fixtures, a seeded PRNG,
 //! ggml's synthetic test data.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
 use std::path::PathBuf;
 
 /// The bytes of `tests/fixtures/quant/<name>`.
@@ -47,10 +49,6 @@ impl Rng {
 
     pub fn normals(&mut self, n: usize) -> Vec<f32> {
         (0..n).map(|_| self.normal()).collect()
-    }
-
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next_u64() as u8).collect()
     }
 }
 
