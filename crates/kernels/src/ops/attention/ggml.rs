@@ -30,7 +30,7 @@ use crate::ops::Ops;
 use crate::ops::generic::Rows;
 use crate::pool::ThreadPool;
 
-/// Dot-product lanes of the single-token (`ggml_vec_dot_f16`) order, the most used.
+/// Lanes of the widest dot-product order (`ggml_vec_dot_f16`'s 4 × 16).
 const MAX_LANES: usize = 64;
 
 /// Working memory of [`Ops::attention_ggml`] for up to `n_threads` threads, one layer shape and
@@ -43,10 +43,10 @@ pub struct AttentionScratch {
     head_dim: usize,
     /// Query heads per task at most.
     group: usize,
-    /// Per thread: scores `[group][window]`, accumulators `[group][MAX_LANES][head_dim]`, the
-    /// queries rounded to f16 `[group][head_dim]`.
+    /// Per thread: scores `[group][window]`, lane sums `[group][MAX_LANES][head_dim]` (the
+    /// SIMD levels need a quarter of them), the queries `[group][head_dim]`.
     f32s: Vec<f32>,
-    /// Per thread: room to round `[group][head_dim + window]` values to f16.
+    /// Per thread: room to round the queries or one head's scores to f16.
     f16s: Vec<f16>,
 }
 
@@ -78,7 +78,7 @@ impl AttentionScratch {
     }
 
     fn f16_per_thread(&self) -> usize {
-        self.group * (self.head_dim + self.window())
+        (self.group * self.head_dim).max(self.window())
     }
 }
 
