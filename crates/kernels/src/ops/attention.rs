@@ -47,7 +47,8 @@ pub struct AttentionParams {
     pub head_dim: usize,
     /// Multiplies q·k (usually `1 / sqrt(head_dim)`).
     pub scale: f32,
-    /// Logit soft-capping (Gemma 2): `s = softcap · tanh(s / softcap)` after scaling; 0 = off.
+    /// Logit soft-capping (Gemma 2): `s = softcap · tanh(s / softcap)`, after scaling in
+    /// [`Ops::attention`], before it in [`Ops::attention_ggml`] (llama.cpp's order); 0 = off.
     pub softcap: f32,
 }
 

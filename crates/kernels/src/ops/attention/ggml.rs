@@ -18,7 +18,8 @@
 //! the lane structure depends on absolute cell indices, the cache row is taken as the cell
 //! index. This reproduces llama.cpp when the engine's cache rows are llama.cpp's cells (one
 //! sequence, cells filled from 0) and llama.cpp's `n_kv` is a multiple of 64 (it pads `n_kv` to
-//! 256). Scores need the whole row range before the softmax, hence the scratch memory.
+//! 256). Scores need the whole row range before the softmax, hence the scratch memory. (Soft-
+//! capping's `tanh` is libm's `tanhf`, as in ggml: bit-exact only where both use the same libm.)
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
