@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use kernels::matmul::{Matrix, MatrixOptions};
 use kernels::ops::Ops;
-use kernels::ops::attention::AttentionParams;
+use kernels::ops::attention::{AttentionParams, AttentionScratch};
 use kernels::ops::rope::{Rope, RopeMode, RopeParams};
 use kernels::pool::ThreadPool;
 
@@ -125,12 +125,15 @@ pub enum Activation {
     Gelu,
 }
 
-/// `a = act(a) · b`.
-pub fn gated_activation(act: Activation, a: &mut [f32], b: &[f32]) {
+/// `a = act(a) · b` for rows of `width` values, rounding as ggml's CPU backend does (SiLU in
+/// blocks of 16 from each row's start; GELU through ggml's f16 table).
+pub fn gated_activation(act: Activation, a: &mut [f32], b: &[f32], width: usize) {
     let ops = Ops::detected();
-    match act {
-        Activation::Silu => ops.swiglu(a, b),
-        Activation::Gelu => ops.geglu(a, b),
+    for (ar, br) in a.chunks_exact_mut(width).zip(b.chunks_exact(width)) {
+        match act {
+            Activation::Silu => ops.swiglu_ggml(ar, br),
+            Activation::Gelu => ops.geglu_ggml(ar, br),
+        }
     }
 }
 
@@ -166,7 +169,8 @@ pub fn rope(buf: &mut [f32], n_heads: usize, head_dim: usize, positions: &[i32],
 }
 
 /// Causal self-attention of `n` queries at positions `pos0..pos0+n` over layer `il`'s cache,
-/// into `out` (`n × n_head × head_dim_v`). `rows` is scratch for one range per query.
+/// into `out` (`n × n_head × head_dim_v`), computed as llama.cpp's non-flash path computes it
+/// (queries and probabilities rounded to f16). `rows` is scratch for one range per query.
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
     pool: &ThreadPool,
@@ -178,6 +182,7 @@ pub fn attention(
     scale: f32,
     window: Option<usize>,
     rows: &mut Vec<Range<usize>>,
+    scratch: &mut AttentionScratch,
     out: &mut [f32],
 ) {
     let n = q.len() / (hp.n_head * hp.head_dim_k);
@@ -186,18 +191,28 @@ pub fn attention(
         let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
         first..pos + 1
     }));
-    let params = AttentionParams {
-        n_head: hp.n_head,
-        n_head_kv: hp.n_head_kv,
-        head_dim: hp.head_dim_k,
-        scale,
-        softcap: 0.0,
-    };
+    let params = attention_params(hp, scale);
     let cache = kernels::ops::attention::KvCache {
         k: kv.keys(il),
         v: kv.values(il),
         pos_stride: hp.n_embd_k_gqa(),
         head_stride: hp.head_dim_k,
     };
-    Ops::detected().attention(pool, &params, q, &cache, rows, out);
+    Ops::detected().attention_ggml(pool, &params, q, &cache, rows, out, scratch);
+}
+
+/// The attention parameters of a model.
+pub fn attention_params(hp: &HParams, scale: f32) -> AttentionParams {
+    AttentionParams {
+        n_head: hp.n_head,
+        n_head_kv: hp.n_head_kv,
+        head_dim: hp.head_dim_k,
+        scale,
+        softcap: 0.0,
+    }
+}
+
+/// `x *= s`.
+pub fn scale(x: &mut [f32], s: f32) {
+    Ops::detected().scale(x, s);
 }

@@ -9,6 +9,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use kernels::ops::attention::AttentionScratch;
 use kernels::pool::ThreadPool;
 
 use crate::arch;
@@ -97,6 +98,8 @@ pub struct State {
     pub positions: Vec<i32>,
     /// Cache rows each query of the batch attends to.
     pub attn_rows: Vec<Range<usize>>,
+    /// Per-thread scores and probabilities of the attention kernel.
+    pub attn_scratch: AttentionScratch,
 }
 
 /// A sequence being evaluated.
@@ -145,6 +148,11 @@ impl Context {
             head_in: vec![0.0; OUTPUT_CHUNK * hp.n_embd],
             positions: Vec::with_capacity(nb),
             attn_rows: Vec::with_capacity(nb),
+            attn_scratch: AttentionScratch::new(
+                &compute::attention_params(hp, 1.0),
+                params.n_threads,
+                params.n_ctx,
+            ),
         };
         let params = ContextParams { n_batch: nb, ..params };
         let tokens = Vec::with_capacity(params.n_ctx);

@@ -81,6 +81,8 @@ impl Attention {
 /// How one layer's attention is computed.
 pub struct AttentionConfig<'a> {
     pub rope: &'a Rope,
+    /// Multiplies the queries after RoPE (Gemma 3's `f_attention_scale`), or 1.
+    pub q_scale: f32,
     /// Multiplies `q·k` before the softmax.
     pub kq_scale: f32,
     /// Sliding window: a query at position p sees keys at positions > p − window.
@@ -124,6 +126,9 @@ pub fn self_attention(
     let positions = &st.positions[..n];
     compute::rope(q, hp.n_head, hp.head_dim_k, positions, cfg.rope);
     compute::rope(k, hp.n_head_kv, hp.head_dim_k, positions, cfg.rope);
+    if cfg.q_scale != 1.0 {
+        compute::scale(q, cfg.q_scale);
+    }
     st.kv.store(il, batch.pos0, k, v);
     let att = &mut st.att[..n * hp.n_head * hp.head_dim_v];
     compute::attention(
@@ -136,6 +141,7 @@ pub fn self_attention(
         cfg.kq_scale,
         cfg.window,
         &mut st.attn_rows,
+        &mut st.attn_scratch,
         att,
     );
     compute::matmul(&st.pool, &mut st.scratch, model, &a.wo, att, n, &mut st.h[..n * hp.n_embd]);
@@ -176,7 +182,7 @@ pub fn feed_forward(model: &Model, st: &mut State, f: &Ffn, act: Activation, n: 
         n,
         &mut [&mut *a, &mut *b],
     );
-    compute::gated_activation(act, a, b);
+    compute::gated_activation(act, a, b, hp.n_ff);
     compute::matmul(&st.pool, &mut st.scratch, model, &f.down, a, n, &mut st.h[..n * hp.n_embd]);
 }
 

@@ -99,12 +99,16 @@ pub fn forward(model: &Model, w: &Weights, st: &mut State, batch: &Batch<'_>) {
     let d = batch.tokens.len() * hp.n_embd;
     let global = AttentionConfig {
         rope: &w.rope_global,
-        kq_scale: w.attention_scale,
+        // As llama.cpp: queries scaled after RoPE, then attention with scale 1.
+        q_scale: w.attention_scale,
+        kq_scale: 1.0,
         window: None,
     };
     let local = AttentionConfig {
         rope: &w.rope_local,
-        kq_scale: w.attention_scale,
+        // As llama.cpp: queries scaled after RoPE, then attention with scale 1.
+        q_scale: w.attention_scale,
+        kq_scale: 1.0,
         window: hp.sliding_window,
     };
     blocks::embed(model, st, &w.tok_embd, batch, (hp.n_embd as f32).sqrt());

@@ -77,6 +77,7 @@ pub fn forward(model: &Model, w: &Weights, st: &mut State, batch: &Batch<'_>) {
     let hp = &model.hparams;
     let cfg = AttentionConfig {
         rope: &w.rope,
+        q_scale: 1.0,
         kq_scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
         window: None,
     };

@@ -77,6 +77,8 @@ impl Model {
     /// Maps `path`, reads its hyper-parameters, binds every tensor and builds the tokenizer.
     pub fn load(path: &Path) -> Result<Model, LoadError> {
         let io = |source| LoadError::Io { path: path.to_owned(), source };
+        // Built once here rather than in the first token's forward pass.
+        kernels::ops::Ops::init_ggml_tables();
         let map = Mmap::open(path).map_err(io)?;
         let file = Gguf::parse(&map)?;
         let arch_name = file.architecture()?;
