@@ -4,6 +4,10 @@
 
 mod hf_reference;
 mod model_reference;
+mod synth;
+mod synthetic_arch;
+mod synthetic_context_errors;
+mod synthetic_load_errors;
 mod tokenizer_hostile;
 mod tokenizer_models;
 mod tokenizer_stream;
