@@ -202,6 +202,7 @@ fn gemma3_sliding_window_matches_reference() {
     let faults = [
         Fault::NoWindow,
         Fault::WindowOffByOne,
+        Fault::WindowEverywhere,
         Fault::RopeLocalBase,
         Fault::NoEmbdScale,
         Fault::NoPostNorms,

@@ -454,6 +454,30 @@ pub fn build(cfg: &Config, w: &Weights) -> Builder<'static> {
     b
 }
 
+/// `b` with tensor `name` left out, or replaced by an F32 tensor of `shape` when given.
+pub fn with_tensor(b: &Builder<'static>, name: &str, shape: Option<&[u64]>) -> Builder<'static> {
+    let mut out = Builder::new();
+    for (k, v) in b.metadata() {
+        out.set(k.clone(), v.clone()).unwrap();
+    }
+    for t in b.tensors() {
+        if t.name != name {
+            out.add_tensor(t.name.clone(), t.ty, &t.shape, t.data.clone())
+                .unwrap();
+        } else if let Some(shape) = shape {
+            let n: u64 = shape.iter().product();
+            out.add_tensor(
+                t.name.clone(),
+                GgmlType::F32,
+                shape,
+                vec![0u8; n as usize * 4],
+            )
+            .unwrap();
+        }
+    }
+    out
+}
+
 /// Writes `b` to a fresh temporary file, loads it, and removes the file (the mapping stays).
 pub fn load(b: &Builder<'_>) -> Result<Model, LoadError> {
     load_bytes(&b.to_bytes())

@@ -29,6 +29,8 @@ pub enum Fault {
     WindowOffByOne,
     /// Every layer attends to the whole prefix.
     NoWindow,
+    /// The global layers use the sliding window too.
+    WindowEverywhere,
     /// The embedding is not multiplied by √n_embd.
     NoEmbdScale,
     /// Attention scores scaled by 1/√n_embd instead of 1/√head_dim.
@@ -146,6 +148,7 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
             Some(win) if cfg.is_swa(il) && !fault(Fault::NoWindow) => {
                 Some(win + usize::from(fault(Fault::WindowOffByOne)))
             }
+            Some(win) if fault(Fault::WindowEverywhere) => Some(win),
             _ => None,
         };
 
