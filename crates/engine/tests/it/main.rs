@@ -2,8 +2,15 @@
 // Tests may unwrap, helpers outside `#[test]` functions included (clippy.toml only covers those).
 #![allow(clippy::unwrap_used)]
 
+mod determinism;
 mod hf_reference;
 mod model_reference;
+mod synth;
+mod synthetic_arch;
+mod synthetic_context_errors;
+mod synthetic_load_errors;
+// `synthetic_pending.rs` holds failing tests of engine bugs not fixed yet; it is declared here
+// once they are (see its header).
 mod tokenizer_hostile;
 mod tokenizer_models;
 mod tokenizer_stream;

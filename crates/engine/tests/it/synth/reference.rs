@@ -1,0 +1,269 @@
+//! The reference forward pass: every architecture written out plainly in f64 — loops for the
+//! matrix products, the formulas for RMS norm, RoPE (both layouts, linear scaling, frequency
+//! factors), causal softmax attention with GQA and a sliding window, SwiGLU and tanh-GeGLU.
+//! Nothing here shares code with the engine or the kernels.
+//!
+//! [`Fault`] switches one detail to a plausible mistake, so the tests can show that their
+//! tolerance catches that mistake (a tolerance that a wrong model also meets proves nothing).
+
+use super::{Config, Weights};
+
+/// A deliberate mistake in the reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Pairs `(2k, 2k+1)` where the model wants `(k, k+n_rot/2)`, and the other way round.
+    RopeLayout,
+    /// RoPE ignores the linear scaling factor.
+    RopeUnscaled,
+    /// RoPE ignores `rope_freqs`.
+    RopeNoFreqFactors,
+    /// Sliding-window layers use the global RoPE base.
+    RopeLocalBase,
+    /// The q/k/v biases are left out.
+    NoBias,
+    /// The per-head q/k norms are left out.
+    NoQkNorm,
+    /// The post-attention and post-feed-forward norms are left out.
+    NoPostNorms,
+    /// The window lets one key more in.
+    WindowOffByOne,
+    /// Every layer attends to the whole prefix.
+    NoWindow,
+    /// The global layers use the sliding window too.
+    WindowEverywhere,
+    /// The embedding is not multiplied by √n_embd.
+    NoEmbdScale,
+    /// Attention scores scaled by 1/√n_embd instead of 1/√head_dim.
+    KqScale,
+    /// SiLU where the model wants GELU, and the other way round.
+    Activation,
+    /// GQA maps query head `h` to kv head `h % n_head_kv` instead of `h / group`.
+    GqaInterleaved,
+}
+
+fn rms_norm(x: &[f64], w: &[f32], eps: f64) -> Vec<f64> {
+    let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
+    let inv = 1.0 / (ms + eps).sqrt();
+    x.iter()
+        .zip(w)
+        .map(|(v, &g)| v * inv * f64::from(g))
+        .collect()
+}
+
+/// `W · x` for a row-major `[n_out][x.len()]` matrix.
+fn matvec(w: &[f32], x: &[f64]) -> Vec<f64> {
+    w.chunks_exact(x.len())
+        .map(|row| row.iter().zip(x).map(|(&a, b)| f64::from(a) * b).sum())
+        .collect()
+}
+
+fn add_into(x: &mut [f64], y: &[f64]) {
+    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+}
+
+fn silu(x: f64) -> f64 {
+    x / (1.0 + (-x).exp())
+}
+
+fn gelu_tanh(x: f64) -> f64 {
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    0.5 * x * (1.0 + (c * (x + 0.044_715 * x * x * x)).tanh())
+}
+
+/// Rotates the first `n_rot` values of one head at `pos`.
+fn rope(
+    head: &mut [f64],
+    pos: usize,
+    n_rot: usize,
+    base: f64,
+    scale: f64,
+    ff: Option<&[f32]>,
+    neox: bool,
+) {
+    for k in 0..n_rot / 2 {
+        let inv_freq = base.powf(-2.0 * k as f64 / n_rot as f64);
+        let divisor = ff.map_or(1.0, |f| f64::from(f[k]));
+        let angle = pos as f64 * scale * inv_freq / divisor;
+        let (i, j) = if neox {
+            (k, k + n_rot / 2)
+        } else {
+            (2 * k, 2 * k + 1)
+        };
+        let (a, b) = (head[i], head[j]);
+        head[i] = a * angle.cos() - b * angle.sin();
+        head[j] = a * angle.sin() + b * angle.cos();
+    }
+}
+
+/// Options of [`forward`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    pub fault: Option<Fault>,
+    /// Round keys and values to f16 before attention, as the engine's KV cache stores them.
+    pub f16_kv: bool,
+}
+
+/// Logits at every position of `tokens` (fed from position 0).
+pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<Vec<f64>> {
+    let fault = |f: Fault| opt.fault == Some(f);
+    let eps = f64::from(cfg.rms_eps);
+    let (d, hd, n_head, n_kv) = (cfg.n_embd, cfg.head_dim, cfg.n_head, cfg.n_head_kv);
+    let group = n_head / n_kv;
+    let gemma = cfg.arch.is_gemma();
+    let neox = cfg.arch.rope_neox() != fault(Fault::RopeLayout);
+    let round = |v: f64| {
+        if opt.f16_kv {
+            f64::from(half::f16::from_f64(v).to_f32())
+        } else {
+            v
+        }
+    };
+
+    let embd_scale = if gemma && !fault(Fault::NoEmbdScale) {
+        (d as f64).sqrt()
+    } else {
+        1.0
+    };
+    let mut x: Vec<Vec<f64>> = tokens
+        .iter()
+        .map(|&t| {
+            let row = &w.tok_embd[t as usize * d..(t as usize + 1) * d];
+            row.iter().map(|&v| f64::from(v) * embd_scale).collect()
+        })
+        .collect();
+
+    for (il, l) in w.layers.iter().enumerate() {
+        let (mut base, mut scale) = cfg.rope_of_layer(il);
+        if fault(Fault::RopeLocalBase) && cfg.is_swa(il) {
+            base = f64::from(cfg.rope_base);
+        }
+        if fault(Fault::RopeUnscaled) {
+            scale = 1.0;
+        }
+        let ff = w
+            .rope_freqs
+            .as_deref()
+            .filter(|_| !fault(Fault::RopeNoFreqFactors));
+        let window = match cfg.sliding_window {
+            Some(win) if cfg.is_swa(il) && !fault(Fault::NoWindow) => {
+                Some(win + usize::from(fault(Fault::WindowOffByOne)))
+            }
+            Some(win) if fault(Fault::WindowEverywhere) => Some(win),
+            _ => None,
+        };
+
+        // Queries, keys, values of every position.
+        let mut qs = Vec::new();
+        let mut ks = Vec::new();
+        let mut vs = Vec::new();
+        for (pos, xp) in x.iter().enumerate() {
+            let h = rms_norm(xp, &l.attn_norm, eps);
+            let mut q = matvec(&l.wq, &h);
+            let mut k = matvec(&l.wk, &h);
+            let mut v = matvec(&l.wv, &h);
+            if let Some([bq, bk, bv]) = l.bias.as_ref().filter(|_| !fault(Fault::NoBias)) {
+                for (out, b) in [(&mut q, bq), (&mut k, bk), (&mut v, bv)] {
+                    out.iter_mut()
+                        .zip(b)
+                        .for_each(|(o, &bb)| *o += f64::from(bb));
+                }
+            }
+            for (buf, norm) in [(&mut q, 0), (&mut k, 1)] {
+                for head in buf.chunks_exact_mut(hd) {
+                    if let Some(n) = l.qk_norm.as_ref().filter(|_| !fault(Fault::NoQkNorm)) {
+                        let normed = rms_norm(head, &n[norm], eps);
+                        head.copy_from_slice(&normed);
+                    }
+                    rope(head, pos, cfg.n_rot, base, scale, ff, neox);
+                }
+            }
+            qs.push(q);
+            ks.push(k.into_iter().map(round).collect::<Vec<_>>());
+            vs.push(v.into_iter().map(round).collect::<Vec<_>>());
+        }
+
+        // Causal attention, each query head reading its group's kv head.
+        let kq_scale = if fault(Fault::KqScale) {
+            1.0 / (d as f64).sqrt()
+        } else {
+            1.0 / (hd as f64).sqrt()
+        };
+        for (pos, xp) in x.iter_mut().enumerate() {
+            let first = window.map_or(0, |win| (pos + 1).saturating_sub(win));
+            let mut att = vec![0.0; n_head * hd];
+            for h in 0..n_head {
+                let kvh = if fault(Fault::GqaInterleaved) {
+                    h % n_kv
+                } else {
+                    h / group
+                };
+                let q = &qs[pos][h * hd..(h + 1) * hd];
+                let kv = |m: &Vec<f64>| m[kvh * hd..(kvh + 1) * hd].to_vec();
+                let scores: Vec<f64> = (first..=pos)
+                    .map(|j| q.iter().zip(kv(&ks[j])).map(|(a, b)| a * b).sum::<f64>() * kq_scale)
+                    .collect();
+                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let sum: f64 = exps.iter().sum();
+                let out = &mut att[h * hd..(h + 1) * hd];
+                for (j, e) in (first..=pos).zip(&exps) {
+                    for (o, v) in out.iter_mut().zip(kv(&vs[j])) {
+                        *o += e / sum * v;
+                    }
+                }
+            }
+            let mut o = matvec(&l.wo, &att);
+            if let Some(pn) = l
+                .post_attn_norm
+                .as_ref()
+                .filter(|_| !fault(Fault::NoPostNorms))
+            {
+                o = rms_norm(&o, pn, eps);
+            }
+            add_into(xp, &o);
+        }
+
+        // Gated feed-forward.
+        let gelu = gemma != fault(Fault::Activation);
+        for xp in &mut x {
+            let h = rms_norm(xp, &l.ffn_norm, eps);
+            let g = matvec(&l.gate, &h);
+            let u = matvec(&l.up, &h);
+            let a: Vec<f64> = g
+                .iter()
+                .zip(&u)
+                .map(|(&g, &u)| if gelu { gelu_tanh(g) } else { silu(g) } * u)
+                .collect();
+            let mut o = matvec(&l.down, &a);
+            if let Some(pn) = l
+                .post_ffw_norm
+                .as_ref()
+                .filter(|_| !fault(Fault::NoPostNorms))
+            {
+                o = rms_norm(&o, pn, eps);
+            }
+            add_into(xp, &o);
+        }
+    }
+
+    let head = w.output.as_deref().unwrap_or(&w.tok_embd);
+    x.iter()
+        .map(|xp| matvec(head, &rms_norm(xp, &w.output_norm, eps)))
+        .collect()
+}
+
+/// The error measure of these tests: the largest `max |Δ| / max |reference logit|` over
+/// positions.
+pub fn worst_rel_error(got: &[Vec<f32>], want: &[Vec<f64>]) -> f64 {
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| {
+            let max_abs = w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let max_diff = g
+                .iter()
+                .zip(w)
+                .fold(0.0f64, |m, (&a, b)| m.max((f64::from(a) - b).abs()));
+            max_diff / max_abs
+        })
+        .fold(0.0, f64::max)
+}
