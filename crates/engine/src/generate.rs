@@ -12,7 +12,7 @@ use crate::context::{Context, ContextError};
 use crate::sampler::{Chain, SamplerParams};
 
 /// What to generate.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct GenerateParams {
     /// Most tokens to generate; `None` runs until the end or the context is full.
     pub max_tokens: Option<usize>,
@@ -21,17 +21,6 @@ pub struct GenerateParams {
     pub sampler: SamplerParams,
     /// Keep going past end-of-generation tokens (benchmarks).
     pub ignore_eog: bool,
-}
-
-impl Default for GenerateParams {
-    fn default() -> Self {
-        GenerateParams {
-            max_tokens: None,
-            stop: Vec::new(),
-            sampler: SamplerParams::default(),
-            ignore_eog: false,
-        }
-    }
 }
 
 /// Why generation ended.

@@ -64,6 +64,13 @@ impl Weights {
                 })
             })
             .collect::<Result<_, LoadError>>()?;
+        let freq_base_swa = keys.opt_f32("rope.freq_base_swa")?.unwrap_or(DEFAULT_FREQ_BASE_SWA);
+        if !(freq_base_swa.is_finite() && freq_base_swa > 0.0) {
+            return Err(LoadError::BadHParam {
+                key: "gemma3.rope.freq_base_swa".into(),
+                reason: format!("{freq_base_swa} is not a positive number"),
+            });
+        }
         // Gemma 3 27B scales queries by its model width per head; the others by the head size.
         let attention_scale = if hp.n_layer == 62 {
             1.0 / ((hp.n_embd / hp.n_head) as f32).sqrt()
@@ -82,13 +89,7 @@ impl Weights {
                 hp.rope_freq_scale,
                 None,
             )?,
-            rope_local: compute::make_rope(
-                hp,
-                RopeMode::Neox,
-                keys.opt_f32("rope.freq_base_swa")?.unwrap_or(DEFAULT_FREQ_BASE_SWA),
-                1.0,
-                None,
-            )?,
+            rope_local: compute::make_rope(hp, RopeMode::Neox, freq_base_swa, 1.0, None)?,
             attention_scale,
         })
     }

@@ -125,7 +125,13 @@ impl HParams {
             Some(f) => f,
             None => k.opt_f32("rope.scale_linear")?.unwrap_or(1.0),
         };
-        let factor = if scaling == RopeScaling::None || factor <= 0.0 { 1.0 } else { factor };
+        if scaling != RopeScaling::None && !(factor.is_finite() && factor > 0.0) {
+            return Err(LoadError::BadHParam {
+                key: format!("{arch}.rope.scaling.factor"),
+                reason: format!("{factor} is not a positive number"),
+            });
+        }
+        let factor = if scaling == RopeScaling::None { 1.0 } else { factor };
         let hp = HParams {
             n_ctx_train,
             n_embd,
@@ -169,13 +175,22 @@ impl HParams {
                 return bad(what, format!("{v} is implausibly large"));
             }
         }
-        if self.n_head_kv == 0 || self.n_head % self.n_head_kv != 0 {
+        if self.n_head_kv == 0 || !self.n_head.is_multiple_of(self.n_head_kv) {
             return bad(
                 "attention.head_count_kv",
                 format!("{} does not divide head_count {}", self.n_head_kv, self.n_head),
             );
         }
-        if self.n_rot > self.head_dim_k || self.n_rot % 2 != 0 {
+        if self.head_dim_v != self.head_dim_k {
+            return bad(
+                "attention.value_length",
+                format!(
+                    "{} differs from attention.key_length {}, which hearth does not support yet",
+                    self.head_dim_v, self.head_dim_k
+                ),
+            );
+        }
+        if self.n_rot > self.head_dim_k || !self.n_rot.is_multiple_of(2) {
             return bad(
                 "rope.dimension_count",
                 format!("{} must be even and at most the head size {}", self.n_rot, self.head_dim_k),
@@ -183,6 +198,15 @@ impl HParams {
         }
         if !(self.rms_eps.is_finite() && self.rms_eps > 0.0) {
             return bad("attention.layer_norm_rms_epsilon", format!("{} is not positive", self.rms_eps));
+        }
+        for (what, v) in [
+            ("rope.scaling.attn_factor", self.yarn_attn_factor),
+            ("rope.scaling.yarn_beta_fast", self.yarn_beta_fast),
+            ("rope.scaling.yarn_beta_slow", self.yarn_beta_slow),
+        ] {
+            if !v.is_finite() {
+                return bad(what, format!("{v} is not a finite number"));
+            }
         }
         if !(self.rope_freq_base.is_finite() && self.rope_freq_base > 0.0) {
             return bad("rope.freq_base", format!("{} is not positive", self.rope_freq_base));

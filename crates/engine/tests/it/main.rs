@@ -9,8 +9,7 @@ mod synth;
 mod synthetic_arch;
 mod synthetic_context_errors;
 mod synthetic_load_errors;
-// `synthetic_pending.rs` holds failing tests of engine bugs not fixed yet; it is declared here
-// once they are (see its header).
+mod synthetic_load_hparams;
 mod tokenizer_hostile;
 mod tokenizer_models;
 mod tokenizer_stream;

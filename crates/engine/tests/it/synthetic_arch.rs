@@ -13,10 +13,12 @@ use engine::{Context, ContextParams, Model, Outputs};
 use crate::synth::reference::{self, Fault, Options};
 use crate::synth::{self, Arch, Config, Rng, Vocab, Weights};
 
-/// Largest accepted `max |Δ| / max |logit|` at any position. The engine rounds keys and values
-/// to f16 in its cache; the reference does the same (`f16_kv`), which leaves only f32 rounding
-/// and the rare key whose f16 rounding flips between f32 and f64 inputs.
-const TOL: f64 = 2e-4;
+/// Largest accepted `max |Δ| / max |logit|` at any position. The engine rounds as llama.cpp's
+/// CPU backend does (keys, values, queries and attention probabilities to f16, GELU through an
+/// f16 table); the reference does the same (`f16_kv`), which leaves f32 rounding and the values
+/// whose f16 rounding flips between f32 and f64 inputs (one f16 step is 4.9e-4 relative). Every
+/// modelled fault moves the logits by 3e-2 or more.
+const TOL: f64 = 5e-4;
 /// The same measure without rounding K/V in the reference: the full cost of the f16 cache.
 const TOL_F64_KV: f64 = 2e-3;
 /// Each fault must be at least this far off (well above both tolerances).

@@ -99,7 +99,8 @@ fn rope(
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
     pub fault: Option<Fault>,
-    /// Round keys and values to f16 before attention, as the engine's KV cache stores them.
+    /// Round as the engine (and llama.cpp's CPU backend) does: keys and values to f16 in the
+    /// KV cache, queries and attention probabilities to f16, GELU through f16.
     pub f16_kv: bool,
 }
 
@@ -197,10 +198,13 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
                 } else {
                     h / group
                 };
-                let q = &qs[pos][h * hd..(h + 1) * hd];
+                // Gemma scales the queries before attention (so before their f16 rounding).
+                let (q_scale, s_scale) = if gemma { (kq_scale, 1.0) } else { (1.0, kq_scale) };
+                let q: Vec<f64> =
+                    qs[pos][h * hd..(h + 1) * hd].iter().map(|&v| round(v * q_scale)).collect();
                 let kv = |m: &Vec<f64>| m[kvh * hd..(kvh + 1) * hd].to_vec();
                 let scores: Vec<f64> = (first..=pos)
-                    .map(|j| q.iter().zip(kv(&ks[j])).map(|(a, b)| a * b).sum::<f64>() * kq_scale)
+                    .map(|j| q.iter().zip(kv(&ks[j])).map(|(a, b)| a * b).sum::<f64>() * s_scale)
                     .collect();
                 let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
@@ -208,7 +212,7 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
                 let out = &mut att[h * hd..(h + 1) * hd];
                 for (j, e) in (first..=pos).zip(&exps) {
                     for (o, v) in out.iter_mut().zip(kv(&vs[j])) {
-                        *o += e / sum * v;
+                        *o += round(e / sum) * v;
                     }
                 }
             }
@@ -232,7 +236,7 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
             let a: Vec<f64> = g
                 .iter()
                 .zip(&u)
-                .map(|(&g, &u)| if gelu { gelu_tanh(g) } else { silu(g) } * u)
+                .map(|(&g, &u)| if gelu { round(gelu_tanh(round(g))) } else { silu(g) } * u)
                 .collect();
             let mut o = matvec(&l.down, &a);
             if let Some(pn) = l

@@ -1,21 +1,7 @@
-//! PENDING ENGINE FIXES — this module is deliberately not declared in `main.rs`: both tests
-//! fail on `engine-wip` (cd489b2). Declare it (`mod synthetic_pending;`) once the engine is
-//! fixed; then fold the tests into `synthetic_load_errors.rs`.
-//!
-//! 1. `hostile_float_hyper_parameters_are_rejected_or_harmless`: these load, then every logit
-//!    is NaN —
-//!    - `{llama,gemma3}.rope.scaling.factor = NaN` (`model/hparams.rs`, `HParams::read`: the
-//!      guard `factor <= 0.0` is false for NaN, so `rope_freq_scale` becomes NaN);
-//!    - `gemma3.rope.freq_base_swa` = 0, −1 or NaN (`arch/gemma3.rs`, `Weights::bind`: the key
-//!      goes to `make_rope` unchecked, unlike `rope.freq_base` in `HParams::check`).
-//!
-//!    Expected: `LoadError::BadHParam` naming the key.
-//! 2. `value_length_unlike_key_length_is_refused_or_works`: a consistent file whose
-//!    `attention.value_length` (8) differs from `attention.key_length` (16) loads, then the
-//!    first decode panics in `kernels/src/ops/attention.rs:136` ("out must be n_tokens · n_head
-//!    · head_dim"): `compute::attention` passes `head_dim_k` as the one head size of q, k and v.
-//!    Expected: a `LoadError` at load (e.g. `BadHParam` on `attention.value_length` in
-//!    `HParams::check`) until attention supports distinct sizes.
+//! Hyper-parameters that once loaded and then broke decoding, now refused at load:
+//! a NaN RoPE scaling factor, a non-positive or NaN `gemma3.rope.freq_base_swa` (every logit
+//! was NaN), and `attention.value_length` unlike `key_length` (the first decode panicked in
+//! the attention kernel).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
