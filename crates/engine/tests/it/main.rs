@@ -1,0 +1,3 @@
+//! The engine's one integration-test binary; each module tests one part.
+
+mod chat_template_fixtures;
