@@ -8,6 +8,7 @@ write the extra reference renderings in extra_expected.json (cases expected.json
 
     python3 scripts/template_reference.py check     # compare with expected.json
     python3 scripts/template_reference.py extra     # rewrite extra_expected.json
+    python3 scripts/template_reference.py probes    # rewrite semantics.json
 """
 import json
 import sys
@@ -177,5 +178,118 @@ def extra():
     print(f"wrote {n} renderings ({errors} errors)")
 
 
+# Small templates probing one jinja2 behaviour each (undefined values, printing, filters, Python
+# methods), rendered with PROBE_CONTEXT; semantics.json records each output or error.
+PROBE_CONTEXT = {
+    "messages": [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Yo"}],
+    "add_generation_prompt": True,
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+}
+PROBES = [
+    # jinja2's default Undefined: printing, iterating, testing and `length` are fine; looking
+    # further into it, calling it, doing arithmetic with it or dumping it fails.
+    "{{ missing }}",
+    "{{ missing.attr }}",
+    "{{ missing['key'] }}",
+    "{{ missing() }}",
+    "{{ missing.get('x') }}",
+    "{% for x in missing %}x{% endfor %}.",
+    "{{ missing | length }}",
+    "{{ missing | tojson }}",
+    "{{ missing ~ 'a' }}",
+    "{{ missing + 'a' }}",
+    "{{ missing is defined }}|{{ missing is not defined }}|{{ missing is none }}",
+    "{{ 1 if missing else 2 }}",
+    "{{ messages[0].missing }}",
+    "{{ messages[0]['missing'] }}",
+    "{{ messages[0].missing.deeper }}",
+    "{{ messages[0].missing is defined }}",
+    "{{ messages[5] }}",
+    "{{ messages[5].role }}",
+    "{{ tools is defined }}",
+    "{{ 'a' + 1 }}",
+    "{{ 'a' ~ none ~ true ~ 1.5 ~ [1, 'b'] }}",
+    "{{ missing | default('d') }}|{{ none | default('d') }}|{{ none | default('d', true) }}",
+    "{{ messages[0].content.missing_method() }}",
+    # How values print: Python's str() and repr().
+    "{{ none }}|{{ true }}|{{ false }}|{{ 1.0 }}|{{ 7 / 2 }}|{{ 7 // 2 }}|{{ 0.1 + 0.2 }}|{{ 2 ** 70 }}",
+    "{{ [1, 'a', none, true, 1.5, [2]] }}",
+    "{{ {'a': 1, 'b': [none]} }}",
+    "{{ (1, 2) }}|{{ (1,) }}|{{ {'a': 1}.items() | list }}",
+    "{{ [\"a'b\", 'c\"d', 'e\\'f\"g', 'tab\tnew\nline'] }}",
+    "{{ messages[0] }}",
+    "{{ messages | first }}",
+    "{{ none | string }}|{{ true | string }}|{{ [1] | string }}|{{ 3 | string + 'a' }}",
+    "{{ [1, none, true, 'x'] | join(',') }}",
+    "{{ 'ab' | list }}",
+    # Filters.
+    "{{ messages | map(attribute='role') | list }}",
+    "{{ messages | map(attribute='role') | join(',') }}",
+    "{{ messages | selectattr('role', 'equalto', 'user') | list | length }}",
+    "{{ messages | selectattr('role', 'equalto', 'user') | tojson }}",
+    "{{ messages | map(attribute='role') | tojson }}",
+    "{{ messages | rejectattr('role', 'equalto', 'user') | first }}",
+    "{{ [3, 1, 2] | sort }}|{{ [1, 2] | sum }}|{{ [1, 2] | max }}",
+    "{{ {'b': 1, 'a': 2} | dictsort }}",
+    "{{ {'b': 1, 'a': 2} | items | list }}",
+    "{{ 'a\nb' | indent(2) }}|{{ 'a\nb' | indent(2, true) }}",
+    "{{ '  x  ' | trim }}|{{ 'xxhixx' | trim('x') }}",
+    "{{ 'Hello %s' | format('W') }}|{{ 'abc' | replace('b', 'x') }}",
+    "{{ 3.7 | int }}|{{ '3' | int + 1 }}|{{ 'x' | int }}|{{ '2.5' | float }}",
+    "{{ '<a href=\"x\">\\'&' | e }}|{{ 'x' | escape }}",
+    "{{ 'hello world' | title }}|{{ 'hello' | capitalize }}|{{ 'Hi' | upper }}",
+    "{{ [1, 2, 3][1:] }}|{{ 'hello'[::-1] }}|{{ messages[-1].role }}",
+    "{{ (messages + [{'role': 'x'}]) | tojson }}",
+    "{{ messages | tojson }}",
+    "{{ {'a': [1, {'b': none}], 'c': 'é'} | tojson(indent=2) }}",
+    "{{ {'a': 'é😀'} | tojson(ensure_ascii=true) }}|{{ {'b': 1, 'a': 2} | tojson(sort_keys=true) }}",
+    "{{ {'a': [1, 2]} | tojson(separators=(',', ':')) }}",
+    "{{ 1.5e20 | tojson }}|{{ 1e-7 | tojson }}|{{ 2.0 | tojson }}",
+    # Python methods.
+    "{{ ' a '.strip() }}|{{ 'a,b'.split(',') }}|{{ 'a b  c'.split() }}|{{ 'abc'.upper() }}",
+    "{{ messages[0].content.startswith('Hi') }}|{{ 'x.py'.endswith(('.py', '.rs')) }}",
+    "{{ 'a-b-c'.rsplit('-', 1) }}|{{ 'abc'.replace('b', '') }}|{{ '  x'.lstrip() }}",
+    "{{ '{}-{}'.format(1, 'a') }}|{{ 'abc'.find('c') }}|{{ 'aXb'.lower() }}",
+    "{{ messages[0].get('role') }}|{{ messages[0].get('nope', 'dflt') }}|{{ messages[0].keys() | list }}",
+    "{{ messages[0].items() | list }}",
+    "{{ '  a b  c '.rsplit(None, 1) }}|{{ 'a b c'.rsplit() }}|{{ 'a,b,c'.rsplit(',') }}",
+    "{{ 'prefix-x'.removeprefix('prefix-') }}|{{ 'a=b=c'.partition('=') }}|{{ 'a=b=c'.rpartition('=') }}|{{ 'abc'.partition('x') }}",
+    "{{ [1, 2].append(3) }}",
+    "{{ {'a': 1}.update({'b': 2}) }}",
+    "{{ 'a' in 'cat' }}|{{ 'role' in messages[0] }}|{{ 1 == 1.0 }}",
+    # Statements.
+    "{% for m in messages %}{{ loop.index }}{{ loop.first }}{% if loop.last %}!{% endif %}{% endfor %}",
+    "{% for i in range(5) %}{% if i == 1 %}{% continue %}{% endif %}{% if i == 3 %}{% break %}{% endif %}{{ i }}{% endfor %}",
+    "{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ ns.n }}",
+    "{% macro f(x, y='d') %}[{{ x }}{{ y }}]{% endmacro %}{{ f(1) }}{{ f(2, y=3) }}",
+    "{% set x %}cap{% endset %}{{ x + 'tured' }}",
+    "{{ raise_exception('boom') }}",
+    "{{ strftime_now('%A %d %B %Y') }}",
+    "  {% if true %}\n    lstrip\n  {% endif %}\nend",
+    "{{ range(100001) | length }}",
+]
+
+
+def probes():
+    env = make_env(True)
+    out = []
+    for src in PROBES:
+        try:
+            res = {"output": env.from_string(src).render(**PROBE_CONTEXT)}
+        except Exception as e:  # noqa: BLE001
+            res = {"error": f"{type(e).__name__}: {e}"}
+        out.append({"template": src, **res})
+    doc = {
+        "renderer": f"jinja2 {jinja2.__version__}, configured as transformers' apply_chat_template "
+                    "(scripts/template_reference.py probes)",
+        "context": PROBE_CONTEXT,
+        "strftime_now": NOW.isoformat(),
+        "probes": out,
+    }
+    (FIXTURES / "semantics.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {len(out)} probes")
+
+
 if __name__ == "__main__":
-    {"check": check, "extra": extra}[sys.argv[1]]()
+    {"check": check, "extra": extra, "probes": probes}[sys.argv[1]]()

@@ -318,14 +318,23 @@ mod tests {
         assert_eq!(t.strftime("%d %b %Y"), "26 Jul 2026");
         assert_eq!(t.strftime("%B %d, %Y"), "July 26, 2026");
         assert_eq!(t.strftime("%Y-%m-%d"), "2026-07-26");
-        assert_eq!(t.strftime("%A %a %j %I%p %-d/%-m %e"), "Sunday Sun 207 12PM 26/7 26");
+        assert_eq!(
+            t.strftime("%A %a %j %I%p %-d/%-m %e"),
+            "Sunday Sun 207 12PM 26/7 26"
+        );
         let t: DateTime = "2024-03-05T00:07:09".parse().unwrap();
-        assert_eq!(t.strftime("%H:%M:%S %I %p %e %c %%"), "00:07:09 12 AM  5 Tue Mar  5 00:07:09 2024 %");
+        assert_eq!(
+            t.strftime("%H:%M:%S %I %p %e %c %%"),
+            "00:07:09 12 AM  5 Tue Mar  5 00:07:09 2024 %"
+        );
     }
 
     #[test]
     fn unix_seconds_to_civil() {
-        assert_eq!(DateTime::from_unix_seconds(0).to_string(), "1970-01-01T00:00:00");
+        assert_eq!(
+            DateTime::from_unix_seconds(0).to_string(),
+            "1970-01-01T00:00:00"
+        );
         // date -u -d @1785067200
         assert_eq!(
             DateTime::from_unix_seconds(1_785_067_200).to_string(),
@@ -339,7 +348,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_dates() {
-        for bad in ["2026-02-30", "2026-13-01", "2026-07-26T24:00", "x", "2026-07-26T1:2:3:4"] {
+        for bad in [
+            "2026-02-30",
+            "2026-13-01",
+            "2026-07-26T24:00",
+            "x",
+            "2026-07-26T1:2:3:4",
+        ] {
             assert!(bad.parse::<DateTime>().is_err(), "{bad}");
         }
     }

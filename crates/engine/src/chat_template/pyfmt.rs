@@ -3,9 +3,59 @@
 //! transformers' `tojson` filter returns). Templates print lists of tools and dump JSON schemas
 //! into prompts, so these must match CPython byte for byte, not merely be valid JSON.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::sync::{Arc, Mutex};
 
-use minijinja::value::{Value, ValueKind};
+use minijinja::value::{Enumerator, Object, ObjectRepr, Value, ValueKind};
+
+/// A Python generator: what jinja2's `map`, `select`, `reject`, `selectattr` and `rejectattr`
+/// return (MiniJinja's return lists). Iterable once, always true, and not JSON: `tojson` of one
+/// fails in transformers, and templates that do it must fail here too.
+#[derive(Debug)]
+pub(crate) struct Generator(Mutex<Option<Vec<Value>>>);
+
+impl Generator {
+    pub(crate) fn new(items: Vec<Value>) -> Value {
+        Value::from_object(Generator(Mutex::new(Some(items))))
+    }
+}
+
+impl Object for Generator {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Iterable
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let items = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut g| g.take())
+            .unwrap_or_default();
+        Enumerator::Iter(Box::new(items.into_iter()))
+    }
+
+    fn is_true(self: &Arc<Self>) -> bool {
+        true
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<generator object>")
+    }
+}
+
+fn is_generator(value: &Value) -> bool {
+    value.downcast_object_ref::<Generator>().is_some()
+}
+
+/// A list in Python terms: a sequence, or a lazy concatenation (`a + b`) that is not a generator.
+fn is_list(value: &Value) -> bool {
+    match value.kind() {
+        ValueKind::Seq => true,
+        ValueKind::Iterable => !is_generator(value),
+        _ => false,
+    }
+}
 
 /// Python's `repr(float)`: the shortest text that round-trips, positional for exponents in
 /// [-4, 16), `1e+16` style outside, always with a `.0` or exponent so it reads back as a float.
@@ -97,25 +147,57 @@ pub(crate) fn str_repr(s: &str, out: &mut String) {
     out.push(quote);
 }
 
+/// Text past a caller's byte budget, or nesting past [`MAX_DEPTH`]: printing or dumping such a
+/// value is refused (a template can build huge or deeply nested values cheaply, e.g. by repeated
+/// `l = l + l`, and must not be able to turn them into a hang or a stack overflow).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TooBig {
+    Bytes(usize),
+    Depth,
+}
+
+impl fmt::Display for TooBig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TooBig::Bytes(n) => write!(f, "value text longer than {n} bytes"),
+            TooBig::Depth => write!(f, "value nested deeper than {MAX_DEPTH} levels"),
+        }
+    }
+}
+
+/// Nesting beyond this is refused, as Python's recursion limit would.
+pub(crate) const MAX_DEPTH: usize = 256;
+
 /// Python's `str(value)`, as jinja2 prints `{{ value }}`: strings bare, containers as `repr`.
-pub(crate) fn write_str(value: &Value, out: &mut String) {
+/// Fails once `out` passes `max_bytes`.
+pub(crate) fn write_str(value: &Value, out: &mut String, max_bytes: usize) -> Result<(), TooBig> {
     match value.kind() {
         ValueKind::Undefined => {}
         ValueKind::String => out.push_str(value.as_str().unwrap_or_default()),
-        _ => write_repr(value, out),
+        _ => write_repr(value, out, max_bytes, 0)?,
     }
+    if out.len() > max_bytes {
+        return Err(TooBig::Bytes(max_bytes));
+    }
+    Ok(())
 }
 
 /// Python's `repr(value)` for the values a template sees: None, bools, numbers, strings, lists,
 /// tuples and dicts. Other objects (macros, namespaces, loops) print as MiniJinja shows them.
-pub(crate) fn write_repr(value: &Value, out: &mut String) {
+fn write_repr(value: &Value, out: &mut String, max: usize, depth: usize) -> Result<(), TooBig> {
+    if depth > MAX_DEPTH {
+        return Err(TooBig::Depth);
+    }
+    if out.len() > max {
+        return Err(TooBig::Bytes(max));
+    }
     match value.kind() {
         ValueKind::Undefined => {}
         ValueKind::None => out.push_str("None"),
         ValueKind::Bool => out.push_str(if value.is_true() { "True" } else { "False" }),
         ValueKind::Number => write_number(value, out),
         ValueKind::String => str_repr(value.as_str().unwrap_or_default(), out),
-        ValueKind::Seq => {
+        _ if is_list(value) => {
             let (open, close) = if value.is_tuple() {
                 ('(', ')')
             } else {
@@ -128,7 +210,7 @@ pub(crate) fn write_repr(value: &Value, out: &mut String) {
                     if n > 0 {
                         out.push_str(", ");
                     }
-                    write_repr(&item, out);
+                    write_repr(&item, out, max, depth + 1)?;
                     n += 1;
                 }
             }
@@ -144,9 +226,10 @@ pub(crate) fn write_repr(value: &Value, out: &mut String) {
                     if i > 0 {
                         out.push_str(", ");
                     }
-                    write_repr(&key, out);
+                    write_repr(&key, out, max, depth + 1)?;
                     out.push_str(": ");
-                    write_repr(&value.get_item(&key).unwrap_or_default(), out);
+                    let item = value.get_item(&key).unwrap_or_default();
+                    write_repr(&item, out, max, depth + 1)?;
                 }
             }
             out.push('}');
@@ -155,6 +238,7 @@ pub(crate) fn write_repr(value: &Value, out: &mut String) {
             let _ = write!(out, "{value}");
         }
     }
+    Ok(())
 }
 
 fn write_number(value: &Value, out: &mut String) {
@@ -164,6 +248,29 @@ fn write_number(value: &Value, out: &mut String) {
         let f = f64::try_from(value.clone()).unwrap_or(f64::NAN);
         out.push_str(&float_repr(f));
     }
+}
+
+/// markupsafe's `escape` (jinja2's `escape`/`e` filters): `& < > " '` as `&amp; &lt; &gt; &#34;
+/// &#39;`.
+pub(crate) fn markup_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Python's `float(text)` for trimmed text without underscores: Rust's parser takes the same
+/// decimal, exponent, `inf`/`infinity`/`nan` forms.
+pub(crate) fn parse_float(text: &str) -> Option<f64> {
+    text.parse().ok()
 }
 
 /// The options of Python's `json.dumps` that transformers' `tojson` passes through.
@@ -177,15 +284,21 @@ pub(crate) struct JsonOptions {
     pub sort_keys: bool,
 }
 
-/// Why a value cannot be dumped, worded like Python's `TypeError`.
-#[derive(Debug)]
-pub(crate) struct JsonError(pub String);
+/// Why a value cannot be dumped.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum JsonError {
+    /// What Python's `TypeError` says.
+    Type(String),
+    TooBig(TooBig),
+}
 
-/// Nesting beyond this is refused: `json.dumps` would hit Python's recursion limit too.
-const MAX_JSON_DEPTH: usize = 256;
-
-/// `json.dumps(value, ensure_ascii=…, indent=…, separators=…, sort_keys=…)`.
-pub(crate) fn dumps(value: &Value, opts: &JsonOptions) -> Result<String, JsonError> {
+/// `json.dumps(value, ensure_ascii=…, indent=…, separators=…, sort_keys=…)`, failing once the
+/// text passes `max_bytes`.
+pub(crate) fn dumps(
+    value: &Value,
+    opts: &JsonOptions,
+    max_bytes: usize,
+) -> Result<String, JsonError> {
     let (item_sep, key_sep) = match &opts.separators {
         Some((i, k)) => (i.as_str(), k.as_str()),
         None if opts.indent.is_some() => (",", ": "),
@@ -195,9 +308,13 @@ pub(crate) fn dumps(value: &Value, opts: &JsonOptions) -> Result<String, JsonErr
         opts,
         item_sep,
         key_sep,
+        max_bytes,
         out: String::new(),
     };
     w.value(value, 0)?;
+    if w.out.len() > max_bytes {
+        return Err(JsonError::TooBig(TooBig::Bytes(max_bytes)));
+    }
     Ok(w.out)
 }
 
@@ -205,6 +322,7 @@ struct JsonWriter<'a> {
     opts: &'a JsonOptions,
     item_sep: &'a str,
     key_sep: &'a str,
+    max_bytes: usize,
     out: String,
 }
 
@@ -219,8 +337,11 @@ impl JsonWriter<'_> {
     }
 
     fn value(&mut self, value: &Value, depth: usize) -> Result<(), JsonError> {
-        if depth > MAX_JSON_DEPTH {
-            return Err(JsonError("maximum recursion depth exceeded".into()));
+        if depth > MAX_DEPTH {
+            return Err(JsonError::TooBig(TooBig::Depth));
+        }
+        if self.out.len() > self.max_bytes {
+            return Err(JsonError::TooBig(TooBig::Bytes(self.max_bytes)));
         }
         match value.kind() {
             ValueKind::None => self.out.push_str("null"),
@@ -229,22 +350,21 @@ impl JsonWriter<'_> {
                 .push_str(if value.is_true() { "true" } else { "false" }),
             ValueKind::Number => self.number(value),
             ValueKind::String => self.string(value.as_str().unwrap_or_default()),
-            ValueKind::Seq => {
-                let items: Vec<Value> = value.try_iter().map(Iterator::collect).unwrap_or_default();
-                if items.is_empty() {
-                    self.out.push_str("[]");
-                    return Ok(());
-                }
-                self.out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        self.out.push_str(self.item_sep);
-                    }
+            _ if is_list(value) => {
+                // Lazily: a template can build lists far larger than memory (`l + l` is lazy).
+                let mut n = 0;
+                for item in value.try_iter().into_iter().flatten() {
+                    self.out.push_str(if n == 0 { "[" } else { self.item_sep });
                     self.newline(depth + 1);
-                    self.value(item, depth + 1)?;
+                    self.value(&item, depth + 1)?;
+                    n += 1;
                 }
-                self.newline(depth);
-                self.out.push(']');
+                if n == 0 {
+                    self.out.push_str("[]");
+                } else {
+                    self.newline(depth);
+                    self.out.push(']');
+                }
             }
             ValueKind::Map => {
                 let mut entries = Vec::new();
@@ -273,7 +393,7 @@ impl JsonWriter<'_> {
                 self.newline(depth);
                 self.out.push('}');
             }
-            kind => return Err(JsonError(not_serializable(value, kind))),
+            kind => return Err(JsonError::Type(not_serializable(kind))),
         }
         Ok(())
     }
@@ -290,9 +410,9 @@ impl JsonWriter<'_> {
                 s
             }
             _ => {
-                return Err(JsonError(format!(
+                return Err(JsonError::Type(format!(
                     "keys must be str, int, float, bool or None, not {}",
-                    python_type_name(key, key.kind())
+                    python_type_name(key.kind())
                 )));
             }
         })
@@ -346,28 +466,29 @@ fn write_number_json(value: &Value, out: &mut String) {
 
 /// The Python type a template author would see in the error, e.g. `generator` for the lazy
 /// results of `map` and `select`.
-fn python_type_name(value: &Value, kind: ValueKind) -> String {
+fn python_type_name(kind: ValueKind) -> &'static str {
     match kind {
-        ValueKind::Undefined => "Undefined".into(),
-        ValueKind::Iterable => "generator".into(),
-        ValueKind::Bytes => "bytes".into(),
-        _ => match value.as_object() {
-            Some(_) if value.is_kwargs() => "dict".into(),
-            _ => "object".into(),
-        },
+        ValueKind::Undefined => "Undefined",
+        ValueKind::Iterable => "generator",
+        ValueKind::Bytes => "bytes",
+        ValueKind::Seq => "list",
+        ValueKind::Map => "dict",
+        _ => "object",
     }
 }
 
-fn not_serializable(value: &Value, kind: ValueKind) -> String {
+fn not_serializable(kind: ValueKind) -> String {
     format!(
         "Object of type {} is not JSON serializable",
-        python_type_name(value, kind)
+        python_type_name(kind)
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MAX: usize = 1 << 20;
 
     #[test]
     fn float_repr_matches_python() {
@@ -414,11 +535,12 @@ mod tests {
 
     #[test]
     fn dumps_matches_python() {
-        let v = json_of(r#"{"b": [1, 2.0, {"x": null}], "a": "é\"\n", "c": {}, "d": [], "e": true}"#);
+        let v =
+            json_of(r#"{"b": [1, 2.0, {"x": null}], "a": "é\"\n", "c": {}, "d": [], "e": true}"#);
         let plain = JsonOptions::default();
         // json.dumps(v, ensure_ascii=False)
         assert_eq!(
-            dumps(&v, &plain).unwrap(),
+            dumps(&v, &plain, MAX).unwrap(),
             r#"{"b": [1, 2.0, {"x": null}], "a": "é\"\n", "c": {}, "d": [], "e": true}"#
         );
         // json.dumps(v, ensure_ascii=True, indent=2, sort_keys=True)
@@ -429,24 +551,30 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            dumps(&v, &opts).unwrap(),
+            dumps(&v, &opts, MAX).unwrap(),
             "{\n  \"a\": \"\\u00e9\\\"\\n\",\n  \"b\": [\n    1,\n    2.0,\n    {\n      \"x\": null\n    }\n  ],\n  \"c\": {},\n  \"d\": [],\n  \"e\": true\n}"
         );
         // json.dumps("😀\x7f", ensure_ascii=True) and separators=(',', ':')
         assert_eq!(
-            dumps(&json_of(r#""😀\u007f""#), &opts).unwrap(),
+            dumps(&json_of(r#""😀\u007f""#), &opts, MAX).unwrap(),
             r#""\ud83d\ude00\u007f""#
         );
         let compact = JsonOptions {
             separators: Some((",".into(), ":".into())),
             ..Default::default()
         };
-        assert_eq!(dumps(&json_of(r#"{"a": [1, 2]}"#), &compact).unwrap(), r#"{"a":[1,2]}"#);
+        assert_eq!(
+            dumps(&json_of(r#"{"a": [1, 2]}"#), &compact, MAX).unwrap(),
+            r#"{"a":[1,2]}"#
+        );
     }
 
     #[test]
     fn dumps_refuses_undefined() {
-        let err = dumps(&Value::UNDEFINED, &JsonOptions::default()).unwrap_err();
-        assert_eq!(err.0, "Object of type Undefined is not JSON serializable");
+        let err = dumps(&Value::UNDEFINED, &JsonOptions::default(), MAX).unwrap_err();
+        assert_eq!(
+            err,
+            JsonError::Type("Object of type Undefined is not JSON serializable".into())
+        );
     }
 }

@@ -89,7 +89,10 @@ mod tests {
             rewrite("a{%- generation -%}b{% endgeneration %}c"),
             "a{%- with -%}b{% endwith %}c"
         );
-        assert_eq!(rewrite("{%generation%}{%-endgeneration+%}"), "{%with%}{%-endwith+%}");
+        assert_eq!(
+            rewrite("{%generation%}{%-endgeneration+%}"),
+            "{%with%}{%-endwith+%}"
+        );
     }
 
     #[test]

