@@ -21,12 +21,15 @@ struct Cli {
 enum Command {
     /// Show a GGUF file's metadata and tensors (like gguf-dump)
     Inspect(cmd::inspect::Args),
+    /// Render a conversation with a model's chat template and print the prompt
+    Template(cmd::template::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Template(a) => cmd::template::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
