@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Show a GGUF file's metadata and tensors (like gguf-dump)
     Inspect(cmd::inspect::Args),
+    /// Show the token ids a model's tokenizer gives a text (like llama-tokenize)
+    Tokenize(cmd::tokenize::Args),
     /// Render a conversation with a model's chat template and print the prompt
     Template(cmd::template::Args),
 }
@@ -29,6 +31,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Template(a) => cmd::template::run(a),
     };
     match result {

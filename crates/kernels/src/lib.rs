@@ -4,6 +4,10 @@
 //! test against it; the instruction set is chosen once at run time (`HEARTH_ISA` may force a lower
 //! level). Models, files and tokens are unknown here: kernels see slices of bytes and floats.
 
+pub(crate) mod arch;
 pub mod isa;
+pub mod matmul;
 pub mod mmap;
+pub mod ops;
 pub mod pool;
+pub mod quant;

@@ -1,0 +1,410 @@
+//! Mat-vec and mat-mat throughput against the machine's own limits, measured in one run:
+//! `cargo bench -p kernels --bench matmul` (plain `Instant` timing, no harness).
+//!
+//! - **mat-vec** (decode): GB/s of weights streamed, and that as a fraction of a plain streaming
+//!   read of a buffer of the same size with the same thread count (the floor for decode).
+//! - **mat-mat** (prompt, 512 activation rows): GFLOP/s, against a loop of 512 mat-vecs over
+//!   the same rows, and against the f32 FMA peak measured here.
+//!
+//! Synthetic matrices are ≥ 64 MB in their type (16384 × 8192 values; the mat-mat uses the
+//! first 2048 rows); the real models' largest matrices come from the cached test models.
+//! `HEARTH_BENCH_QUICK=1` shrinks everything for a smoke run.
+
+#![allow(clippy::unwrap_used)]
+
+use kernels::isa::Isa;
+use kernels::matmul::{Matrix, Scratch, matmul, matmul_many};
+use kernels::pool::ThreadPool;
+use kernels::quant::{GgmlType, quantize_row, row_bytes};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// Median wall time of `f` over enough runs to fill `min_total` (at least 3 runs).
+fn time(min_total: Duration, mut f: impl FnMut()) -> f64 {
+    f(); // warm up: page in, fill caches as a steady state would
+    let mut runs = Vec::new();
+    let start = Instant::now();
+    while runs.len() < 3 || (start.elapsed() < min_total && runs.len() < 1000) {
+        let t = Instant::now();
+        f();
+        runs.push(t.elapsed().as_secs_f64());
+    }
+    runs.sort_by(f64::total_cmp);
+    runs[runs.len() / 2]
+}
+
+/// Streaming read of `buf` split over the pool's threads (AVX2 loads, XOR-reduced).
+fn stream_read(pool: &ThreadPool, buf: &[u8]) -> u64 {
+    let out = std::sync::atomic::AtomicU64::new(0);
+    pool.run(|i, n| {
+        let lines = buf.len() / 64;
+        let part = &buf[lines * i / n * 64..lines * (i + 1) / n * 64];
+        out.fetch_xor(xor_reduce(part), std::sync::atomic::Ordering::Relaxed);
+    });
+    out.into_inner()
+}
+
+fn xor_reduce(part: &[u8]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 was just detected.
+        return unsafe { xor_reduce_avx2(part) };
+    }
+    part.chunks_exact(8)
+        .fold(0u64, |a, c| a ^ u64::from_le_bytes(c.try_into().unwrap()))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn xor_reduce_avx2(part: &[u8]) -> u64 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm256_setzero_si256(); 4];
+    let chunks = part.chunks_exact(128);
+    for c in chunks {
+        for (k, a) in acc.iter_mut().enumerate() {
+            // SAFETY: each 128-byte chunk holds four 32-byte loads.
+            *a = _mm256_xor_si256(*a, unsafe {
+                _mm256_loadu_si256(c.as_ptr().add(32 * k).cast())
+            });
+        }
+    }
+    let x = _mm256_xor_si256(
+        _mm256_xor_si256(acc[0], acc[1]),
+        _mm256_xor_si256(acc[2], acc[3]),
+    );
+    (_mm256_extract_epi64::<0>(x)
+        ^ _mm256_extract_epi64::<1>(x)
+        ^ _mm256_extract_epi64::<2>(x)
+        ^ _mm256_extract_epi64::<3>(x)) as u64
+}
+
+/// f32 FMA peak of this machine (GFLOP/s) with the pool's threads: independent 512-bit (or
+/// 256-bit) FMA chains, no memory traffic.
+fn fma_peak(pool: &ThreadPool) -> f64 {
+    const ITERS: usize = 20_000_000;
+    let secs = time(Duration::from_millis(300), || {
+        pool.run(|_, _| {
+            black_box(fma_loop(ITERS));
+        });
+    });
+    let lanes = if Isa::best_supported() >= Isa::Avx512 {
+        16.0
+    } else {
+        8.0
+    };
+    pool.n_threads() as f64 * ITERS as f64 * 12.0 * lanes * 2.0 / secs / 1e9
+}
+
+fn fma_loop(iters: usize) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best_supported() >= Isa::Avx512 {
+        // SAFETY: AVX-512F is supported.
+        return unsafe { fma_loop_avx512(iters) };
+    }
+    let mut acc = [1.0f32; 12];
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = a.mul_add(0.999_999, 1e-7);
+        }
+    }
+    acc.iter().sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_loop_avx512(iters: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_set1_ps(1.0); 12];
+    let m = _mm512_set1_ps(0.999_999);
+    let c = _mm512_set1_ps(1e-7);
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = _mm512_fmadd_ps(*a, m, c);
+        }
+    }
+    let mut s = _mm512_setzero_ps();
+    for a in acc {
+        s = _mm512_add_ps(s, a);
+    }
+    _mm512_reduce_add_ps(s)
+}
+
+/// Splitmix64-driven normal-ish values.
+fn normals(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            let mut u = 0.0;
+            for _ in 0..4 {
+                s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = s;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                u += ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+            }
+            u * 1.7
+        })
+        .collect()
+}
+
+/// `rows × cols` of type `ty`: 64 distinct random rows, repeated (quantizing 16k rows with the
+/// reference k-quant search would dominate the run).
+fn synthetic_matrix(ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
+    let rb = row_bytes(ty, cols).unwrap();
+    let distinct = 64.min(rows);
+    let mut base = vec![0u8; distinct * rb];
+    for (r, out) in base.chunks_mut(rb).enumerate() {
+        quantize_row(ty, &normals(r as u64 + 1, cols), out).unwrap();
+    }
+    let mut data = Vec::with_capacity(rows * rb);
+    while data.len() < rows * rb {
+        let take = (rows * rb - data.len()).min(base.len());
+        data.extend_from_slice(&base[..take]);
+    }
+    data
+}
+
+struct Row {
+    name: String,
+    threads: usize,
+    mb: f64,
+    matvec_gbs: f64,
+    stream_gbs: f64,
+    matmat: Option<(f64, f64, f64)>, // (GFLOP/s, mat-vec-loop GFLOP/s, peak GFLOP/s)
+}
+
+/// One matrix to measure: `rows × cols` of `ty`; the mat-mat uses its first `mm_rows` rows.
+struct Case<'a> {
+    name: String,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    data: &'a [u8],
+    mm_rows: usize,
+}
+
+fn bench_matrix(rows_out: &mut Vec<Row>, case: &Case, quick: bool, peaks: &[f64; 2]) {
+    let Case {
+        ref name,
+        ty,
+        rows,
+        cols,
+        data,
+        mm_rows,
+    } = *case;
+    let m = Matrix::new(ty, rows, cols, data).unwrap();
+    let stream_buf = vec![1u8; data.len()];
+    let mm_rb = row_bytes(ty, cols).unwrap();
+    let mm = Matrix::new(ty, mm_rows, cols, &data[..mm_rows * mm_rb]).unwrap();
+    let n_tokens = if quick { 64 } else { 512 };
+    let x = normals(99, n_tokens * cols);
+    let min_time = Duration::from_millis(if quick { 100 } else { 1000 });
+    for (pi, threads) in [1usize, 2].into_iter().enumerate() {
+        let pool = ThreadPool::new(threads);
+        let mut scratch = Scratch::with_capacity(n_tokens, cols);
+        let mut y = vec![0.0f32; n_tokens * rows.max(mm_rows)];
+        let t_stream = time(min_time, || {
+            black_box(stream_read(&pool, &stream_buf));
+        });
+        let t_mv = time(min_time, || {
+            matmul(&pool, &m, &x[..cols], 1, &mut y[..rows], &mut scratch).unwrap();
+        });
+        let flops = 2.0 * (n_tokens * mm_rows * cols) as f64;
+        let t_mm = time(min_time, || {
+            matmul(
+                &pool,
+                &mm,
+                &x,
+                n_tokens,
+                &mut y[..n_tokens * mm_rows],
+                &mut scratch,
+            )
+            .unwrap();
+        });
+        let t_loop = time(min_time, || {
+            for t in 0..n_tokens {
+                let yt = &mut y[t * mm_rows..(t + 1) * mm_rows];
+                matmul(
+                    &pool,
+                    &mm,
+                    &x[t * cols..(t + 1) * cols],
+                    1,
+                    yt,
+                    &mut scratch,
+                )
+                .unwrap();
+            }
+        });
+        let row = Row {
+            name: name.to_string(),
+            threads,
+            mb: data.len() as f64 / 1e6,
+            matvec_gbs: data.len() as f64 / t_mv / 1e9,
+            stream_gbs: data.len() as f64 / t_stream / 1e9,
+            matmat: Some((flops / t_mm / 1e9, flops / t_loop / 1e9, peaks[pi])),
+        };
+        print_row(&row);
+        rows_out.push(row);
+    }
+}
+
+fn print_row(r: &Row) {
+    let mm = match r.matmat {
+        Some((mm, lp, peak)) => format!(
+            "{mm:8.1} GFLOP/s  {:5.2}x mat-vec loop ({lp:6.1})  {:5.1}% of f32 peak ({peak:.0})",
+            mm / lp,
+            100.0 * mm / peak
+        ),
+        None => String::new(),
+    };
+    println!(
+        "| {:<28} | {} | {:7.1} MB | {:6.1} GB/s | {:5.1}% of {:5.1} GB/s | {mm}",
+        r.name,
+        r.threads,
+        r.mb,
+        r.matvec_gbs,
+        100.0 * r.matvec_gbs / r.stream_gbs,
+        r.stream_gbs
+    );
+}
+
+/// Per-call time of one layer's matrices of a real model (the decode mat-vec as the engine will
+/// run it, overheads included), and of Q/K/V through `matmul_many`.
+fn layer_latency(model: &str, quick: bool) {
+    let bytes = std::fs::read(test_models::path(model)).unwrap();
+    let g = gguf::Gguf::parse(&bytes).unwrap();
+    let names = [
+        "attn_q",
+        "attn_k",
+        "attn_v",
+        "attn_output",
+        "ffn_gate",
+        "ffn_up",
+        "ffn_down",
+    ];
+    let mats: Vec<(String, Matrix)> = names
+        .iter()
+        .map(|n| {
+            let t = g.tensor(&format!("blk.0.{n}.weight")).unwrap();
+            let (cols, rows) = (t.shape[0] as usize, t.shape[1] as usize);
+            (
+                format!("{n} {} {rows}x{cols}", t.ty),
+                Matrix::new(t.ty, rows, cols, g.tensor_data(t)).unwrap(),
+            )
+        })
+        .collect();
+    let min_time = Duration::from_millis(if quick { 50 } else { 300 });
+    for threads in [1usize, 2] {
+        let pool = ThreadPool::new(threads);
+        let mut scratch = Scratch::with_capacity(1, 4096);
+        let mut y = vec![0.0f32; 1 << 16];
+        let mut line = format!("{} layer 0, {threads} thread(s), µs per call:", &model[..6]);
+        for (label, m) in &mats {
+            let x = normals(7, m.cols());
+            let t = time(min_time, || {
+                matmul(&pool, m, &x, 1, &mut y[..m.rows()], &mut scratch).unwrap();
+            });
+            line += &format!(" {label}: {:.1};", t * 1e6);
+        }
+        let qkv: Vec<&Matrix> = mats[..3].iter().map(|(_, m)| m).collect();
+        let x = normals(7, qkv[0].cols());
+        let mut outs: Vec<Vec<f32>> = qkv.iter().map(|m| vec![0.0; m.rows()]).collect();
+        let t = time(min_time, || {
+            let mut ys: Vec<&mut [f32]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+            matmul_many(&pool, &qkv, &x, 1, &mut ys, &mut scratch).unwrap();
+        });
+        line += &format!(" q+k+v via matmul_many: {:.1}", t * 1e6);
+        println!("{line}");
+    }
+}
+
+fn main() {
+    let quick = std::env::var_os("HEARTH_BENCH_QUICK").is_some();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!(
+        "cpu: {cpu}; isa: {} (vnni: {})",
+        Isa::detected().name(),
+        Isa::has_vnni()
+    );
+    let peaks = [fma_peak(&ThreadPool::new(1)), fma_peak(&ThreadPool::new(2))];
+    println!(
+        "f32 FMA peak: {:.0} GFLOP/s (1 thread), {:.0} GFLOP/s (2 threads)",
+        peaks[0], peaks[1]
+    );
+    println!(
+        "| matrix | threads | size | mat-vec | vs stream read | mat-mat ({} rows) |",
+        if quick { 64 } else { 512 }
+    );
+
+    for model in [test_models::SMOLLM2, test_models::GEMMA3] {
+        layer_latency(model, quick);
+    }
+
+    let mut results = Vec::new();
+    let (rows, cols, mm_rows) = if quick {
+        (2048, 4096, 256)
+    } else {
+        (16384, 8192, 2048)
+    };
+    for ty in [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q4_K,
+        GgmlType::Q5_0,
+        GgmlType::Q6_K,
+        GgmlType::Q8_0,
+        GgmlType::F16,
+    ] {
+        let data = synthetic_matrix(ty, rows, cols);
+        let case = Case {
+            name: format!("{ty} {rows}x{cols}"),
+            ty,
+            rows,
+            cols,
+            data: &data,
+            mm_rows,
+        };
+        bench_matrix(&mut results, &case, quick, &peaks);
+    }
+
+    for (model, tensors) in [
+        (
+            test_models::SMOLLM2,
+            ["token_embd.weight", "blk.0.ffn_down.weight"],
+        ),
+        (
+            test_models::GEMMA3,
+            ["token_embd.weight", "blk.0.ffn_down.weight"],
+        ),
+    ] {
+        let bytes = std::fs::read(test_models::path(model)).unwrap();
+        let g = gguf::Gguf::parse(&bytes).unwrap();
+        for name in tensors {
+            let t = g.tensor(name).unwrap();
+            let (cols, rows) = (t.shape[0] as usize, t.shape[1] as usize);
+            let label = format!(
+                "{} {} {}",
+                &model[..6],
+                name.trim_end_matches(".weight"),
+                t.ty
+            );
+            let mm_rows = rows.min(if quick { 256 } else { 2048 });
+            let case = Case {
+                name: label,
+                ty: t.ty,
+                rows,
+                cols,
+                data: g.tensor_data(t),
+                mm_rows,
+            };
+            bench_matrix(&mut results, &case, quick, &peaks);
+        }
+    }
+}

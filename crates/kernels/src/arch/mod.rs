@@ -1,0 +1,201 @@
+//! Dot-product kernels, one module per instruction set, chosen at run time.
+//!
+//! Every weight type has a *row kernel* ([`RowsFn`]): dot products of consecutive weight rows
+//! (ggml layout, straight from the file) with one activation row quantized to the type's
+//! [`vec_dot_type`](crate::quant::vec_dot_type). `generic` holds the scalar reference for every
+//! type and stays forever; `x86_64::avx2` and `x86_64::avx512` hold `#[target_feature]` versions
+//! with differential tests against it. [`rows_kernel`] picks one for an [`Isa`] — the matmul
+//! code calls it once per matrix and keeps the pointer, so dispatch is a stored function pointer,
+//! never a per-call feature check. An `aarch64::neon` module would sit beside `x86_64` with the
+//! same entry points; it is not written yet (other targets run `generic`).
+//!
+//! Activations arrive as an [`ActRow`]: for the 8-bit formats, the `i8` values, one `f32` scale
+//! per block and integer block sums, in separate arrays (not ggml's interleaved `block_q8_0`)
+//! so SIMD code loads them with plain vector loads. The numbers are ggml's: `Q8_0`/`Q8_1` scales
+//! rounded to f16, `Q8_K` scales in f32.
+
+// Kernels take raw pointers and strides (one argument each) and index parallel arrays of one
+// block by the same position.
+#![allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+
+pub(crate) mod generic;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_64;
+
+use crate::isa::Isa;
+use crate::quant::GgmlType;
+
+/// Sums stored per `Q8K` super-block: 16 per-16 sums, then 8 per-32 sums.
+pub(crate) const Q8K_SUMS: usize = 24;
+
+/// How activations are prepared for a weight type (the internal form of its `vec_dot_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum ActKind {
+    /// Plain `f32` rows (for `F32`, `F16`, `BF16` weights).
+    F32,
+    /// 8-bit values in blocks of 32 with an f16-rounded scale and the block's integer sum (the
+    /// numbers of ggml's `Q8_0`/`Q8_1`).
+    Q8,
+    /// 8-bit values in blocks of 256 with an `f32` scale and sums of each 16 (ggml's `Q8_K`).
+    Q8K,
+}
+
+impl ActKind {
+    /// The activation form for weights of type `ty`, if they can be multiplied at all.
+    pub(crate) fn for_weight(ty: GgmlType) -> Option<ActKind> {
+        match crate::quant::vec_dot_type(ty)? {
+            GgmlType::F32 => Some(ActKind::F32),
+            GgmlType::Q8_0 | GgmlType::Q8_1 => Some(ActKind::Q8),
+            GgmlType::Q8_K => Some(ActKind::Q8K),
+            _ => None,
+        }
+    }
+
+    /// Values per scale (1 for `F32`).
+    pub(crate) fn block(self) -> usize {
+        match self {
+            ActKind::F32 => 1,
+            ActKind::Q8 => 32,
+            ActKind::Q8K => 256,
+        }
+    }
+
+    /// Integer sums stored per block: `Q8` one (the block's); `Q8K` 24: the sums of each 16
+    /// values (ggml's `bsums`), then of each 32.
+    pub(crate) fn sums_per_block(self) -> usize {
+        match self {
+            ActKind::F32 => 0,
+            ActKind::Q8 => 1,
+            ActKind::Q8K => Q8K_SUMS,
+        }
+    }
+}
+
+/// One activation row as kernels read it (raw pointers: kernels are `unsafe fn`s).
+///
+/// For [`ActKind::F32`] only `f` is used; for the 8-bit kinds `qs` (one `i8` per value), `d`
+/// (one scale per block) and `sums` ([`ActKind::sums_per_block`] `i16` per block).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ActRow {
+    pub f: *const f32,
+    pub qs: *const i8,
+    pub d: *const f32,
+    pub sums: *const i16,
+}
+
+/// Row kernel: for `r < nrows`, `y[r] = dot(W[r], a)` over `n` values, where `W[r]` is the
+/// `row_bytes` bytes at `w + r·row_bytes`.
+///
+/// # Safety
+/// `w` is valid for `nrows·row_bytes` reads, `row_bytes` is the size of `n` values of the
+/// kernel's type, `n` is a whole number of blocks; `a` points at an activation row of `n`
+/// values of the kernel's [`ActKind`]; `y` is valid for `nrows` writes; the CPU supports the
+/// instruction set the kernel was chosen for (guaranteed when it came from [`rows_kernel`]).
+pub(crate) type RowsFn =
+    unsafe fn(n: usize, w: *const u8, row_bytes: usize, nrows: usize, a: ActRow, y: *mut f32);
+
+/// Float tile kernel: 4 weight rows × 4 `f32` activation rows,
+/// `y[t·ys + r] = dot(W[r], x[t])` for `r, t < 4`, with `W[r]` at `w + r·row_bytes` and `x[t]` at
+/// `x + t·xs`, `n` values each.
+///
+/// # Safety
+/// The four weight rows and four activation rows are readable for `n` values; `y` is valid for
+/// writes at `t·ys + r`; the CPU supports the kernel's instruction set.
+pub(crate) type TileFn = unsafe fn(
+    n: usize,
+    w: *const u8,
+    row_bytes: usize,
+    x: *const f32,
+    xs: usize,
+    y: *mut f32,
+    ys: usize,
+);
+
+/// The 4×4 tile kernel for float weights of type `ty` at level `isa`, where one exists.
+pub(crate) fn tile_kernel(isa: Isa, ty: GgmlType) -> Option<TileFn> {
+    let isa = isa.min(Isa::best_supported());
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx2 {
+        return x86_64::tile_kernel(isa, ty);
+    }
+    let _ = (isa, ty);
+    None
+}
+
+/// Consecutive activation rows for the packed kernels: row `t` of each array starts
+/// `t · stride` elements after the given pointer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ActTile {
+    pub qs: *const i8,
+    pub qs_stride: usize,
+    pub d: *const f32,
+    pub d_stride: usize,
+    pub sums: *const i16,
+    pub sums_stride: usize,
+}
+
+/// Packed kernel: `ngroups` groups of 16 interleaved weight rows (group `g` is `nb` block
+/// columns at `w + g·gbytes`, layout of `matmul::repack`) against `ny` activation rows:
+/// `y[t·ys + 16g + r] = dot(W[16g + r], a[t])` for `r < 16`, `t < ny`.
+///
+/// # Safety
+/// `w` holds `ngroups` groups of `nb` packed block columns of the kernel's type; `a` holds `ny`
+/// rows of `nb` blocks of the kernel's activation kind; `1 ≤ ny ≤` the kernel's maximum; `y` is
+/// valid for writes at `t·ys + 16g + r`; the CPU supports the kernel's instruction set.
+pub(crate) type PackedFn = unsafe fn(
+    nb: usize,
+    w: *const u8,
+    gbytes: usize,
+    ngroups: usize,
+    a: ActTile,
+    ny: usize,
+    y: *mut f32,
+    ys: usize,
+);
+
+/// Quantizes one activation row of `x.len()` values (a whole number of blocks).
+///
+/// # Safety
+/// `qs` is valid for `x.len()` writes, `d` for one per block, `sums` for one per sum group;
+/// the CPU supports the kernel's instruction set.
+pub(crate) type QuantizeActsFn = unsafe fn(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16);
+
+/// The row kernel for weights of type `ty` at level `isa`, or `None` for unsupported types.
+/// A level the CPU lacks falls back to the best one it has.
+pub(crate) fn rows_kernel(isa: Isa, ty: GgmlType) -> Option<RowsFn> {
+    let isa = isa.min(Isa::best_supported());
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx2
+        && let Some(f) = x86_64::rows_kernel(isa, ty)
+    {
+        return Some(f);
+    }
+    let _ = isa;
+    generic::rows_kernel(ty)
+}
+
+/// The packed kernel for `ty` at level `isa` and the most activation rows it takes per call, or
+/// `None` when the level has no packed kernel for the type (its matrices stay in ggml layout).
+pub(crate) fn packed_kernel(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)> {
+    let isa = isa.min(Isa::best_supported());
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx2 {
+        return x86_64::packed_kernel(isa, ty);
+    }
+    let _ = (isa, ty);
+    None
+}
+
+/// The activation quantizer for `kind` at level `isa` (`None` for [`ActKind::F32`]). Every
+/// level produces the same bytes as the scalar one.
+pub(crate) fn quantize_acts_kernel(isa: Isa, kind: ActKind) -> Option<QuantizeActsFn> {
+    let isa = isa.min(Isa::best_supported());
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx2
+        && let Some(f) = x86_64::quantize_acts_kernel(isa, kind)
+    {
+        return Some(f);
+    }
+    let _ = isa;
+    generic::quantize_acts_kernel(kind)
+}

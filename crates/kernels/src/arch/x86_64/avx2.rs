@@ -1,0 +1,807 @@
+//! 256-bit row kernels for every weight type, written once over the [`Dot`] trait and compiled
+//! twice: for plain AVX2 (`maddubs` + `madd`) and for AVX-512 VL + VNNI (`vpdpbusd`,
+//! `vpdpwssd` on 256-bit registers), which the `Avx512` level uses for the types and rows its
+//! 512-bit kernels do not cover.
+//!
+//! Each kernel walks a weight row block by block: it unpacks the block to one unsigned byte
+//! per value, takes the integer dot product with the activation bytes, and scales by
+//! `d_weight · d_act` (per block) or by the 6-bit/8-bit group scales and then `d · d_act` (per
+//! k-quant super-block). Offsets (`q − 8`, `q − 16`, Q3_K's `−4`, Q6_K's `−32`) are applied with
+//! the activation block sums instead of per value. Signed weights (`Q8_0`, the IQ4 grids) use
+//! the sign trick (`|w|` × `sign(x, w)`) so products stay in `maddubs` range.
+
+#![allow(clippy::missing_safety_doc)] // every fn here shares the `RowsFn` contract
+
+use super::{f16_at, hsum_epi32, hsum_ps};
+use crate::arch::{ActKind, ActRow, Q8K_SUMS, QuantizeActsFn, RowsFn};
+use crate::quant::{
+    BlockIq4Nl, BlockIq4Xs, BlockQ2K, BlockQ3K, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0,
+    BlockQ5_1, BlockQ5K, BlockQ6K, BlockQ8_0, F16Bytes, GgmlType, IQ4_NL_VALUES, iq4xs_scale,
+    q3k_scales, scale_min_k4,
+};
+use std::arch::x86_64::*;
+
+/// The two ways to take 8-bit dot products on 256-bit registers.
+pub(super) trait Dot {
+    /// Sums of 4 adjacent products `u·s` (u unsigned, s signed) in 8 i32 lanes. Exact as long as
+    /// each pair of adjacent products fits an i16 (`maddubs` saturates; `vpdpbusd` does not).
+    unsafe fn dot(u: __m256i, s: __m256i) -> __m256i;
+    /// `acc +` sums of adjacent i16 pairs of `p·sc`, as i32 lanes.
+    unsafe fn madd_acc(acc: __m256i, p: __m256i, sc: __m256i) -> __m256i;
+}
+
+/// AVX2: `maddubs` to i16 pairs, `madd` to i32.
+pub(super) struct Avx2;
+/// AVX-512 VNNI on 256-bit registers.
+pub(super) struct Vnni;
+
+impl Dot for Avx2 {
+    #[inline(always)]
+    unsafe fn dot(u: __m256i, s: __m256i) -> __m256i {
+        // SAFETY: the caller runs with AVX2 enabled.
+        unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)) }
+    }
+    #[inline(always)]
+    unsafe fn madd_acc(acc: __m256i, p: __m256i, sc: __m256i) -> __m256i {
+        // SAFETY: as above.
+        unsafe { _mm256_add_epi32(acc, _mm256_madd_epi16(p, sc)) }
+    }
+}
+
+impl Dot for Vnni {
+    #[inline(always)]
+    unsafe fn dot(u: __m256i, s: __m256i) -> __m256i {
+        // SAFETY: the caller runs with AVX-512 VL + VNNI enabled.
+        unsafe { _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s) }
+    }
+    #[inline(always)]
+    unsafe fn madd_acc(acc: __m256i, p: __m256i, sc: __m256i) -> __m256i {
+        // SAFETY: as above.
+        unsafe { _mm256_dpwssd_epi32(acc, p, sc) }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unpacking helpers. All `#[inline(always)]`: they are only ever inlined into the
+// `#[target_feature]` wrappers at the bottom, which provide the instruction sets.
+
+/// 32 nibbles (16 bytes at `p`, ggml order: low nibbles are values 0–15) as 32 bytes.
+#[inline(always)]
+unsafe fn nibbles32(p: *const u8) -> __m256i {
+    // SAFETY: `p` is valid for 16 bytes (caller); AVX2 is enabled.
+    unsafe {
+        let v = _mm_loadu_si128(p.cast());
+        _mm256_and_si256(
+            _mm256_set_m128i(_mm_srli_epi16::<4>(v), v),
+            _mm256_set1_epi8(0xF),
+        )
+    }
+}
+
+/// 0x10 in byte `k` where bit `k` of the little-endian u32 at `p` is set, else 0.
+#[inline(always)]
+unsafe fn bits32_to_0x10(p: *const u8) -> __m256i {
+    // SAFETY: `p` is valid for 4 bytes (caller); AVX2 is enabled.
+    unsafe {
+        let x = _mm256_set1_epi32(p.cast::<i32>().read_unaligned());
+        let spread = _mm256_shuffle_epi8(
+            x,
+            _mm256_set_epi64x(
+                0x0303030303030303,
+                0x0202020202020202,
+                0x0101010101010101,
+                0x0000000000000000,
+            ),
+        );
+        let bit = _mm256_set1_epi64x(0x8040201008040201u64 as i64);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+        _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+    }
+}
+
+#[inline(always)]
+unsafe fn load(p: *const i8) -> __m256i {
+    // SAFETY: `p` is valid for 32 bytes (caller).
+    unsafe { _mm256_loadu_si256(p.cast()) }
+}
+
+/// `|v|` (as unsigned bytes) and `x` with the sign of `v` applied: `Σ|v|·sign(x, v) = Σ v·x`.
+#[inline(always)]
+unsafe fn sign_split(v: __m256i, x: __m256i) -> (__m256i, __m256i) {
+    // SAFETY: AVX2 is enabled.
+    unsafe { (_mm256_sign_epi8(v, v), _mm256_sign_epi8(x, v)) }
+}
+
+/// Adds `k` to lane 0 of `v`.
+#[inline(always)]
+unsafe fn add_lane0(v: __m256i, k: i32) -> __m256i {
+    // SAFETY: AVX2 is enabled.
+    unsafe { _mm256_add_epi32(v, _mm256_castsi128_si256(_mm_cvtsi32_si128(k))) }
+}
+
+/// The IQ4_NL grid in both 128-bit lanes, for `pshufb` lookups.
+#[inline(always)]
+unsafe fn iq4_lut() -> __m256i {
+    // SAFETY: 16 bytes read from a 16-byte array; AVX2 is enabled.
+    unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(IQ4_NL_VALUES.as_ptr().cast())) }
+}
+
+/// Scale vector for a 32-value chunk spanning 16-value groups `g` and `g + 1`: their i16 scales
+/// in the low and high 128-bit lane.
+#[inline(always)]
+unsafe fn scales_16(lo: i16, hi: i16) -> __m256i {
+    // SAFETY: AVX2 is enabled.
+    unsafe { _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo)) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dot products of one row (`nb` blocks at `w`) with one activation row.
+
+#[inline(always)]
+unsafe fn dot_q4_0<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let b = &*w.cast::<BlockQ4_0>().add(i);
+            let q = nibbles32(b.qs.as_ptr());
+            let p = add_lane0(
+                D::dot(q, load(a.qs.add(32 * i))),
+                -8 * i32::from(*a.sums.add(i)),
+            );
+            let s = _mm256_set1_ps(f16_at(b.d) * *a.d.add(i));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc);
+        }
+        hsum_ps(acc)
+    }
+}
+
+#[inline(always)]
+unsafe fn dot_q4_1<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q4_0`.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let mut mins = 0.0f32;
+        for i in 0..nb {
+            let b = &*w.cast::<BlockQ4_1>().add(i);
+            let q = nibbles32(b.qs.as_ptr());
+            let p = D::dot(q, load(a.qs.add(32 * i)));
+            let da = *a.d.add(i);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_at(b.d) * da), acc);
+            mins += f16_at(b.m) * (da * f32::from(*a.sums.add(i)));
+        }
+        hsum_ps(acc) + mins
+    }
+}
+
+#[inline(always)]
+unsafe fn dot_q5_0<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q4_0`.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let b = &*w.cast::<BlockQ5_0>().add(i);
+            let q = _mm256_or_si256(nibbles32(b.qs.as_ptr()), bits32_to_0x10(b.qh.as_ptr()));
+            let p = add_lane0(
+                D::dot(q, load(a.qs.add(32 * i))),
+                -16 * i32::from(*a.sums.add(i)),
+            );
+            let s = _mm256_set1_ps(f16_at(b.d) * *a.d.add(i));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc);
+        }
+        hsum_ps(acc)
+    }
+}
+
+#[inline(always)]
+unsafe fn dot_q5_1<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q4_0`.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let mut mins = 0.0f32;
+        for i in 0..nb {
+            let b = &*w.cast::<BlockQ5_1>().add(i);
+            let q = _mm256_or_si256(nibbles32(b.qs.as_ptr()), bits32_to_0x10(b.qh.as_ptr()));
+            let p = D::dot(q, load(a.qs.add(32 * i)));
+            let da = *a.d.add(i);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_at(b.d) * da), acc);
+            mins += f16_at(b.m) * (da * f32::from(*a.sums.add(i)));
+        }
+        hsum_ps(acc) + mins
+    }
+}
+
+#[inline(always)]
+unsafe fn dot_q8_0<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q4_0`.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let b = &*w.cast::<BlockQ8_0>().add(i);
+            let (u, s) = sign_split(load(b.qs.as_ptr()), load(a.qs.add(32 * i)));
+            let p = D::dot(u, s);
+            let sc = _mm256_set1_ps(f16_at(b.d) * *a.d.add(i));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc);
+        }
+        hsum_ps(acc)
+    }
+}
+
+#[inline(always)]
+unsafe fn dot_iq4_nl<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q4_0`.
+    unsafe {
+        let lut = iq4_lut();
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let b = &*w.cast::<BlockIq4Nl>().add(i);
+            let v = _mm256_shuffle_epi8(lut, nibbles32(b.qs.as_ptr()));
+            let (u, s) = sign_split(v, load(a.qs.add(32 * i)));
+            let sc = _mm256_set1_ps(f16_at(b.d) * *a.d.add(i));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(D::dot(u, s)), sc, acc);
+        }
+        hsum_ps(acc)
+    }
+}
+
+/// `Σ_g m[g]·bsum[g]` over the 16 activation group sums of super-block `i`, with `m` given as
+/// 16 i16 multipliers.
+#[inline(always)]
+unsafe fn bsum_dot(a: ActRow, i: usize, m: __m256i) -> i32 {
+    // SAFETY: a Q8K row has 16 sums per super-block; AVX2 is enabled.
+    unsafe {
+        hsum_epi32(_mm256_madd_epi16(
+            _mm256_loadu_si256(a.sums.add(Q8K_SUMS * i).cast()),
+            m,
+        ))
+    }
+}
+
+#[inline(always)]
+unsafe fn dot_q2_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let mut mins = 0.0f32;
+        let m3 = _mm256_set1_epi8(3);
+        for i in 0..nb {
+            let b = &*w.cast::<BlockQ2K>().add(i);
+            let sc = _mm_loadu_si128(b.scales.as_ptr().cast());
+            let m16 =
+                _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(sc), _mm_set1_epi8(0xF)));
+            let summ = bsum_dot(a, i, m16);
+            let scales: [u8; 16] = b.scales.map(|s| s & 0xF);
+            let x = a.qs.add(256 * i);
+            let mut isum = _mm256_setzero_si256();
+            for h in 0..2 {
+                let mut bits = _mm256_loadu_si256(b.qs.as_ptr().add(32 * h).cast());
+                for j in 0..4 {
+                    let q = _mm256_and_si256(bits, m3);
+                    bits = _mm256_srli_epi16::<2>(bits);
+                    let g = 8 * h + 2 * j;
+                    let p = _mm256_maddubs_epi16(q, load(x.add(128 * h + 32 * j)));
+                    let s = scales_16(i16::from(scales[g]), i16::from(scales[g + 1]));
+                    isum = D::madd_acc(isum, p, s);
+                }
+            }
+            let da = *a.d.add(i);
+            acc = _mm256_fmadd_ps(
+                _mm256_cvtepi32_ps(isum),
+                _mm256_set1_ps(da * f16_at(b.d)),
+                acc,
+            );
+            mins += da * f16_at(b.dmin) * summ as f32;
+        }
+        hsum_ps(acc) - mins
+    }
+}
+
+#[inline(always)]
+unsafe fn dot_q3_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q2_k`.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let m3 = _mm256_set1_epi8(3);
+        let one = _mm256_set1_epi8(1);
+        for i in 0..nb {
+            let b = &*w.cast::<BlockQ3K>().add(i);
+            let scales = q3k_scales(&b.scales).map(|s| i16::from(s) - 32);
+            // Values are stored as q + 4 (0..8, unsigned): subtract 4·Σ sc·bsum afterwards.
+            let sc16 = _mm256_loadu_si256(scales.as_ptr().cast());
+            let offset = 4 * bsum_dot(a, i, sc16);
+            let x = a.qs.add(256 * i);
+            let mut hm = _mm256_loadu_si256(b.hmask.as_ptr().cast());
+            let mut isum = _mm256_setzero_si256();
+            for h in 0..2 {
+                let mut bits = _mm256_loadu_si256(b.qs.as_ptr().add(32 * h).cast());
+                for j in 0..4 {
+                    let high = _mm256_slli_epi16::<2>(_mm256_and_si256(hm, one));
+                    hm = _mm256_srli_epi16::<1>(hm);
+                    let q = _mm256_or_si256(_mm256_and_si256(bits, m3), high);
+                    bits = _mm256_srli_epi16::<2>(bits);
+                    let g = 8 * h + 2 * j;
+                    let p = _mm256_maddubs_epi16(q, load(x.add(128 * h + 32 * j)));
+                    isum = D::madd_acc(isum, p, scales_16(scales[g], scales[g + 1]));
+                }
+            }
+            let isum = add_lane0(isum, -offset);
+            let s = _mm256_set1_ps(*a.d.add(i) * f16_at(b.d));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), s, acc);
+        }
+        hsum_ps(acc)
+    }
+}
+
+/// `Q4_K` (`Q5 = false`) and `Q5_K` (`Q5 = true`): 8 groups of 32 with 6-bit scales and mins.
+#[inline(always)]
+unsafe fn dot_k32<D: Dot, const Q5: bool>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q2_k` (the two block types share the header layout: d, dmin, scales).
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let mut mins = 0.0f32;
+        let m4 = _mm256_set1_epi8(0xF);
+        let one = _mm256_set1_epi8(1);
+        for i in 0..nb {
+            let (d, dmin, packed, qs, qh) = if Q5 {
+                let b = &*w.cast::<BlockQ5K>().add(i);
+                (b.d, b.dmin, &b.scales, b.qs.as_ptr(), b.qh.as_ptr())
+            } else {
+                let b = &*w.cast::<BlockQ4K>().add(i);
+                (b.d, b.dmin, &b.scales, b.qs.as_ptr(), std::ptr::null())
+            };
+            let mut sc = [0i16; 8];
+            let mut m = [0i16; 16];
+            for g in 0..8 {
+                let (s, mm) = scale_min_k4(g, packed);
+                sc[g] = i16::from(s);
+                m[2 * g] = i16::from(mm);
+                m[2 * g + 1] = i16::from(mm);
+            }
+            let summ = bsum_dot(a, i, _mm256_loadu_si256(m.as_ptr().cast()));
+            let x = a.qs.add(256 * i);
+            let mut high = if Q5 {
+                _mm256_loadu_si256(qh.cast())
+            } else {
+                _mm256_setzero_si256()
+            };
+            let mut isum = _mm256_setzero_si256();
+            for j in 0..4 {
+                let bits = _mm256_loadu_si256(qs.add(32 * j).cast());
+                let mut lo = _mm256_and_si256(bits, m4);
+                let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+                if Q5 {
+                    lo = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(_mm256_and_si256(high, one)));
+                    hi = _mm256_or_si256(
+                        hi,
+                        _mm256_slli_epi16::<3>(_mm256_and_si256(high, _mm256_set1_epi8(2))),
+                    );
+                    high = _mm256_srli_epi16::<2>(high);
+                }
+                let p = _mm256_maddubs_epi16(lo, load(x.add(64 * j)));
+                isum = D::madd_acc(isum, p, _mm256_set1_epi16(sc[2 * j]));
+                let p = _mm256_maddubs_epi16(hi, load(x.add(64 * j + 32)));
+                isum = D::madd_acc(isum, p, _mm256_set1_epi16(sc[2 * j + 1]));
+            }
+            let da = *a.d.add(i);
+            acc = _mm256_fmadd_ps(
+                _mm256_cvtepi32_ps(isum),
+                _mm256_set1_ps(da * f16_at(d)),
+                acc,
+            );
+            mins += da * f16_at(dmin) * summ as f32;
+        }
+        hsum_ps(acc) - mins
+    }
+}
+
+#[inline(always)]
+unsafe fn dot_q4_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: the caller's `RowsFn` contract.
+    unsafe { dot_k32::<D, false>(w, a, nb) }
+}
+
+#[inline(always)]
+unsafe fn dot_q5_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: the caller's `RowsFn` contract.
+    unsafe { dot_k32::<D, true>(w, a, nb) }
+}
+
+#[inline(always)]
+unsafe fn dot_q6_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q2_k`.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let m4 = _mm256_set1_epi8(0xF);
+        let m3 = _mm256_set1_epi8(3);
+        for i in 0..nb {
+            let b = &*w.cast::<BlockQ6K>().add(i);
+            let scales = b.scales.map(i16::from);
+            // Values are stored as q + 32 (0..64): subtract 32·Σ sc·bsum afterwards.
+            let offset = 32 * bsum_dot(a, i, _mm256_loadu_si256(scales.as_ptr().cast()));
+            let x = a.qs.add(256 * i);
+            let mut isum = _mm256_setzero_si256();
+            for h in 0..2 {
+                let l0 = _mm256_loadu_si256(b.ql.as_ptr().add(64 * h).cast());
+                let l1 = _mm256_loadu_si256(b.ql.as_ptr().add(64 * h + 32).cast());
+                let hb = _mm256_loadu_si256(b.qh.as_ptr().add(32 * h).cast());
+                let parts = [
+                    (_mm256_and_si256(l0, m4), hb),
+                    (_mm256_and_si256(l1, m4), _mm256_srli_epi16::<2>(hb)),
+                    (
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(l0), m4),
+                        _mm256_srli_epi16::<4>(hb),
+                    ),
+                    (
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(l1), m4),
+                        _mm256_srli_epi16::<6>(hb),
+                    ),
+                ];
+                for (part, (low, high)) in parts.into_iter().enumerate() {
+                    let q =
+                        _mm256_or_si256(low, _mm256_slli_epi16::<4>(_mm256_and_si256(high, m3)));
+                    let g = 8 * h + 2 * part;
+                    let p = _mm256_maddubs_epi16(q, load(x.add(128 * h + 32 * part)));
+                    isum = D::madd_acc(isum, p, scales_16(scales[g], scales[g + 1]));
+                }
+            }
+            let isum = add_lane0(isum, -offset);
+            let s = _mm256_set1_ps(*a.d.add(i) * f16_at(b.d));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), s, acc);
+        }
+        hsum_ps(acc)
+    }
+}
+
+#[inline(always)]
+unsafe fn dot_iq4_xs<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q2_k`.
+    unsafe {
+        let lut = iq4_lut();
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let b = &*w.cast::<BlockIq4Xs>().add(i);
+            let x = a.qs.add(256 * i);
+            let mut isum = _mm256_setzero_si256();
+            for g in 0..8 {
+                let v = _mm256_shuffle_epi8(lut, nibbles32(b.qs.as_ptr().add(16 * g)));
+                let (u, s) = sign_split(v, load(x.add(32 * g)));
+                let sc = _mm256_set1_epi16(i16::from(iq4xs_scale(b, g)) - 32);
+                isum = D::madd_acc(isum, _mm256_maddubs_epi16(u, s), sc);
+            }
+            let s = _mm256_set1_ps(*a.d.add(i) * f16_at(b.d));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), s, acc);
+        }
+        hsum_ps(acc)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Float weights against f32 activations.
+
+#[inline(always)]
+unsafe fn dot_f32(w: *const u8, a: ActRow, n: usize) -> f32 {
+    // SAFETY: `n` f32 weights at `w` and `n` activations; AVX2 + FMA enabled.
+    unsafe {
+        let w = w.cast::<f32>();
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut k = 0;
+        while k + 32 <= n {
+            for (u, acc) in acc.iter_mut().enumerate() {
+                let wv = _mm256_loadu_ps(w.add(k + 8 * u));
+                *acc = _mm256_fmadd_ps(wv, _mm256_loadu_ps(a.f.add(k + 8 * u)), *acc);
+            }
+            k += 32;
+        }
+        let mut s = hsum_ps(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ));
+        while k < n {
+            s += w.add(k).read_unaligned() * *a.f.add(k);
+            k += 1;
+        }
+        s
+    }
+}
+
+#[inline(always)]
+unsafe fn dot_f16(w: *const u8, a: ActRow, n: usize) -> f32 {
+    // SAFETY: `n` f16 weights at `w` and `n` activations; AVX2 + FMA + F16C enabled.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut k = 0;
+        while k + 32 <= n {
+            for (u, acc) in acc.iter_mut().enumerate() {
+                let wv = _mm256_cvtph_ps(_mm_loadu_si128(w.add(2 * (k + 8 * u)).cast()));
+                *acc = _mm256_fmadd_ps(wv, _mm256_loadu_ps(a.f.add(k + 8 * u)), *acc);
+            }
+            k += 32;
+        }
+        let mut s = hsum_ps(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ));
+        while k < n {
+            s += f16_at(F16Bytes([*w.add(2 * k), *w.add(2 * k + 1)])) * *a.f.add(k);
+            k += 1;
+        }
+        s
+    }
+}
+
+#[inline(always)]
+unsafe fn dot_bf16(w: *const u8, a: ActRow, n: usize) -> f32 {
+    // SAFETY: `n` bf16 weights at `w` and `n` activations; AVX2 + FMA enabled.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut k = 0;
+        while k + 32 <= n {
+            for (u, acc) in acc.iter_mut().enumerate() {
+                let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(w.add(2 * (k + 8 * u)).cast()));
+                let wv = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(h));
+                *acc = _mm256_fmadd_ps(wv, _mm256_loadu_ps(a.f.add(k + 8 * u)), *acc);
+            }
+            k += 32;
+        }
+        let mut s = hsum_ps(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ));
+        while k < n {
+            let bits = u16::from_le_bytes([*w.add(2 * k), *w.add(2 * k + 1)]);
+            s += f32::from_bits(u32::from(bits) << 16) * *a.f.add(k);
+            k += 1;
+        }
+        s
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activation quantizers (bit-identical to `generic`).
+
+/// Rounds half away from zero, as `f32::round`: truncate, then step away from zero when the
+/// dropped part is at least one half.
+#[inline(always)]
+unsafe fn round_away(v: __m256) -> __m256i {
+    // SAFETY: AVX2 is enabled.
+    unsafe {
+        let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
+        let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let frac = _mm256_and_ps(_mm256_sub_ps(v, t), abs_mask);
+        let step = _mm256_or_ps(
+            _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN))),
+            _mm256_set1_ps(1.0),
+        );
+        let up = _mm256_cmp_ps::<_CMP_GE_OQ>(frac, _mm256_set1_ps(0.5));
+        _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(up, step)))
+    }
+}
+
+/// Packs 32 i32 lanes (four vectors, in order) to 32 i8 with saturation.
+#[inline(always)]
+unsafe fn pack32(v: [__m256i; 4]) -> __m256i {
+    // SAFETY: AVX2 is enabled.
+    unsafe {
+        let a = _mm256_packs_epi32(v[0], v[1]);
+        let b = _mm256_packs_epi32(v[2], v[3]);
+        let p = _mm256_packs_epi16(a, b);
+        // The packs interleave 128-bit lanes: restore value order.
+        _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+    }
+}
+
+#[inline(always)]
+unsafe fn max_abs(x: *const f32, n: usize) -> f32 {
+    // SAFETY: `n` (a multiple of 8) values at `x`; AVX2 is enabled.
+    unsafe {
+        let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let mut m = _mm256_setzero_ps();
+        for k in (0..n).step_by(8) {
+            m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x.add(k)), abs_mask));
+        }
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        _mm_cvtss_f32(m)
+    }
+}
+
+#[inline(always)]
+unsafe fn quantize_q8(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16) {
+    // SAFETY: the `QuantizeActsFn` contract; AVX2 + F16C enabled.
+    unsafe {
+        for i in 0..x.len() / 32 {
+            let xb = x.as_ptr().add(32 * i);
+            let scale = max_abs(xb, 32) / 127.0;
+            let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+            let idv = _mm256_set1_ps(id);
+            let v = [
+                round_away(_mm256_mul_ps(_mm256_loadu_ps(xb), idv)),
+                round_away(_mm256_mul_ps(_mm256_loadu_ps(xb.add(8)), idv)),
+                round_away(_mm256_mul_ps(_mm256_loadu_ps(xb.add(16)), idv)),
+                round_away(_mm256_mul_ps(_mm256_loadu_ps(xb.add(24)), idv)),
+            ];
+            let q = pack32(v);
+            _mm256_storeu_si256(qs.add(32 * i).cast(), q);
+            *d.add(i) = f16_at(F16Bytes(f32_to_f16_bits(scale)));
+            let s = _mm256_add_epi32(_mm256_add_epi32(v[0], v[1]), _mm256_add_epi32(v[2], v[3]));
+            *sums.add(i) = hsum_epi32(s) as i16;
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn quantize_q8k(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16) {
+    // SAFETY: the `QuantizeActsFn` contract; AVX2 enabled.
+    unsafe {
+        for i in 0..x.len() / 256 {
+            let xb = x.as_ptr().add(256 * i);
+            let amax = max_abs(xb, 256);
+            if amax == 0.0 {
+                std::ptr::write_bytes(qs.add(256 * i), 0, 256);
+                *d.add(i) = 0.0;
+                std::ptr::write_bytes(sums.add(Q8K_SUMS * i), 0, Q8K_SUMS);
+                continue;
+            }
+            // The sign of the scale follows the first value of largest magnitude.
+            let mut max = amax;
+            for k in 0..256 {
+                if (*xb.add(k)).abs() == amax {
+                    max = *xb.add(k);
+                    break;
+                }
+            }
+            let iscale = -127.0 / max;
+            let iv = _mm256_set1_ps(iscale);
+            for c in 0..8 {
+                // Round to nearest even (the default MXCSR mode), as `nearest_int`.
+                let mut v = [_mm256_setzero_si256(); 4];
+                for (k, v) in v.iter_mut().enumerate() {
+                    let p = _mm256_mul_ps(_mm256_loadu_ps(xb.add(32 * c + 8 * k)), iv);
+                    *v = _mm256_min_epi32(_mm256_cvtps_epi32(p), _mm256_set1_epi32(127));
+                }
+                _mm256_storeu_si256(qs.add(256 * i + 32 * c).cast(), pack32(v));
+                let s0 = hsum_epi32(_mm256_add_epi32(v[0], v[1]));
+                let s1 = hsum_epi32(_mm256_add_epi32(v[2], v[3]));
+                *sums.add(Q8K_SUMS * i + 2 * c) = s0 as i16;
+                *sums.add(Q8K_SUMS * i + 2 * c + 1) = s1 as i16;
+                *sums.add(Q8K_SUMS * i + 16 + c) = (s0 + s1) as i16;
+            }
+            *d.add(i) = 1.0 / iscale;
+        }
+    }
+}
+
+/// `v` rounded to f16 bits (nearest even), with F16C.
+#[inline(always)]
+unsafe fn f32_to_f16_bits(v: f32) -> [u8; 2] {
+    // SAFETY: F16C is enabled.
+    unsafe {
+        let h = _mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(v));
+        (_mm_cvtsi128_si32(h) as u16).to_le_bytes()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instantiation: one `#[target_feature]` wrapper per type and flavour.
+
+macro_rules! instantiate {
+    ($flavour:ident, $features:literal, $mod_name:ident) => {
+        pub(super) mod $mod_name {
+            use super::*;
+
+            macro_rules! rows {
+                ($name:ident, $dot:ident, $qk:expr) => {
+                    #[target_feature(enable = $features)]
+                    pub(in super::super) unsafe fn $name(
+                        n: usize,
+                        w: *const u8,
+                        row_bytes: usize,
+                        nrows: usize,
+                        a: ActRow,
+                        y: *mut f32,
+                    ) {
+                        for r in 0..nrows {
+                            // SAFETY: the `RowsFn` contract; the features are enabled here.
+                            unsafe {
+                                *y.add(r) = $dot::<$flavour>(w.add(r * row_bytes), a, n / $qk)
+                            };
+                        }
+                    }
+                };
+            }
+            macro_rules! rows_float {
+                ($name:ident, $dot:ident) => {
+                    #[target_feature(enable = $features)]
+                    pub(in super::super) unsafe fn $name(
+                        n: usize,
+                        w: *const u8,
+                        row_bytes: usize,
+                        nrows: usize,
+                        a: ActRow,
+                        y: *mut f32,
+                    ) {
+                        for r in 0..nrows {
+                            // SAFETY: the `RowsFn` contract; the features are enabled here.
+                            unsafe { *y.add(r) = $dot(w.add(r * row_bytes), a, n) };
+                        }
+                    }
+                };
+            }
+            rows!(q4_0, dot_q4_0, 32);
+            rows!(q4_1, dot_q4_1, 32);
+            rows!(q5_0, dot_q5_0, 32);
+            rows!(q5_1, dot_q5_1, 32);
+            rows!(q8_0, dot_q8_0, 32);
+            rows!(iq4_nl, dot_iq4_nl, 32);
+            rows!(q2_k, dot_q2_k, 256);
+            rows!(q3_k, dot_q3_k, 256);
+            rows!(q4_k, dot_q4_k, 256);
+            rows!(q5_k, dot_q5_k, 256);
+            rows!(q6_k, dot_q6_k, 256);
+            rows!(iq4_xs, dot_iq4_xs, 256);
+            rows_float!(f32, dot_f32);
+            rows_float!(f16, dot_f16);
+            rows_float!(bf16, dot_bf16);
+
+            #[target_feature(enable = $features)]
+            pub(in super::super) unsafe fn acts_q8(
+                x: &[f32],
+                qs: *mut i8,
+                d: *mut f32,
+                sums: *mut i16,
+            ) {
+                // SAFETY: the `QuantizeActsFn` contract; the features are enabled here.
+                unsafe { quantize_q8(x, qs, d, sums) }
+            }
+
+            #[target_feature(enable = $features)]
+            pub(in super::super) unsafe fn acts_q8k(
+                x: &[f32],
+                qs: *mut i8,
+                d: *mut f32,
+                sums: *mut i16,
+            ) {
+                // SAFETY: as above.
+                unsafe { quantize_q8k(x, qs, d, sums) }
+            }
+
+            pub(in super::super) fn rows_kernel(ty: GgmlType) -> Option<RowsFn> {
+                use GgmlType as T;
+                Some(match ty {
+                    T::F32 => f32,
+                    T::F16 => f16,
+                    T::BF16 => bf16,
+                    T::Q4_0 => q4_0,
+                    T::Q4_1 => q4_1,
+                    T::Q5_0 => q5_0,
+                    T::Q5_1 => q5_1,
+                    T::Q8_0 => q8_0,
+                    T::IQ4_NL => iq4_nl,
+                    T::Q2_K => q2_k,
+                    T::Q3_K => q3_k,
+                    T::Q4_K => q4_k,
+                    T::Q5_K => q5_k,
+                    T::Q6_K => q6_k,
+                    T::IQ4_XS => iq4_xs,
+                    _ => return None,
+                })
+            }
+
+            pub(in super::super) fn quantize_acts_kernel(kind: ActKind) -> Option<QuantizeActsFn> {
+                match kind {
+                    ActKind::F32 => None,
+                    ActKind::Q8 => Some(acts_q8),
+                    ActKind::Q8K => Some(acts_q8k),
+                }
+            }
+        }
+    };
+}
+
+instantiate!(Avx2, "avx2,fma,f16c", plain);
+instantiate!(
+    Vnni,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    vnni
+);

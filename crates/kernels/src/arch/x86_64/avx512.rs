@@ -1,0 +1,671 @@
+//! 512-bit kernels for the `Avx512` level (F/BW/VL/DQ + VNNI): float row kernels, and the
+//! *packed* kernels over the 16-row interleaved layouts of `matmul::repack`.
+//!
+//! A packed kernel computes one group of 16 weight rows against `NY` activation rows (1 to 8):
+//! each 32-value step of the 16 rows is unpacked once into eight registers (one per 4 values)
+//! and then multiplied with every activation row by `vpdpbusd` with the 4 activation bytes
+//! broadcast — so the unpacking is shared by `NY` tokens and each instruction does 64
+//! multiply-adds. Results come out as one 16-lane vector per token (16 adjacent outputs). The
+//! value offsets of the formats (`q − 8`, `q + 128` for signed bytes, …) are folded in through
+//! the activation block sums, never applied per value.
+
+#![allow(clippy::missing_safety_doc)] // every kernel here shares the `PackedFn`/`RowsFn` contract
+
+use crate::arch::{ActRow, ActTile, PackedFn, Q8K_SUMS, RowsFn, TileFn};
+use crate::quant::{GgmlType, IQ4_NL_VALUES};
+use std::arch::x86_64::*;
+
+/// The 512-bit row kernel for `ty`, where one exists (else the 256-bit VNNI one is used).
+pub(crate) fn rows_kernel(ty: GgmlType) -> Option<RowsFn> {
+    Some(match ty {
+        GgmlType::F32 => rows_f32,
+        GgmlType::F16 => rows_f16,
+        GgmlType::BF16 => rows_bf16,
+        _ => return None,
+    })
+}
+
+/// The 4×4 float tile kernel for `ty`.
+pub(crate) fn tile_kernel(ty: GgmlType) -> Option<TileFn> {
+    Some(match ty {
+        GgmlType::F32 => tile_f32,
+        GgmlType::F16 => tile_f16,
+        GgmlType::BF16 => tile_bf16,
+        _ => return None,
+    })
+}
+
+/// The packed kernel for `ty` and the most activation rows it takes per call.
+pub(crate) fn packed_kernel(ty: GgmlType) -> Option<(PackedFn, usize)> {
+    use GgmlType as T;
+    Some(match ty {
+        T::Q4_0 => (packed_q4_0, 8),
+        T::Q4_1 => (packed_q4_1, 8),
+        T::Q5_0 => (packed_q5_0, 8),
+        T::Q5_1 => (packed_q5_1, 8),
+        T::Q8_0 => (packed_q8_0, 8),
+        T::IQ4_NL => (packed_iq4_nl, 8),
+        T::Q4_K => (packed_q4_k, 8),
+        T::Q5_K => (packed_q5_k, 8),
+        T::Q6_K => (packed_q6_k, 8),
+        _ => return None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Float rows.
+
+macro_rules! float_rows {
+    ($name:ident, $elem:literal, $load:ident, $tail:ident) => {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+        unsafe fn $name(
+            n: usize,
+            w: *const u8,
+            row_bytes: usize,
+            nrows: usize,
+            a: ActRow,
+            y: *mut f32,
+        ) {
+            // SAFETY: the `RowsFn` contract; the features are enabled.
+            unsafe {
+                for r in 0..nrows {
+                    let wr = w.add(r * row_bytes);
+                    let mut acc = [_mm512_setzero_ps(); 4];
+                    let mut k = 0;
+                    while k + 64 <= n {
+                        for (u, acc) in acc.iter_mut().enumerate() {
+                            let wv = $load(wr.add($elem * (k + 16 * u)));
+                            *acc = _mm512_fmadd_ps(wv, _mm512_loadu_ps(a.f.add(k + 16 * u)), *acc);
+                        }
+                        k += 64;
+                    }
+                    while k + 16 <= n {
+                        acc[0] = _mm512_fmadd_ps(
+                            $load(wr.add($elem * k)),
+                            _mm512_loadu_ps(a.f.add(k)),
+                            acc[0],
+                        );
+                        k += 16;
+                    }
+                    let v =
+                        _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+                    let mut s = _mm512_reduce_add_ps(v);
+                    if k < n {
+                        // The tail (fewer than 16 values) through masked loads.
+                        let m: __mmask16 = ((1u32 << (n - k)) - 1) as u16;
+                        let wv = $tail(wr.add($elem * k), m);
+                        let xv = _mm512_maskz_loadu_ps(m, a.f.add(k));
+                        s += _mm512_reduce_add_ps(_mm512_mul_ps(wv, xv));
+                    }
+                    *y.add(r) = s;
+                }
+            }
+        }
+    };
+}
+
+#[inline(always)]
+unsafe fn load_f32(p: *const u8) -> __m512 {
+    // SAFETY: 64 bytes at `p` (caller).
+    unsafe { _mm512_loadu_ps(p.cast()) }
+}
+#[inline(always)]
+unsafe fn load_f16(p: *const u8) -> __m512 {
+    // SAFETY: 32 bytes at `p` (caller).
+    unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+}
+#[inline(always)]
+unsafe fn load_bf16(p: *const u8) -> __m512 {
+    // SAFETY: 32 bytes at `p` (caller).
+    unsafe {
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(
+            _mm256_loadu_si256(p.cast()),
+        )))
+    }
+}
+#[inline(always)]
+unsafe fn tail_f32(p: *const u8, m: __mmask16) -> __m512 {
+    // SAFETY: the masked lanes lie inside the row (caller).
+    unsafe { _mm512_maskz_loadu_ps(m, p.cast()) }
+}
+#[inline(always)]
+unsafe fn tail_f16(p: *const u8, m: __mmask16) -> __m512 {
+    // SAFETY: as above.
+    unsafe { _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p.cast())) }
+}
+#[inline(always)]
+unsafe fn tail_bf16(p: *const u8, m: __mmask16) -> __m512 {
+    // SAFETY: as above.
+    unsafe {
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(
+            _mm256_maskz_loadu_epi16(m, p.cast()),
+        )))
+    }
+}
+
+/// 4 weight rows × 4 activation rows: each weight vector is converted once and used for 4
+/// tokens, each activation vector loaded once for 4 rows (16 accumulators).
+macro_rules! float_tile {
+    ($name:ident, $elem:literal, $load:ident, $tail:ident) => {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+        unsafe fn $name(
+            n: usize,
+            w: *const u8,
+            row_bytes: usize,
+            x: *const f32,
+            xs: usize,
+            y: *mut f32,
+            ys: usize,
+        ) {
+            // SAFETY: the `TileFn` contract; the features are enabled.
+            unsafe {
+                let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+                let mut k = 0;
+                while k < n {
+                    let (wv, xv) = if k + 16 <= n {
+                        (
+                            [
+                                $load(w.add($elem * k)),
+                                $load(w.add(row_bytes + $elem * k)),
+                                $load(w.add(2 * row_bytes + $elem * k)),
+                                $load(w.add(3 * row_bytes + $elem * k)),
+                            ],
+                            [
+                                _mm512_loadu_ps(x.add(k)),
+                                _mm512_loadu_ps(x.add(xs + k)),
+                                _mm512_loadu_ps(x.add(2 * xs + k)),
+                                _mm512_loadu_ps(x.add(3 * xs + k)),
+                            ],
+                        )
+                    } else {
+                        let m: __mmask16 = ((1u32 << (n - k)) - 1) as u16;
+                        (
+                            [
+                                $tail(w.add($elem * k), m),
+                                $tail(w.add(row_bytes + $elem * k), m),
+                                $tail(w.add(2 * row_bytes + $elem * k), m),
+                                $tail(w.add(3 * row_bytes + $elem * k), m),
+                            ],
+                            [
+                                _mm512_maskz_loadu_ps(m, x.add(k)),
+                                _mm512_maskz_loadu_ps(m, x.add(xs + k)),
+                                _mm512_maskz_loadu_ps(m, x.add(2 * xs + k)),
+                                _mm512_maskz_loadu_ps(m, x.add(3 * xs + k)),
+                            ],
+                        )
+                    };
+                    for r in 0..4 {
+                        for t in 0..4 {
+                            acc[r][t] = _mm512_fmadd_ps(wv[r], xv[t], acc[r][t]);
+                        }
+                    }
+                    k += 16;
+                }
+                for r in 0..4 {
+                    for t in 0..4 {
+                        *y.add(t * ys + r) = _mm512_reduce_add_ps(acc[r][t]);
+                    }
+                }
+            }
+        }
+    };
+}
+
+float_tile!(tile_f32, 4, load_f32, tail_f32);
+float_tile!(tile_f16, 2, load_f16, tail_f16);
+float_tile!(tile_bf16, 2, load_bf16, tail_bf16);
+
+float_rows!(rows_f32, 4, load_f32, tail_f32);
+float_rows!(rows_f16, 2, load_f16, tail_f16);
+float_rows!(rows_bf16, 2, load_bf16, tail_bf16);
+
+// ---------------------------------------------------------------------------------------------
+// Packed helpers.
+
+#[inline(always)]
+unsafe fn load512(p: *const u8) -> __m512i {
+    // SAFETY: 64 bytes at `p` (caller).
+    unsafe { _mm512_loadu_si512(p.cast()) }
+}
+
+/// The 16 f16 of an f16 vector as f32.
+#[inline(always)]
+unsafe fn f16x16(p: *const u8) -> __m512 {
+    // SAFETY: 32 bytes at `p` (caller).
+    unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+}
+
+/// The four activation bytes of step `s` broadcast to every lane.
+#[inline(always)]
+unsafe fn bcast4(x: *const i8, s: usize) -> __m512i {
+    // SAFETY: 4 bytes at `x + 4s` (caller).
+    unsafe { _mm512_set1_epi32(x.add(4 * s).cast::<i32>().read_unaligned()) }
+}
+
+/// Nibble steps: the eight step registers (values 0..16).
+#[inline(always)]
+unsafe fn nibble_steps(p: *const u8) -> [__m512i; 8] {
+    // SAFETY: 256 bytes at `p` (caller).
+    unsafe {
+        let m4 = _mm512_set1_epi8(0xF);
+        let v = [
+            load512(p),
+            load512(p.add(64)),
+            load512(p.add(128)),
+            load512(p.add(192)),
+        ];
+        [
+            _mm512_and_si512(v[0], m4),
+            _mm512_and_si512(v[1], m4),
+            _mm512_and_si512(v[2], m4),
+            _mm512_and_si512(v[3], m4),
+            _mm512_and_si512(_mm512_srli_epi16::<4>(v[0]), m4),
+            _mm512_and_si512(_mm512_srli_epi16::<4>(v[1]), m4),
+            _mm512_and_si512(_mm512_srli_epi16::<4>(v[2]), m4),
+            _mm512_and_si512(_mm512_srli_epi16::<4>(v[3]), m4),
+        ]
+    }
+}
+
+/// `a | (b & c)` in one instruction.
+#[inline(always)]
+unsafe fn or_and(a: __m512i, b: __m512i, c: __m512i) -> __m512i {
+    // SAFETY: AVX-512F is enabled.
+    unsafe { _mm512_ternarylogic_epi32::<0xF8>(a, b, c) }
+}
+
+/// Adds bit plane `h` (at `p`) as bit 4 of the eight step registers.
+#[inline(always)]
+unsafe fn add_bit_plane(q: &mut [__m512i; 8], p: *const u8) {
+    // SAFETY: 64 bytes at `p` (caller); AVX-512BW is enabled.
+    unsafe {
+        let h = load512(p);
+        let m = _mm512_set1_epi8(0x10);
+        q[0] = or_and(q[0], _mm512_slli_epi16::<4>(h), m);
+        q[1] = or_and(q[1], _mm512_slli_epi16::<3>(h), m);
+        q[2] = or_and(q[2], _mm512_slli_epi16::<2>(h), m);
+        q[3] = or_and(q[3], _mm512_slli_epi16::<1>(h), m);
+        q[4] = or_and(q[4], h, m);
+        q[5] = or_and(q[5], _mm512_srli_epi16::<1>(h), m);
+        q[6] = or_and(q[6], _mm512_srli_epi16::<2>(h), m);
+        q[7] = or_and(q[7], _mm512_srli_epi16::<3>(h), m);
+    }
+}
+
+/// The Q6_K planes `H0`, `H1` (at `p`) as bits 4–5 of the eight step registers.
+#[inline(always)]
+unsafe fn add_q6_planes(q: &mut [__m512i; 8], p: *const u8) {
+    // SAFETY: 128 bytes at `p` (caller); AVX-512BW is enabled.
+    unsafe {
+        let m = _mm512_set1_epi8(0x30);
+        for h in 0..2 {
+            let v = load512(p.add(64 * h));
+            q[4 * h] = or_and(q[4 * h], _mm512_slli_epi16::<4>(v), m);
+            q[4 * h + 1] = or_and(q[4 * h + 1], _mm512_slli_epi16::<2>(v), m);
+            q[4 * h + 2] = or_and(q[4 * h + 2], v, m);
+            q[4 * h + 3] = or_and(q[4 * h + 3], _mm512_srli_epi16::<2>(v), m);
+        }
+    }
+}
+
+/// Σ over the steps `from..to` of `q[s]` · (activation bytes of step `s` at `x`), added to `acc`.
+#[inline(always)]
+unsafe fn dp_steps(
+    mut acc: __m512i,
+    q: &[__m512i; 8],
+    x: *const i8,
+    from: usize,
+    to: usize,
+) -> __m512i {
+    // SAFETY: 32 activation bytes at `x` (caller); VNNI is enabled.
+    unsafe {
+        for s in from..to {
+            acc = _mm512_dpbusd_epi32(acc, q[s], bcast4(x, s));
+        }
+        acc
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 32-value formats.
+
+/// What distinguishes the 32-value packed formats.
+trait Legacy {
+    /// Bytes per block column.
+    const BYTES: usize;
+    /// The value offset folded in through the block sum (`q − OFFSET` is the true value).
+    const OFFSET: i32;
+    /// Whether an f16 `m` vector follows `d` (`d·q + m` formats).
+    const MIN: bool;
+    /// The eight step registers (unsigned values) of the block column at `p`.
+    unsafe fn steps(p: *const u8) -> [__m512i; 8];
+}
+
+struct Q4_0;
+struct Q4_1;
+struct Q5_0;
+struct Q5_1;
+struct Q8_0;
+struct Iq4Nl;
+
+impl Legacy for Q4_0 {
+    const BYTES: usize = 288;
+    const OFFSET: i32 = 8;
+    const MIN: bool = false;
+    #[inline(always)]
+    unsafe fn steps(p: *const u8) -> [__m512i; 8] {
+        // SAFETY: a whole block column at `p`.
+        unsafe { nibble_steps(p.add(32)) }
+    }
+}
+impl Legacy for Q4_1 {
+    const BYTES: usize = 320;
+    const OFFSET: i32 = 0;
+    const MIN: bool = true;
+    #[inline(always)]
+    unsafe fn steps(p: *const u8) -> [__m512i; 8] {
+        // SAFETY: as above.
+        unsafe { nibble_steps(p.add(64)) }
+    }
+}
+impl Legacy for Q5_0 {
+    const BYTES: usize = 352;
+    const OFFSET: i32 = 16;
+    const MIN: bool = false;
+    #[inline(always)]
+    unsafe fn steps(p: *const u8) -> [__m512i; 8] {
+        // SAFETY: as above.
+        unsafe {
+            let mut q = nibble_steps(p.add(96));
+            add_bit_plane(&mut q, p.add(32));
+            q
+        }
+    }
+}
+impl Legacy for Q5_1 {
+    const BYTES: usize = 384;
+    const OFFSET: i32 = 0;
+    const MIN: bool = true;
+    #[inline(always)]
+    unsafe fn steps(p: *const u8) -> [__m512i; 8] {
+        // SAFETY: as above.
+        unsafe {
+            let mut q = nibble_steps(p.add(128));
+            add_bit_plane(&mut q, p.add(64));
+            q
+        }
+    }
+}
+impl Legacy for Q8_0 {
+    const BYTES: usize = 544;
+    const OFFSET: i32 = 128;
+    const MIN: bool = false;
+    #[inline(always)]
+    unsafe fn steps(p: *const u8) -> [__m512i; 8] {
+        // SAFETY: as above.
+        unsafe {
+            let p = p.add(32);
+            [
+                load512(p),
+                load512(p.add(64)),
+                load512(p.add(128)),
+                load512(p.add(192)),
+                load512(p.add(256)),
+                load512(p.add(320)),
+                load512(p.add(384)),
+                load512(p.add(448)),
+            ]
+        }
+    }
+}
+impl Legacy for Iq4Nl {
+    const BYTES: usize = 288;
+    const OFFSET: i32 = 128;
+    const MIN: bool = false;
+    #[inline(always)]
+    unsafe fn steps(p: *const u8) -> [__m512i; 8] {
+        // SAFETY: as above.
+        unsafe {
+            // The grid plus 128, as unsigned bytes, in every 128-bit lane.
+            let biased: [u8; 16] = IQ4_NL_VALUES.map(|v| (i16::from(v) + 128) as u8);
+            let lut = _mm512_broadcast_i32x4(_mm_loadu_si128(biased.as_ptr().cast()));
+            let q = nibble_steps(p.add(32));
+            [
+                _mm512_shuffle_epi8(lut, q[0]),
+                _mm512_shuffle_epi8(lut, q[1]),
+                _mm512_shuffle_epi8(lut, q[2]),
+                _mm512_shuffle_epi8(lut, q[3]),
+                _mm512_shuffle_epi8(lut, q[4]),
+                _mm512_shuffle_epi8(lut, q[5]),
+                _mm512_shuffle_epi8(lut, q[6]),
+                _mm512_shuffle_epi8(lut, q[7]),
+            ]
+        }
+    }
+}
+
+/// 16 rows × `NY` tokens over `nb` block columns of a 32-value format.
+#[inline(always)]
+unsafe fn gemm_legacy<T: Legacy, const NY: usize>(
+    nb: usize,
+    w: *const u8,
+    a: ActTile,
+    y: *mut f32,
+    ys: usize,
+) {
+    // SAFETY: the `PackedFn` contract; the features are enabled by the caller.
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); NY];
+        for b in 0..nb {
+            let p = w.add(b * T::BYTES);
+            let dw = f16x16(p);
+            let mw = if T::MIN {
+                f16x16(p.add(32))
+            } else {
+                _mm512_setzero_ps()
+            };
+            let q = T::steps(p);
+            for (t, acc) in acc.iter_mut().enumerate() {
+                let x = a.qs.add(t * a.qs_stride + 32 * b);
+                let sum = i32::from(*a.sums.add(t * a.sums_stride + b));
+                let init = if T::OFFSET != 0 {
+                    _mm512_set1_epi32(-T::OFFSET * sum)
+                } else {
+                    _mm512_setzero_si512()
+                };
+                let isum = dp_steps(init, &q, x, 0, 8);
+                let dx = *a.d.add(t * a.d_stride + b);
+                *acc = _mm512_fmadd_ps(
+                    _mm512_cvtepi32_ps(isum),
+                    _mm512_mul_ps(dw, _mm512_set1_ps(dx)),
+                    *acc,
+                );
+                if T::MIN {
+                    *acc = _mm512_fmadd_ps(mw, _mm512_set1_ps(dx * sum as f32), *acc);
+                }
+            }
+        }
+        for (t, acc) in acc.iter().enumerate() {
+            _mm512_storeu_ps(y.add(t * ys), *acc);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// k-quants.
+
+/// `Q4_K` (`Q5 = false`) and `Q5_K` (`Q5 = true`).
+#[inline(always)]
+unsafe fn gemm_q45k<const Q5: bool, const NY: usize>(
+    nb: usize,
+    w: *const u8,
+    a: ActTile,
+    y: *mut f32,
+    ys: usize,
+) {
+    // SAFETY: the `PackedFn` contract; the features are enabled by the caller.
+    unsafe {
+        let bytes = if Q5 { 2880 } else { 2368 };
+        let sub = if Q5 { 320 } else { 256 };
+        let mut acc = [_mm512_setzero_ps(); NY];
+        for b in 0..nb {
+            let p = w.add(b * bytes);
+            let dw = f16x16(p);
+            let dminw = f16x16(p.add(32));
+            // Mins: Σ_j m_j · (sum of the 32 activations of group j), per row, in i16 pairs.
+            let mp = [
+                _mm512_cvtepu8_epi16(_mm256_loadu_si256(p.add(192).cast())),
+                _mm512_cvtepu8_epi16(_mm256_loadu_si256(p.add(224).cast())),
+                _mm512_cvtepu8_epi16(_mm256_loadu_si256(p.add(256).cast())),
+                _mm512_cvtepu8_epi16(_mm256_loadu_si256(p.add(288).cast())),
+            ];
+            for (t, acc) in acc.iter_mut().enumerate() {
+                let s32 = a
+                    .sums
+                    .add(t * a.sums_stride + Q8K_SUMS * b + 16)
+                    .cast::<i32>();
+                let mut mins = _mm512_setzero_si512();
+                for (k, mp) in mp.iter().enumerate() {
+                    mins = _mm512_dpwssd_epi32(
+                        mins,
+                        *mp,
+                        _mm512_set1_epi32(s32.add(k).read_unaligned()),
+                    );
+                }
+                let dx = _mm512_set1_ps(*a.d.add(t * a.d_stride + b));
+                *acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_mul_ps(dminw, dx), *acc);
+            }
+            let mut total = [_mm512_setzero_si512(); NY];
+            for j in 0..8 {
+                let g = p.add(320 + sub * j);
+                let mut q = nibble_steps(g);
+                if Q5 {
+                    add_bit_plane(&mut q, g.add(256));
+                }
+                let sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(64 + 16 * j).cast()));
+                for (t, total) in total.iter_mut().enumerate() {
+                    let x = a.qs.add(t * a.qs_stride + 256 * b + 32 * j);
+                    let isum = dp_steps(_mm512_setzero_si512(), &q, x, 0, 8);
+                    *total = _mm512_add_epi32(*total, _mm512_mullo_epi32(isum, sc));
+                }
+            }
+            for (t, acc) in acc.iter_mut().enumerate() {
+                let dx = _mm512_set1_ps(*a.d.add(t * a.d_stride + b));
+                *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total[t]), _mm512_mul_ps(dw, dx), *acc);
+            }
+        }
+        for (t, acc) in acc.iter().enumerate() {
+            _mm512_storeu_ps(y.add(t * ys), *acc);
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn gemm_q6k<const NY: usize>(nb: usize, w: *const u8, a: ActTile, y: *mut f32, ys: usize) {
+    // SAFETY: the `PackedFn` contract; the features are enabled by the caller.
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); NY];
+        for b in 0..nb {
+            let p = w.add(b * 3360);
+            let dw = f16x16(p);
+            let mut total = [_mm512_setzero_si512(); NY];
+            for j in 0..8 {
+                let g = p.add(288 + 384 * j);
+                let mut q = nibble_steps(g);
+                add_q6_planes(&mut q, g.add(256));
+                let sc_lo = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(32 + 32 * j).cast()));
+                let sc_hi = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(48 + 32 * j).cast()));
+                for (t, total) in total.iter_mut().enumerate() {
+                    let x = a.qs.add(t * a.qs_stride + 256 * b + 32 * j);
+                    let s16 = a.sums.add(t * a.sums_stride + Q8K_SUMS * b + 2 * j);
+                    // Values are stored as q + 32: start each 16-value group at −32·Σx.
+                    let lo = dp_steps(_mm512_set1_epi32(-32 * i32::from(*s16)), &q, x, 0, 4);
+                    let hi = dp_steps(_mm512_set1_epi32(-32 * i32::from(*s16.add(1))), &q, x, 4, 8);
+                    let v = _mm512_add_epi32(
+                        _mm512_mullo_epi32(lo, sc_lo),
+                        _mm512_mullo_epi32(hi, sc_hi),
+                    );
+                    *total = _mm512_add_epi32(*total, v);
+                }
+            }
+            for (t, acc) in acc.iter_mut().enumerate() {
+                let dx = _mm512_set1_ps(*a.d.add(t * a.d_stride + b));
+                *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total[t]), _mm512_mul_ps(dw, dx), *acc);
+            }
+        }
+        for (t, acc) in acc.iter().enumerate() {
+            _mm512_storeu_ps(y.add(t * ys), *acc);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Instantiation: one `#[target_feature]` entry point per type, dispatching on the token count.
+
+macro_rules! packed {
+    ($name:ident, |$nb:ident, $w:ident, $a:ident, $y:ident, $ys:ident, NY| $body:expr) => {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+        unsafe fn $name(
+            $nb: usize,
+            w0: *const u8,
+            gbytes: usize,
+            ngroups: usize,
+            $a: ActTile,
+            ny: usize,
+            y0: *mut f32,
+            $ys: usize,
+        ) {
+            macro_rules! call {
+                ($n:literal) => {{
+                    const NY: usize = $n;
+                    for g in 0..ngroups {
+                        let ($w, $y) = (w0.add(g * gbytes), y0.add(16 * g));
+                        $body
+                    }
+                }};
+            }
+            // SAFETY: the `PackedFn` contract, with the features enabled here.
+            unsafe {
+                match ny {
+                    1 => call!(1),
+                    2 => call!(2),
+                    3 => call!(3),
+                    4 => call!(4),
+                    5 => call!(5),
+                    6 => call!(6),
+                    7 => call!(7),
+                    _ => call!(8),
+                }
+            }
+        }
+    };
+}
+
+packed!(packed_q4_0, |nb, w, a, y, ys, NY| gemm_legacy::<Q4_0, NY>(
+    nb, w, a, y, ys
+));
+packed!(packed_q4_1, |nb, w, a, y, ys, NY| gemm_legacy::<Q4_1, NY>(
+    nb, w, a, y, ys
+));
+packed!(packed_q5_0, |nb, w, a, y, ys, NY| gemm_legacy::<Q5_0, NY>(
+    nb, w, a, y, ys
+));
+packed!(packed_q5_1, |nb, w, a, y, ys, NY| gemm_legacy::<Q5_1, NY>(
+    nb, w, a, y, ys
+));
+packed!(packed_q8_0, |nb, w, a, y, ys, NY| gemm_legacy::<Q8_0, NY>(
+    nb, w, a, y, ys
+));
+packed!(
+    packed_iq4_nl,
+    |nb, w, a, y, ys, NY| gemm_legacy::<Iq4Nl, NY>(nb, w, a, y, ys)
+);
+packed!(packed_q4_k, |nb, w, a, y, ys, NY| gemm_q45k::<false, NY>(
+    nb, w, a, y, ys
+));
+packed!(packed_q5_k, |nb, w, a, y, ys, NY| gemm_q45k::<true, NY>(
+    nb, w, a, y, ys
+));
+packed!(packed_q6_k, |nb, w, a, y, ys, NY| gemm_q6k::<NY>(
+    nb, w, a, y, ys
+));

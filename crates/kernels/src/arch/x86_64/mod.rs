@@ -1,0 +1,81 @@
+//! x86-64 kernels: `avx2` (256-bit kernels for every type, compiled for AVX2 and for AVX-512
+//! VL + VNNI) and `avx512` (512-bit float kernels).
+//!
+//! The `Avx512` level needs VNNI (`vpdpbusd`) for its 8-bit dot products; a CPU with AVX-512
+//! but without VNNI (Skylake-X) runs the AVX2 kernels.
+
+pub(crate) mod avx2;
+pub(crate) mod avx512;
+
+use super::{ActKind, PackedFn, QuantizeActsFn, RowsFn, TileFn};
+use crate::isa::Isa;
+use crate::quant::{F16Bytes, GgmlType};
+use std::arch::x86_64::*;
+
+/// Whether the `Avx512` kernels can run here (the level plus VNNI).
+fn avx512_usable() -> bool {
+    Isa::best_supported() >= Isa::Avx512 && Isa::has_vnni()
+}
+
+pub(crate) fn rows_kernel(isa: Isa, ty: GgmlType) -> Option<RowsFn> {
+    if isa >= Isa::Avx512 && avx512_usable() {
+        return avx512::rows_kernel(ty).or_else(|| avx2::vnni::rows_kernel(ty));
+    }
+    avx2::plain::rows_kernel(ty)
+}
+
+pub(crate) fn packed_kernel(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)> {
+    if isa >= Isa::Avx512 && avx512_usable() {
+        return avx512::packed_kernel(ty);
+    }
+    None
+}
+
+pub(crate) fn tile_kernel(isa: Isa, ty: GgmlType) -> Option<TileFn> {
+    if isa >= Isa::Avx512 && Isa::best_supported() >= Isa::Avx512 {
+        return avx512::tile_kernel(ty);
+    }
+    None
+}
+
+pub(crate) fn quantize_acts_kernel(isa: Isa, kind: ActKind) -> Option<QuantizeActsFn> {
+    if isa >= Isa::Avx512 && avx512_usable() {
+        return avx2::vnni::quantize_acts_kernel(kind);
+    }
+    avx2::plain::quantize_acts_kernel(kind)
+}
+
+/// An f16 as f32, with F16C (inlined into kernels that enable it).
+#[inline(always)]
+pub(super) unsafe fn f16_at(h: F16Bytes) -> f32 {
+    // SAFETY: F16C is enabled in every caller.
+    unsafe {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
+            u16::from_le_bytes(h.0),
+        ))))
+    }
+}
+
+/// Sum of 8 f32 lanes.
+#[inline(always)]
+pub(super) unsafe fn hsum_ps(v: __m256) -> f32 {
+    // SAFETY: AVX is enabled in every caller.
+    unsafe {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+}
+
+/// Sum of 8 i32 lanes (wrapping).
+#[inline(always)]
+pub(super) unsafe fn hsum_epi32(v: __m256i) -> i32 {
+    // SAFETY: AVX2 is enabled in every caller.
+    unsafe {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        _mm_cvtsi128_si32(s)
+    }
+}

@@ -1,0 +1,571 @@
+//! Weight matrix × activation rows: the decode mat-vec and the prompt mat-mat.
+//!
+//! A [`Matrix`] is a weight tensor in ggml layout — `rows` output features, each a row of
+//! `cols` input values stored contiguously in its type — checked once when made. [`matmul`]
+//! computes `y[t][r] = Σ_c W[r][c]·x[t][c]` for `n_tokens` rows of `x`: it quantizes the
+//! activations once into the caller's [`Scratch`] (to the type's `vec_dot_type`), then splits
+//! the weight rows over the pool's threads in one [`ThreadPool::run`]. [`matmul_many`] does the
+//! same for several matrices reading one input (Q/K/V, FFN gate+up): one quantization, one
+//! hand-off. Within a thread, rows are walked in cache-sized chunks and each chunk is applied
+//! to every token before moving on, so a batch reads the weights from memory once.
+
+mod acts;
+mod buf;
+mod repack;
+
+pub use acts::Scratch;
+
+use crate::arch::{self, ActKind, PackedFn, QuantizeActsFn, RowsFn, TileFn};
+use crate::isa::Isa;
+use crate::pool::ThreadPool;
+use crate::quant::{GgmlType, KernelError, is_supported, row_bytes};
+use acts::{ActBuf, ActsRef, SyncPtr};
+use buf::AlignedBytes;
+
+/// Rows are dealt to threads in groups of this many (the interleave of repacked layouts).
+const ROW_GROUP: usize = 16;
+
+/// Weight bytes a thread works through for all tokens of a batch before moving on (fits L2).
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Where a matrix's bytes live.
+#[derive(Debug)]
+enum Storage<'a> {
+    /// In the caller's buffer (usually the mapped model file), ggml layout.
+    Borrowed(&'a [u8]),
+    /// Copied into a buffer owned by the matrix, ggml layout.
+    Owned(AlignedBytes),
+    /// Repacked into 16-row groups (see `repack`), owned.
+    Packed(Packed),
+}
+
+/// A repacked matrix: `groups` groups of 16 rows, then the remaining rows in ggml layout.
+struct Packed {
+    buf: AlignedBytes,
+    groups: usize,
+    group_bytes: usize,
+    kernel: PackedFn,
+    max_ny: usize,
+}
+
+impl std::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Packed({} groups of 16 rows, {:?})",
+            self.groups, self.buf
+        )
+    }
+}
+
+/// How a [`Matrix`] is prepared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatrixOptions {
+    /// Whose kernels to use (lowered to what the CPU supports). Default: [`Isa::detected`].
+    pub isa: Isa,
+    /// Copy the weights into the interleaved layout of the level's fast kernels where one exists
+    /// for the type (the matrix then owns its data). Default: true. With `false` the matrix
+    /// always reads the caller's bytes in place.
+    pub repack: bool,
+}
+
+impl Default for MatrixOptions {
+    fn default() -> MatrixOptions {
+        MatrixOptions {
+            isa: Isa::detected(),
+            repack: true,
+        }
+    }
+}
+
+/// A weight matrix in ggml layout: `rows` (output features, ggml `ne1`) × `cols` (input
+/// features, `ne0`, contiguous), of one [`GgmlType`], with its kernels chosen.
+pub struct Matrix<'a> {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    data: Storage<'a>,
+    isa: Isa,
+    kind: ActKind,
+    rows_fn: RowsFn,
+    tile_fn: Option<TileFn>,
+    quantize_fn: Option<QuantizeActsFn>,
+}
+
+impl std::fmt::Debug for Matrix<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Matrix")
+            .field("ty", &self.ty)
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("isa", &self.isa)
+            .field("data", &self.data)
+            .finish()
+    }
+}
+
+impl<'a> Matrix<'a> {
+    /// A `rows × cols` matrix of type `ty` over `data` (`rows` rows of `cols` values each, in
+    /// ggml's block layout) with the default [`MatrixOptions`]: the detected instruction set,
+    /// repacked into its fast layout where the type has one (a copy: `data` is not needed
+    /// afterwards). Checks that the type is supported, that `cols` is a whole number of blocks
+    /// and that `data` has exactly the matrix's size.
+    pub fn new(
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+    ) -> Result<Matrix<'a>, KernelError> {
+        Matrix::with_options(ty, rows, cols, data, MatrixOptions::default())
+    }
+
+    /// As [`Matrix::new`] with explicit options (instruction set, repacking).
+    pub fn with_options(
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+        options: MatrixOptions,
+    ) -> Result<Matrix<'a>, KernelError> {
+        let isa = options.isa.min(Isa::best_supported());
+        let (kind, rows_fn) = match (ActKind::for_weight(ty), arch::rows_kernel(isa, ty)) {
+            (Some(k), Some(f)) if is_supported(ty) => (k, f),
+            _ => return Err(KernelError::UnsupportedType(ty)),
+        };
+        let row_bytes = row_bytes(ty, cols)?;
+        if !cols.is_multiple_of(kind.block()) {
+            return Err(KernelError::PartialBlock { ty, n: cols });
+        }
+        let expected = rows
+            .checked_mul(row_bytes)
+            .ok_or(KernelError::ShapeMismatch("matrix size overflows"))?;
+        if data.len() != expected {
+            return Err(KernelError::LengthMismatch {
+                what: "matrix data",
+                expected,
+                actual: data.len(),
+            });
+        }
+        let packed = match arch::packed_kernel(isa, ty) {
+            Some((kernel, max_ny)) if options.repack && rows >= repack::GROUP => {
+                Some(pack(ty, rows, cols, row_bytes, data, kernel, max_ny))
+            }
+            _ => None,
+        };
+        Ok(Matrix {
+            ty,
+            rows,
+            cols,
+            row_bytes,
+            data: match packed {
+                Some(p) => Storage::Packed(p),
+                None => Storage::Borrowed(data),
+            },
+            isa,
+            kind,
+            rows_fn,
+            tile_fn: arch::tile_kernel(isa, ty),
+            quantize_fn: arch::quantize_acts_kernel(isa, kind),
+        })
+    }
+
+    /// The element type.
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Output features (ggml `ne1`).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input features (ggml `ne0`).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The instruction set whose kernels this matrix uses.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// This matrix without a borrow: a packed or owned matrix is moved, a borrowed one copies
+    /// its bytes (for holding matrices next to the file they came from).
+    pub fn into_owned(self) -> Matrix<'static> {
+        let data = match self.data {
+            Storage::Borrowed(b) => {
+                let mut buf = AlignedBytes::zeroed(b.len());
+                buf.as_mut_slice().copy_from_slice(b);
+                Storage::Owned(buf)
+            }
+            Storage::Owned(b) => Storage::Owned(b),
+            Storage::Packed(p) => Storage::Packed(p),
+        };
+        Matrix {
+            ty: self.ty,
+            rows: self.rows,
+            cols: self.cols,
+            row_bytes: self.row_bytes,
+            data,
+            isa: self.isa,
+            kind: self.kind,
+            rows_fn: self.rows_fn,
+            tile_fn: self.tile_fn,
+            quantize_fn: self.quantize_fn,
+        }
+    }
+
+    /// Whether the weights were repacked into an interleaved layout.
+    pub fn is_packed(&self) -> bool {
+        matches!(self.data, Storage::Packed(_))
+    }
+
+    /// Computes rows `r0..r1` of `y` (row stride `self.rows`) for `n_tokens` activation rows.
+    ///
+    /// # Safety
+    /// `acts` holds `n_tokens` rows of this matrix's activation kind and width; `y` is valid
+    /// for `n_tokens × self.rows` values and no other thread writes rows `r0..r1` of it;
+    /// `r0 ≤ r1 ≤ self.rows`, and `r0` is a multiple of 16.
+    unsafe fn mul_rows(
+        &self,
+        acts: &ActsRef,
+        n_tokens: usize,
+        y: SyncPtr<f32>,
+        r0: usize,
+        r1: usize,
+    ) {
+        match &self.data {
+            // SAFETY: forwarded caller contract.
+            Storage::Borrowed(b) => unsafe {
+                self.mul_plain(b.as_ptr(), acts, n_tokens, y, r0, r1)
+            },
+            // SAFETY: as above.
+            Storage::Owned(b) => unsafe {
+                self.mul_plain(b.as_slice().as_ptr(), acts, n_tokens, y, r0, r1)
+            },
+            Storage::Packed(p) => {
+                let g0 = r0 / repack::GROUP;
+                let g1 = (r1 / repack::GROUP).min(p.groups);
+                // SAFETY: forwarded caller contract; groups `g0..g1` are inside the buffer.
+                unsafe { self.mul_packed(p, acts, n_tokens, y, g0, g1) };
+                let t0 = r0.max(p.groups * repack::GROUP);
+                if t0 < r1 {
+                    // The rows after the last whole group, in ggml layout after the groups.
+                    let tail = p.buf.as_slice()[p.groups * p.group_bytes..].as_ptr();
+                    let base = tail.wrapping_sub(p.groups * repack::GROUP * self.row_bytes);
+                    // SAFETY: `base + r·row_bytes` is inside the tail for rows `t0..r1`.
+                    unsafe { self.mul_plain(base, acts, n_tokens, y, t0, r1) };
+                }
+            }
+        }
+    }
+
+    /// Groups `g0..g1` of a packed matrix: cache-sized chunks of groups, each applied to every
+    /// tile of up to `max_ny` tokens before moving on.
+    ///
+    /// # Safety
+    /// As [`Matrix::mul_rows`] for rows `16·g0..16·g1`.
+    unsafe fn mul_packed(
+        &self,
+        p: &Packed,
+        acts: &ActsRef,
+        n_tokens: usize,
+        y: SyncPtr<f32>,
+        g0: usize,
+        g1: usize,
+    ) {
+        let nb = self.cols / self.ty.block_size() as usize;
+        let chunk = (CHUNK_BYTES / p.group_bytes.max(1)).max(1);
+        let base = p.buf.as_slice().as_ptr();
+        let mut c0 = g0;
+        while c0 < g1 {
+            let c1 = (c0 + chunk).min(g1);
+            let mut t = 0;
+            while t < n_tokens {
+                let ny = p.max_ny.min(n_tokens - t);
+                // SAFETY: groups `c0..c1` are inside the buffer, tokens `t..t + ny` inside the
+                // activations, and the outputs inside `y` (caller).
+                unsafe {
+                    (p.kernel)(
+                        nb,
+                        base.add(c0 * p.group_bytes),
+                        p.group_bytes,
+                        c1 - c0,
+                        acts.tile(t),
+                        ny,
+                        y.0.add(t * self.rows + c0 * repack::GROUP),
+                        self.rows,
+                    );
+                }
+                t += ny;
+            }
+            c0 = c1;
+        }
+    }
+
+    /// Rows `r0..r1` in ggml layout, row `r` at `w + r·row_bytes`.
+    ///
+    /// # Safety
+    /// As [`Matrix::mul_rows`], with rows `r0..r1` readable at `w`.
+    unsafe fn mul_plain(
+        &self,
+        w: *const u8,
+        acts: &ActsRef,
+        n_tokens: usize,
+        y: SyncPtr<f32>,
+        r0: usize,
+        r1: usize,
+    ) {
+        let chunk = (CHUNK_BYTES / self.row_bytes.max(1)).max(4);
+        let mut c0 = r0;
+        while c0 < r1 {
+            let c1 = (c0 + chunk).min(r1);
+            // Float weights in a batch: 4×4 register tiles first, the row kernel for the rest.
+            let (mut t_done, mut r_done) = (0, c0);
+            if let Some(tile) = self.tile_fn
+                && n_tokens >= 4
+            {
+                let x = acts.row(0).f;
+                r_done = c0 + (c1 - c0) / 4 * 4;
+                while t_done + 4 <= n_tokens {
+                    for r in (c0..r_done).step_by(4) {
+                        // SAFETY: rows `r..r + 4` and tokens `t_done..t_done + 4` exist; the
+                        // outputs are this thread's (caller).
+                        unsafe {
+                            tile(
+                                self.cols,
+                                w.wrapping_add(r * self.row_bytes),
+                                self.row_bytes,
+                                x.add(t_done * self.cols),
+                                self.cols,
+                                y.0.add(t_done * self.rows + r),
+                                self.rows,
+                            );
+                        }
+                    }
+                    t_done += 4;
+                }
+            }
+            for t in 0..n_tokens {
+                // Rows the tiles covered for this token are skipped.
+                let c0 = if t < t_done { r_done } else { c0 };
+                if c0 == c1 {
+                    continue;
+                }
+                // SAFETY: rows `c0..c1` lie inside the matrix data; the kernel matches the
+                // type and activation kind (both chosen in `with_options`); the caller guarantees
+                // the activation rows and the output region.
+                unsafe {
+                    (self.rows_fn)(
+                        self.cols,
+                        w.wrapping_add(c0 * self.row_bytes),
+                        self.row_bytes,
+                        c1 - c0,
+                        acts.row(t),
+                        y.0.add(t * self.rows + c0),
+                    );
+                }
+            }
+            c0 = c1;
+        }
+    }
+}
+
+/// `y[t][r] = Σ_c w[r][c]·x[t][c]` for `t < n_tokens`: `x` holds `n_tokens` rows of
+/// `w.cols()` values, `y` receives `n_tokens` rows of `w.rows()` values. `n_tokens == 1` is
+/// the decode mat-vec. Activations are quantized once into `scratch`; the work is one
+/// [`ThreadPool::run`].
+pub fn matmul(
+    pool: &ThreadPool,
+    w: &Matrix<'_>,
+    x: &[f32],
+    n_tokens: usize,
+    y: &mut [f32],
+    scratch: &mut Scratch,
+) -> Result<(), KernelError> {
+    matmul_many(pool, &[w], x, n_tokens, &mut [y], scratch)
+}
+
+/// [`matmul`] for several matrices sharing one input (`ws[i]` writes `ys[i]`): the input is
+/// quantized once per activation form and all products run in a single
+/// [`ThreadPool::run`], each thread taking its share of every matrix's rows.
+pub fn matmul_many(
+    pool: &ThreadPool,
+    ws: &[&Matrix<'_>],
+    x: &[f32],
+    n_tokens: usize,
+    ys: &mut [&mut [f32]],
+    scratch: &mut Scratch,
+) -> Result<(), KernelError> {
+    if ws.len() != ys.len() {
+        return Err(KernelError::ShapeMismatch("one output per matrix"));
+    }
+    if ws.len() > MAX_MANY {
+        return Err(KernelError::ShapeMismatch(
+            "too many matrices in one matmul_many",
+        ));
+    }
+    let Some(first) = ws.first() else {
+        return Ok(());
+    };
+    let cols = first.cols;
+    if ws.iter().any(|w| w.cols != cols) {
+        return Err(KernelError::ShapeMismatch(
+            "matrices sharing an input need equal cols",
+        ));
+    }
+    let expected = n_tokens
+        .checked_mul(cols)
+        .ok_or(KernelError::ShapeMismatch("input size overflows"))?;
+    if x.len() != expected {
+        return Err(KernelError::LengthMismatch {
+            what: "input",
+            expected,
+            actual: x.len(),
+        });
+    }
+    for (w, y) in ws.iter().zip(ys.iter()) {
+        if y.len() != n_tokens * w.rows {
+            return Err(KernelError::LengthMismatch {
+                what: "output",
+                expected: n_tokens * w.rows,
+                actual: y.len(),
+            });
+        }
+    }
+    if n_tokens == 0 {
+        return Ok(());
+    }
+
+    // Quantize once per activation form the matrices need.
+    for kind in [ActKind::Q8, ActKind::Q8K] {
+        if let Some(w) = ws.iter().find(|w| w.kind == kind)
+            && let Some(q) = w.quantize_fn
+        {
+            scratch
+                .buf_mut(kind)
+                .quantize(kind, q, pool, x, n_tokens, cols);
+        }
+    }
+    let acts_for = |kind: ActKind| match kind {
+        ActKind::F32 => ActsRef::f32_rows(x, cols),
+        k => scratch.buf(k).view(),
+    };
+    let jobs: [Option<(ActsRef, SyncPtr<f32>)>; MAX_MANY] = std::array::from_fn(|i| {
+        let w = ws.get(i)?;
+        let y = ys.get_mut(i)?;
+        Some((acts_for(w.kind), SyncPtr(y.as_mut_ptr())))
+    });
+    let jobs = &jobs;
+    pool.run(|ti, nt| {
+        for (w, job) in ws.iter().zip(jobs.iter()) {
+            let Some((acts, y)) = job else { continue };
+            let groups = w.rows.div_ceil(ROW_GROUP);
+            let r0 = (groups * ti / nt * ROW_GROUP).min(w.rows);
+            let r1 = (groups * (ti + 1) / nt * ROW_GROUP).min(w.rows);
+            // SAFETY: `acts` holds `n_tokens` rows of the matrix's kind and width (quantized
+            // above or the checked input), `y` was checked to hold `n_tokens × rows` values, and
+            // threads get disjoint row ranges.
+            unsafe { w.mul_rows(acts, n_tokens, *y, r0, r1) };
+        }
+    });
+    Ok(())
+}
+
+/// Most matrices one [`matmul_many`] call takes.
+pub const MAX_MANY: usize = 8;
+
+/// The dot product of one weight row of type `ty` with `x`, through the same kernels and
+/// activation quantization as [`matmul`] at level `isa`: for tests and one-off products
+/// (it allocates).
+pub fn dot_row(isa: Isa, ty: GgmlType, w_row: &[u8], x: &[f32]) -> Result<f32, KernelError> {
+    let options = MatrixOptions { isa, repack: false };
+    let m = Matrix::with_options(ty, 1, x.len(), w_row, options)?;
+    let mut y = [0.0f32];
+    matmul(&ThreadPool::new(1), &m, x, 1, &mut y, &mut Scratch::new())?;
+    Ok(y[0])
+}
+
+/// One activation row in the 8-bit form kernels read (see [`quantize_activations`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantizedRow {
+    /// One `i8` per value.
+    pub qs: Vec<i8>,
+    /// One scale per block (32 values for `Q8_0`/`Q8_1`, 256 for `Q8_K`).
+    pub d: Vec<f32>,
+    /// Integer sums: one per block of 32 for `Q8_0`/`Q8_1`; for `Q8_K`, 24 per block of 256:
+    /// the sums of each 16 values (ggml's `bsums`), then of each 32.
+    pub sums: Vec<i16>,
+}
+
+/// Quantizes `x` as [`matmul`] does for weights of type `weight_ty` at level `isa` (for tests
+/// and inspection). `None` inside `Ok` means the type's activations stay `f32`.
+pub fn quantize_activations(
+    isa: Isa,
+    weight_ty: GgmlType,
+    x: &[f32],
+) -> Result<Option<QuantizedRow>, KernelError> {
+    let kind = ActKind::for_weight(weight_ty).ok_or(KernelError::UnsupportedType(weight_ty))?;
+    let Some(q) = arch::quantize_acts_kernel(isa, kind) else {
+        return Ok(None);
+    };
+    if !x.len().is_multiple_of(kind.block()) {
+        return Err(KernelError::PartialBlock {
+            ty: weight_ty,
+            n: x.len(),
+        });
+    }
+    let mut buf = ActBuf::default();
+    buf.quantize(kind, q, &ThreadPool::new(1), x, 1, x.len());
+    let v = buf.view();
+    let row = v.row(0);
+    // SAFETY: `quantize` just wrote one row of `x.len()` values of this kind.
+    let (qs, d, sums) = unsafe {
+        (
+            std::slice::from_raw_parts(row.qs, x.len()).to_vec(),
+            std::slice::from_raw_parts(row.d, x.len() / kind.block()).to_vec(),
+            std::slice::from_raw_parts(row.sums, x.len() / kind.block() * kind.sums_per_block())
+                .to_vec(),
+        )
+    };
+    Ok(Some(QuantizedRow { qs, d, sums }))
+}
+
+/// Repacks `rows` rows of `data` into 16-row groups plus a ggml-layout tail.
+fn pack(
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    data: &[u8],
+    kernel: PackedFn,
+    max_ny: usize,
+) -> Packed {
+    let nb = cols / ty.block_size() as usize;
+    let col_bytes = repack::bytes_per_column(ty).unwrap_or(0);
+    let group_bytes = nb * col_bytes;
+    let groups = rows / repack::GROUP;
+    let tail_rows = rows - groups * repack::GROUP;
+    let mut buf = AlignedBytes::zeroed(groups * group_bytes + tail_rows * row_bytes);
+    let out = buf.as_mut_slice();
+    let (packed, tail) = out.split_at_mut(groups * group_bytes);
+    for (g, out) in packed
+        .chunks_exact_mut(group_bytes.max(1))
+        .enumerate()
+        .take(groups)
+    {
+        let first = g * repack::GROUP;
+        let rows: [&[u8]; repack::GROUP] =
+            std::array::from_fn(|r| &data[(first + r) * row_bytes..(first + r + 1) * row_bytes]);
+        repack::repack_group(ty, &rows, nb, out);
+    }
+    tail.copy_from_slice(&data[groups * repack::GROUP * row_bytes..]);
+    Packed {
+        buf,
+        groups,
+        group_bytes,
+        kernel,
+        max_ny,
+    }
+}

@@ -1,0 +1,197 @@
+//! Tensor element formats: the ggml block layouts, conversion to and from `f32`, and the one
+//! per-type table saying what hearth can do with each [`GgmlType`].
+//!
+//! [`dequantize_row`] and [`quantize_row`] convert whole rows (a whole number of blocks);
+//! quantization is ggml's reference round-to-nearest (`quantize_row_*_ref`), the path that
+//! creates model files. [`vec_dot_type`] names the format activations take when they are
+//! multiplied with weights of a type (the `vec_dot_type` of ggml's `type_traits_cpu`): the
+//! matmul code quantizes activations to it once per call. Everything type-specific is declared
+//! in [`traits`]; adding a type means one arm there (and its kernels in `arch`).
+
+// Block code indexes several parallel arrays (values, scales, mins) by one group index.
+#![allow(clippy::needless_range_loop)]
+
+mod blocks;
+mod error;
+mod float;
+mod iq4;
+mod kquants;
+mod legacy;
+
+pub use blocks::*;
+pub use error::KernelError;
+pub use gguf::GgmlType;
+
+pub(crate) use kquants::{q8k_block, unpack_q2k, unpack_q3k, unpack_q4k, unpack_q5k, unpack_q6k};
+pub(crate) use legacy::{q8_block, unpack_nibbles, unpack_q5};
+
+type DequantizeFn = fn(&[u8], &mut [f32]);
+type QuantizeFn = fn(&[f32], &mut [u8]);
+
+/// What hearth knows about one tensor type.
+#[derive(Clone, Copy)]
+pub(crate) struct Traits {
+    /// Row conversion to `f32`; `None` when unsupported.
+    pub dequantize: Option<DequantizeFn>,
+    /// Reference row quantization from `f32`; `None` when unsupported.
+    pub quantize: Option<QuantizeFn>,
+    /// The format activations are converted to for dot products with weights of this type;
+    /// `None` for types that cannot be matmul weights.
+    pub vec_dot_type: Option<GgmlType>,
+}
+
+/// The per-type table. Types not listed are unsupported: files holding them still open, and
+/// every entry point here returns [`KernelError::UnsupportedType`] for them.
+pub(crate) fn traits(ty: GgmlType) -> Traits {
+    use GgmlType as T;
+    let t = |dq: DequantizeFn, q: QuantizeFn, vdt: Option<GgmlType>| Traits {
+        dequantize: Some(dq),
+        quantize: Some(q),
+        vec_dot_type: vdt,
+    };
+    match ty {
+        T::F32 => t(float::dequantize_f32, float::quantize_f32, Some(T::F32)),
+        // Half-precision weights dot against f32 activations (exact products, f32 sums), not
+        // against f16-rounded ones as ggml does.
+        T::F16 => t(float::dequantize_f16, float::quantize_f16, Some(T::F32)),
+        T::BF16 => t(float::dequantize_bf16, float::quantize_bf16, Some(T::F32)),
+        T::Q4_0 => t(
+            legacy::dequantize_q4_0,
+            legacy::quantize_q4_0,
+            Some(T::Q8_0),
+        ),
+        T::Q4_1 => t(
+            legacy::dequantize_q4_1,
+            legacy::quantize_q4_1,
+            Some(T::Q8_1),
+        ),
+        T::Q5_0 => t(
+            legacy::dequantize_q5_0,
+            legacy::quantize_q5_0,
+            Some(T::Q8_0),
+        ),
+        T::Q5_1 => t(
+            legacy::dequantize_q5_1,
+            legacy::quantize_q5_1,
+            Some(T::Q8_1),
+        ),
+        T::Q8_0 => t(
+            legacy::dequantize_q8_0,
+            legacy::quantize_q8_0,
+            Some(T::Q8_0),
+        ),
+        // Activation-only formats: convertible, not usable as weights.
+        T::Q8_1 => t(legacy::dequantize_q8_1, legacy::quantize_q8_1, None),
+        T::Q8_K => t(kquants::dequantize_q8_k, kquants::quantize_q8_k, None),
+        T::Q2_K => t(
+            kquants::dequantize_q2_k,
+            kquants::quantize_q2_k,
+            Some(T::Q8_K),
+        ),
+        T::Q3_K => t(
+            kquants::dequantize_q3_k,
+            kquants::quantize_q3_k,
+            Some(T::Q8_K),
+        ),
+        T::Q4_K => t(
+            kquants::dequantize_q4_k,
+            kquants::quantize_q4_k,
+            Some(T::Q8_K),
+        ),
+        T::Q5_K => t(
+            kquants::dequantize_q5_k,
+            kquants::quantize_q5_k,
+            Some(T::Q8_K),
+        ),
+        T::Q6_K => t(
+            kquants::dequantize_q6_k,
+            kquants::quantize_q6_k,
+            Some(T::Q8_K),
+        ),
+        T::IQ4_NL => t(iq4::dequantize_iq4_nl, iq4::quantize_iq4_nl, Some(T::Q8_0)),
+        T::IQ4_XS => t(iq4::dequantize_iq4_xs, iq4::quantize_iq4_xs, Some(T::Q8_K)),
+        // Not implemented yet (each needs its dequantizer, quantizer and dot kernels):
+        T::IQ2_XXS
+        | T::IQ2_XS
+        | T::IQ2_S
+        | T::IQ3_XXS
+        | T::IQ3_S
+        | T::IQ1_S
+        | T::IQ1_M
+        | T::TQ1_0
+        | T::TQ2_0
+        | T::MXFP4
+        | T::NVFP4
+        | T::Q1_0
+        | T::Q2_0
+        | T::I8
+        | T::I16
+        | T::I32
+        | T::I64
+        | T::F64 => Traits {
+            dequantize: None,
+            quantize: None,
+            vec_dot_type: None,
+        },
+    }
+}
+
+/// Whether weights of type `ty` can be used for computation here: dequantized, quantized and
+/// multiplied (a [`crate::matmul::Matrix`] of this type can be made).
+pub fn is_supported(ty: GgmlType) -> bool {
+    traits(ty).vec_dot_type.is_some()
+}
+
+/// The format activations are quantized to for dot products with weights of type `ty`
+/// (`Q4_0` → `Q8_0`, `Q4_1` → `Q8_1`, k-quants → `Q8_K`, float types → `F32`), or `None`
+/// when `ty` cannot be a matmul weight.
+pub fn vec_dot_type(ty: GgmlType) -> Option<GgmlType> {
+    traits(ty).vec_dot_type
+}
+
+/// Bytes taken by a row of `n` values of type `ty`.
+pub fn row_bytes(ty: GgmlType, n: usize) -> Result<usize, KernelError> {
+    let block = ty.block_size() as usize;
+    if !n.is_multiple_of(block) {
+        return Err(KernelError::PartialBlock { ty, n });
+    }
+    (n / block)
+        .checked_mul(ty.type_size() as usize)
+        .ok_or(KernelError::PartialBlock { ty, n })
+}
+
+/// Converts `src` (whole blocks of `ty`) to `f32` values in `dst`; `dst.len()` gives the
+/// number of values. Supported: every type with [`is_supported`] plus `Q8_1` and `Q8_K`.
+pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), KernelError> {
+    let f = traits(ty)
+        .dequantize
+        .ok_or(KernelError::UnsupportedType(ty))?;
+    let bytes = row_bytes(ty, dst.len())?;
+    if src.len() != bytes {
+        return Err(KernelError::LengthMismatch {
+            what: "quantized row",
+            expected: bytes,
+            actual: src.len(),
+        });
+    }
+    f(src, dst);
+    Ok(())
+}
+
+/// Quantizes `src` to `ty` into `dst` (ggml's reference round-to-nearest); `src.len()` must be
+/// a whole number of blocks and `dst` exactly the row's size in bytes.
+pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), KernelError> {
+    let f = traits(ty)
+        .quantize
+        .ok_or(KernelError::UnsupportedType(ty))?;
+    let bytes = row_bytes(ty, src.len())?;
+    if dst.len() != bytes {
+        return Err(KernelError::LengthMismatch {
+            what: "quantized row",
+            expected: bytes,
+            actual: dst.len(),
+        });
+    }
+    f(src, dst);
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! Mat-vec and mat-mat against a naive f64 product on the dequantized weights (NMSE ≤ 5e-4,
+//! test-backend-ops' bound), at every instruction-set level, 1 and 2 threads; `matmul_many`
+//! against separate calls; shape errors.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
+use crate::dot_reference::{WEIGHT_TYPES, random_row};
+use crate::quant_util::{Rng, nmse};
+use kernels::isa::Isa;
+use kernels::matmul::{Matrix, MatrixOptions, Scratch, matmul, matmul_many};
+use kernels::pool::ThreadPool;
+use kernels::quant::{GgmlType, KernelError, dequantize_row, row_bytes};
+
+/// `y[t][r] = Σ_c W[r][c]·x[t][c]` in f64 over the dequantized weights.
+pub fn naive(
+    ty: GgmlType,
+    w: &[u8],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    n_tokens: usize,
+) -> Vec<f32> {
+    let rb = row_bytes(ty, cols).unwrap();
+    let mut wf = vec![0.0f32; rows * cols];
+    for r in 0..rows {
+        dequantize_row(
+            ty,
+            &w[r * rb..(r + 1) * rb],
+            &mut wf[r * cols..(r + 1) * cols],
+        )
+        .unwrap();
+    }
+    let mut y = vec![0.0f32; n_tokens * rows];
+    for t in 0..n_tokens {
+        for r in 0..rows {
+            let s: f64 = (0..cols)
+                .map(|c| f64::from(wf[r * cols + c]) * f64::from(x[t * cols + c]))
+                .sum();
+            y[t * rows + r] = s as f32;
+        }
+    }
+    y
+}
+
+pub fn random_matrix(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
+    (0..rows).flat_map(|_| random_row(rng, ty, cols)).collect()
+}
+
+#[test]
+fn matmul_matches_naive_product_for_every_type_level_and_thread_count() {
+    let mut rng = Rng::new(11);
+    let pools = [ThreadPool::new(1), ThreadPool::new(2)];
+    for &ty in WEIGHT_TYPES {
+        // Float types take any width: 100 exercises the masked tails.
+        let cols = match ty.block_size() {
+            256 => 512,
+            1 => 100,
+            _ => 96,
+        };
+        for rows in [37, 64] {
+            let w = random_matrix(&mut rng, ty, rows, cols);
+            for n_tokens in [1, 3, 8, 20] {
+                let x = rng.normals(n_tokens * cols);
+                let reference = naive(ty, &w, rows, cols, &x, n_tokens);
+                for (isa, repack) in Isa::all_supported()
+                    .into_iter()
+                    .flat_map(|i| [(i, false), (i, true)])
+                {
+                    let m = Matrix::with_options(ty, rows, cols, &w, MatrixOptions { isa, repack })
+                        .unwrap();
+                    for pool in &pools {
+                        let mut y = vec![f32::NAN; n_tokens * rows];
+                        matmul(pool, &m, &x, n_tokens, &mut y, &mut Scratch::new()).unwrap();
+                        let e = nmse(&reference, &y);
+                        assert!(
+                            e <= 5e-4,
+                            "{ty} {rows}x{cols} tokens={n_tokens} {} packed={} threads={}: nmse {e}",
+                            isa.name(),
+                            m.is_packed(),
+                            pool.n_threads()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_many_equals_separate_calls() {
+    let mut rng = Rng::new(12);
+    let pool = ThreadPool::new(2);
+    let cols = 512;
+    let specs = [
+        (GgmlType::Q4_K, 48),
+        (GgmlType::Q5_0, 20),
+        (GgmlType::Q8_0, 64),
+        (GgmlType::F16, 5),
+    ];
+    let data: Vec<Vec<u8>> = specs
+        .iter()
+        .map(|&(ty, rows)| random_matrix(&mut rng, ty, rows, cols))
+        .collect();
+    let ms: Vec<Matrix> = specs
+        .iter()
+        .zip(&data)
+        .map(|(&(ty, rows), d)| Matrix::new(ty, rows, cols, d).unwrap())
+        .collect();
+    for n_tokens in [1, 5] {
+        let x = rng.normals(n_tokens * cols);
+        let mut scratch = Scratch::with_capacity(8, cols);
+        let mut outs: Vec<Vec<f32>> = ms.iter().map(|m| vec![0.0; n_tokens * m.rows()]).collect();
+        {
+            let mut ys: Vec<&mut [f32]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+            let refs: Vec<&Matrix> = ms.iter().collect();
+            matmul_many(&pool, &refs, &x, n_tokens, &mut ys, &mut scratch).unwrap();
+        }
+        for (m, got) in ms.iter().zip(&outs) {
+            let mut y = vec![0.0; n_tokens * m.rows()];
+            matmul(&pool, m, &x, n_tokens, &mut y, &mut scratch).unwrap();
+            assert_eq!(&y, got, "{}", m.ty());
+        }
+    }
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let w = vec![0u8; 4 * 18];
+    assert!(matches!(
+        Matrix::new(GgmlType::Q4_0, 4, 32, &w[1..]),
+        Err(KernelError::LengthMismatch { .. })
+    ));
+    assert_eq!(
+        Matrix::new(GgmlType::Q4_K, 1, 32, &[0; 18]).unwrap_err(),
+        KernelError::PartialBlock {
+            ty: GgmlType::Q4_K,
+            n: 32
+        }
+    );
+    assert_eq!(
+        Matrix::new(GgmlType::IQ2_XXS, 1, 256, &[0; 66]).unwrap_err(),
+        KernelError::UnsupportedType(GgmlType::IQ2_XXS)
+    );
+    let m = Matrix::new(GgmlType::Q4_0, 4, 32, &w).unwrap();
+    let pool = ThreadPool::new(1);
+    let mut s = Scratch::new();
+    assert!(matmul(&pool, &m, &[0.0; 31], 1, &mut [0.0; 4], &mut s).is_err());
+    assert!(matmul(&pool, &m, &[0.0; 32], 1, &mut [0.0; 3], &mut s).is_err());
+    assert!(matmul(&pool, &m, &[0.0; 64], 2, &mut [0.0; 8], &mut s).is_ok());
+    let other = Matrix::new(GgmlType::F32, 1, 16, &[0; 64]).unwrap();
+    assert!(
+        matmul_many(
+            &pool,
+            &[&m, &other],
+            &[0.0; 32],
+            1,
+            &mut [&mut [0.0; 4], &mut [0.0; 1]],
+            &mut s
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn packed_kernels_match_scalar_row_kernels_closely() {
+    // Same quantized activations, same integer sums: only the float summation order differs,
+    // so the interleaved kernels must agree with the scalar ones far below the NMSE bound.
+    let mut rng = Rng::new(13);
+    let pool = ThreadPool::new(2);
+    let mut packed_seen = 0;
+    for &ty in WEIGHT_TYPES {
+        let cols = match ty.block_size() {
+            256 => 768,
+            1 => 150,
+            _ => 160,
+        };
+        let rows = 53;
+        let w = random_matrix(&mut rng, ty, rows, cols);
+        let scalar = Matrix::with_options(
+            ty,
+            rows,
+            cols,
+            &w,
+            MatrixOptions {
+                isa: Isa::Generic,
+                repack: false,
+            },
+        )
+        .unwrap();
+        let best = Matrix::new(ty, rows, cols, &w).unwrap();
+        packed_seen += usize::from(best.is_packed());
+        for n_tokens in [1, 2, 5, 8, 11] {
+            let x = rng.normals(n_tokens * cols);
+            let mut want = vec![0.0; n_tokens * rows];
+            let mut got = vec![0.0; n_tokens * rows];
+            matmul(&pool, &scalar, &x, n_tokens, &mut want, &mut Scratch::new()).unwrap();
+            matmul(&pool, &best, &x, n_tokens, &mut got, &mut Scratch::new()).unwrap();
+            let e = nmse(&want, &got);
+            assert!(
+                e <= 1e-10,
+                "{ty} tokens={n_tokens} packed={}: nmse {e}",
+                best.is_packed()
+            );
+        }
+    }
+    if Isa::detected() == Isa::Avx512 && Isa::has_vnni() {
+        assert!(packed_seen >= 9, "only {packed_seen} types packed");
+    }
+}
+
+#[test]
+fn owned_matrices_compute_the_same() {
+    let mut rng = Rng::new(14);
+    let pool = ThreadPool::new(2);
+    for ty in [GgmlType::Q4_1, GgmlType::F16, GgmlType::Q6_K] {
+        let cols = 512;
+        let w = random_matrix(&mut rng, ty, 40, cols);
+        let x = rng.normals(3 * cols);
+        let borrowed = Matrix::with_options(
+            ty,
+            40,
+            cols,
+            &w,
+            MatrixOptions {
+                isa: Isa::detected(),
+                repack: false,
+            },
+        )
+        .unwrap();
+        let mut want = vec![0.0; 3 * 40];
+        matmul(&pool, &borrowed, &x, 3, &mut want, &mut Scratch::new()).unwrap();
+        let owned: Matrix<'static> = borrowed.into_owned();
+        let packed: Matrix<'static> = Matrix::new(ty, 40, cols, &w).unwrap().into_owned();
+        drop(w);
+        for m in [owned, packed] {
+            let mut got = vec![0.0; 3 * 40];
+            matmul(&pool, &m, &x, 3, &mut got, &mut Scratch::new()).unwrap();
+            assert!(nmse(&want, &got) <= 1e-10, "{ty} packed={}", m.is_packed());
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Reference quantization round trips within ggml's error budgets (`tests/test-quantize-fns.cpp`:
+//! RMSE-like total error < 0.002, 0.004 for 3-bit, 0.0075 for 2-bit), for every type —
+//! including the k-quants and IQ4 types the Python package cannot quantize.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
+use crate::quant_util::synthetic;
+use kernels::quant::{GgmlType, dequantize_row, quantize_row, row_bytes};
+
+/// ggml's `array_rmse`: sqrt(Σ diff²) / n.
+fn total_error(a: &[f32], b: &[f32]) -> f32 {
+    let sum: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum();
+    sum.sqrt() as f32 / a.len() as f32
+}
+
+pub fn budget(ty: GgmlType) -> f32 {
+    match ty {
+        GgmlType::Q2_K => 0.0075,
+        GgmlType::Q3_K => 0.0040,
+        _ => 0.002,
+    }
+}
+
+#[test]
+fn round_trip_within_ggml_budgets() {
+    let x = synthetic(32 * 128, 0.0);
+    for ty in [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q8_1,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::Q8_K,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
+    ] {
+        let mut q = vec![0u8; row_bytes(ty, x.len()).unwrap()];
+        quantize_row(ty, &x, &mut q).unwrap();
+        let mut y = vec![0.0f32; x.len()];
+        dequantize_row(ty, &q, &mut y).unwrap();
+        let err = total_error(&x, &y);
+        assert!(
+            err < budget(ty),
+            "{ty}: total error {err} over budget {}",
+            budget(ty)
+        );
+    }
+}
+
+#[test]
+fn k_quants_beat_their_plain_counterparts_on_normal_data() {
+    // The k-quant search for scales must do at least as well as the simple 32-value formats of
+    // the same width: a check that the scale search is wired right, not only within budget.
+    let mut rng = crate::quant_util::Rng::new(7);
+    let x = rng.normals(256 * 16);
+    let err = |ty: GgmlType| {
+        let mut q = vec![0u8; row_bytes(ty, x.len()).unwrap()];
+        quantize_row(ty, &x, &mut q).unwrap();
+        let mut y = vec![0.0f32; x.len()];
+        dequantize_row(ty, &q, &mut y).unwrap();
+        crate::quant_util::nmse(&x, &y)
+    };
+    assert!(err(GgmlType::Q4_K) < err(GgmlType::Q4_0), "q4_K vs q4_0");
+    assert!(err(GgmlType::Q5_K) < err(GgmlType::Q5_0), "q5_K vs q5_0");
+    assert!(err(GgmlType::Q6_K) < err(GgmlType::Q5_K), "q6_K vs q5_K");
+    assert!(err(GgmlType::Q3_K) < err(GgmlType::Q2_K), "q3_K vs q2_K");
+    assert!(
+        err(GgmlType::IQ4_XS) < err(GgmlType::Q4_0),
+        "iq4_xs vs q4_0"
+    );
+    assert!(
+        err(GgmlType::IQ4_NL) < err(GgmlType::Q4_0),
+        "iq4_nl vs q4_0"
+    );
+}
