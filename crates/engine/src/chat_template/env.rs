@@ -81,7 +81,7 @@ pub(crate) fn environment(limits: &Limits) -> Result<Environment<'static>, Error
     for (name, builtin) in lazy {
         env.add_filter(name, move |state: &mut State, args: Rest<ValueOrKwargs>| {
             let list = builtin.call(state, &args.into_values())?;
-            Ok::<_, Error>(Generator::new(list.try_iter()?.collect()))
+            Ok::<_, Error>(Generator::value(list.try_iter()?.collect()))
         });
     }
     env.add_filter("int", py_int);
@@ -214,10 +214,10 @@ fn python_method(
         Err(e) if e.kind() == ErrorKind::UnknownMethod => {}
         other => return other,
     }
-    if let Some(s) = value.as_str() {
-        if let Some(v) = string_method(s, method, args)? {
-            return Ok(v);
-        }
+    if let Some(s) = value.as_str()
+        && let Some(v) = string_method(s, method, args)?
+    {
+        return Ok(v);
     }
     Err(Error::new(
         ErrorKind::UnknownMethod,

@@ -9,8 +9,15 @@
 //! ([`ChatTemplate::builtin_for_arch`]).
 //!
 //! Templates come from downloaded files and are hostile until proven otherwise: rendering runs
-//! under [`Limits`] (work, output size, recursion) and every failure, including a template's own
-//! `raise_exception`, is a [`TemplateError`], never a panic or a hang.
+//! under [`Limits`] (work, output size, recursion) on a thread of its own, and every failure,
+//! including a template's own `raise_exception`, is a [`TemplateError`], not a panic or a hang.
+//!
+//! One hole remains in MiniJinja 3.1 itself: list `+` is lazy and charged no fuel, so a template
+//! that doubles a list in a loop (`{% set ns.l = ns.l + ns.l %}`) builds 2^32 items in 32 cheap
+//! steps; past that depth MiniJinja flattens the list eagerly, without fuel, and runs out of
+//! memory, and several of its built-in filters (`list`, `sort`, `sum`, `last`) walk such a list
+//! without charging per item. Our own code (printing, `tojson`, `string`) walks lists lazily under
+//! the output cap. The fix belongs upstream: charge the length of a concatenation as it is made.
 
 mod builtin;
 mod clock;

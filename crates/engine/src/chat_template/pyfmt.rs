@@ -15,7 +15,8 @@ use minijinja::value::{Enumerator, Object, ObjectRepr, Value, ValueKind};
 pub(crate) struct Generator(Mutex<Option<Vec<Value>>>);
 
 impl Generator {
-    pub(crate) fn new(items: Vec<Value>) -> Value {
+    /// A template value holding a generator over `items`.
+    pub(crate) fn value(items: Vec<Value>) -> Value {
         Value::from_object(Generator(Mutex::new(Some(items))))
     }
 }

@@ -30,6 +30,15 @@ enum Expect {
     Error(String),
 }
 
+impl std::fmt::Display for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expect::Output(o) => write!(f, "{o:?}"),
+            Expect::Error(e) => write!(f, "an error ({e})"),
+        }
+    }
+}
+
 fn expectation(v: &Json) -> Expect {
     match (v.get("output"), v.get("error")) {
         (Some(o), _) => Expect::Output(o.as_str().unwrap().to_owned()),
@@ -131,7 +140,7 @@ fn check_reference(file: &str) -> (usize, usize, Vec<(String, String, String)>) 
                 _ => failures.push((
                     name.clone(),
                     conv_name.clone(),
-                    format!("{name} × {conv_name}:\n  want {want:?}\n  got  {got:?}"),
+                    format!("{name} × {conv_name}:\n  want {want}\n  got  {got:?}"),
                 )),
             }
         }
