@@ -312,10 +312,16 @@ impl ChatTemplate {
             .saturating_add(BASE_STACK_BYTES)
             .min(MAX_STACK_BYTES);
         std::thread::scope(|scope| {
-            let handle = std::thread::Builder::new()
-                .name("chat-template".into())
-                .stack_size(stack)
-                .spawn_scoped(scope, || self.render_on_this_thread(req))
+            // Where address space is tight (overcommit disabled), fall back to a smaller stack:
+            // enough for any real template, short only for a hostile one nesting values deeply.
+            let spawn = |size: usize| {
+                std::thread::Builder::new()
+                    .name("chat-template".into())
+                    .stack_size(size)
+                    .spawn_scoped(scope, || self.render_on_this_thread(req))
+            };
+            let handle = spawn(stack)
+                .or_else(|_| spawn(FALLBACK_STACK_BYTES))
                 .map_err(|e| {
                     TemplateError::Limit(format!("cannot start the render thread: {e}"))
                 })?;
@@ -372,6 +378,7 @@ impl ChatTemplate {
 const BASE_STACK_BYTES: usize = 16 << 20;
 const STACK_BYTES_PER_FUEL: usize = 24;
 const MAX_STACK_BYTES: usize = 4 << 30;
+const FALLBACK_STACK_BYTES: usize = 64 << 20;
 
 /// An `io::Write` into memory that fails once the output passes `cap` bytes, which stops the
 /// render there.
