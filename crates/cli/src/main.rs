@@ -29,6 +29,8 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Show the token ids a model's tokenizer gives a text (like llama-tokenize)
     Tokenize(cmd::tokenize::Args),
+    /// Render a conversation with a model's chat template and print the prompt
+    Template(cmd::template::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +41,7 @@ fn main() -> std::process::ExitCode {
         Command::Chat(a) => cmd::chat::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),
+        Command::Template(a) => cmd::template::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

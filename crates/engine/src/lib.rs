@@ -8,7 +8,8 @@
 #![forbid(unsafe_code)]
 
 pub mod arch;
-
+pub mod chat;
+pub mod chat_template;
 mod compute;
 pub mod context;
 pub mod generate;

@@ -5,4 +5,5 @@ pub mod bench;
 pub mod chat;
 pub mod common;
 pub mod run;
+pub mod template;
 pub mod tokenize;
