@@ -32,7 +32,10 @@ pub fn template(model: &Model) -> Result<(ChatTemplate, String), TemplateError> 
         Some(source) => Ok((ChatTemplate::new(source)?, "model".to_owned())),
         None => {
             let (t, name) = ChatTemplate::builtin_for_arch(model.info.arch.name());
-            Ok((t, format!("built-in {name} (the file has no chat template)")))
+            Ok((
+                t,
+                format!("built-in {name} (the file has no chat template)"),
+            ))
         }
     }
 }
@@ -44,7 +47,14 @@ pub fn render(
     add_generation_prompt: bool,
 ) -> Result<Rendered, TemplateError> {
     let (tmpl, template_name) = template(model)?;
-    render_with(model, &tmpl, template_name, messages, None, add_generation_prompt)
+    render_with(
+        model,
+        &tmpl,
+        template_name,
+        messages,
+        None,
+        add_generation_prompt,
+    )
 }
 
 /// [`render`] with a given template and tool definitions.
@@ -69,11 +79,17 @@ pub fn render_with(
     };
     let text = tmpl.render(&req)?;
     let tokens = tokenize_prompt(tok, &text, messages, &bos);
-    Ok(Rendered { text, tokens, template_name })
+    Ok(Rendered {
+        text,
+        tokens,
+        template_name,
+    })
 }
 
 fn token_text(tok: &Tokenizer, id: Option<u32>) -> String {
-    id.and_then(|id| tok.token_text(id)).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
+    id.and_then(|id| tok.token_text(id))
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default()
 }
 
 /// Tokenizes a rendered prompt: BOS as the model asks (not twice when the template already
@@ -109,7 +125,9 @@ fn plain_spans(tok: &Tokenizer, text: &str, messages: &[Message]) -> Vec<Range<u
         if content.is_empty() {
             continue;
         }
-        let Some(i) = text[from..].find(content) else { continue };
+        let Some(i) = text[from..].find(content) else {
+            continue;
+        };
         let span = from + i..from + i + content.len();
         from = span.end;
         if tok.encode(content, false, true) != tok.encode(content, false, false) {

@@ -36,9 +36,14 @@ fn matrix<'m>(model: &'m Model, w: &'m MatRef) -> Option<KernelMatrix<'m>> {
     if let Some(p) = &w.packed {
         return Some(KernelMatrix::Packed(p));
     }
-    let options = MatrixOptions { repack: false, ..MatrixOptions::default() };
+    let options = MatrixOptions {
+        repack: false,
+        ..MatrixOptions::default()
+    };
     // The same construction succeeded when the model was loaded.
-    Matrix::with_options(w.ty, w.rows, w.cols, model.mat_data(w), options).ok().map(KernelMatrix::View)
+    Matrix::with_options(w.ty, w.rows, w.cols, model.mat_data(w), options)
+        .ok()
+        .map(KernelMatrix::View)
 }
 
 /// `y[t][r] = Σ_c W[r][c] · x[t][c]` for `n` rows of `x`.
@@ -75,9 +80,14 @@ pub fn matmul_many(
         (Some(a), Some(b), Some(c)) if ws.len() == 3 => {
             kernels::matmul::matmul_many(pool, &[&a, &b, &c], x, n, ys, scratch)
         }
-        _ => Err(kernels::quant::KernelError::ShapeMismatch("one to three matrices")),
+        _ => Err(kernels::quant::KernelError::ShapeMismatch(
+            "one to three matrices",
+        )),
     };
-    debug_assert!(result.is_ok(), "matmul shapes were checked at load: {result:?}");
+    debug_assert!(
+        result.is_ok(),
+        "matmul shapes were checked at load: {result:?}"
+    );
 }
 
 /// Row `row` of a weight matrix as f32 (the embedding lookup).

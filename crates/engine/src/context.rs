@@ -30,13 +30,19 @@ pub struct ContextParams {
 
 impl Default for ContextParams {
     fn default() -> Self {
-        ContextParams { n_ctx: 4096, n_batch: 512, n_threads: default_threads() }
+        ContextParams {
+            n_ctx: 4096,
+            n_batch: 512,
+            n_threads: default_threads(),
+        }
     }
 }
 
 /// One thread per available core.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Rows of logits computed at once when every position's logits are wanted.
@@ -58,7 +64,11 @@ pub enum ContextError {
     #[error("invalid context setting: {0}")]
     BadParams(String),
     #[error("the context is full: {n_past} of {n_ctx} positions used, {n_new} more needed")]
-    ContextFull { n_past: usize, n_new: usize, n_ctx: usize },
+    ContextFull {
+        n_past: usize,
+        n_new: usize,
+        n_ctx: usize,
+    },
     #[error("token id {id} is outside the vocabulary of {n_vocab} tokens")]
     InvalidToken { id: u32, n_vocab: usize },
     #[error("nothing to decode: no tokens given")]
@@ -124,18 +134,32 @@ impl Context {
             return bad("the batch size must be at least 1".into());
         }
         if params.n_threads == 0 || params.n_threads > 1024 {
-            return bad(format!("{} threads is not a usable thread count", params.n_threads));
+            return bad(format!(
+                "{} threads is not a usable thread count",
+                params.n_threads
+            ));
         }
         const MAX_CTX: usize = 1 << 22;
         if params.n_ctx > MAX_CTX {
-            return bad(format!("context size {} is above the limit of {MAX_CTX}", params.n_ctx));
+            return bad(format!(
+                "context size {} is above the limit of {MAX_CTX}",
+                params.n_ctx
+            ));
         }
         let hp = &model.hparams;
         let nb = params.n_batch.min(params.n_ctx);
         let st = State {
             pool: ThreadPool::new(params.n_threads),
-            scratch: MatmulScratch::with_capacity(nb.max(OUTPUT_CHUNK), hp.n_embd.max(hp.n_ff).max(hp.n_embd_q())),
-            kv: KvCache::new(hp.n_layer, params.n_ctx, hp.n_embd_k_gqa(), hp.n_embd_v_gqa()),
+            scratch: MatmulScratch::with_capacity(
+                nb.max(OUTPUT_CHUNK),
+                hp.n_embd.max(hp.n_ff).max(hp.n_embd_q()),
+            ),
+            kv: KvCache::new(
+                hp.n_layer,
+                params.n_ctx,
+                hp.n_embd_k_gqa(),
+                hp.n_embd_v_gqa(),
+            ),
             x: vec![0.0; nb * hp.n_embd],
             h: vec![0.0; nb * hp.n_embd],
             q: vec![0.0; nb * hp.n_embd_q()],
@@ -154,9 +178,18 @@ impl Context {
                 params.n_ctx,
             ),
         };
-        let params = ContextParams { n_batch: nb, ..params };
+        let params = ContextParams {
+            n_batch: nb,
+            ..params
+        };
         let tokens = Vec::with_capacity(params.n_ctx);
-        Ok(Context { model, params, st, tokens, last_logits: 0..0 })
+        Ok(Context {
+            model,
+            params,
+            st,
+            tokens,
+            last_logits: 0..0,
+        })
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -213,9 +246,14 @@ impl Context {
         }
         let mut done = 0;
         for chunk in tokens.chunks(self.params.n_batch) {
-            let batch = Batch { tokens: chunk, pos0: self.n_past() };
+            let batch = Batch {
+                tokens: chunk,
+                pos0: self.n_past(),
+            };
             self.st.positions.clear();
-            self.st.positions.extend((batch.pos0..batch.pos0 + chunk.len()).map(|p| p as i32));
+            self.st
+                .positions
+                .extend((batch.pos0..batch.pos0 + chunk.len()).map(|p| p as i32));
             arch::forward(&self.model, &mut self.st, &batch);
             self.tokens.extend_from_slice(chunk);
             let is_final = done + chunk.len() == tokens.len();
@@ -228,7 +266,13 @@ impl Context {
                 let r = start..(start + OUTPUT_CHUNK).min(rows.end);
                 self.head(r.clone());
                 if outputs == Outputs::All {
-                    for (i, row) in self.st.logits.chunks_exact(n_vocab).take(r.len()).enumerate() {
+                    for (i, row) in self
+                        .st
+                        .logits
+                        .chunks_exact(n_vocab)
+                        .take(r.len())
+                        .enumerate()
+                    {
                         on_logits(done + r.start + i, row);
                     }
                 }
@@ -259,6 +303,14 @@ impl Context {
         let x = &st.x[rows.start * hp.n_embd..rows.end * hp.n_embd];
         let h = &mut st.head_in[..n * hp.n_embd];
         compute::rms_norm(x, norm, hp.rms_eps, h);
-        compute::matmul(&st.pool, &mut st.scratch, model, lm_head, h, n, &mut st.logits[..n * hp.n_vocab]);
+        compute::matmul(
+            &st.pool,
+            &mut st.scratch,
+            model,
+            lm_head,
+            h,
+            n,
+            &mut st.logits[..n * hp.n_vocab],
+        );
     }
 }

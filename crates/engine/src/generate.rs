@@ -61,7 +61,11 @@ impl Timings {
 }
 
 fn per_second(n: usize, t: Duration) -> f64 {
-    if t.is_zero() { 0.0 } else { n as f64 / t.as_secs_f64() }
+    if t.is_zero() {
+        0.0
+    } else {
+        n as f64 / t.as_secs_f64()
+    }
 }
 
 /// The result of one generation.
@@ -143,17 +147,28 @@ pub fn generate_with(
     let model = ctx.model().clone();
     let tok = &model.tokenizer;
     // Reuse the cached prefix, but always evaluate at least the last prompt token for logits.
-    let common = ctx.tokens().iter().zip(prompt).take_while(|(a, b)| a == b).count();
+    let common = ctx
+        .tokens()
+        .iter()
+        .zip(prompt)
+        .take_while(|(a, b)| a == b)
+        .count();
     let reuse = common.min(prompt.len() - 1);
     ctx.truncate(reuse);
-    let mut timings = Timings { prompt_tokens: prompt.len(), ..Timings::default() };
+    let mut timings = Timings {
+        prompt_tokens: prompt.len(),
+        ..Timings::default()
+    };
     let t0 = Instant::now();
     ctx.decode(&prompt[reuse..])?;
     timings.prompt_evaluated = prompt.len() - reuse;
     timings.prompt_time = t0.elapsed();
 
     let mut detok = tok.detokenizer(false);
-    let mut stops = StopMatcher { stops: params.stop.clone(), pending: String::new() };
+    let mut stops = StopMatcher {
+        stops: params.stop.clone(),
+        pending: String::new(),
+    };
     let mut text = String::new();
     let mut tokens = Vec::new();
     let t1 = Instant::now();
@@ -195,7 +210,12 @@ pub fn generate_with(
     }
     timings.generated_tokens = tokens.len();
     timings.generation_time = t1.elapsed();
-    Ok(Generation { text, tokens, stop_reason: reason, timings })
+    Ok(Generation {
+        text,
+        tokens,
+        stop_reason: reason,
+        timings,
+    })
 }
 
 #[cfg(test)]
@@ -203,7 +223,10 @@ mod tests {
     use super::StopMatcher;
 
     fn run(stops: &[&str], pieces: &[&str]) -> (String, Option<String>) {
-        let mut m = StopMatcher { stops: stops.iter().map(|s| s.to_string()).collect(), pending: String::new() };
+        let mut m = StopMatcher {
+            stops: stops.iter().map(|s| s.to_string()).collect(),
+            pending: String::new(),
+        };
         let mut out = String::new();
         for p in pieces {
             let (o, hit) = m.push(p);
@@ -218,7 +241,10 @@ mod tests {
 
     #[test]
     fn stop_string_split_across_pieces_is_not_leaked() {
-        assert_eq!(run(&["</s>"], &["Hello <", "/", "s> more"]), ("Hello ".into(), Some("</s>".into())));
+        assert_eq!(
+            run(&["</s>"], &["Hello <", "/", "s> more"]),
+            ("Hello ".into(), Some("</s>".into()))
+        );
     }
 
     #[test]

@@ -20,8 +20,12 @@ impl KvCache {
             n_ctx,
             k_width,
             v_width,
-            k: (0..n_layer).map(|_| vec![f16::ZERO; n_ctx * k_width]).collect(),
-            v: (0..n_layer).map(|_| vec![f16::ZERO; n_ctx * v_width]).collect(),
+            k: (0..n_layer)
+                .map(|_| vec![f16::ZERO; n_ctx * k_width])
+                .collect(),
+            v: (0..n_layer)
+                .map(|_| vec![f16::ZERO; n_ctx * v_width])
+                .collect(),
         }
     }
 

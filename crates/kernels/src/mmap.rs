@@ -53,11 +53,18 @@ pub fn evict_from_page_cache(path: &Path) -> io::Result<()> {
     // SAFETY: `posix_fadvise` only reads its integer arguments; the descriptor is open for the
     // whole call because `file` lives until the end of this function.
     let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
 }
 
 /// Not available on this platform.
 #[cfg(not(unix))]
 pub fn evict_from_page_cache(_path: &Path) -> io::Result<()> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, "page-cache eviction is not supported here"))
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "page-cache eviction is not supported here",
+    ))
 }

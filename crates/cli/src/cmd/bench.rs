@@ -21,10 +21,20 @@ pub struct Args {
     #[arg(short = 'm', long = "model", required = true, value_delimiter = ',')]
     pub models: Vec<PathBuf>,
     /// Prompt lengths to test (0 skips the pp test)
-    #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_value = "512")]
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_delimiter = ',',
+        default_value = "512"
+    )]
     pub n_prompt: Vec<usize>,
     /// Generation lengths to test (0 skips the tg test)
-    #[arg(short = 'n', long = "n-gen", value_delimiter = ',', default_value = "128")]
+    #[arg(
+        short = 'n',
+        long = "n-gen",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
     pub n_gen: Vec<usize>,
     /// Prompt + generation tests, as PROMPT,GEN pairs (`-pg 512,128`)
     #[arg(long = "pg", value_parser = parse_pg)]
@@ -54,7 +64,9 @@ pub enum Format {
 }
 
 fn parse_pg(s: &str) -> Result<(usize, usize), String> {
-    let (p, g) = s.split_once(',').ok_or_else(|| format!("expected PROMPT,GEN, got '{s}'"))?;
+    let (p, g) = s
+        .split_once(',')
+        .ok_or_else(|| format!("expected PROMPT,GEN, got '{s}'"))?;
     let n = |x: &str| x.trim().parse::<usize>().map_err(|e| format!("'{x}': {e}"));
     Ok((n(p)?, n(g)?))
 }
@@ -66,7 +78,11 @@ pub fn normalize_argv(args: impl Iterator<Item = String>) -> Vec<String> {
         if a == "bench" {
             in_bench = true;
         }
-        if in_bench && a == "-pg" { "--pg".to_owned() } else { a }
+        if in_bench && a == "-pg" {
+            "--pg".to_owned()
+        } else {
+            a
+        }
     })
     .collect()
 }
@@ -96,7 +112,10 @@ impl TestResult {
 
     fn samples_ts(&self) -> Vec<f64> {
         let n = (self.n_prompt + self.n_gen) as f64;
-        self.samples_ns.iter().map(|&ns| n * 1e9 / ns.max(1) as f64).collect()
+        self.samples_ns
+            .iter()
+            .map(|&ns| n * 1e9 / ns.max(1) as f64)
+            .collect()
     }
 }
 
@@ -148,12 +167,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .transpose()?
         };
         let warm_ms = time_load(path)?;
-        let model = Arc::new(Model::load(path).with_context(|| format!("cannot load {}", path.display()))?);
+        let model =
+            Arc::new(Model::load(path).with_context(|| format!("cannot load {}", path.display()))?);
         let model_type = model_type(&model);
         for &n_threads in &threads {
             for &(n_prompt, n_gen) in &tests {
                 let n_ctx = (n_prompt + n_gen + 1).max(16);
-                let params = ContextParams { n_ctx, n_batch: args.batch_size, n_threads };
+                let params = ContextParams {
+                    n_ctx,
+                    n_batch: args.batch_size,
+                    n_threads,
+                };
                 let mut ctx = Context::new(model.clone(), params)?;
                 let mut rng = Rng::new(42);
                 // Warm-up, as llama-bench: the prompt, and one generated token.
@@ -205,7 +229,9 @@ fn run_test(ctx: &mut Context, rng: &mut Rng, n_prompt: usize, n_gen: usize) -> 
     let n_vocab = ctx.model().hparams.n_vocab as u64;
     ctx.clear();
     if n_prompt > 0 {
-        let prompt: Vec<u32> = (0..n_prompt).map(|_| (rng.next_u64() % n_vocab) as u32).collect();
+        let prompt: Vec<u32> = (0..n_prompt)
+            .map(|_| (rng.next_u64() % n_vocab) as u32)
+            .collect();
         ctx.decode(&prompt)?;
     }
     for _ in 0..n_gen {
@@ -261,8 +287,14 @@ fn render_md(results: &[TestResult], notes: &[serde_json::Value]) -> String {
         ));
     }
     for n in notes {
-        let ms = |k: &str| n[k].as_f64().map(|v| format!("{v:.1} ms")).unwrap_or_else(|| "n/a".into());
-        let rss = n["peak_rss_bytes"].as_u64().map(|b| format!("{:.1} MiB", b as f64 / 1048576.0));
+        let ms = |k: &str| {
+            n[k].as_f64()
+                .map(|v| format!("{v:.1} ms"))
+                .unwrap_or_else(|| "n/a".into())
+        };
+        let rss = n["peak_rss_bytes"]
+            .as_u64()
+            .map(|b| format!("{:.1} MiB", b as f64 / 1048576.0));
         o.push_str(&format!(
             "\n{}: load {} (warm cache), {} (cold cache); peak RSS {}\n",
             n["model_filename"].as_str().unwrap_or(""),
@@ -282,7 +314,9 @@ fn render_json(results: &[TestResult], notes: &[serde_json::Value]) -> anyhow::R
             let (avg_ts, stddev_ts) = mean_std(&ts);
             let ns: Vec<f64> = r.samples_ns.iter().map(|&v| v as f64).collect();
             let (avg_ns, stddev_ns) = mean_std(&ns);
-            let note = notes.iter().find(|n| n["model_filename"] == r.model.display().to_string());
+            let note = notes
+                .iter()
+                .find(|n| n["model_filename"] == r.model.display().to_string());
             json!({
                 "build_commit": env!("CARGO_PKG_VERSION"),
                 "cpu_info": kernels::isa::Isa::detected().name(),
@@ -312,7 +346,9 @@ fn render_json(results: &[TestResult], notes: &[serde_json::Value]) -> anyhow::R
 }
 
 fn render_csv(results: &[TestResult]) -> String {
-    let mut o = String::from("model_filename,model_type,model_size,model_n_params,n_batch,n_threads,n_prompt,n_gen,test,avg_ts,stddev_ts\n");
+    let mut o = String::from(
+        "model_filename,model_type,model_size,model_n_params,n_batch,n_threads,n_prompt,n_gen,test,avg_ts,stddev_ts\n",
+    );
     for r in results {
         let (avg, std) = mean_std(&r.samples_ts());
         o.push_str(&format!(

@@ -40,7 +40,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let max_tokens = max_tokens(args.n_predict)?;
     let (model, _) = args.model.load()?;
     let mut ctx = Context::new(model.clone(), ctx_params)?;
-    let params = GenerateParams { max_tokens, stop: Vec::new(), sampler, ignore_eog: false };
+    let params = GenerateParams {
+        max_tokens,
+        stop: Vec::new(),
+        sampler,
+        ignore_eog: false,
+    };
 
     let interrupted = Arc::new(AtomicBool::new(false));
     {
@@ -50,10 +55,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut editor = rustyline::DefaultEditor::new().context("cannot open the terminal")?;
     let start = |system: &Option<String>| -> Vec<Message> {
-        system.iter().map(|s| Message::new("system", s.as_str())).collect()
+        system
+            .iter()
+            .map(|s| Message::new("system", s.as_str()))
+            .collect()
     };
     let mut messages = start(&args.system);
-    eprintln!("hearth chat with {} — /clear starts over, /exit or Ctrl-D quits", model.info.name);
+    eprintln!(
+        "hearth chat with {} — /clear starts over, /exit or Ctrl-D quits",
+        model.info.name
+    );
     loop {
         let line = match editor.readline("> ") {
             Ok(l) => l,

@@ -34,11 +34,17 @@ impl ModelArgs {
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
-        let n_threads = self.threads.unwrap_or_else(engine::context::default_threads);
+        let n_threads = self
+            .threads
+            .unwrap_or_else(engine::context::default_threads);
         if n_threads == 0 || n_threads > 1024 {
             bail!("--threads must be between 1 and 1024");
         }
-        Ok(ContextParams { n_ctx: self.ctx_size, n_batch: self.batch_size, n_threads })
+        Ok(ContextParams {
+            n_ctx: self.ctx_size,
+            n_batch: self.batch_size,
+            n_threads,
+        })
     }
 
     /// Loads the model, showing a progress line on a terminal; returns it and the load time.
@@ -96,12 +102,17 @@ pub struct SamplingArgs {
 
 impl SamplingArgs {
     pub fn params(&self) -> anyhow::Result<SamplerParams> {
-        for (name, v) in [("--top-p", self.top_p), ("--min-p", self.min_p), ("--typical", self.typical)] {
+        for (name, v) in [
+            ("--top-p", self.top_p),
+            ("--min-p", self.min_p),
+            ("--typical", self.typical),
+        ] {
             if !(0.0..=1.0).contains(&v) {
                 bail!("{name} must be between 0 and 1, got {v}");
             }
         }
-        if !self.temp.is_finite() || !self.repeat_penalty.is_finite() || self.repeat_penalty <= 0.0 {
+        if !self.temp.is_finite() || !self.repeat_penalty.is_finite() || self.repeat_penalty <= 0.0
+        {
             bail!("--temp must be finite and --repeat-penalty positive");
         }
         let seed = match self.seed {

@@ -1,9 +1,9 @@
 //! One module per subcommand, each with its clap `Args` and a `run(args) -> anyhow::Result<()>`.
 
-pub mod inspect;
 pub mod bench;
 pub mod chat;
 pub mod common;
+pub mod inspect;
 pub mod run;
 pub mod template;
 pub mod tokenize;

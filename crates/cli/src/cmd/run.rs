@@ -75,7 +75,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("the prompt is empty after tokenization");
     }
     let mut ctx = Context::new(model.clone(), ctx_params)?;
-    let params = GenerateParams { max_tokens, stop: args.stop.clone(), sampler, ignore_eog: false };
+    let params = GenerateParams {
+        max_tokens,
+        stop: args.stop.clone(),
+        sampler,
+        ignore_eog: false,
+    };
     let mut out = std::io::stdout().lock();
     if args.echo {
         write!(out, "{}", model.tokenizer.decode(&tokens, false)?)?;
@@ -96,7 +101,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     writeln!(out)?;
     if args.verbose {
-        print_timings(load_time.as_secs_f64() * 1e3, &generation.timings, t0.elapsed().as_secs_f64() * 1e3);
+        print_timings(
+            load_time.as_secs_f64() * 1e3,
+            &generation.timings,
+            t0.elapsed().as_secs_f64() * 1e3,
+        );
     }
     Ok(())
 }
@@ -111,7 +120,21 @@ pub fn print_timings(load_ms: f64, t: &Timings, total_ms: f64) {
         );
     };
     eprintln!("{:>16} = {load_ms:10.2} ms", "load time");
-    line("prompt eval time", t.prompt_time.as_secs_f64() * 1e3, t.prompt_evaluated, "tokens");
-    line("eval time", t.generation_time.as_secs_f64() * 1e3, t.generated_tokens, "runs  ");
-    eprintln!("{:>16} = {total_ms:10.2} ms / {:5} tokens", "total time", t.prompt_evaluated + t.generated_tokens);
+    line(
+        "prompt eval time",
+        t.prompt_time.as_secs_f64() * 1e3,
+        t.prompt_evaluated,
+        "tokens",
+    );
+    line(
+        "eval time",
+        t.generation_time.as_secs_f64() * 1e3,
+        t.generated_tokens,
+        "runs  ",
+    );
+    eprintln!(
+        "{:>16} = {total_ms:10.2} ms / {:5} tokens",
+        "total time",
+        t.prompt_evaluated + t.generated_tokens
+    );
 }

@@ -71,7 +71,11 @@ impl Attention {
             wq: b.mat(&n("attn_q.weight"), q_w, hp.n_embd)?,
             wk: b.mat(&n("attn_k.weight"), k_w, hp.n_embd)?,
             wv: b.mat(&n("attn_v.weight"), v_w, hp.n_embd)?,
-            wo: b.mat(&n("attn_output.weight"), hp.n_embd, hp.n_head * hp.head_dim_v)?,
+            wo: b.mat(
+                &n("attn_output.weight"),
+                hp.n_embd,
+                hp.n_head * hp.head_dim_v,
+            )?,
             bias,
             qk_norm,
         })
@@ -144,7 +148,15 @@ pub fn self_attention(
         &mut st.attn_scratch,
         att,
     );
-    compute::matmul(&st.pool, &mut st.scratch, model, &a.wo, att, n, &mut st.h[..n * hp.n_embd]);
+    compute::matmul(
+        &st.pool,
+        &mut st.scratch,
+        model,
+        &a.wo,
+        att,
+        n,
+        &mut st.h[..n * hp.n_embd],
+    );
 }
 
 /// The gated feed-forward block: `down(act(gate(x)) · up(x))`.
@@ -183,7 +195,15 @@ pub fn feed_forward(model: &Model, st: &mut State, f: &Ffn, act: Activation, n: 
         &mut [&mut *a, &mut *b],
     );
     compute::gated_activation(act, a, b, hp.n_ff);
-    compute::matmul(&st.pool, &mut st.scratch, model, &f.down, a, n, &mut st.h[..n * hp.n_embd]);
+    compute::matmul(
+        &st.pool,
+        &mut st.scratch,
+        model,
+        &f.down,
+        a,
+        n,
+        &mut st.h[..n * hp.n_embd],
+    );
 }
 
 /// Looks up the embeddings of the batch's tokens into `st.x`, times `scale`.

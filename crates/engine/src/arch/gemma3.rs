@@ -47,9 +47,16 @@ pub struct Weights {
 }
 
 impl Weights {
-    pub fn bind(hp: &HParams, b: &Binder<'_, '_>, keys: &Keys<'_, '_>) -> Result<Weights, LoadError> {
+    pub fn bind(
+        hp: &HParams,
+        b: &Binder<'_, '_>,
+        keys: &Keys<'_, '_>,
+    ) -> Result<Weights, LoadError> {
         let tok_embd = b.mat_unpacked("token_embd.weight", hp.n_vocab, hp.n_embd)?;
-        let parts = AttentionParts { bias: false, qk_norm: true };
+        let parts = AttentionParts {
+            bias: false,
+            qk_norm: true,
+        };
         let layers = (0..hp.n_layer)
             .map(|il| {
                 let n = |t: &str| format!("blk.{il}.{t}");
@@ -64,7 +71,9 @@ impl Weights {
                 })
             })
             .collect::<Result<_, LoadError>>()?;
-        let freq_base_swa = keys.opt_f32("rope.freq_base_swa")?.unwrap_or(DEFAULT_FREQ_BASE_SWA);
+        let freq_base_swa = keys
+            .opt_f32("rope.freq_base_swa")?
+            .unwrap_or(DEFAULT_FREQ_BASE_SWA);
         if !(freq_base_swa.is_finite() && freq_base_swa > 0.0) {
             return Err(LoadError::BadHParam {
                 key: "gemma3.rope.freq_base_swa".into(),
@@ -78,7 +87,9 @@ impl Weights {
             1.0 / (hp.head_dim_k as f32).sqrt()
         };
         Ok(Weights {
-            output: b.opt_mat("output.weight", hp.n_vocab, hp.n_embd)?.unwrap_or_else(|| tok_embd.clone()),
+            output: b
+                .opt_mat("output.weight", hp.n_vocab, hp.n_embd)?
+                .unwrap_or_else(|| tok_embd.clone()),
             tok_embd,
             layers,
             output_norm: b.vec("output_norm.weight", hp.n_embd)?,

@@ -35,7 +35,15 @@ pub struct Weights {
 
 impl Weights {
     pub fn bind(hp: &HParams, b: &Binder<'_, '_>) -> Result<Weights, LoadError> {
-        Weights::bind_with(hp, b, AttentionParts { bias: false, qk_norm: false }, RopeMode::Normal)
+        Weights::bind_with(
+            hp,
+            b,
+            AttentionParts {
+                bias: false,
+                qk_norm: false,
+            },
+            RopeMode::Normal,
+        )
     }
 
     /// Binds the decoder with the given optional attention parts.

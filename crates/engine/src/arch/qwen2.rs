@@ -11,5 +11,13 @@ use crate::model::{Binder, HParams, LoadError};
 pub type Weights = llama::Weights;
 
 pub fn bind(hp: &HParams, b: &Binder<'_, '_>) -> Result<Weights, LoadError> {
-    llama::Weights::bind_with(hp, b, AttentionParts { bias: true, qk_norm: false }, RopeMode::Neox)
+    llama::Weights::bind_with(
+        hp,
+        b,
+        AttentionParts {
+            bias: true,
+            qk_norm: false,
+        },
+        RopeMode::Neox,
+    )
 }

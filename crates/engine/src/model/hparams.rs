@@ -69,7 +69,10 @@ impl<'g, 'a> Keys<'g, 'a> {
     pub fn count(&self, suffix: &str) -> Result<usize, LoadError> {
         let key = self.key(suffix);
         match self.file.get_opt::<usize>(&key)? {
-            Some(0) => Err(LoadError::BadHParam { key, reason: "must not be 0".into() }),
+            Some(0) => Err(LoadError::BadHParam {
+                key,
+                reason: "must not be 0".into(),
+            }),
             Some(v) => Ok(v),
             None => Err(LoadError::MissingKey(key)),
         }
@@ -79,7 +82,10 @@ impl<'g, 'a> Keys<'g, 'a> {
     pub fn opt_count(&self, suffix: &str) -> Result<Option<usize>, LoadError> {
         let key = self.key(suffix);
         match self.file.get_opt::<usize>(&key)? {
-            Some(0) => Err(LoadError::BadHParam { key, reason: "must not be 0".into() }),
+            Some(0) => Err(LoadError::BadHParam {
+                key,
+                reason: "must not be 0".into(),
+            }),
             v => Ok(v),
         }
     }
@@ -107,8 +113,12 @@ impl HParams {
         let n_embd = k.count("embedding_length")?;
         let n_head = k.count("attention.head_count")?;
         let n_head_kv = k.opt_count("attention.head_count_kv")?.unwrap_or(n_head);
-        let head_dim_k = k.opt_count("attention.key_length")?.unwrap_or(n_embd / n_head);
-        let head_dim_v = k.opt_count("attention.value_length")?.unwrap_or(n_embd / n_head);
+        let head_dim_k = k
+            .opt_count("attention.key_length")?
+            .unwrap_or(n_embd / n_head);
+        let head_dim_v = k
+            .opt_count("attention.value_length")?
+            .unwrap_or(n_embd / n_head);
         let n_ctx_train = k.count("context_length")?;
         let scaling = match k.opt_str("rope.scaling.type")? {
             None | Some("none") => RopeScaling::None,
@@ -131,7 +141,11 @@ impl HParams {
                 reason: format!("{factor} is not a positive number"),
             });
         }
-        let factor = if scaling == RopeScaling::None { 1.0 } else { factor };
+        let factor = if scaling == RopeScaling::None {
+            1.0
+        } else {
+            factor
+        };
         let hp = HParams {
             n_ctx_train,
             n_embd,
@@ -143,12 +157,20 @@ impl HParams {
             head_dim_v,
             n_rot: k.opt_count("rope.dimension_count")?.unwrap_or(head_dim_k),
             n_vocab,
-            rms_eps: k.opt_f32("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5),
+            rms_eps: k
+                .opt_f32("attention.layer_norm_rms_epsilon")?
+                .unwrap_or(1e-5),
             rope_freq_base: k.opt_f32("rope.freq_base")?.unwrap_or(10_000.0),
             rope_freq_scale: 1.0 / factor,
             rope_scaling: scaling,
-            n_ctx_orig: k.opt_count("rope.scaling.original_context_length")?.unwrap_or(n_ctx_train),
-            yarn_ext_factor: if scaling == RopeScaling::Yarn { 1.0 } else { 0.0 },
+            n_ctx_orig: k
+                .opt_count("rope.scaling.original_context_length")?
+                .unwrap_or(n_ctx_train),
+            yarn_ext_factor: if scaling == RopeScaling::Yarn {
+                1.0
+            } else {
+                0.0
+            },
             yarn_attn_factor: k.opt_f32("rope.scaling.attn_factor")?.unwrap_or(1.0),
             yarn_beta_fast: k.opt_f32("rope.scaling.yarn_beta_fast")?.unwrap_or(32.0),
             yarn_beta_slow: k.opt_f32("rope.scaling.yarn_beta_slow")?.unwrap_or(1.0),
@@ -160,7 +182,10 @@ impl HParams {
 
     fn check(&self, arch: &str) -> Result<(), LoadError> {
         let bad = |what: &str, reason: String| {
-            Err(LoadError::BadHParam { key: format!("{arch}.{what}"), reason })
+            Err(LoadError::BadHParam {
+                key: format!("{arch}.{what}"),
+                reason,
+            })
         };
         for (what, v) in [
             ("embedding_length", self.n_embd),
@@ -178,7 +203,10 @@ impl HParams {
         if self.n_head_kv == 0 || !self.n_head.is_multiple_of(self.n_head_kv) {
             return bad(
                 "attention.head_count_kv",
-                format!("{} does not divide head_count {}", self.n_head_kv, self.n_head),
+                format!(
+                    "{} does not divide head_count {}",
+                    self.n_head_kv, self.n_head
+                ),
             );
         }
         if self.head_dim_v != self.head_dim_k {
@@ -193,11 +221,17 @@ impl HParams {
         if self.n_rot > self.head_dim_k || !self.n_rot.is_multiple_of(2) {
             return bad(
                 "rope.dimension_count",
-                format!("{} must be even and at most the head size {}", self.n_rot, self.head_dim_k),
+                format!(
+                    "{} must be even and at most the head size {}",
+                    self.n_rot, self.head_dim_k
+                ),
             );
         }
         if !(self.rms_eps.is_finite() && self.rms_eps > 0.0) {
-            return bad("attention.layer_norm_rms_epsilon", format!("{} is not positive", self.rms_eps));
+            return bad(
+                "attention.layer_norm_rms_epsilon",
+                format!("{} is not positive", self.rms_eps),
+            );
         }
         for (what, v) in [
             ("rope.scaling.attn_factor", self.yarn_attn_factor),
@@ -209,7 +243,10 @@ impl HParams {
             }
         }
         if !(self.rope_freq_base.is_finite() && self.rope_freq_base > 0.0) {
-            return bad("rope.freq_base", format!("{} is not positive", self.rope_freq_base));
+            return bad(
+                "rope.freq_base",
+                format!("{} is not positive", self.rope_freq_base),
+            );
         }
         Ok(())
     }

@@ -21,7 +21,10 @@ pub use tensors::{Binder, MatRef};
 #[non_exhaustive]
 pub enum LoadError {
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid GGUF file: {0}")]
     Gguf(#[from] gguf::Error),
     #[error("unsupported architecture '{0}' (hearth runs: {list})", list = Arch::supported_list())]
@@ -33,7 +36,11 @@ pub enum LoadError {
     #[error("missing tensor '{0}'")]
     MissingTensor(String),
     #[error("tensor '{name}' has shape {found:?}, expected {expected:?}")]
-    TensorShape { name: String, found: Vec<u64>, expected: Vec<u64> },
+    TensorShape {
+        name: String,
+        found: Vec<u64>,
+        expected: Vec<u64>,
+    },
     #[error("tensor '{name}' has type {ty}, which hearth cannot compute yet")]
     UnsupportedType { name: String, ty: GgmlType },
     #[error("tokenizer: {0}")]
@@ -69,14 +76,20 @@ pub struct Model {
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("info", &self.info).field("hparams", &self.hparams).finish()
+        f.debug_struct("Model")
+            .field("info", &self.info)
+            .field("hparams", &self.hparams)
+            .finish()
     }
 }
 
 impl Model {
     /// Maps `path`, reads its hyper-parameters, binds every tensor and builds the tokenizer.
     pub fn load(path: &Path) -> Result<Model, LoadError> {
-        let io = |source| LoadError::Io { path: path.to_owned(), source };
+        let io = |source| LoadError::Io {
+            path: path.to_owned(),
+            source,
+        };
         // Built once here rather than in the first token's forward pass.
         kernels::ops::Ops::init_ggml_tables();
         let map = Mmap::open(path).map_err(io)?;
@@ -90,7 +103,10 @@ impl Model {
         let weights = arch::bind(arch, &hparams, &Binder::new(&file), &keys)?;
         let name = match file.get_opt::<&str>("general.name")? {
             Some(n) => n.to_owned(),
-            None => path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            None => path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
         };
         let info = ModelInfo {
             path: path.to_owned(),
@@ -100,9 +116,18 @@ impl Model {
             n_bytes: file.tensors().iter().map(|t| t.n_bytes()).sum(),
             file_type: file_type_name(&file),
         };
-        let chat_template = file.get_opt::<&str>("tokenizer.chat_template")?.map(str::to_owned);
+        let chat_template = file
+            .get_opt::<&str>("tokenizer.chat_template")?
+            .map(str::to_owned);
         drop(file);
-        Ok(Model { map, info, hparams, weights, tokenizer, chat_template })
+        Ok(Model {
+            map,
+            info,
+            hparams,
+            weights,
+            tokenizer,
+            chat_template,
+        })
     }
 
     /// The data of a weight matrix.
@@ -157,5 +182,9 @@ fn file_type_name(file: &Gguf<'_>) -> String {
     for t in file.tensors() {
         *bytes_by_type.entry(t.ty).or_default() += t.n_bytes();
     }
-    bytes_by_type.into_iter().max_by_key(|(_, b)| *b).map(|(t, _)| t.to_string()).unwrap_or_default()
+    bytes_by_type
+        .into_iter()
+        .max_by_key(|(_, b)| *b)
+        .map(|(t, _)| t.to_string())
+        .unwrap_or_default()
 }

@@ -46,7 +46,9 @@ impl<'g, 'a> Binder<'g, 'a> {
     }
 
     fn find(&self, name: &str) -> Result<&'g TensorInfo<'a>, LoadError> {
-        self.file.tensor(name).ok_or_else(|| LoadError::MissingTensor(name.to_owned()))
+        self.file
+            .tensor(name)
+            .ok_or_else(|| LoadError::MissingTensor(name.to_owned()))
     }
 
     fn check_shape(t: &TensorInfo<'_>, expected: &[usize]) -> Result<(), LoadError> {
@@ -84,15 +86,34 @@ impl<'g, 'a> Binder<'g, 'a> {
         self.mat_with(name, rows, cols, false)
     }
 
-    fn mat_with(&self, name: &str, rows: usize, cols: usize, repack: bool) -> Result<MatRef, LoadError> {
+    fn mat_with(
+        &self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+        repack: bool,
+    ) -> Result<MatRef, LoadError> {
         let t = self.find(name)?;
         Self::check_shape(t, &[cols, rows])?;
-        let unsupported = |_| LoadError::UnsupportedType { name: name.to_owned(), ty: t.ty };
+        let unsupported = |_| LoadError::UnsupportedType {
+            name: name.to_owned(),
+            ty: t.ty,
+        };
         let data = self.file.tensor_data(t);
-        let options = MatrixOptions { repack, ..MatrixOptions::default() };
+        let options = MatrixOptions {
+            repack,
+            ..MatrixOptions::default()
+        };
         let m = Matrix::with_options(t.ty, rows, cols, data, options).map_err(unsupported)?;
         let packed = m.is_packed().then(|| Arc::new(m.into_owned()));
-        Ok(MatRef { name: name.to_owned(), ty: t.ty, rows, cols, range: self.range(t), packed })
+        Ok(MatRef {
+            name: name.to_owned(),
+            ty: t.ty,
+            rows,
+            cols,
+            range: self.range(t),
+            packed,
+        })
     }
 
     /// An optional matrix: `None` when absent, an error when present with another shape.
@@ -114,8 +135,12 @@ impl<'g, 'a> Binder<'g, 'a> {
         Self::check_shape(t, &[len])?;
         let mut out = vec![0.0f32; len];
         let bytes = self.file.tensor_data(t);
-        kernels::quant::dequantize_row(t.ty, bytes, &mut out)
-            .map_err(|_| LoadError::UnsupportedType { name: name.to_owned(), ty: t.ty })?;
+        kernels::quant::dequantize_row(t.ty, bytes, &mut out).map_err(|_| {
+            LoadError::UnsupportedType {
+                name: name.to_owned(),
+                ty: t.ty,
+            }
+        })?;
         Ok(out)
     }
 

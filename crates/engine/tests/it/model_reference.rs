@@ -10,7 +10,9 @@ use engine::{Context, ContextParams, GenerateParams, Model, Outputs, SamplerPara
 use serde_json::Value;
 
 fn fixture_dir(model: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(model)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(model)
 }
 
 fn cases(model: &str) -> Vec<Value> {
@@ -20,7 +22,11 @@ fn cases(model: &str) -> Vec<Value> {
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn smollm2() -> Arc<Model> {
@@ -36,14 +42,22 @@ fn gemma3() -> Arc<Model> {
 }
 
 fn context(model: &Arc<Model>, n_threads: usize) -> Context {
-    let params = ContextParams { n_ctx: 1024, n_batch: 512, n_threads };
+    let params = ContextParams {
+        n_ctx: 1024,
+        n_batch: 512,
+        n_threads,
+    };
     Context::new(model.clone(), params).unwrap()
 }
 
 /// Indices of the `k` largest values, largest first (lowest id first on ties).
 fn top_k(logits: &[f32], k: usize) -> Vec<u32> {
     let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-    idx.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+    idx.sort_by(|&a, &b| {
+        logits[b as usize]
+            .total_cmp(&logits[a as usize])
+            .then(a.cmp(&b))
+    });
     idx.truncate(k);
     idx
 }
@@ -105,7 +119,13 @@ fn logits_match(model: &Arc<Model>, name: &str, n_threads: usize) {
             let margin = want[0][1].as_f64().unwrap() - want[1][1].as_f64().unwrap();
             let ours = top_k(logits, 20);
             if std::env::var("HEARTH_DEBUG_POS").is_ok() {
-                let d: f64 = want.iter().map(|p| (p[1].as_f64().unwrap() - logits[p[0].as_u64().unwrap() as usize] as f64).abs()).fold(0.0, f64::max);
+                let d: f64 = want
+                    .iter()
+                    .map(|p| {
+                        (p[1].as_f64().unwrap() - logits[p[0].as_u64().unwrap() as usize] as f64)
+                            .abs()
+                    })
+                    .fold(0.0, f64::max);
                 eprintln!("pos {pos}: max |Δ| over reference top-10 = {d:.4}");
             }
             if margin >= 0.1 && ours[0] != want_ids[0] {
@@ -115,21 +135,31 @@ fn logits_match(model: &Arc<Model>, name: &str, n_threads: usize) {
                 ));
             }
             if let Some(missing) = want_ids.iter().find(|t| !ours.contains(t)) {
-                failures.push(format!("pos {pos}: reference top-10 token {missing} not in our top-20"));
+                failures.push(format!(
+                    "pos {pos}: reference top-10 token {missing} not in our top-20"
+                ));
             }
             if pos + 1 == prompt.len() {
                 let max_abs = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-                let max_diff =
-                    logits.iter().zip(&reference).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                let max_diff = logits
+                    .iter()
+                    .zip(&reference)
+                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
                 let rel = max_diff / max_abs;
                 worst_rel = worst_rel.max(rel);
                 if rel > 1e-2 {
-                    failures.push(format!("last prompt logits: max |Δ| / max |logit| = {rel:.2e}"));
+                    failures.push(format!(
+                        "last prompt logits: max |Δ| / max |logit| = {rel:.2e}"
+                    ));
                 }
             }
         })
         .unwrap();
-        assert!(failures.is_empty(), "{name}/{id} ({n_threads} threads):\n{}", failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{name}/{id} ({n_threads} threads):\n{}",
+            failures.join("\n")
+        );
     }
     eprintln!("{name} ({n_threads} threads): worst last-prompt logit error {worst_rel:.2e}");
 }
@@ -165,5 +195,8 @@ fn dbg_two_tokens() {
     ctx.decode(&[504, 3575]).unwrap();
     let l = ctx.logits();
     let t = top_k(l, 10);
-    eprintln!("{:?}", t.iter().map(|&i| (i, l[i as usize])).collect::<Vec<_>>());
+    eprintln!(
+        "{:?}",
+        t.iter().map(|&i| (i, l[i as usize])).collect::<Vec<_>>()
+    );
 }

@@ -199,9 +199,15 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
                     h / group
                 };
                 // Gemma scales the queries before attention (so before their f16 rounding).
-                let (q_scale, s_scale) = if gemma { (kq_scale, 1.0) } else { (1.0, kq_scale) };
-                let q: Vec<f64> =
-                    qs[pos][h * hd..(h + 1) * hd].iter().map(|&v| round(v * q_scale)).collect();
+                let (q_scale, s_scale) = if gemma {
+                    (kq_scale, 1.0)
+                } else {
+                    (1.0, kq_scale)
+                };
+                let q: Vec<f64> = qs[pos][h * hd..(h + 1) * hd]
+                    .iter()
+                    .map(|&v| round(v * q_scale))
+                    .collect();
                 let kv = |m: &Vec<f64>| m[kvh * hd..(kvh + 1) * hd].to_vec();
                 let scores: Vec<f64> = (first..=pos)
                     .map(|j| q.iter().zip(kv(&ks[j])).map(|(a, b)| a * b).sum::<f64>() * s_scale)
