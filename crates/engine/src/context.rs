@@ -176,7 +176,8 @@ impl Context {
                 &compute::attention_params(hp, 1.0),
                 params.n_threads,
                 params.n_ctx,
-            ),
+            )
+            .batch_invariant(),
         };
         let params = ContextParams {
             n_batch: nb,

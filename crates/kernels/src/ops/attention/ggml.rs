@@ -49,6 +49,8 @@ pub struct AttentionScratch {
     f32s: Vec<f32>,
     /// Per thread: room to round the queries or one head's scores to f16.
     f16s: Vec<f16>,
+    /// Use the batch order for a single token too (see [`AttentionScratch::batch_invariant`]).
+    always_batched: bool,
 }
 
 impl AttentionScratch {
@@ -63,10 +65,19 @@ impl AttentionScratch {
             group: g.clamp(1, MAX_GROUP),
             f32s: Vec::new(),
             f16s: Vec::new(),
+            always_batched: false,
         };
         s.f32s = vec![0.0; s.n_threads * s.f32_per_thread()];
         s.f16s = vec![f16::ZERO; s.n_threads * s.f16_per_thread()];
         s
+    }
+
+    /// Order a single token's dot products as a batch's (llamafile sgemm's 16 lanes) instead of
+    /// `ggml_vec_dot_f16`'s: llama.cpp's results then differ for single-token decodes by those
+    /// orders' rounding, but ours no longer depend on how a prompt is split into batches.
+    pub fn batch_invariant(mut self) -> AttentionScratch {
+        self.always_batched = true;
+        self
     }
 
     /// A row range widened to whole blocks of 16 cells.
@@ -149,7 +160,7 @@ impl Ops {
         let (sub, n_sub) = split_group(g, n_tokens * n_head_kv, pool.n_threads());
         let per_token = n_head_kv * n_sub;
         let n_tasks = n_tokens * per_token;
-        let batched = n_tokens > 1;
+        let batched = n_tokens > 1 || scratch.always_batched;
         let (n32, n16) = (scratch.f32_per_thread(), scratch.f16_per_thread());
 
         let next = AtomicUsize::new(0);
