@@ -33,6 +33,26 @@ fn time(min_total: Duration, mut f: impl FnMut()) -> f64 {
     runs[runs.len() / 2]
 }
 
+/// Median wall times of `a` and `b`, run alternately (so both see the same machine state:
+/// the host is shared and its memory bandwidth drifts).
+fn time_pair(min_total: Duration, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
+    a();
+    b();
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    let start = Instant::now();
+    while ta.len() < 5 || (start.elapsed() < min_total && ta.len() < 1000) {
+        let t = Instant::now();
+        a();
+        ta.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        b();
+        tb.push(t.elapsed().as_secs_f64());
+    }
+    ta.sort_by(f64::total_cmp);
+    tb.sort_by(f64::total_cmp);
+    (ta[ta.len() / 2], tb[tb.len() / 2])
+}
+
 /// Streaming read of `buf` split over the pool's threads (AVX2 loads, XOR-reduced).
 fn stream_read(pool: &ThreadPool, buf: &[u8]) -> u64 {
     let out = std::sync::atomic::AtomicU64::new(0);
@@ -203,12 +223,15 @@ fn bench_matrix(rows_out: &mut Vec<Row>, case: &Case, quick: bool, peaks: &[f64;
         let pool = ThreadPool::new(threads);
         let mut scratch = Scratch::with_capacity(n_tokens, cols);
         let mut y = vec![0.0f32; n_tokens * rows.max(mm_rows)];
-        let t_stream = time(min_time, || {
-            black_box(stream_read(&pool, &stream_buf));
-        });
-        let t_mv = time(min_time, || {
-            matmul(&pool, &m, &x[..cols], 1, &mut y[..rows], &mut scratch).unwrap();
-        });
+        let (t_stream, t_mv) = time_pair(
+            min_time,
+            || {
+                black_box(stream_read(&pool, &stream_buf));
+            },
+            || {
+                matmul(&pool, &m, &x[..cols], 1, &mut y[..rows], &mut scratch).unwrap();
+            },
+        );
         let flops = 2.0 * (n_tokens * mm_rows * cols) as f64;
         let t_mm = time(min_time, || {
             matmul(

@@ -1,10 +1,12 @@
-//! x86-64 kernels: `avx2` (256-bit kernels for every type, compiled for AVX2 and for AVX-512
-//! VL + VNNI) and `avx512` (512-bit float kernels).
+//! x86-64 kernels: `avx2` (256-bit row kernels for every type, compiled for AVX2 and for
+//! AVX-512 VL + VNNI), `avx2_packed` (256-bit kernels over the packed layouts) and `avx512`
+//! (512-bit float kernels and packed kernels).
 //!
 //! The `Avx512` level needs VNNI (`vpdpbusd`) for its 8-bit dot products; a CPU with AVX-512
 //! but without VNNI (Skylake-X) runs the AVX2 kernels.
 
 pub(crate) mod avx2;
+pub(crate) mod avx2_packed;
 pub(crate) mod avx512;
 
 use super::{ActKind, PackedFn, QuantizeActsFn, RowsFn, TileFn};
@@ -28,7 +30,7 @@ pub(crate) fn packed_kernel(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)>
     if isa >= Isa::Avx512 && avx512_usable() {
         return avx512::packed_kernel(ty);
     }
-    None
+    avx2_packed::packed_kernel(ty)
 }
 
 pub(crate) fn tile_kernel(isa: Isa, ty: GgmlType) -> Option<TileFn> {
