@@ -4,14 +4,14 @@
 //! Each 16-row group is computed as two halves of 8 rows: the first and second 32 bytes of every
 //! 64-byte step vector. Products go through `maddubs` (unsigned weight byte × signed activation
 //! byte, adjacent pairs summed to i16), which saturates above 32767: the i16 partial sums are
-//! widened with `madd` after at most `I16_STEPS` steps, chosen per format so they cannot
-//! overflow, and formats whose unsigned values reach 255 (`Q8_0`, `IQ4_NL` as packed) are not
-//! packed at this level — they keep the row kernels.
+//! widened with `madd` after at most `I16` steps, chosen per format so they cannot overflow.
+//! Formats whose packed bytes reach 255 (`Q8_0` and `IQ4_NL`, stored as value + 128) are turned
+//! back into signed values and multiplied with the sign trick (`|w|` × `sign(x, w)`).
 
 #![allow(clippy::missing_safety_doc)] // every kernel here shares the `PackedFn` contract
 
 use crate::arch::{ActTile, PackedFn, Q8K_SUMS};
-use crate::quant::GgmlType;
+use crate::quant::{GgmlType, IQ4_NL_VALUES};
 use std::arch::x86_64::*;
 
 /// The packed kernel for `ty` at the `Avx2` level and the most activation rows per call.
@@ -22,6 +22,8 @@ pub(crate) fn packed_kernel(ty: GgmlType) -> Option<(PackedFn, usize)> {
         T::Q4_1 => (packed_q4_1, 4),
         T::Q5_0 => (packed_q5_0, 4),
         T::Q5_1 => (packed_q5_1, 4),
+        T::Q8_0 => (packed_q8_0, 4),
+        T::IQ4_NL => (packed_iq4_nl, 4),
         T::Q4_K => (packed_q4_k, 4),
         T::Q5_K => (packed_q5_k, 4),
         T::Q6_K => (packed_q6_k, 4),
@@ -135,10 +137,28 @@ unsafe fn dot_steps(
     }
 }
 
+/// Σ over the 8 steps of signed `q[s]` · (activation bytes of step `s` at `x`), as i32 lanes.
+#[inline(always)]
+unsafe fn dot_steps_signed(q: &[__m256i; 8], x: *const i8) -> __m256i {
+    // SAFETY: 32 activation bytes at `x` (caller); AVX2 is enabled.
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = _mm256_setzero_si256();
+        for (s, q) in q.iter().enumerate() {
+            let xs = _mm256_set1_epi32(x.add(4 * s).cast::<i32>().read_unaligned());
+            let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(*q, *q), _mm256_sign_epi8(xs, *q));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p16, ones));
+        }
+        acc
+    }
+}
+
 trait Legacy {
     const BYTES: usize;
     const OFFSET: i32;
     const MIN: bool;
+    /// Whether `steps` returns signed values (multiplied with the sign trick).
+    const SIGNED: bool = false;
     /// Steps whose i16 sums cannot overflow: 2·max value·127 per step must fit `I16` times.
     const I16: usize;
     unsafe fn steps(p: *const u8, h: usize) -> [__m256i; 8];
@@ -202,6 +222,54 @@ impl Legacy for Q5_1 {
     }
 }
 
+struct Q8_0;
+struct Iq4Nl;
+
+impl Legacy for Q8_0 {
+    const BYTES: usize = 544;
+    const OFFSET: i32 = 0;
+    const MIN: bool = false;
+    const SIGNED: bool = true;
+    const I16: usize = 1;
+    #[inline(always)]
+    unsafe fn steps(p: *const u8, h: usize) -> [__m256i; 8] {
+        // SAFETY: a whole block column at `p`; AVX2 is enabled.
+        unsafe {
+            let flip = _mm256_set1_epi8(i8::MIN);
+            let mut q = [_mm256_setzero_si256(); 8];
+            for (s, q) in q.iter_mut().enumerate() {
+                *q = _mm256_xor_si256(load256(p.add(32 + 64 * s + 32 * h)), flip);
+            }
+            q
+        }
+    }
+}
+impl Legacy for Iq4Nl {
+    const BYTES: usize = 288;
+    const OFFSET: i32 = 0;
+    const MIN: bool = false;
+    const SIGNED: bool = true;
+    const I16: usize = 1;
+    #[inline(always)]
+    unsafe fn steps(p: *const u8, h: usize) -> [__m256i; 8] {
+        // SAFETY: as above.
+        unsafe {
+            let lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(IQ4_NL_VALUES.as_ptr().cast()));
+            let q = nibble_steps(p.add(32), h);
+            [
+                _mm256_shuffle_epi8(lut, q[0]),
+                _mm256_shuffle_epi8(lut, q[1]),
+                _mm256_shuffle_epi8(lut, q[2]),
+                _mm256_shuffle_epi8(lut, q[3]),
+                _mm256_shuffle_epi8(lut, q[4]),
+                _mm256_shuffle_epi8(lut, q[5]),
+                _mm256_shuffle_epi8(lut, q[6]),
+                _mm256_shuffle_epi8(lut, q[7]),
+            ]
+        }
+    }
+}
+
 #[inline(always)]
 unsafe fn gemm_legacy<T: Legacy, const NY: usize>(
     nb: usize,
@@ -220,7 +288,11 @@ unsafe fn gemm_legacy<T: Legacy, const NY: usize>(
                 for (t, acc) in acc.iter_mut().enumerate() {
                     let x = a.qs.add(t * a.qs_stride + 32 * b);
                     let sum = i32::from(*a.sums.add(t * a.sums_stride + b));
-                    let mut isum = dot_steps(&q, x, 0, 8, T::I16);
+                    let mut isum = if T::SIGNED {
+                        dot_steps_signed(&q, x)
+                    } else {
+                        dot_steps(&q, x, 0, 8, T::I16)
+                    };
                     if T::OFFSET != 0 {
                         isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(T::OFFSET * sum));
                     }
@@ -399,6 +471,13 @@ packed!(packed_q5_0, |nb, w, a, y, ys, NY| gemm_legacy::<Q5_0, NY>(
 packed!(packed_q5_1, |nb, w, a, y, ys, NY| gemm_legacy::<Q5_1, NY>(
     nb, w, a, y, ys
 ));
+packed!(packed_q8_0, |nb, w, a, y, ys, NY| gemm_legacy::<Q8_0, NY>(
+    nb, w, a, y, ys
+));
+packed!(
+    packed_iq4_nl,
+    |nb, w, a, y, ys, NY| gemm_legacy::<Iq4Nl, NY>(nb, w, a, y, ys)
+);
 packed!(packed_q4_k, |nb, w, a, y, ys, NY| gemm_q45k::<false, NY>(
     nb, w, a, y, ys
 ));
