@@ -134,9 +134,24 @@ pub(crate) struct ActTile {
     pub sums_stride: usize,
 }
 
+impl ActTile {
+    /// The same rows from block `k0` on.
+    #[inline(always)]
+    pub(crate) fn skip_blocks(self, k0: usize, kind: ActKind) -> ActTile {
+        ActTile {
+            qs: self.qs.wrapping_add(k0 * kind.block()),
+            d: self.d.wrapping_add(k0),
+            sums: self.sums.wrapping_add(k0 * kind.sums_per_block()),
+            ..self
+        }
+    }
+}
+
 /// Packed kernel: `ngroups` groups of 16 interleaved weight rows (group `g` is `nb` block
 /// columns at `w + g·gbytes`, layout of `matmul::repack`) against `ny` activation rows:
-/// `y[t·ys + 16g + r] = dot(W[16g + r], a[t])` for `r < 16`, `t < ny`.
+/// `y[t·ys + 16g + r] = dot(W[16g + r], a[t])` for `r < 16`, `t < ny` — or, with `add`,
+/// `y[…] += dot(…)` (a batch splits long rows into column ranges so activation tiles stay in L1;
+/// the running sums continue exactly as in one pass).
 ///
 /// # Safety
 /// `w` holds `ngroups` groups of `nb` packed block columns of the kernel's type; `a` holds `ny`
@@ -151,6 +166,7 @@ pub(crate) type PackedFn = unsafe fn(
     ny: usize,
     y: *mut f32,
     ys: usize,
+    add: bool,
 );
 
 /// Quantizes one activation row of `x.len()` values (a whole number of blocks).

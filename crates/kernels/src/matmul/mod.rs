@@ -25,6 +25,10 @@ use buf::AlignedBytes;
 /// Rows are dealt to threads in groups of this many (the interleave of repacked layouts).
 const ROW_GROUP: usize = 16;
 
+/// Values per column range of a batched packed product: 8 tokens × 2048 activation bytes stay
+/// in L1.
+const K_BLOCK: usize = 2048;
+
 /// Weight bytes a thread works through for all tokens of a batch before moving on (fits L2).
 const CHUNK_BYTES: usize = 256 * 1024;
 
@@ -275,7 +279,15 @@ impl<'a> Matrix<'a> {
         g0: usize,
         g1: usize,
     ) {
-        let nb = self.cols / self.ty.block_size() as usize;
+        let block = self.ty.block_size() as usize;
+        let nb = self.cols / block;
+        let col_bytes = p.group_bytes / nb.max(1);
+        // A batch walks long rows in column ranges whose activation tile stays in L1.
+        let kc = if n_tokens > 1 {
+            (K_BLOCK / block).max(1)
+        } else {
+            nb.max(1)
+        };
         let chunk = (CHUNK_BYTES / p.group_bytes.max(1)).max(1);
         let base = p.buf.as_slice().as_ptr();
         let mut c0 = g0;
@@ -284,19 +296,26 @@ impl<'a> Matrix<'a> {
             let mut t = 0;
             while t < n_tokens {
                 let ny = p.max_ny.min(n_tokens - t);
-                // SAFETY: groups `c0..c1` are inside the buffer, tokens `t..t + ny` inside the
-                // activations, and the outputs inside `y` (caller).
-                unsafe {
-                    (p.kernel)(
-                        nb,
-                        base.add(c0 * p.group_bytes),
-                        p.group_bytes,
-                        c1 - c0,
-                        acts.tile(t),
-                        ny,
-                        y.0.add(t * self.rows + c0 * repack::GROUP),
-                        self.rows,
-                    );
+                let mut k0 = 0;
+                while k0 < nb {
+                    let kn = kc.min(nb - k0);
+                    // SAFETY: groups `c0..c1` and block columns `k0..k0 + kn` are inside the
+                    // buffer, tokens `t..t + ny` and their blocks `k0..` inside the activations,
+                    // and the outputs inside `y` (caller).
+                    unsafe {
+                        (p.kernel)(
+                            kn,
+                            base.add(c0 * p.group_bytes + k0 * col_bytes),
+                            p.group_bytes,
+                            c1 - c0,
+                            acts.tile(t).skip_blocks(k0, self.kind),
+                            ny,
+                            y.0.add(t * self.rows + c0 * repack::GROUP),
+                            self.rows,
+                            k0 > 0,
+                        );
+                    }
+                    k0 += kn;
                 }
                 t += ny;
             }

@@ -239,3 +239,51 @@ fn owned_matrices_compute_the_same() {
         }
     }
 }
+
+#[test]
+fn wide_rows_in_batches_match_scalar() {
+    // Rows longer than the batch column range (2048 values) are split and summed in pieces.
+    let mut rng = Rng::new(15);
+    let pool = ThreadPool::new(2);
+    let (rows, cols) = (40, 2560);
+    for ty in [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ] {
+        let w = random_matrix(&mut rng, ty, rows, cols);
+        let scalar = Matrix::with_options(
+            ty,
+            rows,
+            cols,
+            &w,
+            MatrixOptions {
+                isa: Isa::Generic,
+                repack: false,
+            },
+        )
+        .unwrap();
+        for isa in Isa::all_supported() {
+            let m = Matrix::with_options(ty, rows, cols, &w, MatrixOptions { isa, repack: true })
+                .unwrap();
+            for n_tokens in [1, 9] {
+                let x = rng.normals(n_tokens * cols);
+                let mut want = vec![0.0; n_tokens * rows];
+                let mut got = vec![0.0; n_tokens * rows];
+                matmul(&pool, &scalar, &x, n_tokens, &mut want, &mut Scratch::new()).unwrap();
+                matmul(&pool, &m, &x, n_tokens, &mut got, &mut Scratch::new()).unwrap();
+                let e = nmse(&want, &got);
+                assert!(
+                    e <= 1e-10,
+                    "{ty} {} packed={} tokens={n_tokens}: nmse {e}",
+                    isa.name(),
+                    m.is_packed()
+                );
+            }
+        }
+    }
+}

@@ -277,11 +277,17 @@ unsafe fn gemm_legacy<T: Legacy, const NY: usize>(
     a: ActTile,
     y: *mut f32,
     ys: usize,
+    add: bool,
 ) {
     // SAFETY: the `PackedFn` contract; the features are enabled by the caller.
     unsafe {
         for h in 0..2 {
             let mut acc = [_mm256_setzero_ps(); NY];
+            if add {
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm256_loadu_ps(y.add(t * ys + 8 * h));
+                }
+            }
             for b in 0..nb {
                 let p = w.add(b * T::BYTES);
                 let q = T::steps(p, h);
@@ -322,6 +328,7 @@ unsafe fn gemm_q45k<const Q5: bool, const NY: usize>(
     a: ActTile,
     y: *mut f32,
     ys: usize,
+    add: bool,
 ) {
     // SAFETY: the `PackedFn` contract; the features are enabled by the caller.
     unsafe {
@@ -329,6 +336,11 @@ unsafe fn gemm_q45k<const Q5: bool, const NY: usize>(
         let sub = if Q5 { 320 } else { 256 };
         for h in 0..2 {
             let mut acc = [_mm256_setzero_ps(); NY];
+            if add {
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm256_loadu_ps(y.add(t * ys + 8 * h));
+                }
+            }
             for b in 0..nb {
                 let p = w.add(b * bytes);
                 for (t, acc) in acc.iter_mut().enumerate() {
@@ -377,11 +389,23 @@ unsafe fn gemm_q45k<const Q5: bool, const NY: usize>(
 }
 
 #[inline(always)]
-unsafe fn gemm_q6k<const NY: usize>(nb: usize, w: *const u8, a: ActTile, y: *mut f32, ys: usize) {
+unsafe fn gemm_q6k<const NY: usize>(
+    nb: usize,
+    w: *const u8,
+    a: ActTile,
+    y: *mut f32,
+    ys: usize,
+    add: bool,
+) {
     // SAFETY: the `PackedFn` contract; the features are enabled by the caller.
     unsafe {
         for h in 0..2 {
             let mut acc = [_mm256_setzero_ps(); NY];
+            if add {
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm256_loadu_ps(y.add(t * ys + 8 * h));
+                }
+            }
             for b in 0..nb {
                 let p = w.add(b * 3360);
                 let mut total = [_mm256_setzero_si256(); NY];
@@ -425,7 +449,7 @@ unsafe fn gemm_q6k<const NY: usize>(nb: usize, w: *const u8, a: ActTile, y: *mut
 }
 
 macro_rules! packed {
-    ($name:ident, |$nb:ident, $w:ident, $a:ident, $y:ident, $ys:ident, NY| $body:expr) => {
+    ($name:ident, |$nb:ident, $w:ident, $a:ident, $y:ident, $ys:ident, $add:ident, NY| $body:expr) => {
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn $name(
             $nb: usize,
@@ -436,6 +460,7 @@ macro_rules! packed {
             ny: usize,
             y0: *mut f32,
             $ys: usize,
+            $add: bool,
         ) {
             macro_rules! call {
                 ($n:literal) => {{
@@ -459,31 +484,50 @@ macro_rules! packed {
     };
 }
 
-packed!(packed_q4_0, |nb, w, a, y, ys, NY| gemm_legacy::<Q4_0, NY>(
-    nb, w, a, y, ys
+packed!(packed_q4_0, |nb, w, a, y, ys, add, NY| gemm_legacy::<
+    Q4_0,
+    NY,
+>(
+    nb, w, a, y, ys, add
 ));
-packed!(packed_q4_1, |nb, w, a, y, ys, NY| gemm_legacy::<Q4_1, NY>(
-    nb, w, a, y, ys
+packed!(packed_q4_1, |nb, w, a, y, ys, add, NY| gemm_legacy::<
+    Q4_1,
+    NY,
+>(
+    nb, w, a, y, ys, add
 ));
-packed!(packed_q5_0, |nb, w, a, y, ys, NY| gemm_legacy::<Q5_0, NY>(
-    nb, w, a, y, ys
+packed!(packed_q5_0, |nb, w, a, y, ys, add, NY| gemm_legacy::<
+    Q5_0,
+    NY,
+>(
+    nb, w, a, y, ys, add
 ));
-packed!(packed_q5_1, |nb, w, a, y, ys, NY| gemm_legacy::<Q5_1, NY>(
-    nb, w, a, y, ys
+packed!(packed_q5_1, |nb, w, a, y, ys, add, NY| gemm_legacy::<
+    Q5_1,
+    NY,
+>(
+    nb, w, a, y, ys, add
 ));
-packed!(packed_q8_0, |nb, w, a, y, ys, NY| gemm_legacy::<Q8_0, NY>(
-    nb, w, a, y, ys
+packed!(packed_q8_0, |nb, w, a, y, ys, add, NY| gemm_legacy::<
+    Q8_0,
+    NY,
+>(
+    nb, w, a, y, ys, add
+));
+packed!(packed_iq4_nl, |nb, w, a, y, ys, add, NY| gemm_legacy::<
+    Iq4Nl,
+    NY,
+>(
+    nb, w, a, y, ys, add
 ));
 packed!(
-    packed_iq4_nl,
-    |nb, w, a, y, ys, NY| gemm_legacy::<Iq4Nl, NY>(nb, w, a, y, ys)
+    packed_q4_k,
+    |nb, w, a, y, ys, add, NY| gemm_q45k::<false, NY>(nb, w, a, y, ys, add)
 );
-packed!(packed_q4_k, |nb, w, a, y, ys, NY| gemm_q45k::<false, NY>(
-    nb, w, a, y, ys
-));
-packed!(packed_q5_k, |nb, w, a, y, ys, NY| gemm_q45k::<true, NY>(
-    nb, w, a, y, ys
-));
-packed!(packed_q6_k, |nb, w, a, y, ys, NY| gemm_q6k::<NY>(
-    nb, w, a, y, ys
+packed!(
+    packed_q5_k,
+    |nb, w, a, y, ys, add, NY| gemm_q45k::<true, NY>(nb, w, a, y, ys, add)
+);
+packed!(packed_q6_k, |nb, w, a, y, ys, add, NY| gemm_q6k::<NY>(
+    nb, w, a, y, ys, add
 ));

@@ -452,10 +452,16 @@ unsafe fn gemm_legacy<T: Legacy, const NY: usize>(
     a: ActTile,
     y: *mut f32,
     ys: usize,
+    add: bool,
 ) {
     // SAFETY: the `PackedFn` contract; the features are enabled by the caller.
     unsafe {
         let mut acc = [_mm512_setzero_ps(); NY];
+        if add {
+            for (t, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm512_loadu_ps(y.add(t * ys));
+            }
+        }
         for b in 0..nb {
             let p = w.add(b * T::BYTES);
             let dw = f16x16(p);
@@ -502,12 +508,18 @@ unsafe fn gemm_q45k<const Q5: bool, const NY: usize>(
     a: ActTile,
     y: *mut f32,
     ys: usize,
+    add: bool,
 ) {
     // SAFETY: the `PackedFn` contract; the features are enabled by the caller.
     unsafe {
         let bytes = if Q5 { 2880 } else { 2368 };
         let sub = if Q5 { 320 } else { 256 };
         let mut acc = [_mm512_setzero_ps(); NY];
+        if add {
+            for (t, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm512_loadu_ps(y.add(t * ys));
+            }
+        }
         for b in 0..nb {
             let p = w.add(b * bytes);
             let dw = f16x16(p);
@@ -561,10 +573,22 @@ unsafe fn gemm_q45k<const Q5: bool, const NY: usize>(
 }
 
 #[inline(always)]
-unsafe fn gemm_q6k<const NY: usize>(nb: usize, w: *const u8, a: ActTile, y: *mut f32, ys: usize) {
+unsafe fn gemm_q6k<const NY: usize>(
+    nb: usize,
+    w: *const u8,
+    a: ActTile,
+    y: *mut f32,
+    ys: usize,
+    add: bool,
+) {
     // SAFETY: the `PackedFn` contract; the features are enabled by the caller.
     unsafe {
         let mut acc = [_mm512_setzero_ps(); NY];
+        if add {
+            for (t, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm512_loadu_ps(y.add(t * ys));
+            }
+        }
         for b in 0..nb {
             let p = w.add(b * 3360);
             let dw = f16x16(p);
@@ -603,7 +627,7 @@ unsafe fn gemm_q6k<const NY: usize>(nb: usize, w: *const u8, a: ActTile, y: *mut
 // Instantiation: one `#[target_feature]` entry point per type, dispatching on the token count.
 
 macro_rules! packed {
-    ($name:ident, |$nb:ident, $w:ident, $a:ident, $y:ident, $ys:ident, NY| $body:expr) => {
+    ($name:ident, |$nb:ident, $w:ident, $a:ident, $y:ident, $ys:ident, $add:ident, NY| $body:expr) => {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
         unsafe fn $name(
             $nb: usize,
@@ -614,6 +638,7 @@ macro_rules! packed {
             ny: usize,
             y0: *mut f32,
             $ys: usize,
+            $add: bool,
         ) {
             macro_rules! call {
                 ($n:literal) => {{
@@ -641,31 +666,50 @@ macro_rules! packed {
     };
 }
 
-packed!(packed_q4_0, |nb, w, a, y, ys, NY| gemm_legacy::<Q4_0, NY>(
-    nb, w, a, y, ys
+packed!(packed_q4_0, |nb, w, a, y, ys, add, NY| gemm_legacy::<
+    Q4_0,
+    NY,
+>(
+    nb, w, a, y, ys, add
 ));
-packed!(packed_q4_1, |nb, w, a, y, ys, NY| gemm_legacy::<Q4_1, NY>(
-    nb, w, a, y, ys
+packed!(packed_q4_1, |nb, w, a, y, ys, add, NY| gemm_legacy::<
+    Q4_1,
+    NY,
+>(
+    nb, w, a, y, ys, add
 ));
-packed!(packed_q5_0, |nb, w, a, y, ys, NY| gemm_legacy::<Q5_0, NY>(
-    nb, w, a, y, ys
+packed!(packed_q5_0, |nb, w, a, y, ys, add, NY| gemm_legacy::<
+    Q5_0,
+    NY,
+>(
+    nb, w, a, y, ys, add
 ));
-packed!(packed_q5_1, |nb, w, a, y, ys, NY| gemm_legacy::<Q5_1, NY>(
-    nb, w, a, y, ys
+packed!(packed_q5_1, |nb, w, a, y, ys, add, NY| gemm_legacy::<
+    Q5_1,
+    NY,
+>(
+    nb, w, a, y, ys, add
 ));
-packed!(packed_q8_0, |nb, w, a, y, ys, NY| gemm_legacy::<Q8_0, NY>(
-    nb, w, a, y, ys
+packed!(packed_q8_0, |nb, w, a, y, ys, add, NY| gemm_legacy::<
+    Q8_0,
+    NY,
+>(
+    nb, w, a, y, ys, add
+));
+packed!(packed_iq4_nl, |nb, w, a, y, ys, add, NY| gemm_legacy::<
+    Iq4Nl,
+    NY,
+>(
+    nb, w, a, y, ys, add
 ));
 packed!(
-    packed_iq4_nl,
-    |nb, w, a, y, ys, NY| gemm_legacy::<Iq4Nl, NY>(nb, w, a, y, ys)
+    packed_q4_k,
+    |nb, w, a, y, ys, add, NY| gemm_q45k::<false, NY>(nb, w, a, y, ys, add)
 );
-packed!(packed_q4_k, |nb, w, a, y, ys, NY| gemm_q45k::<false, NY>(
-    nb, w, a, y, ys
-));
-packed!(packed_q5_k, |nb, w, a, y, ys, NY| gemm_q45k::<true, NY>(
-    nb, w, a, y, ys
-));
-packed!(packed_q6_k, |nb, w, a, y, ys, NY| gemm_q6k::<NY>(
-    nb, w, a, y, ys
+packed!(
+    packed_q5_k,
+    |nb, w, a, y, ys, add, NY| gemm_q45k::<true, NY>(nb, w, a, y, ys, add)
+);
+packed!(packed_q6_k, |nb, w, a, y, ys, add, NY| gemm_q6k::<NY>(
+    nb, w, a, y, ys, add
 ));
