@@ -230,14 +230,13 @@ impl Sampler for Penalties {
         if self.last_n == 0 {
             return;
         }
-        if self.history.len() == self.last_n {
-            if let Some(old) = self.history.pop_front() {
-                if let Some(i) = self.counts.iter().position(|(t, _)| *t == old) {
-                    self.counts[i].1 -= 1;
-                    if self.counts[i].1 == 0 {
-                        self.counts.swap_remove(i);
-                    }
-                }
+        if self.history.len() == self.last_n
+            && let Some(old) = self.history.pop_front()
+            && let Some(i) = self.counts.iter().position(|(t, _)| *t == old)
+        {
+            self.counts[i].1 -= 1;
+            if self.counts[i].1 == 0 {
+                self.counts.swap_remove(i);
             }
         }
         self.history.push_back(token);

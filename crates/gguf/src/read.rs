@@ -47,8 +47,8 @@ pub struct TensorInfo<'a> {
 impl TensorInfo<'_> {
     /// Total number of elements.
     pub fn n_elements(&self) -> u64 {
-        // Checked at parse time to fit in i64.
-        self.shape.iter().product()
+        // Checked at parse time to fit in i64; saturating for infos made by hand.
+        self.shape.iter().fold(1u64, |n, &d| n.saturating_mul(d))
     }
 
     /// Bytes of data (checked at parse time not to overflow).
@@ -200,10 +200,10 @@ impl<'a> Cursor<'a> {
                 let n = self.count("array", size)?;
                 let start = self.pos as u64;
                 let bytes = self.take(n as u64 * size, "array elements")?;
-                if ty == ValueType::Bool {
-                    if let Some(&b) = bytes.iter().find(|&&b| b > 1) {
-                        return Err(Error::at(start, ErrorKind::InvalidBool(b)));
-                    }
+                if ty == ValueType::Bool
+                    && let Some(&b) = bytes.iter().find(|&&b| b > 1)
+                {
+                    return Err(Error::at(start, ErrorKind::InvalidBool(b)));
                 }
                 Ok(Array::Numbers {
                     ty,
@@ -233,6 +233,8 @@ impl<'a> Gguf<'a> {
 
         let mut metadata: Vec<(Cow<'a, str>, Value<'a>)> = Vec::with_capacity(n_kv);
         let mut keys = HashSet::with_capacity(n_kv);
+        // Where `general.alignment` was found, so that a bad value is reported there.
+        let mut alignment_at = 0;
         for _ in 0..n_kv {
             let at = c.pos as u64;
             let key = c.str("metadata key")?;
@@ -241,6 +243,9 @@ impl<'a> Gguf<'a> {
             }
             if !keys.insert(key) {
                 return Err(Error::at(at, ErrorKind::DuplicateKey(key.to_owned())));
+            }
+            if key == crate::KEY_ALIGNMENT {
+                alignment_at = at;
             }
             let ty = c.value_type()?;
             let value = c.value(ty)?;
@@ -251,19 +256,25 @@ impl<'a> Gguf<'a> {
             None => DEFAULT_ALIGNMENT,
             Some((_, Value::U32(a))) if a.is_power_of_two() => u64::from(*a),
             Some((_, Value::U32(a))) => {
-                return Err(c.err(ErrorKind::BadAlignment(format!(
-                    "{a} is not a power of two"
-                ))));
+                return Err(Error::at(
+                    alignment_at,
+                    ErrorKind::BadAlignment(format!("{a} is not a power of two")),
+                ));
             }
             Some((_, v)) => {
-                return Err(c.err(ErrorKind::BadAlignment(format!(
-                    "has type {}, expected u32",
-                    v.value_type().name()
-                ))));
+                return Err(Error::at(
+                    alignment_at,
+                    ErrorKind::BadAlignment(format!(
+                        "has type {}, expected u32",
+                        v.value_type().name()
+                    )),
+                ));
             }
         };
 
         let mut tensors = Vec::with_capacity(n_tensors);
+        // Where each tensor's offset field lies, for reporting a range outside the data.
+        let mut offset_fields = Vec::with_capacity(n_tensors);
         let mut names = HashSet::with_capacity(n_tensors);
         for _ in 0..n_tensors {
             let at = c.pos as u64;
@@ -307,10 +318,11 @@ impl<'a> Gguf<'a> {
                 )
             })?;
             check_shape(name, ty, &shape).map_err(|kind| Error::at(dims_at, kind))?;
+            let offset_at = c.pos as u64;
             let offset = c.u64("tensor offset")?;
             if offset % alignment != 0 {
                 return Err(Error::at(
-                    type_at + 4,
+                    offset_at,
                     ErrorKind::MisalignedTensor {
                         name: name.to_owned(),
                         offset,
@@ -324,13 +336,19 @@ impl<'a> Gguf<'a> {
                 shape,
                 offset,
             });
+            offset_fields.push(offset_at);
         }
 
         let header_end = c.pos as u64;
-        let data_offset = header_end.div_ceil(alignment) * alignment;
+        // Like ggml, a file without tensors has no data section and so no padding before it
+        // (llama.cpp's vocabulary-only files end right after their metadata).
+        let data_offset = if tensors.is_empty() {
+            header_end
+        } else {
+            header_end.div_ceil(alignment) * alignment
+        };
         let data: &[u8] = match usize::try_from(data_offset) {
             Ok(o) if o <= bytes.len() => &bytes[o..],
-            _ if tensors.is_empty() => &[],
             _ => {
                 return Err(Error::at(
                     header_end,
@@ -342,7 +360,7 @@ impl<'a> Gguf<'a> {
                 ));
             }
         };
-        for t in &tensors {
+        for (t, &offset_at) in tensors.iter().zip(&offset_fields) {
             let size = t.n_bytes();
             let fits = t
                 .offset
@@ -350,7 +368,7 @@ impl<'a> Gguf<'a> {
                 .is_some_and(|end| end <= data.len() as u64);
             if !fits {
                 return Err(Error::at(
-                    data_offset,
+                    offset_at,
                     ErrorKind::TensorOutOfBounds {
                         name: t.name.to_string(),
                         offset: t.offset,
@@ -385,12 +403,14 @@ impl<'a> Gguf<'a> {
         self.tensors.iter().find(|t| t.name == name)
     }
 
-    /// The data bytes of a tensor of this file (bounds were checked by `parse`).
+    /// The data bytes of a tensor of this file (bounds were checked by `parse`); empty for a
+    /// hand-made info whose range lies outside the data.
     pub fn tensor_data(&self, t: &TensorInfo<'_>) -> &'a [u8] {
-        let start = t.offset as usize;
-        self.data
-            .get(start..start + t.n_bytes() as usize)
-            .unwrap_or(&[])
+        let range = usize::try_from(t.offset).ok().and_then(|start| {
+            let len = usize::try_from(t.n_bytes()).ok()?;
+            Some(start..start.checked_add(len)?)
+        });
+        range.and_then(|r| self.data.get(r)).unwrap_or(&[])
     }
 
     /// Alignment of the data section and of every tensor.
@@ -482,7 +502,7 @@ impl<'a> Gguf<'a> {
     }
 }
 
-fn check_shape(name: &str, ty: GgmlType, shape: &[u64]) -> Result<(), ErrorKind> {
+pub(crate) fn check_shape(name: &str, ty: GgmlType, shape: &[u64]) -> Result<(), ErrorKind> {
     let bad = |reason: String| ErrorKind::BadShape {
         name: name.to_owned(),
         reason,

@@ -1,12 +1,14 @@
 //! The writer: [`Builder`] collects metadata and tensors and writes a GGUF file the way ggml
 //! lays it out (header, key-value pairs, tensor infos, zero padding to the alignment, then each
 //! tensor's data padded to the alignment), so a file read by [`Gguf`] re-writes byte for byte.
+//! A file without tensors ends right after its metadata, as llama.cpp's vocabulary-only files
+//! do (ggml's own writer would pad it; such a file re-writes without those trailing zeros).
 
 use std::borrow::Cow;
 use std::io::{self, Write};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::read::{DEFAULT_ALIGNMENT, Gguf, MAGIC, MAX_DIMS, MAX_NAME, tensor_bytes};
+use crate::read::{DEFAULT_ALIGNMENT, Gguf, MAGIC, MAX_DIMS, MAX_NAME, check_shape, tensor_bytes};
 use crate::types::GgmlType;
 use crate::value::{Array, Value};
 
@@ -124,6 +126,10 @@ impl<'a> Builder<'a> {
             let n_dims = shape.len() as u32;
             return bad(ErrorKind::TooManyDims { name, n_dims });
         }
+        // The reader's shape rules, so that no file written here is one it rejects.
+        if let Err(kind) = check_shape(&name, ty, shape) {
+            return bad(kind);
+        }
         match tensor_bytes(ty, shape) {
             Some(n) if n == data.len() as u64 => {}
             expected => {
@@ -182,7 +188,10 @@ impl<'a> Builder<'a> {
             w.write_all(&offset.to_le_bytes())?;
             offset += (t.data.len() as u64).div_ceil(align) * align;
         }
-        pad(&mut w, align)?;
+        // No tensors, no data section: nothing to pad to (as llama.cpp's vocabulary-only files).
+        if !self.tensors.is_empty() {
+            pad(&mut w, align)?;
+        }
         for t in &self.tensors {
             w.write_all(&t.data)?;
             pad(&mut w, align)?;

@@ -8,5 +8,6 @@ pub(crate) mod arch;
 pub mod isa;
 pub mod matmul;
 pub mod mmap;
+pub mod ops;
 pub mod pool;
 pub mod quant;

@@ -51,8 +51,9 @@ fn totals(file: &Gguf<'_>) -> BTreeMap<GgmlType, Totals> {
             bytes: 0,
         });
         e.tensors += 1;
-        e.params += t.n_elements();
-        e.bytes += t.n_bytes();
+        // Tensors may overlap in a hostile file, so totals can exceed the file size.
+        e.params = e.params.saturating_add(t.n_elements());
+        e.bytes = e.bytes.saturating_add(t.n_bytes());
     }
     by_type
 }
@@ -180,8 +181,12 @@ fn render_text(file: &Gguf<'_>) -> String {
             t.bytes
         );
     }
-    let params: u64 = by_type.values().map(|t| t.params).sum();
-    let bytes: u64 = by_type.values().map(|t| t.bytes).sum();
+    let params = by_type
+        .values()
+        .fold(0u64, |a, t| a.saturating_add(t.params));
+    let bytes = by_type
+        .values()
+        .fold(0u64, |a, t| a.saturating_add(t.bytes));
     let _ = writeln!(
         o,
         "  {:<8} {:>8} {:>14} {:>14}",

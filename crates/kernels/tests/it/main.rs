@@ -3,6 +3,11 @@
 mod dot_reference;
 mod matmul_naive;
 mod matmul_real;
+mod ops;
+mod ops_attention;
+mod ops_rope;
+mod ops_util;
+mod pool;
 mod quant_dequant;
 mod quant_roundtrip;
 mod quant_util;

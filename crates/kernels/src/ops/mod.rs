@@ -1,0 +1,392 @@
+//! Elementwise f32 kernels the models need — norms, softmax, activations, rope, f16/bf16 rows —
+//! and attention over an f16 KV cache, each with a scalar twin and AVX2/AVX-512 versions.
+//!
+//! [`Ops`] is the entry point: a `Copy` handle holding the instruction-set level, checked
+//! against the CPU once when it is made, whose methods dispatch to `generic` (the scalar
+//! reference, which follows ggml's CPU formulas and operation order), `x86_64::avx2` or
+//! `x86_64::avx512`. [`rope`] holds rope's parameters and angle cache, [`attention`] the
+//! attention kernels (serial per head, and parallel over a [`crate::pool::ThreadPool`]).
+//!
+//! Precision: reductions that ggml does in f64 (sums of squares, softmax sums) are done in f64
+//! here too; SIMD `exp` is within 2 ulp of `f32::exp`. Results of different levels agree to a
+//! few ulp, not bit for bit (summation order differs), and every level is tested against f64.
+//!
+//! Lengths are the caller's responsibility: methods panic when slices that must match do not
+//! (a programming error — model files never choose these lengths unchecked).
+
+pub mod attention;
+mod generic;
+pub mod rope;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+use half::{bf16, f16};
+
+use crate::isa::Isa;
+
+/// The kernels at one instruction-set level (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ops {
+    /// Never above what the CPU supports (`new` clamps), which is what makes the SIMD calls sound.
+    isa: Isa,
+}
+
+/// Calls the same-named kernel of the chosen level.
+macro_rules! dispatch {
+    ($ops:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $ops.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Ops::new` keeps `isa` at or below `Isa::best_supported()`, so the CPU has
+            // every feature the AVX-512 kernels are compiled for.
+            Isa::Avx512 => unsafe { x86_64::avx512::$f($($arg),*) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, for the AVX2 + FMA + F16C set.
+            Isa::Avx2 => unsafe { x86_64::avx2::$f($($arg),*) },
+            _ => generic::$f($($arg),*),
+        }
+    };
+}
+
+/// Like `dispatch!` for the kernels that take raw pointers (and so are `unsafe` at every level).
+macro_rules! dispatch_ptr {
+    ($ops:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $ops.isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => x86_64::avx512::$f($($arg),*),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => x86_64::avx2::$f($($arg),*),
+            _ => generic::$f($($arg),*),
+        }
+    };
+}
+
+fn opt_ptr(x: Option<&[f32]>, n: usize, what: &str) -> *const f32 {
+    match x {
+        Some(s) => {
+            assert_eq!(s.len(), n, "{what} length");
+            s.as_ptr()
+        }
+        None => std::ptr::null(),
+    }
+}
+
+impl Ops {
+    /// Kernels at `isa`, lowered to the best level this CPU supports.
+    pub fn new(isa: Isa) -> Ops {
+        Ops {
+            isa: isa.min(Isa::best_supported()),
+        }
+    }
+
+    /// Kernels at [`Isa::detected`] (the best level, unless `HEARTH_ISA` lowers it).
+    pub fn detected() -> Ops {
+        Ops::new(Isa::detected())
+    }
+
+    /// The level these kernels run at.
+    pub fn isa(self) -> Isa {
+        self.isa
+    }
+
+    /// RMS norm fused with the weight multiply: `out = x / sqrt(mean(x²) + eps) · w`
+    /// (`x · scale · w`, left to right, as ggml's fused `rms_norm` + `mul`).
+    ///
+    /// # Panics
+    /// If `out`, `x`, `w` differ in length.
+    pub fn rms_norm(self, out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+        assert_eq!(out.len(), x.len(), "rms_norm: out and x lengths");
+        assert_eq!(w.len(), x.len(), "rms_norm: w and x lengths");
+        let s = self.rms_scale(x, eps);
+        // SAFETY: all three slices hold `x.len()` elements; `out` does not overlap `x` (borrow
+        // rules), which the kernel allows anyway.
+        unsafe {
+            dispatch_ptr!(
+                self,
+                scale_mul_add(
+                    x.len(),
+                    x.as_ptr(),
+                    s,
+                    0.0,
+                    w.as_ptr(),
+                    std::ptr::null(),
+                    out.as_mut_ptr()
+                )
+            )
+        }
+    }
+
+    /// [`rms_norm`](Self::rms_norm) in place.
+    pub fn rms_norm_inplace(self, x: &mut [f32], w: &[f32], eps: f32) {
+        assert_eq!(w.len(), x.len(), "rms_norm: w and x lengths");
+        let s = self.rms_scale(x, eps);
+        let p = x.as_mut_ptr();
+        // SAFETY: `x` and `w` hold `x.len()` elements; input and output are the same buffer,
+        // which the kernel allows (it reads element `i` before writing it).
+        unsafe {
+            dispatch_ptr!(
+                self,
+                scale_mul_add(x.len(), p, s, 0.0, w.as_ptr(), std::ptr::null(), p)
+            )
+        }
+    }
+
+    fn rms_scale(self, x: &[f32], eps: f32) -> f32 {
+        if x.is_empty() {
+            return 0.0;
+        }
+        let ss = dispatch!(self, sum_squares(x));
+        let mean = (ss / x.len() as f64) as f32;
+        1.0 / (mean + eps).sqrt()
+    }
+
+    /// Layer norm: `out = (x − mean) / sqrt(var + eps) · w + b` (`w`, `b` optional), with
+    /// ggml's `norm` rounding (mean in f32 from an f64 sum, variance summed in f64).
+    ///
+    /// # Panics
+    /// If `out`, `x` and the given `w`, `b` differ in length.
+    pub fn layer_norm(
+        self,
+        out: &mut [f32],
+        x: &[f32],
+        w: Option<&[f32]>,
+        b: Option<&[f32]>,
+        eps: f32,
+    ) {
+        assert_eq!(out.len(), x.len(), "layer_norm: out and x lengths");
+        let (mean, s) = self.norm_stats(x, eps);
+        let (wp, bp) = (
+            opt_ptr(w, x.len(), "layer_norm: w"),
+            opt_ptr(b, x.len(), "layer_norm: b"),
+        );
+        // SAFETY: `x`, `out` and the non-null `w`, `b` hold `x.len()` elements.
+        unsafe {
+            dispatch_ptr!(
+                self,
+                scale_mul_add(x.len(), x.as_ptr(), s, mean, wp, bp, out.as_mut_ptr())
+            )
+        }
+    }
+
+    /// [`layer_norm`](Self::layer_norm) in place.
+    pub fn layer_norm_inplace(self, x: &mut [f32], w: Option<&[f32]>, b: Option<&[f32]>, eps: f32) {
+        let (mean, s) = self.norm_stats(x, eps);
+        let (wp, bp) = (
+            opt_ptr(w, x.len(), "layer_norm: w"),
+            opt_ptr(b, x.len(), "layer_norm: b"),
+        );
+        let p = x.as_mut_ptr();
+        // SAFETY: as in `layer_norm`, with input and output the same buffer (allowed).
+        unsafe { dispatch_ptr!(self, scale_mul_add(x.len(), p, s, mean, wp, bp, p)) }
+    }
+
+    fn norm_stats(self, x: &[f32], eps: f32) -> (f32, f32) {
+        if x.is_empty() {
+            return (0.0, 0.0);
+        }
+        let n = x.len();
+        let mean = dispatch!(self, sum(x)) as f32 / n as f32;
+        let var = (dispatch!(self, sum_squared_deviations(x, mean)) / n as f64) as f32;
+        (mean, 1.0 / (var + eps).sqrt())
+    }
+
+    /// Softmax in place, stable (the maximum is subtracted first), sum in f64. `-inf` entries
+    /// become 0; if every entry is `-inf` the result is NaN.
+    pub fn softmax(self, x: &mut [f32]) {
+        if x.is_empty() {
+            return;
+        }
+        let m = dispatch!(self, max(x));
+        let sum = dispatch!(self, exp_sub_sum(x, m));
+        dispatch!(self, scale(x, (1.0 / sum) as f32));
+    }
+
+    /// `x = e^(x − m)`, returning the f64 sum (softmax's numerator step).
+    pub(crate) fn exp_sub_sum(self, x: &mut [f32], m: f32) -> f64 {
+        dispatch!(self, exp_sub_sum(x, m))
+    }
+
+    /// The largest element (`-inf` for an empty slice).
+    pub fn max(self, x: &[f32]) -> f32 {
+        dispatch!(self, max(x))
+    }
+
+    /// `x = x / (1 + e^(−x))` in place.
+    pub fn silu(self, x: &mut [f32]) {
+        let p = x.as_mut_ptr();
+        // SAFETY: in and out are the same `x.len()` elements (allowed); no `u`.
+        unsafe { dispatch_ptr!(self, act_mul(x.len(), false, p, std::ptr::null(), p)) }
+    }
+
+    /// GELU, tanh approximation, in place: `0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²)))`.
+    /// (ggml's CPU path rounds `x` to f16 and looks the result up in an f16 table; this is the
+    /// formula itself.)
+    pub fn gelu(self, x: &mut [f32]) {
+        let p = x.as_mut_ptr();
+        // SAFETY: in and out are the same `x.len()` elements (allowed); no `u`.
+        unsafe { dispatch_ptr!(self, act_mul(x.len(), true, p, std::ptr::null(), p)) }
+    }
+
+    /// SwiGLU in place: `gate = silu(gate) · up`.
+    ///
+    /// # Panics
+    /// If `gate` and `up` differ in length.
+    pub fn swiglu(self, gate: &mut [f32], up: &[f32]) {
+        self.glu(false, gate, up);
+    }
+
+    /// GeGLU in place: `gate = gelu(gate) · up`.
+    ///
+    /// # Panics
+    /// If `gate` and `up` differ in length.
+    pub fn geglu(self, gate: &mut [f32], up: &[f32]) {
+        self.glu(true, gate, up);
+    }
+
+    fn glu(self, gelu: bool, gate: &mut [f32], up: &[f32]) {
+        assert_eq!(gate.len(), up.len(), "glu: gate and up lengths");
+        let p = gate.as_mut_ptr();
+        // SAFETY: `gate` and `up` hold `gate.len()` elements; out is `gate` itself (allowed).
+        unsafe { dispatch_ptr!(self, act_mul(gate.len(), gelu, p, up.as_ptr(), p)) }
+    }
+
+    /// `out = silu(gate) · up`.
+    ///
+    /// # Panics
+    /// If the three lengths differ.
+    pub fn swiglu_to(self, out: &mut [f32], gate: &[f32], up: &[f32]) {
+        self.glu_to(false, out, gate, up);
+    }
+
+    /// `out = gelu(gate) · up`.
+    ///
+    /// # Panics
+    /// If the three lengths differ.
+    pub fn geglu_to(self, out: &mut [f32], gate: &[f32], up: &[f32]) {
+        self.glu_to(true, out, gate, up);
+    }
+
+    fn glu_to(self, gelu: bool, out: &mut [f32], gate: &[f32], up: &[f32]) {
+        assert_eq!(gate.len(), up.len(), "glu: gate and up lengths");
+        assert_eq!(out.len(), gate.len(), "glu: out and gate lengths");
+        // SAFETY: all three hold `gate.len()` elements.
+        unsafe {
+            dispatch_ptr!(
+                self,
+                act_mul(
+                    gate.len(),
+                    gelu,
+                    gate.as_ptr(),
+                    up.as_ptr(),
+                    out.as_mut_ptr()
+                )
+            )
+        }
+    }
+
+    /// `acc += x` elementwise (residual connections).
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn add(self, acc: &mut [f32], x: &[f32]) {
+        assert_eq!(acc.len(), x.len(), "add: lengths");
+        dispatch!(self, add(acc, x));
+    }
+
+    /// `acc *= x` elementwise.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn mul(self, acc: &mut [f32], x: &[f32]) {
+        assert_eq!(acc.len(), x.len(), "mul: lengths");
+        dispatch!(self, mul(acc, x));
+    }
+
+    /// `x *= s`.
+    pub fn scale(self, x: &mut [f32], s: f32) {
+        dispatch!(self, scale(x, s));
+    }
+
+    /// Widens an f16 row (exact).
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn f16_to_f32(self, out: &mut [f32], x: &[f16]) {
+        assert_eq!(out.len(), x.len(), "f16_to_f32: lengths");
+        dispatch!(self, f16_to_f32(out, x));
+    }
+
+    /// Rounds an f32 row to f16 (to nearest even, as `half::f16::from_f32`).
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn f32_to_f16(self, out: &mut [f16], x: &[f32]) {
+        assert_eq!(out.len(), x.len(), "f32_to_f16: lengths");
+        dispatch!(self, f32_to_f16(out, x));
+    }
+
+    /// Widens a bf16 row (exact).
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn bf16_to_f32(self, out: &mut [f32], x: &[bf16]) {
+        assert_eq!(out.len(), x.len(), "bf16_to_f32: lengths");
+        dispatch!(self, bf16_to_f32(out, x));
+    }
+
+    /// Rounds an f32 row to bf16 (to nearest even, as `half::bf16::from_f32`).
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn f32_to_bf16(self, out: &mut [bf16], x: &[f32]) {
+        assert_eq!(out.len(), x.len(), "f32_to_bf16: lengths");
+        dispatch!(self, f32_to_bf16(out, x));
+    }
+
+    /// `Σ q[i]·k[i]` of an f32 query and an f16 key row (widened exactly; f32 products and sum).
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn dot_f16(self, q: &[f32], k: &[f16]) -> f32 {
+        assert_eq!(q.len(), k.len(), "dot_f16: lengths");
+        dispatch!(self, dot_f16(q, k))
+    }
+
+    /// `acc += w · v` for an f16 value row (widened exactly, f32 multiply-add).
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn axpy_f16(self, acc: &mut [f32], w: f32, v: &[f16]) {
+        assert_eq!(acc.len(), v.len(), "axpy_f16: lengths");
+        dispatch!(self, axpy_f16(acc, w, v));
+    }
+
+    /// Attention scores of `g` heads against a block of key rows (see `generic::attn_scores`).
+    pub(crate) fn attn_scores(
+        self,
+        q: &[f32],
+        g: usize,
+        k: &generic::Rows<'_>,
+        scale: f32,
+        scores: &mut [f32],
+        ld: usize,
+    ) {
+        dispatch!(self, attn_scores(q, g, k, scale, scores, ld));
+    }
+
+    /// Weighted sum of a block of value rows into `g` heads (see `generic::attn_accum`).
+    pub(crate) fn attn_accum(
+        self,
+        p: &[f32],
+        ld: usize,
+        g: usize,
+        v: &generic::Rows<'_>,
+        out: &mut [f32],
+    ) {
+        dispatch!(self, attn_accum(p, ld, g, v, out));
+    }
+
+    /// Rotates the first `n_rot` values of one head (cache layout: `generic::rope_rotate`).
+    fn rope_rotate(self, head: &mut [f32], cos: &[f32], sin: &[f32], n_rot: usize, neox: bool) {
+        dispatch!(self, rope_rotate(head, cos, sin, n_rot, neox));
+    }
+}
