@@ -456,6 +456,11 @@ pub fn matmul_many(
     if n_tokens == 0 {
         return Ok(());
     }
+    if cols == 0 {
+        // Empty rows: every dot product is zero (no kernel runs).
+        ys.iter_mut().for_each(|y| y.fill(0.0));
+        return Ok(());
+    }
 
     // Quantize once per activation form the matrices need.
     for kind in [ActKind::Q8, ActKind::Q8K] {

@@ -147,6 +147,10 @@ fn bad_shapes_are_errors() {
     assert!(matmul(&pool, &m, &[0.0; 31], 1, &mut [0.0; 4], &mut s).is_err());
     assert!(matmul(&pool, &m, &[0.0; 32], 1, &mut [0.0; 3], &mut s).is_err());
     assert!(matmul(&pool, &m, &[0.0; 64], 2, &mut [0.0; 8], &mut s).is_ok());
+    let empty = Matrix::new(GgmlType::Q4_0, 2, 0, &[]).unwrap();
+    let mut y = [f32::NAN; 6];
+    matmul(&pool, &empty, &[], 3, &mut y, &mut s).unwrap();
+    assert_eq!(y, [0.0; 6]);
     let other = Matrix::new(GgmlType::F32, 1, 16, &[0; 64]).unwrap();
     assert!(
         matmul_many(
