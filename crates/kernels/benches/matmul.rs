@@ -212,7 +212,17 @@ fn bench_matrix(rows_out: &mut Vec<Row>, case: &Case, quick: bool, peaks: &[f64;
         data,
         mm_rows,
     } = *case;
+    let built = Instant::now();
     let m = Matrix::new(ty, rows, cols, data).unwrap();
+    println!(
+        "  ({name}: Matrix::new {:.1} ms, {})",
+        built.elapsed().as_secs_f64() * 1e3,
+        if m.is_packed() {
+            "repacked"
+        } else {
+            "in place"
+        }
+    );
     let stream_buf = vec![1u8; data.len()];
     let mm_rb = row_bytes(ty, cols).unwrap();
     let mm = Matrix::new(ty, mm_rows, cols, &data[..mm_rows * mm_rb]).unwrap();
