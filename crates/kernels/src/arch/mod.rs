@@ -1,18 +1,25 @@
 //! Dot-product kernels, one module per instruction set, chosen at run time.
 //!
-//! Every weight type has a *row kernel* ([`RowsFn`]): dot products of consecutive weight rows
-//! (ggml layout, straight from the file) with one activation row quantized to the type's
-//! [`vec_dot_type`](crate::quant::vec_dot_type). `generic` holds the scalar reference for every
-//! type and stays forever; `x86_64::avx2` and `x86_64::avx512` hold `#[target_feature]` versions
-//! with differential tests against it. [`rows_kernel`] picks one for an [`Isa`] — the matmul
-//! code calls it once per matrix and keeps the pointer, so dispatch is a stored function pointer,
-//! never a per-call feature check. An `aarch64::neon` module would sit beside `x86_64` with the
-//! same entry points; it is not written yet (other targets run `generic`).
+//! Three kinds of kernel, each looked up once per matrix (the matmul code keeps the function
+//! pointer, so dispatch never re-checks CPU features):
+//! - *row kernels* ([`RowsFn`], [`rows_kernel`]) for every weight type: dot products of
+//!   consecutive weight rows in ggml layout (straight from the file) with one activation row
+//!   quantized to the type's [`vec_dot_type`](crate::quant::vec_dot_type). `generic` holds the
+//!   scalar reference for every type and stays forever; `x86_64::avx2` holds AVX2 and AVX-512
+//!   VNNI versions, `x86_64::avx512` 512-bit float ones — all with differential tests.
+//! - *packed kernels* ([`PackedFn`], [`packed_kernel`]) for the 16-row interleaved layouts of
+//!   `matmul::repack`: 16 rows × up to 8 tokens per call, each weight block unpacked once for
+//!   all tokens (`x86_64::avx512` with VNNI, `x86_64::avx2_packed`).
+//! - *tile kernels* ([`TileFn`], [`tile_kernel`]): 4 × 4 register tiles for float weights in a
+//!   batch.
 //!
-//! Activations arrive as an [`ActRow`]: for the 8-bit formats, the `i8` values, one `f32` scale
-//! per block and integer block sums, in separate arrays (not ggml's interleaved `block_q8_0`)
-//! so SIMD code loads them with plain vector loads. The numbers are ggml's: `Q8_0`/`Q8_1` scales
-//! rounded to f16, `Q8_K` scales in f32.
+//! An `aarch64::neon` module would sit beside `x86_64` with the same entry points; it is not
+//! written yet, so other targets run `generic` (never compiled or tested here).
+//!
+//! Activations arrive as an [`ActRow`] / [`ActTile`]: for the 8-bit formats, the `i8` values,
+//! one `f32` scale per block and integer block sums, in separate arrays (not ggml's interleaved
+//! `block_q8_0`) so SIMD code loads them with plain vector loads. The numbers are ggml's:
+//! `Q8_0`/`Q8_1` scales rounded to f16, `Q8_K` scales in f32.
 
 // Kernels take raw pointers and strides (one argument each) and index parallel arrays of one
 // block by the same position.

@@ -1,13 +1,19 @@
 //! Weight matrix × activation rows: the decode mat-vec and the prompt mat-mat.
 //!
-//! A [`Matrix`] is a weight tensor in ggml layout — `rows` output features, each a row of
-//! `cols` input values stored contiguously in its type — checked once when made. [`matmul`]
-//! computes `y[t][r] = Σ_c W[r][c]·x[t][c]` for `n_tokens` rows of `x`: it quantizes the
-//! activations once into the caller's [`Scratch`] (to the type's `vec_dot_type`), then splits
-//! the weight rows over the pool's threads in one [`ThreadPool::run`]. [`matmul_many`] does the
-//! same for several matrices reading one input (Q/K/V, FFN gate+up): one quantization, one
-//! hand-off. Within a thread, rows are walked in cache-sized chunks and each chunk is applied
-//! to every token before moving on, so a batch reads the weights from memory once.
+//! A [`Matrix`] is a weight tensor in ggml layout — `rows` output features (ggml `ne1`), each a
+//! row of `cols` input values (`ne0`) stored contiguously in its type — checked once when made
+//! and, by default, repacked into the 16-row interleaved layout of `repack` when the instruction
+//! set has a packed kernel for the type. [`matmul`] computes `y[t][r] = Σ_c W[r][c]·x[t][c]` for
+//! `n_tokens` rows of `x`: it quantizes the activations once into the caller's [`Scratch`] (to
+//! the type's `vec_dot_type`), then runs one [`ThreadPool::run`] in which every thread takes a
+//! contiguous share of the 16-row groups. [`matmul_many`] does the same for several matrices
+//! reading one input (Q/K/V, FFN gate+up): one quantization, one hand-off.
+//!
+//! Within a thread, weights are walked in chunks of about 256 KB (L2), each chunk applied to
+//! every tile of up to 8 tokens before moving on; a packed kernel unpacks each weight block once
+//! per tile, and in a batch long rows are split into 2048-value column ranges so the tile's
+//! activations stay in L1. So a batch reads its weights from memory once, and decode
+//! (`n_tokens == 1`) streams them with no extra pass.
 
 mod acts;
 mod buf;
