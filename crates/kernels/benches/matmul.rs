@@ -376,6 +376,19 @@ fn main() {
         if quick { 64 } else { 512 }
     );
 
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_K] {
+        let x = normals(3, 64 * 1536);
+        for isa in Isa::all_supported() {
+            let t = time(Duration::from_millis(200), || {
+                black_box(kernels::matmul::quantize_activations(isa, ty, &x).unwrap());
+            });
+            println!(
+                "activation quantization for {ty} ({}): {:.2} ns/value",
+                isa.name(),
+                t * 1e9 / x.len() as f64
+            );
+        }
+    }
     for model in [test_models::SMOLLM2, test_models::GEMMA3] {
         layer_latency(model, quick);
     }
