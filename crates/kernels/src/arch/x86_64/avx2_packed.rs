@@ -26,7 +26,7 @@ pub(crate) fn packed_kernel(ty: GgmlType) -> Option<(PackedFn, usize)> {
         T::IQ4_NL => (packed_iq4_nl, 4),
         T::Q4_K => (packed_q4_k, 4),
         T::Q5_K => (packed_q5_k, 4),
-        T::Q6_K => (packed_q6_k, 4),
+        T::Q6_K => (packed_q6_k, 2),
         _ => return None,
     })
 }
