@@ -8,8 +8,6 @@
 //! Formats whose packed bytes reach 255 (`Q8_0` and `IQ4_NL`, stored as value + 128) are turned
 //! back into signed values and multiplied with the sign trick (`|w|` × `sign(x, w)`).
 
-#![allow(clippy::missing_safety_doc)] // every kernel here shares the `PackedFn` contract
-
 use crate::arch::{ActTile, PackedFn, Q8K_SUMS};
 use crate::quant::{GgmlType, IQ4_NL_VALUES};
 use std::arch::x86_64::*;
@@ -31,6 +29,8 @@ pub(crate) fn packed_kernel(ty: GgmlType) -> Option<(PackedFn, usize)> {
     })
 }
 
+/// # Safety
+/// 32 bytes at `p` (caller).
 #[inline(always)]
 unsafe fn load256(p: *const u8) -> __m256i {
     // SAFETY: 32 bytes at `p` (caller).
@@ -38,6 +38,9 @@ unsafe fn load256(p: *const u8) -> __m256i {
 }
 
 /// Eight f16 (16 bytes at `p`) as f32.
+///
+/// # Safety
+/// 16 bytes at `p` (caller); F16C is enabled.
 #[inline(always)]
 unsafe fn f16x8(p: *const u8) -> __m256 {
     // SAFETY: 16 bytes at `p` (caller); F16C is enabled.
@@ -45,6 +48,9 @@ unsafe fn f16x8(p: *const u8) -> __m256 {
 }
 
 /// Half `h` of nibble steps at `p`: eight registers of values 0..16 for rows `8h..8h + 8`.
+///
+/// # Safety
+/// 256 bytes at `p` (caller); AVX2 is enabled.
 #[inline(always)]
 unsafe fn nibble_steps(p: *const u8, h: usize) -> [__m256i; 8] {
     // SAFETY: 256 bytes at `p` (caller); AVX2 is enabled.
@@ -70,6 +76,9 @@ unsafe fn nibble_steps(p: *const u8, h: usize) -> [__m256i; 8] {
 }
 
 /// Adds half `h` of the bit plane at `p` as bit 4 of the step registers.
+///
+/// # Safety
+/// 64 bytes at `p` (caller); AVX2 is enabled.
 #[inline(always)]
 unsafe fn add_bit_plane(q: &mut [__m256i; 8], p: *const u8, h: usize) {
     // SAFETY: 64 bytes at `p` (caller); AVX2 is enabled.
@@ -88,6 +97,9 @@ unsafe fn add_bit_plane(q: &mut [__m256i; 8], p: *const u8, h: usize) {
 }
 
 /// Adds half `h` of the `Q6_K` planes at `p` as bits 4–5 of the step registers.
+///
+/// # Safety
+/// 128 bytes at `p` (caller); AVX2 is enabled.
 #[inline(always)]
 unsafe fn add_q6_planes(q: &mut [__m256i; 8], p: *const u8, h: usize) {
     // SAFETY: 128 bytes at `p` (caller); AVX2 is enabled.
@@ -107,6 +119,9 @@ unsafe fn add_q6_planes(q: &mut [__m256i; 8], p: *const u8, h: usize) {
 
 /// Σ over steps `from..to` of `q[s]` · (activation bytes of step `s` at `x`), as 8 i32 lanes,
 /// widening the i16 `maddubs` sums every `i16_steps` steps.
+///
+/// # Safety
+/// 32 activation bytes at `x` (caller); AVX2 is enabled.
 #[inline(always)]
 unsafe fn dot_steps(
     q: &[__m256i; 8],
@@ -138,6 +153,9 @@ unsafe fn dot_steps(
 }
 
 /// Σ over the 8 steps of signed `q[s]` · (activation bytes of step `s` at `x`), as i32 lanes.
+///
+/// # Safety
+/// 32 activation bytes at `x` (caller); AVX2 is enabled.
 #[inline(always)]
 unsafe fn dot_steps_signed(q: &[__m256i; 8], x: *const i8) -> __m256i {
     // SAFETY: 32 activation bytes at `x` (caller); AVX2 is enabled.
@@ -161,6 +179,8 @@ trait Legacy {
     const SIGNED: bool = false;
     /// Steps whose i16 sums cannot overflow: 2·max value·127 per step must fit `I16` times.
     const I16: usize;
+    /// # Safety
+    /// a whole block column at `p`.
     unsafe fn steps(p: *const u8, h: usize) -> [__m256i; 8];
 }
 
@@ -174,6 +194,8 @@ impl Legacy for Q4_0 {
     const OFFSET: i32 = 8;
     const MIN: bool = false;
     const I16: usize = 8;
+    /// # Safety
+    /// a whole block column at `p`.
     #[inline(always)]
     unsafe fn steps(p: *const u8, h: usize) -> [__m256i; 8] {
         // SAFETY: a whole block column at `p`.
@@ -185,6 +207,8 @@ impl Legacy for Q4_1 {
     const OFFSET: i32 = 0;
     const MIN: bool = true;
     const I16: usize = 8;
+    /// # Safety
+    /// A whole block column at `p`; AVX2 is enabled.
     #[inline(always)]
     unsafe fn steps(p: *const u8, h: usize) -> [__m256i; 8] {
         // SAFETY: as above.
@@ -196,6 +220,8 @@ impl Legacy for Q5_0 {
     const OFFSET: i32 = 16;
     const MIN: bool = false;
     const I16: usize = 4;
+    /// # Safety
+    /// A whole block column at `p`; AVX2 is enabled.
     #[inline(always)]
     unsafe fn steps(p: *const u8, h: usize) -> [__m256i; 8] {
         // SAFETY: as above.
@@ -211,6 +237,8 @@ impl Legacy for Q5_1 {
     const OFFSET: i32 = 0;
     const MIN: bool = true;
     const I16: usize = 4;
+    /// # Safety
+    /// A whole block column at `p`; AVX2 is enabled.
     #[inline(always)]
     unsafe fn steps(p: *const u8, h: usize) -> [__m256i; 8] {
         // SAFETY: as above.
@@ -231,6 +259,8 @@ impl Legacy for Q8_0 {
     const MIN: bool = false;
     const SIGNED: bool = true;
     const I16: usize = 1;
+    /// # Safety
+    /// a whole block column at `p`; AVX2 is enabled.
     #[inline(always)]
     unsafe fn steps(p: *const u8, h: usize) -> [__m256i; 8] {
         // SAFETY: a whole block column at `p`; AVX2 is enabled.
@@ -250,6 +280,8 @@ impl Legacy for Iq4Nl {
     const MIN: bool = false;
     const SIGNED: bool = true;
     const I16: usize = 1;
+    /// # Safety
+    /// A whole block column at `p`; AVX2 is enabled.
     #[inline(always)]
     unsafe fn steps(p: *const u8, h: usize) -> [__m256i; 8] {
         // SAFETY: as above.
@@ -270,6 +302,8 @@ impl Legacy for Iq4Nl {
     }
 }
 
+/// # Safety
+/// the `PackedFn` contract; the features are enabled by the caller.
 #[inline(always)]
 unsafe fn gemm_legacy<T: Legacy, const NY: usize>(
     nb: usize,
@@ -321,6 +355,8 @@ unsafe fn gemm_legacy<T: Legacy, const NY: usize>(
     }
 }
 
+/// # Safety
+/// the `PackedFn` contract; the features are enabled by the caller.
 #[inline(always)]
 unsafe fn gemm_q45k<const Q5: bool, const NY: usize>(
     nb: usize,
@@ -388,6 +424,8 @@ unsafe fn gemm_q45k<const Q5: bool, const NY: usize>(
     }
 }
 
+/// # Safety
+/// the `PackedFn` contract; the features are enabled by the caller.
 #[inline(always)]
 unsafe fn gemm_q6k<const NY: usize>(
     nb: usize,

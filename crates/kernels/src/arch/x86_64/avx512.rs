@@ -9,8 +9,6 @@
 //! value offsets of the formats (`q − 8`, `q + 128` for signed bytes, …) are folded in through
 //! the activation block sums, never applied per value.
 
-#![allow(clippy::missing_safety_doc)] // every kernel here shares the `PackedFn`/`RowsFn` contract
-
 use crate::arch::{ActRow, ActTile, PackedFn, Q8K_SUMS, RowsFn, TileFn};
 use crate::quant::{GgmlType, IQ4_NL_VALUES};
 use std::arch::x86_64::*;
@@ -104,16 +102,22 @@ macro_rules! float_rows {
     };
 }
 
+/// # Safety
+/// 64 bytes at `p` (caller).
 #[inline(always)]
 unsafe fn load_f32(p: *const u8) -> __m512 {
     // SAFETY: 64 bytes at `p` (caller).
     unsafe { _mm512_loadu_ps(p.cast()) }
 }
+/// # Safety
+/// 32 bytes at `p` (caller).
 #[inline(always)]
 unsafe fn load_f16(p: *const u8) -> __m512 {
     // SAFETY: 32 bytes at `p` (caller).
     unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
 }
+/// # Safety
+/// 32 bytes at `p` (caller).
 #[inline(always)]
 unsafe fn load_bf16(p: *const u8) -> __m512 {
     // SAFETY: 32 bytes at `p` (caller).
@@ -123,16 +127,22 @@ unsafe fn load_bf16(p: *const u8) -> __m512 {
         )))
     }
 }
+/// # Safety
+/// the masked lanes lie inside the row (caller).
 #[inline(always)]
 unsafe fn tail_f32(p: *const u8, m: __mmask16) -> __m512 {
     // SAFETY: the masked lanes lie inside the row (caller).
     unsafe { _mm512_maskz_loadu_ps(m, p.cast()) }
 }
+/// # Safety
+/// The masked lanes lie inside the row; AVX-512 is enabled.
 #[inline(always)]
 unsafe fn tail_f16(p: *const u8, m: __mmask16) -> __m512 {
     // SAFETY: as above.
     unsafe { _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p.cast())) }
 }
+/// # Safety
+/// The masked lanes lie inside the row; AVX-512 is enabled.
 #[inline(always)]
 unsafe fn tail_bf16(p: *const u8, m: __mmask16) -> __m512 {
     // SAFETY: as above.
@@ -222,6 +232,8 @@ float_rows!(rows_bf16, 2, load_bf16, tail_bf16);
 // ---------------------------------------------------------------------------------------------
 // Packed helpers.
 
+/// # Safety
+/// 64 bytes at `p` (caller).
 #[inline(always)]
 unsafe fn load512(p: *const u8) -> __m512i {
     // SAFETY: 64 bytes at `p` (caller).
@@ -229,6 +241,9 @@ unsafe fn load512(p: *const u8) -> __m512i {
 }
 
 /// The 16 f16 of an f16 vector as f32.
+///
+/// # Safety
+/// 32 bytes at `p` (caller).
 #[inline(always)]
 unsafe fn f16x16(p: *const u8) -> __m512 {
     // SAFETY: 32 bytes at `p` (caller).
@@ -236,6 +251,9 @@ unsafe fn f16x16(p: *const u8) -> __m512 {
 }
 
 /// The four activation bytes of step `s` broadcast to every lane.
+///
+/// # Safety
+/// 4 bytes at `x + 4s` (caller).
 #[inline(always)]
 unsafe fn bcast4(x: *const i8, s: usize) -> __m512i {
     // SAFETY: 4 bytes at `x + 4s` (caller).
@@ -243,6 +261,9 @@ unsafe fn bcast4(x: *const i8, s: usize) -> __m512i {
 }
 
 /// Nibble steps: the eight step registers (values 0..16).
+///
+/// # Safety
+/// 256 bytes at `p` (caller).
 #[inline(always)]
 unsafe fn nibble_steps(p: *const u8) -> [__m512i; 8] {
     // SAFETY: 256 bytes at `p` (caller).
@@ -268,6 +289,9 @@ unsafe fn nibble_steps(p: *const u8) -> [__m512i; 8] {
 }
 
 /// `a | (b & c)` in one instruction.
+///
+/// # Safety
+/// AVX-512F is enabled.
 #[inline(always)]
 unsafe fn or_and(a: __m512i, b: __m512i, c: __m512i) -> __m512i {
     // SAFETY: AVX-512F is enabled.
@@ -275,6 +299,9 @@ unsafe fn or_and(a: __m512i, b: __m512i, c: __m512i) -> __m512i {
 }
 
 /// Adds bit plane `h` (at `p`) as bit 4 of the eight step registers.
+///
+/// # Safety
+/// 64 bytes at `p` (caller); AVX-512BW is enabled.
 #[inline(always)]
 unsafe fn add_bit_plane(q: &mut [__m512i; 8], p: *const u8) {
     // SAFETY: 64 bytes at `p` (caller); AVX-512BW is enabled.
@@ -293,6 +320,9 @@ unsafe fn add_bit_plane(q: &mut [__m512i; 8], p: *const u8) {
 }
 
 /// The Q6_K planes `H0`, `H1` (at `p`) as bits 4–5 of the eight step registers.
+///
+/// # Safety
+/// 128 bytes at `p` (caller); AVX-512BW is enabled.
 #[inline(always)]
 unsafe fn add_q6_planes(q: &mut [__m512i; 8], p: *const u8) {
     // SAFETY: 128 bytes at `p` (caller); AVX-512BW is enabled.
@@ -309,6 +339,9 @@ unsafe fn add_q6_planes(q: &mut [__m512i; 8], p: *const u8) {
 }
 
 /// Σ over the steps `from..to` of `q[s]` · (activation bytes of step `s` at `x`), added to `acc`.
+///
+/// # Safety
+/// 32 activation bytes at `x` (caller); VNNI is enabled.
 #[inline(always)]
 unsafe fn dp_steps(
     mut acc: __m512i,
@@ -338,6 +371,9 @@ trait Legacy {
     /// Whether an f16 `m` vector follows `d` (`d·q + m` formats).
     const MIN: bool;
     /// The eight step registers (unsigned values) of the block column at `p`.
+    ///
+    /// # Safety
+    /// a whole block column at `p`.
     unsafe fn steps(p: *const u8) -> [__m512i; 8];
 }
 
@@ -352,6 +388,8 @@ impl Legacy for Q4_0 {
     const BYTES: usize = 288;
     const OFFSET: i32 = 8;
     const MIN: bool = false;
+    /// # Safety
+    /// a whole block column at `p`.
     #[inline(always)]
     unsafe fn steps(p: *const u8) -> [__m512i; 8] {
         // SAFETY: a whole block column at `p`.
@@ -362,6 +400,8 @@ impl Legacy for Q4_1 {
     const BYTES: usize = 320;
     const OFFSET: i32 = 0;
     const MIN: bool = true;
+    /// # Safety
+    /// A whole block column at `p`; AVX-512 is enabled.
     #[inline(always)]
     unsafe fn steps(p: *const u8) -> [__m512i; 8] {
         // SAFETY: as above.
@@ -372,6 +412,8 @@ impl Legacy for Q5_0 {
     const BYTES: usize = 352;
     const OFFSET: i32 = 16;
     const MIN: bool = false;
+    /// # Safety
+    /// A whole block column at `p`; AVX-512 is enabled.
     #[inline(always)]
     unsafe fn steps(p: *const u8) -> [__m512i; 8] {
         // SAFETY: as above.
@@ -386,6 +428,8 @@ impl Legacy for Q5_1 {
     const BYTES: usize = 384;
     const OFFSET: i32 = 0;
     const MIN: bool = true;
+    /// # Safety
+    /// A whole block column at `p`; AVX-512 is enabled.
     #[inline(always)]
     unsafe fn steps(p: *const u8) -> [__m512i; 8] {
         // SAFETY: as above.
@@ -400,6 +444,8 @@ impl Legacy for Q8_0 {
     const BYTES: usize = 544;
     const OFFSET: i32 = 128;
     const MIN: bool = false;
+    /// # Safety
+    /// A whole block column at `p`; AVX-512 is enabled.
     #[inline(always)]
     unsafe fn steps(p: *const u8) -> [__m512i; 8] {
         // SAFETY: as above.
@@ -422,6 +468,8 @@ impl Legacy for Iq4Nl {
     const BYTES: usize = 288;
     const OFFSET: i32 = 128;
     const MIN: bool = false;
+    /// # Safety
+    /// A whole block column at `p`; AVX-512 is enabled.
     #[inline(always)]
     unsafe fn steps(p: *const u8) -> [__m512i; 8] {
         // SAFETY: as above.
@@ -445,6 +493,9 @@ impl Legacy for Iq4Nl {
 }
 
 /// 16 rows × `NY` tokens over `nb` block columns of a 32-value format.
+///
+/// # Safety
+/// the `PackedFn` contract; the features are enabled by the caller.
 #[inline(always)]
 unsafe fn gemm_legacy<T: Legacy, const NY: usize>(
     nb: usize,
@@ -501,6 +552,9 @@ unsafe fn gemm_legacy<T: Legacy, const NY: usize>(
 // k-quants.
 
 /// `Q4_K` (`Q5 = false`) and `Q5_K` (`Q5 = true`).
+///
+/// # Safety
+/// the `PackedFn` contract; the features are enabled by the caller.
 #[inline(always)]
 unsafe fn gemm_q45k<const Q5: bool, const NY: usize>(
     nb: usize,
@@ -572,6 +626,8 @@ unsafe fn gemm_q45k<const Q5: bool, const NY: usize>(
     }
 }
 
+/// # Safety
+/// the `PackedFn` contract; the features are enabled by the caller.
 #[inline(always)]
 unsafe fn gemm_q6k<const NY: usize>(
     nb: usize,

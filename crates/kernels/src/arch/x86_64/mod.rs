@@ -48,6 +48,9 @@ pub(crate) fn quantize_acts_kernel(isa: Isa, kind: ActKind) -> Option<QuantizeAc
 }
 
 /// An f16 as f32, with F16C (inlined into kernels that enable it).
+///
+/// # Safety
+/// F16C is enabled in every caller.
 #[inline(always)]
 pub(super) unsafe fn f16_at(h: F16Bytes) -> f32 {
     // SAFETY: F16C is enabled in every caller.
@@ -59,6 +62,9 @@ pub(super) unsafe fn f16_at(h: F16Bytes) -> f32 {
 }
 
 /// Sum of 8 f32 lanes.
+///
+/// # Safety
+/// AVX is enabled in every caller.
 #[inline(always)]
 pub(super) unsafe fn hsum_ps(v: __m256) -> f32 {
     // SAFETY: AVX is enabled in every caller.
@@ -71,6 +77,9 @@ pub(super) unsafe fn hsum_ps(v: __m256) -> f32 {
 }
 
 /// Sum of 8 i32 lanes (wrapping).
+///
+/// # Safety
+/// AVX2 is enabled in every caller.
 #[inline(always)]
 pub(super) unsafe fn hsum_epi32(v: __m256i) -> i32 {
     // SAFETY: AVX2 is enabled in every caller.
