@@ -35,6 +35,10 @@ const ROW_GROUP: usize = 16;
 /// in L1.
 const K_BLOCK: usize = 2048;
 
+/// Tokens of a batch taken together through a weight chunk (their activations and outputs stay
+/// in L2 beside it; more tokens only re-read each chunk once per block).
+const TOKEN_BLOCK: usize = 256;
+
 /// Weight bytes a thread works through for all tokens of a batch before moving on (fits L2).
 const CHUNK_BYTES: usize = 256 * 1024;
 
@@ -296,36 +300,40 @@ impl<'a> Matrix<'a> {
         };
         let chunk = (CHUNK_BYTES / p.group_bytes.max(1)).max(1);
         let base = p.buf.as_slice().as_ptr();
-        let mut c0 = g0;
-        while c0 < g1 {
-            let c1 = (c0 + chunk).min(g1);
-            let mut t = 0;
-            while t < n_tokens {
-                let ny = p.max_ny.min(n_tokens - t);
-                let mut k0 = 0;
-                while k0 < nb {
-                    let kn = kc.min(nb - k0);
-                    // SAFETY: groups `c0..c1` and block columns `k0..k0 + kn` are inside the
-                    // buffer, tokens `t..t + ny` and their blocks `k0..` inside the activations,
-                    // and the outputs inside `y` (caller).
-                    unsafe {
-                        (p.kernel)(
-                            kn,
-                            base.add(c0 * p.group_bytes + k0 * col_bytes),
-                            p.group_bytes,
-                            c1 - c0,
-                            acts.tile(t).skip_blocks(k0, self.kind),
-                            ny,
-                            y.0.add(t * self.rows + c0 * repack::GROUP),
-                            self.rows,
-                            k0 > 0,
-                        );
+        // Token blocks keep a block's activations and outputs in L2 beside the weight chunk.
+        for tb0 in (0..n_tokens).step_by(TOKEN_BLOCK) {
+            let tb1 = (tb0 + TOKEN_BLOCK).min(n_tokens);
+            let mut c0 = g0;
+            while c0 < g1 {
+                let c1 = (c0 + chunk).min(g1);
+                let mut t = tb0;
+                while t < tb1 {
+                    let ny = p.max_ny.min(tb1 - t);
+                    let mut k0 = 0;
+                    while k0 < nb {
+                        let kn = kc.min(nb - k0);
+                        // SAFETY: groups `c0..c1` and block columns `k0..k0 + kn` are inside the
+                        // buffer, tokens `t..t + ny` and their blocks `k0..` inside the
+                        // activations, and the outputs inside `y` (caller).
+                        unsafe {
+                            (p.kernel)(
+                                kn,
+                                base.add(c0 * p.group_bytes + k0 * col_bytes),
+                                p.group_bytes,
+                                c1 - c0,
+                                acts.tile(t).skip_blocks(k0, self.kind),
+                                ny,
+                                y.0.add(t * self.rows + c0 * repack::GROUP),
+                                self.rows,
+                                k0 > 0,
+                            );
+                        }
+                        k0 += kn;
                     }
-                    k0 += kn;
+                    t += ny;
                 }
-                t += ny;
+                c0 = c1;
             }
-            c0 = c1;
         }
     }
 

@@ -291,3 +291,41 @@ fn wide_rows_in_batches_match_scalar() {
         }
     }
 }
+
+#[test]
+fn long_batches_match_scalar() {
+    // More tokens than one token block (256): the weight chunks are walked once per block.
+    let mut rng = Rng::new(16);
+    let pool = ThreadPool::new(2);
+    let (rows, cols, n_tokens) = (40, 256, 300);
+    for ty in [GgmlType::Q4_1, GgmlType::Q6_K] {
+        let w = random_matrix(&mut rng, ty, rows, cols);
+        let scalar = Matrix::with_options(
+            ty,
+            rows,
+            cols,
+            &w,
+            MatrixOptions {
+                isa: Isa::Generic,
+                repack: false,
+            },
+        )
+        .unwrap();
+        let best = Matrix::new(ty, rows, cols, &w).unwrap();
+        let x = rng.normals(n_tokens * cols);
+        let mut want = vec![0.0; n_tokens * rows];
+        let mut got = vec![0.0; n_tokens * rows];
+        matmul(&pool, &scalar, &x, n_tokens, &mut want, &mut Scratch::new()).unwrap();
+        matmul(
+            &pool,
+            &best,
+            &x,
+            n_tokens,
+            &mut got,
+            &mut Scratch::with_capacity(n_tokens, cols),
+        )
+        .unwrap();
+        let e = nmse(&want, &got);
+        assert!(e <= 1e-10, "{ty} packed={}: nmse {e}", best.is_packed());
+    }
+}
