@@ -329,3 +329,11 @@ fn long_batches_match_scalar() {
         assert!(e <= 1e-10, "{ty} packed={}: nmse {e}", best.is_packed());
     }
 }
+
+#[test]
+fn matrices_and_scratch_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Matrix<'static>>();
+    send_sync::<Scratch>();
+    send_sync::<kernels::quant::KernelError>();
+}
