@@ -27,6 +27,7 @@ use crate::pool::ThreadPool;
 use crate::quant::{GgmlType, KernelError, is_supported, row_bytes};
 use acts::{ActBuf, ActsRef, SyncPtr};
 use buf::AlignedBytes;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Rows are dealt to threads in groups of this many (the interleave of repacked layouts).
 const ROW_GROUP: usize = 16;
@@ -496,19 +497,73 @@ pub fn matmul_many(
         Some((acts_for(w.kind), SyncPtr(y.as_mut_ptr())))
     });
     let jobs = &jobs;
-    pool.run(|ti, nt| {
-        for (w, job) in ws.iter().zip(jobs.iter()) {
-            let Some((acts, y)) = job else { continue };
-            let groups = w.rows.div_ceil(ROW_GROUP);
-            let r0 = (groups * ti / nt * ROW_GROUP).min(w.rows);
-            let r1 = (groups * (ti + 1) / nt * ROW_GROUP).min(w.rows);
+    let units = WorkUnits::new(ws, pool.n_threads());
+    let next = AtomicUsize::new(0);
+    pool.run(|_, _| {
+        // Threads take units (a run of 16-row groups of one matrix) until none is left, so a
+        // thread that starts late or runs slower gets less, and the result is the same whoever
+        // computes which unit.
+        loop {
+            let u = next.fetch_add(1, Ordering::Relaxed);
+            let Some((i, r0, r1)) = units.get(u, ws) else {
+                break;
+            };
+            let (Some(w), Some(Some((acts, y)))) = (ws.get(i), jobs.get(i)) else {
+                break;
+            };
             // SAFETY: `acts` holds `n_tokens` rows of the matrix's kind and width (quantized
-            // above or the checked input), `y` was checked to hold `n_tokens × rows` values, and
-            // threads get disjoint row ranges.
+            // above or the checked input), `y` was checked to hold `n_tokens × rows` values,
+            // `r0` is a multiple of 16, and each unit (disjoint rows) is taken by one thread.
             unsafe { w.mul_rows(acts, n_tokens, *y, r0, r1) };
         }
     });
     Ok(())
+}
+
+/// The work of one [`matmul_many`] call cut into units: for matrix `i`, `count[i]` units of
+/// `groups[i]` 16-row groups each (the last one shorter), numbered after those of matrices
+/// `0..i`.
+struct WorkUnits {
+    first: [usize; MAX_MANY + 1],
+    groups: [usize; MAX_MANY],
+}
+
+impl WorkUnits {
+    /// Units of about 32 KB of weights (larger for big matrices: at most 16 per thread), and
+    /// at least one per thread when the matrix has that many groups.
+    fn new(ws: &[&Matrix<'_>], n_threads: usize) -> WorkUnits {
+        const UNIT_BYTES: usize = 32 * 1024;
+        let mut first = [0usize; MAX_MANY + 1];
+        let mut groups = [1usize; MAX_MANY];
+        for (i, w) in ws.iter().enumerate().take(MAX_MANY) {
+            let total = w.rows.div_ceil(ROW_GROUP);
+            let bytes = w.rows * w.row_bytes;
+            let unit_bytes = UNIT_BYTES.max(bytes / (16 * n_threads));
+            if total == 0 {
+                first[i + 1] = first[i];
+                continue;
+            }
+            let count = bytes
+                .div_ceil(unit_bytes.max(1))
+                .clamp(n_threads.min(total).max(1), total);
+            groups[i] = total.div_ceil(count);
+            first[i + 1] = first[i] + total.div_ceil(groups[i]);
+        }
+        for i in ws.len().min(MAX_MANY)..MAX_MANY {
+            first[i + 1] = first[i];
+        }
+        WorkUnits { first, groups }
+    }
+
+    /// Unit `u` as (matrix, first row, end row), or `None` past the last unit.
+    fn get(&self, u: usize, ws: &[&Matrix<'_>]) -> Option<(usize, usize, usize)> {
+        let i = (0..ws.len().min(MAX_MANY)).find(|&i| u < self.first[i + 1])?;
+        let rows = ws.get(i)?.rows;
+        let g0 = (u - self.first[i]) * self.groups[i];
+        let r0 = (g0 * ROW_GROUP).min(rows);
+        let r1 = ((g0 + self.groups[i]) * ROW_GROUP).min(rows);
+        Some((i, r0, r1))
+    }
 }
 
 /// Most matrices one [`matmul_many`] call takes.

@@ -147,6 +147,8 @@ fn bad_shapes_are_errors() {
     assert!(matmul(&pool, &m, &[0.0; 31], 1, &mut [0.0; 4], &mut s).is_err());
     assert!(matmul(&pool, &m, &[0.0; 32], 1, &mut [0.0; 3], &mut s).is_err());
     assert!(matmul(&pool, &m, &[0.0; 64], 2, &mut [0.0; 8], &mut s).is_ok());
+    let no_rows = Matrix::new(GgmlType::Q4_0, 0, 32, &[]).unwrap();
+    matmul(&pool, &no_rows, &[0.0; 64], 2, &mut [], &mut s).unwrap();
     let empty = Matrix::new(GgmlType::Q4_0, 2, 0, &[]).unwrap();
     let mut y = [f32::NAN; 6];
     matmul(&pool, &empty, &[], 3, &mut y, &mut s).unwrap();
@@ -335,5 +337,5 @@ fn matrices_and_scratch_cross_threads() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<Matrix<'static>>();
     send_sync::<Scratch>();
-    send_sync::<kernels::quant::KernelError>();
+    send_sync::<KernelError>();
 }
