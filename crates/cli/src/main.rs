@@ -21,12 +21,15 @@ struct Cli {
 enum Command {
     /// Show a GGUF file's metadata and tensors (like gguf-dump)
     Inspect(cmd::inspect::Args),
+    /// Show the token ids a model's tokenizer gives a text (like llama-tokenize)
+    Tokenize(cmd::tokenize::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Tokenize(a) => cmd::tokenize::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -12,7 +12,7 @@ use std::time::Instant;
 use half::f16;
 use kernels::isa::Isa;
 use kernels::ops::Ops;
-use kernels::ops::attention::{AttentionParams, KvCache};
+use kernels::ops::attention::{AttentionParams, AttentionScratch, KvCache};
 use kernels::ops::rope::{Rope, RopeMode, RopeParams};
 use kernels::pool::ThreadPool;
 
@@ -90,6 +90,18 @@ fn main() {
             &format!("geglu_to n={n}"),
             &ops.iter()
                 .map(|o| time_us(|| o.geglu_to(&mut out, black_box(&g), &u)))
+                .collect::<Vec<_>>(),
+        );
+        row(
+            &format!("swiglu_ggml_to n={n}"),
+            &ops.iter()
+                .map(|o| time_us(|| o.swiglu_ggml_to(&mut out, black_box(&g), &u)))
+                .collect::<Vec<_>>(),
+        );
+        row(
+            &format!("geglu_ggml_to n={n}"),
+            &ops.iter()
+                .map(|o| time_us(|| o.geglu_ggml_to(&mut out, black_box(&g), &u)))
                 .collect::<Vec<_>>(),
         );
     }
@@ -184,6 +196,28 @@ fn main() {
                         })
                         .collect::<Vec<_>>(),
                 );
+                let mut scratch = AttentionScratch::new(&p, pool.n_threads(), n_ctx);
+                row(
+                    &format!(
+                        "attention_ggml decode {name} ctx={ctx} thr={}",
+                        pool.n_threads()
+                    ),
+                    &ops.iter()
+                        .map(|o| {
+                            time_us(|| {
+                                o.attention_ggml(
+                                    pool,
+                                    &p,
+                                    black_box(&q),
+                                    &cache,
+                                    &rows,
+                                    &mut out,
+                                    &mut scratch,
+                                )
+                            })
+                        })
+                        .collect::<Vec<_>>(),
+                );
             }
         }
         let n_tokens = 256;
@@ -199,6 +233,28 @@ fn main() {
                 &ops.iter()
                     .map(|o| {
                         time_us(|| o.attention(pool, &p, black_box(&q), &cache, &rows, &mut out))
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            let mut scratch = AttentionScratch::new(&p, pool.n_threads(), n_ctx);
+            row(
+                &format!(
+                    "attention_ggml prefill {name} 256 tok thr={}",
+                    pool.n_threads()
+                ),
+                &ops.iter()
+                    .map(|o| {
+                        time_us(|| {
+                            o.attention_ggml(
+                                pool,
+                                &p,
+                                black_box(&q),
+                                &cache,
+                                &rows,
+                                &mut out,
+                                &mut scratch,
+                            )
+                        })
                     })
                     .collect::<Vec<_>>(),
             );

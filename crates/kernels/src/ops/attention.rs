@@ -14,6 +14,10 @@
 //! the range in blocks of [`BLOCK`] rows with a running maximum (an online softmax), so it needs
 //! no scratch memory whatever the context length; all query heads of a kv group are processed
 //! together, so each K and V row is read once per group.
+//!
+//! [`Ops::attention_ggml`] (in the `ggml` submodule) is the same attention with llama.cpp's
+//! roundings — q and the probabilities through f16, ggml's `exp` and summation order — for
+//! reproducing its results bit for bit; it takes an [`AttentionScratch`].
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,6 +27,9 @@ use half::f16;
 use super::Ops;
 use super::generic::Rows;
 use crate::pool::ThreadPool;
+
+mod ggml;
+pub use ggml::AttentionScratch;
 
 /// Cache rows scored at once per query head (their scores live on the stack).
 pub const BLOCK: usize = 128;
@@ -40,7 +47,8 @@ pub struct AttentionParams {
     pub head_dim: usize,
     /// Multiplies q·k (usually `1 / sqrt(head_dim)`).
     pub scale: f32,
-    /// Logit soft-capping (Gemma 2): `s = softcap · tanh(s / softcap)` after scaling; 0 = off.
+    /// Logit soft-capping (Gemma 2): `s = softcap · tanh(s / softcap)`, after scaling in
+    /// [`Ops::attention`], before it in [`Ops::attention_ggml`] (llama.cpp's order); 0 = off.
     pub softcap: f32,
 }
 
@@ -145,18 +153,8 @@ impl Ops {
             return;
         }
 
-        // Whole kv groups read each K and V row once. Split a group into sub-groups (each
-        // rereading the group's rows) only where there are fewer groups than threads (decode
-        // with few kv heads), or where it is larger than one kernel pass.
         let g = n_head / n_head_kv;
-        let groups = n_tokens * n_head_kv;
-        let n_sub = pool
-            .n_threads()
-            .div_ceil(groups)
-            .max(g.div_ceil(MAX_GROUP))
-            .min(g);
-        let sub = g.div_ceil(n_sub);
-        let n_sub = g.div_ceil(sub);
+        let (sub, n_sub) = split_group(g, n_tokens * n_head_kv, pool.n_threads());
         let per_token = n_head_kv * n_sub;
         let n_tasks = n_tokens * per_token;
 
@@ -250,15 +248,25 @@ impl Ops {
     }
 }
 
-/// The output pointer shared by the tasks of one `attention` call.
-struct SharedOut(*mut f32);
+/// Splits a kv group of `g` query heads into `n_sub` sub-groups of at most `sub` heads (the
+/// result `(sub, n_sub)`). Whole groups read each K and V row once; a group is split (each part
+/// rereading the group's rows) only where there are fewer of the `groups` than threads (decode
+/// with few kv heads), or where it is larger than one kernel pass ([`MAX_GROUP`]).
+fn split_group(g: usize, groups: usize, n_threads: usize) -> (usize, usize) {
+    let n_sub = n_threads.div_ceil(groups).max(g.div_ceil(MAX_GROUP)).min(g);
+    let sub = g.div_ceil(n_sub);
+    (sub, g.div_ceil(sub))
+}
 
-impl SharedOut {
-    fn get(&self) -> *mut f32 {
+/// The output pointer shared by the tasks of one `attention` call.
+struct SharedOut<T>(*mut T);
+
+impl<T> SharedOut<T> {
+    fn get(&self) -> *mut T {
         self.0
     }
 }
 
 // SAFETY: tasks write disjoint ranges through the pointer (see its use in `attention`), and the
 // buffer outlives `pool.run`, which returns only after every task.
-unsafe impl Sync for SharedOut {}
+unsafe impl<T> Sync for SharedOut<T> {}

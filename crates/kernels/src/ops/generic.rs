@@ -158,25 +158,28 @@ pub fn axpy_f16(acc: &mut [f32], w: f32, v: &[f16]) {
     }
 }
 
-/// Rotates the first `n_rot` values of one head by rope's angles.
+/// Rotates the first `n_rot` values of one head by rope's angles: `y0 = x0·c − x1·s`,
+/// `y1 = x0·s + x1·c`, with the `x0` products fused into the sums (`fma(x0, c, −x1·s)`,
+/// `fma(x0, s, x1·c)`) as GCC contracts ggml's `rotate_pairs` — which matters where the two
+/// products nearly cancel.
 ///
 /// Neox pairs element `k` with `k + n_rot/2` and reads `cos[k]`, `sin[k]` (`n_rot/2` each).
 /// Normal pairs `2k` with `2k+1` and reads per element `cos = [c0, c0, c1, c1, …]`,
-/// `sin = [−s0, s0, −s1, s1, …]` (`n_rot` each), so that `y[i] = x[i]·cos[i] + x[i^1]·sin[i]` —
-/// the same products and sums as `x0·c − x1·s`, `x0·s + x1·c`, in a layout SIMD can use.
+/// `sin = [−s0, s0, −s1, s1, …]` (`n_rot` each), a layout SIMD can use: even lanes are
+/// `fma(x[i], cos[i], x[i^1]·sin[i])`, odd lanes `fma(x[i^1], sin[i], x[i]·cos[i])`.
 pub fn rope_rotate(head: &mut [f32], cos: &[f32], sin: &[f32], n_rot: usize, neox: bool) {
     if neox {
         let half = n_rot / 2;
         for k in 0..half {
             let (x0, x1) = (head[k], head[k + half]);
-            head[k] = x0 * cos[k] - x1 * sin[k];
-            head[k + half] = x0 * sin[k] + x1 * cos[k];
+            head[k] = x0.mul_add(cos[k], -(x1 * sin[k]));
+            head[k + half] = x0.mul_add(sin[k], x1 * cos[k]);
         }
     } else {
         for k in (0..n_rot).step_by(2) {
             let (x0, x1) = (head[k], head[k + 1]);
-            head[k] = x0 * cos[k] + x1 * sin[k];
-            head[k + 1] = x1 * cos[k + 1] + x0 * sin[k + 1];
+            head[k] = x0.mul_add(cos[k], x1 * sin[k]);
+            head[k + 1] = x0.mul_add(sin[k + 1], x1 * cos[k + 1]);
         }
     }
 }

@@ -11,11 +11,18 @@
 //! here too; SIMD `exp` is within 2 ulp of `f32::exp`. Results of different levels agree to a
 //! few ulp, not bit for bit (summation order differs), and every level is tested against f64.
 //!
+//! The `_ggml` methods ([`Ops::gelu_ggml`], [`Ops::swiglu_ggml`], [`Ops::attention_ggml`], …)
+//! instead reproduce ggml's CPU arithmetic bit for bit — its f16 roundings, its vector `exp`, its
+//! summation orders — as its AVX-512 build computes it, with the same bits at every level (see
+//! `ggml`). They exist because llama.cpp's outputs are the reference a model is checked against,
+//! and small models amplify ulp-level differences.
+//!
 //! Lengths are the caller's responsibility: methods panic when slices that must match do not
 //! (a programming error — model files never choose these lengths unchecked).
 
 pub mod attention;
 mod generic;
+mod ggml;
 pub mod rope;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
@@ -56,6 +63,34 @@ macro_rules! dispatch_ptr {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86_64::avx2::$f($($arg),*),
             _ => generic::$f($($arg),*),
+        }
+    };
+}
+
+/// Like `dispatch!` for the ggml-compatible kernels (`ggml` and the `*_ggml` SIMD modules).
+macro_rules! dispatch_ggml {
+    ($ops:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $ops.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Ops::new` keeps `isa` at or below `Isa::best_supported()`.
+            Isa::Avx512 => unsafe { x86_64::avx512_ggml::$f($($arg),*) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, for the AVX2 + FMA + F16C set.
+            Isa::Avx2 => unsafe { x86_64::avx2_ggml::$f($($arg),*) },
+            _ => ggml::$f($($arg),*),
+        }
+    };
+}
+
+/// Like `dispatch_ptr!` for the ggml-compatible kernels.
+macro_rules! dispatch_ggml_ptr {
+    ($ops:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $ops.isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => x86_64::avx512_ggml::$f($($arg),*),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => x86_64::avx2_ggml::$f($($arg),*),
+            _ => ggml::$f($($arg),*),
         }
     };
 }
@@ -283,6 +318,89 @@ impl Ops {
         }
     }
 
+    /// Builds the table behind [`gelu_ggml`](Self::gelu_ggml) and
+    /// [`geglu_ggml`](Self::geglu_ggml) now (128 KiB, a few milliseconds) rather than on their
+    /// first call.
+    pub fn init_ggml_tables() {
+        ggml::init_gelu_table();
+    }
+
+    /// GELU in place as ggml's CPU backend computes it (`GGML_GELU_FP16`): `x ≤ −10 → 0`,
+    /// `x ≥ 10 → x`, otherwise `x` rounded to f16 looks up `f16(gelu(x))` in a table, so the
+    /// result is the f16 value nearest the tanh-approximation formula. Same bits at every level
+    /// (the SIMD levels convert to f16 and back in vectors; the lookup is per element).
+    pub fn gelu_ggml(self, x: &mut [f32]) {
+        let p = x.as_mut_ptr();
+        // SAFETY: in and out are the same `x.len()` elements (allowed); no `u`.
+        unsafe { dispatch_ggml_ptr!(self, gelu_mul(x.len(), p, std::ptr::null(), p)) }
+    }
+
+    /// GeGLU in place as ggml's `ggml_vec_geglu_f32`: `gate = gelu_ggml(gate) · up` (for
+    /// `|gate| ≥ 10`: `0`, or `gate · up`).
+    ///
+    /// # Panics
+    /// If `gate` and `up` differ in length.
+    pub fn geglu_ggml(self, gate: &mut [f32], up: &[f32]) {
+        assert_eq!(gate.len(), up.len(), "glu: gate and up lengths");
+        let p = gate.as_mut_ptr();
+        // SAFETY: `gate` and `up` hold `gate.len()` elements; out is `gate` itself (allowed).
+        unsafe { dispatch_ggml_ptr!(self, gelu_mul(gate.len(), p, up.as_ptr(), p)) }
+    }
+
+    /// `out = gelu_ggml(gate) · up`, as [`geglu_ggml`](Self::geglu_ggml).
+    ///
+    /// # Panics
+    /// If the three lengths differ.
+    pub fn geglu_ggml_to(self, out: &mut [f32], gate: &[f32], up: &[f32]) {
+        assert_eq!(gate.len(), up.len(), "glu: gate and up lengths");
+        assert_eq!(out.len(), gate.len(), "glu: out and gate lengths");
+        // SAFETY: all three hold `gate.len()` elements.
+        unsafe {
+            dispatch_ggml_ptr!(
+                self,
+                gelu_mul(gate.len(), gate.as_ptr(), up.as_ptr(), out.as_mut_ptr())
+            )
+        }
+    }
+
+    /// SiLU in place as ggml's `ggml_vec_silu_f32` (AVX-512 build): `x / (1 + e^−x)` with
+    /// ggml's vector `exp` on whole blocks of 16 and libm's `expf` on the rest. The blocks
+    /// start at `x[0]`: pass one row (e.g. `n_ff` values) at a time, as ggml splits its work.
+    /// Same bits at every level.
+    pub fn silu_ggml(self, x: &mut [f32]) {
+        let p = x.as_mut_ptr();
+        // SAFETY: in and out are the same `x.len()` elements (allowed); no `u`.
+        unsafe { dispatch_ggml_ptr!(self, silu_mul(x.len(), p, std::ptr::null(), p)) }
+    }
+
+    /// SwiGLU in place as ggml's `ggml_vec_swiglu_f32`: `gate = silu_ggml(gate) · up`, one row
+    /// per call (see [`silu_ggml`](Self::silu_ggml)).
+    ///
+    /// # Panics
+    /// If `gate` and `up` differ in length.
+    pub fn swiglu_ggml(self, gate: &mut [f32], up: &[f32]) {
+        assert_eq!(gate.len(), up.len(), "glu: gate and up lengths");
+        let p = gate.as_mut_ptr();
+        // SAFETY: `gate` and `up` hold `gate.len()` elements; out is `gate` itself (allowed).
+        unsafe { dispatch_ggml_ptr!(self, silu_mul(gate.len(), p, up.as_ptr(), p)) }
+    }
+
+    /// `out = silu_ggml(gate) · up`, as [`swiglu_ggml`](Self::swiglu_ggml).
+    ///
+    /// # Panics
+    /// If the three lengths differ.
+    pub fn swiglu_ggml_to(self, out: &mut [f32], gate: &[f32], up: &[f32]) {
+        assert_eq!(gate.len(), up.len(), "glu: gate and up lengths");
+        assert_eq!(out.len(), gate.len(), "glu: out and gate lengths");
+        // SAFETY: all three hold `gate.len()` elements.
+        unsafe {
+            dispatch_ggml_ptr!(
+                self,
+                silu_mul(gate.len(), gate.as_ptr(), up.as_ptr(), out.as_mut_ptr())
+            )
+        }
+    }
+
     /// `acc += x` elementwise (residual connections).
     ///
     /// # Panics
@@ -383,6 +501,40 @@ impl Ops {
         out: &mut [f32],
     ) {
         dispatch!(self, attn_accum(p, ld, g, v, out));
+    }
+
+    /// f16 attention scores in ggml's order (see `ggml::kq_dots`).
+    fn kq_dots_ggml(
+        self,
+        q: &[f32],
+        g: usize,
+        k: &generic::Rows<'_>,
+        lanes16: bool,
+        scores: &mut [f32],
+        ld: usize,
+    ) {
+        dispatch_ggml!(self, kq_dots(q, g, k, lanes16, scores, ld));
+    }
+
+    /// ggml's softmax numerator over whole blocks of 16 (see `ggml::exp_block_sums`).
+    fn exp_block_sums_ggml(self, x: &mut [f32], max: f32) -> f64 {
+        dispatch_ggml!(self, exp_block_sums(x, max))
+    }
+
+    /// Attention's value sums in ggml's order (see `ggml::pv`).
+    #[allow(clippy::too_many_arguments)]
+    fn pv_ggml(
+        self,
+        p: &[f32],
+        ld: usize,
+        g: usize,
+        v: &generic::Rows<'_>,
+        lane0: usize,
+        lanes: usize,
+        acc: &mut [f32],
+        out: &mut [f32],
+    ) {
+        dispatch_ggml!(self, pv(p, ld, g, v, lane0, lanes, acc, out));
     }
 
     /// Rotates the first `n_rot` values of one head (cache layout: `generic::rope_rotate`).

@@ -4,7 +4,9 @@
 //! per call: `theta_scale = freq_base^(−2/n_rot)` and YaRN's correction dimensions. The angle
 //! of pair `k` at position `p` is built the way ggml builds it — `theta = p`, multiplied by
 //! `theta_scale` once per pair in f32, divided by the optional per-pair frequency factor, then
-//! YaRN-mixed and scaled — with the same f32 operations, so the cos/sin values match ggml's.
+//! YaRN-mixed and scaled — with the same f32 operations, so the cos/sin values match ggml's;
+//! the rotation fuses one product of each pair into the sum as ggml's build does, so rotated
+//! values match its bits too.
 //!
 //! The angles depend only on the position, so [`RopeCache`] computes them once per token and
 //! every layer reuses them ([`Ops::rope_cached`]); [`Ops::rope`] does both in one call.

@@ -5,6 +5,7 @@ mod matmul_naive;
 mod matmul_real;
 mod ops;
 mod ops_attention;
+mod ops_ggml;
 mod ops_rope;
 mod ops_util;
 mod pool;

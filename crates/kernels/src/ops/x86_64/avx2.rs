@@ -427,16 +427,8 @@ pub fn rope_rotate(head: &mut [f32], cos: &[f32], sin: &[f32], n_rot: usize, neo
         let (cos, sin) = (&cos[..half], &sin[..half]);
         for i in (0..half).step_by(8) {
             let (x0, x1, c, s) = (load(a, i), load(b, i), load(cos, i), load(sin, i));
-            store(
-                a,
-                i,
-                _mm256_sub_ps(_mm256_mul_ps(x0, c), _mm256_mul_ps(x1, s)),
-            );
-            store(
-                b,
-                i,
-                _mm256_add_ps(_mm256_mul_ps(x0, s), _mm256_mul_ps(x1, c)),
-            );
+            store(a, i, _mm256_fmsub_ps(x0, c, _mm256_mul_ps(x1, s)));
+            store(b, i, _mm256_fmadd_ps(x0, s, _mm256_mul_ps(x1, c)));
         }
     } else {
         let x = &mut head[..n_rot];
@@ -444,11 +436,11 @@ pub fn rope_rotate(head: &mut [f32], cos: &[f32], sin: &[f32], n_rot: usize, neo
         for i in (0..n_rot).step_by(8) {
             let v = load(x, i);
             let swapped = _mm256_permute_ps::<0b1011_0001>(v);
-            let y = _mm256_add_ps(
-                _mm256_mul_ps(v, load(cos, i)),
-                _mm256_mul_ps(swapped, load(sin, i)),
-            );
-            store(x, i, y);
+            let (c, s) = (load(cos, i), load(sin, i));
+            // Even lanes fuse `x0·c`, odd lanes `x0·s` (see `generic::rope_rotate`).
+            let even = _mm256_fmadd_ps(v, c, _mm256_mul_ps(swapped, s));
+            let odd = _mm256_fmadd_ps(swapped, s, _mm256_mul_ps(v, c));
+            store(x, i, _mm256_blend_ps::<0b1010_1010>(even, odd));
         }
     }
 }

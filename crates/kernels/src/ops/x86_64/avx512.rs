@@ -368,8 +368,8 @@ pub fn rope_rotate(head: &mut [f32], cos: &[f32], sin: &[f32], n_rot: usize, neo
         for i in (0..half).step_by(16) {
             let m = mask(half - i);
             let (x0, x1, c, s) = (load(a, i), load(b, i), load(cos, i), load(sin, i));
-            let y0 = _mm512_sub_ps(_mm512_mul_ps(x0, c), _mm512_mul_ps(x1, s));
-            let y1 = _mm512_add_ps(_mm512_mul_ps(x0, s), _mm512_mul_ps(x1, c));
+            let y0 = _mm512_fmsub_ps(x0, c, _mm512_mul_ps(x1, s));
+            let y1 = _mm512_fmadd_ps(x0, s, _mm512_mul_ps(x1, c));
             // SAFETY: lanes selected by `m` lie in `i..half`, inside `a` and `b`.
             unsafe {
                 _mm512_mask_storeu_ps(a.as_mut_ptr().add(i), m, y0);
@@ -383,10 +383,11 @@ pub fn rope_rotate(head: &mut [f32], cos: &[f32], sin: &[f32], n_rot: usize, neo
             let v = load(x, i);
             // Swap the two elements of each pair: lanes (1, 0, 3, 2) in every 128-bit group.
             let swapped = _mm512_permute_ps::<0b1011_0001>(v);
-            let y = _mm512_add_ps(
-                _mm512_mul_ps(v, load(cos, i)),
-                _mm512_mul_ps(swapped, load(sin, i)),
-            );
+            let (c, s) = (load(cos, i), load(sin, i));
+            // Even lanes fuse `x0·c`, odd lanes `x0·s` (see `generic::rope_rotate`).
+            let even = _mm512_fmadd_ps(v, c, _mm512_mul_ps(swapped, s));
+            let odd = _mm512_fmadd_ps(swapped, s, _mm512_mul_ps(v, c));
+            let y = _mm512_mask_blend_ps(0xAAAA, even, odd);
             // SAFETY: lanes selected by `m` lie in `i..n_rot`, inside `x`.
             unsafe { _mm512_mask_storeu_ps(x.as_mut_ptr().add(i), m, y) };
         }

@@ -1,0 +1,8 @@
+//! The engine's one integration-test binary; each module covers one area.
+// Tests may unwrap, helpers outside `#[test]` functions included (clippy.toml only covers those).
+#![allow(clippy::unwrap_used)]
+
+mod tokenizer_hostile;
+mod tokenizer_models;
+mod tokenizer_stream;
+mod tokenizer_vocab;

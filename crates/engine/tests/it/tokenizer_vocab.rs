@@ -1,0 +1,157 @@
+//! llama.cpp's tokenizer conformance suite: every `ggml-vocab-*.gguf` in the repo's
+//! `tests/fixtures/vocab/` with its `.inp` (texts separated by `__ggml_vocab_test__` lines) and
+//! `.out` (llama.cpp's ids, one line per text; BOS not added, special tokens not parsed).
+//! Files over 4 MB are stored gzip-compressed.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use engine::tokenizer::Tokenizer;
+
+pub fn vocab_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/vocab")
+}
+
+/// The bytes of `ggml-vocab-NAME.gguf`, decompressing the `.gz` copy when that is what exists.
+pub fn vocab_bytes(name: &str) -> Vec<u8> {
+    let path = vocab_dir().join(format!("ggml-vocab-{name}.gguf"));
+    if path.exists() {
+        return std::fs::read(&path).unwrap();
+    }
+    let gz = path.with_extension("gguf.gz");
+    let file = std::fs::File::open(&gz).unwrap_or_else(|e| panic!("{}: {e}", gz.display()));
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+pub fn vocab_tokenizer(name: &str) -> Tokenizer {
+    let bytes = vocab_bytes(name);
+    let g = gguf::Gguf::parse(&bytes).unwrap();
+    Tokenizer::from_gguf(&g).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn cases(name: &str) -> Vec<(String, Vec<u32>)> {
+    let base = vocab_dir().join(format!("ggml-vocab-{name}.gguf"));
+    let inp = std::fs::read_to_string(base.with_extension("gguf.inp")).unwrap();
+    let out = std::fs::read_to_string(base.with_extension("gguf.out")).unwrap();
+    let mut texts: Vec<&str> = inp.split("\n__ggml_vocab_test__\n").collect();
+    assert_eq!(texts.pop(), Some(""), "{name}.inp ends with a separator");
+    let ids: Vec<Vec<u32>> = out
+        .lines()
+        .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(texts.len(), ids.len(), "{name}: .inp and .out disagree");
+    texts.into_iter().map(str::to_owned).zip(ids).collect()
+}
+
+fn check(name: &str) {
+    let tok = vocab_tokenizer(name);
+    let cases = cases(name);
+    let mut failures = Vec::new();
+    for (text, want) in &cases {
+        let got = tok.encode(text, false, false);
+        if &got != want {
+            failures.push(format!("  {text:?}\n    want {want:?}\n    got  {got:?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{name}: {} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn bert_bge() {
+    check("bert-bge");
+}
+
+#[test]
+fn deepseek_coder() {
+    check("deepseek-coder");
+}
+
+#[test]
+fn deepseek_llm() {
+    check("deepseek-llm");
+}
+
+#[test]
+fn falcon() {
+    check("falcon");
+}
+
+#[test]
+fn gpt_2() {
+    check("gpt-2");
+}
+
+#[test]
+fn llama_bpe() {
+    check("llama-bpe");
+}
+
+#[test]
+fn llama_spm() {
+    check("llama-spm");
+}
+
+#[test]
+fn mpt() {
+    check("mpt");
+}
+
+#[test]
+fn phi_3() {
+    check("phi-3");
+}
+
+#[test]
+fn qwen2() {
+    check("qwen2");
+}
+
+#[test]
+fn refact() {
+    check("refact");
+}
+
+#[test]
+fn starcoder() {
+    check("starcoder");
+}
+
+#[test]
+fn every_vocab_fixture_has_a_test() {
+    let mut names: Vec<String> = std::fs::read_dir(vocab_dir())
+        .unwrap()
+        .filter_map(|e| {
+            let n = e.unwrap().file_name().into_string().unwrap();
+            let n = n.strip_prefix("ggml-vocab-")?.to_owned();
+            n.strip_suffix(".gguf.inp").map(str::to_owned)
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "bert-bge",
+            "deepseek-coder",
+            "deepseek-llm",
+            "falcon",
+            "gpt-2",
+            "llama-bpe",
+            "llama-spm",
+            "mpt",
+            "phi-3",
+            "qwen2",
+            "refact",
+            "starcoder"
+        ]
+    );
+}
