@@ -339,3 +339,53 @@ fn matrices_and_scratch_cross_threads() {
     send_sync::<Scratch>();
     send_sync::<KernelError>();
 }
+
+#[test]
+fn results_do_not_depend_on_batch_or_threads() {
+    // A token's outputs are computed with the same arithmetic whether it comes alone or in a
+    // batch, and whichever thread takes its rows: bit-identical results.
+    let mut rng = Rng::new(17);
+    let pools = [ThreadPool::new(1), ThreadPool::new(2)];
+    for &ty in WEIGHT_TYPES {
+        let cols = match ty.block_size() {
+            256 => 512,
+            1 => 150,
+            _ => 160,
+        };
+        let rows = 53;
+        let w = random_matrix(&mut rng, ty, rows, cols);
+        let n_tokens = 11;
+        let x = rng.normals(n_tokens * cols);
+        for (isa, repack) in Isa::all_supported()
+            .into_iter()
+            .flat_map(|i| [(i, false), (i, true)])
+        {
+            let m =
+                Matrix::with_options(ty, rows, cols, &w, MatrixOptions { isa, repack }).unwrap();
+            let mut batch = vec![0.0; n_tokens * rows];
+            matmul(&pools[1], &m, &x, n_tokens, &mut batch, &mut Scratch::new()).unwrap();
+            for t in 0..n_tokens {
+                let mut one = vec![0.0; rows];
+                matmul(
+                    &pools[t % 2],
+                    &m,
+                    &x[t * cols..(t + 1) * cols],
+                    1,
+                    &mut one,
+                    &mut Scratch::new(),
+                )
+                .unwrap();
+                let same = one
+                    .iter()
+                    .zip(&batch[t * rows..(t + 1) * rows])
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "{ty} {} packed={} token {t}",
+                    isa.name(),
+                    m.is_packed()
+                );
+            }
+        }
+    }
+}

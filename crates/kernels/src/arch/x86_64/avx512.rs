@@ -53,10 +53,117 @@ pub(crate) fn packed_kernel(ty: GgmlType) -> Option<(PackedFn, usize)> {
 // ---------------------------------------------------------------------------------------------
 // Float rows.
 
-macro_rules! float_rows {
-    ($name:ident, $elem:literal, $load:ident, $tail:ident) => {
+/// `R` weight rows × `T` activation rows of a float type: one 16-lane accumulator per pair,
+/// `fma` over 16-value chunks in order (the last chunk masked), then one horizontal sum. Row
+/// and tile kernels are both this, so a token's result does not depend on the batch it came in.
+///
+/// # Safety
+/// The `TileFn` contract for `R` rows and `T` tokens; AVX-512F is enabled.
+#[inline(always)]
+unsafe fn float_block<F: FloatWeights, const R: usize, const T: usize>(
+    n: usize,
+    w: *const u8,
+    row_bytes: usize,
+    x: *const f32,
+    xs: usize,
+    y: *mut f32,
+    ys: usize,
+) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); T]; R];
+        let mut k = 0;
+        while k < n {
+            let full = k + 16 <= n;
+            let m: __mmask16 = if full {
+                u16::MAX
+            } else {
+                ((1u32 << (n - k)) - 1) as u16
+            };
+            let mut xv = [_mm512_setzero_ps(); T];
+            for (t, xv) in xv.iter_mut().enumerate() {
+                *xv = if full {
+                    _mm512_loadu_ps(x.add(t * xs + k))
+                } else {
+                    _mm512_maskz_loadu_ps(m, x.add(t * xs + k))
+                };
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let p = w.add(r * row_bytes + F::ELEM * k);
+                let wv = if full { F::load(p) } else { F::tail(p, m) };
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm512_fmadd_ps(wv, xv[t], *acc);
+                }
+            }
+            k += 16;
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (t, acc) in acc.iter().enumerate() {
+                *y.add(t * ys + r) = _mm512_reduce_add_ps(*acc);
+            }
+        }
+    }
+}
+
+/// A float weight format: bytes per value, 16 values as f32, and the same under a mask.
+trait FloatWeights {
+    const ELEM: usize;
+    /// # Safety
+    /// 16 values at `p`; AVX-512F (and F16C) enabled.
+    unsafe fn load(p: *const u8) -> __m512;
+    /// # Safety
+    /// The lanes set in `m` lie at `p`; AVX-512BW enabled.
+    unsafe fn tail(p: *const u8, m: __mmask16) -> __m512;
+}
+
+struct F32;
+struct F16;
+struct Bf16;
+
+impl FloatWeights for F32 {
+    const ELEM: usize = 4;
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> __m512 {
+        // SAFETY: forwarded contract.
+        unsafe { load_f32(p) }
+    }
+    #[inline(always)]
+    unsafe fn tail(p: *const u8, m: __mmask16) -> __m512 {
+        // SAFETY: forwarded contract.
+        unsafe { tail_f32(p, m) }
+    }
+}
+impl FloatWeights for F16 {
+    const ELEM: usize = 2;
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> __m512 {
+        // SAFETY: forwarded contract.
+        unsafe { load_f16(p) }
+    }
+    #[inline(always)]
+    unsafe fn tail(p: *const u8, m: __mmask16) -> __m512 {
+        // SAFETY: forwarded contract.
+        unsafe { tail_f16(p, m) }
+    }
+}
+impl FloatWeights for Bf16 {
+    const ELEM: usize = 2;
+    #[inline(always)]
+    unsafe fn load(p: *const u8) -> __m512 {
+        // SAFETY: forwarded contract.
+        unsafe { load_bf16(p) }
+    }
+    #[inline(always)]
+    unsafe fn tail(p: *const u8, m: __mmask16) -> __m512 {
+        // SAFETY: forwarded contract.
+        unsafe { tail_bf16(p, m) }
+    }
+}
+
+macro_rules! float_kernels {
+    ($rows:ident, $tile:ident, $f:ident) => {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-        unsafe fn $name(
+        unsafe fn $rows(
             n: usize,
             w: *const u8,
             row_bytes: usize,
@@ -66,38 +173,32 @@ macro_rules! float_rows {
         ) {
             // SAFETY: the `RowsFn` contract; the features are enabled.
             unsafe {
-                for r in 0..nrows {
+                let mut r = 0;
+                while r + 4 <= nrows {
                     let wr = w.add(r * row_bytes);
-                    let mut acc = [_mm512_setzero_ps(); 4];
-                    let mut k = 0;
-                    while k + 64 <= n {
-                        for (u, acc) in acc.iter_mut().enumerate() {
-                            let wv = $load(wr.add($elem * (k + 16 * u)));
-                            *acc = _mm512_fmadd_ps(wv, _mm512_loadu_ps(a.f.add(k + 16 * u)), *acc);
-                        }
-                        k += 64;
-                    }
-                    while k + 16 <= n {
-                        acc[0] = _mm512_fmadd_ps(
-                            $load(wr.add($elem * k)),
-                            _mm512_loadu_ps(a.f.add(k)),
-                            acc[0],
-                        );
-                        k += 16;
-                    }
-                    let v =
-                        _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-                    let mut s = _mm512_reduce_add_ps(v);
-                    if k < n {
-                        // The tail (fewer than 16 values) through masked loads.
-                        let m: __mmask16 = ((1u32 << (n - k)) - 1) as u16;
-                        let wv = $tail(wr.add($elem * k), m);
-                        let xv = _mm512_maskz_loadu_ps(m, a.f.add(k));
-                        s += _mm512_reduce_add_ps(_mm512_mul_ps(wv, xv));
-                    }
-                    *y.add(r) = s;
+                    float_block::<$f, 4, 1>(n, wr, row_bytes, a.f, 0, y.add(r), 0);
+                    r += 4;
+                }
+                while r < nrows {
+                    let wr = w.add(r * row_bytes);
+                    float_block::<$f, 1, 1>(n, wr, row_bytes, a.f, 0, y.add(r), 0);
+                    r += 1;
                 }
             }
+        }
+
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+        unsafe fn $tile(
+            n: usize,
+            w: *const u8,
+            row_bytes: usize,
+            x: *const f32,
+            xs: usize,
+            y: *mut f32,
+            ys: usize,
+        ) {
+            // SAFETY: the `TileFn` contract; the features are enabled.
+            unsafe { float_block::<$f, 4, 4>(n, w, row_bytes, x, xs, y, ys) }
         }
     };
 }
@@ -153,81 +254,9 @@ unsafe fn tail_bf16(p: *const u8, m: __mmask16) -> __m512 {
     }
 }
 
-/// 4 weight rows × 4 activation rows: each weight vector is converted once and used for 4
-/// tokens, each activation vector loaded once for 4 rows (16 accumulators).
-macro_rules! float_tile {
-    ($name:ident, $elem:literal, $load:ident, $tail:ident) => {
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-        unsafe fn $name(
-            n: usize,
-            w: *const u8,
-            row_bytes: usize,
-            x: *const f32,
-            xs: usize,
-            y: *mut f32,
-            ys: usize,
-        ) {
-            // SAFETY: the `TileFn` contract; the features are enabled.
-            unsafe {
-                let mut acc = [[_mm512_setzero_ps(); 4]; 4];
-                let mut k = 0;
-                while k < n {
-                    let (wv, xv) = if k + 16 <= n {
-                        (
-                            [
-                                $load(w.add($elem * k)),
-                                $load(w.add(row_bytes + $elem * k)),
-                                $load(w.add(2 * row_bytes + $elem * k)),
-                                $load(w.add(3 * row_bytes + $elem * k)),
-                            ],
-                            [
-                                _mm512_loadu_ps(x.add(k)),
-                                _mm512_loadu_ps(x.add(xs + k)),
-                                _mm512_loadu_ps(x.add(2 * xs + k)),
-                                _mm512_loadu_ps(x.add(3 * xs + k)),
-                            ],
-                        )
-                    } else {
-                        let m: __mmask16 = ((1u32 << (n - k)) - 1) as u16;
-                        (
-                            [
-                                $tail(w.add($elem * k), m),
-                                $tail(w.add(row_bytes + $elem * k), m),
-                                $tail(w.add(2 * row_bytes + $elem * k), m),
-                                $tail(w.add(3 * row_bytes + $elem * k), m),
-                            ],
-                            [
-                                _mm512_maskz_loadu_ps(m, x.add(k)),
-                                _mm512_maskz_loadu_ps(m, x.add(xs + k)),
-                                _mm512_maskz_loadu_ps(m, x.add(2 * xs + k)),
-                                _mm512_maskz_loadu_ps(m, x.add(3 * xs + k)),
-                            ],
-                        )
-                    };
-                    for r in 0..4 {
-                        for t in 0..4 {
-                            acc[r][t] = _mm512_fmadd_ps(wv[r], xv[t], acc[r][t]);
-                        }
-                    }
-                    k += 16;
-                }
-                for r in 0..4 {
-                    for t in 0..4 {
-                        *y.add(t * ys + r) = _mm512_reduce_add_ps(acc[r][t]);
-                    }
-                }
-            }
-        }
-    };
-}
-
-float_tile!(tile_f32, 4, load_f32, tail_f32);
-float_tile!(tile_f16, 2, load_f16, tail_f16);
-float_tile!(tile_bf16, 2, load_bf16, tail_bf16);
-
-float_rows!(rows_f32, 4, load_f32, tail_f32);
-float_rows!(rows_f16, 2, load_f16, tail_f16);
-float_rows!(rows_bf16, 2, load_bf16, tail_bf16);
+float_kernels!(rows_f32, tile_f32, F32);
+float_kernels!(rows_f16, tile_f16, F16);
+float_kernels!(rows_bf16, tile_bf16, Bf16);
 
 // ---------------------------------------------------------------------------------------------
 // Packed helpers.
