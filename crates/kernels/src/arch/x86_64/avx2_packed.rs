@@ -8,6 +8,7 @@
 //! Formats whose packed bytes reach 255 (`Q8_0` and `IQ4_NL`, stored as value + 128) are turned
 //! back into signed values and multiplied with the sign trick (`|w|` × `sign(x, w)`).
 
+use super::avx512::prefetch;
 use crate::arch::{ActTile, PackedFn, Q8K_SUMS};
 use crate::quant::{GgmlType, IQ4_NL_VALUES};
 use std::arch::x86_64::*;
@@ -324,6 +325,9 @@ unsafe fn gemm_legacy<T: Legacy, const NY: usize>(
             }
             for b in 0..nb {
                 let p = w.add(b * T::BYTES);
+                if h == 0 {
+                    prefetch(p, T::BYTES);
+                }
                 let q = T::steps(p, h);
                 for (t, acc) in acc.iter_mut().enumerate() {
                     let x = a.qs.add(t * a.qs_stride + 32 * b);
@@ -399,6 +403,9 @@ unsafe fn gemm_q45k<const Q5: bool, const NY: usize>(
                 let mut total = [_mm256_setzero_si256(); NY];
                 for j in 0..8 {
                     let g = p.add(320 + sub * j);
+                    if h == 0 {
+                        prefetch(g, sub);
+                    }
                     let mut q = nibble_steps(g, h);
                     if Q5 {
                         add_bit_plane(&mut q, g.add(256), h);
@@ -449,6 +456,9 @@ unsafe fn gemm_q6k<const NY: usize>(
                 let mut total = [_mm256_setzero_si256(); NY];
                 for j in 0..8 {
                     let g = p.add(288 + 384 * j);
+                    if h == 0 {
+                        prefetch(g, 384);
+                    }
                     let mut q = nibble_steps(g, h);
                     add_q6_planes(&mut q, g.add(256), h);
                     let sc_lo =

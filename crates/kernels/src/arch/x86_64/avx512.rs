@@ -279,6 +279,27 @@ unsafe fn f16x16(p: *const u8) -> __m512 {
     unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
 }
 
+/// How far ahead of the block being computed the weights are prefetched: decode streams the
+/// weights from DRAM, and the hardware prefetcher alone left 10–25 % of the bandwidth unused on
+/// the development machine (1536 bytes measured best for every packed type; it costs nothing
+/// measurable when the weights sit in L2).
+pub(super) const PREFETCH_AHEAD: usize = 1536;
+
+/// Prefetches the `len` bytes `PREFETCH_AHEAD` past `p` into L1 (addresses past the end of the
+/// buffer are harmless: prefetches never fault).
+///
+/// # Safety
+/// SSE is enabled (always, on x86-64).
+#[inline(always)]
+pub(super) unsafe fn prefetch(p: *const u8, len: usize) {
+    let mut o = 0;
+    while o < len {
+        // SAFETY: a prefetch is a hint; any address is allowed.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_AHEAD + o).cast()) };
+        o += 64;
+    }
+}
+
 /// The four activation bytes of step `s` broadcast to every lane.
 ///
 /// # Safety
@@ -550,6 +571,7 @@ unsafe fn gemm_legacy<T: Legacy, const NY: usize>(
             } else {
                 _mm512_setzero_ps()
             };
+            prefetch(p, T::BYTES);
             let q = T::steps(p);
             for (t, acc) in acc.iter_mut().enumerate() {
                 let x = a.qs.add(t * a.qs_stride + 32 * b);
@@ -633,6 +655,7 @@ unsafe fn gemm_q45k<const Q5: bool, const NY: usize>(
             let mut total = [_mm512_setzero_si512(); NY];
             for j in 0..8 {
                 let g = p.add(320 + sub * j);
+                prefetch(g, sub);
                 let mut q = nibble_steps(g);
                 if Q5 {
                     add_bit_plane(&mut q, g.add(256));
@@ -680,6 +703,7 @@ unsafe fn gemm_q6k<const NY: usize>(
             let mut total = [_mm512_setzero_si512(); NY];
             for j in 0..8 {
                 let g = p.add(288 + 384 * j);
+                prefetch(g, 384);
                 let mut q = nibble_steps(g);
                 add_q6_planes(&mut q, g.add(256));
                 let sc_lo = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(32 + 32 * j).cast()));
