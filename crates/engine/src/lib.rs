@@ -2,5 +2,6 @@
 //! pass, sample and generate. Knows nothing about HTTP, JSON wire types, argv or the network.
 #![forbid(unsafe_code)]
 
+pub mod chat_template;
 pub mod sampler;
 pub mod tokenizer;

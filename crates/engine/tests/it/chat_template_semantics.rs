@@ -1,0 +1,58 @@
+//! One small template per jinja2 behaviour a chat template may lean on (undefined values,
+//! how values print, filters, Python methods, loop controls), each compared with what jinja2
+//! configured as transformers does (`semantics.json`, from `scripts/template_reference.py
+//! probes`): the same text, or an error where jinja2 raised one.
+
+use std::path::PathBuf;
+
+use engine::chat_template::{ChatTemplate, DateTime, Message, RenderRequest};
+use serde_json::Value as Json;
+
+#[test]
+fn template_semantics_match_jinja2() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/templates/semantics.json");
+    let doc: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ctx = &doc["context"];
+    let messages: Vec<Message> = ctx["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| Message::from_json(m).unwrap())
+        .collect();
+    let now: DateTime = doc["strftime_now"].as_str().unwrap().parse().unwrap();
+    let req = RenderRequest {
+        messages: &messages,
+        add_generation_prompt: ctx["add_generation_prompt"].as_bool().unwrap(),
+        bos_token: ctx["bos_token"].as_str().unwrap(),
+        eos_token: ctx["eos_token"].as_str().unwrap(),
+        now: Some(now),
+        ..RenderRequest::default()
+    };
+    let mut failures = Vec::new();
+    let probes = doc["probes"].as_array().unwrap();
+    for probe in probes {
+        let src = probe["template"].as_str().unwrap();
+        let got = ChatTemplate::new(src).and_then(|t| t.render(&req));
+        let ok = match (probe.get("output"), &got) {
+            (Some(want), Ok(g)) => want.as_str().unwrap() == g,
+            (None, Err(_)) => true,
+            _ => false,
+        };
+        if !ok {
+            failures.push(format!(
+                "{src:?}\n  want {}\n  got  {got:?}",
+                probe.get("output").unwrap_or(&probe["error"])
+            ));
+        }
+    }
+    eprintln!(
+        "semantics.json: {}/{} probes match",
+        probes.len() - failures.len(),
+        probes.len()
+    );
+    for f in &failures {
+        eprintln!("{f}");
+    }
+    assert!(failures.is_empty(), "{} probes differ", failures.len());
+}
