@@ -30,7 +30,7 @@ use buf::AlignedBytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Rows are dealt to threads in groups of this many (the interleave of repacked layouts).
-const ROW_GROUP: usize = 16;
+const ROW_GROUP: usize = repack::GROUP;
 
 /// Values per column range of a batched packed product: 8 tokens × 2048 activation bytes stay
 /// in L1.
