@@ -409,7 +409,9 @@ impl<'a> Matrix<'a> {
 /// `y[t][r] = Σ_c w[r][c]·x[t][c]` for `t < n_tokens`: `x` holds `n_tokens` rows of
 /// `w.cols()` values, `y` receives `n_tokens` rows of `w.rows()` values. `n_tokens == 1` is
 /// the decode mat-vec. Activations are quantized once into `scratch`; the work is one
-/// [`ThreadPool::run`].
+/// [`ThreadPool::run`] (a batch of more than 64 Ki input values is quantized in one more).
+/// Each output depends only on its weight row and token: results are bit-identical whatever
+/// the batch size or thread count.
 pub fn matmul(
     pool: &ThreadPool,
     w: &Matrix<'_>,
