@@ -33,6 +33,26 @@ fn time(min_total: Duration, mut f: impl FnMut()) -> f64 {
     runs[runs.len() / 2]
 }
 
+/// Median wall times of `a` and `b`, run alternately (so both see the same machine state:
+/// the host is shared and its memory bandwidth drifts).
+fn time_pair(min_total: Duration, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
+    a();
+    b();
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    let start = Instant::now();
+    while ta.len() < 5 || (start.elapsed() < min_total && ta.len() < 1000) {
+        let t = Instant::now();
+        a();
+        ta.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        b();
+        tb.push(t.elapsed().as_secs_f64());
+    }
+    ta.sort_by(f64::total_cmp);
+    tb.sort_by(f64::total_cmp);
+    (ta[ta.len() / 2], tb[tb.len() / 2])
+}
+
 /// Streaming read of `buf` split over the pool's threads (AVX2 loads, XOR-reduced).
 fn stream_read(pool: &ThreadPool, buf: &[u8]) -> u64 {
     let out = std::sync::atomic::AtomicU64::new(0);
@@ -192,7 +212,17 @@ fn bench_matrix(rows_out: &mut Vec<Row>, case: &Case, quick: bool, peaks: &[f64;
         data,
         mm_rows,
     } = *case;
+    let built = Instant::now();
     let m = Matrix::new(ty, rows, cols, data).unwrap();
+    println!(
+        "  ({name}: Matrix::new {:.1} ms, {})",
+        built.elapsed().as_secs_f64() * 1e3,
+        if m.is_packed() {
+            "repacked"
+        } else {
+            "in place"
+        }
+    );
     let stream_buf = vec![1u8; data.len()];
     let mm_rb = row_bytes(ty, cols).unwrap();
     let mm = Matrix::new(ty, mm_rows, cols, &data[..mm_rows * mm_rb]).unwrap();
@@ -203,12 +233,15 @@ fn bench_matrix(rows_out: &mut Vec<Row>, case: &Case, quick: bool, peaks: &[f64;
         let pool = ThreadPool::new(threads);
         let mut scratch = Scratch::with_capacity(n_tokens, cols);
         let mut y = vec![0.0f32; n_tokens * rows.max(mm_rows)];
-        let t_stream = time(min_time, || {
-            black_box(stream_read(&pool, &stream_buf));
-        });
-        let t_mv = time(min_time, || {
-            matmul(&pool, &m, &x[..cols], 1, &mut y[..rows], &mut scratch).unwrap();
-        });
+        let (t_stream, t_mv) = time_pair(
+            min_time,
+            || {
+                black_box(stream_read(&pool, &stream_buf));
+            },
+            || {
+                matmul(&pool, &m, &x[..cols], 1, &mut y[..rows], &mut scratch).unwrap();
+            },
+        );
         let flops = 2.0 * (n_tokens * mm_rows * cols) as f64;
         let t_mm = time(min_time, || {
             matmul(
@@ -343,6 +376,19 @@ fn main() {
         if quick { 64 } else { 512 }
     );
 
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_K] {
+        let x = normals(3, 64 * 1536);
+        for isa in Isa::all_supported() {
+            let t = time(Duration::from_millis(200), || {
+                black_box(kernels::matmul::quantize_activations(isa, ty, &x).unwrap());
+            });
+            println!(
+                "activation quantization for {ty} ({}): {:.2} ns/value",
+                isa.name(),
+                t * 1e9 / x.len() as f64
+            );
+        }
+    }
     for model in [test_models::SMOLLM2, test_models::GEMMA3] {
         layer_latency(model, quick);
     }

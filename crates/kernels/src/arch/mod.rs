@@ -1,18 +1,25 @@
 //! Dot-product kernels, one module per instruction set, chosen at run time.
 //!
-//! Every weight type has a *row kernel* ([`RowsFn`]): dot products of consecutive weight rows
-//! (ggml layout, straight from the file) with one activation row quantized to the type's
-//! [`vec_dot_type`](crate::quant::vec_dot_type). `generic` holds the scalar reference for every
-//! type and stays forever; `x86_64::avx2` and `x86_64::avx512` hold `#[target_feature]` versions
-//! with differential tests against it. [`rows_kernel`] picks one for an [`Isa`] — the matmul
-//! code calls it once per matrix and keeps the pointer, so dispatch is a stored function pointer,
-//! never a per-call feature check. An `aarch64::neon` module would sit beside `x86_64` with the
-//! same entry points; it is not written yet (other targets run `generic`).
+//! Three kinds of kernel, each looked up once per matrix (the matmul code keeps the function
+//! pointer, so dispatch never re-checks CPU features):
+//! - *row kernels* ([`RowsFn`], [`rows_kernel`]) for every weight type: dot products of
+//!   consecutive weight rows in ggml layout (straight from the file) with one activation row
+//!   quantized to the type's [`vec_dot_type`](crate::quant::vec_dot_type). `generic` holds the
+//!   scalar reference for every type and stays forever; `x86_64::avx2` holds AVX2 and AVX-512
+//!   VNNI versions, `x86_64::avx512` 512-bit float ones — all with differential tests.
+//! - *packed kernels* ([`PackedFn`], [`packed_kernel`]) for the 16-row interleaved layouts of
+//!   `matmul::repack`: 16 rows × up to 8 tokens per call, each weight block unpacked once for
+//!   all tokens (`x86_64::avx512` with VNNI, `x86_64::avx2_packed`).
+//! - *tile kernels* ([`TileFn`], [`tile_kernel`]): 4 × 4 register tiles for float weights in a
+//!   batch.
 //!
-//! Activations arrive as an [`ActRow`]: for the 8-bit formats, the `i8` values, one `f32` scale
-//! per block and integer block sums, in separate arrays (not ggml's interleaved `block_q8_0`)
-//! so SIMD code loads them with plain vector loads. The numbers are ggml's: `Q8_0`/`Q8_1` scales
-//! rounded to f16, `Q8_K` scales in f32.
+//! An `aarch64::neon` module would sit beside `x86_64` with the same entry points; it is not
+//! written yet, so other targets run `generic` (never compiled or tested here).
+//!
+//! Activations arrive as an [`ActRow`] / [`ActTile`]: for the 8-bit formats, the `i8` values,
+//! one `f32` scale per block and integer block sums, in separate arrays (not ggml's interleaved
+//! `block_q8_0`) so SIMD code loads them with plain vector loads. The numbers are ggml's:
+//! `Q8_0`/`Q8_1` scales rounded to f16, `Q8_K` scales in f32.
 
 // Kernels take raw pointers and strides (one argument each) and index parallel arrays of one
 // block by the same position.
@@ -134,9 +141,24 @@ pub(crate) struct ActTile {
     pub sums_stride: usize,
 }
 
+impl ActTile {
+    /// The same rows from block `k0` on.
+    #[inline(always)]
+    pub(crate) fn skip_blocks(self, k0: usize, kind: ActKind) -> ActTile {
+        ActTile {
+            qs: self.qs.wrapping_add(k0 * kind.block()),
+            d: self.d.wrapping_add(k0),
+            sums: self.sums.wrapping_add(k0 * kind.sums_per_block()),
+            ..self
+        }
+    }
+}
+
 /// Packed kernel: `ngroups` groups of 16 interleaved weight rows (group `g` is `nb` block
 /// columns at `w + g·gbytes`, layout of `matmul::repack`) against `ny` activation rows:
-/// `y[t·ys + 16g + r] = dot(W[16g + r], a[t])` for `r < 16`, `t < ny`.
+/// `y[t·ys + 16g + r] = dot(W[16g + r], a[t])` for `r < 16`, `t < ny` — or, with `add`,
+/// `y[…] += dot(…)` (a batch splits long rows into column ranges so activation tiles stay in L1;
+/// the running sums continue exactly as in one pass).
 ///
 /// # Safety
 /// `w` holds `ngroups` groups of `nb` packed block columns of the kernel's type; `a` holds `ny`
@@ -151,6 +173,7 @@ pub(crate) type PackedFn = unsafe fn(
     ny: usize,
     y: *mut f32,
     ys: usize,
+    add: bool,
 );
 
 /// Quantizes one activation row of `x.len()` values (a whole number of blocks).

@@ -1,13 +1,19 @@
 //! Weight matrix × activation rows: the decode mat-vec and the prompt mat-mat.
 //!
-//! A [`Matrix`] is a weight tensor in ggml layout — `rows` output features, each a row of
-//! `cols` input values stored contiguously in its type — checked once when made. [`matmul`]
-//! computes `y[t][r] = Σ_c W[r][c]·x[t][c]` for `n_tokens` rows of `x`: it quantizes the
-//! activations once into the caller's [`Scratch`] (to the type's `vec_dot_type`), then splits
-//! the weight rows over the pool's threads in one [`ThreadPool::run`]. [`matmul_many`] does the
-//! same for several matrices reading one input (Q/K/V, FFN gate+up): one quantization, one
-//! hand-off. Within a thread, rows are walked in cache-sized chunks and each chunk is applied
-//! to every token before moving on, so a batch reads the weights from memory once.
+//! A [`Matrix`] is a weight tensor in ggml layout — `rows` output features (ggml `ne1`), each a
+//! row of `cols` input values (`ne0`) stored contiguously in its type — checked once when made
+//! and, by default, repacked into the 16-row interleaved layout of `repack` when the instruction
+//! set has a packed kernel for the type. [`matmul`] computes `y[t][r] = Σ_c W[r][c]·x[t][c]` for
+//! `n_tokens` rows of `x`: it quantizes the activations once into the caller's [`Scratch`] (to
+//! the type's `vec_dot_type`), then runs one [`ThreadPool::run`] in which every thread takes a
+//! contiguous share of the 16-row groups. [`matmul_many`] does the same for several matrices
+//! reading one input (Q/K/V, FFN gate+up): one quantization, one hand-off.
+//!
+//! Within a thread, weights are walked in chunks of about 256 KB (L2), each chunk applied to
+//! every tile of up to 8 tokens before moving on; a packed kernel unpacks each weight block once
+//! per tile, and in a batch long rows are split into 2048-value column ranges so the tile's
+//! activations stay in L1. So a batch reads its weights from memory once, and decode
+//! (`n_tokens == 1`) streams them with no extra pass.
 
 mod acts;
 mod buf;
@@ -21,9 +27,18 @@ use crate::pool::ThreadPool;
 use crate::quant::{GgmlType, KernelError, is_supported, row_bytes};
 use acts::{ActBuf, ActsRef, SyncPtr};
 use buf::AlignedBytes;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Rows are dealt to threads in groups of this many (the interleave of repacked layouts).
-const ROW_GROUP: usize = 16;
+const ROW_GROUP: usize = repack::GROUP;
+
+/// Values per column range of a batched packed product: 8 tokens × 2048 activation bytes stay
+/// in L1.
+const K_BLOCK: usize = 2048;
+
+/// Tokens of a batch taken together through a weight chunk (their activations and outputs stay
+/// in L2 beside it; more tokens only re-read each chunk once per block).
+const TOKEN_BLOCK: usize = 256;
 
 /// Weight bytes a thread works through for all tokens of a batch before moving on (fits L2).
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -275,32 +290,51 @@ impl<'a> Matrix<'a> {
         g0: usize,
         g1: usize,
     ) {
-        let nb = self.cols / self.ty.block_size() as usize;
+        let block = self.ty.block_size() as usize;
+        let nb = self.cols / block;
+        let col_bytes = p.group_bytes / nb.max(1);
+        // A batch walks long rows in column ranges whose activation tile stays in L1.
+        let kc = if n_tokens > 1 {
+            (K_BLOCK / block).max(1)
+        } else {
+            nb.max(1)
+        };
         let chunk = (CHUNK_BYTES / p.group_bytes.max(1)).max(1);
         let base = p.buf.as_slice().as_ptr();
-        let mut c0 = g0;
-        while c0 < g1 {
-            let c1 = (c0 + chunk).min(g1);
-            let mut t = 0;
-            while t < n_tokens {
-                let ny = p.max_ny.min(n_tokens - t);
-                // SAFETY: groups `c0..c1` are inside the buffer, tokens `t..t + ny` inside the
-                // activations, and the outputs inside `y` (caller).
-                unsafe {
-                    (p.kernel)(
-                        nb,
-                        base.add(c0 * p.group_bytes),
-                        p.group_bytes,
-                        c1 - c0,
-                        acts.tile(t),
-                        ny,
-                        y.0.add(t * self.rows + c0 * repack::GROUP),
-                        self.rows,
-                    );
+        // Token blocks keep a block's activations and outputs in L2 beside the weight chunk.
+        for tb0 in (0..n_tokens).step_by(TOKEN_BLOCK) {
+            let tb1 = (tb0 + TOKEN_BLOCK).min(n_tokens);
+            let mut c0 = g0;
+            while c0 < g1 {
+                let c1 = (c0 + chunk).min(g1);
+                let mut t = tb0;
+                while t < tb1 {
+                    let ny = p.max_ny.min(tb1 - t);
+                    let mut k0 = 0;
+                    while k0 < nb {
+                        let kn = kc.min(nb - k0);
+                        // SAFETY: groups `c0..c1` and block columns `k0..k0 + kn` are inside the
+                        // buffer, tokens `t..t + ny` and their blocks `k0..` inside the
+                        // activations, and the outputs inside `y` (caller).
+                        unsafe {
+                            (p.kernel)(
+                                kn,
+                                base.add(c0 * p.group_bytes + k0 * col_bytes),
+                                p.group_bytes,
+                                c1 - c0,
+                                acts.tile(t).skip_blocks(k0, self.kind),
+                                ny,
+                                y.0.add(t * self.rows + c0 * repack::GROUP),
+                                self.rows,
+                                k0 > 0,
+                            );
+                        }
+                        k0 += kn;
+                    }
+                    t += ny;
                 }
-                t += ny;
+                c0 = c1;
             }
-            c0 = c1;
         }
     }
 
@@ -375,7 +409,9 @@ impl<'a> Matrix<'a> {
 /// `y[t][r] = Σ_c w[r][c]·x[t][c]` for `t < n_tokens`: `x` holds `n_tokens` rows of
 /// `w.cols()` values, `y` receives `n_tokens` rows of `w.rows()` values. `n_tokens == 1` is
 /// the decode mat-vec. Activations are quantized once into `scratch`; the work is one
-/// [`ThreadPool::run`].
+/// [`ThreadPool::run`] (a batch of more than 64 Ki input values is quantized in one more).
+/// Each output depends only on its weight row and token: results are bit-identical whatever
+/// the batch size or thread count.
 pub fn matmul(
     pool: &ThreadPool,
     w: &Matrix<'_>,
@@ -437,6 +473,11 @@ pub fn matmul_many(
     if n_tokens == 0 {
         return Ok(());
     }
+    if cols == 0 {
+        // Empty rows: every dot product is zero (no kernel runs).
+        ys.iter_mut().for_each(|y| y.fill(0.0));
+        return Ok(());
+    }
 
     // Quantize once per activation form the matrices need.
     for kind in [ActKind::Q8, ActKind::Q8K] {
@@ -458,19 +499,73 @@ pub fn matmul_many(
         Some((acts_for(w.kind), SyncPtr(y.as_mut_ptr())))
     });
     let jobs = &jobs;
-    pool.run(|ti, nt| {
-        for (w, job) in ws.iter().zip(jobs.iter()) {
-            let Some((acts, y)) = job else { continue };
-            let groups = w.rows.div_ceil(ROW_GROUP);
-            let r0 = (groups * ti / nt * ROW_GROUP).min(w.rows);
-            let r1 = (groups * (ti + 1) / nt * ROW_GROUP).min(w.rows);
+    let units = WorkUnits::new(ws, pool.n_threads());
+    let next = AtomicUsize::new(0);
+    pool.run(|_, _| {
+        // Threads take units (a run of 16-row groups of one matrix) until none is left, so a
+        // thread that starts late or runs slower gets less, and the result is the same whoever
+        // computes which unit.
+        loop {
+            let u = next.fetch_add(1, Ordering::Relaxed);
+            let Some((i, r0, r1)) = units.get(u, ws) else {
+                break;
+            };
+            let (Some(w), Some(Some((acts, y)))) = (ws.get(i), jobs.get(i)) else {
+                break;
+            };
             // SAFETY: `acts` holds `n_tokens` rows of the matrix's kind and width (quantized
-            // above or the checked input), `y` was checked to hold `n_tokens × rows` values, and
-            // threads get disjoint row ranges.
+            // above or the checked input), `y` was checked to hold `n_tokens × rows` values,
+            // `r0` is a multiple of 16, and each unit (disjoint rows) is taken by one thread.
             unsafe { w.mul_rows(acts, n_tokens, *y, r0, r1) };
         }
     });
     Ok(())
+}
+
+/// The work of one [`matmul_many`] call cut into units: for matrix `i`, `count[i]` units of
+/// `groups[i]` 16-row groups each (the last one shorter), numbered after those of matrices
+/// `0..i`.
+struct WorkUnits {
+    first: [usize; MAX_MANY + 1],
+    groups: [usize; MAX_MANY],
+}
+
+impl WorkUnits {
+    /// Units of about 32 KB of weights (larger for big matrices: at most 16 per thread), and
+    /// at least one per thread when the matrix has that many groups.
+    fn new(ws: &[&Matrix<'_>], n_threads: usize) -> WorkUnits {
+        const UNIT_BYTES: usize = 32 * 1024;
+        let mut first = [0usize; MAX_MANY + 1];
+        let mut groups = [1usize; MAX_MANY];
+        for (i, w) in ws.iter().enumerate().take(MAX_MANY) {
+            let total = w.rows.div_ceil(ROW_GROUP);
+            let bytes = w.rows * w.row_bytes;
+            let unit_bytes = UNIT_BYTES.max(bytes / (16 * n_threads));
+            if total == 0 {
+                first[i + 1] = first[i];
+                continue;
+            }
+            let count = bytes
+                .div_ceil(unit_bytes.max(1))
+                .clamp(n_threads.min(total).max(1), total);
+            groups[i] = total.div_ceil(count);
+            first[i + 1] = first[i] + total.div_ceil(groups[i]);
+        }
+        for i in ws.len().min(MAX_MANY)..MAX_MANY {
+            first[i + 1] = first[i];
+        }
+        WorkUnits { first, groups }
+    }
+
+    /// Unit `u` as (matrix, first row, end row), or `None` past the last unit.
+    fn get(&self, u: usize, ws: &[&Matrix<'_>]) -> Option<(usize, usize, usize)> {
+        let i = (0..ws.len().min(MAX_MANY)).find(|&i| u < self.first[i + 1])?;
+        let rows = ws.get(i)?.rows;
+        let g0 = (u - self.first[i]) * self.groups[i];
+        let r0 = (g0 * ROW_GROUP).min(rows);
+        let r1 = ((g0 + self.groups[i]) * ROW_GROUP).min(rows);
+        Some((i, r0, r1))
+    }
 }
 
 /// Most matrices one [`matmul_many`] call takes.

@@ -32,8 +32,7 @@
 
 use crate::quant::{
     BlockIq4Nl, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5_1, BlockQ5K, BlockQ6K,
-    BlockQ8_0, F16Bytes, GgmlType, as_blocks, scale_min_k4, unpack_nibbles, unpack_q4k, unpack_q5,
-    unpack_q5k, unpack_q6k,
+    BlockQ8_0, F16Bytes, GgmlType, as_blocks, scale_min_k4, unpack_q4k, unpack_q5k, unpack_q6k,
 };
 
 /// Rows per group.
@@ -74,6 +73,27 @@ fn put_nibble_steps(out: &mut [u8], v: impl Fn(usize, usize) -> u8) {
     }
 }
 
+/// Nibble steps straight from each row's 16 packed `qs` bytes (ggml's nibble order).
+fn put_qs_steps<'q>(out: &mut [u8], qs: impl Fn(usize) -> &'q [u8; 16]) {
+    for r in 0..GROUP {
+        let q = qs(r);
+        for l in 0..4 {
+            out[64 * l + 4 * r..64 * l + 4 * r + 4].copy_from_slice(&q[4 * l..4 * l + 4]);
+        }
+    }
+}
+
+/// Bit plane from each row's 32 fifth bits (bit `k` of `qh(r)` for value `k`).
+fn put_qh_plane(out: &mut [u8], qh: impl Fn(usize) -> u32) {
+    for r in 0..GROUP {
+        let h = qh(r);
+        for i in 0..4 {
+            out[4 * r + i] =
+                (0..8).fold(0u8, |acc, s| acc | ((((h >> (4 * s + i)) & 1) as u8) << s));
+        }
+    }
+}
+
 /// Bit plane of bit 4 of the values `v(r, k)`.
 fn put_bit_plane(out: &mut [u8], v: impl Fn(usize, usize) -> u8) {
     for r in 0..GROUP {
@@ -101,54 +121,51 @@ fn repack_column(ty: GgmlType, rows: &[&[u8]], b: usize, out: &mut [u8]) {
         &rows[r][b * size..(b + 1) * size]
     };
     match ty {
+        // The 32-value formats: the nibble steps are the blocks' own `qs` bytes, regrouped four at
+        // a time (byte `j` already pairs value `j` with value `j + 16`).
         T::Q4_0 => {
             let blocks: [&BlockQ4_0; GROUP] =
                 std::array::from_fn(|r| &as_blocks::<BlockQ4_0>(blk(r))[0]);
-            let vals: [[u8; 32]; GROUP] = blocks.map(|x| unpack_nibbles(&x.qs));
             put_f16s(&mut out[..32], |r| blocks[r].d);
-            put_nibble_steps(&mut out[32..], |r, k| vals[r][k]);
+            put_qs_steps(&mut out[32..288], |r| &blocks[r].qs);
         }
         T::IQ4_NL => {
             let blocks: [&BlockIq4Nl; GROUP] =
                 std::array::from_fn(|r| &as_blocks::<BlockIq4Nl>(blk(r))[0]);
-            let vals: [[u8; 32]; GROUP] = blocks.map(|x| unpack_nibbles(&x.qs));
             put_f16s(&mut out[..32], |r| blocks[r].d);
-            put_nibble_steps(&mut out[32..], |r, k| vals[r][k]);
+            put_qs_steps(&mut out[32..288], |r| &blocks[r].qs);
         }
         T::Q4_1 => {
             let blocks: [&BlockQ4_1; GROUP] =
                 std::array::from_fn(|r| &as_blocks::<BlockQ4_1>(blk(r))[0]);
-            let vals: [[u8; 32]; GROUP] = blocks.map(|x| unpack_nibbles(&x.qs));
             put_f16s(&mut out[..32], |r| blocks[r].d);
             put_f16s(&mut out[32..64], |r| blocks[r].m);
-            put_nibble_steps(&mut out[64..], |r, k| vals[r][k]);
+            put_qs_steps(&mut out[64..320], |r| &blocks[r].qs);
         }
         T::Q5_0 => {
             let blocks: [&BlockQ5_0; GROUP] =
                 std::array::from_fn(|r| &as_blocks::<BlockQ5_0>(blk(r))[0]);
-            let vals: [[u8; 32]; GROUP] = blocks.map(|x| unpack_q5(x.qh, &x.qs));
             put_f16s(&mut out[..32], |r| blocks[r].d);
-            put_bit_plane(&mut out[32..96], |r, k| vals[r][k]);
-            put_nibble_steps(&mut out[96..], |r, k| vals[r][k]);
+            put_qh_plane(&mut out[32..96], |r| u32::from_le_bytes(blocks[r].qh));
+            put_qs_steps(&mut out[96..352], |r| &blocks[r].qs);
         }
         T::Q5_1 => {
             let blocks: [&BlockQ5_1; GROUP] =
                 std::array::from_fn(|r| &as_blocks::<BlockQ5_1>(blk(r))[0]);
-            let vals: [[u8; 32]; GROUP] = blocks.map(|x| unpack_q5(x.qh, &x.qs));
             put_f16s(&mut out[..32], |r| blocks[r].d);
             put_f16s(&mut out[32..64], |r| blocks[r].m);
-            put_bit_plane(&mut out[64..128], |r, k| vals[r][k]);
-            put_nibble_steps(&mut out[128..], |r, k| vals[r][k]);
+            put_qh_plane(&mut out[64..128], |r| u32::from_le_bytes(blocks[r].qh));
+            put_qs_steps(&mut out[128..384], |r| &blocks[r].qs);
         }
         T::Q8_0 => {
             let blocks: [&BlockQ8_0; GROUP] =
                 std::array::from_fn(|r| &as_blocks::<BlockQ8_0>(blk(r))[0]);
             put_f16s(&mut out[..32], |r| blocks[r].d);
-            for s in 0..8 {
-                for r in 0..GROUP {
-                    for i in 0..4 {
-                        out[32 + 64 * s + 4 * r + i] = (blocks[r].qs[4 * s + i] as u8) ^ 0x80;
-                    }
+            for (s, step) in out[32..544].chunks_exact_mut(64).enumerate() {
+                for (r, lane) in step.chunks_exact_mut(4).enumerate() {
+                    let q = &blocks[r].qs[4 * s..4 * s + 4];
+                    let v = u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]);
+                    lane.copy_from_slice(&(v ^ 0x8080_8080).to_le_bytes());
                 }
             }
         }

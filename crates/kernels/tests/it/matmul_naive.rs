@@ -147,6 +147,12 @@ fn bad_shapes_are_errors() {
     assert!(matmul(&pool, &m, &[0.0; 31], 1, &mut [0.0; 4], &mut s).is_err());
     assert!(matmul(&pool, &m, &[0.0; 32], 1, &mut [0.0; 3], &mut s).is_err());
     assert!(matmul(&pool, &m, &[0.0; 64], 2, &mut [0.0; 8], &mut s).is_ok());
+    let no_rows = Matrix::new(GgmlType::Q4_0, 0, 32, &[]).unwrap();
+    matmul(&pool, &no_rows, &[0.0; 64], 2, &mut [], &mut s).unwrap();
+    let empty = Matrix::new(GgmlType::Q4_0, 2, 0, &[]).unwrap();
+    let mut y = [f32::NAN; 6];
+    matmul(&pool, &empty, &[], 3, &mut y, &mut s).unwrap();
+    assert_eq!(y, [0.0; 6]);
     let other = Matrix::new(GgmlType::F32, 1, 16, &[0; 64]).unwrap();
     assert!(
         matmul_many(
@@ -236,6 +242,150 @@ fn owned_matrices_compute_the_same() {
             let mut got = vec![0.0; 3 * 40];
             matmul(&pool, &m, &x, 3, &mut got, &mut Scratch::new()).unwrap();
             assert!(nmse(&want, &got) <= 1e-10, "{ty} packed={}", m.is_packed());
+        }
+    }
+}
+
+#[test]
+fn wide_rows_in_batches_match_scalar() {
+    // Rows longer than the batch column range (2048 values) are split and summed in pieces.
+    let mut rng = Rng::new(15);
+    let pool = ThreadPool::new(2);
+    let (rows, cols) = (40, 2560);
+    for ty in [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ] {
+        let w = random_matrix(&mut rng, ty, rows, cols);
+        let scalar = Matrix::with_options(
+            ty,
+            rows,
+            cols,
+            &w,
+            MatrixOptions {
+                isa: Isa::Generic,
+                repack: false,
+            },
+        )
+        .unwrap();
+        for isa in Isa::all_supported() {
+            let m = Matrix::with_options(ty, rows, cols, &w, MatrixOptions { isa, repack: true })
+                .unwrap();
+            for n_tokens in [1, 9] {
+                let x = rng.normals(n_tokens * cols);
+                let mut want = vec![0.0; n_tokens * rows];
+                let mut got = vec![0.0; n_tokens * rows];
+                matmul(&pool, &scalar, &x, n_tokens, &mut want, &mut Scratch::new()).unwrap();
+                matmul(&pool, &m, &x, n_tokens, &mut got, &mut Scratch::new()).unwrap();
+                let e = nmse(&want, &got);
+                assert!(
+                    e <= 1e-10,
+                    "{ty} {} packed={} tokens={n_tokens}: nmse {e}",
+                    isa.name(),
+                    m.is_packed()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn long_batches_match_scalar() {
+    // More tokens than one token block (256): the weight chunks are walked once per block.
+    let mut rng = Rng::new(16);
+    let pool = ThreadPool::new(2);
+    let (rows, cols, n_tokens) = (40, 256, 300);
+    for ty in [GgmlType::Q4_1, GgmlType::Q6_K] {
+        let w = random_matrix(&mut rng, ty, rows, cols);
+        let scalar = Matrix::with_options(
+            ty,
+            rows,
+            cols,
+            &w,
+            MatrixOptions {
+                isa: Isa::Generic,
+                repack: false,
+            },
+        )
+        .unwrap();
+        let best = Matrix::new(ty, rows, cols, &w).unwrap();
+        let x = rng.normals(n_tokens * cols);
+        let mut want = vec![0.0; n_tokens * rows];
+        let mut got = vec![0.0; n_tokens * rows];
+        matmul(&pool, &scalar, &x, n_tokens, &mut want, &mut Scratch::new()).unwrap();
+        matmul(
+            &pool,
+            &best,
+            &x,
+            n_tokens,
+            &mut got,
+            &mut Scratch::with_capacity(n_tokens, cols),
+        )
+        .unwrap();
+        let e = nmse(&want, &got);
+        assert!(e <= 1e-10, "{ty} packed={}: nmse {e}", best.is_packed());
+    }
+}
+
+#[test]
+fn matrices_and_scratch_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Matrix<'static>>();
+    send_sync::<Scratch>();
+    send_sync::<KernelError>();
+}
+
+#[test]
+fn results_do_not_depend_on_batch_or_threads() {
+    // A token's outputs are computed with the same arithmetic whether it comes alone or in a
+    // batch, and whichever thread takes its rows: bit-identical results.
+    let mut rng = Rng::new(17);
+    let pools = [ThreadPool::new(1), ThreadPool::new(2)];
+    for &ty in WEIGHT_TYPES {
+        let cols = match ty.block_size() {
+            256 => 512,
+            1 => 150,
+            _ => 160,
+        };
+        let rows = 53;
+        let w = random_matrix(&mut rng, ty, rows, cols);
+        let n_tokens = 11;
+        let x = rng.normals(n_tokens * cols);
+        for (isa, repack) in Isa::all_supported()
+            .into_iter()
+            .flat_map(|i| [(i, false), (i, true)])
+        {
+            let m =
+                Matrix::with_options(ty, rows, cols, &w, MatrixOptions { isa, repack }).unwrap();
+            let mut batch = vec![0.0; n_tokens * rows];
+            matmul(&pools[1], &m, &x, n_tokens, &mut batch, &mut Scratch::new()).unwrap();
+            for t in 0..n_tokens {
+                let mut one = vec![0.0; rows];
+                matmul(
+                    &pools[t % 2],
+                    &m,
+                    &x[t * cols..(t + 1) * cols],
+                    1,
+                    &mut one,
+                    &mut Scratch::new(),
+                )
+                .unwrap();
+                let same = one
+                    .iter()
+                    .zip(&batch[t * rows..(t + 1) * rows])
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "{ty} {} packed={} token {t}",
+                    isa.name(),
+                    m.is_packed()
+                );
+            }
         }
     }
 }

@@ -10,8 +10,6 @@
 //! the activation block sums instead of per value. Signed weights (`Q8_0`, the IQ4 grids) use
 //! the sign trick (`|w|` × `sign(x, w)`) so products stay in `maddubs` range.
 
-#![allow(clippy::missing_safety_doc)] // every fn here shares the `RowsFn` contract
-
 use super::{f16_at, hsum_epi32, hsum_ps};
 use crate::arch::{ActKind, ActRow, Q8K_SUMS, QuantizeActsFn, RowsFn};
 use crate::quant::{
@@ -25,8 +23,14 @@ use std::arch::x86_64::*;
 pub(super) trait Dot {
     /// Sums of 4 adjacent products `u·s` (u unsigned, s signed) in 8 i32 lanes. Exact as long as
     /// each pair of adjacent products fits an i16 (`maddubs` saturates; `vpdpbusd` does not).
+    ///
+    /// # Safety
+    /// the caller runs with AVX2 enabled.
     unsafe fn dot(u: __m256i, s: __m256i) -> __m256i;
     /// `acc +` sums of adjacent i16 pairs of `p·sc`, as i32 lanes.
+    ///
+    /// # Safety
+    /// the caller runs with AVX2 enabled.
     unsafe fn madd_acc(acc: __m256i, p: __m256i, sc: __m256i) -> __m256i;
 }
 
@@ -36,11 +40,15 @@ pub(super) struct Avx2;
 pub(super) struct Vnni;
 
 impl Dot for Avx2 {
+    /// # Safety
+    /// the caller runs with AVX2 enabled.
     #[inline(always)]
     unsafe fn dot(u: __m256i, s: __m256i) -> __m256i {
         // SAFETY: the caller runs with AVX2 enabled.
         unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)) }
     }
+    /// # Safety
+    /// The features of the `Dot` flavour (AVX2, or AVX-512 VL + VNNI) are enabled.
     #[inline(always)]
     unsafe fn madd_acc(acc: __m256i, p: __m256i, sc: __m256i) -> __m256i {
         // SAFETY: as above.
@@ -49,11 +57,15 @@ impl Dot for Avx2 {
 }
 
 impl Dot for Vnni {
+    /// # Safety
+    /// the caller runs with AVX-512 VL + VNNI enabled.
     #[inline(always)]
     unsafe fn dot(u: __m256i, s: __m256i) -> __m256i {
         // SAFETY: the caller runs with AVX-512 VL + VNNI enabled.
         unsafe { _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s) }
     }
+    /// # Safety
+    /// The features of the `Dot` flavour (AVX2, or AVX-512 VL + VNNI) are enabled.
     #[inline(always)]
     unsafe fn madd_acc(acc: __m256i, p: __m256i, sc: __m256i) -> __m256i {
         // SAFETY: as above.
@@ -66,6 +78,9 @@ impl Dot for Vnni {
 // `#[target_feature]` wrappers at the bottom, which provide the instruction sets.
 
 /// 32 nibbles (16 bytes at `p`, ggml order: low nibbles are values 0–15) as 32 bytes.
+///
+/// # Safety
+/// `p` is valid for 16 bytes (caller); AVX2 is enabled.
 #[inline(always)]
 unsafe fn nibbles32(p: *const u8) -> __m256i {
     // SAFETY: `p` is valid for 16 bytes (caller); AVX2 is enabled.
@@ -79,6 +94,9 @@ unsafe fn nibbles32(p: *const u8) -> __m256i {
 }
 
 /// 0x10 in byte `k` where bit `k` of the little-endian u32 at `p` is set, else 0.
+///
+/// # Safety
+/// `p` is valid for 4 bytes (caller); AVX2 is enabled.
 #[inline(always)]
 unsafe fn bits32_to_0x10(p: *const u8) -> __m256i {
     // SAFETY: `p` is valid for 4 bytes (caller); AVX2 is enabled.
@@ -99,6 +117,8 @@ unsafe fn bits32_to_0x10(p: *const u8) -> __m256i {
     }
 }
 
+/// # Safety
+/// `p` is valid for 32 bytes (caller).
 #[inline(always)]
 unsafe fn load(p: *const i8) -> __m256i {
     // SAFETY: `p` is valid for 32 bytes (caller).
@@ -106,6 +126,9 @@ unsafe fn load(p: *const i8) -> __m256i {
 }
 
 /// `|v|` (as unsigned bytes) and `x` with the sign of `v` applied: `Σ|v|·sign(x, v) = Σ v·x`.
+///
+/// # Safety
+/// AVX2 is enabled.
 #[inline(always)]
 unsafe fn sign_split(v: __m256i, x: __m256i) -> (__m256i, __m256i) {
     // SAFETY: AVX2 is enabled.
@@ -113,6 +136,9 @@ unsafe fn sign_split(v: __m256i, x: __m256i) -> (__m256i, __m256i) {
 }
 
 /// Adds `k` to lane 0 of `v`.
+///
+/// # Safety
+/// AVX2 is enabled.
 #[inline(always)]
 unsafe fn add_lane0(v: __m256i, k: i32) -> __m256i {
     // SAFETY: AVX2 is enabled.
@@ -120,6 +146,9 @@ unsafe fn add_lane0(v: __m256i, k: i32) -> __m256i {
 }
 
 /// The IQ4_NL grid in both 128-bit lanes, for `pshufb` lookups.
+///
+/// # Safety
+/// 16 bytes read from a 16-byte array; AVX2 is enabled.
 #[inline(always)]
 unsafe fn iq4_lut() -> __m256i {
     // SAFETY: 16 bytes read from a 16-byte array; AVX2 is enabled.
@@ -128,6 +157,9 @@ unsafe fn iq4_lut() -> __m256i {
 
 /// Scale vector for a 32-value chunk spanning 16-value groups `g` and `g + 1`: their i16 scales
 /// in the low and high 128-bit lane.
+///
+/// # Safety
+/// AVX2 is enabled.
 #[inline(always)]
 unsafe fn scales_16(lo: i16, hi: i16) -> __m256i {
     // SAFETY: AVX2 is enabled.
@@ -137,6 +169,8 @@ unsafe fn scales_16(lo: i16, hi: i16) -> __m256i {
 // ---------------------------------------------------------------------------------------------
 // Dot products of one row (`nb` blocks at `w`) with one activation row.
 
+/// # Safety
+/// `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
 #[inline(always)]
 unsafe fn dot_q4_0<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     // SAFETY: `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
@@ -156,6 +190,8 @@ unsafe fn dot_q4_0<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     }
 }
 
+/// # Safety
+/// The `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
 #[inline(always)]
 unsafe fn dot_q4_1<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     // SAFETY: as `dot_q4_0`.
@@ -174,6 +210,8 @@ unsafe fn dot_q4_1<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     }
 }
 
+/// # Safety
+/// The `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
 #[inline(always)]
 unsafe fn dot_q5_0<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     // SAFETY: as `dot_q4_0`.
@@ -193,6 +231,8 @@ unsafe fn dot_q5_0<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     }
 }
 
+/// # Safety
+/// The `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
 #[inline(always)]
 unsafe fn dot_q5_1<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     // SAFETY: as `dot_q4_0`.
@@ -211,6 +251,8 @@ unsafe fn dot_q5_1<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     }
 }
 
+/// # Safety
+/// The `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
 #[inline(always)]
 unsafe fn dot_q8_0<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     // SAFETY: as `dot_q4_0`.
@@ -227,6 +269,8 @@ unsafe fn dot_q8_0<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     }
 }
 
+/// # Safety
+/// The `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
 #[inline(always)]
 unsafe fn dot_iq4_nl<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     // SAFETY: as `dot_q4_0`.
@@ -246,6 +290,9 @@ unsafe fn dot_iq4_nl<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
 
 /// `Σ_g m[g]·bsum[g]` over the 16 activation group sums of super-block `i`, with `m` given as
 /// 16 i16 multipliers.
+///
+/// # Safety
+/// a Q8K row has 16 sums per super-block; AVX2 is enabled.
 #[inline(always)]
 unsafe fn bsum_dot(a: ActRow, i: usize, m: __m256i) -> i32 {
     // SAFETY: a Q8K row has 16 sums per super-block; AVX2 is enabled.
@@ -257,6 +304,8 @@ unsafe fn bsum_dot(a: ActRow, i: usize, m: __m256i) -> i32 {
     }
 }
 
+/// # Safety
+/// `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
 #[inline(always)]
 unsafe fn dot_q2_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     // SAFETY: `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
@@ -296,6 +345,8 @@ unsafe fn dot_q2_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     }
 }
 
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
 #[inline(always)]
 unsafe fn dot_q3_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     // SAFETY: as `dot_q2_k`.
@@ -333,6 +384,9 @@ unsafe fn dot_q3_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
 }
 
 /// `Q4_K` (`Q5 = false`) and `Q5_K` (`Q5 = true`): 8 groups of 32 with 6-bit scales and mins.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
 #[inline(always)]
 unsafe fn dot_k32<D: Dot, const Q5: bool>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     // SAFETY: as `dot_q2_k` (the two block types share the header layout: d, dmin, scales).
@@ -394,18 +448,24 @@ unsafe fn dot_k32<D: Dot, const Q5: bool>(w: *const u8, a: ActRow, nb: usize) ->
     }
 }
 
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
 #[inline(always)]
 unsafe fn dot_q4_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     // SAFETY: the caller's `RowsFn` contract.
     unsafe { dot_k32::<D, false>(w, a, nb) }
 }
 
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
 #[inline(always)]
 unsafe fn dot_q5_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     // SAFETY: the caller's `RowsFn` contract.
     unsafe { dot_k32::<D, true>(w, a, nb) }
 }
 
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
 #[inline(always)]
 unsafe fn dot_q6_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     // SAFETY: as `dot_q2_k`.
@@ -452,6 +512,8 @@ unsafe fn dot_q6_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     }
 }
 
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
 #[inline(always)]
 unsafe fn dot_iq4_xs<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     // SAFETY: as `dot_q2_k`.
@@ -478,6 +540,8 @@ unsafe fn dot_iq4_xs<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
 // ---------------------------------------------------------------------------------------------
 // Float weights against f32 activations.
 
+/// # Safety
+/// `n` f32 weights at `w` and `n` activations; AVX2 + FMA enabled.
 #[inline(always)]
 unsafe fn dot_f32(w: *const u8, a: ActRow, n: usize) -> f32 {
     // SAFETY: `n` f32 weights at `w` and `n` activations; AVX2 + FMA enabled.
@@ -504,6 +568,8 @@ unsafe fn dot_f32(w: *const u8, a: ActRow, n: usize) -> f32 {
     }
 }
 
+/// # Safety
+/// `n` f16 weights at `w` and `n` activations; AVX2 + FMA + F16C enabled.
 #[inline(always)]
 unsafe fn dot_f16(w: *const u8, a: ActRow, n: usize) -> f32 {
     // SAFETY: `n` f16 weights at `w` and `n` activations; AVX2 + FMA + F16C enabled.
@@ -529,6 +595,8 @@ unsafe fn dot_f16(w: *const u8, a: ActRow, n: usize) -> f32 {
     }
 }
 
+/// # Safety
+/// `n` bf16 weights at `w` and `n` activations; AVX2 + FMA enabled.
 #[inline(always)]
 unsafe fn dot_bf16(w: *const u8, a: ActRow, n: usize) -> f32 {
     // SAFETY: `n` bf16 weights at `w` and `n` activations; AVX2 + FMA enabled.
@@ -561,6 +629,9 @@ unsafe fn dot_bf16(w: *const u8, a: ActRow, n: usize) -> f32 {
 
 /// Rounds half away from zero, as `f32::round`: truncate, then step away from zero when the
 /// dropped part is at least one half.
+///
+/// # Safety
+/// AVX2 is enabled.
 #[inline(always)]
 unsafe fn round_away(v: __m256) -> __m256i {
     // SAFETY: AVX2 is enabled.
@@ -578,6 +649,9 @@ unsafe fn round_away(v: __m256) -> __m256i {
 }
 
 /// Packs 32 i32 lanes (four vectors, in order) to 32 i8 with saturation.
+///
+/// # Safety
+/// AVX2 is enabled.
 #[inline(always)]
 unsafe fn pack32(v: [__m256i; 4]) -> __m256i {
     // SAFETY: AVX2 is enabled.
@@ -590,6 +664,8 @@ unsafe fn pack32(v: [__m256i; 4]) -> __m256i {
     }
 }
 
+/// # Safety
+/// `n` (a multiple of 8) values at `x`; AVX2 is enabled.
 #[inline(always)]
 unsafe fn max_abs(x: *const f32, n: usize) -> f32 {
     // SAFETY: `n` (a multiple of 8) values at `x`; AVX2 is enabled.
@@ -606,6 +682,8 @@ unsafe fn max_abs(x: *const f32, n: usize) -> f32 {
     }
 }
 
+/// # Safety
+/// the `QuantizeActsFn` contract; AVX2 + F16C enabled.
 #[inline(always)]
 unsafe fn quantize_q8(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16) {
     // SAFETY: the `QuantizeActsFn` contract; AVX2 + F16C enabled.
@@ -630,6 +708,8 @@ unsafe fn quantize_q8(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16) {
     }
 }
 
+/// # Safety
+/// the `QuantizeActsFn` contract; AVX2 enabled.
 #[inline(always)]
 unsafe fn quantize_q8k(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16) {
     // SAFETY: the `QuantizeActsFn` contract; AVX2 enabled.
@@ -673,6 +753,9 @@ unsafe fn quantize_q8k(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16) {
 }
 
 /// `v` rounded to f16 bits (nearest even), with F16C.
+///
+/// # Safety
+/// F16C is enabled.
 #[inline(always)]
 unsafe fn f32_to_f16_bits(v: f32) -> [u8; 2] {
     // SAFETY: F16C is enabled.
@@ -744,6 +827,8 @@ macro_rules! instantiate {
             rows_float!(f16, dot_f16);
             rows_float!(bf16, dot_bf16);
 
+            /// # Safety
+            /// the `QuantizeActsFn` contract; the features are enabled here.
             #[target_feature(enable = $features)]
             pub(in super::super) unsafe fn acts_q8(
                 x: &[f32],
@@ -755,6 +840,8 @@ macro_rules! instantiate {
                 unsafe { quantize_q8(x, qs, d, sums) }
             }
 
+            /// # Safety
+            /// The `QuantizeActsFn` contract; the features are enabled here.
             #[target_feature(enable = $features)]
             pub(in super::super) unsafe fn acts_q8k(
                 x: &[f32],

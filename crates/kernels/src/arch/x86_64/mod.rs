@@ -1,10 +1,12 @@
-//! x86-64 kernels: `avx2` (256-bit kernels for every type, compiled for AVX2 and for AVX-512
-//! VL + VNNI) and `avx512` (512-bit float kernels).
+//! x86-64 kernels: `avx2` (256-bit row kernels for every type, compiled for AVX2 and for
+//! AVX-512 VL + VNNI), `avx2_packed` (256-bit kernels over the packed layouts) and `avx512`
+//! (512-bit float kernels and packed kernels).
 //!
 //! The `Avx512` level needs VNNI (`vpdpbusd`) for its 8-bit dot products; a CPU with AVX-512
 //! but without VNNI (Skylake-X) runs the AVX2 kernels.
 
 pub(crate) mod avx2;
+pub(crate) mod avx2_packed;
 pub(crate) mod avx512;
 
 use super::{ActKind, PackedFn, QuantizeActsFn, RowsFn, TileFn};
@@ -28,7 +30,7 @@ pub(crate) fn packed_kernel(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)>
     if isa >= Isa::Avx512 && avx512_usable() {
         return avx512::packed_kernel(ty);
     }
-    None
+    avx2_packed::packed_kernel(ty)
 }
 
 pub(crate) fn tile_kernel(isa: Isa, ty: GgmlType) -> Option<TileFn> {
@@ -46,6 +48,9 @@ pub(crate) fn quantize_acts_kernel(isa: Isa, kind: ActKind) -> Option<QuantizeAc
 }
 
 /// An f16 as f32, with F16C (inlined into kernels that enable it).
+///
+/// # Safety
+/// F16C is enabled in every caller.
 #[inline(always)]
 pub(super) unsafe fn f16_at(h: F16Bytes) -> f32 {
     // SAFETY: F16C is enabled in every caller.
@@ -57,6 +62,9 @@ pub(super) unsafe fn f16_at(h: F16Bytes) -> f32 {
 }
 
 /// Sum of 8 f32 lanes.
+///
+/// # Safety
+/// AVX is enabled in every caller.
 #[inline(always)]
 pub(super) unsafe fn hsum_ps(v: __m256) -> f32 {
     // SAFETY: AVX is enabled in every caller.
@@ -69,6 +77,9 @@ pub(super) unsafe fn hsum_ps(v: __m256) -> f32 {
 }
 
 /// Sum of 8 i32 lanes (wrapping).
+///
+/// # Safety
+/// AVX2 is enabled in every caller.
 #[inline(always)]
 pub(super) unsafe fn hsum_epi32(v: __m256i) -> i32 {
     // SAFETY: AVX2 is enabled in every caller.
