@@ -26,6 +26,28 @@ impl Mmap {
         Ok(Mmap { map: Some(map) })
     }
 
+    /// Tells the kernel the pages of `range` will not be read again (a copy of them lives
+    /// elsewhere), so they stop counting toward this process's resident memory. Reading them
+    /// later is still correct: they are read back from the file. Partial pages at the ends are
+    /// kept; errors are ignored (it is only advice).
+    pub fn release(&self, range: std::ops::Range<usize>) {
+        #[cfg(unix)]
+        if let Some(m) = &self.map {
+            const PAGE: usize = 4096;
+            let start = range.start.next_multiple_of(PAGE);
+            let end = range.end.min(m.len()) / PAGE * PAGE;
+            if end > start {
+                // SAFETY: DONTNEED on a read-only file mapping only drops pages from memory;
+                // the mapping stays valid and its contents are re-read from the file on access.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = range;
+    }
+
     /// Asks the kernel to read the whole mapping ahead (a hint; errors are ignored).
     pub fn advise_sequential(&self) {
         #[cfg(unix)]

@@ -100,7 +100,8 @@ impl Model {
         let tokenizer = Tokenizer::from_gguf(&file)?;
         let hparams = HParams::read(&file, arch.name(), tokenizer.n_vocab())?;
         let keys = Keys::new(&file, arch.name());
-        let weights = arch::bind(arch, &hparams, &Binder::new(&file), &keys)?;
+        let release = |range| map.release(range);
+        let weights = arch::bind(arch, &hparams, &Binder::new(&file, &release), &keys)?;
         let name = match file.get_opt::<&str>("general.name")? {
             Some(n) => n.to_owned(),
             None => path

@@ -38,11 +38,14 @@ impl MatRef {
 /// Looks tensors up in a parsed file and checks their shapes.
 pub struct Binder<'g, 'a> {
     file: &'g Gguf<'a>,
+    /// Called with the file range of each matrix once it has been repacked into memory of its
+    /// own, so the mapped pages can be dropped (the process then holds one copy, not two).
+    release: &'g dyn Fn(Range<usize>),
 }
 
 impl<'g, 'a> Binder<'g, 'a> {
-    pub fn new(file: &'g Gguf<'a>) -> Self {
-        Binder { file }
+    pub fn new(file: &'g Gguf<'a>, release: &'g dyn Fn(Range<usize>)) -> Self {
+        Binder { file, release }
     }
 
     fn find(&self, name: &str) -> Result<&'g TensorInfo<'a>, LoadError> {
@@ -106,12 +109,16 @@ impl<'g, 'a> Binder<'g, 'a> {
         };
         let m = Matrix::with_options(t.ty, rows, cols, data, options).map_err(unsupported)?;
         let packed = m.is_packed().then(|| Arc::new(m.into_owned()));
+        let range = self.range(t);
+        if packed.is_some() {
+            (self.release)(range.clone());
+        }
         Ok(MatRef {
             name: name.to_owned(),
             ty: t.ty,
             rows,
             cols,
-            range: self.range(t),
+            range,
             packed,
         })
     }
