@@ -34,7 +34,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse_from(cmd::bench::normalize_argv(std::env::args()));
+    let cli = Cli::parse_from(cmd::bench::normalize_argv(std::env::args_os()));
     let result = match cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Run(a) => cmd::run::run(a),

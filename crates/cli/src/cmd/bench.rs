@@ -6,6 +6,7 @@
 //! Each test runs once as a warm-up, then `-r` times; reported as mean ± standard deviation of
 //! tokens per second. Peak RSS and model load time (cold and warm page cache) are reported once.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -380,9 +381,9 @@ mod tests {
 
     #[test]
     fn dash_pg_is_rewritten_only_after_bench() {
-        let argv = ["hearth", "bench", "-m", "x", "-pg", "1,2"].map(String::from);
+        let argv = ["hearth", "bench", "-m", "x", "-pg", "1,2"].map(OsString::from);
         assert_eq!(normalize_argv(argv.into_iter())[4], "--pg");
-        let argv = ["hearth", "run", "-pg"].map(String::from);
+        let argv = ["hearth", "run", "-pg"].map(OsString::from);
         assert_eq!(normalize_argv(argv.into_iter())[2], "-pg");
     }
 

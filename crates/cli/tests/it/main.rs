@@ -3,4 +3,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod inspect;
+mod run;
 mod tokenize;

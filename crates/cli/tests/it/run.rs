@@ -1,0 +1,208 @@
+//! `hearth run` and `hearth chat` on the real SmolLM2 model, and the errors a user can cause:
+//! each is one `error:` line on stderr and a non-zero exit, never a panic.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn hearth(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn smollm2() -> String {
+    test_models::path(test_models::SMOLLM2)
+        .display()
+        .to_string()
+}
+
+/// Asserts a failed run printed exactly one error line naming `needle`.
+fn assert_one_error_line(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {stderr}");
+    assert!(
+        lines[0].starts_with("error:"),
+        "not an error line: {stderr}"
+    );
+    assert!(
+        lines[0].contains(needle),
+        "error does not mention '{needle}': {stderr}"
+    );
+}
+
+fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("hearth-cli-{}-{name}", std::process::id()));
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn greedy_run_prints_llama_cpps_continuation() {
+    // llama.cpp's greedy continuation of this prompt starts " Paris." (generate.json, raw-capital).
+    let out = hearth(&[
+        "run",
+        "-m",
+        &smollm2(),
+        "-p",
+        "The capital of France is",
+        "-n",
+        "2",
+        "--temp",
+        "0",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), " Paris.\n");
+}
+
+#[test]
+fn verbose_run_reports_timings_on_stderr_only() {
+    let out = hearth(&[
+        "run",
+        "-m",
+        &smollm2(),
+        "-p",
+        "Hello",
+        "-n",
+        "4",
+        "--temp",
+        "0",
+        "-v",
+        "--seed",
+        "1",
+    ]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("prompt eval time") && stderr.contains("tokens per second"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("eval time"));
+}
+
+#[test]
+fn same_seed_same_text() {
+    let args = [
+        "run",
+        "-m",
+        &smollm2(),
+        "-p",
+        "Once upon a time",
+        "-n",
+        "24",
+        "--seed",
+        "7",
+        "-t",
+        "2",
+    ];
+    let a = hearth(&args);
+    let b = hearth(&args);
+    assert!(a.status.success());
+    assert_eq!(a.stdout, b.stdout);
+}
+
+#[test]
+fn chat_flag_uses_the_template() {
+    let out = hearth(&[
+        "run",
+        "-m",
+        &smollm2(),
+        "--chat",
+        "-p",
+        "What is the capital of France?",
+        "-n",
+        "16",
+        "--temp",
+        "0",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Paris"), "{text}");
+    assert!(!text.contains("<|im_start|>"), "{text}");
+}
+
+#[test]
+fn interactive_chat_answers_and_exits() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["chat", "-m", &smollm2(), "--temp", "0", "-n", "24"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"What is the capital of France?\n/clear\nSay hello.\n/exit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Paris"), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("conversation cleared"));
+}
+
+#[test]
+fn missing_model_file_is_one_error_line() {
+    let out = hearth(&["run", "-m", "/nonexistent/model.gguf", "-p", "hi"]);
+    assert_one_error_line(&out, "/nonexistent/model.gguf");
+}
+
+#[test]
+fn non_gguf_file_is_one_error_line() {
+    let p = temp_file("not.gguf", b"this is not a model");
+    let out = hearth(&["run", "-m", p.to_str().unwrap(), "-p", "hi"]);
+    let _ = std::fs::remove_file(&p);
+    assert_one_error_line(&out, "not a GGUF file");
+}
+
+#[test]
+fn unsupported_architecture_is_one_error_line() {
+    let mut b = gguf::Builder::new();
+    b.set("general.architecture", gguf::Value::string("mamba"))
+        .unwrap();
+    let p = temp_file("mamba.gguf", &b.to_bytes());
+    let out = hearth(&["run", "-m", p.to_str().unwrap(), "-p", "hi"]);
+    let _ = std::fs::remove_file(&p);
+    assert_one_error_line(&out, "unsupported architecture 'mamba'");
+}
+
+#[test]
+fn zero_context_is_rejected_before_loading() {
+    let out = hearth(&[
+        "run",
+        "-m",
+        "/nonexistent/model.gguf",
+        "-p",
+        "hi",
+        "-c",
+        "0",
+    ]);
+    assert_one_error_line(&out, "--ctx-size");
+}
+
+#[test]
+fn negative_token_count_is_rejected() {
+    let out = hearth(&["run", "-m", &smollm2(), "-p", "hi", "-n", "-5"]);
+    assert_one_error_line(&out, "-n");
+}
