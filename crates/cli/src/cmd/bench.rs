@@ -73,14 +73,14 @@ fn parse_pg(s: &str) -> Result<(usize, usize), String> {
 }
 
 /// llama-bench spells the pair flag `-pg`; clap needs `--pg`.
-pub fn normalize_argv(args: impl Iterator<Item = String>) -> Vec<String> {
+pub fn normalize_argv(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
     let mut in_bench = false;
     args.map(|a| {
         if a == "bench" {
             in_bench = true;
         }
         if in_bench && a == "-pg" {
-            "--pg".to_owned()
+            OsString::from("--pg")
         } else {
             a
         }
