@@ -2,6 +2,7 @@
 // Tests may unwrap, helpers outside `#[test]` functions included (clippy.toml only covers those).
 #![allow(clippy::unwrap_used)]
 
+mod bench;
 mod inspect;
 mod run;
 mod tokenize;
