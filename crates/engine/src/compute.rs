@@ -12,6 +12,7 @@ use kernels::pool::ThreadPool;
 
 use crate::kv_cache::KvCache;
 use crate::model::{HParams, LoadError, MatRef, Model};
+use crate::profile::{self, Op};
 
 pub use kernels::matmul::Scratch as MatmulScratch;
 
@@ -69,6 +70,7 @@ pub fn matmul_many(
     n: usize,
     ys: &mut [&mut [f32]],
 ) {
+    let _t = profile::scope(Op::Matmul);
     let m = |i: usize| ws.get(i).and_then(|w| matrix(model, w));
     let result = match (m(0), m(1), m(2)) {
         (Some(a), None, None) if ws.len() == 1 => {
@@ -92,6 +94,7 @@ pub fn matmul_many(
 
 /// Row `row` of a weight matrix as f32 (the embedding lookup).
 pub fn dequantize_row(model: &Model, m: &MatRef, row: usize, out: &mut [f32]) {
+    let _t = profile::scope(Op::Embedding);
     let rb = m.row_bytes();
     let data = model.mat_data(m);
     let _ = kernels::quant::dequantize_row(m.ty, &data[row * rb..(row + 1) * rb], out);
@@ -99,6 +102,7 @@ pub fn dequantize_row(model: &Model, m: &MatRef, row: usize, out: &mut [f32]) {
 
 /// RMS norm of each row of `x` (rows of `w.len()`), times `w`, into `out`.
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let _t = profile::scope(Op::Norm);
     let ops = Ops::detected();
     for (xr, or) in x.chunks_exact(w.len()).zip(out.chunks_exact_mut(w.len())) {
         ops.rms_norm(or, xr, w, eps);
@@ -107,6 +111,7 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 
 /// RMS norm in place of each row of `buf` (rows of `w.len()`), times `w`.
 pub fn rms_norm_rows(buf: &mut [f32], w: &[f32], eps: f32) {
+    let _t = profile::scope(Op::Norm);
     let ops = Ops::detected();
     for r in buf.chunks_exact_mut(w.len()) {
         ops.rms_norm_inplace(r, w, eps);
@@ -115,11 +120,13 @@ pub fn rms_norm_rows(buf: &mut [f32], w: &[f32], eps: f32) {
 
 /// `x += y`.
 pub fn add(x: &mut [f32], y: &[f32]) {
+    let _t = profile::scope(Op::Other);
     Ops::detected().add(x, y);
 }
 
 /// Adds `bias` to every row of `buf`.
 pub fn add_bias(buf: &mut [f32], bias: &[f32]) {
+    let _t = profile::scope(Op::Other);
     let ops = Ops::detected();
     for r in buf.chunks_exact_mut(bias.len()) {
         ops.add(r, bias);
@@ -138,6 +145,7 @@ pub enum Activation {
 /// `a = act(a) · b` for rows of `width` values, rounding as ggml's CPU backend does (SiLU in
 /// blocks of 16 from each row's start; GELU through ggml's f16 table).
 pub fn gated_activation(act: Activation, a: &mut [f32], b: &[f32], width: usize) {
+    let _t = profile::scope(Op::Activation);
     let ops = Ops::detected();
     for (ar, br) in a.chunks_exact_mut(width).zip(b.chunks_exact(width)) {
         match act {
@@ -175,6 +183,7 @@ pub fn make_rope(
 /// Rotates every head of every token of `buf` (`n_tokens × n_heads × head_dim`); token `t` is
 /// at `positions[t]`.
 pub fn rope(buf: &mut [f32], n_heads: usize, head_dim: usize, positions: &[i32], rope: &Rope) {
+    let _t = profile::scope(Op::Rope);
     Ops::detected().rope(rope, buf, n_heads, head_dim, positions);
 }
 
@@ -195,6 +204,7 @@ pub fn attention(
     scratch: &mut AttentionScratch,
     out: &mut [f32],
 ) {
+    let _t = profile::scope(Op::Attention);
     let n = q.len() / (hp.n_head * hp.head_dim_k);
     rows.clear();
     rows.extend((pos0..pos0 + n).map(|pos| {
@@ -224,5 +234,6 @@ pub fn attention_params(hp: &HParams, scale: f32) -> AttentionParams {
 
 /// `x *= s`.
 pub fn scale(x: &mut [f32], s: f32) {
+    let _t = profile::scope(Op::Other);
     Ops::detected().scale(x, s);
 }

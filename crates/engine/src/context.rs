@@ -296,6 +296,7 @@ impl Context {
 
     /// Output norm and LM head for batch rows `rows` (of the last forward), into `st.logits`.
     fn head(&mut self, rows: Range<usize>) {
+        let _t = crate::profile::scope(crate::profile::Op::Head);
         let model = &*self.model;
         let hp = &model.hparams;
         let (norm, lm_head) = model.weights.head();

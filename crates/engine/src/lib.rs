@@ -15,6 +15,7 @@ pub mod context;
 pub mod generate;
 mod kv_cache;
 pub mod model;
+pub mod profile;
 pub mod sampler;
 pub mod tokenizer;
 

@@ -43,6 +43,9 @@ pub struct Args {
     /// Print load time and prompt/generation speed to stderr
     #[arg(short = 'v', long)]
     verbose: bool,
+    /// Also print where the forward pass spent its time, by kind of operation (stderr)
+    #[arg(long)]
+    profile: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -85,6 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.echo {
         write!(out, "{}", model.tokenizer.decode(&tokens, false)?)?;
     }
+    engine::profile::enable(args.profile);
     let t0 = Instant::now();
     let mut write_err = None;
     let generation = engine::generate(&mut ctx, &tokens, &params, |text| {
@@ -100,6 +104,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Err(e).context("cannot write to stdout");
     }
     writeln!(out)?;
+    if args.profile {
+        let total: f64 = engine::profile::totals()
+            .iter()
+            .map(|t| t.1.as_secs_f64())
+            .sum();
+        for (op, time, calls) in engine::profile::totals() {
+            let ms = time.as_secs_f64() * 1e3;
+            let share = if total > 0.0 {
+                100.0 * time.as_secs_f64() / total
+            } else {
+                0.0
+            };
+            eprintln!(
+                "{:>16} = {ms:10.2} ms ({share:5.1} %) in {calls} calls",
+                op.name()
+            );
+        }
+    }
     if args.verbose {
         print_timings(
             load_time.as_secs_f64() * 1e3,
