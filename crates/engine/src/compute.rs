@@ -95,9 +95,17 @@ pub fn matmul_many(
 /// Row `row` of a weight matrix as f32 (the embedding lookup).
 pub fn dequantize_row(model: &Model, m: &MatRef, row: usize, out: &mut [f32]) {
     let _t = profile::scope(Op::Embedding);
-    let rb = m.row_bytes();
-    let data = model.mat_data(m);
-    let _ = kernels::quant::dequantize_row(m.ty, &data[row * rb..(row + 1) * rb], out);
+    // Token ids were checked against the vocabulary, and lookups from this matrix's layout
+    // were checked when the model was loaded.
+    let result = match &m.packed {
+        Some(p) => p.dequantize_row(row, out),
+        None => {
+            let rb = m.row_bytes();
+            let data = model.mat_data(m);
+            kernels::quant::dequantize_row(m.ty, &data[row * rb..(row + 1) * rb], out)
+        }
+    };
+    debug_assert!(result.is_ok(), "embedding lookup: {result:?}");
 }
 
 /// RMS norm of each row of `x` (rows of `w.len()`), times `w`, into `out`.

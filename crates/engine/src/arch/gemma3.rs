@@ -52,7 +52,7 @@ impl Weights {
         b: &Binder<'_, '_>,
         keys: &Keys<'_, '_>,
     ) -> Result<Weights, LoadError> {
-        let tok_embd = b.mat_unpacked("token_embd.weight", hp.n_vocab, hp.n_embd)?;
+        let tok_embd = b.embedding("token_embd.weight", hp.n_vocab, hp.n_embd)?;
         let parts = AttentionParts {
             bias: false,
             qk_norm: true,

@@ -53,7 +53,7 @@ impl Weights {
         parts: AttentionParts,
         rope_mode: RopeMode,
     ) -> Result<Weights, LoadError> {
-        let tok_embd = b.mat_unpacked("token_embd.weight", hp.n_vocab, hp.n_embd)?;
+        let tok_embd = b.embedding("token_embd.weight", hp.n_vocab, hp.n_embd)?;
         let layers = (0..hp.n_layer)
             .map(|il| {
                 Ok(Layer {

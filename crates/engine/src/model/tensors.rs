@@ -83,10 +83,24 @@ impl<'g, 'a> Binder<'g, 'a> {
         self.mat_with(name, rows, cols, true)
     }
 
-    /// A required matrix kept only in the file's layout (the token embedding, whose rows are
-    /// looked up one by one).
-    pub fn mat_unpacked(&self, name: &str, rows: usize, cols: usize) -> Result<MatRef, LoadError> {
-        self.mat_with(name, rows, cols, false)
+    /// The token embedding: its rows are looked up one by one, and it is often the LM head
+    /// too. Repacked (and its mapped pages released) when rows can be read back from the packed
+    /// layout, so the LM head gets the fast kernels without a second copy; otherwise kept in the
+    /// file's layout.
+    pub fn embedding(&self, name: &str, rows: usize, cols: usize) -> Result<MatRef, LoadError> {
+        let t = self.find(name)?;
+        let mut probe = vec![0.0f32; cols];
+        let packable = Matrix::packs_row_lookup(t.ty);
+        let m = self.mat_with(name, rows, cols, packable)?;
+        if let Some(p) = &m.packed {
+            // Checked once here so lookups during decoding cannot fail.
+            p.dequantize_row(0, &mut probe)
+                .map_err(|_| LoadError::UnsupportedType {
+                    name: name.to_owned(),
+                    ty: t.ty,
+                })?;
+        }
+        Ok(m)
     }
 
     fn mat_with(

@@ -231,6 +231,57 @@ impl<'a> Matrix<'a> {
         }
     }
 
+    /// Whether [`Matrix::dequantize_row`] can read rows of `ty` back from a repacked matrix.
+    pub fn packs_row_lookup(ty: GgmlType) -> bool {
+        ty == GgmlType::Q8_0
+    }
+
+    /// Row `r` as `f32` values (`out.len() == cols`), from whichever layout the matrix holds —
+    /// so an embedding table can be looked up from its repacked copy. Packed `Q8_0` and every
+    /// unpacked type are supported; other packed types give [`KernelError::UnsupportedType`].
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) -> Result<(), KernelError> {
+        if r >= self.rows {
+            return Err(KernelError::ShapeMismatch("row index past the matrix"));
+        }
+        if out.len() != self.cols {
+            return Err(KernelError::LengthMismatch {
+                what: "dequantized row",
+                expected: self.cols,
+                actual: out.len(),
+            });
+        }
+        let rb = self.row_bytes;
+        match &self.data {
+            Storage::Borrowed(b) => {
+                crate::quant::dequantize_row(self.ty, &b[r * rb..(r + 1) * rb], out)
+            }
+            Storage::Owned(b) => {
+                crate::quant::dequantize_row(self.ty, &b.as_slice()[r * rb..(r + 1) * rb], out)
+            }
+            Storage::Packed(p) if r >= p.groups * repack::GROUP => {
+                let at = p.groups * p.group_bytes + (r - p.groups * repack::GROUP) * rb;
+                crate::quant::dequantize_row(self.ty, &p.buf.as_slice()[at..at + rb], out)
+            }
+            Storage::Packed(p) if self.ty == GgmlType::Q8_0 => {
+                let nb = self.cols / 32;
+                let col_bytes = p.group_bytes / nb.max(1);
+                let group = &p.buf.as_slice()[r / repack::GROUP * p.group_bytes..];
+                for (b, o) in out.chunks_exact_mut(32).enumerate() {
+                    let blk = repack::q8_0_block_of_row(
+                        &group[b * col_bytes..(b + 1) * col_bytes],
+                        r % repack::GROUP,
+                    );
+                    let d = blk.d.get();
+                    for (v, &q) in o.iter_mut().zip(&blk.qs) {
+                        *v = d * f32::from(q);
+                    }
+                }
+                Ok(())
+            }
+            Storage::Packed(_) => Err(KernelError::UnsupportedType(self.ty)),
+        }
+    }
+
     /// Whether the weights were repacked into an interleaved layout.
     pub fn is_packed(&self) -> bool {
         matches!(self.data, Storage::Packed(_))

@@ -230,3 +230,14 @@ fn repack_column(ty: GgmlType, rows: &[&[u8]], b: usize, out: &mut [u8]) {
         _ => {}
     }
 }
+
+/// Row `r` of a packed `Q8_0` block column, back in ggml's block layout (the inverse of
+/// [`repack_group`] for that type).
+pub(crate) fn q8_0_block_of_row(col: &[u8], r: usize) -> BlockQ8_0 {
+    let d = F16Bytes([col[2 * r], col[2 * r + 1]]);
+    let qs = std::array::from_fn(|k| {
+        let (s, i) = (k / 4, k % 4);
+        (col[32 + 64 * s + 4 * r + i] ^ 0x80) as i8
+    });
+    BlockQ8_0 { d, qs }
+}

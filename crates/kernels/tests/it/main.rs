@@ -3,6 +3,7 @@
 mod dot_reference;
 mod matmul_naive;
 mod matmul_real;
+mod matmul_rows;
 mod ops;
 mod ops_attention;
 mod ops_ggml;
