@@ -21,6 +21,16 @@ pub struct GenerateParams {
     pub sampler: SamplerParams,
     /// Keep going past end-of-generation tokens (benchmarks).
     pub ignore_eog: bool,
+    /// When the context is full, drop half of the tokens after the first `keep` and go on
+    /// (llama.cpp's `--context-shift`) instead of stopping with [`StopReason::ContextFull`].
+    pub context_shift: Option<ContextShift>,
+}
+
+/// How [`GenerateParams::context_shift`] makes room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContextShift {
+    /// Tokens at the start of the context that are always kept (the system prompt, say).
+    pub keep: usize,
 }
 
 /// Why generation ended.
@@ -196,7 +206,10 @@ pub fn generate_with(
             break StopReason::MaxTokens;
         }
         if ctx.n_past() >= ctx.params().n_ctx {
-            break StopReason::ContextFull;
+            match params.context_shift {
+                Some(shift) if shift_context(ctx, shift)? => {}
+                _ => break StopReason::ContextFull,
+            }
         }
         ctx.decode(&[id])?;
     };
@@ -216,6 +229,25 @@ pub fn generate_with(
         stop_reason: reason,
         timings,
     })
+}
+
+/// Drops half of the tokens after the first `keep` and re-evaluates the rest, as llama.cpp's
+/// context shift does (`n_discard = (n_past - n_keep) / 2`). Re-evaluating, rather than
+/// re-rotating the cached keys, keeps the cache exactly what a fresh evaluation gives.
+/// Returns false when nothing can be dropped.
+fn shift_context(ctx: &mut Context, shift: ContextShift) -> Result<bool, ContextError> {
+    let n_past = ctx.n_past();
+    let keep = shift.keep.min(n_past);
+    let n_discard = (n_past - keep) / 2;
+    if n_discard == 0 {
+        return Ok(false);
+    }
+    let mut kept = Vec::with_capacity(n_past - n_discard);
+    kept.extend_from_slice(&ctx.tokens()[..keep]);
+    kept.extend_from_slice(&ctx.tokens()[keep + n_discard..]);
+    ctx.clear();
+    ctx.decode(&kept)?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -20,6 +20,6 @@ pub mod sampler;
 pub mod tokenizer;
 
 pub use context::{Context, ContextError, ContextParams, Outputs};
-pub use generate::{GenerateParams, Generation, StopReason, generate};
+pub use generate::{ContextShift, GenerateParams, Generation, StopReason, generate};
 pub use model::{LoadError, Model};
 pub use sampler::SamplerParams;

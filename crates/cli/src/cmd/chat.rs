@@ -45,6 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stop: Vec::new(),
         sampler,
         ignore_eog: false,
+        context_shift: args.model.context_shift(),
     };
 
     let interrupted = Arc::new(AtomicBool::new(false));

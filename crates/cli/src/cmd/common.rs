@@ -23,6 +23,13 @@ pub struct ModelArgs {
     /// Most prompt tokens evaluated at once
     #[arg(short = 'b', long = "batch-size", default_value_t = 512)]
     pub batch_size: usize,
+    /// When the context fills up, drop half of it (after --keep tokens) and go on, instead of
+    /// stopping
+    #[arg(long = "context-shift")]
+    pub context_shift: bool,
+    /// Tokens at the start kept by --context-shift
+    #[arg(long = "keep", default_value_t = 0, requires = "context_shift")]
+    pub keep: usize,
 }
 
 impl ModelArgs {
@@ -45,6 +52,12 @@ impl ModelArgs {
             n_batch: self.batch_size,
             n_threads,
         })
+    }
+
+    /// The context-shift setting of the generation loop.
+    pub fn context_shift(&self) -> Option<engine::ContextShift> {
+        self.context_shift
+            .then_some(engine::ContextShift { keep: self.keep })
     }
 
     /// Loads the model, showing a progress line on a terminal; returns it and the load time.

@@ -83,6 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stop: args.stop.clone(),
         sampler,
         ignore_eog: false,
+        context_shift: args.model.context_shift(),
     };
     let mut out = std::io::stdout().lock();
     if args.echo {

@@ -6,6 +6,7 @@ mod chat_template_fixtures;
 mod chat_template_models;
 mod chat_template_sandbox;
 mod chat_template_semantics;
+mod context_shift;
 mod determinism;
 mod hf_reference;
 mod model_reference;
