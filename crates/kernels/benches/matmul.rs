@@ -8,7 +8,8 @@
 //!
 //! Synthetic matrices are ≥ 64 MB in their type (16384 × 8192 values; the mat-mat uses the
 //! first 2048 rows); the real models' largest matrices come from the cached test models.
-//! `HEARTH_BENCH_QUICK=1` shrinks everything for a smoke run.
+//! `HEARTH_BENCH_QUICK=1` shrinks everything for a smoke run; `HEARTH_BENCH_TYPES=Q4_1,Q8_0`
+//! measures only matrices of those types.
 
 #![allow(clippy::unwrap_used)]
 
@@ -351,6 +352,13 @@ fn layer_latency(model: &str, quick: bool) {
     }
 }
 
+/// Whether `HEARTH_BENCH_TYPES` (a comma-separated list of type names) admits `ty`.
+fn wanted(ty: GgmlType) -> bool {
+    std::env::var("HEARTH_BENCH_TYPES")
+        .map(|v| v.split(',').any(|t| t.trim() == ty.to_string()))
+        .unwrap_or(true)
+}
+
 fn main() {
     let quick = std::env::var_os("HEARTH_BENCH_QUICK").is_some();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -377,6 +385,9 @@ fn main() {
     );
 
     for ty in [GgmlType::Q4_0, GgmlType::Q4_K] {
+        if !wanted(ty) {
+            continue;
+        }
         let x = normals(3, 64 * 1536);
         for isa in Isa::all_supported() {
             let t = time(Duration::from_millis(200), || {
@@ -408,6 +419,9 @@ fn main() {
         GgmlType::Q8_0,
         GgmlType::F16,
     ] {
+        if !wanted(ty) {
+            continue;
+        }
         let data = synthetic_matrix(ty, rows, cols);
         let case = Case {
             name: format!("{ty} {rows}x{cols}"),
@@ -434,6 +448,9 @@ fn main() {
         let g = gguf::Gguf::parse(&bytes).unwrap();
         for name in tensors {
             let t = g.tensor(name).unwrap();
+            if !wanted(t.ty) {
+                continue;
+            }
             let (cols, rows) = (t.shape[0] as usize, t.shape[1] as usize);
             let label = format!(
                 "{} {} {}",

@@ -592,10 +592,20 @@ pub struct QuantizedRow {
     /// Integer sums: one per block of 32 for `Q8_0`/`Q8_1`; for `Q8_K`, 24 per block of 256:
     /// the sums of each 16 values (ggml's `bsums`), then of each 32.
     pub sums: Vec<i16>,
+    /// For `Q8_0`/`Q8_1`, one per block: ggml's `block_q8_1.s`, `f16(d · Σq)` with the
+    /// unrounded `d`, as `f32` (the `Q4_1`/`Q5_1` dots use it for their min term); empty for
+    /// `Q8_K`.
+    pub s: Vec<f32>,
 }
 
 /// Quantizes `x` as [`matmul`] does for weights of type `weight_ty` at level `isa` (for tests
 /// and inspection). `None` inside `Ok` means the type's activations stay `f32`.
+///
+/// These are llama.cpp's *run-time* activation quantizers on x86 (identical at every level),
+/// which differ from the reference ones that [`quantize_row`](crate::quant::quantize_row)
+/// follows for `Q8_0`/`Q8_1`: the values are `round_half_even(x · 127/amax)` where the
+/// reference has `round_half_away(x · 1/d)`, and `Q8_1`'s `s` keeps ggml's rounding. `Q8_K` is
+/// the same in both.
 pub fn quantize_activations(
     isa: Isa,
     weight_ty: GgmlType,
@@ -616,15 +626,19 @@ pub fn quantize_activations(
     let v = buf.view();
     let row = v.row(0);
     // SAFETY: `quantize` just wrote one row of `x.len()` values of this kind.
-    let (qs, d, sums) = unsafe {
+    let (qs, d, sums, s) = unsafe {
         (
             std::slice::from_raw_parts(row.qs, x.len()).to_vec(),
             std::slice::from_raw_parts(row.d, x.len() / kind.block()).to_vec(),
             std::slice::from_raw_parts(row.sums, x.len() / kind.block() * kind.sums_per_block())
                 .to_vec(),
+            match kind {
+                ActKind::Q8 => std::slice::from_raw_parts(row.s, x.len() / kind.block()).to_vec(),
+                _ => Vec::new(),
+            },
         )
     };
-    Ok(Some(QuantizedRow { qs, d, sums }))
+    Ok(Some(QuantizedRow { qs, d, sums, s }))
 }
 
 /// Repacks `rows` rows of `data` into 16-row groups plus a ggml-layout tail.

@@ -204,7 +204,7 @@ unsafe fn dot_q4_1<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
             let p = D::dot(q, load(a.qs.add(32 * i)));
             let da = *a.d.add(i);
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_at(b.d) * da), acc);
-            mins += f16_at(b.m) * (da * f32::from(*a.sums.add(i)));
+            mins += f16_at(b.m) * *a.s.add(i);
         }
         hsum_ps(acc) + mins
     }
@@ -245,7 +245,7 @@ unsafe fn dot_q5_1<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
             let p = D::dot(q, load(a.qs.add(32 * i)));
             let da = *a.d.add(i);
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_at(b.d) * da), acc);
-            mins += f16_at(b.m) * (da * f32::from(*a.sums.add(i)));
+            mins += f16_at(b.m) * *a.s.add(i);
         }
         hsum_ps(acc) + mins
     }
@@ -627,24 +627,17 @@ unsafe fn dot_bf16(w: *const u8, a: ActRow, n: usize) -> f32 {
 // ---------------------------------------------------------------------------------------------
 // Activation quantizers (bit-identical to `generic`).
 
-/// Rounds half away from zero, as `f32::round`: truncate, then step away from zero when the
-/// dropped part is at least one half.
+/// Rounds half to even (as ggml's `_mm256_round_ps(_MM_ROUND_NEAREST)`) and converts to i32.
 ///
 /// # Safety
-/// AVX2 is enabled.
+/// AVX is enabled.
 #[inline(always)]
-unsafe fn round_away(v: __m256) -> __m256i {
-    // SAFETY: AVX2 is enabled.
+unsafe fn round_even(v: __m256) -> __m256i {
+    // SAFETY: AVX is enabled.
     unsafe {
-        let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
-        let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
-        let frac = _mm256_and_ps(_mm256_sub_ps(v, t), abs_mask);
-        let step = _mm256_or_ps(
-            _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN))),
-            _mm256_set1_ps(1.0),
-        );
-        let up = _mm256_cmp_ps::<_CMP_GE_OQ>(frac, _mm256_set1_ps(0.5));
-        _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(up, step)))
+        _mm256_cvtps_epi32(_mm256_round_ps::<
+            { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+        >(v))
     }
 }
 
@@ -682,28 +675,34 @@ unsafe fn max_abs(x: *const f32, n: usize) -> f32 {
     }
 }
 
+/// llama.cpp's x86 `quantize_row_q8_1` (see `generic::q8_block_runtime`).
+///
 /// # Safety
 /// the `QuantizeActsFn` contract; AVX2 + F16C enabled.
 #[inline(always)]
-unsafe fn quantize_q8(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16) {
+unsafe fn quantize_q8(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16, s: *mut f32) {
     // SAFETY: the `QuantizeActsFn` contract; AVX2 + F16C enabled.
     unsafe {
         for i in 0..x.len() / 32 {
             let xb = x.as_ptr().add(32 * i);
-            let scale = max_abs(xb, 32) / 127.0;
-            let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+            let amax = max_abs(xb, 32);
+            let scale = amax / 127.0;
+            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
             let idv = _mm256_set1_ps(id);
             let v = [
-                round_away(_mm256_mul_ps(_mm256_loadu_ps(xb), idv)),
-                round_away(_mm256_mul_ps(_mm256_loadu_ps(xb.add(8)), idv)),
-                round_away(_mm256_mul_ps(_mm256_loadu_ps(xb.add(16)), idv)),
-                round_away(_mm256_mul_ps(_mm256_loadu_ps(xb.add(24)), idv)),
+                round_even(_mm256_mul_ps(_mm256_loadu_ps(xb), idv)),
+                round_even(_mm256_mul_ps(_mm256_loadu_ps(xb.add(8)), idv)),
+                round_even(_mm256_mul_ps(_mm256_loadu_ps(xb.add(16)), idv)),
+                round_even(_mm256_mul_ps(_mm256_loadu_ps(xb.add(24)), idv)),
             ];
             let q = pack32(v);
             _mm256_storeu_si256(qs.add(32 * i).cast(), q);
             *d.add(i) = f16_at(F16Bytes(f32_to_f16_bits(scale)));
-            let s = _mm256_add_epi32(_mm256_add_epi32(v[0], v[1]), _mm256_add_epi32(v[2], v[3]));
-            *sums.add(i) = hsum_epi32(s) as i16;
+            let total =
+                _mm256_add_epi32(_mm256_add_epi32(v[0], v[1]), _mm256_add_epi32(v[2], v[3]));
+            let sum = hsum_epi32(total);
+            *sums.add(i) = sum as i16;
+            *s.add(i) = f16_at(F16Bytes(f32_to_f16_bits(scale * sum as f32)));
         }
     }
 }
@@ -711,7 +710,7 @@ unsafe fn quantize_q8(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16) {
 /// # Safety
 /// the `QuantizeActsFn` contract; AVX2 enabled.
 #[inline(always)]
-unsafe fn quantize_q8k(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16) {
+unsafe fn quantize_q8k(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16, _s: *mut f32) {
     // SAFETY: the `QuantizeActsFn` contract; AVX2 enabled.
     unsafe {
         for i in 0..x.len() / 256 {
@@ -835,9 +834,10 @@ macro_rules! instantiate {
                 qs: *mut i8,
                 d: *mut f32,
                 sums: *mut i16,
+                s: *mut f32,
             ) {
                 // SAFETY: the `QuantizeActsFn` contract; the features are enabled here.
-                unsafe { quantize_q8(x, qs, d, sums) }
+                unsafe { quantize_q8(x, qs, d, sums, s) }
             }
 
             /// # Safety
@@ -848,9 +848,10 @@ macro_rules! instantiate {
                 qs: *mut i8,
                 d: *mut f32,
                 sums: *mut i16,
+                s: *mut f32,
             ) {
                 // SAFETY: as above.
-                unsafe { quantize_q8k(x, qs, d, sums) }
+                unsafe { quantize_q8k(x, qs, d, sums, s) }
             }
 
             pub(in super::super) fn rows_kernel(ty: GgmlType) -> Option<RowsFn> {

@@ -589,7 +589,8 @@ unsafe fn gemm_legacy<T: Legacy, const NY: usize>(
                     *acc,
                 );
                 if T::MIN {
-                    *acc = _mm512_fmadd_ps(mw, _mm512_set1_ps(dx * sum as f32), *acc);
+                    let sx = *a.s.add(t * a.d_stride + b);
+                    *acc = _mm512_fmadd_ps(mw, _mm512_set1_ps(sx), *acc);
                 }
             }
         }
