@@ -9,12 +9,13 @@
 //! Synthetic matrices are ≥ 64 MB in their type (16384 × 8192 values; the mat-mat uses the
 //! first 2048 rows); the real models' largest matrices come from the cached test models.
 //! `HEARTH_BENCH_QUICK=1` shrinks everything for a smoke run; `HEARTH_BENCH_TYPES=Q4_1,Q8_0`
-//! measures only matrices of those types.
+//! measures only matrices of those types; `HEARTH_BENCH_GGML_ORDER=1` prepares them with
+//! `MatrixOptions::ggml_order`.
 
 #![allow(clippy::unwrap_used)]
 
 use kernels::isa::Isa;
-use kernels::matmul::{Matrix, Scratch, matmul, matmul_many};
+use kernels::matmul::{Matrix, MatrixOptions, Scratch, matmul, matmul_many};
 use kernels::pool::ThreadPool;
 use kernels::quant::{GgmlType, quantize_row, row_bytes};
 use std::hint::black_box;
@@ -214,7 +215,7 @@ fn bench_matrix(rows_out: &mut Vec<Row>, case: &Case, quick: bool, peaks: &[f64;
         mm_rows,
     } = *case;
     let built = Instant::now();
-    let m = Matrix::new(ty, rows, cols, data).unwrap();
+    let m = Matrix::with_options(ty, rows, cols, data, options()).unwrap();
     println!(
         "  ({name}: Matrix::new {:.1} ms, {})",
         built.elapsed().as_secs_f64() * 1e3,
@@ -226,7 +227,7 @@ fn bench_matrix(rows_out: &mut Vec<Row>, case: &Case, quick: bool, peaks: &[f64;
     );
     let stream_buf = vec![1u8; data.len()];
     let mm_rb = row_bytes(ty, cols).unwrap();
-    let mm = Matrix::new(ty, mm_rows, cols, &data[..mm_rows * mm_rb]).unwrap();
+    let mm = Matrix::with_options(ty, mm_rows, cols, &data[..mm_rows * mm_rb], options()).unwrap();
     let n_tokens = if quick { 64 } else { 512 };
     let x = normals(99, n_tokens * cols);
     let min_time = Duration::from_millis(if quick { 100 } else { 1000 });
@@ -323,7 +324,7 @@ fn layer_latency(model: &str, quick: bool) {
             let (cols, rows) = (t.shape[0] as usize, t.shape[1] as usize);
             (
                 format!("{n} {} {rows}x{cols}", t.ty),
-                Matrix::new(t.ty, rows, cols, g.tensor_data(t)).unwrap(),
+                Matrix::with_options(t.ty, rows, cols, g.tensor_data(t), options()).unwrap(),
             )
         })
         .collect();
@@ -349,6 +350,15 @@ fn layer_latency(model: &str, quick: bool) {
         });
         line += &format!(" q+k+v via matmul_many: {:.1}", t * 1e6);
         println!("{line}");
+    }
+}
+
+/// How matrices are prepared: the defaults, or with `HEARTH_BENCH_GGML_ORDER=1` llama.cpp's
+/// summation order.
+fn options() -> MatrixOptions {
+    MatrixOptions {
+        ggml_order: std::env::var_os("HEARTH_BENCH_GGML_ORDER").is_some(),
+        ..MatrixOptions::default()
     }
 }
 

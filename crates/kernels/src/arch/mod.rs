@@ -13,6 +13,11 @@
 //! - *tile kernels* ([`TileFn`], [`tile_kernel`]): 4 × 4 register tiles for float weights in a
 //!   batch.
 //!
+//! For `Q4_1`, `Q5_1`, `Q5_0` and `Q8_0`, row and packed kernels that sum in llama.cpp's own
+//! float order also exist ([`rows_kernel_ggml`], [`packed_kernel_ggml`]; the matmul option
+//! `ggml_order`): their results equal llama.cpp's bit for bit, the packed ones at about half
+//! the mat-mat speed of the default kernels, which sum each row's blocks into one float.
+//!
 //! An `aarch64::neon` module would sit beside `x86_64` with the same entry points; it is not
 //! written yet, so other targets run `generic` (never compiled or tested here).
 //!
@@ -220,6 +225,35 @@ pub(crate) fn packed_kernel(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)>
     #[cfg(target_arch = "x86_64")]
     if isa >= Isa::Avx2 {
         return x86_64::packed_kernel(isa, ty);
+    }
+    let _ = (isa, ty);
+    None
+}
+
+/// The packed kernel for `ty` at level `isa` that sums in llama.cpp's x86 order (see
+/// [`rows_kernel_ggml`]), and the most activation rows it takes per call; `None` where the level
+/// has none for the type.
+pub(crate) fn packed_kernel_ggml(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)> {
+    let isa = isa.min(Isa::best_supported());
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx512 {
+        return x86_64::packed_kernel_ggml(isa, ty);
+    }
+    let _ = (isa, ty);
+    None
+}
+
+/// The row kernel for `ty` at level `isa` that sums in llama.cpp's x86 order, giving its
+/// results bit for bit from equal inputs, where one exists: `Q4_1`, `Q5_1`, `Q5_0` and `Q8_0`
+/// at the x86 levels, 256-bit kernels that keep ggml's eight lane accumulators (each
+/// `fma(d_w·d_x, float(signed sum of its 4 values), acc)` per block), its separate `m·s` sum
+/// and its final `hsum_float_8`. (For the other types llama.cpp's order differs — group scales,
+/// or repacked layouts for `Q4_0`, `IQ4_NL`, `Q4_K` — and the scalar level sums sequentially.)
+pub(crate) fn rows_kernel_ggml(isa: Isa, ty: GgmlType) -> Option<RowsFn> {
+    let isa = isa.min(Isa::best_supported());
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx2 {
+        return x86_64::rows_kernel_ggml(isa, ty);
     }
     let _ = (isa, ty);
     None

@@ -14,6 +14,12 @@
 //! per tile, and in a batch long rows are split into 2048-value column ranges so the tile's
 //! activations stay in L1. So a batch reads its weights from memory once, and decode
 //! (`n_tokens == 1`) streams them with no extra pass.
+//!
+//! Activations are quantized as llama.cpp quantizes them at run time on x86 (see
+//! [`quantize_activations`]). With [`MatrixOptions::ggml_order`] the `Q4_1`, `Q5_1`, `Q5_0` and
+//! `Q8_0` products also sum in llama.cpp's order, so they equal llama.cpp's bit for bit (at a
+//! cost in prompt speed); by default each row's blocks are summed into one float, a few
+//! roundings away.
 
 mod acts;
 mod buf;
@@ -61,6 +67,9 @@ struct Packed {
     group_bytes: usize,
     kernel: PackedFn,
     max_ny: usize,
+    /// Whether a batch may walk rows in column ranges (`add` calls); not for the ggml-order
+    /// kernels, whose running state is more than the output.
+    split: bool,
 }
 
 impl std::fmt::Debug for Packed {
@@ -82,6 +91,14 @@ pub struct MatrixOptions {
     /// for the type (the matrix then owns its data). Default: true. With `false` the matrix
     /// always reads the caller's bytes in place.
     pub repack: bool,
+    /// Sum dot products in llama.cpp's own float order where this crate can (`Q4_1`, `Q5_1`,
+    /// `Q5_0`, `Q8_0` at the x86 levels): with equal inputs the results then equal llama.cpp's
+    /// bit for bit. At the `Avx512` level these matrices are repacked for kernels that keep ggml's
+    /// eight lane accumulators per row (decode speed about the same, prompt mat-mat about
+    /// half of the default kernels'); at `Avx2` they stay in ggml layout for the row kernels.
+    /// Other types are unaffected. Default: false. Results stay independent of batch size and
+    /// thread count either way.
+    pub ggml_order: bool,
 }
 
 impl Default for MatrixOptions {
@@ -89,6 +106,7 @@ impl Default for MatrixOptions {
         MatrixOptions {
             isa: Isa::detected(),
             repack: true,
+            ggml_order: false,
         }
     }
 }
@@ -162,12 +180,21 @@ impl<'a> Matrix<'a> {
                 actual: data.len(),
             });
         }
-        let packed = match arch::packed_kernel(isa, ty) {
-            Some((kernel, max_ny)) if options.repack && rows >= repack::GROUP => {
-                Some(pack(ty, rows, cols, row_bytes, data, kernel, max_ny))
-            }
-            _ => None,
+        let ggml_rows = arch::rows_kernel_ggml(isa, ty).filter(|_| options.ggml_order);
+        let kernel = if ggml_rows.is_some() {
+            // Repack only for a kernel that sums in ggml's order too.
+            arch::packed_kernel_ggml(isa, ty).map(|(f, ny)| (f, ny, false))
+        } else {
+            arch::packed_kernel(isa, ty).map(|(f, ny)| (f, ny, true))
         };
+        let rows_fn = ggml_rows.unwrap_or(rows_fn);
+        let packed =
+            match kernel {
+                Some((kernel, max_ny, split)) if options.repack && rows >= repack::GROUP => Some(
+                    pack(ty, rows, cols, row_bytes, data, (kernel, max_ny, split)),
+                ),
+                _ => None,
+            };
         Ok(Matrix {
             ty,
             rows,
@@ -294,7 +321,7 @@ impl<'a> Matrix<'a> {
         let nb = self.cols / block;
         let col_bytes = p.group_bytes / nb.max(1);
         // A batch walks long rows in column ranges whose activation tile stays in L1.
-        let kc = if n_tokens > 1 {
+        let kc = if n_tokens > 1 && p.split {
             (K_BLOCK / block).max(1)
         } else {
             nb.max(1)
@@ -575,7 +602,11 @@ pub const MAX_MANY: usize = 8;
 /// activation quantization as [`matmul`] at level `isa`: for tests and one-off products
 /// (it allocates).
 pub fn dot_row(isa: Isa, ty: GgmlType, w_row: &[u8], x: &[f32]) -> Result<f32, KernelError> {
-    let options = MatrixOptions { isa, repack: false };
+    let options = MatrixOptions {
+        isa,
+        repack: false,
+        ..MatrixOptions::default()
+    };
     let m = Matrix::with_options(ty, 1, x.len(), w_row, options)?;
     let mut y = [0.0f32];
     matmul(&ThreadPool::new(1), &m, x, 1, &mut y, &mut Scratch::new())?;
@@ -641,15 +672,15 @@ pub fn quantize_activations(
     Ok(Some(QuantizedRow { qs, d, sums, s }))
 }
 
-/// Repacks `rows` rows of `data` into 16-row groups plus a ggml-layout tail.
+/// Repacks `rows` rows of `data` into 16-row groups plus a ggml-layout tail, for `kernel`
+/// (its function, most tokens per call, whether rows may be split into column ranges).
 fn pack(
     ty: GgmlType,
     rows: usize,
     cols: usize,
     row_bytes: usize,
     data: &[u8],
-    kernel: PackedFn,
-    max_ny: usize,
+    (kernel, max_ny, split): (PackedFn, usize, bool),
 ) -> Packed {
     let nb = cols / ty.block_size() as usize;
     let col_bytes = repack::bytes_per_column(ty).unwrap_or(0);
@@ -676,5 +707,6 @@ fn pack(
         group_bytes,
         kernel,
         max_ny,
+        split,
     }
 }

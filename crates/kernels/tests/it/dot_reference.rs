@@ -7,7 +7,7 @@
 
 use crate::quant_util::{Rng, synthetic};
 use kernels::isa::Isa;
-use kernels::matmul::{Matrix, MatrixOptions, Scratch, dot_row, matmul, quantize_activations};
+use kernels::matmul::{Matrix, Scratch, dot_row, matmul, quantize_activations};
 use kernels::quant::{GgmlType, dequantize_row, quantize_row, row_bytes, vec_dot_type};
 
 /// Every type that can be a matmul weight.
@@ -322,12 +322,9 @@ fn q4_1_and_q5_1_products_take_the_min_term_from_the_f16_block_sum() {
                 .iter()
                 .map(|v| v + 1.5)
                 .collect();
-            for (isa, repack) in Isa::all_supported()
-                .into_iter()
-                .flat_map(|i| [(i, false), (i, true)])
-            {
-                let m = Matrix::with_options(ty, rows, cols, &w, MatrixOptions { isa, repack })
-                    .unwrap();
+            for options in crate::matmul_naive::all_options() {
+                let isa = options.isa;
+                let m = Matrix::with_options(ty, rows, cols, &w, options).unwrap();
                 let mut y = vec![f32::NAN; n_tokens * rows];
                 matmul(&pool, &m, &x, n_tokens, &mut y, &mut Scratch::new()).unwrap();
                 for t in 0..n_tokens {

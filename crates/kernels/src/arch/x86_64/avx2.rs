@@ -231,6 +231,30 @@ unsafe fn dot_q5_0<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     }
 }
 
+/// `Q5_0` as llama.cpp's x86 kernels take it (`ggml_vec_dot_q5_0_q8_0`, `tinyBLAS_Q0_AVX`):
+/// the offset applied per value (`q − 16` as signed bytes, sign trick), so each of the eight
+/// lanes holds its own four values' signed sum, as in ggml's accumulator. [`dot_q5_0`] folds
+/// the offset into lane 0 instead: the same total, different float rounding.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
+#[inline(always)]
+unsafe fn dot_q5_0_ggml<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q4_0`.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let b = &*w.cast::<BlockQ5_0>().add(i);
+            let q = _mm256_or_si256(nibbles32(b.qs.as_ptr()), bits32_to_0x10(b.qh.as_ptr()));
+            let v = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+            let (u, s) = sign_split(v, load(a.qs.add(32 * i)));
+            let sc = _mm256_set1_ps(f16_at(b.d) * *a.d.add(i));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(D::dot(u, s)), sc, acc);
+        }
+        hsum_ps(acc)
+    }
+}
+
 /// # Safety
 /// The `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
 #[inline(always)]
@@ -813,6 +837,7 @@ macro_rules! instantiate {
             rows!(q4_0, dot_q4_0, 32);
             rows!(q4_1, dot_q4_1, 32);
             rows!(q5_0, dot_q5_0, 32);
+            rows!(q5_0_ggml, dot_q5_0_ggml, 32);
             rows!(q5_1, dot_q5_1, 32);
             rows!(q8_0, dot_q8_0, 32);
             rows!(iq4_nl, dot_iq4_nl, 32);
@@ -872,6 +897,18 @@ macro_rules! instantiate {
                     T::Q5_K => q5_k,
                     T::Q6_K => q6_k,
                     T::IQ4_XS => iq4_xs,
+                    _ => return None,
+                })
+            }
+
+            /// The row kernel for `ty` that sums in llama.cpp's order, where there is one.
+            pub(in super::super) fn rows_kernel_ggml(ty: GgmlType) -> Option<RowsFn> {
+                use GgmlType as T;
+                Some(match ty {
+                    T::Q4_1 => q4_1,
+                    T::Q5_0 => q5_0_ggml,
+                    T::Q5_1 => q5_1,
+                    T::Q8_0 => q8_0,
                     _ => return None,
                 })
             }
