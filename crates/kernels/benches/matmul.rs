@@ -8,12 +8,14 @@
 //!
 //! Synthetic matrices are ≥ 64 MB in their type (16384 × 8192 values; the mat-mat uses the
 //! first 2048 rows); the real models' largest matrices come from the cached test models.
-//! `HEARTH_BENCH_QUICK=1` shrinks everything for a smoke run.
+//! `HEARTH_BENCH_QUICK=1` shrinks everything for a smoke run; `HEARTH_BENCH_TYPES=Q4_1,Q8_0`
+//! measures only matrices of those types; `HEARTH_BENCH_GGML_ORDER=1` prepares them with
+//! `MatrixOptions::ggml_order`.
 
 #![allow(clippy::unwrap_used)]
 
 use kernels::isa::Isa;
-use kernels::matmul::{Matrix, Scratch, matmul, matmul_many};
+use kernels::matmul::{Matrix, MatrixOptions, Scratch, matmul, matmul_many};
 use kernels::pool::ThreadPool;
 use kernels::quant::{GgmlType, quantize_row, row_bytes};
 use std::hint::black_box;
@@ -213,7 +215,7 @@ fn bench_matrix(rows_out: &mut Vec<Row>, case: &Case, quick: bool, peaks: &[f64;
         mm_rows,
     } = *case;
     let built = Instant::now();
-    let m = Matrix::new(ty, rows, cols, data).unwrap();
+    let m = Matrix::with_options(ty, rows, cols, data, options()).unwrap();
     println!(
         "  ({name}: Matrix::new {:.1} ms, {})",
         built.elapsed().as_secs_f64() * 1e3,
@@ -225,7 +227,7 @@ fn bench_matrix(rows_out: &mut Vec<Row>, case: &Case, quick: bool, peaks: &[f64;
     );
     let stream_buf = vec![1u8; data.len()];
     let mm_rb = row_bytes(ty, cols).unwrap();
-    let mm = Matrix::new(ty, mm_rows, cols, &data[..mm_rows * mm_rb]).unwrap();
+    let mm = Matrix::with_options(ty, mm_rows, cols, &data[..mm_rows * mm_rb], options()).unwrap();
     let n_tokens = if quick { 64 } else { 512 };
     let x = normals(99, n_tokens * cols);
     let min_time = Duration::from_millis(if quick { 100 } else { 1000 });
@@ -322,7 +324,7 @@ fn layer_latency(model: &str, quick: bool) {
             let (cols, rows) = (t.shape[0] as usize, t.shape[1] as usize);
             (
                 format!("{n} {} {rows}x{cols}", t.ty),
-                Matrix::new(t.ty, rows, cols, g.tensor_data(t)).unwrap(),
+                Matrix::with_options(t.ty, rows, cols, g.tensor_data(t), options()).unwrap(),
             )
         })
         .collect();
@@ -351,6 +353,22 @@ fn layer_latency(model: &str, quick: bool) {
     }
 }
 
+/// How matrices are prepared: the defaults, or with `HEARTH_BENCH_GGML_ORDER=1` llama.cpp's
+/// summation order.
+fn options() -> MatrixOptions {
+    MatrixOptions {
+        ggml_order: std::env::var_os("HEARTH_BENCH_GGML_ORDER").is_some(),
+        ..MatrixOptions::default()
+    }
+}
+
+/// Whether `HEARTH_BENCH_TYPES` (a comma-separated list of type names) admits `ty`.
+fn wanted(ty: GgmlType) -> bool {
+    std::env::var("HEARTH_BENCH_TYPES")
+        .map(|v| v.split(',').any(|t| t.trim() == ty.to_string()))
+        .unwrap_or(true)
+}
+
 fn main() {
     let quick = std::env::var_os("HEARTH_BENCH_QUICK").is_some();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -377,6 +395,9 @@ fn main() {
     );
 
     for ty in [GgmlType::Q4_0, GgmlType::Q4_K] {
+        if !wanted(ty) {
+            continue;
+        }
         let x = normals(3, 64 * 1536);
         for isa in Isa::all_supported() {
             let t = time(Duration::from_millis(200), || {
@@ -408,6 +429,9 @@ fn main() {
         GgmlType::Q8_0,
         GgmlType::F16,
     ] {
+        if !wanted(ty) {
+            continue;
+        }
         let data = synthetic_matrix(ty, rows, cols);
         let case = Case {
             name: format!("{ty} {rows}x{cols}"),
@@ -434,6 +458,9 @@ fn main() {
         let g = gguf::Gguf::parse(&bytes).unwrap();
         for name in tensors {
             let t = g.tensor(name).unwrap();
+            if !wanted(t.ty) {
+                continue;
+            }
             let (cols, rows) = (t.shape[0] as usize, t.shape[1] as usize);
             let label = format!(
                 "{} {} {}",

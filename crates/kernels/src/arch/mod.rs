@@ -13,13 +13,26 @@
 //! - *tile kernels* ([`TileFn`], [`tile_kernel`]): 4 × 4 register tiles for float weights in a
 //!   batch.
 //!
+//! For `Q4_1`, `Q5_1`, `Q5_0` and `Q8_0`, row and packed kernels that sum in llama.cpp's own
+//! float order also exist ([`rows_kernel_ggml`], [`packed_kernel_ggml`]; the matmul option
+//! `ggml_order`): their results equal llama.cpp's bit for bit, the packed ones at about half
+//! the mat-mat speed of the default kernels, which sum each row's blocks into one float.
+//!
 //! An `aarch64::neon` module would sit beside `x86_64` with the same entry points; it is not
 //! written yet, so other targets run `generic` (never compiled or tested here).
 //!
 //! Activations arrive as an [`ActRow`] / [`ActTile`]: for the 8-bit formats, the `i8` values,
 //! one `f32` scale per block and integer block sums, in separate arrays (not ggml's interleaved
-//! `block_q8_0`) so SIMD code loads them with plain vector loads. The numbers are ggml's:
-//! `Q8_0`/`Q8_1` scales rounded to f16, `Q8_K` scales in f32.
+//! `block_q8_0`) so SIMD code loads them with plain vector loads. The numbers are those of
+//! llama.cpp's x86 run-time quantizers, not of its `_ref` ones (which `crate::quant`'s
+//! `quantize_row` keeps for files): for `Q8_0`/`Q8_1` (`quantize_row_q8_0`/`_q8_1` in
+//! `ggml-cpu/arch/x86/quants.c`) per block of 32 `amax = max|x|`, the scale `d = amax / 127`
+//! stored rounded to f16, `q = round_half_even(x · 127/amax)` (`127/amax`, not `1/d` as the
+//! reference has, and ties to even, not away from zero), and `Q8_1`'s `s = f16(d · Σq)` with the
+//! unrounded `d` — the `Q4_1`/`Q5_1` kernels take their min term as `m · s` from it, as ggml's
+//! dot products do; for `Q8_K` ggml calls its reference quantizer at run time (`d = 1/iscale` in
+//! f32, `iscale = −127/max` with the signed max, nearest-even rounding). The model's logits are
+//! sensitive enough to every such rounding that matching llama.cpp needs its exact numbers.
 
 // Kernels take raw pointers and strides (one argument each) and index parallel arrays of one
 // block by the same position.
@@ -81,13 +94,16 @@ impl ActKind {
 /// One activation row as kernels read it (raw pointers: kernels are `unsafe fn`s).
 ///
 /// For [`ActKind::F32`] only `f` is used; for the 8-bit kinds `qs` (one `i8` per value), `d`
-/// (one scale per block) and `sums` ([`ActKind::sums_per_block`] `i16` per block).
+/// (one scale per block) and `sums` ([`ActKind::sums_per_block`] `i16` per block); for
+/// [`ActKind::Q8`] also `s`, one per block: ggml's `block_q8_1.s`, `f16(d_unrounded · Σq)` as
+/// `f32` (the min term of `Q4_1`/`Q5_1` dots).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ActRow {
     pub f: *const f32,
     pub qs: *const i8,
     pub d: *const f32,
     pub sums: *const i16,
+    pub s: *const f32,
 }
 
 /// Row kernel: for `r < nrows`, `y[r] = dot(W[r], a)` over `n` values, where `W[r]` is the
@@ -130,7 +146,8 @@ pub(crate) fn tile_kernel(isa: Isa, ty: GgmlType) -> Option<TileFn> {
 }
 
 /// Consecutive activation rows for the packed kernels: row `t` of each array starts
-/// `t · stride` elements after the given pointer.
+/// `t · stride` elements after the given pointer (`s`, one per block like `d`, uses
+/// `d_stride`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ActTile {
     pub qs: *const i8,
@@ -139,6 +156,7 @@ pub(crate) struct ActTile {
     pub d_stride: usize,
     pub sums: *const i16,
     pub sums_stride: usize,
+    pub s: *const f32,
 }
 
 impl ActTile {
@@ -148,6 +166,7 @@ impl ActTile {
         ActTile {
             qs: self.qs.wrapping_add(k0 * kind.block()),
             d: self.d.wrapping_add(k0),
+            s: self.s.wrapping_add(k0),
             sums: self.sums.wrapping_add(k0 * kind.sums_per_block()),
             ..self
         }
@@ -179,9 +198,11 @@ pub(crate) type PackedFn = unsafe fn(
 /// Quantizes one activation row of `x.len()` values (a whole number of blocks).
 ///
 /// # Safety
-/// `qs` is valid for `x.len()` writes, `d` for one per block, `sums` for one per sum group;
-/// the CPU supports the kernel's instruction set.
-pub(crate) type QuantizeActsFn = unsafe fn(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16);
+/// `qs` is valid for `x.len()` writes, `d` and `s` for one per block, `sums` for one per sum
+/// group (`s` is written only by the [`ActKind::Q8`] quantizers); the CPU supports the kernel's
+/// instruction set.
+pub(crate) type QuantizeActsFn =
+    unsafe fn(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16, s: *mut f32);
 
 /// The row kernel for weights of type `ty` at level `isa`, or `None` for unsupported types.
 /// A level the CPU lacks falls back to the best one it has.
@@ -204,6 +225,35 @@ pub(crate) fn packed_kernel(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)>
     #[cfg(target_arch = "x86_64")]
     if isa >= Isa::Avx2 {
         return x86_64::packed_kernel(isa, ty);
+    }
+    let _ = (isa, ty);
+    None
+}
+
+/// The packed kernel for `ty` at level `isa` that sums in llama.cpp's x86 order (see
+/// [`rows_kernel_ggml`]), and the most activation rows it takes per call; `None` where the level
+/// has none for the type.
+pub(crate) fn packed_kernel_ggml(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)> {
+    let isa = isa.min(Isa::best_supported());
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx512 {
+        return x86_64::packed_kernel_ggml(isa, ty);
+    }
+    let _ = (isa, ty);
+    None
+}
+
+/// The row kernel for `ty` at level `isa` that sums in llama.cpp's x86 order, giving its
+/// results bit for bit from equal inputs, where one exists: `Q4_1`, `Q5_1`, `Q5_0` and `Q8_0`
+/// at the x86 levels, 256-bit kernels that keep ggml's eight lane accumulators (each
+/// `fma(d_w·d_x, float(signed sum of its 4 values), acc)` per block), its separate `m·s` sum
+/// and its final `hsum_float_8`. (For the other types llama.cpp's order differs — group scales,
+/// or repacked layouts for `Q4_0`, `IQ4_NL`, `Q4_K` — and the scalar level sums sequentially.)
+pub(crate) fn rows_kernel_ggml(isa: Isa, ty: GgmlType) -> Option<RowsFn> {
+    let isa = isa.min(Isa::best_supported());
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx2 {
+        return x86_64::rows_kernel_ggml(isa, ty);
     }
     let _ = (isa, ty);
     None

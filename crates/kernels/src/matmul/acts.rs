@@ -5,11 +5,13 @@ use crate::arch::{ActKind, ActRow, ActTile, QuantizeActsFn};
 use crate::pool::ThreadPool;
 
 /// Quantized activation rows of one [`ActKind`], row-major: `qs` rows start on 64-byte
-/// boundaries; `d` and `sums` rows are dense.
+/// boundaries; `d`, `s` (both one per block, `s` only filled for [`ActKind::Q8`]) and `sums`
+/// rows are dense.
 #[derive(Debug, Default)]
 pub(crate) struct ActBuf {
     qs: AlignedBytes,
     d: Vec<f32>,
+    s: Vec<f32>,
     sums: Vec<i16>,
     qs_stride: usize,
     d_stride: usize,
@@ -72,6 +74,7 @@ pub(crate) struct ActsRef {
     qs: *const i8,
     d: *const f32,
     sums: *const i16,
+    s: *const f32,
     qs_stride: usize,
     d_stride: usize,
     sums_stride: usize,
@@ -90,6 +93,7 @@ impl ActsRef {
             qs: std::ptr::null(),
             d: std::ptr::null(),
             sums: std::ptr::null(),
+            s: std::ptr::null(),
             qs_stride: 0,
             d_stride: 0,
             sums_stride: 0,
@@ -106,6 +110,7 @@ impl ActsRef {
             d_stride: self.d_stride,
             sums: self.sums.wrapping_add(t * self.sums_stride),
             sums_stride: self.sums_stride,
+            s: self.s.wrapping_add(t * self.d_stride),
         }
     }
 
@@ -117,6 +122,7 @@ impl ActsRef {
             qs: self.qs.wrapping_add(t * self.qs_stride),
             d: self.d.wrapping_add(t * self.d_stride),
             sums: self.sums.wrapping_add(t * self.sums_stride),
+            s: self.s.wrapping_add(t * self.d_stride),
         }
     }
 }
@@ -129,6 +135,7 @@ impl ActBuf {
         self.qs.ensure(tokens * self.qs_stride);
         if self.d.len() < tokens * self.d_stride {
             self.d.resize(tokens * self.d_stride, 0.0);
+            self.s.resize(tokens * self.d_stride, 0.0);
         }
         if self.sums.len() < tokens * self.sums_stride {
             self.sums.resize(tokens * self.sums_stride, 0);
@@ -151,8 +158,9 @@ impl ActBuf {
         let qs = SyncPtr(self.qs.as_mut_slice().as_mut_ptr().cast::<i8>());
         let d = SyncPtr(self.d.as_mut_ptr());
         let sums = SyncPtr(self.sums.as_mut_ptr());
+        let s = SyncPtr(self.s.as_mut_ptr());
         let work = |t0: usize, t1: usize| {
-            let (qs, d, sums) = (qs, d, sums);
+            let (qs, d, sums, s) = (qs, d, sums, s);
             for t in t0..t1 {
                 // SAFETY: `reserve` sized every buffer for `tokens` rows of these strides, row
                 // `t` of `x` has `cols` values, each thread writes only its own rows, and the
@@ -163,6 +171,7 @@ impl ActBuf {
                         qs.0.add(t * qs_stride),
                         d.0.add(t * d_stride),
                         sums.0.add(t * sums_stride),
+                        s.0.add(t * d_stride),
                     );
                 }
             }
@@ -184,6 +193,7 @@ impl ActBuf {
             qs: self.qs.as_slice().as_ptr().cast::<i8>(),
             d: self.d.as_ptr(),
             sums: self.sums.as_ptr(),
+            s: self.s.as_ptr(),
             qs_stride: self.qs_stride,
             d_stride: self.d_stride,
             sums_stride: self.sums_stride,

@@ -14,6 +14,12 @@
 //! per tile, and in a batch long rows are split into 2048-value column ranges so the tile's
 //! activations stay in L1. So a batch reads its weights from memory once, and decode
 //! (`n_tokens == 1`) streams them with no extra pass.
+//!
+//! Activations are quantized as llama.cpp quantizes them at run time on x86 (see
+//! [`quantize_activations`]). With [`MatrixOptions::ggml_order`] the `Q4_1`, `Q5_1`, `Q5_0` and
+//! `Q8_0` products also sum in llama.cpp's order, so they equal llama.cpp's bit for bit (at a
+//! cost in prompt speed); by default each row's blocks are summed into one float, a few
+//! roundings away.
 
 mod acts;
 mod buf;
@@ -61,6 +67,9 @@ struct Packed {
     group_bytes: usize,
     kernel: PackedFn,
     max_ny: usize,
+    /// Whether a batch may walk rows in column ranges (`add` calls); not for the ggml-order
+    /// kernels, whose running state is more than the output.
+    split: bool,
 }
 
 impl std::fmt::Debug for Packed {
@@ -82,6 +91,14 @@ pub struct MatrixOptions {
     /// for the type (the matrix then owns its data). Default: true. With `false` the matrix
     /// always reads the caller's bytes in place.
     pub repack: bool,
+    /// Sum dot products in llama.cpp's own float order where this crate can (`Q4_1`, `Q5_1`,
+    /// `Q5_0`, `Q8_0` at the x86 levels): with equal inputs the results then equal llama.cpp's
+    /// bit for bit. At the `Avx512` level these matrices are repacked for kernels that keep ggml's
+    /// eight lane accumulators per row (decode speed about the same, prompt mat-mat about
+    /// half of the default kernels'); at `Avx2` they stay in ggml layout for the row kernels.
+    /// Other types are unaffected. Default: false. Results stay independent of batch size and
+    /// thread count either way.
+    pub ggml_order: bool,
 }
 
 impl Default for MatrixOptions {
@@ -89,6 +106,7 @@ impl Default for MatrixOptions {
         MatrixOptions {
             isa: Isa::detected(),
             repack: true,
+            ggml_order: false,
         }
     }
 }
@@ -162,12 +180,21 @@ impl<'a> Matrix<'a> {
                 actual: data.len(),
             });
         }
-        let packed = match arch::packed_kernel(isa, ty) {
-            Some((kernel, max_ny)) if options.repack && rows >= repack::GROUP => {
-                Some(pack(ty, rows, cols, row_bytes, data, kernel, max_ny))
-            }
-            _ => None,
+        let ggml_rows = arch::rows_kernel_ggml(isa, ty).filter(|_| options.ggml_order);
+        let kernel = if ggml_rows.is_some() {
+            // Repack only for a kernel that sums in ggml's order too.
+            arch::packed_kernel_ggml(isa, ty).map(|(f, ny)| (f, ny, false))
+        } else {
+            arch::packed_kernel(isa, ty).map(|(f, ny)| (f, ny, true))
         };
+        let rows_fn = ggml_rows.unwrap_or(rows_fn);
+        let packed =
+            match kernel {
+                Some((kernel, max_ny, split)) if options.repack && rows >= repack::GROUP => Some(
+                    pack(ty, rows, cols, row_bytes, data, (kernel, max_ny, split)),
+                ),
+                _ => None,
+            };
         Ok(Matrix {
             ty,
             rows,
@@ -345,7 +372,7 @@ impl<'a> Matrix<'a> {
         let nb = self.cols / block;
         let col_bytes = p.group_bytes / nb.max(1);
         // A batch walks long rows in column ranges whose activation tile stays in L1.
-        let kc = if n_tokens > 1 {
+        let kc = if n_tokens > 1 && p.split {
             (K_BLOCK / block).max(1)
         } else {
             nb.max(1)
@@ -626,7 +653,11 @@ pub const MAX_MANY: usize = 8;
 /// activation quantization as [`matmul`] at level `isa`: for tests and one-off products
 /// (it allocates).
 pub fn dot_row(isa: Isa, ty: GgmlType, w_row: &[u8], x: &[f32]) -> Result<f32, KernelError> {
-    let options = MatrixOptions { isa, repack: false };
+    let options = MatrixOptions {
+        isa,
+        repack: false,
+        ..MatrixOptions::default()
+    };
     let m = Matrix::with_options(ty, 1, x.len(), w_row, options)?;
     let mut y = [0.0f32];
     matmul(&ThreadPool::new(1), &m, x, 1, &mut y, &mut Scratch::new())?;
@@ -643,10 +674,20 @@ pub struct QuantizedRow {
     /// Integer sums: one per block of 32 for `Q8_0`/`Q8_1`; for `Q8_K`, 24 per block of 256:
     /// the sums of each 16 values (ggml's `bsums`), then of each 32.
     pub sums: Vec<i16>,
+    /// For `Q8_0`/`Q8_1`, one per block: ggml's `block_q8_1.s`, `f16(d · Σq)` with the
+    /// unrounded `d`, as `f32` (the `Q4_1`/`Q5_1` dots use it for their min term); empty for
+    /// `Q8_K`.
+    pub s: Vec<f32>,
 }
 
 /// Quantizes `x` as [`matmul`] does for weights of type `weight_ty` at level `isa` (for tests
 /// and inspection). `None` inside `Ok` means the type's activations stay `f32`.
+///
+/// These are llama.cpp's *run-time* activation quantizers on x86 (identical at every level),
+/// which differ from the reference ones that [`quantize_row`](crate::quant::quantize_row)
+/// follows for `Q8_0`/`Q8_1`: the values are `round_half_even(x · 127/amax)` where the
+/// reference has `round_half_away(x · 1/d)`, and `Q8_1`'s `s` keeps ggml's rounding. `Q8_K` is
+/// the same in both.
 pub fn quantize_activations(
     isa: Isa,
     weight_ty: GgmlType,
@@ -667,26 +708,30 @@ pub fn quantize_activations(
     let v = buf.view();
     let row = v.row(0);
     // SAFETY: `quantize` just wrote one row of `x.len()` values of this kind.
-    let (qs, d, sums) = unsafe {
+    let (qs, d, sums, s) = unsafe {
         (
             std::slice::from_raw_parts(row.qs, x.len()).to_vec(),
             std::slice::from_raw_parts(row.d, x.len() / kind.block()).to_vec(),
             std::slice::from_raw_parts(row.sums, x.len() / kind.block() * kind.sums_per_block())
                 .to_vec(),
+            match kind {
+                ActKind::Q8 => std::slice::from_raw_parts(row.s, x.len() / kind.block()).to_vec(),
+                _ => Vec::new(),
+            },
         )
     };
-    Ok(Some(QuantizedRow { qs, d, sums }))
+    Ok(Some(QuantizedRow { qs, d, sums, s }))
 }
 
-/// Repacks `rows` rows of `data` into 16-row groups plus a ggml-layout tail.
+/// Repacks `rows` rows of `data` into 16-row groups plus a ggml-layout tail, for `kernel`
+/// (its function, most tokens per call, whether rows may be split into column ranges).
 fn pack(
     ty: GgmlType,
     rows: usize,
     cols: usize,
     row_bytes: usize,
     data: &[u8],
-    kernel: PackedFn,
-    max_ny: usize,
+    (kernel, max_ny, split): (PackedFn, usize, bool),
 ) -> Packed {
     let nb = cols / ty.block_size() as usize;
     let col_bytes = repack::bytes_per_column(ty).unwrap_or(0);
@@ -713,5 +758,6 @@ fn pack(
         group_bytes,
         kernel,
         max_ny,
+        split,
     }
 }

@@ -23,7 +23,7 @@ pub use error::KernelError;
 pub use gguf::GgmlType;
 
 pub(crate) use kquants::{q8k_block, unpack_q2k, unpack_q3k, unpack_q4k, unpack_q5k, unpack_q6k};
-pub(crate) use legacy::{q8_block, unpack_nibbles, unpack_q5};
+pub(crate) use legacy::{unpack_nibbles, unpack_q5};
 
 type DequantizeFn = fn(&[u8], &mut [f32]);
 type QuantizeFn = fn(&[f32], &mut [u8]);

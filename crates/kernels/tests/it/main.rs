@@ -1,6 +1,7 @@
 //! The kernels crate's one integration-test binary.
 
 mod dot_reference;
+mod matmul_ggml;
 mod matmul_naive;
 mod matmul_real;
 mod matmul_rows;

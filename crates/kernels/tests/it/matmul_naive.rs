@@ -42,6 +42,23 @@ pub fn naive(
     y
 }
 
+/// Every way to prepare a matrix: each supported level, in place or repacked, and repacked
+/// with ggml's summation order.
+pub fn all_options() -> Vec<MatrixOptions> {
+    Isa::all_supported()
+        .into_iter()
+        .flat_map(|isa| {
+            [(false, false), (true, false), (true, true)].map(|(repack, ggml_order)| {
+                MatrixOptions {
+                    isa,
+                    repack,
+                    ggml_order,
+                }
+            })
+        })
+        .collect()
+}
+
 pub fn random_matrix(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
     (0..rows).flat_map(|_| random_row(rng, ty, cols)).collect()
 }
@@ -62,12 +79,9 @@ fn matmul_matches_naive_product_for_every_type_level_and_thread_count() {
             for n_tokens in [1, 3, 8, 20] {
                 let x = rng.normals(n_tokens * cols);
                 let reference = naive(ty, &w, rows, cols, &x, n_tokens);
-                for (isa, repack) in Isa::all_supported()
-                    .into_iter()
-                    .flat_map(|i| [(i, false), (i, true)])
-                {
-                    let m = Matrix::with_options(ty, rows, cols, &w, MatrixOptions { isa, repack })
-                        .unwrap();
+                for options in all_options() {
+                    let isa = options.isa;
+                    let m = Matrix::with_options(ty, rows, cols, &w, options).unwrap();
                     for pool in &pools {
                         let mut y = vec![f32::NAN; n_tokens * rows];
                         matmul(pool, &m, &x, n_tokens, &mut y, &mut Scratch::new()).unwrap();
@@ -190,6 +204,7 @@ fn packed_kernels_match_scalar_row_kernels_closely() {
             MatrixOptions {
                 isa: Isa::Generic,
                 repack: false,
+                ..MatrixOptions::default()
             },
         )
         .unwrap();
@@ -230,6 +245,7 @@ fn owned_matrices_compute_the_same() {
             MatrixOptions {
                 isa: Isa::detected(),
                 repack: false,
+                ..MatrixOptions::default()
             },
         )
         .unwrap();
@@ -270,12 +286,13 @@ fn wide_rows_in_batches_match_scalar() {
             MatrixOptions {
                 isa: Isa::Generic,
                 repack: false,
+                ..MatrixOptions::default()
             },
         )
         .unwrap();
-        for isa in Isa::all_supported() {
-            let m = Matrix::with_options(ty, rows, cols, &w, MatrixOptions { isa, repack: true })
-                .unwrap();
+        for options in all_options().into_iter().filter(|o| o.repack) {
+            let isa = options.isa;
+            let m = Matrix::with_options(ty, rows, cols, &w, options).unwrap();
             for n_tokens in [1, 9] {
                 let x = rng.normals(n_tokens * cols);
                 let mut want = vec![0.0; n_tokens * rows];
@@ -310,6 +327,7 @@ fn long_batches_match_scalar() {
             MatrixOptions {
                 isa: Isa::Generic,
                 repack: false,
+                ..MatrixOptions::default()
             },
         )
         .unwrap();
@@ -356,12 +374,9 @@ fn results_do_not_depend_on_batch_or_threads() {
         let w = random_matrix(&mut rng, ty, rows, cols);
         let n_tokens = 11;
         let x = rng.normals(n_tokens * cols);
-        for (isa, repack) in Isa::all_supported()
-            .into_iter()
-            .flat_map(|i| [(i, false), (i, true)])
-        {
-            let m =
-                Matrix::with_options(ty, rows, cols, &w, MatrixOptions { isa, repack }).unwrap();
+        for options in all_options() {
+            let isa = options.isa;
+            let m = Matrix::with_options(ty, rows, cols, &w, options).unwrap();
             let mut batch = vec![0.0; n_tokens * rows];
             matmul(&pools[1], &m, &x, n_tokens, &mut batch, &mut Scratch::new()).unwrap();
             for t in 0..n_tokens {
@@ -385,6 +400,60 @@ fn results_do_not_depend_on_batch_or_threads() {
                     isa.name(),
                     m.is_packed()
                 );
+            }
+        }
+    }
+}
+
+#[test]
+fn ggml_order_kernels_equal_the_row_kernels_bit_for_bit() {
+    // The packed kernels that keep ggml's summation order give exactly what the 256-bit row
+    // kernels give (which equal llama.cpp's own dot products: see `dot_ggml`), alone and in
+    // batches, with rows longer than a batch column range (2048 values).
+    let mut rng = Rng::new(18);
+    let pool = ThreadPool::new(2);
+    let (rows, cols) = (37, 2560);
+    for ty in [
+        GgmlType::Q4_1,
+        GgmlType::Q5_1,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+    ] {
+        let w = random_matrix(&mut rng, ty, rows, cols);
+        for isa in Isa::all_supported().into_iter().filter(|&i| i >= Isa::Avx2) {
+            let options = |repack| MatrixOptions {
+                isa,
+                repack,
+                ggml_order: true,
+            };
+            let rows_only = Matrix::with_options(ty, rows, cols, &w, options(false)).unwrap();
+            let m = Matrix::with_options(ty, rows, cols, &w, options(true)).unwrap();
+            if isa == Isa::Avx512 && Isa::has_vnni() {
+                assert!(m.is_packed(), "{ty}");
+            }
+            for n_tokens in [1, 2, 3, 9] {
+                let x = rng.normals(n_tokens * cols);
+                let mut want = vec![0.0; n_tokens * rows];
+                let mut got = vec![0.0; n_tokens * rows];
+                matmul(
+                    &pool,
+                    &rows_only,
+                    &x,
+                    n_tokens,
+                    &mut want,
+                    &mut Scratch::new(),
+                )
+                .unwrap();
+                matmul(&pool, &m, &x, n_tokens, &mut got, &mut Scratch::new()).unwrap();
+                for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "{ty} {} packed={} tokens={n_tokens} output {i}: {a} vs {b}",
+                        isa.name(),
+                        m.is_packed()
+                    );
+                }
             }
         }
     }

@@ -7,8 +7,8 @@ use super::{ActKind, ActRow, Q8K_SUMS, QuantizeActsFn, RowsFn};
 use crate::quant::{
     BlockIq4Nl, BlockIq4Xs, BlockQ2K, BlockQ3K, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0,
     BlockQ5_1, BlockQ5K, BlockQ6K, BlockQ8_0, F16Bytes, GgmlType, IQ4_NL_VALUES, as_blocks,
-    iq4xs_scale, q3k_scales, q8_block, q8k_block, scale_min_k4, unpack_nibbles, unpack_q2k,
-    unpack_q3k, unpack_q4k, unpack_q5, unpack_q5k, unpack_q6k,
+    iq4xs_scale, q3k_scales, q8k_block, scale_min_k4, unpack_nibbles, unpack_q2k, unpack_q3k,
+    unpack_q4k, unpack_q5, unpack_q5k, unpack_q6k,
 };
 
 /// An activation row as safe slices.
@@ -17,6 +17,8 @@ struct Acts<'a> {
     qs: &'a [i8],
     d: &'a [f32],
     sums: &'a [i16],
+    /// `Q8` only: ggml's `block_q8_1.s` per block.
+    s: &'a [f32],
 }
 
 impl Acts<'_> {
@@ -32,6 +34,7 @@ impl Acts<'_> {
                     qs: &[],
                     d: &[],
                     sums: &[],
+                    s: &[],
                 },
                 ActKind::Q8 | ActKind::Q8K => Acts {
                     f: &[],
@@ -41,6 +44,11 @@ impl Acts<'_> {
                         a.sums,
                         n / kind.block() * kind.sums_per_block(),
                     ),
+                    s: if kind == ActKind::Q8 {
+                        std::slice::from_raw_parts(a.s, n / kind.block())
+                    } else {
+                        &[]
+                    },
                 },
             }
         }
@@ -88,7 +96,7 @@ fn dot_q4_1(w: &[u8], a: &Acts) -> f32 {
     let mut acc = 0.0f32;
     for (i, b) in as_blocks::<BlockQ4_1>(w).iter().enumerate() {
         let isum = idot(&unpack_nibbles(&b.qs), &a.qs[32 * i..32 * i + 32]);
-        acc += b.d.get() * a.d[i] * isum as f32 + b.m.get() * (a.d[i] * f32::from(a.sums[i]));
+        acc += b.d.get() * a.d[i] * isum as f32 + b.m.get() * a.s[i];
     }
     acc
 }
@@ -107,7 +115,7 @@ fn dot_q5_1(w: &[u8], a: &Acts) -> f32 {
     let mut acc = 0.0f32;
     for (i, b) in as_blocks::<BlockQ5_1>(w).iter().enumerate() {
         let isum = idot(&unpack_q5(b.qh, &b.qs), &a.qs[32 * i..32 * i + 32]);
-        acc += b.d.get() * a.d[i] * isum as f32 + b.m.get() * (a.d[i] * f32::from(a.sums[i]));
+        acc += b.d.get() * a.d[i] * isum as f32 + b.m.get() * a.s[i];
     }
     acc
 }
@@ -289,28 +297,59 @@ pub(crate) fn rows_kernel(ty: GgmlType) -> Option<RowsFn> {
     })
 }
 
-/// Quantizes one row to the [`ActKind::Q8`] form: ggml's `quantize_row_q8_0_ref` values with
-/// the scale rounded to f16 (as `block_q8_0` stores it) and each block's sum.
+/// Quantizes 32 values as llama.cpp's x86 `quantize_row_q8_0`/`quantize_row_q8_1` do at run
+/// time: `(d, q)` with the unrounded scale `d = amax / 127` and `q = x · (127 / amax)` rounded
+/// half to even (`_mm256_round_ps(_MM_ROUND_NEAREST)`) — not the reference quantizer's
+/// `x · (1 / d)` rounded half away from zero.
+#[inline(always)]
+pub(crate) fn q8_block_runtime(x: &[f32]) -> (f32, [i8; 32]) {
+    let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    (
+        d,
+        std::array::from_fn(|j| (x[j] * id).round_ties_even() as i8),
+    )
+}
+
+/// Quantizes one row to the [`ActKind::Q8`] form with [`q8_block_runtime`]: the scale rounded
+/// to f16 (as `block_q8_0` stores it), each block's integer sum, and `block_q8_1`'s
+/// `s = f16(d · Σq)` (unrounded `d`).
 ///
 /// # Safety
 /// The [`QuantizeActsFn`] contract.
-pub(crate) unsafe fn quantize_acts_q8(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16) {
+pub(crate) unsafe fn quantize_acts_q8(
+    x: &[f32],
+    qs: *mut i8,
+    d: *mut f32,
+    sums: *mut i16,
+    s: *mut f32,
+) {
     for (i, xb) in x.chunks_exact(32).enumerate() {
-        let (scale, q) = q8_block(xb);
+        let (scale, q) = q8_block_runtime(xb);
+        let sum: i16 = q.iter().map(|&v| i16::from(v)).sum();
         // SAFETY: block `i` of a row of `x.len()` values lies inside the caller's buffers.
         unsafe {
             std::ptr::copy_nonoverlapping(q.as_ptr(), qs.add(32 * i), 32);
             *d.add(i) = F16Bytes::from_f32(scale).get();
-            *sums.add(i) = q.iter().map(|&v| i16::from(v)).sum();
+            *sums.add(i) = sum;
+            *s.add(i) = F16Bytes::from_f32(scale * f32::from(sum)).get();
         }
     }
 }
 
-/// Quantizes one row to the [`ActKind::Q8K`] form: ggml's `quantize_row_q8_K_ref`.
+/// Quantizes one row to the [`ActKind::Q8K`] form: ggml's `quantize_row_q8_K_ref`, which is
+/// also what its x86 `quantize_row_q8_K` runs.
 ///
 /// # Safety
 /// The [`QuantizeActsFn`] contract.
-pub(crate) unsafe fn quantize_acts_q8k(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16) {
+pub(crate) unsafe fn quantize_acts_q8k(
+    x: &[f32],
+    qs: *mut i8,
+    d: *mut f32,
+    sums: *mut i16,
+    _s: *mut f32,
+) {
     for (i, xb) in x.chunks_exact(256).enumerate() {
         let (scale, q, bsums) = q8k_block(xb);
         // SAFETY: super-block `i` lies inside the caller's buffers.

@@ -204,7 +204,7 @@ unsafe fn dot_q4_1<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
             let p = D::dot(q, load(a.qs.add(32 * i)));
             let da = *a.d.add(i);
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_at(b.d) * da), acc);
-            mins += f16_at(b.m) * (da * f32::from(*a.sums.add(i)));
+            mins += f16_at(b.m) * *a.s.add(i);
         }
         hsum_ps(acc) + mins
     }
@@ -231,6 +231,30 @@ unsafe fn dot_q5_0<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     }
 }
 
+/// `Q5_0` as llama.cpp's x86 kernels take it (`ggml_vec_dot_q5_0_q8_0`, `tinyBLAS_Q0_AVX`):
+/// the offset applied per value (`q − 16` as signed bytes, sign trick), so each of the eight
+/// lanes holds its own four values' signed sum, as in ggml's accumulator. [`dot_q5_0`] folds
+/// the offset into lane 0 instead: the same total, different float rounding.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
+#[inline(always)]
+unsafe fn dot_q5_0_ggml<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q4_0`.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let b = &*w.cast::<BlockQ5_0>().add(i);
+            let q = _mm256_or_si256(nibbles32(b.qs.as_ptr()), bits32_to_0x10(b.qh.as_ptr()));
+            let v = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+            let (u, s) = sign_split(v, load(a.qs.add(32 * i)));
+            let sc = _mm256_set1_ps(f16_at(b.d) * *a.d.add(i));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(D::dot(u, s)), sc, acc);
+        }
+        hsum_ps(acc)
+    }
+}
+
 /// # Safety
 /// The `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
 #[inline(always)]
@@ -245,7 +269,7 @@ unsafe fn dot_q5_1<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
             let p = D::dot(q, load(a.qs.add(32 * i)));
             let da = *a.d.add(i);
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_at(b.d) * da), acc);
-            mins += f16_at(b.m) * (da * f32::from(*a.sums.add(i)));
+            mins += f16_at(b.m) * *a.s.add(i);
         }
         hsum_ps(acc) + mins
     }
@@ -627,24 +651,17 @@ unsafe fn dot_bf16(w: *const u8, a: ActRow, n: usize) -> f32 {
 // ---------------------------------------------------------------------------------------------
 // Activation quantizers (bit-identical to `generic`).
 
-/// Rounds half away from zero, as `f32::round`: truncate, then step away from zero when the
-/// dropped part is at least one half.
+/// Rounds half to even (as ggml's `_mm256_round_ps(_MM_ROUND_NEAREST)`) and converts to i32.
 ///
 /// # Safety
-/// AVX2 is enabled.
+/// AVX is enabled.
 #[inline(always)]
-unsafe fn round_away(v: __m256) -> __m256i {
-    // SAFETY: AVX2 is enabled.
+unsafe fn round_even(v: __m256) -> __m256i {
+    // SAFETY: AVX is enabled.
     unsafe {
-        let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
-        let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
-        let frac = _mm256_and_ps(_mm256_sub_ps(v, t), abs_mask);
-        let step = _mm256_or_ps(
-            _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN))),
-            _mm256_set1_ps(1.0),
-        );
-        let up = _mm256_cmp_ps::<_CMP_GE_OQ>(frac, _mm256_set1_ps(0.5));
-        _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(up, step)))
+        _mm256_cvtps_epi32(_mm256_round_ps::<
+            { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+        >(v))
     }
 }
 
@@ -682,28 +699,34 @@ unsafe fn max_abs(x: *const f32, n: usize) -> f32 {
     }
 }
 
+/// llama.cpp's x86 `quantize_row_q8_1` (see `generic::q8_block_runtime`).
+///
 /// # Safety
 /// the `QuantizeActsFn` contract; AVX2 + F16C enabled.
 #[inline(always)]
-unsafe fn quantize_q8(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16) {
+unsafe fn quantize_q8(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16, s: *mut f32) {
     // SAFETY: the `QuantizeActsFn` contract; AVX2 + F16C enabled.
     unsafe {
         for i in 0..x.len() / 32 {
             let xb = x.as_ptr().add(32 * i);
-            let scale = max_abs(xb, 32) / 127.0;
-            let id = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+            let amax = max_abs(xb, 32);
+            let scale = amax / 127.0;
+            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
             let idv = _mm256_set1_ps(id);
             let v = [
-                round_away(_mm256_mul_ps(_mm256_loadu_ps(xb), idv)),
-                round_away(_mm256_mul_ps(_mm256_loadu_ps(xb.add(8)), idv)),
-                round_away(_mm256_mul_ps(_mm256_loadu_ps(xb.add(16)), idv)),
-                round_away(_mm256_mul_ps(_mm256_loadu_ps(xb.add(24)), idv)),
+                round_even(_mm256_mul_ps(_mm256_loadu_ps(xb), idv)),
+                round_even(_mm256_mul_ps(_mm256_loadu_ps(xb.add(8)), idv)),
+                round_even(_mm256_mul_ps(_mm256_loadu_ps(xb.add(16)), idv)),
+                round_even(_mm256_mul_ps(_mm256_loadu_ps(xb.add(24)), idv)),
             ];
             let q = pack32(v);
             _mm256_storeu_si256(qs.add(32 * i).cast(), q);
             *d.add(i) = f16_at(F16Bytes(f32_to_f16_bits(scale)));
-            let s = _mm256_add_epi32(_mm256_add_epi32(v[0], v[1]), _mm256_add_epi32(v[2], v[3]));
-            *sums.add(i) = hsum_epi32(s) as i16;
+            let total =
+                _mm256_add_epi32(_mm256_add_epi32(v[0], v[1]), _mm256_add_epi32(v[2], v[3]));
+            let sum = hsum_epi32(total);
+            *sums.add(i) = sum as i16;
+            *s.add(i) = f16_at(F16Bytes(f32_to_f16_bits(scale * sum as f32)));
         }
     }
 }
@@ -711,7 +734,7 @@ unsafe fn quantize_q8(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16) {
 /// # Safety
 /// the `QuantizeActsFn` contract; AVX2 enabled.
 #[inline(always)]
-unsafe fn quantize_q8k(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16) {
+unsafe fn quantize_q8k(x: &[f32], qs: *mut i8, d: *mut f32, sums: *mut i16, _s: *mut f32) {
     // SAFETY: the `QuantizeActsFn` contract; AVX2 enabled.
     unsafe {
         for i in 0..x.len() / 256 {
@@ -814,6 +837,7 @@ macro_rules! instantiate {
             rows!(q4_0, dot_q4_0, 32);
             rows!(q4_1, dot_q4_1, 32);
             rows!(q5_0, dot_q5_0, 32);
+            rows!(q5_0_ggml, dot_q5_0_ggml, 32);
             rows!(q5_1, dot_q5_1, 32);
             rows!(q8_0, dot_q8_0, 32);
             rows!(iq4_nl, dot_iq4_nl, 32);
@@ -835,9 +859,10 @@ macro_rules! instantiate {
                 qs: *mut i8,
                 d: *mut f32,
                 sums: *mut i16,
+                s: *mut f32,
             ) {
                 // SAFETY: the `QuantizeActsFn` contract; the features are enabled here.
-                unsafe { quantize_q8(x, qs, d, sums) }
+                unsafe { quantize_q8(x, qs, d, sums, s) }
             }
 
             /// # Safety
@@ -848,9 +873,10 @@ macro_rules! instantiate {
                 qs: *mut i8,
                 d: *mut f32,
                 sums: *mut i16,
+                s: *mut f32,
             ) {
                 // SAFETY: as above.
-                unsafe { quantize_q8k(x, qs, d, sums) }
+                unsafe { quantize_q8k(x, qs, d, sums, s) }
             }
 
             pub(in super::super) fn rows_kernel(ty: GgmlType) -> Option<RowsFn> {
@@ -871,6 +897,18 @@ macro_rules! instantiate {
                     T::Q5_K => q5_k,
                     T::Q6_K => q6_k,
                     T::IQ4_XS => iq4_xs,
+                    _ => return None,
+                })
+            }
+
+            /// The row kernel for `ty` that sums in llama.cpp's order, where there is one.
+            pub(in super::super) fn rows_kernel_ggml(ty: GgmlType) -> Option<RowsFn> {
+                use GgmlType as T;
+                Some(match ty {
+                    T::Q4_1 => q4_1,
+                    T::Q5_0 => q5_0_ggml,
+                    T::Q5_1 => q5_1,
+                    T::Q8_0 => q8_0,
                     _ => return None,
                 })
             }

@@ -344,11 +344,8 @@ unsafe fn gemm_legacy<T: Legacy, const NY: usize>(
                     let s = _mm256_mul_ps(f16x8(p.add(16 * h)), _mm256_set1_ps(dx));
                     *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), s, *acc);
                     if T::MIN {
-                        *acc = _mm256_fmadd_ps(
-                            f16x8(p.add(32 + 16 * h)),
-                            _mm256_set1_ps(dx * sum as f32),
-                            *acc,
-                        );
+                        let sx = *a.s.add(t * a.d_stride + b);
+                        *acc = _mm256_fmadd_ps(f16x8(p.add(32 + 16 * h)), _mm256_set1_ps(sx), *acc);
                     }
                 }
             }

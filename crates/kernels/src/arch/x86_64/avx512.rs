@@ -8,6 +8,10 @@
 //! multiply-adds. Results come out as one 16-lane vector per token (16 adjacent outputs). The
 //! value offsets of the formats (`q − 8`, `q + 128` for signed bytes, …) are folded in through
 //! the activation block sums, never applied per value.
+//!
+//! `gemm_legacy_ggml` is the same unpacking with llama.cpp's float summation order (eight
+//! accumulators per row and token, one per 4-value step, offsets folded in per step) for
+//! `MatrixOptions::ggml_order`.
 
 use crate::arch::{ActRow, ActTile, PackedFn, Q8K_SUMS, RowsFn, TileFn};
 use crate::quant::{GgmlType, IQ4_NL_VALUES};
@@ -589,12 +593,101 @@ unsafe fn gemm_legacy<T: Legacy, const NY: usize>(
                     *acc,
                 );
                 if T::MIN {
-                    *acc = _mm512_fmadd_ps(mw, _mm512_set1_ps(dx * sum as f32), *acc);
+                    let sx = *a.s.add(t * a.d_stride + b);
+                    *acc = _mm512_fmadd_ps(mw, _mm512_set1_ps(sx), *acc);
                 }
             }
         }
         for (t, acc) in acc.iter().enumerate() {
             _mm512_storeu_ps(y.add(t * ys), *acc);
+        }
+    }
+}
+
+/// The per-step starting sums that fold a format's value offset into each step's own sum:
+/// `−OFFSET · Σ x` over the four activation bytes of each step (so every step sum is
+/// `Σ (q − OFFSET)·x`, as ggml takes it per 4-value lane).
+///
+/// # Safety
+/// 32 activation bytes at `x` (caller); AVX-512 VL + VNNI are enabled.
+#[inline(always)]
+unsafe fn step_offsets<T: Legacy>(x: *const i8) -> [i32; 8] {
+    // SAFETY: 32 activation bytes at `x` (caller); AVX-512 VL + VNNI are enabled.
+    unsafe {
+        // OFFSET · Σx per step in one `vpdpbusd` (every offset fits an unsigned byte), negated.
+        let scaled = _mm256_dpbusd_epi32(
+            _mm256_setzero_si256(),
+            _mm256_set1_epi8(T::OFFSET as u8 as i8),
+            _mm256_loadu_si256(x.cast()),
+        );
+        let init = _mm256_sub_epi32(_mm256_setzero_si256(), scaled);
+        let mut out = [0i32; 8];
+        _mm256_storeu_si256(out.as_mut_ptr().cast(), init);
+        out
+    }
+}
+
+/// [`gemm_legacy`] with ggml's float summation order (`ggml_vec_dot_q4_1_q8_1` and its
+/// siblings in `ggml-cpu/arch/x86/quants.c`, llamafile's `tinyBLAS_Q0_AVX`): per row and
+/// token, eight accumulators — one per 4-value step, i.e. per lane of ggml's 256-bit
+/// accumulator — each taking `fma(d_w·d_x, float(step sum), acc)` block by block; the min terms
+/// `m·s` summed on their own (ggml's scalar `summs`); at the end ggml's `hsum_float_8` tree,
+/// `((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`, plus the mins. With equal inputs the
+/// results equal llama.cpp's bit for bit. About three times the float work of [`gemm_legacy`]
+/// per token, so it takes at most two tokens at a time; rows are never split into column
+/// ranges (the running state is eight accumulators, not one sum).
+///
+/// # Safety
+/// the `PackedFn` contract (without `add`); the features are enabled by the caller.
+#[inline(always)]
+unsafe fn gemm_legacy_ggml<T: Legacy, const NY: usize>(
+    nb: usize,
+    w: *const u8,
+    a: ActTile,
+    y: *mut f32,
+    ys: usize,
+) {
+    // SAFETY: the `PackedFn` contract; the features are enabled by the caller.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); 8]; NY];
+        let mut mins = [_mm512_setzero_ps(); NY];
+        for b in 0..nb {
+            let p = w.add(b * T::BYTES);
+            let dw = f16x16(p);
+            let mw = if T::MIN {
+                f16x16(p.add(32))
+            } else {
+                _mm512_setzero_ps()
+            };
+            prefetch(p, T::BYTES);
+            let q = T::steps(p);
+            for (t, acc) in acc.iter_mut().enumerate() {
+                let x = a.qs.add(t * a.qs_stride + 32 * b);
+                let dd = _mm512_mul_ps(dw, _mm512_set1_ps(*a.d.add(t * a.d_stride + b)));
+                let init = if T::OFFSET != 0 {
+                    step_offsets::<T>(x)
+                } else {
+                    [0; 8]
+                };
+                for (s, acc) in acc.iter_mut().enumerate() {
+                    let isum = _mm512_dpbusd_epi32(_mm512_set1_epi32(init[s]), q[s], bcast4(x, s));
+                    *acc = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(isum), *acc);
+                }
+                if T::MIN {
+                    let sx = _mm512_set1_ps(*a.s.add(t * a.d_stride + b));
+                    mins[t] = _mm512_add_ps(mins[t], _mm512_mul_ps(mw, sx));
+                }
+            }
+        }
+        for (t, acc) in acc.iter().enumerate() {
+            let mut r = _mm512_add_ps(
+                _mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[2], acc[6])),
+                _mm512_add_ps(_mm512_add_ps(acc[1], acc[5]), _mm512_add_ps(acc[3], acc[7])),
+            );
+            if T::MIN {
+                r = _mm512_add_ps(r, mins[t]);
+            }
+            _mm512_storeu_ps(y.add(t * ys), r);
         }
     }
 }
@@ -822,3 +915,57 @@ packed!(
 packed!(packed_q6_k, |nb, w, a, y, ys, add, NY| gemm_q6k::<NY>(
     nb, w, a, y, ys, add
 ));
+
+/// One `#[target_feature]` entry point of a ggml-order kernel, for one or two tokens.
+macro_rules! packed_ggml {
+    ($name:ident, $ty:ty) => {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+        unsafe fn $name(
+            nb: usize,
+            w0: *const u8,
+            gbytes: usize,
+            ngroups: usize,
+            a: ActTile,
+            ny: usize,
+            y0: *mut f32,
+            ys: usize,
+            add: bool,
+        ) {
+            debug_assert!(!add, "ggml-order kernels take whole rows");
+            for g in 0..ngroups {
+                let (w, y) = (w0.wrapping_add(g * gbytes), y0.wrapping_add(16 * g));
+                // SAFETY: the `PackedFn` contract, with the features enabled here.
+                unsafe {
+                    if ny == 1 {
+                        gemm_legacy_ggml::<$ty, 1>(nb, w, a, y, ys);
+                    } else {
+                        gemm_legacy_ggml::<$ty, 2>(nb, w, a, y, ys);
+                    }
+                }
+            }
+        }
+    };
+}
+
+packed_ggml!(packed_ggml_q4_1, Q4_1);
+packed_ggml!(packed_ggml_q5_0, Q5_0);
+packed_ggml!(packed_ggml_q5_1, Q5_1);
+packed_ggml!(packed_ggml_q8_0, Q8_0);
+
+/// The packed kernel for `ty` that sums in ggml's order ([`gemm_legacy_ggml`]), and the most
+/// tokens it takes per call: for the types whose llama.cpp x86 dot products have that order
+/// (`Q4_1`, `Q5_1`: `ggml_vec_dot_*_q8_1`; `Q5_0`, `Q8_0`: `tinyBLAS_Q0_AVX` and
+/// `ggml_vec_dot_*_q8_0`).
+pub(crate) fn packed_kernel_ggml(ty: GgmlType) -> Option<(PackedFn, usize)> {
+    use GgmlType as T;
+    Some(match ty {
+        T::Q4_1 => (packed_ggml_q4_1, GGML_MAX_NY),
+        T::Q5_0 => (packed_ggml_q5_0, GGML_MAX_NY),
+        T::Q5_1 => (packed_ggml_q5_1, GGML_MAX_NY),
+        T::Q8_0 => (packed_ggml_q8_0, GGML_MAX_NY),
+        _ => return None,
+    })
+}
+
+/// Tokens per call of the ggml-order kernels (their accumulators fill the register file).
+const GGML_MAX_NY: usize = 2;

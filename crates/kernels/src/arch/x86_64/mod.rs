@@ -33,6 +33,20 @@ pub(crate) fn packed_kernel(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)>
     avx2_packed::packed_kernel(ty)
 }
 
+pub(crate) fn rows_kernel_ggml(isa: Isa, ty: GgmlType) -> Option<RowsFn> {
+    if isa >= Isa::Avx512 && avx512_usable() {
+        return avx2::vnni::rows_kernel_ggml(ty);
+    }
+    avx2::plain::rows_kernel_ggml(ty)
+}
+
+pub(crate) fn packed_kernel_ggml(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)> {
+    if isa >= Isa::Avx512 && avx512_usable() {
+        return avx512::packed_kernel_ggml(ty);
+    }
+    None
+}
+
 pub(crate) fn tile_kernel(isa: Isa, ty: GgmlType) -> Option<TileFn> {
     if isa >= Isa::Avx512 && Isa::best_supported() >= Isa::Avx512 {
         return avx512::tile_kernel(ty);
