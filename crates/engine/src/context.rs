@@ -26,6 +26,12 @@ pub struct ContextParams {
     pub n_batch: usize,
     /// Threads for compute, the caller included.
     pub n_threads: usize,
+    /// Compute a single-token call exactly as a token inside a batch. Off (the default), a
+    /// single token's attention sums in the order llama.cpp uses for single tokens, so output
+    /// equals llama.cpp's wherever the kernels follow its arithmetic — and, as in llama.cpp,
+    /// logits can then differ in the last bits between a prompt fed in one batch and token by
+    /// token. On, results never depend on how tokens are split into calls.
+    pub batch_invariant: bool,
 }
 
 impl Default for ContextParams {
@@ -34,6 +40,7 @@ impl Default for ContextParams {
             n_ctx: 4096,
             n_batch: 512,
             n_threads: default_threads(),
+            batch_invariant: false,
         }
     }
 }
@@ -172,12 +179,18 @@ impl Context {
             head_in: vec![0.0; OUTPUT_CHUNK * hp.n_embd],
             positions: Vec::with_capacity(nb),
             attn_rows: Vec::with_capacity(nb),
-            attn_scratch: AttentionScratch::new(
-                &compute::attention_params(hp, 1.0),
-                params.n_threads,
-                params.n_ctx,
-            )
-            .batch_invariant(),
+            attn_scratch: {
+                let s = AttentionScratch::new(
+                    &compute::attention_params(hp, 1.0),
+                    params.n_threads,
+                    params.n_ctx,
+                );
+                if params.batch_invariant {
+                    s.batch_invariant()
+                } else {
+                    s
+                }
+            },
         };
         let params = ContextParams {
             n_batch: nb,

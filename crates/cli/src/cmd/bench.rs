@@ -178,6 +178,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     n_ctx,
                     n_batch: args.batch_size,
                     n_threads,
+                    ..ContextParams::default()
                 };
                 let mut ctx = Context::new(model.clone(), params)?;
                 let mut rng = Rng::new(42);

@@ -51,6 +51,7 @@ impl ModelArgs {
             n_ctx: self.ctx_size,
             n_batch: self.batch_size,
             n_threads,
+            ..ContextParams::default()
         })
     }
 

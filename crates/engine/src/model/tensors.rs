@@ -41,11 +41,31 @@ pub struct Binder<'g, 'a> {
     /// Called with the file range of each matrix once it has been repacked into memory of its
     /// own, so the mapped pages can be dropped (the process then holds one copy, not two).
     release: &'g dyn Fn(Range<usize>),
+    /// Sum the products in llama.cpp's float order (see [`Binder::new`]).
+    ggml_order: bool,
 }
 
 impl<'g, 'a> Binder<'g, 'a> {
+    /// A binder over `file`. When every matrix of the file has a type whose products the
+    /// kernels can sum in llama.cpp's own float order, they do: the model's outputs then equal
+    /// llama.cpp's bit for bit for the same batch (at some cost in prompt speed). With any other
+    /// type in the file that parity is out of reach, so the fastest order is used throughout.
     pub fn new(file: &'g Gguf<'a>, release: &'g dyn Fn(Range<usize>)) -> Self {
-        Binder { file, release }
+        let ggml_order = file
+            .tensors()
+            .iter()
+            .filter(|t| t.shape.iter().filter(|&&d| d > 1).count() >= 2)
+            .all(|t| Matrix::ggml_order_available(t.ty));
+        Binder {
+            file,
+            release,
+            ggml_order,
+        }
+    }
+
+    /// Whether matrices sum in llama.cpp's float order.
+    pub fn ggml_order(&self) -> bool {
+        self.ggml_order
     }
 
     fn find(&self, name: &str) -> Result<&'g TensorInfo<'a>, LoadError> {
@@ -119,6 +139,7 @@ impl<'g, 'a> Binder<'g, 'a> {
         let data = self.file.tensor_data(t);
         let options = MatrixOptions {
             repack,
+            ggml_order: self.ggml_order,
             ..MatrixOptions::default()
         };
         let m = Matrix::with_options(t.ty, rows, cols, data, options).map_err(unsupported)?;

@@ -30,6 +30,7 @@ fn full_context_stops_without_shift_and_continues_with_it() {
         n_ctx,
         n_batch: 512,
         n_threads: 2,
+        ..ContextParams::default()
     };
 
     let mut ctx = Context::new(model.clone(), ctx_params.clone()).unwrap();

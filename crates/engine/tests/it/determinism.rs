@@ -1,5 +1,6 @@
 //! Determinism on the real models: sampling with a seed repeats exactly, whatever the thread
-//! count, and a prompt gives the same logits however it is split into batches.
+//! count, and — with `ContextParams::batch_invariant` on, the setting for serving many
+//! requests — a prompt gives the same logits however it is split into batches.
 
 use std::ops::ControlFlow;
 use std::sync::{Arc, OnceLock};
@@ -25,6 +26,7 @@ fn context(model: &Arc<Model>, n_batch: usize, n_threads: usize) -> Context {
             n_ctx: 256,
             n_batch,
             n_threads,
+            batch_invariant: true,
         },
     )
     .unwrap()

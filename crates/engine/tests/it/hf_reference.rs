@@ -72,6 +72,7 @@ fn check(arch: &str) {
                 n_ctx: 256,
                 n_batch: 64,
                 n_threads,
+                ..ContextParams::default()
             };
             let mut ctx = Context::new(model.clone(), params).unwrap();
             ctx.decode_with(&ids, Outputs::All, |pos, logits| {

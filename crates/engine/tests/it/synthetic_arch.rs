@@ -35,6 +35,7 @@ fn engine_logits(
         n_ctx: 64,
         n_batch,
         n_threads,
+        ..ContextParams::default()
     };
     let mut ctx = Context::new(model.clone(), params).unwrap();
     let mut out = vec![Vec::new(); tokens.len()];

@@ -27,6 +27,7 @@ fn context(n_ctx: usize, n_batch: usize) -> Context {
             n_ctx,
             n_batch,
             n_threads: 1,
+            ..ContextParams::default()
         },
     )
     .unwrap()
@@ -113,6 +114,7 @@ fn unusable_settings_are_bad_params() {
             n_ctx,
             n_batch,
             n_threads,
+            ..ContextParams::default()
         };
         match Context::new(model(), params.clone()) {
             Err(ContextError::BadParams(msg)) => assert!(!msg.is_empty()),
@@ -131,7 +133,8 @@ fn unusable_settings_are_bad_params() {
             ContextParams {
                 n_ctx: 4,
                 n_batch: 512,
-                n_threads: 1
+                n_threads: 1,
+                ..ContextParams::default()
             }
         )
         .unwrap()

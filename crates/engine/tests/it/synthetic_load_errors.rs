@@ -207,6 +207,7 @@ fn hostile_hyper_parameters_never_panic() {
                         n_ctx: 16,
                         n_batch: 4,
                         n_threads: 1,
+                        ..ContextParams::default()
                     };
                     let mut ctx = Context::new(Arc::new(model), params).unwrap();
                     ctx.decode(&[5, 6, 7, 8, 9, 10]).unwrap();

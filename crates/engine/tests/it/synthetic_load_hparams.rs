@@ -56,6 +56,7 @@ fn hostile_float_hyper_parameters_are_rejected_or_harmless() {
                         n_ctx: 16,
                         n_batch: 4,
                         n_threads: 1,
+                        ..ContextParams::default()
                     };
                     let mut ctx = Context::new(Arc::new(model), params).unwrap();
                     ctx.decode(&[5, 6, 7, 8, 9, 10]).unwrap();
@@ -92,6 +93,7 @@ fn value_length_unlike_key_length_is_refused_or_works() {
             n_ctx: 16,
             n_batch: 4,
             n_threads: 1,
+            ..ContextParams::default()
         };
         let mut ctx = Context::new(Arc::new(model), params).unwrap();
         ctx.decode(&[5, 6, 7]).unwrap();

@@ -258,6 +258,12 @@ impl<'a> Matrix<'a> {
         }
     }
 
+    /// Whether [`MatrixOptions::ggml_order`] changes how matrices of `ty` sum at the detected
+    /// instruction-set level (i.e. whether their results can equal llama.cpp's bit for bit).
+    pub fn ggml_order_available(ty: GgmlType) -> bool {
+        arch::rows_kernel_ggml(Isa::detected(), ty).is_some()
+    }
+
     /// Whether [`Matrix::dequantize_row`] can read rows of `ty` back from a repacked matrix.
     pub fn packs_row_lookup(ty: GgmlType) -> bool {
         ty == GgmlType::Q8_0
