@@ -13,10 +13,11 @@
 //! - *tile kernels* ([`TileFn`], [`tile_kernel`]): 4 × 4 register tiles for float weights in a
 //!   batch.
 //!
-//! For `Q4_1`, `Q5_1`, `Q5_0` and `Q8_0`, row and packed kernels that sum in llama.cpp's own
-//! float order also exist ([`rows_kernel_ggml`], [`packed_kernel_ggml`]; the matmul option
-//! `ggml_order`): their results equal llama.cpp's bit for bit, the packed ones at about half
-//! the mat-mat speed of the default kernels, which sum each row's blocks into one float.
+//! For `Q4_1`, `Q5_1`, `Q5_0`, `Q8_0`, `Q4_K` and `Q6_K`, row and packed kernels that sum in
+//! llama.cpp's own float order also exist ([`rows_kernel_ggml`], [`packed_kernel_ggml`]; the
+//! matmul option `ggml_order`), one per code path llama.cpp takes for the type ([`GgmlPath`]):
+//! their results equal llama.cpp's bit for bit. The default kernels sum each row's blocks into
+//! one float.
 //!
 //! An `aarch64::neon` module would sit beside `x86_64` with the same entry points; it is not
 //! written yet, so other targets run `generic` (never compiled or tested here).
@@ -230,32 +231,61 @@ pub(crate) fn packed_kernel(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)>
     None
 }
 
-/// The packed kernel for `ty` at level `isa` that sums in llama.cpp's x86 order (see
-/// [`rows_kernel_ggml`]), and the most activation rows it takes per call; `None` where the level
-/// has none for the type.
-pub(crate) fn packed_kernel_ggml(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)> {
+/// One of llama.cpp's x86 code paths for a quantized matrix product. Each sums in its own float
+/// order, so a kernel that follows llama.cpp's arithmetic follows one path; which path llama.cpp
+/// takes depends on the weight type, on whether its loader repacked the weights, and on the
+/// number of tokens in the product (see `matmul`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GgmlPath {
+    /// `ggml_vec_dot_<type>_q8_<x>`, one weight row at a time: the 32-value formats' only order
+    /// (llamafile's `tinyBLAS` sums their batches the same way), and that of k-quant weights
+    /// left in ggml layout in products of fewer than 8 tokens. Eight float lanes per row.
+    VecDot,
+    /// llama.cpp's tiled k-quant mat-mul (`ggml-cpu/tiled`): k-quant weights left in ggml layout
+    /// in products of 8 tokens or more. One float sum per row, `fma(r, d_x, acc)` per
+    /// super-block.
+    Tiled,
+    /// `ggml_gemv_q4_K_8x8_q8_K`: repacked `Q4_K`, for single tokens and the last `n % 4` tokens
+    /// of a product.
+    Gemv,
+    /// `ggml_gemm_q4_K_8x8_q8_K`: repacked `Q4_K`, for the tokens in whole groups of four from
+    /// the start of a product.
+    Gemm,
+}
+
+/// The packed kernel for `ty` at level `isa` that sums in the order of llama.cpp's code path
+/// `path` (see [`rows_kernel_ggml`]), the most activation rows it takes per call, and whether
+/// a batch may split its rows into column ranges (`add` calls: only where the running state is
+/// the output itself); `None` where the level has none.
+pub(crate) fn packed_kernel_ggml(
+    isa: Isa,
+    ty: GgmlType,
+    path: GgmlPath,
+) -> Option<(PackedFn, usize, bool)> {
     let isa = isa.min(Isa::best_supported());
     #[cfg(target_arch = "x86_64")]
     if isa >= Isa::Avx512 {
-        return x86_64::packed_kernel_ggml(isa, ty);
+        return x86_64::packed_kernel_ggml(isa, ty, path);
     }
-    let _ = (isa, ty);
+    let _ = (isa, ty, path);
     None
 }
 
-/// The row kernel for `ty` at level `isa` that sums in llama.cpp's x86 order, giving its
-/// results bit for bit from equal inputs, where one exists: `Q4_1`, `Q5_1`, `Q5_0` and `Q8_0`
-/// at the x86 levels, 256-bit kernels that keep ggml's eight lane accumulators (each
-/// `fma(d_w·d_x, float(signed sum of its 4 values), acc)` per block), its separate `m·s` sum
-/// and its final `hsum_float_8`. (For the other types llama.cpp's order differs — group scales,
-/// or repacked layouts for `Q4_0`, `IQ4_NL`, `Q4_K` — and the scalar level sums sequentially.)
-pub(crate) fn rows_kernel_ggml(isa: Isa, ty: GgmlType) -> Option<RowsFn> {
+/// The row kernel for `ty` at level `isa` that sums in the order of llama.cpp's code path
+/// `path`, giving its results bit for bit from equal inputs, where one exists (the x86 levels):
+/// for `Q4_1`, `Q5_1`, `Q5_0`, `Q8_0` ([`GgmlPath::VecDot`]) 256-bit kernels that keep ggml's
+/// eight lane accumulators (each `fma(d_w·d_x, float(signed sum of its 4 values), acc)` per
+/// block), its separate `m·s` sum and its final `hsum_float_8`; for `Q4_K` and `Q6_K` one
+/// kernel per path llama.cpp takes for them. (Other types, `Q4_0` and `IQ4_NL` among them —
+/// repacked by llama.cpp into layouts whose order is not followed here — have none, and the
+/// scalar level sums sequentially.)
+pub(crate) fn rows_kernel_ggml(isa: Isa, ty: GgmlType, path: GgmlPath) -> Option<RowsFn> {
     let isa = isa.min(Isa::best_supported());
     #[cfg(target_arch = "x86_64")]
     if isa >= Isa::Avx2 {
-        return x86_64::rows_kernel_ggml(isa, ty);
+        return x86_64::rows_kernel_ggml(isa, ty, path);
     }
-    let _ = (isa, ty);
+    let _ = (isa, ty, path);
     None
 }
 

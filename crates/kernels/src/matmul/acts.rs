@@ -25,6 +25,8 @@ pub(crate) struct ActBuf {
 pub struct Scratch {
     pub(crate) q8: ActBuf,
     pub(crate) q8k: ActBuf,
+    /// See [`Scratch::batch_invariant`].
+    pub(crate) batch_invariant: bool,
 }
 
 impl Scratch {
@@ -40,6 +42,18 @@ impl Scratch {
         s.q8.reserve(ActKind::Q8, max_tokens, cols);
         s.q8k.reserve(ActKind::Q8K, max_tokens, cols);
         s
+    }
+
+    /// This scratch, making the matmuls that use it batch-invariant: every token of a batch
+    /// then takes the kernel llama.cpp uses for a single token (`ggml_vec_dot` or `ggml_gemv`)
+    /// even where llama.cpp itself would switch to a batch kernel (only `Q4_K` and `Q6_K`
+    /// matrices with `MatrixOptions::ggml_order` ever switch). Results then never depend on how
+    /// tokens are split into calls, and still equal llama.cpp's for single-token calls.
+    pub fn batch_invariant(self) -> Scratch {
+        Scratch {
+            batch_invariant: true,
+            ..self
+        }
     }
 
     pub(crate) fn buf(&self, kind: ActKind) -> &ActBuf {

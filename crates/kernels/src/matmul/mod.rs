@@ -16,10 +16,18 @@
 //! (`n_tokens == 1`) streams them with no extra pass.
 //!
 //! Activations are quantized as llama.cpp quantizes them at run time on x86 (see
-//! [`quantize_activations`]). With [`MatrixOptions::ggml_order`] the `Q4_1`, `Q5_1`, `Q5_0` and
-//! `Q8_0` products also sum in llama.cpp's order, so they equal llama.cpp's bit for bit (at a
-//! cost in prompt speed); by default each row's blocks are summed into one float, a few
-//! roundings away.
+//! [`quantize_activations`]). With [`MatrixOptions::ggml_order`] the `Q4_1`, `Q5_1`, `Q5_0`,
+//! `Q8_0`, `Q4_K` and `Q6_K` products also sum in llama.cpp's order, so they equal llama.cpp's
+//! bit for bit; by default each row's blocks are summed into one float, a few roundings away.
+//!
+//! llama.cpp sums k-quant products in a different order depending on the batch: for `Q4_K`
+//! weights its loader repacks (`q4_K_8x8`), the tokens of a product in whole groups of four
+//! go through `ggml_gemm_q4_K_8x8_q8_K` and the last `n % 4` through `ggml_gemv_q4_K_8x8_q8_K`;
+//! for `Q6_K` (never repacked on x86) and unrepacked `Q4_K`, products of fewer than 8 tokens
+//! go through `ggml_vec_dot_*_q8_K` and larger ones through its tiled k-quant mat-mul. In
+//! `ggml_order` each token follows the path llama.cpp would take for it in a product of the
+//! same size ([`BatchRule`]) — so, as in llama.cpp, a token's result depends on the batch it
+//! is in — unless the [`Scratch`] is [`Scratch::batch_invariant`].
 
 mod acts;
 mod buf;
@@ -27,7 +35,7 @@ mod repack;
 
 pub use acts::Scratch;
 
-use crate::arch::{self, ActKind, PackedFn, QuantizeActsFn, RowsFn, TileFn};
+use crate::arch::{self, ActKind, GgmlPath, PackedFn, QuantizeActsFn, RowsFn, TileFn};
 use crate::isa::Isa;
 use crate::pool::ThreadPool;
 use crate::quant::{GgmlType, KernelError, is_supported, row_bytes};
@@ -60,16 +68,23 @@ enum Storage<'a> {
     Packed(Packed),
 }
 
+/// A packed kernel: its function, the most tokens it takes per call, and whether a batch may
+/// walk rows in column ranges (`add` calls; not for most ggml-order kernels, whose running state
+/// is more than the output).
+#[derive(Clone, Copy)]
+struct PackedKernel {
+    f: PackedFn,
+    max_ny: usize,
+    split: bool,
+}
+
 /// A repacked matrix: `groups` groups of 16 rows, then the remaining rows in ggml layout.
 struct Packed {
     buf: AlignedBytes,
     groups: usize,
     group_bytes: usize,
-    kernel: PackedFn,
-    max_ny: usize,
-    /// Whether a batch may walk rows in column ranges (`add` calls); not for the ggml-order
-    /// kernels, whose running state is more than the output.
-    split: bool,
+    /// The kernels of the two paths of [`Matrix::rule`] (the same one twice for most types).
+    kernels: [PackedKernel; 2],
 }
 
 impl std::fmt::Debug for Packed {
@@ -92,13 +107,20 @@ pub struct MatrixOptions {
     /// always reads the caller's bytes in place.
     pub repack: bool,
     /// Sum dot products in llama.cpp's own float order where this crate can (`Q4_1`, `Q5_1`,
-    /// `Q5_0`, `Q8_0` at the x86 levels): with equal inputs the results then equal llama.cpp's
-    /// bit for bit. At the `Avx512` level these matrices are repacked for kernels that keep ggml's
-    /// eight lane accumulators per row (decode speed about the same, prompt mat-mat about
-    /// half of the default kernels'); at `Avx2` they stay in ggml layout for the row kernels.
-    /// Other types are unaffected. Default: false. Results stay independent of batch size and
-    /// thread count either way.
+    /// `Q5_0`, `Q8_0`, `Q4_K`, `Q6_K` at the x86 levels): with equal inputs the results then
+    /// equal llama.cpp's bit for bit. At the `Avx512` level these matrices are repacked for
+    /// kernels that keep ggml's accumulators (for the 32-value formats eight lanes per row:
+    /// decode speed about the same, prompt mat-mat about half of the default kernels'); at
+    /// `Avx2` they stay in ggml layout for the row kernels. Other types are unaffected.
+    /// Default: false. Results are independent of the thread count either way; with
+    /// `ggml_order`, `Q4_K` and `Q6_K` results depend on the batch as llama.cpp's do (see the
+    /// module documentation and [`Scratch::batch_invariant`]).
     pub ggml_order: bool,
+    /// With `ggml_order`: whether llama.cpp's model loader would hold this matrix repacked in
+    /// its CPU buffer (its default for weights used only in matrix products, when their rows
+    /// are a multiple of 8 — not for a token embedding, which it also looks rows up from). It
+    /// decides which of llama.cpp's `Q4_K` kernels the products follow. Default: true.
+    pub llama_repacked: bool,
 }
 
 impl Default for MatrixOptions {
@@ -107,6 +129,51 @@ impl Default for MatrixOptions {
             isa: Isa::detected(),
             repack: true,
             ggml_order: false,
+            llama_repacked: true,
+        }
+    }
+}
+
+/// How llama.cpp chooses between the two code paths of a matrix for the tokens of one product
+/// (the paths are [`Matrix`]'s kernels `[0]`, for single tokens, and `[1]`, for batches).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BatchRule {
+    /// Path 0 for every token.
+    Uniform,
+    /// The first `n − n % 4` tokens of a product of `n` take path 1, the rest path 0 (repacked
+    /// `Q4_K`: `ggml_gemm_q4_K_8x8_q8_K`, then `ggml_gemv_q4_K_8x8_q8_K`).
+    GroupsOf4,
+    /// Every token of a product of 8 tokens or more takes path 1, of a smaller one path 0
+    /// (k-quants in ggml layout: the tiled k-quant mat-mul, else `ggml_vec_dot_*_q8_K`).
+    AtLeast8,
+}
+
+impl BatchRule {
+    /// The paths of llama.cpp for a matrix of `ty` with `rows` rows (`repacked`: held in its
+    /// repacked buffer when it can be): the rule, and the path of each of the two kernel slots.
+    fn ggml(ty: GgmlType, rows: usize, repacked: bool) -> (BatchRule, [GgmlPath; 2]) {
+        use GgmlPath as P;
+        match ty {
+            GgmlType::Q4_K if repacked && rows.is_multiple_of(8) => {
+                (BatchRule::GroupsOf4, [P::Gemv, P::Gemm])
+            }
+            GgmlType::Q4_K | GgmlType::Q6_K => (BatchRule::AtLeast8, [P::VecDot, P::Tiled]),
+            _ => (BatchRule::Uniform, [P::VecDot, P::VecDot]),
+        }
+    }
+
+    /// The tokens `0..n` of a product cut into runs that take one kernel slot each: up to two
+    /// (token range, slot) pairs, in order.
+    fn runs(self, n: usize, batch_invariant: bool) -> [(std::ops::Range<usize>, usize); 2] {
+        let none = (n..n, 0);
+        match self {
+            _ if batch_invariant => [(0..n, 0), none],
+            BatchRule::Uniform => [(0..n, 0), none],
+            BatchRule::GroupsOf4 => {
+                let g = n - n % 4;
+                [(0..g, 1), (g..n, 0)]
+            }
+            BatchRule::AtLeast8 => [(0..n, usize::from(n >= 8)), none],
         }
     }
 }
@@ -121,7 +188,10 @@ pub struct Matrix<'a> {
     data: Storage<'a>,
     isa: Isa,
     kind: ActKind,
-    rows_fn: RowsFn,
+    /// Which kernel slot each token of a product takes.
+    rule: BatchRule,
+    /// The row kernels of the two slots (the same one twice unless `rule` tells them apart).
+    rows_fns: [RowsFn; 2],
     tile_fn: Option<TileFn>,
     quantize_fn: Option<QuantizeActsFn>,
 }
@@ -180,21 +250,46 @@ impl<'a> Matrix<'a> {
                 actual: data.len(),
             });
         }
-        let ggml_rows = arch::rows_kernel_ggml(isa, ty).filter(|_| options.ggml_order);
-        let kernel = if ggml_rows.is_some() {
-            // Repack only for a kernel that sums in ggml's order too.
-            arch::packed_kernel_ggml(isa, ty).map(|(f, ny)| (f, ny, false))
-        } else {
-            arch::packed_kernel(isa, ty).map(|(f, ny)| (f, ny, true))
+        // llama.cpp's paths for this matrix, when its order is wanted and followed here.
+        let ggml = options
+            .ggml_order
+            .then(|| BatchRule::ggml(ty, rows, options.llama_repacked))
+            .and_then(|(rule, paths)| {
+                let rows_fns = [
+                    arch::rows_kernel_ggml(isa, ty, paths[0])?,
+                    arch::rows_kernel_ggml(isa, ty, paths[1])?,
+                ];
+                Some((rule, paths, rows_fns))
+            });
+        let (rule, rows_fns, kernels) = match ggml {
+            Some((rule, paths, rows_fns)) => {
+                // Repack only for kernels that sum in ggml's order too.
+                let kernel =
+                    |path| {
+                        arch::packed_kernel_ggml(isa, ty, path)
+                            .map(|(f, max_ny, split)| PackedKernel { f, max_ny, split })
+                    };
+                let kernels = kernel(paths[0]).zip(kernel(paths[1])).map(|(a, b)| [a, b]);
+                (rule, rows_fns, kernels)
+            }
+            None => {
+                let kernels = arch::packed_kernel(isa, ty).map(|(f, max_ny)| {
+                    let k = PackedKernel {
+                        f,
+                        max_ny,
+                        split: true,
+                    };
+                    [k, k]
+                });
+                (BatchRule::Uniform, [rows_fn, rows_fn], kernels)
+            }
         };
-        let rows_fn = ggml_rows.unwrap_or(rows_fn);
-        let packed =
-            match kernel {
-                Some((kernel, max_ny, split)) if options.repack && rows >= repack::GROUP => Some(
-                    pack(ty, rows, cols, row_bytes, data, (kernel, max_ny, split)),
-                ),
-                _ => None,
-            };
+        let packed = match kernels {
+            Some(kernels) if options.repack && rows >= repack::GROUP => {
+                Some(pack(ty, rows, cols, row_bytes, data, kernels))
+            }
+            _ => None,
+        };
         Ok(Matrix {
             ty,
             rows,
@@ -206,7 +301,8 @@ impl<'a> Matrix<'a> {
             },
             isa,
             kind,
-            rows_fn,
+            rule,
+            rows_fns,
             tile_fn: arch::tile_kernel(isa, ty),
             quantize_fn: arch::quantize_acts_kernel(isa, kind),
         })
@@ -252,16 +348,26 @@ impl<'a> Matrix<'a> {
             data,
             isa: self.isa,
             kind: self.kind,
-            rows_fn: self.rows_fn,
+            rule: self.rule,
+            rows_fns: self.rows_fns,
             tile_fn: self.tile_fn,
             quantize_fn: self.quantize_fn,
         }
     }
 
     /// Whether [`MatrixOptions::ggml_order`] changes how matrices of `ty` sum at the detected
-    /// instruction-set level (i.e. whether their results can equal llama.cpp's bit for bit).
+    /// instruction-set level (i.e. whether their results can equal llama.cpp's bit for bit,
+    /// on every code path llama.cpp may take for the type).
     pub fn ggml_order_available(ty: GgmlType) -> bool {
-        arch::rows_kernel_ggml(Isa::detected(), ty).is_some()
+        let isa = Isa::detected();
+        [(16, true), (4, false)]
+            .into_iter()
+            .all(|(rows, repacked)| {
+                let (_, paths) = BatchRule::ggml(ty, rows, repacked);
+                paths
+                    .iter()
+                    .all(|&p| arch::rows_kernel_ggml(isa, ty, p).is_some())
+            })
     }
 
     /// Whether [`Matrix::dequantize_row`] can read rows of `ty` back from a repacked matrix.
@@ -320,7 +426,9 @@ impl<'a> Matrix<'a> {
         matches!(self.data, Storage::Packed(_))
     }
 
-    /// Computes rows `r0..r1` of `y` (row stride `self.rows`) for `n_tokens` activation rows.
+    /// Computes rows `r0..r1` of `y` (row stride `self.rows`) for `n_tokens` activation rows,
+    /// each token with the kernel llama.cpp's path for it in this product follows (see
+    /// [`BatchRule`]; slot 0 for all when `batch_invariant`).
     ///
     /// # Safety
     /// `acts` holds `n_tokens` rows of this matrix's activation kind and width; `y` is valid
@@ -330,46 +438,55 @@ impl<'a> Matrix<'a> {
         &self,
         acts: &ActsRef,
         n_tokens: usize,
+        batch_invariant: bool,
         y: SyncPtr<f32>,
         r0: usize,
         r1: usize,
     ) {
-        match &self.data {
-            // SAFETY: forwarded caller contract.
-            Storage::Borrowed(b) => unsafe {
-                self.mul_plain(b.as_ptr(), acts, n_tokens, y, r0, r1)
-            },
-            // SAFETY: as above.
-            Storage::Owned(b) => unsafe {
-                self.mul_plain(b.as_slice().as_ptr(), acts, n_tokens, y, r0, r1)
-            },
-            Storage::Packed(p) => {
-                let g0 = r0 / repack::GROUP;
-                let g1 = (r1 / repack::GROUP).min(p.groups);
-                // SAFETY: forwarded caller contract; groups `g0..g1` are inside the buffer.
-                unsafe { self.mul_packed(p, acts, n_tokens, y, g0, g1) };
-                let t0 = r0.max(p.groups * repack::GROUP);
-                if t0 < r1 {
-                    // The rows after the last whole group, in ggml layout after the groups.
-                    let tail = p.buf.as_slice()[p.groups * p.group_bytes..].as_ptr();
-                    let base = tail.wrapping_sub(p.groups * repack::GROUP * self.row_bytes);
-                    // SAFETY: `base + r·row_bytes` is inside the tail for rows `t0..r1`.
-                    unsafe { self.mul_plain(base, acts, n_tokens, y, t0, r1) };
+        for (tokens, slot) in self.rule.runs(n_tokens, batch_invariant) {
+            if tokens.is_empty() {
+                continue;
+            }
+            let rows_fn = self.rows_fns[slot];
+            match &self.data {
+                // SAFETY: forwarded caller contract.
+                Storage::Borrowed(b) => unsafe {
+                    self.mul_plain(b.as_ptr(), rows_fn, acts, tokens, y, r0, r1)
+                },
+                // SAFETY: as above.
+                Storage::Owned(b) => unsafe {
+                    self.mul_plain(b.as_slice().as_ptr(), rows_fn, acts, tokens, y, r0, r1)
+                },
+                Storage::Packed(p) => {
+                    let g0 = r0 / repack::GROUP;
+                    let g1 = (r1 / repack::GROUP).min(p.groups);
+                    let kernel = p.kernels[slot];
+                    // SAFETY: forwarded caller contract; groups `g0..g1` are inside the buffer.
+                    unsafe { self.mul_packed(p, kernel, acts, tokens.clone(), y, g0, g1) };
+                    let t0 = r0.max(p.groups * repack::GROUP);
+                    if t0 < r1 {
+                        // The rows after the last whole group, in ggml layout after the groups.
+                        let tail = p.buf.as_slice()[p.groups * p.group_bytes..].as_ptr();
+                        let base = tail.wrapping_sub(p.groups * repack::GROUP * self.row_bytes);
+                        // SAFETY: `base + r·row_bytes` is inside the tail for rows `t0..r1`.
+                        unsafe { self.mul_plain(base, rows_fn, acts, tokens, y, t0, r1) };
+                    }
                 }
             }
         }
     }
 
-    /// Groups `g0..g1` of a packed matrix: cache-sized chunks of groups, each applied to every
-    /// tile of up to `max_ny` tokens before moving on.
+    /// Groups `g0..g1` of a packed matrix for the tokens `tokens` with `kernel`: cache-sized
+    /// chunks of groups, each applied to every tile of up to `max_ny` tokens before moving on.
     ///
     /// # Safety
-    /// As [`Matrix::mul_rows`] for rows `16·g0..16·g1`.
+    /// As [`Matrix::mul_rows`] for rows `16·g0..16·g1`, with `tokens` inside `0..n_tokens`.
     unsafe fn mul_packed(
         &self,
         p: &Packed,
+        kernel: PackedKernel,
         acts: &ActsRef,
-        n_tokens: usize,
+        tokens: std::ops::Range<usize>,
         y: SyncPtr<f32>,
         g0: usize,
         g1: usize,
@@ -378,7 +495,7 @@ impl<'a> Matrix<'a> {
         let nb = self.cols / block;
         let col_bytes = p.group_bytes / nb.max(1);
         // A batch walks long rows in column ranges whose activation tile stays in L1.
-        let kc = if n_tokens > 1 && p.split {
+        let kc = if tokens.len() > 1 && kernel.split {
             (K_BLOCK / block).max(1)
         } else {
             nb.max(1)
@@ -386,14 +503,14 @@ impl<'a> Matrix<'a> {
         let chunk = (CHUNK_BYTES / p.group_bytes.max(1)).max(1);
         let base = p.buf.as_slice().as_ptr();
         // Token blocks keep a block's activations and outputs in L2 beside the weight chunk.
-        for tb0 in (0..n_tokens).step_by(TOKEN_BLOCK) {
-            let tb1 = (tb0 + TOKEN_BLOCK).min(n_tokens);
+        for tb0 in tokens.clone().step_by(TOKEN_BLOCK) {
+            let tb1 = (tb0 + TOKEN_BLOCK).min(tokens.end);
             let mut c0 = g0;
             while c0 < g1 {
                 let c1 = (c0 + chunk).min(g1);
                 let mut t = tb0;
                 while t < tb1 {
-                    let ny = p.max_ny.min(tb1 - t);
+                    let ny = kernel.max_ny.min(tb1 - t);
                     let mut k0 = 0;
                     while k0 < nb {
                         let kn = kc.min(nb - k0);
@@ -401,7 +518,7 @@ impl<'a> Matrix<'a> {
                         // buffer, tokens `t..t + ny` and their blocks `k0..` inside the
                         // activations, and the outputs inside `y` (caller).
                         unsafe {
-                            (p.kernel)(
+                            (kernel.f)(
                                 kn,
                                 base.add(c0 * p.group_bytes + k0 * col_bytes),
                                 p.group_bytes,
@@ -422,15 +539,18 @@ impl<'a> Matrix<'a> {
         }
     }
 
-    /// Rows `r0..r1` in ggml layout, row `r` at `w + r·row_bytes`.
+    /// Rows `r0..r1` in ggml layout, row `r` at `w + r·row_bytes`, for the tokens `tokens`
+    /// (quantized weights through `rows_fn`).
     ///
     /// # Safety
-    /// As [`Matrix::mul_rows`], with rows `r0..r1` readable at `w`.
+    /// As [`Matrix::mul_rows`], with rows `r0..r1` readable at `w`, `tokens` inside
+    /// `0..n_tokens` and `rows_fn` one of this matrix's row kernels.
     unsafe fn mul_plain(
         &self,
         w: *const u8,
+        rows_fn: RowsFn,
         acts: &ActsRef,
-        n_tokens: usize,
+        tokens: std::ops::Range<usize>,
         y: SyncPtr<f32>,
         r0: usize,
         r1: usize,
@@ -440,13 +560,13 @@ impl<'a> Matrix<'a> {
         while c0 < r1 {
             let c1 = (c0 + chunk).min(r1);
             // Float weights in a batch: 4×4 register tiles first, the row kernel for the rest.
-            let (mut t_done, mut r_done) = (0, c0);
+            let (mut t_done, mut r_done) = (tokens.start, c0);
             if let Some(tile) = self.tile_fn
-                && n_tokens >= 4
+                && tokens.len() >= 4
             {
                 let x = acts.row(0).f;
                 r_done = c0 + (c1 - c0) / 4 * 4;
-                while t_done + 4 <= n_tokens {
+                while t_done + 4 <= tokens.end {
                     for r in (c0..r_done).step_by(4) {
                         // SAFETY: rows `r..r + 4` and tokens `t_done..t_done + 4` exist; the
                         // outputs are this thread's (caller).
@@ -465,7 +585,7 @@ impl<'a> Matrix<'a> {
                     t_done += 4;
                 }
             }
-            for t in 0..n_tokens {
+            for t in tokens.clone() {
                 // Rows the tiles covered for this token are skipped.
                 let c0 = if t < t_done { r_done } else { c0 };
                 if c0 == c1 {
@@ -475,7 +595,7 @@ impl<'a> Matrix<'a> {
                 // type and activation kind (both chosen in `with_options`); the caller guarantees
                 // the activation rows and the output region.
                 unsafe {
-                    (self.rows_fn)(
+                    rows_fn(
                         self.cols,
                         w.wrapping_add(c0 * self.row_bytes),
                         self.row_bytes,
@@ -494,8 +614,10 @@ impl<'a> Matrix<'a> {
 /// `w.cols()` values, `y` receives `n_tokens` rows of `w.rows()` values. `n_tokens == 1` is
 /// the decode mat-vec. Activations are quantized once into `scratch`; the work is one
 /// [`ThreadPool::run`] (a batch of more than 64 Ki input values is quantized in one more).
-/// Each output depends only on its weight row and token: results are bit-identical whatever
-/// the batch size or thread count.
+/// Each output depends only on its weight row and token — and, for `Q4_K` and `Q6_K` matrices
+/// made with [`MatrixOptions::ggml_order`], on the token's place in a batch of `n_tokens`, as in
+/// llama.cpp, unless `scratch` is [`Scratch::batch_invariant`]: results are bit-identical
+/// whatever the thread count.
 pub fn matmul(
     pool: &ThreadPool,
     w: &Matrix<'_>,
@@ -583,6 +705,7 @@ pub fn matmul_many(
         Some((acts_for(w.kind), SyncPtr(y.as_mut_ptr())))
     });
     let jobs = &jobs;
+    let batch_invariant = scratch.batch_invariant;
     let units = WorkUnits::new(ws, pool.n_threads());
     let next = AtomicUsize::new(0);
     pool.run(|_, _| {
@@ -600,7 +723,7 @@ pub fn matmul_many(
             // SAFETY: `acts` holds `n_tokens` rows of the matrix's kind and width (quantized
             // above or the checked input), `y` was checked to hold `n_tokens × rows` values,
             // `r0` is a multiple of 16, and each unit (disjoint rows) is taken by one thread.
-            unsafe { w.mul_rows(acts, n_tokens, *y, r0, r1) };
+            unsafe { w.mul_rows(acts, n_tokens, batch_invariant, *y, r0, r1) };
         }
     });
     Ok(())
@@ -729,15 +852,14 @@ pub fn quantize_activations(
     Ok(Some(QuantizedRow { qs, d, sums, s }))
 }
 
-/// Repacks `rows` rows of `data` into 16-row groups plus a ggml-layout tail, for `kernel`
-/// (its function, most tokens per call, whether rows may be split into column ranges).
+/// Repacks `rows` rows of `data` into 16-row groups plus a ggml-layout tail, for `kernels`.
 fn pack(
     ty: GgmlType,
     rows: usize,
     cols: usize,
     row_bytes: usize,
     data: &[u8],
-    (kernel, max_ny, split): (PackedFn, usize, bool),
+    kernels: [PackedKernel; 2],
 ) -> Packed {
     let nb = cols / ty.block_size() as usize;
     let col_bytes = repack::bytes_per_column(ty).unwrap_or(0);
@@ -762,8 +884,6 @@ fn pack(
         buf,
         groups,
         group_bytes,
-        kernel,
-        max_ny,
-        split,
+        kernels,
     }
 }

@@ -126,6 +126,7 @@ fn ggml_order_matmuls_are_ggml_bits() {
                     isa,
                     repack,
                     ggml_order: true,
+                    llama_repacked: true,
                 };
                 let m = Matrix::with_options(ty, M, K, &w, options).unwrap();
                 let what = format!("{ty} {} packed={}", isa.name(), m.is_packed());

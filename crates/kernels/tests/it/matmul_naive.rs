@@ -53,6 +53,7 @@ pub fn all_options() -> Vec<MatrixOptions> {
                     isa,
                     repack,
                     ggml_order,
+                    llama_repacked: true,
                 }
             })
         })
@@ -361,7 +362,9 @@ fn matrices_and_scratch_cross_threads() {
 #[test]
 fn results_do_not_depend_on_batch_or_threads() {
     // A token's outputs are computed with the same arithmetic whether it comes alone or in a
-    // batch, and whichever thread takes its rows: bit-identical results.
+    // batch, and whichever thread takes its rows: bit-identical results. (In llama.cpp's order,
+    // k-quant products switch kernels with the batch as llama.cpp does, unless the scratch is
+    // batch-invariant: `matmul_ggml_kquant` checks both.)
     let mut rng = Rng::new(17);
     let pools = [ThreadPool::new(1), ThreadPool::new(2)];
     for &ty in WEIGHT_TYPES {
@@ -378,7 +381,8 @@ fn results_do_not_depend_on_batch_or_threads() {
             let isa = options.isa;
             let m = Matrix::with_options(ty, rows, cols, &w, options).unwrap();
             let mut batch = vec![0.0; n_tokens * rows];
-            matmul(&pools[1], &m, &x, n_tokens, &mut batch, &mut Scratch::new()).unwrap();
+            let mut scratch = Scratch::new().batch_invariant();
+            matmul(&pools[1], &m, &x, n_tokens, &mut batch, &mut scratch).unwrap();
             for t in 0..n_tokens {
                 let mut one = vec![0.0; rows];
                 matmul(
@@ -408,16 +412,20 @@ fn results_do_not_depend_on_batch_or_threads() {
 #[test]
 fn ggml_order_kernels_equal_the_row_kernels_bit_for_bit() {
     // The packed kernels that keep ggml's summation order give exactly what the 256-bit row
-    // kernels give (which equal llama.cpp's own dot products: see `dot_ggml`), alone and in
-    // batches, with rows longer than a batch column range (2048 values).
+    // kernels give (which equal llama.cpp's own dot products: see `matmul_ggml` and
+    // `matmul_ggml_kquant`), alone and in batches that take each of llama.cpp's code paths,
+    // with rows longer than a batch column range (2048 values) and rows past the last 16-row
+    // group.
     let mut rng = Rng::new(18);
     let pool = ThreadPool::new(2);
-    let (rows, cols) = (37, 2560);
-    for ty in [
-        GgmlType::Q4_1,
-        GgmlType::Q5_1,
-        GgmlType::Q5_0,
-        GgmlType::Q8_0,
+    let cols = 2560;
+    for (ty, rows) in [
+        (GgmlType::Q4_1, 37),
+        (GgmlType::Q5_1, 37),
+        (GgmlType::Q5_0, 37),
+        (GgmlType::Q8_0, 37),
+        (GgmlType::Q4_K, 40),
+        (GgmlType::Q6_K, 37),
     ] {
         let w = random_matrix(&mut rng, ty, rows, cols);
         for isa in Isa::all_supported().into_iter().filter(|&i| i >= Isa::Avx2) {
@@ -425,13 +433,14 @@ fn ggml_order_kernels_equal_the_row_kernels_bit_for_bit() {
                 isa,
                 repack,
                 ggml_order: true,
+                llama_repacked: true,
             };
             let rows_only = Matrix::with_options(ty, rows, cols, &w, options(false)).unwrap();
             let m = Matrix::with_options(ty, rows, cols, &w, options(true)).unwrap();
             if isa == Isa::Avx512 && Isa::has_vnni() {
                 assert!(m.is_packed(), "{ty}");
             }
-            for n_tokens in [1, 2, 3, 9] {
+            for n_tokens in [1, 2, 3, 7, 9] {
                 let x = rng.normals(n_tokens * cols);
                 let mut want = vec![0.0; n_tokens * rows];
                 let mut got = vec![0.0; n_tokens * rows];

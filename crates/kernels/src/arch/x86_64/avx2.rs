@@ -11,7 +11,7 @@
 //! the sign trick (`|w|` × `sign(x, w)`) so products stay in `maddubs` range.
 
 use super::{f16_at, hsum_epi32, hsum_ps};
-use crate::arch::{ActKind, ActRow, Q8K_SUMS, QuantizeActsFn, RowsFn};
+use crate::arch::{ActKind, ActRow, GgmlPath, Q8K_SUMS, QuantizeActsFn, RowsFn};
 use crate::quant::{
     BlockIq4Nl, BlockIq4Xs, BlockQ2K, BlockQ3K, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0,
     BlockQ5_1, BlockQ5K, BlockQ6K, BlockQ8_0, F16Bytes, GgmlType, IQ4_NL_VALUES, iq4xs_scale,
@@ -488,6 +488,47 @@ unsafe fn dot_q5_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     unsafe { dot_k32::<D, true>(w, a, nb) }
 }
 
+/// The integer dot product of Q6_K super-block `b` (values as stored, `q + 32` in 0..64) with
+/// the 256 activation bytes at `x`, each 16-value group times its scale, in 8 lanes: lane `m`
+/// holds values `4m..4m + 4` of every 32-value chunk (the lanes of `ggml_vec_dot_q6_K_q8_K`).
+///
+/// # Safety
+/// 256 activation bytes at `x`; the features of `D` are enabled.
+#[inline(always)]
+unsafe fn q6k_isum<D: Dot>(b: &BlockQ6K, x: *const i8) -> __m256i {
+    // SAFETY: 256 activation bytes at `x`; the block's arrays are inside `b`.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0xF);
+        let m3 = _mm256_set1_epi8(3);
+        let scales = b.scales.map(i16::from);
+        let mut isum = _mm256_setzero_si256();
+        for h in 0..2 {
+            let l0 = _mm256_loadu_si256(b.ql.as_ptr().add(64 * h).cast());
+            let l1 = _mm256_loadu_si256(b.ql.as_ptr().add(64 * h + 32).cast());
+            let hb = _mm256_loadu_si256(b.qh.as_ptr().add(32 * h).cast());
+            let parts = [
+                (_mm256_and_si256(l0, m4), hb),
+                (_mm256_and_si256(l1, m4), _mm256_srli_epi16::<2>(hb)),
+                (
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(l0), m4),
+                    _mm256_srli_epi16::<4>(hb),
+                ),
+                (
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(l1), m4),
+                    _mm256_srli_epi16::<6>(hb),
+                ),
+            ];
+            for (part, (low, high)) in parts.into_iter().enumerate() {
+                let q = _mm256_or_si256(low, _mm256_slli_epi16::<4>(_mm256_and_si256(high, m3)));
+                let g = 8 * h + 2 * part;
+                let p = _mm256_maddubs_epi16(q, load(x.add(128 * h + 32 * part)));
+                isum = D::madd_acc(isum, p, scales_16(scales[g], scales[g + 1]));
+            }
+        }
+        isum
+    }
+}
+
 /// # Safety
 /// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
 #[inline(always)]
@@ -495,45 +536,232 @@ unsafe fn dot_q6_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     // SAFETY: as `dot_q2_k`.
     unsafe {
         let mut acc = _mm256_setzero_ps();
-        let m4 = _mm256_set1_epi8(0xF);
-        let m3 = _mm256_set1_epi8(3);
         for i in 0..nb {
             let b = &*w.cast::<BlockQ6K>().add(i);
             let scales = b.scales.map(i16::from);
             // Values are stored as q + 32 (0..64): subtract 32·Σ sc·bsum afterwards.
             let offset = 32 * bsum_dot(a, i, _mm256_loadu_si256(scales.as_ptr().cast()));
-            let x = a.qs.add(256 * i);
-            let mut isum = _mm256_setzero_si256();
-            for h in 0..2 {
-                let l0 = _mm256_loadu_si256(b.ql.as_ptr().add(64 * h).cast());
-                let l1 = _mm256_loadu_si256(b.ql.as_ptr().add(64 * h + 32).cast());
-                let hb = _mm256_loadu_si256(b.qh.as_ptr().add(32 * h).cast());
-                let parts = [
-                    (_mm256_and_si256(l0, m4), hb),
-                    (_mm256_and_si256(l1, m4), _mm256_srli_epi16::<2>(hb)),
-                    (
-                        _mm256_and_si256(_mm256_srli_epi16::<4>(l0), m4),
-                        _mm256_srli_epi16::<4>(hb),
-                    ),
-                    (
-                        _mm256_and_si256(_mm256_srli_epi16::<4>(l1), m4),
-                        _mm256_srli_epi16::<6>(hb),
-                    ),
-                ];
-                for (part, (low, high)) in parts.into_iter().enumerate() {
-                    let q =
-                        _mm256_or_si256(low, _mm256_slli_epi16::<4>(_mm256_and_si256(high, m3)));
-                    let g = 8 * h + 2 * part;
-                    let p = _mm256_maddubs_epi16(q, load(x.add(128 * h + 32 * part)));
-                    isum = D::madd_acc(isum, p, scales_16(scales[g], scales[g + 1]));
-                }
-            }
-            let isum = add_lane0(isum, -offset);
+            let isum = add_lane0(q6k_isum::<D>(b, a.qs.add(256 * i)), -offset);
             let s = _mm256_set1_ps(*a.d.add(i) * f16_at(b.d));
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), s, acc);
         }
         hsum_ps(acc)
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// K-quants in llama.cpp's float orders (`MatrixOptions::ggml_order`), one kernel per code path
+// llama.cpp takes on x86 (`arch::GgmlPath`). The integer sums are exact in every path; what
+// differs is where they are converted to float and how the products are summed.
+
+/// `ggml_vec_dot_q6_K_q8_K` (AVX2): the eight lanes of [`q6k_isum`], each less its own share
+/// of the `−32` offset (lane `m`: `32·(sc[2m]·bsum[2m] + sc[2m+1]·bsum[2m+1])`), each summed
+/// over the super-blocks as `fma(d_x·d_w, float(lane), acc)`, then `hsum_float_8`.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
+#[inline(always)]
+unsafe fn dot_q6_k_vecdot<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q2_k`.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let b = &*w.cast::<BlockQ6K>().add(i);
+            let scales = b.scales.map(i16::from);
+            let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(
+                _mm256_loadu_si256(a.sums.add(Q8K_SUMS * i).cast()),
+                _mm256_loadu_si256(scales.as_ptr().cast()),
+            ));
+            let lanes = _mm256_sub_epi32(q6k_isum::<D>(b, a.qs.add(256 * i)), offset);
+            let d = *a.d.add(i) * f16_at(b.d);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes), acc);
+        }
+        hsum_ps(acc)
+    }
+}
+
+/// The tiled k-quant mat-mul (`ggml-cpu/tiled`) on Q6_K: per super-block the whole integer
+/// sum `S`, then `acc = fma(float(S)·d_w, d_x, acc)`.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
+#[inline(always)]
+unsafe fn dot_q6_k_tiled<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q2_k`.
+    unsafe {
+        let mut acc = 0.0f32;
+        for i in 0..nb {
+            let b = &*w.cast::<BlockQ6K>().add(i);
+            let scales = b.scales.map(i16::from);
+            let offset = 32 * bsum_dot(a, i, _mm256_loadu_si256(scales.as_ptr().cast()));
+            let s = hsum_epi32(q6k_isum::<D>(b, a.qs.add(256 * i))).wrapping_sub(offset);
+            acc = (s as f32 * f16_at(b.d)).mul_add(*a.d.add(i), acc);
+        }
+        acc
+    }
+}
+
+/// The scales and mins of a Q4_K super-block as i16.
+#[inline(always)]
+fn q4k_scales_mins(packed: &[u8; 12]) -> ([i16; 8], [i16; 8]) {
+    let mut sc = [0i16; 8];
+    let mut m = [0i16; 8];
+    for g in 0..8 {
+        let (s, mm) = scale_min_k4(g, packed);
+        sc[g] = i16::from(s);
+        m[g] = i16::from(mm);
+    }
+    (sc, m)
+}
+
+/// The integer sums of 64-value chunk `j` (32-value groups `2j`, `2j + 1`) of Q4_K
+/// super-block `b` against activation row `a`'s super-block `i`: (`Σ sc·Σ q·x`, in 8 lanes as
+/// `ggml_vec_dot_q4_K_q8_K` keeps them) and the scalar `Σ m·bsum32` of the two groups.
+///
+/// # Safety
+/// `a` is a Q8K row with super-block `i`; the features of `D` are enabled.
+#[inline(always)]
+unsafe fn q4k_chunk<D: Dot>(
+    b: &BlockQ4K,
+    sc: &[i16; 8],
+    m: &[i16; 8],
+    a: ActRow,
+    i: usize,
+    j: usize,
+) -> (__m256i, i32) {
+    // SAFETY: `a` is a Q8K row with super-block `i` (caller); the block's arrays are in `b`.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0xF);
+        let x = a.qs.add(256 * i + 64 * j);
+        let bits = _mm256_loadu_si256(b.qs.as_ptr().add(32 * j).cast());
+        let lo = _mm256_and_si256(bits, m4);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+        let isum = D::madd_acc(
+            _mm256_setzero_si256(),
+            _mm256_maddubs_epi16(lo, load(x)),
+            _mm256_set1_epi16(sc[2 * j]),
+        );
+        let isum = D::madd_acc(
+            isum,
+            _mm256_maddubs_epi16(hi, load(x.add(32))),
+            _mm256_set1_epi16(sc[2 * j + 1]),
+        );
+        let s32 = a.sums.add(Q8K_SUMS * i + 16);
+        let mins = i32::from(m[2 * j]) * i32::from(*s32.add(2 * j))
+            + i32::from(m[2 * j + 1]) * i32::from(*s32.add(2 * j + 1));
+        (isum, mins)
+    }
+}
+
+/// `ggml_vec_dot_q4_K_q8_K` (AVX2): eight lanes of scaled sums, each summed over the
+/// super-blocks as `fma(d_x·d_w, float(lane), acc)`; the mins in four lanes (lane `p`: chunk
+/// `p`'s `Σ m·bsum32`) as `fma(−d_x·dmin, float(lane), acc_m)`; then `hsum_float_8(acc)` plus
+/// `(m0 + m2) + (m1 + m3)`.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
+#[inline(always)]
+unsafe fn dot_q4_k_vecdot<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q2_k`.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_m = [0.0f32; 4];
+        for i in 0..nb {
+            let b = &*w.cast::<BlockQ4K>().add(i);
+            let (sc, m) = q4k_scales_mins(&b.scales);
+            let dx = *a.d.add(i);
+            let dmin = -dx * f16_at(b.dmin);
+            let mut isum = _mm256_setzero_si256();
+            for (j, acc_m) in acc_m.iter_mut().enumerate() {
+                let (s, mins) = q4k_chunk::<D>(b, &sc, &m, a, i, j);
+                isum = _mm256_add_epi32(isum, s);
+                *acc_m = dmin.mul_add(mins as f32, *acc_m);
+            }
+            let d = dx * f16_at(b.d);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+        }
+        hsum_ps(acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]))
+    }
+}
+
+/// The tiled k-quant mat-mul on Q4_K: per super-block the whole sums `S` and `M = Σ m·bsum32`,
+/// `r = fma(−dmin, float(M), float(S)·d_w)`, `acc = fma(r, d_x, acc)`.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
+#[inline(always)]
+unsafe fn dot_q4_k_tiled<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q2_k`.
+    unsafe {
+        let mut acc = 0.0f32;
+        for i in 0..nb {
+            let b = &*w.cast::<BlockQ4K>().add(i);
+            let (sc, m) = q4k_scales_mins(&b.scales);
+            let (mut s, mut mins) = (0i32, 0i32);
+            for j in 0..4 {
+                let (v, mm) = q4k_chunk::<D>(b, &sc, &m, a, i, j);
+                s = s.wrapping_add(hsum_epi32(v));
+                mins += mm;
+            }
+            let r = (-f16_at(b.dmin)).mul_add(mins as f32, s as f32 * f16_at(b.d));
+            acc = r.mul_add(*a.d.add(i), acc);
+        }
+        acc
+    }
+}
+
+/// `ggml_gemv_q4_K_8x8_q8_K` (`GEMM = false`) and `ggml_gemm_q4_K_8x8_q8_K` (`GEMM = true`), the
+/// kernels of llama.cpp's repacked Q4_K, for one row: two accumulators, `acc` taking
+/// `fma(float(S), d_w·d_x, acc)` and `acc_m` `fma(float(M), dmin·d_x, acc_m)`, with `S`, `M` the
+/// sums of a whole super-block (gemv) or of each 64-value chunk (gemm); then `acc − acc_m`.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
+#[inline(always)]
+unsafe fn dot_q4_k_repacked<D: Dot, const GEMM: bool>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q2_k`.
+    unsafe {
+        let (mut acc, mut acc_m) = (0.0f32, 0.0f32);
+        for i in 0..nb {
+            let b = &*w.cast::<BlockQ4K>().add(i);
+            let (sc, m) = q4k_scales_mins(&b.scales);
+            let dx = *a.d.add(i);
+            let (d, dmin) = (f16_at(b.d) * dx, f16_at(b.dmin) * dx);
+            let (mut s, mut mins) = (0i32, 0i32);
+            for j in 0..4 {
+                let (v, mm) = q4k_chunk::<D>(b, &sc, &m, a, i, j);
+                let v = hsum_epi32(v);
+                if GEMM {
+                    acc = (v as f32).mul_add(d, acc);
+                    acc_m = (mm as f32).mul_add(dmin, acc_m);
+                } else {
+                    s = s.wrapping_add(v);
+                    mins += mm;
+                }
+            }
+            if !GEMM {
+                acc = (s as f32).mul_add(d, acc);
+                acc_m = (mins as f32).mul_add(dmin, acc_m);
+            }
+        }
+        acc - acc_m
+    }
+}
+
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
+#[inline(always)]
+unsafe fn dot_q4_k_gemv<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: the caller's `RowsFn` contract.
+    unsafe { dot_q4_k_repacked::<D, false>(w, a, nb) }
+}
+
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
+#[inline(always)]
+unsafe fn dot_q4_k_gemm<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: the caller's `RowsFn` contract.
+    unsafe { dot_q4_k_repacked::<D, true>(w, a, nb) }
 }
 
 /// # Safety
@@ -846,6 +1074,12 @@ macro_rules! instantiate {
             rows!(q4_k, dot_q4_k, 256);
             rows!(q5_k, dot_q5_k, 256);
             rows!(q6_k, dot_q6_k, 256);
+            rows!(q6_k_vecdot, dot_q6_k_vecdot, 256);
+            rows!(q6_k_tiled, dot_q6_k_tiled, 256);
+            rows!(q4_k_vecdot, dot_q4_k_vecdot, 256);
+            rows!(q4_k_tiled, dot_q4_k_tiled, 256);
+            rows!(q4_k_gemv, dot_q4_k_gemv, 256);
+            rows!(q4_k_gemm, dot_q4_k_gemm, 256);
             rows!(iq4_xs, dot_iq4_xs, 256);
             rows_float!(f32, dot_f32);
             rows_float!(f16, dot_f16);
@@ -901,14 +1135,25 @@ macro_rules! instantiate {
                 })
             }
 
-            /// The row kernel for `ty` that sums in llama.cpp's order, where there is one.
-            pub(in super::super) fn rows_kernel_ggml(ty: GgmlType) -> Option<RowsFn> {
+            /// The row kernel for `ty` that sums in the order of llama.cpp's code path `path`,
+            /// where there is one.
+            pub(in super::super) fn rows_kernel_ggml(
+                ty: GgmlType,
+                path: GgmlPath,
+            ) -> Option<RowsFn> {
+                use GgmlPath as P;
                 use GgmlType as T;
-                Some(match ty {
-                    T::Q4_1 => q4_1,
-                    T::Q5_0 => q5_0_ggml,
-                    T::Q5_1 => q5_1,
-                    T::Q8_0 => q8_0,
+                Some(match (ty, path) {
+                    (T::Q4_1, P::VecDot) => q4_1,
+                    (T::Q5_0, P::VecDot) => q5_0_ggml,
+                    (T::Q5_1, P::VecDot) => q5_1,
+                    (T::Q8_0, P::VecDot) => q8_0,
+                    (T::Q4_K, P::VecDot) => q4_k_vecdot,
+                    (T::Q4_K, P::Tiled) => q4_k_tiled,
+                    (T::Q4_K, P::Gemv) => q4_k_gemv,
+                    (T::Q4_K, P::Gemm) => q4_k_gemm,
+                    (T::Q6_K, P::VecDot) => q6_k_vecdot,
+                    (T::Q6_K, P::Tiled) => q6_k_tiled,
                     _ => return None,
                 })
             }

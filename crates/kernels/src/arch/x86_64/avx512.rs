@@ -13,7 +13,7 @@
 //! accumulators per row and token, one per 4-value step, offsets folded in per step) for
 //! `MatrixOptions::ggml_order`.
 
-use crate::arch::{ActRow, ActTile, PackedFn, Q8K_SUMS, RowsFn, TileFn};
+use crate::arch::{ActRow, ActTile, GgmlPath, PackedFn, Q8K_SUMS, RowsFn, TileFn};
 use crate::quant::{GgmlType, IQ4_NL_VALUES};
 use std::arch::x86_64::*;
 
@@ -771,10 +771,14 @@ unsafe fn gemm_q45k<const Q5: bool, const NY: usize>(
     }
 }
 
+/// `Q6_K`. With `TILED`, each super-block's sum is scaled as llama.cpp's tiled k-quant mat-mul
+/// does (`acc = fma(float(S)·d_w, d_x, acc)`, `GgmlPath::Tiled`); otherwise as
+/// `fma(float(S), d_w·d_x, acc)`.
+///
 /// # Safety
 /// the `PackedFn` contract; the features are enabled by the caller.
 #[inline(always)]
-unsafe fn gemm_q6k<const NY: usize>(
+unsafe fn gemm_q6k<const NY: usize, const TILED: bool>(
     nb: usize,
     w: *const u8,
     a: ActTile,
@@ -816,12 +820,160 @@ unsafe fn gemm_q6k<const NY: usize>(
             }
             for (t, acc) in acc.iter_mut().enumerate() {
                 let dx = _mm512_set1_ps(*a.d.add(t * a.d_stride + b));
-                *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total[t]), _mm512_mul_ps(dw, dx), *acc);
+                *acc = if TILED {
+                    _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(total[t]), dw), dx, *acc)
+                } else {
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(total[t]), _mm512_mul_ps(dw, dx), *acc)
+                };
             }
         }
         for (t, acc) in acc.iter().enumerate() {
             _mm512_storeu_ps(y.add(t * ys), *acc);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// K-quants in llama.cpp's float orders (`MatrixOptions::ggml_order`; see `arch::GgmlPath`).
+
+/// Repacked `Q4_K` as llama.cpp's `ggml_gemv_q4_K_8x8_q8_K` (`GEMM = false`) and
+/// `ggml_gemm_q4_K_8x8_q8_K` (`GEMM = true`) sum it: per row and token two accumulators,
+/// `acc += float(S)·(d_w·d_x)` and `acc_m += float(M)·(dmin·d_x)` (each one `fma`), where `S`
+/// and `M = Σ m·bsum32` are the integer sums of a whole super-block (gemv) or of each 64-value
+/// chunk (gemm); the output is `acc − acc_m`. Rows are never split into column ranges.
+///
+/// # Safety
+/// the `PackedFn` contract (without `add`); the features are enabled by the caller.
+#[inline(always)]
+unsafe fn gemm_q4k_ggml<const NY: usize, const GEMM: bool>(
+    nb: usize,
+    w: *const u8,
+    a: ActTile,
+    y: *mut f32,
+    ys: usize,
+) {
+    // SAFETY: the `PackedFn` contract; the features are enabled by the caller.
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); NY];
+        let mut acc_m = [_mm512_setzero_ps(); NY];
+        for b in 0..nb {
+            let p = w.add(b * 2368);
+            let dw = f16x16(p);
+            let dminw = f16x16(p.add(32));
+            let mut s_blk = [_mm512_setzero_si512(); NY];
+            let mut m_blk = [_mm512_setzero_si512(); NY];
+            for k in 0..4 {
+                let mut s = [_mm512_setzero_si512(); NY];
+                for j in [2 * k, 2 * k + 1] {
+                    let g = p.add(320 + 256 * j);
+                    prefetch(g, 256);
+                    let q = nibble_steps(g);
+                    let sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(64 + 16 * j).cast()));
+                    for (t, s) in s.iter_mut().enumerate() {
+                        let x = a.qs.add(t * a.qs_stride + 256 * b + 32 * j);
+                        let isum = dp_steps(_mm512_setzero_si512(), &q, x, 0, 8);
+                        *s = _mm512_add_epi32(*s, _mm512_mullo_epi32(isum, sc));
+                    }
+                }
+                // The mins of groups 2k, 2k + 1 as i16 pairs per row, against the pair of
+                // 32-value activation sums.
+                let mp = _mm512_cvtepu8_epi16(_mm256_loadu_si256(p.add(192 + 32 * k).cast()));
+                for t in 0..NY {
+                    let s32 = a.sums.add(t * a.sums_stride + Q8K_SUMS * b + 16 + 2 * k);
+                    let pair = _mm512_set1_epi32(s32.cast::<i32>().read_unaligned());
+                    let m = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mp, pair);
+                    if GEMM {
+                        let dx = _mm512_set1_ps(*a.d.add(t * a.d_stride + b));
+                        acc[t] = _mm512_fmadd_ps(
+                            _mm512_cvtepi32_ps(s[t]),
+                            _mm512_mul_ps(dw, dx),
+                            acc[t],
+                        );
+                        acc_m[t] = _mm512_fmadd_ps(
+                            _mm512_cvtepi32_ps(m),
+                            _mm512_mul_ps(dminw, dx),
+                            acc_m[t],
+                        );
+                    } else {
+                        s_blk[t] = _mm512_add_epi32(s_blk[t], s[t]);
+                        m_blk[t] = _mm512_add_epi32(m_blk[t], m);
+                    }
+                }
+            }
+            if !GEMM {
+                for t in 0..NY {
+                    let dx = _mm512_set1_ps(*a.d.add(t * a.d_stride + b));
+                    acc[t] = _mm512_fmadd_ps(
+                        _mm512_cvtepi32_ps(s_blk[t]),
+                        _mm512_mul_ps(dw, dx),
+                        acc[t],
+                    );
+                    acc_m[t] = _mm512_fmadd_ps(
+                        _mm512_cvtepi32_ps(m_blk[t]),
+                        _mm512_mul_ps(dminw, dx),
+                        acc_m[t],
+                    );
+                }
+            }
+        }
+        for t in 0..NY {
+            _mm512_storeu_ps(y.add(t * ys), _mm512_sub_ps(acc[t], acc_m[t]));
+        }
+    }
+}
+
+/// `Q6_K` as llama.cpp's `ggml_vec_dot_q6_K_q8_K` sums it, for one token: per row eight lanes,
+/// lane `m` the scaled integer sum of values `4m..4m + 4` of every 32-value group less
+/// `32·(sc[2m]·bsum[2m] + sc[2m+1]·bsum[2m+1])`, each summed over the super-blocks as
+/// `fma(d_x·d_w, float(lane), acc)`; at the end ggml's `hsum_float_8` tree.
+///
+/// # Safety
+/// the `PackedFn` contract (one token, without `add`); the features are enabled by the caller.
+#[inline(always)]
+unsafe fn gemv_q6k_vecdot(nb: usize, w: *const u8, a: ActTile, y: *mut f32) {
+    // SAFETY: the `PackedFn` contract; the features are enabled by the caller.
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); 8];
+        for b in 0..nb {
+            let p = w.add(b * 3360);
+            let sums = a.sums.add(Q8K_SUMS * b);
+            let scale = |g: usize| _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(32 + 16 * g).cast()));
+            let mut lanes = [_mm512_setzero_si512(); 8];
+            for (m, lane) in lanes.iter_mut().enumerate() {
+                let off = _mm512_add_epi32(
+                    _mm512_mullo_epi32(
+                        scale(2 * m),
+                        _mm512_set1_epi32(i32::from(*sums.add(2 * m))),
+                    ),
+                    _mm512_mullo_epi32(
+                        scale(2 * m + 1),
+                        _mm512_set1_epi32(i32::from(*sums.add(2 * m + 1))),
+                    ),
+                );
+                *lane = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32::<5>(off));
+            }
+            for j in 0..8 {
+                let g = p.add(288 + 384 * j);
+                prefetch(g, 384);
+                let mut q = nibble_steps(g);
+                add_q6_planes(&mut q, g.add(256));
+                let sc = [scale(2 * j), scale(2 * j + 1)];
+                let x = a.qs.add(256 * b + 32 * j);
+                for (m, lane) in lanes.iter_mut().enumerate() {
+                    let d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[m], bcast4(x, m));
+                    *lane = _mm512_add_epi32(*lane, _mm512_mullo_epi32(d, sc[m / 4]));
+                }
+            }
+            let dd = _mm512_mul_ps(_mm512_set1_ps(*a.d.add(b)), f16x16(p));
+            for (acc, lane) in acc.iter_mut().zip(&lanes) {
+                *acc = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(*lane), *acc);
+            }
+        }
+        let r = _mm512_add_ps(
+            _mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[2], acc[6])),
+            _mm512_add_ps(_mm512_add_ps(acc[1], acc[5]), _mm512_add_ps(acc[3], acc[7])),
+        );
+        _mm512_storeu_ps(y, r);
     }
 }
 
@@ -912,7 +1064,14 @@ packed!(
     packed_q5_k,
     |nb, w, a, y, ys, add, NY| gemm_q45k::<true, NY>(nb, w, a, y, ys, add)
 );
-packed!(packed_q6_k, |nb, w, a, y, ys, add, NY| gemm_q6k::<NY>(
+packed!(
+    packed_q6_k,
+    |nb, w, a, y, ys, add, NY| gemm_q6k::<NY, false>(nb, w, a, y, ys, add)
+);
+packed!(packed_q6_k_tiled, |nb, w, a, y, ys, add, NY| gemm_q6k::<
+    NY,
+    true,
+>(
     nb, w, a, y, ys, add
 ));
 
@@ -952,17 +1111,79 @@ packed_ggml!(packed_ggml_q5_0, Q5_0);
 packed_ggml!(packed_ggml_q5_1, Q5_1);
 packed_ggml!(packed_ggml_q8_0, Q8_0);
 
-/// The packed kernel for `ty` that sums in ggml's order ([`gemm_legacy_ggml`]), and the most
-/// tokens it takes per call: for the types whose llama.cpp x86 dot products have that order
-/// (`Q4_1`, `Q5_1`: `ggml_vec_dot_*_q8_1`; `Q5_0`, `Q8_0`: `tinyBLAS_Q0_AVX` and
-/// `ggml_vec_dot_*_q8_0`).
-pub(crate) fn packed_kernel_ggml(ty: GgmlType) -> Option<(PackedFn, usize)> {
+/// One `#[target_feature]` entry point of a ggml-order `Q4_K` kernel (`GEMM`: gemm, else gemv),
+/// for up to four tokens.
+macro_rules! packed_ggml_q4k {
+    ($name:ident, $gemm:literal) => {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+        unsafe fn $name(
+            nb: usize,
+            w0: *const u8,
+            gbytes: usize,
+            ngroups: usize,
+            a: ActTile,
+            ny: usize,
+            y0: *mut f32,
+            ys: usize,
+            add: bool,
+        ) {
+            debug_assert!(!add, "ggml-order Q4_K kernels take whole rows");
+            for g in 0..ngroups {
+                let (w, y) = (w0.wrapping_add(g * gbytes), y0.wrapping_add(16 * g));
+                // SAFETY: the `PackedFn` contract, with the features enabled here.
+                unsafe {
+                    match ny {
+                        1 => gemm_q4k_ggml::<1, $gemm>(nb, w, a, y, ys),
+                        2 => gemm_q4k_ggml::<2, $gemm>(nb, w, a, y, ys),
+                        3 => gemm_q4k_ggml::<3, $gemm>(nb, w, a, y, ys),
+                        _ => gemm_q4k_ggml::<4, $gemm>(nb, w, a, y, ys),
+                    }
+                }
+            }
+        }
+    };
+}
+
+packed_ggml_q4k!(packed_ggml_q4_k_gemv, false);
+packed_ggml_q4k!(packed_ggml_q4_k_gemm, true);
+
+/// The `Q6_K` kernel of `GgmlPath::VecDot`: one token per call.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+unsafe fn packed_ggml_q6_k_vecdot(
+    nb: usize,
+    w0: *const u8,
+    gbytes: usize,
+    ngroups: usize,
+    a: ActTile,
+    ny: usize,
+    y0: *mut f32,
+    _ys: usize,
+    add: bool,
+) {
+    debug_assert!(!add && ny == 1, "one token, whole rows");
+    for g in 0..ngroups {
+        // SAFETY: the `PackedFn` contract, with the features enabled here.
+        unsafe { gemv_q6k_vecdot(nb, w0.wrapping_add(g * gbytes), a, y0.wrapping_add(16 * g)) };
+    }
+}
+
+/// The packed kernel for `ty` that sums in the order of llama.cpp's code path `path`, the most
+/// tokens it takes per call, and whether rows may be split into column ranges: `Q4_1`, `Q5_1`
+/// (`ggml_vec_dot_*_q8_1`), `Q5_0`, `Q8_0` (`tinyBLAS_Q0_AVX` and `ggml_vec_dot_*_q8_0`) through
+/// [`gemm_legacy_ggml`]; `Q4_K` repacked ([`gemm_q4k_ggml`]); `Q6_K` ([`gemv_q6k_vecdot`],
+/// [`gemm_q6k`] with `TILED`). (`Q4_K` in llama.cpp's ggml layout has row kernels only.)
+pub(crate) fn packed_kernel_ggml(ty: GgmlType, path: GgmlPath) -> Option<(PackedFn, usize, bool)> {
+    use GgmlPath as P;
     use GgmlType as T;
-    Some(match ty {
-        T::Q4_1 => (packed_ggml_q4_1, GGML_MAX_NY),
-        T::Q5_0 => (packed_ggml_q5_0, GGML_MAX_NY),
-        T::Q5_1 => (packed_ggml_q5_1, GGML_MAX_NY),
-        T::Q8_0 => (packed_ggml_q8_0, GGML_MAX_NY),
+    Some(match (ty, path) {
+        (T::Q4_1, P::VecDot) => (packed_ggml_q4_1, GGML_MAX_NY, false),
+        (T::Q5_0, P::VecDot) => (packed_ggml_q5_0, GGML_MAX_NY, false),
+        (T::Q5_1, P::VecDot) => (packed_ggml_q5_1, GGML_MAX_NY, false),
+        (T::Q8_0, P::VecDot) => (packed_ggml_q8_0, GGML_MAX_NY, false),
+        (T::Q4_K, P::Gemv) => (packed_ggml_q4_k_gemv, 4, false),
+        (T::Q4_K, P::Gemm) => (packed_ggml_q4_k_gemm, 4, false),
+        (T::Q6_K, P::VecDot) => (packed_ggml_q6_k_vecdot, 1, false),
+        (T::Q6_K, P::Tiled) => (packed_q6_k_tiled, 8, true),
         _ => return None,
     })
 }

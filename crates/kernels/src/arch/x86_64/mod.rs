@@ -9,7 +9,7 @@ pub(crate) mod avx2;
 pub(crate) mod avx2_packed;
 pub(crate) mod avx512;
 
-use super::{ActKind, PackedFn, QuantizeActsFn, RowsFn, TileFn};
+use super::{ActKind, GgmlPath, PackedFn, QuantizeActsFn, RowsFn, TileFn};
 use crate::isa::Isa;
 use crate::quant::{F16Bytes, GgmlType};
 use std::arch::x86_64::*;
@@ -33,16 +33,20 @@ pub(crate) fn packed_kernel(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)>
     avx2_packed::packed_kernel(ty)
 }
 
-pub(crate) fn rows_kernel_ggml(isa: Isa, ty: GgmlType) -> Option<RowsFn> {
+pub(crate) fn rows_kernel_ggml(isa: Isa, ty: GgmlType, path: GgmlPath) -> Option<RowsFn> {
     if isa >= Isa::Avx512 && avx512_usable() {
-        return avx2::vnni::rows_kernel_ggml(ty);
+        return avx2::vnni::rows_kernel_ggml(ty, path);
     }
-    avx2::plain::rows_kernel_ggml(ty)
+    avx2::plain::rows_kernel_ggml(ty, path)
 }
 
-pub(crate) fn packed_kernel_ggml(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)> {
+pub(crate) fn packed_kernel_ggml(
+    isa: Isa,
+    ty: GgmlType,
+    path: GgmlPath,
+) -> Option<(PackedFn, usize, bool)> {
     if isa >= Isa::Avx512 && avx512_usable() {
-        return avx512::packed_kernel_ggml(ty);
+        return avx512::packed_kernel_ggml(ty, path);
     }
     None
 }
