@@ -360,14 +360,13 @@ impl<'a> Matrix<'a> {
     /// on every code path llama.cpp may take for the type).
     pub fn ggml_order_available(ty: GgmlType) -> bool {
         let isa = Isa::detected();
-        [(16, true), (4, false)]
-            .into_iter()
-            .all(|(rows, repacked)| {
-                let (_, paths) = BatchRule::ggml(ty, rows, repacked);
-                paths
-                    .iter()
-                    .all(|&p| arch::rows_kernel_ggml(isa, ty, p).is_some())
-            })
+        // The paths of a matrix llama.cpp repacks and of one it leaves in ggml layout.
+        [true, false].into_iter().all(|repacked| {
+            let (_, paths) = BatchRule::ggml(ty, 8, repacked);
+            paths
+                .iter()
+                .all(|&p| arch::rows_kernel_ggml(isa, ty, p).is_some())
+        })
     }
 
     /// Whether [`Matrix::dequantize_row`] can read rows of `ty` back from a repacked matrix.
@@ -451,36 +450,37 @@ impl<'a> Matrix<'a> {
             match &self.data {
                 // SAFETY: forwarded caller contract.
                 Storage::Borrowed(b) => unsafe {
-                    self.mul_plain(b.as_ptr(), rows_fn, acts, tokens, y, r0, r1)
+                    self.mul_plain(b.as_ptr(), rows_fn, acts, tokens, y, r0..r1)
                 },
                 // SAFETY: as above.
                 Storage::Owned(b) => unsafe {
-                    self.mul_plain(b.as_slice().as_ptr(), rows_fn, acts, tokens, y, r0, r1)
+                    self.mul_plain(b.as_slice().as_ptr(), rows_fn, acts, tokens, y, r0..r1)
                 },
                 Storage::Packed(p) => {
                     let g0 = r0 / repack::GROUP;
                     let g1 = (r1 / repack::GROUP).min(p.groups);
                     let kernel = p.kernels[slot];
                     // SAFETY: forwarded caller contract; groups `g0..g1` are inside the buffer.
-                    unsafe { self.mul_packed(p, kernel, acts, tokens.clone(), y, g0, g1) };
+                    unsafe { self.mul_packed(p, kernel, acts, tokens.clone(), y, g0..g1) };
                     let t0 = r0.max(p.groups * repack::GROUP);
                     if t0 < r1 {
                         // The rows after the last whole group, in ggml layout after the groups.
                         let tail = p.buf.as_slice()[p.groups * p.group_bytes..].as_ptr();
                         let base = tail.wrapping_sub(p.groups * repack::GROUP * self.row_bytes);
                         // SAFETY: `base + r·row_bytes` is inside the tail for rows `t0..r1`.
-                        unsafe { self.mul_plain(base, rows_fn, acts, tokens, y, t0, r1) };
+                        unsafe { self.mul_plain(base, rows_fn, acts, tokens, y, t0..r1) };
                     }
                 }
             }
         }
     }
 
-    /// Groups `g0..g1` of a packed matrix for the tokens `tokens` with `kernel`: cache-sized
-    /// chunks of groups, each applied to every tile of up to `max_ny` tokens before moving on.
+    /// The 16-row groups `groups` of a packed matrix for the tokens `tokens` with `kernel`:
+    /// cache-sized chunks of groups, each applied to every tile of up to `max_ny` tokens before
+    /// moving on.
     ///
     /// # Safety
-    /// As [`Matrix::mul_rows`] for rows `16·g0..16·g1`, with `tokens` inside `0..n_tokens`.
+    /// As [`Matrix::mul_rows`] for the groups' rows, with `tokens` inside `0..n_tokens`.
     unsafe fn mul_packed(
         &self,
         p: &Packed,
@@ -488,9 +488,9 @@ impl<'a> Matrix<'a> {
         acts: &ActsRef,
         tokens: std::ops::Range<usize>,
         y: SyncPtr<f32>,
-        g0: usize,
-        g1: usize,
+        groups: std::ops::Range<usize>,
     ) {
+        let (g0, g1) = (groups.start, groups.end);
         let block = self.ty.block_size() as usize;
         let nb = self.cols / block;
         let col_bytes = p.group_bytes / nb.max(1);
@@ -539,12 +539,12 @@ impl<'a> Matrix<'a> {
         }
     }
 
-    /// Rows `r0..r1` in ggml layout, row `r` at `w + r·row_bytes`, for the tokens `tokens`
+    /// The rows `rows` in ggml layout, row `r` at `w + r·row_bytes`, for the tokens `tokens`
     /// (quantized weights through `rows_fn`).
     ///
     /// # Safety
-    /// As [`Matrix::mul_rows`], with rows `r0..r1` readable at `w`, `tokens` inside
-    /// `0..n_tokens` and `rows_fn` one of this matrix's row kernels.
+    /// As [`Matrix::mul_rows`], with the rows readable at `w`, `tokens` inside `0..n_tokens`
+    /// and `rows_fn` one of this matrix's row kernels.
     unsafe fn mul_plain(
         &self,
         w: *const u8,
@@ -552,9 +552,9 @@ impl<'a> Matrix<'a> {
         acts: &ActsRef,
         tokens: std::ops::Range<usize>,
         y: SyncPtr<f32>,
-        r0: usize,
-        r1: usize,
+        rows: std::ops::Range<usize>,
     ) {
+        let (r0, r1) = (rows.start, rows.end);
         let chunk = (CHUNK_BYTES / self.row_bytes.max(1)).max(4);
         let mut c0 = r0;
         while c0 < r1 {

@@ -9,6 +9,11 @@
 //! k-quant super-block). Offsets (`q − 8`, `q − 16`, Q3_K's `−4`, Q6_K's `−32`) are applied with
 //! the activation block sums instead of per value. Signed weights (`Q8_0`, the IQ4 grids) use
 //! the sign trick (`|w|` × `sign(x, w)`) so products stay in `maddubs` range.
+//!
+//! For `MatrixOptions::ggml_order` there are also row kernels in llama.cpp's float orders, one
+//! per code path it takes (`arch::GgmlPath`): `Q5_0` with the offset per value, and `Q4_K` and
+//! `Q6_K` as `ggml_vec_dot_*_q8_K`, its tiled k-quant mat-mul and (`Q4_K`) its repacked gemv and
+//! gemm sum them.
 
 use super::{f16_at, hsum_epi32, hsum_ps};
 use crate::arch::{ActKind, ActRow, GgmlPath, Q8K_SUMS, QuantizeActsFn, RowsFn};

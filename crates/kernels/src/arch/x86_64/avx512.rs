@@ -9,9 +9,11 @@
 //! value offsets of the formats (`q − 8`, `q + 128` for signed bytes, …) are folded in through
 //! the activation block sums, never applied per value.
 //!
-//! `gemm_legacy_ggml` is the same unpacking with llama.cpp's float summation order (eight
-//! accumulators per row and token, one per 4-value step, offsets folded in per step) for
-//! `MatrixOptions::ggml_order`.
+//! For `MatrixOptions::ggml_order` the same unpacking also feeds kernels with llama.cpp's float
+//! summation orders (`arch::GgmlPath`): `gemm_legacy_ggml` (eight accumulators per row and
+//! token, one per 4-value step, offsets folded in per step), `gemm_q4k_ggml` (repacked `Q4_K`:
+//! separate scale and min accumulators, per super-block or per 64 values), `gemv_q6k_vecdot`
+//! (eight lanes per row) and `gemm_q6k` with `TILED` (one scaled sum per super-block).
 
 use crate::arch::{ActRow, ActTile, GgmlPath, PackedFn, Q8K_SUMS, RowsFn, TileFn};
 use crate::quant::{GgmlType, IQ4_NL_VALUES};
