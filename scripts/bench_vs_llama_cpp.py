@@ -97,6 +97,55 @@ def llama_cpp_run(model_path, n_threads, n_prompt, n_gen, reps):
     return samples
 
 
+def llama_cpp_whole_run(model_path, n_threads, prompt, n_gen, baseline):
+    """Load time (ms) and the generation run, in this (child) process; with `baseline` only the
+    Python import, to subtract the interpreter's own memory."""
+    L.llama_log_set(_silence, None)
+    L.llama_backend_init()
+    if baseline:
+        return {"load_ms": 0.0}
+    t0 = time.perf_counter()
+    model = L.llama_model_load_from_file(model_path.encode(), L.llama_model_default_params())
+    load_ms = (time.perf_counter() - t0) * 1e3
+    cp = L.llama_context_default_params()
+    cp.n_ctx = 2048
+    cp.n_batch = cp.n_ubatch = 512
+    cp.n_threads = cp.n_threads_batch = n_threads
+    ctx = L.llama_init_from_model(model, cp)
+    vocab = L.llama_model_get_vocab(model)
+    buf = (L.llama_token * 512)()
+    n = L.llama_tokenize(vocab, prompt.encode(), len(prompt.encode()), buf, 512, True, True)
+    L.llama_decode(ctx, L.llama_batch_get_one(buf, n))
+    n_vocab = L.llama_vocab_n_tokens(vocab)
+    import numpy as np
+    for _ in range(n_gen):
+        logits = np.ctypeslib.as_array(L.llama_get_logits(ctx), shape=(n_vocab,))
+        tok = (L.llama_token * 1)(int(logits.argmax()))
+        L.llama_decode(ctx, L.llama_batch_get_one(tok, 1))
+    return {"load_ms": load_ms}
+
+
+def child_peak_rss_mib(argv):
+    """Runs argv under GNU time; returns (the completed process, its peak RSS in MiB)."""
+    out = subprocess.run(["/usr/bin/time", "-f", "PEAK_RSS_KB %M"] + argv, check=True,
+                         capture_output=True, text=True)
+    kb = int(out.stderr.rsplit("PEAK_RSS_KB", 1)[1].split()[0])
+    return out, kb / 1024
+
+
+def whole_runs(hearth, model, n_threads):
+    """Peak RSS and warm load time of a whole greedy run (-c 2048, 32 tokens), each program in
+    a fresh process; llama.cpp's figure has the Python interpreter's baseline subtracted."""
+    prompt = "The capital of France is"
+    child = [sys.executable, __file__, "--llama-whole"]
+    base, base_rss = child_peak_rss_mib(child + [model, str(n_threads), prompt, "1"])
+    h, h_rss = child_peak_rss_mib([hearth, "run", "-m", model, "-p", prompt, "-n", "32",
+                                   "--temp", "0", "-c", "2048", "-t", str(n_threads), "-v"])
+    h_load = float(h.stderr.split("load time =")[1].split("ms")[0])
+    l, l_rss = child_peak_rss_mib(child + [model, str(n_threads), prompt, "0"])
+    return h_rss, h_load, l_rss - base_rss, json.loads(l.stdout)["load_ms"]
+
+
 def hearth_run(hearth, model_path, n_threads, n_prompt, n_gen, reps):
     cmd = [hearth, "bench", "-m", model_path, "-p", str(n_prompt), "-n", str(n_gen),
            "-t", str(n_threads), "-r", str(reps), "-o", "json", "--no-cold-load"]
@@ -136,10 +185,23 @@ def main():
                 print(f"| {name} | {t} | {test} | {statistics.median(ours):.1f} | "
                       f"{statistics.median(theirs):.1f} | {statistics.median(ratios):.2f}x |",
                       flush=True)
+    print()
+    print("| model | hearth peak RSS MiB | llama.cpp peak RSS MiB | ratio | hearth load ms | "
+          "llama.cpp load ms | ratio |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for model in args.models:
+        t = int(args.threads.split(",")[-1])
+        runs = [whole_runs(args.hearth, model, t) for _ in range(args.rounds)]
+        med = [statistics.median(r[i] for r in runs) for i in range(4)]
+        print(f"| {os.path.basename(model)} | {med[0]:.1f} | {med[2]:.1f} | {med[0] / med[2]:.2f}x | "
+              f"{med[1]:.1f} | {med[3]:.1f} | {med[1] / med[3]:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--llama-child":
+    if len(sys.argv) > 1 and sys.argv[1] == "--llama-whole":
+        _, _, m, t, prompt, baseline = sys.argv
+        print(json.dumps(llama_cpp_whole_run(m, int(t), prompt, 32, baseline == "1")))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--llama-child":
         # Each llama.cpp measurement runs in a process of its own, as each hearth one does.
         _, _, m, t, p, g, r = sys.argv
         print(json.dumps(llama_cpp_run(m, int(t), int(p), int(g), int(r))))

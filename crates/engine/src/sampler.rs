@@ -267,6 +267,20 @@ impl Sampler for TopK {
 pub struct TypicalP {
     pub p: f32,
     pub min_keep: usize,
+    /// (distance from the entropy, candidate index), reused between calls.
+    order: Vec<(f32, usize)>,
+    kept: Vec<Candidate>,
+}
+
+impl TypicalP {
+    pub fn new(p: f32, min_keep: usize) -> TypicalP {
+        TypicalP {
+            p,
+            min_keep,
+            order: Vec::new(),
+            kept: Vec::new(),
+        }
+    }
 }
 
 impl Sampler for TypicalP {
@@ -281,24 +295,28 @@ impl Sampler for TypicalP {
             .filter(|c| c.p > 0.0)
             .map(|c| c.p * c.p.ln())
             .sum::<f32>();
-        let mut order: Vec<(f32, usize)> = cands
-            .items
-            .iter()
-            .enumerate()
-            .map(|(i, c)| ((-c.p.ln() - entropy).abs(), i))
-            .collect();
-        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        self.order.clear();
+        self.order.extend(
+            cands
+                .items
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ((-c.p.ln() - entropy).abs(), i)),
+        );
+        self.order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
         let mut cum = 0.0;
-        let mut keep = order.len();
-        for (n, &(_, i)) in order.iter().enumerate() {
+        let mut keep = self.order.len();
+        for (n, &(_, i)) in self.order.iter().enumerate() {
             cum += cands.items[i].p;
             if cum > self.p && n + 1 >= self.min_keep {
                 keep = n + 1;
                 break;
             }
         }
-        let kept: Vec<Candidate> = order[..keep].iter().map(|&(_, i)| cands.items[i]).collect();
-        cands.items = kept;
+        self.kept.clear();
+        self.kept
+            .extend(self.order[..keep].iter().map(|&(_, i)| cands.items[i]));
+        std::mem::swap(&mut cands.items, &mut self.kept);
         cands.sorted = false;
     }
 }
@@ -530,10 +548,7 @@ impl SamplerParams {
             return chain;
         }
         chain.push(TopK(self.top_k));
-        chain.push(TypicalP {
-            p: self.typical_p,
-            min_keep: 1,
-        });
+        chain.push(TypicalP::new(self.typical_p, 1));
         chain.push(TopP {
             p: self.top_p,
             min_keep: 1,
@@ -676,17 +691,9 @@ mod tests {
     #[test]
     fn typical_p_one_is_off_and_lower_narrows() {
         let mut c = cands(&[3.0, 2.0, 1.0, 0.0]);
-        TypicalP {
-            p: 1.0,
-            min_keep: 1,
-        }
-        .apply(&mut c);
+        TypicalP::new(1.0, 1).apply(&mut c);
         assert_eq!(c.items.len(), 4);
-        TypicalP {
-            p: 0.3,
-            min_keep: 1,
-        }
-        .apply(&mut c);
+        TypicalP::new(0.3, 1).apply(&mut c);
         assert!(c.items.len() < 4);
     }
 

@@ -52,25 +52,28 @@ impl Weights {
         b: &Binder<'_, '_>,
         keys: &Keys<'_, '_>,
     ) -> Result<Weights, LoadError> {
-        let tok_embd = b.embedding("token_embd.weight", hp.n_vocab, hp.n_embd)?;
         let parts = AttentionParts {
             bias: false,
             qk_norm: true,
         };
-        let layers = (0..hp.n_layer)
-            .map(|il| {
-                let n = |t: &str| format!("blk.{il}.{t}");
-                Ok(Layer {
-                    attn_norm: b.vec(&n("attn_norm.weight"), hp.n_embd)?,
-                    attn: Attention::bind(b, il, hp, parts)?,
-                    post_attention_norm: b.vec(&n("post_attention_norm.weight"), hp.n_embd)?,
-                    ffn_norm: b.vec(&n("ffn_norm.weight"), hp.n_embd)?,
-                    ffn: Ffn::bind(b, il, hp)?,
-                    post_ffw_norm: b.vec(&n("post_ffw_norm.weight"), hp.n_embd)?,
-                    is_swa: hp.sliding_window.is_some() && il % SWA_PATTERN < SWA_PATTERN - 1,
+        let threads = crate::context::default_threads();
+        let (tok_embd, layers) = b.join(
+            || b.embedding("token_embd.weight", hp.n_vocab, hp.n_embd),
+            || {
+                b.par_map(hp.n_layer, threads, |il| {
+                    let n = |t: &str| format!("blk.{il}.{t}");
+                    Ok(Layer {
+                        attn_norm: b.vec(&n("attn_norm.weight"), hp.n_embd)?,
+                        attn: Attention::bind(b, il, hp, parts)?,
+                        post_attention_norm: b.vec(&n("post_attention_norm.weight"), hp.n_embd)?,
+                        ffn_norm: b.vec(&n("ffn_norm.weight"), hp.n_embd)?,
+                        ffn: Ffn::bind(b, il, hp)?,
+                        post_ffw_norm: b.vec(&n("post_ffw_norm.weight"), hp.n_embd)?,
+                        is_swa: hp.sliding_window.is_some() && il % SWA_PATTERN < SWA_PATTERN - 1,
+                    })
                 })
-            })
-            .collect::<Result<_, LoadError>>()?;
+            },
+        )?;
         let freq_base_swa = keys
             .opt_f32("rope.freq_base_swa")?
             .unwrap_or(DEFAULT_FREQ_BASE_SWA);

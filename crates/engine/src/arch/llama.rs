@@ -53,17 +53,20 @@ impl Weights {
         parts: AttentionParts,
         rope_mode: RopeMode,
     ) -> Result<Weights, LoadError> {
-        let tok_embd = b.embedding("token_embd.weight", hp.n_vocab, hp.n_embd)?;
-        let layers = (0..hp.n_layer)
-            .map(|il| {
-                Ok(Layer {
-                    attn_norm: b.vec(&format!("blk.{il}.attn_norm.weight"), hp.n_embd)?,
-                    attn: Attention::bind(b, il, hp, parts)?,
-                    ffn_norm: b.vec(&format!("blk.{il}.ffn_norm.weight"), hp.n_embd)?,
-                    ffn: Ffn::bind(b, il, hp)?,
+        let threads = crate::context::default_threads();
+        let (tok_embd, layers) = b.join(
+            || b.embedding("token_embd.weight", hp.n_vocab, hp.n_embd),
+            || {
+                b.par_map(hp.n_layer, threads, |il| {
+                    Ok(Layer {
+                        attn_norm: b.vec(&format!("blk.{il}.attn_norm.weight"), hp.n_embd)?,
+                        attn: Attention::bind(b, il, hp, parts)?,
+                        ffn_norm: b.vec(&format!("blk.{il}.ffn_norm.weight"), hp.n_embd)?,
+                        ffn: Ffn::bind(b, il, hp)?,
+                    })
                 })
-            })
-            .collect::<Result<_, LoadError>>()?;
+            },
+        )?;
         let output = b.opt_mat("output.weight", hp.n_vocab, hp.n_embd)?;
         Ok(Weights {
             output: output.unwrap_or_else(|| tok_embd.clone()),

@@ -40,7 +40,7 @@ pub struct Binder<'g, 'a> {
     file: &'g Gguf<'a>,
     /// Called with the file range of each matrix once it has been repacked into memory of its
     /// own, so the mapped pages can be dropped (the process then holds one copy, not two).
-    release: &'g dyn Fn(Range<usize>),
+    release: &'g (dyn Fn(Range<usize>) + Sync),
     /// Sum the products in llama.cpp's float order (see [`Binder::new`]).
     ggml_order: bool,
 }
@@ -50,7 +50,7 @@ impl<'g, 'a> Binder<'g, 'a> {
     /// kernels can sum in llama.cpp's own float order, they do: the model's outputs then equal
     /// llama.cpp's bit for bit for the same batch (at some cost in prompt speed). With any other
     /// type in the file that parity is out of reach, so the fastest order is used throughout.
-    pub fn new(file: &'g Gguf<'a>, release: &'g dyn Fn(Range<usize>)) -> Self {
+    pub fn new(file: &'g Gguf<'a>, release: &'g (dyn Fn(Range<usize>) + Sync)) -> Self {
         let ggml_order = file
             .tensors()
             .iter()
@@ -61,6 +61,44 @@ impl<'g, 'a> Binder<'g, 'a> {
             release,
             ggml_order,
         }
+    }
+
+    /// Runs `a` on a thread of its own while this thread runs `b` (binding repacks weights, the
+    /// bulk of load time, so the token embedding and the layers load side by side).
+    pub fn join<A: Send, B>(
+        &self,
+        a: impl FnOnce() -> Result<A, LoadError> + Send,
+        b: impl FnOnce() -> Result<B, LoadError>,
+    ) -> Result<(A, B), LoadError> {
+        std::thread::scope(|s| {
+            let a = s.spawn(a);
+            let b = b();
+            let a = a.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            Ok((a?, b?))
+        })
+    }
+
+    /// `f(0..n)` in order, computed on up to `threads` threads.
+    pub fn par_map<T: Send>(
+        &self,
+        n: usize,
+        threads: usize,
+        f: impl Fn(usize) -> Result<T, LoadError> + Sync,
+    ) -> Result<Vec<T>, LoadError> {
+        let threads = threads.clamp(1, n.max(1));
+        let mut parts: Vec<Vec<(usize, Result<T, LoadError>)>> = std::thread::scope(|s| {
+            let f = &f;
+            let handles: Vec<_> = (0..threads)
+                .map(|t| s.spawn(move || (t..n).step_by(threads).map(|i| (i, f(i))).collect()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut all: Vec<(usize, Result<T, LoadError>)> = parts.drain(..).flatten().collect();
+        all.sort_by_key(|(i, _)| *i);
+        all.into_iter().map(|(_, r)| r).collect()
     }
 
     /// Whether matrices sum in llama.cpp's float order.
@@ -142,12 +180,13 @@ impl<'g, 'a> Binder<'g, 'a> {
             ggml_order: self.ggml_order,
             ..MatrixOptions::default()
         };
-        let m = Matrix::with_options(t.ty, rows, cols, data, options).map_err(unsupported)?;
-        let packed = m.is_packed().then(|| Arc::new(m.into_owned()));
         let range = self.range(t);
-        if packed.is_some() {
-            (self.release)(range.clone());
-        }
+        // Mapped pages are dropped while the matrix is repacked, so the process never holds
+        // both copies; a matrix that is not repacked keeps reading them.
+        let release = |r: Range<usize>| (self.release)(range.start + r.start..range.start + r.end);
+        let m = Matrix::with_options_releasing(t.ty, rows, cols, data, options, &release)
+            .map_err(unsupported)?;
+        let packed = m.is_packed().then(|| Arc::new(m.into_owned()));
         Ok(MatRef {
             name: name.to_owned(),
             ty: t.ty,

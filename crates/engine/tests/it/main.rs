@@ -2,6 +2,7 @@
 // Tests may unwrap, helpers outside `#[test]` functions included (clippy.toml only covers those).
 #![allow(clippy::unwrap_used)]
 
+mod chat_prompt;
 mod chat_template_fixtures;
 mod chat_template_models;
 mod chat_template_sandbox;

@@ -231,6 +231,32 @@ impl<'a> Matrix<'a> {
         data: &'a [u8],
         options: MatrixOptions,
     ) -> Result<Matrix<'a>, KernelError> {
+        Matrix::build(ty, rows, cols, data, options, None)
+    }
+
+    /// As [`Matrix::with_options`], calling `release(range)` as repacking finishes with each
+    /// part of `data` (ranges of `data`, growing from the start, possibly overlapping), so a
+    /// caller repacking from a mapped file can drop those pages while it goes and never holds
+    /// two copies of a large matrix.
+    pub fn with_options_releasing(
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+        options: MatrixOptions,
+        release: &dyn Fn(std::ops::Range<usize>),
+    ) -> Result<Matrix<'a>, KernelError> {
+        Matrix::build(ty, rows, cols, data, options, Some(release))
+    }
+
+    fn build(
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+        options: MatrixOptions,
+        release: Option<&dyn Fn(std::ops::Range<usize>)>,
+    ) -> Result<Matrix<'a>, KernelError> {
         let isa = options.isa.min(Isa::best_supported());
         let (kind, rows_fn) = match (ActKind::for_weight(ty), arch::rows_kernel(isa, ty)) {
             (Some(k), Some(f)) if is_supported(ty) => (k, f),
@@ -286,7 +312,7 @@ impl<'a> Matrix<'a> {
         };
         let packed = match kernels {
             Some(kernels) if options.repack && rows >= repack::GROUP => {
-                Some(pack(ty, rows, cols, row_bytes, data, kernels))
+                Some(pack(ty, rows, cols, row_bytes, data, kernels, release))
             }
             _ => None,
         };
@@ -852,7 +878,9 @@ pub fn quantize_activations(
     Ok(Some(QuantizedRow { qs, d, sums, s }))
 }
 
-/// Repacks `rows` rows of `data` into 16-row groups plus a ggml-layout tail, for `kernels`.
+/// Repacks `rows` rows of `data` into 16-row groups plus a ggml-layout tail, for `kernels`,
+/// handing the source ranges it is done with to `release` (see
+/// [`Matrix::with_options_releasing`]).
 fn pack(
     ty: GgmlType,
     rows: usize,
@@ -860,7 +888,11 @@ fn pack(
     row_bytes: usize,
     data: &[u8],
     kernels: [PackedKernel; 2],
+    release: Option<&dyn Fn(std::ops::Range<usize>)>,
 ) -> Packed {
+    /// Source bytes repacked between two calls of `release`.
+    const RELEASE_EVERY: usize = 4 << 20;
+    let mut released = 0;
     let nb = cols / ty.block_size() as usize;
     let col_bytes = repack::bytes_per_column(ty).unwrap_or(0);
     let group_bytes = nb * col_bytes;
@@ -878,8 +910,18 @@ fn pack(
         let rows: [&[u8]; repack::GROUP] =
             std::array::from_fn(|r| &data[(first + r) * row_bytes..(first + r + 1) * row_bytes]);
         repack::repack_group(ty, &rows, nb, out);
+        let done = (first + repack::GROUP) * row_bytes;
+        if let Some(release) = release
+            && done - released >= RELEASE_EVERY
+        {
+            release(released..done);
+            released = done;
+        }
     }
     tail.copy_from_slice(&data[groups * repack::GROUP * row_bytes..]);
+    if let Some(release) = release {
+        release(released..data.len());
+    }
     Packed {
         buf,
         groups,
