@@ -26,7 +26,7 @@
 //! for `Q6_K` (never repacked on x86) and unrepacked `Q4_K`, products of fewer than 8 tokens
 //! go through `ggml_vec_dot_*_q8_K` and larger ones through its tiled k-quant mat-mul. In
 //! `ggml_order` each token follows the path llama.cpp would take for it in a product of the
-//! same size ([`BatchRule`]) — so, as in llama.cpp, a token's result depends on the batch it
+//! same size (`BatchRule`) — so, as in llama.cpp, a token's result depends on the batch it
 //! is in — unless the [`Scratch`] is [`Scratch::batch_invariant`].
 
 mod acts;
