@@ -39,7 +39,7 @@ fn matrix<'m>(model: &'m Model, w: &'m MatRef) -> Option<KernelMatrix<'m>> {
     }
     let options = MatrixOptions {
         repack: false,
-        ..MatrixOptions::default()
+        ..w.options
     };
     // The same construction succeeded when the model was loaded.
     Matrix::with_options(w.ty, w.rows, w.cols, model.mat_data(w), options)

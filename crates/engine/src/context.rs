@@ -157,10 +157,18 @@ impl Context {
         let nb = params.n_batch.min(params.n_ctx);
         let st = State {
             pool: ThreadPool::new(params.n_threads),
-            scratch: MatmulScratch::with_capacity(
-                nb.max(OUTPUT_CHUNK),
-                hp.n_embd.max(hp.n_ff).max(hp.n_embd_q()),
-            ),
+            scratch: {
+                let s = MatmulScratch::with_capacity(
+                    nb.max(OUTPUT_CHUNK),
+                    hp.n_embd.max(hp.n_ff).max(hp.n_embd_q()),
+                );
+                // Q4_K/Q6_K products in llama.cpp's order switch kernels with the batch.
+                if params.batch_invariant {
+                    s.batch_invariant()
+                } else {
+                    s
+                }
+            },
             kv: KvCache::new(
                 hp.n_layer,
                 params.n_ctx,

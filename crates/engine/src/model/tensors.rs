@@ -26,6 +26,9 @@ pub struct MatRef {
     pub range: Range<usize>,
     /// The weights repacked for the fast kernels, when the type has such a layout.
     pub packed: Option<Arc<Matrix<'static>>>,
+    /// How the kernels sum its products (`repack` aside): an unpacked matrix is rebuilt over
+    /// the mapped bytes with these at each call.
+    pub options: MatrixOptions,
 }
 
 impl MatRef {
@@ -138,7 +141,7 @@ impl<'g, 'a> Binder<'g, 'a> {
     /// A required matrix of `rows` × `cols` (GGUF shape `[cols, rows]`), repacked for the fast
     /// kernels where its type has such a layout.
     pub fn mat(&self, name: &str, rows: usize, cols: usize) -> Result<MatRef, LoadError> {
-        self.mat_with(name, rows, cols, true)
+        self.mat_with(name, rows, cols, true, true)
     }
 
     /// The token embedding: its rows are looked up one by one, and it is often the LM head
@@ -149,7 +152,8 @@ impl<'g, 'a> Binder<'g, 'a> {
         let t = self.find(name)?;
         let mut probe = vec![0.0f32; cols];
         let packable = Matrix::packs_row_lookup(t.ty);
-        let m = self.mat_with(name, rows, cols, packable)?;
+        // llama.cpp never repacks the token embedding (it looks rows up from it).
+        let m = self.mat_with(name, rows, cols, packable, false)?;
         if let Some(p) = &m.packed {
             // Checked once here so lookups during decoding cannot fail.
             p.dequantize_row(0, &mut probe)
@@ -167,6 +171,7 @@ impl<'g, 'a> Binder<'g, 'a> {
         rows: usize,
         cols: usize,
         repack: bool,
+        llama_repacked: bool,
     ) -> Result<MatRef, LoadError> {
         let t = self.find(name)?;
         Self::check_shape(t, &[cols, rows])?;
@@ -178,6 +183,7 @@ impl<'g, 'a> Binder<'g, 'a> {
         let options = MatrixOptions {
             repack,
             ggml_order: self.ggml_order,
+            llama_repacked,
             ..MatrixOptions::default()
         };
         let range = self.range(t);
@@ -194,6 +200,7 @@ impl<'g, 'a> Binder<'g, 'a> {
             cols,
             range,
             packed,
+            options,
         })
     }
 
