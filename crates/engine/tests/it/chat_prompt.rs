@@ -64,3 +64,38 @@ fn typed_special_token_text_stays_plain_text() {
     assert!(r.text.contains(sneaky));
     assert_eq!(tok.decode(&r.tokens, true).unwrap(), r.text);
 }
+
+#[test]
+fn a_second_turn_evaluates_only_what_is_new() {
+    use std::ops::ControlFlow;
+
+    use engine::{Context, ContextParams, GenerateParams, SamplerParams};
+    let model = load(test_models::SMOLLM2);
+    let mut ctx = Context::new(model.clone(), ContextParams::default()).unwrap();
+    let params = GenerateParams {
+        max_tokens: Some(12),
+        sampler: SamplerParams::greedy(),
+        ..GenerateParams::default()
+    };
+    let mut messages = vec![Message::new("user", "Name a fruit.")];
+    let first = chat::render(&model, &messages, true).unwrap();
+    let reply = engine::generate(&mut ctx, &first.tokens, &params, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(reply.timings.prompt_evaluated, first.tokens.len());
+    messages.push(Message::new("assistant", reply.text.as_str()));
+    messages.push(Message::new("user", "And a vegetable?"));
+    let second = chat::render(&model, &messages, true).unwrap();
+    let g = engine::generate(&mut ctx, &second.tokens, &params, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    // The first turn's prompt and reply stay in the KV cache; only the rest is evaluated.
+    assert!(
+        g.timings.prompt_evaluated < second.tokens.len() - first.tokens.len() + 4,
+        "evaluated {} of {} prompt tokens",
+        g.timings.prompt_evaluated,
+        second.tokens.len()
+    );
+}
