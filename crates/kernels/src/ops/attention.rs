@@ -52,6 +52,39 @@ pub struct AttentionParams {
     pub softcap: f32,
 }
 
+impl AttentionParams {
+    /// Checks a batch's buffers against this shape (both attention kernels take the same
+    /// ones); returns the number of tokens and the length of `q` and `out`.
+    ///
+    /// # Panics
+    /// If `n_head_kv` does not divide `n_head` or `q`/`out` do not hold `rows.len()` tokens.
+    pub(crate) fn check_batch(
+        &self,
+        q: &[f32],
+        out: &[f32],
+        rows: &[Range<usize>],
+    ) -> (usize, usize) {
+        let (n_head, n_head_kv) = (self.n_head, self.n_head_kv);
+        assert!(
+            n_head_kv > 0 && n_head.is_multiple_of(n_head_kv),
+            "attention: n_head_kv {n_head_kv} must divide n_head {n_head}"
+        );
+        let n_tokens = rows.len();
+        let len = n_tokens * n_head * self.head_dim;
+        assert_eq!(
+            q.len(),
+            len,
+            "attention: q must be n_tokens · n_head · head_dim"
+        );
+        assert_eq!(
+            out.len(),
+            len,
+            "attention: out must be n_tokens · n_head · head_dim"
+        );
+        (n_tokens, len)
+    }
+}
+
 /// One layer's K and V cache (see the module docs for the layout).
 #[derive(Clone, Copy, Debug)]
 pub struct KvCache<'a> {
@@ -124,28 +157,13 @@ impl Ops {
         rows: &[Range<usize>],
         out: &mut [f32],
     ) {
+        let (n_tokens, len) = params.check_batch(q, out, rows);
         let &AttentionParams {
             n_head,
             n_head_kv,
             head_dim: hd,
             ..
         } = params;
-        assert!(
-            n_head_kv > 0 && n_head.is_multiple_of(n_head_kv),
-            "attention: n_head_kv {n_head_kv} must divide n_head {n_head}"
-        );
-        let n_tokens = rows.len();
-        let len = n_tokens * n_head * hd;
-        assert_eq!(
-            q.len(),
-            len,
-            "attention: q must be n_tokens · n_head · head_dim"
-        );
-        assert_eq!(
-            out.len(),
-            len,
-            "attention: out must be n_tokens · n_head · head_dim"
-        );
         for r in rows {
             cache.check(r, n_head_kv, hd);
         }

@@ -116,28 +116,13 @@ impl Ops {
         out: &mut [f32],
         scratch: &mut AttentionScratch,
     ) {
+        let (n_tokens, len) = params.check_batch(q, out, rows);
         let &AttentionParams {
             n_head,
             n_head_kv,
             head_dim: hd,
             ..
         } = params;
-        assert!(
-            n_head_kv > 0 && n_head.is_multiple_of(n_head_kv),
-            "attention: n_head_kv {n_head_kv} must divide n_head {n_head}"
-        );
-        let n_tokens = rows.len();
-        let len = n_tokens * n_head * hd;
-        assert_eq!(
-            q.len(),
-            len,
-            "attention: q must be n_tokens · n_head · head_dim"
-        );
-        assert_eq!(
-            out.len(),
-            len,
-            "attention: out must be n_tokens · n_head · head_dim"
-        );
         let g = n_head / n_head_kv;
         assert!(
             scratch.n_threads >= pool.n_threads()
