@@ -268,6 +268,25 @@ PROBES = [
     "{{ strftime_now('%A %d %B %Y') }}",
     "  {% if true %}\n    lstrip\n  {% endif %}\nend",
     "{{ range(100001) | length }}",
+    # jinja2's Markup: `|safe` and `|e` make one, and `+` with a plain string escapes the plain
+    # side; `~` makes a plain string again.
+    "{{ 'a<'|safe + '<b>' }}|{{ '<x>' + 'y&'|safe }}|{{ 'a'|safe + 'b'|safe + '\"' }}",
+    "{{ ('a'|safe ~ '<') + '<' }}|{{ ('a'|safe ~ 'b'|safe) + '<' }}|{{ '<'|e + '<' }}",
+    "{{ 'x'|safe + 1 }}",
+    "{{ 'f: '|safe + {'a': 'q\"'}|tojson }}",
+    "{% set s = 'a'|safe %}{% set s = s + \"'\" %}{{ s + '&' }}",
+    # Literals, operators and namespace assignments, which hearth rewrites into guarded calls
+    # (its guard_rewrite module): the rewritten template must render the same text.
+    "{% set x = (1), (2) %}{% set y = 1, (2) %}{% set z = ((1, 2)), 3 %}{{ x }}{{ y }}{{ z }}",
+    "{{ (1,) }}{{ () }}{{ [1,] }}{{ {'a': 1,} }}{{ {'a': 1, 'b': [2, (3)], (1, 2): {}} }}",
+    "{{ [1, 2] + [3] }}|{{ (1, 2) + (3,) }}|{{ [0] * 3 }}|{{ 2 * 'ab' }}|{{ 1 + 2 * 3 }}|{{ (1 + 2) * 3 }}",
+    "{{ 1 ~ 2 ~ none ~ [1] ~ {'a': true} }}|{{ 'x' ~ 1.0 }}|{{ ('a' ~ 'b') | upper }}",
+    "{{ 'a' + 'b' | upper + 'c' }}|{{ -1 + 2 }}|{{ [1, 2] | map('string') | join('+') }}",
+    "{% set ns = namespace(a=1) %}{% set ns.a = 2 -%}\n   x  {% set ns.b = 3 %}\ny{{ ns.a }}{{ ns.b }}",
+    "{% set ns = namespace(a=[]) %}{% for m in messages %}{% set ns.a = ns.a + [m.role] +%}\n{% endfor %}{{ ns.a }}",
+    "{% set ns = namespace() %}{% set ns.a, ns.b = 1, [2] %}{{ ns.a }}{{ ns.b }}",
+    "{% for a, b in [(1, 2), (3, 4)] %}{{ a + b }}{% endfor %}|{% with p = {'k': [1]} %}{{ p.k + [2] }}{% endwith %}",
+    "{% macro m(x=[1] + [2]) %}{{ x }}{% endmacro %}{{ m() }}{% filter upper %}a{{ 'b' ~ 'c' }}{% endfilter %}",
 ]
 
 

@@ -8,10 +8,12 @@
 //! access (MiniJinja has none to begin with), a fuel budget bounding work and memory, a recursion
 //! cap, and an output cap applied by the renderer.
 
+use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Kwargs, Rest, Value, ValueKind, ValueOrKwargs};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior};
 
 use super::Limits;
+use super::guard;
 use super::pyfmt::{self, Generator, JsonOptions};
 
 /// Set as the source of the error `raise_exception(message)` returns, so the renderer can tell
@@ -33,14 +35,17 @@ fn too_big(e: &pyfmt::TooBig) -> Error {
 /// The template's name inside its environment; it has no extension, so nothing is autoescaped.
 pub(crate) const TEMPLATE_NAME: &str = "chat_template";
 
+/// transformers' jinja2 settings: `trim_blocks` and `lstrip_blocks`.
+pub(crate) fn syntax() -> Result<SyntaxConfig, Error> {
+    SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+}
+
 pub(crate) fn environment(limits: &Limits) -> Result<Environment<'static>, Error> {
     let mut env = Environment::new();
-    env.set_syntax(
-        minijinja::syntax::SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(true)
-            .build()?,
-    );
+    env.set_syntax(syntax()?);
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
     env.set_auto_escape_callback(|_| AutoEscape::None);
     let max = limits.max_output_bytes;
@@ -84,6 +89,7 @@ pub(crate) fn environment(limits: &Limits) -> Result<Environment<'static>, Error
             Ok::<_, Error>(Generator::value(list.try_iter()?.collect()))
         });
     }
+    guard::register(&mut env, limits);
     env.add_filter("int", py_int);
     env.add_filter("float", py_float);
     for name in ["escape", "e", "forceescape"] {

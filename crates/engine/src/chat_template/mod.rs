@@ -22,6 +22,8 @@
 mod builtin;
 mod clock;
 mod env;
+mod guard;
+mod guard_rewrite;
 mod model_file;
 mod pyfmt;
 mod source;
@@ -70,6 +72,11 @@ pub struct Limits {
     pub max_output_bytes: usize,
     /// Nesting depth of loops, macros and calls (MiniJinja caps this at 500).
     pub max_recursion: usize,
+    /// Nodes in any one value the template builds, counting a shared part each time it
+    /// appears (see `guard`): without this bound a template could double a list to 2^40
+    /// items in 40 cheap steps. The checks that enforce it may visit at most twice `fuel`
+    /// nodes per render.
+    pub max_value_nodes: usize,
 }
 
 impl Default for Limits {
@@ -78,6 +85,7 @@ impl Default for Limits {
             fuel: 20_000_000,
             max_output_bytes: 8 << 20,
             max_recursion: 200,
+            max_value_nodes: 1_000_000,
         }
     }
 }
@@ -273,10 +281,30 @@ impl ChatTemplate {
     }
 
     /// Compiles Jinja source with the given limits.
+    ///
+    /// Like rendering, compiling runs on a thread of its own: a chain of operators
+    /// (`1 + 1 + … + 1`) parses into a tree as deep as the chain is long, which MiniJinja
+    /// compiles and drops recursively, so the stack grows with the source's length.
     pub fn with_limits(source: &str, limits: Limits) -> Result<ChatTemplate, TemplateError> {
+        if source.len() > MAX_SOURCE_BYTES {
+            return Err(TemplateError::Limit(format!(
+                "template source longer than {MAX_SOURCE_BYTES} bytes"
+            )));
+        }
+        let stack = source
+            .len()
+            .saturating_mul(COMPILE_STACK_BYTES_PER_SOURCE_BYTE)
+            .saturating_add(BASE_STACK_BYTES);
+        on_big_stack(stack, || ChatTemplate::compile(source, limits))
+    }
+
+    fn compile(source: &str, limits: Limits) -> Result<ChatTemplate, TemplateError> {
         let mut env =
             env::environment(&limits).map_err(|e| TemplateError::Syntax(e.to_string()))?;
-        env.add_template_owned(env::TEMPLATE_NAME, source::rewrite(source))
+        let syntax = env::syntax().map_err(|e| TemplateError::Syntax(e.to_string()))?;
+        let source = guard_rewrite::rewrite(&source::rewrite(source), env::TEMPLATE_NAME, syntax)
+            .map_err(|e| TemplateError::Syntax(describe(&e)))?;
+        env.add_template_owned(env::TEMPLATE_NAME, source)
             .map_err(|e| TemplateError::Syntax(describe(&e)))?;
         Ok(ChatTemplate { env, limits })
     }
@@ -309,29 +337,12 @@ impl ChatTemplate {
         let stack = usize::try_from(self.limits.fuel)
             .unwrap_or(usize::MAX)
             .saturating_mul(STACK_BYTES_PER_FUEL)
-            .saturating_add(BASE_STACK_BYTES)
-            .min(MAX_STACK_BYTES);
-        std::thread::scope(|scope| {
-            // Where address space is tight (overcommit disabled), fall back to a smaller stack:
-            // enough for any real template, short only for a hostile one nesting values deeply.
-            let spawn = |size: usize| {
-                std::thread::Builder::new()
-                    .name("chat-template".into())
-                    .stack_size(size)
-                    .spawn_scoped(scope, || self.render_on_this_thread(req))
-            };
-            let handle = spawn(stack)
-                .or_else(|_| spawn(FALLBACK_STACK_BYTES))
-                .map_err(|e| {
-                    TemplateError::Limit(format!("cannot start the render thread: {e}"))
-                })?;
-            handle.join().unwrap_or_else(|_| {
-                Err(TemplateError::Render("the template engine panicked".into()))
-            })
-        })
+            .saturating_add(BASE_STACK_BYTES);
+        on_big_stack(stack, || self.render_on_this_thread(req))
     }
 
     fn render_on_this_thread(&self, req: &RenderRequest<'_>) -> Result<String, TemplateError> {
+        guard::start_render(self.limits.fuel.saturating_mul(2));
         let template = self
             .env
             .get_template(env::TEMPLATE_NAME)
@@ -379,6 +390,40 @@ const BASE_STACK_BYTES: usize = 16 << 20;
 const STACK_BYTES_PER_FUEL: usize = 24;
 const MAX_STACK_BYTES: usize = 4 << 30;
 const FALLBACK_STACK_BYTES: usize = 64 << 20;
+
+/// Template sources are a few KB (the largest in the fixtures, Gemma 4's, is 16 KB).
+const MAX_SOURCE_BYTES: usize = 256 << 10;
+/// Stack for compiling, per byte of source: an operator chain nests one level per two bytes
+/// (`+1`), and MiniJinja spends several hundred bytes of stack per level.
+const COMPILE_STACK_BYTES_PER_SOURCE_BYTE: usize = 1024;
+
+/// Runs `work` on a scoped thread with a stack of `size` bytes (at most [`MAX_STACK_BYTES`]).
+/// The stack is only reserved address space; pages are used as the work touches them. Where
+/// address space is tight (overcommit disabled) it falls back to a smaller stack: enough for
+/// any real template, short only for a hostile one.
+fn on_big_stack<T: Send>(
+    size: usize,
+    work: impl FnOnce() -> Result<T, TemplateError> + Send,
+) -> Result<T, TemplateError> {
+    let work = std::sync::Mutex::new(Some(work));
+    std::thread::scope(|scope| {
+        let spawn = |size: usize| {
+            std::thread::Builder::new()
+                .name("chat-template".into())
+                .stack_size(size.min(MAX_STACK_BYTES))
+                .spawn_scoped(scope, || {
+                    let work = work.lock().ok().and_then(|mut w| w.take());
+                    work.map_or_else(|| Err(TemplateError::Render("no work".into())), |w| w())
+                })
+        };
+        let handle = spawn(size)
+            .or_else(|_| spawn(FALLBACK_STACK_BYTES))
+            .map_err(|e| TemplateError::Limit(format!("cannot start the template thread: {e}")))?;
+        handle
+            .join()
+            .unwrap_or_else(|_| Err(TemplateError::Render("the template engine panicked".into())))
+    })
+}
 
 /// An `io::Write` into memory that fails once the output passes `cap` bytes, which stops the
 /// render there.

@@ -3,15 +3,17 @@
 
 use std::time::{Duration, Instant};
 
-use engine::chat_template::{ChatTemplate, DateTime, Message, RenderRequest, TemplateError};
+use engine::chat_template::{
+    ChatTemplate, DateTime, Limits, Message, RenderRequest, TemplateError,
+};
 
 /// Generous for a 2-core CI machine in a debug build; a runaway template would take minutes or
 /// forever.
 const TIME_BOUND: Duration = Duration::from_secs(20);
 
-fn render(src: &str) -> Result<String, TemplateError> {
+fn render_with(src: &str, limits: Limits) -> Result<String, TemplateError> {
     let messages = [Message::new("user", "Hello")];
-    let t = ChatTemplate::new(src)?;
+    let t = ChatTemplate::with_limits(src, limits)?;
     t.render(&RenderRequest {
         messages: &messages,
         add_generation_prompt: true,
@@ -24,11 +26,15 @@ fn render(src: &str) -> Result<String, TemplateError> {
 
 /// Renders on a fresh thread with the standard 2 MiB stack and checks the time taken.
 fn render_bounded(src: &str) -> Result<String, TemplateError> {
+    render_bounded_with(src, Limits::default())
+}
+
+fn render_bounded_with(src: &str, limits: Limits) -> Result<String, TemplateError> {
     let src = src.to_owned();
     let start = Instant::now();
     let result = std::thread::Builder::new()
         .stack_size(2 << 20)
-        .spawn(move || render(&src))
+        .spawn(move || render_with(&src, limits))
         .unwrap()
         .join()
         .expect("rendering must not panic or overflow the stack");
@@ -105,18 +111,125 @@ fn ten_megabyte_output_is_refused() {
     );
 }
 
+/// Each way to double a value in one cheap step, repeated: `{step}` turns `x` into a value
+/// twice its size, applied in a loop through a namespace and in a recursive macro, and then the
+/// result is used by `{sink}` (which walks it). MiniJinja's own `+` is lazy and costs no fuel,
+/// so without hearth's guards these run out of memory or never end. (A smaller node bound than
+/// the default keeps the 160 renders quick in a debug build; `doubling_within_the_default_limits`
+/// runs a few with the defaults.)
 #[test]
-fn values_grown_by_doubling_cannot_be_printed_or_dumped() {
-    // `+` on lists is lazy in MiniJinja: 2^32 items cost 32 steps to build. (Past 32 levels
-    // MiniJinja materializes the list without charging fuel; see the module docs.)
-    let doubled = "{% set ns = namespace(l=[1]) %}{% for i in range(32) %}{% set ns.l = ns.l + ns.l %}{% endfor %}";
-    assert_limit(&format!("{doubled}{{{{ ns.l }}}}"));
-    assert_limit(&format!("{doubled}{{{{ ns.l | tojson }}}}"));
-    assert_limit(&format!("{doubled}{{{{ ns.l | string }}}}"));
-    assert_eq!(
-        render_bounded(&format!("{doubled}{{{{ ns.l | length }}}}")).unwrap(),
-        "4294967296"
+fn values_grown_by_doubling_are_refused() {
+    let limits = Limits {
+        max_value_nodes: 20_000,
+        ..Limits::default()
+    };
+    let steps = [
+        "x + x",
+        "x * 2",
+        "[x, x]",
+        "(x, x)",
+        "{'a': x, 'b': x}",
+        "dict(a=x, b=x)",
+        "namespace(a=x, b=x)",
+        "[x] + [x]",
+        "x | batch(1) | list + x | batch(1) | list",
+    ];
+    let sinks = [
+        "x | last",
+        "x | list | length",
+        "'a' ~ x",
+        "x | join(',')",
+        "x | string",
+        "x | tojson",
+        "[x] | unique | list | length",
+        "x == y",
+    ];
+    for step in steps {
+        for sink in sinks {
+            let in_loop = format!(
+                "{{% set ns = namespace(x=[1], y=[1]) %}}{{% for i in range(64) %}}\
+                 {{% set x = ns.x %}}{{% set ns.x = {step} %}}{{% set x = ns.y %}}{{% set ns.y = {step} %}}\
+                 {{% endfor %}}{{% set x, y = ns.x, ns.y %}}{{{{ {sink} }}}}"
+            );
+            let got = render_bounded_with(&in_loop, limits);
+            assert!(
+                matches!(got, Err(TemplateError::Limit(_))),
+                "{in_loop}: {got:?}"
+            );
+            let recursive = format!(
+                "{{% macro grow(x, y, n) %}}{{% if n %}}{{{{ grow({step}, {y_step}, n - 1) }}}}\
+                 {{% else %}}{{{{ {sink} }}}}{{% endif %}}{{% endmacro %}}{{{{ grow([1], [1], 40) }}}}",
+                y_step = step.replace('x', "y")
+            );
+            let got = render_bounded_with(&recursive, limits);
+            assert!(
+                matches!(got, Err(TemplateError::Limit(_))),
+                "{recursive}: {got:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn doubling_within_the_default_limits() {
+    for step in ["x + x", "[x, x]", "namespace(a=x, b=x)"] {
+        assert_limit(&format!(
+            "{{% set ns = namespace(x=[1]) %}}{{% for i in range(64) %}}{{% set x = ns.x %}}\
+             {{% set ns.x = {step} %}}{{% endfor %}}{{{{ ns.x | last }}}}"
+        ));
+    }
+}
+
+#[test]
+fn a_bare_tuple_in_a_macro_cannot_double_a_value() {
+    assert_limit(
+        "{% macro d(l, n) %}{% set x = l, l %}{% if n %}{{ d(x, n - 1) }}{% else %}\
+         {{ x | join }}{% endif %}{% endmacro %}{{ d([1], 60) }}",
     );
+}
+
+#[test]
+fn strings_grown_by_addition_are_refused() {
+    assert_limit(
+        "{% set ns = namespace(s='x' * 1000) %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}\
+         {% endfor %}{{ ns.s | length }}",
+    );
+    assert_limit("{{ ('x' * 1000) * 100000 }}");
+    assert_limit("{{ ([1] * 100000000) | list | length }}");
+}
+
+#[test]
+fn a_namespace_inside_itself_is_refused() {
+    let cycle = "{% set ns = namespace() %}{% set ns.me = ns %}";
+    for sink in [
+        "'a' ~ ns",
+        "ns == ns.me",
+        "ns | string",
+        "[ns] | unique | list",
+    ] {
+        assert_limit(&format!("{cycle}{{{{ {sink} }}}}"));
+    }
+    let indirect =
+        "{% set ns = namespace() %}{% set other = namespace(n=ns) %}{% set ns.o = [other] %}x";
+    assert_limit(indirect);
+    // MiniJinja's `debug()` prints the whole state, cycles included; jinja2 has no `debug`.
+    assert_error("{{ debug() }}");
+}
+
+#[test]
+fn long_operator_chains_fail_cleanly() {
+    // A chain of `+` parses into a tree as deep as it is long; it must end in an error, not
+    // a stack overflow, whether it is compiled or too long to be.
+    let chain = |n: usize| format!("{{{{ {} }}}}", vec!["1"; n].join(" + "));
+    assert!(render_bounded(&chain(100)).is_ok_and(|s| s == "100"));
+    assert!(matches!(
+        render_bounded(&chain(50_000)),
+        Err(TemplateError::Syntax(_))
+    ));
+    assert!(matches!(
+        render_bounded(&chain(200_000)),
+        Err(TemplateError::Limit(_))
+    ));
 }
 
 #[test]

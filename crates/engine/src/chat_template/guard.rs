@@ -1,0 +1,287 @@
+//! Checks on every value a template builds, so that its size stays within what the fuel paid
+//! for, and jinja2's `Markup` arithmetic.
+//!
+//! MiniJinja charges fuel per instruction, but some single instructions can build or walk
+//! values of any size:
+//!
+//! - `list + list` is lazy, so `{% set ns.l = ns.l + ns.l %}` in a loop holds 2^32 items after
+//!   32 cheap steps; past 32 levels MiniJinja flattens such a list eagerly and runs out of
+//!   memory, and filters like `last` walk it without end.
+//! - A list holding one value twice, nested (`{% set ns.l = [ns.l, ns.l] %}`), is a tree of
+//!   2^n nodes after n steps; printing it with `~`, `join` or `format`, comparing or hashing it
+//!   walks every node.
+//! - `{% set ns.me = ns %}` makes a cycle, which those walks follow until the stack overflows.
+//!
+//! So [`super::guard_rewrite`] routes every operator, literal, call and filter result and every
+//! namespace assignment through the functions here, which [`weigh`] the result: a value may
+//! hold at most [`Limits::max_value_nodes`] nodes (counting a shared part each time it
+//! appears) and nest at most [`MAX_DEPTH`] levels. Each node visited is charged to a per-render
+//! work budget, so the checks themselves stay bounded.
+//!
+//! `+` also does what jinja2's `Markup` does: `"…"|safe` (or `|e`) is a `Markup` string, and
+//! `Markup + str` HTML-escapes the plain side even with autoescaping off (meetkai's functionary
+//! templates rely on it). `~` makes a plain string, as jinja2's `str_join` does.
+
+use std::cell::Cell;
+use std::sync::OnceLock;
+
+use minijinja::value::{Rest, Value, ValueKind};
+use minijinja::{Environment, Error, ErrorKind, Expression, context};
+
+use super::Limits;
+use super::env::LimitExceeded;
+use super::pyfmt::{self, Generator};
+
+/// The functions templates are rewritten to call; names no real template uses.
+pub(crate) const ADD: &str = "__hearth_add";
+pub(crate) const MUL: &str = "__hearth_mul";
+pub(crate) const CONCAT: &str = "__hearth_concat";
+pub(crate) const LIST: &str = "__hearth_list";
+pub(crate) const TUPLE: &str = "__hearth_tuple";
+pub(crate) const MAP: &str = "__hearth_map";
+pub(crate) const VALUE: &str = "__hearth_value";
+pub(crate) const CHECK: &str = "__hearth_check";
+
+/// Nesting deeper than this is refused; it is also where printing stops (`pyfmt`).
+pub(crate) const MAX_DEPTH: usize = 256;
+
+/// The bounds the functions apply, copied from [`Limits`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    pub max_nodes: usize,
+    pub max_bytes: usize,
+}
+
+impl Bounds {
+    pub(crate) fn new(limits: &Limits) -> Bounds {
+        Bounds {
+            max_nodes: limits.max_value_nodes,
+            max_bytes: limits.max_output_bytes,
+        }
+    }
+}
+
+thread_local! {
+    /// Nodes the checks may still visit in this render (each render has a thread of its own).
+    static WORK_LEFT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Sets the work budget for the render about to run on this thread.
+pub(crate) fn start_render(budget: u64) {
+    WORK_LEFT.with(|w| w.set(budget));
+}
+
+fn limit(msg: String) -> Error {
+    Error::new(ErrorKind::InvalidOperation, msg.clone()).with_source(LimitExceeded(msg))
+}
+
+fn charge(nodes: u64) -> Result<(), Error> {
+    WORK_LEFT.with(|w| match w.get().checked_sub(nodes) {
+        Some(left) => {
+            w.set(left);
+            Ok(())
+        }
+        None => Err(limit("too much work checking values".into())),
+    })
+}
+
+/// Counts the nodes of `v` as a tree (a part shared twice counts twice), failing past
+/// `bounds.max_nodes` nodes or [`MAX_DEPTH`] levels. Strings and numbers are single nodes;
+/// generators are not walked, since walking one would use it up.
+pub(crate) fn weigh(v: &Value, bounds: Bounds) -> Result<usize, Error> {
+    let mut pending = vec![(v.clone(), 0usize)];
+    let mut nodes = 0usize;
+    while let Some((v, depth)) = pending.pop() {
+        nodes += 1;
+        charge(1)?;
+        if nodes + pending.len() > bounds.max_nodes {
+            return Err(limit(format!(
+                "value with more than {} items",
+                bounds.max_nodes
+            )));
+        }
+        let container = matches!(
+            v.kind(),
+            ValueKind::Seq | ValueKind::Iterable | ValueKind::Map
+        ) && v.downcast_object_ref::<Generator>().is_none();
+        if !container {
+            continue;
+        }
+        if depth >= MAX_DEPTH {
+            return Err(limit(format!(
+                "value nested deeper than {MAX_DEPTH} levels (or inside itself)"
+            )));
+        }
+        let is_map = v.kind() == ValueKind::Map;
+        for item in v.try_iter()? {
+            if is_map {
+                let value = v.get_item(&item)?;
+                pending.push((value, depth + 1));
+            }
+            pending.push((item, depth + 1));
+            if nodes + pending.len() > bounds.max_nodes {
+                return Err(limit(format!(
+                    "value with more than {} items",
+                    bounds.max_nodes
+                )));
+            }
+        }
+    }
+    Ok(nodes)
+}
+
+/// Returns `v` once it has passed [`weigh`].
+fn checked(v: Value, bounds: Bounds) -> Result<Value, Error> {
+    weigh(&v, bounds)?;
+    Ok(v)
+}
+
+/// Sequences as MiniJinja's `+` and `*` treat them: lists, tuples and lazy iterables.
+fn is_sequence(v: &Value) -> bool {
+    matches!(v.kind(), ValueKind::Seq | ValueKind::Iterable)
+}
+
+fn string_too_long(bounds: Bounds) -> Error {
+    limit(format!("string longer than {} bytes", bounds.max_bytes))
+}
+
+/// `a + b`.
+pub(crate) fn add(a: &Value, b: &Value, bounds: Bounds) -> Result<Value, Error> {
+    if let (Some(x), Some(y)) = (a.as_str(), b.as_str()) {
+        if x.len().saturating_add(y.len()) > bounds.max_bytes {
+            return Err(string_too_long(bounds));
+        }
+        // jinja2: `Markup + str` and `str + Markup` escape the plain side and stay Markup.
+        return Ok(match (a.is_safe(), b.is_safe()) {
+            (false, false) => Value::from([x, y].concat()),
+            (true, true) => Value::from_safe_string([x, y].concat()),
+            (true, false) => Value::from_safe_string([x, &pyfmt::markup_escape(y)].concat()),
+            (false, true) => Value::from_safe_string([&pyfmt::markup_escape(x), y].concat()),
+        });
+    }
+    if is_sequence(a) && is_sequence(b) {
+        let nodes = weigh(a, bounds)?.saturating_add(weigh(b, bounds)?);
+        if nodes > bounds.max_nodes {
+            return Err(limit(format!(
+                "value with more than {} items",
+                bounds.max_nodes
+            )));
+        }
+    }
+    builtin(&BUILTIN_ADD, "a + b", a, b)
+}
+
+/// `a * b`.
+pub(crate) fn mul(a: &Value, b: &Value, bounds: Bounds) -> Result<Value, Error> {
+    for (seq, n) in [(a, b), (b, a)] {
+        if n.kind() != ValueKind::Number {
+            continue;
+        }
+        let Ok(n) = i64::try_from(n.clone()) else {
+            continue;
+        };
+        let n = u64::try_from(n).unwrap_or(0);
+        if let Some(s) = seq.as_str() {
+            if (s.len() as u64).saturating_mul(n) > bounds.max_bytes as u64 {
+                return Err(string_too_long(bounds));
+            }
+        } else if is_sequence(seq) {
+            let nodes = weigh(seq, bounds)? as u64;
+            if nodes.saturating_mul(n) > bounds.max_nodes as u64 {
+                return Err(limit(format!(
+                    "value with more than {} items",
+                    bounds.max_nodes
+                )));
+            }
+        }
+    }
+    builtin(&BUILTIN_MUL, "a * b", a, b)
+}
+
+/// `a ~ b`: both printed as Python's `str()` prints them (jinja2's `str_join`), a plain
+/// string.
+pub(crate) fn concat(a: &Value, b: &Value, bounds: Bounds) -> Result<Value, Error> {
+    let mut s = String::new();
+    for v in [a, b] {
+        pyfmt::write_str(v, &mut s, bounds.max_bytes).map_err(|e| limit(e.to_string()))?;
+    }
+    Ok(Value::from(s))
+}
+
+/// `[a, b, …]`.
+pub(crate) fn list(items: Rest<Value>, bounds: Bounds) -> Result<Value, Error> {
+    checked(Value::from(items.0), bounds)
+}
+
+/// `(a, b, …)`.
+pub(crate) fn tuple(items: Rest<Value>, bounds: Bounds) -> Result<Value, Error> {
+    checked(Value::from(minijinja::value::Tuple::from(items.0)), bounds)
+}
+
+/// `{k: v, …}`, given as `k, v, …`.
+pub(crate) fn map(items: Rest<Value>, bounds: Bounds) -> Result<Value, Error> {
+    let pairs: Vec<(Value, Value)> = items
+        .0
+        .chunks(2)
+        .map(|kv| match kv {
+            [k, v] => (k.clone(), v.clone()),
+            _ => (Value::UNDEFINED, Value::UNDEFINED),
+        })
+        .collect();
+    checked(Value::from_pairs(pairs), bounds)
+}
+
+/// The result of a call or filter, checked.
+pub(crate) fn value(v: Value, bounds: Bounds) -> Result<Value, Error> {
+    checked(v, bounds)
+}
+
+/// After `{% set ns.x = … %}`: the namespaces assigned to, checked (a cycle fails the depth
+/// bound). Returns nothing, for `{% do %}`.
+pub(crate) fn check(namespaces: Rest<Value>, bounds: Bounds) -> Result<(), Error> {
+    namespaces
+        .0
+        .iter()
+        .try_for_each(|ns| weigh(ns, bounds).map(drop))
+}
+
+static BUILTIN_ADD: OnceLock<Option<Expression<'static, 'static>>> = OnceLock::new();
+static BUILTIN_MUL: OnceLock<Option<Expression<'static, 'static>>> = OnceLock::new();
+
+/// MiniJinja's own operator, for everything but strings, applied to values already checked.
+fn builtin(
+    cell: &OnceLock<Option<Expression<'static, 'static>>>,
+    source: &'static str,
+    a: &Value,
+    b: &Value,
+) -> Result<Value, Error> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    let compiled = cell.get_or_init(|| {
+        ENV.get_or_init(Environment::new)
+            .compile_expression(source)
+            .ok()
+    });
+    match compiled {
+        Some(expr) => expr.eval(context! { a => a, b => b }),
+        None => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("cannot compile `{source}`"),
+        )),
+    }
+}
+
+/// Registers the functions in the template environment.
+pub(crate) fn register(env: &mut Environment<'static>, limits: &Limits) {
+    let b = Bounds::new(limits);
+    env.add_function(ADD, move |x: &Value, y: &Value| add(x, y, b));
+    env.add_function(MUL, move |x: &Value, y: &Value| mul(x, y, b));
+    env.add_function(CONCAT, move |x: &Value, y: &Value| concat(x, y, b));
+    env.add_function(LIST, move |items: Rest<Value>| list(items, b));
+    env.add_function(TUPLE, move |items: Rest<Value>| tuple(items, b));
+    env.add_function(MAP, move |items: Rest<Value>| map(items, b));
+    env.add_function(VALUE, move |v: Value| value(v, b));
+    env.add_function(CHECK, move |ns: Rest<Value>| check(ns, b));
+    // MiniJinja's `debug()` prints the whole render state with `{:#?}`, which follows cycles
+    // forever; jinja2 has no such global.
+    env.remove_global("debug");
+}
