@@ -9,6 +9,7 @@ write the extra reference renderings in extra_expected.json (cases expected.json
     python3 scripts/template_reference.py check     # compare with expected.json
     python3 scripts/template_reference.py extra     # rewrite extra_expected.json
     python3 scripts/template_reference.py probes    # rewrite semantics.json
+    python3 scripts/template_reference.py checkpoints  # rewrite hf/checkpoint_expected.json
 """
 import json
 import sys
@@ -178,6 +179,38 @@ def extra():
     print(f"wrote {n} renderings ({errors} errors)")
 
 
+HF_FIXTURES = FIXTURES.parent / "hf"
+
+
+def checkpoints():
+    """hf/checkpoint_expected.json: the chat_template.jinja of each hf/*/hf checkpoint folder,
+    rendered with the special tokens of its tokenizer_config.json, for expected.json's
+    conversations."""
+    exp = json.loads((FIXTURES / "expected.json").read_text())
+    out = {
+        "renderer": f"jinja2 {jinja2.__version__}, configured as transformers' apply_chat_template "
+                    "(scripts/template_reference.py checkpoints)",
+        "strftime_now": NOW.isoformat(),
+        "checkpoints": {},
+    }
+    env = make_env(False)
+    for folder in sorted(HF_FIXTURES.glob("*/hf")):
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+        tokens = {k: config.get(k) for k in ("bos_token", "eos_token", "unk_token", "pad_token")}
+        tpl = env.from_string((folder / "chat_template.jinja").read_text())
+        rendered = {}
+        for name, conv in exp["conversations"].items():
+            try:
+                rendered[name] = {"output": tpl.render(messages=conv["messages"],
+                                                       add_generation_prompt=conv["add_generation_prompt"],
+                                                       **tokens)}
+            except Exception as e:  # noqa: BLE001
+                rendered[name] = {"error": f"{type(e).__name__}: {e}"}
+        out["checkpoints"][folder.parent.name] = rendered
+    (HF_FIXTURES / "checkpoint_expected.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {sum(len(v) for v in out['checkpoints'].values())} renderings")
+
+
 # Small templates probing one jinja2 behaviour each (undefined values, printing, filters, Python
 # methods), rendered with PROBE_CONTEXT; semantics.json records each output or error.
 PROBE_CONTEXT = {
@@ -311,4 +344,4 @@ def probes():
 
 
 if __name__ == "__main__":
-    {"check": check, "extra": extra, "probes": probes}[sys.argv[1]]()
+    {"check": check, "extra": extra, "probes": probes, "checkpoints": checkpoints}[sys.argv[1]]()

@@ -1,10 +1,11 @@
-//! `hearth template (-m MODEL.gguf | --template FILE.jinja) --messages CONV.json [--tools
+//! `hearth template (-m MODEL.gguf | --template FILE.jinja | --checkpoint DIR) --messages CONV.json [--tools
 //! TOOLS.json] [--no-generation-prompt] [--bos TEXT] [--eos TEXT] [--now DATETIME]`: prints the
 //! prompt a chat template makes of a conversation, exactly (no newline added).
 //!
 //! With `-m`, the template is the file's `tokenizer.chat_template` (the built-in one for its
 //! architecture when it has none, said on stderr) and the BOS/EOS texts come from its
-//! vocabulary. `--messages` holds a JSON list of OpenAI-style messages, or an object with
+//! vocabulary. With `--checkpoint`, both come from a transformers checkpoint folder
+//! (`chat_template.jinja` or `tokenizer_config.json`). `--messages` holds a JSON list of OpenAI-style messages, or an object with
 //! `messages` (and optionally `tools` and `add_generation_prompt`, as in the template fixtures).
 
 use std::io::Write as _;
@@ -17,7 +18,11 @@ use engine::chat_template::{
 use serde_json::Value as Json;
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["model", "template"])))]
+#[command(group(
+    clap::ArgGroup::new("source")
+        .required(true)
+        .args(["model", "template", "checkpoint"])
+))]
 pub struct Args {
     /// Take the template and special tokens from this GGUF model
     #[arg(short = 'm', long)]
@@ -25,6 +30,10 @@ pub struct Args {
     /// Take the template from this Jinja file
     #[arg(long)]
     template: Option<PathBuf>,
+    /// Take the template and special tokens from this transformers checkpoint folder
+    /// (chat_template.jinja, or the chat_template of tokenizer_config.json)
+    #[arg(long, value_name = "DIR")]
+    checkpoint: Option<PathBuf>,
     /// The conversation: a JSON list of messages, or {"messages": [...], "tools": [...]}
     #[arg(long)]
     messages: PathBuf,
@@ -109,8 +118,8 @@ fn render(args: &Args) -> anyhow::Result<String> {
         Some(path) => Some(read_tools(path)?),
         None => conv.tools,
     };
-    let (template, tokens) = match (&args.model, &args.template) {
-        (Some(path), _) => {
+    let (template, tokens) = match (&args.model, &args.template, &args.checkpoint) {
+        (Some(path), _, _) => {
             let map = kernels::mmap::Mmap::open(path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
             let file = gguf::Gguf::parse(&map)
@@ -126,12 +135,15 @@ fn render(args: &Args) -> anyhow::Result<String> {
             }
             (template, special_tokens(&file))
         }
-        (None, Some(path)) => {
+        (None, Some(path), _) => {
             let source = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             (ChatTemplate::new(&source)?, SpecialTokens::default())
         }
-        (None, None) => bail!("give a model (-m) or a template (--template)"),
+        (None, None, Some(dir)) => ChatTemplate::from_checkpoint_dir(dir, tools.is_some())?,
+        (None, None, None) => {
+            bail!("give a model (-m), a template (--template) or a checkpoint (--checkpoint)")
+        }
     };
     let bos = args.bos.clone().or(tokens.bos.clone()).unwrap_or_default();
     let eos = args.eos.clone().or(tokens.eos.clone()).unwrap_or_default();
@@ -163,6 +175,7 @@ mod tests {
         Args {
             model,
             template,
+            checkpoint: None,
             messages,
             tools: None,
             no_generation_prompt: false,

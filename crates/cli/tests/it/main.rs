@@ -5,4 +5,5 @@
 mod bench;
 mod inspect;
 mod run;
+mod template;
 mod tokenize;

@@ -6,20 +6,20 @@
 //! [`ChatTemplate::render`] renders a [`RenderRequest`]: the [`Message`]s, optional tool
 //! definitions, whether to open the assistant's turn, the BOS/EOS texts and the date that
 //! `strftime_now` reports. Files without a template get a built-in one by architecture
-//! ([`ChatTemplate::builtin_for_arch`]).
+//! ([`ChatTemplate::builtin_for_arch`]); a transformers checkpoint folder's template is found
+//! where transformers finds it ([`ChatTemplate::from_checkpoint_dir`]).
 //!
-//! Templates come from downloaded files and are hostile until proven otherwise: rendering runs
-//! under [`Limits`] (work, output size, recursion) on a thread of its own, and every failure,
-//! including a template's own `raise_exception`, is a [`TemplateError`], not a panic or a hang.
-//!
-//! One hole remains in MiniJinja 3.1 itself: list `+` is lazy and charged no fuel, so a template
-//! that doubles a list in a loop (`{% set ns.l = ns.l + ns.l %}`) builds 2^32 items in 32 cheap
-//! steps; past that depth MiniJinja flattens the list eagerly, without fuel, and runs out of
-//! memory, and several of its built-in filters (`list`, `sort`, `sum`, `last`) walk such a list
-//! without charging per item. Our own code (printing, `tojson`, `string`) walks lists lazily under
-//! the output cap. The fix belongs upstream: charge the length of a concatenation as it is made.
+//! Templates come from downloaded files and are hostile until proven otherwise: compiling and
+//! rendering run under [`Limits`] (work, output size, value size, recursion) on threads of
+//! their own, and every failure, including a template's own `raise_exception`, is a
+//! [`TemplateError`], not a panic or a hang. MiniJinja's fuel bounds the instructions a
+//! template runs, but some single instructions build or walk values of any size (lazy list
+//! `+`, trees of shared values, namespace cycles); `guard_rewrite` rewrites the source so that
+//! every operator, literal, call and namespace assignment passes through `guard`, which bounds
+//! the value it makes. The same rewrite gives `+` jinja2's `Markup` semantics.
 
 mod builtin;
+mod checkpoint;
 mod clock;
 mod env;
 mod guard;
@@ -57,6 +57,10 @@ pub enum TemplateError {
     /// A message given as JSON is not a chat message.
     #[error("invalid message: {0}")]
     Message(String),
+    /// The template could not be found or read (a checkpoint folder without one, a
+    /// malformed `tokenizer_config.json`).
+    #[error("cannot load the chat template: {0}")]
+    Source(String),
 }
 
 /// Bounds on one render. The defaults leave room for very long conversations (the most

@@ -14,11 +14,11 @@ use std::path::PathBuf;
 use engine::chat_template::{ChatTemplate, DateTime, Message, RenderRequest, TemplateError};
 use serde_json::Value as Json;
 
-fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/templates")
 }
 
-fn load(name: &str) -> Json {
+pub(crate) fn load(name: &str) -> Json {
     let text = std::fs::read_to_string(fixtures().join(name)).unwrap();
     serde_json::from_str(&text).unwrap()
 }
@@ -47,10 +47,10 @@ fn expectation(v: &Json) -> Expect {
     }
 }
 
-struct Conversation {
-    messages: Vec<Message>,
-    tools: Option<Json>,
-    add_generation_prompt: bool,
+pub(crate) struct Conversation {
+    pub(crate) messages: Vec<Message>,
+    pub(crate) tools: Option<Json>,
+    pub(crate) add_generation_prompt: bool,
 }
 
 /// The reference gives tool-call arguments as mappings (transformers' form); we pass them as
@@ -66,7 +66,7 @@ fn openai_message(m: &Json) -> Json {
     m
 }
 
-fn conversation(v: &Json) -> Conversation {
+pub(crate) fn conversation(v: &Json) -> Conversation {
     Conversation {
         messages: v["messages"]
             .as_array()

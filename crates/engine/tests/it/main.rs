@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod chat_prompt;
+mod chat_template_checkpoint;
 mod chat_template_fixtures;
 mod chat_template_models;
 mod chat_template_sandbox;
