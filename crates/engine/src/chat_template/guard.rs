@@ -89,6 +89,10 @@ fn charge(nodes: u64) -> Result<(), Error> {
 /// `bounds.max_nodes` nodes or [`MAX_DEPTH`] levels. Strings and numbers are single nodes;
 /// generators are not walked, since walking one would use it up.
 pub(crate) fn weigh(v: &Value, bounds: Bounds) -> Result<usize, Error> {
+    if !is_container(v) {
+        charge(1)?;
+        return Ok(1);
+    }
     let mut pending = vec![(v.clone(), 0usize)];
     let mut nodes = 0usize;
     while let Some((v, depth)) = pending.pop() {
@@ -100,11 +104,7 @@ pub(crate) fn weigh(v: &Value, bounds: Bounds) -> Result<usize, Error> {
                 bounds.max_nodes
             )));
         }
-        let container = matches!(
-            v.kind(),
-            ValueKind::Seq | ValueKind::Iterable | ValueKind::Map
-        ) && v.downcast_object_ref::<Generator>().is_none();
-        if !container {
+        if !is_container(&v) {
             continue;
         }
         if depth >= MAX_DEPTH {
@@ -128,6 +128,14 @@ pub(crate) fn weigh(v: &Value, bounds: Bounds) -> Result<usize, Error> {
         }
     }
     Ok(nodes)
+}
+
+/// Lists, tuples, maps and lazy sequences, but not generators: walking one would use it up.
+fn is_container(v: &Value) -> bool {
+    matches!(
+        v.kind(),
+        ValueKind::Seq | ValueKind::Iterable | ValueKind::Map
+    ) && v.downcast_object_ref::<Generator>().is_none()
 }
 
 /// Returns `v` once it has passed [`weigh`].
