@@ -128,6 +128,35 @@ impl Edits<'_> {
         Ok(())
     }
 
+    /// The extent of a filter's or test's operand with the parentheses that group it: for
+    /// `(x)|f` the operand's own extent is `x`, and the filter's span starts at `f`. Every `)`
+    /// right after the operand closes a `(` right before it.
+    fn grouped(&self, (s, e): Extent) -> Extent {
+        let rest = self.src.get(e..).unwrap_or_default();
+        let run = rest
+            .find(|c: char| c != ')' && !c.is_whitespace())
+            .unwrap_or(rest.len());
+        let mut closing = rest[..run].matches(')').count();
+        let end = e + rest[..run].rfind(')').map_or(0, |i| i + 1);
+        let bytes = self.src.as_bytes();
+        let (mut start, mut i) = (s, s);
+        while closing > 0 && i > 0 {
+            match bytes.get(i - 1) {
+                Some(b'(') => {
+                    closing -= 1;
+                    start = i - 1;
+                }
+                Some(b' ' | b'\t' | b'\n' | b'\r') => {}
+                _ => break,
+            }
+            i -= 1;
+        }
+        if closing > 0 {
+            return (s, e);
+        }
+        (start, end)
+    }
+
     /// `extent` widened over the parentheses around its first and last items (an extent
     /// leaves out an item's own parentheses).
     fn with_parentheses(&self, (mut s, mut e): Extent) -> Extent {
@@ -341,14 +370,23 @@ impl Edits<'_> {
                 self.all(parts, i.span())
             }
             Expr::Filter(f) => {
-                let operand = self.all(&f.expr, f.span())?;
-                let whole = join(operand, self.args(&f.args)?);
+                let own = offsets(f.span());
+                let operand = match &f.expr {
+                    Some(e) => {
+                        let inner = self.expr(e)?;
+                        self.grouped(inner)
+                    }
+                    None => own,
+                };
+                let whole = join(join(operand, own), self.args(&f.args)?);
                 self.wrap(whole, guard::VALUE);
                 Ok(whole)
             }
             Expr::Test(t) => {
-                let operand = self.all([&t.expr], t.span())?;
-                Ok(join(operand, self.args(&t.args)?))
+                let own = offsets(t.span());
+                let inner = self.expr(&t.expr)?;
+                let operand = self.grouped(inner);
+                Ok(join(join(operand, own), self.args(&t.args)?))
             }
             Expr::GetAttr(g) => self.all([&g.expr], g.span()),
             Expr::GetItem(g) => self.all([&g.expr, &g.subscript_expr], g.span()),
@@ -409,5 +447,82 @@ fn attribute_targets<'a>(target: &Expr<'a>, out: &mut Vec<&'a str>) {
         }
         Expr::Tuple(t) => t.items.iter().for_each(|e| attribute_targets(e, out)),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rw(src: &str) -> String {
+        let syntax = SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .unwrap();
+        rewrite(src, "t", syntax).unwrap()
+    }
+
+    /// Parentheses stay with what they group, whichever node's span leaves them out.
+    #[test]
+    fn calls_wrap_exactly_the_expression() {
+        let cases = [
+            ("{{ (x)|f }}", "{{ __hearth_value((x)|f) }}"),
+            ("{{ (x).y|f }}", "{{ __hearth_value((x).y|f) }}"),
+            ("{{ (x)(1) }}", "{{ __hearth_value((x)(1)) }}"),
+            ("{{ ((x))[0] + 1 }}", "{{ __hearth_add(((x))[0] , 1) }}"),
+            ("{{ (x) is defined }}", "{{ (x) is defined }}"),
+            ("{{ -(x)|f }}", "{{ __hearth_value(-(x)|f) }}"),
+            ("{{ not (x)|f }}", "{{ not __hearth_value((x)|f) }}"),
+            (
+                "{{ (a if b else c)|f }}",
+                "{{ __hearth_value((a if b else c)|f) }}",
+            ),
+            (
+                "{{ a if b else (c)|f }}",
+                "{{ a if b else __hearth_value((c)|f) }}",
+            ),
+            (
+                "{% set x = (a), (b)|f %}",
+                "{% set x = __hearth_tuple((a), __hearth_value((b)|f)) %}",
+            ),
+            ("{{ ( (x) )|f }}", "{{ __hearth_value(( (x) )|f) }}"),
+            (
+                "{{ f((x)|g) }}",
+                "{{ __hearth_value(f(__hearth_value((x)|g))) }}",
+            ),
+            (
+                "{{ ((x)|g) + 1 }}",
+                "{{ __hearth_add((__hearth_value((x)|g)) , 1) }}",
+            ),
+            (
+                "{{ (x) if ((y)|f) else z }}",
+                "{{ (x) if (__hearth_value((y)|f)) else z }}",
+            ),
+            (
+                "{{ ('(' ~ x)|f }}",
+                "{{ __hearth_value((__hearth_concat('(' , x))|f) }}",
+            ),
+            (
+                "{{ (a)|f|g }}",
+                "{{ __hearth_value(__hearth_value((a)|f)|g) }}",
+            ),
+            ("{{ ((a) == b)|f }}", "{{ __hearth_value(((a) == b)|f) }}"),
+            (
+                "{{ ((a) ~ b)|f }}",
+                "{{ __hearth_value((__hearth_concat((a) , b))|f) }}",
+            ),
+            (
+                "{{ ((a) if b else c)|f }}",
+                "{{ __hearth_value(((a) if b else c)|f) }}",
+            ),
+            ("{{ ((a)[1:])|f }}", "{{ __hearth_value(((a)[1:])|f) }}"),
+            ("{{ ((a) is x)|f }}", "{{ __hearth_value(((a) is x)|f) }}"),
+            ("{{ ((a) and b)|f }}", "{{ __hearth_value(((a) and b)|f) }}"),
+            ("{{ ((a) in b)|f }}", "{{ __hearth_value(((a) in b)|f) }}"),
+        ];
+        for (src, want) in cases {
+            assert_eq!(rw(src), want, "{src}");
+        }
     }
 }
