@@ -15,7 +15,7 @@
 //! So [`super::guard_rewrite`] routes every operator, literal, call and filter result and every
 //! namespace assignment through the functions here, which [`weigh`] the result: a value may
 //! hold at most [`Limits::max_value_nodes`] nodes (counting a shared part each time it
-//! appears) and nest at most [`MAX_DEPTH`] levels. Each node visited is charged to a per-render
+//! appears), nest at most [`MAX_DEPTH`] levels and hold no string longer than the output cap. Each node visited is charged to a per-render
 //! work budget, so the checks themselves stay bounded.
 //!
 //! `+` also does what jinja2's `Markup` does: `"…"|safe` (or `|e`) is a `Markup` string, and
@@ -91,6 +91,7 @@ fn charge(nodes: u64) -> Result<(), Error> {
 pub(crate) fn weigh(v: &Value, bounds: Bounds) -> Result<usize, Error> {
     if !is_container(v) {
         charge(1)?;
+        check_string(v, bounds)?;
         return Ok(1);
     }
     let mut pending = vec![(v.clone(), 0usize)];
@@ -105,6 +106,7 @@ pub(crate) fn weigh(v: &Value, bounds: Bounds) -> Result<usize, Error> {
             )));
         }
         if !is_container(&v) {
+            check_string(&v, bounds)?;
             continue;
         }
         if depth >= MAX_DEPTH {
@@ -128,6 +130,15 @@ pub(crate) fn weigh(v: &Value, bounds: Bounds) -> Result<usize, Error> {
         }
     }
     Ok(nodes)
+}
+
+/// No string may be longer than the whole output may be (strings made by filters such as
+/// `join` or `replace` are charged only a little fuel per byte).
+fn check_string(v: &Value, bounds: Bounds) -> Result<(), Error> {
+    match v.as_str() {
+        Some(s) if s.len() > bounds.max_bytes => Err(string_too_long(bounds)),
+        _ => Ok(()),
+    }
 }
 
 /// Lists, tuples, maps and lazy sequences, but not generators: walking one would use it up.

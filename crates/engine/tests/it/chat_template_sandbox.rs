@@ -195,6 +195,10 @@ fn strings_grown_by_addition_are_refused() {
          {% endfor %}{{ ns.s | length }}",
     );
     assert_limit("{{ ('x' * 1000) * 100000 }}");
+    assert_limit(
+        "{% set ns = namespace(s='x' * 1000) %}{% for i in range(40) %}\
+         {% set ns.s = [ns.s, ns.s] | join %}{% endfor %}{{ ns.s | length }}",
+    );
     assert_limit("{{ ([1] * 100000000) | list | length }}");
 }
 
