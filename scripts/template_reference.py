@@ -319,6 +319,7 @@ PROBES = [
     "{% set ns = namespace(a=[]) %}{% for m in messages %}{% set ns.a = ns.a + [m.role] +%}\n{% endfor %}{{ ns.a }}",
     "{% set ns = namespace() %}{% set ns.a, ns.b = 1, [2] %}{{ ns.a }}{{ ns.b }}",
     "{% for a, b in [(1, 2), (3, 4)] %}{{ a + b }}{% endfor %}|{% with p = {'k': [1]} %}{{ p.k + [2] }}{% endwith %}",
+    "{{ '%5s|%-3d|%.2f|%%'|format('a', 2, 3.14159) }}|{{ '{}-{:>5}-{:.3f}'.format(1, 'b', 2.5) }}|{{ 'call 123456789012 {}'.format(1) }}",
     "{% macro m(x=[1] + [2]) %}{{ x }}{% endmacro %}{{ m() }}{% filter upper %}a{{ 'b' ~ 'c' }}{% endfilter %}",
 ]
 

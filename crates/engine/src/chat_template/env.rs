@@ -54,7 +54,15 @@ pub(crate) fn environment(limits: &Limits) -> Result<Environment<'static>, Error
         pyfmt::write_str(value, &mut s, max).map_err(|e| too_big(&e))?;
         out.write_str(&s).map_err(Error::from)
     });
-    env.set_unknown_method_callback(python_method);
+    let bounds = guard::Bounds::new(limits);
+    env.set_unknown_method_callback(move |state, value, method, args| {
+        if method == "format"
+            && let Some(fmt) = value.as_str()
+        {
+            guard::check_format(fmt, args, bounds)?;
+        }
+        python_method(state, value, method, args)
+    });
     env.set_fuel(Some(limits.fuel));
     env.set_recursion_limit(limits.max_recursion);
 
@@ -90,6 +98,18 @@ pub(crate) fn environment(limits: &Limits) -> Result<Environment<'static>, Error
         });
     }
     guard::register(&mut env, limits);
+    let bounds = guard::Bounds::new(limits);
+    let format = Value::from_function(minijinja::filters::format);
+    env.add_filter(
+        "format",
+        move |state: &mut State, args: Rest<ValueOrKwargs>| {
+            let args = args.into_values();
+            if let Some((fmt, rest)) = args.split_first() {
+                guard::check_format(fmt.as_str().unwrap_or_default(), rest, bounds)?;
+            }
+            format.call(state, &args)
+        },
+    );
     env.add_filter("int", py_int);
     env.add_filter("float", py_float);
     for name in ["escape", "e", "forceescape"] {

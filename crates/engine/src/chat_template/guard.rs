@@ -264,6 +264,77 @@ pub(crate) fn check(namespaces: Rest<Value>, bounds: Bounds) -> Result<(), Error
         .try_for_each(|ns| weigh(ns, bounds).map(drop))
 }
 
+/// Before `fmt|format(…)` or `fmt.format(…)`: refuses a field width or precision larger than
+/// the output cap (`%1000000000s`, `{:>1000000000}`), which would allocate that much before
+/// anything could check the result. Widths taken from the arguments (`%*s`, `{:{w}}`) are
+/// checked through the arguments: then no integer argument may exceed the cap.
+pub(crate) fn check_format(fmt: &str, args: &[Value], bounds: Bounds) -> Result<(), Error> {
+    let max = bounds.max_bytes as u64;
+    let too_wide = || limit(format!("format width larger than {max}"));
+    let bytes = fmt.as_bytes();
+    let find = |from: usize, byte: u8| {
+        bytes
+            .get(from..)
+            .and_then(|rest| rest.iter().position(|&b| b == byte))
+            .map(|p| from + p)
+    };
+    let mut from_args = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let (start, end) = match bytes[i] {
+            // `%[flags][width][.precision]type`
+            b'%' => {
+                let mut j = i + 1;
+                while bytes.get(j).is_some_and(|b| b"-+ #0".contains(b)) {
+                    j += 1;
+                }
+                let mut end = j;
+                while bytes
+                    .get(end)
+                    .is_some_and(|b| b.is_ascii_digit() || b".*".contains(b))
+                {
+                    end += 1;
+                }
+                (j, end)
+            }
+            // `{field:spec}`: the spec runs from the first `:` to the `}`.
+            b'{' => {
+                let close = find(i, b'}').unwrap_or(bytes.len());
+                let field = bytes.get(i..close).unwrap_or_default();
+                match field.iter().position(|&b| b == b':') {
+                    Some(colon) => (i + colon + 1, close),
+                    None => (close, close),
+                }
+            }
+            _ => (i + 1, i + 1),
+        };
+        let spec = bytes.get(start..end).unwrap_or_default();
+        from_args |= spec.iter().any(|b| b"*{".contains(b));
+        let mut n: u64 = 0;
+        for &b in spec.iter().chain(std::iter::once(&b' ')) {
+            if b.is_ascii_digit() {
+                n = n.saturating_mul(10).saturating_add(u64::from(b - b'0'));
+                if n > max {
+                    return Err(too_wide());
+                }
+            } else {
+                n = 0;
+            }
+        }
+        i = end.max(i + 1);
+    }
+    if from_args {
+        for a in args {
+            if let Ok(n) = i64::try_from(a.clone())
+                && n.unsigned_abs() > max
+            {
+                return Err(too_wide());
+            }
+        }
+    }
+    Ok(())
+}
+
 static BUILTIN_ADD: OnceLock<Option<Expression<'static, 'static>>> = OnceLock::new();
 static BUILTIN_MUL: OnceLock<Option<Expression<'static, 'static>>> = OnceLock::new();
 

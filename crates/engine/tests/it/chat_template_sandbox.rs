@@ -203,6 +203,18 @@ fn strings_grown_by_addition_are_refused() {
 }
 
 #[test]
+fn format_widths_beyond_the_output_cap_are_refused() {
+    // Each would allocate a gigabyte inside one filter call, before any result check.
+    assert_limit("{{ '%1000000000s' | format(1) }}");
+    assert_limit("{{ '%.1000000000f' | format(1.5) }}");
+    assert_limit("{{ '%*s' | format(1000000000, 'x') }}");
+    assert_limit("{{ '{:>1000000000}'.format(1) }}");
+    assert_limit("{{ '｜%1000000000s｜' | format(1) }}");
+    // Nested width fields are not supported; an error either way.
+    assert_error("{{ '{:{w}}'.format(1, w=1000000000) }}");
+}
+
+#[test]
 fn a_namespace_inside_itself_is_refused() {
     let cycle = "{% set ns = namespace() %}{% set ns.me = ns %}";
     for sink in [
