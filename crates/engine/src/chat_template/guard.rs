@@ -15,8 +15,10 @@
 //! So [`super::guard_rewrite`] routes every operator, literal, call and filter result and every
 //! namespace assignment through the functions here, which [`weigh`] the result: a value may
 //! hold at most [`Limits::max_value_nodes`] nodes (counting a shared part each time it
-//! appears), nest at most [`MAX_DEPTH`] levels and hold no string longer than the output cap. Each node visited is charged to a per-render
-//! work budget, so the checks themselves stay bounded.
+//! appears), nest at most [`MAX_DEPTH`] levels and hold no string longer than the output cap.
+//! Each node visited is charged to a per-render work budget, so the checks themselves stay
+//! bounded. Format strings are checked before formatting ([`check_format`]): a field width
+//! allocates inside one call, before any result could be weighed.
 //!
 //! `+` also does what jinja2's `Markup` does: `"…"|safe` (or `|e`) is a `Markup` string, and
 //! `Markup + str` HTML-escapes the plain side even with autoescaping off (meetkai's functionary
@@ -115,9 +117,12 @@ pub(crate) fn weigh(v: &Value, bounds: Bounds) -> Result<usize, Error> {
             )));
         }
         let is_map = v.kind() == ValueKind::Map;
-        for item in v.try_iter()? {
-            if is_map {
-                let value = v.get_item(&item)?;
+        // An object that cannot be walked holds nothing a template could reach by walking.
+        let Ok(items) = v.try_iter() else {
+            continue;
+        };
+        for item in items {
+            if is_map && let Ok(value) = v.get_item(&item) {
                 pending.push((value, depth + 1));
             }
             pending.push((item, depth + 1));

@@ -4,11 +4,12 @@
 //! values far larger than the work it is charged for (see `guard`). So before compiling, we
 //! parse the source with MiniJinja's own parser and edit only the text around expressions:
 //!
-//! | template                        | becomes                                  |
-//! |---------------------------------|------------------------------------------|
-//! | `a + b`, `a * b`, `a ~ b`       | `__hearth_add(a, b)`, `…_mul`, `…_concat` |
-//! | `[a, b]`, `(a, b)`, `{k: v}`    | `__hearth_list(a, b)`, `…_tuple`, `__hearth_map(k, v)` |
-//! | `{% set ns.x = v %}`            | the same, then `{% do __hearth_check(ns) %}` |
+//! | template                  | becomes                                                  |
+//! |---------------------------|----------------------------------------------------------|
+//! | `a + b`, `a * b`, `a ~ b` | `__hearth_add(a, b)`, `…_mul`, `…_concat`                |
+//! | `[a, b]`, `(a, b)`, `{k: v}` | `__hearth_list(a, b)`, `…_tuple`, `__hearth_map(k, v)` |
+//! | `f(x)`, `x|f`             | `__hearth_value(f(x))`, `__hearth_value(x|f)`            |
+//! | `{% set ns.x = v %}`      | the same, then `{% do __hearth_check(ns) %}`             |
 //!
 //! Each operand is still evaluated once and in the same order, and no newline is added or
 //! removed, so error lines stay true. The `do` tag takes over the original tag's closing
