@@ -10,7 +10,8 @@
 //! - A list holding one value twice, nested (`{% set ns.l = [ns.l, ns.l] %}`), is a tree of
 //!   2^n nodes after n steps; printing it with `~`, `join` or `format`, comparing or hashing it
 //!   walks every node.
-//! - `{% set ns.me = ns %}` makes a cycle, which those walks follow until the stack overflows.
+//! - `{% set ns.me = ns %}` makes a cycle, which those walks follow until the stack overflows
+//!   (prevented by our own namespaces, see `namespace`).
 //!
 //! So [`super::guard_rewrite`] routes every operator, literal, call and filter result and every
 //! namespace assignment through the functions here, which [`weigh`] the result: a value may
@@ -32,6 +33,7 @@ use minijinja::{Environment, Error, ErrorKind, Expression, context};
 
 use super::Limits;
 use super::env::LimitExceeded;
+use super::namespace::{self, Namespace};
 use super::pyfmt::{self, Generator};
 
 /// The functions templates are rewritten to call; names no real template uses.
@@ -42,7 +44,7 @@ pub(crate) const LIST: &str = "__hearth_list";
 pub(crate) const TUPLE: &str = "__hearth_tuple";
 pub(crate) const MAP: &str = "__hearth_map";
 pub(crate) const VALUE: &str = "__hearth_value";
-pub(crate) const CHECK: &str = "__hearth_check";
+pub(crate) const SETATTR: &str = "__hearth_setattr";
 
 /// Nesting deeper than this is refused; it is also where printing stops (`pyfmt`).
 pub(crate) const MAX_DEPTH: usize = 256;
@@ -73,7 +75,7 @@ pub(crate) fn start_render(budget: u64) {
     WORK_LEFT.with(|w| w.set(budget));
 }
 
-fn limit(msg: String) -> Error {
+pub(crate) fn limit(msg: String) -> Error {
     Error::new(ErrorKind::InvalidOperation, msg.clone()).with_source(LimitExceeded(msg))
 }
 
@@ -91,9 +93,19 @@ fn charge(nodes: u64) -> Result<(), Error> {
 /// `bounds.max_nodes` nodes or [`MAX_DEPTH`] levels. Strings and numbers are single nodes;
 /// generators are not walked, since walking one would use it up.
 pub(crate) fn weigh(v: &Value, bounds: Bounds) -> Result<usize, Error> {
+    walk(v, bounds, |_| Ok(()))
+}
+
+/// [`weigh`], calling `visit` on every node as well.
+pub(crate) fn walk(
+    v: &Value,
+    bounds: Bounds,
+    mut visit: impl FnMut(&Value) -> Result<(), Error>,
+) -> Result<usize, Error> {
     if !is_container(v) {
         charge(1)?;
         check_string(v, bounds)?;
+        visit(v)?;
         return Ok(1);
     }
     let mut pending = vec![(v.clone(), 0usize)];
@@ -102,19 +114,26 @@ pub(crate) fn weigh(v: &Value, bounds: Bounds) -> Result<usize, Error> {
         nodes += 1;
         charge(1)?;
         if nodes + pending.len() > bounds.max_nodes {
-            return Err(limit(format!(
-                "value with more than {} items",
-                bounds.max_nodes
-            )));
+            return Err(too_many(bounds));
         }
+        visit(&v)?;
         if !is_container(&v) {
             check_string(&v, bounds)?;
             continue;
         }
         if depth >= MAX_DEPTH {
             return Err(limit(format!(
-                "value nested deeper than {MAX_DEPTH} levels (or inside itself)"
+                "value nested deeper than {MAX_DEPTH} levels"
             )));
+        }
+        if let Some(ns) = v.downcast_object_ref::<Namespace>() {
+            for value in ns.values() {
+                pending.push((value, depth + 1));
+            }
+            if nodes + pending.len() > bounds.max_nodes {
+                return Err(too_many(bounds));
+            }
+            continue;
         }
         let is_map = v.kind() == ValueKind::Map;
         // An object that cannot be walked holds nothing a template could reach by walking.
@@ -127,14 +146,15 @@ pub(crate) fn weigh(v: &Value, bounds: Bounds) -> Result<usize, Error> {
             }
             pending.push((item, depth + 1));
             if nodes + pending.len() > bounds.max_nodes {
-                return Err(limit(format!(
-                    "value with more than {} items",
-                    bounds.max_nodes
-                )));
+                return Err(too_many(bounds));
             }
         }
     }
     Ok(nodes)
+}
+
+fn too_many(bounds: Bounds) -> Error {
+    limit(format!("value with more than {} items", bounds.max_nodes))
 }
 
 /// No string may be longer than the whole output may be (strings made by filters such as
@@ -146,12 +166,14 @@ fn check_string(v: &Value, bounds: Bounds) -> Result<(), Error> {
     }
 }
 
-/// Lists, tuples, maps and lazy sequences, but not generators: walking one would use it up.
+/// Lists, tuples, maps, lazy sequences and namespaces, but not generators: walking one would
+/// use it up.
 fn is_container(v: &Value) -> bool {
-    matches!(
+    (matches!(
         v.kind(),
         ValueKind::Seq | ValueKind::Iterable | ValueKind::Map
-    ) && v.downcast_object_ref::<Generator>().is_none()
+    ) && v.downcast_object_ref::<Generator>().is_none())
+        || v.downcast_object_ref::<Namespace>().is_some()
 }
 
 /// Returns `v` once it has passed [`weigh`].
@@ -186,10 +208,7 @@ pub(crate) fn add(a: &Value, b: &Value, bounds: Bounds) -> Result<Value, Error> 
     if is_sequence(a) && is_sequence(b) {
         let nodes = weigh(a, bounds)?.saturating_add(weigh(b, bounds)?);
         if nodes > bounds.max_nodes {
-            return Err(limit(format!(
-                "value with more than {} items",
-                bounds.max_nodes
-            )));
+            return Err(too_many(bounds));
         }
     }
     builtin(&BUILTIN_ADD, "a + b", a, b)
@@ -212,10 +231,7 @@ pub(crate) fn mul(a: &Value, b: &Value, bounds: Bounds) -> Result<Value, Error> 
         } else if is_sequence(seq) {
             let nodes = weigh(seq, bounds)? as u64;
             if nodes.saturating_mul(n) > bounds.max_nodes as u64 {
-                return Err(limit(format!(
-                    "value with more than {} items",
-                    bounds.max_nodes
-                )));
+                return Err(too_many(bounds));
             }
         }
     }
@@ -258,15 +274,6 @@ pub(crate) fn map(items: Rest<Value>, bounds: Bounds) -> Result<Value, Error> {
 /// The result of a call or filter, checked.
 pub(crate) fn value(v: Value, bounds: Bounds) -> Result<Value, Error> {
     checked(v, bounds)
-}
-
-/// After `{% set ns.x = … %}`: the namespaces assigned to, checked (a cycle fails the depth
-/// bound). Returns nothing, for `{% do %}`.
-pub(crate) fn check(namespaces: Rest<Value>, bounds: Bounds) -> Result<(), Error> {
-    namespaces
-        .0
-        .iter()
-        .try_for_each(|ns| weigh(ns, bounds).map(drop))
 }
 
 /// Before `fmt|format(…)` or `fmt.format(…)`: refuses a field width or precision larger than
@@ -375,7 +382,10 @@ pub(crate) fn register(env: &mut Environment<'static>, limits: &Limits) {
     env.add_function(TUPLE, move |items: Rest<Value>| tuple(items, b));
     env.add_function(MAP, move |items: Rest<Value>| map(items, b));
     env.add_function(VALUE, move |v: Value| value(v, b));
-    env.add_function(CHECK, move |ns: Rest<Value>| check(ns, b));
+    env.add_function(SETATTR, move |ns: &Value, name: &str, v: Value| {
+        namespace::set_attr(ns, name, v, b)
+    });
+    env.add_function("namespace", namespace::new);
     // MiniJinja's `debug()` prints the whole render state with `{:#?}`, which follows cycles
     // forever; jinja2 has no such global.
     env.remove_global("debug");

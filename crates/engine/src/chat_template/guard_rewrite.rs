@@ -9,11 +9,13 @@
 //! | `a + b`, `a * b`, `a ~ b` | `__hearth_add(a, b)`, `…_mul`, `…_concat`                |
 //! | `[a, b]`, `(a, b)`, `{k: v}` | `__hearth_list(a, b)`, `…_tuple`, `__hearth_map(k, v)` |
 //! | `f(x)`, `x|f`             | `__hearth_value(f(x))`, `__hearth_value(x|f)`            |
-//! | `{% set ns.x = v %}`      | the same, then `{% do __hearth_check(ns) %}`             |
+//! | `{% set ns.x = v %}`      | `{% set __hearth_set_1 = v %}{% do __hearth_setattr(ns, "x", __hearth_set_1) %}` |
 //!
 //! Each operand is still evaluated once and in the same order, and no newline is added or
 //! removed, so error lines stay true. The `do` tag takes over the original tag's closing
 //! whitespace marker, so `trim_blocks` and `-%}` strip exactly what they stripped before.
+//! Attribute assignments go through our own `namespace` objects, which refuse to hold
+//! themselves (see `namespace`).
 
 use minijinja::machinery::ast::{self, BinOpKind, CallArg, Expr, Stmt};
 use minijinja::machinery::{Span, parse};
@@ -29,6 +31,7 @@ pub(crate) fn rewrite(source: &str, name: &str, syntax: SyntaxConfig) -> Result<
     let mut edits = Edits {
         src: source,
         list: Vec::new(),
+        temps: 0,
     };
     edits.stmt(&tree)?;
     apply(source, edits.list)
@@ -89,6 +92,8 @@ fn internal(msg: String) -> Error {
 struct Edits<'s> {
     src: &'s str,
     list: Vec<Edit>,
+    /// Variables made for assignments so far.
+    temps: usize,
 }
 
 impl Edits<'_> {
@@ -221,20 +226,27 @@ impl Edits<'_> {
                 }
                 self.stmts(&w.body)
             }
-            Stmt::Set(s) => {
-                let value = self.expr(&s.expr)?;
-                let mut namespaces = Vec::new();
-                attribute_targets(&s.target, &mut namespaces);
-                if !namespaces.is_empty() {
-                    self.check_after_tag(value.1, &namespaces)?;
+            Stmt::Set(set) => {
+                let value = self.expr(&set.expr)?;
+                let mut assigned = Vec::new();
+                self.attribute_targets(&set.target, &mut assigned)?;
+                if !assigned.is_empty() {
+                    self.assign_after_tag(value.1.max(offsets(set.span()).1), &assigned)?;
                 }
                 Ok(())
             }
-            Stmt::SetBlock(s) => {
-                if let Some(filter) = &s.filter {
+            Stmt::SetBlock(set) => {
+                if let Some(filter) = &set.filter {
                     self.filter_chain(filter)?;
                 }
-                self.stmts(&s.body)
+                self.stmts(&set.body)?;
+                let mut assigned = Vec::new();
+                self.attribute_targets(&set.target, &mut assigned)?;
+                if !assigned.is_empty() {
+                    // After `{% endset %}`, where the statement's span ends.
+                    self.assign_after_tag(offsets(set.span()).1, &assigned)?;
+                }
+                Ok(())
             }
             Stmt::AutoEscape(a) => {
                 self.expr(&a.enabled)?;
@@ -253,33 +265,86 @@ impl Edits<'_> {
         }
     }
 
-    /// After `{% set ns.x = … %}`: `{% do __hearth_check(ns) %}`, taking over the tag's closing
-    /// marker (`%}`, `-%}` or `+%}`) so the whitespace after it is treated as before.
-    fn check_after_tag(&mut self, value_end: usize, namespaces: &[&str]) -> Result<(), Error> {
-        let rest = self.src.get(value_end..).unwrap_or_default();
-        let blank = rest.len() - rest.trim_start().len();
-        let tail = &rest[blank..];
+    /// Replaces each `ns.x` in an assignment target with a fresh variable, and returns
+    /// `(ns, x, variable)` for each.
+    fn attribute_targets(
+        &mut self,
+        target: &Expr<'_>,
+        out: &mut Vec<(String, String, String)>,
+    ) -> Result<(), Error> {
+        match target {
+            Expr::GetAttr(g) => {
+                let Expr::Var(ns) = &g.expr else {
+                    return Err(internal(format!(
+                        "unexpected assignment target at byte {}",
+                        offsets(g.span()).0
+                    )));
+                };
+                let (s, e) = join(offsets(ns.span()), offsets(g.span()));
+                let text: String = self
+                    .src
+                    .get(s..e)
+                    .unwrap_or_default()
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect();
+                if text != format!("{}.{}", ns.id, g.name) {
+                    return Err(internal(format!("unexpected assignment target {text:?}")));
+                }
+                self.temps += 1;
+                let temp = format!("__hearth_set_{}", self.temps);
+                self.push(s, (REPLACE, 0), e - s, temp.clone());
+                out.push((ns.id.to_owned(), g.name.to_owned(), temp));
+                Ok(())
+            }
+            // `a, ns.b = …` parses as a list of targets.
+            Expr::List(l) => l
+                .items
+                .iter()
+                .try_for_each(|e| self.attribute_targets(e, out)),
+            Expr::Tuple(t) => t
+                .items
+                .iter()
+                .try_for_each(|e| self.attribute_targets(e, out)),
+            _ => Ok(()),
+        }
+    }
+
+    /// After the tag that ends at or after `pos` (`{% set … %}` or `{% endset %}`): one
+    /// `{% do __hearth_setattr(ns, "x", variable) %}` per assignment, the last taking over the
+    /// tag's closing marker (`%}`, `-%}` or `+%}`) so the whitespace after it is treated as
+    /// before.
+    fn assign_after_tag(
+        &mut self,
+        pos: usize,
+        assigned: &[(String, String, String)],
+    ) -> Result<(), Error> {
+        let rest = self.src.get(pos..).unwrap_or_default();
+        let skipped = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c == ')' || c.is_whitespace())
+                .len();
+        let tail = &rest[skipped..];
         let marker = match tail.as_bytes() {
             [b'%', b'}', ..] => "",
             [b'-', b'%', b'}', ..] => "-",
             [b'+', b'%', b'}', ..] => "+",
             _ => {
                 return Err(internal(format!(
-                    "no end of the `set` tag after byte {value_end}"
+                    "no end of the `set` tag after byte {pos}"
                 )));
             }
         };
-        let tag_end = value_end + blank + marker.len() + 2;
-        self.push(
-            tag_end,
-            (OPEN, 0),
-            0,
-            format!(
-                "{{% do {}({}) {marker}%}}",
-                guard::CHECK,
-                namespaces.join(", ")
-            ),
-        );
+        let tag_end = pos + skipped + marker.len() + 2;
+        let mut tags = String::new();
+        for (i, (ns, name, temp)) in assigned.iter().enumerate() {
+            let last = if i + 1 == assigned.len() { marker } else { "" };
+            tags.push_str(&format!(
+                "{{% do {}({ns}, \"{name}\", {temp}) {last}%}}",
+                guard::SETATTR
+            ));
+        }
+        self.push(tag_end, (OPEN, 0), 0, tags);
         Ok(())
     }
 
@@ -433,21 +498,6 @@ impl Edits<'_> {
                 Ok(whole)
             }
         }
-    }
-}
-
-/// The namespaces assigned to by a `set` target: `ns` of `ns.x`, in `a, ns.x` tuples too.
-fn attribute_targets<'a>(target: &Expr<'a>, out: &mut Vec<&'a str>) {
-    match target {
-        Expr::GetAttr(g) => {
-            if let Expr::Var(v) = &g.expr
-                && !out.contains(&v.id)
-            {
-                out.push(v.id);
-            }
-        }
-        Expr::Tuple(t) => t.items.iter().for_each(|e| attribute_targets(e, out)),
-        _ => {}
     }
 }
 

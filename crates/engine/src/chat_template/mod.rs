@@ -25,6 +25,7 @@ mod env;
 mod guard;
 mod guard_rewrite;
 mod model_file;
+mod namespace;
 mod pyfmt;
 mod source;
 
