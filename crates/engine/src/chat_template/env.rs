@@ -60,6 +60,7 @@ pub(crate) fn environment(limits: &Limits) -> Result<Environment<'static>, Error
             && let Some(fmt) = value.as_str()
         {
             guard::check_format(fmt, args, bounds)?;
+            guard::check_format_fields(fmt)?;
         }
         python_method(state, value, method, args)
     });

@@ -347,6 +347,30 @@ pub(crate) fn check_format(fmt: &str, args: &[Value], bounds: Bounds) -> Result<
     Ok(())
 }
 
+/// Before `fmt.format(…)`: refuses a field like `{0[é]}`, an index holding non-ASCII text,
+/// which makes MiniJinja 3.1.0's format parser slice inside a character and panic (found by
+/// the `template` fuzz target). Python would look the text up as a key; templates do not.
+pub(crate) fn check_format_fields(fmt: &str) -> Result<(), Error> {
+    let bytes = fmt.as_bytes();
+    let mut i = 0;
+    while let Some(open) = bytes[i..].iter().position(|&b| b == b'{').map(|p| i + p) {
+        let field = &bytes[open + 1..];
+        let name_len = field
+            .iter()
+            .position(|&b| b"}:!".contains(&b))
+            .unwrap_or(field.len());
+        let name = &field[..name_len];
+        if name.contains(&b'[') && !name.is_ascii() {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "format field index must be ASCII",
+            ));
+        }
+        i = open + 1 + name_len;
+    }
+    Ok(())
+}
+
 static BUILTIN_ADD: OnceLock<Option<Expression<'static, 'static>>> = OnceLock::new();
 static BUILTIN_MUL: OnceLock<Option<Expression<'static, 'static>>> = OnceLock::new();
 

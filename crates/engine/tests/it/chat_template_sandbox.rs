@@ -210,6 +210,9 @@ fn format_widths_beyond_the_output_cap_are_refused() {
     assert_limit("{{ '%*s' | format(1000000000, 'x') }}");
     assert_limit("{{ '{:>1000000000}'.format(1) }}");
     assert_limit("{{ '｜%1000000000s｜' | format(1) }}");
+    // A non-ASCII index made MiniJinja 3.1.0's format parser panic (found by fuzzing).
+    assert_error("{{ '{0[é]}'.format({'é': 1}) }}");
+    assert_error("{{ '{}-\t{}-: {__[earth\u{fffd}\u{fffd}}'.format(1, 'a') }}");
     // Nested width fields are not supported; an error either way.
     assert_error("{{ '{:{w}}'.format(1, w=1000000000) }}");
 }
