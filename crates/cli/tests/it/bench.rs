@@ -1,22 +1,9 @@
 //! `hearth bench`: argument handling and output formats (not speed), on the real SmolLM2 model
 //! with tiny tests so the runs take a moment.
 
-use std::process::{Command, Output};
-
 use serde_json::Value;
 
-fn hearth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn smollm2() -> String {
-    test_models::path(test_models::SMOLLM2)
-        .display()
-        .to_string()
-}
+use super::{hearth, smollm2};
 
 #[test]
 fn json_has_llama_bench_fields_per_test_and_thread_count() {

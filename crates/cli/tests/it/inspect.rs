@@ -6,10 +6,12 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
 use serde_json::Value as Json;
+
+use super::hearth;
 
 const VOCAB_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/vocab");
 const REFERENCE: &str = concat!(
@@ -17,13 +19,6 @@ const REFERENCE: &str = concat!(
     "/tests/fixtures/inspect-reference.json"
 );
 const TMP: &str = env!("CARGO_TARGET_TMPDIR");
-
-fn hearth(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 /// `hearth inspect PATH [--json]`, which must succeed; returns its standard output.
 fn inspect(path: &Path, json: bool) -> String {

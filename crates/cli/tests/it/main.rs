@@ -7,3 +7,21 @@ mod inspect;
 mod run;
 mod template;
 mod tokenize;
+
+use std::ffi::OsStr;
+use std::process::{Command, Output};
+
+/// Runs the `hearth` binary with `args` and collects what it printed.
+fn hearth<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The path of the cached SmolLM2 test model, as text for argument lists.
+fn smollm2() -> String {
+    test_models::path(test_models::SMOLLM2)
+        .display()
+        .to_string()
+}

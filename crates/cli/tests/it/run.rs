@@ -5,18 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-fn hearth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn smollm2() -> String {
-    test_models::path(test_models::SMOLLM2)
-        .display()
-        .to_string()
-}
+use super::{hearth, smollm2};
 
 /// Asserts a failed run printed exactly one error line naming `needle`.
 fn assert_one_error_line(out: &Output, needle: &str) {

@@ -2,14 +2,9 @@
 //! file from llama.cpp's conformance suite, and the `id -> 'piece'` listing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn hearth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(args)
-        .output()
-        .expect("run hearth")
-}
+use super::hearth;
 
 fn stdout(o: &Output) -> String {
     assert!(

@@ -176,7 +176,7 @@ fn is_container(v: &Value) -> bool {
         || v.downcast_object_ref::<Namespace>().is_some()
 }
 
-/// Returns `v` once it has passed [`weigh`].
+/// Returns `v` once it has passed [`weigh`] (also the check on every call and filter result).
 fn checked(v: Value, bounds: Bounds) -> Result<Value, Error> {
     weigh(&v, bounds)?;
     Ok(v)
@@ -269,11 +269,6 @@ pub(crate) fn map(items: Rest<Value>, bounds: Bounds) -> Result<Value, Error> {
         })
         .collect();
     checked(Value::from_pairs(pairs), bounds)
-}
-
-/// The result of a call or filter, checked.
-pub(crate) fn value(v: Value, bounds: Bounds) -> Result<Value, Error> {
-    checked(v, bounds)
 }
 
 /// Before `fmt|format(…)` or `fmt.format(…)`: refuses a field width or precision larger than
@@ -405,7 +400,7 @@ pub(crate) fn register(env: &mut Environment<'static>, limits: &Limits) {
     env.add_function(LIST, move |items: Rest<Value>| list(items, b));
     env.add_function(TUPLE, move |items: Rest<Value>| tuple(items, b));
     env.add_function(MAP, move |items: Rest<Value>| map(items, b));
-    env.add_function(VALUE, move |v: Value| value(v, b));
+    env.add_function(VALUE, move |v: Value| checked(v, b));
     env.add_function(SETATTR, move |ns: &Value, name: &str, v: Value| {
         namespace::set_attr(ns, name, v, b)
     });
