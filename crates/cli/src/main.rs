@@ -31,6 +31,8 @@ enum Command {
     Tokenize(cmd::tokenize::Args),
     /// Render a conversation with a model's chat template and print the prompt
     Template(cmd::template::Args),
+    /// Serve a model over HTTP: OpenAI-, llama-server- and Ollama-compatible
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +44,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(a) => cmd::bench::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Template(a) => cmd::template::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

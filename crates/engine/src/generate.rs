@@ -89,14 +89,14 @@ pub struct Generation {
 
 /// Holds back text that may still turn into a stop string.
 #[derive(Debug, Default)]
-struct StopMatcher {
-    stops: Vec<String>,
-    pending: String,
+pub struct StopMatcher {
+    pub stops: Vec<String>,
+    pub pending: String,
 }
 
 impl StopMatcher {
     /// Adds `piece`; returns the text safe to emit now and the stop string if one completed.
-    fn push(&mut self, piece: &str) -> (String, Option<String>) {
+    pub fn push(&mut self, piece: &str) -> (String, Option<String>) {
         self.pending.push_str(piece);
         let first_hit = self
             .stops
@@ -126,7 +126,7 @@ impl StopMatcher {
     }
 
     /// Text held back when generation ends for another reason.
-    fn flush(&mut self) -> String {
+    pub fn flush(&mut self) -> String {
         std::mem::take(&mut self.pending)
     }
 }

@@ -5,5 +5,6 @@ pub mod chat;
 pub mod common;
 pub mod inspect;
 pub mod run;
+pub mod serve;
 pub mod template;
 pub mod tokenize;

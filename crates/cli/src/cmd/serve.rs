@@ -1,0 +1,649 @@
+//! `hearth serve`: llama-server's command line over `server::start`.
+//!
+//! The flags are llama-server's, parsed by hand because its spellings are not clap's:
+//! two-letter short options (`-np`, `-ub`, `-fa`), `_` and `-` equivalent in long options,
+//! `--name=value`, and `LLAMA_ARG_*` environment variables as defaults. Flags llama-server has
+//! that change nothing here (GPU layers, cache types, web UI) are accepted; flags for features
+//! hearth lacks are refused by name; anything else is an unknown-option error.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+
+/// `hearth serve`'s arguments, kept raw for the llama-server-style parser.
+#[derive(clap::Args, Debug)]
+#[command(disable_help_flag = true)]
+pub struct Args {
+    /// llama-server's options: -m MODEL [--host H] [--port P] [-c N] [-np N] … (see --help)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<OsString>,
+}
+
+const HELP: &str = "\
+Serve a model over HTTP: OpenAI's API (/v1/chat/completions, /v1/completions, /v1/models),
+llama-server's own (/completion, /health, /props, /slots, /metrics, /tokenize, /detokenize,
+/apply-template) and Ollama's (/api/chat, /api/generate, /api/tags, /api/show, /api/ps).
+
+Usage: hearth serve -m MODEL [OPTIONS]
+
+Options (llama-server's names; `_` and `-` are the same in long options; LLAMA_ARG_* variables
+give defaults):
+  -m, --model FILE            GGUF model to serve
+      --host HOST[,HOST…]     addresses to listen on (default 127.0.0.1)
+      --port PORT             port (default 8080)
+  -c, --ctx-size N            context of all slots together (default 0: the model's)
+  -np, --parallel N           slots: requests generated at once (default 4)
+  -t, --threads N             compute threads (default: one per core)
+  -b, --batch-size N          most prompt tokens evaluated in one step (default 2048)
+  -ub, --ubatch-size N        accepted (hearth has one batch size)
+  -n, --n-predict N           most tokens a request may generate (default -1: no limit)
+      --temp T                default temperature (0.8)
+  -s, --seed N                default seed (-1: random per request)
+      --top-k, --top-p, --min-p, --typical, --repeat-penalty, --repeat-last-n,
+      --presence-penalty, --frequency-penalty   default sampling settings
+  -a, --alias NAME            the model's name in the APIs
+      --api-key KEY[,KEY…]    require `Authorization: Bearer KEY` (/health stays open)
+      --api-key-file FILE     keys, one per line
+      --metrics               enable /metrics
+      --slots, --no-slots     enable or disable /slots (default enabled)
+      --chat-template-file F  Jinja chat template replacing the model's
+      --chat-template T       Jinja source, or `chatml` / `gemma`
+      --jinja, --no-jinja     accepted (templates are always Jinja)
+      --timeout SECONDS       request timeout (default 600)
+      --cors-origins O[,O…]   origins allowed by CORS (default *)
+      --queue N               requests that may wait for a slot (default 64)
+  -h, --help                  this help
+";
+
+/// What argv asked for.
+#[derive(Debug)]
+pub enum Parsed {
+    Help,
+    Serve(Box<server::Config>),
+}
+
+/// Environment variables llama-server reads as defaults, and the option each stands for.
+const ENV: &[(&str, &str)] = &[
+    ("LLAMA_ARG_MODEL", "--model"),
+    ("LLAMA_ARG_HOST", "--host"),
+    ("LLAMA_ARG_PORT", "--port"),
+    ("LLAMA_ARG_CTX_SIZE", "--ctx-size"),
+    ("LLAMA_ARG_N_PARALLEL", "--parallel"),
+    ("LLAMA_ARG_THREADS", "--threads"),
+    ("LLAMA_ARG_BATCH", "--batch-size"),
+    ("LLAMA_ARG_UBATCH", "--ubatch-size"),
+    ("LLAMA_ARG_N_PREDICT", "--n-predict"),
+    ("LLAMA_ARG_ALIAS", "--alias"),
+    ("LLAMA_API_KEY", "--api-key"),
+    ("LLAMA_ARG_ENDPOINT_METRICS", "--metrics"),
+    ("LLAMA_ARG_ENDPOINT_SLOTS", "--slots"),
+    ("LLAMA_ARG_CHAT_TEMPLATE", "--chat-template"),
+    ("LLAMA_ARG_CHAT_TEMPLATE_FILE", "--chat-template-file"),
+    ("LLAMA_ARG_JINJA", "--jinja"),
+    ("LLAMA_ARG_TIMEOUT", "--timeout"),
+    ("LLAMA_ARG_CORS_ORIGINS", "--cors-origins"),
+    ("LLAMA_ARG_N_GPU_LAYERS", "--n-gpu-layers"),
+    ("LLAMA_ARG_FLASH_ATTN", "--flash-attn"),
+];
+
+/// llama-server options that take a value and change nothing in hearth.
+const IGNORED_VALUE: &[&str] = &[
+    "--n-gpu-layers",
+    "-ngl",
+    "--gpu-layers",
+    "--cache-type-k",
+    "-ctk",
+    "--cache-type-v",
+    "-ctv",
+    "--threads-batch",
+    "-tb",
+    "--threads-http",
+    "--slot-save-path",
+    "--reasoning-format",
+    "--reasoning",
+    "--reasoning-budget",
+    "--sleep-idle-seconds",
+    "--cache-ram",
+    "--cache-reuse",
+    "--keep",
+    "--ctx-checkpoints",
+    "--slot-prompt-similarity",
+    "-sps",
+    "--log-file",
+    "--log-verbosity",
+    "-lv",
+    "--numa",
+    "--tags",
+    "--device",
+    "-dev",
+    "--split-mode",
+    "-sm",
+    "--main-gpu",
+    "-mg",
+];
+
+/// llama-server flags without a value that change nothing in hearth.
+const IGNORED_FLAG: &[&str] = &[
+    "--offline",
+    "--verbose",
+    "-v",
+    "--log-disable",
+    "--log-colors",
+    "--no-webui",
+    "--webui",
+    "--no-ui",
+    "--cont-batching",
+    "-cb",
+    "--no-cont-batching",
+    "-nocb",
+    "--kv-unified",
+    "-kvu",
+    "--no-kv-unified",
+    "--swa-full",
+    "--context-shift",
+    "--no-context-shift",
+    "--no-mmap",
+    "--mlock",
+    "--no-warmup",
+    "--props",
+    "--no-perf",
+    "--no-mmproj",
+    "--no-cache-idle-slots",
+    "--special",
+    "--backend-sampling",
+    "--no-models-autoload",
+];
+
+/// llama-server options for features hearth does not have: refused by name.
+const REFUSED: &[&str] = &[
+    "--embedding",
+    "--embeddings",
+    "--reranking",
+    "--rerank",
+    "--lora",
+    "--lora-scaled",
+    "--model-draft",
+    "-md",
+    "--hf-repo",
+    "-hf",
+    "-hfr",
+    "--hf-file",
+    "-hff",
+    "--model-url",
+    "-mu",
+    "--mmproj",
+    "--mmproj-url",
+    "--spec-type",
+    "--models-dir",
+    "--models-preset",
+    "--grammar",
+    "--grammar-file",
+    "--json-schema",
+    "--pooling",
+    "--grp-attn-n",
+    "--grp-attn-w",
+    "--api-prefix",
+    "--path",
+    "--tools",
+];
+
+/// Parses `hearth serve`'s arguments; `env` looks up environment variables.
+pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Parsed> {
+    let mut s = Settings::default();
+    for (var, opt) in ENV {
+        if let Some(v) = env(var) {
+            let takes = takes_value(opt);
+            if takes {
+                s.apply(opt, Some(v))
+                    .with_context(|| format!("environment variable {var}"))?;
+            } else if is_truthy(&v) {
+                s.apply(opt, None)
+                    .with_context(|| format!("environment variable {var}"))?;
+            }
+        }
+    }
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if arg == "-h" || arg == "--help" {
+            return Ok(Parsed::Help);
+        }
+        if !arg.starts_with('-') || arg == "-" {
+            bail!("unexpected argument '{arg}' (options start with -; see hearth serve --help)");
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let name = if name.starts_with("--") {
+            name.replace('_', "-")
+        } else {
+            name
+        };
+        if REFUSED.contains(&name.as_str()) {
+            bail!("{name} is not supported by hearth serve");
+        }
+        if name == "-fa" || name == "--flash-attn" {
+            // A value (on/off/auto) is optional.
+            if inline.is_none()
+                && args.get(i).is_some_and(|v| {
+                    matches!(v.as_str(), "on" | "off" | "auto" | "enabled" | "disabled")
+                })
+            {
+                i += 1;
+            }
+            continue;
+        }
+        let value = if takes_value(&name) {
+            match inline {
+                Some(v) => Some(v),
+                None => {
+                    let v = args
+                        .get(i)
+                        .ok_or_else(|| anyhow!("option {name} needs a value"))?;
+                    i += 1;
+                    Some(v.clone())
+                }
+            }
+        } else {
+            if inline.is_some() {
+                bail!("option {name} takes no value");
+            }
+            None
+        };
+        s.apply(&name, value)?;
+    }
+    s.finish().map(|c| Parsed::Serve(Box::new(c)))
+}
+
+fn is_truthy(v: &str) -> bool {
+    matches!(
+        v.to_ascii_lowercase().as_str(),
+        "1" | "true" | "on" | "enabled" | "yes"
+    )
+}
+
+fn takes_value(name: &str) -> bool {
+    IGNORED_VALUE.contains(&name)
+        || matches!(
+            name,
+            "-m" | "--model"
+                | "--host"
+                | "--port"
+                | "-c"
+                | "--ctx-size"
+                | "-np"
+                | "--parallel"
+                | "-t"
+                | "--threads"
+                | "-b"
+                | "--batch-size"
+                | "-ub"
+                | "--ubatch-size"
+                | "-n"
+                | "--n-predict"
+                | "--predict"
+                | "--temp"
+                | "-s"
+                | "--seed"
+                | "--top-k"
+                | "--top-p"
+                | "--min-p"
+                | "--typical"
+                | "--repeat-penalty"
+                | "--repeat-last-n"
+                | "--presence-penalty"
+                | "--frequency-penalty"
+                | "-a"
+                | "--alias"
+                | "--api-key"
+                | "--api-key-file"
+                | "--chat-template"
+                | "--chat-template-file"
+                | "--timeout"
+                | "-to"
+                | "--cors-origins"
+                | "--queue"
+        )
+}
+
+/// Parsed values before defaults are filled in.
+#[derive(Default)]
+struct Settings {
+    model: Option<PathBuf>,
+    hosts: Option<Vec<String>>,
+    port: Option<u16>,
+    n_ctx: Option<usize>,
+    n_parallel: Option<usize>,
+    threads: Option<usize>,
+    batch: Option<usize>,
+    n_predict: Option<i64>,
+    temp: Option<f32>,
+    seed: Option<i64>,
+    top_k: Option<usize>,
+    top_p: Option<f32>,
+    min_p: Option<f32>,
+    typical: Option<f32>,
+    repeat_penalty: Option<f32>,
+    repeat_last_n: Option<usize>,
+    presence_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+    alias: Option<String>,
+    api_keys: Vec<String>,
+    metrics: bool,
+    slots: Option<bool>,
+    chat_template: Option<server::TemplateChoice>,
+    timeout: Option<u64>,
+    cors: Option<Vec<String>>,
+    queue: Option<usize>,
+}
+
+fn num<T: std::str::FromStr>(name: &str, v: &str) -> anyhow::Result<T> {
+    v.trim()
+        .parse()
+        .map_err(|_| anyhow!("option {name}: '{v}' is not a valid number"))
+}
+
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+impl Settings {
+    fn apply(&mut self, name: &str, value: Option<String>) -> anyhow::Result<()> {
+        let v = value.unwrap_or_default();
+        match name {
+            "-m" | "--model" => self.model = Some(PathBuf::from(v)),
+            "--host" => self.hosts = Some(list(&v)),
+            "--port" => self.port = Some(num(name, &v)?),
+            "-c" | "--ctx-size" => self.n_ctx = Some(num(name, &v)?),
+            "-np" | "--parallel" => self.n_parallel = Some(num(name, &v)?),
+            "-t" | "--threads" => {
+                let n: i64 = num(name, &v)?;
+                self.threads = (n > 0).then_some(n as usize);
+            }
+            "-b" | "--batch-size" => self.batch = Some(num(name, &v)?),
+            "-ub" | "--ubatch-size" => {
+                let _: usize = num(name, &v)?;
+            }
+            "-n" | "--n-predict" | "--predict" => self.n_predict = Some(num(name, &v)?),
+            "--temp" => self.temp = Some(num(name, &v)?),
+            "-s" | "--seed" => self.seed = Some(num(name, &v)?),
+            "--top-k" => self.top_k = Some(num(name, &v)?),
+            "--top-p" => self.top_p = Some(num(name, &v)?),
+            "--min-p" => self.min_p = Some(num(name, &v)?),
+            "--typical" => self.typical = Some(num(name, &v)?),
+            "--repeat-penalty" => self.repeat_penalty = Some(num(name, &v)?),
+            "--repeat-last-n" => self.repeat_last_n = Some(num(name, &v)?),
+            "--presence-penalty" => self.presence_penalty = Some(num(name, &v)?),
+            "--frequency-penalty" => self.frequency_penalty = Some(num(name, &v)?),
+            "-a" | "--alias" => self.alias = Some(v),
+            "--api-key" => self.api_keys.extend(list(&v)),
+            "--api-key-file" => {
+                let text = std::fs::read_to_string(&v)
+                    .with_context(|| format!("cannot read --api-key-file {v}"))?;
+                self.api_keys.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_owned),
+                );
+            }
+            "--metrics" => self.metrics = true,
+            "--slots" => self.slots = Some(true),
+            "--no-slots" => self.slots = Some(false),
+            "--jinja" | "--no-jinja" => {}
+            "--chat-template" => self.chat_template = Some(builtin_template(&v)?),
+            "--chat-template-file" => {
+                let src = std::fs::read_to_string(&v)
+                    .with_context(|| format!("cannot read --chat-template-file {v}"))?;
+                self.chat_template = Some(server::TemplateChoice::Source(src));
+            }
+            "--timeout" | "-to" => self.timeout = Some(num(name, &v)?),
+            "--cors-origins" => self.cors = Some(list(&v)),
+            "--queue" => self.queue = Some(num(name, &v)?),
+            n if IGNORED_VALUE.contains(&n) || IGNORED_FLAG.contains(&n) => {}
+            n => bail!("unknown option '{n}' (see hearth serve --help)"),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<server::Config> {
+        let model = self
+            .model
+            .ok_or_else(|| anyhow!("a model is needed: hearth serve -m MODEL.gguf"))?;
+        let mut c = server::Config::new(model);
+        if let Some(h) = self.hosts {
+            if h.is_empty() {
+                bail!("--host needs at least one address");
+            }
+            c.hosts = h;
+        }
+        if let Some(p) = self.port {
+            c.port = p;
+        }
+        if let Some(n) = self.n_ctx {
+            c.n_ctx = n;
+        }
+        if let Some(n) = self.n_parallel {
+            if n == 0 || n > 256 {
+                bail!("--parallel must be between 1 and 256, got {n}");
+            }
+            c.n_parallel = n;
+        }
+        if let Some(t) = self.threads {
+            if t > 1024 {
+                bail!("--threads must be between 1 and 1024");
+            }
+            c.n_threads = t;
+        }
+        if let Some(b) = self.batch {
+            if b == 0 {
+                bail!("--batch-size must be at least 1");
+            }
+            c.n_batch = b;
+        }
+        c.n_predict = match self.n_predict {
+            None | Some(-1) => None,
+            Some(n) if n >= 0 => Some(n as usize),
+            Some(n) => bail!("--n-predict must be -1 (no limit) or at least 0, got {n}"),
+        };
+        let sp = &mut c.sampler;
+        if let Some(t) = self.temp {
+            if !t.is_finite() {
+                bail!("--temp must be a finite number");
+            }
+            sp.temperature = t;
+        }
+        if let Some(k) = self.top_k {
+            sp.top_k = k;
+        }
+        for (name, v, slot) in [
+            ("--top-p", self.top_p, &mut sp.top_p),
+            ("--min-p", self.min_p, &mut sp.min_p),
+            ("--typical", self.typical, &mut sp.typical_p),
+        ] {
+            if let Some(v) = v {
+                if !(0.0..=1.0).contains(&v) {
+                    bail!("{name} must be between 0 and 1, got {v}");
+                }
+                *slot = v;
+            }
+        }
+        if let Some(v) = self.repeat_penalty {
+            if v <= 0.0 || !v.is_finite() {
+                bail!("--repeat-penalty must be positive");
+            }
+            sp.repeat_penalty = v;
+        }
+        if let Some(v) = self.repeat_last_n {
+            sp.repeat_last_n = v;
+        }
+        if let Some(v) = self.presence_penalty {
+            sp.presence_penalty = v;
+        }
+        if let Some(v) = self.frequency_penalty {
+            sp.frequency_penalty = v;
+        }
+        c.seed = match self.seed {
+            None | Some(-1) => None,
+            Some(s) if s >= 0 => Some(s as u64),
+            Some(s) if s >= i64::from(i32::MIN) => Some(s as u32 as u64),
+            Some(s) => bail!("--seed must be -1 (random) or non-negative, got {s}"),
+        };
+        c.alias = self.alias;
+        c.api_keys = self.api_keys;
+        c.metrics = self.metrics;
+        c.slots_endpoint = self.slots.unwrap_or(true);
+        c.chat_template = self.chat_template;
+        if let Some(t) = self.timeout {
+            c.timeout = Duration::from_secs(t);
+        }
+        if let Some(o) = self.cors {
+            c.cors_origins = o;
+        }
+        if let Some(q) = self.queue {
+            if q == 0 {
+                bail!("--queue must be at least 1");
+            }
+            c.queue_size = q;
+        }
+        Ok(c)
+    }
+}
+
+/// `--chat-template`: Jinja source, or the name of a built-in.
+fn builtin_template(v: &str) -> anyhow::Result<server::TemplateChoice> {
+    if v.contains("{%") || v.contains("{{") {
+        return Ok(server::TemplateChoice::Source(v.to_owned()));
+    }
+    let arch = match v {
+        "chatml" => "llama",
+        "gemma" | "gemma3" => "gemma3",
+        _ => bail!(
+            "--chat-template '{v}': not Jinja source and not a built-in hearth knows (chatml, gemma)"
+        ),
+    };
+    Ok(server::TemplateChoice::BuiltinForArch(arch.to_owned()))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let argv: Vec<String> = args
+        .args
+        .into_iter()
+        .map(|a| {
+            a.into_string()
+                .map_err(|a| anyhow!("argument {a:?} is not valid UTF-8"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let config = match parse(&argv, |k| std::env::var(k).ok())? {
+        Parsed::Help => {
+            print!("{HELP}");
+            return Ok(());
+        }
+        Parsed::Serve(c) => *c,
+    };
+    let running = server::start(config.clone())?;
+    for a in &running.addrs {
+        eprintln!("hearth serve: listening on http://{a}");
+    }
+    running.wait()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_args(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<server::Config> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match parse(&args, |k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })? {
+            Parsed::Serve(c) => Ok(*c),
+            Parsed::Help => bail!("help"),
+        }
+    }
+
+    #[test]
+    fn llama_server_flags_parse() {
+        let c = parse_args(
+            &[
+                "-m", "m.gguf", "--host", "0.0.0.0", "--port", "9000", "-c", "8192", "-np", "2",
+                "-t", "3", "-b", "64", "-ub", "32", "-n", "100", "--temp", "0", "--seed", "42",
+                "-a", "tiny", "--api-key", "k1,k2", "--metrics", "--no-slots", "--jinja",
+                "--timeout", "30", "--cors-origins", "http://a,http://b", "-fa", "on",
+                "--n-gpu-layers", "99", "--offline",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.model, PathBuf::from("m.gguf"));
+        assert_eq!(c.hosts, ["0.0.0.0"]);
+        assert_eq!(c.port, 9000);
+        assert_eq!((c.n_ctx, c.n_parallel, c.n_threads, c.n_batch), (8192, 2, 3, 64));
+        assert_eq!(c.n_predict, Some(100));
+        assert_eq!(c.sampler.temperature, 0.0);
+        assert_eq!(c.seed, Some(42));
+        assert_eq!(c.alias.as_deref(), Some("tiny"));
+        assert_eq!(c.api_keys, ["k1", "k2"]);
+        assert!(c.metrics && !c.slots_endpoint);
+        assert_eq!(c.timeout, Duration::from_secs(30));
+        assert_eq!(c.cors_origins, ["http://a", "http://b"]);
+    }
+
+    #[test]
+    fn underscores_and_equals_in_long_options() {
+        let c = parse_args(&["--model=m.gguf", "--ctx_size", "512", "--n_predict=7"], &[]).unwrap();
+        assert_eq!((c.n_ctx, c.n_predict), (512, Some(7)));
+    }
+
+    #[test]
+    fn env_gives_defaults_and_argv_wins() {
+        let c = parse_args(
+            &["--port", "1234"],
+            &[
+                ("LLAMA_ARG_MODEL", "e.gguf"),
+                ("LLAMA_ARG_PORT", "5678"),
+                ("LLAMA_ARG_N_PARALLEL", "3"),
+                ("LLAMA_ARG_ENDPOINT_METRICS", "1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.model, PathBuf::from("e.gguf"));
+        assert_eq!((c.port, c.n_parallel), (1234, 3));
+        assert!(c.metrics);
+    }
+
+    #[test]
+    fn defaults_are_llama_servers() {
+        let c = parse_args(&["-m", "m.gguf"], &[]).unwrap();
+        assert_eq!(c.hosts, ["127.0.0.1"]);
+        assert_eq!((c.port, c.n_parallel, c.n_ctx), (8080, 4, 0));
+        assert!(c.slots_endpoint && !c.metrics);
+        assert_eq!(c.seed, None);
+    }
+
+    #[test]
+    fn unknown_and_refused_flags_are_named() {
+        let e = parse_args(&["-m", "m.gguf", "--frobnicate"], &[]).unwrap_err();
+        assert!(e.to_string().contains("--frobnicate"), "{e}");
+        let e = parse_args(&["-m", "m.gguf", "--embedding"], &[]).unwrap_err();
+        assert!(e.to_string().contains("--embedding"), "{e}");
+        let e = parse_args(&["-m"], &[]).unwrap_err();
+        assert!(e.to_string().contains("-m"), "{e}");
+        let e = parse_args(&["--port", "1"], &[]).unwrap_err();
+        assert!(e.to_string().contains("model"), "{e}");
+        let e = parse_args(&["-m", "m", "-np", "0"], &[]).unwrap_err();
+        assert!(e.to_string().contains("--parallel"), "{e}");
+    }
+}

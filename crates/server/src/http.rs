@@ -1,0 +1,502 @@
+//! The router, the layers every route shares (API key, CORS, body limit, 404), graceful
+//! shutdown, and the helpers handlers use: reading bodies, rendering prompts, submitting jobs,
+//! collecting or streaming their events.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use axum::Router;
+use axum::body::{Body as HttpBody, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use engine::chat::Message;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+use crate::error::ApiError;
+use crate::params::{Body, type_error};
+use crate::scheduler::{Event, GenParams, Job, Outcome, SubmitError};
+use crate::{App, Ready, llama, ollama, openai};
+
+pub(crate) type AppState = State<Arc<App>>;
+
+/// Serves `listeners` until SIGINT/SIGTERM or `stop`; requests in flight finish first.
+pub(crate) async fn serve(
+    app: Arc<App>,
+    listeners: Vec<tokio::net::TcpListener>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let router = router(app);
+    let (down_tx, down_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = sigterm() => {}
+            _ = stop.wait_for(|v| *v) => {}
+        }
+        let _ = down_tx.send(true);
+    });
+    let mut tasks = Vec::new();
+    for l in listeners {
+        let mut rx = down_rx.clone();
+        let r = router.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(l, r)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|v| *v).await;
+                })
+                .await;
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+#[cfg(unix)]
+async fn sigterm() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn sigterm() {
+    std::future::pending::<()>().await
+}
+
+fn router(app: Arc<App>) -> Router {
+    let limit = app.config.body_limit;
+    let cors = cors(&app.config.cors_origins);
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/health", get(health))
+        .route("/models", get(openai::models))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/chat/completions", post(openai::chat))
+        .route("/chat/completions", post(openai::chat))
+        .route("/v1/completions", post(openai::completions))
+        .route("/completions", post(llama::completion))
+        .route("/completion", post(llama::completion))
+        .route("/props", get(llama::props))
+        .route("/slots", get(llama::slots))
+        .route("/metrics", get(llama::metrics))
+        .route("/tokenize", post(llama::tokenize))
+        .route("/detokenize", post(llama::detokenize))
+        .route("/apply-template", post(llama::apply_template))
+        .route("/", get(ollama::root).head(ollama::root))
+        .route("/api/version", get(ollama::version))
+        .route("/api/tags", get(ollama::tags))
+        .route("/api/ps", get(ollama::ps))
+        .route("/api/show", post(ollama::show))
+        .route("/api/chat", post(ollama::chat))
+        .route("/api/generate", post(ollama::generate))
+        .route("/api/pull", post(ollama::registry))
+        .route("/api/push", post(ollama::registry))
+        .route("/api/create", post(ollama::registry))
+        .route("/api/copy", post(ollama::registry))
+        .route("/api/delete", axum::routing::delete(ollama::registry))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(app.clone(), auth))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(cors)
+        .with_state(app)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods(Any)
+        .allow_headers(Any);
+    if origins.iter().any(|o| o == "*") || origins.is_empty() {
+        layer.allow_origin(Any)
+    } else {
+        let list: Vec<HeaderValue> = origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        layer.allow_origin(AllowOrigin::list(list))
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("File Not Found")
+}
+
+/// Routes open without an API key, as llama-server keeps them.
+const PUBLIC: &[&str] = &["/health", "/v1/health", "/models", "/v1/models", "/api/tags"];
+
+async fn auth(State(app): AppState, req: Request, next: Next) -> Response {
+    let keys = &app.config.api_keys;
+    if keys.is_empty() || req.method() == Method::OPTIONS || PUBLIC.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| {
+            req.headers()
+                .get("x-api-key")
+                .and_then(|v| v.to_str().ok())
+        });
+    // Every key is compared, each in constant time, so timing says nothing about which.
+    let ok = given.is_some_and(|g| {
+        keys.iter()
+            .fold(false, |acc, k| acc | constant_time_eq(g.as_bytes(), k.as_bytes()))
+    });
+    if ok {
+        next.run(req).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "Invalid API Key",
+        )
+        .into_response()
+    }
+}
+
+/// Equality whose time depends only on the lengths, not on where the bytes differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len().max(b.len());
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..n {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+async fn health(State(app): AppState) -> Response {
+    match app.ready() {
+        Ok(_) => axum::Json(serde_json::json!({ "status": "ok" })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The request's JSON object; a body over the limit is a 413 in OpenAI's shape.
+pub(crate) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Body, ApiError> {
+    match body {
+        Ok(b) => Body::parse(&b),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "the request body is larger than the server accepts",
+        )),
+        Err(e) => Err(ApiError::invalid(e.body_text())),
+    }
+}
+
+/// A prompt ready to submit: its text (for echo and `/apply-template`) and tokens.
+pub(crate) struct Prompt {
+    pub text: String,
+    pub tokens: Vec<u32>,
+}
+
+/// Renders OpenAI-style `messages` with the chat template and tokenizes the result. A final
+/// assistant message is a prefill: the reply continues its text.
+pub(crate) async fn chat_prompt(ready: &Ready, messages: Option<&Value>) -> Result<Prompt, ApiError> {
+    let Some(Value::Array(list)) = messages else {
+        return Err(type_error("messages", "a list of messages"));
+    };
+    if list.is_empty() {
+        return Err(ApiError::invalid("`messages` must not be empty"));
+    }
+    let mut msgs = Vec::with_capacity(list.len());
+    for m in list {
+        msgs.push(to_message(m)?);
+    }
+    let model = ready.model.clone();
+    let tmpl = ready.template.clone();
+    tokio::task::spawn_blocking(move || render_chat(&model, &tmpl, &msgs, true))
+        .await
+        .map_err(|e| ApiError::server(e.to_string()))?
+}
+
+/// Renders `msgs`; with `add_generation_prompt` a final assistant message is continued.
+pub(crate) fn render_chat(
+    model: &engine::Model,
+    tmpl: &engine::chat_template::ChatTemplate,
+    msgs: &[Message],
+    add_generation_prompt: bool,
+) -> Result<Prompt, ApiError> {
+    let tok = &model.tokenizer;
+    let bad = |e: engine::chat_template::TemplateError| ApiError::invalid(e.to_string());
+    let prefill = add_generation_prompt && msgs.last().is_some_and(|m| m.role == "assistant");
+    let head = if prefill { &msgs[..msgs.len() - 1] } else { msgs };
+    let r = engine::chat::render_with(model, tmpl, String::new(), head, None, add_generation_prompt)
+        .map_err(bad)?;
+    if !prefill {
+        return Ok(Prompt {
+            text: r.text,
+            tokens: r.tokens,
+        });
+    }
+    let mut text = r.text;
+    text.push_str(msgs.last().and_then(|m| m.content.as_deref()).unwrap_or(""));
+    let bos = tok
+        .bos()
+        .and_then(|b| tok.token_text(b))
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
+    let tokens = engine::chat::tokenize_prompt(tok, &text, msgs, &bos);
+    Ok(Prompt { text, tokens })
+}
+
+/// One OpenAI/Ollama message object as the template's [`Message`]; content parts are joined
+/// when they are all text.
+pub(crate) fn to_message(m: &Value) -> Result<Message, ApiError> {
+    let Some(obj) = m.as_object() else {
+        return Err(ApiError::invalid("each message must be a JSON object"));
+    };
+    let mut obj = obj.clone();
+    if let Some(Value::Array(parts)) = obj.get("content") {
+        let mut text = String::new();
+        for p in parts {
+            match (p.get("type").and_then(Value::as_str), p.get("text")) {
+                (Some("text"), Some(Value::String(t))) => {
+                    if !text.is_empty() {
+                        text.push('\n');
+                    }
+                    text.push_str(t);
+                }
+                (Some(kind), _) => {
+                    return Err(ApiError::unsupported(format!(
+                        "message content of type `{kind}` is not supported: this model takes \
+                         text only"
+                    )));
+                }
+                _ => return Err(ApiError::invalid("a content part needs `type` and `text`")),
+            }
+        }
+        obj.insert("content".into(), Value::String(text));
+    }
+    if obj.get("images").is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
+        return Err(ApiError::unsupported(
+            "images are not supported: this model takes text only",
+        ));
+    }
+    obj.remove("images");
+    Message::from_json(&Value::Object(obj)).map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+/// Rejects prompts that are empty or do not fit a slot's context.
+pub(crate) fn check_prompt(ready: &Ready, tokens: &[u32]) -> Result<(), ApiError> {
+    if tokens.is_empty() {
+        return Err(ApiError::invalid("the prompt is empty"));
+    }
+    let n_vocab = ready.model.tokenizer.n_vocab();
+    if let Some(&id) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+        return Err(ApiError::invalid(format!(
+            "token id {id} is outside the vocabulary of {n_vocab} tokens"
+        )));
+    }
+    let n_ctx = ready.n_ctx_slot();
+    if tokens.len() >= n_ctx {
+        return Err(ApiError::context_size(tokens.len(), n_ctx));
+    }
+    Ok(())
+}
+
+/// What a job asks for besides its prompt and sampling.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct JobOptions {
+    pub n: usize,
+    pub id_slot: Option<usize>,
+    pub cache_prompt: bool,
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        JobOptions {
+            n: 1,
+            id_slot: None,
+            cache_prompt: true,
+        }
+    }
+}
+
+/// Queues a job; 503 when the queue is full.
+pub(crate) fn submit(
+    ready: &Ready,
+    prompt: Vec<u32>,
+    params: GenParams,
+    opts: JobOptions,
+) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
+    check_prompt(ready, &prompt)?;
+    if let Some(id) = opts.id_slot
+        && id >= ready.scheduler.config.n_parallel
+    {
+        return Err(ApiError::invalid(format!("there is no slot {id}")));
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let job = Job {
+        prompt,
+        params,
+        n: opts.n,
+        id_slot: opts.id_slot,
+        cache_prompt: opts.cache_prompt,
+        events: tx,
+    };
+    match ready.scheduler.submit(job) {
+        Ok(()) => Ok(rx),
+        Err(SubmitError::QueueFull) => Err(ApiError::unavailable(
+            "the server is busy: too many requests are waiting, try again later",
+        )),
+        Err(SubmitError::Stopped) => Err(ApiError::unavailable("the server is shutting down")),
+    }
+}
+
+/// A finished choice.
+pub(crate) struct Finished {
+    pub text: String,
+    pub outcome: Outcome,
+}
+
+/// Waits for every choice of a job.
+pub(crate) async fn collect(
+    mut rx: mpsc::UnboundedReceiver<Event>,
+    n: usize,
+) -> Result<Vec<Finished>, ApiError> {
+    let mut texts = vec![String::new(); n];
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
+    while outcomes.iter().any(Option::is_none) {
+        match rx.recv().await {
+            Some(Event::Text { index, text }) => {
+                if let Some(t) = texts.get_mut(index) {
+                    t.push_str(&text);
+                }
+            }
+            Some(Event::Done { index, outcome }) => {
+                if let Some(o) = outcomes.get_mut(index) {
+                    *o = Some(outcome);
+                }
+            }
+            Some(Event::Error { message }) => return Err(ApiError::server(message)),
+            None => return Err(ApiError::server("generation stopped unexpectedly")),
+        }
+    }
+    Ok(texts
+        .into_iter()
+        .zip(outcomes)
+        .filter_map(|(text, o)| o.map(|outcome| Finished { text, outcome }))
+        .collect())
+}
+
+/// The sending end of a streamed response body.
+pub(crate) struct Sink(mpsc::Sender<Bytes>);
+
+impl Sink {
+    /// Sends a piece of the body; false once the client is gone.
+    pub async fn send(&self, b: impl Into<Bytes>) -> bool {
+        self.0.send(b.into()).await.is_ok()
+    }
+
+    /// The job's next event; `None` when the job ended or the client went away.
+    pub async fn next(&self, rx: &mut mpsc::UnboundedReceiver<Event>) -> Option<Event> {
+        tokio::select! {
+            e = rx.recv() => e,
+            _ = self.0.closed() => None,
+        }
+    }
+}
+
+/// A streamed response whose body `produce` writes.
+pub(crate) fn stream<F, Fut>(content_type: &'static str, produce: F) -> Response
+where
+    F: FnOnce(Sink) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(32);
+    tokio::spawn(produce(Sink(tx)));
+    let mut resp = HttpBody::from_stream(ChanStream(rx)).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+struct ChanStream(mpsc::Receiver<Bytes>);
+
+impl futures_core::Stream for ChanStream {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|o| o.map(Ok))
+    }
+}
+
+/// `data: {json}\n\n`, one server-sent event.
+pub(crate) fn sse(v: &Value) -> String {
+    format!("data: {v}\n\n")
+}
+
+/// Unix time in seconds.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A random-looking id with a prefix (`chatcmpl-…`).
+pub(crate) fn new_id(prefix: &str) -> String {
+    let mut x = crate::params::random_seed();
+    let mut s = String::from(prefix);
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    for _ in 0..32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.push(ALPHABET[(x % ALPHABET.len() as u64) as usize] as char);
+    }
+    s
+}
+
+/// llama-server's `timings` object.
+pub(crate) fn timings(o: &Outcome) -> Value {
+    let prompt_n = o.n_prompt - o.n_cached;
+    let prompt_ms = o.prompt_time.as_secs_f64() * 1e3;
+    let predicted_ms = o.generation_time.as_secs_f64() * 1e3;
+    let per = |n: usize, ms: f64| if n > 0 { ms / n as f64 } else { 0.0 };
+    let rate = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
+    serde_json::json!({
+        "cache_n": o.n_cached,
+        "prompt_n": prompt_n,
+        "prompt_ms": prompt_ms,
+        "prompt_per_token_ms": per(prompt_n, prompt_ms),
+        "prompt_per_second": rate(prompt_n, prompt_ms),
+        "predicted_n": o.n_generated,
+        "predicted_ms": predicted_ms,
+        "predicted_per_token_ms": per(o.n_generated, predicted_ms),
+        "predicted_per_second": rate(o.n_generated, predicted_ms),
+    })
+}
+
+/// OpenAI's `usage` with llama-server's `prompt_tokens_details`.
+pub(crate) fn usage(done: &[&Outcome]) -> Value {
+    let prompt = done.first().map_or(0, |o| o.n_prompt);
+    let cached = done.first().map_or(0, |o| o.n_cached);
+    let completion: usize = done.iter().map(|o| o.n_generated).sum();
+    serde_json::json!({
+        "completion_tokens": completion,
+        "prompt_tokens": prompt,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": { "cached_tokens": cached },
+    })
+}
+
+pub(crate) const FINGERPRINT: &str = concat!("hearth-", env!("CARGO_PKG_VERSION"));

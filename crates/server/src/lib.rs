@@ -1,0 +1,310 @@
+//! `hearth serve`: an HTTP server speaking OpenAI's API, llama-server's own endpoints and
+//! Ollama's, over one loaded model. The only crate with HTTP and wire types.
+//!
+//! [`start`] binds the listeners at once (so `/health` answers 503 while the model loads), loads
+//! the model on a thread of its own, then starts the [`scheduler`] — a std thread owning every
+//! engine context, never the async runtime. Handlers ([`openai`], [`llama`], [`ollama`]) parse
+//! and validate a request, render and tokenize its prompt, submit a job and turn the
+//! scheduler's events into a JSON answer or a stream.
+#![forbid(unsafe_code)]
+
+mod error;
+mod http;
+mod llama;
+mod ollama;
+mod openai;
+mod params;
+pub mod scheduler;
+mod slot;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use engine::chat_template::ChatTemplate;
+use engine::{Model, SamplerParams};
+use tokio::sync::watch;
+
+pub use error::ApiError;
+
+use crate::params::Defaults;
+use crate::scheduler::{Scheduler, SchedulerConfig};
+
+/// Everything `hearth serve` is told on its command line.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub model: PathBuf,
+    /// Addresses to listen on (several listeners share one server).
+    pub hosts: Vec<String>,
+    pub port: u16,
+    /// Context of all slots together; 0 takes the model's training context.
+    pub n_ctx: usize,
+    /// Slots: requests generated at the same time.
+    pub n_parallel: usize,
+    pub n_threads: usize,
+    pub n_batch: usize,
+    /// Most tokens a request may generate (`None`: no limit).
+    pub n_predict: Option<usize>,
+    /// Sampling defaults of requests that leave fields out.
+    pub sampler: SamplerParams,
+    /// `None`: each request without a seed gets a random one.
+    pub seed: Option<u64>,
+    /// The model's name in the APIs (default: the model path).
+    pub alias: Option<String>,
+    /// Keys accepted in `Authorization: Bearer` (empty: no key needed).
+    pub api_keys: Vec<String>,
+    pub metrics: bool,
+    pub slots_endpoint: bool,
+    /// A chat template replacing the model's.
+    pub chat_template: Option<TemplateChoice>,
+    /// Seconds a request may wait for its first result.
+    pub timeout: Duration,
+    /// Origins allowed by CORS (`*`: any).
+    pub cors_origins: Vec<String>,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// Requests that may wait for a slot.
+    pub queue_size: usize,
+}
+
+impl Config {
+    /// llama-server's defaults for `model`.
+    pub fn new(model: PathBuf) -> Config {
+        Config {
+            model,
+            hosts: vec!["127.0.0.1".into()],
+            port: 8080,
+            n_ctx: 0,
+            n_parallel: 4,
+            n_threads: engine::context::default_threads(),
+            n_batch: 2048,
+            n_predict: None,
+            sampler: SamplerParams::default(),
+            seed: None,
+            alias: None,
+            api_keys: Vec::new(),
+            metrics: false,
+            slots_endpoint: true,
+            chat_template: None,
+            timeout: Duration::from_secs(600),
+            cors_origins: vec!["*".into()],
+            body_limit: 16 << 20,
+            queue_size: 64,
+        }
+    }
+}
+
+/// A chat template given on the command line.
+#[derive(Clone, Debug)]
+pub enum TemplateChoice {
+    /// Jinja source.
+    Source(String),
+    /// The built-in template hearth uses for files of this architecture without one.
+    BuiltinForArch(String),
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Load(String),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// What the handlers see once the model is loaded.
+pub(crate) struct Ready {
+    pub model: Arc<Model>,
+    pub template: Arc<ChatTemplate>,
+    /// The template's Jinja source, for `/props`.
+    pub template_source: String,
+    pub scheduler: Scheduler,
+    pub defaults: Defaults,
+}
+
+impl Ready {
+    pub fn n_ctx_slot(&self) -> usize {
+        self.scheduler.config.n_ctx_slot
+    }
+}
+
+/// The state every handler shares.
+pub(crate) struct App {
+    pub config: Config,
+    pub ready: OnceLock<Ready>,
+    /// Unix time the server started (`created` of `/v1/models`).
+    pub created: u64,
+}
+
+impl App {
+    /// The loaded model, or 503 while it loads.
+    pub fn ready(&self) -> Result<&Ready, ApiError> {
+        self.ready
+            .get()
+            .ok_or_else(|| ApiError::unavailable("Loading model"))
+    }
+
+    /// The model's name in the APIs.
+    pub fn model_id(&self) -> String {
+        self.config
+            .alias
+            .clone()
+            .unwrap_or_else(|| self.config.model.display().to_string())
+    }
+}
+
+/// A started server.
+pub struct Running {
+    /// The addresses listened on (port 0 resolved).
+    pub addrs: Vec<SocketAddr>,
+    stop: watch::Sender<bool>,
+    thread: std::thread::JoinHandle<Result<(), ServeError>>,
+}
+
+impl Running {
+    /// Waits until the server stops (SIGINT/SIGTERM, or [`Running::shutdown`]).
+    pub fn wait(self) -> Result<(), ServeError> {
+        self.thread
+            .join()
+            .map_err(|_| ServeError::Runtime("the server thread panicked".into()))?
+    }
+
+    /// Stops accepting connections, lets running requests finish, and waits.
+    pub fn shutdown(self) -> Result<(), ServeError> {
+        let _ = self.stop.send(true);
+        self.wait()
+    }
+}
+
+/// Binds every listener, starts loading the model and serving; returns at once.
+pub fn start(config: Config) -> Result<Running, ServeError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("hearth-http")
+        .enable_all()
+        .build()
+        .map_err(|e| ServeError::Runtime(e.to_string()))?;
+    let mut listeners = Vec::new();
+    for host in &config.hosts {
+        let addr = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{}", config.port)
+        } else {
+            format!("{host}:{}", config.port)
+        };
+        let l = rt
+            .block_on(tokio::net::TcpListener::bind(&addr))
+            .map_err(|source| ServeError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        listeners.push(l);
+    }
+    let addrs = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let app = Arc::new(App {
+        config: config.clone(),
+        ready: OnceLock::new(),
+        created,
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let loader = {
+        let app = app.clone();
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("hearth-load".into())
+            .spawn(move || {
+                let r = load(&app);
+                if r.is_err() {
+                    let _ = stop.send(true);
+                }
+                r
+            })
+            .map_err(|e| ServeError::Runtime(e.to_string()))?
+    };
+    let thread = std::thread::Builder::new()
+        .name("hearth-serve".into())
+        .spawn(move || {
+            rt.block_on(http::serve(app, listeners, stop_rx));
+            match loader.join() {
+                Ok(r) => r,
+                Err(_) => Err(ServeError::Load("loading the model panicked".into())),
+            }
+        })
+        .map_err(|e| ServeError::Runtime(e.to_string()))?;
+    Ok(Running {
+        addrs,
+        stop,
+        thread,
+    })
+}
+
+/// Loads the model and its template, starts the scheduler, and marks the server ready.
+fn load(app: &App) -> Result<(), ServeError> {
+    let c = &app.config;
+    let model = Model::load(&c.model)
+        .map_err(|e| ServeError::Load(format!("cannot load model {}: {e}", c.model.display())))?;
+    let model = Arc::new(model);
+    let (template, template_source) = match &c.chat_template {
+        Some(TemplateChoice::Source(src)) => (
+            ChatTemplate::new(src)
+                .map_err(|e| ServeError::Load(format!("--chat-template: {e}")))?,
+            src.clone(),
+        ),
+        Some(TemplateChoice::BuiltinForArch(arch)) => {
+            (ChatTemplate::builtin_for_arch(arch).0, String::new())
+        }
+        None => {
+            let (t, _) = engine::chat::template(&model)
+                .map_err(|e| ServeError::Load(format!("the model's chat template: {e}")))?;
+            (t, model.chat_template.clone().unwrap_or_default())
+        }
+    };
+    let n_parallel = c.n_parallel.max(1);
+    let n_ctx = if c.n_ctx == 0 {
+        model.hparams.n_ctx_train.max(1)
+    } else {
+        c.n_ctx
+    };
+    let n_ctx_slot = n_ctx / n_parallel;
+    if n_ctx_slot == 0 {
+        return Err(ServeError::Load(format!(
+            "a context of {n_ctx} cannot be shared by {n_parallel} slots"
+        )));
+    }
+    let scheduler = Scheduler::start(
+        model.clone(),
+        SchedulerConfig {
+            n_parallel,
+            n_ctx_slot,
+            n_batch: c.n_batch.max(1),
+            n_threads: c.n_threads.max(1),
+            queue_size: c.queue_size,
+        },
+    )
+    .map_err(ServeError::Load)?;
+    let ready = Ready {
+        model,
+        template: Arc::new(template),
+        template_source,
+        scheduler,
+        defaults: Defaults {
+            sampler: c.sampler.clone(),
+            seed: c.seed,
+            n_predict: c.n_predict,
+        },
+    };
+    let _ = app.ready.set(ready);
+    Ok(())
+}

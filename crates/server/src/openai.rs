@@ -1,0 +1,403 @@
+//! OpenAI's API: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models`, with
+//! the details llama-server adds (`timings`, `usage.prompt_tokens_details.cached_tokens`,
+//! `system_fingerprint`) and its stream order: a first chunk with the role, content chunks, a
+//! `finish_reason` chunk without content, the usage chunk, then `data: [DONE]`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::http::{
+    self, AppState, FINGERPRINT, Finished, JobOptions, Prompt, collect, sse, submit, timings,
+    unix_now, usage,
+};
+use crate::params::{Body, MAX_TOKENS_OPENAI, gen_params, type_error};
+use crate::scheduler::{Event, Finish, Outcome};
+use crate::{App, Ready};
+
+/// Most choices one request may ask for.
+const MAX_N: usize = 16;
+
+pub(crate) async fn models(State(app): AppState) -> Response {
+    let id = app.model_id();
+    let meta = app.ready.get().map(|r| {
+        let hp = &r.model.hparams;
+        json!({
+            "n_vocab": hp.n_vocab,
+            "n_ctx_train": hp.n_ctx_train,
+            "n_embd": hp.n_embd,
+            "n_params": r.model.info.n_params,
+            "size": r.model.info.n_bytes,
+        })
+    });
+    axum::Json(json!({
+        "object": "list",
+        "data": [{
+            "id": id,
+            "object": "model",
+            "created": app.created,
+            "owned_by": "hearth",
+            "meta": meta,
+        }],
+        "models": [{
+            "name": id,
+            "model": id,
+            "type": "model",
+            "capabilities": ["completion"],
+        }],
+    }))
+    .into_response()
+}
+
+/// `finish_reason` of a finished choice.
+pub(crate) fn finish_reason(f: &Finish) -> &'static str {
+    match f {
+        Finish::Length => "length",
+        Finish::Eos | Finish::Word(_) => "stop",
+    }
+}
+
+/// The fields of a request hearth cannot honour: a 400 that says so, never silence.
+fn refuse_unsupported(body: &Body) -> Result<(), ApiError> {
+    if let Some(tools) = body.get("tools")
+        && tools.as_array().is_none_or(|a| !a.is_empty())
+    {
+        return Err(ApiError::unsupported(
+            "`tools` (function calling) is not supported yet",
+        ));
+    }
+    if let Some(rf) = body.get("response_format") {
+        let kind = rf.get("type").and_then(Value::as_str).unwrap_or("");
+        if kind != "text" {
+            return Err(ApiError::unsupported(format!(
+                "`response_format` of type `{kind}` (constrained output) is not supported yet"
+            )));
+        }
+    }
+    if body.bool("logprobs")?.unwrap_or(false) || body.get("top_logprobs").is_some() {
+        return Err(ApiError::unsupported("`logprobs` is not supported yet"));
+    }
+    if body.get("grammar").is_some() || body.get("json_schema").is_some() {
+        return Err(ApiError::unsupported(
+            "grammars and JSON schemas are not supported yet",
+        ));
+    }
+    Ok(())
+}
+
+/// `n`, `stream`, `stream_options.include_usage`.
+struct Shape {
+    n: usize,
+    stream: bool,
+    include_usage: bool,
+}
+
+fn shape(body: &Body) -> Result<Shape, ApiError> {
+    let n = match body.i64("n")? {
+        None => 1,
+        Some(n) if (1..=MAX_N as i64).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(ApiError::invalid(format!(
+                "`n` must be between 1 and {MAX_N}, got {n}"
+            )));
+        }
+    };
+    let stream = body.bool("stream")?.unwrap_or(false);
+    let include_usage = match body.get("stream_options") {
+        None => false,
+        Some(Value::Object(o)) => match o.get("include_usage") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(type_error("stream_options.include_usage", "true or false")),
+        },
+        Some(_) => return Err(type_error("stream_options", "an object")),
+    };
+    Ok(Shape {
+        n,
+        stream,
+        include_usage,
+    })
+}
+
+pub(crate) async fn chat(
+    State(app): AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let ready = app.ready()?;
+    let body = http::read_body(body)?;
+    refuse_unsupported(&body)?;
+    let shape = shape(&body)?;
+    let params = gen_params(&body, MAX_TOKENS_OPENAI, &ready.defaults, &ready.model.tokenizer)?;
+    let prompt = http::chat_prompt(ready, body.get("messages")).await?;
+    let opts = JobOptions {
+        n: shape.n,
+        ..JobOptions::default()
+    };
+    let rx = submit(ready, prompt.tokens, params, opts)?;
+    let model = app.model_id();
+    let id = http::new_id("chatcmpl-");
+    let created = unix_now();
+    if !shape.stream {
+        let done = collect(rx, shape.n).await?;
+        return Ok(axum::Json(chat_body(&done, &model, &id, created)).into_response());
+    }
+    let n = shape.n;
+    let include_usage = shape.include_usage;
+    Ok(http::stream("text/event-stream", move |sink| async move {
+        let chunk = |choices: Value| {
+            json!({
+                "choices": choices,
+                "created": created,
+                "id": id,
+                "model": model,
+                "system_fingerprint": FINGERPRINT,
+                "object": "chat.completion.chunk",
+            })
+        };
+        for index in 0..n {
+            let first = chunk(json!([{
+                "finish_reason": null,
+                "index": index,
+                "delta": { "role": "assistant", "content": null },
+            }]));
+            if !sink.send(sse(&first)).await {
+                return;
+            }
+        }
+        let mut rx = rx;
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
+        while outcomes.iter().any(Option::is_none) {
+            let Some(ev) = sink.next(&mut rx).await else {
+                return;
+            };
+            let out = match ev {
+                Event::Text { index, text } => chunk(json!([{
+                    "finish_reason": null,
+                    "index": index,
+                    "delta": { "content": text },
+                }])),
+                Event::Done { index, outcome } => {
+                    let c = chunk(json!([{
+                        "finish_reason": finish_reason(&outcome.finish),
+                        "index": index,
+                        "delta": {},
+                    }]));
+                    if let Some(o) = outcomes.get_mut(index) {
+                        *o = Some(outcome);
+                    }
+                    c
+                }
+                Event::Error { message } => {
+                    let _ = sink.send(sse(&ApiError::server(message).body())).await;
+                    return;
+                }
+            };
+            if !sink.send(sse(&out)).await {
+                return;
+            }
+        }
+        let done: Vec<&Outcome> = outcomes.iter().flatten().collect();
+        if include_usage {
+            let mut last = chunk(json!([]));
+            last["usage"] = usage(&done);
+            if let Some(o) = done.first() {
+                last["timings"] = timings(o);
+            }
+            if !sink.send(sse(&last)).await {
+                return;
+            }
+        }
+        let _ = sink.send("data: [DONE]\n\n").await;
+    }))
+}
+
+fn chat_body(done: &[Finished], model: &str, id: &str, created: u64) -> Value {
+    let choices: Vec<Value> = done
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            json!({
+                "finish_reason": finish_reason(&f.outcome.finish),
+                "index": i,
+                "message": { "role": "assistant", "content": f.text },
+            })
+        })
+        .collect();
+    let outcomes: Vec<&Outcome> = done.iter().map(|f| &f.outcome).collect();
+    json!({
+        "choices": choices,
+        "created": created,
+        "model": model,
+        "system_fingerprint": FINGERPRINT,
+        "object": "chat.completion",
+        "usage": usage(&outcomes),
+        "id": id,
+        "timings": outcomes.first().map(|o| timings(o)),
+    })
+}
+
+/// A completion prompt: a string, a list of token ids, or a list holding one of those.
+pub(crate) fn completion_prompt(ready: &Ready, v: Option<&Value>) -> Result<Prompt, ApiError> {
+    let tok = &ready.model.tokenizer;
+    let bad = || type_error("prompt", "a string or a list of token ids");
+    match v {
+        None => Err(ApiError::invalid("`prompt` is required")),
+        Some(Value::String(s)) => Ok(Prompt {
+            text: s.clone(),
+            tokens: tok.encode(s, true, true),
+        }),
+        Some(Value::Array(a)) if a.len() == 1 && !a[0].is_number() => {
+            completion_prompt(ready, Some(&a[0]))
+        }
+        Some(Value::Array(a)) if a.iter().all(Value::is_number) => {
+            let tokens: Vec<u32> = a
+                .iter()
+                .map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok()))
+                .collect::<Option<_>>()
+                .ok_or_else(|| ApiError::invalid("`prompt` token ids must be non-negative integers"))?;
+            let n_vocab = tok.n_vocab();
+            if let Some(&id) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+                return Err(ApiError::invalid(format!(
+                    "token id {id} is outside the vocabulary of {n_vocab} tokens"
+                )));
+            }
+            let text = tok.decode(&tokens, true).unwrap_or_default();
+            Ok(Prompt { text, tokens })
+        }
+        Some(Value::Array(a)) if a.len() > 1 && a.iter().all(Value::is_string) => Err(
+            ApiError::unsupported("several prompts in one request are not supported yet"),
+        ),
+        Some(_) => Err(bad()),
+    }
+}
+
+pub(crate) async fn completions(
+    State(app): AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let ready = app.ready()?;
+    let body = http::read_body(body)?;
+    refuse_unsupported(&body)?;
+    if body.get("suffix").is_some() {
+        return Err(ApiError::unsupported("`suffix` is not supported yet"));
+    }
+    let shape = shape(&body)?;
+    let echo = body.bool("echo")?.unwrap_or(false);
+    let params = gen_params(&body, MAX_TOKENS_OPENAI, &ready.defaults, &ready.model.tokenizer)?;
+    let prompt = completion_prompt(ready, body.get("prompt"))?;
+    let opts = JobOptions {
+        n: shape.n,
+        ..JobOptions::default()
+    };
+    let prefix = if echo { prompt.text.clone() } else { String::new() };
+    let rx = submit(ready, prompt.tokens, params, opts)?;
+    completions_answer(&app, rx, shape, prefix).await
+}
+
+async fn completions_answer(
+    app: &App,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    shape: Shape,
+    prefix: String,
+) -> Result<Response, ApiError> {
+    let model = app.model_id();
+    let id = http::new_id("cmpl-");
+    let created = unix_now();
+    if !shape.stream {
+        let done = collect(rx, shape.n).await?;
+        let choices: Vec<Value> = done
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                json!({
+                    "text": format!("{prefix}{}", f.text),
+                    "index": i,
+                    "logprobs": null,
+                    "finish_reason": finish_reason(&f.outcome.finish),
+                })
+            })
+            .collect();
+        let outcomes: Vec<&Outcome> = done.iter().map(|f| &f.outcome).collect();
+        return Ok(axum::Json(json!({
+            "choices": choices,
+            "created": created,
+            "model": model,
+            "system_fingerprint": FINGERPRINT,
+            "object": "text_completion",
+            "usage": usage(&outcomes),
+            "id": id,
+            "timings": outcomes.first().map(|o| timings(o)),
+        }))
+        .into_response());
+    }
+    let n = shape.n;
+    let include_usage = shape.include_usage;
+    Ok(http::stream("text/event-stream", move |sink| async move {
+        let chunk = |choices: Value| {
+            json!({
+                "choices": choices,
+                "created": created,
+                "id": id,
+                "model": model,
+                "system_fingerprint": FINGERPRINT,
+                "object": "text_completion",
+            })
+        };
+        if !prefix.is_empty() {
+            for index in 0..n {
+                let c = chunk(json!([{
+                    "text": prefix, "index": index, "logprobs": null, "finish_reason": null,
+                }]));
+                if !sink.send(sse(&c)).await {
+                    return;
+                }
+            }
+        }
+        let mut rx = rx;
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
+        while outcomes.iter().any(Option::is_none) {
+            let Some(ev) = sink.next(&mut rx).await else {
+                return;
+            };
+            let out = match ev {
+                Event::Text { index, text } => chunk(json!([{
+                    "text": text, "index": index, "logprobs": null, "finish_reason": null,
+                }])),
+                Event::Done { index, outcome } => {
+                    let c = chunk(json!([{
+                        "text": "",
+                        "index": index,
+                        "logprobs": null,
+                        "finish_reason": finish_reason(&outcome.finish),
+                    }]));
+                    if let Some(o) = outcomes.get_mut(index) {
+                        *o = Some(outcome);
+                    }
+                    c
+                }
+                Event::Error { message } => {
+                    let _ = sink.send(sse(&ApiError::server(message).body())).await;
+                    return;
+                }
+            };
+            if !sink.send(sse(&out)).await {
+                return;
+            }
+        }
+        if include_usage {
+            let done: Vec<&Outcome> = outcomes.iter().flatten().collect();
+            let mut last = chunk(json!([]));
+            last["usage"] = usage(&done);
+            if let Some(o) = done.first() {
+                last["timings"] = timings(o);
+            }
+            if !sink.send(sse(&last)).await {
+                return;
+            }
+        }
+        let _ = sink.send("data: [DONE]\n\n").await;
+    }))
+}

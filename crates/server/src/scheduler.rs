@@ -1,0 +1,388 @@
+//! The scheduler: one std thread that owns every engine [`Context`] and runs all generation.
+//! HTTP handlers never touch the engine; they [`Scheduler::submit`] a [`Job`] over a bounded
+//! channel (full → the caller answers 503) and read [`Event`]s back from a channel of their own.
+//!
+//! Each step of the loop: take new jobs while a slot is free, drop the work of clients that went
+//! away (their event receiver is closed), then one engine step over every busy slot — the next
+//! token of each generating slot plus a chunk of one waiting prompt (see [`crate::slot`]) — and
+//! sample for each slot whose logits are ready. A slot keeps its tokens when its job ends, so the
+//! next job that shares an exact token prefix with it skips evaluating that prefix.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use engine::generate::StopMatcher;
+use engine::{Context, ContextParams, Model, SamplerParams};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::slot::{Engine, Phase, Slot, Task};
+
+/// What to generate for one request.
+#[derive(Clone, Debug)]
+pub struct GenParams {
+    /// Most tokens to generate per choice; `None` until the end or a full context.
+    pub max_tokens: Option<usize>,
+    /// Generation stops before any of these strings, which are never sent.
+    pub stop: Vec<String>,
+    pub sampler: SamplerParams,
+    /// Keep going past end-of-generation tokens.
+    pub ignore_eos: bool,
+}
+
+/// One request for the scheduler.
+pub struct Job {
+    pub prompt: Vec<u32>,
+    pub params: GenParams,
+    /// Choices to generate (`n`); choice `i` samples with seed `seed + i`.
+    pub n: usize,
+    /// Run on this slot (llama-server's `id_slot`).
+    pub id_slot: Option<usize>,
+    /// Reuse the longest exact token prefix a slot holds (llama-server's `cache_prompt`).
+    pub cache_prompt: bool,
+    /// Where the text goes; dropping the receiver cancels the job.
+    pub events: UnboundedSender<Event>,
+}
+
+/// Why a choice ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// An end-of-generation token.
+    Eos,
+    /// The token limit, or a full context.
+    Length,
+    /// A stop string (given).
+    Word(String),
+}
+
+/// Counts and times of a finished choice.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub finish: Finish,
+    pub id_slot: usize,
+    pub n_prompt: usize,
+    /// Prompt tokens taken from the slot's cache instead of evaluated.
+    pub n_cached: usize,
+    pub n_generated: usize,
+    pub prompt_time: Duration,
+    pub generation_time: Duration,
+}
+
+/// What a job's handler receives, in order per choice: `Text`s, then one `Done`.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Text { index: usize, text: String },
+    Done { index: usize, outcome: Outcome },
+    Error { message: String },
+}
+
+/// Why a job was not taken.
+#[derive(Debug)]
+pub enum SubmitError {
+    QueueFull,
+    Stopped,
+}
+
+/// The settings of the scheduler and its slots.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    pub n_parallel: usize,
+    /// Context of each slot.
+    pub n_ctx_slot: usize,
+    pub n_batch: usize,
+    pub n_threads: usize,
+    /// Jobs waiting beyond the busy slots.
+    pub queue_size: usize,
+}
+
+/// What `/slots` shows of a slot.
+#[derive(Clone, Debug, Default)]
+pub struct SlotView {
+    pub id: usize,
+    pub id_task: Option<u64>,
+    pub is_processing: bool,
+    pub n_ctx: usize,
+    pub n_past: usize,
+    pub n_prompt: usize,
+    pub n_decoded: usize,
+    pub n_remain: Option<usize>,
+}
+
+/// Counters for `/metrics`, as llama-server keeps them.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub n_prompt_tokens_total: u64,
+    pub t_prompt_total: Duration,
+    pub n_tokens_predicted_total: u64,
+    pub t_predicted_total: Duration,
+    pub n_decode_total: u64,
+    pub n_busy_slots_total: u64,
+    pub n_tokens_max: usize,
+    pub n_requests_total: u64,
+    pub kv_cells_used: usize,
+}
+
+/// State the scheduler thread publishes for the handlers.
+#[derive(Default)]
+pub struct Shared {
+    pub slots: Mutex<Vec<SlotView>>,
+    pub stats: Mutex<Stats>,
+    /// Jobs submitted and not yet taken by a slot.
+    pub queued: AtomicUsize,
+}
+
+impl Shared {
+    pub fn slots(&self) -> Vec<SlotView> {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The handlers' end of the scheduler.
+#[derive(Clone)]
+pub struct Scheduler {
+    tx: SyncSender<Job>,
+    pub shared: Arc<Shared>,
+    pub config: SchedulerConfig,
+}
+
+impl Scheduler {
+    /// Makes every slot's context, then starts the scheduler thread.
+    pub fn start(model: Arc<Model>, config: SchedulerConfig) -> Result<Scheduler, String> {
+        let params = ContextParams {
+            n_ctx: config.n_ctx_slot,
+            n_batch: config.n_batch,
+            n_threads: config.n_threads,
+            batch_invariant: true,
+        };
+        let mut contexts = Vec::with_capacity(config.n_parallel);
+        for _ in 0..config.n_parallel {
+            contexts.push(Context::new(model.clone(), params.clone()).map_err(|e| e.to_string())?);
+        }
+        let (tx, rx) = sync_channel(config.queue_size.max(1));
+        let shared = Arc::new(Shared::default());
+        {
+            let mut views = shared.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            *views = (0..config.n_parallel)
+                .map(|id| SlotView {
+                    id,
+                    n_ctx: config.n_ctx_slot,
+                    ..SlotView::default()
+                })
+                .collect();
+        }
+        let sh = shared.clone();
+        let cfg = config.clone();
+        std::thread::Builder::new()
+            .name("hearth-scheduler".into())
+            .spawn(move || run(model, contexts, cfg, rx, sh))
+            .map_err(|e| e.to_string())?;
+        Ok(Scheduler {
+            tx,
+            shared,
+            config,
+        })
+    }
+
+    /// Queues a job; a full queue is refused at once.
+    pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
+        self.shared.queued.fetch_add(1, Ordering::SeqCst);
+        match self.tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+                Err(match e {
+                    TrySendError::Full(_) => SubmitError::QueueFull,
+                    TrySendError::Disconnected(_) => SubmitError::Stopped,
+                })
+            }
+        }
+    }
+}
+
+/// A choice of a job waiting for a slot.
+struct Pending {
+    job: Arc<JobShared>,
+    index: usize,
+}
+
+/// The parts of a job its choices share.
+pub(crate) struct JobShared {
+    pub id: u64,
+    pub prompt: Vec<u32>,
+    pub params: GenParams,
+    pub id_slot: Option<usize>,
+    pub cache_prompt: bool,
+    pub events: UnboundedSender<Event>,
+}
+
+fn run(
+    model: Arc<Model>,
+    contexts: Vec<Context>,
+    cfg: SchedulerConfig,
+    rx: Receiver<Job>,
+    shared: Arc<Shared>,
+) {
+    let tok = &model.tokenizer;
+    let mut slots: Vec<Slot<'_>> = contexts
+        .into_iter()
+        .enumerate()
+        .map(|(id, ctx)| Slot::new(id, ctx))
+        .collect();
+    let mut engine = Engine::new(cfg.n_batch);
+    let mut waiting: VecDeque<Pending> = VecDeque::new();
+    let mut next_id = 0u64;
+    let mut clock = 0u64;
+    let mut open = true;
+    loop {
+        // Intake: block only when there is nothing else to do.
+        let idle = slots.iter().all(|s| s.task.is_none()) && waiting.is_empty();
+        if idle {
+            if !open {
+                return;
+            }
+            match rx.recv() {
+                Ok(job) => enqueue(job, &mut waiting, &mut next_id, &shared),
+                Err(_) => return,
+            }
+        }
+        while open && waiting.is_empty() && slots.iter().any(|s| s.task.is_none()) {
+            match rx.try_recv() {
+                Ok(job) => enqueue(job, &mut waiting, &mut next_id, &shared),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => open = false,
+            }
+        }
+        // Clients that went away stop here, waiting or running.
+        waiting.retain(|p| !p.job.events.is_closed());
+        for slot in &mut slots {
+            if slot.task.as_ref().is_some_and(|t| t.job.events.is_closed()) {
+                slot.task = None;
+            }
+        }
+        // Assign waiting choices to free slots, in arrival order.
+        let mut i = 0;
+        while i < waiting.len() {
+            let p = &waiting[i];
+            let Some(s) = pick_slot(&slots, &p.job) else {
+                i += 1;
+                continue;
+            };
+            let Some(p) = waiting.remove(i) else { break };
+            clock += 1;
+            let slot = &mut slots[s];
+            slot.last_used = clock;
+            let stops = StopMatcher {
+                stops: p.job.params.stop.clone(),
+                pending: String::new(),
+            };
+            let mut sampler = p.job.params.sampler.clone();
+            sampler.seed = sampler.seed.wrapping_add(p.index as u64);
+            let cached = if p.job.cache_prompt {
+                slot.common_prefix(&p.job.prompt)
+            } else {
+                0
+            };
+            let reuse = cached.min(p.job.prompt.len().saturating_sub(1));
+            slot.ctx.truncate(reuse);
+            slot.task = Some(Task {
+                index: p.index,
+                phase: Phase::Prompt { next: reuse },
+                n_cached: reuse,
+                chain: sampler.build(),
+                detok: tok.detokenizer(false),
+                stops,
+                n_generated: 0,
+                started: Instant::now(),
+                prompt_done: None,
+                job: p.job,
+            });
+            shared.stats.lock().unwrap_or_else(PoisonError::into_inner).n_requests_total += 1;
+        }
+        if slots.iter().all(|s| s.task.is_none()) {
+            publish(&slots, &shared, None);
+            continue;
+        }
+        // One engine step over every busy slot.
+        let t0 = Instant::now();
+        let stepped = engine.step(&mut slots, tok);
+        let dt = t0.elapsed();
+        publish(&slots, &shared, Some((stepped, dt)));
+    }
+}
+
+fn enqueue(job: Job, waiting: &mut VecDeque<Pending>, next_id: &mut u64, shared: &Shared) {
+    shared.queued.fetch_sub(1, Ordering::SeqCst);
+    *next_id += 1;
+    let n = job.n.max(1);
+    let job = Arc::new(JobShared {
+        id: *next_id,
+        prompt: job.prompt,
+        params: job.params,
+        id_slot: job.id_slot,
+        cache_prompt: job.cache_prompt,
+        events: job.events,
+    });
+    for index in 0..n {
+        waiting.push_back(Pending {
+            job: job.clone(),
+            index,
+        });
+    }
+}
+
+/// The free slot for a job: the one it asked for, else the one holding the longest exact
+/// prefix of its prompt, else the least recently used.
+fn pick_slot(slots: &[Slot<'_>], job: &JobShared) -> Option<usize> {
+    if let Some(id) = job.id_slot {
+        return slots.get(id).filter(|s| s.task.is_none()).map(|s| s.id);
+    }
+    slots
+        .iter()
+        .filter(|s| s.task.is_none())
+        .max_by_key(|s| {
+            let common = if job.cache_prompt {
+                s.common_prefix(&job.prompt)
+            } else {
+                0
+            };
+            (common, std::cmp::Reverse(s.last_used))
+        })
+        .map(|s| s.id)
+}
+
+/// Copies what `/slots` and `/metrics` show.
+fn publish(slots: &[Slot<'_>], shared: &Shared, step: Option<(crate::slot::Stepped, Duration)>) {
+    let views: Vec<SlotView> = slots.iter().map(Slot::view).collect();
+    if let Some((s, dt)) = step {
+        let mut st = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        st.n_decode_total += 1;
+        st.n_busy_slots_total += s.busy as u64;
+        st.n_prompt_tokens_total += s.prompt_tokens as u64;
+        st.n_tokens_predicted_total += s.generated_tokens as u64;
+        let total = s.prompt_tokens + s.generated_tokens;
+        if total > 0 {
+            // Split the step's time between prompt and generation by their token counts.
+            let p = dt.mul_f64(s.prompt_tokens as f64 / total as f64);
+            st.t_prompt_total += p;
+            st.t_predicted_total += dt.saturating_sub(p);
+        }
+        st.n_tokens_max = st.n_tokens_max.max(views.iter().map(|v| v.n_past).max().unwrap_or(0));
+        st.kv_cells_used = views.iter().map(|v| v.n_past).sum();
+    } else {
+        let mut st = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        st.kv_cells_used = views.iter().map(|v| v.n_past).sum();
+    }
+    *shared.slots.lock().unwrap_or_else(PoisonError::into_inner) = views;
+}
