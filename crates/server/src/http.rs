@@ -454,7 +454,7 @@ pub(crate) fn unix_now() -> u64 {
 
 /// A random-looking id with a prefix (`chatcmpl-…`).
 pub(crate) fn new_id(prefix: &str) -> String {
-    let mut x = crate::params::random_seed();
+    let mut x = crate::params::random_u64() | 1;
     let mut s = String::from(prefix);
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     for _ in 0..32 {

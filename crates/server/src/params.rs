@@ -86,8 +86,13 @@ pub struct Defaults {
     pub n_predict: Option<usize>,
 }
 
-/// A seed that differs between requests when none is given.
+/// A seed that differs between requests when none is given (32 bits, as llama.cpp's).
 pub fn random_seed() -> u64 {
+    random_u64() & 0xFFFF_FFFF
+}
+
+/// 64 bits that differ between calls.
+pub fn random_u64() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -92,8 +92,11 @@ impl<'t> Slot<'t> {
 /// What one step did.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Stepped {
+    /// Slots that ran.
     pub busy: usize,
+    /// Prompt tokens evaluated.
     pub prompt_tokens: usize,
+    /// Tokens sampled.
     pub generated_tokens: usize,
 }
 
@@ -129,7 +132,6 @@ impl Engine {
                 let at = self.tokens.len();
                 self.tokens.push(token);
                 self.plan.push((i, at..at + 1));
-                out.generated_tokens += 1;
             }
         }
         // Then prompts, oldest first, in the room left.
@@ -192,7 +194,10 @@ impl Engine {
             if !ready {
                 continue;
             }
-            if let Some(finish) = sample(task, &slot.ctx, tok) {
+            let before = task.n_generated;
+            let finish = sample(task, &slot.ctx, tok);
+            out.generated_tokens += task.n_generated - before;
+            if let Some(finish) = finish {
                 finish_task(slot, finish);
             }
         }

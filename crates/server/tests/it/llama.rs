@@ -1,0 +1,92 @@
+//! llama-server's own endpoints.
+
+use serde_json::json;
+
+use crate::client::{TestServer, config};
+
+#[test]
+fn native_completion_props_slots_metrics_tokenize() {
+    let s = TestServer::start(config());
+    let v = s
+        .post(
+            "/completion",
+            &json!({ "prompt": "The capital of France is", "n_predict": 6, "temperature": 0 }),
+        )
+        .json();
+    assert!(v["content"].as_str().unwrap().contains("Paris"), "{v}");
+    assert_eq!(v["stop"], true);
+    assert_eq!(v["stop_type"], "limit");
+    assert_eq!(v["tokens_predicted"], 6);
+    assert!(v["timings"]["predicted_per_second"].as_f64().is_some());
+    assert_eq!(v["generation_settings"]["n_predict"], 6);
+    // The same prompt again on slot 0 or 1 comes from the cache when the slot is named.
+    let slot = v["id_slot"].as_u64().unwrap();
+    let again = s
+        .post(
+            "/completion",
+            &json!({ "prompt": "The capital of France is", "n_predict": 6, "temperature": 0,
+                     "id_slot": slot }),
+        )
+        .json();
+    assert_eq!(again["content"], v["content"]);
+    assert_eq!(again["id_slot"], slot);
+    assert_eq!(again["timings"]["prompt_n"], 1);
+    let none = s
+        .post(
+            "/completion",
+            &json!({ "prompt": "The capital of France is", "n_predict": 2, "temperature": 0,
+                     "id_slot": slot, "cache_prompt": false }),
+        )
+        .json();
+    assert_eq!(none["timings"]["cache_n"], 0);
+    // Streamed: pieces with stop false, then a final object with the timings.
+    let events = s
+        .stream(
+            "/completion",
+            &json!({ "prompt": "The capital of France is", "n_predict": 6, "temperature": 0,
+                     "stream": true }),
+        )
+        .collect_all();
+    let objs: Vec<serde_json::Value> =
+        events.iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let text: String = objs.iter().filter_map(|o| o["content"].as_str()).collect();
+    assert_eq!(text, v["content"].as_str().unwrap());
+    assert_eq!(objs.last().unwrap()["stop"], true);
+    assert!(objs.last().unwrap()["timings"].is_object());
+
+    let p = s.get("/props").json();
+    assert_eq!(p["total_slots"], 2);
+    assert_eq!(p["default_generation_settings"]["n_ctx"], 1024);
+    assert!(p["chat_template"].as_str().unwrap().contains("im_start"));
+    let slots = s.slots();
+    assert_eq!(slots.len(), 2);
+    assert_eq!(slots[0]["n_ctx"], 1024);
+    let m = s.get("/metrics");
+    assert_eq!(m.status, 200);
+    for name in [
+        "prompt_tokens_total",
+        "tokens_predicted_total",
+        "prompt_tokens_seconds",
+        "predicted_tokens_seconds",
+        "requests_processing",
+        "requests_deferred",
+        "n_decode_total",
+        "kv_cache_tokens",
+    ] {
+        assert!(m.body.contains(&format!("# TYPE llamacpp:{name} ")), "{name}");
+    }
+    assert!(s.metric("tokens_predicted_total") >= 20.0);
+
+    let t = s
+        .post("/tokenize", &json!({ "content": "Hello world", "with_pieces": true }))
+        .json();
+    assert_eq!(t["tokens"], json!([{ "id": 19556, "piece": "Hello" }, { "id": 905, "piece": " world" }]));
+    let d = s.post("/detokenize", &json!({ "tokens": [19556, 905] })).json();
+    assert_eq!(d["content"], "Hello world");
+    s.post("/detokenize", &json!({ "tokens": [99_999_999] }))
+        .expect_error(400, "invalid_request_error");
+    let a = s
+        .post("/apply-template", &json!({ "messages": [{ "role": "user", "content": "Hi" }] }))
+        .json();
+    assert!(a["prompt"].as_str().unwrap().ends_with("<|im_start|>assistant\n"), "{a}");
+}

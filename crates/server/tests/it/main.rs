@@ -1,0 +1,9 @@
+//! hearth serve's integration tests: a real server on 127.0.0.1 port 0 running SmolLM2,
+//! real HTTP over TCP.
+
+mod client;
+mod errors;
+mod llama;
+mod ollama;
+mod openai;
+mod scheduling;

@@ -1,0 +1,157 @@
+//! OpenAI's routes: answers in OpenAI's (and llama-server's) shape, llama-server's stream order,
+//! sampling settings honoured.
+
+use serde_json::{Value, json};
+
+use crate::client::{TestServer, chat, chat_text, config, stream_text};
+
+#[test]
+fn chat_completion_non_stream_and_stream_agree() {
+    let s = TestServer::start(config());
+    let mut body = json!({
+        "messages": [
+            { "role": "system", "content": "You are terse." },
+            { "role": "user", "content": "Name a colour." },
+        ],
+        "temperature": 0.9,
+        "seed": 1234,
+        "max_tokens": 24,
+    });
+    let r = s.post("/v1/chat/completions", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["object"], "chat.completion");
+    assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert!(v["choices"][0]["finish_reason"].is_string());
+    let u = &v["usage"];
+    assert_eq!(
+        u["total_tokens"].as_u64().unwrap(),
+        u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap()
+    );
+    assert!(v["timings"]["predicted_n"].as_u64().is_some());
+    let text = chat_text(&v);
+
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({ "include_usage": true });
+    let events = s.stream("/v1/chat/completions", &body).collect_all();
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    // llama-server's order: role first, content, finish_reason without content, usage.
+    let first = &chunks[0]["choices"][0];
+    assert_eq!(first["delta"]["role"], "assistant");
+    let n = chunks.len();
+    let fin = &chunks[n - 2]["choices"][0];
+    assert_eq!(fin["finish_reason"], v["choices"][0]["finish_reason"]);
+    assert!(fin["delta"].get("content").is_none(), "{fin}");
+    assert_eq!(chunks[n - 1]["choices"], json!([]));
+    assert_eq!(
+        chunks[n - 1]["usage"]["completion_tokens"],
+        v["usage"]["completion_tokens"]
+    );
+    for c in &chunks[1..n - 2] {
+        assert!(c["choices"][0]["finish_reason"].is_null());
+        assert_eq!(c["object"], "chat.completion.chunk");
+    }
+    assert_eq!(stream_text(&events), text);
+    // Without include_usage there is no usage chunk.
+    body["stream_options"] = json!(null);
+    let events = s.stream("/v1/chat/completions", &body).collect_all();
+    let last: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert!(last["choices"][0]["finish_reason"].is_string(), "{last}");
+    assert_eq!(stream_text(&events), text);
+}
+
+#[test]
+fn stop_strings_never_leak_and_n_gives_several_choices() {
+    let s = TestServer::start(config());
+    let full = chat_text(&s.post("/v1/chat/completions", &chat("What is the capital of France?", 20)).json());
+    // Stop on a word from the middle of the greedy answer.
+    let word: String = full.split_whitespace().nth(2).unwrap().to_owned();
+    let mut body = chat("What is the capital of France?", 20);
+    body["stop"] = json!([word, "zzzz-never"]);
+    let v = s.post("/v1/chat/completions", &body).json();
+    let cut = chat_text(&v);
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert!(!cut.contains(&word), "{cut:?} contains {word:?}");
+    assert!(full.starts_with(&cut), "{full:?} / {cut:?}");
+    body["stream"] = json!(true);
+    let events = s.stream("/v1/chat/completions", &body).collect_all();
+    assert_eq!(stream_text(&events), cut);
+
+    let body = json!({
+        "messages": [{ "role": "user", "content": "Say something." }],
+        "n": 2, "temperature": 1.0, "seed": 7, "max_tokens": 8,
+    });
+    let v = s.post("/v1/chat/completions", &body).json();
+    let choices = v["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 2);
+    assert_eq!(choices[0]["index"], 0);
+    assert_eq!(choices[1]["index"], 1);
+    assert_eq!(v["usage"]["completion_tokens"], 16);
+}
+
+#[test]
+fn completions_models_and_logit_bias() {
+    let s = TestServer::start(config());
+    let v = s
+        .post(
+            "/v1/completions",
+            &json!({ "prompt": "The capital of France is", "max_tokens": 6, "temperature": 0 }),
+        )
+        .json();
+    assert_eq!(v["object"], "text_completion");
+    let text = v["choices"][0]["text"].as_str().unwrap().to_owned();
+    assert!(text.contains("Paris"), "{text:?}");
+    // The same prompt as token ids, and echoed.
+    let ids = s
+        .post("/tokenize", &json!({ "content": "The capital of France is" }))
+        .json()["tokens"]
+        .clone();
+    let v2 = s
+        .post("/v1/completions", &json!({ "prompt": ids, "max_tokens": 6, "temperature": 0 }))
+        .json();
+    assert_eq!(v2["choices"][0]["text"], text.as_str());
+    let v3 = s
+        .post(
+            "/v1/completions",
+            &json!({ "prompt": "The capital of France is", "max_tokens": 6, "temperature": 0, "echo": true }),
+        )
+        .json();
+    assert_eq!(v3["choices"][0]["text"], format!("The capital of France is{text}"));
+    // Banning the first token changes the answer.
+    let first = s.post("/tokenize", &json!({ "content": text })).json()["tokens"][0].clone();
+    let v4 = s
+        .post(
+            "/v1/completions",
+            &json!({ "prompt": "The capital of France is", "max_tokens": 6, "temperature": 0,
+                     "logit_bias": { first.to_string(): -100 } }),
+        )
+        .json();
+    assert_ne!(v4["choices"][0]["text"], text.as_str());
+
+    let m = s.get("/v1/models").json();
+    assert_eq!(m["object"], "list");
+    assert!(m["data"][0]["id"].as_str().unwrap().ends_with(".gguf"));
+    assert_eq!(m["data"][0]["object"], "model");
+}
+
+#[test]
+fn a_final_assistant_message_is_continued() {
+    let s = TestServer::start(config());
+    let body = json!({
+        "messages": [
+            { "role": "user", "content": "What is the capital of France?" },
+            { "role": "assistant", "content": "The capital of France is" },
+        ],
+        "temperature": 0, "max_tokens": 4,
+    });
+    let v = s.post("/v1/chat/completions", &body).json();
+    let text = chat_text(&v);
+    assert!(text.contains("Paris"), "{text:?}");
+    let prompt = s.post("/apply-template", &body).json()["prompt"].as_str().unwrap().to_owned();
+    assert!(prompt.ends_with("The capital of France is"), "{prompt:?}");
+}

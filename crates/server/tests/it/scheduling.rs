@@ -1,0 +1,117 @@
+//! Several clients at once: outputs independent of what else runs, disconnects free their slot,
+//! the prompt cache reuses exact prefixes only.
+
+use serde_json::json;
+
+use crate::client::{TestServer, chat, chat_text, config};
+
+const PROMPTS: [&str; 6] = [
+    "What is the capital of France?",
+    "Write a haiku about rain.",
+    "List three fruits.",
+    "What is 2 + 2?",
+    "Describe a cat in one sentence.",
+    "Why is the sky blue?",
+];
+
+#[test]
+fn concurrent_clients_get_their_solo_outputs() {
+    let mut c = config();
+    c.n_parallel = 4;
+    c.n_ctx = 2048;
+    let s = TestServer::start(c);
+    let solo: Vec<String> = PROMPTS
+        .iter()
+        .map(|p| chat_text(&s.post("/v1/chat/completions", &chat(p, 16)).json()))
+        .collect();
+    // A fresh server, so that no prompt is served from a cache the solo runs left.
+    drop(s);
+    let mut c = config();
+    c.n_parallel = 4;
+    c.n_ctx = 2048;
+    let s = TestServer::start(c);
+    let together: Vec<String> = std::thread::scope(|sc| {
+        let hs: Vec<_> = PROMPTS
+            .iter()
+            .map(|p| {
+                let s = &s;
+                sc.spawn(move || chat_text(&s.post("/v1/chat/completions", &chat(p, 16)).json()))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(together, solo);
+    assert!(s.metric("n_busy_slots_per_decode") > 1.0, "requests overlapped");
+}
+
+#[test]
+fn a_client_that_disconnects_frees_its_slot() {
+    let mut c = config();
+    c.n_parallel = 1;
+    c.n_ctx = 1024;
+    let s = TestServer::start(c);
+    let mut st = s.stream(
+        "/v1/chat/completions",
+        &json!({ "messages": [{ "role": "user", "content": "Write a long story." }],
+                 "temperature": 0, "max_tokens": 900, "stream": true }),
+    );
+    for _ in 0..3 {
+        assert!(st.next_event().is_some());
+    }
+    assert_eq!(s.slots()[0]["is_processing"], true);
+    drop(st);
+    s.wait_until("the slot to be free", |s| s.slots()[0]["is_processing"] == false);
+    assert_eq!(s.metric("requests_processing"), 0.0);
+    let decoded = s.metric("tokens_predicted_total");
+    assert!(decoded < 600.0, "generation went on after the disconnect: {decoded}");
+    assert_eq!(s.post("/v1/chat/completions", &chat("Hi", 2)).status, 200);
+}
+
+#[test]
+fn a_follow_up_turn_reuses_the_cache_and_conversations_never_share_it() {
+    let mut c = config();
+    c.n_parallel = 1;
+    c.n_ctx = 1024;
+    let s = TestServer::start(c);
+    let turn1 = chat("My name is Ada. What is a good name for a dog?", 12);
+    let v1 = s.post("/v1/chat/completions", &turn1).json();
+    let p1 = v1["usage"]["prompt_tokens"].as_u64().unwrap();
+    let reply = chat_text(&v1);
+    let turn2 = json!({
+        "messages": [
+            { "role": "user", "content": "My name is Ada. What is a good name for a dog?" },
+            { "role": "assistant", "content": reply },
+            { "role": "user", "content": "And for a cat?" },
+        ],
+        "temperature": 0, "max_tokens": 8,
+    });
+    let v2 = s.post("/v1/chat/completions", &turn2).json();
+    let cached = v2["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap();
+    assert!(cached >= p1, "cached {cached} of a {p1}-token first turn");
+
+    // Another conversation on the same slot: only the exact common token prefix is reused,
+    // and its answer is what a fresh server gives.
+    let other = chat("My name is Bob. What is a good name for a fish?", 12);
+    let v3 = s.post("/v1/chat/completions", &other).json();
+    let cached = v3["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap();
+    let tok = |body: &serde_json::Value| {
+        let text = s.post("/apply-template", body).json()["prompt"].clone();
+        s.post("/tokenize", &json!({ "content": text, "add_special": true }))
+            .json()["tokens"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let (a, b) = (tok(&turn2), tok(&other));
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count() as u64;
+    assert!(cached <= common, "cached {cached} > common prefix {common}");
+    assert!(common < p1, "the conversations differ inside the first message");
+    drop(s);
+    let mut c = config();
+    c.n_parallel = 1;
+    c.n_ctx = 1024;
+    let fresh = TestServer::start(c);
+    let v4 = fresh.post("/v1/chat/completions", &other).json();
+    assert_eq!(v4["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+    assert_eq!(chat_text(&v3), chat_text(&v4));
+}
