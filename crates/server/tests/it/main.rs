@@ -6,4 +6,5 @@ mod errors;
 mod llama;
 mod ollama;
 mod openai;
+mod python;
 mod scheduling;

@@ -1,0 +1,119 @@
+"""The official openai and ollama Python clients against a running `hearth serve`.
+
+Usage: python clients.py http://127.0.0.1:PORT — exits non-zero on the first failed check.
+"""
+
+import sys
+
+import ollama
+import openai
+
+base = sys.argv[1]
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+# --- openai ---------------------------------------------------------------------------------
+client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+models = client.models.list()
+model = models.data[0].id
+check(model.endswith(".gguf"), f"model id {model!r}")
+
+messages = [{"role": "user", "content": "Name three colours."}]
+r = client.chat.completions.create(
+    model=model, messages=messages, temperature=0.7, seed=42, max_tokens=16
+)
+text = r.choices[0].message.content
+check(r.choices[0].message.role == "assistant", "role")
+check(r.choices[0].finish_reason in ("stop", "length"), "finish_reason")
+check(r.usage.completion_tokens > 0, "usage")
+check(text, "non-empty text")
+
+# Streamed text equals the non-streamed text for the same seed.
+parts, usage, finish = [], None, None
+stream = client.chat.completions.create(
+    model=model,
+    messages=messages,
+    temperature=0.7,
+    seed=42,
+    max_tokens=16,
+    stream=True,
+    stream_options={"include_usage": True},
+)
+for chunk in stream:
+    if chunk.usage is not None:
+        usage = chunk.usage
+    for c in chunk.choices:
+        if c.delta.content:
+            parts.append(c.delta.content)
+        if c.finish_reason:
+            finish = c.finish_reason
+check("".join(parts) == text, f"stream {''.join(parts)!r} != {text!r}")
+check(finish == r.choices[0].finish_reason, "stream finish_reason")
+check(usage is not None and usage.completion_tokens == r.usage.completion_tokens, "stream usage")
+
+# n = 2
+r2 = client.chat.completions.create(
+    model=model, messages=messages, temperature=1.0, seed=3, max_tokens=8, n=2
+)
+check(len(r2.choices) == 2, "n=2 gives two choices")
+check([c.index for c in r2.choices] == [0, 1], "choice indices")
+
+# Completions, plain and streamed.
+c1 = client.completions.create(
+    model=model, prompt="The capital of France is", max_tokens=6, temperature=0
+)
+check("Paris" in c1.choices[0].text, f"completion {c1.choices[0].text!r}")
+streamed = "".join(
+    ch.choices[0].text
+    for ch in client.completions.create(
+        model=model, prompt="The capital of France is", max_tokens=6, temperature=0, stream=True
+    )
+    if ch.choices
+)
+check(streamed == c1.choices[0].text, "streamed completion")
+
+# What cannot be honoured is a 400 the client raises.
+try:
+    client.chat.completions.create(
+        model=model,
+        messages=messages,
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+    )
+    check(False, "tools should be refused")
+except openai.BadRequestError as e:
+    check("not supported" in str(e), str(e))
+
+# --- ollama ---------------------------------------------------------------------------------
+oc = ollama.Client(host=base)
+listed = oc.list()
+name = listed.models[0].model
+check(name.endswith(".gguf"), f"ollama model {name!r}")
+shown = oc.show(name)
+check("im_start" in shown.template, "show template")
+check(shown.details.family == "llama", "show details")
+
+opts = {"temperature": 0, "num_predict": 8}
+chat_msgs = [{"role": "user", "content": "What is the capital of France?"}]
+resp = oc.chat(model=name, messages=chat_msgs, options=opts)
+check(resp.done and resp.done_reason == "length", f"chat done {resp.done_reason}")
+check(resp.eval_count == 8, "eval_count")
+whole = resp.message.content
+pieces = [p.message.content for p in oc.chat(model=name, messages=chat_msgs, options=opts, stream=True)]
+check("".join(pieces) == whole, f"ollama stream {''.join(pieces)!r} != {whole!r}")
+
+gen = oc.generate(model=name, prompt="What is the capital of France?", options=opts)
+check(gen.response == whole, f"generate {gen.response!r} != chat {whole!r}")
+gen_pieces = [p.response for p in oc.generate(model=name, prompt="Hi", options=opts, stream=True)]
+check(len(gen_pieces) > 1, "generate streams")
+
+try:
+    oc.pull("llama3")
+    check(False, "pull should fail")
+except ollama.ResponseError as e:
+    check(e.status_code == 501, f"pull status {e.status_code}")
+
+print("python clients: all checks passed")
