@@ -6,6 +6,7 @@ mod hparams;
 mod tensors;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use gguf::{GgmlType, Gguf};
 use kernels::mmap::Mmap;
@@ -65,7 +66,8 @@ pub struct ModelInfo {
 
 /// A loaded model: immutable, shared by every context that runs it.
 pub struct Model {
-    map: Mmap,
+    /// The mapped file, which unpacked matrices read in place (they hold it too).
+    _map: Arc<Mmap>,
     pub info: ModelInfo,
     pub hparams: HParams,
     pub(crate) weights: ArchWeights,
@@ -92,7 +94,7 @@ impl Model {
         };
         // Built once here rather than in the first token's forward pass.
         kernels::ops::Ops::init_ggml_tables();
-        let map = Mmap::open(path).map_err(io)?;
+        let map = Arc::new(Mmap::open(path).map_err(io)?);
         let file = Gguf::parse(&map)?;
         let arch_name = file.architecture()?;
         let arch = Arch::from_name(arch_name)
@@ -101,7 +103,7 @@ impl Model {
         let hparams = HParams::read(&file, arch.name(), tokenizer.n_vocab())?;
         let keys = Keys::new(&file, arch.name());
         let release = |range| map.release(range);
-        let weights = arch::bind(arch, &hparams, &Binder::new(&file, &release), &keys)?;
+        let weights = arch::bind(arch, &hparams, &Binder::new(&file, &map, &release), &keys)?;
         let name = match file.get_opt::<&str>("general.name")? {
             Some(n) => n.to_owned(),
             None => path
@@ -122,19 +124,13 @@ impl Model {
             .map(str::to_owned);
         drop(file);
         Ok(Model {
-            map,
+            _map: map,
             info,
             hparams,
             weights,
             tokenizer,
             chat_template,
         })
-    }
-
-    /// The data of a weight matrix.
-    pub(crate) fn mat_data(&self, m: &MatRef) -> &[u8] {
-        // Ranges were checked against the file when the model was loaded.
-        self.map.get(m.range.clone()).unwrap_or(&[])
     }
 }
 

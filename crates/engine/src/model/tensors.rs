@@ -9,11 +9,13 @@ use std::sync::Arc;
 
 use gguf::{GgmlType, Gguf, TensorInfo};
 use kernels::matmul::{Matrix, MatrixOptions};
+use kernels::mmap::Mmap;
 
 use super::LoadError;
 
-/// A weight matrix, ggml layout: `rows` rows of `cols` contiguous elements. Its bytes stay in the
-/// mapped file; types with a faster interleaved layout are also repacked at load (`packed`).
+/// A weight matrix, ggml layout: `rows` rows of `cols` contiguous elements, with its kernel
+/// [`Matrix`] built once at load — repacked into memory of its own for types with a faster
+/// interleaved layout, otherwise reading the mapped file in place.
 #[derive(Clone, Debug)]
 pub struct MatRef {
     pub name: String,
@@ -24,23 +26,15 @@ pub struct MatRef {
     pub cols: usize,
     /// Byte range of the data within the whole file.
     pub range: Range<usize>,
-    /// The weights repacked for the fast kernels, when the type has such a layout.
-    pub packed: Option<Arc<Matrix<'static>>>,
-    /// How the kernels sum its products (`repack` aside): an unpacked matrix is rebuilt over
-    /// the mapped bytes with these at each call.
-    pub options: MatrixOptions,
-}
-
-impl MatRef {
-    /// Bytes of one row.
-    pub fn row_bytes(&self) -> usize {
-        self.range.len() / self.rows.max(1)
-    }
+    /// The kernel matrix (shared by clones, e.g. a tied embedding and LM head).
+    pub matrix: Arc<Matrix<'static>>,
 }
 
 /// Looks tensors up in a parsed file and checks their shapes.
 pub struct Binder<'g, 'a> {
     file: &'g Gguf<'a>,
+    /// The mapping `file` was parsed from, which unpacked matrices keep reading.
+    map: &'g Arc<Mmap>,
     /// Called with the file range of each matrix once it has been repacked into memory of its
     /// own, so the mapped pages can be dropped (the process then holds one copy, not two).
     release: &'g (dyn Fn(Range<usize>) + Sync),
@@ -53,7 +47,11 @@ impl<'g, 'a> Binder<'g, 'a> {
     /// kernels can sum in llama.cpp's own float order, they do: the model's outputs then equal
     /// llama.cpp's bit for bit for the same batch (at some cost in prompt speed). With any other
     /// type in the file that parity is out of reach, so the fastest order is used throughout.
-    pub fn new(file: &'g Gguf<'a>, release: &'g (dyn Fn(Range<usize>) + Sync)) -> Self {
+    pub fn new(
+        file: &'g Gguf<'a>,
+        map: &'g Arc<Mmap>,
+        release: &'g (dyn Fn(Range<usize>) + Sync),
+    ) -> Self {
         let ggml_order = file
             .tensors()
             .iter()
@@ -61,6 +59,7 @@ impl<'g, 'a> Binder<'g, 'a> {
             .all(|t| Matrix::ggml_order_available(t.ty));
         Binder {
             file,
+            map,
             release,
             ggml_order,
         }
@@ -154,9 +153,10 @@ impl<'g, 'a> Binder<'g, 'a> {
         let packable = Matrix::packs_row_lookup(t.ty);
         // llama.cpp never repacks the token embedding (it looks rows up from it).
         let m = self.mat_with(name, rows, cols, packable, false)?;
-        if let Some(p) = &m.packed {
+        {
             // Checked once here so lookups during decoding cannot fail.
-            p.dequantize_row(0, &mut probe)
+            m.matrix
+                .dequantize_row(0, &mut probe)
                 .map_err(|_| LoadError::UnsupportedType {
                     name: name.to_owned(),
                     ty: t.ty,
@@ -192,15 +192,14 @@ impl<'g, 'a> Binder<'g, 'a> {
         let release = |r: Range<usize>| (self.release)(range.start + r.start..range.start + r.end);
         let m = Matrix::with_options_releasing(t.ty, rows, cols, data, options, &release)
             .map_err(unsupported)?;
-        let packed = m.is_packed().then(|| Arc::new(m.into_owned()));
+        let matrix = Arc::new(m.into_mapped(self.map.clone(), range.start));
         Ok(MatRef {
             name: name.to_owned(),
             ty: t.ty,
             rows,
             cols,
             range,
-            packed,
-            options,
+            matrix,
         })
     }
 

@@ -800,7 +800,7 @@ fn attention_ggml_mapped_scattered_cells_match_ggml() {
             k[dst..dst + width].copy_from_slice(&c.k[src..src + width]);
             v[dst..dst + width].copy_from_slice(&c.v[src..src + width]);
         }
-        let maps: Vec<&[u32]> = vec![&perm; c.rows.len()];
+        let bases = vec![0; c.rows.len()];
         for isa in Isa::all_supported() {
             for n_threads in [1, 2] {
                 let pool = ThreadPool::new(n_threads);
@@ -812,7 +812,8 @@ fn attention_ggml_mapped_scattered_cells_match_ggml() {
                     &c.q,
                     &cache_of(&c.params, &k, &v),
                     &c.rows,
-                    &maps,
+                    &perm,
+                    &bases,
                     &mut out,
                     &mut scratch,
                 );

@@ -116,18 +116,19 @@ impl Ops {
         out: &mut [f32],
         scratch: &mut AttentionScratch,
     ) {
-        self.attention_ggml_mapped(pool, params, q, cache, rows, &[], out, scratch);
+        self.attention_ggml_mapped(pool, params, q, cache, rows, &[], &[], out, scratch);
     }
 
-    /// [`attention_ggml`](Ops::attention_ggml) over cells scattered in the cache: token `t`'s
-    /// `rows[t]` are indices into its map `maps[t]`, whose entry `j` is the cache row of the
-    /// sequence's `j`-th cell (in position order). The arithmetic — blocks of 16, lanes — follows
-    /// the map's indices, not the cache rows, so a sequence gives the same bits wherever its
-    /// cells lie. An empty `maps` means every map is the identity.
+    /// [`attention_ggml`](Ops::attention_ggml) over cells scattered in the cache. Token `t`
+    /// reads its sequence's map, `cells[bases[t]..]`, whose entry `j` is the cache row of the
+    /// sequence's `j`-th cell (in position order), and `rows[t]` are indices into that map. The
+    /// arithmetic — blocks of 16, lanes — follows the map's indices, not the cache rows, so a
+    /// sequence gives the same bits wherever its cells lie. Empty `cells` and `bases` mean
+    /// every map is the identity.
     ///
     /// # Panics
-    /// As [`attention_ggml`](Ops::attention_ggml), and if `maps` is neither empty nor one per
-    /// token, or a range reaches past its map.
+    /// As [`attention_ggml`](Ops::attention_ggml), and if `bases` is neither empty nor one per
+    /// token, or a range reaches past `cells`.
     #[allow(clippy::too_many_arguments)]
     pub fn attention_ggml_mapped(
         self,
@@ -136,15 +137,17 @@ impl Ops {
         q: &[f32],
         cache: &KvCache<'_>,
         rows: &[Range<usize>],
-        maps: &[&[u32]],
+        cells: &[u32],
+        bases: &[usize],
         out: &mut [f32],
         scratch: &mut AttentionScratch,
     ) {
         let (n_tokens, len) = params.check_batch(q, out, rows);
         assert!(
-            maps.is_empty() || maps.len() == n_tokens,
+            bases.is_empty() || bases.len() == n_tokens,
             "attention: one cell map per token"
         );
+        let map = |t: usize| bases.get(t).map(|&b| cells.get(b..).unwrap_or(&[]));
         let &AttentionParams {
             n_head,
             n_head_kv,
@@ -159,10 +162,13 @@ impl Ops {
             "attention: scratch made for another shape or fewer threads"
         );
         for (t, r) in rows.iter().enumerate() {
-            match maps.get(t) {
+            match map(t) {
                 None => cache.check(r, n_head_kv, hd),
                 Some(map) => {
-                    assert!(r.end <= map.len(), "attention: range {r:?} past its cell map");
+                    assert!(
+                        r.end <= map.len(),
+                        "attention: range {r:?} past its cell map"
+                    );
                     if let Some(&last) = map[r.clone()].iter().max() {
                         let last = last as usize;
                         cache.check(&(last..last + 1), n_head_kv, hd);
@@ -217,7 +223,7 @@ impl Ops {
                     g: h1 - h0,
                     kv_head,
                     rows: rows[t].clone(),
-                    map: maps.get(t).copied(),
+                    map: map(t),
                     batched,
                 };
                 self.attend_group_ggml(params, cache, &task, out, s32, s16);
