@@ -426,6 +426,178 @@ impl RecurrentState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// An operation on the store.
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// `n` new positions of `seq` after its current last one.
+        Append {
+            seq: usize,
+            n: usize,
+        },
+        Rm {
+            seq: usize,
+            p0: usize,
+            p1: Option<usize>,
+        },
+        Cp {
+            src: usize,
+            dst: usize,
+            p0: usize,
+            p1: Option<usize>,
+        },
+        Keep {
+            seq: usize,
+        },
+        Add {
+            seq: usize,
+            p0: usize,
+            p1: Option<usize>,
+            delta: isize,
+        },
+        Clear,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let seq = 0..4usize;
+        let p = 0..40usize;
+        let p1 = proptest::option::of(0..48usize);
+        prop_oneof![
+            4 => (seq.clone(), 1..9usize).prop_map(|(seq, n)| Step::Append { seq, n }),
+            2 => (seq.clone(), p.clone(), p1.clone()).prop_map(|(seq, p0, p1)| Step::Rm { seq, p0, p1 }),
+            2 => (seq.clone(), seq.clone(), p.clone(), p1.clone())
+                .prop_map(|(src, dst, p0, p1)| Step::Cp { src, dst, p0, p1 }),
+            1 => seq.clone().prop_map(|seq| Step::Keep { seq }),
+            2 => (seq, p, p1, -12..12isize)
+                .prop_map(|(seq, p0, p1, delta)| Step::Add { seq, p0, p1, delta }),
+            1 => Just(Step::Clear),
+        ]
+    }
+
+    /// The plain model: per cell id, its position and sequences, with llama.cpp's rules.
+    #[derive(Default)]
+    struct Plain {
+        cells: BTreeMap<u32, (usize, BTreeSet<usize>)>,
+    }
+
+    impl Plain {
+        fn in_range(p: usize, p0: usize, p1: Option<usize>) -> bool {
+            p >= p0 && p1.is_none_or(|e| p < e)
+        }
+
+        fn apply(&mut self, s: &Step) {
+            match *s {
+                Step::Append { .. } | Step::Clear => unreachable!(),
+                Step::Rm { seq, p0, p1 } => {
+                    for (pos, seqs) in self.cells.values_mut() {
+                        if Self::in_range(*pos, p0, p1) {
+                            seqs.remove(&seq);
+                        }
+                    }
+                }
+                Step::Cp { src, dst, p0, p1 } => {
+                    for (pos, seqs) in self.cells.values_mut() {
+                        if seqs.contains(&src) && Self::in_range(*pos, p0, p1) {
+                            seqs.insert(dst);
+                        }
+                    }
+                }
+                Step::Keep { seq } => {
+                    for (_, seqs) in self.cells.values_mut() {
+                        if seqs.contains(&seq) {
+                            *seqs = BTreeSet::from([seq]);
+                        } else {
+                            seqs.clear();
+                        }
+                    }
+                }
+                Step::Add { seq, p0, p1, delta } => {
+                    for (pos, seqs) in self.cells.values_mut() {
+                        if seqs.contains(&seq) && Self::in_range(*pos, p0, p1) && delta != 0 {
+                            match pos.checked_add_signed(delta) {
+                                Some(p) => *pos = p,
+                                None => seqs.clear(),
+                            }
+                        }
+                    }
+                }
+            }
+            self.cells.retain(|_, (_, seqs)| !seqs.is_empty());
+        }
+
+        fn positions(&self, seq: usize) -> Vec<usize> {
+            let mut v: Vec<usize> = self
+                .cells
+                .values()
+                .filter(|(_, s)| s.contains(&seq))
+                .map(|(p, _)| *p)
+                .collect();
+            v.sort_unstable();
+            v
+        }
+    }
+
+    proptest! {
+        /// remove / copy / keep / shift on the store agree with the plain model of the cell
+        /// table; allocation never hands out a used cell, and fails only when full.
+        #[test]
+        fn sequence_operations_match_a_plain_cell_table(steps in proptest::collection::vec(step(), 1..40)) {
+            const N_CTX: usize = 48;
+            let mut kv = KvStore::new(1, N_CTX, 2, 2);
+            let mut plain = Plain::default();
+            let mut cells = Vec::new();
+            for s in &steps {
+                match *s {
+                    Step::Append { seq, n } => {
+                        let p0 = plain.positions(seq).last().map_or(0, |p| p + 1);
+                        let free = N_CTX - plain.cells.len();
+                        let r = kv.allocate(n, |i| p0 + i, |_| SeqSet::one(seq), &mut cells);
+                        if n > free {
+                            prop_assert_eq!(r, Err(NoSpace { needed: n, free }));
+                            continue;
+                        }
+                        prop_assert!(r.is_ok());
+                        for (i, &c) in cells.iter().enumerate() {
+                            prop_assert!(!plain.cells.contains_key(&c), "cell {} handed out twice", c);
+                            plain.cells.insert(c, (p0 + i, BTreeSet::from([seq])));
+                        }
+                    }
+                    Step::Rm { seq, p0, p1 } => kv.seq_rm(seq, p0, p1),
+                    Step::Cp { src, dst, p0, p1 } => kv.seq_cp(src, dst, p0, p1),
+                    Step::Keep { seq } => kv.seq_keep(seq),
+                    Step::Add { seq, p0, p1, delta } => kv.seq_add(seq, p0, p1, delta),
+                    Step::Clear => {
+                        kv.clear();
+                        plain = Plain::default();
+                    }
+                }
+                if !matches!(s, Step::Append { .. } | Step::Clear) {
+                    plain.apply(s);
+                }
+                prop_assert_eq!(kv.used(), plain.cells.len());
+                for (c, cell) in kv.cells().iter().enumerate() {
+                    match plain.cells.get(&(c as u32)) {
+                        Some((pos, seqs)) => {
+                            prop_assert_eq!(cell.pos, *pos);
+                            prop_assert_eq!(cell.seqs.iter().collect::<BTreeSet<_>>(), seqs.clone());
+                        }
+                        None => prop_assert!(cell.seqs.is_empty()),
+                    }
+                }
+                for seq in 0..4 {
+                    let want = plain.positions(seq);
+                    prop_assert_eq!(kv.seq_pos_max(seq), want.last().copied());
+                    prop_assert_eq!(kv.seq_pos_min(seq), want.first().copied());
+                    let mut list = Vec::new();
+                    kv.seq_cells(seq, &mut list);
+                    let got: Vec<usize> = list.iter().map(|&c| kv.cells()[c as usize].pos).collect();
+                    prop_assert_eq!(got, want);
+                }
+            }
+        }
+    }
 
     #[test]
     fn recurrent_state_copies_resets_and_restores_checkpoints() {

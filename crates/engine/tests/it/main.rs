@@ -11,6 +11,7 @@ mod chat_template_semantics;
 mod context_shift;
 mod determinism;
 mod hf_reference;
+mod many_sequences;
 mod model_reference;
 mod synth;
 mod synthetic_arch;
