@@ -23,5 +23,5 @@ pub mod tokenizer;
 pub use batch::{Batch, SeqId, SeqSet};
 pub use context::{Context, ContextError, ContextParams, Outputs};
 pub use generate::{ContextShift, GenerateParams, Generation, StopReason, generate};
-pub use model::{LoadError, Model};
+pub use model::{LoadError, LoadOptions, Model};
 pub use sampler::SamplerParams;

@@ -46,17 +46,19 @@ impl<'g, 'a> Binder<'g, 'a> {
     /// A binder over `file`. When every matrix of the file has a type whose products the
     /// kernels can sum in llama.cpp's own float order, they do: the model's outputs then equal
     /// llama.cpp's bit for bit for the same batch (at some cost in prompt speed). With any other
-    /// type in the file that parity is out of reach, so the fastest order is used throughout.
+    /// type in the file, or without `llama_order`, the fastest order is used throughout.
     pub fn new(
         file: &'g Gguf<'a>,
         map: &'g Arc<Mmap>,
         release: &'g (dyn Fn(Range<usize>) + Sync),
+        llama_order: bool,
     ) -> Self {
-        let ggml_order = file
-            .tensors()
-            .iter()
-            .filter(|t| t.shape.iter().filter(|&&d| d > 1).count() >= 2)
-            .all(|t| Matrix::ggml_order_available(t.ty));
+        let ggml_order = llama_order
+            && file
+                .tensors()
+                .iter()
+                .filter(|t| t.shape.iter().filter(|&&d| d > 1).count() >= 2)
+                .all(|t| Matrix::ggml_order_available(t.ty));
         Binder {
             file,
             map,
