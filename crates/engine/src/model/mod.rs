@@ -15,7 +15,7 @@ use crate::arch::{self, Arch, ArchWeights};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
 pub use hparams::{HParams, Keys, RopeScaling};
-pub use tensors::{Binder, MatRef};
+pub use tensors::{Binder, ExpertMats, MatRef};
 
 /// Why a model could not be loaded.
 #[derive(Debug, thiserror::Error)]

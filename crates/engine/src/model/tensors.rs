@@ -30,6 +30,16 @@ pub struct MatRef {
     pub matrix: Arc<Matrix<'static>>,
 }
 
+/// A 3-D weight tensor: `experts.len()` matrices of `rows × cols` (see [`Binder::experts`]).
+#[derive(Clone, Debug)]
+pub struct ExpertMats {
+    pub name: String,
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    pub experts: Vec<MatRef>,
+}
+
 /// Looks tensors up in a parsed file and checks their shapes.
 pub struct Binder<'g, 'a> {
     file: &'g Gguf<'a>,
@@ -177,31 +187,94 @@ impl<'g, 'a> Binder<'g, 'a> {
     ) -> Result<MatRef, LoadError> {
         let t = self.find(name)?;
         Self::check_shape(t, &[cols, rows])?;
+        let data = self.file.tensor_data(t);
+        self.build(
+            name,
+            t.ty,
+            rows,
+            cols,
+            data,
+            self.range(t),
+            repack,
+            llama_repacked,
+        )
+    }
+
+    /// The kernel matrix over `data`, which is bytes `range` of the file.
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &self,
+        name: &str,
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &[u8],
+        range: Range<usize>,
+        repack: bool,
+        llama_repacked: bool,
+    ) -> Result<MatRef, LoadError> {
         let unsupported = |_| LoadError::UnsupportedType {
             name: name.to_owned(),
-            ty: t.ty,
+            ty,
         };
-        let data = self.file.tensor_data(t);
         let options = MatrixOptions {
             repack,
             ggml_order: self.ggml_order,
             llama_repacked,
             ..MatrixOptions::default()
         };
-        let range = self.range(t);
         // Mapped pages are dropped while the matrix is repacked, so the process never holds
         // both copies; a matrix that is not repacked keeps reading them.
         let release = |r: Range<usize>| (self.release)(range.start + r.start..range.start + r.end);
-        let m = Matrix::with_options_releasing(t.ty, rows, cols, data, options, &release)
+        let m = Matrix::with_options_releasing(ty, rows, cols, data, options, &release)
             .map_err(unsupported)?;
         let matrix = Arc::new(m.into_mapped(self.map.clone(), range.start));
         Ok(MatRef {
             name: name.to_owned(),
-            ty: t.ty,
+            ty,
             rows,
             cols,
             range,
             matrix,
+        })
+    }
+
+    /// A stack of `n_expert` matrices of `rows` × `cols` in one 3-D tensor (GGUF shape
+    /// `[cols, rows, n_expert]`, a mixture-of-experts layer's `ffn_{gate,up,down}_exps`): each
+    /// expert becomes a kernel matrix of its own over its slice of the tensor.
+    pub fn experts(
+        &self,
+        name: &str,
+        n_expert: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<ExpertMats, LoadError> {
+        let t = self.find(name)?;
+        Self::check_shape(t, &[cols, rows, n_expert])?;
+        let data = self.file.tensor_data(t);
+        let range = self.range(t);
+        let per = data.len() / n_expert.max(1);
+        let experts = (0..n_expert)
+            .map(|e| {
+                let at = e * per;
+                self.build(
+                    &format!("{name}[{e}]"),
+                    t.ty,
+                    rows,
+                    cols,
+                    &data[at..at + per],
+                    range.start + at..range.start + at + per,
+                    true,
+                    true,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ExpertMats {
+            name: name.to_owned(),
+            ty: t.ty,
+            rows,
+            cols,
+            experts,
         })
     }
 

@@ -10,6 +10,7 @@ mod chat_template_sandbox;
 mod chat_template_semantics;
 mod context_shift;
 mod determinism;
+mod expert_matrices;
 mod hf_reference;
 mod many_sequences;
 mod model_reference;
