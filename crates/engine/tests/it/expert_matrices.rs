@@ -35,7 +35,7 @@ fn expert_tensor_binds_one_matrix_per_expert() {
     .unwrap();
     for (e, v) in values.iter().enumerate() {
         b.add_tensor(
-            &format!("expert{e}"),
+            format!("expert{e}"),
             GgmlType::Q8_0,
             &[cols as u64, rows as u64],
             q8_0(v),
