@@ -29,6 +29,8 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Measure many sequences decoded together, like llama-batched-bench
     BatchedBench(cmd::batched_bench::Args),
+    /// Measure a model's perplexity on a text, like llama-perplexity
+    Perplexity(cmd::perplexity::Args),
     /// Show the token ids a model's tokenizer gives a text (like llama-tokenize)
     Tokenize(cmd::tokenize::Args),
     /// Render a conversation with a model's chat template and print the prompt
@@ -44,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Command::Chat(a) => cmd::chat::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::BatchedBench(a) => cmd::batched_bench::run(a),
+        Command::Perplexity(a) => cmd::perplexity::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Template(a) => cmd::template::run(a),
     };

@@ -16,6 +16,7 @@ pub mod exec;
 pub mod generate;
 pub mod kv_cache;
 pub mod model;
+pub mod perplexity;
 pub mod profile;
 pub mod sampler;
 pub mod tokenizer;

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod chat;
 pub mod common;
 pub mod inspect;
+pub mod perplexity;
 pub mod run;
 pub mod template;
 pub mod tokenize;

@@ -14,6 +14,7 @@ mod expert_matrices;
 mod hf_reference;
 mod many_sequences;
 mod model_reference;
+mod perplexity;
 mod synth;
 mod synthetic_arch;
 mod synthetic_context_errors;
