@@ -172,6 +172,222 @@ impl Perplexity {
     }
 }
 
+/// One scored position's log-probabilities over the vocabulary, stored in 2 bytes each as
+/// llama.cpp's `--kl-divergence-base` files store them: `log p_j ≈ min + scale · q_j` with
+/// `scale = (max_logit − min_logit) / 65535`, `min` the smallest log-probability and `q_j` the
+/// nearest 16-bit step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantizedLogProbs {
+    pub scale: f32,
+    pub min: f32,
+    pub q: Vec<u16>,
+}
+
+impl QuantizedLogProbs {
+    /// The log-softmax of `logits`, quantized.
+    pub fn from_logits(logits: &[f32]) -> QuantizedLogProbs {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let min_logit = logits.iter().copied().fold(f32::INFINITY, f32::min);
+        let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+        let log_sum = sum.ln() as f32;
+        let scale = (max - min_logit) / 65535.0;
+        let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        QuantizedLogProbs {
+            scale,
+            min: min_logit - max - log_sum,
+            q: logits
+                .iter()
+                .map(|&l| (inv * (l - min_logit)).round().clamp(0.0, 65535.0) as u16)
+                .collect(),
+        }
+    }
+
+    /// `log p_j`.
+    pub fn log_p(&self, j: usize) -> f32 {
+        self.scale * f32::from(self.q[j]) + self.min
+    }
+}
+
+/// The statistics of `llama-perplexity --kl-divergence`: a model's log-likelihoods and token
+/// probabilities against a base model's, position by position.
+#[derive(Clone, Debug, Default)]
+pub struct KlDivergence {
+    pub ppl: Perplexity,
+    pub ppl_base: Perplexity,
+    sum_nll_nll_base: f64,
+    /// Per position: KL(base ‖ model), and `p(token) − p_base(token)`.
+    pub kld: Vec<f64>,
+    pub p_diff: Vec<f64>,
+    pub same_top: usize,
+}
+
+impl KlDivergence {
+    /// Adds one position: the model's `logits`, the base's log-probabilities, the true token.
+    pub fn add(&mut self, logits: &[f32], base: &QuantizedLogProbs, token: u32) {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+        let log_z = f64::from(max) + sum.ln();
+        let nll = log_z - f64::from(logits[token as usize]);
+        let nll_base = -f64::from(base.log_p(token as usize));
+        self.ppl.add(nll);
+        self.ppl_base.add(nll_base);
+        self.sum_nll_nll_base += nll * nll_base;
+        let (mut kl, mut top_base, mut top) = (0.0f64, 0, 0);
+        for (i, &l) in logits.iter().enumerate() {
+            let lb = f64::from(base.log_p(i));
+            kl += lb.exp() * (lb - (f64::from(l) - log_z));
+            if base.q[i] > base.q[top_base] {
+                top_base = i;
+            }
+            if l > logits[top] {
+                top = i;
+            }
+        }
+        self.kld.push(kl);
+        self.p_diff.push((-nll).exp() - (-nll_base).exp());
+        self.same_top += usize::from(top == top_base);
+    }
+
+    pub fn count(&self) -> usize {
+        self.kld.len()
+    }
+
+    /// Pearson correlation of the two models' per-position log-likelihoods.
+    pub fn nll_correlation(&self) -> f64 {
+        let n = self.count() as f64;
+        let (a, b) = (&self.ppl, &self.ppl_base);
+        let cov = self.sum_nll_nll_base / n - a.nll / n * (b.nll / n);
+        let va = a.nll2 / n - (a.nll / n).powi(2);
+        let vb = b.nll2 / n - (b.nll / n).powi(2);
+        cov / (va * vb).sqrt()
+    }
+
+    /// Mean and standard error of `values`.
+    pub fn mean_err(values: &[f64]) -> (f64, f64) {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        (mean, (var / n).sqrt())
+    }
+
+    /// The `q`-quantile (0..=1) of `values` (sorted copy, nearest rank).
+    pub fn quantile(values: &[f64], q: f64) -> f64 {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let i = ((v.len() - 1) as f64 * q).round() as usize;
+        v[i.min(v.len() - 1)]
+    }
+}
+
+/// The file `--kl-divergence-base` writes: the base model's quantized log-probabilities at every
+/// scored position, and what they were measured on, so a later run can check it compares like
+/// with like. Little-endian: the magic `HEARTHKL`, `u32` version (1), `u32` n_vocab, `u32`
+/// tokens per chunk, `u32` chunks, `u32` n_tokens and the text's `n_tokens` token ids (`u32`);
+/// then for each scored position, in order, `f32` scale, `f32` min and `n_vocab` × `u16`.
+pub mod base_file {
+    use std::io::{self, Read, Write};
+
+    use super::QuantizedLogProbs;
+
+    const MAGIC: &[u8; 8] = b"HEARTHKL";
+    const VERSION: u32 = 1;
+
+    /// What a base file was measured on.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Header {
+        pub n_vocab: usize,
+        pub n_chunk_tokens: usize,
+        pub n_chunks: usize,
+        pub tokens: Vec<u32>,
+    }
+
+    pub fn write_header(w: &mut impl Write, h: &Header) -> io::Result<()> {
+        w.write_all(MAGIC)?;
+        for v in [
+            VERSION,
+            h.n_vocab as u32,
+            h.n_chunk_tokens as u32,
+            h.n_chunks as u32,
+            h.tokens.len() as u32,
+        ] {
+            w.write_all(&v.to_le_bytes())?;
+        }
+        for t in &h.tokens {
+            w.write_all(&t.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    pub fn write_row(w: &mut impl Write, row: &QuantizedLogProbs) -> io::Result<()> {
+        w.write_all(&row.scale.to_le_bytes())?;
+        w.write_all(&row.min.to_le_bytes())?;
+        let mut buf = Vec::with_capacity(row.q.len() * 2);
+        for q in &row.q {
+            buf.extend_from_slice(&q.to_le_bytes());
+        }
+        w.write_all(&buf)
+    }
+
+    fn u32_of(r: &mut impl Read) -> io::Result<u32> {
+        let mut b = [0; 4];
+        r.read_exact(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn bad(m: String) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, m)
+    }
+
+    /// Reads and checks a header; `max_tokens` bounds the token list it will allocate.
+    pub fn read_header(r: &mut impl Read, max_tokens: usize) -> io::Result<Header> {
+        let mut magic = [0; 8];
+        r.read_exact(&mut magic)?;
+        if &magic != MAGIC {
+            return Err(bad("not a hearth KL-divergence base file".into()));
+        }
+        let version = u32_of(r)?;
+        if version != VERSION {
+            return Err(bad(format!(
+                "base file version {version}, expected {VERSION}"
+            )));
+        }
+        let n_vocab = u32_of(r)? as usize;
+        let n_chunk_tokens = u32_of(r)? as usize;
+        let n_chunks = u32_of(r)? as usize;
+        let n_tokens = u32_of(r)? as usize;
+        if n_tokens > max_tokens {
+            return Err(bad(format!(
+                "the base file was measured on {n_tokens} tokens, this text has {max_tokens}"
+            )));
+        }
+        let mut tokens = Vec::with_capacity(n_tokens);
+        for _ in 0..n_tokens {
+            tokens.push(u32_of(r)?);
+        }
+        Ok(Header {
+            n_vocab,
+            n_chunk_tokens,
+            n_chunks,
+            tokens,
+        })
+    }
+
+    /// Reads one row of `n_vocab` values into `row`.
+    pub fn read_row(r: &mut impl Read, row: &mut QuantizedLogProbs) -> io::Result<()> {
+        let mut b = [0; 4];
+        r.read_exact(&mut b)?;
+        row.scale = f32::from_le_bytes(b);
+        r.read_exact(&mut b)?;
+        row.min = f32::from_le_bytes(b);
+        let mut buf = vec![0u8; row.q.len() * 2];
+        r.read_exact(&mut buf)?;
+        for (q, c) in row.q.iter_mut().zip(buf.chunks_exact(2)) {
+            *q = u16::from_le_bytes([c[0], c[1]]);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +409,28 @@ mod tests {
         assert_eq!(p.error(), 0.0);
         p.add(4.0);
         assert!(p.error() > 0.0);
+    }
+
+    #[test]
+    fn quantized_log_probs_round_trip_and_kld_of_self_is_zero() {
+        let logits: Vec<f32> = (0..1000)
+            .map(|i| ((i * 37 % 101) as f32) * 0.13 - 5.0)
+            .collect();
+        let q = QuantizedLogProbs::from_logits(&logits);
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let log_z = f64::from(max)
+            + logits
+                .iter()
+                .map(|&l| f64::from(l - max).exp())
+                .sum::<f64>()
+                .ln();
+        for (j, &l) in logits.iter().enumerate() {
+            assert!((f64::from(q.log_p(j)) - (f64::from(l) - log_z)).abs() < 2e-4);
+        }
+        let mut k = KlDivergence::default();
+        k.add(&logits, &q, 7);
+        assert!(k.kld[0].abs() < 1e-4, "{}", k.kld[0]);
+        assert_eq!(k.same_top, 1);
     }
 
     #[test]
