@@ -510,7 +510,7 @@ impl Context {
         build_maps(ws, &self.kv, seqs);
         let hp = &self.model.hparams;
         let mut cpu = Cpu {
-            model: &self.model,
+            hp,
             ws,
             kv: &mut self.kv,
             n,

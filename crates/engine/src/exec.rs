@@ -18,7 +18,7 @@ use kernels::ops::rope::Rope;
 use kernels::pool::ThreadPool;
 
 use crate::kv_cache::KvStore;
-use crate::model::{HParams, MatRef, Model};
+use crate::model::{HParams, MatRef};
 use crate::profile::{self, Op};
 
 pub use kernels::matmul::Scratch as MatmulScratch;
@@ -196,7 +196,7 @@ pub(crate) fn attention_params(hp: &HParams, scale: f32) -> AttentionParams {
 
 /// The CPU backend: one batch of `n` tokens over a workspace and a KV store.
 pub(crate) struct Cpu<'a> {
-    pub model: &'a Model,
+    pub hp: &'a HParams,
     pub ws: &'a mut Workspace,
     pub kv: &'a mut KvStore,
     pub n: usize,
@@ -204,7 +204,7 @@ pub(crate) struct Cpu<'a> {
 
 impl Cpu<'_> {
     fn hp(&self) -> &HParams {
-        &self.model.hparams
+        self.hp
     }
 
     fn len(&self, b: Buf) -> usize {
@@ -291,7 +291,7 @@ impl Backend for Cpu<'_> {
         let _t = profile::scope(Op::Matmul);
         let (n, k) = (self.n, outs.len());
         let Some(first) = outs.first() else { return };
-        let hp = &self.model.hparams;
+        let hp = self.hp;
         let ws = &mut *self.ws;
         let mut input: &[f32] = &[];
         let mut ys: [&mut [f32]; MAX_OUTS] = Default::default();
@@ -344,13 +344,13 @@ impl Backend for Cpu<'_> {
         let _t = profile::scope(Op::Rope);
         let head_dim = self.hp().head_dim_k;
         let n = self.n;
-        let b = &mut self.ws.bufs[buf as usize][..n * buf.width(&self.model.hparams)];
+        let b = &mut self.ws.bufs[buf as usize][..n * buf.width(self.hp)];
         Ops::detected().rope(rope, b, n_heads, head_dim, &self.ws.positions[..n]);
     }
 
     fn attention(&mut self, il: usize, kq_scale: f32, window: Option<usize>) {
         let n = self.n;
-        let hp = &self.model.hparams;
+        let hp = self.hp;
         {
             let ws = &*self.ws;
             let (k, v) = (
