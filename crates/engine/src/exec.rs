@@ -203,12 +203,8 @@ pub(crate) struct Cpu<'a> {
 }
 
 impl Cpu<'_> {
-    fn hp(&self) -> &HParams {
-        self.hp
-    }
-
     fn len(&self, b: Buf) -> usize {
-        self.n * b.width(self.hp())
+        self.n * b.width(self.hp)
     }
 
     fn buf(&mut self, b: Buf) -> &mut [f32] {
@@ -233,7 +229,7 @@ impl Backend for Cpu<'_> {
 
     fn embed(&mut self, tok_embd: &MatRef, scale: f32) {
         let _t = profile::scope(Op::Embedding);
-        let d = self.hp().n_embd;
+        let d = self.hp.n_embd;
         let n = self.n;
         let ws = &mut *self.ws;
         let x = &mut ws.bufs[Buf::X as usize][..n * d];
@@ -251,7 +247,7 @@ impl Backend for Cpu<'_> {
 
     fn rms_norm(&mut self, src: Buf, w: &[f32], dst: Buf) {
         let _t = profile::scope(Op::Norm);
-        let eps = self.hp().rms_eps;
+        let eps = self.hp.rms_eps;
         let ops = Ops::detected();
         let (x, out) = self.two(src, dst);
         for (xr, or) in x.chunks_exact(w.len()).zip(out.chunks_exact_mut(w.len())) {
@@ -261,7 +257,7 @@ impl Backend for Cpu<'_> {
 
     fn rms_norm_rows(&mut self, buf: Buf, w: &[f32]) {
         let _t = profile::scope(Op::Norm);
-        let eps = self.hp().rms_eps;
+        let eps = self.hp.rms_eps;
         let ops = Ops::detected();
         for r in self.buf(buf).chunks_exact_mut(w.len()) {
             ops.rms_norm_inplace(r, w, eps);
@@ -329,7 +325,7 @@ impl Backend for Cpu<'_> {
 
     fn gated_activation(&mut self, act: Activation) {
         let _t = profile::scope(Op::Activation);
-        let width = self.hp().n_ff;
+        let width = self.hp.n_ff;
         let ops = Ops::detected();
         let (b, a) = self.two(Buf::FfB, Buf::FfA);
         for (ar, br) in a.chunks_exact_mut(width).zip(b.chunks_exact(width)) {
@@ -342,7 +338,7 @@ impl Backend for Cpu<'_> {
 
     fn rope(&mut self, buf: Buf, n_heads: usize, rope: &Rope) {
         let _t = profile::scope(Op::Rope);
-        let head_dim = self.hp().head_dim_k;
+        let head_dim = self.hp.head_dim_k;
         let n = self.n;
         let b = &mut self.ws.bufs[buf as usize][..n * buf.width(self.hp)];
         Ops::detected().rope(rope, b, n_heads, head_dim, &self.ws.positions[..n]);
