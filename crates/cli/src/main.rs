@@ -27,6 +27,10 @@ enum Command {
     Chat(cmd::chat::Args),
     /// Measure prompt and generation speed, like llama-bench
     Bench(cmd::bench::Args),
+    /// Measure many sequences decoded together, like llama-batched-bench
+    BatchedBench(cmd::batched_bench::Args),
+    /// Measure a model's perplexity on a text, like llama-perplexity
+    Perplexity(cmd::perplexity::Args),
     /// Show the token ids a model's tokenizer gives a text (like llama-tokenize)
     Tokenize(cmd::tokenize::Args),
     /// Render a conversation with a model's chat template and print the prompt
@@ -36,12 +40,15 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse_from(cmd::bench::normalize_argv(std::env::args_os()));
+    let argv = cmd::bench::normalize_argv(std::env::args_os());
+    let cli = Cli::parse_from(cmd::batched_bench::normalize_argv(argv));
     let result = match cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Run(a) => cmd::run::run(a),
         Command::Chat(a) => cmd::chat::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::BatchedBench(a) => cmd::batched_bench::run(a),
+        Command::Perplexity(a) => cmd::perplexity::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Template(a) => cmd::template::run(a),
         Command::Serve(a) => cmd::serve::run(a),

@@ -231,10 +231,10 @@ pub fn generate_with(
     })
 }
 
-/// Drops half of the tokens after the first `keep` and re-evaluates the rest, as llama.cpp's
-/// context shift does (`n_discard = (n_past - n_keep) / 2`). Re-evaluating, rather than
-/// re-rotating the cached keys, keeps the cache exactly what a fresh evaluation gives.
-/// Returns false when nothing can be dropped.
+/// Drops half of the tokens after the first `keep` and moves the rest back, as llama.cpp's
+/// context shift does (`n_discard = (n_past - n_keep) / 2`): their cached keys are re-rotated
+/// to the new positions (K-shift), nothing is re-evaluated. Returns false when nothing can be
+/// dropped.
 fn shift_context(ctx: &mut Context, shift: ContextShift) -> Result<bool, ContextError> {
     let n_past = ctx.n_past();
     let keep = shift.keep.min(n_past);
@@ -242,11 +242,7 @@ fn shift_context(ctx: &mut Context, shift: ContextShift) -> Result<bool, Context
     if n_discard == 0 {
         return Ok(false);
     }
-    let mut kept = Vec::with_capacity(n_past - n_discard);
-    kept.extend_from_slice(&ctx.tokens()[..keep]);
-    kept.extend_from_slice(&ctx.tokens()[keep + n_discard..]);
-    ctx.clear();
-    ctx.decode(&kept)?;
+    ctx.shift(keep, n_discard);
     Ok(true)
 }
 

@@ -8,18 +8,21 @@
 #![forbid(unsafe_code)]
 
 pub mod arch;
+pub mod batch;
 pub mod chat;
 pub mod chat_template;
-mod compute;
 pub mod context;
+pub mod exec;
 pub mod generate;
-mod kv_cache;
+pub mod kv_cache;
 pub mod model;
+pub mod perplexity;
 pub mod profile;
 pub mod sampler;
 pub mod tokenizer;
 
+pub use batch::{Batch, SeqId, SeqSet};
 pub use context::{Context, ContextError, ContextParams, Outputs};
 pub use generate::{ContextShift, GenerateParams, Generation, StopReason, generate};
-pub use model::{LoadError, Model};
+pub use model::{LoadError, LoadOptions, Model};
 pub use sampler::SamplerParams;

@@ -161,3 +161,21 @@ pub fn max_tokens(n: i64) -> anyhow::Result<Option<usize>> {
         n => bail!("-n/--n-predict must be -1 (no limit) or at least 0, got {n}"),
     }
 }
+
+/// Prints where the forward pass spent its time (`--profile`), by kind of operation.
+pub fn print_profile() {
+    let totals = engine::profile::totals();
+    let total: f64 = totals.iter().map(|t| t.1.as_secs_f64()).sum();
+    for (op, time, calls) in totals {
+        let ms = time.as_secs_f64() * 1e3;
+        let share = if total > 0.0 {
+            100.0 * time.as_secs_f64() / total
+        } else {
+            0.0
+        };
+        eprintln!(
+            "{:>16} = {ms:10.2} ms ({share:5.1} %) in {calls} calls",
+            op.name()
+        );
+    }
+}

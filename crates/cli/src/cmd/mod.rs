@@ -1,9 +1,11 @@
 //! One module per subcommand, each with its clap `Args` and a `run(args) -> anyhow::Result<()>`.
 
+pub mod batched_bench;
 pub mod bench;
 pub mod chat;
 pub mod common;
 pub mod inspect;
+pub mod perplexity;
 pub mod run;
 pub mod serve;
 pub mod template;

@@ -106,22 +106,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     writeln!(out)?;
     if args.profile {
-        let total: f64 = engine::profile::totals()
-            .iter()
-            .map(|t| t.1.as_secs_f64())
-            .sum();
-        for (op, time, calls) in engine::profile::totals() {
-            let ms = time.as_secs_f64() * 1e3;
-            let share = if total > 0.0 {
-                100.0 * time.as_secs_f64() / total
-            } else {
-                0.0
-            };
-            eprintln!(
-                "{:>16} = {ms:10.2} ms ({share:5.1} %) in {calls} calls",
-                op.name()
-            );
-        }
+        super::common::print_profile();
     }
     if args.verbose {
         print_timings(

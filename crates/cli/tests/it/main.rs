@@ -4,6 +4,7 @@
 
 mod bench;
 mod inspect;
+mod perplexity;
 mod run;
 mod template;
 mod tokenize;

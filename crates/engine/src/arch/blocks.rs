@@ -1,15 +1,14 @@
-//! Blocks shared by the decoder architectures, as plain functions over the preallocated
-//! [`State`]: token embedding, self-attention with RoPE and the KV cache, the gated
-//! feed-forward block, and the output head.
+//! Blocks shared by the decoder architectures, as plain functions over a [`Backend`]:
+//! self-attention with RoPE and the KV cache, the gated feed-forward block, and RoPE
+//! construction.
 //!
-//! Data flow convention: a block reads its input from `st.h` (the normed residual stream,
-//! `n_tokens × n_embd`) and writes its output back to `st.h`; the caller adds it to `st.x`.
+//! Data flow convention: a block reads its input from `H` (the normed residual stream) and
+//! writes its output back to `H`; the caller adds it to `X`.
 
-use kernels::ops::rope::Rope;
+use kernels::ops::rope::{Rope, RopeMode, RopeParams};
 
-use crate::compute::{self, Activation};
-use crate::context::{Batch, State};
-use crate::model::{Binder, HParams, LoadError, MatRef, Model};
+use crate::exec::{Activation, Backend, Buf};
+use crate::model::{Binder, HParams, LoadError, MatRef};
 
 /// The weights of one self-attention block.
 pub struct Attention {
@@ -94,69 +93,31 @@ pub struct AttentionConfig<'a> {
 }
 
 /// Self-attention of layer `il`: projections, optional bias and QK-norm, RoPE, KV-cache write,
-/// attention over the cache, output projection. Input and output in `st.h`.
+/// attention over the cache, output projection. Input and output in `H`.
 pub fn self_attention(
-    model: &Model,
-    st: &mut State,
+    hp: &HParams,
+    x: &mut dyn Backend,
     il: usize,
     a: &Attention,
     cfg: &AttentionConfig<'_>,
-    batch: &Batch<'_>,
 ) {
-    let hp = &model.hparams;
-    let n = batch.tokens.len();
-    let (q_w, k_w, v_w) = (hp.n_embd_q(), hp.n_embd_k_gqa(), hp.n_embd_v_gqa());
-    let q = &mut st.q[..n * q_w];
-    let k = &mut st.k[..n * k_w];
-    let v = &mut st.v[..n * v_w];
-    compute::matmul_many(
-        &st.pool,
-        &mut st.scratch,
-        model,
-        &[&a.wq, &a.wk, &a.wv],
-        &st.h[..n * hp.n_embd],
-        n,
-        &mut [&mut *q, &mut *k, &mut *v],
-    );
+    x.matmul_many(Buf::H, &[(&a.wq, Buf::Q), (&a.wk, Buf::K), (&a.wv, Buf::V)]);
     if let Some(bias) = &a.bias {
-        compute::add_bias(q, &bias.q);
-        compute::add_bias(k, &bias.k);
-        compute::add_bias(v, &bias.v);
+        x.add_bias(Buf::Q, &bias.q);
+        x.add_bias(Buf::K, &bias.k);
+        x.add_bias(Buf::V, &bias.v);
     }
     if let Some((qn, kn)) = &a.qk_norm {
-        compute::rms_norm_rows(q, qn, hp.rms_eps);
-        compute::rms_norm_rows(k, kn, hp.rms_eps);
+        x.rms_norm_rows(Buf::Q, qn);
+        x.rms_norm_rows(Buf::K, kn);
     }
-    let positions = &st.positions[..n];
-    compute::rope(q, hp.n_head, hp.head_dim_k, positions, cfg.rope);
-    compute::rope(k, hp.n_head_kv, hp.head_dim_k, positions, cfg.rope);
+    x.rope(Buf::Q, hp.n_head, cfg.rope);
+    x.rope(Buf::K, hp.n_head_kv, cfg.rope);
     if cfg.q_scale != 1.0 {
-        compute::scale(q, cfg.q_scale);
+        x.scale(Buf::Q, cfg.q_scale);
     }
-    st.kv.store(il, batch.pos0, k, v);
-    let att = &mut st.att[..n * hp.n_head * hp.head_dim_v];
-    compute::attention(
-        &st.pool,
-        q,
-        &st.kv,
-        il,
-        hp,
-        batch.pos0,
-        cfg.kq_scale,
-        cfg.window,
-        &mut st.attn_rows,
-        &mut st.attn_scratch,
-        att,
-    );
-    compute::matmul(
-        &st.pool,
-        &mut st.scratch,
-        model,
-        &a.wo,
-        att,
-        n,
-        &mut st.h[..n * hp.n_embd],
-    );
+    x.attention(il, cfg.kq_scale, cfg.window);
+    x.matmul(&a.wo, Buf::Att, Buf::H);
 }
 
 /// The gated feed-forward block: `down(act(gate(x)) · up(x))`.
@@ -180,39 +141,34 @@ impl Ffn {
     }
 }
 
-/// Feed-forward block; input and output in `st.h`.
-pub fn feed_forward(model: &Model, st: &mut State, f: &Ffn, act: Activation, n: usize) {
-    let hp = &model.hparams;
-    let a = &mut st.ff_a[..n * hp.n_ff];
-    let b = &mut st.ff_b[..n * hp.n_ff];
-    compute::matmul_many(
-        &st.pool,
-        &mut st.scratch,
-        model,
-        &[&f.gate, &f.up],
-        &st.h[..n * hp.n_embd],
-        n,
-        &mut [&mut *a, &mut *b],
-    );
-    compute::gated_activation(act, a, b, hp.n_ff);
-    compute::matmul(
-        &st.pool,
-        &mut st.scratch,
-        model,
-        &f.down,
-        a,
-        n,
-        &mut st.h[..n * hp.n_embd],
-    );
+/// Feed-forward block; input and output in `H`.
+pub fn feed_forward(x: &mut dyn Backend, f: &Ffn, act: Activation) {
+    x.matmul_many(Buf::H, &[(&f.gate, Buf::FfA), (&f.up, Buf::FfB)]);
+    x.gated_activation(act);
+    x.matmul(&f.down, Buf::FfA, Buf::H);
 }
 
-/// Looks up the embeddings of the batch's tokens into `st.x`, times `scale`.
-pub fn embed(model: &Model, st: &mut State, tok_embd: &MatRef, batch: &Batch<'_>, scale: f32) {
-    let d = model.hparams.n_embd;
-    for (row, &t) in st.x.chunks_exact_mut(d).zip(batch.tokens) {
-        compute::dequantize_row(model, tok_embd, t as usize, row);
-        if scale != 1.0 {
-            row.iter_mut().for_each(|v| *v *= scale);
-        }
-    }
+/// The RoPE of a layer, built once at load from the hyper-parameters.
+pub fn make_rope(
+    hp: &HParams,
+    mode: RopeMode,
+    freq_base: f32,
+    freq_scale: f32,
+    freq_factors: Option<&[f32]>,
+) -> Result<Rope, LoadError> {
+    let params = RopeParams {
+        mode,
+        n_rot: hp.n_rot,
+        freq_base,
+        freq_scale,
+        ext_factor: hp.yarn_ext_factor,
+        attn_factor: hp.yarn_attn_factor,
+        beta_fast: hp.yarn_beta_fast,
+        beta_slow: hp.yarn_beta_slow,
+        n_ctx_orig: hp.n_ctx_orig,
+    };
+    Rope::new(params, freq_factors).map_err(|e| LoadError::BadHParam {
+        key: "rope".into(),
+        reason: e.to_string(),
+    })
 }

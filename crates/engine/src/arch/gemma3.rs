@@ -6,9 +6,8 @@
 use super::blocks::{self, Attention, AttentionConfig, AttentionParts, Ffn};
 use kernels::ops::rope::{Rope, RopeMode};
 
-use crate::compute::{self, Activation};
-use crate::context::{Batch, State};
-use crate::model::{Binder, HParams, Keys, LoadError, MatRef, Model};
+use crate::exec::{Activation, Backend, Buf};
+use crate::model::{Binder, HParams, Keys, LoadError, MatRef};
 
 /// Every `SWA_PATTERN`-th layer is global; the others use the sliding window (llama.cpp's
 /// `set_swa_pattern(6)` for Gemma 3).
@@ -96,22 +95,20 @@ impl Weights {
             tok_embd,
             layers,
             output_norm: b.vec("output_norm.weight", hp.n_embd)?,
-            rope_global: compute::make_rope(
+            rope_global: blocks::make_rope(
                 hp,
                 RopeMode::Neox,
                 hp.rope_freq_base,
                 hp.rope_freq_scale,
                 None,
             )?,
-            rope_local: compute::make_rope(hp, RopeMode::Neox, freq_base_swa, 1.0, None)?,
+            rope_local: blocks::make_rope(hp, RopeMode::Neox, freq_base_swa, 1.0, None)?,
             attention_scale,
         })
     }
 }
 
-pub fn forward(model: &Model, w: &Weights, st: &mut State, batch: &Batch<'_>) {
-    let hp = &model.hparams;
-    let d = batch.tokens.len() * hp.n_embd;
+pub fn forward(hp: &HParams, w: &Weights, x: &mut dyn Backend) {
     let global = AttentionConfig {
         rope: &w.rope_global,
         // As llama.cpp: queries scaled after RoPE, then attention with scale 1.
@@ -121,22 +118,30 @@ pub fn forward(model: &Model, w: &Weights, st: &mut State, batch: &Batch<'_>) {
     };
     let local = AttentionConfig {
         rope: &w.rope_local,
-        // As llama.cpp: queries scaled after RoPE, then attention with scale 1.
-        q_scale: w.attention_scale,
-        kq_scale: 1.0,
         window: hp.sliding_window,
+        ..global
     };
-    blocks::embed(model, st, &w.tok_embd, batch, (hp.n_embd as f32).sqrt());
+    x.embed(&w.tok_embd, (hp.n_embd as f32).sqrt());
     for (il, l) in w.layers.iter().enumerate() {
         let cfg = if l.is_swa { &local } else { &global };
-        compute::rms_norm(&st.x[..d], &l.attn_norm, hp.rms_eps, &mut st.h[..d]);
-        blocks::self_attention(model, st, il, &l.attn, cfg, batch);
-        compute::rms_norm_rows(&mut st.h[..d], &l.post_attention_norm, hp.rms_eps);
-        compute::add(&mut st.x[..d], &st.h[..d]);
+        x.rms_norm(Buf::X, &l.attn_norm, Buf::H);
+        blocks::self_attention(hp, x, il, &l.attn, cfg);
+        x.rms_norm_rows(Buf::H, &l.post_attention_norm);
+        x.add(Buf::X, Buf::H);
 
-        compute::rms_norm(&st.x[..d], &l.ffn_norm, hp.rms_eps, &mut st.h[..d]);
-        blocks::feed_forward(model, st, &l.ffn, Activation::Gelu, batch.tokens.len());
-        compute::rms_norm_rows(&mut st.h[..d], &l.post_ffw_norm, hp.rms_eps);
-        compute::add(&mut st.x[..d], &st.h[..d]);
+        x.rms_norm(Buf::X, &l.ffn_norm, Buf::H);
+        blocks::feed_forward(x, &l.ffn, Activation::Gelu);
+        x.rms_norm_rows(Buf::H, &l.post_ffw_norm);
+        x.add(Buf::X, Buf::H);
+    }
+}
+
+impl Weights {
+    /// The RoPE of layer `il`'s keys (for re-rotating cached keys after a position shift).
+    pub fn layer_rope(&self, il: usize) -> &Rope {
+        match self.layers.get(il) {
+            Some(l) if l.is_swa => &self.rope_local,
+            _ => &self.rope_global,
+        }
     }
 }

@@ -8,9 +8,8 @@
 use super::blocks::{self, Attention, AttentionConfig, AttentionParts, Ffn};
 use kernels::ops::rope::{Rope, RopeMode};
 
-use crate::compute::{self, Activation};
-use crate::context::{Batch, State};
-use crate::model::{Binder, HParams, LoadError, MatRef, Model};
+use crate::exec::{Activation, Backend, Buf};
+use crate::model::{Binder, HParams, LoadError, MatRef};
 
 pub struct Layer {
     /// `[n_embd]`
@@ -73,7 +72,7 @@ impl Weights {
             tok_embd,
             layers,
             output_norm: b.vec("output_norm.weight", hp.n_embd)?,
-            rope: compute::make_rope(
+            rope: blocks::make_rope(
                 hp,
                 rope_mode,
                 hp.rope_freq_base,
@@ -84,35 +83,26 @@ impl Weights {
     }
 }
 
-pub fn forward(model: &Model, w: &Weights, st: &mut State, batch: &Batch<'_>) {
-    let hp = &model.hparams;
+pub fn forward(hp: &HParams, w: &Weights, x: &mut dyn Backend) {
     let cfg = AttentionConfig {
         rope: &w.rope,
         q_scale: 1.0,
         kq_scale: 1.0 / (hp.head_dim_k as f32).sqrt(),
         window: None,
     };
-    forward_decoder(model, w, st, batch, &cfg);
+    forward_decoder(hp, w, x, &cfg);
 }
 
-/// The pre-norm decoder: embed; per layer `x += attn(norm(x))`, `x += ffn(norm(x))`; head.
-pub fn forward_decoder(
-    model: &Model,
-    w: &Weights,
-    st: &mut State,
-    batch: &Batch<'_>,
-    cfg: &AttentionConfig<'_>,
-) {
-    let hp = &model.hparams;
-    let d = batch.tokens.len() * hp.n_embd;
-    blocks::embed(model, st, &w.tok_embd, batch, 1.0);
+/// The pre-norm decoder: embed; per layer `x += attn(norm(x))`, `x += ffn(norm(x))`.
+pub fn forward_decoder(hp: &HParams, w: &Weights, x: &mut dyn Backend, cfg: &AttentionConfig<'_>) {
+    x.embed(&w.tok_embd, 1.0);
     for (il, l) in w.layers.iter().enumerate() {
-        compute::rms_norm(&st.x[..d], &l.attn_norm, hp.rms_eps, &mut st.h[..d]);
-        blocks::self_attention(model, st, il, &l.attn, cfg, batch);
-        compute::add(&mut st.x[..d], &st.h[..d]);
+        x.rms_norm(Buf::X, &l.attn_norm, Buf::H);
+        blocks::self_attention(hp, x, il, &l.attn, cfg);
+        x.add(Buf::X, Buf::H);
 
-        compute::rms_norm(&st.x[..d], &l.ffn_norm, hp.rms_eps, &mut st.h[..d]);
-        blocks::feed_forward(model, st, &l.ffn, Activation::Silu, batch.tokens.len());
-        compute::add(&mut st.x[..d], &st.h[..d]);
+        x.rms_norm(Buf::X, &l.ffn_norm, Buf::H);
+        blocks::feed_forward(x, &l.ffn, Activation::Silu);
+        x.add(Buf::X, Buf::H);
     }
 }

@@ -10,8 +10,10 @@ pub mod llama;
 pub mod qwen2;
 pub mod qwen3;
 
-use crate::context::{Batch, State};
-use crate::model::{Binder, HParams, Keys, LoadError, MatRef, Model};
+use kernels::ops::rope::Rope;
+
+use crate::exec::Backend;
+use crate::model::{Binder, HParams, Keys, LoadError, MatRef};
 
 /// A supported architecture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -69,13 +71,13 @@ pub(crate) fn bind(
 }
 
 /// Runs one batch through the model's layers, leaving the final hidden states (before the
-/// output norm) in `st.x`.
-pub(crate) fn forward(model: &Model, st: &mut State, batch: &Batch<'_>) {
-    match &model.weights {
+/// output norm) in `X`.
+pub(crate) fn forward(hp: &HParams, weights: &ArchWeights, x: &mut dyn Backend) {
+    match weights {
         ArchWeights::Llama(w) | ArchWeights::Qwen2(w) | ArchWeights::Qwen3(w) => {
-            llama::forward(model, w, st, batch)
+            llama::forward(hp, w, x)
         }
-        ArchWeights::Gemma3(w) => gemma3::forward(model, w, st, batch),
+        ArchWeights::Gemma3(w) => gemma3::forward(hp, w, x),
     }
 }
 
@@ -87,6 +89,14 @@ impl ArchWeights {
                 (&w.output_norm, &w.output)
             }
             ArchWeights::Gemma3(w) => (&w.output_norm, &w.output),
+        }
+    }
+
+    /// The RoPE of layer `il`'s keys.
+    pub(crate) fn layer_rope(&self, il: usize) -> &Rope {
+        match self {
+            ArchWeights::Llama(w) | ArchWeights::Qwen2(w) | ArchWeights::Qwen3(w) => &w.rope,
+            ArchWeights::Gemma3(w) => w.layer_rope(il),
         }
     }
 }

@@ -9,11 +9,13 @@ use std::sync::Arc;
 
 use gguf::{GgmlType, Gguf, TensorInfo};
 use kernels::matmul::{Matrix, MatrixOptions};
+use kernels::mmap::Mmap;
 
 use super::LoadError;
 
-/// A weight matrix, ggml layout: `rows` rows of `cols` contiguous elements. Its bytes stay in the
-/// mapped file; types with a faster interleaved layout are also repacked at load (`packed`).
+/// A weight matrix, ggml layout: `rows` rows of `cols` contiguous elements, with its kernel
+/// [`Matrix`] built once at load — repacked into memory of its own for types with a faster
+/// interleaved layout, otherwise reading the mapped file in place.
 #[derive(Clone, Debug)]
 pub struct MatRef {
     pub name: String,
@@ -24,23 +26,25 @@ pub struct MatRef {
     pub cols: usize,
     /// Byte range of the data within the whole file.
     pub range: Range<usize>,
-    /// The weights repacked for the fast kernels, when the type has such a layout.
-    pub packed: Option<Arc<Matrix<'static>>>,
-    /// How the kernels sum its products (`repack` aside): an unpacked matrix is rebuilt over
-    /// the mapped bytes with these at each call.
-    pub options: MatrixOptions,
+    /// The kernel matrix (shared by clones, e.g. a tied embedding and LM head).
+    pub matrix: Arc<Matrix<'static>>,
 }
 
-impl MatRef {
-    /// Bytes of one row.
-    pub fn row_bytes(&self) -> usize {
-        self.range.len() / self.rows.max(1)
-    }
+/// A 3-D weight tensor: `experts.len()` matrices of `rows × cols` (see [`Binder::experts`]).
+#[derive(Clone, Debug)]
+pub struct ExpertMats {
+    pub name: String,
+    pub ty: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    pub experts: Vec<MatRef>,
 }
 
 /// Looks tensors up in a parsed file and checks their shapes.
 pub struct Binder<'g, 'a> {
     file: &'g Gguf<'a>,
+    /// The mapping `file` was parsed from, which unpacked matrices keep reading.
+    map: &'g Arc<Mmap>,
     /// Called with the file range of each matrix once it has been repacked into memory of its
     /// own, so the mapped pages can be dropped (the process then holds one copy, not two).
     release: &'g (dyn Fn(Range<usize>) + Sync),
@@ -52,15 +56,22 @@ impl<'g, 'a> Binder<'g, 'a> {
     /// A binder over `file`. When every matrix of the file has a type whose products the
     /// kernels can sum in llama.cpp's own float order, they do: the model's outputs then equal
     /// llama.cpp's bit for bit for the same batch (at some cost in prompt speed). With any other
-    /// type in the file that parity is out of reach, so the fastest order is used throughout.
-    pub fn new(file: &'g Gguf<'a>, release: &'g (dyn Fn(Range<usize>) + Sync)) -> Self {
-        let ggml_order = file
-            .tensors()
-            .iter()
-            .filter(|t| t.shape.iter().filter(|&&d| d > 1).count() >= 2)
-            .all(|t| Matrix::ggml_order_available(t.ty));
+    /// type in the file, or without `llama_order`, the fastest order is used throughout.
+    pub fn new(
+        file: &'g Gguf<'a>,
+        map: &'g Arc<Mmap>,
+        release: &'g (dyn Fn(Range<usize>) + Sync),
+        llama_order: bool,
+    ) -> Self {
+        let ggml_order = llama_order
+            && file
+                .tensors()
+                .iter()
+                .filter(|t| t.shape.iter().filter(|&&d| d > 1).count() >= 2)
+                .all(|t| Matrix::ggml_order_available(t.ty));
         Binder {
             file,
+            map,
             release,
             ggml_order,
         }
@@ -154,9 +165,10 @@ impl<'g, 'a> Binder<'g, 'a> {
         let packable = Matrix::packs_row_lookup(t.ty);
         // llama.cpp never repacks the token embedding (it looks rows up from it).
         let m = self.mat_with(name, rows, cols, packable, false)?;
-        if let Some(p) = &m.packed {
+        {
             // Checked once here so lookups during decoding cannot fail.
-            p.dequantize_row(0, &mut probe)
+            m.matrix
+                .dequantize_row(0, &mut probe)
                 .map_err(|_| LoadError::UnsupportedType {
                     name: name.to_owned(),
                     ty: t.ty,
@@ -175,32 +187,94 @@ impl<'g, 'a> Binder<'g, 'a> {
     ) -> Result<MatRef, LoadError> {
         let t = self.find(name)?;
         Self::check_shape(t, &[cols, rows])?;
+        let data = self.file.tensor_data(t);
+        self.build(
+            name,
+            t.ty,
+            rows,
+            cols,
+            data,
+            self.range(t),
+            repack,
+            llama_repacked,
+        )
+    }
+
+    /// The kernel matrix over `data`, which is bytes `range` of the file.
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &self,
+        name: &str,
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &[u8],
+        range: Range<usize>,
+        repack: bool,
+        llama_repacked: bool,
+    ) -> Result<MatRef, LoadError> {
         let unsupported = |_| LoadError::UnsupportedType {
             name: name.to_owned(),
-            ty: t.ty,
+            ty,
         };
-        let data = self.file.tensor_data(t);
         let options = MatrixOptions {
             repack,
             ggml_order: self.ggml_order,
             llama_repacked,
             ..MatrixOptions::default()
         };
-        let range = self.range(t);
         // Mapped pages are dropped while the matrix is repacked, so the process never holds
         // both copies; a matrix that is not repacked keeps reading them.
         let release = |r: Range<usize>| (self.release)(range.start + r.start..range.start + r.end);
-        let m = Matrix::with_options_releasing(t.ty, rows, cols, data, options, &release)
+        let m = Matrix::with_options_releasing(ty, rows, cols, data, options, &release)
             .map_err(unsupported)?;
-        let packed = m.is_packed().then(|| Arc::new(m.into_owned()));
+        let matrix = Arc::new(m.into_mapped(self.map.clone(), range.start));
         Ok(MatRef {
+            name: name.to_owned(),
+            ty,
+            rows,
+            cols,
+            range,
+            matrix,
+        })
+    }
+
+    /// A stack of `n_expert` matrices of `rows` × `cols` in one 3-D tensor (GGUF shape
+    /// `[cols, rows, n_expert]`, a mixture-of-experts layer's `ffn_{gate,up,down}_exps`): each
+    /// expert becomes a kernel matrix of its own over its slice of the tensor.
+    pub fn experts(
+        &self,
+        name: &str,
+        n_expert: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<ExpertMats, LoadError> {
+        let t = self.find(name)?;
+        Self::check_shape(t, &[cols, rows, n_expert])?;
+        let data = self.file.tensor_data(t);
+        let range = self.range(t);
+        let per = data.len() / n_expert.max(1);
+        let experts = (0..n_expert)
+            .map(|e| {
+                let at = e * per;
+                self.build(
+                    &format!("{name}[{e}]"),
+                    t.ty,
+                    rows,
+                    cols,
+                    &data[at..at + per],
+                    range.start + at..range.start + at + per,
+                    true,
+                    true,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ExpertMats {
             name: name.to_owned(),
             ty: t.ty,
             rows,
             cols,
-            range,
-            packed,
-            options,
+            experts,
         })
     }
 

@@ -27,6 +27,7 @@ fn context(model: &Arc<Model>, n_batch: usize, n_threads: usize) -> Context {
             n_batch,
             n_threads,
             batch_invariant: true,
+            ..ContextParams::default()
         },
     )
     .unwrap()

@@ -37,10 +37,12 @@ pub use acts::Scratch;
 
 use crate::arch::{self, ActKind, GgmlPath, PackedFn, QuantizeActsFn, RowsFn, TileFn};
 use crate::isa::Isa;
+use crate::mmap::Mmap;
 use crate::pool::ThreadPool;
 use crate::quant::{GgmlType, KernelError, is_supported, row_bytes};
 use acts::{ActBuf, ActsRef, SyncPtr};
 use buf::AlignedBytes;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Rows are dealt to threads in groups of this many (the interleave of repacked layouts).
@@ -64,6 +66,8 @@ enum Storage<'a> {
     Borrowed(&'a [u8]),
     /// Copied into a buffer owned by the matrix, ggml layout.
     Owned(AlignedBytes),
+    /// In a shared file mapping, ggml layout (`range` of the mapping).
+    Mapped(Arc<Mmap>, std::ops::Range<usize>),
     /// Repacked into 16-row groups (see `repack`), owned.
     Packed(Packed),
 }
@@ -357,27 +361,66 @@ impl<'a> Matrix<'a> {
     /// This matrix without a borrow: a packed or owned matrix is moved, a borrowed one copies
     /// its bytes (for holding matrices next to the file they came from).
     pub fn into_owned(self) -> Matrix<'static> {
-        let data = match self.data {
+        self.map_storage(|data| match data {
             Storage::Borrowed(b) => {
                 let mut buf = AlignedBytes::zeroed(b.len());
                 buf.as_mut_slice().copy_from_slice(b);
                 Storage::Owned(buf)
             }
             Storage::Owned(b) => Storage::Owned(b),
+            Storage::Mapped(m, r) => Storage::Mapped(m, r),
             Storage::Packed(p) => Storage::Packed(p),
-        };
-        Matrix {
-            ty: self.ty,
-            rows: self.rows,
-            cols: self.cols,
-            row_bytes: self.row_bytes,
+        })
+    }
+
+    /// This matrix without a borrow, where the bytes it was built over are bytes
+    /// `offset..offset + len` of `map`: a matrix reading the caller's bytes now reads them from
+    /// the shared mapping (no copy); a packed or owned matrix is moved.
+    ///
+    /// # Panics
+    /// If the matrix borrows bytes that are not that range of `map`.
+    pub fn into_mapped(self, map: Arc<Mmap>, offset: usize) -> Matrix<'static> {
+        self.map_storage(|data| match data {
+            Storage::Borrowed(b) => {
+                let range = offset..offset + b.len();
+                assert!(
+                    map.get(range.clone()).is_some_and(|m| std::ptr::eq(m, b)),
+                    "into_mapped: the matrix's bytes are not that range of the mapping"
+                );
+                Storage::Mapped(map, range)
+            }
+            Storage::Owned(b) => Storage::Owned(b),
+            Storage::Mapped(m, r) => Storage::Mapped(m, r),
+            Storage::Packed(p) => Storage::Packed(p),
+        })
+    }
+
+    fn map_storage<'b>(self, f: impl FnOnce(Storage<'a>) -> Storage<'b>) -> Matrix<'b> {
+        let Matrix {
+            ty,
+            rows,
+            cols,
+            row_bytes,
             data,
-            isa: self.isa,
-            kind: self.kind,
-            rule: self.rule,
-            rows_fns: self.rows_fns,
-            tile_fn: self.tile_fn,
-            quantize_fn: self.quantize_fn,
+            isa,
+            kind,
+            rule,
+            rows_fns,
+            tile_fn,
+            quantize_fn,
+        } = self;
+        Matrix {
+            ty,
+            rows,
+            cols,
+            row_bytes,
+            data: f(data),
+            isa,
+            kind,
+            rule,
+            rows_fns,
+            tile_fn,
+            quantize_fn,
         }
     }
 
@@ -421,6 +464,9 @@ impl<'a> Matrix<'a> {
             }
             Storage::Owned(b) => {
                 crate::quant::dequantize_row(self.ty, &b.as_slice()[r * rb..(r + 1) * rb], out)
+            }
+            Storage::Mapped(m, range) => {
+                crate::quant::dequantize_row(self.ty, &m[range.clone()][r * rb..(r + 1) * rb], out)
             }
             Storage::Packed(p) if r >= p.groups * repack::GROUP => {
                 let at = p.groups * p.group_bytes + (r - p.groups * repack::GROUP) * rb;
@@ -481,6 +527,10 @@ impl<'a> Matrix<'a> {
                 // SAFETY: as above.
                 Storage::Owned(b) => unsafe {
                     self.mul_plain(b.as_slice().as_ptr(), rows_fn, acts, tokens, y, r0..r1)
+                },
+                // SAFETY: as above; `build` checked the range's length.
+                Storage::Mapped(m, range) => unsafe {
+                    self.mul_plain(m[range.clone()].as_ptr(), rows_fn, acts, tokens, y, r0..r1)
                 },
                 Storage::Packed(p) => {
                     let g0 = r0 / repack::GROUP;

@@ -184,12 +184,16 @@ pub fn rope_rotate(head: &mut [f32], cos: &[f32], sin: &[f32], n_rot: usize, neo
     }
 }
 
-/// A block of K or V rows of one kv head: row `j < n` is `data[j * stride..][..hd]`.
+/// A block of K or V rows of one kv head: row `j < n` is `data[j * stride..][..hd]`, or, for a
+/// gathered block, `data[index[j] * stride..][..hd]` (the cells of one sequence scattered over
+/// a shared cache). Only the ggml-order kernels, which read rows through [`Rows::row`], take
+/// gathered blocks.
 pub struct Rows<'a> {
     data: &'a [f16],
     stride: usize,
     n: usize,
     hd: usize,
+    index: Option<&'a [u32]>,
 }
 
 impl<'a> Rows<'a> {
@@ -208,6 +212,30 @@ impl<'a> Rows<'a> {
             stride,
             n,
             hd,
+            index: None,
+        }
+    }
+
+    /// Rows `index[0..]` of `data`, in that order.
+    ///
+    /// # Panics
+    /// If a row does not fit in `data`.
+    pub fn gathered(data: &'a [f16], stride: usize, index: &'a [u32], hd: usize) -> Rows<'a> {
+        if let Some(&max) = index.iter().max() {
+            let end = (max as usize)
+                .checked_mul(stride)
+                .and_then(|e| e.checked_add(hd));
+            assert!(
+                end.is_some_and(|e| e <= data.len()),
+                "attention rows outside the cache"
+            );
+        }
+        Rows {
+            data,
+            stride,
+            n: index.len(),
+            hd,
+            index: Some(index),
         }
     }
 
@@ -219,17 +247,31 @@ impl<'a> Rows<'a> {
         self.hd
     }
 
+    /// Elements between consecutive rows.
+    ///
+    /// # Panics
+    /// For a gathered block, whose rows are not evenly spaced.
     pub fn stride(&self) -> usize {
+        assert!(self.index.is_none(), "a gathered block has no stride");
         self.stride
     }
 
     /// Pointer to the first row; rows `0..n` of `hd` elements at `stride` are readable.
+    ///
+    /// # Panics
+    /// For a gathered block (use [`Rows::row`]).
     pub fn ptr(&self) -> *const f16 {
+        assert!(self.index.is_none(), "a gathered block has no base pointer");
         self.data.as_ptr()
     }
 
+    #[inline]
     pub fn row(&self, j: usize) -> &[f16] {
-        &self.data[j * self.stride..][..self.hd]
+        let at = match self.index {
+            Some(ix) => ix[j] as usize,
+            None => j,
+        };
+        &self.data[at * self.stride..][..self.hd]
     }
 }
 

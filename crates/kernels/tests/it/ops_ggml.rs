@@ -777,3 +777,52 @@ fn attention_ggml_rejects_a_scratch_for_fewer_threads() {
         &mut scratch,
     );
 }
+
+/// A sequence's cells scattered over a larger cache (in a random order, between other
+/// sequences' cells) give llama.cpp's bits, as if they were rows `0..n_kv`.
+#[test]
+fn attention_ggml_mapped_scattered_cells_match_ggml() {
+    let mut rng = Rng::new(7);
+    for c in attn_cases() {
+        let width = c.params.n_head_kv * c.params.head_dim;
+        // A cache 3× larger; the sequence's cell j lives at cache row perm[j].
+        let n_cache = 3 * c.n_kv;
+        let mut perm: Vec<u32> = (0..n_cache as u32).collect();
+        for i in (1..perm.len()).rev() {
+            perm.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+        }
+        perm.truncate(c.n_kv);
+        let junk = |i: usize| f16::from_f32((i % 97) as f32 - 48.0);
+        let mut k: Vec<f16> = (0..n_cache * width).map(junk).collect();
+        let mut v: Vec<f16> = (0..n_cache * width).map(|i| junk(i + 13)).collect();
+        for (j, &cell) in perm.iter().enumerate() {
+            let (dst, src) = (cell as usize * width, j * width);
+            k[dst..dst + width].copy_from_slice(&c.k[src..src + width]);
+            v[dst..dst + width].copy_from_slice(&c.v[src..src + width]);
+        }
+        let bases = vec![0; c.rows.len()];
+        for isa in Isa::all_supported() {
+            for n_threads in [1, 2] {
+                let pool = ThreadPool::new(n_threads);
+                let mut scratch = AttentionScratch::new(&c.params, n_threads, c.n_kv);
+                let mut out = vec![f32::NAN; c.q.len()];
+                Ops::new(isa).attention_ggml_mapped(
+                    &pool,
+                    &c.params,
+                    &c.q,
+                    &cache_of(&c.params, &k, &v),
+                    &c.rows,
+                    &perm,
+                    &bases,
+                    &mut out,
+                    &mut scratch,
+                );
+                assert_bits(
+                    &out,
+                    &c.want,
+                    &format!("{} scattered {isa:?} threads {n_threads}", c.name),
+                );
+            }
+        }
+    }
+}

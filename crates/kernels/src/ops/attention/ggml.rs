@@ -116,7 +116,38 @@ impl Ops {
         out: &mut [f32],
         scratch: &mut AttentionScratch,
     ) {
+        self.attention_ggml_mapped(pool, params, q, cache, rows, &[], &[], out, scratch);
+    }
+
+    /// [`attention_ggml`](Ops::attention_ggml) over cells scattered in the cache. Token `t`
+    /// reads its sequence's map, `cells[bases[t]..]`, whose entry `j` is the cache row of the
+    /// sequence's `j`-th cell (in position order), and `rows[t]` are indices into that map. The
+    /// arithmetic — blocks of 16, lanes — follows the map's indices, not the cache rows, so a
+    /// sequence gives the same bits wherever its cells lie. Empty `cells` and `bases` mean
+    /// every map is the identity.
+    ///
+    /// # Panics
+    /// As [`attention_ggml`](Ops::attention_ggml), and if `bases` is neither empty nor one per
+    /// token, or a range reaches past `cells`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_ggml_mapped(
+        self,
+        pool: &ThreadPool,
+        params: &AttentionParams,
+        q: &[f32],
+        cache: &KvCache<'_>,
+        rows: &[Range<usize>],
+        cells: &[u32],
+        bases: &[usize],
+        out: &mut [f32],
+        scratch: &mut AttentionScratch,
+    ) {
         let (n_tokens, len) = params.check_batch(q, out, rows);
+        assert!(
+            bases.is_empty() || bases.len() == n_tokens,
+            "attention: one cell map per token"
+        );
+        let map = |t: usize| bases.get(t).map(|&b| cells.get(b..).unwrap_or(&[]));
         let &AttentionParams {
             n_head,
             n_head_kv,
@@ -130,8 +161,20 @@ impl Ops {
                 && scratch.group >= g.min(MAX_GROUP),
             "attention: scratch made for another shape or fewer threads"
         );
-        for r in rows {
-            cache.check(r, n_head_kv, hd);
+        for (t, r) in rows.iter().enumerate() {
+            match map(t) {
+                None => cache.check(r, n_head_kv, hd),
+                Some(map) => {
+                    assert!(
+                        r.end <= map.len(),
+                        "attention: range {r:?} past its cell map"
+                    );
+                    if let Some(&last) = map[r.clone()].iter().max() {
+                        let last = last as usize;
+                        cache.check(&(last..last + 1), n_head_kv, hd);
+                    }
+                }
+            }
             assert!(
                 r.len() <= scratch.max_rows,
                 "attention: range {r:?} longer than the scratch's {} rows",
@@ -180,6 +223,7 @@ impl Ops {
                     g: h1 - h0,
                     kv_head,
                     rows: rows[t].clone(),
+                    map: map(t),
                     batched,
                 };
                 self.attend_group_ggml(params, cache, &task, out, s32, s16);
@@ -189,11 +233,11 @@ impl Ops {
 
     /// One task of `attention_ggml`: `g` query heads against one kv head, into `out`
     /// (`[g][head_dim]`), in `s32`/`s16` (one thread's scratch).
-    fn attend_group_ggml(
+    fn attend_group_ggml<'a>(
         self,
         params: &AttentionParams,
-        cache: &KvCache<'_>,
-        task: &GroupTask<'_>,
+        cache: &KvCache<'a>,
+        task: &GroupTask<'a>,
         out: &mut [f32],
         s32: &mut [f32],
         s16: &mut [f16],
@@ -221,8 +265,17 @@ impl Ops {
         // q as `mul_mat` converts it, held as f32 for the kernels.
         self.f32_to_f16(&mut s16[..g * hd], task.q);
         self.f16_to_f32(qf, &s16[..g * hd]);
-        let at = rows.start * cache.pos_stride + task.kv_head * cache.head_stride;
-        let k = Rows::new(&cache.k[at..], cache.pos_stride, n, hd);
+        let head = task.kv_head * cache.head_stride;
+        let rows_of = |data: &'a [f16]| match task.map {
+            Some(map) => Rows::gathered(&data[head..], cache.pos_stride, &map[rows.clone()], hd),
+            None => Rows::new(
+                &data[rows.start * cache.pos_stride + head..],
+                cache.pos_stride,
+                n,
+                hd,
+            ),
+        };
+        let k = rows_of(cache.k);
         let lanes16 = task.batched && hd.is_multiple_of(16);
         self.kq_dots_ggml(qf, g, &k, lanes16, &mut scores[off..], w);
 
@@ -246,7 +299,7 @@ impl Ops {
             self.f16_to_f32(row, &s16[..w]);
         }
 
-        let v = Rows::new(&cache.v[at..], cache.pos_stride, n, hd);
+        let v = rows_of(cache.v);
         self.pv_ggml(
             &scores[off..],
             w,
@@ -267,6 +320,8 @@ struct GroupTask<'a> {
     g: usize,
     kv_head: usize,
     rows: Range<usize>,
+    /// Cache row of each index of `rows` (`None`: the index is the cache row).
+    map: Option<&'a [u32]>,
     /// Part of a batch of several tokens (llamafile sgemm's order) rather than one.
     batched: bool,
 }

@@ -1,0 +1,409 @@
+//! The execution handle: every operation an architecture's `forward` performs goes through
+//! [`Backend`], over activation buffers it names ([`Buf`]) rather than slices it holds. The
+//! architectures are recipes written against this trait; [`Cpu`] runs them on the `kernels`
+//! crate with the buffers of a [`Workspace`] and the cells of a [`KvStore`].
+//!
+//! A second backend (a GPU) implements [`Backend`] over its own device buffers: the same
+//! [`Buf`] names, the weights ([`MatRef`]) uploaded at load and found by their name, and its own
+//! KV store mirroring the cell table. No architecture file changes; `Context::decode_batch`
+//! picks the backend. See ARCHITECTURE.md.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use kernels::matmul::Matrix;
+use kernels::ops::Ops;
+use kernels::ops::attention::{AttentionParams, AttentionScratch};
+use kernels::ops::rope::Rope;
+use kernels::pool::ThreadPool;
+
+use crate::kv_cache::KvStore;
+use crate::model::{HParams, MatRef};
+use crate::profile::{self, Op};
+
+pub use kernels::matmul::Scratch as MatmulScratch;
+
+/// The activation buffers of a forward pass, each `n_tokens` rows of its width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Buf {
+    /// The residual stream (`n_embd`).
+    X,
+    /// A block's normed input and its output (`n_embd`).
+    H,
+    /// Queries (`n_head · head_dim_k`).
+    Q,
+    /// Keys (`n_head_kv · head_dim_k`).
+    K,
+    /// Values (`n_head_kv · head_dim_v`).
+    V,
+    /// Attention output before its projection (`n_head · head_dim_v`).
+    Att,
+    /// Feed-forward hidden activations (`n_ff`).
+    FfA,
+    FfB,
+}
+
+const N_BUF: usize = 8;
+
+impl Buf {
+    fn width(self, hp: &HParams) -> usize {
+        match self {
+            Buf::X | Buf::H => hp.n_embd,
+            Buf::Q => hp.n_embd_q(),
+            Buf::K => hp.n_embd_k_gqa(),
+            Buf::V => hp.n_embd_v_gqa(),
+            Buf::Att => hp.n_head * hp.head_dim_v,
+            Buf::FfA | Buf::FfB => hp.n_ff,
+        }
+    }
+}
+
+/// The activation of a gated feed-forward block.
+#[derive(Clone, Copy, Debug)]
+pub enum Activation {
+    /// SwiGLU: `silu(gate) · up`.
+    Silu,
+    /// GeGLU with ggml's tanh-approximated GELU.
+    Gelu,
+}
+
+/// What an architecture's `forward` can ask of the machine that runs it. Every call works on
+/// the current batch of `n_tokens()` tokens; widths come from the model's hyper-parameters.
+pub trait Backend {
+    fn n_tokens(&self) -> usize;
+    /// `X` = the token embeddings of the batch, times `scale`.
+    fn embed(&mut self, tok_embd: &MatRef, scale: f32);
+    /// `dst` = RMS norm of each row of `src`, times `w`.
+    fn rms_norm(&mut self, src: Buf, w: &[f32], dst: Buf);
+    /// RMS norm in place of each `w.len()`-wide piece of `buf` (a whole row, or each head).
+    fn rms_norm_rows(&mut self, buf: Buf, w: &[f32]);
+    /// `dst += src`.
+    fn add(&mut self, dst: Buf, src: Buf);
+    /// Adds `bias` to every row of `buf`.
+    fn add_bias(&mut self, buf: Buf, bias: &[f32]);
+    /// `buf *= s`.
+    fn scale(&mut self, buf: Buf, s: f32);
+    /// `dst = src · Wᵀ` for each row.
+    fn matmul(&mut self, w: &MatRef, src: Buf, dst: Buf) {
+        self.matmul_many(src, &[(w, dst)]);
+    }
+    /// Several products sharing one input, in one pass.
+    fn matmul_many(&mut self, src: Buf, outs: &[(&MatRef, Buf)]);
+    /// `FfA = act(FfA) · FfB`.
+    fn gated_activation(&mut self, act: Activation);
+    /// Rotates each of the `n_heads` heads of every row of `buf` by its token's position.
+    fn rope(&mut self, buf: Buf, n_heads: usize, rope: &Rope);
+    /// Writes `K` and `V` into layer `il`'s cells for the batch, then `Att` = attention of `Q`
+    /// over each token's own sequence (causal, within `window` positions when given), with
+    /// `q·k` multiplied by `kq_scale`.
+    fn attention(&mut self, il: usize, kq_scale: f32, window: Option<usize>);
+}
+
+/// Preallocated activations and compute resources for batches of up to `n_batch` tokens,
+/// shared by every sequence of a context.
+pub struct Workspace {
+    pub(crate) pool: Arc<ThreadPool>,
+    pub(crate) scratch: MatmulScratch,
+    pub(crate) bufs: [Vec<f32>; N_BUF],
+    /// Logits of up to `OUTPUT_CHUNK` rows, `× n_vocab`.
+    pub(crate) logits: Vec<f32>,
+    /// Output-norm rows feeding the LM head.
+    pub(crate) head_in: Vec<f32>,
+    /// Per token of the batch: its id, its position, and the cell it was given.
+    pub(crate) tokens: Vec<u32>,
+    pub(crate) positions: Vec<i32>,
+    pub(crate) cells: Vec<u32>,
+    /// Per token: the range of its sequence's map it attends to, and where that map lies in
+    /// `seq_cells` (its start alone in `map_base`, for the kernel).
+    pub(crate) attn_rows: Vec<Range<usize>>,
+    pub(crate) maps: Vec<Range<usize>>,
+    pub(crate) map_base: Vec<usize>,
+    /// The cells of the batch's sequences, each sequence's in position order.
+    pub(crate) seq_cells: Vec<u32>,
+    /// Whether every map is the identity (one sequence in cells `0..n`), so the cells need no
+    /// gathering.
+    pub(crate) identity_maps: bool,
+    /// Per-thread scores and probabilities of the attention kernel.
+    pub(crate) attn_scratch: AttentionScratch,
+    /// Cells whose keys need re-rotating, with the position change.
+    pub(crate) shifts: Vec<(u32, i64)>,
+}
+
+impl Workspace {
+    pub(crate) fn new(
+        hp: &HParams,
+        pool: Arc<ThreadPool>,
+        n_batch: usize,
+        n_ctx: usize,
+        output_rows: usize,
+        batch_invariant: bool,
+    ) -> Workspace {
+        let n_threads = pool.n_threads();
+        let buf = |b: Buf| vec![0.0; n_batch * b.width(hp)];
+        let scratch = MatmulScratch::with_capacity(
+            n_batch.max(output_rows),
+            hp.n_embd.max(hp.n_ff).max(hp.n_embd_q()),
+        );
+        let attn_scratch = AttentionScratch::new(&attention_params(hp, 1.0), n_threads, n_ctx);
+        Workspace {
+            pool,
+            // Q4_K/Q6_K products in llama.cpp's order switch kernels with the batch.
+            scratch: if batch_invariant {
+                scratch.batch_invariant()
+            } else {
+                scratch
+            },
+            bufs: [
+                buf(Buf::X),
+                buf(Buf::H),
+                buf(Buf::Q),
+                buf(Buf::K),
+                buf(Buf::V),
+                buf(Buf::Att),
+                buf(Buf::FfA),
+                buf(Buf::FfB),
+            ],
+            logits: vec![0.0; output_rows * hp.n_vocab],
+            head_in: vec![0.0; output_rows * hp.n_embd],
+            tokens: Vec::with_capacity(n_batch),
+            positions: Vec::with_capacity(n_batch),
+            cells: Vec::with_capacity(n_batch),
+            attn_rows: Vec::with_capacity(n_batch),
+            maps: Vec::with_capacity(n_batch),
+            map_base: Vec::with_capacity(n_batch),
+            seq_cells: Vec::with_capacity(n_ctx),
+            identity_maps: true,
+            attn_scratch: if batch_invariant {
+                attn_scratch.batch_invariant()
+            } else {
+                attn_scratch
+            },
+            shifts: Vec::new(),
+        }
+    }
+}
+
+/// The attention parameters of a model.
+pub(crate) fn attention_params(hp: &HParams, scale: f32) -> AttentionParams {
+    AttentionParams {
+        n_head: hp.n_head,
+        n_head_kv: hp.n_head_kv,
+        head_dim: hp.head_dim_k,
+        scale,
+        softcap: 0.0,
+    }
+}
+
+/// The CPU backend: one batch of `n` tokens over a workspace and a KV store.
+pub(crate) struct Cpu<'a> {
+    pub hp: &'a HParams,
+    pub ws: &'a mut Workspace,
+    pub kv: &'a mut KvStore,
+    pub n: usize,
+}
+
+impl Cpu<'_> {
+    fn len(&self, b: Buf) -> usize {
+        self.n * b.width(self.hp)
+    }
+
+    fn buf(&mut self, b: Buf) -> &mut [f32] {
+        let n = self.len(b);
+        &mut self.ws.bufs[b as usize][..n]
+    }
+
+    /// `a` to read and `b` to write (two different buffers).
+    fn two(&mut self, a: Buf, b: Buf) -> (&[f32], &mut [f32]) {
+        let (na, nb) = (self.len(a), self.len(b));
+        match self.ws.bufs.get_disjoint_mut([a as usize, b as usize]) {
+            Ok([x, y]) => (&x[..na], &mut y[..nb]),
+            Err(_) => unreachable!("an operation read and wrote {a:?}"),
+        }
+    }
+}
+
+impl Backend for Cpu<'_> {
+    fn n_tokens(&self) -> usize {
+        self.n
+    }
+
+    fn embed(&mut self, tok_embd: &MatRef, scale: f32) {
+        let _t = profile::scope(Op::Embedding);
+        let d = self.hp.n_embd;
+        let n = self.n;
+        let ws = &mut *self.ws;
+        let x = &mut ws.bufs[Buf::X as usize][..n * d];
+        for (row, &t) in x.chunks_exact_mut(d).zip(&ws.tokens[..n]) {
+            // Token ids were checked against the vocabulary, and lookups from this matrix
+            // were checked when the model was loaded.
+            if let Err(e) = tok_embd.matrix.dequantize_row(t as usize, row) {
+                panic!("embedding lookup of token {t}: {e}");
+            }
+            if scale != 1.0 {
+                row.iter_mut().for_each(|v| *v *= scale);
+            }
+        }
+    }
+
+    fn rms_norm(&mut self, src: Buf, w: &[f32], dst: Buf) {
+        let _t = profile::scope(Op::Norm);
+        let eps = self.hp.rms_eps;
+        let ops = Ops::detected();
+        let (x, out) = self.two(src, dst);
+        for (xr, or) in x.chunks_exact(w.len()).zip(out.chunks_exact_mut(w.len())) {
+            ops.rms_norm(or, xr, w, eps);
+        }
+    }
+
+    fn rms_norm_rows(&mut self, buf: Buf, w: &[f32]) {
+        let _t = profile::scope(Op::Norm);
+        let eps = self.hp.rms_eps;
+        let ops = Ops::detected();
+        for r in self.buf(buf).chunks_exact_mut(w.len()) {
+            ops.rms_norm_inplace(r, w, eps);
+        }
+    }
+
+    fn add(&mut self, dst: Buf, src: Buf) {
+        let _t = profile::scope(Op::Other);
+        let (y, x) = self.two(src, dst);
+        Ops::detected().add(x, y);
+    }
+
+    fn add_bias(&mut self, buf: Buf, bias: &[f32]) {
+        let _t = profile::scope(Op::Other);
+        let ops = Ops::detected();
+        for r in self.buf(buf).chunks_exact_mut(bias.len()) {
+            ops.add(r, bias);
+        }
+    }
+
+    fn scale(&mut self, buf: Buf, s: f32) {
+        let _t = profile::scope(Op::Other);
+        Ops::detected().scale(self.buf(buf), s);
+    }
+
+    fn matmul_many(&mut self, src: Buf, outs: &[(&MatRef, Buf)]) {
+        let _t = profile::scope(Op::Matmul);
+        let (n, k) = (self.n, outs.len());
+        let Some(first) = outs.first() else { return };
+        let hp = self.hp;
+        let ws = &mut *self.ws;
+        let mut input: &[f32] = &[];
+        let mut ys: [&mut [f32]; MAX_OUTS] = Default::default();
+        for (i, b) in ws.bufs.iter_mut().enumerate() {
+            if i == src as usize {
+                input = &b[..n * src.width(hp)];
+            } else if let Some(j) = outs.iter().position(|o| o.1 as usize == i) {
+                ys[j] = &mut b[..n * outs[j].1.width(hp)];
+            }
+        }
+        let mats: [&Matrix<'static>; MAX_OUTS] =
+            std::array::from_fn(|i| &*outs.get(i).unwrap_or(first).0.matrix);
+        let result = if k <= MAX_OUTS {
+            kernels::matmul::matmul_many(
+                &ws.pool,
+                &mats[..k],
+                input,
+                n,
+                &mut ys[..k],
+                &mut ws.scratch,
+            )
+        } else {
+            Err(kernels::quant::KernelError::ShapeMismatch(
+                "too many products at once",
+            ))
+        };
+        // Shapes were checked when the model was loaded and every buffer holds n_batch rows of
+        // its width, so this cannot fail on any input; if it does, hearth has a bug, and
+        // carrying on would return stale numbers.
+        if let Err(e) = result {
+            let names: Vec<&str> = outs.iter().map(|o| o.0.name.as_str()).collect();
+            panic!("matmul of {names:?} from {src:?}: {e}");
+        }
+    }
+
+    fn gated_activation(&mut self, act: Activation) {
+        let _t = profile::scope(Op::Activation);
+        let width = self.hp.n_ff;
+        let ops = Ops::detected();
+        let (b, a) = self.two(Buf::FfB, Buf::FfA);
+        for (ar, br) in a.chunks_exact_mut(width).zip(b.chunks_exact(width)) {
+            match act {
+                Activation::Silu => ops.swiglu_ggml(ar, br),
+                Activation::Gelu => ops.geglu_ggml(ar, br),
+            }
+        }
+    }
+
+    fn rope(&mut self, buf: Buf, n_heads: usize, rope: &Rope) {
+        let _t = profile::scope(Op::Rope);
+        let head_dim = self.hp.head_dim_k;
+        let n = self.n;
+        let b = &mut self.ws.bufs[buf as usize][..n * buf.width(self.hp)];
+        Ops::detected().rope(rope, b, n_heads, head_dim, &self.ws.positions[..n]);
+    }
+
+    fn attention(&mut self, il: usize, kq_scale: f32, window: Option<usize>) {
+        let n = self.n;
+        let hp = self.hp;
+        {
+            let ws = &*self.ws;
+            let (k, v) = (
+                &ws.bufs[Buf::K as usize][..n * hp.n_embd_k_gqa()],
+                &ws.bufs[Buf::V as usize][..n * hp.n_embd_v_gqa()],
+            );
+            self.kv.store(il, &ws.cells[..n], k, v);
+        }
+        let _t = profile::scope(Op::Attention);
+        let ws = &mut *self.ws;
+        set_attention_rows(ws, self.kv, n, window);
+        let params = attention_params(hp, kq_scale);
+        let cache = kernels::ops::attention::KvCache {
+            k: self.kv.keys(il),
+            v: self.kv.values(il),
+            pos_stride: hp.n_embd_k_gqa(),
+            head_stride: hp.head_dim_k,
+        };
+        let [_, _, q, _, _, att, ..] = &mut ws.bufs;
+        let (cells, bases): (&[u32], &[usize]) = if ws.identity_maps {
+            (&[], &[])
+        } else {
+            (&ws.seq_cells, &ws.map_base[..n])
+        };
+        Ops::detected().attention_ggml_mapped(
+            &ws.pool,
+            &params,
+            &q[..n * hp.n_embd_q()],
+            &cache,
+            &ws.attn_rows[..n],
+            cells,
+            bases,
+            &mut att[..n * hp.n_head * hp.head_dim_v],
+            &mut ws.attn_scratch,
+        );
+    }
+}
+
+/// Most products in one [`Backend::matmul_many`].
+const MAX_OUTS: usize = 8;
+
+/// Each token's visible range of its sequence's map: the cells with positions at most its own
+/// (and above `pos − window` with a sliding window).
+fn set_attention_rows(ws: &mut Workspace, kv: &KvStore, n: usize, window: Option<usize>) {
+    ws.attn_rows.clear();
+    let cells = kv.cells();
+    for t in 0..n {
+        let pos = ws.positions[t] as usize;
+        let map = &ws.seq_cells[ws.maps[t].clone()];
+        let hi = map.partition_point(|&c| cells[c as usize].pos <= pos);
+        let lo = match window {
+            Some(w) => {
+                let first = (pos + 1).saturating_sub(w);
+                map[..hi].partition_point(|&c| cells[c as usize].pos < first)
+            }
+            None => 0,
+        };
+        ws.attn_rows.push(lo..hi);
+    }
+}
