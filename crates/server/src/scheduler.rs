@@ -9,7 +9,7 @@
 //! next job that shares an exact token prefix with it skips evaluating that prefix.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -160,16 +160,22 @@ pub struct Scheduler {
 impl Scheduler {
     /// Makes every slot's context, then starts the scheduler thread.
     pub fn start(model: Arc<Model>, config: SchedulerConfig) -> Result<Scheduler, String> {
+        if config.n_parallel == 0 || config.n_parallel > engine::batch::MAX_SEQ {
+            return Err(format!(
+                "{} slots: between 1 and {} are possible",
+                config.n_parallel,
+                engine::batch::MAX_SEQ
+            ));
+        }
+        // One KV store for every slot; each slot may fill its share of it.
         let params = ContextParams {
-            n_ctx: config.n_ctx_slot,
+            n_ctx: config.n_ctx_slot * config.n_parallel,
             n_batch: config.n_batch,
             n_threads: config.n_threads,
             batch_invariant: true,
+            n_seq_max: config.n_parallel,
         };
-        let mut contexts = Vec::with_capacity(config.n_parallel);
-        for _ in 0..config.n_parallel {
-            contexts.push(Context::new(model.clone(), params.clone()).map_err(|e| e.to_string())?);
-        }
+        let ctx = Context::new(model.clone(), params).map_err(|e| e.to_string())?;
         let (tx, rx) = sync_channel(config.queue_size.max(1));
         let shared = Arc::new(Shared::default());
         {
@@ -186,7 +192,7 @@ impl Scheduler {
         let cfg = config.clone();
         std::thread::Builder::new()
             .name("hearth-scheduler".into())
-            .spawn(move || run(model, contexts, cfg, rx, sh))
+            .spawn(move || run(model, ctx, cfg, rx, sh))
             .map_err(|e| e.to_string())?;
         Ok(Scheduler {
             tx,
@@ -225,22 +231,20 @@ pub(crate) struct JobShared {
     pub id_slot: Option<usize>,
     pub cache_prompt: bool,
     pub events: UnboundedSender<Event>,
+    /// Choice 0 has evaluated the prompt: the other choices may share its cells.
+    pub prompt_shared: AtomicBool,
 }
 
 fn run(
     model: Arc<Model>,
-    contexts: Vec<Context>,
+    ctx: Context,
     cfg: SchedulerConfig,
     rx: Receiver<Job>,
     shared: Arc<Shared>,
 ) {
     let tok = &model.tokenizer;
-    let mut slots: Vec<Slot<'_>> = contexts
-        .into_iter()
-        .enumerate()
-        .map(|(id, ctx)| Slot::new(id, ctx))
-        .collect();
-    let mut engine = Engine::new(cfg.n_batch);
+    let mut slots: Vec<Slot<'_>> = (0..cfg.n_parallel).map(Slot::new).collect();
+    let mut engine = Engine::new(ctx, cfg.n_ctx_slot);
     let mut waiting: VecDeque<Pending> = VecDeque::new();
     let mut next_id = 0u64;
     let mut clock = 0u64;
@@ -271,32 +275,38 @@ fn run(
                 slot.task = None;
             }
         }
-        // Assign waiting choices to free slots, in arrival order.
+        // Assign waiting choices to free slots, in arrival order. Further choices of a job wait
+        // until choice 0 has evaluated the prompt, then share its cells.
         let mut i = 0;
         while i < waiting.len() {
             let p = &waiting[i];
-            let Some(s) = pick_slot(&slots, &p.job) else {
+            let ready = p.index == 0 || p.job.prompt_shared.load(Ordering::Relaxed);
+            let Some(s) = ready.then(|| pick_slot(&slots, &p.job)).flatten() else {
                 i += 1;
                 continue;
             };
             let Some(p) = waiting.remove(i) else { break };
             clock += 1;
-            let slot = &mut slots[s];
-            slot.last_used = clock;
+            slots[s].last_used = clock;
             let stops = StopMatcher {
                 stops: p.job.params.stop.clone(),
                 pending: String::new(),
             };
             let mut sampler = p.job.params.sampler.clone();
             sampler.seed = sampler.seed.wrapping_add(p.index as u64);
-            let cached = if p.job.cache_prompt {
-                slot.common_prefix(&p.job.prompt)
+            // The longest exact prefix: this slot's own, or another slot's shared.
+            let (donor, common) = if p.job.cache_prompt {
+                slots
+                    .iter()
+                    .map(|o| (o.id, o.common_prefix(&p.job.prompt)))
+                    .max_by_key(|&(id, n)| (n, id == s))
+                    .map_or((None, 0), |(id, n)| (Some(id), n))
             } else {
-                0
+                (None, 0)
             };
-            let reuse = cached.min(p.job.prompt.len().saturating_sub(1));
-            slot.ctx.truncate(reuse);
-            slot.task = Some(Task {
+            let reuse = common.min(p.job.prompt.len().saturating_sub(1));
+            engine.prepare(&mut slots, s, donor, &p.job.prompt, reuse);
+            slots[s].task = Some(Task {
                 index: p.index,
                 phase: Phase::Prompt { next: reuse },
                 n_cached: reuse,
@@ -308,17 +318,21 @@ fn run(
                 prompt_done: None,
                 job: p.job,
             });
-            shared.stats.lock().unwrap_or_else(PoisonError::into_inner).n_requests_total += 1;
+            shared
+                .stats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .n_requests_total += 1;
         }
         if slots.iter().all(|s| s.task.is_none()) {
-            publish(&slots, &shared, None);
+            publish(&slots, &engine, &shared, None);
             continue;
         }
         // One engine step over every busy slot.
         let t0 = Instant::now();
         let stepped = engine.step(&mut slots, tok);
         let dt = t0.elapsed();
-        publish(&slots, &shared, Some((stepped, dt)));
+        publish(&slots, &engine, &shared, Some((stepped, dt)));
     }
 }
 
@@ -333,6 +347,7 @@ fn enqueue(job: Job, waiting: &mut VecDeque<Pending>, next_id: &mut u64, shared:
         id_slot: job.id_slot,
         cache_prompt: job.cache_prompt,
         events: job.events,
+        prompt_shared: AtomicBool::new(false),
     });
     for index in 0..n {
         waiting.push_back(Pending {
@@ -363,8 +378,13 @@ fn pick_slot(slots: &[Slot<'_>], job: &JobShared) -> Option<usize> {
 }
 
 /// Copies what `/slots` and `/metrics` show.
-fn publish(slots: &[Slot<'_>], shared: &Shared, step: Option<(crate::slot::Stepped, Duration)>) {
-    let views: Vec<SlotView> = slots.iter().map(Slot::view).collect();
+fn publish(
+    slots: &[Slot<'_>],
+    engine: &Engine,
+    shared: &Shared,
+    step: Option<(crate::slot::Stepped, Duration)>,
+) {
+    let views: Vec<SlotView> = slots.iter().map(|s| s.view(engine.n_ctx_slot)).collect();
     if let Some((s, dt)) = step {
         let mut st = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
         st.n_decode_total += 1;
@@ -379,10 +399,10 @@ fn publish(slots: &[Slot<'_>], shared: &Shared, step: Option<(crate::slot::Stepp
             st.t_predicted_total += dt.saturating_sub(p);
         }
         st.n_tokens_max = st.n_tokens_max.max(views.iter().map(|v| v.n_past).max().unwrap_or(0));
-        st.kv_cells_used = views.iter().map(|v| v.n_past).sum();
+        st.kv_cells_used = engine.ctx.kv_cells_used();
     } else {
         let mut st = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
-        st.kv_cells_used = views.iter().map(|v| v.n_past).sum();
+        st.kv_cells_used = engine.ctx.kv_cells_used();
     }
     *shared.slots.lock().unwrap_or_else(PoisonError::into_inner) = views;
 }

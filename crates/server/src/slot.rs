@@ -1,19 +1,18 @@
-//! A slot (one sequence: its context, the choice it is generating) and [`Engine::step`], the
-//! one place the scheduler runs the engine.
+//! A slot (one sequence of the shared KV store: the tokens it holds, the choice it is
+//! generating) and [`Engine`], the one place the scheduler runs the engine.
 //!
-//! A step collects the next token of every generating slot plus chunks of waiting prompts, up
-//! to `n_batch` tokens, runs them, and samples for every slot whose logits are ready. Today
-//! each slot owns an `engine::Context` and the step decodes the slots' tokens in turn; with
-//! `batch_invariant` on, a sequence's logits are the same whatever else runs, so moving the
-//! step to one many-sequence forward changes this file only.
+//! [`Engine::step`] builds one [`Batch`]: the next token of every generating slot plus chunks of
+//! waiting prompts, up to `n_batch` tokens, runs it with one `decode_batch`, and samples for
+//! every slot whose logits are ready. Slot `i` is sequence `i` of the one `Context`; with
+//! `batch_invariant` on, a sequence's logits do not depend on what else is in the batch.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use engine::Context;
 use engine::generate::StopMatcher;
 use engine::sampler::Chain;
 use engine::tokenizer::{Detokenizer, Tokenizer};
+use engine::{Batch, Context};
 
 use crate::scheduler::{Event, Finish, JobShared, Outcome, SlotView};
 
@@ -40,20 +39,22 @@ pub struct Task<'t> {
     pub prompt_done: Option<Instant>,
 }
 
-/// A sequence and the choice it runs, if any.
+/// A sequence of the KV store and the choice it runs, if any.
 pub struct Slot<'t> {
+    /// Also the sequence id.
     pub id: usize,
-    pub ctx: Context,
+    /// The tokens the KV store holds for this sequence, in position order.
+    pub tokens: Vec<u32>,
     pub task: Option<Task<'t>>,
     /// Scheduler clock of the last assignment (least recently used goes first).
     pub last_used: u64,
 }
 
 impl<'t> Slot<'t> {
-    pub fn new(id: usize, ctx: Context) -> Slot<'t> {
+    pub fn new(id: usize) -> Slot<'t> {
         Slot {
             id,
-            ctx,
+            tokens: Vec::new(),
             task: None,
             last_used: 0,
         }
@@ -61,22 +62,21 @@ impl<'t> Slot<'t> {
 
     /// Tokens at the start of `prompt` that this slot's cache holds exactly.
     pub fn common_prefix(&self, prompt: &[u32]) -> usize {
-        self.ctx
-            .tokens()
+        self.tokens
             .iter()
             .zip(prompt)
             .take_while(|(a, b)| a == b)
             .count()
     }
 
-    pub fn view(&self) -> SlotView {
+    pub fn view(&self, n_ctx: usize) -> SlotView {
         let t = self.task.as_ref();
         SlotView {
             id: self.id,
             id_task: t.map(|t| t.job.id),
             is_processing: t.is_some(),
-            n_ctx: self.ctx.params().n_ctx,
-            n_past: self.ctx.n_past(),
+            n_ctx,
+            n_past: self.tokens.len(),
             n_prompt: t.map_or(0, |t| t.job.prompt.len()),
             n_decoded: t.map_or(0, |t| t.n_generated),
             n_remain: t.and_then(|t| {
@@ -100,20 +100,53 @@ pub struct Stepped {
     pub generated_tokens: usize,
 }
 
-/// Runs the engine for the scheduler.
+/// One slot's part of a step.
+struct Entry {
+    slot: usize,
+    /// Its tokens in `Engine::tokens`.
+    tokens: std::ops::Range<usize>,
+    /// The batch entry holding its logits, when they are wanted.
+    logits: Option<usize>,
+}
+
+/// The one context every slot decodes in, and the step's buffers.
 pub struct Engine {
+    pub ctx: Context,
+    /// Most positions one slot may hold.
+    pub n_ctx_slot: usize,
     n_batch: usize,
-    /// This step's entries: slot index and the range of its tokens in `tokens`.
-    plan: Vec<(usize, std::ops::Range<usize>)>,
+    batch: Batch,
+    plan: Vec<Entry>,
     tokens: Vec<u32>,
 }
 
 impl Engine {
-    pub fn new(n_batch: usize) -> Engine {
+    pub fn new(ctx: Context, n_ctx_slot: usize) -> Engine {
+        let n_batch = ctx.params().n_batch.max(1);
         Engine {
-            n_batch: n_batch.max(1),
+            ctx,
+            n_ctx_slot,
+            n_batch,
+            batch: Batch::with_capacity(n_batch),
             plan: Vec::new(),
             tokens: Vec::new(),
+        }
+    }
+
+    /// Makes `slot` hold `prompt[..reuse]`: its own cached prefix, or one shared from `donor`'s
+    /// cells (no copy) when another slot holds a longer exact prefix.
+    pub fn prepare(&mut self, slots: &mut [Slot<'_>], slot: usize, donor: Option<usize>, prompt: &[u32], reuse: usize) {
+        match donor {
+            Some(d) if d != slot => {
+                self.ctx.seq_rm(slot, 0, None);
+                self.ctx.seq_cp(d, slot, 0, Some(reuse));
+                slots[slot].tokens.clear();
+                slots[slot].tokens.extend_from_slice(&prompt[..reuse]);
+            }
+            _ => {
+                self.ctx.seq_rm(slot, reuse, None);
+                slots[slot].tokens.truncate(reuse);
+            }
         }
     }
 
@@ -121,6 +154,7 @@ impl Engine {
     pub fn step(&mut self, slots: &mut [Slot<'_>], tok: &Tokenizer) -> Stepped {
         self.plan.clear();
         self.tokens.clear();
+        self.batch.clear();
         let mut out = Stepped::default();
         // Generating slots first: one token each keeps every stream flowing.
         for (i, slot) in slots.iter().enumerate() {
@@ -131,7 +165,12 @@ impl Engine {
             {
                 let at = self.tokens.len();
                 self.tokens.push(token);
-                self.plan.push((i, at..at + 1));
+                self.batch.push(token, slot.tokens.len(), &[slot.id], true);
+                self.plan.push(Entry {
+                    slot: i,
+                    tokens: at..at + 1,
+                    logits: Some(self.batch.len() - 1),
+                });
             }
         }
         // Then prompts, oldest first, in the room left.
@@ -152,50 +191,64 @@ impl Engine {
             if budget == 0 {
                 break;
             }
-            let Some(t) = &slots[i].task else { continue };
+            let slot = &slots[i];
+            let Some(t) = &slot.task else { continue };
             let Phase::Prompt { next } = t.phase else {
                 continue;
             };
             let n = (t.job.prompt.len() - next).min(budget);
+            let last = next + n == t.job.prompt.len();
             let at = self.tokens.len();
-            self.tokens.extend_from_slice(&t.job.prompt[next..next + n]);
-            self.plan.push((i, at..at + n));
+            let pos0 = slot.tokens.len();
+            for (k, &token) in t.job.prompt[next..next + n].iter().enumerate() {
+                self.tokens.push(token);
+                self.batch
+                    .push(token, pos0 + k, &[slot.id], last && k + 1 == n);
+            }
+            self.plan.push(Entry {
+                slot: i,
+                tokens: at..at + n,
+                logits: last.then(|| self.batch.len() - 1),
+            });
             budget -= n;
             out.prompt_tokens += n;
         }
         out.busy = self.plan.len();
-        // Evaluate. (One context per slot today: each slot's tokens in turn.)
-        for (i, range) in &self.plan {
-            let slot = &mut slots[*i];
-            let r = slot.ctx.decode(&self.tokens[range.clone()]);
-            let Some(task) = &mut slot.task else { continue };
-            match r {
-                Ok(()) => {
-                    if let Phase::Prompt { next } = &mut task.phase {
-                        *next += range.len();
-                    }
-                }
-                Err(e) => {
+        if self.batch.is_empty() {
+            return out;
+        }
+        // One forward over every entry.
+        if let Err(e) = self.ctx.decode_batch(&self.batch) {
+            for entry in &self.plan {
+                let slot = &mut slots[entry.slot];
+                if let Some(task) = slot.task.take() {
                     let _ = task.job.events.send(Event::Error {
                         message: e.to_string(),
                     });
-                    slot.task = None;
                 }
+            }
+            return out;
+        }
+        for entry in &self.plan {
+            let slot = &mut slots[entry.slot];
+            slot.tokens
+                .extend_from_slice(&self.tokens[entry.tokens.clone()]);
+            if let Some(Task {
+                phase: Phase::Prompt { next },
+                ..
+            }) = &mut slot.task
+            {
+                *next += entry.tokens.len();
             }
         }
         // Sample for every slot whose logits are ready.
-        for (i, _) in &self.plan {
-            let slot = &mut slots[*i];
+        for entry in &self.plan {
+            let Some(row) = entry.logits else { continue };
+            let slot = &mut slots[entry.slot];
+            let full = slot.tokens.len() >= self.n_ctx_slot;
             let Some(task) = &mut slot.task else { continue };
-            let ready = match task.phase {
-                Phase::Prompt { next } => next == task.job.prompt.len(),
-                Phase::Generate { .. } => true,
-            };
-            if !ready {
-                continue;
-            }
             let before = task.n_generated;
-            let finish = sample(task, &slot.ctx, tok);
+            let finish = sample(task, self.ctx.batch_logits(row), full, tok);
             out.generated_tokens += task.n_generated - before;
             if let Some(finish) = finish {
                 finish_task(slot, finish);
@@ -207,14 +260,20 @@ impl Engine {
 
 /// Samples the next token of `task` from its context's logits and sends its text; returns why
 /// the choice ends, if it does.
-fn sample(task: &mut Task<'_>, ctx: &Context, tok: &Tokenizer) -> Option<Finish> {
+fn sample(task: &mut Task<'_>, logits: &[f32], full: bool, tok: &Tokenizer) -> Option<Finish> {
     let now = Instant::now();
-    task.prompt_done.get_or_insert(now);
+    if task.prompt_done.is_none() {
+        task.prompt_done = Some(now);
+        // The prompt's cells are in the store: the job's other choices may share them.
+        task.job
+            .prompt_shared
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let params = &task.job.params;
     if params.max_tokens.is_some_and(|m| task.n_generated >= m) {
         return Some(Finish::Length);
     }
-    let id = task.chain.sample(ctx.logits());
+    let id = task.chain.sample(logits);
     if tok.is_eog(id) && !params.ignore_eos {
         return Some(Finish::Eos);
     }
@@ -230,9 +289,7 @@ fn sample(task: &mut Task<'_>, ctx: &Context, tok: &Tokenizer) -> Option<Finish>
     if let Some(s) = hit {
         return Some(Finish::Word(s));
     }
-    if params.max_tokens.is_some_and(|m| task.n_generated >= m)
-        || ctx.n_past() >= ctx.params().n_ctx
-    {
+    if params.max_tokens.is_some_and(|m| task.n_generated >= m) || full {
         return Some(Finish::Length);
     }
     task.phase = Phase::Generate { token: id };

@@ -75,7 +75,10 @@ fn native_completion_props_slots_metrics_tokenize() {
     ] {
         assert!(m.body.contains(&format!("# TYPE llamacpp:{name} ")), "{name}");
     }
-    assert!(s.metric("tokens_predicted_total") >= 20.0);
+    // 6 + 6 + 2 + 6 tokens generated (published just after the last answer is sent).
+    s.wait_until("the metrics of the last step", |s| {
+        s.metric("tokens_predicted_total") == 20.0
+    });
 
     let t = s
         .post("/tokenize", &json!({ "content": "Hello world", "with_pieces": true }))
