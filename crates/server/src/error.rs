@@ -64,7 +64,8 @@ impl ApiError {
                  tokens, context of {n_ctx}), try increasing it"
             ),
         );
-        e.extra.insert("n_prompt_tokens".into(), n_prompt_tokens.into());
+        e.extra
+            .insert("n_prompt_tokens".into(), n_prompt_tokens.into());
         e.extra.insert("n_ctx".into(), n_ctx.into());
         e
     }
@@ -99,6 +100,10 @@ impl From<ApiError> for OllamaError {
 
 impl IntoResponse for OllamaError {
     fn into_response(self) -> Response {
-        (self.0.status, axum::Json(json!({ "error": self.0.message }))).into_response()
+        (
+            self.0.status,
+            axum::Json(json!({ "error": self.0.message })),
+        )
+            .into_response()
     }
 }

@@ -115,9 +115,7 @@ fn router(app: Arc<App>) -> Router {
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
-    let layer = CorsLayer::new()
-        .allow_methods(Any)
-        .allow_headers(Any);
+    let layer = CorsLayer::new().allow_methods(Any).allow_headers(Any);
     if origins.iter().any(|o| o == "*") || origins.is_empty() {
         layer.allow_origin(Any)
     } else {
@@ -134,7 +132,13 @@ async fn not_found() -> ApiError {
 }
 
 /// Routes open without an API key, as llama-server keeps them.
-const PUBLIC: &[&str] = &["/health", "/v1/health", "/models", "/v1/models", "/api/tags"];
+const PUBLIC: &[&str] = &[
+    "/health",
+    "/v1/health",
+    "/models",
+    "/v1/models",
+    "/api/tags",
+];
 
 async fn auth(State(app): AppState, req: Request, next: Next) -> Response {
     let keys = &app.config.api_keys;
@@ -146,15 +150,12 @@ async fn auth(State(app): AppState, req: Request, next: Next) -> Response {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .or_else(|| {
-            req.headers()
-                .get("x-api-key")
-                .and_then(|v| v.to_str().ok())
-        });
+        .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()));
     // Every key is compared, each in constant time, so timing says nothing about which.
     let ok = given.is_some_and(|g| {
-        keys.iter()
-            .fold(false, |acc, k| acc | constant_time_eq(g.as_bytes(), k.as_bytes()))
+        keys.iter().fold(false, |acc, k| {
+            acc | constant_time_eq(g.as_bytes(), k.as_bytes())
+        })
     });
     if ok {
         next.run(req).await
@@ -208,7 +209,10 @@ pub(crate) struct Prompt {
 
 /// Renders OpenAI-style `messages` with the chat template and tokenizes the result. A final
 /// assistant message is a prefill: the reply continues its text.
-pub(crate) async fn chat_prompt(ready: &Ready, messages: Option<&Value>) -> Result<Prompt, ApiError> {
+pub(crate) async fn chat_prompt(
+    ready: &Ready,
+    messages: Option<&Value>,
+) -> Result<Prompt, ApiError> {
     let Some(Value::Array(list)) = messages else {
         return Err(type_error("messages", "a list of messages"));
     };
@@ -236,9 +240,20 @@ pub(crate) fn render_chat(
     let tok = &model.tokenizer;
     let bad = |e: engine::chat_template::TemplateError| ApiError::invalid(e.to_string());
     let prefill = add_generation_prompt && msgs.last().is_some_and(|m| m.role == "assistant");
-    let head = if prefill { &msgs[..msgs.len() - 1] } else { msgs };
-    let r = engine::chat::render_with(model, tmpl, String::new(), head, None, add_generation_prompt)
-        .map_err(bad)?;
+    let head = if prefill {
+        &msgs[..msgs.len() - 1]
+    } else {
+        msgs
+    };
+    let r = engine::chat::render_with(
+        model,
+        tmpl,
+        String::new(),
+        head,
+        None,
+        add_generation_prompt,
+    )
+    .map_err(bad)?;
     if !prefill {
         return Ok(Prompt {
             text: r.text,
@@ -284,7 +299,10 @@ pub(crate) fn to_message(m: &Value) -> Result<Message, ApiError> {
         }
         obj.insert("content".into(), Value::String(text));
     }
-    if obj.get("images").is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
+    if obj
+        .get("images")
+        .is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+    {
         return Err(ApiError::unsupported(
             "images are not supported: this model takes text only",
         ));

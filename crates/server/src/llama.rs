@@ -105,7 +105,12 @@ pub(crate) async fn completion(
         return Err(ApiError::unsupported("`n_probs` is not supported yet"));
     }
     let stream = body.bool("stream")?.unwrap_or(false);
-    let params = gen_params(&body, MAX_TOKENS_NATIVE, &ready.defaults, &ready.model.tokenizer)?;
+    let params = gen_params(
+        &body,
+        MAX_TOKENS_NATIVE,
+        &ready.defaults,
+        &ready.model.tokenizer,
+    )?;
     let tokens = native_prompt(ready, body.get("prompt"))?;
     let id_slot = match body.i64("id_slot")? {
         None | Some(-1) => None,
@@ -148,9 +153,7 @@ pub(crate) async fn completion(
     };
     if !stream {
         let done = collect(rx, 1).await?;
-        let f = done
-            .first()
-            .ok_or_else(|| ApiError::server("no result"))?;
+        let f = done.first().ok_or_else(|| ApiError::server("no result"))?;
         return Ok(axum::Json(final_body(&f.text, &f.outcome)).into_response());
     }
     Ok(http::stream("text/event-stream", move |sink| async move {
@@ -253,7 +256,9 @@ pub(crate) async fn slots(
     }
     let ready = app.ready()?;
     let views = ready.scheduler.shared.slots();
-    let fail = q.get("fail_on_no_slot").is_some_and(|v| v != "0" && v != "false");
+    let fail = q
+        .get("fail_on_no_slot")
+        .is_some_and(|v| v != "0" && v != "false");
     if fail && views.iter().all(|v| v.is_processing) {
         return Err(ApiError::unavailable("no slot available"));
     }
@@ -291,20 +296,98 @@ fn metrics_text(_app: &App, ready: &Ready) -> String {
     };
     let n_ctx_total = ready.n_ctx_slot() * ready.scheduler.config.n_parallel;
     let metrics: [(&str, &str, &str, f64); 14] = [
-        ("prompt_tokens_total", "counter", "Number of prompt tokens processed.", st.n_prompt_tokens_total as f64),
-        ("prompt_seconds_total", "counter", "Prompt process time", st.t_prompt_total.as_secs_f64()),
-        ("tokens_predicted_total", "counter", "Number of generation tokens processed.", st.n_tokens_predicted_total as f64),
-        ("tokens_predicted_seconds_total", "counter", "Predict process time", st.t_predicted_total.as_secs_f64()),
-        ("n_decode_total", "counter", "Total number of llama_decode() calls", st.n_decode_total as f64),
-        ("n_tokens_max", "counter", "Largest observed n_tokens.", st.n_tokens_max as f64),
-        ("n_busy_slots_per_decode", "counter", "Average number of busy slots per llama_decode() call", if st.n_decode_total > 0 { st.n_busy_slots_total as f64 / st.n_decode_total as f64 } else { 0.0 }),
-        ("prompt_tokens_seconds", "gauge", "Average prompt throughput in tokens/s.", rate(st.n_prompt_tokens_total, st.t_prompt_total)),
-        ("predicted_tokens_seconds", "gauge", "Average generation throughput in tokens/s.", rate(st.n_tokens_predicted_total, st.t_predicted_total)),
-        ("requests_processing", "gauge", "Number of requests processing.", busy as f64),
-        ("requests_deferred", "gauge", "Number of requests deferred.", queued as f64),
-        ("requests_total", "counter", "Number of requests (choices) started.", st.n_requests_total as f64),
-        ("kv_cache_tokens", "gauge", "KV-cache tokens.", st.kv_cells_used as f64),
-        ("kv_cache_usage_ratio", "gauge", "KV-cache usage. 1 means 100 percent usage.", if n_ctx_total > 0 { st.kv_cells_used as f64 / n_ctx_total as f64 } else { 0.0 }),
+        (
+            "prompt_tokens_total",
+            "counter",
+            "Number of prompt tokens processed.",
+            st.n_prompt_tokens_total as f64,
+        ),
+        (
+            "prompt_seconds_total",
+            "counter",
+            "Prompt process time",
+            st.t_prompt_total.as_secs_f64(),
+        ),
+        (
+            "tokens_predicted_total",
+            "counter",
+            "Number of generation tokens processed.",
+            st.n_tokens_predicted_total as f64,
+        ),
+        (
+            "tokens_predicted_seconds_total",
+            "counter",
+            "Predict process time",
+            st.t_predicted_total.as_secs_f64(),
+        ),
+        (
+            "n_decode_total",
+            "counter",
+            "Total number of llama_decode() calls",
+            st.n_decode_total as f64,
+        ),
+        (
+            "n_tokens_max",
+            "counter",
+            "Largest observed n_tokens.",
+            st.n_tokens_max as f64,
+        ),
+        (
+            "n_busy_slots_per_decode",
+            "counter",
+            "Average number of busy slots per llama_decode() call",
+            if st.n_decode_total > 0 {
+                st.n_busy_slots_total as f64 / st.n_decode_total as f64
+            } else {
+                0.0
+            },
+        ),
+        (
+            "prompt_tokens_seconds",
+            "gauge",
+            "Average prompt throughput in tokens/s.",
+            rate(st.n_prompt_tokens_total, st.t_prompt_total),
+        ),
+        (
+            "predicted_tokens_seconds",
+            "gauge",
+            "Average generation throughput in tokens/s.",
+            rate(st.n_tokens_predicted_total, st.t_predicted_total),
+        ),
+        (
+            "requests_processing",
+            "gauge",
+            "Number of requests processing.",
+            busy as f64,
+        ),
+        (
+            "requests_deferred",
+            "gauge",
+            "Number of requests deferred.",
+            queued as f64,
+        ),
+        (
+            "requests_total",
+            "counter",
+            "Number of requests (choices) started.",
+            st.n_requests_total as f64,
+        ),
+        (
+            "kv_cache_tokens",
+            "gauge",
+            "KV-cache tokens.",
+            st.kv_cells_used as f64,
+        ),
+        (
+            "kv_cache_usage_ratio",
+            "gauge",
+            "KV-cache usage. 1 means 100 percent usage.",
+            if n_ctx_total > 0 {
+                st.kv_cells_used as f64 / n_ctx_total as f64
+            } else {
+                0.0
+            },
+        ),
     ];
     let mut out = String::new();
     for (name, kind, help, value) in metrics {

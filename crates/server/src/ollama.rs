@@ -140,7 +140,10 @@ pub(crate) async fn show(
     info.insert(format!("{arch}.embedding_length"), hp.n_embd.into());
     info.insert(format!("{arch}.block_count"), hp.n_layer.into());
     info.insert(format!("{arch}.attention.head_count"), hp.n_head.into());
-    info.insert(format!("{arch}.attention.head_count_kv"), hp.n_head_kv.into());
+    info.insert(
+        format!("{arch}.attention.head_count_kv"),
+        hp.n_head_kv.into(),
+    );
     Ok(axum::Json(json!({
         "modelfile": format!("FROM {}\n", app.config.model.display()),
         "parameters": "",
@@ -250,7 +253,12 @@ fn options(body: &Body, ready: &Ready) -> Result<crate::scheduler::GenParams, Ap
     if opts.i64("num_predict")? == Some(-2) {
         opts.0.insert("num_predict".into(), (-1).into());
     }
-    gen_params(&opts, &["num_predict"], &ready.defaults, &ready.model.tokenizer)
+    gen_params(
+        &opts,
+        &["num_predict"],
+        &ready.defaults,
+        &ready.model.tokenizer,
+    )
 }
 
 /// Streams Ollama objects (`make(text)` for each piece, then the final one) or answers with
@@ -270,30 +278,35 @@ async fn answer(
         final_fields(&mut v, &f.outcome, t0);
         return Ok(axum::Json(v).into_response());
     }
-    Ok(http::stream("application/x-ndjson", move |sink| async move {
-        let mut rx = rx;
-        loop {
-            let Some(ev) = sink.next(&mut rx).await else {
-                return;
-            };
-            let line = match ev {
-                Event::Text { text, .. } => make(&model, &text),
-                Event::Done { outcome, .. } => {
-                    let mut v = make(&model, "");
-                    final_fields(&mut v, &outcome, t0);
-                    let _ = sink.send(format!("{v}\n")).await;
+    Ok(http::stream(
+        "application/x-ndjson",
+        move |sink| async move {
+            let mut rx = rx;
+            loop {
+                let Some(ev) = sink.next(&mut rx).await else {
+                    return;
+                };
+                let line = match ev {
+                    Event::Text { text, .. } => make(&model, &text),
+                    Event::Done { outcome, .. } => {
+                        let mut v = make(&model, "");
+                        final_fields(&mut v, &outcome, t0);
+                        let _ = sink.send(format!("{v}\n")).await;
+                        return;
+                    }
+                    Event::Error { message } => {
+                        let _ = sink
+                            .send(format!("{}\n", json!({ "error": message })))
+                            .await;
+                        return;
+                    }
+                };
+                if !sink.send(format!("{line}\n")).await {
                     return;
                 }
-                Event::Error { message } => {
-                    let _ = sink.send(format!("{}\n", json!({ "error": message }))).await;
-                    return;
-                }
-            };
-            if !sink.send(format!("{line}\n")).await {
-                return;
             }
-        }
-    }))
+        },
+    ))
 }
 
 fn chat_object(model: &str, text: &str) -> Value {
@@ -348,7 +361,9 @@ pub(crate) async fn generate(
     let body = http::read_body(body)?;
     refuse_unsupported(&body)?;
     if body.get("suffix").is_some_and(|s| s.as_str() != Some("")) {
-        return Err(ApiError::unsupported("`suffix` (fill in the middle) is not supported yet").into());
+        return Err(
+            ApiError::unsupported("`suffix` (fill in the middle) is not supported yet").into(),
+        );
     }
     if body.get("template").is_some_and(|s| s.as_str() != Some("")) {
         return Err(ApiError::unsupported(

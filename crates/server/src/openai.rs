@@ -4,8 +4,8 @@
 //! `finish_reason` chunk without content, the usage chunk, then `data: [DONE]`.
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -130,7 +130,12 @@ pub(crate) async fn chat(
     let body = http::read_body(body)?;
     refuse_unsupported(&body)?;
     let shape = shape(&body)?;
-    let params = gen_params(&body, MAX_TOKENS_OPENAI, &ready.defaults, &ready.model.tokenizer)?;
+    let params = gen_params(
+        &body,
+        MAX_TOKENS_OPENAI,
+        &ready.defaults,
+        &ready.model.tokenizer,
+    )?;
     let prompt = http::chat_prompt(ready, body.get("messages")).await?;
     let opts = JobOptions {
         n: shape.n,
@@ -257,7 +262,9 @@ pub(crate) fn completion_prompt(ready: &Ready, v: Option<&Value>) -> Result<Prom
                 .iter()
                 .map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok()))
                 .collect::<Option<_>>()
-                .ok_or_else(|| ApiError::invalid("`prompt` token ids must be non-negative integers"))?;
+                .ok_or_else(|| {
+                    ApiError::invalid("`prompt` token ids must be non-negative integers")
+                })?;
             let n_vocab = tok.n_vocab();
             if let Some(&id) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
                 return Err(ApiError::invalid(format!(
@@ -286,13 +293,22 @@ pub(crate) async fn completions(
     }
     let shape = shape(&body)?;
     let echo = body.bool("echo")?.unwrap_or(false);
-    let params = gen_params(&body, MAX_TOKENS_OPENAI, &ready.defaults, &ready.model.tokenizer)?;
+    let params = gen_params(
+        &body,
+        MAX_TOKENS_OPENAI,
+        &ready.defaults,
+        &ready.model.tokenizer,
+    )?;
     let prompt = completion_prompt(ready, body.get("prompt"))?;
     let opts = JobOptions {
         n: shape.n,
         ..JobOptions::default()
     };
-    let prefix = if echo { prompt.text.clone() } else { String::new() };
+    let prefix = if echo {
+        prompt.text.clone()
+    } else {
+        String::new()
+    };
     let rx = submit(ready, prompt.tokens, params, opts)?;
     completions_answer(&app, rx, shape, prefix).await
 }

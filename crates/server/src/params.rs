@@ -251,7 +251,9 @@ fn logit_bias(fields: &Body, tok: &Tokenizer) -> Result<Vec<(u32, f32)>, ApiErro
             Value::Number(n) => vec![
                 n.as_u64()
                     .and_then(|x| u32::try_from(x).ok())
-                    .ok_or_else(|| ApiError::invalid(format!("invalid token id {n} in logit_bias")))?,
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!("invalid token id {n} in logit_bias"))
+                    })?,
             ],
             Value::String(s) => match s.trim().parse::<i64>() {
                 Ok(id) => vec![u32::try_from(id).map_err(|_| {

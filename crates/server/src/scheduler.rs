@@ -194,11 +194,7 @@ impl Scheduler {
             .name("hearth-scheduler".into())
             .spawn(move || run(model, ctx, cfg, rx, sh))
             .map_err(|e| e.to_string())?;
-        Ok(Scheduler {
-            tx,
-            shared,
-            config,
-        })
+        Ok(Scheduler { tx, shared, config })
     }
 
     /// Queues a job; a full queue is refused at once.
@@ -398,7 +394,9 @@ fn publish(
             st.t_prompt_total += p;
             st.t_predicted_total += dt.saturating_sub(p);
         }
-        st.n_tokens_max = st.n_tokens_max.max(views.iter().map(|v| v.n_past).max().unwrap_or(0));
+        st.n_tokens_max = st
+            .n_tokens_max
+            .max(views.iter().map(|v| v.n_past).max().unwrap_or(0));
         st.kv_cells_used = engine.ctx.kv_cells_used();
     } else {
         let mut st = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);

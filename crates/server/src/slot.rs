@@ -135,7 +135,14 @@ impl Engine {
 
     /// Makes `slot` hold `prompt[..reuse]`: its own cached prefix, or one shared from `donor`'s
     /// cells (no copy) when another slot holds a longer exact prefix.
-    pub fn prepare(&mut self, slots: &mut [Slot<'_>], slot: usize, donor: Option<usize>, prompt: &[u32], reuse: usize) {
+    pub fn prepare(
+        &mut self,
+        slots: &mut [Slot<'_>],
+        slot: usize,
+        donor: Option<usize>,
+        prompt: &[u32],
+        reuse: usize,
+    ) {
         match donor {
             Some(d) if d != slot => {
                 self.ctx.seq_rm(slot, 0, None);

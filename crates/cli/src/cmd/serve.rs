@@ -431,8 +431,11 @@ impl Settings {
             c.n_ctx = n;
         }
         if let Some(n) = self.n_parallel {
-            if n == 0 || n > 256 {
-                bail!("--parallel must be between 1 and 256, got {n}");
+            if n == 0 || n > engine::batch::MAX_SEQ {
+                bail!(
+                    "--parallel must be between 1 and {}, got {n}",
+                    engine::batch::MAX_SEQ
+                );
             }
             c.n_parallel = n;
         }
@@ -578,11 +581,44 @@ mod tests {
     fn llama_server_flags_parse() {
         let c = parse_args(
             &[
-                "-m", "m.gguf", "--host", "0.0.0.0", "--port", "9000", "-c", "8192", "-np", "2",
-                "-t", "3", "-b", "64", "-ub", "32", "-n", "100", "--temp", "0", "--seed", "42",
-                "-a", "tiny", "--api-key", "k1,k2", "--metrics", "--no-slots", "--jinja",
-                "--timeout", "30", "--cors-origins", "http://a,http://b", "-fa", "on",
-                "--n-gpu-layers", "99", "--offline",
+                "-m",
+                "m.gguf",
+                "--host",
+                "0.0.0.0",
+                "--port",
+                "9000",
+                "-c",
+                "8192",
+                "-np",
+                "2",
+                "-t",
+                "3",
+                "-b",
+                "64",
+                "-ub",
+                "32",
+                "-n",
+                "100",
+                "--temp",
+                "0",
+                "--seed",
+                "42",
+                "-a",
+                "tiny",
+                "--api-key",
+                "k1,k2",
+                "--metrics",
+                "--no-slots",
+                "--jinja",
+                "--timeout",
+                "30",
+                "--cors-origins",
+                "http://a,http://b",
+                "-fa",
+                "on",
+                "--n-gpu-layers",
+                "99",
+                "--offline",
             ],
             &[],
         )
@@ -590,7 +626,10 @@ mod tests {
         assert_eq!(c.model, PathBuf::from("m.gguf"));
         assert_eq!(c.hosts, ["0.0.0.0"]);
         assert_eq!(c.port, 9000);
-        assert_eq!((c.n_ctx, c.n_parallel, c.n_threads, c.n_batch), (8192, 2, 3, 64));
+        assert_eq!(
+            (c.n_ctx, c.n_parallel, c.n_threads, c.n_batch),
+            (8192, 2, 3, 64)
+        );
         assert_eq!(c.n_predict, Some(100));
         assert_eq!(c.sampler.temperature, 0.0);
         assert_eq!(c.seed, Some(42));
@@ -603,7 +642,11 @@ mod tests {
 
     #[test]
     fn underscores_and_equals_in_long_options() {
-        let c = parse_args(&["--model=m.gguf", "--ctx_size", "512", "--n_predict=7"], &[]).unwrap();
+        let c = parse_args(
+            &["--model=m.gguf", "--ctx_size", "512", "--n_predict=7"],
+            &[],
+        )
+        .unwrap();
         assert_eq!((c.n_ctx, c.n_predict), (512, Some(7)));
     }
 

@@ -6,6 +6,7 @@ mod bench;
 mod inspect;
 mod perplexity;
 mod run;
+mod serve;
 mod template;
 mod tokenize;
 

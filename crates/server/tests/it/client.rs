@@ -109,7 +109,10 @@ impl TestServer {
     ) -> std::io::Result<BufReader<TcpStream>> {
         let mut s = TcpStream::connect(self.addr)?;
         s.set_read_timeout(Some(Duration::from_secs(120)))?;
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -143,7 +146,11 @@ impl TestServer {
     }
 
     pub fn slots(&self) -> Vec<Value> {
-        self.get("/slots").json().as_array().cloned().unwrap_or_default()
+        self.get("/slots")
+            .json()
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// A metric's value from `/metrics`.
@@ -159,7 +166,10 @@ impl TestServer {
     pub fn wait_until(&self, what: &str, mut cond: impl FnMut(&TestServer) -> bool) {
         let t0 = Instant::now();
         while !cond(self) {
-            assert!(t0.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -320,6 +330,10 @@ pub fn stream_text(events: &[String]) -> String {
         .iter()
         .filter(|e| *e != "[DONE]")
         .filter_map(|e| serde_json::from_str::<Value>(e).ok())
-        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
         .collect()
 }

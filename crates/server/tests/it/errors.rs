@@ -20,14 +20,20 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
     r.expect_error(400, "invalid_request_error");
     // Wrong types and out-of-range values name the field.
     for (body, field) in [
-        (json!({ "messages": msgs, "temperature": "hot" }), "temperature"),
+        (
+            json!({ "messages": msgs, "temperature": "hot" }),
+            "temperature",
+        ),
         (json!({ "messages": msgs, "top_p": 1.5 }), "top_p"),
         (json!({ "messages": msgs, "max_tokens": -5 }), "max_tokens"),
         (json!({ "messages": msgs, "n": 0 }), "n"),
         (json!({ "messages": msgs, "stop": 3 }), "stop"),
         (json!({ "messages": msgs, "seed": "x" }), "seed"),
         (json!({ "messages": "hello" }), "messages"),
-        (json!({ "messages": msgs, "logit_bias": { "99999999": 1 } }), "logit_bias"),
+        (
+            json!({ "messages": msgs, "logit_bias": { "99999999": 1 } }),
+            "logit_bias",
+        ),
     ] {
         let e = s.post(p, &body).expect_error(400, "invalid_request_error");
         assert!(
@@ -51,17 +57,24 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
         json!({ "messages": msgs, "logprobs": true }),
     ] {
         let e = s.post(p, &body).expect_error(400, "invalid_request_error");
-        assert!(e["message"].as_str().unwrap().contains("not supported"), "{e}");
+        assert!(
+            e["message"].as_str().unwrap().contains("not supported"),
+            "{e}"
+        );
     }
     // A prompt longer than a slot's context.
     let long = "word ".repeat(3000);
     let e = s
-        .post(p, &json!({ "messages": [{ "role": "user", "content": long }] }))
+        .post(
+            p,
+            &json!({ "messages": [{ "role": "user", "content": long }] }),
+        )
         .expect_error(400, "exceed_context_size_error");
     assert!(e["n_prompt_tokens"].as_u64().unwrap() > 1024, "{e}");
     assert_eq!(e["n_ctx"], 1024);
     // Unknown routes, bodies over the limit.
-    s.get("/v1/nothing-here").expect_error(404, "not_found_error");
+    s.get("/v1/nothing-here")
+        .expect_error(404, "not_found_error");
     let big = format!("{{\"prompt\": \"{}\"}}", "a".repeat(100 * 1024));
     s.request("POST", "/v1/completions", Some(big.as_bytes()), &[])
         .expect_error(413, "invalid_request_error");
@@ -104,11 +117,21 @@ fn api_key_is_required_except_on_health() {
     let e = r.expect_error(401, "authentication_error");
     assert_eq!(e["message"], "Invalid API Key");
     for wrong in ["Bearer sekri", "Bearer sekritt", "Bearer ", "sekrit"] {
-        let r = s.request("POST", p, Some(body.as_bytes()), &[("Authorization", wrong)]);
+        let r = s.request(
+            "POST",
+            p,
+            Some(body.as_bytes()),
+            &[("Authorization", wrong)],
+        );
         r.expect_error(401, "authentication_error");
     }
     for right in ["Bearer sekrit", "Bearer other-key"] {
-        let r = s.request("POST", p, Some(body.as_bytes()), &[("Authorization", right)]);
+        let r = s.request(
+            "POST",
+            p,
+            Some(body.as_bytes()),
+            &[("Authorization", right)],
+        );
         assert_eq!(r.status, 200, "{right}: {}", r.body);
     }
     let r = s.request("POST", p, Some(body.as_bytes()), &[("X-Api-Key", "sekrit")]);
@@ -135,7 +158,9 @@ fn a_full_queue_answers_503_and_the_server_recovers() {
     assert!(running.next_event().is_some());
     std::thread::scope(|sc| {
         let waiting = sc.spawn(|| s.post("/v1/chat/completions", &chat("Hi", 3)));
-        s.wait_until("a deferred request", |s| s.metric("requests_deferred") >= 1.0);
+        s.wait_until("a deferred request", |s| {
+            s.metric("requests_deferred") >= 1.0
+        });
         s.post("/v1/chat/completions", &chat("Hello", 3))
             .expect_error(503, "unavailable_error");
         drop(running);
@@ -155,8 +180,11 @@ fn a_bad_request_during_a_stream_does_not_disturb_it() {
     let mut events = vec![st.next_event().unwrap(), st.next_event().unwrap()];
     s.request("POST", "/v1/chat/completions", Some(b"{oops"), &[])
         .expect_error(400, "invalid_request_error");
-    s.post("/v1/chat/completions", &json!({ "messages": [], "temperature": 9 }))
-        .expect_error(400, "invalid_request_error");
+    s.post(
+        "/v1/chat/completions",
+        &json!({ "messages": [], "temperature": 9 }),
+    )
+    .expect_error(400, "invalid_request_error");
     s.post("/v1/completions", &json!({ "prompt": [99_999_999] }))
         .expect_error(400, "invalid_request_error");
     events.extend(st.collect_all());

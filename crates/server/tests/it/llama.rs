@@ -47,8 +47,10 @@ fn native_completion_props_slots_metrics_tokenize() {
                      "stream": true }),
         )
         .collect_all();
-    let objs: Vec<serde_json::Value> =
-        events.iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let objs: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
     let text: String = objs.iter().filter_map(|o| o["content"].as_str()).collect();
     assert_eq!(text, v["content"].as_str().unwrap());
     assert_eq!(objs.last().unwrap()["stop"], true);
@@ -73,7 +75,10 @@ fn native_completion_props_slots_metrics_tokenize() {
         "n_decode_total",
         "kv_cache_tokens",
     ] {
-        assert!(m.body.contains(&format!("# TYPE llamacpp:{name} ")), "{name}");
+        assert!(
+            m.body.contains(&format!("# TYPE llamacpp:{name} ")),
+            "{name}"
+        );
     }
     // 6 + 6 + 2 + 6 tokens generated (published just after the last answer is sent).
     s.wait_until("the metrics of the last step", |s| {
@@ -81,15 +86,32 @@ fn native_completion_props_slots_metrics_tokenize() {
     });
 
     let t = s
-        .post("/tokenize", &json!({ "content": "Hello world", "with_pieces": true }))
+        .post(
+            "/tokenize",
+            &json!({ "content": "Hello world", "with_pieces": true }),
+        )
         .json();
-    assert_eq!(t["tokens"], json!([{ "id": 19556, "piece": "Hello" }, { "id": 905, "piece": " world" }]));
-    let d = s.post("/detokenize", &json!({ "tokens": [19556, 905] })).json();
+    assert_eq!(
+        t["tokens"],
+        json!([{ "id": 19556, "piece": "Hello" }, { "id": 905, "piece": " world" }])
+    );
+    let d = s
+        .post("/detokenize", &json!({ "tokens": [19556, 905] }))
+        .json();
     assert_eq!(d["content"], "Hello world");
     s.post("/detokenize", &json!({ "tokens": [99_999_999] }))
         .expect_error(400, "invalid_request_error");
     let a = s
-        .post("/apply-template", &json!({ "messages": [{ "role": "user", "content": "Hi" }] }))
+        .post(
+            "/apply-template",
+            &json!({ "messages": [{ "role": "user", "content": "Hi" }] }),
+        )
         .json();
-    assert!(a["prompt"].as_str().unwrap().ends_with("<|im_start|>assistant\n"), "{a}");
+    assert!(
+        a["prompt"]
+            .as_str()
+            .unwrap()
+            .ends_with("<|im_start|>assistant\n"),
+        "{a}"
+    );
 }

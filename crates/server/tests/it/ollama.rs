@@ -41,7 +41,10 @@ fn ollama_routes() {
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let streamed: String = lines.iter().filter_map(|l| l["message"]["content"].as_str()).collect();
+    let streamed: String = lines
+        .iter()
+        .filter_map(|l| l["message"]["content"].as_str())
+        .collect();
     assert_eq!(streamed, text);
     assert!(lines[..lines.len() - 1].iter().all(|l| l["done"] == false));
     assert_eq!(lines.last().unwrap()["done_reason"], "length");
@@ -66,9 +69,17 @@ fn ollama_routes() {
     for verb in ["/api/pull", "/api/push", "/api/create"] {
         let r = s.post(verb, &json!({ "model": "llama3" }));
         assert_eq!(r.status, 501);
-        assert!(r.json()["error"].as_str().unwrap().contains("not supported"));
+        assert!(
+            r.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("not supported")
+        );
     }
-    let r = s.post("/api/chat", &json!({ "model": "x", "messages": [{"role": "user", "content": "x"}], "format": "json" }));
+    let r = s.post(
+        "/api/chat",
+        &json!({ "model": "x", "messages": [{"role": "user", "content": "x"}], "format": "json" }),
+    );
     assert_eq!(r.status, 400);
     assert!(r.json()["error"].as_str().unwrap().contains("format"));
 }

@@ -68,7 +68,13 @@ fn chat_completion_non_stream_and_stream_agree() {
 #[test]
 fn stop_strings_never_leak_and_n_gives_several_choices() {
     let s = TestServer::start(config());
-    let full = chat_text(&s.post("/v1/chat/completions", &chat("What is the capital of France?", 20)).json());
+    let full = chat_text(
+        &s.post(
+            "/v1/chat/completions",
+            &chat("What is the capital of France?", 20),
+        )
+        .json(),
+    );
     // Stop on a word from the middle of the greedy answer.
     let word: String = full.split_whitespace().nth(2).unwrap().to_owned();
     let mut body = chat("What is the capital of France?", 20);
@@ -86,7 +92,17 @@ fn stop_strings_never_leak_and_n_gives_several_choices() {
         "messages": [{ "role": "user", "content": "Say something." }],
         "n": 2, "temperature": 1.0, "seed": 7, "max_tokens": 8,
     });
+    let before = s.metric("prompt_tokens_total");
     let v = s.post("/v1/chat/completions", &body).json();
+    // The prompt is evaluated once: the second choice shares its cells (and evaluates only the
+    // last prompt token again, for its own logits).
+    let n_prompt = v["usage"]["prompt_tokens"].as_f64().unwrap();
+    let cached = v["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_f64()
+        .unwrap();
+    s.wait_until("the metrics of the last step", |s| {
+        s.metric("prompt_tokens_total") - before == n_prompt - cached + 1.0
+    });
     let choices = v["choices"].as_array().unwrap();
     assert_eq!(choices.len(), 2);
     assert_eq!(choices[0]["index"], 0);
@@ -108,11 +124,17 @@ fn completions_models_and_logit_bias() {
     assert!(text.contains("Paris"), "{text:?}");
     // The same prompt as token ids, and echoed.
     let ids = s
-        .post("/tokenize", &json!({ "content": "The capital of France is" }))
+        .post(
+            "/tokenize",
+            &json!({ "content": "The capital of France is" }),
+        )
         .json()["tokens"]
         .clone();
     let v2 = s
-        .post("/v1/completions", &json!({ "prompt": ids, "max_tokens": 6, "temperature": 0 }))
+        .post(
+            "/v1/completions",
+            &json!({ "prompt": ids, "max_tokens": 6, "temperature": 0 }),
+        )
         .json();
     assert_eq!(v2["choices"][0]["text"], text.as_str());
     let v3 = s
@@ -121,7 +143,10 @@ fn completions_models_and_logit_bias() {
             &json!({ "prompt": "The capital of France is", "max_tokens": 6, "temperature": 0, "echo": true }),
         )
         .json();
-    assert_eq!(v3["choices"][0]["text"], format!("The capital of France is{text}"));
+    assert_eq!(
+        v3["choices"][0]["text"],
+        format!("The capital of France is{text}")
+    );
     // Banning the first token changes the answer.
     let first = s.post("/tokenize", &json!({ "content": text })).json()["tokens"][0].clone();
     let v4 = s
@@ -152,6 +177,9 @@ fn a_final_assistant_message_is_continued() {
     let v = s.post("/v1/chat/completions", &body).json();
     let text = chat_text(&v);
     assert!(text.contains("Paris"), "{text:?}");
-    let prompt = s.post("/apply-template", &body).json()["prompt"].as_str().unwrap().to_owned();
+    let prompt = s.post("/apply-template", &body).json()["prompt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(prompt.ends_with("The capital of France is"), "{prompt:?}");
 }

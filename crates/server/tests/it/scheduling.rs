@@ -41,7 +41,10 @@ fn concurrent_clients_get_their_solo_outputs() {
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(together, solo);
-    assert!(s.metric("n_busy_slots_per_decode") > 1.0, "requests overlapped");
+    assert!(
+        s.metric("n_busy_slots_per_decode") > 1.0,
+        "requests overlapped"
+    );
 }
 
 #[test]
@@ -60,10 +63,15 @@ fn a_client_that_disconnects_frees_its_slot() {
     }
     assert_eq!(s.slots()[0]["is_processing"], true);
     drop(st);
-    s.wait_until("the slot to be free", |s| s.slots()[0]["is_processing"] == false);
+    s.wait_until("the slot to be free", |s| {
+        s.slots()[0]["is_processing"] == false
+    });
     assert_eq!(s.metric("requests_processing"), 0.0);
     let decoded = s.metric("tokens_predicted_total");
-    assert!(decoded < 600.0, "generation went on after the disconnect: {decoded}");
+    assert!(
+        decoded < 600.0,
+        "generation went on after the disconnect: {decoded}"
+    );
     assert_eq!(s.post("/v1/chat/completions", &chat("Hi", 2)).status, 200);
 }
 
@@ -86,18 +94,25 @@ fn a_follow_up_turn_reuses_the_cache_and_conversations_never_share_it() {
         "temperature": 0, "max_tokens": 8,
     });
     let v2 = s.post("/v1/chat/completions", &turn2).json();
-    let cached = v2["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap();
+    let cached = v2["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
     assert!(cached >= p1, "cached {cached} of a {p1}-token first turn");
 
     // Another conversation on the same slot: only the exact common token prefix is reused,
     // and its answer is what a fresh server gives.
     let other = chat("My name is Bob. What is a good name for a fish?", 12);
     let v3 = s.post("/v1/chat/completions", &other).json();
-    let cached = v3["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap();
+    let cached = v3["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
     let tok = |body: &serde_json::Value| {
         let text = s.post("/apply-template", body).json()["prompt"].clone();
-        s.post("/tokenize", &json!({ "content": text, "add_special": true }))
-            .json()["tokens"]
+        s.post(
+            "/tokenize",
+            &json!({ "content": text, "add_special": true }),
+        )
+        .json()["tokens"]
             .as_array()
             .unwrap()
             .clone()
@@ -105,7 +120,10 @@ fn a_follow_up_turn_reuses_the_cache_and_conversations_never_share_it() {
     let (a, b) = (tok(&turn2), tok(&other));
     let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count() as u64;
     assert!(cached <= common, "cached {cached} > common prefix {common}");
-    assert!(common < p1, "the conversations differ inside the first message");
+    assert!(
+        common < p1,
+        "the conversations differ inside the first message"
+    );
     drop(s);
     let mut c = config();
     c.n_parallel = 1;
