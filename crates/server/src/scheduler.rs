@@ -1,12 +1,14 @@
-//! The scheduler: one std thread that owns every engine [`Context`] and runs all generation.
-//! HTTP handlers never touch the engine; they [`Scheduler::submit`] a [`Job`] over a bounded
-//! channel (full → the caller answers 503) and read [`Event`]s back from a channel of their own.
+//! The scheduler: one std thread that owns the engine's [`Context`] (one KV store, a sequence
+//! per slot) and runs all generation. HTTP handlers never touch the engine; they
+//! [`Scheduler::submit`] a [`Job`] over a bounded channel (full → the caller answers 503) and
+//! read [`Event`]s back from a channel of their own.
 //!
 //! Each step of the loop: take new jobs while a slot is free, drop the work of clients that went
-//! away (their event receiver is closed), then one engine step over every busy slot — the next
-//! token of each generating slot plus a chunk of one waiting prompt (see [`crate::slot`]) — and
-//! sample for each slot whose logits are ready. A slot keeps its tokens when its job ends, so the
-//! next job that shares an exact token prefix with it skips evaluating that prefix.
+//! away (their event receiver is closed), then one forward pass over every busy slot — the next
+//! token of each generating slot plus chunks of waiting prompts (see [`crate::slot`]) — and
+//! sample for each slot whose logits are ready. A slot keeps its cells when its job ends; a new
+//! job starts from the longest exact token prefix any slot holds (its own, or another's cells
+//! shared without copying), so only equal tokens are ever reused.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
