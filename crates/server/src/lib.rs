@@ -137,6 +137,8 @@ impl Ready {
 /// The state every handler shares.
 pub(crate) struct App {
     pub config: Config,
+    /// The first listener's port (names the scheduler thread).
+    pub port: u16,
     pub ready: OnceLock<Ready>,
     /// Unix time the server started (`created` of `/v1/models`).
     pub created: u64,
@@ -209,11 +211,13 @@ pub fn start(config: Config) -> Result<Running, ServeError> {
         .iter()
         .filter_map(|l| l.local_addr().ok())
         .collect();
+    let port = addrs_port(&listeners);
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let app = Arc::new(App {
+        port,
         config: config.clone(),
         ready: OnceLock::new(),
         created,
@@ -236,11 +240,15 @@ pub fn start(config: Config) -> Result<Running, ServeError> {
     let thread = std::thread::Builder::new()
         .name("hearth-serve".into())
         .spawn(move || {
-            rt.block_on(http::serve(app, listeners, stop_rx));
-            match loader.join() {
+            rt.block_on(http::serve(app.clone(), listeners, stop_rx));
+            let loaded = match loader.join() {
                 Ok(r) => r,
                 Err(_) => Err(ServeError::Load("loading the model panicked".into())),
+            };
+            if let Some(r) = app.ready.get() {
+                r.scheduler.stop();
             }
+            loaded
         })
         .map_err(|e| ServeError::Runtime(e.to_string()))?;
     Ok(Running {
@@ -248,6 +256,13 @@ pub fn start(config: Config) -> Result<Running, ServeError> {
         stop,
         thread,
     })
+}
+
+fn addrs_port(listeners: &[tokio::net::TcpListener]) -> u16 {
+    listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(0, |a| a.port())
 }
 
 /// Loads the model and its template, starts the scheduler, and marks the server ready.
@@ -291,6 +306,7 @@ fn load(app: &App) -> Result<(), ServeError> {
             n_batch: c.n_batch.max(1),
             n_threads: c.n_threads.max(1),
             queue_size: c.queue_size,
+            thread_name: format!("sched-{}", app.port),
         },
     )
     .map_err(ServeError::Load)?;

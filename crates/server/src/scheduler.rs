@@ -12,7 +12,9 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::mpsc::{
+    Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError, sync_channel,
+};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -97,6 +99,8 @@ pub struct SchedulerConfig {
     pub n_threads: usize,
     /// Jobs waiting beyond the busy slots.
     pub queue_size: usize,
+    /// The scheduler thread's name.
+    pub thread_name: String,
 }
 
 /// What `/slots` shows of a slot.
@@ -133,6 +137,8 @@ pub struct Shared {
     pub stats: Mutex<Stats>,
     /// Jobs submitted and not yet taken by a slot.
     pub queued: AtomicUsize,
+    /// Set to end the scheduler thread.
+    pub stop: AtomicBool,
 }
 
 impl Shared {
@@ -157,6 +163,7 @@ pub struct Scheduler {
     tx: SyncSender<Job>,
     pub shared: Arc<Shared>,
     pub config: SchedulerConfig,
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl Scheduler {
@@ -192,11 +199,29 @@ impl Scheduler {
         }
         let sh = shared.clone();
         let cfg = config.clone();
-        std::thread::Builder::new()
-            .name("hearth-scheduler".into())
+        let thread = std::thread::Builder::new()
+            .name(config.thread_name.clone())
             .spawn(move || run(model, ctx, cfg, rx, sh))
             .map_err(|e| e.to_string())?;
-        Ok(Scheduler { tx, shared, config })
+        Ok(Scheduler {
+            tx,
+            shared,
+            config,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+
+    /// Stops the scheduler thread (dropping any work left) and waits for it.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
     }
 
     /// Queues a job; a full queue is refused at once.
@@ -248,15 +273,19 @@ fn run(
     let mut clock = 0u64;
     let mut open = true;
     loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
         // Intake: block only when there is nothing else to do.
         let idle = slots.iter().all(|s| s.task.is_none()) && waiting.is_empty();
         if idle {
             if !open {
                 return;
             }
-            match rx.recv() {
+            match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(job) => enqueue(job, &mut waiting, &mut next_id, &shared),
-                Err(_) => return,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
             }
         }
         while open && waiting.is_empty() && slots.iter().any(|s| s.task.is_none()) {

@@ -13,6 +13,31 @@ pub struct TestServer {
     running: Option<server::Running>,
 }
 
+/// Waits (bounded) until `/health` at `addr` answers 200.
+pub fn wait_healthy(addr: SocketAddr) {
+    let t0 = Instant::now();
+    loop {
+        let ok = (|| -> std::io::Result<bool> {
+            let mut s = TcpStream::connect(addr)?;
+            write!(
+                s,
+                "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out.starts_with("HTTP/1.1 200"))
+        })();
+        if ok.unwrap_or(false) {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "server not ready after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A small configuration: one compute thread, a short context, llama-server's other defaults.
 pub fn config() -> server::Config {
     let mut c = server::Config::new(test_models::path(test_models::SMOLLM2));
@@ -38,19 +63,7 @@ impl TestServer {
     }
 
     fn wait_ready(&self) {
-        let t0 = Instant::now();
-        loop {
-            if let Ok(r) = self.try_request("GET", "/health", None, &[])
-                && r.status == 200
-            {
-                return;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "server not ready after 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_healthy(self.addr);
     }
 
     pub fn get(&self, path: &str) -> Response {

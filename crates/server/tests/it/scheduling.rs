@@ -133,3 +133,77 @@ fn a_follow_up_turn_reuses_the_cache_and_conversations_never_share_it() {
     assert_eq!(v4["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
     assert_eq!(chat_text(&v3), chat_text(&v4));
 }
+
+#[test]
+fn a_bounded_load_gets_every_answer_right() {
+    // 64 requests from 16 clients over 4 slots: no 5xx, no lost or mixed-up answers.
+    let mut c = config();
+    c.n_parallel = 4;
+    c.n_ctx = 2048;
+    let s = TestServer::start(c);
+    let prompts: Vec<String> = (0..8).map(|i| format!("Say the number {i}.")).collect();
+    let solo: Vec<String> = prompts
+        .iter()
+        .map(|p| chat_text(&s.post("/v1/chat/completions", &chat(p, 4)).json()))
+        .collect();
+    std::thread::scope(|sc| {
+        for client in 0..16 {
+            let (s, prompts, solo) = (&s, &prompts, &solo);
+            sc.spawn(move || {
+                for k in 0..4 {
+                    let i = (client + k) % prompts.len();
+                    let r = s.post("/v1/chat/completions", &chat(&prompts[i], 4));
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    assert_eq!(chat_text(&r.json()), solo[i], "answer to prompt {i}");
+                }
+            });
+        }
+    });
+    s.wait_until("every slot idle", |s| {
+        s.metric("requests_processing") == 0.0
+    });
+}
+
+#[test]
+fn a_slot_that_fills_its_context_stops_with_length() {
+    let mut c = config();
+    c.n_parallel = 2;
+    c.n_ctx = 128; // 64 positions per slot
+    let s = TestServer::start(c);
+    let v = s
+        .post(
+            "/v1/chat/completions",
+            &chat("Write a very long story about the sea.", 500),
+        )
+        .json();
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    let u = &v["usage"];
+    // Every one of the 64 positions holds a token; the last token sampled needs none.
+    assert_eq!(u["total_tokens"], 65, "{u}");
+}
+
+#[test]
+fn several_listeners_and_stopping_ends_the_scheduler() {
+    let mut c = config();
+    c.hosts = vec!["127.0.0.1".into(), "127.0.0.1".into()];
+    c.n_parallel = 1;
+    c.n_ctx = 256;
+    let running = server::start(c).unwrap();
+    assert_eq!(running.addrs.len(), 2);
+    assert_ne!(running.addrs[0], running.addrs[1]);
+    for a in &running.addrs {
+        crate::client::wait_healthy(*a);
+    }
+    // The scheduler thread is named after the first port.
+    let name = format!("sched-{}", running.addrs[0].port());
+    let threads = || {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|c| c.trim() == name)
+            .count()
+    };
+    assert_eq!(threads(), 1);
+    running.shutdown().unwrap();
+    assert_eq!(threads(), 0, "the scheduler thread outlived the server");
+}
