@@ -2,7 +2,7 @@
 # Runs llama.cpp's own server test suite (tools/server/tests of the llama-cpp-python 0.3.36 sdist)
 # against `hearth serve`, with SmolLM2 in place of the suite's Hub models.
 #
-#   scripts/llama-server-tests.sh [pytest args…]   (default: the files of issue 11)
+#   scripts/llama-server-tests.sh [pytest args…]   (without test files: the files of issue 11)
 #
 # The sdist and a venv with the suite's requirements are fetched once from PyPI and cached in
 # ${XDG_CACHE_HOME:-~/.cache}/hearth/. LLAMA_SERVER_BIN_PATH may name another server binary
@@ -15,8 +15,20 @@ version=0.3.36
 suite="$cache/llama-server-tests-$version"
 if [ ! -f "$suite/.complete" ]; then
   tmp="$(mktemp -d)"
-  python3 -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$version" -d "$tmp" >&2
-  tar -xzf "$tmp"/llama_cpp_python-$version.tar.gz -C "$tmp"
+  # The sdist from PyPI's simple index, checked against its sha256 (pip download would build
+  # it to read its metadata).
+  python3 - "$version" "$tmp/sdist.tar.gz" <<'PY'
+import hashlib, re, sys, urllib.request
+version, dest = sys.argv[1], sys.argv[2]
+index = urllib.request.urlopen("https://pypi.org/simple/llama-cpp-python/").read().decode()
+name = f"llama_cpp_python-{version}.tar.gz"
+url = next(u for u in re.findall(r'href="([^"]+)"', index) if name + "#sha256=" in u)
+data = urllib.request.urlopen(url).read()
+if hashlib.sha256(data).hexdigest() != url.rsplit("#sha256=", 1)[1]:
+    sys.exit(f"{name}: sha256 mismatch")
+open(dest, "wb").write(data)
+PY
+  tar -xzf "$tmp/sdist.tar.gz" -C "$tmp"
   rm -rf "$suite"
   cp -r "$tmp/llama_cpp_python-$version/vendor/llama.cpp/tools/server/tests" "$suite"
   rm -rf "$tmp"
@@ -41,8 +53,10 @@ fi
 export HEARTH_TEST_MODEL="$models/SmolLM2-135M-Instruct.Q4_1.gguf"
 export PYTHONPATH="$here/llama-server-tests${PYTHONPATH:+:$PYTHONPATH}"
 cd "$suite"
-if [ $# -eq 0 ]; then
-  set -- unit/test_basic.py unit/test_security.py unit/test_tokenize.py unit/test_completion.py \
+explicit=0
+for a in "$@"; do case "$a" in *.py|*::*) explicit=1 ;; esac; done
+if [ $explicit -eq 0 ]; then
+  set -- "$@" unit/test_basic.py unit/test_security.py unit/test_tokenize.py unit/test_completion.py \
     unit/test_chat_completion.py unit/test_template.py unit/test_ignore_eos.py unit/test_metrics.py
 fi
 exec "$venv/bin/python" -m pytest -p hearth_plugin -q -p no:cacheprovider "$@"

@@ -517,4 +517,5 @@ pub(crate) fn usage(done: &[&Outcome]) -> Value {
     })
 }
 
-pub(crate) const FINGERPRINT: &str = concat!("hearth-", env!("CARGO_PKG_VERSION"));
+/// `system_fingerprint`: llama-server's shape (`b<build>-<commit>`), clients check the `b`.
+pub(crate) const FINGERPRINT: &str = concat!("b0-hearth-", env!("CARGO_PKG_VERSION"));

@@ -53,6 +53,15 @@ fn settings(p: &GenParams, stream: bool) -> Value {
         "n_probs": 0,
         "min_keep": 0,
         "samplers": ["penalties", "top_k", "typ_p", "top_p", "min_p", "temperature"],
+        "logit_bias": s
+            .logit_bias
+            .iter()
+            .map(|&(token, bias)| {
+                // JSON has no infinity: a banned token is `false`, as llama-server accepts.
+                let bias = if bias.is_finite() { json!(bias) } else { json!(false) };
+                json!({ "token": token, "bias": bias })
+            })
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -219,10 +228,13 @@ pub(crate) async fn props(State(app): AppState) -> Result<Response, ApiError> {
             .map(|b| String::from_utf8_lossy(b).into_owned())
             .unwrap_or_default()
     };
+    let mut sampler = ready.defaults.sampler.clone();
+    // llama.cpp's LLAMA_DEFAULT_SEED (random per request) when no --seed was given.
+    sampler.seed = ready.defaults.seed.unwrap_or(u64::from(u32::MAX));
     let defaults = GenParams {
         max_tokens: ready.defaults.n_predict,
         stop: Vec::new(),
-        sampler: ready.defaults.sampler.clone(),
+        sampler,
         ignore_eos: false,
     };
     let mut slot0 = slot_json(&SlotView {
