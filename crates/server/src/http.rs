@@ -18,7 +18,6 @@ use axum::routing::{get, post};
 use engine::chat::Message;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::error::ApiError;
 use crate::params::{Body, type_error};
@@ -45,19 +44,55 @@ pub(crate) async fn serve(
     });
     let mut tasks = Vec::new();
     for l in listeners {
-        let mut rx = down_rx.clone();
-        let r = router.clone();
-        tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(l, r)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|v| *v).await;
-                })
-                .await;
-        }));
+        tasks.push(tokio::spawn(serve_listener(
+            l,
+            router.clone(),
+            down_rx.clone(),
+        )));
     }
     for t in tasks {
         let _ = t.await;
     }
+}
+
+/// Accepts HTTP/1 connections until `down`, then waits for those open to finish their
+/// responses. Header names are sent in title case, as llama-server (and clients that compare
+/// them case-sensitively) expect.
+async fn serve_listener(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut down: watch::Receiver<bool>,
+) {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = GracefulShutdown::new();
+    let stop = async move {
+        let _ = down.wait_for(|v| *v).await;
+    };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                };
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .title_case_headers(true)
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = &mut stop => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 #[cfg(unix)]
@@ -78,7 +113,6 @@ async fn sigterm() {
 
 fn router(app: Arc<App>) -> Router {
     let limit = app.config.body_limit;
-    let cors = cors(&app.config.cors_origins);
     Router::new()
         .route("/health", get(health))
         .route("/v1/health", get(health))
@@ -110,21 +144,70 @@ fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), auth))
         .layer(DefaultBodyLimit::max(limit))
-        .layer(cors)
+        .layer(middleware::from_fn_with_state(app.clone(), cors))
         .with_state(app)
 }
 
-fn cors(origins: &[String]) -> CorsLayer {
-    let layer = CorsLayer::new().allow_methods(Any).allow_headers(Any);
-    if origins.iter().any(|o| o == "*") || origins.is_empty() {
-        layer.allow_origin(Any)
+/// CORS as llama-server does it: an allowed `Origin` is reflected, with credentials; a
+/// preflight (`OPTIONS`) is answered here on every path.
+async fn cors(State(app): AppState, req: Request, next: Next) -> Response {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .filter(|o| {
+            o.to_str()
+                .is_ok_and(|o| origin_allowed(&app.config.cors_origins, o))
+        })
+        .cloned();
+    let mut resp = if req.method() == Method::OPTIONS {
+        StatusCode::OK.into_response()
     } else {
-        let list: Vec<HeaderValue> = origins
-            .iter()
-            .filter_map(|o| HeaderValue::from_str(o).ok())
-            .collect();
-        layer.allow_origin(AllowOrigin::list(list))
+        next.run(req).await
+    };
+    if let Some(o) = origin {
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("*"),
+        );
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
     }
+    resp
+}
+
+/// Whether `origin` is allowed by `--cors-origins`: `*` allows any, `localhost` any port of
+/// localhost, 127.0.0.1 and [::1]; others must match exactly.
+fn origin_allowed(allowed: &[String], origin: &str) -> bool {
+    allowed.iter().any(|a| match a.as_str() {
+        "*" => true,
+        "localhost" => {
+            let host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            if let Some(rest) = host.strip_prefix("[::1]") {
+                return rest.is_empty() || is_port(rest);
+            }
+            let (name, port) = match host.split_once(':') {
+                Some((n, p)) => (n, Some(p)),
+                None => (host, None),
+            };
+            matches!(name, "localhost" | "127.0.0.1")
+                && port.is_none_or(|p| is_port(&format!(":{p}")))
+        }
+        exact => exact == origin,
+    })
+}
+
+fn is_port(s: &str) -> bool {
+    s.strip_prefix(':')
+        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 async fn not_found() -> ApiError {

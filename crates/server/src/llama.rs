@@ -290,6 +290,9 @@ pub(crate) async fn metrics(State(app): AppState) -> Result<Response, ApiError> 
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
+    if let Ok(v) = HeaderValue::from_str(&app.created.to_string()) {
+        resp.headers_mut().insert("process-start-time-unix", v);
+    }
     Ok(resp)
 }
 

@@ -99,9 +99,47 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["usage"]["completion_tokens"], 4);
     assert_eq!(s.get("/health").json()["status"], "ok");
-    // CORS: any origin by default.
+    // CORS: any origin by default, reflected with credentials; preflights answered anywhere.
     let r = s.request("GET", "/health", None, &[("Origin", "http://example.com")]);
-    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://example.com")
+    );
+    assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+    let r = s.request(
+        "OPTIONS",
+        "/v1/chat/completions",
+        None,
+        &[("Origin", "http://a.b")],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), Some("http://a.b"));
+    // Header names go out in title case, as llama-server sends them.
+    assert!(
+        r.headers
+            .iter()
+            .any(|(k, _)| k == "Access-Control-Allow-Origin")
+    );
+    let mut c = config();
+    c.cors_origins = vec!["localhost".into()];
+    c.n_parallel = 1;
+    c.n_ctx = 256;
+    let s3 = TestServer::start(c);
+    for (origin, ok) in [
+        ("http://localhost:8080", true),
+        ("http://127.0.0.1", true),
+        ("http://[::1]:3000", true),
+        ("http://localhost.evil.com", false),
+        ("http://evil.com", false),
+    ] {
+        let r = s3.request("OPTIONS", "/completions", None, &[("Origin", origin)]);
+        assert_eq!(
+            r.header("access-control-allow-origin").is_some(),
+            ok,
+            "{origin}"
+        );
+    }
+    drop(s3);
 }
 
 #[test]
