@@ -58,7 +58,7 @@ pub struct Config {
     pub slots_endpoint: bool,
     /// A chat template replacing the model's.
     pub chat_template: Option<TemplateChoice>,
-    /// Seconds a request may wait for its first result.
+    /// llama-server's `--timeout`: accepted, not enforced yet.
     pub timeout: Duration,
     /// Origins allowed by CORS (`*`: any).
     pub cors_origins: Vec<String>,

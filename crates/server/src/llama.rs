@@ -57,8 +57,8 @@ fn settings(p: &GenParams, stream: bool) -> Value {
             .logit_bias
             .iter()
             .map(|&(token, bias)| {
-                // JSON has no infinity: a banned token is `false`, as llama-server accepts.
-                let bias = if bias.is_finite() { json!(bias) } else { json!(false) };
+                // JSON has no infinity: a banned token is `null`, as llama-server writes it.
+                let bias = if bias.is_finite() { json!(bias) } else { Value::Null };
                 json!({ "token": token, "bias": bias })
             })
             .collect::<Vec<_>>(),
@@ -310,7 +310,7 @@ fn metrics_text(_app: &App, ready: &Ready) -> String {
         }
     };
     let n_ctx_total = ready.n_ctx_slot() * ready.scheduler.config.n_parallel;
-    let metrics: [(&str, &str, &str, f64); 14] = [
+    let mut metrics: Vec<(&str, &str, &str, f64)> = vec![
         (
             "prompt_tokens_total",
             "counter",
@@ -404,6 +404,32 @@ fn metrics_text(_app: &App, ready: &Ready) -> String {
             },
         ),
     ];
+    metrics.extend([
+        (
+            "prompt_tokens_cached_total",
+            "counter",
+            "Number of prompt tokens taken from the cache.",
+            st.n_prompt_tokens_cached_total as f64,
+        ),
+        (
+            "spec_decode_num_drafts_total",
+            "counter",
+            "Speculative drafts (none in hearth).",
+            0.0,
+        ),
+        (
+            "spec_decode_num_draft_tokens_total",
+            "counter",
+            "Draft tokens (none in hearth).",
+            0.0,
+        ),
+        (
+            "spec_decode_num_accepted_tokens_total",
+            "counter",
+            "Accepted draft tokens (none).",
+            0.0,
+        ),
+    ]);
     let mut out = String::new();
     for (name, kind, help, value) in metrics {
         let _ = writeln!(out, "# HELP llamacpp:{name} {help}");

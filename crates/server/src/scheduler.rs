@@ -120,6 +120,7 @@ pub struct SlotView {
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
     pub n_prompt_tokens_total: u64,
+    pub n_prompt_tokens_cached_total: u64,
     pub t_prompt_total: Duration,
     pub n_tokens_predicted_total: u64,
     pub t_predicted_total: Duration,
@@ -345,11 +346,9 @@ fn run(
                 prompt_done: None,
                 job: p.job,
             });
-            shared
-                .stats
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .n_requests_total += 1;
+            let mut st = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
+            st.n_requests_total += 1;
+            st.n_prompt_tokens_cached_total += reuse as u64;
         }
         if slots.iter().all(|s| s.task.is_none()) {
             publish(&slots, &engine, &shared, None);

@@ -194,6 +194,10 @@ fn a_full_queue_answers_503_and_the_server_recovers() {
                  "temperature": 0, "max_tokens": 400, "stream": true }),
     );
     assert!(running.next_event().is_some());
+    // The role chunk comes before the job is taken: wait until it runs.
+    s.wait_until("the stream to run", |s| {
+        s.slots()[0]["is_processing"] == true
+    });
     std::thread::scope(|sc| {
         let waiting = sc.spawn(|| s.post("/v1/chat/completions", &chat("Hi", 3)));
         s.wait_until("a deferred request", |s| {
