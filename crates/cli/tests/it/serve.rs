@@ -20,6 +20,10 @@ fn unknown_and_unsupported_flags_are_errors_naming_them() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--embedding"));
     let out = hearth(&["serve", "--port", "0"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("-m"));
+    // A model that cannot load ends the server with the reason.
+    let out = hearth(&["serve", "-m", "/nonexistent/model.gguf", "--port", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot load model"));
     let out = hearth(&["serve", "--help"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--parallel"));
