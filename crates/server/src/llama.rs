@@ -120,7 +120,6 @@ pub(crate) async fn completion(
         &ready.defaults,
         &ready.model.tokenizer,
     )?;
-    let tokens = native_prompt(ready, body.get("prompt"))?;
     let id_slot = match body.i64("id_slot")? {
         None | Some(-1) => None,
         Some(n) if n >= 0 => Some(n as usize),
@@ -131,35 +130,52 @@ pub(crate) async fn completion(
         id_slot,
         cache_prompt: body.bool("cache_prompt")?.unwrap_or(true),
     };
+    let settings = settings(&params, stream);
+    // Several prompts (a list of strings or of token lists): one answer each, in a list.
+    if let Some(Value::Array(list)) = body.get("prompt")
+        && list.len() > 1
+        && list.iter().all(|p| p.is_string() || p.is_array())
+    {
+        if stream {
+            return Err(ApiError::unsupported(
+                "streaming several prompts in one request is not supported yet",
+            ));
+        }
+        if list.len() > 16 {
+            return Err(ApiError::invalid(
+                "at most 16 prompts are accepted in one request",
+            ));
+        }
+        let mut jobs = Vec::new();
+        for p in list {
+            let tokens = native_prompt(ready, Some(p))?;
+            let text = ready
+                .model
+                .tokenizer
+                .decode(&tokens, true)
+                .unwrap_or_default();
+            jobs.push((text, submit(ready, tokens, params.clone(), opts)?));
+        }
+        let mut out = Vec::new();
+        for (index, (text, rx)) in jobs.into_iter().enumerate() {
+            let done = collect(rx, 1).await?;
+            let f = done.first().ok_or_else(|| ApiError::server("no result"))?;
+            let mut v = native_body(&app.model_id(), &settings, &text, &f.text, &f.outcome);
+            v["index"] = index.into();
+            out.push(v);
+        }
+        return Ok(axum::Json(Value::Array(out)).into_response());
+    }
+    let tokens = native_prompt(ready, body.get("prompt"))?;
     let prompt_text = ready
         .model
         .tokenizer
         .decode(&tokens, true)
         .unwrap_or_default();
-    let settings = settings(&params, stream);
     let rx = submit(ready, tokens, params, opts)?;
     let model = app.model_id();
-    let final_body = move |content: &str, o: &Outcome| {
-        let (stop_type, word) = stop_type(&o.finish);
-        json!({
-            "index": 0,
-            "content": content,
-            "tokens": [],
-            "id_slot": o.id_slot,
-            "stop": true,
-            "model": model,
-            "tokens_predicted": o.n_generated,
-            "tokens_evaluated": o.n_prompt,
-            "generation_settings": settings,
-            "prompt": prompt_text,
-            "has_new_line": content.contains('\n'),
-            "truncated": false,
-            "stop_type": stop_type,
-            "stopping_word": word,
-            "tokens_cached": o.n_prompt + o.n_generated,
-            "timings": timings(o),
-        })
-    };
+    let final_body =
+        move |content: &str, o: &Outcome| native_body(&model, &settings, &prompt_text, content, o);
     if !stream {
         let done = collect(rx, 1).await?;
         let f = done.first().ok_or_else(|| ApiError::server("no result"))?;
@@ -199,6 +215,29 @@ pub(crate) async fn completion(
             }
         }
     }))
+}
+
+/// The native API's final answer for one prompt.
+fn native_body(model: &str, settings: &Value, prompt: &str, content: &str, o: &Outcome) -> Value {
+    let (stop_type, word) = stop_type(&o.finish);
+    json!({
+        "index": 0,
+        "content": content,
+        "tokens": [],
+        "id_slot": o.id_slot,
+        "stop": true,
+        "model": model,
+        "tokens_predicted": o.n_generated,
+        "tokens_evaluated": o.n_prompt,
+        "generation_settings": settings,
+        "prompt": prompt,
+        "has_new_line": content.contains('\n'),
+        "truncated": false,
+        "stop_type": stop_type,
+        "stopping_word": word,
+        "tokens_cached": o.n_prompt + o.n_generated,
+        "timings": timings(o),
+    })
 }
 
 fn slot_json(v: &SlotView) -> Value {

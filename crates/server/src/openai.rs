@@ -245,6 +245,81 @@ fn chat_body(done: &[Finished], model: &str, id: &str, created: u64) -> Value {
 }
 
 /// A completion prompt: a string, a list of token ids, or a list holding one of those.
+/// Most prompts in one request.
+const MAX_PROMPTS: usize = 16;
+
+/// The prompts of a completion request: one, or a list of strings or token lists.
+fn completion_prompts(ready: &Ready, v: Option<&Value>) -> Result<Vec<Prompt>, ApiError> {
+    match v {
+        Some(Value::Array(a)) if a.len() > 1 && a.iter().all(|x| x.is_string() || x.is_array()) => {
+            if a.len() > MAX_PROMPTS {
+                return Err(ApiError::invalid(format!(
+                    "at most {MAX_PROMPTS} prompts are accepted in one request"
+                )));
+            }
+            a.iter()
+                .map(|p| completion_prompt(ready, Some(p)))
+                .collect()
+        }
+        _ => Ok(vec![completion_prompt(ready, v)?]),
+    }
+}
+
+/// Several prompts answered together (not streamed): every job is queued first, so they run
+/// side by side; choice `p·n + i` is choice `i` of prompt `p`.
+async fn several_completions(
+    app: &App,
+    ready: &Ready,
+    prompts: Vec<Prompt>,
+    params: crate::scheduler::GenParams,
+    shape: Shape,
+    echo: bool,
+) -> Result<Response, ApiError> {
+    if shape.stream {
+        return Err(ApiError::unsupported(
+            "streaming several prompts in one request is not supported yet",
+        ));
+    }
+    let opts = JobOptions {
+        n: shape.n,
+        ..JobOptions::default()
+    };
+    let mut jobs = Vec::with_capacity(prompts.len());
+    for p in &prompts {
+        jobs.push(submit(ready, p.tokens.clone(), params.clone(), opts)?);
+    }
+    let mut choices = Vec::new();
+    let (mut n_prompt, mut n_completion) = (0, 0);
+    for (p, rx) in prompts.iter().zip(jobs) {
+        let done = collect(rx, shape.n).await?;
+        n_prompt += done.first().map_or(0, |f| f.outcome.n_prompt);
+        for f in &done {
+            n_completion += f.outcome.n_generated;
+            let prefix = if echo { p.text.as_str() } else { "" };
+            choices.push(json!({
+                "text": format!("{prefix}{}", f.text),
+                "index": choices.len(),
+                "logprobs": null,
+                "finish_reason": finish_reason(&f.outcome.finish),
+            }));
+        }
+    }
+    Ok(axum::Json(json!({
+        "choices": choices,
+        "created": unix_now(),
+        "model": app.model_id(),
+        "system_fingerprint": FINGERPRINT,
+        "object": "text_completion",
+        "usage": {
+            "completion_tokens": n_completion,
+            "prompt_tokens": n_prompt,
+            "total_tokens": n_prompt + n_completion,
+        },
+        "id": http::new_id("cmpl-"),
+    }))
+    .into_response())
+}
+
 pub(crate) fn completion_prompt(ready: &Ready, v: Option<&Value>) -> Result<Prompt, ApiError> {
     let tok = &ready.model.tokenizer;
     let bad = || type_error("prompt", "a string or a list of token ids");
@@ -274,9 +349,6 @@ pub(crate) fn completion_prompt(ready: &Ready, v: Option<&Value>) -> Result<Prom
             let text = tok.decode(&tokens, true).unwrap_or_default();
             Ok(Prompt { text, tokens })
         }
-        Some(Value::Array(a)) if a.len() > 1 && a.iter().all(Value::is_string) => Err(
-            ApiError::unsupported("several prompts in one request are not supported yet"),
-        ),
         Some(_) => Err(bad()),
     }
 }
@@ -299,10 +371,16 @@ pub(crate) async fn completions(
         &ready.defaults,
         &ready.model.tokenizer,
     )?;
-    let prompt = completion_prompt(ready, body.get("prompt"))?;
+    let prompts = completion_prompts(ready, body.get("prompt"))?;
     let opts = JobOptions {
         n: shape.n,
         ..JobOptions::default()
+    };
+    if prompts.len() > 1 {
+        return several_completions(&app, ready, prompts, params, shape, echo).await;
+    }
+    let Some(prompt) = prompts.into_iter().next() else {
+        return Err(ApiError::invalid("`prompt` is empty"));
     };
     let prefix = if echo {
         prompt.text.clone()

@@ -56,6 +56,27 @@ fn native_completion_props_slots_metrics_tokenize() {
     assert_eq!(objs.last().unwrap()["stop"], true);
     assert!(objs.last().unwrap()["timings"].is_object());
 
+    // A list of prompts gets a list of answers.
+    let ids = s
+        .post(
+            "/tokenize",
+            &json!({ "content": "The capital of France is" }),
+        )
+        .json()["tokens"]
+        .clone();
+    let many = s
+        .post(
+            "/completion",
+            &json!({ "prompt": [ids, "The capital of France is"], "n_predict": 6,
+                     "temperature": 0 }),
+        )
+        .json();
+    let many = many.as_array().unwrap();
+    assert_eq!(many.len(), 2);
+    assert_eq!(many[0]["content"], v["content"]);
+    assert_eq!(many[1]["content"], v["content"]);
+    assert_eq!(many[1]["index"], 1);
+
     let p = s.get("/props").json();
     assert_eq!(p["total_slots"], 2);
     assert_eq!(p["default_generation_settings"]["n_ctx"], 1024);
@@ -80,9 +101,9 @@ fn native_completion_props_slots_metrics_tokenize() {
             "{name}"
         );
     }
-    // 6 + 6 + 2 + 6 tokens generated (published just after the last answer is sent).
+    // 6 + 6 + 2 + 6 + 2 × 6 tokens generated (published just after the last answer is sent).
     s.wait_until("the metrics of the last step", |s| {
-        s.metric("tokens_predicted_total") == 20.0
+        s.metric("tokens_predicted_total") == 32.0
     });
 
     let t = s

@@ -158,6 +158,25 @@ fn completions_models_and_logit_bias() {
         .json();
     assert_ne!(v4["choices"][0]["text"], text.as_str());
 
+    // Several prompts in one request: a choice each, in order, each its solo answer.
+    let two = s
+        .post(
+            "/v1/completions",
+            &json!({ "prompt": ["The capital of France is", "One, two, three,"],
+                     "max_tokens": 6, "temperature": 0 }),
+        )
+        .json();
+    let solo2 = s
+        .post(
+            "/v1/completions",
+            &json!({ "prompt": "One, two, three,", "max_tokens": 6, "temperature": 0 }),
+        )
+        .json();
+    assert_eq!(two["choices"][0]["text"], text.as_str());
+    assert_eq!(two["choices"][1]["text"], solo2["choices"][0]["text"]);
+    assert_eq!(two["choices"][1]["index"], 1);
+    assert_eq!(two["usage"]["completion_tokens"], 12);
+
     let m = s.get("/v1/models").json();
     assert_eq!(m["object"], "list");
     assert!(m["data"][0]["id"].as_str().unwrap().ends_with(".gguf"));
