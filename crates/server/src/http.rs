@@ -306,6 +306,12 @@ pub(crate) async fn chat_prompt(
     for m in list {
         msgs.push(to_message(m)?);
     }
+    // Only one final assistant message can be continued (llama-server refuses more too).
+    if msgs.len() >= 2 && msgs[msgs.len() - 2..].iter().all(|m| m.role == "assistant") {
+        return Err(ApiError::invalid(
+            "cannot have 2 or more assistant messages at the end of the list",
+        ));
+    }
     let model = ready.model.clone();
     let tmpl = ready.template.clone();
     tokio::task::spawn_blocking(move || render_chat(&model, &tmpl, &msgs, true))

@@ -359,6 +359,8 @@ fn run(
         let stepped = engine.step(&mut slots, tok);
         let dt = t0.elapsed();
         publish(&slots, &engine, &shared, Some((stepped, dt)));
+        engine.finish(&mut slots);
+        publish(&slots, &engine, &shared, None);
     }
 }
 

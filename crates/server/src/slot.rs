@@ -118,6 +118,8 @@ pub struct Engine {
     batch: Batch,
     plan: Vec<Entry>,
     tokens: Vec<u32>,
+    /// Slots whose choice ended in the last step, answered by [`Engine::finish`].
+    finished: Vec<(usize, Finish)>,
 }
 
 impl Engine {
@@ -130,6 +132,15 @@ impl Engine {
             batch: Batch::with_capacity(n_batch),
             plan: Vec::new(),
             tokens: Vec::new(),
+            finished: Vec::new(),
+        }
+    }
+
+    /// Sends the outcome of every choice that ended in the last step and frees its slot (after
+    /// the scheduler published the step's counts, so a client that has its answer sees them).
+    pub fn finish(&mut self, slots: &mut [Slot<'_>]) {
+        for (i, finish) in self.finished.drain(..) {
+            finish_task(&mut slots[i], finish);
         }
     }
 
@@ -258,7 +269,7 @@ impl Engine {
             let finish = sample(task, self.ctx.batch_logits(row), full, tok);
             out.generated_tokens += task.n_generated - before;
             if let Some(finish) = finish {
-                finish_task(slot, finish);
+                self.finished.push((entry.slot, finish));
             }
         }
         out

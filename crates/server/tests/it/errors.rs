@@ -41,6 +41,11 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
             "{field}: {e}"
         );
     }
+    // Two assistant messages at the end: only one can be continued.
+    let two = json!([{ "role": "user", "content": "a" }, { "role": "assistant", "content": "b" },
+                     { "role": "assistant", "content": "c" }]);
+    s.post(p, &json!({ "messages": two }))
+        .expect_error(400, "invalid_request_error");
     // A message without a role.
     s.post(p, &json!({ "messages": [{ "content": "x" }] }))
         .expect_error(400, "invalid_request_error");
