@@ -388,7 +388,7 @@ fn metrics_text(_app: &App, ready: &Ready) -> String {
         ),
         (
             "n_busy_slots_per_decode",
-            "counter",
+            "gauge",
             "Average number of busy slots per llama_decode() call",
             if st.n_decode_total > 0 {
                 st.n_busy_slots_total as f64 / st.n_decode_total as f64
