@@ -3,7 +3,8 @@
 //! real server.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::client::{TestServer, config};
 
@@ -21,11 +22,23 @@ fn official_python_clients() {
     let python = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let s = TestServer::start(config());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/clients.py");
-    let out = Command::new(&python)
+    let mut child = Command::new(&python)
         .arg(&script)
         .arg(format!("http://{}", s.addr))
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run python");
+    // Bounded: a hung client fails the test instead of stalling CI.
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(180) {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "python clients failed:\n{}\n{}",
