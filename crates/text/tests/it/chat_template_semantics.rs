@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use engine::chat_template::{ChatTemplate, DateTime, Message, RenderRequest};
+use text::chat_template::{ChatTemplate, DateTime, Message, RenderRequest};
 use serde_json::Value as Json;
 
 #[test]

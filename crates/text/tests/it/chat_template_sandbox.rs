@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use engine::chat_template::{
+use text::chat_template::{
     ChatTemplate, DateTime, Limits, Message, RenderRequest, TemplateError,
 };
 

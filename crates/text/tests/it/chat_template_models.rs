@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use engine::chat_template::{
+use text::chat_template::{
     ChatTemplate, DateTime, Message, RenderRequest, TemplateError, TemplateOrigin, special_tokens,
 };
 use serde_json::Value as Json;

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use engine::tokenizer::{Tokenizer, TokenizerError};
+use text::tokenizer::{Tokenizer, TokenizerError};
 use gguf::{Array, Builder, Gguf, Value};
 
 use super::tokenizer_models::{gemma3, smollm2};

@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 
-use engine::chat_template::{ChatTemplate, DateTime, Message, RenderRequest, TemplateError};
+use text::chat_template::{ChatTemplate, DateTime, Message, RenderRequest, TemplateError};
 use serde_json::Value as Json;
 
 pub(crate) fn fixtures() -> PathBuf {
