@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use text::chat_template::{ChatTemplate, DateTime, Message, RenderRequest};
 use serde_json::Value as Json;
+use text::chat_template::{ChatTemplate, DateTime, Message, RenderRequest};
 
 /// The best of `runs` timings of `f`.
 fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {

@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use text::chat_template::{ChatTemplate, DateTime, RenderRequest, SpecialTokens, TemplateError};
 use serde_json::{Value as Json, json};
+use text::chat_template::{ChatTemplate, DateTime, RenderRequest, SpecialTokens, TemplateError};
 
 use super::chat_template_fixtures::{Conversation, conversation, fixtures, load};
 
@@ -46,10 +46,9 @@ fn write(dir: &Path, name: &str, text: &str) {
 #[test]
 fn real_checkpoint_folders_render_as_transformers() {
     let checkpoints = fixtures().parent().unwrap().join("checkpoints");
-    let want: Json = serde_json::from_str(
-        &std::fs::read_to_string(checkpoints.join("expected.json")).unwrap(),
-    )
-    .unwrap();
+    let want: Json =
+        serde_json::from_str(&std::fs::read_to_string(checkpoints.join("expected.json")).unwrap())
+            .unwrap();
     let conversations = &load("expected.json")["conversations"];
     let mut checked = 0;
     for (name, renderings) in want["checkpoints"].as_object().unwrap() {
