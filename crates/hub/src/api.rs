@@ -142,12 +142,7 @@ impl Client {
         url == self.endpoint || url.starts_with(&format!("{}/", self.endpoint))
     }
 
-    fn status_error(
-        &self,
-        r: &ureq::http::Response<ureq::Body>,
-        url: &str,
-        repo: &str,
-    ) -> Error {
+    fn status_error(&self, r: &ureq::http::Response<ureq::Body>, url: &str, repo: &str) -> Error {
         let status = r.status().as_u16();
         let code = header(r, "x-error-code").unwrap_or_default();
         let what = match code.as_str() {
@@ -210,7 +205,12 @@ fn next_link(r: &ureq::http::Response<ureq::Body>) -> Option<String> {
         params
             .split(';')
             .any(|p| p.trim() == "rel=\"next\"")
-            .then(|| url.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+            .then(|| {
+                url.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
     })
 }
 
@@ -231,7 +231,11 @@ fn join_url(base: &str, loc: &str) -> Option<String> {
     }
     let path = base[host_end..].split(['?', '#']).next().unwrap_or("");
     let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-    Some(format!("{}{}{loc}", &base[..host_end], if dir.is_empty() { "/" } else { dir }))
+    Some(format!(
+        "{}{}{loc}",
+        &base[..host_end],
+        if dir.is_empty() { "/" } else { dir }
+    ))
 }
 
 pub(crate) fn network(url: &str, e: impl std::fmt::Display) -> Error {

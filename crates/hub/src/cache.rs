@@ -13,6 +13,7 @@
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use crate::Error;
@@ -101,9 +102,6 @@ impl RepoDir {
         let target = self.snapshot_file(commit, path)?;
         let parent = target.parent().unwrap_or(&self.dir);
         fs::create_dir_all(parent).map_err(io_err(parent.display()))?;
-        if target.symlink_metadata().is_ok() {
-            fs::remove_file(&target).map_err(io_err(target.display()))?;
-        }
         let depth = path.split('/').count(); // snapshots/<commit>/<dirs…>/<file>
         let mut rel = PathBuf::new();
         for _ in 0..depth + 1 {
@@ -111,7 +109,16 @@ impl RepoDir {
         }
         rel.push("blobs");
         rel.push(etag);
-        make_link(&rel, &self.blob(etag), &target).map_err(io_err(target.display()))?;
+        // Made under a temporary name and renamed over the target, so that two processes
+        // linking the same file both succeed.
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let tmp = parent.join(format!(
+            ".hearth-link-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        make_link(&rel, &self.blob(etag), &tmp).map_err(io_err(tmp.display()))?;
+        fs::rename(&tmp, &target).map_err(io_err(target.display()))?;
         Ok(target)
     }
 
@@ -247,7 +254,11 @@ pub fn remove_repo(rd: &RepoDir) -> Result<Removed, Error> {
     }
     removed.files.sort();
     removed.files.dedup();
-    for e in fs::read_dir(rd.dir.join("blobs")).into_iter().flatten().flatten() {
+    for e in fs::read_dir(rd.dir.join("blobs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         removed.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
     }
     fs::remove_dir_all(&rd.dir).map_err(io_err(rd.dir.display()))?;
@@ -283,7 +294,11 @@ pub fn remove_files(rd: &RepoDir, files: &[(String, String)]) -> Result<Removed,
             }
         }
     }
-    for e in fs::read_dir(rd.dir.join("blobs")).into_iter().flatten().flatten() {
+    for e in fs::read_dir(rd.dir.join("blobs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let p = e.path();
         let keep = fs::canonicalize(&p).is_ok_and(|c| used.contains(&c));
         if !keep {
@@ -291,7 +306,11 @@ pub fn remove_files(rd: &RepoDir, files: &[(String, String)]) -> Result<Removed,
             fs::remove_file(&p).map_err(io_err(p.display()))?;
         }
     }
-    if rd.snapshots().iter().all(|c| rd.snapshot_files(c).is_empty()) {
+    if rd
+        .snapshots()
+        .iter()
+        .all(|c| rd.snapshot_files(c).is_empty())
+    {
         fs::remove_dir_all(&rd.dir).map_err(io_err(rd.dir.display()))?;
         let _ = fs::remove_dir_all(&rd.locks);
     }

@@ -8,9 +8,9 @@ use std::path::Path;
 
 use sha2::Digest as _;
 
+use crate::Error;
 use crate::api::{Client, protocol};
 use crate::cache::{RepoDir, io_err};
-use crate::Error;
 
 /// What the downloaded bytes must be.
 #[derive(Clone, Debug)]

@@ -225,19 +225,20 @@ fn pull_online(r: &HubRef, opts: &Options) -> Result<Pulled, Error> {
     for e in &tree {
         reference::check_file_path(&e.path)?;
     }
-    let chosen: Vec<&api::TreeEntry> = match &r.selector {
-        Selector::File(f) => vec![tree.iter().find(|e| &e.path == f).ok_or_else(|| {
-            Error::NotFound(format!("{f} not found in {} at {commit}", r.repo))
-        })?],
-        Selector::Default | Selector::Tag(_) => {
-            let groups = quant::groups(tree.iter().map(|e| e.path.as_str()));
-            let g = quant::select(&r.repo, &groups, tag(r))?;
-            g.files
-                .iter()
-                .filter_map(|f| tree.iter().find(|e| &e.path == f))
-                .collect()
-        }
-    };
+    let chosen: Vec<&api::TreeEntry> =
+        match &r.selector {
+            Selector::File(f) => vec![tree.iter().find(|e| &e.path == f).ok_or_else(|| {
+                Error::NotFound(format!("{f} not found in {} at {commit}", r.repo))
+            })?],
+            Selector::Default | Selector::Tag(_) => {
+                let groups = quant::groups(tree.iter().map(|e| e.path.as_str()));
+                let g = quant::select(&r.repo, &groups, tag(r))?;
+                g.files
+                    .iter()
+                    .filter_map(|f| tree.iter().find(|e| &e.path == f))
+                    .collect()
+            }
+        };
     let rd = cache::RepoDir::new(&opts.cache_dir, &r.repo);
     let mut files = Vec::new();
     for e in chosen {
@@ -274,7 +275,12 @@ fn pull_online(r: &HubRef, opts: &Options) -> Result<Pulled, Error> {
         let cached = std::fs::metadata(&snapshot).is_ok_and(|m| m.len() == expected.size);
         let mut downloaded = false;
         if !cached {
-            let url = format!("{}/{}/resolve/{commit}/{}", client.endpoint(), r.repo, e.path);
+            let url = format!(
+                "{}/{}/resolve/{commit}/{}",
+                client.endpoint(),
+                r.repo,
+                e.path
+            );
             downloaded = download::blob(
                 &client,
                 &rd,

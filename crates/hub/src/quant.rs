@@ -120,7 +120,11 @@ pub fn select(repo: &str, groups: &[Group], tag: Option<&str>) -> Result<Group, 
     let by_quant = |q: &str| -> Vec<&Group> {
         groups
             .iter()
-            .filter(|g| g.quant.as_deref().is_some_and(|gq| gq.eq_ignore_ascii_case(q)))
+            .filter(|g| {
+                g.quant
+                    .as_deref()
+                    .is_some_and(|gq| gq.eq_ignore_ascii_case(q))
+            })
             .collect()
     };
     let one = |found: Vec<&Group>, what: &str| -> Result<Option<Group>, Error> {
@@ -234,10 +238,7 @@ mod tests {
         assert_eq!(pick(Some("q8_0")).unwrap(), "m-Q8_0.gguf");
         assert_eq!(pick(Some("IQ4_XS")).unwrap(), "m-IQ4_XS.gguf");
         let e = pick(Some("Q4_K")).unwrap_err().to_string();
-        assert!(
-            e.contains("available: IQ4_XS, Q4_K_M, Q4_K_S, Q8_0"),
-            "{e}"
-        );
+        assert!(e.contains("available: IQ4_XS, Q4_K_M, Q4_K_S, Q8_0"), "{e}");
         let gs = g(&["m-Q8_0.gguf", "m-F16.gguf"]);
         assert_eq!(select("o/r", &gs, None).unwrap().files, ["m-Q8_0.gguf"]);
         let gs = g(&["b.gguf", "a-F16.gguf"]);

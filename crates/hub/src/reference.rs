@@ -33,7 +33,9 @@ impl HubRef {
         if let Some(rest) = strip_prefix_ci(s, "https://").or_else(|| strip_prefix_ci(s, "http://"))
         {
             let rest = rest.split(['?', '#']).next().unwrap_or("");
-            let (_host, path) = rest.split_once('/').ok_or_else(|| bad("no repository in URL"))?;
+            let (_host, path) = rest
+                .split_once('/')
+                .ok_or_else(|| bad("no repository in URL"))?;
             let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
             return match parts.as_slice() {
                 [org, name] => Self::repo_and_tag(reference, &format!("{org}/{name}")),

@@ -1,1 +1,5 @@
-fn main(){}
+//! Integration tests of the Hub client against a local Hub (`server`) on loopback.
+#![allow(clippy::unwrap_used)]
+
+mod pull;
+mod server;
