@@ -149,7 +149,7 @@ impl Client {
             "RepoNotFound" => Some(format!("repository {repo}")),
             "RevisionNotFound" => Some(format!("that revision of {repo}")),
             "EntryNotFound" => Some(format!("that file in {repo}")),
-            _ if status == 404 => Some(format!("{url}")),
+            _ if status == 404 => Some(url.to_string()),
             _ => None,
         };
         if let Some(what) = what {

@@ -15,6 +15,8 @@ use crate::cache::{RepoDir, io_err};
 /// What the downloaded bytes must be.
 #[derive(Clone, Debug)]
 pub(crate) struct Expected {
+    /// The blob's name in the cache: the sha256 of an LFS file, the git oid of another.
+    pub etag: String,
     pub size: u64,
     pub digest: Digest,
 }
@@ -77,11 +79,11 @@ pub(crate) fn blob(
     rd: &RepoDir,
     repo: &str,
     url: &str,
-    etag: &str,
     expected: &Expected,
     label: &str,
     progress: bool,
 ) -> Result<bool, Error> {
+    let etag = expected.etag.as_str();
     let blob = rd.blob(etag);
     if fs::metadata(&blob).is_ok_and(|m| m.len() == expected.size) {
         return Ok(false);
@@ -100,7 +102,7 @@ pub(crate) fn blob(
     let bar = progress_bar(progress, expected.size, label);
     let mut last_err = None;
     for _ in 0..ATTEMPTS {
-        match attempt(client, repo, url, &part, etag, expected, &bar) {
+        match attempt(client, repo, url, &part, expected, &bar) {
             Ok(()) => {
                 fs::rename(&part, &blob).map_err(io_err(blob.display()))?;
                 bar.finish_and_clear();
@@ -140,10 +142,10 @@ fn attempt(
     repo: &str,
     url: &str,
     part: &Path,
-    etag: &str,
     expected: &Expected,
     bar: &indicatif::ProgressBar,
 ) -> Result<(), Error> {
+    let etag = expected.etag.as_str();
     let ctx = part.display().to_string();
     let mut file = OpenOptions::new()
         .create(true)
@@ -176,13 +178,11 @@ fn attempt(
     bar.set_position(pos);
     if pos < expected.size {
         let mut d = client.get(url, Some(pos), repo)?;
-        if let Some(e) = &d.etag {
-            if e != etag && e != expected.digest.hex() {
-                return Err(protocol(
-                    url,
-                    format!("the server's etag {e} is not the listed {etag}"),
-                ));
-            }
+        if let Some(e) = d.etag.as_deref().filter(|&e| e != etag) {
+            return Err(protocol(
+                url,
+                format!("the server's etag {e} is not the listed {etag}"),
+            ));
         }
         match d.response.status().as_u16() {
             206 => {

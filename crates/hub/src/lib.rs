@@ -246,6 +246,7 @@ fn pull_online(r: &HubRef, opts: &Options) -> Result<Pulled, Error> {
             Some(lfs) => (
                 lfs.oid.clone(),
                 download::Expected {
+                    etag: lfs.oid.clone(),
                     size: lfs.size,
                     digest: download::Digest::Sha256(lfs.oid.clone()),
                 },
@@ -255,6 +256,7 @@ fn pull_online(r: &HubRef, opts: &Options) -> Result<Pulled, Error> {
                 (
                     oid.clone(),
                     download::Expected {
+                        etag: oid.clone(),
                         size: e.size,
                         digest: download::Digest::GitSha1(oid),
                     },
@@ -286,7 +288,6 @@ fn pull_online(r: &HubRef, opts: &Options) -> Result<Pulled, Error> {
                 &rd,
                 &r.repo,
                 &url,
-                &etag,
                 &expected,
                 &e.path,
                 opts.progress,

@@ -20,24 +20,28 @@ pub struct FileSpec {
     pub data: Arc<Vec<u8>>,
     /// Served as an LFS file (sha256 `lfs.oid`, redirected to the "CDN").
     pub lfs: bool,
+    sha256: String,
+    git_oid: String,
 }
 
 impl FileSpec {
     pub fn new(path: &str, data: Vec<u8>, lfs: bool) -> FileSpec {
+        let mut h = sha1::Sha1::new();
+        h.update(format!("blob {}\0", data.len()).as_bytes());
+        h.update(&data);
         FileSpec {
             path: path.to_string(),
+            sha256: hex(&sha2::Sha256::digest(&data)),
+            git_oid: hex(&h.finalize()),
             data: Arc::new(data),
             lfs,
         }
     }
     pub fn sha256(&self) -> String {
-        hex(&sha2::Sha256::digest(&*self.data))
+        self.sha256.clone()
     }
     pub fn git_oid(&self) -> String {
-        let mut h = sha1::Sha1::new();
-        h.update(format!("blob {}\0", self.data.len()).as_bytes());
-        h.update(&*self.data);
-        hex(&h.finalize())
+        self.git_oid.clone()
     }
     /// The blob name huggingface_hub gives this file in its cache.
     pub fn etag(&self) -> String {
@@ -216,10 +220,10 @@ async fn handle(
     let Some(repo) = s.repos.iter().find(|r| r.id == id) else {
         return status(StatusCode::UNAUTHORIZED, "RepoNotFound");
     };
-    if let Some(t) = &repo.gated_token {
-        if auth.as_deref() != Some(&format!("Bearer {t}")) {
-            return status(StatusCode::UNAUTHORIZED, "GatedRepo");
-        }
+    if let Some(t) = &repo.gated_token
+        && auth.as_deref() != Some(&format!("Bearer {t}"))
+    {
+        return status(StatusCode::UNAUTHORIZED, "GatedRepo");
     }
     let rev_ok = |rev: &str| rev == "main" || rev == repo.commit;
     match (api, rest) {
@@ -235,12 +239,12 @@ async fn handle(
             let mut entries = Vec::new();
             let mut dirs = std::collections::BTreeSet::new();
             for f in &repo.files {
-                if let Some((d, _)) = f.path.rsplit_once('/') {
-                    if dirs.insert(d.to_string()) {
-                        entries.push(serde_json::json!({
-                            "type": "directory", "oid": "0".repeat(40), "size": 0, "path": d
-                        }));
-                    }
+                if let Some((d, _)) = f.path.rsplit_once('/')
+                    && dirs.insert(d.to_string())
+                {
+                    entries.push(serde_json::json!({
+                        "type": "directory", "oid": "0".repeat(40), "size": 0, "path": d
+                    }));
                 }
                 let mut e = serde_json::json!({
                     "type": "file", "oid": f.git_oid(), "size": f.data.len(), "path": f.path
@@ -325,10 +329,10 @@ fn serve_bytes(
     method: &Method,
     mut h: HeaderMap,
 ) -> Response {
-    let mut data = (*f.data).clone();
+    let mut data = f.data.clone();
     if s.faults.corrupt.load(Ordering::SeqCst) {
         let mid = data.len() / 2;
-        data[mid] ^= 0x55;
+        Arc::make_mut(&mut data)[mid] ^= 0x55;
     }
     let len = data.len();
     let start = range
