@@ -338,8 +338,22 @@ fn a_gated_repo_asks_for_the_license_and_a_token() {
     let msg = pull(&e, "test-org/tiny-GGUF").unwrap_err().to_string();
     assert!(msg.contains("your token was refused"), "{msg}");
     e.opts.token = Some("hf_secret".into());
+    e.server.clear_seen();
     pull(&e, "test-org/tiny-GGUF").unwrap();
     assert_cached(&e, &file("tiny-Q4_K_M.gguf"));
+    // The token goes to the Hub, never to the CDN the download is redirected to.
+    let seen = e.server.seen();
+    assert!(
+        seen.iter()
+            .filter(|s| !s.path.starts_with("/cdn/"))
+            .all(|s| s.auth)
+    );
+    let cdn: Vec<_> = seen
+        .iter()
+        .filter(|s| s.path.starts_with("/cdn/"))
+        .collect();
+    assert_eq!(cdn.len(), 1);
+    assert!(!cdn[0].auth);
 }
 
 #[test]

@@ -92,6 +92,7 @@ struct Shared {
     faults: Faults,
     seen: Mutex<Vec<Seen>>,
     base: String,
+    cdn: String,
     page_size: usize,
 }
 
@@ -104,14 +105,22 @@ pub struct HubServer {
 
 impl HubServer {
     pub fn start(repos: Vec<RepoSpec>) -> HubServer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        // Two listeners: the Hub, and a "CDN" on another origin that LFS downloads redirect to
+        // (as the real Hub's do), so that clients must not carry the token there.
+        let bind = || {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.set_nonblocking(true).unwrap();
+            let url = format!("http://{}", l.local_addr().unwrap());
+            (l, url)
+        };
+        let (listener, url) = bind();
+        let (cdn_listener, cdn) = bind();
         let shared = Arc::new(Shared {
             repos,
             faults: Faults::default(),
             seen: Mutex::new(Vec::new()),
             base: url.clone(),
+            cdn,
             page_size: 4,
         });
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -122,10 +131,13 @@ impl HubServer {
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(shared.clone());
-        rt.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await
-        });
+        for l in [listener, cdn_listener] {
+            let app = app.clone();
+            rt.spawn(async move {
+                let l = tokio::net::TcpListener::from_std(l).unwrap();
+                axum::serve(l, app).await
+            });
+        }
         // The socket is bound and listening already: connections queue until the task runs.
         HubServer {
             url,
@@ -297,7 +309,7 @@ async fn handle(
                 );
                 h.insert(
                     header::LOCATION,
-                    format!("/cdn/{}", f.sha256()).parse().unwrap(),
+                    format!("{}/cdn/{}", s.cdn, f.sha256()).parse().unwrap(),
                 );
                 let mut r = StatusCode::FOUND.into_response();
                 r.headers_mut().extend(h);
