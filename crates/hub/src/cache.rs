@@ -144,6 +144,21 @@ impl RepoDir {
     }
 }
 
+/// Marks the cache folder with a `CACHEDIR.TAG` (as huggingface_hub does) so that backup tools
+/// skip it; best effort.
+pub(crate) fn tag_cache_dir(rd: &RepoDir) {
+    let Some(cache) = rd.dir.parent() else { return };
+    let tag = cache.join("CACHEDIR.TAG");
+    if !tag.exists() {
+        let _ = fs::write(
+            tag,
+            "Signature: 8a477f597d28d172789f06886806bc55\n\
+             # This file is a cache directory tag created by hearth (as huggingface_hub does).\n\
+             # For information about cache directory tags see https://bford.info/cachedir/\n",
+        );
+    }
+}
+
 #[cfg(unix)]
 fn make_link(rel: &Path, _blob: &Path, target: &Path) -> io::Result<()> {
     std::os::unix::fs::symlink(rel, target)

@@ -90,6 +90,7 @@ pub(crate) fn blob(
     }
     let blobs = rd.dir.join("blobs");
     fs::create_dir_all(&blobs).map_err(io_err(blobs.display()))?;
+    crate::cache::tag_cache_dir(rd);
     fs::create_dir_all(&rd.locks).map_err(io_err(rd.locks.display()))?;
     let lock_path = rd.lock(etag);
     let lock = File::create(&lock_path).map_err(io_err(lock_path.display()))?;

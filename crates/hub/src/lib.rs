@@ -212,7 +212,9 @@ pub fn pull(r: &HubRef, opts: &Options) -> Result<Pulled, Error> {
         return from_cache(r, opts);
     }
     match pull_online(r, opts) {
-        Err(e @ Error::Network { .. }) => from_cache(r, opts).map_err(|_| e),
+        Err(e @ (Error::Network { .. } | Error::Http { status: 500.., .. })) => {
+            from_cache(r, opts).map_err(|_| e)
+        }
         other => other,
     }
 }

@@ -90,6 +90,8 @@ fn pull_by_default_and_by_tag_into_huggingface_hub_layout() {
         .join(REPO_DIR)
         .join(format!("{}.lock", file("tiny-Q4_K_M.gguf").etag()));
     assert!(lock.is_file());
+    let tag = fs::read_to_string(e.opts.cache_dir.join("CACHEDIR.TAG")).unwrap();
+    assert!(tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55\n"));
     // The token-less listing went through two pages (the server pages every 4 entries).
     assert!(e.server.seen().iter().any(|s| s.path.contains("/tree/")));
 
