@@ -3,10 +3,19 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::hub_server::{FileSpec, HubServer, RepoSpec, tiny_repo};
+use crate::hub_server::{ConnectProxy, FileSpec, HubServer, RepoSpec, tiny_repo};
 
 /// Runs `hearth` with the Hugging Face variables pointing at `server` and `cache`.
 fn hearth_hub(server: Option<&HubServer>, cache: &Path, args: &[&str]) -> Output {
+    hearth_hub_env(server, cache, args, &[])
+}
+
+fn hearth_hub_env(
+    server: Option<&HubServer>,
+    cache: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hearth"));
     c.args(args).env("HF_HUB_CACHE", cache);
     for v in [
@@ -23,6 +32,7 @@ fn hearth_hub(server: Option<&HubServer>, cache: &Path, args: &[&str]) -> Output
         // Nothing listens on port 9 of loopback: any request would fail.
         None => c.env("HF_ENDPOINT", "http://127.0.0.1:9"),
     };
+    c.envs(env.iter().copied());
     c.output().unwrap()
 }
 
@@ -213,4 +223,33 @@ fn run_a_model_by_hub_reference() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn downloads_go_through_https_proxy_unless_no_proxy() {
+    let server = HubServer::start(vec![tiny_repo()]);
+    let proxy = ConnectProxy::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let hosts = |url: &str| url.trim_start_matches("http://").to_string();
+
+    let env = [("HTTPS_PROXY", proxy.url.as_str())];
+    let cache = tmp.path().join("a");
+    let out = hearth_hub_env(Some(&server), &cache, &["pull", "test-org/tiny-GGUF"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut targets = proxy.targets();
+    targets.sort();
+    targets.dedup();
+    let mut expected = vec![hosts(&server.url), hosts(&server.cdn)];
+    expected.sort();
+    assert_eq!(targets, expected);
+
+    let env = [
+        ("HTTPS_PROXY", proxy.url.as_str()),
+        ("NO_PROXY", "127.0.0.1"),
+    ];
+    let cache = tmp.path().join("b");
+    let before = proxy.targets().len();
+    let out = hearth_hub_env(Some(&server), &cache, &["pull", "test-org/tiny-GGUF"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(proxy.targets().len(), before);
 }

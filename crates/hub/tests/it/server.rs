@@ -99,6 +99,8 @@ struct Shared {
 /// The running server; stops when dropped.
 pub struct HubServer {
     pub url: String,
+    /// The other origin LFS downloads are redirected to.
+    pub cdn: String,
     shared: Arc<Shared>,
     _rt: tokio::runtime::Runtime,
 }
@@ -141,6 +143,7 @@ impl HubServer {
         // The socket is bound and listening already: connections queue until the task runs.
         HubServer {
             url,
+            cdn: shared.cdn.clone(),
             shared,
             _rt: rt,
         }
@@ -457,5 +460,80 @@ pub fn tiny_repo() -> RepoSpec {
         commit: COMMIT.into(),
         files,
         gated_token: None,
+    }
+}
+
+/// An HTTP CONNECT proxy (what `HTTPS_PROXY` points at), recording the targets it tunnels to.
+pub struct ConnectProxy {
+    pub url: String,
+    targets: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ConnectProxy {
+    pub fn start() -> ConnectProxy {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let targets = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (t, s) = (targets.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = conn else { continue };
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(client.try_clone().unwrap());
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap_or(0);
+                    let target = match line.split_whitespace().collect::<Vec<_>>()[..] {
+                        ["CONNECT", target, _] => target.to_string(),
+                        _ => return,
+                    };
+                    // The rest of the request head.
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                            break;
+                        }
+                    }
+                    t.lock().unwrap().push(target.clone());
+                    let Ok(upstream) = std::net::TcpStream::connect(&target) else {
+                        return;
+                    };
+                    let mut c = client;
+                    c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .unwrap();
+                    let (mut c2, mut u2) = (c.try_clone().unwrap(), upstream.try_clone().unwrap());
+                    let mut u = upstream;
+                    // Bytes already buffered past the request head go upstream first.
+                    let buffered = reader.buffer().to_vec();
+                    u.write_all(&buffered).unwrap();
+                    let up = std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut c2, &mut u);
+                        let _ = u.shutdown(std::net::Shutdown::Write);
+                    });
+                    let _ = std::io::copy(&mut u2, &mut c);
+                    let _ = c.shutdown(std::net::Shutdown::Write);
+                    let _ = up.join();
+                });
+            }
+        });
+        ConnectProxy { url, targets, stop }
+    }
+
+    pub fn targets(&self) -> Vec<String> {
+        self.targets.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ConnectProxy {
+    fn drop(&mut self) {
+        // Wake the accept loop so that it sees the flag and ends.
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(self.url.trim_start_matches("http://"));
     }
 }
