@@ -63,7 +63,8 @@ pub struct RepoSpec {
     pub id: String,
     pub commit: String,
     pub files: Vec<FileSpec>,
-    /// Answers 401 (`X-Error-Code: GatedRepo`) unless the request carries this token.
+    /// File downloads answer 401 (`X-Error-Code: GatedRepo`) unless the request carries this
+    /// token.
     pub gated_token: Option<String>,
 }
 
@@ -235,7 +236,9 @@ async fn handle(
     let Some(repo) = s.repos.iter().find(|r| r.id == id) else {
         return status(StatusCode::UNAUTHORIZED, "RepoNotFound");
     };
+    // As on the Hub, a gated repository's metadata is public; its files are not.
     if let Some(t) = &repo.gated_token
+        && !api
         && auth.as_deref() != Some(&format!("Bearer {t}"))
     {
         return status(StatusCode::UNAUTHORIZED, "GatedRepo");
