@@ -1,7 +1,6 @@
 //! Arguments shared by the subcommands that run a model, and loading with a progress line.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,9 +10,13 @@ use engine::{ContextParams, Model, SamplerParams};
 /// Which model to load and how to run it.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// Path of the GGUF model file
-    #[arg(short = 'm', long = "model")]
-    pub model: PathBuf,
+    /// GGUF model: a local path, or a Hugging Face reference (org/repo[:QUANT], hf.co/…, a
+    /// …/resolve/REV/FILE URL) pulled into the Hugging Face cache
+    #[arg(short = 'm', long = "model", visible_alias = "hf")]
+    pub model: String,
+    /// Use only the Hugging Face cache, never the network (as HF_HUB_OFFLINE=1)
+    #[arg(long = "offline")]
+    pub offline: bool,
     /// Threads to compute with (default: one per core)
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,
@@ -63,15 +66,16 @@ impl ModelArgs {
 
     /// Loads the model, showing a progress line on a terminal; returns it and the load time.
     pub fn load(&self) -> anyhow::Result<(Arc<Model>, Duration)> {
+        let path = super::pull::resolve(&self.model, self.offline)?;
         let start = Instant::now();
         let spinner = std::io::stderr().is_terminal().then(|| {
             let s = indicatif::ProgressBar::new_spinner();
-            s.set_message(format!("loading {}", self.model.display()));
+            s.set_message(format!("loading {}", path.display()));
             s.enable_steady_tick(Duration::from_millis(100));
             s
         });
-        let model = Model::load(&self.model)
-            .with_context(|| format!("cannot load model {}", self.model.display()));
+        let model =
+            Model::load(&path).with_context(|| format!("cannot load model {}", path.display()));
         if let Some(s) = spinner {
             s.finish_and_clear();
         }
