@@ -57,6 +57,8 @@ impl Client {
             .max_redirects(0)
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
+            // A download that stalls this long is broken off, and resumed by download::blob.
+            .timeout_per_read(Some(Duration::from_secs(60)))
             .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")))
             .build();
         Client {

@@ -130,7 +130,7 @@ fn progress_bar(on: bool, size: u64, label: &str) -> indicatif::ProgressBar {
         indicatif::ProgressDrawTarget::stderr(),
     );
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        "{msg} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} ETA {eta}",
     ) {
         bar.set_style(style.progress_chars("=> "));
     }

@@ -56,6 +56,13 @@ fn strip_gguf(name: &str) -> Option<&str> {
         .then(|| &name[..n - 5])
 }
 
+/// The part number and part count of a split GGUF's file name (`m-00001-of-00003.gguf` →
+/// `(1, 3)`), llama.cpp's split naming.
+pub fn split_part(path: &str) -> Option<(u32, u32)> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    split_suffix(strip_gguf(name)?).map(|(_, i, n)| (i, n))
+}
+
 /// `model-00002-of-00003` → (`model`, 2, 3): llama.cpp's split naming.
 fn split_suffix(stem: &str) -> Option<(&str, u32, u32)> {
     let (rest, count) = stem.rsplit_once("-of-")?;
@@ -254,6 +261,8 @@ mod tests {
             "half-Q8_0-00001-of-00002.gguf",
         ]);
         assert_eq!(gs.len(), 1, "an incomplete split is not offered");
+        assert_eq!(split_part("d/big-Q4_K_M-00002-of-00003.gguf"), Some((2, 3)));
+        assert_eq!(split_part("big-Q4_K_M.gguf"), None);
         assert_eq!(gs[0].quant.as_deref(), Some("Q4_K_M"));
         assert_eq!(
             gs[0].files,

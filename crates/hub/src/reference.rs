@@ -90,15 +90,16 @@ impl HubRef {
 }
 
 impl std::fmt::Display for HubRef {
+    /// The reference in a form [`HubRef::parse`] reads back.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.repo)?;
-        if self.revision != "main" {
-            write!(f, "@{}", self.revision)?;
-        }
         match &self.selector {
-            Selector::Default => Ok(()),
-            Selector::Tag(t) => write!(f, ":{t}"),
-            Selector::File(p) => write!(f, "/{p}"),
+            Selector::Default => f.write_str(&self.repo),
+            Selector::Tag(t) => write!(f, "{}:{t}", self.repo),
+            Selector::File(p) => write!(
+                f,
+                "https://huggingface.co/{}/resolve/{}/{p}",
+                self.repo, self.revision
+            ),
         }
     }
 }
@@ -219,6 +220,19 @@ mod tests {
             sel("https://huggingface.co/org/repo"),
             ("org/repo".into(), "main".into(), Selector::Default)
         );
+    }
+
+    #[test]
+    fn display_parses_back() {
+        for s in [
+            "org/repo",
+            "org/repo:Q4_K_M",
+            "https://huggingface.co/org/repo/resolve/v1.0/dir/m-Q4_0.gguf",
+        ] {
+            let r = HubRef::parse(s).unwrap();
+            assert_eq!(r.to_string(), s);
+            assert_eq!(HubRef::parse(&r.to_string()).unwrap(), r);
+        }
     }
 
     #[test]

@@ -26,7 +26,17 @@ pub fn hub_options(offline: bool) -> hub::Options {
 /// A `-m` argument as a local file: the path itself when it exists, else a Hub reference pulled
 /// into the cache (the first shard of a split model).
 pub fn resolve(model: &str, offline: bool) -> anyhow::Result<PathBuf> {
-    hub::resolve_model(model, &hub_options(offline)).with_context(|| format!("model {model}"))
+    let path = hub::resolve_model(model, &hub_options(offline))
+        .with_context(|| format!("model {model}"))?;
+    // The engine loads one file; say so plainly rather than fail on a missing tensor.
+    if let Some((_, n)) = hub::quant::split_part(&path.to_string_lossy()).filter(|&(_, n)| n > 1) {
+        anyhow::bail!(
+            "{} is the first of {n} parts of a split model, which hearth cannot load yet \
+             (merge the parts with llama-gguf-split --merge)",
+            path.display()
+        );
+    }
+    Ok(path)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

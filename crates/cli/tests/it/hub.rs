@@ -253,3 +253,33 @@ fn downloads_go_through_https_proxy_unless_no_proxy() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(proxy.targets().len(), before);
 }
+
+#[test]
+fn a_split_model_is_pulled_whole_and_run_says_it_cannot_load_it() {
+    let server = HubServer::start(vec![tiny_repo()]);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    let out = hearth_hub(Some(&server), &cache, &["pull", "test-org/tiny-GGUF:q2_k"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let paths = text(&out.stdout);
+    let names: Vec<&str> = paths
+        .lines()
+        .map(|l| l.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "tiny-Q2_K-00001-of-00003.gguf",
+            "tiny-Q2_K-00002-of-00003.gguf",
+            "tiny-Q2_K-00003-of-00003.gguf"
+        ]
+    );
+    let out = hearth_hub(
+        Some(&server),
+        &cache,
+        &["run", "-m", "test-org/tiny-GGUF:Q2_K", "-p", "hi"],
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("first of 3 parts of a split model"), "{err}");
+}

@@ -470,3 +470,32 @@ fn options_follow_huggingface_hub_environment() {
     let o = Options::from_vars(move |k| (k == "HF_HOME").then(|| home.clone()));
     assert_eq!(o.token.as_deref(), Some("hf_file"));
 }
+
+#[test]
+fn a_url_at_a_commit_writes_no_ref_and_works_offline() {
+    let e = env();
+    let url = format!(
+        "{}/test-org/tiny-GGUF/resolve/{COMMIT}/tiny-F16.gguf",
+        e.server.url
+    );
+    let p = pull(&e, &url).unwrap();
+    assert_cached(&e, &file("tiny-F16.gguf"));
+    assert!(!e.opts.cache_dir.join(REPO_DIR).join("refs").exists());
+    let mut offline = e.opts.clone();
+    offline.offline = true;
+    assert_eq!(hub::resolve_model(&url, &offline).unwrap(), p.path());
+    // Another revision name is not in the cache.
+    let other = format!(
+        "{}/test-org/tiny-GGUF/resolve/v2/tiny-F16.gguf",
+        e.server.url
+    );
+    let err = hub::resolve_model(&other, &offline)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "run `hearth pull https://huggingface.co/test-org/tiny-GGUF/resolve/v2/tiny-F16.gguf`"
+        ),
+        "{err}"
+    );
+}
