@@ -5,8 +5,8 @@
 //! `cp ../crates/text/tests/fixtures/templates/*.jinja corpus/template/`.
 #![no_main]
 
-use text::chat_template::{ChatTemplate, DateTime, Limits, Message, RenderRequest};
 use libfuzzer_sys::fuzz_target;
+use text::chat_template::{ChatTemplate, DateTime, Limits, Message, RenderRequest};
 
 fuzz_target!(|data: &[u8]| {
     let source = String::from_utf8_lossy(data);
