@@ -12,6 +12,7 @@ mod context_shift;
 mod determinism;
 mod hf_reference;
 mod model_reference;
+mod sampler_reference;
 mod synth;
 mod synthetic_arch;
 mod synthetic_context_errors;
