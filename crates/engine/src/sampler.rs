@@ -382,7 +382,8 @@ impl Dry {
         penalty_last_n: usize,
         breakers: &[String],
     ) -> Dry {
-        let mut dry = Dry::with_token_breakers(multiplier, base, allowed_length, penalty_last_n, &[]);
+        let mut dry =
+            Dry::with_token_breakers(multiplier, base, allowed_length, penalty_last_n, &[]);
         if !dry.enabled() || breakers.iter().all(|b| b.is_empty()) {
             return dry;
         }
@@ -577,7 +578,8 @@ impl Sampler for Dry {
                 exp = max_exponent;
             }
             // `std::pow(float, int)` computes in double.
-            let penalty = (f64::from(self.multiplier) * f64::from(self.base).powf(exp as f64)) as f32;
+            let penalty =
+                (f64::from(self.multiplier) * f64::from(self.base).powf(exp as f64)) as f32;
             c.logit -= penalty;
         }
         cands.sorted = false;
@@ -1164,13 +1166,59 @@ impl Mt19937 {
         let lo = f64::from(self.next_u32());
         let hi = f64::from(self.next_u32());
         let r = (lo + hi * 4_294_967_296.0) / 18_446_744_073_709_551_616.0;
-        if r >= 1.0 { 1.0 - f64::EPSILON / 2.0 } else { r }
+        if r >= 1.0 {
+            1.0 - f64::EPSILON / 2.0
+        } else {
+            r
+        }
     }
 
     /// `std::uniform_real_distribution<float>(0, 1)`: one draw, in [0, 1).
     pub fn uniform_f32(&mut self) -> f32 {
         let r = self.next_u32() as f32 / 4_294_967_296.0;
-        if r >= 1.0 { 1.0 - f32::EPSILON / 2.0 } else { r }
+        if r >= 1.0 {
+            1.0 - f32::EPSILON / 2.0
+        } else {
+            r
+        }
+    }
+}
+
+/// xoshiro256** seeded through splitmix64: small, fast, the same on every platform. Not used by
+/// the samplers (they draw from [`Mt19937`] as llama.cpp does); `hearth bench` makes its random
+/// prompts with it.
+#[derive(Clone, Debug)]
+pub struct Rng([u64; 4]);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        let mut x = seed;
+        let mut next = || {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        Rng([next(), next(), next(), next()])
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let s = &mut self.0;
+        let out = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        out
+    }
+
+    /// Uniform in [0, 1).
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 }
 
@@ -1240,8 +1288,7 @@ impl SamplerType {
         for &(t, canonical, _) in &Self::ALL {
             let kebab = canonical.replace('_', "-");
             let bare = canonical.replace('_', "");
-            if lower == canonical
-                || (canonical.contains('_') && (lower == kebab || lower == bare))
+            if lower == canonical || (canonical.contains('_') && (lower == kebab || lower == bare))
             {
                 return Ok(t);
             }
@@ -1526,13 +1573,345 @@ impl SamplerParams {
             }
             MirostatMode::V2 => {
                 chain.push(Temperature(self.temperature));
-                chain.push(MirostatV2::new(
-                    seed,
-                    self.mirostat_tau,
-                    self.mirostat_eta,
-                ));
+                chain.push(MirostatV2::new(seed, self.mirostat_tau, self.mirostat_eta));
             }
         }
         chain
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(c: &Candidates) -> Vec<u32> {
+        c.items.iter().map(|c| c.id).collect()
+    }
+
+    fn cands(logits: &[f32]) -> Candidates {
+        let mut c = Candidates::default();
+        c.fill(logits);
+        c
+    }
+
+    #[test]
+    fn mt19937_is_the_standard_generator() {
+        // The C++ standard's check: the 10000th output of a default-seeded mt19937.
+        let mut r = Mt19937::new(5489);
+        assert_eq!(r.next_u32(), 3_499_211_612);
+        for _ in 1..9999 {
+            r.next_u32();
+        }
+        assert_eq!(r.next_u32(), 4_123_659_995);
+    }
+
+    #[test]
+    fn uniform_floats_stay_below_one() {
+        let mut r = Mt19937::new(1);
+        for _ in 0..10_000 {
+            let (a, b) = (r.uniform_f64(), r.uniform_f32());
+            assert!((0.0..1.0).contains(&a) && (0.0..1.0).contains(&b));
+        }
+    }
+
+    #[test]
+    fn greedy_takes_argmax_and_lowest_id_on_ties() {
+        let mut chain = SamplerParams::greedy().build();
+        assert_eq!(chain.sample(&[0.1, 3.0, -1.0, 3.0]), 1);
+        let mut c = cands(&[0.1, 3.0, -1.0, 3.0]);
+        Greedy.apply(&mut c);
+        assert_eq!(c.selected_id(), Some(1));
+    }
+
+    #[test]
+    fn top_k_keeps_k_largest_sorted() {
+        let mut c = cands(&[0.0, 5.0, 1.0, 4.0, 2.0]);
+        TopK(3).apply(&mut c);
+        assert_eq!(ids(&c), [1, 3, 4]);
+        assert!(c.sorted);
+    }
+
+    #[test]
+    fn top_p_keeps_smallest_set_reaching_mass() {
+        // probabilities ~ [0.6652, 0.2447, 0.0900]
+        let mut c = cands(&[2.0, 1.0, 0.0]);
+        TopP {
+            p: 0.9,
+            min_keep: 1,
+        }
+        .apply(&mut c);
+        assert_eq!(ids(&c), [0, 1]);
+        let mut c = cands(&[2.0, 1.0, 0.0]);
+        TopP {
+            p: 0.95,
+            min_keep: 1,
+        }
+        .apply(&mut c);
+        assert_eq!(ids(&c), [0, 1, 2]);
+    }
+
+    #[test]
+    fn min_p_is_relative_to_the_best_and_keeps_the_order() {
+        let mut c = cands(&[(0.04f32).ln(), 0.0, (0.5f32).ln()]);
+        MinP {
+            p: 0.05,
+            min_keep: 1,
+        }
+        .apply(&mut c);
+        assert_eq!(ids(&c), [1, 2]);
+        // min_keep above what passes: sorted, and the best min_keep kept.
+        let mut c = cands(&[(0.04f32).ln(), 0.0, (0.5f32).ln()]);
+        MinP {
+            p: 0.9,
+            min_keep: 2,
+        }
+        .apply(&mut c);
+        assert_eq!(ids(&c), [1, 2]);
+    }
+
+    #[test]
+    fn penalties_follow_llama_cpp_signs() {
+        let mut p = Penalties::new(64, 2.0, 0.5, 0.25);
+        p.accept(0);
+        p.accept(0);
+        p.accept(1);
+        let mut c = cands(&[4.0, -4.0, 1.0]);
+        p.apply(&mut c);
+        assert_eq!(c.items[0].logit, 4.0 / 2.0 - 2.0 * 0.5 - 0.25);
+        assert_eq!(c.items[1].logit, -4.0 * 2.0 - 0.5 - 0.25);
+        assert_eq!(c.items[2].logit, 1.0);
+    }
+
+    #[test]
+    fn penalties_forget_beyond_last_n() {
+        let mut p = Penalties::new(2, 2.0, 0.0, 0.0);
+        for t in [7, 1, 2] {
+            p.accept(t);
+        }
+        let mut c = cands(&[1.0; 8]);
+        p.apply(&mut c);
+        assert_eq!(c.items[7].logit, 1.0);
+        assert_eq!(c.items[1].logit, 0.5);
+    }
+
+    #[test]
+    fn logit_bias_can_ban_the_argmax() {
+        let mut chain = SamplerParams {
+            logit_bias: vec![(1, f32::NEG_INFINITY)],
+            ..SamplerParams::greedy()
+        }
+        .build();
+        assert_eq!(chain.sample(&[0.1, 3.0, 2.0]), 2);
+    }
+
+    #[test]
+    fn same_seed_same_tokens_and_distribution_is_respected() {
+        let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+        let params = SamplerParams {
+            seed: 42,
+            ..SamplerParams::default()
+        };
+        let run = |params: &SamplerParams| {
+            let mut chain = params.build();
+            (0..200).map(|_| chain.sample(&logits)).collect::<Vec<_>>()
+        };
+        assert_eq!(run(&params), run(&params));
+        assert_ne!(
+            run(&params),
+            run(&SamplerParams {
+                seed: 43,
+                ..params.clone()
+            })
+        );
+
+        // With only temperature and the pick, frequencies follow the softmax.
+        let mut chain = Chain::new();
+        chain.push(Temperature(1.0)).push(Dist::new(7));
+        let logits = [0.0f32, (3.0f32).ln()];
+        let n = 20_000;
+        let ones = (0..n).filter(|_| chain.sample(&logits) == 1).count();
+        let frac = ones as f64 / n as f64;
+        assert!(
+            (frac - 0.75).abs() < 0.02,
+            "picked token 1 with frequency {frac}"
+        );
+    }
+
+    #[test]
+    fn reset_replays_the_same_picks() {
+        let logits: Vec<f32> = (0..32).map(|i| (i as f32 * 0.9).cos()).collect();
+        let mut chain = SamplerParams {
+            seed: 5,
+            xtc_probability: 0.5,
+            mirostat: MirostatMode::Off,
+            ..SamplerParams::default()
+        }
+        .build();
+        let a: Vec<u32> = (0..40).map(|_| chain.sample(&logits)).collect();
+        chain.reset();
+        let b: Vec<u32> = (0..40).map(|_| chain.sample(&logits)).collect();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn typical_p_one_is_off_and_lower_narrows() {
+        let mut c = cands(&[3.0, 2.0, 1.0, 0.0]);
+        TypicalP::new(1.0, 1).apply(&mut c);
+        assert_eq!(c.items.len(), 4);
+        TypicalP::new(0.3, 1).apply(&mut c);
+        assert!(c.items.len() < 4);
+    }
+
+    #[test]
+    fn zero_temperature_leaves_only_the_best_finite() {
+        let mut c = cands(&[0.0, 9.0, 1.0, 9.0]);
+        Temperature(0.0).apply(&mut c);
+        let finite: Vec<u32> = c
+            .items
+            .iter()
+            .filter(|c| c.logit.is_finite())
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(finite, [1]);
+    }
+
+    /// llama.cpp's `tests/test-sampling.cpp` DRY cases: probabilities after DRY and a softmax.
+    #[test]
+    fn dry_matches_llama_cpps_own_tests() {
+        type Case<'a> = (
+            &'a [f32],
+            &'a [u32],
+            &'a [f32],
+            f32,
+            f32,
+            usize,
+            usize,
+            &'a [Vec<u32>],
+        );
+        let cases: [Case; 5] = [
+            (&[0.25; 4], &[0, 1], &[0.25; 4], 1.0, 1.1, 2, 4, &[]),
+            (
+                &[0.25; 4],
+                &[0, 1, 2, 0, 1],
+                &[0.296923, 0.296923, 0.109232, 0.296923],
+                1.0,
+                1.1,
+                2,
+                5,
+                &[],
+            ),
+            (
+                &[0.2; 5],
+                &[0, 1, 3, 4, 0, 1],
+                &[0.2; 5],
+                1.0,
+                1.1,
+                2,
+                6,
+                &[vec![3]],
+            ),
+            (
+                &[0.2; 5],
+                &[0, 1, 2, 0, 1],
+                &[0.241818, 0.241818, 0.032727, 0.241818, 0.241818],
+                2.0,
+                1.1,
+                2,
+                5,
+                &[],
+            ),
+            (
+                &[0.2; 5],
+                &[0, 1, 2, 3, 4, 0, 1],
+                &[0.2; 5],
+                1.0,
+                1.1,
+                4,
+                7,
+                &[],
+            ),
+        ];
+        for (probs, history, want, mult, base, allowed, last_n, breakers) in cases {
+            let logits: Vec<f32> = probs.iter().map(|p| p.ln()).collect();
+            let mut dry = Dry::with_token_breakers(mult, base, allowed, last_n, breakers);
+            for &t in history {
+                dry.accept(t);
+            }
+            let mut c = cands(&logits);
+            dry.apply(&mut c);
+            Dist::new(0).apply(&mut c);
+            let got: Vec<f32> = c.items.iter().map(|c| c.p).collect();
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 1e-5, "{history:?}: {got:?} vs {want:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn top_n_sigma_matches_llama_cpps_own_test() {
+        let mut c = cands(&[0.1f32, 0.2, 0.3, 0.4].map(f32::ln));
+        TopNSigma(1.0).apply(&mut c);
+        c.softmax(false);
+        let got: Vec<f32> = c.items.iter().map(|c| c.p).collect();
+        for (g, w) in got.iter().zip([0.0, 0.0, 0.428571, 0.571429]) {
+            assert!((g - w).abs() < 1e-5, "{got:?}");
+        }
+    }
+
+    #[test]
+    fn sampler_names_parse_as_llama_cpp() {
+        use SamplerType::*;
+        assert_eq!(
+            SamplerType::parse_list(
+                "penalties;dry;top_n_sigma;top_k;typ_p;top_p;min_p;xtc;temperature"
+            )
+            .unwrap(),
+            SamplerType::DEFAULT_ORDER
+        );
+        assert_eq!(
+            SamplerType::parse_list("Top-K;topp;nucleus;temp;typ;MIN_P").unwrap(),
+            [TopK, TopP, TopP, Temperature, TypicalP, MinP]
+        );
+        assert_eq!(
+            SamplerType::parse_codes("edskypmxt").unwrap(),
+            SamplerType::DEFAULT_ORDER
+        );
+        let codes: String = SamplerType::DEFAULT_ORDER
+            .iter()
+            .map(|t| t.code())
+            .collect();
+        assert_eq!(codes, "edskypmxt");
+        assert!(SamplerType::parse_list("top_k;infill").is_err());
+        assert!(SamplerType::parse_list("dr-y").is_err());
+        assert!(SamplerType::parse_codes("kq").is_err());
+        assert_eq!(SamplerType::from_name("typ-p"), Ok(TypicalP));
+        assert_eq!(TopNSigma.name(), "top_n_sigma");
+    }
+
+    #[test]
+    fn mirostat_modes_are_llama_cpps_numbers() {
+        assert_eq!(MirostatMode::from_number(0), Some(MirostatMode::Off));
+        assert_eq!(MirostatMode::from_number(2), Some(MirostatMode::V2));
+        assert_eq!(MirostatMode::from_number(3), None);
+        assert_eq!(MirostatMode::V1.number(), 1);
+    }
+
+    #[test]
+    fn mirostat_never_leaves_the_candidates_empty() {
+        for v2 in [false, true] {
+            let mut chain = SamplerParams {
+                mirostat: if v2 {
+                    MirostatMode::V2
+                } else {
+                    MirostatMode::V1
+                },
+                mirostat_tau: 0.01,
+                ..SamplerParams::default()
+            }
+            .build();
+            for _ in 0..20 {
+                assert!(chain.sample(&[1.0, 5.0, 2.0, f32::NEG_INFINITY]) < 3);
+            }
+        }
     }
 }

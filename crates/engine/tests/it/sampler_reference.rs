@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 
 use engine::sampler::{
     Candidates, Chain, Dist, Dry, DynamicTemperature, Greedy, LogitBias, MinP, Mirostat,
-    MirostatMode, MirostatV2, Penalties, Sampler, SamplerParams, SamplerType, Temperature,
-    TopK, TopNSigma, TopP, TypicalP, Xtc,
+    MirostatMode, MirostatV2, Penalties, Sampler, SamplerParams, SamplerType, Temperature, TopK,
+    TopNSigma, TopP, TypicalP, Xtc,
 };
 use serde_json::Value;
 
@@ -95,12 +95,7 @@ fn chain_from_spec(spec: &Value) -> Chain {
                 exponent: f(&s["exponent"]),
             }),
             "top_n_sigma" => chain.push(TopNSigma(f(&s["n"]))),
-            "xtc" => chain.push(Xtc::new(
-                f(&s["p"]),
-                f(&s["t"]),
-                u(&s["min_keep"]),
-                seed(),
-            )),
+            "xtc" => chain.push(Xtc::new(f(&s["p"]), f(&s["t"]), u(&s["min_keep"]), seed())),
             "dist" => chain.push(Dist::new(seed())),
             "greedy" => chain.push(Greedy),
             "mirostat" => chain.push(Mirostat::new(
