@@ -556,7 +556,8 @@ impl Sampler for Dry {
         }
 
         // Step 4: penalize, except tokens that are single-token breakers themselves.
-        const FLOAT_MAX_LOG: f32 = 88.722_839_1;
+        // llama.cpp's 88.7228391f, the same f32.
+        const FLOAT_MAX_LOG: f32 = 88.722_84;
         let max_exponent = if self.base > 1.000_001 {
             (FLOAT_MAX_LOG / self.base.ln()) as i64
         } else {
@@ -1016,7 +1017,7 @@ impl Mirostat {
 
 /// C's `int(x)` on x86: out of range or NaN gives `INT_MIN`.
 fn cvt_i32(x: f32) -> i32 {
-    if x.is_nan() || x >= 2_147_483_648.0 || x < -2_147_483_648.0 {
+    if !(-2_147_483_648.0..2_147_483_648.0).contains(&x) {
         i32::MIN
     } else {
         x as i32
