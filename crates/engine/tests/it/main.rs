@@ -10,6 +10,7 @@ mod hf_reference;
 mod many_sequences;
 mod model_reference;
 mod perplexity;
+mod sampler_reference;
 mod synth;
 mod synthetic_arch;
 mod synthetic_context_errors;
