@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""llama.cpp's tokenizer speed on the text `cargo bench -p engine --bench tokenize` uses: the GPL-3
-(crates/engine/benches/data/gpl-3.txt) repeated to just over 1 MB, encoded in one call through
+"""llama.cpp's tokenizer speed on the text `cargo bench -p text --bench tokenize` uses: the GPL-3
+(crates/text/benches/data/gpl-3.txt) repeated to just over 1 MB, encoded in one call through
 llama-cpp-python's `Llama.tokenize` (llama_tokenize) on a vocabulary-only load, and the 35 KB
 text alone per call; best of 5 each.
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import llama_cpp
 
-GPL = (Path(__file__).resolve().parent.parent / "crates/engine/benches/data/gpl-3.txt").read_bytes()
+GPL = (Path(__file__).resolve().parent.parent / "crates/text/benches/data/gpl-3.txt").read_bytes()
 TEXT = GPL * ((1 << 20) // len(GPL) + 1)
 
 def timed(llm, text):

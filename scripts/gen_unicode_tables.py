@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Generate crates/engine/src/tokenizer/unicode_data.rs: the Unicode tables the tokenizer needs.
+"""Generate crates/text/src/tokenizer/unicode_data.rs: the Unicode tables the tokenizer needs.
 
 llama.cpp classifies code points with its own tables (src/unicode-data.cpp, generated from
 UnicodeData.txt of Unicode 15.1); matching it exactly needs the same data, so this script reads
 the Unicode 15.1 database through the `unicodedata2` package:
 
     pip install --target /tmp/ud2 unicodedata2==15.1.0
-    PYTHONPATH=/tmp/ud2 python3 scripts/gen_unicode_tables.py > crates/engine/src/tokenizer/unicode_data.rs
+    PYTHONPATH=/tmp/ud2 python3 scripts/gen_unicode_tables.py > crates/text/src/tokenizer/unicode_data.rs
 
 Tables written:
 - FLAG_RANGES: (first code point, category flag) runs covering 0..0x110000; the flag is one of

@@ -3,13 +3,13 @@
 ImmutableSandboxedEnvironment with trim_blocks, lstrip_blocks, loop controls, the `generation`
 tag of its AssistantTracker, and its tojson / raise_exception / strftime_now helpers).
 
-Used to check that this reproduces crates/engine/tests/fixtures/templates/expected.json, and to
+Used to check that this reproduces crates/text/tests/fixtures/templates/expected.json, and to
 write the extra reference renderings in extra_expected.json (cases expected.json lacks).
 
     python3 scripts/template_reference.py check     # compare with expected.json
     python3 scripts/template_reference.py extra     # rewrite extra_expected.json
     python3 scripts/template_reference.py probes    # rewrite semantics.json
-    python3 scripts/template_reference.py checkpoints  # rewrite hf/checkpoint_expected.json
+    python3 scripts/template_reference.py checkpoints  # rewrite checkpoints/expected.json
 """
 import json
 import sys
@@ -20,7 +20,7 @@ import jinja2
 from jinja2.ext import Extension
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-FIXTURES = Path(__file__).resolve().parent.parent / "crates/engine/tests/fixtures/templates"
+FIXTURES = Path(__file__).resolve().parent.parent / "crates/text/tests/fixtures/templates"
 NOW = datetime(2026, 7, 26, 12, 0, 0)
 CONTEXT = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
 
@@ -179,11 +179,11 @@ def extra():
     print(f"wrote {n} renderings ({errors} errors)")
 
 
-HF_FIXTURES = FIXTURES.parent / "hf"
+CHECKPOINTS = FIXTURES.parent / "checkpoints"
 
 
 def checkpoints():
-    """hf/checkpoint_expected.json: the chat_template.jinja of each hf/*/hf checkpoint folder,
+    """checkpoints/expected.json: the chat_template.jinja of each checkpoints/* folder,
     rendered with the special tokens of its tokenizer_config.json, for expected.json's
     conversations."""
     exp = json.loads((FIXTURES / "expected.json").read_text())
@@ -194,7 +194,7 @@ def checkpoints():
         "checkpoints": {},
     }
     env = make_env(False)
-    for folder in sorted(HF_FIXTURES.glob("*/hf")):
+    for folder in sorted(p for p in CHECKPOINTS.iterdir() if p.is_dir()):
         config = json.loads((folder / "tokenizer_config.json").read_text())
         tokens = {k: config.get(k) for k in ("bos_token", "eos_token", "unk_token", "pad_token")}
         tpl = env.from_string((folder / "chat_template.jinja").read_text())
@@ -206,8 +206,8 @@ def checkpoints():
                                                        **tokens)}
             except Exception as e:  # noqa: BLE001
                 rendered[name] = {"error": f"{type(e).__name__}: {e}"}
-        out["checkpoints"][folder.parent.name] = rendered
-    (HF_FIXTURES / "checkpoint_expected.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+        out["checkpoints"][folder.name] = rendered
+    (CHECKPOINTS / "expected.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {sum(len(v) for v in out['checkpoints'].values())} renderings")
 
 

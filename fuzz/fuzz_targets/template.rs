@@ -2,11 +2,11 @@
 //! conversation with tools, under small limits. Compiling or rendering may fail, but only with
 //! a `TemplateError`: a panic, an abort (a stack overflow), running out of memory or libFuzzer's
 //! timeout is a finding. Seed it with the real templates:
-//! `cp ../crates/engine/tests/fixtures/templates/*.jinja corpus/template/`.
+//! `cp ../crates/text/tests/fixtures/templates/*.jinja corpus/template/`.
 #![no_main]
 
-use engine::chat_template::{ChatTemplate, DateTime, Limits, Message, RenderRequest};
 use libfuzzer_sys::fuzz_target;
+use text::chat_template::{ChatTemplate, DateTime, Limits, Message, RenderRequest};
 
 fuzz_target!(|data: &[u8]| {
     let source = String::from_utf8_lossy(data);
@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut call = Message::new("assistant", "");
-    call.tool_calls.push(engine::chat_template::ToolCall {
+    call.tool_calls.push(text::chat_template::ToolCall {
         id: Some("call0".into()),
         name: "get_weather".into(),
         arguments: r#"{"city": "Paris"}"#.into(),

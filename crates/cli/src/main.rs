@@ -37,10 +37,18 @@ enum Command {
     Template(cmd::template::Args),
     /// Serve a model over HTTP: OpenAI-, llama-server- and Ollama-compatible
     Serve(cmd::serve::Args),
+    /// Download a model from Hugging Face into the shared cache (org/repo[:QUANT])
+    Pull(cmd::pull::Args),
+    /// List the GGUF models in the Hugging Face cache
+    List(cmd::list::Args),
+    /// Remove a model from the Hugging Face cache
+    Rm(cmd::rm::Args),
 }
 
 fn main() -> std::process::ExitCode {
-    let argv = cmd::bench::normalize_argv(std::env::args_os());
+    // llama.cpp spells the Hugging Face alias of -m `-hf`.
+    let argv = std::env::args_os().map(|a| if a == "-hf" { "--hf".into() } else { a });
+    let argv = cmd::bench::normalize_argv(argv);
     let cli = Cli::parse_from(cmd::batched_bench::normalize_argv(argv));
     let result = match cli.command {
         Command::Inspect(a) => cmd::inspect::run(a),
@@ -52,6 +60,9 @@ fn main() -> std::process::ExitCode {
         Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Template(a) => cmd::template::run(a),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Pull(a) => cmd::pull::run(a),
+        Command::List(a) => cmd::list::run(a),
+        Command::Rm(a) => cmd::rm::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,12 +2,17 @@
 //! architecture when the file has none), then tokenization that never lets text a user typed
 //! become a control token.
 //!
+//! [`Chat`] is the entry point: it compiles the template once, when it is made, and renders any
+//! number of conversations with it (compiling a real template costs far more than rendering
+//! one; a chat session or a server renders on every turn).
+//!
 //! The rendered prompt is tokenized with special-token parsing on, as llama.cpp does, so the
 //! template's own `<|im_start|>`-style markers become control tokens. A message whose text
 //! itself contains special-token text is the exception: its span of the rendered prompt is
 //! tokenized as plain text.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use crate::chat_template::{ChatTemplate, RenderRequest, TemplateError};
 use crate::model::Model;
@@ -22,68 +27,93 @@ pub struct Rendered {
     pub text: String,
     /// Its tokens, ready to decode.
     pub tokens: Vec<u32>,
-    /// `"model"` for the file's own template, else the built-in's name.
-    pub template_name: String,
 }
 
-/// The model's chat template compiled, or the built-in for its architecture.
-pub fn template(model: &Model) -> Result<(ChatTemplate, String), TemplateError> {
-    match &model.chat_template {
-        Some(source) => Ok((ChatTemplate::new(source)?, "model".to_owned())),
-        None => {
-            let (t, name) = ChatTemplate::builtin_for_arch(model.info.arch.name());
-            Ok((
-                t,
-                format!("built-in {name} (the file has no chat template)"),
-            ))
+/// A model with its chat template compiled: the file's own, or the built-in for its
+/// architecture when the file has none.
+#[derive(Debug)]
+pub struct Chat {
+    model: Arc<Model>,
+    template: ChatTemplate,
+    template_name: String,
+    bos: String,
+    eos: String,
+}
+
+impl Chat {
+    /// Compiles `model`'s chat template (or picks the built-in for its architecture).
+    pub fn new(model: Arc<Model>) -> Result<Chat, TemplateError> {
+        let (template, template_name) = match &model.chat_template {
+            Some(source) => (ChatTemplate::new(source)?, "model".to_owned()),
+            None => {
+                let (t, name) = ChatTemplate::builtin_for_arch(model.info.arch.name());
+                (
+                    t,
+                    format!("built-in {name} (the file has no chat template)"),
+                )
+            }
+        };
+        Ok(Chat::with_template(model, template, template_name))
+    }
+
+    /// A chat with a template compiled elsewhere (a `--chat-template-file`), named
+    /// `template_name` for the log.
+    pub fn with_template(model: Arc<Model>, template: ChatTemplate, template_name: String) -> Chat {
+        let tok = &model.tokenizer;
+        let bos = token_text(tok, tok.bos());
+        let eos = token_text(tok, tok.eos());
+        Chat {
+            model,
+            template,
+            template_name,
+            bos,
+            eos,
         }
     }
-}
 
-/// Renders `messages` with the model's template and tokenizes the result.
-pub fn render(
-    model: &Model,
-    messages: &[Message],
-    add_generation_prompt: bool,
-) -> Result<Rendered, TemplateError> {
-    let (tmpl, template_name) = template(model)?;
-    render_with(
-        model,
-        &tmpl,
-        template_name,
-        messages,
-        None,
-        add_generation_prompt,
-    )
-}
+    /// The model the prompts are tokenized for.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
 
-/// [`render`] with a given template and tool definitions.
-pub fn render_with(
-    model: &Model,
-    tmpl: &ChatTemplate,
-    template_name: String,
-    messages: &[Message],
-    tools: Option<&serde_json::Value>,
-    add_generation_prompt: bool,
-) -> Result<Rendered, TemplateError> {
-    let tok = &model.tokenizer;
-    let bos = token_text(tok, tok.bos());
-    let eos = token_text(tok, tok.eos());
-    let req = RenderRequest {
-        messages,
-        tools,
-        add_generation_prompt,
-        bos_token: &bos,
-        eos_token: &eos,
-        ..RenderRequest::default()
-    };
-    let text = tmpl.render(&req)?;
-    let tokens = tokenize_prompt(tok, &text, messages, &bos);
-    Ok(Rendered {
-        text,
-        tokens,
-        template_name,
-    })
+    /// The compiled template.
+    pub fn template(&self) -> &ChatTemplate {
+        &self.template
+    }
+
+    /// `"model"` for the file's own template, else the built-in's name.
+    pub fn template_name(&self) -> &str {
+        &self.template_name
+    }
+
+    /// Renders `messages` and tokenizes the result.
+    pub fn render(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<Rendered, TemplateError> {
+        self.render_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// [`Chat::render`] with tool definitions (a JSON list of `{"type": "function", ..}`).
+    pub fn render_with_tools(
+        &self,
+        messages: &[Message],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<Rendered, TemplateError> {
+        let req = RenderRequest {
+            messages,
+            tools,
+            add_generation_prompt,
+            bos_token: &self.bos,
+            eos_token: &self.eos,
+            ..RenderRequest::default()
+        };
+        let text = self.template.render(&req)?;
+        let tokens = tokenize_prompt(&self.model.tokenizer, &text, messages, &self.bos);
+        Ok(Rendered { text, tokens })
+    }
 }
 
 fn token_text(tok: &Tokenizer, id: Option<u32>) -> String {

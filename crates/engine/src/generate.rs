@@ -139,7 +139,7 @@ pub fn generate(
     params: &GenerateParams,
     mut on_text: impl FnMut(&str) -> ControlFlow<()>,
 ) -> Result<Generation, ContextError> {
-    let mut chain = params.sampler.build();
+    let mut chain = params.sampler.build_for(&ctx.model().tokenizer);
     generate_with(ctx, prompt, params, &mut chain, &mut on_text)
 }
 

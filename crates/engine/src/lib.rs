@@ -1,16 +1,18 @@
 //! hearth's API boundary: load a GGUF model ([`Model`]), tokenize, render chat templates, run
 //! the forward pass in a [`Context`], sample and generate. Knows nothing about HTTP, JSON wire
-//! types, argv or the network.
+//! types, argv or the network. The tokenizer and chat templates live in the `text` crate and
+//! are re-exported here as [`tokenizer`] and [`chat_template`].
 //!
-//! Data flow: text → [`tokenizer`] → token ids → [`Context::decode`] (the architecture's
-//! `forward` in [`arch`], writing the KV cache) → logits → [`sampler`] chain → token →
-//! detokenized text; [`generate`] runs that loop with stop conditions.
+//! Data flow: text → [`tokenizer`] → token ids → a [`Batch`] of entries of one or many
+//! sequences → [`Context::decode_batch`] (the architecture's `forward` in [`arch`] over the
+//! [`exec::Backend`], writing the cells of the [`kv_cache::KvStore`]) → logits → [`sampler`]
+//! chain → token → detokenized text; [`generate`] runs that loop for one sequence with stop
+//! conditions; [`perplexity`] measures a text.
 #![forbid(unsafe_code)]
 
 pub mod arch;
 pub mod batch;
 pub mod chat;
-pub mod chat_template;
 pub mod context;
 pub mod exec;
 pub mod generate;
@@ -19,7 +21,8 @@ pub mod model;
 pub mod perplexity;
 pub mod profile;
 pub mod sampler;
-pub mod tokenizer;
+
+pub use text::{chat_template, tokenizer};
 
 pub use batch::{Batch, SeqId, SeqSet};
 pub use context::{Context, ContextError, ContextParams, Outputs};

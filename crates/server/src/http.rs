@@ -312,21 +312,19 @@ pub(crate) async fn chat_prompt(
             "cannot have 2 or more assistant messages at the end of the list",
         ));
     }
-    let model = ready.model.clone();
-    let tmpl = ready.template.clone();
-    tokio::task::spawn_blocking(move || render_chat(&model, &tmpl, &msgs, true))
+    let chat = ready.chat.clone();
+    tokio::task::spawn_blocking(move || render_chat(&chat, &msgs, true))
         .await
         .map_err(|e| ApiError::server(e.to_string()))?
 }
 
 /// Renders `msgs`; with `add_generation_prompt` a final assistant message is continued.
 pub(crate) fn render_chat(
-    model: &engine::Model,
-    tmpl: &engine::chat_template::ChatTemplate,
+    chat: &engine::chat::Chat,
     msgs: &[Message],
     add_generation_prompt: bool,
 ) -> Result<Prompt, ApiError> {
-    let tok = &model.tokenizer;
+    let tok = &chat.model().tokenizer;
     let bad = |e: engine::chat_template::TemplateError| ApiError::invalid(e.to_string());
     let prefill = add_generation_prompt && msgs.last().is_some_and(|m| m.role == "assistant");
     let head = if prefill {
@@ -334,15 +332,7 @@ pub(crate) fn render_chat(
     } else {
         msgs
     };
-    let r = engine::chat::render_with(
-        model,
-        tmpl,
-        String::new(),
-        head,
-        None,
-        add_generation_prompt,
-    )
-    .map_err(bad)?;
+    let r = chat.render(head, add_generation_prompt).map_err(bad)?;
     if !prefill {
         return Ok(Prompt {
             text: r.text,

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use engine::chat::Chat;
 use engine::chat_template::ChatTemplate;
 use engine::{Model, SamplerParams};
 use tokio::sync::watch;
@@ -121,7 +122,8 @@ pub enum ServeError {
 /// What the handlers see once the model is loaded.
 pub(crate) struct Ready {
     pub model: Arc<Model>,
-    pub template: Arc<ChatTemplate>,
+    /// The chat template, compiled once.
+    pub chat: Arc<Chat>,
     /// The template's Jinja source, for `/props`.
     pub template_source: String,
     pub scheduler: Scheduler,
@@ -271,20 +273,27 @@ fn load(app: &App) -> Result<(), ServeError> {
     let model = Model::load(&c.model)
         .map_err(|e| ServeError::Load(format!("cannot load model {}: {e}", c.model.display())))?;
     let model = Arc::new(model);
-    let (template, template_source) = match &c.chat_template {
-        Some(TemplateChoice::Source(src)) => (
-            ChatTemplate::new(src)
-                .map_err(|e| ServeError::Load(format!("--chat-template: {e}")))?,
-            src.clone(),
-        ),
+    let (chat, template_source) = match &c.chat_template {
+        Some(TemplateChoice::Source(src)) => {
+            let t = ChatTemplate::new(src)
+                .map_err(|e| ServeError::Load(format!("--chat-template: {e}")))?;
+            (
+                Chat::with_template(model.clone(), t, "--chat-template".into()),
+                src.clone(),
+            )
+        }
         Some(TemplateChoice::BuiltinForArch(arch)) => {
-            (ChatTemplate::builtin_for_arch(arch).0, String::new())
+            let (t, name) = ChatTemplate::builtin_for_arch(arch);
+            (
+                Chat::with_template(model.clone(), t, format!("built-in {name}")),
+                String::new(),
+            )
         }
-        None => {
-            let (t, _) = engine::chat::template(&model)
-                .map_err(|e| ServeError::Load(format!("the model's chat template: {e}")))?;
-            (t, model.chat_template.clone().unwrap_or_default())
-        }
+        None => (
+            Chat::new(model.clone())
+                .map_err(|e| ServeError::Load(format!("the model's chat template: {e}")))?,
+            model.chat_template.clone().unwrap_or_default(),
+        ),
     };
     let n_parallel = c.n_parallel.max(1);
     let n_ctx = if c.n_ctx == 0 {
@@ -312,7 +321,7 @@ fn load(app: &App) -> Result<(), ServeError> {
     .map_err(ServeError::Load)?;
     let ready = Ready {
         model,
-        template: Arc::new(template),
+        chat: Arc::new(chat),
         template_source,
         scheduler,
         defaults: Defaults {

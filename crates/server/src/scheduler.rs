@@ -338,7 +338,7 @@ fn run(
                 index: p.index,
                 phase: Phase::Prompt { next: reuse },
                 n_cached: reuse,
-                chain: sampler.build(),
+                chain: sampler.build_for(tok),
                 detok: tok.detokenizer(false),
                 stops,
                 n_generated: 0,

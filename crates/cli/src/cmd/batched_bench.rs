@@ -8,7 +8,6 @@
 //! the whole. One warm-up decode runs first; the store is cleared between configurations.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,9 +18,12 @@ use serde_json::json;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// GGUF model file
-    #[arg(short = 'm', long = "model")]
-    pub model: PathBuf,
+    /// GGUF model: a local path, or a Hugging Face reference (org/repo[:QUANT], hf.co/…)
+    #[arg(short = 'm', long = "model", visible_alias = "hf")]
+    pub model: String,
+    /// Use only the Hugging Face cache, never the network
+    #[arg(long = "offline")]
+    pub offline: bool,
     /// KV cells (0: just enough for the largest configuration)
     #[arg(short = 'c', long = "ctx-size", default_value_t = 0)]
     pub ctx_size: usize,
@@ -128,14 +130,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     {
         anyhow::bail!("-npl values must be 1..={}", engine::batch::MAX_SEQ);
     }
+    let path = super::pull::resolve(&args.model, args.offline)?;
     let model = Arc::new(
         Model::load_with(
-            &args.model,
+            &path,
             engine::LoadOptions {
                 llama_order: args.arithmetic == Arithmetic::Llama,
             },
         )
-        .with_context(|| format!("loading {}", args.model.display()))?,
+        .with_context(|| format!("loading {}", path.display()))?,
     );
     let threads = args
         .threads

@@ -18,9 +18,15 @@ use serde_json::json;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// GGUF model file(s)
-    #[arg(short = 'm', long = "model", required = true, value_delimiter = ',')]
-    pub models: Vec<PathBuf>,
+    /// GGUF model file(s): local paths or Hugging Face references (org/repo[:QUANT])
+    #[arg(
+        short = 'm',
+        long = "model",
+        visible_alias = "hf",
+        required = true,
+        value_delimiter = ','
+    )]
+    pub models: Vec<String>,
     /// Prompt lengths to test (0 skips the pp test)
     #[arg(
         short = 'p',
@@ -158,7 +164,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let mut results = Vec::new();
     let mut notes = Vec::new();
-    for path in &args.models {
+    let paths: Vec<PathBuf> = args
+        .models
+        .iter()
+        .map(|m| super::pull::resolve(m, false))
+        .collect::<anyhow::Result<_>>()?;
+    for path in &paths {
         let cold_ms = if args.no_cold_load {
             None
         } else {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
-use engine::chat::Message;
+use engine::chat::{Chat, Message};
 use engine::{Context, GenerateParams, StopReason};
 use rustyline::error::ReadlineError;
 
@@ -39,6 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let sampler = args.sampling.params()?;
     let max_tokens = max_tokens(args.n_predict)?;
     let (model, _) = args.model.load()?;
+    let chat = Chat::new(model.clone())?;
     let mut ctx = Context::new(model.clone(), ctx_params)?;
     let params = GenerateParams {
         max_tokens,
@@ -88,7 +89,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             _ => {}
         }
         messages.push(Message::new("user", input));
-        let rendered = engine::chat::render(&model, &messages, true)?;
+        let rendered = chat.render(&messages, true)?;
         interrupted.store(false, Ordering::SeqCst);
         let mut out = std::io::stdout().lock();
         let generation = engine::generate(&mut ctx, &rendered.tokens, &params, |text| {

@@ -13,9 +13,12 @@ use engine::{Context, ContextParams};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// GGUF model file
-    #[arg(short = 'm', long = "model")]
-    pub model: PathBuf,
+    /// GGUF model: a local path, or a Hugging Face reference (org/repo[:QUANT], hf.co/…)
+    #[arg(short = 'm', long = "model", visible_alias = "hf")]
+    pub model: String,
+    /// Use only the Hugging Face cache, never the network
+    #[arg(long = "offline")]
+    pub offline: bool,
     /// The text to measure on
     #[arg(short = 'f', long = "file")]
     pub file: PathBuf,
@@ -53,14 +56,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let path = super::pull::resolve(&args.model, args.offline)?;
     let model = std::sync::Arc::new(
         engine::Model::load_with(
-            &args.model,
+            &path,
             engine::LoadOptions {
                 llama_order: args.arithmetic == super::batched_bench::Arithmetic::Llama,
             },
         )
-        .with_context(|| format!("cannot load model {}", args.model.display()))?,
+        .with_context(|| format!("cannot load model {}", path.display()))?,
     );
     let t0 = Instant::now();
     let tokens = model.tokenizer.encode(&text, true, false);

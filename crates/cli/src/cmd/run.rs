@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use engine::chat::Message;
+use engine::chat::{Chat, Message};
 use engine::generate::Timings;
 use engine::{Context, GenerateParams};
 
@@ -65,10 +65,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             messages.push(Message::new("system", s.as_str()));
         }
         messages.push(Message::new("user", prompt.as_str()));
-        let rendered = engine::chat::render(&model, &messages, true)?;
+        let chat = Chat::new(model.clone())?;
         if args.verbose {
-            eprintln!("chat template: {}", rendered.template_name);
+            eprintln!("chat template: {}", chat.template_name());
         }
+        let rendered = chat.render(&messages, true)?;
         rendered.tokens
     } else {
         // As llama-completion: BOS when the model asks for it, special-token text parsed.

@@ -3,6 +3,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod bench;
+mod hub;
+#[path = "../../../hub/tests/it/server.rs"]
+mod hub_server;
 mod inspect;
 mod perplexity;
 mod run;

@@ -214,3 +214,72 @@ fn negative_token_count_is_rejected() {
     let out = hearth(&["run", "-m", &smollm2(), "-p", "hi", "-n", "-5"]);
     assert_one_error_line(&out, "-n");
 }
+
+#[test]
+fn bad_sampler_settings_are_rejected_before_loading() {
+    for (flags, needle) in [
+        (&["--mirostat", "3"][..], "--mirostat"),
+        (&["--samplers", "top_k;bogus"], "bogus"),
+        (&["--sampler-seq", "kq"], "--sampler-seq"),
+        (&["--dry-base", "0.5"], "--dry-base"),
+        (&["--xtc-probability", "1.5"], "--xtc-probability"),
+        (&["--top-nsigma", "inf"], "--top-nsigma"),
+    ] {
+        let mut args = vec!["run", "-m", "/nonexistent/model.gguf", "-p", "hi"];
+        args.extend_from_slice(flags);
+        assert_one_error_line(&hearth(&args), needle);
+    }
+}
+
+#[test]
+fn llama_cpps_other_samplers_run_and_repeat_with_a_seed() {
+    let model = smollm2();
+    let base = [
+        "run",
+        "-m",
+        &model,
+        "-p",
+        "Once upon a time",
+        "-n",
+        "8",
+        "-s",
+        "3",
+    ];
+    for extra in [
+        &[
+            "--samplers",
+            "penalties;dry;top_n_sigma;top_k;xtc;temperature",
+            "--dry-multiplier",
+            "0.8",
+            "--dry-sequence-breaker",
+            "\n",
+            "--xtc-probability",
+            "0.5",
+            "--top-nsigma",
+            "1.5",
+            "--dynatemp-range",
+            "0.3",
+        ][..],
+        &[
+            "--mirostat",
+            "2",
+            "--mirostat-ent",
+            "3",
+            "--mirostat-lr",
+            "0.2",
+        ],
+        &["--mirostat", "1", "--ignore-eos"],
+        &["--sampler-seq", "kt", "--temperature", "0.5"],
+    ] {
+        let args: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
+        let a = hearth(&args);
+        let b = hearth(&args);
+        assert!(
+            a.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&a.stderr)
+        );
+        assert!(!a.stdout.is_empty(), "{extra:?}: no text");
+        assert_eq!(a.stdout, b.stdout, "{extra:?}: same seed, different text");
+    }
+}

@@ -8,8 +8,8 @@ use serde_json::Value as Json;
 
 use super::hearth;
 
-fn engine_fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures")
+fn text_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../text/tests/fixtures")
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -29,9 +29,9 @@ fn one_error_line(out: &Output) -> String {
 
 #[test]
 fn checkpoint_folder_renders_as_jinja2() {
-    let fixtures = engine_fixtures();
+    let fixtures = text_fixtures();
     let want: Json = serde_json::from_str(
-        &std::fs::read_to_string(fixtures.join("hf/checkpoint_expected.json")).unwrap(),
+        &std::fs::read_to_string(fixtures.join("checkpoints/expected.json")).unwrap(),
     )
     .unwrap();
     let conversations: Json = serde_json::from_str(
@@ -43,7 +43,7 @@ fn checkpoint_folder_renders_as_jinja2() {
     let multi_turn = &conversations["conversations"]["multi-turn"];
     std::fs::write(&conv, multi_turn.to_string()).unwrap();
     for name in ["llama", "qwen2"] {
-        let folder = fixtures.join("hf").join(name).join("hf");
+        let folder = fixtures.join("checkpoints").join(name);
         let out = hearth(&[
             "template".as_ref(),
             "--checkpoint".as_ref(),

@@ -28,7 +28,7 @@ fn ids_list(ids: &[u64]) -> String {
 fn smollm2_ids_match_llama_cpp() {
     let model = test_models::path(test_models::SMOLLM2);
     let model = model.to_str().unwrap();
-    let fixture = repo().join("crates/engine/tests/fixtures/smollm2/tokenize.json");
+    let fixture = repo().join("crates/text/tests/fixtures/smollm2/tokenize.json");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
     let cases = json["cases"].as_array().unwrap();

@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use engine::tokenizer::Tokenizer;
+use text::tokenizer::Tokenizer;
 
 pub fn vocab_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/vocab")

@@ -3,9 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use engine::chat_template::{
-    ChatTemplate, DateTime, Limits, Message, RenderRequest, TemplateError,
-};
+use text::chat_template::{ChatTemplate, DateTime, Limits, Message, RenderRequest, TemplateError};
 
 /// Generous for a 2-core CI machine in a debug build; a runaway template would take minutes or
 /// forever.

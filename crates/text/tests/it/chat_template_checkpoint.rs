@@ -1,13 +1,13 @@
 //! Chat templates of transformers checkpoint folders, found where transformers finds them:
 //! `chat_template.jinja`, `additional_chat_templates/`, or the `chat_template` field of
 //! `tokenizer_config.json` (a string or a list of named templates), with the special tokens of
-//! `tokenizer_config.json`. Renderings are compared with jinja2's (`checkpoint_expected.json`
+//! `tokenizer_config.json`. Renderings are compared with jinja2's (`checkpoints/expected.json`
 //! from `scripts/template_reference.py checkpoints`, and `expected.json`).
 
 use std::path::{Path, PathBuf};
 
-use engine::chat_template::{ChatTemplate, DateTime, RenderRequest, SpecialTokens, TemplateError};
 use serde_json::{Value as Json, json};
+use text::chat_template::{ChatTemplate, DateTime, RenderRequest, SpecialTokens, TemplateError};
 
 use super::chat_template_fixtures::{Conversation, conversation, fixtures, load};
 
@@ -45,15 +45,14 @@ fn write(dir: &Path, name: &str, text: &str) {
 
 #[test]
 fn real_checkpoint_folders_render_as_transformers() {
-    let hf = fixtures().parent().unwrap().join("hf");
-    let want: Json = serde_json::from_str(
-        &std::fs::read_to_string(hf.join("checkpoint_expected.json")).unwrap(),
-    )
-    .unwrap();
+    let checkpoints = fixtures().parent().unwrap().join("checkpoints");
+    let want: Json =
+        serde_json::from_str(&std::fs::read_to_string(checkpoints.join("expected.json")).unwrap())
+            .unwrap();
     let conversations = &load("expected.json")["conversations"];
     let mut checked = 0;
     for (name, renderings) in want["checkpoints"].as_object().unwrap() {
-        let (t, tokens) = ChatTemplate::from_checkpoint_dir(&hf.join(name).join("hf"), false)
+        let (t, tokens) = ChatTemplate::from_checkpoint_dir(&checkpoints.join(name), false)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         for (conv, expect) in renderings.as_object().unwrap() {
             let c = conversation(&conversations[conv]);

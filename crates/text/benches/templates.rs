@@ -2,14 +2,14 @@
 //! every conversation of `expected.json` with it, and rendering a 1,000-message conversation
 //! with a few common templates (what a long chat costs per turn).
 //!
-//! `cargo bench -p engine --bench templates` (figures go in docs/benchmarks.md).
+//! `cargo bench -p text --bench templates` (figures go in docs/benchmarks.md).
 
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use engine::chat_template::{ChatTemplate, DateTime, Message, RenderRequest};
 use serde_json::Value as Json;
+use text::chat_template::{ChatTemplate, DateTime, Message, RenderRequest};
 
 /// The best of `runs` timings of `f`.
 fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {

@@ -11,8 +11,8 @@
 
 use std::path::PathBuf;
 
-use engine::chat_template::{ChatTemplate, DateTime, Message, RenderRequest, TemplateError};
 use serde_json::Value as Json;
+use text::chat_template::{ChatTemplate, DateTime, Message, RenderRequest, TemplateError};
 
 pub(crate) fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/templates")

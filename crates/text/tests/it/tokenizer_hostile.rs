@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
-use engine::tokenizer::{Tokenizer, TokenizerError};
 use gguf::{Array, Builder, Gguf, Value};
+use text::tokenizer::{Tokenizer, TokenizerError};
 
 use super::tokenizer_models::{gemma3, smollm2};
 use super::tokenizer_vocab::vocab_tokenizer;

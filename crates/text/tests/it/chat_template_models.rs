@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use engine::chat_template::{
+use serde_json::Value as Json;
+use text::chat_template::{
     ChatTemplate, DateTime, Message, RenderRequest, TemplateError, TemplateOrigin, special_tokens,
 };
-use serde_json::Value as Json;
 
 fn request<'a>(messages: &'a [Message], bos: &'a str, eos: &'a str) -> RenderRequest<'a> {
     RenderRequest {

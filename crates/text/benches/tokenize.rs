@@ -6,12 +6,12 @@
 //! call, the memo starting empty each time); and the 1 MB text without shortcuts (llama.cpp's
 //! algorithm step by step).
 //!
-//! `cargo bench -p engine --bench tokenize` (figures go in docs/bench/tokenizer.md).
+//! `cargo bench -p text --bench tokenize` (figures go in docs/bench/tokenizer.md).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use engine::tokenizer::Tokenizer;
+use text::tokenizer::Tokenizer;
 
 /// The best of `runs` timings of `f`.
 fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {

@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use engine::chat_template::{ChatTemplate, DateTime, Message, RenderRequest};
 use serde_json::Value as Json;
+use text::chat_template::{ChatTemplate, DateTime, Message, RenderRequest};
 
 #[test]
 fn template_semantics_match_jinja2() {
