@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use engine::SamplerParams;
+use engine::sampler::{MirostatMode, SamplerType};
 use engine::tokenizer::Tokenizer;
 use serde_json::{Map, Value};
 
@@ -177,10 +178,13 @@ pub fn gen_params(
             )));
         }
     };
+    more_samplers(fields, &mut s)?;
     s.logit_bias = logit_bias(fields, tok)?;
     let ignore_eos = fields.bool("ignore_eos")?.unwrap_or(false);
     if ignore_eos {
-        // As llama-server: end-of-generation tokens are banned rather than passed over.
+        s.ignore_eos = true;
+        // As llama-server: end-of-generation tokens are banned rather than passed over (the
+        // biases also show in `generation_settings`).
         for &id in tok.eog_tokens() {
             s.logit_bias.push((id, f32::NEG_INFINITY));
         }
@@ -208,6 +212,87 @@ pub fn gen_params(
         sampler: s,
         ignore_eos,
     })
+}
+
+/// llama.cpp's other samplers, with its field names: DRY, XTC, Mirostat, dynamic temperature,
+/// top-nσ, `min_keep` and the `samplers` order.
+fn more_samplers(fields: &Body, s: &mut SamplerParams) -> Result<(), ApiError> {
+    for (key, slot) in [
+        ("top_n_sigma", &mut s.top_n_sigma),
+        ("xtc_probability", &mut s.xtc_probability),
+        ("xtc_threshold", &mut s.xtc_threshold),
+        ("dynatemp_range", &mut s.dynatemp_range),
+        ("dynatemp_exponent", &mut s.dynatemp_exponent),
+        ("dry_multiplier", &mut s.dry_multiplier),
+        ("dry_base", &mut s.dry_base),
+        ("mirostat_tau", &mut s.mirostat_tau),
+        ("mirostat_eta", &mut s.mirostat_eta),
+    ] {
+        if let Some(v) = fields.f32(key)? {
+            *slot = v;
+        }
+    }
+    for (key, slot) in [
+        ("min_keep", &mut s.min_keep),
+        ("dry_allowed_length", &mut s.dry_allowed_length),
+    ] {
+        if let Some(v) = fields.i64(key)? {
+            *slot = usize::try_from(v)
+                .map_err(|_| ApiError::invalid(format!("`{key}` must be at least 0")))?;
+        }
+    }
+    if let Some(n) = fields.i64("dry_penalty_last_n")? {
+        s.dry_penalty_last_n = match n {
+            -1 => usize::MAX / 2,
+            n if n >= 0 => n as usize,
+            n => {
+                return Err(ApiError::invalid(format!(
+                    "`dry_penalty_last_n` must be -1 or at least 0, got {n}"
+                )));
+            }
+        };
+    }
+    if let Some(v) = fields.get("dry_sequence_breakers") {
+        s.dry_sequence_breakers = v
+            .as_array()
+            .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_owned)).collect())
+            .ok_or_else(|| type_error("dry_sequence_breakers", "a list of strings"))?;
+    }
+    if let Some(m) = fields.i64("mirostat")? {
+        s.mirostat = match m {
+            0 => MirostatMode::Off,
+            1 => MirostatMode::V1,
+            2 => MirostatMode::V2,
+            m => {
+                return Err(ApiError::invalid(format!(
+                    "`mirostat` must be 0, 1 or 2, got {m}"
+                )));
+            }
+        };
+    }
+    match fields.get("samplers") {
+        None => {}
+        Some(Value::Array(a)) => {
+            let mut order = Vec::with_capacity(a.len());
+            for x in a {
+                let name = x
+                    .as_str()
+                    .ok_or_else(|| type_error("samplers", "a list of sampler names"))?;
+                order.push(
+                    SamplerType::from_name(name)
+                        .map_err(|e| ApiError::invalid(format!("`samplers`: {e}")))?,
+                );
+            }
+            s.samplers = order;
+        }
+        // A string of one-letter codes, as llama-server also accepts.
+        Some(Value::String(codes)) => {
+            s.samplers = SamplerType::parse_codes(codes)
+                .map_err(|e| ApiError::invalid(format!("`samplers`: {e}")))?;
+        }
+        Some(_) => return Err(type_error("samplers", "a list of sampler names")),
+    }
+    Ok(())
 }
 
 /// `stop`: a string or a list of strings.

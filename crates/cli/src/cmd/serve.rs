@@ -189,6 +189,45 @@ const REFUSED: &[&str] = &[
     "--tools",
 ];
 
+/// Sampling flags shared with `run` and `chat` (parsed by their clap `SamplingArgs`), and
+/// whether each takes a value.
+const SAMPLING: &[(&str, bool)] = &[
+    ("--temp", true),
+    ("--top-k", true),
+    ("--top-p", true),
+    ("--min-p", true),
+    ("--typical", true),
+    ("--top-nsigma", true),
+    ("--xtc-probability", true),
+    ("--xtc-threshold", true),
+    ("--dynatemp-range", true),
+    ("--dynatemp-exp", true),
+    ("--repeat-penalty", true),
+    ("--repeat-last-n", true),
+    ("--presence-penalty", true),
+    ("--frequency-penalty", true),
+    ("--dry-multiplier", true),
+    ("--dry-base", true),
+    ("--dry-allowed-length", true),
+    ("--dry-penalty-last-n", true),
+    ("--dry-sequence-breaker", true),
+    ("--mirostat", true),
+    ("--mirostat-lr", true),
+    ("--mirostat-ent", true),
+    ("--samplers", true),
+    ("--sampler-seq", true),
+    ("--seed", true),
+    ("-s", true),
+    ("--ignore-eos", false),
+];
+
+#[derive(clap::Parser)]
+#[command(no_binary_name = true)]
+struct SamplingOnly {
+    #[command(flatten)]
+    sampling: super::common::SamplingArgs,
+}
+
 /// Parses `hearth serve`'s arguments; `env` looks up environment variables.
 pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Parsed> {
     let mut s = Settings::default();
@@ -225,6 +264,23 @@ pub fn parse(args: &[String], env: impl Fn(&str) -> Option<String>) -> anyhow::R
         };
         if REFUSED.contains(&name.as_str()) {
             bail!("{name} is not supported by hearth serve");
+        }
+        if let Some(&(_, takes)) = SAMPLING.iter().find(|(n, _)| *n == name) {
+            s.sampling.push(name.clone());
+            if takes {
+                let v = match inline {
+                    Some(v) => v,
+                    None => {
+                        let v = args
+                            .get(i)
+                            .ok_or_else(|| anyhow!("option {name} needs a value"))?;
+                        i += 1;
+                        v.clone()
+                    }
+                };
+                s.sampling.push(v);
+            }
+            continue;
         }
         if name == "-fa" || name == "--flash-attn" {
             // A value (on/off/auto) is optional.
@@ -313,6 +369,8 @@ fn takes_value(name: &str) -> bool {
 /// Parsed values before defaults are filled in.
 #[derive(Default)]
 struct Settings {
+    /// Sampling flags, for `SamplingArgs`.
+    sampling: Vec<String>,
     model: Option<PathBuf>,
     hosts: Option<Vec<String>>,
     port: Option<u16>,
@@ -321,16 +379,6 @@ struct Settings {
     threads: Option<usize>,
     batch: Option<usize>,
     n_predict: Option<i64>,
-    temp: Option<f32>,
-    seed: Option<i64>,
-    top_k: Option<usize>,
-    top_p: Option<f32>,
-    min_p: Option<f32>,
-    typical: Option<f32>,
-    repeat_penalty: Option<f32>,
-    repeat_last_n: Option<usize>,
-    presence_penalty: Option<f32>,
-    frequency_penalty: Option<f32>,
     alias: Option<String>,
     api_keys: Vec<String>,
     metrics: bool,
@@ -372,16 +420,6 @@ impl Settings {
                 let _: usize = num(name, &v)?;
             }
             "-n" | "--n-predict" | "--predict" => self.n_predict = Some(num(name, &v)?),
-            "--temp" => self.temp = Some(num(name, &v)?),
-            "-s" | "--seed" => self.seed = Some(num(name, &v)?),
-            "--top-k" => self.top_k = Some(num(name, &v)?),
-            "--top-p" => self.top_p = Some(num(name, &v)?),
-            "--min-p" => self.min_p = Some(num(name, &v)?),
-            "--typical" => self.typical = Some(num(name, &v)?),
-            "--repeat-penalty" => self.repeat_penalty = Some(num(name, &v)?),
-            "--repeat-last-n" => self.repeat_last_n = Some(num(name, &v)?),
-            "--presence-penalty" => self.presence_penalty = Some(num(name, &v)?),
-            "--frequency-penalty" => self.frequency_penalty = Some(num(name, &v)?),
             "-a" | "--alias" => self.alias = Some(v),
             "--api-key" => self.api_keys.extend(list(&v)),
             "--api-key-file" => {
@@ -456,49 +494,15 @@ impl Settings {
             Some(n) if n >= 0 => Some(n as usize),
             Some(n) => bail!("--n-predict must be -1 (no limit) or at least 0, got {n}"),
         };
-        let sp = &mut c.sampler;
-        if let Some(t) = self.temp {
-            if !t.is_finite() {
-                bail!("--temp must be a finite number");
-            }
-            sp.temperature = t;
-        }
-        if let Some(k) = self.top_k {
-            sp.top_k = k;
-        }
-        for (name, v, slot) in [
-            ("--top-p", self.top_p, &mut sp.top_p),
-            ("--min-p", self.min_p, &mut sp.min_p),
-            ("--typical", self.typical, &mut sp.typical_p),
-        ] {
-            if let Some(v) = v {
-                if !(0.0..=1.0).contains(&v) {
-                    bail!("{name} must be between 0 and 1, got {v}");
-                }
-                *slot = v;
-            }
-        }
-        if let Some(v) = self.repeat_penalty {
-            if v <= 0.0 || !v.is_finite() {
-                bail!("--repeat-penalty must be positive");
-            }
-            sp.repeat_penalty = v;
-        }
-        if let Some(v) = self.repeat_last_n {
-            sp.repeat_last_n = v;
-        }
-        if let Some(v) = self.presence_penalty {
-            sp.presence_penalty = v;
-        }
-        if let Some(v) = self.frequency_penalty {
-            sp.frequency_penalty = v;
-        }
-        c.seed = match self.seed {
-            None | Some(-1) => None,
-            Some(s) if s >= 0 => Some(s as u64),
-            Some(s) if s >= i64::from(i32::MIN) => Some(s as u32 as u64),
-            Some(s) => bail!("--seed must be -1 (random) or non-negative, got {s}"),
+        let sampling = <SamplingOnly as clap::Parser>::try_parse_from(&self.sampling)
+            .map_err(|e| anyhow!("{}", e.to_string().trim_end()))?
+            .sampling;
+        c.seed = match sampling.seed {
+            -1 => None,
+            s if s >= 0 => Some(s as u64),
+            s => bail!("--seed must be -1 (random) or non-negative, got {s}"),
         };
+        c.sampler = sampling.params()?;
         c.alias = self.alias;
         c.api_keys = self.api_keys;
         c.metrics = self.metrics;
@@ -638,6 +642,44 @@ mod tests {
         assert!(c.metrics && !c.slots_endpoint);
         assert_eq!(c.timeout, Duration::from_secs(30));
         assert_eq!(c.cors_origins, ["http://a", "http://b"]);
+    }
+
+    #[test]
+    fn llama_cpp_sampling_flags_set_the_defaults() {
+        let c = parse_args(
+            &[
+                "-m",
+                "m",
+                "--mirostat",
+                "2",
+                "--mirostat-ent",
+                "4",
+                "--dry-multiplier",
+                "0.8",
+                "--xtc-probability=0.5",
+                "--samplers",
+                "top_k;temperature",
+                "--top_k",
+                "7",
+                "--ignore-eos",
+                "-s",
+                "5",
+            ],
+            &[],
+        )
+        .unwrap();
+        let sp = &c.sampler;
+        assert_eq!(sp.mirostat, engine::sampler::MirostatMode::V2);
+        assert_eq!(
+            (sp.mirostat_tau, sp.dry_multiplier, sp.xtc_probability),
+            (4.0, 0.8, 0.5)
+        );
+        assert_eq!(sp.samplers.len(), 2);
+        assert_eq!(sp.top_k, 7);
+        assert!(sp.ignore_eos);
+        assert_eq!(c.seed, Some(5));
+        let e = parse_args(&["-m", "m", "--top-p", "7"], &[]).unwrap_err();
+        assert!(e.to_string().contains("--top-p"), "{e}");
     }
 
     #[test]

@@ -57,6 +57,23 @@ fn chat_completion_non_stream_and_stream_agree() {
         assert_eq!(c["object"], "chat.completion.chunk");
     }
     assert_eq!(stream_text(&events), text);
+    // llama.cpp's other samplers: the stream still equals the answer for the same seed.
+    let mut other = body.clone();
+    other["stream"] = json!(false);
+    other["stream_options"] = json!(null);
+    for (k, v) in [
+        ("mirostat", json!(2)),
+        ("dry_multiplier", json!(0.8)),
+        ("xtc_probability", json!(0.5)),
+        ("dynatemp_range", json!(0.3)),
+        ("samplers", json!(["dry", "top_k", "xtc", "temperature"])),
+    ] {
+        other[k] = v;
+    }
+    let plain = chat_text(&s.post("/v1/chat/completions", &other).json());
+    other["stream"] = json!(true);
+    let events = s.stream("/v1/chat/completions", &other).collect_all();
+    assert_eq!(stream_text(&events), plain);
     // Without include_usage there is no usage chunk.
     body["stream_options"] = json!(null);
     let events = s.stream("/v1/chat/completions", &body).collect_all();
