@@ -12,25 +12,20 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/hearth"
 version=0.3.36
-suite="$cache/llama-server-tests-$version"
+tree="$cache/llama-server-tests-$version"
+suite="$tree/tools/server/tests"
 if [ ! -f "$suite/.complete" ]; then
   tmp="$(mktemp -d)"
-  # The sdist from PyPI's simple index, checked against its sha256 (pip download would build
-  # it to read its metadata).
-  python3 - "$version" "$tmp/sdist.tar.gz" <<'PY'
-import hashlib, re, sys, urllib.request
-version, dest = sys.argv[1], sys.argv[2]
-index = urllib.request.urlopen("https://pypi.org/simple/llama-cpp-python/").read().decode()
-name = f"llama_cpp_python-{version}.tar.gz"
-url = next(u for u in re.findall(r'href="([^"]+)"', index) if name + "#sha256=" in u)
-data = urllib.request.urlopen(url).read()
-if hashlib.sha256(data).hexdigest() != url.rsplit("#sha256=", 1)[1]:
-    sys.exit(f"{name}: sha256 mismatch")
-open(dest, "wb").write(data)
-PY
-  tar -xzf "$tmp/sdist.tar.gz" -C "$tmp"
-  rm -rf "$suite"
-  cp -r "$tmp/llama_cpp_python-$version/vendor/llama.cpp/tools/server/tests" "$suite"
+  # The sdist itself (pip prepares its metadata with prebuilt build tools; nothing is built).
+  python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python \
+    "llama-cpp-python==$version" -d "$tmp" >&2
+  # The suite reads chat templates from models/templates and media from tools/mtmd by relative
+  # paths (../../../models/…): keep llama.cpp's tree around it.
+  tar -xzf "$tmp/llama_cpp_python-$version.tar.gz" -C "$tmp" \
+    --wildcards '*/vendor/llama.cpp/tools/server/tests/*' \
+    '*/vendor/llama.cpp/models/templates/*' '*/vendor/llama.cpp/tools/mtmd/test-*'
+  rm -rf "$tree"
+  mv "$tmp/llama_cpp_python-$version/vendor/llama.cpp" "$tree"
   rm -rf "$tmp"
   touch "$suite/.complete"
 fi

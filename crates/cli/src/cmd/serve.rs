@@ -30,7 +30,8 @@ Usage: hearth serve -m MODEL [OPTIONS]
 
 Options (llama-server's names; `_` and `-` are the same in long options; LLAMA_ARG_* variables
 give defaults):
-  -m, --model FILE            GGUF model to serve
+  -m, --model FILE            GGUF model to serve: a path, or org/repo[:QUANT] from
+                              Hugging Face (-hf/--hf-repo alike; --offline: cache only)
       --host HOST[,HOST…]     addresses to listen on (default 127.0.0.1)
       --port PORT             port (default 8080)
   -c, --ctx-size N            context of all slots together (default 0: the model's)
@@ -166,8 +167,6 @@ const REFUSED: &[&str] = &[
     "--lora-scaled",
     "--model-draft",
     "-md",
-    "--hf-repo",
-    "-hf",
     "-hfr",
     "--hf-file",
     "-hff",
@@ -327,6 +326,8 @@ fn takes_value(name: &str) -> bool {
         || matches!(
             name,
             "-m" | "--model"
+                | "-hf"
+                | "--hf-repo"
                 | "--host"
                 | "--port"
                 | "-c"
@@ -406,7 +407,7 @@ impl Settings {
     fn apply(&mut self, name: &str, value: Option<String>) -> anyhow::Result<()> {
         let v = value.unwrap_or_default();
         match name {
-            "-m" | "--model" => self.model = Some(PathBuf::from(v)),
+            "-m" | "--model" | "-hf" | "--hf-repo" => self.model = Some(PathBuf::from(v)),
             "--host" => self.hosts = Some(list(&v)),
             "--port" => self.port = Some(num(name, &v)?),
             "-c" | "--ctx-size" => self.n_ctx = Some(num(name, &v)?),
@@ -555,6 +556,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         Parsed::Serve(c) => *c,
     };
+    // `-m` (or `-hf`) may name a Hugging Face model: fetched, or found in the cache, first.
+    let offline = argv.iter().any(|a| a == "--offline");
+    let mut config = config;
+    config.model = super::pull::resolve(&config.model.to_string_lossy(), offline)?;
     let running = server::start(config.clone())?;
     for a in &running.addrs {
         eprintln!("hearth serve: listening on http://{a}");

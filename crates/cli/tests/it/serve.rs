@@ -20,8 +20,14 @@ fn unknown_and_unsupported_flags_are_errors_naming_them() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--embedding"));
     let out = hearth(&["serve", "--port", "0"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("-m"));
-    // A model that cannot load ends the server with the reason.
+    // A missing model, and one that cannot load, end the server with the reason.
     let out = hearth(&["serve", "-m", "/nonexistent/model.gguf", "--port", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
+    let bad = std::env::temp_dir().join(format!("hearth-serve-bad-{}.gguf", std::process::id()));
+    std::fs::write(&bad, b"not a gguf file").unwrap();
+    let out = hearth(&["serve", "-m", bad.to_str().unwrap(), "--port", "0"]);
+    std::fs::remove_file(&bad).unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot load model"));
     let out = hearth(&["serve", "--help"]);
