@@ -1097,11 +1097,10 @@ macro_rules! packed_ggml {
                 let (w, y) = (w0.wrapping_add(g * gbytes), y0.wrapping_add(16 * g));
                 // SAFETY: the `PackedFn` contract, with the features enabled here.
                 unsafe {
-                    match ny {
-                        1 => gemm_legacy_ggml::<$ty, 1>(nb, w, a, y, ys),
-                        2 => gemm_legacy_ggml::<$ty, 2>(nb, w, a, y, ys),
-                        3 => gemm_legacy_ggml::<$ty, 3>(nb, w, a, y, ys),
-                        _ => gemm_legacy_ggml::<$ty, 4>(nb, w, a, y, ys),
+                    if ny == 1 {
+                        gemm_legacy_ggml::<$ty, 1>(nb, w, a, y, ys);
+                    } else {
+                        gemm_legacy_ggml::<$ty, 2>(nb, w, a, y, ys);
                     }
                 }
             }
@@ -1192,4 +1191,4 @@ pub(crate) fn packed_kernel_ggml(ty: GgmlType, path: GgmlPath) -> Option<(Packed
 }
 
 /// Tokens per call of the ggml-order kernels (their accumulators fill the register file).
-const GGML_MAX_NY: usize = 4;
+const GGML_MAX_NY: usize = 2;
