@@ -296,6 +296,17 @@ pub(crate) async fn chat_prompt(
     ready: &Ready,
     messages: Option<&Value>,
 ) -> Result<Prompt, ApiError> {
+    chat_prompt_with(ready, messages, None, true).await
+}
+
+/// [`chat_prompt`] with tool definitions for the template (`/apply-template` only renders, so
+/// it can pass them on) and without the generation prompt when `add_generation_prompt` is off.
+pub(crate) async fn chat_prompt_with(
+    ready: &Ready,
+    messages: Option<&Value>,
+    tools: Option<Value>,
+    add_generation_prompt: bool,
+) -> Result<Prompt, ApiError> {
     let Some(Value::Array(list)) = messages else {
         return Err(type_error("messages", "a list of messages"));
     };
@@ -313,15 +324,18 @@ pub(crate) async fn chat_prompt(
         ));
     }
     let chat = ready.chat.clone();
-    tokio::task::spawn_blocking(move || render_chat(&chat, &msgs, true))
-        .await
-        .map_err(|e| ApiError::server(e.to_string()))?
+    tokio::task::spawn_blocking(move || {
+        render_chat(&chat, &msgs, tools.as_ref(), add_generation_prompt)
+    })
+    .await
+    .map_err(|e| ApiError::server(e.to_string()))?
 }
 
 /// Renders `msgs`; with `add_generation_prompt` a final assistant message is continued.
 pub(crate) fn render_chat(
     chat: &engine::chat::Chat,
     msgs: &[Message],
+    tools: Option<&Value>,
     add_generation_prompt: bool,
 ) -> Result<Prompt, ApiError> {
     let tok = &chat.model().tokenizer;
@@ -332,7 +346,9 @@ pub(crate) fn render_chat(
     } else {
         msgs
     };
-    let r = chat.render(head, add_generation_prompt).map_err(bad)?;
+    let r = chat
+        .render_with_tools(head, tools, add_generation_prompt)
+        .map_err(bad)?;
     if !prefill {
         return Ok(Prompt {
             text: r.text,

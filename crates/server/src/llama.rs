@@ -536,6 +536,13 @@ pub(crate) async fn apply_template(
 ) -> Result<Response, ApiError> {
     let ready = app.ready()?;
     let body = http::read_body(body)?;
-    let prompt = http::chat_prompt(ready, body.get("messages")).await?;
+    // llama-server renders with the request's tools and `add_generation_prompt` (default on).
+    let tools = match body.get("tools") {
+        None => None,
+        Some(t @ Value::Array(_)) => Some(t.clone()),
+        Some(_) => return Err(type_error("tools", "a list of tool definitions")),
+    };
+    let add = body.bool("add_generation_prompt")?.unwrap_or(true);
+    let prompt = http::chat_prompt_with(ready, body.get("messages"), tools, add).await?;
     Ok(axum::Json(json!({ "prompt": prompt.text })).into_response())
 }

@@ -135,4 +135,40 @@ fn native_completion_props_slots_metrics_tokenize() {
             .ends_with("<|im_start|>assistant\n"),
         "{a}"
     );
+    // As llama-server: `add_generation_prompt: false` leaves the assistant's turn unopened.
+    let a = s
+        .post(
+            "/apply-template",
+            &json!({ "messages": [{ "role": "user", "content": "Hi" }],
+                     "add_generation_prompt": false }),
+        )
+        .json();
+    let p = a["prompt"].as_str().unwrap();
+    assert!(p.ends_with("Hi<|im_end|>\n"), "{a}");
+    s.post(
+        "/apply-template",
+        &json!({ "messages": [{ "role": "user", "content": "Hi" }], "tools": 3 }),
+    )
+    .expect_error(400, "invalid_request_error");
+}
+
+/// `/apply-template` hands the request's tools to the template, as llama-server does.
+#[test]
+fn apply_template_passes_tools_to_the_template() {
+    let mut c = config();
+    c.chat_template = Some(server::TemplateChoice::Source(
+        "{% for t in tools %}[{{ t.function.name }}]{% endfor %}\
+         {% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+            .into(),
+    ));
+    let s = TestServer::start(c);
+    let tool = json!({ "type": "function", "function": { "name": "get_weather_now",
+                        "parameters": { "type": "object" } } });
+    let a = s
+        .post(
+            "/apply-template",
+            &json!({ "messages": [{ "role": "user", "content": "Hi" }], "tools": [tool] }),
+        )
+        .json();
+    assert_eq!(a["prompt"], "[get_weather_now]user: Hi\n");
 }
