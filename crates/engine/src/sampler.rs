@@ -66,6 +66,20 @@ impl Candidates {
     }
 
     /// Sorts by descending logit (if not already).
+    /// The largest logit (the first when sorted), scanning as llama.cpp does. At least one
+    /// candidate.
+    fn max_logit(&self) -> f32 {
+        let mut max_l = self.items[0].logit;
+        if !self.sorted {
+            for c in &self.items[1..] {
+                if max_l < c.logit {
+                    max_l = c.logit;
+                }
+            }
+        }
+        max_l
+    }
+
     fn sort_desc(&mut self) {
         if !self.sorted {
             self.items.sort_unstable_by(by_logit_desc);
@@ -107,14 +121,7 @@ impl Candidates {
         if do_sort {
             self.sort_desc();
         }
-        let mut max_l = self.items[0].logit;
-        if !self.sorted {
-            for c in &self.items[1..] {
-                if max_l < c.logit {
-                    max_l = c.logit;
-                }
-            }
-        }
+        let max_l = self.max_logit();
         let mut sum = 0.0f32;
         for c in &mut self.items {
             c.p = (c.logit - max_l).exp();
@@ -932,14 +939,7 @@ impl Sampler for Dist {
             cands.selected = Some(0);
             return;
         }
-        let mut max_l = cands.items[0].logit;
-        if !cands.sorted {
-            for c in &cands.items[1..] {
-                if max_l < c.logit {
-                    max_l = c.logit;
-                }
-            }
-        }
+        let max_l = cands.max_logit();
         let mut sum = 0.0f64;
         for c in &mut cands.items {
             c.p = (c.logit - max_l).exp();
