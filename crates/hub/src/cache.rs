@@ -91,7 +91,7 @@ impl RepoDir {
         if fs::read_to_string(&path).is_ok_and(|s| s == commit) {
             return Ok(());
         }
-        let tmp = refs.join(format!(".{revision}.tmp{}", std::process::id()));
+        let tmp = refs.join(unique_tmp_name(revision));
         fs::write(&tmp, commit).map_err(io_err(tmp.display()))?;
         fs::rename(&tmp, &path).map_err(io_err(path.display()))
     }
@@ -111,12 +111,7 @@ impl RepoDir {
         rel.push(etag);
         // Made under a temporary name and renamed over the target, so that two processes
         // linking the same file both succeed.
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let tmp = parent.join(format!(
-            ".hearth-link-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
+        let tmp = parent.join(unique_tmp_name("link"));
         make_link(&rel, &self.blob(etag), &tmp).map_err(io_err(tmp.display()))?;
         fs::rename(&tmp, &target).map_err(io_err(target.display()))?;
         Ok(target)
@@ -330,4 +325,15 @@ pub fn remove_files(rd: &RepoDir, files: &[(String, String)]) -> Result<Removed,
         let _ = fs::remove_dir_all(&rd.locks);
     }
     Ok(removed)
+}
+
+/// A temporary file name no other writer in any process uses (`.hearth-<what>-<pid>-<n>`), for
+/// writing a file beside its target and renaming it into place.
+fn unique_tmp_name(what: &str) -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!(
+        ".hearth-{what}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
 }
