@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::ApiError;
 use crate::params::{Body, type_error};
-use crate::scheduler::{Event, GenParams, Job, Outcome, SubmitError};
+use crate::scheduler::{Event, GenParams, Job, Outcome, SubmitError, TokenProbs};
 use crate::{App, Ready, llama, ollama, openai};
 
 pub(crate) type AppState = State<Arc<App>>;
@@ -476,6 +476,8 @@ pub(crate) fn submit(
 /// A finished choice.
 pub(crate) struct Finished {
     pub text: String,
+    /// Per generated token, when the request asked for probabilities.
+    pub probs: Vec<TokenProbs>,
     pub outcome: Outcome,
 }
 
@@ -485,12 +487,20 @@ pub(crate) async fn collect(
     n: usize,
 ) -> Result<Vec<Finished>, ApiError> {
     let mut texts = vec![String::new(); n];
+    let mut probs: Vec<Vec<TokenProbs>> = vec![Vec::new(); n];
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
     while outcomes.iter().any(Option::is_none) {
         match rx.recv().await {
-            Some(Event::Text { index, text }) => {
+            Some(Event::Text {
+                index,
+                text,
+                probs: p,
+            }) => {
                 if let Some(t) = texts.get_mut(index) {
                     t.push_str(&text);
+                }
+                if let (Some(p), Some(all)) = (p, probs.get_mut(index)) {
+                    all.push(p);
                 }
             }
             Some(Event::Done { index, outcome }) => {
@@ -504,9 +514,67 @@ pub(crate) async fn collect(
     }
     Ok(texts
         .into_iter()
+        .zip(probs)
         .zip(outcomes)
-        .filter_map(|(text, o)| o.map(|outcome| Finished { text, outcome }))
+        .filter_map(|((text, probs), o)| {
+            o.map(|outcome| Finished {
+                text,
+                probs,
+                outcome,
+            })
+        })
         .collect())
+}
+
+/// The longest prefix of `b` that is whole UTF-8 (llama-server's `validate_utf8`).
+fn utf8_prefix(b: &[u8]) -> &str {
+    match std::str::from_utf8(b) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(&b[..e.valid_up_to()]).unwrap_or_default(),
+    }
+}
+
+/// llama-server's log of a probability: the lowest finite float for 0 (JSON has no -inf).
+fn logarithm(p: f32) -> f32 {
+    if p == 0.0 { f32::MIN } else { p.ln() }
+}
+
+/// Token probabilities as llama-server writes them (`completion_probabilities`, and OpenAI's
+/// `logprobs.content`): id, token text, its bytes, `logprob` and `top_logprobs` — or, with
+/// `post_sampling_probs`, `prob` and `top_probs`.
+pub(crate) fn probs_json(probs: &[TokenProbs], post_sampling: bool) -> Value {
+    let (pk, tk) = if post_sampling {
+        ("prob", "top_probs")
+    } else {
+        ("logprob", "top_logprobs")
+    };
+    let value = |p: f32| if post_sampling { p } else { logarithm(p) };
+    Value::Array(
+        probs
+            .iter()
+            .map(|t| {
+                let top: Vec<Value> = t
+                    .top
+                    .iter()
+                    .map(|(id, piece, p)| {
+                        serde_json::json!({
+                            "id": id,
+                            "token": utf8_prefix(piece),
+                            "bytes": piece,
+                            pk: value(*p),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "id": t.id,
+                    "token": utf8_prefix(t.text.as_bytes()),
+                    "bytes": t.text.as_bytes(),
+                    pk: value(t.p),
+                    tk: top,
+                })
+            })
+            .collect(),
+    )
 }
 
 /// The sending end of a streamed response body.

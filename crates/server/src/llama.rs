@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::http::{self, AppState, JobOptions, collect, sse, submit, timings};
-use crate::params::{gen_params, type_error};
+use crate::http::{self, AppState, JobOptions, collect, probs_json, sse, submit, timings};
+use crate::params::{gen_params, probs_request, type_error};
 use crate::scheduler::{Event, Finish, GenParams, Outcome, SlotView};
 use crate::{App, Ready};
 
@@ -50,7 +50,8 @@ fn settings(p: &GenParams, stream: bool) -> Value {
         "n_keep": 0,
         "ignore_eos": p.ignore_eos,
         "stream": stream,
-        "n_probs": 0,
+        "n_probs": p.n_probs.unwrap_or(0),
+        "post_sampling_probs": p.post_sampling_probs,
         "min_keep": 0,
         "samplers": ["penalties", "top_k", "typ_p", "top_p", "min_p", "temperature"],
         "logit_bias": s
@@ -110,16 +111,15 @@ pub(crate) async fn completion(
             "grammars and JSON schemas are not supported yet",
         ));
     }
-    if body.i64("n_probs")?.unwrap_or(0) > 0 {
-        return Err(ApiError::unsupported("`n_probs` is not supported yet"));
-    }
     let stream = body.bool("stream")?.unwrap_or(false);
-    let params = gen_params(
+    let mut params = gen_params(
         &body,
         MAX_TOKENS_NATIVE,
         &ready.defaults,
         &ready.model.tokenizer,
     )?;
+    probs_request(&body, false, &mut params)?;
+    let post_sampling = params.post_sampling_probs;
     let id_slot = match body.i64("id_slot")? {
         None | Some(-1) => None,
         Some(n) if n >= 0 => Some(n as usize),
@@ -131,6 +131,7 @@ pub(crate) async fn completion(
         cache_prompt: body.bool("cache_prompt")?.unwrap_or(true),
     };
     let settings = settings(&params, stream);
+    let want_probs = params.n_probs.is_some();
     // Several prompts (a list of strings or of token lists): one answer each, in a list.
     if let Some(Value::Array(list)) = body.get("prompt")
         && list.len() > 1
@@ -162,6 +163,9 @@ pub(crate) async fn completion(
             let f = done.first().ok_or_else(|| ApiError::server("no result"))?;
             let mut v = native_body(&app.model_id(), &settings, &text, &f.text, &f.outcome);
             v["index"] = index.into();
+            if want_probs {
+                v["completion_probabilities"] = probs_json(&f.probs, post_sampling);
+            }
             out.push(v);
         }
         return Ok(axum::Json(Value::Array(out)).into_response());
@@ -179,7 +183,11 @@ pub(crate) async fn completion(
     if !stream {
         let done = collect(rx, 1).await?;
         let f = done.first().ok_or_else(|| ApiError::server("no result"))?;
-        return Ok(axum::Json(final_body(&f.text, &f.outcome)).into_response());
+        let mut v = final_body(&f.text, &f.outcome);
+        if want_probs {
+            v["completion_probabilities"] = probs_json(&f.probs, post_sampling);
+        }
+        return Ok(axum::Json(v).into_response());
     }
     Ok(http::stream("text/event-stream", move |sink| async move {
         let mut rx = rx;
@@ -189,9 +197,9 @@ pub(crate) async fn completion(
                 return;
             };
             let out = match ev {
-                Event::Text { text, .. } => {
+                Event::Text { text, probs, .. } => {
                     n_predicted += 1;
-                    json!({
+                    let mut v = json!({
                         "index": 0,
                         "content": text,
                         "tokens": [],
@@ -199,7 +207,12 @@ pub(crate) async fn completion(
                         "id_slot": -1,
                         "tokens_predicted": n_predicted,
                         "tokens_evaluated": 0,
-                    })
+                    });
+                    if let Some(p) = probs {
+                        v["completion_probabilities"] =
+                            probs_json(std::slice::from_ref(&p), post_sampling);
+                    }
+                    v
                 }
                 Event::Done { outcome, .. } => {
                     let _ = sink.send(sse(&final_body("", &outcome))).await;
@@ -275,6 +288,8 @@ pub(crate) async fn props(State(app): AppState) -> Result<Response, ApiError> {
         stop: Vec::new(),
         sampler,
         ignore_eos: false,
+        n_probs: None,
+        post_sampling_probs: false,
     };
     let mut slot0 = slot_json(&SlotView {
         n_ctx: ready.n_ctx_slot(),

@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::http::{
-    self, AppState, FINGERPRINT, Finished, JobOptions, Prompt, collect, sse, submit, timings,
-    unix_now, usage,
+    self, AppState, FINGERPRINT, Finished, JobOptions, Prompt, collect, probs_json, sse, submit,
+    timings, unix_now, usage,
 };
-use crate::params::{Body, MAX_TOKENS_OPENAI, gen_params, type_error};
-use crate::scheduler::{Event, Finish, Outcome};
+use crate::params::{Body, MAX_TOKENS_OPENAI, gen_params, probs_request, type_error};
+use crate::scheduler::{Event, Finish, GenParams, Outcome, TokenProbs};
 use crate::{App, Ready};
 
 /// Most choices one request may ask for.
@@ -77,9 +77,6 @@ fn refuse_unsupported(body: &Body) -> Result<(), ApiError> {
             )));
         }
     }
-    if body.bool("logprobs")?.unwrap_or(false) || body.get("top_logprobs").is_some() {
-        return Err(ApiError::unsupported("`logprobs` is not supported yet"));
-    }
     if body.get("grammar").is_some() || body.get("json_schema").is_some() {
         return Err(ApiError::unsupported(
             "grammars and JSON schemas are not supported yet",
@@ -130,12 +127,14 @@ pub(crate) async fn chat(
     let body = http::read_body(body)?;
     refuse_unsupported(&body)?;
     let shape = shape(&body)?;
-    let params = gen_params(
+    let mut params = gen_params(
         &body,
         MAX_TOKENS_OPENAI,
         &ready.defaults,
         &ready.model.tokenizer,
     )?;
+    probs_request(&body, true, &mut params)?;
+    let probs = want_probs(&params);
     let prompt = http::chat_prompt(ready, body.get("messages")).await?;
     let opts = JobOptions {
         n: shape.n,
@@ -147,10 +146,11 @@ pub(crate) async fn chat(
     let created = unix_now();
     if !shape.stream {
         let done = collect(rx, shape.n).await?;
-        return Ok(axum::Json(chat_body(&done, &model, &id, created)).into_response());
+        return Ok(axum::Json(chat_body(&done, probs, &model, &id, created)).into_response());
     }
     let n = shape.n;
     let include_usage = shape.include_usage;
+    let post_sampling = probs.unwrap_or(false);
     Ok(http::stream("text/event-stream", move |sink| async move {
         let chunk = |choices: Value| {
             json!({
@@ -179,10 +179,11 @@ pub(crate) async fn chat(
                 return;
             };
             let out = match ev {
-                Event::Text { index, text } => chunk(json!([{
+                Event::Text { index, text, probs } => chunk(json!([{
                     "finish_reason": null,
                     "index": index,
                     "delta": { "content": text },
+                    "logprobs": chunk_logprobs(probs, post_sampling),
                 }])),
                 Event::Done { index, outcome } => {
                     let c = chunk(json!([{
@@ -219,7 +220,34 @@ pub(crate) async fn chat(
     }))
 }
 
-fn chat_body(done: &[Finished], model: &str, id: &str, created: u64) -> Value {
+/// `Some(post_sampling_probs)` when the request asked for token probabilities.
+fn want_probs(p: &GenParams) -> Option<bool> {
+    p.n_probs.map(|_| p.post_sampling_probs)
+}
+
+/// A choice's `logprobs`: `{"content": [...]}` as llama-server writes it, or `null`.
+fn logprobs(f: &Finished, probs: Option<bool>) -> Value {
+    match probs {
+        Some(post) => json!({ "content": probs_json(&f.probs, post) }),
+        None => Value::Null,
+    }
+}
+
+/// A streamed chunk's `logprobs`: its token's, or `null`.
+fn chunk_logprobs(p: Option<TokenProbs>, post_sampling: bool) -> Value {
+    match p {
+        Some(p) => json!({ "content": probs_json(std::slice::from_ref(&p), post_sampling) }),
+        None => Value::Null,
+    }
+}
+
+fn chat_body(
+    done: &[Finished],
+    probs: Option<bool>,
+    model: &str,
+    id: &str,
+    created: u64,
+) -> Value {
     let choices: Vec<Value> = done
         .iter()
         .enumerate()
@@ -228,6 +256,7 @@ fn chat_body(done: &[Finished], model: &str, id: &str, created: u64) -> Value {
                 "finish_reason": finish_reason(&f.outcome.finish),
                 "index": i,
                 "message": { "role": "assistant", "content": f.text },
+                "logprobs": logprobs(f, probs),
             })
         })
         .collect();
@@ -271,10 +300,11 @@ async fn several_completions(
     app: &App,
     ready: &Ready,
     prompts: Vec<Prompt>,
-    params: crate::scheduler::GenParams,
+    params: GenParams,
     shape: Shape,
     echo: bool,
 ) -> Result<Response, ApiError> {
+    let probs = want_probs(&params);
     if shape.stream {
         return Err(ApiError::unsupported(
             "streaming several prompts in one request is not supported yet",
@@ -299,7 +329,7 @@ async fn several_completions(
             choices.push(json!({
                 "text": format!("{prefix}{}", f.text),
                 "index": choices.len(),
-                "logprobs": null,
+                "logprobs": logprobs(f, probs),
                 "finish_reason": finish_reason(&f.outcome.finish),
             }));
         }
@@ -365,12 +395,13 @@ pub(crate) async fn completions(
     }
     let shape = shape(&body)?;
     let echo = body.bool("echo")?.unwrap_or(false);
-    let params = gen_params(
+    let mut params = gen_params(
         &body,
         MAX_TOKENS_OPENAI,
         &ready.defaults,
         &ready.model.tokenizer,
     )?;
+    probs_request(&body, false, &mut params)?;
     let prompts = completion_prompts(ready, body.get("prompt"))?;
     let opts = JobOptions {
         n: shape.n,
@@ -387,8 +418,9 @@ pub(crate) async fn completions(
     } else {
         String::new()
     };
+    let probs = want_probs(&params);
     let rx = submit(ready, prompt.tokens, params, opts)?;
-    completions_answer(&app, rx, shape, prefix).await
+    completions_answer(&app, rx, shape, prefix, probs).await
 }
 
 async fn completions_answer(
@@ -396,6 +428,7 @@ async fn completions_answer(
     rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
     shape: Shape,
     prefix: String,
+    probs: Option<bool>,
 ) -> Result<Response, ApiError> {
     let model = app.model_id();
     let id = http::new_id("cmpl-");
@@ -409,7 +442,7 @@ async fn completions_answer(
                 json!({
                     "text": format!("{prefix}{}", f.text),
                     "index": i,
-                    "logprobs": null,
+                    "logprobs": logprobs(f, probs),
                     "finish_reason": finish_reason(&f.outcome.finish),
                 })
             })
@@ -429,6 +462,7 @@ async fn completions_answer(
     }
     let n = shape.n;
     let include_usage = shape.include_usage;
+    let post_sampling = probs.unwrap_or(false);
     Ok(http::stream("text/event-stream", move |sink| async move {
         let chunk = |choices: Value| {
             json!({
@@ -457,8 +491,11 @@ async fn completions_answer(
                 return;
             };
             let out = match ev {
-                Event::Text { index, text } => chunk(json!([{
-                    "text": text, "index": index, "logprobs": null, "finish_reason": null,
+                Event::Text { index, text, probs } => chunk(json!([{
+                    "text": text,
+                    "index": index,
+                    "logprobs": chunk_logprobs(probs, post_sampling),
+                    "finish_reason": null,
                 }])),
                 Event::Done { index, outcome } => {
                     let c = chunk(json!([{

@@ -211,7 +211,60 @@ pub fn gen_params(
         stop: stop_strings(fields)?,
         sampler: s,
         ignore_eos,
+        n_probs: None,
+        post_sampling_probs: false,
     })
+}
+
+fn check(n: i64) -> Result<(), ApiError> {
+    if (0..=MAX_N_PROBS as i64).contains(&n) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "the number of token probabilities must be between 0 and {MAX_N_PROBS}, got {n}"
+        )))
+    }
+}
+
+/// Most probabilities one token may report (llama-server caps nothing; this bounds the work).
+pub const MAX_N_PROBS: usize = 100;
+
+/// Which token probabilities a request asks for, into `p`: OpenAI chat's `logprobs` (true)
+/// with `top_logprobs` (default 20, as llama-server), or llama-server's `n_probs` (alias
+/// `logprobs`, an integer as in OpenAI's completions API) and `post_sampling_probs`.
+pub fn probs_request(body: &Body, chat: bool, p: &mut GenParams) -> Result<(), ApiError> {
+    let n = if chat {
+        match body.get("logprobs") {
+            None | Some(Value::Bool(false)) => {
+                if body.get("top_logprobs").is_some() {
+                    return Err(ApiError::invalid(
+                        "`top_logprobs` requires `logprobs` to be set to true",
+                    ));
+                }
+                0
+            }
+            // Asked for: the chosen token's probability even with `top_logprobs` 0.
+            Some(Value::Bool(true)) => {
+                let n = body.i64("top_logprobs")?.unwrap_or(20);
+                check(n)?;
+                p.n_probs = Some(n as usize);
+                p.post_sampling_probs = body.bool("post_sampling_probs")?.unwrap_or(false);
+                return Ok(());
+            }
+            Some(_) => return Err(type_error("logprobs", "true or false")),
+        }
+    } else {
+        match (body.get("n_probs"), body.get("logprobs")) {
+            (Some(_), _) => body.i64("n_probs")?.unwrap_or(0),
+            (None, Some(Value::Bool(b))) => i64::from(*b) * 20,
+            (None, Some(_)) => body.i64("logprobs")?.unwrap_or(0),
+            (None, None) => 0,
+        }
+    };
+    check(n)?;
+    p.n_probs = (n > 0).then_some(n as usize);
+    p.post_sampling_probs = body.bool("post_sampling_probs")?.unwrap_or(false);
+    Ok(())
 }
 
 /// llama.cpp's other samplers, with its field names: DRY, XTC, Mirostat, dynamic temperature,

@@ -34,6 +34,24 @@ pub struct GenParams {
     pub sampler: SamplerParams,
     /// Keep going past end-of-generation tokens.
     pub ignore_eos: bool,
+    /// Report the probabilities of this many most likely tokens at each step, with the chosen
+    /// token's (llama-server's `n_probs`; OpenAI's `top_logprobs`). `None`: no probabilities.
+    pub n_probs: Option<usize>,
+    /// Probabilities after the sampler chain (llama-server's `post_sampling_probs`) instead of
+    /// the softmax of the raw logits.
+    pub post_sampling_probs: bool,
+}
+
+/// One generated token's probability and its most likely alternatives.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenProbs {
+    pub id: u32,
+    /// The text sent with this token (after stop-string hold-back and UTF-8 joining, as
+    /// llama-server's `text_to_send`).
+    pub text: String,
+    pub p: f32,
+    /// The most likely tokens: id, piece bytes, probability; most likely first.
+    pub top: Vec<(u32, Vec<u8>, f32)>,
 }
 
 /// One request for the scheduler.
@@ -77,7 +95,12 @@ pub struct Outcome {
 /// What a job's handler receives, in order per choice: `Text`s, then one `Done`.
 #[derive(Clone, Debug)]
 pub enum Event {
-    Text { index: usize, text: String },
+    /// Generated text; with `n_probs` set, one event per token with its probabilities.
+    Text {
+        index: usize,
+        text: String,
+        probs: Option<TokenProbs>,
+    },
     Done { index: usize, outcome: Outcome },
     Error { message: String },
 }

@@ -14,7 +14,7 @@ use engine::sampler::Chain;
 use engine::tokenizer::{Detokenizer, Tokenizer};
 use engine::{Batch, Context};
 
-use crate::scheduler::{Event, Finish, JobShared, Outcome, SlotView};
+use crate::scheduler::{Event, Finish, JobShared, Outcome, SlotView, TokenProbs};
 
 /// Where a task is.
 #[derive(Clone, Copy, Debug)]
@@ -296,12 +296,20 @@ fn sample(task: &mut Task<'_>, logits: &[f32], full: bool, tok: &Tokenizer) -> O
         return Some(Finish::Eos);
     }
     task.n_generated += 1;
+    let probs = params
+        .n_probs
+        .map(|n| token_probs(task, logits, id, n, tok));
     let piece = task.detok.push(id).unwrap_or_default();
     let (text, hit) = task.stops.push(&piece);
-    if !text.is_empty() {
+    if !text.is_empty() || probs.is_some() {
+        let probs = probs.map(|mut p| {
+            p.text.clone_from(&text);
+            p
+        });
         let _ = task.job.events.send(Event::Text {
             index: task.index,
             text,
+            probs,
         });
     }
     if let Some(s) = hit {
@@ -312,6 +320,62 @@ fn sample(task: &mut Task<'_>, logits: &[f32], full: bool, tok: &Tokenizer) -> O
     }
     task.phase = Phase::Generate { token: id };
     None
+}
+
+/// The probability of the token `id` just sampled and the `n_probs` most likely tokens, as
+/// llama-server reports them: the softmax of the raw logits (ties by id), or with
+/// `post_sampling_probs` the probabilities the sampler chain left, zeros dropped.
+fn token_probs(task: &Task<'_>, logits: &[f32], id: u32, n: usize, tok: &Tokenizer) -> TokenProbs {
+    let piece = |t: u32| {
+        tok.token_to_piece(t, true)
+            .map(|b| b.into_owned())
+            .unwrap_or_default()
+    };
+    let (p, top) = if task.job.params.post_sampling_probs {
+        let mut cands: Vec<(u32, f32)> = task
+            .chain
+            .last_candidates()
+            .items
+            .iter()
+            .map(|c| (c.id, c.p))
+            .collect();
+        cands.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        // llama-server keeps 1 when the chain did not compute the chosen token's probability.
+        let p = cands.iter().find(|c| c.0 == id).map_or(1.0, |c| c.1);
+        let top = cands
+            .iter()
+            .take(n)
+            .take_while(|c| c.1 != 0.0)
+            .map(|&(t, p)| (t, piece(t), p))
+            .collect();
+        (p, top)
+    } else {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
+        let prob = |l: f32| (l - max).exp() / sum;
+        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+        let k = n.min(order.len());
+        let by_logit = |a: &u32, b: &u32| {
+            logits[*b as usize]
+                .total_cmp(&logits[*a as usize])
+                .then(a.cmp(b))
+        };
+        if k > 0 && k < order.len() {
+            order.select_nth_unstable_by(k - 1, by_logit);
+        }
+        order[..k].sort_by(by_logit);
+        let top = order[..k]
+            .iter()
+            .map(|&t| (t, piece(t), prob(logits[t as usize])))
+            .collect();
+        (prob(logits[id as usize]), top)
+    };
+    TokenProbs {
+        id,
+        text: String::new(),
+        p,
+        top,
+    }
 }
 
 /// Sends the held-back text and the outcome, and frees the slot.
@@ -326,6 +390,7 @@ fn finish_task(slot: &mut Slot<'_>, finish: Finish) {
             let _ = task.job.events.send(Event::Text {
                 index: task.index,
                 text: rest,
+                probs: None,
             });
         }
     }

@@ -59,7 +59,6 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
         json!({ "messages": msgs, "tools": [{ "type": "function", "function": { "name": "f" } }] }),
         json!({ "messages": msgs, "response_format": { "type": "json_schema", "json_schema": {} } }),
         json!({ "messages": msgs, "response_format": { "type": "json_object" } }),
-        json!({ "messages": msgs, "logprobs": true }),
     ] {
         let e = s.post(p, &body).expect_error(400, "invalid_request_error");
         assert!(
@@ -67,6 +66,11 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
             "{e}"
         );
     }
+    // `top_logprobs` needs `logprobs`, as llama-server says.
+    let e = s
+        .post(p, &json!({ "messages": msgs, "top_logprobs": 2 }))
+        .expect_error(400, "invalid_request_error");
+    assert!(e["message"].as_str().unwrap().contains("logprobs"), "{e}");
     // A prompt longer than a slot's context.
     let long = "word ".repeat(3000);
     let e = s

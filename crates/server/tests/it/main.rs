@@ -6,5 +6,6 @@ mod errors;
 mod llama;
 mod ollama;
 mod openai;
+mod probs;
 mod python;
 mod scheduling;

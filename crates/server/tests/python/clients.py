@@ -76,6 +76,28 @@ streamed = "".join(
 )
 check(streamed == c1.choices[0].text, "streamed completion")
 
+# Token log-probabilities, plain and streamed: the tokens spell the text.
+lp = client.chat.completions.create(
+    model=model, messages=messages, temperature=0, max_tokens=5, logprobs=True, top_logprobs=3
+)
+content = lp.choices[0].logprobs.content
+check("".join(t.token for t in content) == lp.choices[0].message.content, "logprobs tokens")
+check(all(t.logprob <= 0 and t.bytes and len(t.top_logprobs) == 3 for t in content), "logprobs")
+check(content[0].top_logprobs[0].logprob >= content[0].top_logprobs[1].logprob, "top order")
+toks = []
+for ch in client.chat.completions.create(
+    model=model,
+    messages=messages,
+    temperature=0,
+    max_tokens=5,
+    logprobs=True,
+    top_logprobs=3,
+    stream=True,
+):
+    if ch.choices and ch.choices[0].logprobs:
+        toks += [t.token for t in ch.choices[0].logprobs.content]
+check("".join(toks) == lp.choices[0].message.content, "streamed logprobs tokens")
+
 # What cannot be honoured is a 400 the client raises.
 try:
     client.chat.completions.create(
