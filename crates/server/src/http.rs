@@ -32,6 +32,7 @@ pub(crate) async fn serve(
     listeners: Vec<tokio::net::TcpListener>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let timeout = app.config.timeout;
     let router = router(app);
     let (down_tx, down_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -48,6 +49,7 @@ pub(crate) async fn serve(
             l,
             router.clone(),
             down_rx.clone(),
+            timeout,
         )));
     }
     for t in tasks {
@@ -57,13 +59,15 @@ pub(crate) async fn serve(
 
 /// Accepts HTTP/1 connections until `down`, then waits for those open to finish their
 /// responses. Header names are sent in title case, as llama-server (and clients that compare
-/// them case-sensitively) expect.
+/// them case-sensitively) expect. A client that takes longer than `timeout` to send a request
+/// head is disconnected (llama-server's `--timeout`).
 async fn serve_listener(
     listener: tokio::net::TcpListener,
     router: Router,
     mut down: watch::Receiver<bool>,
+    timeout: std::time::Duration,
 ) {
-    use hyper_util::rt::TokioIo;
+    use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::server::graceful::GracefulShutdown;
     use hyper_util::service::TowerToHyperService;
 
@@ -81,6 +85,8 @@ async fn serve_listener(
                     continue;
                 };
                 let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(timeout)
                     .title_case_headers(true)
                     .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
                 let conn = graceful.watch(conn);
@@ -144,6 +150,10 @@ fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), auth))
         .layer(DefaultBodyLimit::max(limit))
+        // A body whose next piece takes longer than `--timeout` ends the request.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            app.config.timeout,
+        ))
         .layer(middleware::from_fn_with_state(app.clone(), cors))
         .with_state(app)
 }
@@ -577,13 +587,17 @@ pub(crate) fn probs_json(probs: &[TokenProbs], post_sampling: bool) -> Value {
     )
 }
 
-/// The sending end of a streamed response body.
-pub(crate) struct Sink(mpsc::Sender<Bytes>);
+/// The sending end of a streamed response body, and how long a client may leave it full.
+pub(crate) struct Sink(mpsc::Sender<Bytes>, std::time::Duration);
 
 impl Sink {
-    /// Sends a piece of the body; false once the client is gone.
+    /// Sends a piece of the body; false once the client is gone, or has not taken what was
+    /// sent for longer than `--timeout` (the producer then stops, which cancels the job).
     pub async fn send(&self, b: impl Into<Bytes>) -> bool {
-        self.0.send(b.into()).await.is_ok()
+        matches!(
+            tokio::time::timeout(self.1, self.0.send(b.into())).await,
+            Ok(Ok(()))
+        )
     }
 
     /// The job's next event; `None` when the job ended or the client went away.
@@ -596,13 +610,13 @@ impl Sink {
 }
 
 /// A streamed response whose body `produce` writes.
-pub(crate) fn stream<F, Fut>(content_type: &'static str, produce: F) -> Response
+pub(crate) fn stream<F, Fut>(app: &App, content_type: &'static str, produce: F) -> Response
 where
     F: FnOnce(Sink) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(32);
-    tokio::spawn(produce(Sink(tx)));
+    tokio::spawn(produce(Sink(tx, app.config.timeout)));
     let mut resp = HttpBody::from_stream(ChanStream(rx)).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -51,15 +51,19 @@ pub struct Config {
     pub sampler: SamplerParams,
     /// `None`: each request without a seed gets a random one.
     pub seed: Option<u64>,
-    /// The model's name in the APIs (default: the model path).
-    pub alias: Option<String>,
+    /// The model's names in the APIs (llama-server's `--alias a,b`): the first in sorted order
+    /// is its id; none: the model path.
+    pub aliases: Vec<String>,
+    /// Labels shown with the model in `/v1/models` (llama-server's `--tags`).
+    pub tags: Vec<String>,
     /// Keys accepted in `Authorization: Bearer` (empty: no key needed).
     pub api_keys: Vec<String>,
     pub metrics: bool,
     pub slots_endpoint: bool,
     /// A chat template replacing the model's.
     pub chat_template: Option<TemplateChoice>,
-    /// llama-server's `--timeout`: accepted, not enforced yet.
+    /// llama-server's `--timeout`: the longest a client may take to send a request's head or
+    /// body, or to take the next piece of a response, before its connection is closed.
     pub timeout: Duration,
     /// Origins allowed by CORS (`*`: any).
     pub cors_origins: Vec<String>,
@@ -83,7 +87,8 @@ impl Config {
             n_predict: None,
             sampler: SamplerParams::default(),
             seed: None,
-            alias: None,
+            aliases: Vec::new(),
+            tags: Vec::new(),
             api_keys: Vec::new(),
             metrics: false,
             slots_endpoint: true,
@@ -154,11 +159,14 @@ impl App {
             .ok_or_else(|| ApiError::unavailable("Loading model"))
     }
 
-    /// The model's name in the APIs.
+    /// The model's name in the APIs: its first alias in sorted order (as llama-server, which
+    /// keeps them in a `std::set`), else its path.
     pub fn model_id(&self) -> String {
         self.config
-            .alias
-            .clone()
+            .aliases
+            .iter()
+            .min()
+            .cloned()
             .unwrap_or_else(|| self.config.model.display().to_string())
     }
 }

@@ -189,45 +189,49 @@ pub(crate) async fn completion(
         }
         return Ok(axum::Json(v).into_response());
     }
-    Ok(http::stream("text/event-stream", move |sink| async move {
-        let mut rx = rx;
-        let mut n_predicted = 0usize;
-        loop {
-            let Some(ev) = sink.next(&mut rx).await else {
-                return;
-            };
-            let out = match ev {
-                Event::Text { text, probs, .. } => {
-                    n_predicted += 1;
-                    let mut v = json!({
-                        "index": 0,
-                        "content": text,
-                        "tokens": [],
-                        "stop": false,
-                        "id_slot": -1,
-                        "tokens_predicted": n_predicted,
-                        "tokens_evaluated": 0,
-                    });
-                    if let Some(p) = probs {
-                        v["completion_probabilities"] =
-                            probs_json(std::slice::from_ref(&p), post_sampling);
+    Ok(http::stream(
+        &app,
+        "text/event-stream",
+        move |sink| async move {
+            let mut rx = rx;
+            let mut n_predicted = 0usize;
+            loop {
+                let Some(ev) = sink.next(&mut rx).await else {
+                    return;
+                };
+                let out = match ev {
+                    Event::Text { text, probs, .. } => {
+                        n_predicted += 1;
+                        let mut v = json!({
+                            "index": 0,
+                            "content": text,
+                            "tokens": [],
+                            "stop": false,
+                            "id_slot": -1,
+                            "tokens_predicted": n_predicted,
+                            "tokens_evaluated": 0,
+                        });
+                        if let Some(p) = probs {
+                            v["completion_probabilities"] =
+                                probs_json(std::slice::from_ref(&p), post_sampling);
+                        }
+                        v
                     }
-                    v
-                }
-                Event::Done { outcome, .. } => {
-                    let _ = sink.send(sse(&final_body("", &outcome))).await;
+                    Event::Done { outcome, .. } => {
+                        let _ = sink.send(sse(&final_body("", &outcome))).await;
+                        return;
+                    }
+                    Event::Error { message } => {
+                        let _ = sink.send(sse(&ApiError::server(message).body())).await;
+                        return;
+                    }
+                };
+                if !sink.send(sse(&out)).await {
                     return;
                 }
-                Event::Error { message } => {
-                    let _ = sink.send(sse(&ApiError::server(message).body())).await;
-                    return;
-                }
-            };
-            if !sink.send(sse(&out)).await {
-                return;
             }
-        }
-    }))
+        },
+    ))
 }
 
 /// The native API's final answer for one prompt.

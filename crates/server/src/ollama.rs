@@ -40,7 +40,7 @@ pub(crate) async fn registry() -> OllamaError {
 
 /// The model's name in Ollama's API: the alias, else the file name.
 fn name(app: &App) -> String {
-    app.config.alias.clone().unwrap_or_else(|| {
+    app.config.aliases.iter().min().cloned().unwrap_or_else(|| {
         app.config
             .model
             .file_name()
@@ -258,6 +258,7 @@ async fn answer(
         return Ok(axum::Json(v).into_response());
     }
     Ok(http::stream(
+        app,
         "application/x-ndjson",
         move |sink| async move {
             let mut rx = rx;

@@ -40,6 +40,8 @@ pub(crate) async fn models(State(app): AppState) -> Response {
             "object": "model",
             "created": app.created,
             "owned_by": "hearth",
+            "aliases": app.config.aliases,
+            "tags": app.config.tags,
             "meta": meta,
         }],
         "models": [{
@@ -151,73 +153,77 @@ pub(crate) async fn chat(
     let n = shape.n;
     let include_usage = shape.include_usage;
     let post_sampling = probs.unwrap_or(false);
-    Ok(http::stream("text/event-stream", move |sink| async move {
-        let chunk = |choices: Value| {
-            json!({
-                "choices": choices,
-                "created": created,
-                "id": id,
-                "model": model,
-                "system_fingerprint": FINGERPRINT,
-                "object": "chat.completion.chunk",
-            })
-        };
-        for index in 0..n {
-            let first = chunk(json!([{
-                "finish_reason": null,
-                "index": index,
-                "delta": { "role": "assistant", "content": null },
-            }]));
-            if !sink.send(sse(&first)).await {
-                return;
-            }
-        }
-        let mut rx = rx;
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
-        while outcomes.iter().any(Option::is_none) {
-            let Some(ev) = sink.next(&mut rx).await else {
-                return;
+    Ok(http::stream(
+        &app,
+        "text/event-stream",
+        move |sink| async move {
+            let chunk = |choices: Value| {
+                json!({
+                    "choices": choices,
+                    "created": created,
+                    "id": id,
+                    "model": model,
+                    "system_fingerprint": FINGERPRINT,
+                    "object": "chat.completion.chunk",
+                })
             };
-            let out = match ev {
-                Event::Text { index, text, probs } => chunk(json!([{
+            for index in 0..n {
+                let first = chunk(json!([{
                     "finish_reason": null,
                     "index": index,
-                    "delta": { "content": text },
-                    "logprobs": chunk_logprobs(probs, post_sampling),
-                }])),
-                Event::Done { index, outcome } => {
-                    let c = chunk(json!([{
-                        "finish_reason": finish_reason(&outcome.finish),
-                        "index": index,
-                        "delta": {},
-                    }]));
-                    if let Some(o) = outcomes.get_mut(index) {
-                        *o = Some(outcome);
-                    }
-                    c
-                }
-                Event::Error { message } => {
-                    let _ = sink.send(sse(&ApiError::server(message).body())).await;
+                    "delta": { "role": "assistant", "content": null },
+                }]));
+                if !sink.send(sse(&first)).await {
                     return;
                 }
-            };
-            if !sink.send(sse(&out)).await {
-                return;
             }
-        }
-        let done: Vec<&Outcome> = outcomes.iter().flatten().collect();
-        if include_usage {
-            let mut last = chunk(json!([]));
-            last["usage"] = usage(&done);
-            if let Some(o) = done.first() {
-                last["timings"] = timings(o);
+            let mut rx = rx;
+            let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
+            while outcomes.iter().any(Option::is_none) {
+                let Some(ev) = sink.next(&mut rx).await else {
+                    return;
+                };
+                let out = match ev {
+                    Event::Text { index, text, probs } => chunk(json!([{
+                        "finish_reason": null,
+                        "index": index,
+                        "delta": { "content": text },
+                        "logprobs": chunk_logprobs(probs, post_sampling),
+                    }])),
+                    Event::Done { index, outcome } => {
+                        let c = chunk(json!([{
+                            "finish_reason": finish_reason(&outcome.finish),
+                            "index": index,
+                            "delta": {},
+                        }]));
+                        if let Some(o) = outcomes.get_mut(index) {
+                            *o = Some(outcome);
+                        }
+                        c
+                    }
+                    Event::Error { message } => {
+                        let _ = sink.send(sse(&ApiError::server(message).body())).await;
+                        return;
+                    }
+                };
+                if !sink.send(sse(&out)).await {
+                    return;
+                }
             }
-            if !sink.send(sse(&last)).await {
-                return;
+            let done: Vec<&Outcome> = outcomes.iter().flatten().collect();
+            if include_usage {
+                let mut last = chunk(json!([]));
+                last["usage"] = usage(&done);
+                if let Some(o) = done.first() {
+                    last["timings"] = timings(o);
+                }
+                if !sink.send(sse(&last)).await {
+                    return;
+                }
             }
-        }
-        let _ = sink.send("data: [DONE]\n\n").await;
-    }))
+            let _ = sink.send("data: [DONE]\n\n").await;
+        },
+    ))
 }
 
 /// `Some(post_sampling_probs)` when the request asked for token probabilities.
@@ -241,13 +247,7 @@ fn chunk_logprobs(p: Option<TokenProbs>, post_sampling: bool) -> Value {
     }
 }
 
-fn chat_body(
-    done: &[Finished],
-    probs: Option<bool>,
-    model: &str,
-    id: &str,
-    created: u64,
-) -> Value {
+fn chat_body(done: &[Finished], probs: Option<bool>, model: &str, id: &str, created: u64) -> Value {
     let choices: Vec<Value> = done
         .iter()
         .enumerate()
@@ -463,72 +463,76 @@ async fn completions_answer(
     let n = shape.n;
     let include_usage = shape.include_usage;
     let post_sampling = probs.unwrap_or(false);
-    Ok(http::stream("text/event-stream", move |sink| async move {
-        let chunk = |choices: Value| {
-            json!({
-                "choices": choices,
-                "created": created,
-                "id": id,
-                "model": model,
-                "system_fingerprint": FINGERPRINT,
-                "object": "text_completion",
-            })
-        };
-        if !prefix.is_empty() {
-            for index in 0..n {
-                let c = chunk(json!([{
-                    "text": prefix, "index": index, "logprobs": null, "finish_reason": null,
-                }]));
-                if !sink.send(sse(&c)).await {
-                    return;
-                }
-            }
-        }
-        let mut rx = rx;
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
-        while outcomes.iter().any(Option::is_none) {
-            let Some(ev) = sink.next(&mut rx).await else {
-                return;
+    Ok(http::stream(
+        app,
+        "text/event-stream",
+        move |sink| async move {
+            let chunk = |choices: Value| {
+                json!({
+                    "choices": choices,
+                    "created": created,
+                    "id": id,
+                    "model": model,
+                    "system_fingerprint": FINGERPRINT,
+                    "object": "text_completion",
+                })
             };
-            let out = match ev {
-                Event::Text { index, text, probs } => chunk(json!([{
-                    "text": text,
-                    "index": index,
-                    "logprobs": chunk_logprobs(probs, post_sampling),
-                    "finish_reason": null,
-                }])),
-                Event::Done { index, outcome } => {
+            if !prefix.is_empty() {
+                for index in 0..n {
                     let c = chunk(json!([{
-                        "text": "",
-                        "index": index,
-                        "logprobs": null,
-                        "finish_reason": finish_reason(&outcome.finish),
+                        "text": prefix, "index": index, "logprobs": null, "finish_reason": null,
                     }]));
-                    if let Some(o) = outcomes.get_mut(index) {
-                        *o = Some(outcome);
+                    if !sink.send(sse(&c)).await {
+                        return;
                     }
-                    c
                 }
-                Event::Error { message } => {
-                    let _ = sink.send(sse(&ApiError::server(message).body())).await;
+            }
+            let mut rx = rx;
+            let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
+            while outcomes.iter().any(Option::is_none) {
+                let Some(ev) = sink.next(&mut rx).await else {
+                    return;
+                };
+                let out = match ev {
+                    Event::Text { index, text, probs } => chunk(json!([{
+                        "text": text,
+                        "index": index,
+                        "logprobs": chunk_logprobs(probs, post_sampling),
+                        "finish_reason": null,
+                    }])),
+                    Event::Done { index, outcome } => {
+                        let c = chunk(json!([{
+                            "text": "",
+                            "index": index,
+                            "logprobs": null,
+                            "finish_reason": finish_reason(&outcome.finish),
+                        }]));
+                        if let Some(o) = outcomes.get_mut(index) {
+                            *o = Some(outcome);
+                        }
+                        c
+                    }
+                    Event::Error { message } => {
+                        let _ = sink.send(sse(&ApiError::server(message).body())).await;
+                        return;
+                    }
+                };
+                if !sink.send(sse(&out)).await {
                     return;
                 }
-            };
-            if !sink.send(sse(&out)).await {
-                return;
             }
-        }
-        if include_usage {
-            let done: Vec<&Outcome> = outcomes.iter().flatten().collect();
-            let mut last = chunk(json!([]));
-            last["usage"] = usage(&done);
-            if let Some(o) = done.first() {
-                last["timings"] = timings(o);
+            if include_usage {
+                let done: Vec<&Outcome> = outcomes.iter().flatten().collect();
+                let mut last = chunk(json!([]));
+                last["usage"] = usage(&done);
+                if let Some(o) = done.first() {
+                    last["timings"] = timings(o);
+                }
+                if !sink.send(sse(&last)).await {
+                    return;
+                }
             }
-            if !sink.send(sse(&last)).await {
-                return;
-            }
-        }
-        let _ = sink.send("data: [DONE]\n\n").await;
-    }))
+            let _ = sink.send("data: [DONE]\n\n").await;
+        },
+    ))
 }

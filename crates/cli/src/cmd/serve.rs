@@ -44,7 +44,8 @@ give defaults):
   -s, --seed N                default seed (-1: random per request)
       --top-k, --top-p, --min-p, --typical, --repeat-penalty, --repeat-last-n,
       --presence-penalty, --frequency-penalty   default sampling settings
-  -a, --alias NAME            the model's name in the APIs
+  -a, --alias NAME[,NAME…]    the model's names in the APIs (its id: the first in sorted order)
+      --tags TAG[,TAG…]       labels shown with the model in /v1/models
       --api-key KEY[,KEY…]    require `Authorization: Bearer KEY` (/health stays open)
       --api-key-file FILE     keys, one per line
       --metrics               enable /metrics
@@ -52,7 +53,7 @@ give defaults):
       --chat-template-file F  Jinja chat template replacing the model's
       --chat-template T       Jinja source, or `chatml` / `gemma`
       --jinja, --no-jinja     accepted (templates are always Jinja)
-      --timeout SECONDS       request timeout (default 600)
+      --timeout SECONDS       longest wait for a client to send or take data (default 600)
       --cors-origins O[,O…]   origins allowed by CORS (default *)
       --queue N               requests that may wait for a slot (default 64)
   -h, --help                  this help
@@ -77,6 +78,7 @@ const ENV: &[(&str, &str)] = &[
     ("LLAMA_ARG_UBATCH", "--ubatch-size"),
     ("LLAMA_ARG_N_PREDICT", "--n-predict"),
     ("LLAMA_ARG_ALIAS", "--alias"),
+    ("LLAMA_ARG_TAGS", "--tags"),
     ("LLAMA_API_KEY", "--api-key"),
     ("LLAMA_ARG_ENDPOINT_METRICS", "--metrics"),
     ("LLAMA_ARG_ENDPOINT_SLOTS", "--slots"),
@@ -116,7 +118,6 @@ const IGNORED_VALUE: &[&str] = &[
     "--log-verbosity",
     "-lv",
     "--numa",
-    "--tags",
     "--device",
     "-dev",
     "--split-mode",
@@ -356,6 +357,7 @@ fn takes_value(name: &str) -> bool {
                 | "--frequency-penalty"
                 | "-a"
                 | "--alias"
+                | "--tags"
                 | "--api-key"
                 | "--api-key-file"
                 | "--chat-template"
@@ -380,7 +382,8 @@ struct Settings {
     threads: Option<usize>,
     batch: Option<usize>,
     n_predict: Option<i64>,
-    alias: Option<String>,
+    aliases: Vec<String>,
+    tags: Vec<String>,
     api_keys: Vec<String>,
     metrics: bool,
     slots: Option<bool>,
@@ -421,7 +424,8 @@ impl Settings {
                 let _: usize = num(name, &v)?;
             }
             "-n" | "--n-predict" | "--predict" => self.n_predict = Some(num(name, &v)?),
-            "-a" | "--alias" => self.alias = Some(v),
+            "-a" | "--alias" => self.aliases = list(&v),
+            "--tags" => self.tags = list(&v),
             "--api-key" => self.api_keys.extend(list(&v)),
             "--api-key-file" => {
                 let text = std::fs::read_to_string(&v)
@@ -504,7 +508,8 @@ impl Settings {
             s => bail!("--seed must be -1 (random) or non-negative, got {s}"),
         };
         c.sampler = sampling.params()?;
-        c.alias = self.alias;
+        c.aliases = self.aliases;
+        c.tags = self.tags;
         c.api_keys = self.api_keys;
         c.metrics = self.metrics;
         c.slots_endpoint = self.slots.unwrap_or(true);
@@ -642,7 +647,7 @@ mod tests {
         assert_eq!(c.n_predict, Some(100));
         assert_eq!(c.sampler.temperature, 0.0);
         assert_eq!(c.seed, Some(42));
-        assert_eq!(c.alias.as_deref(), Some("tiny"));
+        assert_eq!(c.aliases, ["tiny"]);
         assert_eq!(c.api_keys, ["k1", "k2"]);
         assert!(c.metrics && !c.slots_endpoint);
         assert_eq!(c.timeout, Duration::from_secs(30));

@@ -242,3 +242,41 @@ fn a_bad_request_during_a_stream_does_not_disturb_it() {
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     assert_eq!(stream_text(&events), solo);
 }
+
+/// `--timeout`: a client that stalls sending its request is disconnected, and the server goes
+/// on serving others.
+#[test]
+fn slow_clients_are_disconnected_after_the_timeout() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    let mut c = config();
+    c.timeout = Duration::from_secs(1);
+    let s = TestServer::start(c);
+    // How long until the server closes a connection that stalls after sending `head`.
+    let closed_after = |head: &[u8]| {
+        let mut conn = TcpStream::connect(s.addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        conn.write_all(head).unwrap();
+        let t0 = Instant::now();
+        let mut buf = Vec::new();
+        // Whatever the server answers (nothing, or a 408/400), the connection ends.
+        let _ = conn.read_to_end(&mut buf);
+        (t0.elapsed(), String::from_utf8_lossy(&buf).into_owned())
+    };
+    // Half a request head.
+    let (t, _) = closed_after(b"POST /completion HTTP/1.1\r\nHost: x\r\n");
+    assert!(t < Duration::from_secs(10), "head: closed after {t:?}");
+    // A body that never arrives in full.
+    let (t, answer) = closed_after(
+        b"POST /completion HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"prompt\":",
+    );
+    assert!(t < Duration::from_secs(10), "body: closed after {t:?}");
+    assert!(!answer.contains("200 OK"), "{answer}");
+    // Others are served meanwhile and after.
+    let v = s.post("/v1/chat/completions", &chat("Hi", 2)).json();
+    assert!(!chat_text(&v).is_empty());
+}

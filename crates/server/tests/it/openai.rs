@@ -219,3 +219,20 @@ fn a_final_assistant_message_is_continued() {
         .to_owned();
     assert!(prompt.ends_with("The capital of France is"), "{prompt:?}");
 }
+
+#[test]
+fn aliases_name_the_model_as_llama_server_does() {
+    let mut c = config();
+    c.aliases = ["tinyllama-2", "fim", "code"].map(String::from).to_vec();
+    c.tags = ["chat", "small"].map(String::from).to_vec();
+    let s = TestServer::start(c);
+    let v = s.get("/v1/models").json();
+    let m = &v["data"][0];
+    // llama-server keeps aliases in a sorted set: the first is the id.
+    assert_eq!(m["id"], "code");
+    assert_eq!(m["aliases"], json!(["tinyllama-2", "fim", "code"]));
+    assert_eq!(m["tags"], json!(["chat", "small"]));
+    let r = s.post("/v1/chat/completions", &chat("Hi", 2)).json();
+    assert_eq!(r["model"], "code");
+    assert_eq!(s.get("/api/tags").json()["models"][0]["name"], "code");
+}
