@@ -42,5 +42,6 @@ fuzz_target!(|data: &[u8]| {
         eos_token: "</s>",
         now: Some(DateTime::from_unix_seconds(0)),
         extra: None,
+        llama_cpp_concat: false,
     });
 });

@@ -81,6 +81,11 @@ impl Chat {
         &self.template
     }
 
+    /// The text of the model's BOS token ("" without one).
+    pub fn bos(&self) -> &str {
+        &self.bos
+    }
+
     /// `"model"` for the file's own template, else the built-in's name.
     pub fn template_name(&self) -> &str {
         &self.template_name
@@ -102,13 +107,41 @@ impl Chat {
         tools: Option<&serde_json::Value>,
         add_generation_prompt: bool,
     ) -> Result<Rendered, TemplateError> {
-        let req = RenderRequest {
+        self.render_request(RenderRequest {
             messages,
             tools,
             add_generation_prompt,
+            ..RenderRequest::default()
+        })
+    }
+
+    /// [`Chat::render_with_tools`] as llama-server renders: with more template variables
+    /// (`enable_thinking`, `date_string`, a request's `chat_template_kwargs`…) and llama.cpp's
+    /// Jinja leniency (a string `+` an undefined value is the string).
+    pub fn render_with_context(
+        &self,
+        messages: &[Message],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+        extra: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<Rendered, TemplateError> {
+        self.render_request(RenderRequest {
+            messages,
+            tools,
+            add_generation_prompt,
+            extra,
+            llama_cpp_concat: true,
+            ..RenderRequest::default()
+        })
+    }
+
+    /// Renders `req` (its BOS and EOS texts filled in from the model) and tokenizes the result.
+    fn render_request(&self, req: RenderRequest<'_>) -> Result<Rendered, TemplateError> {
+        let messages = req.messages;
+        let req = RenderRequest {
             bos_token: &self.bos,
             eos_token: &self.eos,
-            ..RenderRequest::default()
+            ..req
         };
         let text = self.template.render(&req)?;
         let tokens = tokenize_prompt(&self.model.tokenizer, &text, messages, &self.bos);

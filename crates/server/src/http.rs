@@ -305,17 +305,20 @@ pub(crate) struct Prompt {
 pub(crate) async fn chat_prompt(
     ready: &Ready,
     messages: Option<&Value>,
+    kwargs: Option<&Value>,
 ) -> Result<Prompt, ApiError> {
-    chat_prompt_with(ready, messages, None, true).await
+    chat_prompt_with(ready, messages, None, true, kwargs).await
 }
 
 /// [`chat_prompt`] with tool definitions for the template (`/apply-template` only renders, so
 /// it can pass them on) and without the generation prompt when `add_generation_prompt` is off.
+/// `kwargs` is a request's `chat_template_kwargs`.
 pub(crate) async fn chat_prompt_with(
     ready: &Ready,
     messages: Option<&Value>,
     tools: Option<Value>,
     add_generation_prompt: bool,
+    kwargs: Option<&Value>,
 ) -> Result<Prompt, ApiError> {
     let Some(Value::Array(list)) = messages else {
         return Err(type_error("messages", "a list of messages"));
@@ -333,12 +336,83 @@ pub(crate) async fn chat_prompt_with(
             "cannot have 2 or more assistant messages at the end of the list",
         ));
     }
+    let context = template_context(ready, kwargs)?;
     let chat = ready.chat.clone();
+    let thinking = ready.thinking_tags;
     tokio::task::spawn_blocking(move || {
-        render_chat(&chat, &msgs, tools.as_ref(), add_generation_prompt)
+        render_chat(
+            &chat,
+            &msgs,
+            tools.as_ref(),
+            add_generation_prompt,
+            &context,
+            thinking,
+        )
     })
     .await
     .map_err(|e| ApiError::server(e.to_string()))?
+}
+
+/// The variables a template sees besides the conversation, as llama-server gives them:
+/// `datetime` and `date_string` (today, the formats Llama 3.x and FireFunction print),
+/// `enable_thinking` (true unless `--reasoning off`), the server's `--chat-template-kwargs`,
+/// then the request's own `chat_template_kwargs`.
+fn template_context(
+    ready: &Ready,
+    kwargs: Option<&Value>,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let now = engine::chat_template::DateTime::now_utc();
+    let mut ctx = serde_json::Map::new();
+    ctx.insert("datetime".into(), now.strftime("%b %d %Y").into());
+    ctx.insert("date_string".into(), now.strftime("%d %b %Y").into());
+    ctx.insert("enable_thinking".into(), true.into());
+    ctx.extend(ready.template_kwargs.clone());
+    match kwargs {
+        None => {}
+        Some(Value::Object(m)) => ctx.extend(m.clone()),
+        Some(_) => return Err(type_error("chat_template_kwargs", "an object")),
+    }
+    if ctx.get("enable_thinking").is_some_and(|v| !v.is_boolean()) {
+        return Err(ApiError::invalid(
+            "invalid type for \"enable_thinking\" (expected boolean)",
+        ));
+    }
+    Ok(ctx)
+}
+
+/// Thinking-block markers, by the first a template's source mentions.
+const THINKING_TAGS: &[(&str, &str)] = &[
+    ("<think>", "</think>"),
+    ("<|START_THINKING|>", "<|END_THINKING|>"),
+    ("<seed:think>", "</seed:think>"),
+    ("[THINK]", "[/THINK]"),
+];
+
+/// The thinking-block markers a template uses, if any.
+pub(crate) fn thinking_tags(source: &str) -> Option<(&'static str, &'static str)> {
+    THINKING_TAGS
+        .iter()
+        .copied()
+        .filter_map(|t| source.find(t.0).map(|at| (at, t)))
+        .min_by_key(|&(at, _)| at)
+        .map(|(_, t)| t)
+}
+
+/// With thinking off, the generation prompt ends in a closed, empty thinking block, as
+/// llama-server's template analysis makes it: a block the template opened is closed; a
+/// template that knows thinking blocks but opened none gets an empty one (templates that
+/// honour `enable_thinking` themselves already end with the closing marker).
+fn close_thinking(text: &mut String, (open, close): (&str, &str)) {
+    let end = text.trim_end();
+    if end.ends_with(close) {
+        return;
+    }
+    if end.ends_with(open) {
+        text.push_str(close);
+    } else {
+        text.push_str(open);
+        text.push_str(close);
+    }
 }
 
 /// Renders `msgs`; with `add_generation_prompt` a final assistant message is continued.
@@ -347,6 +421,8 @@ pub(crate) fn render_chat(
     msgs: &[Message],
     tools: Option<&Value>,
     add_generation_prompt: bool,
+    context: &serde_json::Map<String, Value>,
+    thinking: Option<(&'static str, &'static str)>,
 ) -> Result<Prompt, ApiError> {
     let tok = &chat.model().tokenizer;
     let bad = |e: engine::chat_template::TemplateError| ApiError::invalid(e.to_string());
@@ -357,22 +433,26 @@ pub(crate) fn render_chat(
         msgs
     };
     let r = chat
-        .render_with_tools(head, tools, add_generation_prompt)
+        .render_with_context(head, tools, add_generation_prompt, Some(context))
         .map_err(bad)?;
+    let thinking_off = context.get("enable_thinking") == Some(&Value::Bool(false));
     if !prefill {
-        return Ok(Prompt {
-            text: r.text,
-            tokens: r.tokens,
+        return Ok(match thinking {
+            Some(tags) if thinking_off && add_generation_prompt => {
+                let mut text = r.text;
+                close_thinking(&mut text, tags);
+                let tokens = engine::chat::tokenize_prompt(tok, &text, msgs, chat.bos());
+                Prompt { text, tokens }
+            }
+            _ => Prompt {
+                text: r.text,
+                tokens: r.tokens,
+            },
         });
     }
     let mut text = r.text;
     text.push_str(msgs.last().and_then(|m| m.content.as_deref()).unwrap_or(""));
-    let bos = tok
-        .bos()
-        .and_then(|b| tok.token_text(b))
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-        .unwrap_or_default();
-    let tokens = engine::chat::tokenize_prompt(tok, &text, msgs, &bos);
+    let tokens = engine::chat::tokenize_prompt(tok, &text, msgs, chat.bos());
     Ok(Prompt { text, tokens })
 }
 

@@ -62,6 +62,13 @@ pub struct Config {
     pub slots_endpoint: bool,
     /// A chat template replacing the model's.
     pub chat_template: Option<TemplateChoice>,
+    /// Template variables every request gets (llama-server's `--chat-template-kwargs`); a
+    /// request's own `chat_template_kwargs` override them.
+    pub chat_template_kwargs: serde_json::Map<String, serde_json::Value>,
+    /// llama-server's `--reasoning`: `Some(true)` on, `Some(false)` off (the template's
+    /// `enable_thinking` is false and a thinking block it would open is closed empty), `None`
+    /// auto (the template decides).
+    pub reasoning: Option<bool>,
     /// llama-server's `--timeout`: the longest a client may take to send a request's head or
     /// body, or to take the next piece of a response, before its connection is closed.
     pub timeout: Duration,
@@ -93,6 +100,8 @@ impl Config {
             metrics: false,
             slots_endpoint: true,
             chat_template: None,
+            chat_template_kwargs: serde_json::Map::new(),
+            reasoning: None,
             timeout: Duration::from_secs(600),
             cors_origins: vec!["*".into()],
             body_limit: 16 << 20,
@@ -131,6 +140,11 @@ pub(crate) struct Ready {
     pub chat: Arc<Chat>,
     /// The template's Jinja source, for `/props`.
     pub template_source: String,
+    /// The thinking-block markers the template uses, if any (`<think>`, `</think>`).
+    pub thinking_tags: Option<(&'static str, &'static str)>,
+    /// Template variables of every request: `--chat-template-kwargs`, and `enable_thinking`
+    /// from `--reasoning`.
+    pub template_kwargs: serde_json::Map<String, serde_json::Value>,
     pub scheduler: Scheduler,
     pub defaults: Defaults,
 }
@@ -330,6 +344,14 @@ fn load(app: &App) -> Result<(), ServeError> {
     let ready = Ready {
         model,
         chat: Arc::new(chat),
+        thinking_tags: http::thinking_tags(&template_source),
+        template_kwargs: {
+            let mut kw = c.chat_template_kwargs.clone();
+            if let Some(on) = c.reasoning {
+                kw.insert("enable_thinking".into(), on.into());
+            }
+            kw
+        },
         template_source,
         scheduler,
         defaults: Defaults {

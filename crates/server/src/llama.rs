@@ -562,6 +562,7 @@ pub(crate) async fn apply_template(
         Some(_) => return Err(type_error("tools", "a list of tool definitions")),
     };
     let add = body.bool("add_generation_prompt")?.unwrap_or(true);
-    let prompt = http::chat_prompt_with(ready, body.get("messages"), tools, add).await?;
+    let kwargs = body.get("chat_template_kwargs");
+    let prompt = http::chat_prompt_with(ready, body.get("messages"), tools, add, kwargs).await?;
     Ok(axum::Json(json!({ "prompt": prompt.text })).into_response())
 }

@@ -327,9 +327,16 @@ pub(crate) async fn chat(
         v["done_reason"] = "load".into();
         return Ok(axum::Json(v).into_response());
     }
-    let prompt = http::chat_prompt(ready, body.get("messages")).await?;
+    let prompt = http::chat_prompt(ready, body.get("messages"), think(&body)?.as_ref()).await?;
     let rx = submit(ready, prompt.tokens, params, JobOptions::default())?;
     answer(&app, rx, stream, t0, chat_object).await
+}
+
+/// Ollama's `think` (true or false) as the template's `enable_thinking`.
+fn think(body: &Body) -> Result<Option<Value>, ApiError> {
+    Ok(body
+        .bool("think")?
+        .map(|on| json!({ "enable_thinking": on })))
 }
 
 pub(crate) async fn generate(
@@ -372,7 +379,7 @@ pub(crate) async fn generate(
             msgs.push(json!({ "role": "system", "content": sys }));
         }
         msgs.push(json!({ "role": "user", "content": text }));
-        http::chat_prompt(ready, Some(&Value::Array(msgs))).await?
+        http::chat_prompt(ready, Some(&Value::Array(msgs)), think(&body)?.as_ref()).await?
     };
     let rx = submit(ready, prompt.tokens, params, JobOptions::default())?;
     answer(&app, rx, stream, t0, generate_object).await

@@ -137,7 +137,12 @@ pub(crate) async fn chat(
     )?;
     probs_request(&body, true, &mut params)?;
     let probs = want_probs(&params);
-    let prompt = http::chat_prompt(ready, body.get("messages")).await?;
+    let prompt = http::chat_prompt(
+        ready,
+        body.get("messages"),
+        body.get("chat_template_kwargs"),
+    )
+    .await?;
     let opts = JobOptions {
         n: shape.n,
         ..JobOptions::default()

@@ -35,6 +35,7 @@ fn request<'a>(
         eos_token: "</s>",
         now: Some(now),
         extra: None,
+        llama_cpp_concat: false,
     }
 }
 

@@ -53,6 +53,9 @@ give defaults):
       --chat-template-file F  Jinja chat template replacing the model's
       --chat-template T       Jinja source, or `chatml` / `gemma`
       --jinja, --no-jinja     accepted (templates are always Jinja)
+      --chat-template-kwargs J  JSON object of extra template variables (requests may add more)
+  -rea, --reasoning on|off|auto  thinking in chat templates: off sets enable_thinking false and
+                              closes the thinking block (default auto: the template decides)
       --timeout SECONDS       longest wait for a client to send or take data (default 600)
       --cors-origins O[,O…]   origins allowed by CORS (default *)
       --queue N               requests that may wait for a slot (default 64)
@@ -85,6 +88,8 @@ const ENV: &[(&str, &str)] = &[
     ("LLAMA_ARG_CHAT_TEMPLATE", "--chat-template"),
     ("LLAMA_ARG_CHAT_TEMPLATE_FILE", "--chat-template-file"),
     ("LLAMA_ARG_JINJA", "--jinja"),
+    ("LLAMA_ARG_CHAT_TEMPLATE_KWARGS", "--chat-template-kwargs"),
+    ("LLAMA_ARG_REASONING", "--reasoning"),
     ("LLAMA_ARG_TIMEOUT", "--timeout"),
     ("LLAMA_ARG_CORS_ORIGINS", "--cors-origins"),
     ("LLAMA_ARG_N_GPU_LAYERS", "--n-gpu-layers"),
@@ -105,7 +110,6 @@ const IGNORED_VALUE: &[&str] = &[
     "--threads-http",
     "--slot-save-path",
     "--reasoning-format",
-    "--reasoning",
     "--reasoning-budget",
     "--sleep-idle-seconds",
     "--cache-ram",
@@ -362,6 +366,9 @@ fn takes_value(name: &str) -> bool {
                 | "--api-key-file"
                 | "--chat-template"
                 | "--chat-template-file"
+                | "--chat-template-kwargs"
+                | "--reasoning"
+                | "-rea"
                 | "--timeout"
                 | "-to"
                 | "--cors-origins"
@@ -388,6 +395,8 @@ struct Settings {
     metrics: bool,
     slots: Option<bool>,
     chat_template: Option<server::TemplateChoice>,
+    chat_template_kwargs: serde_json::Map<String, serde_json::Value>,
+    reasoning: Option<bool>,
     timeout: Option<u64>,
     cors: Option<Vec<String>>,
     queue: Option<usize>,
@@ -446,6 +455,18 @@ impl Settings {
                 let src = std::fs::read_to_string(&v)
                     .with_context(|| format!("cannot read --chat-template-file {v}"))?;
                 self.chat_template = Some(server::TemplateChoice::Source(src));
+            }
+            "--chat-template-kwargs" => match serde_json::from_str(&v) {
+                Ok(serde_json::Value::Object(m)) => self.chat_template_kwargs = m,
+                _ => bail!("--chat-template-kwargs must be a JSON object, got '{v}'"),
+            },
+            "--reasoning" | "-rea" => {
+                self.reasoning = match v.to_ascii_lowercase().as_str() {
+                    "on" | "true" | "1" | "enabled" => Some(true),
+                    "off" | "false" | "0" | "disabled" => Some(false),
+                    "auto" => None,
+                    _ => bail!("--reasoning takes on, off or auto, got '{v}'"),
+                }
             }
             "--timeout" | "-to" => self.timeout = Some(num(name, &v)?),
             "--cors-origins" => self.cors = Some(list(&v)),
@@ -514,6 +535,8 @@ impl Settings {
         c.metrics = self.metrics;
         c.slots_endpoint = self.slots.unwrap_or(true);
         c.chat_template = self.chat_template;
+        c.chat_template_kwargs = self.chat_template_kwargs;
+        c.reasoning = self.reasoning;
         if let Some(t) = self.timeout {
             c.timeout = Duration::from_secs(t);
         }

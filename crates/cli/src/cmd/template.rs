@@ -157,6 +157,7 @@ fn render(args: &Args) -> anyhow::Result<String> {
         eos_token: &eos,
         now: args.now,
         extra: Some(&extra),
+        llama_cpp_concat: false,
     };
     Ok(template.render(&req)?)
 }

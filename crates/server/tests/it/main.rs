@@ -8,4 +8,5 @@ mod ollama;
 mod openai;
 mod probs;
 mod python;
+mod reasoning;
 mod scheduling;

@@ -68,11 +68,14 @@ impl Bounds {
 thread_local! {
     /// Nodes the checks may still visit in this render (each render has a thread of its own).
     static WORK_LEFT: Cell<u64> = const { Cell::new(0) };
+    /// `+` joins a string with an undefined or none value as with "" (llama.cpp's engine).
+    static LENIENT_CONCAT: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Sets the work budget for the render about to run on this thread.
-pub(crate) fn start_render(budget: u64) {
+/// Sets the work budget and the `+` rule for the render about to run on this thread.
+pub(crate) fn start_render(budget: u64, lenient_concat: bool) {
     WORK_LEFT.with(|w| w.set(budget));
+    LENIENT_CONCAT.with(|l| l.set(lenient_concat));
 }
 
 pub(crate) fn limit(msg: String) -> Error {
@@ -193,6 +196,13 @@ fn string_too_long(bounds: Bounds) -> Error {
 
 /// `a + b`.
 pub(crate) fn add(a: &Value, b: &Value, bounds: Bounds) -> Result<Value, Error> {
+    let absent = |v: &Value| v.is_undefined() || v.is_none();
+    if LENIENT_CONCAT.with(Cell::get)
+        && ((a.as_str().is_some() && absent(b)) || (absent(a) && b.as_str().is_some()))
+    {
+        let s = a.as_str().or(b.as_str()).unwrap_or_default();
+        return Ok(Value::from(s));
+    }
     if let (Some(x), Some(y)) = (a.as_str(), b.as_str()) {
         if x.len().saturating_add(y.len()) > bounds.max_bytes {
             return Err(string_too_long(bounds));

@@ -263,6 +263,10 @@ pub struct RenderRequest<'a> {
     /// More template variables (`enable_thinking`, `unk_token`, …); they do not override the
     /// ones above.
     pub extra: Option<&'a Map<String, Json>>,
+    /// `+` of a string and an undefined or none value gives the string, as in llama.cpp's
+    /// own Jinja engine (llama-server renders FireFunction's template, which adds an undefined
+    /// `functions`, that way); off, it is the error jinja2 raises, as transformers renders.
+    pub llama_cpp_concat: bool,
 }
 
 /// A compiled chat template, ready to render any number of conversations.
@@ -347,7 +351,7 @@ impl ChatTemplate {
     }
 
     fn render_on_this_thread(&self, req: &RenderRequest<'_>) -> Result<String, TemplateError> {
-        guard::start_render(self.limits.fuel.saturating_mul(2));
+        guard::start_render(self.limits.fuel.saturating_mul(2), req.llama_cpp_concat);
         let template = self
             .env
             .get_template(env::TEMPLATE_NAME)

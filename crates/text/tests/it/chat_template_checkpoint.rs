@@ -25,6 +25,7 @@ fn render(t: &ChatTemplate, tokens: &SpecialTokens, conv: &Conversation) -> Stri
         eos_token: tokens.eos.as_deref().unwrap_or(""),
         now: Some(now()),
         extra: Some(&extra),
+        llama_cpp_concat: false,
     })
     .unwrap()
 }

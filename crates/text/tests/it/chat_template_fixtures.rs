@@ -95,6 +95,7 @@ fn render(
         eos_token: context["eos_token"].as_str().unwrap(),
         now: Some(now),
         extra: Some(extra),
+        llama_cpp_concat: false,
     })
 }
 

@@ -116,6 +116,7 @@ fn gemma_builtin_matches_the_official_gemma3_template() {
             eos_token: ctx["eos_token"].as_str().unwrap(),
             now: None,
             extra: None,
+            llama_cpp_concat: false,
         };
         let got = template.render(&req);
         match reference[name].get("output") {

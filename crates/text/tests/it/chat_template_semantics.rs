@@ -56,3 +56,25 @@ fn template_semantics_match_jinja2() {
     }
     assert!(failures.is_empty(), "{} probes differ", failures.len());
 }
+
+/// `str + undefined` (and `+ none`) is jinja2's error by default, and the string with
+/// `llama_cpp_concat`, as llama.cpp's own engine renders it (FireFunction's template adds an
+/// undefined `functions`).
+#[test]
+fn llama_cpp_concat_joins_a_string_with_nothing() {
+    let t = ChatTemplate::new("{{ 'a' + missing }}|{{ none + 'b' }}|{{ 'c' + 'd' }}").unwrap();
+    let msgs = [Message::new("user", "hi")];
+    let strict = RenderRequest {
+        messages: &msgs,
+        ..RenderRequest::default()
+    };
+    assert!(t.render(&strict).is_err());
+    let lenient = RenderRequest {
+        llama_cpp_concat: true,
+        ..strict
+    };
+    assert_eq!(t.render(&lenient).unwrap(), "a|b|cd");
+    // Other operations on undefined values stay errors.
+    let t = ChatTemplate::new("{{ 1 + missing }}").unwrap();
+    assert!(t.render(&lenient).is_err());
+}
