@@ -107,7 +107,7 @@ fn check(arch: &str, outtype: Outtype, key: &str) {
             .map(|d| d.as_u64().unwrap())
             .collect();
         if t.name != w["name"].as_str().unwrap()
-            || t.ty.name() != w["type"].as_str().unwrap()
+            || !t.ty.name().eq_ignore_ascii_case(w["type"].as_str().unwrap())
             || t.shape != shape
         {
             failures.push(format!(
