@@ -458,7 +458,22 @@ impl Vocab {
             .filter(|l| !l.starts_with('#') && !l.is_empty())
             .filter_map(|l| l.split_once('\t'))
             .collect();
-        let mut names: Vec<&str> = COMMON_PRES.to_vec();
+        // Most tokenizers are one of a few families: try the one the pre-tokenizer's split
+        // pattern suggests first (each try builds a tokenizer).
+        let shape = tj.get("pre_tokenizer").map(Json::to_string).unwrap_or_default();
+        let first: &[&str] = if shape.contains(r"\\p{N}{1,3}") {
+            &["llama-bpe", "gpt-4o", "qwen35", "deepseek-v3"]
+        } else if shape.contains(r"\\p{L}+|\\p{N}|") {
+            &["qwen2"]
+        } else {
+            &["smollm", "gpt-2", "starcoder"]
+        };
+        let mut names: Vec<&str> = first.to_vec();
+        for n in COMMON_PRES {
+            if !names.contains(n) {
+                names.push(n);
+            }
+        }
         for (_, n) in &table {
             if !names.contains(n) {
                 names.push(n);
