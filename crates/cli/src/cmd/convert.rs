@@ -3,7 +3,7 @@
 //! temporary name and renamed when complete.
 
 use std::io::{BufWriter, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
@@ -81,4 +81,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// A transformers checkpoint folder converted in memory (`--outtype auto`) and loaded: what
+/// `hearth run -m DIR` runs. No file is written.
+pub fn load_checkpoint(dir: &Path) -> anyhow::Result<engine::Model> {
+    let conversion = Conversion::plan(dir, Outtype::Auto)
+        .with_context(|| format!("cannot convert {}", dir.display()))?;
+    eprintln!(
+        "converting {} ({}, {}) in memory",
+        dir.display(),
+        conversion.arch().name(),
+        conversion.outtype().label()
+    );
+    let bytes = conversion
+        .to_bytes()
+        .with_context(|| format!("cannot convert {}", dir.display()))?;
+    engine::Model::load_bytes(bytes, dir, engine::LoadOptions::default())
+        .with_context(|| format!("cannot load the conversion of {}", dir.display()))
 }
