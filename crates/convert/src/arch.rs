@@ -231,12 +231,18 @@ pub fn write_hparams(
         set("context_length", u32_value(n, "max_position_embeddings")?)?;
     }
     set("embedding_length", u32_value(hp.n_embd, "hidden_size")?)?;
-    set("feed_forward_length", u32_value(hp.n_ff, "intermediate_size")?)?;
+    set(
+        "feed_forward_length",
+        u32_value(hp.n_ff, "intermediate_size")?,
+    )?;
     if let Some(n) = int(&c, N_HEAD)? {
         set("attention.head_count", u32_value(n, "num_attention_heads")?)?;
     }
     if let Some(n) = int(&c, N_HEAD_KV)? {
-        set("attention.head_count_kv", u32_value(n, "num_key_value_heads")?)?;
+        set(
+            "attention.head_count_kv",
+            u32_value(n, "num_key_value_heads")?,
+        )?;
     }
     if c.get("is_causal") == Some(&Json::Bool(false)) {
         set("attention.causal", Value::Bool(false))?;
@@ -307,13 +313,21 @@ pub fn write_hparams(
             Value::F32(f32_of(e, "rms_norm_eps")?),
         )?;
     }
-    if let Some(e) = find(&c, &["layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"]) {
+    if let Some(e) = find(
+        &c,
+        &["layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"],
+    ) {
         set(
             "attention.layer_norm_epsilon",
             Value::F32(f32_of(e, "layer_norm_eps")?),
         )?;
     }
-    if find(&c, &["num_local_experts", "num_experts", "n_routed_experts"]).is_some() {
+    if find(
+        &c,
+        &["num_local_experts", "num_experts", "n_routed_experts"],
+    )
+    .is_some()
+    {
         return Err(Error::Config(
             "mixture-of-experts checkpoints are not supported yet".into(),
         ));
@@ -335,21 +349,32 @@ pub fn write_hparams(
         Arch::Qwen2 | Arch::Qwen3 => {}
         Arch::Gemma3 => {
             let n_ctx = int(&c, &["max_position_embeddings"])?.unwrap_or(131072);
-            set("context_length", u32_value(n_ctx, "max_position_embeddings")?)?;
-            set("attention.head_count", u32_value(hp.n_head, "num_attention_heads")?)?;
+            set(
+                "context_length",
+                u32_value(n_ctx, "max_position_embeddings")?,
+            )?;
+            set(
+                "attention.head_count",
+                u32_value(hp.n_head, "num_attention_heads")?,
+            )?;
             let eps = match c.get("rms_norm_eps").filter(|v| !v.is_null()) {
                 Some(e) => f32_of(e, "rms_norm_eps")?,
                 None => 1e-6,
             };
             set("attention.layer_norm_rms_epsilon", Value::F32(eps))?;
             set("attention.key_length", u32_value(hp.head_dim, "head_dim")?)?;
-            set("attention.value_length", u32_value(hp.head_dim, "head_dim")?)?;
+            set(
+                "attention.value_length",
+                u32_value(hp.head_dim, "head_dim")?,
+            )?;
             let theta = match full.get("rope_theta").filter(|v| !v.is_null()) {
                 Some(t) => f32_of(t, "rope_theta")?,
                 None => 1_000_000.0,
             };
             set("rope.freq_base", Value::F32(theta))?;
-            if c.get("attn_logit_softcapping").is_some_and(|v| !v.is_null()) {
+            if c.get("attn_logit_softcapping")
+                .is_some_and(|v| !v.is_null())
+            {
                 return Err(Error::Config(
                     "attn_logit_softcapping is set, which Gemma 3 does not have".into(),
                 ));
@@ -365,7 +390,10 @@ pub fn write_hparams(
                 let w = need(&c, &["sliding_window"])?;
                 set("attention.sliding_window", u32_value(w, "sliding_window")?)?;
             }
-            set("attention.head_count_kv", u32_value(hp.n_head_kv, "num_key_value_heads")?)?;
+            set(
+                "attention.head_count_kv",
+                u32_value(hp.n_head_kv, "num_key_value_heads")?,
+            )?;
         }
     }
     Ok(())
@@ -493,7 +521,7 @@ pub fn map_tensor(
         shape[0] = rows;
     }
     if let Some(h) = transform.permute_heads
-        && shape[0] % (2 * h) != 0
+        && !shape[0].is_multiple_of(2 * h)
     {
         return Err(Error::tensor(
             hf,
@@ -514,7 +542,7 @@ pub fn apply(t: &Transform, values: &mut Vec<f32>, row: usize, name: &str) -> Re
     }
     if let Some(h) = t.permute_heads {
         let n_rows = values.len() / row;
-        if n_rows % (2 * h) != 0 {
+        if !n_rows.is_multiple_of(2 * h) {
             return Err(Error::tensor(name, "rows do not split into head pairs"));
         }
         let half = n_rows / h / 2;

@@ -4,14 +4,14 @@
 
 use std::collections::BTreeSet;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kernels::mmap::Mmap;
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 use serde_json::Value;
 
-use crate::error::Error;
 use crate::Outtype;
+use crate::error::Error;
 
 /// The safetensors crate's limit on a header (and ours).
 const MAX_HEADER: u64 = 100_000_000;
@@ -150,11 +150,16 @@ fn part_names(dir: &Path) -> Result<(Vec<String>, Option<Vec<String>>), Error> {
                 .as_str()
                 .ok_or_else(|| bad("a weight_map value is not a file name"))?;
             if file.contains(['/', '\\']) || file == ".." || !file.ends_with(".safetensors") {
-                return Err(bad(&format!("names the file {file:?}, not a .safetensors file in the folder")));
+                return Err(bad(&format!(
+                    "names the file {file:?}, not a .safetensors file in the folder"
+                )));
             }
             parts.insert(file.to_owned());
         }
-        return Ok((parts.into_iter().collect(), Some(map.keys().cloned().collect())));
+        return Ok((
+            parts.into_iter().collect(),
+            Some(map.keys().cloned().collect()),
+        ));
     }
     if dir.join("model.safetensors").is_file() {
         return Ok((vec!["model.safetensors".to_owned()], None));
@@ -175,9 +180,9 @@ fn part_names(dir: &Path) -> Result<(Vec<String>, Option<Vec<String>>), Error> {
     Ok((parts, None))
 }
 
-fn read_header(path: &PathBuf, bytes: &[u8], shard: usize) -> Result<Vec<SourceTensor>, Error> {
+fn read_header(path: &Path, bytes: &[u8], shard: usize) -> Result<Vec<SourceTensor>, Error> {
     let bad = |reason: String| Error::Safetensors {
-        path: path.clone(),
+        path: path.to_owned(),
         reason,
     };
     if bytes.len() < 8 {

@@ -139,7 +139,11 @@ impl Conversion {
         set(&mut b, "general.architecture", Value::string(arch.name()))?;
         set(&mut b, "general.type", Value::string("model"))?;
         set(&mut b, "general.name", Value::string(model_name(dir)))?;
-        set(&mut b, "general.size_label", Value::string(size_label(n_params)))?;
+        set(
+            &mut b,
+            "general.size_label",
+            Value::string(size_label(n_params)),
+        )?;
         arch::write_hparams(arch, &hp, &checkpoint.config, file_type, &mut b)?;
         set(&mut b, "general.quantization_version", Value::U32(2))?;
         vocab.write(&mut b, arch)?;

@@ -51,7 +51,7 @@ pub fn output_type(name: &str, n_dims: usize, ne0: usize, base: GgmlType) -> Ggm
     {
         return GgmlType::F32;
     }
-    if base == GgmlType::Q8_0 && ne0 % 32 != 0 {
+    if base == GgmlType::Q8_0 && !ne0.is_multiple_of(32) {
         return GgmlType::F16;
     }
     base

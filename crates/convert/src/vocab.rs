@@ -169,7 +169,11 @@ impl Vocab {
             added_by_id.insert(id, (special, normalized));
         }
         let distinct: BTreeSet<&String> = vocab.keys().collect();
-        let n_hf = distinct.len() + added_by_content.keys().filter(|c| !vocab.contains_key(**c)).count();
+        let n_hf = distinct.len()
+            + added_by_content
+                .keys()
+                .filter(|c| !vocab.contains_key(**c))
+                .count();
         let n_vocab = n_vocab.unwrap_or(n_hf);
         if let Some(max) = by_id.keys().max()
             && *max >= n_vocab
@@ -210,7 +214,9 @@ impl Vocab {
                     Json::String(s) => Ok(s.clone()),
                     Json::Array(pair) if pair.len() == 2 => {
                         let part = |p: &Json| -> Result<String, Error> {
-                            let s = p.as_str().ok_or_else(|| terr("a merge is not text".into()))?;
+                            let s = p
+                                .as_str()
+                                .ok_or_else(|| terr("a merge is not text".into()))?;
                             // Spaces inside a part become U+0120, as gguf-py encodes them.
                             Ok(s.chars()
                                 .map(|c| if c == ' ' { '\u{120}' } else { c })
@@ -285,7 +291,10 @@ impl Vocab {
     }
 
     fn set_special(&mut self, typ: &'static str, id: Option<&Json>) {
-        let Some(id) = id.and_then(Json::as_u64).and_then(|i| u32::try_from(i).ok()) else {
+        let Some(id) = id
+            .and_then(Json::as_u64)
+            .and_then(|i| u32::try_from(i).ok())
+        else {
             return;
         };
         if !self.special_ids.iter().any(|(t, _)| *t == typ) {
@@ -460,7 +469,10 @@ impl Vocab {
             .collect();
         // Most tokenizers are one of a few families: try the one the pre-tokenizer's split
         // pattern suggests first (each try builds a tokenizer).
-        let shape = tj.get("pre_tokenizer").map(Json::to_string).unwrap_or_default();
+        let shape = tj
+            .get("pre_tokenizer")
+            .map(Json::to_string)
+            .unwrap_or_default();
         let first: &[&str] = if shape.contains(r"\\p{N}{1,3}") {
             &["llama-bpe", "gpt-4o", "qwen35", "deepseek-v3"]
         } else if shape.contains(r"\\p{L}+|\\p{N}|") {
@@ -658,7 +670,12 @@ fn post_processor_specials(
             Some("TemplateProcessing") => {
                 let specials = p.get("special_tokens");
                 let mut before = true;
-                for item in p.get("single").and_then(Json::as_array).into_iter().flatten() {
+                for item in p
+                    .get("single")
+                    .and_then(Json::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     if item.get("Sequence").is_some() {
                         before = false;
                         continue;
@@ -674,7 +691,12 @@ fn post_processor_specials(
                         .and_then(|s| s.get(id))
                         .and_then(|s| s.get("ids"))
                         .and_then(Json::as_array)
-                        .map(|a| a.iter().filter_map(|v| v.as_u64()).map(|v| v as u32).collect())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|v| v.as_u64())
+                                .map(|v| v as u32)
+                                .collect()
+                        })
                         .or_else(|| lookup(id).map(|i| vec![i]))
                         .unwrap_or_default();
                     if before {

@@ -177,7 +177,10 @@ impl<'a> Builder<'a> {
             let duplicate = self.tensors.iter().any(|t| t.name == p.name)
                 || plans[..i].iter().any(|q| q.name == p.name);
             if duplicate {
-                return Err(invalid(Error::at(0, ErrorKind::DuplicateTensor(p.name.clone()))));
+                return Err(invalid(Error::at(
+                    0,
+                    ErrorKind::DuplicateTensor(p.name.clone()),
+                )));
             }
             sizes.push(check_tensor(&p.name, p.ty, &p.shape).map_err(invalid)?);
         }

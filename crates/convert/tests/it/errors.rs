@@ -121,9 +121,14 @@ fn an_unsupported_architecture_lists_the_supported_ones() {
     let e = err.to_string();
     assert!(
         e.contains("MambaForCausalLM")
-            && ["LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Gemma3ForCausalLM"]
-                .iter()
-                .all(|a| e.contains(a)),
+            && [
+                "LlamaForCausalLM",
+                "Qwen2ForCausalLM",
+                "Qwen3ForCausalLM",
+                "Gemma3ForCausalLM"
+            ]
+            .iter()
+            .all(|a| e.contains(a)),
         "{e}"
     );
 }
@@ -139,7 +144,10 @@ fn a_layer_past_config_json_s_count_is_named() {
     std::fs::write(&path, config.to_string()).unwrap();
     // Layer 1 now lies past config.json's layer count.
     let e = error_of(dir.path());
-    assert!(e.contains("model.layers.1.") && e.contains("config.json has 1 layers"), "{e}");
+    assert!(
+        e.contains("model.layers.1.") && e.contains("config.json has 1 layers"),
+        "{e}"
+    );
 }
 
 /// Writes the tensors `names` of `st` into a safetensors file at `path`.

@@ -59,7 +59,9 @@ fn check(arch: &str) {
                 .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
                 .unwrap();
             if margin > 0.05 && ours != want {
-                failures.push(format!("case {n} pos {pos}: argmax {ours}, transformers' {want}"));
+                failures.push(format!(
+                    "case {n} pos {pos}: argmax {ours}, transformers' {want}"
+                ));
             }
             if pos + 1 == ids.len() {
                 let max_abs = last.iter().fold(0.0f32, |m, v| m.max(v.abs()));

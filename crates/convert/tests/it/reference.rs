@@ -77,7 +77,9 @@ fn check(arch: &str, outtype: Outtype, key: &str) {
     let ours_keys: Vec<&str> = file.metadata().iter().map(|(k, _)| k.as_ref()).collect();
     let want_keys: Vec<&str> = want_meta.keys().map(String::as_str).collect();
     if ours_keys != want_keys {
-        failures.push(format!("keys: ours {ours_keys:?}\nllama.cpp's {want_keys:?}"));
+        failures.push(format!(
+            "keys: ours {ours_keys:?}\nllama.cpp's {want_keys:?}"
+        ));
     }
     for (k, w) in want_meta {
         match file.get(k) {
@@ -107,7 +109,10 @@ fn check(arch: &str, outtype: Outtype, key: &str) {
             .map(|d| d.as_u64().unwrap())
             .collect();
         if t.name != w["name"].as_str().unwrap()
-            || !t.ty.name().eq_ignore_ascii_case(w["type"].as_str().unwrap())
+            || !t
+                .ty
+                .name()
+                .eq_ignore_ascii_case(w["type"].as_str().unwrap())
             || t.shape != shape
         {
             failures.push(format!(

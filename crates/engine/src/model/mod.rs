@@ -121,7 +121,11 @@ impl Model {
 
     /// A model from a GGUF file built in memory (`hearth run` on a transformers checkpoint,
     /// converted on the fly); `path` names it in `info` and messages.
-    pub fn load_bytes(bytes: Vec<u8>, path: &Path, options: LoadOptions) -> Result<Model, LoadError> {
+    pub fn load_bytes(
+        bytes: Vec<u8>,
+        path: &Path,
+        options: LoadOptions,
+    ) -> Result<Model, LoadError> {
         Model::from_map(Arc::new(Mmap::from_vec(bytes)), path, options)
     }
 
