@@ -114,6 +114,12 @@ impl Checkpoint {
         &self.shards[t.shard][t.range.clone()]
     }
 
+    /// Drops `t`'s mapped pages from this process's memory once it has been converted, so
+    /// that resident memory stays near one tensor's size however large the checkpoint.
+    pub fn release(&self, t: &SourceTensor) {
+        self.shards[t.shard].release(t.range.clone());
+    }
+
     /// llama.cpp's `auto`: the first tensor of two or more dimensions stored as bf16 or f16
     /// decides; f16 when there is none.
     pub fn auto_outtype(&self) -> Outtype {

@@ -227,6 +227,7 @@ impl Conversion {
     fn tensor_bytes(&self, job: &Job) -> Result<Vec<u8>, Error> {
         let src = &self.checkpoint.tensors[job.source];
         let mut values = tensor::to_f32(&src.name, src.dtype, self.checkpoint.data(src))?;
+        self.checkpoint.release(src);
         // Values per outermost index (1 for a vector: its elements are the rows).
         let row = src.shape.iter().skip(1).product::<usize>().max(1);
         arch::apply(&job.transform, &mut values, row, &src.name)?;
