@@ -82,6 +82,8 @@ struct Job {
     /// Index into the checkpoint's tensors.
     source: usize,
     transform: arch::Transform,
+    /// Dimensions of the transformers tensor (a vector stays f32).
+    n_dims: usize,
     plan: TensorPlan,
 }
 
@@ -121,6 +123,7 @@ impl Conversion {
             }
             jobs.push(Job {
                 source,
+                n_dims: m.shape.len(),
                 transform: m.transform,
                 plan: TensorPlan {
                     name: m.name,
@@ -154,6 +157,24 @@ impl Conversion {
             outtype,
             arch,
         })
+    }
+
+    /// Changes the output type of a planned conversion (cheaper than planning again: the
+    /// tokenizer is not read twice).
+    pub fn set_outtype(&mut self, outtype: Outtype) -> Result<(), Error> {
+        let outtype = match outtype {
+            Outtype::Auto => self.checkpoint.auto_outtype(),
+            o => o,
+        };
+        let (file_type, base_type) = outtype.file_type();
+        for job in &mut self.jobs {
+            let ne0 = job.plan.shape.first().copied().unwrap_or(1) as usize;
+            job.plan.ty = tensor::output_type(&job.plan.name, job.n_dims, ne0, base_type);
+        }
+        self.metadata
+            .set("general.file_type", Value::U32(file_type))?;
+        self.outtype = outtype;
+        Ok(())
     }
 
     /// The metadata to be written.
