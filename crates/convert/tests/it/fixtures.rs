@@ -32,8 +32,9 @@ fn tokenizer_of(arch: &str) -> &'static str {
     }
 }
 
+/// `crates/convert/tests/fixtures/hf` (written so that the cli's tests can include this file).
 pub fn own_fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../convert/tests/fixtures/hf")
 }
 
 /// The engine's fixtures for `arch`: reference.json, reference-bf16.gguf.gz, logits.
