@@ -9,7 +9,7 @@ use convert::{Conversion, Outtype};
 use gguf::{Array, Gguf, Value};
 use serde_json::Value as Json;
 
-use crate::fixtures::{ARCHS, checkpoint, reference_bf16, reference_json, sha256_hex};
+use crate::fixtures::{checkpoint, reference_bf16, reference_json, sha256_hex};
 
 /// Python's `json.dumps(list, ensure_ascii=False)`, how reference.json fingerprints long arrays.
 fn python_json(a: &Array<'_>) -> String {
