@@ -283,6 +283,8 @@ pub fn write_hparams(
                     }
                 }
             }
+            // Llama 3's frequency scaling is a tensor (`extra_tensors`).
+            ("llama3", _) if arch == Arch::Llama => {}
             ("llama3" | "su" | "longrope", _) => {
                 return Err(Error::Config(format!(
                     "rope_type {rope_type} (extra rope-frequency tensors) is not supported yet"
@@ -564,4 +566,79 @@ pub fn apply(t: &Transform, values: &mut Vec<f32>, row: usize, name: &str) -> Re
         }
     }
     Ok(())
+}
+
+/// Tensors llama.cpp computes from config.json (`generate_extra_tensors`), written first:
+/// Llama 3's `rope_freqs.weight`, one scaling factor per rotated pair.
+pub fn extra_tensors(arch: Arch, config: &Json) -> Result<Vec<(String, Vec<f32>)>, Error> {
+    let c = flat(config);
+    let rp = rope_parameters(&c);
+    let full = rp
+        .get("full_attention")
+        .and_then(Json::as_object)
+        .unwrap_or(&rp);
+    let is_llama3 = full
+        .get("rope_type")
+        .and_then(Json::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("llama3"));
+    if arch != Arch::Llama || !is_llama3 {
+        return Ok(Vec::new());
+    }
+    let num = |k: &str, default: f64| -> Result<f64, Error> {
+        match full.get(k).filter(|v| !v.is_null()) {
+            None => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| Error::Config(format!("rope {k} is {v}, not a number"))),
+        }
+    };
+    let base = num("rope_theta", 10000.0)?;
+    let dim = match int(&c, &["head_dim"])? {
+        Some(d) => d,
+        None => need(&c, N_EMBD)? / need(&c, N_HEAD)?.max(1),
+    };
+    if dim == 0 || dim > 1 << 16 {
+        return Err(Error::Config(format!("head_dim {dim} is out of range")));
+    }
+    let factor = num("factor", 8.0)?;
+    let low = num("low_freq_factor", 1.0)?;
+    let high = num("high_freq_factor", 4.0)?;
+    let old_ctx = num("original_max_position_embeddings", 8192.0)?;
+    // torch's float32 arithmetic, step by step, as llama.cpp's converter computes it.
+    let (low_wavelen, high_wavelen) = (old_ctx / low, old_ctx / high);
+    let mut factors = Vec::with_capacity(dim / 2);
+    for i in (0..dim).step_by(2) {
+        let exponent = i as f32 / dim as f32;
+        let freq = 1.0f32 / (base as f32).powf(exponent);
+        let wavelen = (2.0 * std::f64::consts::PI) as f32 / freq;
+        let f = if f64::from(wavelen) < high_wavelen {
+            1.0
+        } else if f64::from(wavelen) > low_wavelen {
+            factor as f32
+        } else {
+            let smooth = (old_ctx as f32 / wavelen - low as f32) / (high - low) as f32;
+            1.0 / ((1.0 - smooth) / factor as f32 + smooth)
+        };
+        factors.push(f);
+    }
+    Ok(vec![("rope_freqs.weight".to_owned(), factors)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// llama.cpp's converter (torch float32) on Llama 3.2 1B's and Llama 3.1 8B's settings,
+    /// as f32 bit patterns (`scripts/gen_llama3_rope_cases.py`).
+    #[test]
+    fn llama3_rope_factors_are_llama_cpp_s() {
+        for (config, want) in LLAMA3_CASES {
+            let config: Json = serde_json::from_str(config).unwrap();
+            let got = extra_tensors(Arch::Llama, &config).unwrap();
+            let bits: Vec<u32> = got[0].1.iter().map(|f| f.to_bits()).collect();
+            assert_eq!(bits, *want, "{config}");
+        }
+    }
+
+    include!("llama3_rope_cases.rs");
 }

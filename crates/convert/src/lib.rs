@@ -79,12 +79,19 @@ impl Outtype {
 /// One tensor of the output: where it comes from and what becomes of it.
 #[derive(Debug, Clone)]
 struct Job {
-    /// Index into the checkpoint's tensors.
-    source: usize,
+    source: Source,
     transform: arch::Transform,
     /// Dimensions of the transformers tensor (a vector stays f32).
     n_dims: usize,
     plan: TensorPlan,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    /// Index into the checkpoint's tensors.
+    Checkpoint(usize),
+    /// Computed from config.json (llama.cpp's `generate_extra_tensors`).
+    Generated(Vec<f32>),
 }
 
 /// A planned conversion: the metadata and every output tensor decided, the bytes not yet read.
@@ -110,6 +117,19 @@ impl Conversion {
         let vocab = vocab::Vocab::load(dir, &checkpoint.config, hp.n_vocab)?;
 
         let mut jobs = Vec::new();
+        for (name, values) in arch::extra_tensors(arch, &checkpoint.config)? {
+            let shape = vec![values.len() as u64];
+            jobs.push(Job {
+                source: Source::Generated(values),
+                n_dims: 1,
+                transform: arch::Transform::default(),
+                plan: TensorPlan {
+                    name,
+                    ty: GgmlType::F32,
+                    shape,
+                },
+            });
+        }
         for (source, t) in checkpoint.tensors.iter().enumerate() {
             let Some(m) = arch::map_tensor(arch, &hp, &t.name, &t.shape, vocab.n_vocab_real)?
             else {
@@ -122,7 +142,7 @@ impl Conversion {
                 shape.push(1);
             }
             jobs.push(Job {
-                source,
+                source: Source::Checkpoint(source),
                 n_dims: m.shape.len(),
                 transform: m.transform,
                 plan: TensorPlan {
@@ -246,7 +266,12 @@ impl Conversion {
     }
 
     fn tensor_bytes(&self, job: &Job) -> Result<Vec<u8>, Error> {
-        let src = &self.checkpoint.tensors[job.source];
+        let src = match &job.source {
+            Source::Checkpoint(i) => &self.checkpoint.tensors[*i],
+            Source::Generated(values) => {
+                return tensor::encode(&job.plan.name, values, job.plan.ty);
+            }
+        };
         let mut values = tensor::to_f32(&src.name, src.dtype, self.checkpoint.data(src))?;
         self.checkpoint.release(src);
         // Values per outermost index (1 for a vector: its elements are the rows).
