@@ -18,6 +18,7 @@
 mod arch;
 mod checkpoint;
 mod error;
+mod naming;
 mod tensor;
 mod vocab;
 
@@ -161,12 +162,25 @@ impl Conversion {
         let set = |b: &mut Builder<'static>, k: &str, v: Value<'static>| b.set(k, v);
         set(&mut b, "general.architecture", Value::string(arch.name()))?;
         set(&mut b, "general.type", Value::string("model"))?;
-        set(&mut b, "general.name", Value::string(model_name(dir)))?;
-        set(
-            &mut b,
-            "general.size_label",
-            Value::string(size_label(n_params)),
-        )?;
+        let gen_config = dir.join("generation_config.json");
+        if gen_config.is_file() {
+            naming::write_sampling(&mut b, &checkpoint::read_json(&gen_config)?)?;
+        }
+        let names = naming::derive(&folder_name(dir), &checkpoint.config, n_params);
+        let name = names.name.unwrap_or_else(|| folder_name(dir));
+        set(&mut b, "general.name", Value::string(name))?;
+        for (key, value) in [
+            ("general.version", names.version),
+            ("general.organization", names.organization),
+            ("general.finetune", names.finetune),
+            ("general.basename", names.basename),
+        ] {
+            if let Some(v) = value {
+                set(&mut b, key, Value::string(v))?;
+            }
+        }
+        let size = names.size_label.unwrap_or_else(|| size_label(n_params));
+        set(&mut b, "general.size_label", Value::string(size))?;
         arch::write_hparams(arch, &hp, &checkpoint.config, file_type, &mut b)?;
         set(&mut b, "general.quantization_version", Value::U32(2))?;
         vocab.write(&mut b, arch)?;
@@ -281,21 +295,12 @@ impl Conversion {
     }
 }
 
-/// llama.cpp's `general.name` when nothing better is known: the folder's name, its first letter
-/// upper-cased (a folder `hf` becomes `Hf`). llama.cpp also reads a model card (README.md) and
-/// splits names such as `SmolLM2-135M-Instruct` into basename, size and fine-tune; hearth keeps
-/// the folder name whole.
-fn model_name(dir: &Path) -> String {
+/// The checkpoint folder's own name (of its canonical path, so `.` names the folder).
+fn folder_name(dir: &Path) -> String {
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
-    let name = dir
-        .file_name()
+    dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".to_owned());
-    let mut chars = name.chars();
-    match chars.next() {
-        Some(c) => c.to_uppercase().chain(chars).collect(),
-        None => name,
-    }
+        .unwrap_or_else(|| "model".to_owned())
 }
 
 /// gguf-py's `size_label` for a dense model: `1.6M`, `135M`, `8.0B`.
