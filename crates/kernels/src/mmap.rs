@@ -127,3 +127,20 @@ pub fn evict_from_page_cache(_path: &Path) -> io::Result<()> {
         "page-cache eviction is not supported here",
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Mmap;
+
+    #[test]
+    fn a_buffer_from_vec_reads_back_aligned() {
+        for n in [0usize, 1, 63, 64, 65, 1000] {
+            let bytes: Vec<u8> = (0..n).map(|i| (i * 7) as u8).collect();
+            let map = Mmap::from_vec(bytes.clone());
+            assert_eq!(&map[..], &bytes[..]);
+            assert_eq!(map.as_ptr() as usize % 64, 0);
+            map.release(0..n);
+            assert_eq!(&map[..], &bytes[..]);
+        }
+    }
+}
