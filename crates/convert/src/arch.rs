@@ -443,7 +443,11 @@ pub fn map_tensor(
     };
     let name = hf.strip_prefix("model.").unwrap_or(hf);
     let n_vocab = hp.n_vocab.unwrap_or(n_vocab_real);
-    let (q, kv) = (hp.n_head * hp.head_dim, hp.n_head_kv * hp.head_dim);
+    // Saturating: config.json is untrusted, and a product past usize then simply mismatches.
+    let (q, kv) = (
+        hp.n_head.saturating_mul(hp.head_dim),
+        hp.n_head_kv.saturating_mul(hp.head_dim),
+    );
     let gemma = arch == Arch::Gemma3;
     let mut transform = Transform::default();
     let (gguf, expected): (String, Vec<usize>) = match name {

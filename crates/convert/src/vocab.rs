@@ -175,6 +175,13 @@ impl Vocab {
                 .filter(|c| !vocab.contains_key(**c))
                 .count();
         let n_vocab = n_vocab.unwrap_or(n_hf);
+        // Far above any real vocabulary (Gemma 3's is 262,144), and small enough to allocate.
+        const MAX_VOCAB: usize = 1 << 24;
+        if n_vocab > MAX_VOCAB {
+            return Err(terr(format!(
+                "vocab_size {n_vocab} is over hearth's limit of {MAX_VOCAB} tokens"
+            )));
+        }
         if let Some(max) = by_id.keys().max()
             && *max >= n_vocab
         {

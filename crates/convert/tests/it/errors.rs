@@ -218,3 +218,28 @@ fn a_sharded_checkpoint_converts_as_the_single_file() {
     let e = error_of(&dir);
     assert!(e.contains("model.extra.weight"), "{e}");
 }
+
+#[test]
+fn absurd_config_values_are_errors_not_crashes() {
+    for (key, value) in [
+        ("vocab_size", serde_json::json!(1u64 << 39)),
+        ("num_attention_heads", serde_json::json!(1u64 << 39)),
+        ("head_dim", serde_json::json!(1u64 << 39)),
+        ("num_hidden_layers", serde_json::json!(-3)),
+        ("hidden_size", serde_json::json!("32")),
+        (
+            "rope_parameters",
+            serde_json::json!({"rope_type": "llama3", "rope_theta": "x"}),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        copy_llama(dir.path());
+        let path = dir.path().join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        config[key] = value.clone();
+        std::fs::write(&path, config.to_string()).unwrap();
+        let e = error_of(dir.path());
+        assert!(!e.is_empty(), "{key} = {value}");
+    }
+}
