@@ -59,33 +59,28 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// llama.cpp's bf16 conversion of `arch` (from the engine's fixtures).
+/// llama.cpp's bf16 conversion of `arch` (from the engine's fixtures), unpacked once.
 pub fn reference_bf16(arch: &str) -> &'static [u8] {
-    static CACHE: OnceLock<Vec<(String, Vec<u8>)>> = OnceLock::new();
-    let all = CACHE.get_or_init(|| {
-        ARCHS
-            .iter()
-            .map(|a| {
-                let d = engine_fixtures(a);
-                let whole = d.join("reference-bf16.gguf.gz");
-                let gz = if whole.exists() {
-                    std::fs::read(whole).unwrap()
-                } else {
-                    let mut gz = Vec::new();
-                    for i in 0.. {
-                        let part = d.join(format!("reference-bf16.gguf.gz.part{i}"));
-                        if !part.exists() {
-                            break;
-                        }
-                        gz.extend(std::fs::read(part).unwrap());
-                    }
-                    gz
-                };
-                (a.to_string(), gunzip(&gz))
-            })
-            .collect()
-    });
-    &all.iter().find(|(a, _)| a == arch).unwrap().1
+    static CACHE: [OnceLock<Vec<u8>>; 4] = [const { OnceLock::new() }; 4];
+    let i = ARCHS.iter().position(|a| *a == arch).unwrap();
+    CACHE[i].get_or_init(|| {
+        let d = engine_fixtures(arch);
+        let whole = d.join("reference-bf16.gguf.gz");
+        let gz = if whole.exists() {
+            std::fs::read(whole).unwrap()
+        } else {
+            let mut gz = Vec::new();
+            for i in 0.. {
+                let part = d.join(format!("reference-bf16.gguf.gz.part{i}"));
+                if !part.exists() {
+                    break;
+                }
+                gz.extend(std::fs::read(part).unwrap());
+            }
+            gz
+        };
+        gunzip(&gz)
+    })
 }
 
 pub fn reference_json(arch: &str) -> serde_json::Value {
