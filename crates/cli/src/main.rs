@@ -43,6 +43,8 @@ enum Command {
     List(cmd::list::Args),
     /// Remove a model from the Hugging Face cache
     Rm(cmd::rm::Args),
+    /// Convert a transformers checkpoint folder to GGUF (like convert_hf_to_gguf.py)
+    Convert(cmd::convert::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -63,6 +65,7 @@ fn main() -> std::process::ExitCode {
         Command::Pull(a) => cmd::pull::run(a),
         Command::List(a) => cmd::list::run(a),
         Command::Rm(a) => cmd::rm::run(a),
+        Command::Convert(a) => cmd::convert::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -16,7 +16,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use read::{FromValue, Gguf, TensorInfo, tensor_bytes};
 pub use types::GgmlType;
 pub use value::{Array, Value, ValueType};
-pub use write::{Builder, TensorEntry};
+pub use write::{Builder, TensorEntry, TensorPlan};
 
 /// `general.alignment`: the data alignment, a `u32` power of two (32 when absent).
 pub const KEY_ALIGNMENT: &str = "general.alignment";

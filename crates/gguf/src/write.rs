@@ -22,6 +22,15 @@ pub struct TensorEntry<'a> {
     pub data: Cow<'a, [u8]>,
 }
 
+/// A tensor whose data [`Builder::write_streaming`] asks for when it is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorPlan {
+    pub name: String,
+    pub ty: GgmlType,
+    /// Elements per dimension, innermost first.
+    pub shape: Vec<u64>,
+}
+
 /// The contents of a GGUF file to be written.
 #[derive(Debug, Clone)]
 pub struct Builder<'a> {
@@ -114,32 +123,17 @@ impl<'a> Builder<'a> {
     ) -> Result<()> {
         let name = name.into();
         let data = data.into();
-        let bad = |kind| Err(Error::at(0, kind));
-        if name.len() >= MAX_NAME {
-            let len = name.len();
-            return bad(ErrorKind::TensorNameTooLong { name, len });
-        }
         if self.tensors.iter().any(|t| t.name == name) {
-            return bad(ErrorKind::DuplicateTensor(name));
+            return Err(Error::at(0, ErrorKind::DuplicateTensor(name)));
         }
-        if shape.len() > MAX_DIMS as usize {
-            let n_dims = shape.len() as u32;
-            return bad(ErrorKind::TooManyDims { name, n_dims });
-        }
-        // The reader's shape rules, so that no file written here is one it rejects.
-        if let Err(kind) = check_shape(&name, ty, shape) {
-            return bad(kind);
-        }
-        match tensor_bytes(ty, shape) {
-            Some(n) if n == data.len() as u64 => {}
-            expected => {
-                let reason = format!(
-                    "{} bytes of data given, {shape:?} of {} needs {expected:?}",
-                    data.len(),
-                    ty.name()
-                );
-                return bad(ErrorKind::BadShape { name, reason });
-            }
+        let n = check_tensor(&name, ty, shape)?;
+        if n != data.len() as u64 {
+            let reason = format!(
+                "{} bytes of data given, {shape:?} of {} needs {n}",
+                data.len(),
+                ty.name()
+            );
+            return Err(Error::at(0, ErrorKind::BadShape { name, reason }));
         }
         self.tensors.push(TensorEntry {
             name,
@@ -163,6 +157,33 @@ impl<'a> Builder<'a> {
 
     /// Writes the file; returns the number of bytes written.
     pub fn write_to(&self, w: impl Write) -> io::Result<u64> {
+        self.write_streaming(&[], w, |_| Ok(Vec::new()))
+    }
+
+    /// Writes the file with the tensors of `plans` after the builder's own, asking `data(i)` for
+    /// the bytes of `plans[i]` only when they are due: a file far larger than memory is written
+    /// one tensor at a time (`hearth convert`). Each plan is checked as [`Builder::add_tensor`]
+    /// checks a tensor (`InvalidInput`), and each data buffer must have exactly the plan's size
+    /// (`InvalidData`). Returns the number of bytes written.
+    pub fn write_streaming(
+        &self,
+        plans: &[TensorPlan],
+        w: impl Write,
+        mut data: impl FnMut(usize) -> io::Result<Vec<u8>>,
+    ) -> io::Result<u64> {
+        let invalid = |e: Error| io::Error::new(io::ErrorKind::InvalidInput, e);
+        let mut sizes = Vec::with_capacity(plans.len());
+        for (i, p) in plans.iter().enumerate() {
+            let duplicate = self.tensors.iter().any(|t| t.name == p.name)
+                || plans[..i].iter().any(|q| q.name == p.name);
+            if duplicate {
+                return Err(invalid(Error::at(
+                    0,
+                    ErrorKind::DuplicateTensor(p.name.clone()),
+                )));
+            }
+            sizes.push(check_tensor(&p.name, p.ty, &p.shape).map_err(invalid)?);
+        }
         let mut w = Counting {
             inner: w,
             written: 0,
@@ -170,30 +191,55 @@ impl<'a> Builder<'a> {
         let align = self.alignment();
         w.write_all(&MAGIC)?;
         w.write_all(&self.version.to_le_bytes())?;
-        w.write_all(&(self.tensors.len() as u64).to_le_bytes())?;
+        w.write_all(&((self.tensors.len() + plans.len()) as u64).to_le_bytes())?;
         w.write_all(&(self.metadata.len() as u64).to_le_bytes())?;
         for (k, v) in &self.metadata {
             write_bytes(&mut w, k.as_bytes())?;
             w.write_all(&v.value_type().id().to_le_bytes())?;
             write_value(&mut w, v)?;
         }
+        let infos = self
+            .tensors
+            .iter()
+            .map(|t| (&t.name, t.ty, &t.shape, t.data.len() as u64))
+            .chain(
+                plans
+                    .iter()
+                    .zip(&sizes)
+                    .map(|(p, &n)| (&p.name, p.ty, &p.shape, n)),
+            );
         let mut offset = 0u64;
-        for t in &self.tensors {
-            write_bytes(&mut w, t.name.as_bytes())?;
-            w.write_all(&(t.shape.len() as u32).to_le_bytes())?;
-            for d in &t.shape {
+        for (name, ty, shape, n_bytes) in infos {
+            write_bytes(&mut w, name.as_bytes())?;
+            w.write_all(&(shape.len() as u32).to_le_bytes())?;
+            for d in shape {
                 w.write_all(&d.to_le_bytes())?;
             }
-            w.write_all(&t.ty.id().to_le_bytes())?;
+            w.write_all(&ty.id().to_le_bytes())?;
             w.write_all(&offset.to_le_bytes())?;
-            offset += (t.data.len() as u64).div_ceil(align) * align;
+            offset += n_bytes.div_ceil(align) * align;
         }
         // No tensors, no data section: nothing to pad to (as llama.cpp's vocabulary-only files).
-        if !self.tensors.is_empty() {
+        if !self.tensors.is_empty() || !plans.is_empty() {
             pad(&mut w, align)?;
         }
         for t in &self.tensors {
             w.write_all(&t.data)?;
+            pad(&mut w, align)?;
+        }
+        for (i, (p, &n)) in plans.iter().zip(&sizes).enumerate() {
+            let bytes = data(i)?;
+            if bytes.len() as u64 != n {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "tensor {}: {} bytes of data given, its plan needs {n}",
+                        p.name,
+                        bytes.len()
+                    ),
+                ));
+            }
+            w.write_all(&bytes)?;
             pad(&mut w, align)?;
         }
         w.flush()?;
@@ -206,6 +252,37 @@ impl<'a> Builder<'a> {
         // Writing to a Vec cannot fail.
         let _ = self.write_to(&mut out);
         out
+    }
+}
+
+/// The checks every tensor to be written passes (its name's length, its number of dimensions,
+/// the reader's shape rules, so that no file written here is one the reader rejects); returns
+/// its size in bytes.
+fn check_tensor(name: &str, ty: GgmlType, shape: &[u64]) -> Result<u64> {
+    let bad = |kind| Err(Error::at(0, kind));
+    if name.len() >= MAX_NAME {
+        let len = name.len();
+        return bad(ErrorKind::TensorNameTooLong {
+            name: name.to_owned(),
+            len,
+        });
+    }
+    if shape.len() > MAX_DIMS as usize {
+        let n_dims = shape.len() as u32;
+        return bad(ErrorKind::TooManyDims {
+            name: name.to_owned(),
+            n_dims,
+        });
+    }
+    if let Err(kind) = check_shape(name, ty, shape) {
+        return bad(kind);
+    }
+    match tensor_bytes(ty, shape) {
+        Some(n) => Ok(n),
+        None => bad(ErrorKind::BadShape {
+            name: name.to_owned(),
+            reason: format!("{shape:?} of {} is too large", ty.name()),
+        }),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The one memory-mapping wrapper: a read-only view of a whole file.
+//! The one memory-mapping wrapper: a read-only view of a whole file (or of a buffer built in
+//! memory that stands in for one, `Mmap::from_vec`).
 
 use std::fs::File;
 use std::io;
@@ -8,7 +9,15 @@ use std::path::Path;
 #[derive(Debug)]
 pub struct Mmap {
     map: Option<memmap2::Mmap>,
+    /// The bytes of a file built in memory (`from_vec`), 64-byte aligned like a mapping's
+    /// start, and their length.
+    owned: Vec<Aligned>,
+    owned_len: usize,
 }
+
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Aligned([u8; 64]);
 
 impl Mmap {
     /// Maps `path` read-only. An empty file gives an empty slice (mapping zero bytes fails on
@@ -16,14 +25,33 @@ impl Mmap {
     pub fn open(path: &Path) -> io::Result<Mmap> {
         let file = File::open(path)?;
         if file.metadata()?.len() == 0 {
-            return Ok(Mmap { map: None });
+            return Ok(Mmap::from_vec(Vec::new()));
         }
         // SAFETY: the mapping is read-only and lives as long as this value. Another process
         // truncating or rewriting the file while it is mapped could change or fault the bytes
         // under us; like every program that maps model files (llama.cpp included), we accept
         // that model files are not modified while in use.
         let map = unsafe { memmap2::Mmap::map(&file)? };
-        Ok(Mmap { map: Some(map) })
+        Ok(Mmap {
+            map: Some(map),
+            owned: Vec::new(),
+            owned_len: 0,
+        })
+    }
+
+    /// A file's bytes built in memory (a GGUF file converted on the fly), copied into an
+    /// aligned buffer so that everything a mapping allows (aligned views of tensor data) holds.
+    /// `release` does nothing for it.
+    pub fn from_vec(bytes: Vec<u8>) -> Mmap {
+        let mut owned = vec![Aligned([0; 64]); bytes.len().div_ceil(64)];
+        for (chunk, src) in owned.iter_mut().zip(bytes.chunks(64)) {
+            chunk.0[..src.len()].copy_from_slice(src);
+        }
+        Mmap {
+            map: None,
+            owned,
+            owned_len: bytes.len(),
+        }
     }
 
     /// Tells the kernel the pages of `range` will not be read again (a copy of them lives
@@ -61,7 +89,16 @@ impl std::ops::Deref for Mmap {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        self.map.as_deref().unwrap_or(&[])
+        match &self.map {
+            Some(m) => m,
+            None => {
+                let ptr = self.owned.as_ptr().cast::<u8>();
+                // SAFETY: `owned` is `owned.len() * 64` initialized bytes (`Aligned` is a
+                // `repr(C)` byte array without padding), of which the first `owned_len` are the
+                // file; the slice borrows `self`, so the vector outlives it and is not mutated.
+                unsafe { std::slice::from_raw_parts(ptr, self.owned_len) }
+            }
+        }
     }
 }
 
@@ -89,4 +126,21 @@ pub fn evict_from_page_cache(_path: &Path) -> io::Result<()> {
         io::ErrorKind::Unsupported,
         "page-cache eviction is not supported here",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mmap;
+
+    #[test]
+    fn a_buffer_from_vec_reads_back_aligned() {
+        for n in [0usize, 1, 63, 64, 65, 1000] {
+            let bytes: Vec<u8> = (0..n).map(|i| (i * 7) as u8).collect();
+            let map = Mmap::from_vec(bytes.clone());
+            assert_eq!(&map[..], &bytes[..]);
+            assert_eq!(map.as_ptr() as usize % 64, 0);
+            map.release(0..n);
+            assert_eq!(&map[..], &bytes[..]);
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Arguments shared by the subcommands that run a model, and loading with a progress line.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,8 @@ use engine::{ContextParams, Model, SamplerParams};
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
     /// GGUF model: a local path, or a Hugging Face reference (org/repo[:QUANT], hf.co/…, a
-    /// …/resolve/REV/FILE URL) pulled into the Hugging Face cache
+    /// …/resolve/REV/FILE URL) pulled into the Hugging Face cache; or a transformers checkpoint
+    /// folder, converted in memory
     #[arg(short = 'm', long = "model", visible_alias = "hf")]
     pub model: String,
     /// Use only the Hugging Face cache, never the network (as HF_HUB_OFFLINE=1)
@@ -67,6 +69,12 @@ impl ModelArgs {
 
     /// Loads the model, showing a progress line on a terminal; returns it and the load time.
     pub fn load(&self) -> anyhow::Result<(Arc<Model>, Duration)> {
+        // A transformers checkpoint folder: converted in memory, no file written.
+        if Path::new(&self.model).join("config.json").is_file() {
+            let start = Instant::now();
+            let model = super::convert::load_checkpoint(Path::new(&self.model))?;
+            return Ok((Arc::new(model), start.elapsed()));
+        }
         let path = super::pull::resolve(&self.model, self.offline)?;
         let start = Instant::now();
         let spinner = std::io::stderr().is_terminal().then(|| {

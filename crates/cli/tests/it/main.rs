@@ -3,6 +3,11 @@
 #![allow(clippy::unwrap_used)]
 
 mod bench;
+mod convert;
+// The convert crate's fixture helpers; the cli's tests use only some of them.
+#[allow(dead_code)]
+#[path = "../../../convert/tests/it/fixtures.rs"]
+mod convert_fixtures;
 mod hub;
 #[path = "../../../hub/tests/it/server.rs"]
 mod hub_server;

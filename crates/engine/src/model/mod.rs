@@ -115,9 +115,23 @@ impl Model {
             path: path.to_owned(),
             source,
         };
+        let map = Arc::new(Mmap::open(path).map_err(io)?);
+        Model::from_map(map, path, options)
+    }
+
+    /// A model from a GGUF file built in memory (`hearth run` on a transformers checkpoint,
+    /// converted on the fly); `path` names it in `info` and messages.
+    pub fn load_bytes(
+        bytes: Vec<u8>,
+        path: &Path,
+        options: LoadOptions,
+    ) -> Result<Model, LoadError> {
+        Model::from_map(Arc::new(Mmap::from_vec(bytes)), path, options)
+    }
+
+    fn from_map(map: Arc<Mmap>, path: &Path, options: LoadOptions) -> Result<Model, LoadError> {
         // Built once here rather than in the first token's forward pass.
         kernels::ops::Ops::init_ggml_tables();
-        let map = Arc::new(Mmap::open(path).map_err(io)?);
         let file = Gguf::parse(&map)?;
         let arch_name = file.architecture()?;
         let arch = Arch::from_name(arch_name)

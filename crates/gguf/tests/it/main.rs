@@ -5,4 +5,5 @@
 mod hostile;
 mod proptests;
 mod real_models;
+mod streaming;
 mod vocab_files;

@@ -1,0 +1,648 @@
+//! One table per architecture: which transformers class it is, its hyper-parameter keys, and
+//! for every checkpoint tensor its GGUF name, its expected shape (from config.json) and the
+//! transformation llama.cpp's converter applies to it.
+
+use gguf::{Builder, Value};
+use serde_json::Value as Json;
+
+use crate::error::Error;
+
+/// The architectures `hearth convert` supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    Llama,
+    Qwen2,
+    Qwen3,
+    Gemma3,
+}
+
+/// transformers' `architectures[0]` for each supported architecture.
+pub const SUPPORTED: &[(&str, Arch)] = &[
+    ("LlamaForCausalLM", Arch::Llama),
+    ("MistralForCausalLM", Arch::Llama),
+    ("Qwen2ForCausalLM", Arch::Qwen2),
+    ("Qwen3ForCausalLM", Arch::Qwen3),
+    ("Gemma3ForCausalLM", Arch::Gemma3),
+];
+
+impl Arch {
+    /// The GGUF architecture name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
+            Arch::Gemma3 => "gemma3",
+        }
+    }
+
+    pub(crate) fn from_config(config: &Json) -> Result<Arch, Error> {
+        let found = config
+            .get("architectures")
+            .and_then(Json::as_array)
+            .and_then(|a| a.first())
+            .and_then(Json::as_str)
+            .ok_or_else(|| Error::Config("has no \"architectures\" list".into()))?;
+        SUPPORTED
+            .iter()
+            .find(|(n, _)| *n == found)
+            .map(|(_, a)| *a)
+            .ok_or_else(|| Error::UnsupportedArch {
+                found: found.to_owned(),
+                supported: SUPPORTED.iter().map(|(n, _)| *n).collect(),
+            })
+    }
+}
+
+/// The hyper-parameters the tensor shapes follow from.
+#[derive(Debug, Clone)]
+pub struct HParams {
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub n_ff: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    pub n_vocab: Option<usize>,
+}
+
+/// config.json with `text_config` lifted to the top, as llama.cpp reads it.
+fn flat(config: &Json) -> Json {
+    let mut c = config.clone();
+    if let (Some(obj), Some(Json::Object(text))) = (c.as_object_mut(), config.get("text_config")) {
+        for (k, v) in text {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+    c
+}
+
+/// llama.cpp's `find_hparam`: the first of `keys` present (and not null).
+fn find<'a>(c: &'a Json, keys: &[&str]) -> Option<&'a Json> {
+    keys.iter().filter_map(|k| c.get(*k)).find(|v| !v.is_null())
+}
+
+fn int(c: &Json, keys: &[&str]) -> Result<Option<usize>, Error> {
+    match find(c, keys) {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|v| usize::try_from(v).ok())
+            .filter(|&v| v < 1 << 40)
+            .map(Some)
+            .ok_or_else(|| Error::Config(format!("{} is {v}, not a count", keys[0]))),
+    }
+}
+
+fn need(c: &Json, keys: &[&str]) -> Result<usize, Error> {
+    int(c, keys)?.ok_or_else(|| Error::Config(format!("{} is missing", keys[0])))
+}
+
+fn u32_value(v: usize, key: &str) -> Result<Value<'static>, Error> {
+    u32::try_from(v)
+        .map(Value::U32)
+        .map_err(|_| Error::Config(format!("{key} = {v} does not fit in 32 bits")))
+}
+
+fn f32_of(v: &Json, key: &str) -> Result<f32, Error> {
+    v.as_f64()
+        .map(|f| f as f32)
+        .ok_or_else(|| Error::Config(format!("{key} is {v}, not a number")))
+}
+
+const N_LAYER: &[&str] = &["n_layers", "num_hidden_layers", "n_layer", "num_layers"];
+const N_CTX: &[&str] = &[
+    "max_position_embeddings",
+    "n_ctx",
+    "n_positions",
+    "max_length",
+    "max_sequence_length",
+    "model_max_length",
+];
+const N_EMBD: &[&str] = &["hidden_size", "n_embd", "dim"];
+const N_FF: &[&str] = &[
+    "prefix_dense_intermediate_size",
+    "dense_intermediate_size",
+    "intermediate_size",
+    "n_inner",
+    "hidden_dim",
+];
+const N_HEAD: &[&str] = &["num_attention_heads", "n_head", "n_heads"];
+const N_HEAD_KV: &[&str] = &["num_key_value_heads", "n_kv_heads"];
+
+impl HParams {
+    pub fn read(arch: Arch, config: &Json) -> Result<HParams, Error> {
+        let c = flat(config);
+        let n_embd = need(&c, N_EMBD)?;
+        let n_head = match arch {
+            Arch::Gemma3 => int(&c, N_HEAD)?.unwrap_or(8),
+            _ => need(&c, N_HEAD)?,
+        };
+        let n_head_kv = match arch {
+            Arch::Gemma3 => int(&c, N_HEAD_KV)?.unwrap_or(4),
+            _ => int(&c, N_HEAD_KV)?.unwrap_or(n_head),
+        };
+        if n_head == 0 || n_head_kv == 0 || n_embd == 0 {
+            return Err(Error::Config(
+                "hidden_size and the head counts must be positive".into(),
+            ));
+        }
+        let head_dim = match (int(&c, &["head_dim"])?, arch) {
+            (Some(d), _) => d,
+            (None, Arch::Gemma3) => 256,
+            (None, _) => n_embd / n_head,
+        };
+        Ok(HParams {
+            n_layer: need(&c, N_LAYER)?,
+            n_embd,
+            n_ff: need(&c, N_FF)?,
+            n_head,
+            n_head_kv,
+            head_dim,
+            n_vocab: int(&c, &["vocab_size"])?,
+        })
+    }
+}
+
+/// The rope settings as llama.cpp's `TextModel.__init__` gathers them.
+fn rope_parameters(c: &Json) -> serde_json::Map<String, Json> {
+    let mut rp = match find(c, &["rope_parameters"]).or_else(|| find(c, &["rope_scaling"])) {
+        Some(Json::Object(o)) => o.clone(),
+        _ => serde_json::Map::new(),
+    };
+    if !rp.contains_key("full_attention") && !rp.contains_key("sliding_attention") {
+        let local = find(
+            c,
+            &[
+                "local_rope_theta",
+                "rope_local_theta",
+                "rope_theta_local",
+                "swa_rope_theta",
+                "rope_local_base_freq",
+            ],
+        );
+        if let Some(l) = local {
+            rp.insert(
+                "sliding_attention".into(),
+                serde_json::json!({ "rope_theta": l }),
+            );
+        }
+        let theta = find(
+            c,
+            &[
+                "global_rope_theta",
+                "rope_global_theta",
+                "rope_theta_global",
+                "rope_theta",
+                "rotary_emb_base",
+            ],
+        );
+        if let Some(t) = theta
+            && !rp.contains_key("rope_theta")
+        {
+            rp.insert("rope_theta".into(), t.clone());
+        }
+        if !rp.contains_key("rope_type")
+            && let Some(t) = rp.get("type").cloned()
+        {
+            rp.insert("rope_type".into(), t);
+        }
+    }
+    rp
+}
+
+/// Writes the architecture's hyper-parameter keys in llama.cpp's order (`TextModel.
+/// set_gguf_parameters` and the architecture's own additions).
+pub fn write_hparams(
+    arch: Arch,
+    hp: &HParams,
+    config: &Json,
+    file_type: u32,
+    b: &mut Builder<'static>,
+) -> Result<(), Error> {
+    let c = flat(config);
+    let a = arch.name();
+    let mut set = |k: &str, v: Value<'static>| match k.strip_prefix('/') {
+        Some(general) => b.set(general, v),
+        None => b.set(format!("{a}.{k}"), v),
+    };
+    set("block_count", u32_value(hp.n_layer, "num_hidden_layers")?)?;
+    if let Some(n) = int(&c, N_CTX)? {
+        set("context_length", u32_value(n, "max_position_embeddings")?)?;
+    }
+    set("embedding_length", u32_value(hp.n_embd, "hidden_size")?)?;
+    set(
+        "feed_forward_length",
+        u32_value(hp.n_ff, "intermediate_size")?,
+    )?;
+    if let Some(n) = int(&c, N_HEAD)? {
+        set("attention.head_count", u32_value(n, "num_attention_heads")?)?;
+    }
+    if let Some(n) = int(&c, N_HEAD_KV)? {
+        set(
+            "attention.head_count_kv",
+            u32_value(n, "num_key_value_heads")?,
+        )?;
+    }
+    if c.get("is_causal") == Some(&Json::Bool(false)) {
+        set("attention.causal", Value::Bool(false))?;
+    }
+    let rp = rope_parameters(&c);
+    let full = rp
+        .get("full_attention")
+        .and_then(Json::as_object)
+        .unwrap_or(&rp);
+    if let Some(rope_type) = full.get("rope_type").and_then(Json::as_str) {
+        let factor = full.get("factor").filter(|v| !v.is_null());
+        match (rope_type, factor) {
+            ("linear", Some(f)) => {
+                set("rope.scaling.type", Value::string("linear"))?;
+                set("rope.scaling.factor", Value::F32(f32_of(f, "factor")?))?;
+            }
+            ("yarn", Some(f)) => {
+                set("rope.scaling.type", Value::string("yarn"))?;
+                set("rope.scaling.factor", Value::F32(f32_of(f, "factor")?))?;
+                let orig = full
+                    .get("original_max_position_embeddings")
+                    .and_then(Json::as_u64)
+                    .ok_or_else(|| {
+                        Error::Config("yarn rope needs original_max_position_embeddings".into())
+                    })?;
+                set(
+                    "rope.scaling.original_context_length",
+                    u32_value(orig as usize, "original_max_position_embeddings")?,
+                )?;
+                for (hf, key) in [
+                    ("extrapolation_factor", "rope.scaling.yarn_ext_factor"),
+                    ("attention_factor", "rope.scaling.yarn_attn_factor"),
+                    ("beta_fast", "rope.scaling.yarn_beta_fast"),
+                    ("beta_slow", "rope.scaling.yarn_beta_slow"),
+                ] {
+                    if let Some(v) = full.get(hf).filter(|v| !v.is_null()) {
+                        set(key, Value::F32(f32_of(v, hf)?))?;
+                    }
+                }
+            }
+            // Llama 3's frequency scaling is a tensor (`extra_tensors`).
+            ("llama3", _) if arch == Arch::Llama => {}
+            ("llama3" | "su" | "longrope", _) => {
+                return Err(Error::Config(format!(
+                    "rope_type {rope_type} (extra rope-frequency tensors) is not supported yet"
+                )));
+            }
+            // "default", "dynamic" and the unknown: llama.cpp writes nothing.
+            _ => {}
+        }
+    }
+    if rp.contains_key("mrope_section") {
+        return Err(Error::Config(
+            "multi-section rope (mrope_section) is not supported".into(),
+        ));
+    }
+    if let Some(t) = full.get("rope_theta").filter(|v| !v.is_null()) {
+        set("rope.freq_base", Value::F32(f32_of(t, "rope_theta")?))?;
+    }
+    if let Some(t) = rp
+        .get("sliding_attention")
+        .and_then(|s| s.get("rope_theta"))
+        .filter(|v| !v.is_null())
+    {
+        set("rope.freq_base_swa", Value::F32(f32_of(t, "rope_theta")?))?;
+    }
+    if let Some(e) = find(&c, &["rms_norm_eps", "norm_eps"]) {
+        set(
+            "attention.layer_norm_rms_epsilon",
+            Value::F32(f32_of(e, "rms_norm_eps")?),
+        )?;
+    }
+    if let Some(e) = find(
+        &c,
+        &["layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"],
+    ) {
+        set(
+            "attention.layer_norm_epsilon",
+            Value::F32(f32_of(e, "layer_norm_eps")?),
+        )?;
+    }
+    if find(
+        &c,
+        &["num_local_experts", "num_experts", "n_routed_experts"],
+    )
+    .is_some()
+    {
+        return Err(Error::Config(
+            "mixture-of-experts checkpoints are not supported yet".into(),
+        ));
+    }
+    if let Some(d) = int(&c, &["head_dim"])? {
+        set("attention.key_length", u32_value(d, "head_dim")?)?;
+        set("attention.value_length", u32_value(d, "head_dim")?)?;
+    }
+    set("/general.file_type", Value::U32(file_type))?;
+    match arch {
+        Arch::Llama => {
+            let n_vocab = hp
+                .n_vocab
+                .ok_or_else(|| Error::Config("vocab_size is missing".into()))?;
+            set("vocab_size", u32_value(n_vocab, "vocab_size")?)?;
+            let rope_dim = int(&c, &["head_dim"])?.unwrap_or(hp.n_embd / hp.n_head);
+            set("rope.dimension_count", u32_value(rope_dim, "head_dim")?)?;
+        }
+        Arch::Qwen2 | Arch::Qwen3 => {}
+        Arch::Gemma3 => {
+            let n_ctx = int(&c, &["max_position_embeddings"])?.unwrap_or(131072);
+            set(
+                "context_length",
+                u32_value(n_ctx, "max_position_embeddings")?,
+            )?;
+            set(
+                "attention.head_count",
+                u32_value(hp.n_head, "num_attention_heads")?,
+            )?;
+            let eps = match c.get("rms_norm_eps").filter(|v| !v.is_null()) {
+                Some(e) => f32_of(e, "rms_norm_eps")?,
+                None => 1e-6,
+            };
+            set("attention.layer_norm_rms_epsilon", Value::F32(eps))?;
+            set("attention.key_length", u32_value(hp.head_dim, "head_dim")?)?;
+            set(
+                "attention.value_length",
+                u32_value(hp.head_dim, "head_dim")?,
+            )?;
+            let theta = match full.get("rope_theta").filter(|v| !v.is_null()) {
+                Some(t) => f32_of(t, "rope_theta")?,
+                None => 1_000_000.0,
+            };
+            set("rope.freq_base", Value::F32(theta))?;
+            if c.get("attn_logit_softcapping")
+                .is_some_and(|v| !v.is_null())
+            {
+                return Err(Error::Config(
+                    "attn_logit_softcapping is set, which Gemma 3 does not have".into(),
+                ));
+            }
+            if let Some(cap) = c
+                .get("final_logit_softcapping")
+                .and_then(Json::as_f64)
+                .filter(|&v| v != 0.0)
+            {
+                set("final_logit_softcapping", Value::F32(cap as f32))?;
+            }
+            if c.get("sliding_window_pattern").and_then(Json::as_i64) != Some(1) {
+                let w = need(&c, &["sliding_window"])?;
+                set("attention.sliding_window", u32_value(w, "sliding_window")?)?;
+            }
+            set(
+                "attention.head_count_kv",
+                u32_value(hp.n_head_kv, "num_key_value_heads")?,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// What llama.cpp does to a tensor's values before converting its type.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Transform {
+    /// Keep only the first rows (Gemma 3's embedding past the real vocabulary).
+    pub truncate_rows: Option<usize>,
+    /// `LlamaModel.permute` with this many heads: rope's pairs (i, i + d/2) become (2i, 2i+1).
+    pub permute_heads: Option<usize>,
+    /// Added to every value (Gemma's RMS norm weights are stored as `w`, used as `1 + w`).
+    pub add: f32,
+}
+
+/// A checkpoint tensor's place in the GGUF file.
+pub struct Mapped {
+    pub name: String,
+    /// Outermost first, after the transformation.
+    pub shape: Vec<usize>,
+    pub transform: Transform,
+}
+
+/// The GGUF name, shape and transformation of checkpoint tensor `hf`, after checking its shape
+/// against config.json; `None` for tensors llama.cpp drops.
+pub fn map_tensor(
+    arch: Arch,
+    hp: &HParams,
+    hf: &str,
+    shape: &[usize],
+    n_vocab_real: usize,
+) -> Result<Option<Mapped>, Error> {
+    if hf.ends_with(".attention.masked_bias")
+        || hf.ends_with(".attention.bias")
+        || hf.ends_with(".rotary_emb.inv_freq")
+    {
+        return Ok(None);
+    }
+    let unknown = || {
+        Error::tensor(
+            hf,
+            format!("has no GGUF name in llama.cpp's {} layout", arch.name()),
+        )
+    };
+    let name = hf.strip_prefix("model.").unwrap_or(hf);
+    let n_vocab = hp.n_vocab.unwrap_or(n_vocab_real);
+    // Saturating: config.json is untrusted, and a product past usize then simply mismatches.
+    let (q, kv) = (
+        hp.n_head.saturating_mul(hp.head_dim),
+        hp.n_head_kv.saturating_mul(hp.head_dim),
+    );
+    let gemma = arch == Arch::Gemma3;
+    let mut transform = Transform::default();
+    let (gguf, expected): (String, Vec<usize>) = match name {
+        "embed_tokens.weight" => {
+            if gemma && n_vocab_real < n_vocab {
+                transform.truncate_rows = Some(n_vocab_real);
+            }
+            ("token_embd.weight".into(), vec![n_vocab, hp.n_embd])
+        }
+        "norm.weight" => ("output_norm.weight".into(), vec![hp.n_embd]),
+        "lm_head.weight" => ("output.weight".into(), vec![n_vocab, hp.n_embd]),
+        _ => {
+            let rest = name.strip_prefix("layers.").ok_or_else(unknown)?;
+            let (bid, rest) = rest.split_once('.').ok_or_else(unknown)?;
+            let bid: usize = bid.parse().map_err(|_| unknown())?;
+            if bid >= hp.n_layer {
+                return Err(Error::tensor(
+                    hf,
+                    format!(
+                        "is in layer {bid}, but config.json has {} layers",
+                        hp.n_layer
+                    ),
+                ));
+            }
+            let (what, expected) = match (rest, arch) {
+                ("input_layernorm.weight", _) => ("attn_norm.weight", vec![hp.n_embd]),
+                ("post_attention_layernorm.weight", Arch::Gemma3) => {
+                    ("post_attention_norm.weight", vec![hp.n_embd])
+                }
+                ("post_attention_layernorm.weight", _) => ("ffn_norm.weight", vec![hp.n_embd]),
+                ("pre_feedforward_layernorm.weight", Arch::Gemma3) => {
+                    ("ffn_norm.weight", vec![hp.n_embd])
+                }
+                ("post_feedforward_layernorm.weight", Arch::Gemma3) => {
+                    ("post_ffw_norm.weight", vec![hp.n_embd])
+                }
+                ("self_attn.q_proj.weight", _) => ("attn_q.weight", vec![q, hp.n_embd]),
+                ("self_attn.k_proj.weight", _) => ("attn_k.weight", vec![kv, hp.n_embd]),
+                ("self_attn.v_proj.weight", _) => ("attn_v.weight", vec![kv, hp.n_embd]),
+                ("self_attn.o_proj.weight", _) => ("attn_output.weight", vec![hp.n_embd, q]),
+                ("self_attn.q_proj.bias", _) => ("attn_q.bias", vec![q]),
+                ("self_attn.k_proj.bias", _) => ("attn_k.bias", vec![kv]),
+                ("self_attn.v_proj.bias", _) => ("attn_v.bias", vec![kv]),
+                ("self_attn.o_proj.bias", _) => ("attn_output.bias", vec![hp.n_embd]),
+                ("self_attn.q_norm.weight", Arch::Qwen3 | Arch::Gemma3) => {
+                    ("attn_q_norm.weight", vec![hp.head_dim])
+                }
+                ("self_attn.k_norm.weight", Arch::Qwen3 | Arch::Gemma3) => {
+                    ("attn_k_norm.weight", vec![hp.head_dim])
+                }
+                ("mlp.gate_proj.weight", _) => ("ffn_gate.weight", vec![hp.n_ff, hp.n_embd]),
+                ("mlp.up_proj.weight", _) => ("ffn_up.weight", vec![hp.n_ff, hp.n_embd]),
+                ("mlp.down_proj.weight", _) => ("ffn_down.weight", vec![hp.n_embd, hp.n_ff]),
+                _ => return Err(unknown()),
+            };
+            if arch == Arch::Llama {
+                if rest.starts_with("self_attn.q_proj.") {
+                    transform.permute_heads = Some(hp.n_head);
+                } else if rest.starts_with("self_attn.k_proj.") {
+                    transform.permute_heads = Some(hp.n_head_kv);
+                }
+            }
+            (format!("blk.{bid}.{what}"), expected)
+        }
+    };
+    if shape != expected.as_slice() {
+        return Err(Error::tensor(
+            hf,
+            format!("has shape {shape:?}, but config.json implies {expected:?}"),
+        ));
+    }
+    if gemma && hf.ends_with("norm.weight") {
+        transform.add = 1.0;
+    }
+    let mut shape = shape.to_vec();
+    if let Some(rows) = transform.truncate_rows {
+        shape[0] = rows;
+    }
+    if let Some(h) = transform.permute_heads
+        && !shape[0].is_multiple_of(2 * h)
+    {
+        return Err(Error::tensor(
+            hf,
+            format!("{} rows cannot be split into {h} heads of pairs", shape[0]),
+        ));
+    }
+    Ok(Some(Mapped {
+        name: gguf,
+        shape,
+        transform,
+    }))
+}
+
+/// Applies `t` to `values`, a row-major tensor with rows of `row` values.
+pub fn apply(t: &Transform, values: &mut Vec<f32>, row: usize, name: &str) -> Result<(), Error> {
+    if let Some(rows) = t.truncate_rows {
+        values.truncate(rows * row);
+    }
+    if let Some(h) = t.permute_heads {
+        let n_rows = values.len() / row;
+        if !n_rows.is_multiple_of(2 * h) {
+            return Err(Error::tensor(name, "rows do not split into head pairs"));
+        }
+        let half = n_rows / h / 2;
+        let old = values.clone();
+        // reshape(h, 2, half, row).swapaxes(1, 2): new row (h, j, i) is old row (h, i, j).
+        for head in 0..h {
+            for j in 0..half {
+                for i in 0..2 {
+                    let dst = (head * 2 * half + j * 2 + i) * row;
+                    let src = (head * 2 * half + i * half + j) * row;
+                    values[dst..dst + row].copy_from_slice(&old[src..src + row]);
+                }
+            }
+        }
+    }
+    if t.add != 0.0 {
+        for v in values.iter_mut() {
+            *v += t.add;
+        }
+    }
+    Ok(())
+}
+
+/// Tensors llama.cpp computes from config.json (`generate_extra_tensors`), written first:
+/// Llama 3's `rope_freqs.weight`, one scaling factor per rotated pair.
+pub fn extra_tensors(arch: Arch, config: &Json) -> Result<Vec<(String, Vec<f32>)>, Error> {
+    let c = flat(config);
+    let rp = rope_parameters(&c);
+    let full = rp
+        .get("full_attention")
+        .and_then(Json::as_object)
+        .unwrap_or(&rp);
+    let is_llama3 = full
+        .get("rope_type")
+        .and_then(Json::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("llama3"));
+    if arch != Arch::Llama || !is_llama3 {
+        return Ok(Vec::new());
+    }
+    let num = |k: &str, default: f64| -> Result<f64, Error> {
+        match full.get(k).filter(|v| !v.is_null()) {
+            None => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| Error::Config(format!("rope {k} is {v}, not a number"))),
+        }
+    };
+    let base = num("rope_theta", 10000.0)?;
+    let dim = match int(&c, &["head_dim"])? {
+        Some(d) => d,
+        None => need(&c, N_EMBD)? / need(&c, N_HEAD)?.max(1),
+    };
+    if dim == 0 || dim > 1 << 16 {
+        return Err(Error::Config(format!("head_dim {dim} is out of range")));
+    }
+    let factor = num("factor", 8.0)?;
+    let low = num("low_freq_factor", 1.0)?;
+    let high = num("high_freq_factor", 4.0)?;
+    let old_ctx = num("original_max_position_embeddings", 8192.0)?;
+    // torch's float32 arithmetic, step by step, as llama.cpp's converter computes it.
+    let (low_wavelen, high_wavelen) = (old_ctx / low, old_ctx / high);
+    let mut factors = Vec::with_capacity(dim / 2);
+    for i in (0..dim).step_by(2) {
+        let exponent = i as f32 / dim as f32;
+        let freq = 1.0f32 / (base as f32).powf(exponent);
+        let wavelen = (2.0 * std::f64::consts::PI) as f32 / freq;
+        let f = if f64::from(wavelen) < high_wavelen {
+            1.0
+        } else if f64::from(wavelen) > low_wavelen {
+            factor as f32
+        } else {
+            let smooth = (old_ctx as f32 / wavelen - low as f32) / (high - low) as f32;
+            1.0 / ((1.0 - smooth) / factor as f32 + smooth)
+        };
+        factors.push(f);
+    }
+    Ok(vec![("rope_freqs.weight".to_owned(), factors)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// llama.cpp's converter (torch float32) on Llama 3.2 1B's and Llama 3.1 8B's settings,
+    /// as f32 bit patterns (`scripts/gen_llama3_rope_cases.py`).
+    #[test]
+    fn llama3_rope_factors_are_llama_cpp_s() {
+        for (config, want) in LLAMA3_CASES {
+            let config: Json = serde_json::from_str(config).unwrap();
+            let got = extra_tensors(Arch::Llama, &config).unwrap();
+            let bits: Vec<u32> = got[0].1.iter().map(|f| f.to_bits()).collect();
+            assert_eq!(bits, *want, "{config}");
+        }
+    }
+
+    include!("llama3_rope_cases.rs");
+}

@@ -1,0 +1,735 @@
+//! The tokenizer metadata (`tokenizer.ggml.*`, `tokenizer.chat_template`) from `tokenizer.json`,
+//! `tokenizer_config.json` and `config.json`, as llama.cpp's `_set_vocab_gpt2` and gguf-py's
+//! `SpecialVocab` write it.
+//!
+//! `tokenizer.ggml.pre` names the pre-tokenizer, which llama.cpp's converter identifies by a
+//! fingerprint: the sha256 of `str(tokenizer.encode(PROBE))` looked up in a table of known
+//! tokenizers (`pre_hashes.tsv`, copied from its `get_vocab_base_pre`). hearth has no
+//! transformers tokenizer, but it has llama.cpp's own BPE tokenizer (`text`), which splits text
+//! as transformers does for every pre-tokenizer llama.cpp supports: for each candidate name it
+//! builds that tokenizer over this vocabulary, encodes the probe, and accepts the name when the
+//! fingerprint is the table's entry for the same name. An unknown fingerprint is an error, as
+//! in llama.cpp.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use gguf::{Array, Builder, Gguf, Value};
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+
+use crate::arch::Arch;
+use crate::checkpoint::read_json;
+use crate::error::Error;
+
+const PROBE: &str = include_str!("pre_probe.txt");
+const PRE_HASHES: &str = include_str!("pre_hashes.tsv");
+
+/// llama.cpp's token types.
+const NORMAL: i32 = 1;
+const CONTROL: i32 = 3;
+const USER_DEFINED: i32 = 4;
+const UNUSED: i32 = 5;
+
+/// Pre-tokenizer names to try first, by the shape of `tokenizer.json`'s pre-tokenizer.
+const COMMON_PRES: &[&str] = &[
+    "llama-bpe",
+    "qwen2",
+    "smollm",
+    "gpt-2",
+    "qwen35",
+    "gpt-4o",
+    "deepseek-v3",
+    "starcoder",
+    "tekken",
+];
+
+pub struct Vocab {
+    tokens: Vec<String>,
+    types: Vec<i32>,
+    pre: String,
+    merges: Vec<String>,
+    /// `(type, id)` in gguf-py's order of discovery.
+    special_ids: Vec<(&'static str, u32)>,
+    add_special: Vec<(&'static str, bool)>,
+    chat_template: Option<ChatTemplate>,
+    normalizer_lowercase: Option<bool>,
+    normalizer_strip_accents: Option<bool>,
+    add_space_prefix: Option<bool>,
+    /// `len(model.vocab) + len(added_tokens)`: Gemma 3 drops embedding rows past it.
+    pub n_vocab_real: usize,
+}
+
+enum ChatTemplate {
+    One(String),
+    Named(Vec<(String, String)>),
+}
+
+const SPECIAL_TYPES: [&str; 7] = ["bos", "eos", "unk", "sep", "pad", "cls", "mask"];
+
+fn special_key(typ: &str) -> Option<&'static str> {
+    Some(match typ {
+        "bos" => "tokenizer.ggml.bos_token_id",
+        "eos" => "tokenizer.ggml.eos_token_id",
+        "unk" => "tokenizer.ggml.unknown_token_id",
+        // llama.cpp's spelling.
+        "sep" => "tokenizer.ggml.seperator_token_id",
+        "pad" => "tokenizer.ggml.padding_token_id",
+        "cls" => "tokenizer.ggml.cls_token_id",
+        "mask" => "tokenizer.ggml.mask_token_id",
+        _ => return None,
+    })
+}
+
+fn add_key(typ: &str) -> Option<&'static str> {
+    Some(match typ {
+        "bos" => "tokenizer.ggml.add_bos_token",
+        "eos" => "tokenizer.ggml.add_eos_token",
+        "sep" => "tokenizer.ggml.add_sep_token",
+        _ => return None,
+    })
+}
+
+fn static_type(typ: &str) -> &'static str {
+    SPECIAL_TYPES
+        .iter()
+        .find(|t| **t == typ)
+        .copied()
+        .unwrap_or("bos")
+}
+
+/// gguf-py's `does_token_look_special`.
+fn looks_special(t: &str) -> bool {
+    matches!(t, "<pad>" | "<mask>" | "<2mass>" | "[@BOS@]")
+        || (t.starts_with("<|") && t.ends_with("|>"))
+        || (t.starts_with("<｜") && t.ends_with("｜>"))
+        || (t.starts_with("<unused") && t.ends_with('>'))
+}
+
+impl Vocab {
+    /// Reads the tokenizer of the checkpoint in `dir`; `n_vocab` is config.json's vocab_size.
+    pub fn load(dir: &Path, config: &Json, n_vocab: Option<usize>) -> Result<Vocab, Error> {
+        let terr = |m: String| Error::Tokenizer(m);
+        if dir.join("tokenizer.model").is_file() {
+            return Err(terr(
+                "this checkpoint has a SentencePiece tokenizer.model; hearth converts only \
+                 byte-level BPE tokenizers (tokenizer.json) so far"
+                    .into(),
+            ));
+        }
+        let tj = read_json(&dir.join("tokenizer.json"))?;
+        let model = tj
+            .get("model")
+            .ok_or_else(|| terr("tokenizer.json has no model".into()))?;
+        if model.get("type").and_then(Json::as_str) != Some("BPE") {
+            return Err(terr(format!(
+                "tokenizer.json's model is {}, hearth converts only byte-level BPE",
+                model.get("type").unwrap_or(&Json::Null)
+            )));
+        }
+        if model.get("byte_fallback").and_then(Json::as_bool) == Some(true) {
+            return Err(terr(
+                "tokenizer.json is a SentencePiece-style BPE (byte_fallback): not supported yet"
+                    .into(),
+            ));
+        }
+        let vocab = model
+            .get("vocab")
+            .and_then(Json::as_object)
+            .ok_or_else(|| terr("tokenizer.json's model has no vocab".into()))?;
+        let added = match tj.get("added_tokens") {
+            Some(Json::Array(a)) => a.as_slice(),
+            _ => &[],
+        };
+
+        // transformers' tokenizer.vocab: the model's tokens, then the added ones.
+        let mut by_id: HashMap<usize, String> = HashMap::new();
+        let id_of = |v: &Json, what: &str| -> Result<usize, Error> {
+            v.as_u64()
+                .and_then(|i| usize::try_from(i).ok())
+                .filter(|&i| i < 1 << 31)
+                .ok_or_else(|| terr(format!("{what} has a bad id {v}")))
+        };
+        for (tok, id) in vocab {
+            by_id.insert(id_of(id, tok)?, tok.clone());
+        }
+        // content -> (id, special, normalized)
+        let mut added_by_content: HashMap<&str, usize> = HashMap::new();
+        let mut added_by_id: HashMap<usize, (bool, bool)> = HashMap::new();
+        for a in added {
+            let content = a
+                .get("content")
+                .and_then(Json::as_str)
+                .ok_or_else(|| terr("an added token has no content".into()))?;
+            let id = id_of(a.get("id").unwrap_or(&Json::Null), content)?;
+            let special = a.get("special").and_then(Json::as_bool).unwrap_or(false);
+            let normalized = a.get("normalized").and_then(Json::as_bool).unwrap_or(true);
+            by_id.insert(id, content.to_owned());
+            added_by_content.insert(content, id);
+            added_by_id.insert(id, (special, normalized));
+        }
+        let distinct: BTreeSet<&String> = vocab.keys().collect();
+        let n_hf = distinct.len()
+            + added_by_content
+                .keys()
+                .filter(|c| !vocab.contains_key(**c))
+                .count();
+        let n_vocab = n_vocab.unwrap_or(n_hf);
+        // Far above any real vocabulary (Gemma 3's is 262,144), and small enough to allocate.
+        const MAX_VOCAB: usize = 1 << 24;
+        if n_vocab > MAX_VOCAB {
+            return Err(terr(format!(
+                "vocab_size {n_vocab} is over hearth's limit of {MAX_VOCAB} tokens"
+            )));
+        }
+        if let Some(max) = by_id.keys().max()
+            && *max >= n_vocab
+        {
+            return Err(terr(format!(
+                "token id {max} is not below config.json's vocab_size {n_vocab}"
+            )));
+        }
+        let mut tokens = Vec::with_capacity(n_vocab);
+        let mut types = Vec::with_capacity(n_vocab);
+        for i in 0..n_vocab {
+            match by_id.get(&i) {
+                None => {
+                    tokens.push(format!("[PAD{i}]"));
+                    types.push(UNUSED);
+                }
+                Some(tok) if added_by_content.contains_key(tok.as_str()) => {
+                    let special = added_by_id.get(&i).is_some_and(|a| a.0);
+                    if special || looks_special(tok) {
+                        tokens.push(tok.clone());
+                        types.push(CONTROL);
+                    } else {
+                        tokens.push(tok.replace('\u{2581}', " "));
+                        types.push(USER_DEFINED);
+                    }
+                }
+                Some(tok) => {
+                    tokens.push(tok.clone());
+                    types.push(NORMAL);
+                }
+            }
+        }
+
+        let merges = match model.get("merges") {
+            Some(Json::Array(m)) => m
+                .iter()
+                .map(|m| match m {
+                    Json::String(s) => Ok(s.clone()),
+                    Json::Array(pair) if pair.len() == 2 => {
+                        let part = |p: &Json| -> Result<String, Error> {
+                            let s = p
+                                .as_str()
+                                .ok_or_else(|| terr("a merge is not text".into()))?;
+                            // Spaces inside a part become U+0120, as gguf-py encodes them.
+                            Ok(s.chars()
+                                .map(|c| if c == ' ' { '\u{120}' } else { c })
+                                .collect())
+                        };
+                        Ok(format!("{} {}", part(&pair[0])?, part(&pair[1])?))
+                    }
+                    _ => Err(terr("unknown tokenizer merges format".into())),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => Vec::new(),
+        };
+
+        let tc = match read_json(&dir.join("tokenizer_config.json")) {
+            Ok(v) => Some(v),
+            Err(Error::Missing(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let mut v = Vocab {
+            tokens,
+            types,
+            pre: String::new(),
+            merges,
+            special_ids: Vec::new(),
+            add_special: Vec::new(),
+            chat_template: None,
+            normalizer_lowercase: None,
+            normalizer_strip_accents: None,
+            add_space_prefix: tc
+                .as_ref()
+                .and_then(|t| t.get("add_prefix_space"))
+                .and_then(Json::as_bool),
+            n_vocab_real: vocab.len() + added.len(),
+        };
+        if let Some(n) = tj.get("normalizer") {
+            v.parse_normalizer(n);
+        }
+        v.special_vocab(dir, &tj, tc, added, config)?;
+        v.pre = v.detect_pre(&tj, &by_id, &added_by_content)?;
+        Ok(v)
+    }
+
+    fn parse_normalizer(&mut self, n: &Json) {
+        match n.get("type").and_then(Json::as_str) {
+            Some("Lowercase") => self.normalizer_lowercase = Some(true),
+            Some("StripAccents") => self.normalizer_strip_accents = Some(true),
+            Some("BertNormalizer") => {
+                if let Some(b) = n.get("lowercase") {
+                    self.normalizer_lowercase = b.as_bool();
+                }
+                if let Some(b) = n.get("strip_accents") {
+                    self.normalizer_strip_accents = b.as_bool();
+                }
+            }
+            Some("Sequence") => {
+                if let Some(Json::Array(list)) = n.get("normalizers") {
+                    for n in list {
+                        self.parse_normalizer(n);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn set_add(&mut self, typ: &'static str, value: bool, overwrite: bool) {
+        match self.add_special.iter_mut().find(|(t, _)| *t == typ) {
+            Some((_, v)) if overwrite => *v = value,
+            Some(_) => {}
+            None => self.add_special.push((typ, value)),
+        }
+    }
+
+    fn set_special(&mut self, typ: &'static str, id: Option<&Json>) {
+        let Some(id) = id
+            .and_then(Json::as_u64)
+            .and_then(|i| u32::try_from(i).ok())
+        else {
+            return;
+        };
+        if !self.special_ids.iter().any(|(t, _)| *t == typ) {
+            self.special_ids.push((typ, id));
+        }
+    }
+
+    /// gguf-py's `SpecialVocab` (`_try_load_from_tokenizer_json`, then `config.json`).
+    fn special_vocab(
+        &mut self,
+        dir: &Path,
+        tj: &Json,
+        mut tc: Option<Json>,
+        added: &[Json],
+        config: &Json,
+    ) -> Result<(), Error> {
+        let tc_str = |tc: &Option<Json>, key: &str| -> Option<String> {
+            match tc.as_ref()?.get(key)? {
+                Json::String(s) => Some(s.clone()),
+                Json::Object(o) => o.get("content")?.as_str().map(str::to_owned),
+                _ => None,
+            }
+        };
+        let mut special_bos = tc_str(&tc, "bos_token");
+        let special_cls = tc_str(&tc, "cls_token");
+        let mut special_eos = tc_str(&tc, "eos_token");
+        let special_sep = tc_str(&tc, "sep_token");
+        if let Some(t) = tc.as_mut().and_then(Json::as_object_mut) {
+            if special_bos.is_none()
+                && let Some(cls) = &special_cls
+            {
+                t.insert("bos_token".into(), Json::String(cls.clone()));
+                special_bos = Some(cls.clone());
+            }
+            if special_eos.is_none()
+                && let Some(sep) = &special_sep
+            {
+                t.insert("eos_token".into(), Json::String(sep.clone()));
+                special_eos = Some(sep.clone());
+            }
+        }
+        if let Some(pp) = tj.get("post_processor").filter(|p| p.is_object()) {
+            let list = match pp.get("processors") {
+                Some(Json::Array(list)) => list.clone(),
+                _ => vec![pp.clone()],
+            };
+            for p in &list {
+                match p.get("type").and_then(Json::as_str) {
+                    Some("ByteLevel") => {
+                        self.set_add("bos", false, false);
+                        self.set_add("eos", false, false);
+                    }
+                    Some("RobertaProcessing") => {
+                        self.set_add("bos", true, true);
+                        self.set_add("eos", true, true);
+                        self.set_add("sep", true, true);
+                    }
+                    Some("TemplateProcessing") => {
+                        let single = p.get("single").and_then(Json::as_array);
+                        if let Some(single) = single.filter(|s| s.len() > 1) {
+                            let special_id = |e: &Json| {
+                                e.get("SpecialToken")
+                                    .and_then(|s| s.get("id"))
+                                    .and_then(Json::as_str)
+                                    .map(str::to_owned)
+                            };
+                            if let Some(first) = special_id(&single[0]) {
+                                if tc.is_none() {
+                                    special_bos = Some(first.clone());
+                                }
+                                let is_bos = special_bos.as_deref() == Some(first.as_str())
+                                    || special_cls.as_deref() == Some(first.as_str());
+                                self.set_add("bos", is_bos, true);
+                            }
+                            if let Some(last) = single.last().and_then(special_id) {
+                                if tc.is_none() {
+                                    special_eos = Some(last.clone());
+                                }
+                                let is_eos = special_eos.as_deref() == Some(last.as_str());
+                                self.set_add("eos", is_eos, true);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let Some(tc) = tc else {
+            return self.special_from_config(config);
+        };
+        // The chat template: tokenizer_config.json's, else chat_template.jinja (with any
+        // additional_chat_templates/*.jinja), else chat_template.json's.
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|source| Error::Io {
+                path: p.to_owned(),
+                source,
+            })
+        };
+        let jinja = dir.join("chat_template.jinja");
+        let alt = if jinja.is_file() {
+            let default = read(&jinja)?;
+            let extra_dir = dir.join("additional_chat_templates");
+            let mut extra = Vec::new();
+            if let Ok(entries) = std::fs::read_dir(&extra_dir) {
+                for e in entries.flatten() {
+                    let p = e.path();
+                    if p.extension().is_some_and(|x| x == "jinja") {
+                        let stem = p
+                            .file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        extra.push((stem, read(&p)?));
+                    }
+                }
+            }
+            if extra.is_empty() {
+                Some(ChatTemplate::One(default))
+            } else {
+                extra.insert(0, ("default".to_owned(), default));
+                Some(ChatTemplate::Named(extra))
+            }
+        } else if dir.join("chat_template.json").is_file() {
+            read_json(&dir.join("chat_template.json"))?
+                .get("chat_template")
+                .and_then(template_from_json)
+        } else {
+            None
+        };
+        self.chat_template = match tc.get("chat_template") {
+            Some(t) => template_from_json(t),
+            None => alt,
+        };
+        for typ in SPECIAL_TYPES {
+            if let Some(b) = tc.get(format!("add_{typ}_token")).and_then(Json::as_bool) {
+                self.set_add(typ, b, false);
+            }
+            let Some(content) = tc_str(&Some(tc.clone()), &format!("{typ}_token")) else {
+                continue;
+            };
+            let id = added
+                .iter()
+                .find(|a| a.get("content").and_then(Json::as_str) == Some(content.as_str()))
+                .and_then(|a| a.get("id"));
+            self.set_special(static_type(typ), id);
+        }
+        self.special_from_config(config)
+    }
+
+    fn special_from_config(&mut self, config: &Json) -> Result<(), Error> {
+        for typ in SPECIAL_TYPES {
+            let key = format!("{typ}_token_id");
+            let id = config
+                .get(&key)
+                .filter(|v| !v.is_null())
+                .or_else(|| config.get("text_config").and_then(|t| t.get(&key)));
+            self.set_special(typ, id);
+        }
+        Ok(())
+    }
+
+    /// llama.cpp's `get_vocab_base_pre`, with hearth's tokenizer in place of transformers'.
+    fn detect_pre(
+        &self,
+        tj: &Json,
+        by_id: &HashMap<usize, String>,
+        added: &HashMap<&str, usize>,
+    ) -> Result<String, Error> {
+        let table: Vec<(&str, &str)> = PRE_HASHES
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| l.split_once('\t'))
+            .collect();
+        // Most tokenizers are one of a few families: try the one the pre-tokenizer's split
+        // pattern suggests first (each try builds a tokenizer).
+        let shape = tj
+            .get("pre_tokenizer")
+            .map(Json::to_string)
+            .unwrap_or_default();
+        let first: &[&str] = if shape.contains(r"\\p{N}{1,3}") {
+            &["llama-bpe", "gpt-4o", "qwen35", "deepseek-v3"]
+        } else if shape.contains(r"\\p{L}+|\\p{N}|") {
+            &["qwen2"]
+        } else {
+            &["smollm", "gpt-2", "starcoder"]
+        };
+        let mut names: Vec<&str> = first.to_vec();
+        for n in COMMON_PRES {
+            if !names.contains(n) {
+                names.push(n);
+            }
+        }
+        for (_, n) in &table {
+            if !names.contains(n) {
+                names.push(n);
+            }
+        }
+        let (prefix, suffix) = post_processor_specials(tj, by_id, added);
+        // One vocabulary-only GGUF, its pre-tokenizer name replaced for each candidate.
+        let mut b = Builder::new();
+        b.set("tokenizer.ggml.model", Value::string("gpt2"))?;
+        b.set("tokenizer.ggml.pre", Value::string(""))?;
+        b.set(
+            "tokenizer.ggml.tokens",
+            Value::Array(Array::from_strs(&self.tokens)),
+        )?;
+        b.set(
+            "tokenizer.ggml.token_type",
+            Value::Array(Array::from_i32s(&self.types)),
+        )?;
+        b.set(
+            "tokenizer.ggml.merges",
+            Value::Array(Array::from_strs(&self.merges)),
+        )?;
+        for name in names {
+            b.set("tokenizer.ggml.pre", Value::string(name))?;
+            let bytes = b.to_bytes();
+            let Ok(file) = Gguf::parse(&bytes) else {
+                continue;
+            };
+            let Ok(tok) = text::tokenizer::Tokenizer::from_gguf(&file) else {
+                continue;
+            };
+            let mut ids: Vec<u32> = prefix.clone();
+            ids.extend(tok.encode(PROBE, false, false));
+            ids.extend(&suffix);
+            let listed = format!(
+                "[{}]",
+                ids.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let hash = hex(&Sha256::digest(listed.as_bytes()));
+            if table.iter().any(|(h, n)| *h == hash && *n == name) {
+                return Ok(name.to_owned());
+            }
+        }
+        Err(Error::Tokenizer(format!(
+            "the BPE pre-tokenizer was not recognized: its fingerprint matches none of \
+             llama.cpp's known tokenizers ({} entries) that hearth's tokenizer implements",
+            table.len()
+        )))
+    }
+
+    /// Writes the `tokenizer.*` keys in llama.cpp's order.
+    pub fn write(&self, b: &mut Builder<'static>, arch: Arch) -> Result<(), Error> {
+        if arch == Arch::Llama
+            && let Some(p) = self.add_space_prefix
+        {
+            b.set("tokenizer.ggml.add_space_prefix", Value::Bool(p))?;
+        }
+        b.set("tokenizer.ggml.model", Value::string("gpt2"))?;
+        b.set("tokenizer.ggml.pre", Value::string(self.pre.clone()))?;
+        b.set(
+            "tokenizer.ggml.tokens",
+            Value::Array(Array::from_strs(&self.tokens)),
+        )?;
+        b.set(
+            "tokenizer.ggml.token_type",
+            Value::Array(Array::from_i32s(&self.types)),
+        )?;
+        if !self.merges.is_empty() {
+            b.set(
+                "tokenizer.ggml.merges",
+                Value::Array(Array::from_strs(&self.merges)),
+            )?;
+        }
+        for (typ, id) in &self.special_ids {
+            if let Some(k) = special_key(typ) {
+                b.set(k, Value::U32(*id))?;
+            }
+        }
+        for (typ, v) in &self.add_special {
+            if let Some(k) = add_key(typ) {
+                b.set(k, Value::Bool(*v))?;
+            }
+        }
+        match &self.chat_template {
+            Some(ChatTemplate::One(t)) => {
+                b.set("tokenizer.chat_template", Value::string(t.clone()))?;
+            }
+            Some(ChatTemplate::Named(list)) => {
+                let mut names = Vec::new();
+                let mut default = None;
+                for (name, t) in list {
+                    let name: String = name
+                        .chars()
+                        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                        .collect();
+                    if name.is_empty() {
+                        continue;
+                    }
+                    if name == "default" {
+                        default = Some(t.clone());
+                    } else {
+                        b.set(
+                            format!("tokenizer.chat_template.{name}"),
+                            Value::string(t.clone()),
+                        )?;
+                        if !names.contains(&name) {
+                            names.push(name);
+                        }
+                    }
+                }
+                if !names.is_empty() {
+                    b.set(
+                        "tokenizer.chat_templates",
+                        Value::Array(Array::from_strs(&names)),
+                    )?;
+                }
+                if let Some(t) = default {
+                    b.set("tokenizer.chat_template", Value::string(t))?;
+                }
+            }
+            None => {}
+        }
+        if let Some(v) = self.normalizer_lowercase {
+            b.set("tokenizer.ggml.normalizer.lowercase", Value::Bool(v))?;
+        }
+        if let Some(v) = self.normalizer_strip_accents {
+            b.set("tokenizer.ggml.normalizer.strip_accents", Value::Bool(v))?;
+        }
+        // llama.cpp's LlamaModel: "Apply to granite small models only".
+        if arch == Arch::Llama && self.tokens.len() == 49152 {
+            b.set("tokenizer.ggml.add_bos_token", Value::Bool(false))?;
+        }
+        Ok(())
+    }
+}
+
+fn template_from_json(t: &Json) -> Option<ChatTemplate> {
+    match t {
+        Json::String(s) => Some(ChatTemplate::One(s.clone())),
+        Json::Array(list) => Some(ChatTemplate::Named(
+            list.iter()
+                .filter_map(|c| {
+                    Some((
+                        c.get("name")?.as_str()?.to_owned(),
+                        c.get("template")?.as_str()?.to_owned(),
+                    ))
+                })
+                .collect(),
+        )),
+        _ => None,
+    }
+}
+
+/// The special tokens transformers' post-processor puts around a single sequence (a BOS for
+/// Llama 3), which llama.cpp's fingerprint includes.
+fn post_processor_specials(
+    tj: &Json,
+    by_id: &HashMap<usize, String>,
+    added: &HashMap<&str, usize>,
+) -> (Vec<u32>, Vec<u32>) {
+    let mut prefix = Vec::new();
+    let mut suffix = Vec::new();
+    let Some(pp) = tj.get("post_processor").filter(|p| p.is_object()) else {
+        return (prefix, suffix);
+    };
+    let list = match pp.get("processors") {
+        Some(Json::Array(list)) => list.clone(),
+        _ => vec![pp.clone()],
+    };
+    let lookup = |content: &str| -> Option<u32> {
+        added
+            .get(content)
+            .copied()
+            .or_else(|| by_id.iter().find(|(_, t)| *t == content).map(|(i, _)| *i))
+            .map(|i| i as u32)
+    };
+    for p in &list {
+        match p.get("type").and_then(Json::as_str) {
+            Some("TemplateProcessing") => {
+                let specials = p.get("special_tokens");
+                let mut before = true;
+                for item in p
+                    .get("single")
+                    .and_then(Json::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if item.get("Sequence").is_some() {
+                        before = false;
+                        continue;
+                    }
+                    let Some(id) = item
+                        .get("SpecialToken")
+                        .and_then(|s| s.get("id"))
+                        .and_then(Json::as_str)
+                    else {
+                        continue;
+                    };
+                    let ids: Vec<u32> = specials
+                        .and_then(|s| s.get(id))
+                        .and_then(|s| s.get("ids"))
+                        .and_then(Json::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|v| v.as_u64())
+                                .map(|v| v as u32)
+                                .collect()
+                        })
+                        .or_else(|| lookup(id).map(|i| vec![i]))
+                        .unwrap_or_default();
+                    if before {
+                        prefix.extend(ids);
+                    } else {
+                        suffix.extend(ids);
+                    }
+                }
+            }
+            Some("RobertaProcessing" | "BertProcessing") => {
+                let id = |k: &str| {
+                    p.get(k)
+                        .and_then(Json::as_array)
+                        .and_then(|a| a.get(1))
+                        .and_then(Json::as_u64)
+                        .map(|v| v as u32)
+                };
+                prefix.extend(id("cls"));
+                suffix.extend(id("sep"));
+            }
+            _ => {}
+        }
+    }
+    (prefix, suffix)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

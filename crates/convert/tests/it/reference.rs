@@ -1,0 +1,181 @@
+//! Our conversion of each fixture against llama.cpp's (`reference.json` →
+//! `llama_cpp_convert.{f32,f16,bf16,q8_0}`): the same metadata keys and values and the same
+//! tensors, bytes included. The descriptive `general.name` and `general.size_label` are
+//! derived from the folder and the parameter count by both converters and are compared too
+//! (the fixtures' folder is `hf`, as llama.cpp's was). For bf16 the whole file is also
+//! compared byte for byte with llama.cpp's `reference-bf16.gguf`: key order and value types.
+
+use convert::{Conversion, Outtype};
+use gguf::{Array, Gguf, Value};
+use serde_json::Value as Json;
+
+use crate::fixtures::{checkpoint, reference_bf16, reference_json, sha256_hex};
+
+/// Python's `json.dumps(list, ensure_ascii=False)`, how reference.json fingerprints long arrays.
+fn python_json(a: &Array<'_>) -> String {
+    let mut out = String::from("[");
+    for i in 0..a.len() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        if let Some(bytes) = a.str_bytes_at(i) {
+            out.push('"');
+            for c in std::str::from_utf8(bytes).unwrap().chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    '\u{8}' => out.push_str("\\b"),
+                    '\u{c}' => out.push_str("\\f"),
+                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        } else if let Some(n) = a.i128_at(i) {
+            out.push_str(&n.to_string());
+        } else {
+            panic!("array element {i} is neither text nor an integer");
+        }
+    }
+    out.push(']');
+    out
+}
+
+fn same_value(ours: &Value<'_>, want: &Json) -> Result<(), String> {
+    let ok = match (ours, want) {
+        (Value::String(s), Json::String(w)) => std::str::from_utf8(s).ok() == Some(w.as_str()),
+        (Value::Bool(b), Json::Bool(w)) => b == w,
+        (Value::F32(f), Json::Number(w)) => w.as_f64() == Some(f64::from(*f)),
+        (Value::F64(f), Json::Number(w)) => w.as_f64() == Some(*f),
+        (Value::Array(a), Json::Object(w)) => {
+            let len_ok = w["len"].as_u64() == Some(a.len() as u64);
+            let hash = sha256_hex(python_json(a).as_bytes());
+            len_ok && w["sha256"].as_str() == Some(hash.as_str())
+        }
+        (v, Json::Number(w)) => v.as_i128().is_some() && v.as_i128() == w.as_i64().map(i128::from),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("ours {ours:?} (abridged), llama.cpp's {want}"))
+    }
+}
+
+/// Each output type of `arch` against llama.cpp's (one plan, retargeted).
+fn check(arch: &str) {
+    let mut conversion = Conversion::plan(&checkpoint(arch), Outtype::F32).unwrap();
+    for (outtype, key) in [
+        (Outtype::F32, "f32"),
+        (Outtype::F16, "f16"),
+        (Outtype::Bf16, "bf16"),
+        (Outtype::Q8_0, "q8_0"),
+    ] {
+        conversion.set_outtype(outtype).unwrap();
+        check_one(arch, &conversion, outtype, key);
+    }
+}
+
+fn check_one(arch: &str, conversion: &Conversion, outtype: Outtype, key: &str) {
+    let bytes = conversion.to_bytes().unwrap();
+    let file = Gguf::parse(&bytes).unwrap();
+    let reference = reference_json(arch);
+    let want = &reference["llama_cpp_convert"][key];
+    let mut failures = Vec::new();
+
+    let want_meta = want["metadata"].as_object().unwrap();
+    let ours_keys: Vec<&str> = file.metadata().iter().map(|(k, _)| k.as_ref()).collect();
+    let want_keys: Vec<&str> = want_meta.keys().map(String::as_str).collect();
+    if ours_keys != want_keys {
+        failures.push(format!(
+            "keys: ours {ours_keys:?}\nllama.cpp's {want_keys:?}"
+        ));
+    }
+    for (k, w) in want_meta {
+        match file.get(k) {
+            None => failures.push(format!("{k}: missing")),
+            Some(v) => {
+                if let Err(e) = same_value(v, w) {
+                    let e: String = e.chars().take(300).collect();
+                    failures.push(format!("{k}: {e}"));
+                }
+            }
+        }
+    }
+
+    let want_tensors = want["tensors"].as_array().unwrap();
+    if file.tensors().len() != want_tensors.len() {
+        failures.push(format!(
+            "{} tensors, llama.cpp wrote {}",
+            file.tensors().len(),
+            want_tensors.len()
+        ));
+    }
+    for (t, w) in file.tensors().iter().zip(want_tensors) {
+        let shape: Vec<u64> = w["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap())
+            .collect();
+        if t.name != w["name"].as_str().unwrap()
+            || !t
+                .ty
+                .name()
+                .eq_ignore_ascii_case(w["type"].as_str().unwrap())
+            || t.shape != shape
+        {
+            failures.push(format!(
+                "tensor {} {} {:?}, llama.cpp's {} {} {shape:?}",
+                t.name,
+                t.ty.name(),
+                t.shape,
+                w["name"],
+                w["type"]
+            ));
+        } else if sha256_hex(file.tensor_data(t)) != w["sha256"].as_str().unwrap() {
+            failures.push(format!("tensor {}: bytes differ", t.name));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{arch} --outtype {key}:\n{}",
+        failures.join("\n")
+    );
+    if outtype == Outtype::Bf16 {
+        assert!(
+            bytes == reference_bf16(arch),
+            "{arch}: the bf16 file differs from llama.cpp's reference-bf16.gguf"
+        );
+    }
+}
+
+#[test]
+fn llama_matches_llama_cpp() {
+    check("llama");
+}
+
+#[test]
+fn qwen2_matches_llama_cpp() {
+    check("qwen2");
+}
+
+#[test]
+fn qwen3_matches_llama_cpp() {
+    check("qwen3");
+}
+
+#[test]
+fn gemma3_matches_llama_cpp() {
+    check("gemma3");
+}
+
+#[test]
+fn auto_picks_bf16_for_a_bf16_checkpoint() {
+    let c = Conversion::plan(&checkpoint("llama"), Outtype::Auto).unwrap();
+    assert_eq!(c.outtype(), Outtype::Bf16);
+    assert_eq!(c.default_file_name(), "Hf-1.6M-BF16.gguf");
+}
