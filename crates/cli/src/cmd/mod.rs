@@ -4,6 +4,7 @@ pub mod batched_bench;
 pub mod bench;
 pub mod chat;
 pub mod common;
+pub mod imatrix;
 pub mod inspect;
 pub mod list;
 pub mod perplexity;
