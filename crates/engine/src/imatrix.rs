@@ -714,3 +714,61 @@ pub fn layer_statistics(stats: &[TensorStats]) -> Vec<LayerStats> {
         })
         .collect()
 }
+
+/// The text `llama-imatrix --show-statistics` prints for `m` (read from `file`), character for
+/// character.
+pub fn statistics_table(file: &str, m: &IMatrix) -> String {
+    use std::fmt::Write as _;
+    let stats = statistics(m);
+    let mut o = String::new();
+    let _ = writeln!(o, "\nComputing statistics for {file} ({} tensors)", stats.len());
+    let _ = writeln!(
+        o,
+        "\n Layer\t       Tensor\t          Σ(Act²)\t  Min\t            Max\t           μ\t   σ\t % Active\tN\t   Entropy\tE (norm)\tZD\t  CosSim"
+    );
+    let _ = writeln!(o, "{}", "=".repeat(169));
+    for s in &stats {
+        let (layer, short) = split_name(&s.name);
+        let layer = layer.map_or_else(|| "-".to_owned(), |l| l.to_string());
+        let e_norm = if s.elements > 0 {
+            100.0 * (s.entropy / (s.elements as f32).log2())
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            o,
+            "{layer:>5}\t{short:<20}\t{:10.2}\t{:8.4}\t{:11.4}\t{:6.2}\t{:6.2}\t{:8.2}%\t{:6}\t{:10.4}\t{:6.2}%\t{:10.2}%\t{:8.4}",
+            s.total,
+            s.min,
+            s.max,
+            s.mean,
+            s.stddev,
+            s.active * 100.0,
+            s.elements,
+            s.entropy,
+            e_norm,
+            100.0 * s.zd,
+            s.cossim
+        );
+    }
+    let layers = layer_statistics(&stats);
+    let _ = writeln!(
+        o,
+        "\nComputing weighted average statistics per layer ({} layers)",
+        layers.len()
+    );
+    let _ = writeln!(o, "\n  Layer\t     μΣ(Act²)\t      μZD\tμCosSim");
+    let _ = writeln!(o, "{}", "=".repeat(48));
+    for l in &layers {
+        let _ = writeln!(
+            o,
+            "{:5}\t{:14.2}\t{:10.4}%\t{:6.4}",
+            l.layer,
+            l.mean_total,
+            100.0 * l.mean_zd,
+            l.mean_cossim
+        );
+    }
+    o.push('\n');
+    o
+}

@@ -274,59 +274,9 @@ fn save(m: &IMatrix, path: &Path) -> anyhow::Result<()> {
     })
 }
 
-/// llama-imatrix's `--show-statistics` table: per tensor, the statistics of its mean squared
-/// activations (`in_sum2 / count`); then per layer, averages weighted by element counts.
+/// llama-imatrix's `--show-statistics` table, character for character: per tensor, the
+/// statistics of its mean squared activations (`in_sum2 / count`); then per layer, averages
+/// weighted by element counts.
 fn print_statistics(path: &Path, m: &IMatrix) {
-    let stats = imatrix::statistics(m);
-    println!(
-        "Computing statistics for {} ({} tensors)\n",
-        path.display(),
-        stats.len()
-    );
-    println!(
-        "{:>6} {:<20} {:>14} {:>10} {:>12} {:>10} {:>10} {:>9} {:>6} {:>10} {:>9} {:>8} {:>8}",
-        "Layer", "Tensor", "Σ(Act²)", "Min", "Max", "μ", "σ", "% Active", "N", "Entropy",
-        "E (norm)", "ZD", "CosSim"
-    );
-    println!("{}", "=".repeat(132));
-    for s in &stats {
-        let (layer, short) = imatrix::split_name(&s.name);
-        let e_norm = if s.elements > 1 {
-            100.0 * s.entropy / (s.elements as f32).log2()
-        } else {
-            0.0
-        };
-        println!(
-            "{:>6} {:<20} {:>14.2} {:>10.4} {:>12.4} {:>10.2} {:>10.2} {:>8.2}% {:>6} {:>10.4} {:>8.2}% {:>7.2}% {:>8.4}",
-            layer.map_or("-".to_owned(), |l| l.to_string()),
-            short,
-            s.total,
-            s.min,
-            s.max,
-            s.mean,
-            s.stddev,
-            100.0 * s.active,
-            s.elements,
-            s.entropy,
-            e_norm,
-            100.0 * s.zd,
-            s.cossim
-        );
-    }
-    let layers = imatrix::layer_statistics(&stats);
-    println!(
-        "\nComputing weighted average statistics per layer ({} layers)\n",
-        layers.len()
-    );
-    println!("{:>7} {:>14} {:>10} {:>8}", "Layer", "μΣ(Act²)", "μZD", "μCosSim");
-    println!("{}", "=".repeat(48));
-    for l in &layers {
-        println!(
-            "{:>7} {:>14.2} {:>9.4}% {:>8.4}",
-            l.layer,
-            l.mean_total,
-            100.0 * l.mean_zd,
-            l.mean_cossim
-        );
-    }
+    print!("{}", imatrix::statistics_table(&path.display().to_string(), m));
 }
