@@ -6,6 +6,7 @@ mod bench;
 mod hub;
 #[path = "../../../hub/tests/it/server.rs"]
 mod hub_server;
+mod imatrix;
 mod inspect;
 mod perplexity;
 mod run;
