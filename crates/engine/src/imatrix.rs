@@ -62,7 +62,9 @@ pub enum ImatrixError {
     ChunkTooSmall(usize),
     #[error("non-finite activations summed for {0}")]
     NonFinite(String),
-    #[error("inconsistent sizes for {name}: {found} values and {found_counts} counts against {expected} and {expected_counts}")]
+    #[error(
+        "inconsistent sizes for {name}: {found} values and {found_counts} counts against {expected} and {expected_counts}"
+    )]
     Inconsistent {
         name: String,
         found: usize,
@@ -149,10 +151,7 @@ impl IMatrix {
     pub fn to_gguf(&self) -> Result<Builder<'static>, ImatrixError> {
         let mut b = Builder::new();
         b.set("general.type", Value::string(FILE_TYPE))?;
-        b.set(
-            KEY_DATASETS,
-            Value::Array(Array::from_strs(&self.datasets)),
-        )?;
+        b.set(KEY_DATASETS, Value::Array(Array::from_strs(&self.datasets)))?;
         b.set(KEY_CHUNK_COUNT, Value::U32(self.chunk_count()))?;
         b.set(KEY_CHUNK_SIZE, Value::U32(self.chunk_size))?;
         for (name, e) in &self.entries {
@@ -350,10 +349,7 @@ impl MatmulObserver for Collector {
     fn matmul(&mut self, w: &MatRef, input: &[f32]) {
         let cols = w.cols;
         let rows = input.len() / cols.max(1);
-        if rows < MIN_ROWS
-            || !w.name.starts_with("blk.")
-            || self.error.is_some()
-        {
+        if rows < MIN_ROWS || !w.name.starts_with("blk.") || self.error.is_some() {
             return;
         }
         let e = self.entry(&w.name);
@@ -610,7 +606,11 @@ pub fn statistics(m: &IMatrix) -> Vec<TensorStats> {
             .iter()
             .enumerate()
             .filter(|&(_, &c)| c > 0)
-            .flat_map(|(i, &c)| e.sums[i * cols..(i + 1) * cols].iter().map(move |&v| v / c as f32))
+            .flat_map(|(i, &c)| {
+                e.sums[i * cols..(i + 1) * cols]
+                    .iter()
+                    .map(move |&v| v / c as f32)
+            })
             .collect();
         if acts.is_empty() {
             continue;
@@ -653,20 +653,19 @@ pub fn statistics(m: &IMatrix) -> Vec<TensorStats> {
         });
     }
     // Cosine similarity with the previous layer's tensor of the same name.
-    for i in 0..out.len() {
-        let (Some(layer), _) = split_name(&out[i].name) else {
+    for s in &mut out {
+        let (Some(layer), _) = split_name(&s.name) else {
             continue;
         };
-        let prev_name = out[i]
-            .name
-            .replacen(&format!("blk.{layer}."), &format!("blk.{}.", layer - 1), 1);
-        let (Some(cur), Some(prev)) = (m.entries.get(&out[i].name), m.entries.get(&prev_name))
-        else {
+        let prev_name =
+            s.name
+                .replacen(&format!("blk.{layer}."), &format!("blk.{}.", layer - 1), 1);
+        let (Some(cur), Some(prev)) = (m.entries.get(&s.name), m.entries.get(&prev_name)) else {
             continue;
         };
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0.0f32, |s, (x, y)| s + x * y);
         let (a, b) = (&cur.sums, &prev.sums);
-        out[i].cossim = dot(a, b) / (dot(a, a).sqrt() * dot(b, b).sqrt());
+        s.cossim = dot(a, b) / (dot(a, a).sqrt() * dot(b, b).sqrt());
     }
     out.sort_by(|a, b| {
         split_name(&a.name)
@@ -721,7 +720,11 @@ pub fn statistics_table(file: &str, m: &IMatrix) -> String {
     use std::fmt::Write as _;
     let stats = statistics(m);
     let mut o = String::new();
-    let _ = writeln!(o, "\nComputing statistics for {file} ({} tensors)", stats.len());
+    let _ = writeln!(
+        o,
+        "\nComputing statistics for {file} ({} tensors)",
+        stats.len()
+    );
     let _ = writeln!(
         o,
         "\n Layer\t       Tensor\t          Σ(Act²)\t  Min\t            Max\t           μ\t   σ\t % Active\tN\t   Entropy\tE (norm)\tZD\t  CosSim"

@@ -99,7 +99,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         save(&total, &args.output)?;
         eprintln!(
             "imatrix: {} {} file(s) into {}",
-            if args.in_files.len() > 1 { "combined" } else { "saved" },
+            if args.in_files.len() > 1 {
+                "combined"
+            } else {
+                "saved"
+            },
             args.in_files.len(),
             args.output.display()
         );
@@ -132,10 +136,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         n_batch: args.batch_size,
         max_chunks: args.chunks,
         skip_chunks: args.skip_chunks,
-        bos: model
-            .tokenizer
-            .bos()
-            .filter(|_| model.tokenizer.add_bos()),
+        bos: model.tokenizer.bos().filter(|_| model.tokenizer.add_bos()),
         compute_ppl: !args.no_ppl,
     };
     let n_chunk = imatrix::n_chunks(tokens.len(), &params)?;
@@ -278,5 +279,8 @@ fn save(m: &IMatrix, path: &Path) -> anyhow::Result<()> {
 /// statistics of its mean squared activations (`in_sum2 / count`); then per layer, averages
 /// weighted by element counts.
 fn print_statistics(path: &Path, m: &IMatrix) {
-    print!("{}", imatrix::statistics_table(&path.display().to_string(), m));
+    print!(
+        "{}",
+        imatrix::statistics_table(&path.display().to_string(), m)
+    );
 }

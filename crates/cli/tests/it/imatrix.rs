@@ -65,7 +65,15 @@ fn writes_llama_imatrixs_file_and_combines_files() {
     // Combining: two files in, their sums and counts added (each count doubles).
     let both = dir.join("both.gguf").display().to_string();
     let out = hearth(&[
-        "imatrix", "--in-file", &o, "--in-file", &o, "-c", "64", "-o", &both,
+        "imatrix",
+        "--in-file",
+        &o,
+        "--in-file",
+        &o,
+        "-c",
+        "64",
+        "-o",
+        &both,
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let bytes = std::fs::read(&both).unwrap();

@@ -59,10 +59,9 @@ fn params(c: usize, b: usize, chunks: usize, bos: Option<u32>) -> CollectParams 
 /// Largest `|a − b| / max |b|` of one entry's sums.
 fn rel_diff(a: &[f32], b: &[f32]) -> f64 {
     let scale = b.iter().fold(0.0f64, |m, &v| m.max(f64::from(v).abs()));
-    let diff = a
-        .iter()
-        .zip(b)
-        .fold(0.0f64, |m, (&x, &y)| m.max((f64::from(x) - f64::from(y)).abs()));
+    let diff = a.iter().zip(b).fold(0.0f64, |m, (&x, &y)| {
+        m.max((f64::from(x) - f64::from(y)).abs())
+    });
     diff / scale
 }
 
@@ -116,7 +115,10 @@ fn llama_cpp_files_read_and_rewrite_byte_for_byte() {
         assert!(m.to_gguf().unwrap().to_bytes() == fixture);
     }
     let m = read(C64_B256);
-    assert_eq!((m.chunk_size, m.file_chunk_count, m.chunk_count()), (64, 4, 4));
+    assert_eq!(
+        (m.chunk_size, m.file_chunk_count, m.chunk_count()),
+        (64, 4, 4)
+    );
     let e = &m.entries["blk.0.ffn_down.weight"];
     assert_eq!((e.cols(), e.counts.as_slice()), (1536, &[256][..]));
     // The layout llama-imatrix writes: keys, then NAME.in_sum2 [cols] and NAME.counts [1],
@@ -134,7 +136,10 @@ fn llama_cpp_files_read_and_rewrite_byte_for_byte() {
     );
     let t = &file.tensors()[..4];
     assert_eq!(t[0].name, "blk.0.attn_k.weight.in_sum2");
-    assert_eq!((t[0].ty, t[0].shape.as_slice()), (GgmlType::F32, &[576][..]));
+    assert_eq!(
+        (t[0].ty, t[0].shape.as_slice()),
+        (GgmlType::F32, &[576][..])
+    );
     assert_eq!(t[1].name, "blk.0.attn_k.weight.counts");
     assert_eq!((t[1].ty, t[1].shape.as_slice()), (GgmlType::F32, &[1][..]));
     assert_eq!(t[2].name, "blk.0.attn_output.weight.in_sum2");
@@ -160,7 +165,10 @@ fn combining_files_adds_sums_and_counts() {
     for (name, e) in &a.entries {
         let s = &sum.entries[name];
         assert_eq!(s.counts, [2 * e.counts[0]]);
-        assert!(s.sums.iter().zip(&e.sums).all(|(x, y)| *x == 2.0 * y), "{name}");
+        assert!(
+            s.sums.iter().zip(&e.sums).all(|(x, y)| *x == 2.0 * y),
+            "{name}"
+        );
     }
     // Another model's matrix of another width cannot be added.
     let mut other = IMatrix::new(64);
@@ -200,8 +208,13 @@ fn malformed_imatrix_files_are_clear_errors() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (
             file_with(|b| {
-                b.add_tensor("blk.1.x.weight.in_sum2", GgmlType::F32, &[2], f32s(&[1.0, 2.0]))
-                    .unwrap()
+                b.add_tensor(
+                    "blk.1.x.weight.in_sum2",
+                    GgmlType::F32,
+                    &[2],
+                    f32s(&[1.0, 2.0]),
+                )
+                .unwrap()
             }),
             "lacks its in_sum2 or its counts",
         ),
