@@ -72,6 +72,12 @@ pub enum ImatrixError {
         expected: usize,
         expected_counts: usize,
     },
+    #[error("expert {expert} of {name}, which has {n_expert}")]
+    BadExpert {
+        name: String,
+        expert: usize,
+        n_expert: usize,
+    },
     #[error("not an imatrix file: {0}")]
     Format(String),
     #[error(transparent)]
@@ -384,7 +390,15 @@ impl MatmulObserver for Collector {
 
     fn expert_matmul(&mut self, w: &ExpertMats, expert: usize, input: &[f32]) {
         let (cols, n_as) = (w.cols, w.experts.len());
-        if self.error.is_some() || cols == 0 || expert >= n_as {
+        if self.error.is_some() || cols == 0 {
+            return;
+        }
+        if expert >= n_as {
+            self.fail(ImatrixError::BadExpert {
+                name: w.name.clone(),
+                expert,
+                n_expert: n_as,
+            });
             return;
         }
         let rows = input.len() / cols;

@@ -398,5 +398,11 @@ fn expert_products_count_per_expert() {
     assert_eq!(f.tensors()[0].shape, [cols as u64, n_expert as u64]);
     assert_eq!(f.tensors()[1].shape, [1, n_expert as u64]);
     assert_eq!(IMatrix::from_gguf(&f).unwrap(), c.imatrix);
+    // An expert the tensor does not have is an error, not a panic.
+    c.expert_matmul(&exps, 3, &row(1.0));
+    assert!(matches!(
+        c.take_error(),
+        Some(ImatrixError::BadExpert { expert: 3, .. })
+    ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
