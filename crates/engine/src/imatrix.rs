@@ -8,10 +8,11 @@
 //! [`Collector`] is a [`MatmulObserver`]: attached to [`Context::decode_batch_observed`], it
 //! sums the inputs of the products llama.cpp's collector takes by default — matrices named
 //! `blk.*` (not the LM head), in products of at least 16 rows (llama.cpp skips smaller ones),
-//! in f32 as llama.cpp does; expert products always count, per expert. [`collect`] drives a text through a context the way
-//! `llama-imatrix` does (chunks of `n_chunk_tokens` from scratch, the first token of each
-//! replaced by BOS, `n_batch` tokens per call, several chunks as sequences of one call) and
-//! measures the perplexity of the second half of each chunk on the way.
+//! in f32 as llama.cpp does; expert products always count, per expert. [`collect`] drives a
+//! text through a context the way `llama-imatrix` does (chunks of `n_chunk_tokens` from
+//! scratch, the first token of each replaced by BOS, `n_batch` tokens per call, several chunks
+//! as sequences of one call, each call cut into llama.cpp's micro-batches) and measures the
+//! perplexity of the second half of each chunk on the way.
 //!
 //! [`IMatrix`] is the file: [`IMatrix::to_gguf`] writes what `llama-imatrix` writes (key for
 //! key, tensor for tensor: a file read by [`IMatrix::from_gguf`] and written again is the same
@@ -518,45 +519,59 @@ pub fn collect(
     // Below one chunk per call, a chunk takes several calls of `n_batch` tokens.
     let n_batch = p.n_batch.clamp(1, n);
     let n_calls = n.div_ceil(n_batch);
+    let n_ubatch = ctx.params().n_batch;
     let first = n / 2;
     let mut ppl = Perplexity::default();
-    let mut batch = Batch::with_capacity(n_seq * n_batch);
+    let mut batch = Batch::with_capacity(n_seq * n_batch.min(n_ubatch));
+    // Per sequence of a group, its scored tokens' negative log-likelihoods (added chunk by
+    // chunk, as llama.cpp adds them).
+    let mut nlls: Vec<Vec<f64>> = vec![Vec::new(); n_seq];
     for group in (0..n_chunk).step_by(n_seq) {
         let seqs = n_seq.min(n_chunk - group);
+        let chunk = |s: usize| &tokens[(group + s) * n..(group + s + 1) * n];
         ctx.clear();
+        nlls.iter_mut().for_each(Vec::clear);
         for j in 0..n_calls {
-            let p0 = j * n_batch;
-            let len = n_batch.min(n - p0);
-            batch.clear();
-            for s in 0..seqs {
-                let chunk = &tokens[(group + s) * n..(group + s + 1) * n];
-                for (k, &t) in chunk[p0..p0 + len].iter().enumerate() {
-                    let pos = p0 + k;
-                    let t = match p.bos {
-                        Some(b) if pos == 0 => b,
-                        _ => t,
-                    };
-                    let scored = p.compute_ppl && pos >= first && pos + 1 < n;
-                    batch.push(t, pos, &[s], scored);
-                }
-            }
-            ctx.decode_batch_observed(&batch, collector)?;
-            if let Some(e) = collector.take_error() {
-                return Err(e);
-            }
-            if p.compute_ppl {
+            let call = j * n_batch..(j * n_batch + n_batch).min(n);
+            // llama.cpp's micro-batches of the call, each one forward pass: for one sequence,
+            // pieces of `n_ubatch` (the context cuts them); for several, its `split_equal` —
+            // the same positions of every sequence, sequence after sequence.
+            let step = if seqs == 1 {
+                call.len()
+            } else {
+                (n_ubatch / seqs).max(1)
+            };
+            for q0 in call.clone().step_by(step) {
+                let span = q0..(q0 + step).min(call.end);
+                batch.clear();
                 for s in 0..seqs {
-                    let chunk = &tokens[(group + s) * n..(group + s + 1) * n];
-                    for k in 0..len {
-                        let pos = p0 + k;
-                        if pos >= first && pos + 1 < n {
-                            let logits = ctx.batch_logits(s * len + k);
-                            ppl.add(-perplexity::log_softmax(logits, chunk[pos + 1]).0);
+                    for pos in span.clone() {
+                        let t = match p.bos {
+                            Some(b) if pos == 0 => b,
+                            _ => chunk(s)[pos],
+                        };
+                        let scored = p.compute_ppl && pos >= first && pos + 1 < n;
+                        batch.push(t, pos, &[s], scored);
+                    }
+                }
+                ctx.decode_batch_observed(&batch, collector)?;
+                if let Some(e) = collector.take_error() {
+                    return Err(e);
+                }
+                if p.compute_ppl {
+                    for s in 0..seqs {
+                        for (k, pos) in span.clone().enumerate() {
+                            if pos >= first && pos + 1 < n {
+                                let logits = ctx.batch_logits(s * span.len() + k);
+                                let next = chunk(s)[pos + 1];
+                                nlls[s].push(-perplexity::log_softmax(logits, next).0);
+                            }
                         }
                     }
                 }
             }
         }
+        nlls.iter().flatten().for_each(|&v| ppl.add(v));
         let progress = Progress {
             chunks_done: group + seqs,
             n_chunks: n_chunk,

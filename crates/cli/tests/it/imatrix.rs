@@ -44,11 +44,11 @@ fn writes_llama_imatrixs_file_and_combines_files() {
         "-f",
         "perplexity/gpl-3.txt",
         "-c",
-        "64",
+        "160",
         "-b",
-        "256",
+        "640",
         "--chunks",
-        "4",
+        "5",
         "-t",
         "2",
         "-o",
@@ -59,7 +59,7 @@ fn writes_llama_imatrixs_file_and_combines_files() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.starts_with("Final estimate: PPL = "), "{stdout}");
     let ours = std::fs::read(&out_file).unwrap();
-    let theirs = std::fs::read(fixtures().join("imatrix/smollm2-c64-b256.gguf")).unwrap();
+    let theirs = std::fs::read(fixtures().join("imatrix/smollm2-c160-b640.gguf")).unwrap();
     assert!(ours == theirs, "hearth's file is not llama-imatrix's");
 
     // Combining: two files in, their sums and counts added (each count doubles).
@@ -71,15 +71,15 @@ fn writes_llama_imatrixs_file_and_combines_files() {
         "--in-file",
         &o,
         "-c",
-        "64",
+        "160",
         "-o",
         &both,
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let bytes = std::fs::read(&both).unwrap();
     let m = engine::imatrix::IMatrix::from_gguf(&gguf::Gguf::parse(&bytes).unwrap()).unwrap();
-    assert_eq!(m.entries["blk.3.ffn_up.weight"].counts, [512]);
-    assert_eq!((m.file_chunk_count, m.datasets.len()), (8, 2));
+    assert_eq!(m.entries["blk.3.ffn_up.weight"].counts, [1600]);
+    assert_eq!((m.file_chunk_count, m.datasets.len()), (10, 2));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -89,11 +89,11 @@ fn show_statistics_prints_llama_imatrixs_table() {
         "imatrix",
         "--show-statistics",
         "--in-file",
-        "imatrix/smollm2-c64-b256.gguf",
+        "imatrix/smollm2-c160-b640.gguf",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let want =
-        std::fs::read_to_string(fixtures().join("imatrix/smollm2-c64-b256.stats.txt")).unwrap();
+        std::fs::read_to_string(fixtures().join("imatrix/smollm2-c160-b640.stats.txt")).unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
 }
 

@@ -18,9 +18,9 @@ use crate::synth::reference::{self, Options};
 use crate::synth::{self, Arch, Config, Rng, Weights};
 
 const TEXT: &str = include_str!("../fixtures/perplexity/gpl-3.txt");
-const C64_B256: &[u8] = include_bytes!("../fixtures/imatrix/smollm2-c64-b256.gguf");
+const C160_B640: &[u8] = include_bytes!("../fixtures/imatrix/smollm2-c160-b640.gguf");
 const C70_B32: &[u8] = include_bytes!("../fixtures/imatrix/smollm2-c70-b32.gguf");
-const STATS: &str = include_str!("../fixtures/imatrix/smollm2-c64-b256.stats.txt");
+const STATS: &str = include_str!("../fixtures/imatrix/smollm2-c160-b640.stats.txt");
 /// The text's path as the fixtures recorded it.
 const DATASET: &str = "perplexity/gpl-3.txt";
 
@@ -74,10 +74,11 @@ fn smollm2_imatrix_is_llama_imatrixs_file() {
     let model = Arc::new(Model::load(&test_models::path(test_models::SMOLLM2)).unwrap());
     let tokens = model.tokenizer.encode(TEXT, true, false);
     let bos = model.tokenizer.bos().filter(|_| model.tokenizer.add_bos());
-    // Four chunks as four sequences of one call; chunks of 70 in calls of 32, whose third
-    // call (6 tokens) llama.cpp does not collect.
+    // Chunks of 160, four as sequences of one call (cut into micro-batches of 4 × 128 and
+    // 4 × 32 tokens, as llama.cpp cuts it), the fifth alone; chunks of 70 in calls of 32, whose
+    // third call (6 tokens) llama.cpp does not collect.
     for (fixture, p) in [
-        (C64_B256, params(64, 256, 4, bos)),
+        (C160_B640, params(160, 640, 5, bos)),
         (C70_B32, params(70, 32, 2, bos)),
     ] {
         let (mut ours, _) = collect(&model, &tokens, &p);
@@ -108,22 +109,22 @@ fn smollm2_imatrix_is_llama_imatrixs_file() {
 
 #[test]
 fn llama_cpp_files_read_and_rewrite_byte_for_byte() {
-    for fixture in [C64_B256, C70_B32] {
+    for fixture in [C160_B640, C70_B32] {
         let m = read(fixture);
         assert_eq!(m.datasets, [DATASET]);
         assert_eq!(m.entries.len(), 210);
         assert!(m.to_gguf().unwrap().to_bytes() == fixture);
     }
-    let m = read(C64_B256);
+    let m = read(C160_B640);
     assert_eq!(
         (m.chunk_size, m.file_chunk_count, m.chunk_count()),
-        (64, 4, 4)
+        (160, 5, 5)
     );
     let e = &m.entries["blk.0.ffn_down.weight"];
-    assert_eq!((e.cols(), e.counts.as_slice()), (1536, &[256][..]));
+    assert_eq!((e.cols(), e.counts.as_slice()), (1536, &[800][..]));
     // The layout llama-imatrix writes: keys, then NAME.in_sum2 [cols] and NAME.counts [1],
     // both F32, in name order.
-    let file = Gguf::parse(C64_B256).unwrap();
+    let file = Gguf::parse(C160_B640).unwrap();
     let keys: Vec<&str> = file.metadata().iter().map(|(k, _)| k.as_ref()).collect();
     assert_eq!(
         keys,
@@ -147,21 +148,21 @@ fn llama_cpp_files_read_and_rewrite_byte_for_byte() {
 
 #[test]
 fn statistics_table_is_llama_imatrixs() {
-    let m = read(C64_B256);
+    let m = read(C160_B640);
     assert_eq!(
-        imatrix::statistics_table("imatrix/smollm2-c64-b256.gguf", &m),
+        imatrix::statistics_table("imatrix/smollm2-c160-b640.gguf", &m),
         STATS
     );
 }
 
 #[test]
 fn combining_files_adds_sums_and_counts() {
-    let a = read(C64_B256);
-    let mut sum = IMatrix::new(64);
+    let a = read(C160_B640);
+    let mut sum = IMatrix::new(160);
     sum.add(&a).unwrap();
     sum.add(&a).unwrap();
     assert_eq!(sum.datasets, [DATASET, DATASET]);
-    assert_eq!(sum.chunk_count(), 8);
+    assert_eq!(sum.chunk_count(), 10);
     for (name, e) in &a.entries {
         let s = &sum.entries[name];
         assert_eq!(s.counts, [2 * e.counts[0]]);
