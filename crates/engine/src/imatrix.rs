@@ -559,12 +559,12 @@ pub fn collect(
                     return Err(e);
                 }
                 if p.compute_ppl {
-                    for s in 0..seqs {
+                    for (s, nll) in nlls.iter_mut().enumerate().take(seqs) {
                         for (k, pos) in span.clone().enumerate() {
                             if pos >= first && pos + 1 < n {
                                 let logits = ctx.batch_logits(s * span.len() + k);
                                 let next = chunk(s)[pos + 1];
-                                nlls[s].push(-perplexity::log_softmax(logits, next).0);
+                                nll.push(-perplexity::log_softmax(logits, next).0);
                             }
                         }
                     }
