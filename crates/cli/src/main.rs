@@ -31,6 +31,8 @@ enum Command {
     BatchedBench(cmd::batched_bench::Args),
     /// Measure a model's perplexity on a text, like llama-perplexity
     Perplexity(cmd::perplexity::Args),
+    /// Collect an importance matrix for quantization, like llama-imatrix
+    Imatrix(cmd::imatrix::Args),
     /// Show the token ids a model's tokenizer gives a text (like llama-tokenize)
     Tokenize(cmd::tokenize::Args),
     /// Render a conversation with a model's chat template and print the prompt
@@ -59,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(a) => cmd::bench::run(a),
         Command::BatchedBench(a) => cmd::batched_bench::run(a),
         Command::Perplexity(a) => cmd::perplexity::run(a),
+        Command::Imatrix(a) => cmd::imatrix::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Template(a) => cmd::template::run(a),
         Command::Serve(a) => cmd::serve::run(a),

@@ -22,7 +22,7 @@ use kernels::pool::ThreadPool;
 
 use crate::arch;
 use crate::batch::{Batch, MAX_SEQ, SeqId, SeqSet};
-use crate::exec::{Buf, Cpu, Workspace};
+use crate::exec::{Buf, Cpu, MatmulObserver, Workspace};
 use crate::kv_cache::KvStore;
 use crate::model::Model;
 
@@ -236,6 +236,24 @@ impl Context {
     /// its sequences. The logits of entries that asked for them are then in
     /// [`Context::batch_logits`]. On error nothing has changed.
     pub fn decode_batch(&mut self, batch: &Batch) -> Result<(), ContextError> {
+        self.decode_batch_with(batch, None)
+    }
+
+    /// [`Context::decode_batch`], showing `observer` the input of every weight product of the
+    /// layers (the LM head's excepted), piece by piece of up to `n_batch` tokens.
+    pub fn decode_batch_observed(
+        &mut self,
+        batch: &Batch,
+        observer: &mut dyn MatmulObserver,
+    ) -> Result<(), ContextError> {
+        self.decode_batch_with(batch, Some(observer))
+    }
+
+    fn decode_batch_with(
+        &mut self,
+        batch: &Batch,
+        mut observer: Option<&mut dyn MatmulObserver>,
+    ) -> Result<(), ContextError> {
         let n_vocab = self.model.hparams.n_vocab;
         if batch.is_empty() {
             return Err(ContextError::Empty);
@@ -271,7 +289,11 @@ impl Context {
         let nb = self.params.n_batch;
         for start in (0..batch.len()).step_by(nb) {
             let piece = start..(start + nb).min(batch.len());
-            self.forward(batch, piece.clone());
+            let observer: Option<&mut dyn MatmulObserver> = match &mut observer {
+                Some(o) => Some(&mut **o),
+                None => None,
+            };
+            self.forward(batch, piece.clone(), observer);
             self.head_rows.clear();
             self.head_rows.extend(
                 piece
@@ -422,7 +444,7 @@ impl Context {
             for (i, &t) in chunk.iter().enumerate() {
                 single.push(t, pos0 + i, &[0], false);
             }
-            self.forward(&single, 0..chunk.len());
+            self.forward(&single, 0..chunk.len(), None);
             self.tokens.extend_from_slice(chunk);
             let is_final = done + chunk.len() == tokens.len();
             let rows = match outputs {
@@ -493,7 +515,12 @@ impl Context {
 
     /// Entries `piece` of `batch` (at most `n_batch`) through the layers: cells allocated,
     /// keys and values stored, final hidden states in `X`. The caller checked room and ids.
-    fn forward(&mut self, batch: &Batch, piece: Range<usize>) {
+    fn forward(
+        &mut self,
+        batch: &Batch,
+        piece: Range<usize>,
+        observer: Option<&mut dyn MatmulObserver>,
+    ) {
         self.apply_shifts();
         let n = piece.len();
         let ws = &mut self.ws;
@@ -514,6 +541,10 @@ impl Context {
             ws,
             kv: &mut self.kv,
             n,
+            observer: match observer {
+                Some(o) => Some(o),
+                None => None,
+            },
         };
         arch::forward(hp, &self.model.weights, &mut cpu);
     }

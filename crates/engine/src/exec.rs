@@ -18,7 +18,7 @@ use kernels::ops::rope::Rope;
 use kernels::pool::ThreadPool;
 
 use crate::kv_cache::KvStore;
-use crate::model::{HParams, MatRef};
+use crate::model::{ExpertMats, HParams, MatRef};
 use crate::profile::{self, Op};
 
 pub use kernels::matmul::Scratch as MatmulScratch;
@@ -97,6 +97,19 @@ pub trait Backend {
     /// over each token's own sequence (causal, within `window` positions when given), with
     /// `q·k` multiplied by `kq_scale`.
     fn attention(&mut self, il: usize, kq_scale: f32, window: Option<usize>);
+}
+
+/// Sees the input of every weight product a forward performs, before the product (what
+/// `hearth imatrix` collects). Attached per call ([`crate::Context::decode_batch_observed`]); a
+/// forward without one pays a single branch per product.
+pub trait MatmulObserver {
+    /// `input` holds the rows (each `w.cols` wide, one per token of the batch) that multiply
+    /// the dense matrix `w`.
+    fn matmul(&mut self, w: &MatRef, input: &[f32]);
+    /// `input` holds the rows (each `w.cols` wide) routed to expert `expert` of the 3-D tensor
+    /// `w` — one row per (token, expert slot) pair that chose it. A mixture-of-experts
+    /// operation calls this once per expert it runs (or per row), in token order.
+    fn expert_matmul(&mut self, w: &ExpertMats, expert: usize, input: &[f32]);
 }
 
 /// Preallocated activations and compute resources for batches of up to `n_batch` tokens,
@@ -200,6 +213,8 @@ pub(crate) struct Cpu<'a> {
     pub ws: &'a mut Workspace,
     pub kv: &'a mut KvStore,
     pub n: usize,
+    /// Shown the input of every weight product when attached.
+    pub observer: Option<&'a mut dyn MatmulObserver>,
 }
 
 impl Cpu<'_> {
@@ -296,6 +311,11 @@ impl Backend for Cpu<'_> {
                 input = &b[..n * src.width(hp)];
             } else if let Some(j) = outs.iter().position(|o| o.1 as usize == i) {
                 ys[j] = &mut b[..n * outs[j].1.width(hp)];
+            }
+        }
+        if let Some(o) = self.observer.as_deref_mut() {
+            for (w, _) in outs {
+                o.matmul(w, input);
             }
         }
         let mats: [&Matrix<'static>; MAX_OUTS] =

@@ -7,7 +7,8 @@
 //! sequences → [`Context::decode_batch`] (the architecture's `forward` in [`arch`] over the
 //! [`exec::Backend`], writing the cells of the [`kv_cache::KvStore`]) → logits → [`sampler`]
 //! chain → token → detokenized text; [`generate`] runs that loop for one sequence with stop
-//! conditions; [`perplexity`] measures a text.
+//! conditions; [`perplexity`] measures a text; [`imatrix`] collects llama.cpp's importance
+//! matrix over one.
 #![forbid(unsafe_code)]
 
 pub mod arch;
@@ -16,6 +17,7 @@ pub mod chat;
 pub mod context;
 pub mod exec;
 pub mod generate;
+pub mod imatrix;
 pub mod kv_cache;
 pub mod model;
 pub mod perplexity;

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod chat;
 pub mod common;
 pub mod convert;
+pub mod imatrix;
 pub mod inspect;
 pub mod list;
 pub mod perplexity;

@@ -11,6 +11,7 @@ mod convert_fixtures;
 mod hub;
 #[path = "../../../hub/tests/it/server.rs"]
 mod hub_server;
+mod imatrix;
 mod inspect;
 mod perplexity;
 mod run;

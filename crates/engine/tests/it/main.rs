@@ -7,6 +7,7 @@ mod context_shift;
 mod determinism;
 mod expert_matrices;
 mod hf_reference;
+mod imatrix;
 mod many_sequences;
 mod model_reference;
 mod perplexity;

@@ -106,6 +106,18 @@ pub struct Options {
 
 /// Logits at every position of `tokens` (fed from position 0).
 pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<Vec<f64>> {
+    forward_tapped(cfg, w, tokens, opt, &mut |_, _| {})
+}
+
+/// [`forward`], showing `tap` the input vector of every product with a layer's weight matrix
+/// (named as in the GGUF file), position by position.
+pub fn forward_tapped(
+    cfg: &Config,
+    w: &Weights,
+    tokens: &[u32],
+    opt: Options,
+    tap: &mut dyn FnMut(&str, &[f64]),
+) -> Vec<Vec<f64>> {
     let fault = |f: Fault| opt.fault == Some(f);
     let eps = f64::from(cfg.rms_eps);
     let (d, hd, n_head, n_kv) = (cfg.n_embd, cfg.head_dim, cfg.n_head, cfg.n_head_kv);
@@ -159,6 +171,9 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
         let mut vs = Vec::new();
         for (pos, xp) in x.iter().enumerate() {
             let h = rms_norm(xp, &l.attn_norm, eps);
+            for m in ["attn_q", "attn_k", "attn_v"] {
+                tap(&format!("blk.{il}.{m}.weight"), &h);
+            }
             let mut q = matvec(&l.wq, &h);
             let mut k = matvec(&l.wk, &h);
             let mut v = matvec(&l.wv, &h);
@@ -222,6 +237,7 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
                     }
                 }
             }
+            tap(&format!("blk.{il}.attn_output.weight"), &att);
             let mut o = matvec(&l.wo, &att);
             if let Some(pn) = l
                 .post_attn_norm
@@ -237,6 +253,8 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
         let gelu = gemma != fault(Fault::Activation);
         for xp in &mut x {
             let h = rms_norm(xp, &l.ffn_norm, eps);
+            tap(&format!("blk.{il}.ffn_gate.weight"), &h);
+            tap(&format!("blk.{il}.ffn_up.weight"), &h);
             let g = matvec(&l.gate, &h);
             let u = matvec(&l.up, &h);
             let a: Vec<f64> = g
@@ -244,6 +262,7 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
                 .zip(&u)
                 .map(|(&g, &u)| if gelu { round(gelu_tanh(round(g))) } else { silu(g) } * u)
                 .collect();
+            tap(&format!("blk.{il}.ffn_down.weight"), &a);
             let mut o = matvec(&l.down, &a);
             if let Some(pn) = l
                 .post_ffw_norm
