@@ -16,6 +16,7 @@ pub mod chat;
 pub mod context;
 pub mod exec;
 pub mod generate;
+pub mod grammar;
 pub mod kv_cache;
 pub mod model;
 pub mod perplexity;

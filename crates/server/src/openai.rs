@@ -241,13 +241,7 @@ fn chunk_logprobs(p: Option<TokenProbs>, post_sampling: bool) -> Value {
     }
 }
 
-fn chat_body(
-    done: &[Finished],
-    probs: Option<bool>,
-    model: &str,
-    id: &str,
-    created: u64,
-) -> Value {
+fn chat_body(done: &[Finished], probs: Option<bool>, model: &str, id: &str, created: u64) -> Value {
     let choices: Vec<Value> = done
         .iter()
         .enumerate()

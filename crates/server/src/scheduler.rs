@@ -101,8 +101,13 @@ pub enum Event {
         text: String,
         probs: Option<TokenProbs>,
     },
-    Done { index: usize, outcome: Outcome },
-    Error { message: String },
+    Done {
+        index: usize,
+        outcome: Outcome,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// Why a job was not taken.

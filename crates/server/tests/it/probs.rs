@@ -23,7 +23,10 @@ use crate::client::{TestServer, config};
 fn assert_same_top(top: &[Value], key: &str, reference: &[(u64, f64)], tol: f64) {
     assert_eq!(top.len(), reference.len(), "{top:?} vs {reference:?}");
     let value = |x: &Value| x[key].as_f64().unwrap();
-    assert!(top.windows(2).all(|w| value(&w[0]) >= value(&w[1])), "order: {top:?}");
+    assert!(
+        top.windows(2).all(|w| value(&w[0]) >= value(&w[1])),
+        "order: {top:?}"
+    );
     let cutoff = top.last().map_or(f64::NEG_INFINITY, value);
     for &(id, v) in reference {
         match top.iter().find(|x| x["id"] == id) {
@@ -103,7 +106,10 @@ fn probabilities_equal_llama_cpps() {
             n_exact += 1;
         }
     }
-    assert_eq!(n_exact, 11, "tokens checked against llama.cpp's batch logits");
+    assert_eq!(
+        n_exact, 11,
+        "tokens checked against llama.cpp's batch logits"
+    );
 }
 
 #[test]
@@ -151,9 +157,6 @@ fn streamed_probabilities_come_one_per_token() {
     assert_eq!(content.len(), 3);
     assert_eq!(content[0]["top_logprobs"].as_array().unwrap().len(), 2);
     // Too many is a clear error.
-    s.post(
-        "/completion",
-        &json!({ "prompt": "Hi", "n_probs": 100000 }),
-    )
-    .expect_error(400, "invalid_request_error");
+    s.post("/completion", &json!({ "prompt": "Hi", "n_probs": 100000 }))
+        .expect_error(400, "invalid_request_error");
 }
