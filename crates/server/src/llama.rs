@@ -106,11 +106,6 @@ pub(crate) async fn completion(
 ) -> Result<Response, ApiError> {
     let ready = app.ready()?;
     let body = http::read_body(body)?;
-    if body.get("grammar").is_some() || body.get("json_schema").is_some() {
-        return Err(ApiError::unsupported(
-            "grammars and JSON schemas are not supported yet",
-        ));
-    }
     let stream = body.bool("stream")?.unwrap_or(false);
     let mut params = gen_params(
         &body,
@@ -118,6 +113,7 @@ pub(crate) async fn completion(
         &ready.defaults,
         &ready.model.tokenizer,
     )?;
+    crate::constrain::apply(ready, crate::constrain::requested(&body)?, &mut params)?;
     probs_request(&body, false, &mut params)?;
     let post_sampling = params.post_sampling_probs;
     let id_slot = match body.i64("id_slot")? {

@@ -2,6 +2,7 @@
 //! real HTTP over TCP.
 
 mod client;
+mod constrained;
 mod errors;
 mod llama;
 mod ollama;
