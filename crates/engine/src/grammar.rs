@@ -186,6 +186,7 @@ impl GrammarVocab {
         Ok(Grammar {
             matcher,
             eog: self.eog.clone(),
+            n_vocab: self.factory.tok_env().tok_trie().vocab_size() as u32,
             source: Arc::new(src.clone()),
             mask: None,
         })
@@ -207,6 +208,8 @@ enum Mask {
 pub struct Grammar {
     matcher: Matcher,
     eog: Arc<[u32]>,
+    /// Tokens the trie knows (ids from here on are never allowed).
+    n_vocab: u32,
     source: Arc<GrammarSource>,
     /// The mask at the current position, once computed.
     mask: Option<Mask>,
@@ -255,9 +258,13 @@ impl Grammar {
         self.eog.contains(&id)
     }
 
-    /// Whether the grammar allows `id` next.
+    /// Whether the grammar allows `id` next. Before any mask is computed at this position, one
+    /// token is checked alone (far cheaper than a mask, and usually all a pick needs).
     pub fn allows(&mut self, id: u32) -> bool {
         let is_eog = self.is_eog(id);
+        if self.mask.is_none() && !is_eog && !self.matcher.is_stopped() {
+            return id < self.n_vocab && self.matcher.validate_tokens(&[id]).is_ok_and(|n| n == 1);
+        }
         match self.mask() {
             Mask::EogOnly => is_eog,
             Mask::Tokens { eog, .. } if is_eog => *eog,
