@@ -17,6 +17,7 @@ pub mod chat;
 pub mod context;
 pub mod exec;
 pub mod generate;
+pub mod grammar;
 pub mod imatrix;
 pub mod kv_cache;
 pub mod model;

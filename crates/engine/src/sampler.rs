@@ -20,6 +20,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::grammar::Grammar;
 use crate::tokenizer::Tokenizer;
 
 /// One candidate token: its id, its logit, and its probability once a step computed them.
@@ -173,6 +174,8 @@ pub trait Sampler: Send {
 pub struct Chain {
     steps: Vec<Box<dyn Sampler>>,
     cands: Candidates,
+    /// Applied around the steps, not as one of them (see [`Chain::sample`]).
+    grammar: Option<Grammar>,
 }
 
 impl Chain {
@@ -188,20 +191,47 @@ impl Chain {
     /// Picks a token from `logits`, then lets every step `accept` it.
     /// The chain should end with a picking step ([`Dist`], [`Greedy`], a Mirostat); if none
     /// picked, the most likely remaining candidate is taken.
+    ///
+    /// With a grammar, as llama.cpp's `common_sampler_sample`: the pick from the unconstrained
+    /// candidates stands if the grammar allows it; otherwise the candidates are refilled, the
+    /// grammar's mask applied (disallowed tokens `-inf`) and the chain picks again.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
         let mut cands = std::mem::take(&mut self.cands);
         cands.fill(logits);
         self.apply(&mut cands);
-        let id = match cands.selected_id() {
-            Some(id) => id,
-            None => {
-                Greedy.apply(&mut cands);
-                cands.selected_id().unwrap_or(0)
+        let mut id = Chain::picked(&mut cands);
+        if let Some(mut g) = self.grammar.take() {
+            if !g.allows(id) {
+                cands.fill(logits);
+                g.apply(&mut cands);
+                self.apply(&mut cands);
+                id = Chain::picked(&mut cands);
             }
-        };
+            self.grammar = Some(g);
+        }
         self.cands = cands;
         self.accept(id);
         id
+    }
+
+    fn picked(cands: &mut Candidates) -> u32 {
+        match cands.selected_id() {
+            Some(id) => id,
+            None => {
+                Greedy.apply(cands);
+                cands.selected_id().unwrap_or(0)
+            }
+        }
+    }
+
+    /// Constrains every pick to `grammar` (see [`Chain::sample`]).
+    pub fn set_grammar(&mut self, grammar: Option<Grammar>) {
+        self.grammar = grammar;
+    }
+
+    /// Whether the chain's grammar, if any, can take no more text.
+    pub fn grammar_done(&self) -> bool {
+        self.grammar.as_ref().is_some_and(Grammar::is_done)
     }
 
     /// The candidates as the last [`Chain::sample`] left them (after every step).
@@ -221,12 +251,18 @@ impl Sampler for Chain {
     }
 
     fn accept(&mut self, token: u32) {
+        if let Some(g) = &mut self.grammar {
+            g.accept(token);
+        }
         for s in &mut self.steps {
             s.accept(token);
         }
     }
 
     fn reset(&mut self) {
+        if let Some(g) = &mut self.grammar {
+            g.reset();
+        }
         for s in &mut self.steps {
             s.reset();
         }
@@ -1419,6 +1455,8 @@ pub struct SamplerParams {
     pub logit_bias: Vec<(u32, f32)>,
     /// Seeds every random step. 32-bit as llama.cpp's: higher bits are ignored.
     pub seed: u64,
+    /// Constrains the output to a grammar (compiled with [`crate::grammar::GrammarVocab`]).
+    pub grammar: Option<Grammar>,
 }
 
 impl Default for SamplerParams {
@@ -1451,6 +1489,7 @@ impl Default for SamplerParams {
             samplers: SamplerType::DEFAULT_ORDER.to_vec(),
             logit_bias: Vec::new(),
             seed: 0,
+            grammar: None,
         }
     }
 }
@@ -1481,6 +1520,7 @@ impl SamplerParams {
     fn build_with(&self, vocab: Option<&Tokenizer>) -> Chain {
         let seed = self.seed as u32;
         let mut chain = Chain::new();
+        chain.set_grammar(self.grammar.clone());
         let mut bias = self.logit_bias.clone();
         if self.ignore_eos
             && let Some(v) = vocab

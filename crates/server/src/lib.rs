@@ -8,6 +8,7 @@
 //! scheduler's events into a JSON answer or a stream.
 #![forbid(unsafe_code)]
 
+mod constrain;
 mod error;
 mod http;
 mod llama;
@@ -147,6 +148,8 @@ pub(crate) struct Ready {
     pub template_kwargs: serde_json::Map<String, serde_json::Value>,
     pub scheduler: Scheduler,
     pub defaults: Defaults,
+    /// The vocabulary prepared for grammars (`constrain`), built on first use.
+    pub grammar_vocab: OnceLock<Result<engine::grammar::GrammarVocab, String>>,
 }
 
 impl Ready {
@@ -359,6 +362,7 @@ fn load(app: &App) -> Result<(), ServeError> {
             seed: c.seed,
             n_predict: c.n_predict,
         },
+        grammar_vocab: OnceLock::new(),
     };
     let _ = app.ready.set(ready);
     Ok(())

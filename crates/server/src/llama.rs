@@ -11,6 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use engine::grammar::GrammarSource;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
@@ -52,6 +53,11 @@ fn settings(p: &GenParams, stream: bool) -> Value {
         "stream": stream,
         "n_probs": p.n_probs.unwrap_or(0),
         "post_sampling_probs": p.post_sampling_probs,
+        // llama-server shows the GBNF it runs; a JSON schema shows as itself here.
+        "grammar": s.grammar.as_ref().map_or(String::new(), |g| match g.source() {
+            GrammarSource::Gbnf(t) | GrammarSource::Lark(t) => t.clone(),
+            GrammarSource::JsonSchema(v) => v.to_string(),
+        }),
         "min_keep": 0,
         "samplers": ["penalties", "top_k", "typ_p", "top_p", "min_p", "temperature"],
         "logit_bias": s
@@ -106,11 +112,6 @@ pub(crate) async fn completion(
 ) -> Result<Response, ApiError> {
     let ready = app.ready()?;
     let body = http::read_body(body)?;
-    if body.get("grammar").is_some() || body.get("json_schema").is_some() {
-        return Err(ApiError::unsupported(
-            "grammars and JSON schemas are not supported yet",
-        ));
-    }
     let stream = body.bool("stream")?.unwrap_or(false);
     let mut params = gen_params(
         &body,
@@ -118,6 +119,7 @@ pub(crate) async fn completion(
         &ready.defaults,
         &ready.model.tokenizer,
     )?;
+    crate::constrain::apply(ready, crate::constrain::requested(&body)?, &mut params)?;
     probs_request(&body, false, &mut params)?;
     let post_sampling = params.post_sampling_probs;
     let id_slot = match body.i64("id_slot")? {

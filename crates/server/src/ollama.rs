@@ -188,15 +188,6 @@ fn final_fields(v: &mut Value, o: &Outcome, t0: Instant) {
 
 /// The fields of a chat or generate request Ollama clients send that hearth cannot honour.
 fn refuse_unsupported(body: &Body) -> Result<(), ApiError> {
-    match body.get("format") {
-        None => {}
-        Some(Value::String(s)) if s.is_empty() => {}
-        Some(_) => {
-            return Err(ApiError::unsupported(
-                "`format` (constrained JSON output) is not supported yet",
-            ));
-        }
-    }
     if let Some(tools) = body.get("tools")
         && tools.as_array().is_none_or(|a| !a.is_empty())
     {
@@ -215,7 +206,7 @@ fn refuse_unsupported(body: &Body) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Sampling from `options`, Ollama's names (`num_predict`, …).
+/// Sampling from `options`, Ollama's names (`num_predict`, …), and the `format` constraint.
 fn options(body: &Body, ready: &Ready) -> Result<crate::scheduler::GenParams, ApiError> {
     let opts = match body.get("options") {
         None => Body(Map::new()),
@@ -232,12 +223,14 @@ fn options(body: &Body, ready: &Ready) -> Result<crate::scheduler::GenParams, Ap
     if opts.i64("num_predict")? == Some(-2) {
         opts.0.insert("num_predict".into(), (-1).into());
     }
-    gen_params(
+    let mut params = gen_params(
         &opts,
         &["num_predict"],
         &ready.defaults,
         &ready.model.tokenizer,
-    )
+    )?;
+    crate::constrain::apply(ready, crate::constrain::ollama_format(body)?, &mut params)?;
+    Ok(params)
 }
 
 /// Streams Ollama objects (`make(text)` for each piece, then the final one) or answers with

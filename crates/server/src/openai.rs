@@ -71,19 +71,6 @@ fn refuse_unsupported(body: &Body) -> Result<(), ApiError> {
             "`tools` (function calling) is not supported yet",
         ));
     }
-    if let Some(rf) = body.get("response_format") {
-        let kind = rf.get("type").and_then(Value::as_str).unwrap_or("");
-        if kind != "text" {
-            return Err(ApiError::unsupported(format!(
-                "`response_format` of type `{kind}` (constrained output) is not supported yet"
-            )));
-        }
-    }
-    if body.get("grammar").is_some() || body.get("json_schema").is_some() {
-        return Err(ApiError::unsupported(
-            "grammars and JSON schemas are not supported yet",
-        ));
-    }
     Ok(())
 }
 
@@ -135,6 +122,7 @@ pub(crate) async fn chat(
         &ready.defaults,
         &ready.model.tokenizer,
     )?;
+    crate::constrain::apply(ready, crate::constrain::requested(&body)?, &mut params)?;
     probs_request(&body, true, &mut params)?;
     let probs = want_probs(&params);
     let prompt = http::chat_prompt(
@@ -406,6 +394,7 @@ pub(crate) async fn completions(
         &ready.defaults,
         &ready.model.tokenizer,
     )?;
+    crate::constrain::apply(ready, crate::constrain::requested(&body)?, &mut params)?;
     probs_request(&body, false, &mut params)?;
     let prompts = completion_prompts(ready, body.get("prompt"))?;
     let opts = JobOptions {

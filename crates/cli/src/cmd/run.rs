@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use engine::chat::{Chat, Message};
 use engine::generate::Timings;
+use engine::grammar::{GrammarSource, GrammarVocab};
 use engine::{Context, GenerateParams};
 
 use super::common::{ModelArgs, SamplingArgs, max_tokens};
@@ -28,6 +29,8 @@ pub struct Args {
     n_predict: i64,
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    grammar: GrammarArgs,
     /// Wrap the prompt in the model's chat template as a user message
     #[arg(long)]
     chat: bool,
@@ -48,6 +51,58 @@ pub struct Args {
     profile: bool,
 }
 
+/// Constrained output, with llama-cli's flags.
+#[derive(clap::Args)]
+struct GrammarArgs {
+    /// A GBNF grammar the output must follow (llama.cpp's format)
+    #[arg(long = "grammar", value_name = "GBNF", group = "constraint")]
+    grammar: Option<String>,
+    /// Read the GBNF grammar from a file
+    #[arg(long = "grammar-file", value_name = "FILE", group = "constraint")]
+    grammar_file: Option<PathBuf>,
+    /// A JSON schema the output must validate against
+    #[arg(
+        short = 'j',
+        long = "json-schema",
+        value_name = "SCHEMA",
+        group = "constraint"
+    )]
+    json_schema: Option<String>,
+    /// Read the JSON schema from a file
+    #[arg(long = "json-schema-file", value_name = "FILE", group = "constraint")]
+    json_schema_file: Option<PathBuf>,
+}
+
+impl GrammarArgs {
+    fn source(&self) -> anyhow::Result<Option<GrammarSource>> {
+        let read = |f: &PathBuf| {
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))
+        };
+        let schema = |text: &str, what: &str| -> anyhow::Result<GrammarSource> {
+            let v = serde_json::from_str(text).with_context(|| format!("{what} is not JSON"))?;
+            Ok(GrammarSource::JsonSchema(v))
+        };
+        Ok(match self {
+            GrammarArgs {
+                grammar: Some(g), ..
+            } => Some(GrammarSource::Gbnf(g.clone())),
+            GrammarArgs {
+                grammar_file: Some(f),
+                ..
+            } => Some(GrammarSource::Gbnf(read(f)?)),
+            GrammarArgs {
+                json_schema: Some(s),
+                ..
+            } => Some(schema(s, "--json-schema")?),
+            GrammarArgs {
+                json_schema_file: Some(f),
+                ..
+            } => Some(schema(&read(f)?, "--json-schema-file")?),
+            _ => None,
+        })
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let ctx_params = args.model.context_params()?;
     let sampler = args.sampling.params()?;
@@ -58,7 +113,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot read prompt file {}", f.display()))?,
         (None, None) => bail!("give a prompt with -p TEXT or -f FILE"),
     };
+    let grammar = args.grammar.source()?;
     let (model, load_time) = args.model.load()?;
+    let mut sampler = sampler;
+    if let Some(src) = grammar {
+        let vocab = GrammarVocab::new(&model.tokenizer)?;
+        sampler.grammar = Some(vocab.compile(&src, &model.tokenizer)?);
+    }
     let tokens = if args.chat {
         let mut messages = Vec::new();
         if let Some(s) = &args.system {

@@ -283,3 +283,73 @@ fn llama_cpps_other_samplers_run_and_repeat_with_a_seed() {
         assert_eq!(a.stdout, b.stdout, "{extra:?}: same seed, different text");
     }
 }
+
+#[test]
+fn grammar_flags_constrain_the_output_as_llama_cpps() {
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../engine/tests/fixtures/grammars"
+    );
+    // llama-completion's greedy text under list.gbnf (fixtures/grammars/llama_cpp.json, "list").
+    let list = format!("{fixtures}/list.gbnf");
+    let out = hearth(&[
+        "run",
+        "-m",
+        &smollm2(),
+        "-p",
+        "A shopping list:",
+        "-n",
+        "40",
+        "--temp",
+        "0",
+        "--grammar-file",
+        &list,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "- 1.2, 2.4, 3.6, 4.8, 5.1, 5.3, 5.5, 5.7\n"
+    );
+    let out = hearth(&[
+        "run",
+        "-m",
+        &smollm2(),
+        "-p",
+        "Is the sky blue? Answer:",
+        "--temp",
+        "0",
+        "-j",
+        r#"{"enum": ["yes", "no"]}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text == "\"yes\"\n" || text == "\"no\"\n", "{text:?}");
+    let out = hearth(&[
+        "run",
+        "-m",
+        &smollm2(),
+        "-p",
+        "x",
+        "--grammar",
+        "root ::= (\"a\"",
+    ]);
+    assert_one_error_line(&out, "GBNF");
+    let out = hearth(&[
+        "run",
+        "-m",
+        &smollm2(),
+        "-p",
+        "x",
+        "-j",
+        r#"{"type": "hiccup"}"#,
+    ]);
+    assert_one_error_line(&out, "JSON schema");
+}

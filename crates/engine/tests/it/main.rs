@@ -6,6 +6,7 @@ mod chat_prompt;
 mod context_shift;
 mod determinism;
 mod expert_matrices;
+mod grammar;
 mod hf_reference;
 mod imatrix;
 mod many_sequences;

@@ -1,7 +1,10 @@
 //! hearth serve's integration tests: a real server on 127.0.0.1 port 0 running SmolLM2,
 //! real HTTP over TCP.
+// Tests may unwrap, helpers outside `#[test]` functions included (clippy.toml only covers those).
+#![allow(clippy::unwrap_used)]
 
 mod client;
+mod constrained;
 mod errors;
 mod llama;
 mod ollama;

@@ -78,7 +78,7 @@ fn ollama_routes() {
     }
     let r = s.post(
         "/api/chat",
-        &json!({ "model": "x", "messages": [{"role": "user", "content": "x"}], "format": "json" }),
+        &json!({ "model": "x", "messages": [{"role": "user", "content": "x"}], "format": "yaml" }),
     );
     assert_eq!(r.status, 400);
     assert!(r.json()["error"].as_str().unwrap().contains("format"));

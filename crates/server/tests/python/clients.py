@@ -3,6 +3,7 @@
 Usage: python clients.py http://127.0.0.1:PORT — exits non-zero on the first failed check.
 """
 
+import json
 import sys
 
 import ollama
@@ -98,6 +99,49 @@ for ch in client.chat.completions.create(
         toks += [t.token for t in ch.choices[0].logprobs.content]
 check("".join(toks) == lp.choices[0].message.content, "streamed logprobs tokens")
 
+# Structured output: response_format with a JSON schema, plain and through the client's
+# pydantic-free `parse` path (a dict schema); the content validates.
+schema = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 20},
+        "population": {"type": "integer", "minimum": 0},
+        "continent": {"enum": ["Europe", "Asia", "Africa", "America", "Oceania"]},
+    },
+    "required": ["city", "population", "continent"],
+    "additionalProperties": False,
+}
+rf = {"type": "json_schema", "json_schema": {"name": "city", "schema": schema, "strict": True}}
+js = client.chat.completions.create(
+    model=model,
+    messages=[{"role": "user", "content": "Describe Paris."}],
+    temperature=0,
+    max_tokens=120,
+    response_format=rf,
+)
+obj = json.loads(js.choices[0].message.content)
+check(list(obj) == ["city", "population", "continent"], f"schema keys {obj}")
+check(isinstance(obj["city"], str) and len(obj["city"]) <= 20, f"city {obj}")
+check(isinstance(obj["population"], int) and obj["population"] >= 0, f"population {obj}")
+check(obj["continent"] in schema["properties"]["continent"]["enum"], f"continent {obj}")
+jo = client.chat.completions.create(
+    model=model,
+    messages=[{"role": "user", "content": "A JSON object with a name."}],
+    temperature=0,
+    max_tokens=60,
+    response_format={"type": "json_object"},
+)
+check(jo.choices[0].message.content.startswith("{"), f"json_object {jo.choices[0].message.content!r}")
+try:
+    client.chat.completions.create(
+        model=model,
+        messages=messages,
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "hiccup"}}},
+    )
+    check(False, "a bad schema should be refused")
+except openai.BadRequestError as e:
+    check("JSON schema" in str(e), str(e))
+
 # What cannot be honoured is a 400 the client raises.
 try:
     client.chat.completions.create(
@@ -131,6 +175,15 @@ gen = oc.generate(model=name, prompt="What is the capital of France?", options=o
 check(gen.response == whole, f"generate {gen.response!r} != chat {whole!r}")
 gen_pieces = [p.response for p in oc.generate(model=name, prompt="Hi", options=opts, stream=True)]
 check(len(gen_pieces) > 1, "generate streams")
+
+# Ollama's format: a JSON schema.
+fmt = oc.chat(
+    model=name,
+    messages=[{"role": "user", "content": "Describe Paris."}],
+    format=schema,
+    options={"temperature": 0, "num_predict": 120},
+)
+check(json.loads(fmt.message.content)["city"], f"ollama format {fmt.message.content!r}")
 
 try:
     oc.pull("llama3")
