@@ -18,6 +18,11 @@
 use super::{f16_at, hsum_epi32, hsum_ps};
 use crate::arch::{ActKind, ActRow, GgmlPath, Q8K_SUMS, QuantizeActsFn, RowsFn};
 use crate::quant::{
+    BlockIq1M, BlockIq1S, BlockIq2S, BlockIq2Xs, BlockIq2Xxs, BlockIq3S, BlockIq3Xxs, BlockMxfp4,
+    IQ1_DELTA, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, MXFP4_VALUES,
+    SIGNS_PM1, e8m0_half,
+};
+use crate::quant::{
     BlockIq4Nl, BlockIq4Xs, BlockQ2K, BlockQ3K, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0,
     BlockQ5_1, BlockQ5K, BlockQ6K, BlockQ8_0, F16Bytes, GgmlType, IQ4_NL_VALUES, iq4xs_scale,
     q3k_scales, scale_min_k4,
@@ -795,6 +800,388 @@ unsafe fn dot_iq4_xs<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
 }
 
 // ---------------------------------------------------------------------------------------------
+// `MXFP4` and the IQ lattice types, in llama.cpp's float order (`ggml_vec_dot_*` in
+// `ggml-cpu/arch/x86/quants.c`, AVX2): eight i32 lanes per super-block (lane `m` holds values
+// `4m..4m + 4` of every 32-value chunk, times the chunk's scale), converted to float and summed
+// as `fma(d_w·d_x, lanes, acc)`, then `hsum_float_8` times the grid's common factor. The integer
+// lanes are exact however they are formed, so these equal llama.cpp's results bit for bit.
+
+/// Block `i` of an `MXFP4` row: its integer lanes and `d_x · e8m0_half(e)`.
+///
+/// # Safety
+/// Block `i` lies inside the row at `w` and the activation row `a`; the features of `D` are
+/// enabled.
+#[inline(always)]
+unsafe fn mxfp4_block<D: Dot>(w: *const u8, a: ActRow, i: usize, lut: __m256i) -> (__m256i, f32) {
+    // SAFETY: the caller's bounds and features.
+    unsafe {
+        let b = &*w.cast::<BlockMxfp4>().add(i);
+        let v = _mm256_shuffle_epi8(lut, nibbles32(b.qs.as_ptr()));
+        let (u, s) = sign_split(v, load(a.qs.add(32 * i)));
+        (D::dot(u, s), *a.d.add(i) * e8m0_half(b.e))
+    }
+}
+
+/// `MXFP4`: ggml's two accumulators (even and odd blocks) over pairs of blocks, their sum's
+/// `hsum_float_8`, then a last odd block added in scalar as `d · isum`.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
+#[inline(always)]
+unsafe fn dot_mxfp4<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q4_0`.
+    unsafe {
+        let lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(MXFP4_VALUES.as_ptr().cast()));
+        let (mut acc1, mut acc2) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        while i + 1 < nb {
+            let (p1, d1) = mxfp4_block::<D>(w, a, i, lut);
+            let (p2, d2) = mxfp4_block::<D>(w, a, i + 1, lut);
+            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1), _mm256_cvtepi32_ps(p1), acc1);
+            acc2 = _mm256_fmadd_ps(_mm256_set1_ps(d2), _mm256_cvtepi32_ps(p2), acc2);
+            i += 2;
+        }
+        let mut sum = hsum_ps(_mm256_add_ps(acc1, acc2));
+        if i < nb {
+            let (p, d) = mxfp4_block::<D>(w, a, i, lut);
+            sum += d * hsum_epi32(p) as f32;
+        }
+        sum
+    }
+}
+
+/// ±1 bytes from 32 sign bits (the little-endian u32 at `p`): byte `k` is −1 where bit `k` is set.
+///
+/// # Safety
+/// `p` is valid for 4 bytes (caller); AVX2 is enabled.
+#[inline(always)]
+unsafe fn signs32(p: *const u8) -> __m256i {
+    // SAFETY: `p` is valid for 4 bytes (caller); AVX2 is enabled.
+    unsafe {
+        let set = _mm256_cmpeq_epi8(bits32_to_0x10(p), _mm256_set1_epi8(0x10));
+        _mm256_or_si256(set, _mm256_set1_epi8(1))
+    }
+}
+
+/// Four 8-value grid points as one vector.
+///
+/// # Safety
+/// AVX is enabled.
+#[inline(always)]
+unsafe fn points4(p: [u64; 4]) -> __m256i {
+    // SAFETY: AVX is enabled.
+    unsafe { _mm256_set_epi64x(p[3] as i64, p[2] as i64, p[1] as i64, p[0] as i64) }
+}
+
+/// The ±1 sign bytes of four 7-bit sign indices, bits `0..28` of `aux` (7 each).
+///
+/// # Safety
+/// AVX is enabled.
+#[inline(always)]
+unsafe fn signs_7bit(aux: u32) -> __m256i {
+    // SAFETY: AVX is enabled.
+    unsafe {
+        points4(std::array::from_fn(|l| {
+            SIGNS_PM1[((aux >> (7 * l)) & 127) as usize]
+        }))
+    }
+}
+
+/// A little-endian u32 at `p + k`.
+///
+/// # Safety
+/// `p + k` is valid for 4 bytes.
+#[inline(always)]
+unsafe fn u32_at(p: *const u8, k: usize) -> u32 {
+    // SAFETY: the caller's bounds.
+    unsafe { p.add(k).cast::<u32>().read_unaligned() }
+}
+
+/// A lattice super-block as the dot kernels take it: per 32-value chunk, the magnitudes
+/// (unsigned bytes), the signs to put on the activations (±1 bytes, or the signed grid itself)
+/// and the i16 scale of each value.
+trait Lattice: Copy {
+    /// The grid's common factor, applied once to the whole sum (ggml's `0.125f`, …).
+    const K: f32;
+    /// Chunk `c` (< 8): `(magnitudes, signs, scales)`.
+    ///
+    /// # Safety
+    /// AVX2 is enabled.
+    unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i);
+    /// The super-block scale.
+    fn d(&self) -> F16Bytes;
+}
+
+impl Lattice for BlockIq2Xxs {
+    const K: f32 = 0.125;
+    #[inline(always)]
+    unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i) {
+        // SAFETY: `8c + 8 ≤ 64` bytes of `qs`; AVX2 is enabled.
+        unsafe {
+            let q = self.qs.as_ptr();
+            let (idx, aux) = (u32_at(q, 8 * c), u32_at(q, 8 * c + 4));
+            let u = points4(std::array::from_fn(|l| {
+                IQ2XXS_GRID[((idx >> (8 * l)) & 0xff) as usize]
+            }));
+            (
+                u,
+                signs_7bit(aux),
+                _mm256_set1_epi16(2 * (aux >> 28) as i16 + 1),
+            )
+        }
+    }
+    #[inline(always)]
+    fn d(&self) -> F16Bytes {
+        self.d
+    }
+}
+
+impl Lattice for BlockIq2Xs {
+    const K: f32 = 0.125;
+    #[inline(always)]
+    unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i) {
+        // SAFETY: AVX2 is enabled.
+        unsafe {
+            let v: [u16; 4] = std::array::from_fn(|l| {
+                u16::from_le_bytes([self.qs[8 * c + 2 * l], self.qs[8 * c + 2 * l + 1]])
+            });
+            let u = points4(v.map(|v| IQ2XS_GRID[usize::from(v & 511)]));
+            let s = points4(v.map(|v| SIGNS_PM1[usize::from(v >> 9)]));
+            let sc = self.scales[c];
+            (
+                u,
+                s,
+                scales_16(2 * i16::from(sc & 0xf) + 1, 2 * i16::from(sc >> 4) + 1),
+            )
+        }
+    }
+    #[inline(always)]
+    fn d(&self) -> F16Bytes {
+        self.d
+    }
+}
+
+impl Lattice for BlockIq2S {
+    const K: f32 = 0.125;
+    #[inline(always)]
+    unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i) {
+        // SAFETY: `32 + 4c + 4 ≤ 64` bytes of `qs`; AVX2 is enabled.
+        unsafe {
+            let h = usize::from(self.qh[c]);
+            let u = points4(std::array::from_fn(|l| {
+                IQ2S_GRID[usize::from(self.qs[4 * c + l]) | ((h >> (2 * l)) & 3) << 8]
+            }));
+            let s = signs32(self.qs.as_ptr().add(32 + 4 * c));
+            let sc = self.scales[c];
+            (
+                u,
+                s,
+                scales_16(2 * i16::from(sc & 0xf) + 1, 2 * i16::from(sc >> 4) + 1),
+            )
+        }
+    }
+    #[inline(always)]
+    fn d(&self) -> F16Bytes {
+        self.d
+    }
+}
+
+impl Lattice for BlockIq3Xxs {
+    const K: f32 = 0.25;
+    #[inline(always)]
+    unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i) {
+        // SAFETY: `64 + 4c + 4 ≤ 96` bytes of `qs`; AVX2 is enabled.
+        unsafe {
+            let g: [u32; 8] = std::array::from_fn(|k| IQ3XXS_GRID[usize::from(self.qs[8 * c + k])]);
+            let u = _mm256_loadu_si256(g.as_ptr().cast());
+            let aux = u32_at(self.qs.as_ptr(), 64 + 4 * c);
+            (
+                u,
+                signs_7bit(aux),
+                _mm256_set1_epi16(2 * (aux >> 28) as i16 + 1),
+            )
+        }
+    }
+    #[inline(always)]
+    fn d(&self) -> F16Bytes {
+        self.d
+    }
+}
+
+impl Lattice for BlockIq3S {
+    const K: f32 = 1.0;
+    #[inline(always)]
+    unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i) {
+        // SAFETY: `4c + 4 ≤ 32` sign bytes; AVX2 is enabled.
+        unsafe {
+            let h = usize::from(self.qh[c]);
+            let g: [u32; 8] = std::array::from_fn(|k| {
+                IQ3S_GRID[usize::from(self.qs[8 * c + k]) | ((h >> k) & 1) << 8]
+            });
+            let u = _mm256_loadu_si256(g.as_ptr().cast());
+            let s = signs32(self.signs.as_ptr().add(4 * c));
+            let sc = (self.scales[c / 2] >> (4 * (c % 2))) & 0xf;
+            (u, s, _mm256_set1_epi16(2 * i16::from(sc) + 1))
+        }
+    }
+    #[inline(always)]
+    fn d(&self) -> F16Bytes {
+        self.d
+    }
+}
+
+/// The IQ2/IQ3 lattice types: `K · hsum(Σ_i fma(d_w·d_x, lanes_i, acc))`.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks of `B` at `w`, a Q8K row of `256·nb` values.
+#[inline(always)]
+unsafe fn dot_lattice<D: Dot, B: Lattice>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q2_k`.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let b = &*w.cast::<B>().add(i);
+            let x = a.qs.add(256 * i);
+            let mut isum = _mm256_setzero_si256();
+            for c in 0..8 {
+                let (u, s, sc) = b.chunk(c);
+                let xs = _mm256_sign_epi8(load(x.add(32 * c)), s);
+                isum = D::madd_acc(isum, _mm256_maddubs_epi16(u, xs), sc);
+            }
+            let d = _mm256_set1_ps(f16_at(b.d()) * *a.d.add(i));
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
+        }
+        B::K * hsum_ps(acc)
+    }
+}
+
+/// Four `IQ1S_GRID` points (signed bytes −1, 0, 1) as one vector.
+///
+/// # Safety
+/// AVX is enabled.
+#[inline(always)]
+unsafe fn iq1_points(index: [usize; 4]) -> __m256i {
+    // SAFETY: AVX is enabled.
+    unsafe { points4(index.map(|k| IQ1S_GRID[k])) }
+}
+
+/// `IQ1_S` as `ggml_vec_dot_iq1_s_q8_K`: the grid lanes as the other lattice types, the shift
+/// term `Σ ±(2s + 1)·bsum` as a scalar integer per super-block, accumulated in a scalar float
+/// `Σ d·shift`; the result `hsum(lanes) + 1/8 · that`.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
+#[inline(always)]
+unsafe fn dot_iq1_s<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q2_k`.
+    unsafe {
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_shift = 0.0f32;
+        for i in 0..nb {
+            let b = &*w.cast::<BlockIq1S>().add(i);
+            let x = a.qs.add(256 * i);
+            let mut isum = _mm256_setzero_si256();
+            let mut shift = 0i32;
+            for c in 0..8 {
+                let h = usize::from(u16::from_le_bytes([b.qh[2 * c], b.qh[2 * c + 1]]));
+                let g = iq1_points(std::array::from_fn(|l| {
+                    usize::from(b.qs[4 * c + l]) | ((h >> (3 * l)) & 7) << 8
+                }));
+                let ls = 2 * ((h >> 12) & 7) as i32 + 1;
+                let (u, s) = sign_split(g, load(x.add(32 * c)));
+                isum = D::madd_acc(
+                    isum,
+                    _mm256_maddubs_epi16(u, s),
+                    _mm256_set1_epi16(ls as i16),
+                );
+                let bsum = i32::from(*a.sums.add(Q8K_SUMS * i + 16 + c));
+                shift += if h & 0x8000 != 0 {
+                    -bsum * ls
+                } else {
+                    bsum * ls
+                };
+            }
+            let d = *a.d.add(i) * f16_at(b.d);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+            acc_shift += d * shift as f32;
+        }
+        hsum_ps(acc) + IQ1_DELTA * acc_shift
+    }
+}
+
+/// `IQ1_M` as `ggml_vec_dot_iq1_m_q8_K`: grid lanes and shift lanes (the activations signed by
+/// each point's shift sign, times the 16-value scales) in two float accumulators; the result
+/// `hsum(grid) + 1/8 · hsum(shift)`.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
+#[inline(always)]
+unsafe fn dot_iq1_m<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q2_k`.
+    unsafe {
+        let (mut acc1, mut acc2) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let ones = _mm256_set1_epi8(1);
+        for i in 0..nb {
+            let b = &*w.cast::<BlockIq1M>().add(i);
+            let x = a.qs.add(256 * i);
+            let sc: [u16; 4] =
+                std::array::from_fn(|k| u16::from_le_bytes([b.scales[2 * k], b.scales[2 * k + 1]]));
+            let d = (sc[0] >> 12)
+                | ((sc[1] >> 8) & 0x00f0)
+                | ((sc[2] >> 4) & 0x0f00)
+                | (sc[3] & 0xf000);
+            let ls = |g: usize| 2 * ((sc[g / 4] >> (3 * (g % 4))) & 7) as i16 + 1;
+            let (mut isum1, mut isum2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for c in 0..8 {
+                let nib = |l: usize| usize::from(b.qh[2 * c + l / 2] >> (4 * (l % 2))) & 0xf;
+                let g = iq1_points(std::array::from_fn(|l| {
+                    usize::from(b.qs[4 * c + l]) | (nib(l) & 7) << 8
+                }));
+                let delta = points4(std::array::from_fn(|l| {
+                    if nib(l) & 8 != 0 {
+                        u64::MAX
+                    } else {
+                        0x0101_0101_0101_0101
+                    }
+                }));
+                let scales = scales_16(ls(2 * c), ls(2 * c + 1));
+                let xv = load(x.add(32 * c));
+                let (u, s) = sign_split(g, xv);
+                isum1 = D::madd_acc(isum1, _mm256_maddubs_epi16(u, s), scales);
+                let shift = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(xv, delta));
+                isum2 = D::madd_acc(isum2, shift, scales);
+            }
+            let d = _mm256_set1_ps(*a.d.add(i) * f16_at(F16Bytes(d.to_le_bytes())));
+            acc1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum1), acc1);
+            acc2 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum2), acc2);
+        }
+        hsum_ps(acc1) + IQ1_DELTA * hsum_ps(acc2)
+    }
+}
+
+macro_rules! lattice_fns {
+    ($($name:ident => $block:ty;)*) => {
+        $(
+            /// # Safety
+            /// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
+            #[inline(always)]
+            unsafe fn $name<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+                // SAFETY: the caller's contract.
+                unsafe { dot_lattice::<D, $block>(w, a, nb) }
+            }
+        )*
+    };
+}
+
+lattice_fns! {
+    dot_iq2_xxs => BlockIq2Xxs;
+    dot_iq2_xs => BlockIq2Xs;
+    dot_iq2_s => BlockIq2S;
+    dot_iq3_xxs => BlockIq3Xxs;
+    dot_iq3_s => BlockIq3S;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Float weights against f32 activations.
 
 /// # Safety
@@ -1086,6 +1473,14 @@ macro_rules! instantiate {
             rows!(q4_k_gemv, dot_q4_k_gemv, 256);
             rows!(q4_k_gemm, dot_q4_k_gemm, 256);
             rows!(iq4_xs, dot_iq4_xs, 256);
+            rows!(mxfp4, dot_mxfp4, 32);
+            rows!(iq2_xxs, dot_iq2_xxs, 256);
+            rows!(iq2_xs, dot_iq2_xs, 256);
+            rows!(iq2_s, dot_iq2_s, 256);
+            rows!(iq3_xxs, dot_iq3_xxs, 256);
+            rows!(iq3_s, dot_iq3_s, 256);
+            rows!(iq1_s, dot_iq1_s, 256);
+            rows!(iq1_m, dot_iq1_m, 256);
             rows_float!(f32, dot_f32);
             rows_float!(f16, dot_f16);
             rows_float!(bf16, dot_bf16);
@@ -1136,6 +1531,14 @@ macro_rules! instantiate {
                     T::Q5_K => q5_k,
                     T::Q6_K => q6_k,
                     T::IQ4_XS => iq4_xs,
+                    T::MXFP4 => mxfp4,
+                    T::IQ2_XXS => iq2_xxs,
+                    T::IQ2_XS => iq2_xs,
+                    T::IQ2_S => iq2_s,
+                    T::IQ3_XXS => iq3_xxs,
+                    T::IQ3_S => iq3_s,
+                    T::IQ1_S => iq1_s,
+                    T::IQ1_M => iq1_m,
                     _ => return None,
                 })
             }
