@@ -153,8 +153,8 @@ fn bad_shapes_are_errors() {
         }
     );
     assert_eq!(
-        Matrix::new(GgmlType::IQ2_XXS, 1, 256, &[0; 66]).unwrap_err(),
-        KernelError::UnsupportedType(GgmlType::IQ2_XXS)
+        Matrix::new(GgmlType::TQ2_0, 1, 256, &[0; 66]).unwrap_err(),
+        KernelError::UnsupportedType(GgmlType::TQ2_0)
     );
     let m = Matrix::new(GgmlType::Q4_0, 4, 32, &w).unwrap();
     let pool = ThreadPool::new(1);

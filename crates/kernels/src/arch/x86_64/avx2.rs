@@ -823,7 +823,7 @@ unsafe fn mxfp4_block<D: Dot>(w: *const u8, a: ActRow, i: usize, lut: __m256i) -
 }
 
 /// `MXFP4`: ggml's two accumulators (even and odd blocks) over pairs of blocks, their sum's
-/// `hsum_float_8`, then a last odd block added in scalar as `d · isum`.
+/// `hsum_float_8`, then a last odd block added in scalar as `fma(d, isum, sum)`.
 ///
 /// # Safety
 /// The `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
@@ -844,7 +844,8 @@ unsafe fn dot_mxfp4<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
         let mut sum = hsum_ps(_mm256_add_ps(acc1, acc2));
         if i < nb {
             let (p, d) = mxfp4_block::<D>(w, a, i, lut);
-            sum += d * hsum_epi32(p) as f32;
+            // `sumf += d * (sumi1 + sumi2)`, which C compilers contract to an fma.
+            sum = d.mul_add(hsum_epi32(p) as f32, sum);
         }
         sum
     }
@@ -1067,7 +1068,7 @@ unsafe fn iq1_points(index: [usize; 4]) -> __m256i {
 
 /// `IQ1_S` as `ggml_vec_dot_iq1_s_q8_K`: the grid lanes as the other lattice types, the shift
 /// term `Σ ±(2s + 1)·bsum` as a scalar integer per super-block, accumulated in a scalar float
-/// `Σ d·shift`; the result `hsum(lanes) + 1/8 · that`.
+/// as `fma(d, shift, acc)`; the result `hsum(lanes) + 1/8 · that`.
 ///
 /// # Safety
 /// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
@@ -1103,7 +1104,8 @@ unsafe fn dot_iq1_s<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
             }
             let d = *a.d.add(i) * f16_at(b.d);
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
-            acc_shift += d * shift as f32;
+            // `accum1 += d * sumi1`, which C compilers contract to an fma.
+            acc_shift = d.mul_add(shift as f32, acc_shift);
         }
         hsum_ps(acc) + IQ1_DELTA * acc_shift
     }

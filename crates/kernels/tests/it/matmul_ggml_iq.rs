@@ -1,0 +1,92 @@
+//! `MXFP4` and the IQ lattice types against ggml itself: the dot products llama.cpp's CPU
+//! library computes for them (`vec_dot` after its run-time activation quantizer, the path of
+//! products of fewer than 8 tokens), written by `scripts/gen_ggml_iq_fixtures.sh` into
+//! `tests/fixtures/ggml-iq`. The x86 levels follow ggml's x86 kernels' float order and must give
+//! its bits, alone and in a batch, with any thread count; the scalar level sums in ggml's generic
+//! order (another rounding) and must stay within float rounding of them.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
+use kernels::isa::Isa;
+use kernels::matmul::{Matrix, MatrixOptions, Scratch, matmul};
+use kernels::pool::ThreadPool;
+use kernels::quant::{GgmlType, dequantize_row, row_bytes};
+
+// Shapes as in scripts/gen_ggml_iq_fixtures.c.
+const ROWS: usize = 6;
+const N_TOK: usize = 3;
+
+const TYPES: &[(GgmlType, usize)] = &[
+    (GgmlType::MXFP4, 32 * 41),
+    (GgmlType::IQ2_XXS, 1280),
+    (GgmlType::IQ2_XS, 1280),
+    (GgmlType::IQ2_S, 1280),
+    (GgmlType::IQ3_XXS, 1280),
+    (GgmlType::IQ3_S, 1280),
+    (GgmlType::IQ1_S, 1280),
+    (GgmlType::IQ1_M, 1280),
+];
+
+/// (activations, weights, ggml's results) of `ty`'s fixture.
+fn case(ty: GgmlType, k: usize) -> (Vec<f32>, Vec<u8>, Vec<f32>) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/ggml-iq")
+        .join(format!("dot-{}.bin", ty.name().to_ascii_uppercase()));
+    let b = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let f32s = |b: &[u8]| -> Vec<f32> {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let (xb, rest) = b.split_at(4 * N_TOK * k);
+    let (w, y) = rest.split_at(ROWS * row_bytes(ty, k).unwrap());
+    assert_eq!(y.len(), 4 * N_TOK * ROWS, "{ty}");
+    (f32s(xb), w.to_vec(), f32s(y))
+}
+
+#[test]
+fn x86_dots_equal_ggml_bit_for_bit() {
+    let pools = [ThreadPool::new(1), ThreadPool::new(2)];
+    for &(ty, k) in TYPES {
+        let (x, w, want) = case(ty, k);
+        // Σ|w·x| of each result: the scale of its rounding errors.
+        let rb = row_bytes(ty, k).unwrap();
+        let mut wf = vec![0.0f32; k];
+        let mut mag = vec![0.0f64; N_TOK * ROWS];
+        for r in 0..ROWS {
+            dequantize_row(ty, &w[r * rb..(r + 1) * rb], &mut wf).unwrap();
+            for t in 0..N_TOK {
+                mag[t * ROWS + r] = wf
+                    .iter()
+                    .zip(&x[t * k..(t + 1) * k])
+                    .map(|(&a, &b)| (f64::from(a) * f64::from(b)).abs())
+                    .sum();
+            }
+        }
+        for isa in Isa::all_supported() {
+            for repack in [false, true] {
+                let options = MatrixOptions {
+                    isa,
+                    repack,
+                    ..MatrixOptions::default()
+                };
+                let m = Matrix::with_options(ty, ROWS, k, &w, options).unwrap();
+                for pool in &pools {
+                    let mut batch = vec![f32::NAN; N_TOK * ROWS];
+                    matmul(pool, &m, &x, N_TOK, &mut batch, &mut Scratch::new()).unwrap();
+                    for (i, (&g, &e)) in batch.iter().zip(&want).enumerate() {
+                        let what =
+                            format!("{ty} {} token {} row {}", isa.name(), i / ROWS, i % ROWS);
+                        if isa == Isa::Generic {
+                            // ggml's generic order: a few roundings from its x86 one.
+                            let err = f64::from((g - e).abs());
+                            assert!(err <= 2e-6 * mag[i], "{what}: got {g}, ggml {e}");
+                        } else {
+                            assert_eq!(g.to_bits(), e.to_bits(), "{what}: got {g}, ggml {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

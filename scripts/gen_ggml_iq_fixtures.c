@@ -1,0 +1,94 @@
+// Writes llama.cpp's own dot products for MXFP4 and the IQ lattice types
+// (crates/kernels/tests/fixtures/ggml-iq/dot-<TYPE>.bin), through ggml's CPU type traits: the
+// run-time activation quantizer of the type's vec_dot_type (`from_float`) and `vec_dot` — the
+// path llama.cpp takes for these weights in products of fewer than 8 tokens (and, for MXFP4,
+// when its loader does not repack them). Built and run by scripts/gen_ggml_iq_fixtures.sh.
+//
+// Each file: N_TOK x K activations (f32), ROWS weight rows of K values of the type (random
+// bytes, the f16 scale set to a random finite value of either sign; MXFP4 exponents in
+// 100..140), then ROWS x N_TOK results (f32, row-major by token: y[t*ROWS + r]).
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ggml.h"
+#include "ggml-cpu.h"
+
+enum { ROWS = 6, N_TOK = 3 };
+
+static uint64_t state = 20261204;
+static uint64_t next(void) {  // SplitMix64
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static float uniform(void) { return (float) ((next() >> 40) / (double) (1 << 24)) * 2.0f - 1.0f; }
+
+static void put(FILE * f, const void * p, size_t n) {
+    if (fwrite(p, 1, n, f) != n) { perror("write"); exit(1); }
+}
+
+static void one(const char * dir, enum ggml_type ty, int k) {
+    const struct ggml_type_traits * tt = ggml_get_type_traits(ty);
+    const struct ggml_type_traits_cpu * tc = ggml_get_type_traits_cpu(ty);
+    const enum ggml_type vt = tc->vec_dot_type;
+    const size_t rb = ggml_row_size(ty, k), ab = ggml_row_size(vt, k);
+    float * x = malloc(sizeof(float) * N_TOK * k);
+    uint8_t * w = malloc(rb * ROWS);
+    uint8_t * q = malloc(ab * N_TOK);
+    float y[N_TOK * ROWS];
+    for (int i = 0; i < N_TOK * k; i++) {
+        x[i] = uniform() + uniform() + uniform();
+        if (i % 97 == 0) x[i] *= 20.0f;  // outliers set the activation scales
+    }
+    for (size_t i = 0; i < rb * ROWS; i++) w[i] = (uint8_t) next();
+    const size_t bs = tt->type_size;
+    for (size_t off = 0; off < rb * ROWS; off += bs) {
+        uint8_t * b = w + off;
+        if (ty == GGML_TYPE_MXFP4) {
+            b[0] = (uint8_t) (100 + next() % 41);
+            continue;
+        }
+        const float d = (uniform() + 3.0f) / 128.0f * (uniform() < 0 ? -1.0f : 1.0f);
+        const ggml_fp16_t h = ggml_fp32_to_fp16(d);
+        if (ty == GGML_TYPE_IQ1_M) {  // d's nibbles at the top of the four scale words
+            for (int j = 0; j < 4; j++) {
+                b[48 + 2 * j + 1] = (uint8_t) ((b[48 + 2 * j + 1] & 0x0f) | (((h >> (4 * j)) & 0xf) << 4));
+            }
+        } else {
+            memcpy(b, &h, 2);
+        }
+    }
+    const struct ggml_type_traits_cpu * tq = ggml_get_type_traits_cpu(vt);
+    for (int t = 0; t < N_TOK; t++) tq->from_float(x + (size_t) t * k, q + t * ab, k);
+    for (int t = 0; t < N_TOK; t++) {
+        for (int r = 0; r < ROWS; r++) {
+            tc->vec_dot(k, &y[t * ROWS + r], 0, w + r * rb, 0, q + t * ab, 0, 1);
+        }
+    }
+    char name[64], path[4096];
+    snprintf(name, sizeof name, "%s", ggml_type_name(ty));
+    for (char * c = name; *c; c++) if (*c >= 'a' && *c <= 'z') *c -= 32;
+    snprintf(path, sizeof path, "%s/dot-%s.bin", dir, name);
+    FILE * f = fopen(path, "wb");
+    if (!f) { perror(path); exit(1); }
+    put(f, x, sizeof(float) * N_TOK * k);
+    put(f, w, rb * ROWS);
+    put(f, y, sizeof y);
+    fclose(f);
+    free(x); free(w); free(q);
+}
+
+int main(int argc, char ** argv) {
+    if (argc != 2) { fprintf(stderr, "usage: %s OUT_DIR\n", argv[0]); return 2; }
+    ggml_cpu_init();
+    one(argv[1], GGML_TYPE_MXFP4, 32 * 41);  // an odd block count: ggml's scalar tail
+    const enum ggml_type lattice[] = {
+        GGML_TYPE_IQ2_XXS, GGML_TYPE_IQ2_XS, GGML_TYPE_IQ2_S, GGML_TYPE_IQ3_XXS,
+        GGML_TYPE_IQ3_S,   GGML_TYPE_IQ1_S,  GGML_TYPE_IQ1_M,
+    };
+    for (size_t i = 0; i < sizeof lattice / sizeof lattice[0]; i++) one(argv[1], lattice[i], 256 * 5);
+    return 0;
+}
