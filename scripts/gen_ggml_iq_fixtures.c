@@ -7,12 +7,19 @@
 // Each file: N_TOK x K activations (f32), ROWS weight rows of K values of the type (random
 // bytes, the f16 scale set to a random finite value of either sign; MXFP4 exponents in
 // 100..140), then ROWS x N_TOK results (f32, row-major by token: y[t*ROWS + r]).
+//
+// And matmul-MXFP4-repack.bin: what ggml_mul_mat computes with MXFP4 weights in the CPU
+// backend's CPU_REPACK buffer (where llama.cpp's loader puts them: repacked as mxfp4_8x8, the
+// products through ggml_gemm/gemv_mxfp4_8x8_q8_0): RP_TOK x RP_K activations, RP_ROWS weight
+// rows, then for each n of RP_N the n x RP_ROWS results of the product with the first n rows.
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ggml.h"
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
 #include "ggml-cpu.h"
 
 enum { ROWS = 6, N_TOK = 3 };
@@ -81,6 +88,65 @@ static void one(const char * dir, enum ggml_type ty, int k) {
     free(x); free(w); free(q);
 }
 
+enum { RP_ROWS = 40, RP_K = 32 * 41, RP_TOK = 9 };
+static const int RP_N[] = { 1, 3, 4, 5, 9 };
+
+static void repacked_mxfp4(const char * dir) {
+    const enum ggml_type ty = GGML_TYPE_MXFP4;
+    ggml_backend_reg_t reg = ggml_backend_cpu_reg();
+    ggml_backend_dev_t dev = ggml_backend_reg_dev_get(reg, 0);
+    ggml_backend_dev_get_extra_bufts_t get_extra =
+        (ggml_backend_dev_get_extra_bufts_t) ggml_backend_reg_get_proc_address(reg, "ggml_backend_dev_get_extra_bufts");
+    ggml_backend_buffer_type_t repack = NULL;
+    for (ggml_backend_buffer_type_t * b = get_extra(dev); b && *b; b++) {
+        if (strcmp(ggml_backend_buft_name(*b), "CPU_REPACK") == 0) repack = *b;
+    }
+    if (!repack) { fprintf(stderr, "no CPU_REPACK buffer type\n"); exit(1); }
+    ggml_backend_t backend = ggml_backend_cpu_init();
+    const size_t rb = ggml_row_size(ty, RP_K);
+    uint8_t * w = malloc(rb * RP_ROWS);
+    float * x = malloc(sizeof(float) * RP_TOK * RP_K);
+    for (size_t i = 0; i < rb * RP_ROWS; i++) w[i] = (uint8_t) next();
+    for (size_t off = 0; off < rb * RP_ROWS; off += 17) w[off] = (uint8_t) (100 + next() % 41);
+    for (int i = 0; i < RP_TOK * RP_K; i++) x[i] = (uniform() + uniform() + uniform()) * (i % 89 == 0 ? 20.0f : 1.0f);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/matmul-MXFP4-repack.bin", dir);
+    FILE * f = fopen(path, "wb");
+    if (!f) { perror(path); exit(1); }
+    put(f, x, sizeof(float) * RP_TOK * RP_K);
+    put(f, w, rb * RP_ROWS);
+    for (size_t k = 0; k < sizeof RP_N / sizeof RP_N[0]; k++) {
+        const int n = RP_N[k];
+        float ys[2][RP_TOK * RP_ROWS];
+        for (int th = 1; th <= 2; th++) {
+            struct ggml_init_params ip = { 1 << 20, NULL, true };
+            struct ggml_context * cw = ggml_init(ip), * cx = ggml_init(ip);
+            struct ggml_tensor * wt = ggml_new_tensor_2d(cw, ty, RP_K, RP_ROWS);
+            ggml_backend_buffer_t bw = ggml_backend_alloc_ctx_tensors_from_buft(cw, repack);
+            if (!wt->extra) { fprintf(stderr, "MXFP4 not repacked\n"); exit(1); }
+            ggml_backend_tensor_set(wt, w, 0, rb * RP_ROWS);
+            struct ggml_tensor * xt = ggml_new_tensor_2d(cx, GGML_TYPE_F32, RP_K, n);
+            struct ggml_tensor * out = ggml_mul_mat(cx, wt, xt);
+            ggml_backend_buffer_t bx = ggml_backend_alloc_ctx_tensors_from_buft(cx, ggml_backend_cpu_buffer_type());
+            ggml_backend_tensor_set(xt, x, 0, sizeof(float) * n * RP_K);
+            struct ggml_cgraph * gf = ggml_new_graph(cx);
+            ggml_build_forward_expand(gf, out);
+            ggml_backend_cpu_set_n_threads(backend, th);
+            if (ggml_backend_graph_compute(backend, gf) != GGML_STATUS_SUCCESS) { fprintf(stderr, "compute failed\n"); exit(1); }
+            ggml_backend_tensor_get(out, ys[th - 1], 0, sizeof(float) * n * RP_ROWS);
+            ggml_backend_buffer_free(bx);
+            ggml_backend_buffer_free(bw);
+            ggml_free(cx);
+            ggml_free(cw);
+        }
+        if (memcmp(ys[0], ys[1], sizeof(float) * n * RP_ROWS) != 0) { fprintf(stderr, "1 and 2 threads differ\n"); exit(1); }
+        put(f, ys[0], sizeof(float) * n * RP_ROWS);
+    }
+    fclose(f);
+    ggml_backend_free(backend);
+    free(w); free(x);
+}
+
 int main(int argc, char ** argv) {
     if (argc != 2) { fprintf(stderr, "usage: %s OUT_DIR\n", argv[0]); return 2; }
     ggml_cpu_init();
@@ -90,5 +156,6 @@ int main(int argc, char ** argv) {
         GGML_TYPE_IQ3_S,   GGML_TYPE_IQ1_S,  GGML_TYPE_IQ1_M,
     };
     for (size_t i = 0; i < sizeof lattice / sizeof lattice[0]; i++) one(argv[1], lattice[i], 256 * 5);
+    repacked_mxfp4(argv[1]);
     return 0;
 }

@@ -19,7 +19,7 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cc -std=c11 -O2 -o "$tmp/gen" scripts/gen_ggml_iq_fixtures.c -I"$src/ggml/include" \
-  -L"$build/bin" -lggml-cpu -lggml-base -Wl,-rpath,"$build/bin" -lm
+  -L"$build/bin" -lggml -lggml-cpu -lggml-base -Wl,-rpath,"$build/bin" -lm
 out=crates/kernels/tests/fixtures/ggml-iq
 mkdir -p "$out"
 "$tmp/gen" "$out"

@@ -246,7 +246,8 @@ pub(crate) enum GgmlPath {
     /// super-block.
     Tiled,
     /// `ggml_gemv_q4_K_8x8_q8_K`: repacked `Q4_K`, for single tokens and the last `n % 4` tokens
-    /// of a product.
+    /// of a product. Also `ggml_gemv_mxfp4_8x8_q8_0`: repacked `MXFP4`, for every token (its
+    /// gemm sums in the same order).
     Gemv,
     /// `ggml_gemm_q4_K_8x8_q8_K`: repacked `Q4_K`, for the tokens in whole groups of four from
     /// the start of a product.

@@ -17,8 +17,11 @@
 //!
 //! Activations are quantized as llama.cpp quantizes them at run time on x86 (see
 //! [`quantize_activations`]). With [`MatrixOptions::ggml_order`] the `Q4_1`, `Q5_1`, `Q5_0`,
-//! `Q8_0`, `Q4_K` and `Q6_K` products also sum in llama.cpp's order, so they equal llama.cpp's
-//! bit for bit; by default each row's blocks are summed into one float, a few roundings away.
+//! `Q8_0`, `Q4_K`, `Q6_K` and `MXFP4` products also sum in llama.cpp's order, so they equal
+//! llama.cpp's bit for bit; by default each row's blocks are summed into one float, a few
+//! roundings away. The IQ lattice types' row kernels always sum in the order of llama.cpp's
+//! `vec_dot` (its path for products of fewer than 8 tokens; larger ones go through its tiled
+//! mat-mul, whose order is not followed for them).
 //!
 //! llama.cpp sums k-quant products in a different order depending on the batch: for `Q4_K`
 //! weights its loader repacks (`q4_K_8x8`), the tokens of a product in whole groups of four
@@ -162,6 +165,10 @@ impl BatchRule {
                 (BatchRule::GroupsOf4, [P::Gemv, P::Gemm])
             }
             GgmlType::Q4_K | GgmlType::Q6_K => (BatchRule::AtLeast8, [P::VecDot, P::Tiled]),
+            // Repacked `MXFP4` (`mxfp4_8x8`): gemv and gemm sum alike, whole blocks per fma.
+            GgmlType::MXFP4 if repacked && rows.is_multiple_of(8) => {
+                (BatchRule::Uniform, [P::Gemv, P::Gemv])
+            }
             _ => (BatchRule::Uniform, [P::VecDot, P::VecDot]),
         }
     }

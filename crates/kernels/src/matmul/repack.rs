@@ -18,6 +18,7 @@
 //!
 //! Layouts (per block column):
 //! - `Q4_0`, `IQ4_NL`: `d` f16 vector (32) · nibble steps (256).
+//! - `MXFP4`: the 16 rows' E8M0 exponents `e` (16, row `r` at byte `r`) · nibble steps (256).
 //! - `Q4_1`: `d` (32) · `m` (32) · nibble steps (256).
 //! - `Q5_0`: `d` (32) · bit plane (64) · nibble steps (256).
 //! - `Q5_1`: `d` (32) · `m` (32) · bit plane (64) · nibble steps (256).
@@ -31,8 +32,9 @@
 //!   `2t..2t+2` are the top two bits of value `4(4h + t) + i`.
 
 use crate::quant::{
-    BlockIq4Nl, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5_1, BlockQ5K, BlockQ6K,
-    BlockQ8_0, F16Bytes, GgmlType, as_blocks, scale_min_k4, unpack_q4k, unpack_q5k, unpack_q6k,
+    BlockIq4Nl, BlockMxfp4, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5_1, BlockQ5K,
+    BlockQ6K, BlockQ8_0, F16Bytes, GgmlType, as_blocks, scale_min_k4, unpack_q4k, unpack_q5k,
+    unpack_q6k,
 };
 
 /// Rows per group.
@@ -44,6 +46,7 @@ pub(crate) fn bytes_per_column(ty: GgmlType) -> Option<usize> {
     use GgmlType as T;
     Some(match ty {
         T::Q4_0 | T::IQ4_NL => 32 + 256,
+        T::MXFP4 => 16 + 256,
         T::Q4_1 => 64 + 256,
         T::Q5_0 => 32 + 64 + 256,
         T::Q5_1 => 64 + 64 + 256,
@@ -134,6 +137,14 @@ fn repack_column(ty: GgmlType, rows: &[&[u8]], b: usize, out: &mut [u8]) {
                 std::array::from_fn(|r| &as_blocks::<BlockIq4Nl>(blk(r))[0]);
             put_f16s(&mut out[..32], |r| blocks[r].d);
             put_qs_steps(&mut out[32..288], |r| &blocks[r].qs);
+        }
+        T::MXFP4 => {
+            let blocks: [&BlockMxfp4; GROUP] =
+                std::array::from_fn(|r| &as_blocks::<BlockMxfp4>(blk(r))[0]);
+            for (r, b) in blocks.iter().enumerate() {
+                out[r] = b.e;
+            }
+            put_qs_steps(&mut out[16..272], |r| &blocks[r].qs);
         }
         T::Q4_1 => {
             let blocks: [&BlockQ4_1; GROUP] =

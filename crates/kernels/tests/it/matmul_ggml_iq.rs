@@ -52,7 +52,7 @@ fn x86_dots_equal_ggml_bit_for_bit() {
         // Σ|w·x| of each result: the scale of its rounding errors.
         let rb = row_bytes(ty, k).unwrap();
         let mut wf = vec![0.0f32; k];
-        let mut mag = vec![0.0f64; N_TOK * ROWS];
+        let mut mag = [0.0f64; N_TOK * ROWS];
         for r in 0..ROWS {
             dequantize_row(ty, &w[r * rb..(r + 1) * rb], &mut wf).unwrap();
             for t in 0..N_TOK {
@@ -88,5 +88,74 @@ fn x86_dots_equal_ggml_bit_for_bit() {
                 }
             }
         }
+    }
+}
+
+// The repacked MXFP4 case, as in scripts/gen_ggml_iq_fixtures.c.
+const RP_ROWS: usize = 40;
+const RP_K: usize = 32 * 41;
+const RP_TOK: usize = 9;
+const RP_N: [usize; 5] = [1, 3, 4, 5, 9];
+
+#[test]
+fn mxfp4_equals_llama_cpp_repacked_products_bit_for_bit() {
+    // llama.cpp's loader repacks MXFP4 matrices of a multiple of 8 rows (`mxfp4_8x8`); its gemv
+    // and gemm then sum whole blocks, one fma each. With `ggml_order` (and `llama_repacked`)
+    // hearth follows that order in its packed kernels (16-row groups) and in its row kernels
+    // (the 8 rows after them): every token of every batch, any thread count.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/ggml-iq/matmul-MXFP4-repack.bin");
+    let b = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let f32s = |b: &[u8]| -> Vec<f32> {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let ty = GgmlType::MXFP4;
+    let rb = row_bytes(ty, RP_K).unwrap();
+    let (xb, rest) = b.split_at(4 * RP_TOK * RP_K);
+    let (w, mut ys) = rest.split_at(RP_ROWS * rb);
+    let x = f32s(xb);
+    let pools = [ThreadPool::new(1), ThreadPool::new(2)];
+    let mut cases = Vec::new();
+    for n in RP_N {
+        let (y, next) = ys.split_at(4 * n * RP_ROWS);
+        cases.push((n, f32s(y)));
+        ys = next;
+    }
+    assert!(ys.is_empty());
+    let mut packed_seen = false;
+    for isa in Isa::all_supported()
+        .into_iter()
+        .filter(|&i| i > Isa::Generic)
+    {
+        let options = MatrixOptions {
+            isa,
+            ggml_order: true,
+            llama_repacked: true,
+            ..MatrixOptions::default()
+        };
+        let m = Matrix::with_options(ty, RP_ROWS, RP_K, w, options).unwrap();
+        packed_seen |= m.is_packed();
+        for (n, want) in &cases {
+            for pool in &pools {
+                let mut y = vec![f32::NAN; n * RP_ROWS];
+                matmul(pool, &m, &x[..n * RP_K], *n, &mut y, &mut Scratch::new()).unwrap();
+                for (i, (g, e)) in y.iter().zip(want).enumerate() {
+                    assert_eq!(
+                        g.to_bits(),
+                        e.to_bits(),
+                        "{} packed={} n={n} token {} row {}: got {g}, ggml {e}",
+                        isa.name(),
+                        m.is_packed(),
+                        i / RP_ROWS,
+                        i % RP_ROWS
+                    );
+                }
+            }
+        }
+    }
+    if Isa::best_supported() == Isa::Avx512 && Isa::has_vnni() {
+        assert!(packed_seen, "MXFP4 was never repacked");
     }
 }

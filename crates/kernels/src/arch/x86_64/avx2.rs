@@ -851,6 +851,26 @@ unsafe fn dot_mxfp4<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     }
 }
 
+/// `MXFP4` as llama.cpp's repacked kernels (`ggml_gemv_mxfp4_8x8_q8_0`, `_gemm_`) sum it: per
+/// block the whole integer sum, `acc = fma(float(S), e8m0_half(e)·d_x, acc)` — the order of the
+/// packed kernels, for the rows they do not cover.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
+#[inline(always)]
+unsafe fn dot_mxfp4_repacked<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q4_0`.
+    unsafe {
+        let lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(MXFP4_VALUES.as_ptr().cast()));
+        let mut acc = 0.0f32;
+        for i in 0..nb {
+            let (p, d) = mxfp4_block::<D>(w, a, i, lut);
+            acc = (hsum_epi32(p) as f32).mul_add(d, acc);
+        }
+        acc
+    }
+}
+
 /// ±1 bytes from 32 sign bits (the little-endian u32 at `p`): byte `k` is −1 where bit `k` is set.
 ///
 /// # Safety
@@ -1476,6 +1496,7 @@ macro_rules! instantiate {
             rows!(q4_k_gemm, dot_q4_k_gemm, 256);
             rows!(iq4_xs, dot_iq4_xs, 256);
             rows!(mxfp4, dot_mxfp4, 32);
+            rows!(mxfp4_repacked, dot_mxfp4_repacked, 32);
             rows!(iq2_xxs, dot_iq2_xxs, 256);
             rows!(iq2_xs, dot_iq2_xs, 256);
             rows!(iq2_s, dot_iq2_s, 256);
@@ -1564,6 +1585,8 @@ macro_rules! instantiate {
                     (T::Q4_K, P::Gemm) => q4_k_gemm,
                     (T::Q6_K, P::VecDot) => q6_k_vecdot,
                     (T::Q6_K, P::Tiled) => q6_k_tiled,
+                    (T::MXFP4, P::VecDot) => mxfp4,
+                    (T::MXFP4, P::Gemv) => mxfp4_repacked,
                     _ => return None,
                 })
             }
