@@ -8,6 +8,11 @@
 // bytes, the f16 scale set to a random finite value of either sign; MXFP4 exponents in
 // 100..140), then ROWS x N_TOK results (f32, row-major by token: y[t*ROWS + r]).
 //
+// matmul-<TYPE>.bin for the lattice types: what ggml_mul_mat computes for MM_ROWS x MM_K
+// weights in a plain CPU buffer and the first n of MM_TOK activation rows, for each n of MM_N
+// (3: its vec_dot path; 9: its tiled mat-mul, taken for 8 tokens or more): the activations,
+// the weights, then each product's n x MM_ROWS results.
+//
 // And matmul-MXFP4-repack.bin: what ggml_mul_mat computes with MXFP4 weights in the CPU
 // backend's CPU_REPACK buffer (where llama.cpp's loader puts them: repacked as mxfp4_8x8, the
 // products through ggml_gemm/gemv_mxfp4_8x8_q8_0): RP_TOK x RP_K activations, RP_ROWS weight
@@ -88,6 +93,64 @@ static void one(const char * dir, enum ggml_type ty, int k) {
     free(x); free(w); free(q);
 }
 
+enum { MM_ROWS = 40, MM_K = 256 * 5, MM_TOK = 9 };
+static const int MM_N[] = { 3, 9 };
+
+static void fill_lattice(enum ggml_type ty, uint8_t * w, size_t bytes) {
+    const size_t bs = ggml_type_size(ty);
+    for (size_t i = 0; i < bytes; i++) w[i] = (uint8_t) next();
+    for (size_t off = 0; off < bytes; off += bs) {
+        uint8_t * b = w + off;
+        const float d = (uniform() + 3.0f) / 128.0f * (uniform() < 0 ? -1.0f : 1.0f);
+        const ggml_fp16_t h = ggml_fp32_to_fp16(d);
+        if (ty == GGML_TYPE_IQ1_M) {
+            for (int j = 0; j < 4; j++) {
+                b[48 + 2 * j + 1] = (uint8_t) ((b[48 + 2 * j + 1] & 0x0f) | (((h >> (4 * j)) & 0xf) << 4));
+            }
+        } else {
+            memcpy(b, &h, 2);
+        }
+    }
+}
+
+static void plain_matmul(const char * dir, enum ggml_type ty) {
+    const size_t rb = ggml_row_size(ty, MM_K);
+    uint8_t * w = malloc(rb * MM_ROWS);
+    float * x = malloc(sizeof(float) * MM_TOK * MM_K);
+    fill_lattice(ty, w, rb * MM_ROWS);
+    for (int i = 0; i < MM_TOK * MM_K; i++) x[i] = (uniform() + uniform() + uniform()) * (i % 89 == 0 ? 20.0f : 1.0f);
+    char name[64], path[4096];
+    snprintf(name, sizeof name, "%s", ggml_type_name(ty));
+    for (char * c = name; *c; c++) if (*c >= 'a' && *c <= 'z') *c -= 32;
+    snprintf(path, sizeof path, "%s/matmul-%s.bin", dir, name);
+    FILE * f = fopen(path, "wb");
+    if (!f) { perror(path); exit(1); }
+    put(f, x, sizeof(float) * MM_TOK * MM_K);
+    put(f, w, rb * MM_ROWS);
+    for (size_t k = 0; k < sizeof MM_N / sizeof MM_N[0]; k++) {
+        const int n = MM_N[k];
+        float ys[2][MM_TOK * MM_ROWS];
+        for (int th = 1; th <= 2; th++) {
+            struct ggml_init_params ip = { rb * MM_ROWS + sizeof(float) * (MM_TOK * MM_K + MM_TOK * MM_ROWS) + (4 << 20), NULL, false };
+            struct ggml_context * ctx = ggml_init(ip);
+            struct ggml_tensor * wt = ggml_new_tensor_2d(ctx, ty, MM_K, MM_ROWS);
+            struct ggml_tensor * xt = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, MM_K, n);
+            memcpy(wt->data, w, rb * MM_ROWS);
+            memcpy(xt->data, x, sizeof(float) * n * MM_K);
+            struct ggml_tensor * out = ggml_mul_mat(ctx, wt, xt);
+            struct ggml_cgraph * gf = ggml_new_graph(ctx);
+            ggml_build_forward_expand(gf, out);
+            if (ggml_graph_compute_with_ctx(ctx, gf, th) != GGML_STATUS_SUCCESS) { fprintf(stderr, "compute failed\n"); exit(1); }
+            memcpy(ys[th - 1], out->data, sizeof(float) * n * MM_ROWS);
+            ggml_free(ctx);
+        }
+        if (memcmp(ys[0], ys[1], sizeof(float) * n * MM_ROWS) != 0) { fprintf(stderr, "%s: 1 and 2 threads differ\n", name); exit(1); }
+        put(f, ys[0], sizeof(float) * n * MM_ROWS);
+    }
+    fclose(f);
+    free(w); free(x);
+}
+
 enum { RP_ROWS = 40, RP_K = 32 * 41, RP_TOK = 9 };
 static const int RP_N[] = { 1, 3, 4, 5, 9 };
 
@@ -157,5 +220,6 @@ int main(int argc, char ** argv) {
     };
     for (size_t i = 0; i < sizeof lattice / sizeof lattice[0]; i++) one(argv[1], lattice[i], 256 * 5);
     repacked_mxfp4(argv[1]);
+    for (size_t i = 0; i < sizeof lattice / sizeof lattice[0]; i++) plain_matmul(argv[1], lattice[i]);
     return 0;
 }

@@ -159,3 +159,66 @@ fn mxfp4_equals_llama_cpp_repacked_products_bit_for_bit() {
         assert!(packed_seen, "MXFP4 was never repacked");
     }
 }
+
+// The lattice types' products, as in scripts/gen_ggml_iq_fixtures.c.
+const MM_ROWS: usize = 40;
+const MM_K: usize = 256 * 5;
+const MM_TOK: usize = 9;
+const MM_N: [usize; 2] = [3, 9];
+
+#[test]
+fn lattice_products_equal_llama_cpp_in_both_of_its_paths() {
+    // llama.cpp takes `vec_dot` for products of fewer than 8 tokens and its tiled mat-mul for
+    // larger ones; with `ggml_order` hearth follows each, at the x86 levels, for every token
+    // and thread count. (The default kernels follow `vec_dot` whatever the batch.)
+    let pools = [ThreadPool::new(1), ThreadPool::new(2)];
+    for &(ty, _) in &TYPES[1..] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/ggml-iq")
+            .join(format!("matmul-{}.bin", ty.name().to_ascii_uppercase()));
+        let b = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let f32s = |b: &[u8]| -> Vec<f32> {
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let (xb, rest) = b.split_at(4 * MM_TOK * MM_K);
+        let (w, ys) = rest.split_at(MM_ROWS * row_bytes(ty, MM_K).unwrap());
+        let x = f32s(xb);
+        if Isa::detected() > Isa::Generic {
+            assert!(Matrix::ggml_order_available(ty), "{ty}");
+        }
+        for isa in Isa::all_supported()
+            .into_iter()
+            .filter(|&i| i > Isa::Generic)
+        {
+            let options = MatrixOptions {
+                isa,
+                ggml_order: true,
+                ..MatrixOptions::default()
+            };
+            let m = Matrix::with_options(ty, MM_ROWS, MM_K, w, options).unwrap();
+            let mut rest = ys;
+            for n in MM_N {
+                let (want, next) = rest.split_at(4 * n * MM_ROWS);
+                rest = next;
+                let want = f32s(want);
+                for pool in &pools {
+                    let mut y = vec![f32::NAN; n * MM_ROWS];
+                    matmul(pool, &m, &x[..n * MM_K], n, &mut y, &mut Scratch::new()).unwrap();
+                    for (i, (g, e)) in y.iter().zip(&want).enumerate() {
+                        assert_eq!(
+                            g.to_bits(),
+                            e.to_bits(),
+                            "{ty} {} n={n} token {} row {}: got {g}, ggml {e}",
+                            isa.name(),
+                            i / MM_ROWS,
+                            i % MM_ROWS
+                        );
+                    }
+                }
+            }
+            assert!(rest.is_empty());
+        }
+    }
+}

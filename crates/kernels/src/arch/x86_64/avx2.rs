@@ -1100,28 +1100,7 @@ unsafe fn dot_iq1_s<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
         let mut acc_shift = 0.0f32;
         for i in 0..nb {
             let b = &*w.cast::<BlockIq1S>().add(i);
-            let x = a.qs.add(256 * i);
-            let mut isum = _mm256_setzero_si256();
-            let mut shift = 0i32;
-            for c in 0..8 {
-                let h = usize::from(u16::from_le_bytes([b.qh[2 * c], b.qh[2 * c + 1]]));
-                let g = iq1_points(std::array::from_fn(|l| {
-                    usize::from(b.qs[4 * c + l]) | ((h >> (3 * l)) & 7) << 8
-                }));
-                let ls = 2 * ((h >> 12) & 7) as i32 + 1;
-                let (u, s) = sign_split(g, load(x.add(32 * c)));
-                isum = D::madd_acc(
-                    isum,
-                    _mm256_maddubs_epi16(u, s),
-                    _mm256_set1_epi16(ls as i16),
-                );
-                let bsum = i32::from(*a.sums.add(Q8K_SUMS * i + 16 + c));
-                shift += if h & 0x8000 != 0 {
-                    -bsum * ls
-                } else {
-                    bsum * ls
-                };
-            }
+            let (isum, shift) = iq1s_sums::<D>(b, a.qs.add(256 * i), a, i);
             let d = *a.d.add(i) * f16_at(b.d);
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
             // `accum1 += d * sumi1`, which C compilers contract to an fma.
@@ -1142,47 +1121,164 @@ unsafe fn dot_iq1_m<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     // SAFETY: as `dot_q2_k`.
     unsafe {
         let (mut acc1, mut acc2) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let ones = _mm256_set1_epi8(1);
         for i in 0..nb {
             let b = &*w.cast::<BlockIq1M>().add(i);
-            let x = a.qs.add(256 * i);
-            let sc: [u16; 4] =
-                std::array::from_fn(|k| u16::from_le_bytes([b.scales[2 * k], b.scales[2 * k + 1]]));
-            let d = (sc[0] >> 12)
-                | ((sc[1] >> 8) & 0x00f0)
-                | ((sc[2] >> 4) & 0x0f00)
-                | (sc[3] & 0xf000);
-            let ls = |g: usize| 2 * ((sc[g / 4] >> (3 * (g % 4))) & 7) as i16 + 1;
-            let (mut isum1, mut isum2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-            for c in 0..8 {
-                let nib = |l: usize| usize::from(b.qh[2 * c + l / 2] >> (4 * (l % 2))) & 0xf;
-                let g = iq1_points(std::array::from_fn(|l| {
-                    usize::from(b.qs[4 * c + l]) | (nib(l) & 7) << 8
-                }));
-                let delta = points4(std::array::from_fn(|l| {
-                    if nib(l) & 8 != 0 {
-                        u64::MAX
-                    } else {
-                        0x0101_0101_0101_0101
-                    }
-                }));
-                let scales = scales_16(ls(2 * c), ls(2 * c + 1));
-                let xv = load(x.add(32 * c));
-                let (u, s) = sign_split(g, xv);
-                isum1 = D::madd_acc(isum1, _mm256_maddubs_epi16(u, s), scales);
-                let shift = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(xv, delta));
-                isum2 = D::madd_acc(isum2, shift, scales);
-            }
-            let d = _mm256_set1_ps(*a.d.add(i) * f16_at(F16Bytes(d.to_le_bytes())));
-            acc1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum1), acc1);
-            acc2 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum2), acc2);
+            let (grid, shift, d) = iq1m_sums::<D>(b, a.qs.add(256 * i));
+            let d = _mm256_set1_ps(*a.d.add(i) * f16_at(d));
+            acc1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(grid), acc1);
+            acc2 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(shift), acc2);
         }
         hsum_ps(acc1) + IQ1_DELTA * hsum_ps(acc2)
     }
 }
 
+/// The IQ2/IQ3 lattice types as llama.cpp's tiled mat-mul sums them (`ggml-cpu/tiled`, its
+/// path for products of 8 tokens or more): per super-block the whole integer sum `S`, then
+/// `acc = fma(float(S)·(d_w·K), d_x, acc)`.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks of `B` at `w`, a Q8K row of `256·nb` values.
+#[inline(always)]
+unsafe fn dot_lattice_tiled<D: Dot, B: Lattice>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q2_k`.
+    unsafe {
+        let mut acc = 0.0f32;
+        for i in 0..nb {
+            let b = &*w.cast::<B>().add(i);
+            let x = a.qs.add(256 * i);
+            let mut isum = _mm256_setzero_si256();
+            for c in 0..8 {
+                let (u, s, sc) = b.chunk(c);
+                let xs = _mm256_sign_epi8(load(x.add(32 * c)), s);
+                isum = D::madd_acc(isum, _mm256_maddubs_epi16(u, xs), sc);
+            }
+            let r = hsum_epi32(isum) as f32 * (f16_at(b.d()) * B::K);
+            acc = r.mul_add(*a.d.add(i), acc);
+        }
+        acc
+    }
+}
+
+/// The integer sums of `IQ1_S` super-block `b` against the activations at `x` (sums of 32 in
+/// `a`'s super-block `i`): the grid lanes (`Σ (2s + 1)·grid·x` in 8 lanes) and the shift term
+/// `Σ ±(2s + 1)·bsum`.
+///
+/// # Safety
+/// 256 activation bytes at `x`, `a` a Q8K row with super-block `i`; the features of `D` are
+/// enabled.
+#[inline(always)]
+unsafe fn iq1s_sums<D: Dot>(b: &BlockIq1S, x: *const i8, a: ActRow, i: usize) -> (__m256i, i32) {
+    // SAFETY: the caller's bounds and features.
+    unsafe {
+        let mut isum = _mm256_setzero_si256();
+        let mut shift = 0i32;
+        for c in 0..8 {
+            let h = usize::from(u16::from_le_bytes([b.qh[2 * c], b.qh[2 * c + 1]]));
+            let g = iq1_points(std::array::from_fn(|l| {
+                usize::from(b.qs[4 * c + l]) | ((h >> (3 * l)) & 7) << 8
+            }));
+            let ls = 2 * ((h >> 12) & 7) as i32 + 1;
+            let (u, s) = sign_split(g, load(x.add(32 * c)));
+            isum = D::madd_acc(
+                isum,
+                _mm256_maddubs_epi16(u, s),
+                _mm256_set1_epi16(ls as i16),
+            );
+            let bsum = i32::from(*a.sums.add(Q8K_SUMS * i + 16 + c));
+            shift += if h & 0x8000 != 0 {
+                -bsum * ls
+            } else {
+                bsum * ls
+            };
+        }
+        (isum, shift)
+    }
+}
+
+/// The integer lanes of `IQ1_M` super-block `b` against the activations at `x`: the grid
+/// lanes and the shift lanes (each times its 16-value scale), and the super-block scale.
+///
+/// # Safety
+/// 256 activation bytes at `x`; the features of `D` are enabled.
+#[inline(always)]
+unsafe fn iq1m_sums<D: Dot>(b: &BlockIq1M, x: *const i8) -> (__m256i, __m256i, F16Bytes) {
+    // SAFETY: the caller's bounds and features.
+    unsafe {
+        let ones = _mm256_set1_epi8(1);
+        let sc: [u16; 4] =
+            std::array::from_fn(|k| u16::from_le_bytes([b.scales[2 * k], b.scales[2 * k + 1]]));
+        let d =
+            (sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000);
+        let ls = |g: usize| 2 * ((sc[g / 4] >> (3 * (g % 4))) & 7) as i16 + 1;
+        let (mut isum1, mut isum2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        for c in 0..8 {
+            let nib = |l: usize| usize::from(b.qh[2 * c + l / 2] >> (4 * (l % 2))) & 0xf;
+            let g = iq1_points(std::array::from_fn(|l| {
+                usize::from(b.qs[4 * c + l]) | (nib(l) & 7) << 8
+            }));
+            let delta = points4(std::array::from_fn(|l| {
+                if nib(l) & 8 != 0 {
+                    u64::MAX
+                } else {
+                    0x0101_0101_0101_0101
+                }
+            }));
+            let scales = scales_16(ls(2 * c), ls(2 * c + 1));
+            let xv = load(x.add(32 * c));
+            let (u, s) = sign_split(g, xv);
+            isum1 = D::madd_acc(isum1, _mm256_maddubs_epi16(u, s), scales);
+            let shift = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(xv, delta));
+            isum2 = D::madd_acc(isum2, shift, scales);
+        }
+        (isum1, isum2, F16Bytes(d.to_le_bytes()))
+    }
+}
+
+/// `IQ1_S` in the tiled mat-mul's order: the grid taken times 8 plus the shift (`S = 8·grid +
+/// shift`), `acc = fma(float(S)·(d_w/8), d_x, acc)`.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
+#[inline(always)]
+unsafe fn dot_iq1_s_tiled<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q2_k`.
+    unsafe {
+        let mut acc = 0.0f32;
+        for i in 0..nb {
+            let b = &*w.cast::<BlockIq1S>().add(i);
+            let (isum, shift) = iq1s_sums::<D>(b, a.qs.add(256 * i), a, i);
+            let s = hsum_epi32(isum).wrapping_mul(8).wrapping_add(shift);
+            let r = s as f32 * (f16_at(b.d) * IQ1_DELTA);
+            acc = r.mul_add(*a.d.add(i), acc);
+        }
+        acc
+    }
+}
+
+/// `IQ1_M` in the tiled mat-mul's order, as [`dot_iq1_s_tiled`].
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
+#[inline(always)]
+unsafe fn dot_iq1_m_tiled<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q2_k`.
+    unsafe {
+        let mut acc = 0.0f32;
+        for i in 0..nb {
+            let b = &*w.cast::<BlockIq1M>().add(i);
+            let (grid, shift, d) = iq1m_sums::<D>(b, a.qs.add(256 * i));
+            let s = hsum_epi32(grid)
+                .wrapping_mul(8)
+                .wrapping_add(hsum_epi32(shift));
+            let r = s as f32 * (f16_at(d) * IQ1_DELTA);
+            acc = r.mul_add(*a.d.add(i), acc);
+        }
+        acc
+    }
+}
+
 macro_rules! lattice_fns {
-    ($($name:ident => $block:ty;)*) => {
+    ($($name:ident, $tiled:ident => $block:ty;)*) => {
         $(
             /// # Safety
             /// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
@@ -1191,16 +1287,24 @@ macro_rules! lattice_fns {
                 // SAFETY: the caller's contract.
                 unsafe { dot_lattice::<D, $block>(w, a, nb) }
             }
+
+            /// # Safety
+            /// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
+            #[inline(always)]
+            unsafe fn $tiled<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+                // SAFETY: the caller's contract.
+                unsafe { dot_lattice_tiled::<D, $block>(w, a, nb) }
+            }
         )*
     };
 }
 
 lattice_fns! {
-    dot_iq2_xxs => BlockIq2Xxs;
-    dot_iq2_xs => BlockIq2Xs;
-    dot_iq2_s => BlockIq2S;
-    dot_iq3_xxs => BlockIq3Xxs;
-    dot_iq3_s => BlockIq3S;
+    dot_iq2_xxs, dot_iq2_xxs_tiled => BlockIq2Xxs;
+    dot_iq2_xs, dot_iq2_xs_tiled => BlockIq2Xs;
+    dot_iq2_s, dot_iq2_s_tiled => BlockIq2S;
+    dot_iq3_xxs, dot_iq3_xxs_tiled => BlockIq3Xxs;
+    dot_iq3_s, dot_iq3_s_tiled => BlockIq3S;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1504,6 +1608,13 @@ macro_rules! instantiate {
             rows!(iq3_s, dot_iq3_s, 256);
             rows!(iq1_s, dot_iq1_s, 256);
             rows!(iq1_m, dot_iq1_m, 256);
+            rows!(iq2_xxs_tiled, dot_iq2_xxs_tiled, 256);
+            rows!(iq2_xs_tiled, dot_iq2_xs_tiled, 256);
+            rows!(iq2_s_tiled, dot_iq2_s_tiled, 256);
+            rows!(iq3_xxs_tiled, dot_iq3_xxs_tiled, 256);
+            rows!(iq3_s_tiled, dot_iq3_s_tiled, 256);
+            rows!(iq1_s_tiled, dot_iq1_s_tiled, 256);
+            rows!(iq1_m_tiled, dot_iq1_m_tiled, 256);
             rows_float!(f32, dot_f32);
             rows_float!(f16, dot_f16);
             rows_float!(bf16, dot_bf16);
@@ -1587,6 +1698,20 @@ macro_rules! instantiate {
                     (T::Q6_K, P::Tiled) => q6_k_tiled,
                     (T::MXFP4, P::VecDot) => mxfp4,
                     (T::MXFP4, P::Gemv) => mxfp4_repacked,
+                    (T::IQ2_XXS, P::VecDot) => iq2_xxs,
+                    (T::IQ2_XS, P::VecDot) => iq2_xs,
+                    (T::IQ2_S, P::VecDot) => iq2_s,
+                    (T::IQ3_XXS, P::VecDot) => iq3_xxs,
+                    (T::IQ3_S, P::VecDot) => iq3_s,
+                    (T::IQ1_S, P::VecDot) => iq1_s,
+                    (T::IQ1_M, P::VecDot) => iq1_m,
+                    (T::IQ2_XXS, P::Tiled) => iq2_xxs_tiled,
+                    (T::IQ2_XS, P::Tiled) => iq2_xs_tiled,
+                    (T::IQ2_S, P::Tiled) => iq2_s_tiled,
+                    (T::IQ3_XXS, P::Tiled) => iq3_xxs_tiled,
+                    (T::IQ3_S, P::Tiled) => iq3_s_tiled,
+                    (T::IQ1_S, P::Tiled) => iq1_s_tiled,
+                    (T::IQ1_M, P::Tiled) => iq1_m_tiled,
                     _ => return None,
                 })
             }
