@@ -266,7 +266,7 @@ pub(crate) fn packed_kernel_ggml(
 ) -> Option<(PackedFn, usize, bool)> {
     let isa = isa.min(Isa::best_supported());
     #[cfg(target_arch = "x86_64")]
-    if isa >= Isa::Avx512 {
+    if isa >= Isa::Avx2 {
         return x86_64::packed_kernel_ggml(isa, ty, path);
     }
     let _ = (isa, ty, path);

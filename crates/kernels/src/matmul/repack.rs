@@ -18,6 +18,8 @@
 //!
 //! Layouts (per block column):
 //! - `Q4_0`, `IQ4_NL`: `d` f16 vector (32) · nibble steps (256).
+//! - The IQ lattice types (`IQ2_XXS` … `IQ1_M`): the 16 rows' super-blocks as stored (their
+//!   kernels unpack each once per row for all tokens; the grids leave nothing to interleave).
 //! - `MXFP4`: the 16 rows' E8M0 exponents `e` (16, row `r` at byte `r`) · nibble steps (256).
 //! - `Q4_1`: `d` (32) · `m` (32) · nibble steps (256).
 //! - `Q5_0`: `d` (32) · bit plane (64) · nibble steps (256).
@@ -47,6 +49,9 @@ pub(crate) fn bytes_per_column(ty: GgmlType) -> Option<usize> {
     Some(match ty {
         T::Q4_0 | T::IQ4_NL => 32 + 256,
         T::MXFP4 => 16 + 256,
+        T::IQ2_XXS | T::IQ2_XS | T::IQ2_S | T::IQ3_XXS | T::IQ3_S | T::IQ1_S | T::IQ1_M => {
+            GROUP * ty.type_size() as usize
+        }
         T::Q4_1 => 64 + 256,
         T::Q5_0 => 32 + 64 + 256,
         T::Q5_1 => 64 + 64 + 256,
@@ -137,6 +142,11 @@ fn repack_column(ty: GgmlType, rows: &[&[u8]], b: usize, out: &mut [u8]) {
                 std::array::from_fn(|r| &as_blocks::<BlockIq4Nl>(blk(r))[0]);
             put_f16s(&mut out[..32], |r| blocks[r].d);
             put_qs_steps(&mut out[32..288], |r| &blocks[r].qs);
+        }
+        T::IQ2_XXS | T::IQ2_XS | T::IQ2_S | T::IQ3_XXS | T::IQ3_S | T::IQ1_S | T::IQ1_M => {
+            for (r, out) in out.chunks_exact_mut(ty.type_size() as usize).enumerate() {
+                out.copy_from_slice(blk(r));
+            }
         }
         T::MXFP4 => {
             let blocks: [&BlockMxfp4; GROUP] =

@@ -170,7 +170,7 @@ const MM_N: [usize; 2] = [3, 9];
 fn lattice_products_equal_llama_cpp_in_both_of_its_paths() {
     // llama.cpp takes `vec_dot` for products of fewer than 8 tokens and its tiled mat-mul for
     // larger ones; with `ggml_order` hearth follows each, at the x86 levels, for every token
-    // and thread count. (The default kernels follow `vec_dot` whatever the batch.)
+    // and thread count, in its packed kernels and its row kernels alike.
     let pools = [ThreadPool::new(1), ThreadPool::new(2)];
     for &(ty, _) in &TYPES[1..] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -198,6 +198,8 @@ fn lattice_products_equal_llama_cpp_in_both_of_its_paths() {
                 ..MatrixOptions::default()
             };
             let m = Matrix::with_options(ty, MM_ROWS, MM_K, w, options).unwrap();
+            // Two 16-row groups through the packed kernels, 8 rows through the row kernels.
+            assert!(m.is_packed(), "{ty} {}", isa.name());
             let mut rest = ys;
             for n in MM_N {
                 let (want, next) = rest.split_at(4 * n * MM_ROWS);

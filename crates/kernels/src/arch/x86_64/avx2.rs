@@ -16,7 +16,7 @@
 //! gemm sum them.
 
 use super::{f16_at, hsum_epi32, hsum_ps};
-use crate::arch::{ActKind, ActRow, GgmlPath, Q8K_SUMS, QuantizeActsFn, RowsFn};
+use crate::arch::{ActKind, ActRow, ActTile, GgmlPath, PackedFn, Q8K_SUMS, QuantizeActsFn, RowsFn};
 use crate::quant::{
     BlockIq1M, BlockIq1S, BlockIq2S, BlockIq2Xs, BlockIq2Xxs, BlockIq3S, BlockIq3Xxs, BlockMxfp4,
     IQ1_DELTA, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, MXFP4_VALUES,
@@ -918,19 +918,55 @@ unsafe fn u32_at(p: *const u8, k: usize) -> u32 {
     unsafe { p.add(k).cast::<u32>().read_unaligned() }
 }
 
-/// A lattice super-block as the dot kernels take it: per 32-value chunk, the magnitudes
-/// (unsigned bytes), the signs to put on the activations (±1 bytes, or the signed grid itself)
-/// and the i16 scale of each value.
+/// The integer sums of one lattice super-block against 256 activations, from which both of
+/// llama.cpp's orders are made: `grid` in 8 lanes (lane `m`: values `4m..4m + 4` of every
+/// 32-value chunk, times their scales, as ggml's `vec_dot` keeps them), and for the `IQ1` types
+/// the 1/8-shift terms — `shift_lanes` in lanes (`IQ1_M`) or `shift` as one integer (`IQ1_S`).
+#[derive(Clone, Copy)]
+struct Sums {
+    grid: __m256i,
+    shift_lanes: __m256i,
+    shift: i32,
+}
+
+/// A lattice super-block as the dot kernels take it.
 trait Lattice: Copy {
-    /// The grid's common factor, applied once to the whole sum (ggml's `0.125f`, …).
+    /// The grid's common factor, applied once to the whole sum (ggml's `0.125f`, …; for the
+    /// `IQ1` types 1, their shift terms taking 1/8).
     const K: f32;
-    /// Chunk `c` (< 8): `(magnitudes, signs, scales)`.
+    /// Whether the type has 1/8-shift terms (`IQ1_S`, `IQ1_M`).
+    const SHIFT: bool = false;
+    /// Chunk `c` (< 8): `(magnitudes, signs, scales)` — the unsigned grid bytes, the signs to put
+    /// on the activations (±1 bytes, or the signed grid itself) and each value's i16 scale.
     ///
     /// # Safety
     /// AVX2 is enabled.
     unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i);
     /// The super-block scale.
     fn d(&self) -> F16Bytes;
+    /// The super-block's integer sums against the 256 activation bytes at `x`, whose 8 sums of
+    /// 32 are at `sums32`.
+    ///
+    /// # Safety
+    /// 256 bytes at `x`, 8 sums at `sums32`; the features of `D` are enabled.
+    #[inline(always)]
+    unsafe fn sums<D: Dot>(&self, x: *const i8, sums32: *const i16) -> Sums {
+        let _ = sums32;
+        // SAFETY: the caller's bounds and features.
+        unsafe {
+            let mut grid = _mm256_setzero_si256();
+            for c in 0..8 {
+                let (u, s, sc) = self.chunk(c);
+                let xs = _mm256_sign_epi8(load(x.add(32 * c)), s);
+                grid = D::madd_acc(grid, _mm256_maddubs_epi16(u, xs), sc);
+            }
+            Sums {
+                grid,
+                shift_lanes: _mm256_setzero_si256(),
+                shift: 0,
+            }
+        }
+    }
 }
 
 impl Lattice for BlockIq2Xxs {
@@ -1051,31 +1087,6 @@ impl Lattice for BlockIq3S {
     }
 }
 
-/// The IQ2/IQ3 lattice types: `K · hsum(Σ_i fma(d_w·d_x, lanes_i, acc))`.
-///
-/// # Safety
-/// The `RowsFn` contract: `nb` super-blocks of `B` at `w`, a Q8K row of `256·nb` values.
-#[inline(always)]
-unsafe fn dot_lattice<D: Dot, B: Lattice>(w: *const u8, a: ActRow, nb: usize) -> f32 {
-    // SAFETY: as `dot_q2_k`.
-    unsafe {
-        let mut acc = _mm256_setzero_ps();
-        for i in 0..nb {
-            let b = &*w.cast::<B>().add(i);
-            let x = a.qs.add(256 * i);
-            let mut isum = _mm256_setzero_si256();
-            for c in 0..8 {
-                let (u, s, sc) = b.chunk(c);
-                let xs = _mm256_sign_epi8(load(x.add(32 * c)), s);
-                isum = D::madd_acc(isum, _mm256_maddubs_epi16(u, xs), sc);
-            }
-            let d = _mm256_set1_ps(f16_at(b.d()) * *a.d.add(i));
-            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
-        }
-        B::K * hsum_ps(acc)
-    }
-}
-
 /// Four `IQ1S_GRID` points (signed bytes −1, 0, 1) as one vector.
 ///
 /// # Safety
@@ -1086,55 +1097,230 @@ unsafe fn iq1_points(index: [usize; 4]) -> __m256i {
     unsafe { points4(index.map(|k| IQ1S_GRID[k])) }
 }
 
-/// `IQ1_S` as `ggml_vec_dot_iq1_s_q8_K`: the grid lanes as the other lattice types, the shift
-/// term `Σ ±(2s + 1)·bsum` as a scalar integer per super-block, accumulated in a scalar float
-/// as `fma(d, shift, acc)`; the result `hsum(lanes) + 1/8 · that`.
-///
-/// # Safety
-/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
-#[inline(always)]
-unsafe fn dot_iq1_s<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
-    // SAFETY: as `dot_q2_k`.
-    unsafe {
-        let mut acc = _mm256_setzero_ps();
-        let mut acc_shift = 0.0f32;
-        for i in 0..nb {
-            let b = &*w.cast::<BlockIq1S>().add(i);
-            let (isum, shift) = iq1s_sums::<D>(b, a.qs.add(256 * i), a, i);
-            let d = *a.d.add(i) * f16_at(b.d);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
-            // `accum1 += d * sumi1`, which C compilers contract to an fma.
-            acc_shift = d.mul_add(shift as f32, acc_shift);
+impl Lattice for BlockIq1S {
+    const K: f32 = 1.0;
+    const SHIFT: bool = true;
+    #[inline(always)]
+    unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i) {
+        // SAFETY: AVX2 is enabled.
+        unsafe {
+            let h = usize::from(u16::from_le_bytes([self.qh[2 * c], self.qh[2 * c + 1]]));
+            let g = iq1_points(std::array::from_fn(|l| {
+                usize::from(self.qs[4 * c + l]) | ((h >> (3 * l)) & 7) << 8
+            }));
+            let ls = 2 * ((h >> 12) & 7) as i16 + 1;
+            (_mm256_sign_epi8(g, g), g, _mm256_set1_epi16(ls))
         }
-        hsum_ps(acc) + IQ1_DELTA * acc_shift
+    }
+    #[inline(always)]
+    fn d(&self) -> F16Bytes {
+        self.d
+    }
+    /// The grid lanes, and `Σ ±(2s + 1)·bsum` over the groups as one integer (as
+    /// `ggml_vec_dot_iq1_s_q8_K` takes it, from the activations' sums of 32).
+    #[inline(always)]
+    unsafe fn sums<D: Dot>(&self, x: *const i8, sums32: *const i16) -> Sums {
+        // SAFETY: the caller's bounds and features.
+        unsafe {
+            let mut grid = _mm256_setzero_si256();
+            let mut shift = 0i32;
+            for c in 0..8 {
+                let (u, g, sc) = self.chunk(c);
+                let xs = _mm256_sign_epi8(load(x.add(32 * c)), g);
+                grid = D::madd_acc(grid, _mm256_maddubs_epi16(u, xs), sc);
+                let h = u16::from_le_bytes([self.qh[2 * c], self.qh[2 * c + 1]]);
+                let ls = 2 * i32::from((h >> 12) & 7) + 1;
+                let bsum = i32::from(*sums32.add(c));
+                shift += if h & 0x8000 != 0 {
+                    -bsum * ls
+                } else {
+                    bsum * ls
+                };
+            }
+            Sums {
+                grid,
+                shift_lanes: _mm256_setzero_si256(),
+                shift,
+            }
+        }
     }
 }
 
-/// `IQ1_M` as `ggml_vec_dot_iq1_m_q8_K`: grid lanes and shift lanes (the activations signed by
-/// each point's shift sign, times the 16-value scales) in two float accumulators; the result
-/// `hsum(grid) + 1/8 · hsum(shift)`.
-///
-/// # Safety
-/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
-#[inline(always)]
-unsafe fn dot_iq1_m<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
-    // SAFETY: as `dot_q2_k`.
-    unsafe {
-        let (mut acc1, mut acc2) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        for i in 0..nb {
-            let b = &*w.cast::<BlockIq1M>().add(i);
-            let (grid, shift, d) = iq1m_sums::<D>(b, a.qs.add(256 * i));
-            let d = _mm256_set1_ps(*a.d.add(i) * f16_at(d));
-            acc1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(grid), acc1);
-            acc2 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(shift), acc2);
-        }
-        hsum_ps(acc1) + IQ1_DELTA * hsum_ps(acc2)
+impl BlockIq1M {
+    /// The four scale words.
+    #[inline(always)]
+    fn scale_words(&self) -> [u16; 4] {
+        std::array::from_fn(|k| u16::from_le_bytes([self.scales[2 * k], self.scales[2 * k + 1]]))
+    }
+
+    /// The shift sign nibble of grid point `l` (< 4) of chunk `c`.
+    #[inline(always)]
+    fn nibble(&self, c: usize, l: usize) -> usize {
+        usize::from(self.qh[2 * c + l / 2] >> (4 * (l % 2))) & 0xf
     }
 }
 
-/// The IQ2/IQ3 lattice types as llama.cpp's tiled mat-mul sums them (`ggml-cpu/tiled`, its
-/// path for products of 8 tokens or more): per super-block the whole integer sum `S`, then
-/// `acc = fma(float(S)·(d_w·K), d_x, acc)`.
+impl Lattice for BlockIq1M {
+    const K: f32 = 1.0;
+    const SHIFT: bool = true;
+    #[inline(always)]
+    unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i) {
+        // SAFETY: AVX2 is enabled.
+        unsafe {
+            let g = iq1_points(std::array::from_fn(|l| {
+                usize::from(self.qs[4 * c + l]) | (self.nibble(c, l) & 7) << 8
+            }));
+            let sc = self.scale_words();
+            let ls = |g: usize| 2 * ((sc[g / 4] >> (3 * (g % 4))) & 7) as i16 + 1;
+            (
+                _mm256_sign_epi8(g, g),
+                g,
+                scales_16(ls(2 * c), ls(2 * c + 1)),
+            )
+        }
+    }
+    /// The scale spread over the top nibbles of the four scale words.
+    #[inline(always)]
+    fn d(&self) -> F16Bytes {
+        let sc = self.scale_words();
+        let d =
+            (sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000);
+        F16Bytes(d.to_le_bytes())
+    }
+    /// The grid lanes and the shift lanes (the activations signed by each point's shift sign,
+    /// times the 16-value scales), as `ggml_vec_dot_iq1_m_q8_K` keeps them.
+    #[inline(always)]
+    unsafe fn sums<D: Dot>(&self, x: *const i8, _sums32: *const i16) -> Sums {
+        // SAFETY: the caller's bounds and features.
+        unsafe {
+            let ones = _mm256_set1_epi8(1);
+            let (mut grid, mut shift_lanes) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for c in 0..8 {
+                let (u, g, sc) = self.chunk(c);
+                let delta = points4(std::array::from_fn(|l| {
+                    if self.nibble(c, l) & 8 != 0 {
+                        u64::MAX
+                    } else {
+                        0x0101_0101_0101_0101
+                    }
+                }));
+                let xv = load(x.add(32 * c));
+                grid = D::madd_acc(grid, _mm256_maddubs_epi16(u, _mm256_sign_epi8(xv, g)), sc);
+                let shift = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(xv, delta));
+                shift_lanes = D::madd_acc(shift_lanes, shift, sc);
+            }
+            Sums {
+                grid,
+                shift_lanes,
+                shift: 0,
+            }
+        }
+    }
+}
+
+/// The float state of one row × token of a lattice product in `ggml_vec_dot_*_q8_K`'s order:
+/// per super-block `fma(d_w·d_x, lanes, acc)` for the grid (and `IQ1_M`'s shift lanes), an
+/// `fma(d_w·d_x, shift, acc)` scalar for `IQ1_S`'s shift; the result
+/// `K·hsum(grid) + 1/8·(hsum(shift lanes) or the scalar)`.
+#[derive(Clone, Copy)]
+struct VecDotAcc {
+    grid: __m256,
+    shift_lanes: __m256,
+    shift: f32,
+}
+
+impl VecDotAcc {
+    /// # Safety
+    /// AVX is enabled.
+    #[inline(always)]
+    unsafe fn new() -> VecDotAcc {
+        // SAFETY: AVX is enabled.
+        unsafe {
+            VecDotAcc {
+                grid: _mm256_setzero_ps(),
+                shift_lanes: _mm256_setzero_ps(),
+                shift: 0.0,
+            }
+        }
+    }
+
+    /// Adds one super-block's sums with `dd = d_w·d_x`.
+    ///
+    /// # Safety
+    /// AVX2 and FMA are enabled.
+    #[inline(always)]
+    unsafe fn add<B: Lattice>(&mut self, s: Sums, dd: f32) {
+        // SAFETY: AVX2 and FMA are enabled.
+        unsafe {
+            let d = _mm256_set1_ps(dd);
+            self.grid = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s.grid), self.grid);
+            if B::SHIFT {
+                self.shift_lanes =
+                    _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s.shift_lanes), self.shift_lanes);
+                // `accum1 += d * sumi1`, which C compilers contract to an fma.
+                self.shift = dd.mul_add(s.shift as f32, self.shift);
+            }
+        }
+    }
+
+    /// # Safety
+    /// AVX is enabled.
+    #[inline(always)]
+    unsafe fn result<B: Lattice>(&self) -> f32 {
+        // SAFETY: AVX is enabled.
+        unsafe {
+            if B::SHIFT {
+                // One of the two shift terms is zero for each type (`+ 0` changes nothing).
+                hsum_ps(self.grid) + IQ1_DELTA * (hsum_ps(self.shift_lanes) + self.shift)
+            } else {
+                B::K * hsum_ps(self.grid)
+            }
+        }
+    }
+}
+
+/// One super-block's term in llama.cpp's tiled mat-mul (`ggml-cpu/tiled`): the whole integer
+/// sum `S` (the `IQ1` grids taken times 8 with their shifts added) times its `d_w·K` (`d_w/8`
+/// for `IQ1`), to be added as `fma(r, d_x, acc)`.
+///
+/// # Safety
+/// AVX2 is enabled.
+#[inline(always)]
+unsafe fn tiled_term<B: Lattice>(s: Sums, d: F16Bytes) -> f32 {
+    // SAFETY: AVX2 is enabled.
+    unsafe {
+        if B::SHIFT {
+            let total = hsum_epi32(s.grid)
+                .wrapping_mul(8)
+                .wrapping_add(hsum_epi32(s.shift_lanes))
+                .wrapping_add(s.shift);
+            total as f32 * (f16_at(d) * IQ1_DELTA)
+        } else {
+            hsum_epi32(s.grid) as f32 * (f16_at(d) * B::K)
+        }
+    }
+}
+
+/// The lattice types as `ggml_vec_dot_*_q8_K` (AVX2) sums them; see [`VecDotAcc`].
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks of `B` at `w`, a Q8K row of `256·nb` values.
+#[inline(always)]
+unsafe fn dot_lattice<D: Dot, B: Lattice>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q2_k`.
+    unsafe {
+        let mut acc = VecDotAcc::new();
+        for i in 0..nb {
+            let b = &*w.cast::<B>().add(i);
+            let s = b.sums::<D>(a.qs.add(256 * i), a.sums.add(Q8K_SUMS * i + 16));
+            acc.add::<B>(s, *a.d.add(i) * f16_at(b.d()));
+        }
+        acc.result::<B>()
+    }
+}
+
+/// The lattice types as llama.cpp's tiled mat-mul sums them (its path for products of 8 tokens
+/// or more): `acc = fma(tiled_term, d_x, acc)` per super-block.
 ///
 /// # Safety
 /// The `RowsFn` contract: `nb` super-blocks of `B` at `w`, a Q8K row of `256·nb` values.
@@ -1145,135 +1331,63 @@ unsafe fn dot_lattice_tiled<D: Dot, B: Lattice>(w: *const u8, a: ActRow, nb: usi
         let mut acc = 0.0f32;
         for i in 0..nb {
             let b = &*w.cast::<B>().add(i);
-            let x = a.qs.add(256 * i);
-            let mut isum = _mm256_setzero_si256();
-            for c in 0..8 {
-                let (u, s, sc) = b.chunk(c);
-                let xs = _mm256_sign_epi8(load(x.add(32 * c)), s);
-                isum = D::madd_acc(isum, _mm256_maddubs_epi16(u, xs), sc);
-            }
-            let r = hsum_epi32(isum) as f32 * (f16_at(b.d()) * B::K);
-            acc = r.mul_add(*a.d.add(i), acc);
+            let s = b.sums::<D>(a.qs.add(256 * i), a.sums.add(Q8K_SUMS * i + 16));
+            acc = tiled_term::<B>(s, b.d()).mul_add(*a.d.add(i), acc);
         }
         acc
     }
 }
 
-/// The integer sums of `IQ1_S` super-block `b` against the activations at `x` (sums of 32 in
-/// `a`'s super-block `i`): the grid lanes (`Σ (2s + 1)·grid·x` in 8 lanes) and the shift term
-/// `Σ ±(2s + 1)·bsum`.
+/// Packed kernel for the lattice types over `matmul::repack`'s lattice layout (each block
+/// column the 16 rows' super-blocks, as stored): row by row, each super-block unpacked once for
+/// all `NY` tokens. `TILED`: the tiled mat-mul's order, one float per row and token continued
+/// through `y` when `add` (so a batch may split rows into column ranges); otherwise `vec_dot`'s
+/// (`NY` 1, whole rows, no `add`).
 ///
 /// # Safety
-/// 256 activation bytes at `x`, `a` a Q8K row with super-block `i`; the features of `D` are
-/// enabled.
+/// The `PackedFn` contract; the features of `D` are enabled.
 #[inline(always)]
-unsafe fn iq1s_sums<D: Dot>(b: &BlockIq1S, x: *const i8, a: ActRow, i: usize) -> (__m256i, i32) {
-    // SAFETY: the caller's bounds and features.
+unsafe fn gemm_lattice<D: Dot, B: Lattice, const NY: usize, const TILED: bool>(
+    nb: usize,
+    w: *const u8,
+    a: ActTile,
+    y: *mut f32,
+    ys: usize,
+    add: bool,
+) {
+    // SAFETY: the `PackedFn` contract; the features of `D` are enabled.
     unsafe {
-        let mut isum = _mm256_setzero_si256();
-        let mut shift = 0i32;
-        for c in 0..8 {
-            let h = usize::from(u16::from_le_bytes([b.qh[2 * c], b.qh[2 * c + 1]]));
-            let g = iq1_points(std::array::from_fn(|l| {
-                usize::from(b.qs[4 * c + l]) | ((h >> (3 * l)) & 7) << 8
-            }));
-            let ls = 2 * ((h >> 12) & 7) as i32 + 1;
-            let (u, s) = sign_split(g, load(x.add(32 * c)));
-            isum = D::madd_acc(
-                isum,
-                _mm256_maddubs_epi16(u, s),
-                _mm256_set1_epi16(ls as i16),
-            );
-            let bsum = i32::from(*a.sums.add(Q8K_SUMS * i + 16 + c));
-            shift += if h & 0x8000 != 0 {
-                -bsum * ls
-            } else {
-                bsum * ls
-            };
-        }
-        (isum, shift)
-    }
-}
-
-/// The integer lanes of `IQ1_M` super-block `b` against the activations at `x`: the grid
-/// lanes and the shift lanes (each times its 16-value scale), and the super-block scale.
-///
-/// # Safety
-/// 256 activation bytes at `x`; the features of `D` are enabled.
-#[inline(always)]
-unsafe fn iq1m_sums<D: Dot>(b: &BlockIq1M, x: *const i8) -> (__m256i, __m256i, F16Bytes) {
-    // SAFETY: the caller's bounds and features.
-    unsafe {
-        let ones = _mm256_set1_epi8(1);
-        let sc: [u16; 4] =
-            std::array::from_fn(|k| u16::from_le_bytes([b.scales[2 * k], b.scales[2 * k + 1]]));
-        let d =
-            (sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000);
-        let ls = |g: usize| 2 * ((sc[g / 4] >> (3 * (g % 4))) & 7) as i16 + 1;
-        let (mut isum1, mut isum2) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-        for c in 0..8 {
-            let nib = |l: usize| usize::from(b.qh[2 * c + l / 2] >> (4 * (l % 2))) & 0xf;
-            let g = iq1_points(std::array::from_fn(|l| {
-                usize::from(b.qs[4 * c + l]) | (nib(l) & 7) << 8
-            }));
-            let delta = points4(std::array::from_fn(|l| {
-                if nib(l) & 8 != 0 {
-                    u64::MAX
-                } else {
-                    0x0101_0101_0101_0101
+        let size = size_of::<B>();
+        for r in 0..16 {
+            let mut acc = [0.0f32; NY];
+            let mut vacc = [VecDotAcc::new(); NY];
+            if add {
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    *acc = *y.add(t * ys + r);
                 }
-            }));
-            let scales = scales_16(ls(2 * c), ls(2 * c + 1));
-            let xv = load(x.add(32 * c));
-            let (u, s) = sign_split(g, xv);
-            isum1 = D::madd_acc(isum1, _mm256_maddubs_epi16(u, s), scales);
-            let shift = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(xv, delta));
-            isum2 = D::madd_acc(isum2, shift, scales);
+            }
+            for i in 0..nb {
+                let b = &*w.add((16 * i + r) * size).cast::<B>();
+                if r == 0 {
+                    super::avx512::prefetch(w.add(16 * i * size), 16 * size);
+                }
+                let d = b.d();
+                for t in 0..NY {
+                    let x = a.qs.add(t * a.qs_stride + 256 * i);
+                    let sums = a.sums.add(t * a.sums_stride + Q8K_SUMS * i + 16);
+                    let s = b.sums::<D>(x, sums);
+                    let dx = *a.d.add(t * a.d_stride + i);
+                    if TILED {
+                        acc[t] = tiled_term::<B>(s, d).mul_add(dx, acc[t]);
+                    } else {
+                        vacc[t].add::<B>(s, dx * f16_at(d));
+                    }
+                }
+            }
+            for t in 0..NY {
+                *y.add(t * ys + r) = if TILED { acc[t] } else { vacc[t].result::<B>() };
+            }
         }
-        (isum1, isum2, F16Bytes(d.to_le_bytes()))
-    }
-}
-
-/// `IQ1_S` in the tiled mat-mul's order: the grid taken times 8 plus the shift (`S = 8·grid +
-/// shift`), `acc = fma(float(S)·(d_w/8), d_x, acc)`.
-///
-/// # Safety
-/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
-#[inline(always)]
-unsafe fn dot_iq1_s_tiled<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
-    // SAFETY: as `dot_q2_k`.
-    unsafe {
-        let mut acc = 0.0f32;
-        for i in 0..nb {
-            let b = &*w.cast::<BlockIq1S>().add(i);
-            let (isum, shift) = iq1s_sums::<D>(b, a.qs.add(256 * i), a, i);
-            let s = hsum_epi32(isum).wrapping_mul(8).wrapping_add(shift);
-            let r = s as f32 * (f16_at(b.d) * IQ1_DELTA);
-            acc = r.mul_add(*a.d.add(i), acc);
-        }
-        acc
-    }
-}
-
-/// `IQ1_M` in the tiled mat-mul's order, as [`dot_iq1_s_tiled`].
-///
-/// # Safety
-/// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
-#[inline(always)]
-unsafe fn dot_iq1_m_tiled<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
-    // SAFETY: as `dot_q2_k`.
-    unsafe {
-        let mut acc = 0.0f32;
-        for i in 0..nb {
-            let b = &*w.cast::<BlockIq1M>().add(i);
-            let (grid, shift, d) = iq1m_sums::<D>(b, a.qs.add(256 * i));
-            let s = hsum_epi32(grid)
-                .wrapping_mul(8)
-                .wrapping_add(hsum_epi32(shift));
-            let r = s as f32 * (f16_at(d) * IQ1_DELTA);
-            acc = r.mul_add(*a.d.add(i), acc);
-        }
-        acc
     }
 }
 
@@ -1305,6 +1419,8 @@ lattice_fns! {
     dot_iq2_s, dot_iq2_s_tiled => BlockIq2S;
     dot_iq3_xxs, dot_iq3_xxs_tiled => BlockIq3Xxs;
     dot_iq3_s, dot_iq3_s_tiled => BlockIq3S;
+    dot_iq1_s, dot_iq1_s_tiled => BlockIq1S;
+    dot_iq1_m, dot_iq1_m_tiled => BlockIq1M;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1615,6 +1731,106 @@ macro_rules! instantiate {
             rows!(iq3_s_tiled, dot_iq3_s_tiled, 256);
             rows!(iq1_s_tiled, dot_iq1_s_tiled, 256);
             rows!(iq1_m_tiled, dot_iq1_m_tiled, 256);
+            macro_rules! packed_lattice {
+                ($name:ident, $block:ty, $tiled:literal) => {
+                    /// Packed kernel (see `gemm_lattice`).
+                    ///
+                    /// # Safety
+                    /// The `PackedFn` contract; the features are enabled here.
+                    #[target_feature(enable = $features)]
+                    pub(in super::super) unsafe fn $name(
+                        nb: usize,
+                        w: *const u8,
+                        gbytes: usize,
+                        ngroups: usize,
+                        a: ActTile,
+                        ny: usize,
+                        y: *mut f32,
+                        ys: usize,
+                        add: bool,
+                    ) {
+                        macro_rules! call {
+                            ($n:literal) => {
+                                for g in 0..ngroups {
+                                    gemm_lattice::<$flavour, $block, $n, $tiled>(
+                                        nb,
+                                        w.add(g * gbytes),
+                                        a,
+                                        y.add(16 * g),
+                                        ys,
+                                        add,
+                                    )
+                                }
+                            };
+                        }
+                        // SAFETY: the `PackedFn` contract, with the features enabled here.
+                        unsafe {
+                            match ny {
+                                1 => call!(1),
+                                2 => call!(2),
+                                3 => call!(3),
+                                4 => call!(4),
+                                5 => call!(5),
+                                6 => call!(6),
+                                7 => call!(7),
+                                _ => call!(8),
+                            }
+                        }
+                    }
+                };
+            }
+            packed_lattice!(packed_iq2_xxs, BlockIq2Xxs, true);
+            packed_lattice!(packed_iq2_xs, BlockIq2Xs, true);
+            packed_lattice!(packed_iq2_s, BlockIq2S, true);
+            packed_lattice!(packed_iq3_xxs, BlockIq3Xxs, true);
+            packed_lattice!(packed_iq3_s, BlockIq3S, true);
+            packed_lattice!(packed_iq1_s, BlockIq1S, true);
+            packed_lattice!(packed_iq1_m, BlockIq1M, true);
+            packed_lattice!(packed_iq2_xxs_vecdot, BlockIq2Xxs, false);
+            packed_lattice!(packed_iq2_xs_vecdot, BlockIq2Xs, false);
+            packed_lattice!(packed_iq2_s_vecdot, BlockIq2S, false);
+            packed_lattice!(packed_iq3_xxs_vecdot, BlockIq3Xxs, false);
+            packed_lattice!(packed_iq3_s_vecdot, BlockIq3S, false);
+            packed_lattice!(packed_iq1_s_vecdot, BlockIq1S, false);
+            packed_lattice!(packed_iq1_m_vecdot, BlockIq1M, false);
+
+            /// The packed kernels of the lattice types (the tiled mat-mul's order) and the most
+            /// activation rows per call.
+            pub(in super::super) fn packed_kernel(ty: GgmlType) -> Option<(PackedFn, usize)> {
+                use GgmlType as T;
+                Some(match ty {
+                    T::IQ2_XXS => (packed_iq2_xxs, 8),
+                    T::IQ2_XS => (packed_iq2_xs, 8),
+                    T::IQ2_S => (packed_iq2_s, 8),
+                    T::IQ3_XXS => (packed_iq3_xxs, 8),
+                    T::IQ3_S => (packed_iq3_s, 8),
+                    T::IQ1_S => (packed_iq1_s, 8),
+                    T::IQ1_M => (packed_iq1_m, 8),
+                    _ => return None,
+                })
+            }
+
+            /// The lattice types' packed kernels in the order of llama.cpp's path `path`, the
+            /// most activation rows per call and whether rows may be split into column ranges.
+            pub(in super::super) fn packed_kernel_ggml(
+                ty: GgmlType,
+                path: GgmlPath,
+            ) -> Option<(PackedFn, usize, bool)> {
+                use GgmlPath as P;
+                use GgmlType as T;
+                Some(match (ty, path) {
+                    (_, P::Tiled) => (packed_kernel(ty)?.0, 8, true),
+                    (T::IQ2_XXS, P::VecDot) => (packed_iq2_xxs_vecdot, 1, false),
+                    (T::IQ2_XS, P::VecDot) => (packed_iq2_xs_vecdot, 1, false),
+                    (T::IQ2_S, P::VecDot) => (packed_iq2_s_vecdot, 1, false),
+                    (T::IQ3_XXS, P::VecDot) => (packed_iq3_xxs_vecdot, 1, false),
+                    (T::IQ3_S, P::VecDot) => (packed_iq3_s_vecdot, 1, false),
+                    (T::IQ1_S, P::VecDot) => (packed_iq1_s_vecdot, 1, false),
+                    (T::IQ1_M, P::VecDot) => (packed_iq1_m_vecdot, 1, false),
+                    _ => return None,
+                })
+            }
+
             rows_float!(f32, dot_f32);
             rows_float!(f16, dot_f16);
             rows_float!(bf16, dot_bf16);
