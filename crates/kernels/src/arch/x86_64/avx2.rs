@@ -929,42 +929,110 @@ struct Sums {
     shift: i32,
 }
 
+/// A lattice super-block unpacked for the dot products: per 32-value chunk `c`, the unsigned
+/// grid bytes `u`, the signs to put on the activations `s` (±1 bytes, or the signed grid
+/// itself), each value's i16 scale `sc`; for `IQ1_M` the ±1 shift signs of each value `delta`,
+/// for `IQ1_S` each chunk's signed shift weight `±(2s + 1)`.
+struct Unpacked {
+    u: [__m256i; 8],
+    s: [__m256i; 8],
+    sc: [__m256i; 8],
+    delta: [__m256i; 8],
+    shift_w: [i32; 8],
+}
+
+/// How a lattice type's 1/8 shift enters its sums.
+#[derive(PartialEq, Eq)]
+enum Shift {
+    /// No shift (`IQ2`, `IQ3`).
+    None,
+    /// One sign per 32-value group, taken through the activations' sums of 32 (`IQ1_S`).
+    PerGroup,
+    /// One sign per 8 values, taken through the activations themselves (`IQ1_M`).
+    PerPoint,
+}
+
 /// A lattice super-block as the dot kernels take it.
 trait Lattice: Copy {
     /// The grid's common factor, applied once to the whole sum (ggml's `0.125f`, …; for the
     /// `IQ1` types 1, their shift terms taking 1/8).
     const K: f32;
-    /// Whether the type has 1/8-shift terms (`IQ1_S`, `IQ1_M`).
-    const SHIFT: bool = false;
-    /// Chunk `c` (< 8): `(magnitudes, signs, scales)` — the unsigned grid bytes, the signs to put
-    /// on the activations (±1 bytes, or the signed grid itself) and each value's i16 scale.
+    /// How the 1/8 shift enters (`IQ1` types).
+    const SHIFT: Shift = Shift::None;
+    /// Chunk `c` (< 8): `(u, s, sc)` of [`Unpacked`].
     ///
     /// # Safety
     /// AVX2 is enabled.
     unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i);
     /// The super-block scale.
     fn d(&self) -> F16Bytes;
-    /// The super-block's integer sums against the 256 activation bytes at `x`, whose 8 sums of
-    /// 32 are at `sums32`.
+    /// The shift's `delta` bytes (`IQ1_M`) or weight (`IQ1_S`) of chunk `c`.
     ///
     /// # Safety
-    /// 256 bytes at `x`, 8 sums at `sums32`; the features of `D` are enabled.
+    /// AVX2 is enabled.
     #[inline(always)]
-    unsafe fn sums<D: Dot>(&self, x: *const i8, sums32: *const i16) -> Sums {
-        let _ = sums32;
-        // SAFETY: the caller's bounds and features.
+    unsafe fn shift(&self, c: usize) -> (__m256i, i32) {
+        let _ = c;
+        // SAFETY: AVX2 is enabled.
+        unsafe { (_mm256_setzero_si256(), 0) }
+    }
+    /// The whole super-block unpacked.
+    ///
+    /// # Safety
+    /// AVX2 is enabled.
+    #[inline(always)]
+    unsafe fn unpack(&self) -> Unpacked {
+        // SAFETY: AVX2 is enabled.
         unsafe {
-            let mut grid = _mm256_setzero_si256();
+            let z = _mm256_setzero_si256();
+            let mut p = Unpacked {
+                u: [z; 8],
+                s: [z; 8],
+                sc: [z; 8],
+                delta: [z; 8],
+                shift_w: [0; 8],
+            };
             for c in 0..8 {
-                let (u, s, sc) = self.chunk(c);
-                let xs = _mm256_sign_epi8(load(x.add(32 * c)), s);
-                grid = D::madd_acc(grid, _mm256_maddubs_epi16(u, xs), sc);
+                (p.u[c], p.s[c], p.sc[c]) = self.chunk(c);
+                if Self::SHIFT != Shift::None {
+                    (p.delta[c], p.shift_w[c]) = self.shift(c);
+                }
             }
-            Sums {
-                grid,
-                shift_lanes: _mm256_setzero_si256(),
-                shift: 0,
+            p
+        }
+    }
+}
+
+/// The integer sums of unpacked super-block `p` of type `B` against the 256 activation bytes at
+/// `x`, whose 8 sums of 32 are at `sums32`.
+///
+/// # Safety
+/// 256 bytes at `x`, 8 sums at `sums32`; the features of `D` are enabled.
+#[inline(always)]
+unsafe fn lattice_sums<D: Dot, B: Lattice>(p: &Unpacked, x: *const i8, sums32: *const i16) -> Sums {
+    // SAFETY: the caller's bounds and features.
+    unsafe {
+        let ones = _mm256_set1_epi8(1);
+        let mut grid = _mm256_setzero_si256();
+        let mut shift_lanes = _mm256_setzero_si256();
+        let mut shift = 0i32;
+        for c in 0..8 {
+            let xv = load(x.add(32 * c));
+            let xs = _mm256_sign_epi8(xv, p.s[c]);
+            grid = D::madd_acc(grid, _mm256_maddubs_epi16(p.u[c], xs), p.sc[c]);
+            match B::SHIFT {
+                Shift::None => {}
+                Shift::PerGroup => shift += p.shift_w[c] * i32::from(*sums32.add(c)),
+                Shift::PerPoint => {
+                    let d = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(xv, p.delta[c]));
+                    shift_lanes = D::madd_acc(shift_lanes, d, p.sc[c]);
+                }
             }
+        }
+        Sums {
+            grid,
+            shift_lanes,
+            shift,
         }
     }
 }
@@ -1099,12 +1167,12 @@ unsafe fn iq1_points(index: [usize; 4]) -> __m256i {
 
 impl Lattice for BlockIq1S {
     const K: f32 = 1.0;
-    const SHIFT: bool = true;
+    const SHIFT: Shift = Shift::PerGroup;
     #[inline(always)]
     unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i) {
         // SAFETY: AVX2 is enabled.
         unsafe {
-            let h = usize::from(u16::from_le_bytes([self.qh[2 * c], self.qh[2 * c + 1]]));
+            let h = usize::from(self.qh_word(c));
             let g = iq1_points(std::array::from_fn(|l| {
                 usize::from(self.qs[4 * c + l]) | ((h >> (3 * l)) & 7) << 8
             }));
@@ -1116,33 +1184,27 @@ impl Lattice for BlockIq1S {
     fn d(&self) -> F16Bytes {
         self.d
     }
-    /// The grid lanes, and `Σ ±(2s + 1)·bsum` over the groups as one integer (as
-    /// `ggml_vec_dot_iq1_s_q8_K` takes it, from the activations' sums of 32).
+    /// `±(2s + 1)` of group `c` (as `ggml_vec_dot_iq1_s_q8_K` takes the shift, through the
+    /// activations' sums of 32).
     #[inline(always)]
-    unsafe fn sums<D: Dot>(&self, x: *const i8, sums32: *const i16) -> Sums {
-        // SAFETY: the caller's bounds and features.
+    unsafe fn shift(&self, c: usize) -> (__m256i, i32) {
+        // SAFETY: AVX2 is enabled.
         unsafe {
-            let mut grid = _mm256_setzero_si256();
-            let mut shift = 0i32;
-            for c in 0..8 {
-                let (u, g, sc) = self.chunk(c);
-                let xs = _mm256_sign_epi8(load(x.add(32 * c)), g);
-                grid = D::madd_acc(grid, _mm256_maddubs_epi16(u, xs), sc);
-                let h = u16::from_le_bytes([self.qh[2 * c], self.qh[2 * c + 1]]);
-                let ls = 2 * i32::from((h >> 12) & 7) + 1;
-                let bsum = i32::from(*sums32.add(c));
-                shift += if h & 0x8000 != 0 {
-                    -bsum * ls
-                } else {
-                    bsum * ls
-                };
-            }
-            Sums {
-                grid,
-                shift_lanes: _mm256_setzero_si256(),
-                shift,
-            }
+            let h = self.qh_word(c);
+            let ls = 2 * i32::from((h >> 12) & 7) + 1;
+            (
+                _mm256_setzero_si256(),
+                if h & 0x8000 != 0 { -ls } else { ls },
+            )
         }
+    }
+}
+
+impl BlockIq1S {
+    /// The `qh` word of group `c`.
+    #[inline(always)]
+    fn qh_word(&self, c: usize) -> u16 {
+        u16::from_le_bytes([self.qh[2 * c], self.qh[2 * c + 1]])
     }
 }
 
@@ -1153,7 +1215,7 @@ impl BlockIq1M {
         std::array::from_fn(|k| u16::from_le_bytes([self.scales[2 * k], self.scales[2 * k + 1]]))
     }
 
-    /// The shift sign nibble of grid point `l` (< 4) of chunk `c`.
+    /// The nibble of grid point `l` (< 4) of chunk `c`: index bits 8–10 and the shift sign.
     #[inline(always)]
     fn nibble(&self, c: usize, l: usize) -> usize {
         usize::from(self.qh[2 * c + l / 2] >> (4 * (l % 2))) & 0xf
@@ -1162,7 +1224,7 @@ impl BlockIq1M {
 
 impl Lattice for BlockIq1M {
     const K: f32 = 1.0;
-    const SHIFT: bool = true;
+    const SHIFT: Shift = Shift::PerPoint;
     #[inline(always)]
     unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i) {
         // SAFETY: AVX2 is enabled.
@@ -1187,33 +1249,20 @@ impl Lattice for BlockIq1M {
             (sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000);
         F16Bytes(d.to_le_bytes())
     }
-    /// The grid lanes and the shift lanes (the activations signed by each point's shift sign,
-    /// times the 16-value scales), as `ggml_vec_dot_iq1_m_q8_K` keeps them.
+    /// Each grid point's shift sign as 8 bytes of ±1 (the activations are signed by them and
+    /// summed, as `ggml_vec_dot_iq1_m_q8_K` does).
     #[inline(always)]
-    unsafe fn sums<D: Dot>(&self, x: *const i8, _sums32: *const i16) -> Sums {
-        // SAFETY: the caller's bounds and features.
+    unsafe fn shift(&self, c: usize) -> (__m256i, i32) {
+        // SAFETY: AVX2 is enabled.
         unsafe {
-            let ones = _mm256_set1_epi8(1);
-            let (mut grid, mut shift_lanes) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-            for c in 0..8 {
-                let (u, g, sc) = self.chunk(c);
-                let delta = points4(std::array::from_fn(|l| {
-                    if self.nibble(c, l) & 8 != 0 {
-                        u64::MAX
-                    } else {
-                        0x0101_0101_0101_0101
-                    }
-                }));
-                let xv = load(x.add(32 * c));
-                grid = D::madd_acc(grid, _mm256_maddubs_epi16(u, _mm256_sign_epi8(xv, g)), sc);
-                let shift = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(xv, delta));
-                shift_lanes = D::madd_acc(shift_lanes, shift, sc);
-            }
-            Sums {
-                grid,
-                shift_lanes,
-                shift: 0,
-            }
+            let delta = points4(std::array::from_fn(|l| {
+                if self.nibble(c, l) & 8 != 0 {
+                    u64::MAX
+                } else {
+                    0x0101_0101_0101_0101
+                }
+            }));
+            (delta, 0)
         }
     }
 }
@@ -1254,7 +1303,7 @@ impl VecDotAcc {
         unsafe {
             let d = _mm256_set1_ps(dd);
             self.grid = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s.grid), self.grid);
-            if B::SHIFT {
+            if B::SHIFT != Shift::None {
                 self.shift_lanes =
                     _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s.shift_lanes), self.shift_lanes);
                 // `accum1 += d * sumi1`, which C compilers contract to an fma.
@@ -1269,7 +1318,7 @@ impl VecDotAcc {
     unsafe fn result<B: Lattice>(&self) -> f32 {
         // SAFETY: AVX is enabled.
         unsafe {
-            if B::SHIFT {
+            if B::SHIFT != Shift::None {
                 // One of the two shift terms is zero for each type (`+ 0` changes nothing).
                 hsum_ps(self.grid) + IQ1_DELTA * (hsum_ps(self.shift_lanes) + self.shift)
             } else {
@@ -1289,7 +1338,7 @@ impl VecDotAcc {
 unsafe fn tiled_term<B: Lattice>(s: Sums, d: F16Bytes) -> f32 {
     // SAFETY: AVX2 is enabled.
     unsafe {
-        if B::SHIFT {
+        if B::SHIFT != Shift::None {
             let total = hsum_epi32(s.grid)
                 .wrapping_mul(8)
                 .wrapping_add(hsum_epi32(s.shift_lanes))
@@ -1312,7 +1361,8 @@ unsafe fn dot_lattice<D: Dot, B: Lattice>(w: *const u8, a: ActRow, nb: usize) ->
         let mut acc = VecDotAcc::new();
         for i in 0..nb {
             let b = &*w.cast::<B>().add(i);
-            let s = b.sums::<D>(a.qs.add(256 * i), a.sums.add(Q8K_SUMS * i + 16));
+            let p = b.unpack();
+            let s = lattice_sums::<D, B>(&p, a.qs.add(256 * i), a.sums.add(Q8K_SUMS * i + 16));
             acc.add::<B>(s, *a.d.add(i) * f16_at(b.d()));
         }
         acc.result::<B>()
@@ -1331,7 +1381,8 @@ unsafe fn dot_lattice_tiled<D: Dot, B: Lattice>(w: *const u8, a: ActRow, nb: usi
         let mut acc = 0.0f32;
         for i in 0..nb {
             let b = &*w.cast::<B>().add(i);
-            let s = b.sums::<D>(a.qs.add(256 * i), a.sums.add(Q8K_SUMS * i + 16));
+            let p = b.unpack();
+            let s = lattice_sums::<D, B>(&p, a.qs.add(256 * i), a.sums.add(Q8K_SUMS * i + 16));
             acc = tiled_term::<B>(s, b.d()).mul_add(*a.d.add(i), acc);
         }
         acc
@@ -1372,10 +1423,11 @@ unsafe fn gemm_lattice<D: Dot, B: Lattice, const NY: usize, const TILED: bool>(
                     super::avx512::prefetch(w.add(16 * i * size), 16 * size);
                 }
                 let d = b.d();
+                let p = b.unpack();
                 for t in 0..NY {
                     let x = a.qs.add(t * a.qs_stride + 256 * i);
                     let sums = a.sums.add(t * a.sums_stride + Q8K_SUMS * i + 16);
-                    let s = b.sums::<D>(x, sums);
+                    let s = lattice_sums::<D, B>(&p, x, sums);
                     let dx = *a.d.add(t * a.d_stride + i);
                     if TILED {
                         acc[t] = tiled_term::<B>(s, d).mul_add(dx, acc[t]);
