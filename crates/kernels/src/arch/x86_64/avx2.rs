@@ -894,6 +894,27 @@ unsafe fn points4(p: [u64; 4]) -> __m256i {
     unsafe { _mm256_set_epi64x(p[3] as i64, p[2] as i64, p[1] as i64, p[0] as i64) }
 }
 
+/// Eight 4-value grid points as one vector (`set`, not a store and a reload).
+///
+/// # Safety
+/// AVX is enabled.
+#[inline(always)]
+unsafe fn points8(g: [u32; 8]) -> __m256i {
+    // SAFETY: AVX is enabled.
+    unsafe {
+        _mm256_set_epi32(
+            g[7] as i32,
+            g[6] as i32,
+            g[5] as i32,
+            g[4] as i32,
+            g[3] as i32,
+            g[2] as i32,
+            g[1] as i32,
+            g[0] as i32,
+        )
+    }
+}
+
 /// The ±1 sign bytes of four 7-bit sign indices, bits `0..28` of `aux` (7 each).
 ///
 /// # Safety
@@ -1003,6 +1024,36 @@ trait Lattice: Copy {
     }
 }
 
+/// Adds chunk `c`'s products to `acc`: the grid (`u`, `s`, `sc` of [`Unpacked`]) against the
+/// 32 activation bytes `xv`, and the shift as the type takes it (`delta`, or `shift_w` times
+/// the activations' sum of 32 `sum32`).
+///
+/// # Safety
+/// The features of `D` are enabled.
+#[inline(always)]
+unsafe fn sum_chunk<D: Dot, B: Lattice>(
+    acc: &mut Sums,
+    (u, s, sc): (__m256i, __m256i, __m256i),
+    (delta, shift_w): (__m256i, i32),
+    xv: __m256i,
+    sum32: i16,
+) {
+    // SAFETY: the caller's features.
+    unsafe {
+        let xs = _mm256_sign_epi8(xv, s);
+        acc.grid = D::madd_acc(acc.grid, _mm256_maddubs_epi16(u, xs), sc);
+        match B::SHIFT {
+            Shift::None => {}
+            Shift::PerGroup => acc.shift += shift_w * i32::from(sum32),
+            Shift::PerPoint => {
+                let ones = _mm256_set1_epi8(1);
+                let d = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(xv, delta));
+                acc.shift_lanes = D::madd_acc(acc.shift_lanes, d, sc);
+            }
+        }
+    }
+}
+
 /// The integer sums of unpacked super-block `p` of type `B` against the 256 activation bytes at
 /// `x`, whose 8 sums of 32 are at `sums32`.
 ///
@@ -1012,28 +1063,51 @@ trait Lattice: Copy {
 unsafe fn lattice_sums<D: Dot, B: Lattice>(p: &Unpacked, x: *const i8, sums32: *const i16) -> Sums {
     // SAFETY: the caller's bounds and features.
     unsafe {
-        let ones = _mm256_set1_epi8(1);
-        let mut grid = _mm256_setzero_si256();
-        let mut shift_lanes = _mm256_setzero_si256();
-        let mut shift = 0i32;
+        let z = _mm256_setzero_si256();
+        let mut acc = Sums {
+            grid: z,
+            shift_lanes: z,
+            shift: 0,
+        };
         for c in 0..8 {
-            let xv = load(x.add(32 * c));
-            let xs = _mm256_sign_epi8(xv, p.s[c]);
-            grid = D::madd_acc(grid, _mm256_maddubs_epi16(p.u[c], xs), p.sc[c]);
-            match B::SHIFT {
-                Shift::None => {}
-                Shift::PerGroup => shift += p.shift_w[c] * i32::from(*sums32.add(c)),
-                Shift::PerPoint => {
-                    let d = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(xv, p.delta[c]));
-                    shift_lanes = D::madd_acc(shift_lanes, d, p.sc[c]);
-                }
-            }
+            let chunk = (p.u[c], p.s[c], p.sc[c]);
+            let shift = (p.delta[c], p.shift_w[c]);
+            sum_chunk::<D, B>(&mut acc, chunk, shift, load(x.add(32 * c)), *sums32.add(c));
         }
-        Sums {
-            grid,
-            shift_lanes,
-            shift,
+        acc
+    }
+}
+
+/// [`lattice_sums`] straight from the block, each chunk unpacked as it is used (one token:
+/// nothing to share, and no round trip through memory).
+///
+/// # Safety
+/// As [`lattice_sums`].
+#[inline(always)]
+unsafe fn lattice_sums_direct<D: Dot, B: Lattice>(b: &B, x: *const i8, sums32: *const i16) -> Sums {
+    // SAFETY: the caller's bounds and features.
+    unsafe {
+        let z = _mm256_setzero_si256();
+        let mut acc = Sums {
+            grid: z,
+            shift_lanes: z,
+            shift: 0,
+        };
+        for c in 0..8 {
+            let shift = if B::SHIFT == Shift::None {
+                (z, 0)
+            } else {
+                b.shift(c)
+            };
+            sum_chunk::<D, B>(
+                &mut acc,
+                b.chunk(c),
+                shift,
+                load(x.add(32 * c)),
+                *sums32.add(c),
+            );
         }
+        acc
     }
 }
 
@@ -1118,7 +1192,7 @@ impl Lattice for BlockIq3Xxs {
         // SAFETY: `64 + 4c + 4 ≤ 96` bytes of `qs`; AVX2 is enabled.
         unsafe {
             let g: [u32; 8] = std::array::from_fn(|k| IQ3XXS_GRID[usize::from(self.qs[8 * c + k])]);
-            let u = _mm256_loadu_si256(g.as_ptr().cast());
+            let u = points8(g);
             let aux = u32_at(self.qs.as_ptr(), 64 + 4 * c);
             (
                 u,
@@ -1143,7 +1217,7 @@ impl Lattice for BlockIq3S {
             let g: [u32; 8] = std::array::from_fn(|k| {
                 IQ3S_GRID[usize::from(self.qs[8 * c + k]) | ((h >> k) & 1) << 8]
             });
-            let u = _mm256_loadu_si256(g.as_ptr().cast());
+            let u = points8(g);
             let s = signs32(self.signs.as_ptr().add(4 * c));
             let sc = (self.scales[c / 2] >> (4 * (c % 2))) & 0xf;
             (u, s, _mm256_set1_epi16(2 * i16::from(sc) + 1))
@@ -1361,8 +1435,8 @@ unsafe fn dot_lattice<D: Dot, B: Lattice>(w: *const u8, a: ActRow, nb: usize) ->
         let mut acc = VecDotAcc::new();
         for i in 0..nb {
             let b = &*w.cast::<B>().add(i);
-            let p = b.unpack();
-            let s = lattice_sums::<D, B>(&p, a.qs.add(256 * i), a.sums.add(Q8K_SUMS * i + 16));
+            let s =
+                lattice_sums_direct::<D, B>(b, a.qs.add(256 * i), a.sums.add(Q8K_SUMS * i + 16));
             acc.add::<B>(s, *a.d.add(i) * f16_at(b.d()));
         }
         acc.result::<B>()
@@ -1381,8 +1455,8 @@ unsafe fn dot_lattice_tiled<D: Dot, B: Lattice>(w: *const u8, a: ActRow, nb: usi
         let mut acc = 0.0f32;
         for i in 0..nb {
             let b = &*w.cast::<B>().add(i);
-            let p = b.unpack();
-            let s = lattice_sums::<D, B>(&p, a.qs.add(256 * i), a.sums.add(Q8K_SUMS * i + 16));
+            let s =
+                lattice_sums_direct::<D, B>(b, a.qs.add(256 * i), a.sums.add(Q8K_SUMS * i + 16));
             acc = tiled_term::<B>(s, b.d()).mul_add(*a.d.add(i), acc);
         }
         acc
