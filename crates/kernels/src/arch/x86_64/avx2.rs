@@ -1497,11 +1497,15 @@ unsafe fn gemm_lattice<D: Dot, B: Lattice, const NY: usize, const TILED: bool>(
                     super::avx512::prefetch(w.add(16 * i * size), 16 * size);
                 }
                 let d = b.d();
-                let p = b.unpack();
+                // One token: nothing to share, unpack as the sums go.
+                let p = if NY > 1 { Some(b.unpack()) } else { None };
                 for t in 0..NY {
                     let x = a.qs.add(t * a.qs_stride + 256 * i);
                     let sums = a.sums.add(t * a.sums_stride + Q8K_SUMS * i + 16);
-                    let s = lattice_sums::<D, B>(&p, x, sums);
+                    let s = match &p {
+                        Some(p) => lattice_sums::<D, B>(p, x, sums),
+                        None => lattice_sums_direct::<D, B>(b, x, sums),
+                    };
                     let dx = *a.d.add(t * a.d_stride + i);
                     if TILED {
                         acc[t] = tiled_term::<B>(s, d).mul_add(dx, acc[t]);
