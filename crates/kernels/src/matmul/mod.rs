@@ -457,7 +457,7 @@ impl<'a> Matrix<'a> {
 
     /// Whether [`Matrix::dequantize_row`] can read rows of `ty` back from a repacked matrix.
     pub fn packs_row_lookup(ty: GgmlType) -> bool {
-        ty == GgmlType::Q8_0
+        ty == GgmlType::Q8_0 || repack::keeps_blocks(ty)
     }
 
     /// Row `r` as `f32` values (`out.len() == cols`), from whichever layout the matrix holds —
@@ -502,6 +502,17 @@ impl<'a> Matrix<'a> {
                     for (v, &q) in o.iter_mut().zip(&blk.qs) {
                         *v = d * f32::from(q);
                     }
+                }
+                Ok(())
+            }
+            Storage::Packed(p) if repack::keeps_blocks(self.ty) => {
+                // Each block column holds the group's 16 blocks as stored.
+                let size = self.ty.type_size() as usize;
+                let group = &p.buf.as_slice()[r / repack::GROUP * p.group_bytes..];
+                let block = self.ty.block_size() as usize;
+                for (b, o) in out.chunks_exact_mut(block).enumerate() {
+                    let at = (repack::GROUP * b + r % repack::GROUP) * size;
+                    crate::quant::dequantize_row(self.ty, &group[at..at + size], o)?;
                 }
                 Ok(())
             }

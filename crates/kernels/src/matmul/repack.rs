@@ -42,6 +42,16 @@ use crate::quant::{
 /// Rows per group.
 pub(crate) const GROUP: usize = 16;
 
+/// Whether the packed layout of `ty` keeps each row's blocks as stored (the IQ lattice types:
+/// a block column is the group's 16 blocks in row order).
+pub(crate) fn keeps_blocks(ty: GgmlType) -> bool {
+    use GgmlType as T;
+    matches!(
+        ty,
+        T::IQ2_XXS | T::IQ2_XS | T::IQ2_S | T::IQ3_XXS | T::IQ3_S | T::IQ1_S | T::IQ1_M
+    )
+}
+
 /// Bytes of one packed block column of `ty` (16 rows), or `None` when `ty` has no packed
 /// layout.
 pub(crate) fn bytes_per_column(ty: GgmlType) -> Option<usize> {
@@ -49,9 +59,7 @@ pub(crate) fn bytes_per_column(ty: GgmlType) -> Option<usize> {
     Some(match ty {
         T::Q4_0 | T::IQ4_NL => 32 + 256,
         T::MXFP4 => 16 + 256,
-        T::IQ2_XXS | T::IQ2_XS | T::IQ2_S | T::IQ3_XXS | T::IQ3_S | T::IQ1_S | T::IQ1_M => {
-            GROUP * ty.type_size() as usize
-        }
+        _ if keeps_blocks(ty) => GROUP * ty.type_size() as usize,
         T::Q4_1 => 64 + 256,
         T::Q5_0 => 32 + 64 + 256,
         T::Q5_1 => 64 + 64 + 256,
@@ -143,7 +151,7 @@ fn repack_column(ty: GgmlType, rows: &[&[u8]], b: usize, out: &mut [u8]) {
             put_f16s(&mut out[..32], |r| blocks[r].d);
             put_qs_steps(&mut out[32..288], |r| &blocks[r].qs);
         }
-        T::IQ2_XXS | T::IQ2_XS | T::IQ2_S | T::IQ3_XXS | T::IQ3_S | T::IQ1_S | T::IQ1_M => {
+        _ if keeps_blocks(ty) => {
             for (r, out) in out.chunks_exact_mut(ty.type_size() as usize).enumerate() {
                 out.copy_from_slice(blk(r));
             }
