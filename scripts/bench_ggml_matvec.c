@@ -64,15 +64,40 @@ int main(int argc, char ** argv) {
         struct ggml_tensor * y = ggml_mul_mat(ctx, w, x);
         struct ggml_cgraph * gf = ggml_new_graph(ctx);
         ggml_build_forward_expand(gf, y);
-        double times[2][RUNS];
-        for (int th = 1; th <= 2; th++) ggml_graph_compute_with_ctx(ctx, gf, th);  // warm up
+        // A persistent thread pool per thread count, as llama.cpp keeps one: only the graph
+        // computes are timed.
+        struct ggml_threadpool * pools[2];
+        struct ggml_cplan plans[2];
+        for (int th = 1; th <= 2; th++) {
+            struct ggml_threadpool_params tpp = ggml_threadpool_params_default(th);
+            pools[th - 1] = ggml_threadpool_new(&tpp);
+            plans[th - 1] = ggml_graph_plan(gf, th, pools[th - 1]);
+            plans[th - 1].work_data = malloc(plans[th - 1].work_size + 1);
+        }
+        double times[3][RUNS];
+        for (int th = 1; th <= 2; th++) ggml_graph_compute(gf, &plans[th - 1]);  // warm up
+        // ggml's kernel alone: the activation quantizer once, then vec_dot row by row.
+        const struct ggml_type_traits_cpu * tc = ggml_get_type_traits_cpu(ty);
+        const struct ggml_type_traits_cpu * tq = ggml_get_type_traits_cpu(tc->vec_dot_type);
+        void * qx = malloc(ggml_row_size(tc->vec_dot_type, COLS));
+        float * yd = malloc(sizeof(float) * ROWS);
+        const size_t rb = ggml_row_size(ty, COLS);
         for (int r = 0; r < RUNS; r++) {
             for (int th = 1; th <= 2; th++) {
                 double t0 = now();
-                ggml_graph_compute_with_ctx(ctx, gf, th);
+                ggml_graph_compute(gf, &plans[th - 1]);
                 times[th - 1][r] = now() - t0;
             }
+            double t0 = now();
+            tq->from_float(xd, qx, COLS);
+            for (int row = 0; row < ROWS; row++) tc->vec_dot(COLS, yd + row, 0, wd + row * rb, 0, qx, 0, 1);
+            times[2][r] = now() - t0;
         }
+        qsort(times[2], RUNS, sizeof(double), cmp);
+        printf("ggml %-8s %dx%d vec_dot loop, 1 thread: %6.1f GB/s (%.2f ms)\n", ggml_type_name(ty), ROWS, COLS,
+               wbytes / times[2][RUNS / 2] / 1e9, times[2][RUNS / 2] * 1e3);
+        free(qx); free(yd);
+        for (int th = 1; th <= 2; th++) { ggml_threadpool_free(pools[th - 1]); free(plans[th - 1].work_data); }
         for (int th = 1; th <= 2; th++) {
             qsort(times[th - 1], RUNS, sizeof(double), cmp);
             printf("ggml %-8s %dx%d %d thread(s): %6.1f GB/s (%.2f ms)\n", ggml_type_name(ty), ROWS, COLS, th,
