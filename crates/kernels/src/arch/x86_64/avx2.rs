@@ -879,7 +879,18 @@ unsafe fn dot_mxfp4_repacked<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 
 unsafe fn signs32(p: *const u8) -> __m256i {
     // SAFETY: `p` is valid for 4 bytes (caller); AVX2 is enabled.
     unsafe {
-        let set = _mm256_cmpeq_epi8(bits32_to_0x10(p), _mm256_set1_epi8(0x10));
+        let x = _mm256_set1_epi32(p.cast::<i32>().read_unaligned());
+        let spread = _mm256_shuffle_epi8(
+            x,
+            _mm256_set_epi64x(
+                0x0303030303030303,
+                0x0202020202020202,
+                0x0101010101010101,
+                0x0000000000000000,
+            ),
+        );
+        let bit = _mm256_set1_epi64x(0x8040201008040201u64 as i64);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
         _mm256_or_si256(set, _mm256_set1_epi8(1))
     }
 }
