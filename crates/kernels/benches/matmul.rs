@@ -170,13 +170,33 @@ fn normals(seed: u64, n: usize) -> Vec<f32> {
 }
 
 /// `rows × cols` of type `ty`: 64 distinct random rows, repeated (quantizing 16k rows with the
-/// reference k-quant search would dominate the run).
+/// reference k-quant search would dominate the run). The IQ lattice types, which have no
+/// quantizer here, get random bytes with a small f16 super-block scale (every such block is
+/// valid, and the kernels' work does not depend on the values).
 fn synthetic_matrix(ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
     let rb = row_bytes(ty, cols).unwrap();
     let distinct = 64.min(rows);
     let mut base = vec![0u8; distinct * rb];
     for (r, out) in base.chunks_mut(rb).enumerate() {
-        quantize_row(ty, &normals(r as u64 + 1, cols), out).unwrap();
+        let x = normals(r as u64 + 1, cols);
+        if quantize_row(ty, &x, out).is_err() {
+            let size = ty.type_size() as usize;
+            for (i, b) in out.iter_mut().enumerate() {
+                *b = (x[i % cols].to_bits() >> 7) as u8;
+            }
+            let d = half::f16::from_f32(0.01).to_bits().to_le_bytes();
+            for block in out.chunks_mut(size) {
+                if ty == GgmlType::IQ1_M {
+                    // The scale's nibbles sit at the top of the four scale words.
+                    for k in 0..4 {
+                        let nibble = (u16::from_le_bytes(d) >> (4 * k)) as u8 & 0xf;
+                        block[49 + 2 * k] = (block[49 + 2 * k] & 0xf) | (nibble << 4);
+                    }
+                } else {
+                    block[..2].copy_from_slice(&d);
+                }
+            }
+        }
     }
     let mut data = Vec::with_capacity(rows * rb);
     while data.len() < rows * rb {
@@ -428,6 +448,14 @@ fn main() {
         GgmlType::Q6_K,
         GgmlType::Q8_0,
         GgmlType::F16,
+        GgmlType::MXFP4,
+        GgmlType::IQ2_XXS,
+        GgmlType::IQ2_XS,
+        GgmlType::IQ2_S,
+        GgmlType::IQ3_XXS,
+        GgmlType::IQ3_S,
+        GgmlType::IQ1_S,
+        GgmlType::IQ1_M,
     ] {
         if !wanted(ty) {
             continue;

@@ -13,8 +13,9 @@
 //! - *tile kernels* ([`TileFn`], [`tile_kernel`]): 4 × 4 register tiles for float weights in a
 //!   batch.
 //!
-//! For `Q4_1`, `Q5_1`, `Q5_0`, `Q8_0`, `Q4_K` and `Q6_K`, row and packed kernels that sum in
-//! llama.cpp's own float order also exist ([`rows_kernel_ggml`], [`packed_kernel_ggml`]; the
+//! For `Q4_1`, `Q5_1`, `Q5_0`, `Q8_0`, `Q4_K`, `Q6_K`, `MXFP4` and the IQ lattice types
+//! (`IQ2_XXS` … `IQ1_M`), row and packed kernels that sum in llama.cpp's own float order also
+//! exist ([`rows_kernel_ggml`], [`packed_kernel_ggml`]; the
 //! matmul option `ggml_order`), one per code path llama.cpp takes for the type ([`GgmlPath`]):
 //! their results equal llama.cpp's bit for bit. The default kernels sum each row's blocks into
 //! one float.
@@ -246,7 +247,8 @@ pub(crate) enum GgmlPath {
     /// super-block.
     Tiled,
     /// `ggml_gemv_q4_K_8x8_q8_K`: repacked `Q4_K`, for single tokens and the last `n % 4` tokens
-    /// of a product.
+    /// of a product. Also `ggml_gemv_mxfp4_8x8_q8_0`: repacked `MXFP4`, for every token (its
+    /// gemm sums in the same order).
     Gemv,
     /// `ggml_gemm_q4_K_8x8_q8_K`: repacked `Q4_K`, for the tokens in whole groups of four from
     /// the start of a product.
@@ -264,7 +266,7 @@ pub(crate) fn packed_kernel_ggml(
 ) -> Option<(PackedFn, usize, bool)> {
     let isa = isa.min(Isa::best_supported());
     #[cfg(target_arch = "x86_64")]
-    if isa >= Isa::Avx512 {
+    if isa >= Isa::Avx2 {
         return x86_64::packed_kernel_ggml(isa, ty, path);
     }
     let _ = (isa, ty, path);
@@ -275,8 +277,8 @@ pub(crate) fn packed_kernel_ggml(
 /// `path`, giving its results bit for bit from equal inputs, where one exists (the x86 levels):
 /// for `Q4_1`, `Q5_1`, `Q5_0`, `Q8_0` ([`GgmlPath::VecDot`]) 256-bit kernels that keep ggml's
 /// eight lane accumulators (each `fma(d_w·d_x, float(signed sum of its 4 values), acc)` per
-/// block), its separate `m·s` sum and its final `hsum_float_8`; for `Q4_K` and `Q6_K` one
-/// kernel per path llama.cpp takes for them. (Other types, `Q4_0` and `IQ4_NL` among them —
+/// block), its separate `m·s` sum and its final `hsum_float_8`; for `Q4_K`, `Q6_K`, `MXFP4`
+/// and the IQ lattice types one kernel per path llama.cpp takes for them. (Other types, `Q4_0` and `IQ4_NL` among them —
 /// repacked by llama.cpp into layouts whose order is not followed here — have none, and the
 /// scalar level sums sequentially.)
 pub(crate) fn rows_kernel_ggml(isa: Isa, ty: GgmlType, path: GgmlPath) -> Option<RowsFn> {

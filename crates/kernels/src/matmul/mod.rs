@@ -17,14 +17,18 @@
 //!
 //! Activations are quantized as llama.cpp quantizes them at run time on x86 (see
 //! [`quantize_activations`]). With [`MatrixOptions::ggml_order`] the `Q4_1`, `Q5_1`, `Q5_0`,
-//! `Q8_0`, `Q4_K` and `Q6_K` products also sum in llama.cpp's order, so they equal llama.cpp's
-//! bit for bit; by default each row's blocks are summed into one float, a few roundings away.
+//! `Q8_0`, `Q4_K`, `Q6_K` and `MXFP4` products also sum in llama.cpp's order, so they equal
+//! llama.cpp's bit for bit; by default each row's blocks are summed into one float, a few
+//! roundings away. The IQ lattice types' default row kernels already sum as llama.cpp's
+//! `vec_dot` does (its path for products of fewer than 8 tokens); `ggml_order` adds its tiled
+//! mat-mul's order for larger products.
 //!
 //! llama.cpp sums k-quant products in a different order depending on the batch: for `Q4_K`
 //! weights its loader repacks (`q4_K_8x8`), the tokens of a product in whole groups of four
 //! go through `ggml_gemm_q4_K_8x8_q8_K` and the last `n % 4` through `ggml_gemv_q4_K_8x8_q8_K`;
-//! for `Q6_K` (never repacked on x86) and unrepacked `Q4_K`, products of fewer than 8 tokens
-//! go through `ggml_vec_dot_*_q8_K` and larger ones through its tiled k-quant mat-mul. In
+//! for `Q6_K` (never repacked on x86), unrepacked `Q4_K` and the IQ lattice types, products of
+//! fewer than 8 tokens go through `ggml_vec_dot_*_q8_K` and larger ones through its tiled
+//! k-quant mat-mul; repacked `MXFP4` (`mxfp4_8x8`) sums alike in its gemv and gemm. In
 //! `ggml_order` each token follows the path llama.cpp would take for it in a product of the
 //! same size (`BatchRule`) — so, as in llama.cpp, a token's result depends on the batch it
 //! is in — unless the [`Scratch`] is [`Scratch::batch_invariant`].
@@ -117,7 +121,7 @@ pub struct MatrixOptions {
     /// decode speed about the same, prompt mat-mat about half of the default kernels'); at
     /// `Avx2` they stay in ggml layout for the row kernels. Other types are unaffected.
     /// Default: false. Results are independent of the thread count either way; with
-    /// `ggml_order`, `Q4_K` and `Q6_K` results depend on the batch as llama.cpp's do (see the
+    /// `ggml_order`, `Q4_K`, `Q6_K` and IQ lattice results depend on the batch as llama.cpp's do (see the
     /// module documentation and [`Scratch::batch_invariant`]).
     pub ggml_order: bool,
     /// With `ggml_order`: whether llama.cpp's model loader would hold this matrix repacked in
@@ -148,7 +152,8 @@ enum BatchRule {
     /// `Q4_K`: `ggml_gemm_q4_K_8x8_q8_K`, then `ggml_gemv_q4_K_8x8_q8_K`).
     GroupsOf4,
     /// Every token of a product of 8 tokens or more takes path 1, of a smaller one path 0
-    /// (k-quants in ggml layout: the tiled k-quant mat-mul, else `ggml_vec_dot_*_q8_K`).
+    /// (k-quants in ggml layout and the IQ lattice types: the tiled k-quant mat-mul, else
+    /// `ggml_vec_dot_*_q8_K`).
     AtLeast8,
 }
 
@@ -161,7 +166,19 @@ impl BatchRule {
             GgmlType::Q4_K if repacked && rows.is_multiple_of(8) => {
                 (BatchRule::GroupsOf4, [P::Gemv, P::Gemm])
             }
-            GgmlType::Q4_K | GgmlType::Q6_K => (BatchRule::AtLeast8, [P::VecDot, P::Tiled]),
+            GgmlType::Q4_K
+            | GgmlType::Q6_K
+            | GgmlType::IQ2_XXS
+            | GgmlType::IQ2_XS
+            | GgmlType::IQ2_S
+            | GgmlType::IQ3_XXS
+            | GgmlType::IQ3_S
+            | GgmlType::IQ1_S
+            | GgmlType::IQ1_M => (BatchRule::AtLeast8, [P::VecDot, P::Tiled]),
+            // Repacked `MXFP4` (`mxfp4_8x8`): gemv and gemm sum alike, whole blocks per fma.
+            GgmlType::MXFP4 if repacked && rows.is_multiple_of(8) => {
+                (BatchRule::Uniform, [P::Gemv, P::Gemv])
+            }
             _ => (BatchRule::Uniform, [P::VecDot, P::VecDot]),
         }
     }
@@ -440,7 +457,7 @@ impl<'a> Matrix<'a> {
 
     /// Whether [`Matrix::dequantize_row`] can read rows of `ty` back from a repacked matrix.
     pub fn packs_row_lookup(ty: GgmlType) -> bool {
-        ty == GgmlType::Q8_0
+        ty == GgmlType::Q8_0 || repack::keeps_blocks(ty)
     }
 
     /// Row `r` as `f32` values (`out.len() == cols`), from whichever layout the matrix holds —
@@ -485,6 +502,17 @@ impl<'a> Matrix<'a> {
                     for (v, &q) in o.iter_mut().zip(&blk.qs) {
                         *v = d * f32::from(q);
                     }
+                }
+                Ok(())
+            }
+            Storage::Packed(p) if repack::keeps_blocks(self.ty) => {
+                // Each block column holds the group's 16 blocks as stored.
+                let size = self.ty.type_size() as usize;
+                let group = &p.buf.as_slice()[r / repack::GROUP * p.group_bytes..];
+                let block = self.ty.block_size() as usize;
+                for (b, o) in out.chunks_exact_mut(block).enumerate() {
+                    let at = (repack::GROUP * b + r % repack::GROUP) * size;
+                    crate::quant::dequantize_row(self.ty, &group[at..at + size], o)?;
                 }
                 Ok(())
             }
@@ -690,8 +718,8 @@ impl<'a> Matrix<'a> {
 /// `w.cols()` values, `y` receives `n_tokens` rows of `w.rows()` values. `n_tokens == 1` is
 /// the decode mat-vec. Activations are quantized once into `scratch`; the work is one
 /// [`ThreadPool::run`] (a batch of more than 64 Ki input values is quantized in one more).
-/// Each output depends only on its weight row and token — and, for `Q4_K` and `Q6_K` matrices
-/// made with [`MatrixOptions::ggml_order`], on the token's place in a batch of `n_tokens`, as in
+/// Each output depends only on its weight row and token — and, for `Q4_K`, `Q6_K` and IQ
+/// lattice matrices made with [`MatrixOptions::ggml_order`], on the token's place in a batch of `n_tokens`, as in
 /// llama.cpp, unless `scratch` is [`Scratch::batch_invariant`]: results are bit-identical
 /// whatever the thread count.
 pub fn matmul(

@@ -18,6 +18,9 @@
 //!
 //! Layouts (per block column):
 //! - `Q4_0`, `IQ4_NL`: `d` f16 vector (32) · nibble steps (256).
+//! - The IQ lattice types (`IQ2_XXS` … `IQ1_M`): the 16 rows' super-blocks as stored (their
+//!   kernels unpack each once per row for all tokens; the grids leave nothing to interleave).
+//! - `MXFP4`: the 16 rows' E8M0 exponents `e` (16, row `r` at byte `r`) · nibble steps (256).
 //! - `Q4_1`: `d` (32) · `m` (32) · nibble steps (256).
 //! - `Q5_0`: `d` (32) · bit plane (64) · nibble steps (256).
 //! - `Q5_1`: `d` (32) · `m` (32) · bit plane (64) · nibble steps (256).
@@ -31,12 +34,23 @@
 //!   `2t..2t+2` are the top two bits of value `4(4h + t) + i`.
 
 use crate::quant::{
-    BlockIq4Nl, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5_1, BlockQ5K, BlockQ6K,
-    BlockQ8_0, F16Bytes, GgmlType, as_blocks, scale_min_k4, unpack_q4k, unpack_q5k, unpack_q6k,
+    BlockIq4Nl, BlockMxfp4, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5_1, BlockQ5K,
+    BlockQ6K, BlockQ8_0, F16Bytes, GgmlType, as_blocks, scale_min_k4, unpack_q4k, unpack_q5k,
+    unpack_q6k,
 };
 
 /// Rows per group.
 pub(crate) const GROUP: usize = 16;
+
+/// Whether the packed layout of `ty` keeps each row's blocks as stored (the IQ lattice types:
+/// a block column is the group's 16 blocks in row order).
+pub(crate) fn keeps_blocks(ty: GgmlType) -> bool {
+    use GgmlType as T;
+    matches!(
+        ty,
+        T::IQ2_XXS | T::IQ2_XS | T::IQ2_S | T::IQ3_XXS | T::IQ3_S | T::IQ1_S | T::IQ1_M
+    )
+}
 
 /// Bytes of one packed block column of `ty` (16 rows), or `None` when `ty` has no packed
 /// layout.
@@ -44,6 +58,8 @@ pub(crate) fn bytes_per_column(ty: GgmlType) -> Option<usize> {
     use GgmlType as T;
     Some(match ty {
         T::Q4_0 | T::IQ4_NL => 32 + 256,
+        T::MXFP4 => 16 + 256,
+        _ if keeps_blocks(ty) => GROUP * ty.type_size() as usize,
         T::Q4_1 => 64 + 256,
         T::Q5_0 => 32 + 64 + 256,
         T::Q5_1 => 64 + 64 + 256,
@@ -134,6 +150,19 @@ fn repack_column(ty: GgmlType, rows: &[&[u8]], b: usize, out: &mut [u8]) {
                 std::array::from_fn(|r| &as_blocks::<BlockIq4Nl>(blk(r))[0]);
             put_f16s(&mut out[..32], |r| blocks[r].d);
             put_qs_steps(&mut out[32..288], |r| &blocks[r].qs);
+        }
+        _ if keeps_blocks(ty) => {
+            for (r, out) in out.chunks_exact_mut(ty.type_size() as usize).enumerate() {
+                out.copy_from_slice(blk(r));
+            }
+        }
+        T::MXFP4 => {
+            let blocks: [&BlockMxfp4; GROUP] =
+                std::array::from_fn(|r| &as_blocks::<BlockMxfp4>(blk(r))[0]);
+            for (r, b) in blocks.iter().enumerate() {
+                out[r] = b.e;
+            }
+            put_qs_steps(&mut out[16..272], |r| &blocks[r].qs);
         }
         T::Q4_1 => {
             let blocks: [&BlockQ4_1; GROUP] =

@@ -185,6 +185,96 @@ block! {
     BlockIq4Xs, IQ4_XS, QK_K, 136 { d: F16Bytes, scales_h: [u8; 2], scales_l: [u8; 4], qs: [u8; 128] }
 }
 
+block! {
+    /// `MXFP4` (OCP microscaling FP4), 32 values `2^(e − 127) · v`, `v` an e2m1 value.
+    ///
+    /// Byte 0 `e`: the E8M0 scale exponent; 1–16 `qs`: indices into [`MXFP4_VALUES`] (which
+    /// holds the e2m1 values doubled, so the scale applied is `2^(e − 128)`), packed as in
+    /// [`BlockQ4_0`].
+    BlockMxfp4, MXFP4, QK32, 17 { e: u8, qs: [u8; 16] }
+}
+block! {
+    /// `IQ2_XXS`, 256 values in 8 groups of 32, each 4 grid points of 8 from `IQ2XXS_GRID`:
+    /// `d·(0.5 + s)/4 · ±grid`, `s` 4-bit.
+    ///
+    /// Bytes 0–1 `d` (f16); 2–65 `qs`: per group `g`, two little-endian u32 at `8g`: the first
+    /// holds the four grid indices (a byte each), the second four 7-bit sign indices (bits
+    /// `7l..7l+7`, see `iq::sign_byte`) and `s` in bits 28–31.
+    BlockIq2Xxs, IQ2_XXS, QK_K, 66 { d: F16Bytes, qs: [u8; 64] }
+}
+block! {
+    /// `IQ2_XS`, 256 values in 32 grid points of 8 from `IQ2XS_GRID`, 16-value groups with
+    /// 4-bit scales: `d·(0.5 + s)/4 · ±grid`.
+    ///
+    /// Bytes 0–1 `d` (f16); 2–65 `qs`: 32 little-endian u16, a 9-bit grid index and a 7-bit sign
+    /// index in bits 9–15; 66–73 `scales`: byte `g` holds the scale of values `32g..32g+16` in
+    /// its low nibble and of `32g+16..32g+32` in its high one.
+    BlockIq2Xs, IQ2_XS, QK_K, 74 { d: F16Bytes, qs: [u8; 64], scales: [u8; 8] }
+}
+block! {
+    /// `IQ2_S`, 256 values in 32 grid points of 8 from `IQ2S_GRID` with explicit signs,
+    /// 16-value groups with 4-bit scales: `d·(0.5 + s)/4 · ±grid`.
+    ///
+    /// Bytes 0–1 `d` (f16); 2–33 `qs[0..32]`: the low 8 bits of each 10-bit grid index;
+    /// 34–65 `qs[32..64]`: one sign byte per grid point (bit `j` set: value `j` negative);
+    /// 66–73 `qh`: byte `g` holds bits 8–9 of the indices of points `4g..4g+4`, two bits each;
+    /// 74–81 `scales` as in [`BlockIq2Xs`].
+    BlockIq2S, IQ2_S, QK_K, 82 { d: F16Bytes, qs: [u8; 64], qh: [u8; 8], scales: [u8; 8] }
+}
+block! {
+    /// `IQ3_XXS`, 256 values in 8 groups of 32, each 8 grid points of 4 from `IQ3XXS_GRID`:
+    /// `d·(0.5 + s)/2 · ±grid`, `s` 4-bit.
+    ///
+    /// Bytes 0–1 `d` (f16); 2–65 `qs[0..64]`: grid indices, 8 per group; 66–97 `qs[64..96]`:
+    /// per group a little-endian u32 with four 7-bit sign indices (each for 8 values) and `s`
+    /// in bits 28–31, as the second word of [`BlockIq2Xxs`].
+    BlockIq3Xxs, IQ3_XXS, QK_K, 98 { d: F16Bytes, qs: [u8; 96] }
+}
+block! {
+    /// `IQ3_S`, 256 values in 64 grid points of 4 from `IQ3S_GRID` with explicit signs, 32-value
+    /// groups with 4-bit scales: `d·(1 + 2s) · ±grid`.
+    ///
+    /// Bytes 0–1 `d` (f16); 2–65 `qs`: the low 8 bits of each 9-bit grid index; 66–73 `qh`:
+    /// bit `k` of byte `g` is bit 8 of index `8g + k`; 74–105 `signs`: one bit per value
+    /// (byte `4g + l`, bit `j` for value `32g + 8l + j`); 106–109 `scales`: byte `k` holds group
+    /// `2k`'s scale in its low nibble and `2k + 1`'s in its high one.
+    BlockIq3S, IQ3_S, QK_K, 110 { d: F16Bytes, qs: [u8; 64], qh: [u8; 8], signs: [u8; 32], scales: [u8; 4] }
+}
+block! {
+    /// `IQ1_S`, 256 values in 32 grid points of 8 from `IQ1S_GRID` (values −1, 0, 1), 32-value
+    /// groups: `d·(2s + 1)·(grid ± 1/8)`, `s` 3-bit.
+    ///
+    /// Bytes 0–1 `d` (f16); 2–33 `qs`: the low 8 bits of each 11-bit grid index; 34–49 `qh`:
+    /// 8 little-endian u16, one per group: bits `3l..3l+3` are the top bits of point `l`'s index,
+    /// bits 12–14 `s`, bit 15 the sign of the 1/8 shift (set: −1/8).
+    BlockIq1S, IQ1_S, QK_K, 50 { d: F16Bytes, qs: [u8; 32], qh: [u8; 16] }
+}
+block! {
+    /// `IQ1_M`, 256 values in 32 grid points of 8 from `IQ1S_GRID`, 16-value groups:
+    /// `d·(2s + 1)·(grid ± 1/8)`, `s` 3-bit, the shift's sign per grid point.
+    ///
+    /// Bytes 0–31 `qs`: the low 8 bits of each 11-bit grid index; 32–47 `qh`: one nibble per
+    /// point (low nibble of byte `k` for point `2k`): bits 0–2 the index's top bits, bit 3 the
+    /// shift's sign; 48–55 `scales`: four little-endian u16, whose bits 0–11 hold the 3-bit
+    /// scales of groups `4k..4k+4` and whose top nibbles together are `d`'s f16 bits (the first
+    /// u16 bits 0–3 of `d`).
+    BlockIq1M, IQ1_M, QK_K, 56 { qs: [u8; 32], qh: [u8; 16], scales: [u8; 8] }
+}
+
+/// The e2m1 values of `MXFP4`, doubled (ggml's `kvalues_mxfp4`).
+pub const MXFP4_VALUES: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+/// Half the E8M0 scale `e` as f32, `2^(e − 128)` (ggml's `ggml_e8m0_to_fp32_half`; 255 gives
+/// 2¹²⁷, not NaN).
+#[inline(always)]
+pub fn e8m0_half(e: u8) -> f32 {
+    f32::from_bits(if e < 2 {
+        0x0020_0000 << e
+    } else {
+        u32::from(e - 1) << 23
+    })
+}
+
 /// The 16 values of the `IQ4_NL`/`IQ4_XS` non-linear grid (ggml's `kvalues_iq4nl`).
 pub const IQ4_NL_VALUES: [i8; 16] = [
     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,

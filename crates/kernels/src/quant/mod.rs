@@ -14,7 +14,9 @@
 mod blocks;
 mod error;
 mod float;
+mod iq;
 mod iq4;
+mod iq_grids;
 mod kquants;
 mod legacy;
 
@@ -22,6 +24,11 @@ pub use blocks::*;
 pub use error::KernelError;
 pub use gguf::GgmlType;
 
+pub(crate) use iq::{
+    IQ1_DELTA, SIGNS_PM1, unpack_iq1m, unpack_iq1s, unpack_iq2s, unpack_iq2xs, unpack_iq2xxs,
+    unpack_iq3s, unpack_iq3xxs,
+};
+pub(crate) use iq_grids::{IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID};
 pub(crate) use kquants::{q8k_block, unpack_q2k, unpack_q3k, unpack_q4k, unpack_q5k, unpack_q6k};
 pub(crate) use legacy::{unpack_nibbles, unpack_q5};
 
@@ -48,6 +55,11 @@ pub(crate) fn traits(ty: GgmlType) -> Traits {
         dequantize: Some(dq),
         quantize: Some(q),
         vec_dot_type: vdt,
+    };
+    let weights_only = |dq: DequantizeFn| Traits {
+        dequantize: Some(dq),
+        quantize: None,
+        vec_dot_type: Some(T::Q8_K),
     };
     match ty {
         T::F32 => t(float::dequantize_f32, float::quantize_f32, Some(T::F32)),
@@ -110,17 +122,18 @@ pub(crate) fn traits(ty: GgmlType) -> Traits {
         ),
         T::IQ4_NL => t(iq4::dequantize_iq4_nl, iq4::quantize_iq4_nl, Some(T::Q8_0)),
         T::IQ4_XS => t(iq4::dequantize_iq4_xs, iq4::quantize_iq4_xs, Some(T::Q8_K)),
+        T::MXFP4 => t(iq::dequantize_mxfp4, iq::quantize_mxfp4, Some(T::Q8_0)),
+        // The lattice types: weights only, no quantizer here (see `iq`).
+        T::IQ2_XXS => weights_only(iq::dequantize_iq2_xxs),
+        T::IQ2_XS => weights_only(iq::dequantize_iq2_xs),
+        T::IQ2_S => weights_only(iq::dequantize_iq2_s),
+        T::IQ3_XXS => weights_only(iq::dequantize_iq3_xxs),
+        T::IQ3_S => weights_only(iq::dequantize_iq3_s),
+        T::IQ1_S => weights_only(iq::dequantize_iq1_s),
+        T::IQ1_M => weights_only(iq::dequantize_iq1_m),
         // Not implemented yet (each needs its dequantizer, quantizer and dot kernels):
-        T::IQ2_XXS
-        | T::IQ2_XS
-        | T::IQ2_S
-        | T::IQ3_XXS
-        | T::IQ3_S
-        | T::IQ1_S
-        | T::IQ1_M
-        | T::TQ1_0
+        T::TQ1_0
         | T::TQ2_0
-        | T::MXFP4
         | T::NVFP4
         | T::Q1_0
         | T::Q2_0
@@ -136,8 +149,9 @@ pub(crate) fn traits(ty: GgmlType) -> Traits {
     }
 }
 
-/// Whether weights of type `ty` can be used for computation here: dequantized, quantized and
-/// multiplied (a [`crate::matmul::Matrix`] of this type can be made).
+/// Whether weights of type `ty` can be used for computation here: dequantized and multiplied (a
+/// [`crate::matmul::Matrix`] of this type can be made). Every such type but the IQ lattice types
+/// (`IQ2_XXS` … `IQ1_M`) can also be quantized to.
 pub fn is_supported(ty: GgmlType) -> bool {
     traits(ty).vec_dot_type.is_some()
 }

@@ -27,11 +27,57 @@ pub const WEIGHT_TYPES: &[GgmlType] = &[
     GgmlType::Q5_K,
     GgmlType::Q6_K,
     GgmlType::IQ4_XS,
+    GgmlType::MXFP4,
+    GgmlType::IQ2_XXS,
+    GgmlType::IQ2_XS,
+    GgmlType::IQ2_S,
+    GgmlType::IQ3_XXS,
+    GgmlType::IQ3_S,
+    GgmlType::IQ1_S,
+    GgmlType::IQ1_M,
 ];
 
+/// The IQ lattice types: weights with no quantizer here.
+pub const LATTICE_TYPES: &[GgmlType] = &[
+    GgmlType::IQ2_XXS,
+    GgmlType::IQ2_XS,
+    GgmlType::IQ2_S,
+    GgmlType::IQ3_XXS,
+    GgmlType::IQ3_S,
+    GgmlType::IQ1_S,
+    GgmlType::IQ1_M,
+];
+
+/// Random blocks of a lattice type: random bytes (every grid index, sign and scale is valid)
+/// with the f16 super-block scale set to a random value of either sign in [1/64, 1/32) (for
+/// `IQ1_M`, spread over the top nibbles of its scale words as the format stores it).
+pub fn random_lattice_row(rng: &mut Rng, ty: GgmlType, n: usize) -> Vec<u8> {
+    let mut w: Vec<u8> = (0..row_bytes(ty, n).unwrap())
+        .map(|_| rng.next_u64() as u8)
+        .collect();
+    let size = ty.type_size() as usize;
+    for b in w.chunks_mut(size) {
+        let d = (rng.uniform() + 3.0) / 128.0 * if rng.uniform() < 0.0 { -1.0 } else { 1.0 };
+        let bits = half::f16::from_f32(d).to_bits();
+        if ty == GgmlType::IQ1_M {
+            for k in 0..4 {
+                let nibble = ((bits >> (4 * k)) & 0xf) as u8;
+                b[48 + 2 * k + 1] = (b[48 + 2 * k + 1] & 0x0f) | (nibble << 4);
+            }
+        } else {
+            b[..2].copy_from_slice(&bits.to_le_bytes());
+        }
+    }
+    w
+}
+
 /// A weight row of `n` values of type `ty` from random normal data (some blocks scaled up or
-/// zeroed, so scales vary), quantized with the reference quantizer.
+/// zeroed, so scales vary), quantized with the reference quantizer; for the lattice types,
+/// [`random_lattice_row`].
 pub fn random_row(rng: &mut Rng, ty: GgmlType, n: usize) -> Vec<u8> {
+    if LATTICE_TYPES.contains(&ty) {
+        return random_lattice_row(rng, ty, n);
+    }
     let mut x = rng.normals(n);
     for (i, c) in x.chunks_mut(32).enumerate() {
         match i % 7 {
@@ -199,7 +245,8 @@ fn simd_dots_match_scalar_at_every_level() {
 
 #[test]
 fn dot_error_within_ggml_budgets() {
-    // test-quantize-fns: |quantized dot − exact dot| / n < 0.02 (0.04 for 2-bit), n = 4096.
+    // test-quantize-fns: |quantized dot − exact dot| / n < 0.02 (0.04 for 2-bit, 0.03 for
+    // FP4), n = 4096.
     let n = 32 * 128;
     let (a, b) = (synthetic(n, 0.0), synthetic(n, 1.0));
     let exact: f64 = a
@@ -207,10 +254,14 @@ fn dot_error_within_ggml_budgets() {
         .zip(&b)
         .map(|(&x, &y)| f64::from(x) * f64::from(y))
         .sum();
-    for &ty in WEIGHT_TYPES {
+    for &ty in WEIGHT_TYPES.iter().filter(|t| !LATTICE_TYPES.contains(t)) {
         let mut w = vec![0u8; row_bytes(ty, n).unwrap()];
         quantize_row(ty, &a, &mut w).unwrap();
-        let budget = if ty == GgmlType::Q2_K { 0.04 } else { 0.02 };
+        let budget = match ty {
+            GgmlType::Q2_K => 0.04,
+            GgmlType::MXFP4 => 0.03,
+            _ => 0.02,
+        };
         for isa in Isa::all_supported() {
             let got = dot_row(isa, ty, &w, &b).unwrap();
             let err = (f64::from(got) - exact).abs() / n as f64;

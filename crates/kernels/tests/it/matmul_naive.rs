@@ -153,8 +153,8 @@ fn bad_shapes_are_errors() {
         }
     );
     assert_eq!(
-        Matrix::new(GgmlType::IQ2_XXS, 1, 256, &[0; 66]).unwrap_err(),
-        KernelError::UnsupportedType(GgmlType::IQ2_XXS)
+        Matrix::new(GgmlType::TQ2_0, 1, 256, &[0; 66]).unwrap_err(),
+        KernelError::UnsupportedType(GgmlType::TQ2_0)
     );
     let m = Matrix::new(GgmlType::Q4_0, 4, 32, &w).unwrap();
     let pool = ThreadPool::new(1);
@@ -464,6 +464,60 @@ fn ggml_order_kernels_equal_the_row_kernels_bit_for_bit() {
                     );
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn mxfp4_scales_at_the_ends_of_the_exponent_range() {
+    // E8M0 exponents 0 and 1 give subnormal scales (ggml's special case), 236 a large one whose
+    // products still fit an f32: every kernel family, rows a multiple of 16 so the packed
+    // kernels take them.
+    let mut rng = Rng::new(19);
+    let (rows, cols) = (32, 128);
+    let ty = GgmlType::MXFP4;
+    let exps = [0u8, 1, 2, 3, 100, 127, 128, 200, 225, 236];
+    let mut w = random_matrix(&mut rng, ty, rows, cols);
+    for (r, row) in w.chunks_mut(row_bytes(ty, cols).unwrap()).enumerate() {
+        for b in row.chunks_mut(17) {
+            b[0] = exps[r % exps.len()];
+        }
+    }
+    let x = rng.normals(3 * cols);
+    let reference = naive(ty, &w, rows, cols, &x, 3);
+    // Σ|w·x| per output: the scale of the activations' 8-bit quantization error.
+    let x_abs: Vec<f32> = x.iter().map(|v| v.abs()).collect();
+    let mut w_abs = vec![0.0f32; rows * cols];
+    let rb = row_bytes(ty, cols).unwrap();
+    for r in 0..rows {
+        let out = &mut w_abs[r * cols..(r + 1) * cols];
+        dequantize_row(ty, &w[r * rb..(r + 1) * rb], out).unwrap();
+        out.iter_mut().for_each(|v| *v = v.abs());
+    }
+    let mag: Vec<f32> = (0..3)
+        .flat_map(|t| {
+            let (w_abs, x_abs) = (&w_abs, &x_abs);
+            (0..rows).map(move |r| {
+                (0..cols)
+                    .map(|c| w_abs[r * cols + c] * x_abs[t * cols + c])
+                    .sum::<f32>()
+            })
+        })
+        .collect();
+    let pool = ThreadPool::new(1);
+    for options in all_options() {
+        let m = Matrix::with_options(ty, rows, cols, &w, options).unwrap();
+        let mut y = vec![f32::NAN; 3 * rows];
+        matmul(&pool, &m, &x, 3, &mut y, &mut Scratch::new()).unwrap();
+        for (i, (&g, &e)) in y.iter().zip(&reference).enumerate() {
+            assert!(
+                (g - e).abs() <= 0.01 * mag[i] + f32::MIN_POSITIVE,
+                "{} packed={} token {} row {}: got {g}, reference {e}",
+                options.isa.name(),
+                m.is_packed(),
+                i / rows,
+                i % rows
+            );
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Looking rows up in a matrix, whatever its layout: a repacked `Q8_0` matrix gives back
-//! exactly the values of its ggml-layout rows, the tail rows after the last 16-row group too.
+//! Looking rows up in a matrix, whatever its layout: a repacked `Q8_0` or IQ lattice matrix
+//! gives back exactly the values of its ggml-layout rows, the tail rows after the last 16-row
+//! group too.
 
 use kernels::matmul::{Matrix, MatrixOptions};
 use kernels::quant::{GgmlType, dequantize_row, quantize_row, row_bytes};
@@ -43,4 +44,33 @@ fn packed_q8_0_rows_dequantize_like_the_original() {
     }
     assert!(packed.dequantize_row(rows, &mut a).is_err());
     assert!(packed.dequantize_row(0, &mut a[..cols - 1]).is_err());
+}
+
+#[test]
+fn packed_lattice_rows_dequantize_like_the_original() {
+    // The IQ lattice types keep each row's blocks in their packed layout: rows read back
+    // exactly, in every 16-row group and after the last one.
+    let mut rng = crate::quant_util::Rng::new(23);
+    let (rows, cols) = (37, 512);
+    for &ty in crate::dot_reference::LATTICE_TYPES {
+        assert!(Matrix::packs_row_lookup(ty), "{ty}");
+        let data: Vec<u8> = (0..rows)
+            .flat_map(|_| crate::dot_reference::random_lattice_row(&mut rng, ty, cols))
+            .collect();
+        let rb = row_bytes(ty, cols).unwrap();
+        let m = Matrix::new(ty, rows, cols, &data).unwrap();
+        if kernels::isa::Isa::detected() > kernels::isa::Isa::Generic {
+            assert!(m.is_packed(), "{ty}");
+        }
+        let (mut want, mut got) = (vec![0.0; cols], vec![0.0; cols]);
+        for r in 0..rows {
+            dequantize_row(ty, &data[r * rb..(r + 1) * rb], &mut want).unwrap();
+            m.dequantize_row(r, &mut got).unwrap();
+            assert_eq!(
+                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{ty} row {r}"
+            );
+        }
+    }
 }

@@ -26,6 +26,14 @@ const DEQUANT_TYPES: &[GgmlType] = &[
     GgmlType::Q8_K,
     GgmlType::IQ4_NL,
     GgmlType::IQ4_XS,
+    GgmlType::MXFP4,
+    GgmlType::IQ2_XXS,
+    GgmlType::IQ2_XS,
+    GgmlType::IQ2_S,
+    GgmlType::IQ3_XXS,
+    GgmlType::IQ3_S,
+    GgmlType::IQ1_S,
+    GgmlType::IQ1_M,
 ];
 
 fn fixture_name(ty: GgmlType) -> String {
@@ -63,6 +71,7 @@ fn quantize_matches_gguf_python_bit_for_bit() {
         GgmlType::Q8_0,
         GgmlType::Q8_1,
         GgmlType::Q8_K,
+        GgmlType::MXFP4,
     ] {
         let expected = fixture(&format!("quant-{}.raw", fixture_name(ty)));
         let mut got = vec![0u8; row_bytes(ty, input.len()).unwrap()];
@@ -94,19 +103,19 @@ fn the_type_table() {
         (T::Q6_K, T::Q8_K),
         (T::IQ4_NL, T::Q8_0),
         (T::IQ4_XS, T::Q8_K),
+        (T::MXFP4, T::Q8_0),
+        (T::IQ2_XXS, T::Q8_K),
+        (T::IQ2_XS, T::Q8_K),
+        (T::IQ2_S, T::Q8_K),
+        (T::IQ3_XXS, T::Q8_K),
+        (T::IQ3_S, T::Q8_K),
+        (T::IQ1_S, T::Q8_K),
+        (T::IQ1_M, T::Q8_K),
     ] {
         assert!(is_supported(ty), "{ty}");
         assert_eq!(vec_dot_type(ty), Some(vdt), "{ty}");
     }
-    for ty in [
-        T::Q8_1,
-        T::Q8_K,
-        T::IQ2_XXS,
-        T::IQ1_M,
-        T::TQ1_0,
-        T::MXFP4,
-        T::I32,
-    ] {
+    for ty in [T::Q8_1, T::Q8_K, T::TQ1_0, T::NVFP4, T::I32] {
         assert!(!is_supported(ty), "{ty}");
         assert_eq!(vec_dot_type(ty), None, "{ty}");
     }
@@ -116,7 +125,12 @@ fn the_type_table() {
 fn bad_calls_are_errors_not_panics() {
     let mut out = vec![0.0f32; 32];
     assert_eq!(
-        dequantize_row(GgmlType::IQ2_XXS, &[0; 66], &mut vec![0.0; 256]),
+        dequantize_row(GgmlType::TQ1_0, &[0; 54], &mut vec![0.0; 256]),
+        Err(KernelError::UnsupportedType(GgmlType::TQ1_0))
+    );
+    // The lattice types dequantize and multiply but have no quantizer here.
+    assert_eq!(
+        quantize_row(GgmlType::IQ2_XXS, &[0.0; 256], &mut [0; 66]),
         Err(KernelError::UnsupportedType(GgmlType::IQ2_XXS))
     );
     assert_eq!(

@@ -5,6 +5,11 @@
 
 use super::{ActKind, ActRow, Q8K_SUMS, QuantizeActsFn, RowsFn};
 use crate::quant::{
+    BlockIq1M, BlockIq1S, BlockIq2S, BlockIq2Xs, BlockIq2Xxs, BlockIq3S, BlockIq3Xxs, BlockMxfp4,
+    IQ1_DELTA, MXFP4_VALUES, e8m0_half, unpack_iq1m, unpack_iq1s, unpack_iq2s, unpack_iq2xs,
+    unpack_iq2xxs, unpack_iq3s, unpack_iq3xxs,
+};
+use crate::quant::{
     BlockIq4Nl, BlockIq4Xs, BlockQ2K, BlockQ3K, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0,
     BlockQ5_1, BlockQ5K, BlockQ6K, BlockQ8_0, F16Bytes, GgmlType, IQ4_NL_VALUES, as_blocks,
     iq4xs_scale, q3k_scales, q8k_block, scale_min_k4, unpack_nibbles, unpack_q2k, unpack_q3k,
@@ -234,6 +239,123 @@ fn dot_iq4_xs(w: &[u8], a: &Acts) -> f32 {
     acc
 }
 
+/// ggml's `ggml_vec_dot_mxfp4_q8_0_generic`: per block `d_x · e8m0_half(e)` times the integer
+/// sum, summed in one float.
+fn dot_mxfp4(w: &[u8], a: &Acts) -> f32 {
+    let mut acc = 0.0f32;
+    for (i, b) in as_blocks::<BlockMxfp4>(w).iter().enumerate() {
+        let q = unpack_nibbles(&b.qs).map(|q| MXFP4_VALUES[usize::from(q)]);
+        let isum = idot(&q, &a.qs[32 * i..32 * i + 32]);
+        acc += a.d[i] * e8m0_half(b.e) * isum as f32;
+    }
+    acc
+}
+
+/// Σ_g (2·sc[g] + 1) · (group `g`'s integer dot) over groups of `G` values of a super-block.
+#[inline(always)]
+fn iq_isum<const G: usize>(q: &[i8; 256], sc: &[u8], x: &[i8]) -> i32 {
+    (0..256 / G)
+        .map(|g| (2 * i32::from(sc[g]) + 1) * idot(&q[G * g..G * g + G], &x[G * g..G * g + G]))
+        .sum()
+}
+
+/// Group scales in a 16-entry array (types with 8 groups use the first 8).
+#[inline(always)]
+fn widen<const N: usize>(sc: [u8; N]) -> [u8; 16] {
+    std::array::from_fn(|g| if g < N { sc[g] } else { 0 })
+}
+
+/// The IQ2/IQ3 types as ggml's `ggml_vec_dot_iq*_q8_K_generic`: per super-block
+/// `d_w · d_x · isum` summed in one float, times `k` (the grids' common factor: 1/8 for IQ2,
+/// 1/4 for `IQ3_XXS`, 1 for `IQ3_S`).
+#[inline(always)]
+fn dot_iq_grid<B: crate::quant::Block, const G: usize>(
+    w: &[u8],
+    a: &Acts,
+    k: f32,
+    unpack: impl Fn(&B) -> ([i8; 256], F16Bytes, [u8; 16]),
+) -> f32 {
+    let mut acc = 0.0f32;
+    for (i, b) in as_blocks::<B>(w).iter().enumerate() {
+        let (q, d, sc) = unpack(b);
+        let isum = iq_isum::<G>(&q, &sc, &a.qs[256 * i..256 * i + 256]);
+        acc += d.get() * a.d[i] * isum as f32;
+    }
+    k * acc
+}
+
+fn dot_iq2_xxs(w: &[u8], a: &Acts) -> f32 {
+    dot_iq_grid::<BlockIq2Xxs, 32>(w, a, 0.125, |b| {
+        let (q, sc) = unpack_iq2xxs(b);
+        (q, b.d, widen(sc))
+    })
+}
+
+fn dot_iq2_xs(w: &[u8], a: &Acts) -> f32 {
+    dot_iq_grid::<BlockIq2Xs, 16>(w, a, 0.125, |b| {
+        let (q, sc) = unpack_iq2xs(b);
+        (q, b.d, widen(sc))
+    })
+}
+
+fn dot_iq2_s(w: &[u8], a: &Acts) -> f32 {
+    dot_iq_grid::<BlockIq2S, 16>(w, a, 0.125, |b| {
+        let (q, sc) = unpack_iq2s(b);
+        (q, b.d, widen(sc))
+    })
+}
+
+fn dot_iq3_xxs(w: &[u8], a: &Acts) -> f32 {
+    dot_iq_grid::<BlockIq3Xxs, 32>(w, a, 0.25, |b| {
+        let (q, sc) = unpack_iq3xxs(b);
+        (q, b.d, widen(sc))
+    })
+}
+
+fn dot_iq3_s(w: &[u8], a: &Acts) -> f32 {
+    dot_iq_grid::<BlockIq3S, 32>(w, a, 1.0, |b| {
+        let (q, sc) = unpack_iq3s(b);
+        (q, b.d, widen(sc))
+    })
+}
+
+/// ggml's `ggml_vec_dot_iq1_s_q8_K_generic`: per super-block
+/// `d_w · d_x · (isum + 1/8 · Σ_g ±(2·sc + 1)·bsum_g)`, the shift term from the activation sums.
+fn dot_iq1_s(w: &[u8], a: &Acts) -> f32 {
+    let mut acc = 0.0f32;
+    for (i, b) in as_blocks::<BlockIq1S>(w).iter().enumerate() {
+        let (q, sc, delta) = unpack_iq1s(b);
+        let isum = iq_isum::<32>(&q, &sc, &a.qs[256 * i..256 * i + 256]);
+        let shift: i32 = (0..8)
+            .map(|g| {
+                let ls = 2 * i32::from(sc[g]) + 1;
+                ls * i32::from(delta[g]) * i32::from(a.sums[Q8K_SUMS * i + 16 + g])
+            })
+            .sum();
+        acc += b.d.get() * a.d[i] * (isum as f32 + IQ1_DELTA * shift as f32);
+    }
+    acc
+}
+
+/// ggml's `ggml_vec_dot_iq1_m_q8_K_generic`: as [`dot_iq1_s`] with 16-value scales and the
+/// shift's sign per grid point of 8 (its sums taken from the activation values).
+fn dot_iq1_m(w: &[u8], a: &Acts) -> f32 {
+    let mut acc = 0.0f32;
+    for (i, b) in as_blocks::<BlockIq1M>(w).iter().enumerate() {
+        let (q, sc, delta, d) = unpack_iq1m(b);
+        let x = &a.qs[256 * i..256 * i + 256];
+        let isum = iq_isum::<16>(&q, &sc, x);
+        let shift: i32 = (0..32)
+            .map(|p| {
+                let s: i32 = x[8 * p..8 * p + 8].iter().map(|&v| i32::from(v)).sum();
+                (2 * i32::from(sc[p / 2]) + 1) * i32::from(delta[p]) * s
+            })
+            .sum();
+        acc += d.get() * a.d[i] * (isum as f32 + IQ1_DELTA * shift as f32);
+    }
+    acc
+}
+
 macro_rules! rows_fns {
     ($( $name:ident => $dot:ident, $kind:ident; )*) => {
         $(
@@ -273,6 +395,14 @@ rows_fns! {
     rows_q5_k => dot_q5_k, Q8K;
     rows_q6_k => dot_q6_k, Q8K;
     rows_iq4_xs => dot_iq4_xs, Q8K;
+    rows_mxfp4 => dot_mxfp4, Q8;
+    rows_iq2_xxs => dot_iq2_xxs, Q8K;
+    rows_iq2_xs => dot_iq2_xs, Q8K;
+    rows_iq2_s => dot_iq2_s, Q8K;
+    rows_iq3_xxs => dot_iq3_xxs, Q8K;
+    rows_iq3_s => dot_iq3_s, Q8K;
+    rows_iq1_s => dot_iq1_s, Q8K;
+    rows_iq1_m => dot_iq1_m, Q8K;
 }
 
 pub(crate) fn rows_kernel(ty: GgmlType) -> Option<RowsFn> {
@@ -293,6 +423,14 @@ pub(crate) fn rows_kernel(ty: GgmlType) -> Option<RowsFn> {
         T::Q5_K => rows_q5_k,
         T::Q6_K => rows_q6_k,
         T::IQ4_XS => rows_iq4_xs,
+        T::MXFP4 => rows_mxfp4,
+        T::IQ2_XXS => rows_iq2_xxs,
+        T::IQ2_XS => rows_iq2_xs,
+        T::IQ2_S => rows_iq2_s,
+        T::IQ3_XXS => rows_iq3_xxs,
+        T::IQ3_S => rows_iq3_s,
+        T::IQ1_S => rows_iq1_s,
+        T::IQ1_M => rows_iq1_m,
         _ => return None,
     })
 }

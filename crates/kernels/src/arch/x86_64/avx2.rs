@@ -16,7 +16,12 @@
 //! gemm sum them.
 
 use super::{f16_at, hsum_epi32, hsum_ps};
-use crate::arch::{ActKind, ActRow, GgmlPath, Q8K_SUMS, QuantizeActsFn, RowsFn};
+use crate::arch::{ActKind, ActRow, ActTile, GgmlPath, PackedFn, Q8K_SUMS, QuantizeActsFn, RowsFn};
+use crate::quant::{
+    BlockIq1M, BlockIq1S, BlockIq2S, BlockIq2Xs, BlockIq2Xxs, BlockIq3S, BlockIq3Xxs, BlockMxfp4,
+    IQ1_DELTA, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, MXFP4_VALUES,
+    SIGNS_PM1, e8m0_half,
+};
 use crate::quant::{
     BlockIq4Nl, BlockIq4Xs, BlockQ2K, BlockQ3K, BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0,
     BlockQ5_1, BlockQ5K, BlockQ6K, BlockQ8_0, F16Bytes, GgmlType, IQ4_NL_VALUES, iq4xs_scale,
@@ -795,6 +800,771 @@ unsafe fn dot_iq4_xs<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
 }
 
 // ---------------------------------------------------------------------------------------------
+// `MXFP4` and the IQ lattice types, in llama.cpp's float order (`ggml_vec_dot_*` in
+// `ggml-cpu/arch/x86/quants.c`, AVX2): eight i32 lanes per super-block (lane `m` holds values
+// `4m..4m + 4` of every 32-value chunk, times the chunk's scale), converted to float and summed
+// as `fma(d_w·d_x, lanes, acc)`, then `hsum_float_8` times the grid's common factor. The integer
+// lanes are exact however they are formed, so these equal llama.cpp's results bit for bit.
+
+/// Block `i` of an `MXFP4` row: its integer lanes and `d_x · e8m0_half(e)`.
+///
+/// # Safety
+/// Block `i` lies inside the row at `w` and the activation row `a`; the features of `D` are
+/// enabled.
+#[inline(always)]
+unsafe fn mxfp4_block<D: Dot>(w: *const u8, a: ActRow, i: usize, lut: __m256i) -> (__m256i, f32) {
+    // SAFETY: the caller's bounds and features.
+    unsafe {
+        let b = &*w.cast::<BlockMxfp4>().add(i);
+        let v = _mm256_shuffle_epi8(lut, nibbles32(b.qs.as_ptr()));
+        let (u, s) = sign_split(v, load(a.qs.add(32 * i)));
+        (D::dot(u, s), *a.d.add(i) * e8m0_half(b.e))
+    }
+}
+
+/// `MXFP4`: ggml's two accumulators (even and odd blocks) over pairs of blocks, their sum's
+/// `hsum_float_8`, then a last odd block added in scalar as `fma(d, isum, sum)`.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
+#[inline(always)]
+unsafe fn dot_mxfp4<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q4_0`.
+    unsafe {
+        let lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(MXFP4_VALUES.as_ptr().cast()));
+        let (mut acc1, mut acc2) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        while i + 1 < nb {
+            let (p1, d1) = mxfp4_block::<D>(w, a, i, lut);
+            let (p2, d2) = mxfp4_block::<D>(w, a, i + 1, lut);
+            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1), _mm256_cvtepi32_ps(p1), acc1);
+            acc2 = _mm256_fmadd_ps(_mm256_set1_ps(d2), _mm256_cvtepi32_ps(p2), acc2);
+            i += 2;
+        }
+        let mut sum = hsum_ps(_mm256_add_ps(acc1, acc2));
+        if i < nb {
+            let (p, d) = mxfp4_block::<D>(w, a, i, lut);
+            // `sumf += d * (sumi1 + sumi2)`, which C compilers contract to an fma.
+            sum = d.mul_add(hsum_epi32(p) as f32, sum);
+        }
+        sum
+    }
+}
+
+/// `MXFP4` as llama.cpp's repacked kernels (`ggml_gemv_mxfp4_8x8_q8_0`, `_gemm_`) sum it: per
+/// block the whole integer sum, `acc = fma(float(S), e8m0_half(e)·d_x, acc)` — the order of the
+/// packed kernels, for the rows they do not cover.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
+#[inline(always)]
+unsafe fn dot_mxfp4_repacked<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q4_0`.
+    unsafe {
+        let lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(MXFP4_VALUES.as_ptr().cast()));
+        let mut acc = 0.0f32;
+        for i in 0..nb {
+            let (p, d) = mxfp4_block::<D>(w, a, i, lut);
+            acc = (hsum_epi32(p) as f32).mul_add(d, acc);
+        }
+        acc
+    }
+}
+
+/// ±1 bytes from 32 sign bits (the little-endian u32 at `p`): byte `k` is −1 where bit `k` is set.
+///
+/// # Safety
+/// `p` is valid for 4 bytes (caller); AVX2 is enabled.
+#[inline(always)]
+unsafe fn signs32(p: *const u8) -> __m256i {
+    // SAFETY: `p` is valid for 4 bytes (caller); AVX2 is enabled.
+    unsafe {
+        let x = _mm256_set1_epi32(p.cast::<i32>().read_unaligned());
+        let spread = _mm256_shuffle_epi8(
+            x,
+            _mm256_set_epi64x(
+                0x0303030303030303,
+                0x0202020202020202,
+                0x0101010101010101,
+                0x0000000000000000,
+            ),
+        );
+        let bit = _mm256_set1_epi64x(0x8040201008040201u64 as i64);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+        _mm256_or_si256(set, _mm256_set1_epi8(1))
+    }
+}
+
+/// Four 8-value grid points as one vector.
+///
+/// # Safety
+/// AVX is enabled.
+#[inline(always)]
+unsafe fn points4(p: [u64; 4]) -> __m256i {
+    // SAFETY: AVX is enabled.
+    unsafe { _mm256_set_epi64x(p[3] as i64, p[2] as i64, p[1] as i64, p[0] as i64) }
+}
+
+/// Eight 4-value grid points as one vector (`set`, not a store and a reload).
+///
+/// # Safety
+/// AVX is enabled.
+#[inline(always)]
+unsafe fn points8(g: [u32; 8]) -> __m256i {
+    // SAFETY: AVX is enabled.
+    unsafe {
+        _mm256_set_epi32(
+            g[7] as i32,
+            g[6] as i32,
+            g[5] as i32,
+            g[4] as i32,
+            g[3] as i32,
+            g[2] as i32,
+            g[1] as i32,
+            g[0] as i32,
+        )
+    }
+}
+
+/// The ±1 sign bytes of four 7-bit sign indices, bits `0..28` of `aux` (7 each).
+///
+/// # Safety
+/// AVX is enabled.
+#[inline(always)]
+unsafe fn signs_7bit(aux: u32) -> __m256i {
+    // SAFETY: AVX is enabled.
+    unsafe {
+        points4(std::array::from_fn(|l| {
+            SIGNS_PM1[((aux >> (7 * l)) & 127) as usize]
+        }))
+    }
+}
+
+/// A little-endian u32 at `p + k`.
+///
+/// # Safety
+/// `p + k` is valid for 4 bytes.
+#[inline(always)]
+unsafe fn u32_at(p: *const u8, k: usize) -> u32 {
+    // SAFETY: the caller's bounds.
+    unsafe { p.add(k).cast::<u32>().read_unaligned() }
+}
+
+/// The integer sums of one lattice super-block against 256 activations, from which both of
+/// llama.cpp's orders are made: `grid` in 8 lanes (lane `m`: values `4m..4m + 4` of every
+/// 32-value chunk, times their scales, as ggml's `vec_dot` keeps them), and for the `IQ1` types
+/// the 1/8-shift terms — `shift_lanes` in lanes (`IQ1_M`) or `shift` as one integer (`IQ1_S`).
+#[derive(Clone, Copy)]
+struct Sums {
+    grid: __m256i,
+    shift_lanes: __m256i,
+    shift: i32,
+}
+
+/// A lattice super-block unpacked for the dot products: per 32-value chunk `c`, the unsigned
+/// grid bytes `u`, the signs to put on the activations `s` (±1 bytes, or the signed grid
+/// itself), each value's i16 scale `sc`; for `IQ1_M` the ±1 shift signs of each value `delta`,
+/// for `IQ1_S` each chunk's signed shift weight `±(2s + 1)`.
+struct Unpacked {
+    u: [__m256i; 8],
+    s: [__m256i; 8],
+    sc: [__m256i; 8],
+    delta: [__m256i; 8],
+    shift_w: [i32; 8],
+}
+
+/// How a lattice type's 1/8 shift enters its sums.
+#[derive(PartialEq, Eq)]
+enum Shift {
+    /// No shift (`IQ2`, `IQ3`).
+    None,
+    /// One sign per 32-value group, taken through the activations' sums of 32 (`IQ1_S`).
+    PerGroup,
+    /// One sign per 8 values, taken through the activations themselves (`IQ1_M`).
+    PerPoint,
+}
+
+/// A lattice super-block as the dot kernels take it.
+trait Lattice: Copy {
+    /// The grid's common factor, applied once to the whole sum (ggml's `0.125f`, …; for the
+    /// `IQ1` types 1, their shift terms taking 1/8).
+    const K: f32;
+    /// How the 1/8 shift enters (`IQ1` types).
+    const SHIFT: Shift = Shift::None;
+    /// Chunk `c` (< 8): `(u, s, sc)` of [`Unpacked`].
+    ///
+    /// # Safety
+    /// AVX2 is enabled.
+    unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i);
+    /// The super-block scale.
+    fn d(&self) -> F16Bytes;
+    /// The shift's `delta` bytes (`IQ1_M`) or weight (`IQ1_S`) of chunk `c`.
+    ///
+    /// # Safety
+    /// AVX2 is enabled.
+    #[inline(always)]
+    unsafe fn shift(&self, c: usize) -> (__m256i, i32) {
+        let _ = c;
+        // SAFETY: AVX2 is enabled.
+        unsafe { (_mm256_setzero_si256(), 0) }
+    }
+    /// The whole super-block unpacked.
+    ///
+    /// # Safety
+    /// AVX2 is enabled.
+    #[inline(always)]
+    unsafe fn unpack(&self) -> Unpacked {
+        // SAFETY: AVX2 is enabled.
+        unsafe {
+            let z = _mm256_setzero_si256();
+            let mut p = Unpacked {
+                u: [z; 8],
+                s: [z; 8],
+                sc: [z; 8],
+                delta: [z; 8],
+                shift_w: [0; 8],
+            };
+            for c in 0..8 {
+                (p.u[c], p.s[c], p.sc[c]) = self.chunk(c);
+                if Self::SHIFT != Shift::None {
+                    (p.delta[c], p.shift_w[c]) = self.shift(c);
+                }
+            }
+            p
+        }
+    }
+}
+
+/// Adds chunk `c`'s products to `acc`: the grid (`u`, `s`, `sc` of [`Unpacked`]) against the
+/// 32 activation bytes `xv`, and the shift as the type takes it (`delta`, or `shift_w` times
+/// the activations' sum of 32 `sum32`).
+///
+/// # Safety
+/// The features of `D` are enabled.
+#[inline(always)]
+unsafe fn sum_chunk<D: Dot, B: Lattice>(
+    acc: &mut Sums,
+    (u, s, sc): (__m256i, __m256i, __m256i),
+    (delta, shift_w): (__m256i, i32),
+    xv: __m256i,
+    sum32: i16,
+) {
+    // SAFETY: the caller's features.
+    unsafe {
+        let xs = _mm256_sign_epi8(xv, s);
+        acc.grid = D::madd_acc(acc.grid, _mm256_maddubs_epi16(u, xs), sc);
+        match B::SHIFT {
+            Shift::None => {}
+            Shift::PerGroup => acc.shift += shift_w * i32::from(sum32),
+            Shift::PerPoint => {
+                let ones = _mm256_set1_epi8(1);
+                let d = _mm256_maddubs_epi16(ones, _mm256_sign_epi8(xv, delta));
+                acc.shift_lanes = D::madd_acc(acc.shift_lanes, d, sc);
+            }
+        }
+    }
+}
+
+/// The integer sums of unpacked super-block `p` of type `B` against the 256 activation bytes at
+/// `x`, whose 8 sums of 32 are at `sums32`.
+///
+/// # Safety
+/// 256 bytes at `x`, 8 sums at `sums32`; the features of `D` are enabled.
+#[inline(always)]
+unsafe fn lattice_sums<D: Dot, B: Lattice>(p: &Unpacked, x: *const i8, sums32: *const i16) -> Sums {
+    // SAFETY: the caller's bounds and features.
+    unsafe {
+        let z = _mm256_setzero_si256();
+        let mut acc = Sums {
+            grid: z,
+            shift_lanes: z,
+            shift: 0,
+        };
+        for c in 0..8 {
+            let chunk = (p.u[c], p.s[c], p.sc[c]);
+            let shift = (p.delta[c], p.shift_w[c]);
+            sum_chunk::<D, B>(&mut acc, chunk, shift, load(x.add(32 * c)), *sums32.add(c));
+        }
+        acc
+    }
+}
+
+/// [`lattice_sums`] straight from the block, each chunk unpacked as it is used (one token:
+/// nothing to share, and no round trip through memory).
+///
+/// # Safety
+/// As [`lattice_sums`].
+#[inline(always)]
+unsafe fn lattice_sums_direct<D: Dot, B: Lattice>(b: &B, x: *const i8, sums32: *const i16) -> Sums {
+    // SAFETY: the caller's bounds and features.
+    unsafe {
+        let z = _mm256_setzero_si256();
+        let mut acc = Sums {
+            grid: z,
+            shift_lanes: z,
+            shift: 0,
+        };
+        for c in 0..8 {
+            let shift = if B::SHIFT == Shift::None {
+                (z, 0)
+            } else {
+                b.shift(c)
+            };
+            sum_chunk::<D, B>(
+                &mut acc,
+                b.chunk(c),
+                shift,
+                load(x.add(32 * c)),
+                *sums32.add(c),
+            );
+        }
+        acc
+    }
+}
+
+impl Lattice for BlockIq2Xxs {
+    const K: f32 = 0.125;
+    #[inline(always)]
+    unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i) {
+        // SAFETY: `8c + 8 ≤ 64` bytes of `qs`; AVX2 is enabled.
+        unsafe {
+            let q = self.qs.as_ptr();
+            let (idx, aux) = (u32_at(q, 8 * c), u32_at(q, 8 * c + 4));
+            let u = points4(std::array::from_fn(|l| {
+                IQ2XXS_GRID[((idx >> (8 * l)) & 0xff) as usize]
+            }));
+            (
+                u,
+                signs_7bit(aux),
+                _mm256_set1_epi16(2 * (aux >> 28) as i16 + 1),
+            )
+        }
+    }
+    #[inline(always)]
+    fn d(&self) -> F16Bytes {
+        self.d
+    }
+}
+
+impl Lattice for BlockIq2Xs {
+    const K: f32 = 0.125;
+    #[inline(always)]
+    unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i) {
+        // SAFETY: AVX2 is enabled.
+        unsafe {
+            let v: [u16; 4] = std::array::from_fn(|l| {
+                u16::from_le_bytes([self.qs[8 * c + 2 * l], self.qs[8 * c + 2 * l + 1]])
+            });
+            let u = points4(v.map(|v| IQ2XS_GRID[usize::from(v & 511)]));
+            let s = points4(v.map(|v| SIGNS_PM1[usize::from(v >> 9)]));
+            let sc = self.scales[c];
+            (
+                u,
+                s,
+                scales_16(2 * i16::from(sc & 0xf) + 1, 2 * i16::from(sc >> 4) + 1),
+            )
+        }
+    }
+    #[inline(always)]
+    fn d(&self) -> F16Bytes {
+        self.d
+    }
+}
+
+impl Lattice for BlockIq2S {
+    const K: f32 = 0.125;
+    #[inline(always)]
+    unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i) {
+        // SAFETY: `32 + 4c + 4 ≤ 64` bytes of `qs`; AVX2 is enabled.
+        unsafe {
+            let h = usize::from(self.qh[c]);
+            let u = points4(std::array::from_fn(|l| {
+                IQ2S_GRID[usize::from(self.qs[4 * c + l]) | ((h >> (2 * l)) & 3) << 8]
+            }));
+            let s = signs32(self.qs.as_ptr().add(32 + 4 * c));
+            let sc = self.scales[c];
+            (
+                u,
+                s,
+                scales_16(2 * i16::from(sc & 0xf) + 1, 2 * i16::from(sc >> 4) + 1),
+            )
+        }
+    }
+    #[inline(always)]
+    fn d(&self) -> F16Bytes {
+        self.d
+    }
+}
+
+impl Lattice for BlockIq3Xxs {
+    const K: f32 = 0.25;
+    #[inline(always)]
+    unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i) {
+        // SAFETY: `64 + 4c + 4 ≤ 96` bytes of `qs`; AVX2 is enabled.
+        unsafe {
+            let g: [u32; 8] = std::array::from_fn(|k| IQ3XXS_GRID[usize::from(self.qs[8 * c + k])]);
+            let u = points8(g);
+            let aux = u32_at(self.qs.as_ptr(), 64 + 4 * c);
+            (
+                u,
+                signs_7bit(aux),
+                _mm256_set1_epi16(2 * (aux >> 28) as i16 + 1),
+            )
+        }
+    }
+    #[inline(always)]
+    fn d(&self) -> F16Bytes {
+        self.d
+    }
+}
+
+impl Lattice for BlockIq3S {
+    const K: f32 = 1.0;
+    #[inline(always)]
+    unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i) {
+        // SAFETY: `4c + 4 ≤ 32` sign bytes; AVX2 is enabled.
+        unsafe {
+            let h = usize::from(self.qh[c]);
+            let g: [u32; 8] = std::array::from_fn(|k| {
+                IQ3S_GRID[usize::from(self.qs[8 * c + k]) | ((h >> k) & 1) << 8]
+            });
+            let u = points8(g);
+            let s = signs32(self.signs.as_ptr().add(4 * c));
+            let sc = (self.scales[c / 2] >> (4 * (c % 2))) & 0xf;
+            (u, s, _mm256_set1_epi16(2 * i16::from(sc) + 1))
+        }
+    }
+    #[inline(always)]
+    fn d(&self) -> F16Bytes {
+        self.d
+    }
+}
+
+/// Four `IQ1S_GRID` points (signed bytes −1, 0, 1) as one vector.
+///
+/// # Safety
+/// AVX is enabled.
+#[inline(always)]
+unsafe fn iq1_points(index: [usize; 4]) -> __m256i {
+    // SAFETY: AVX is enabled.
+    unsafe { points4(index.map(|k| IQ1S_GRID[k])) }
+}
+
+impl Lattice for BlockIq1S {
+    const K: f32 = 1.0;
+    const SHIFT: Shift = Shift::PerGroup;
+    #[inline(always)]
+    unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i) {
+        // SAFETY: AVX2 is enabled.
+        unsafe {
+            let h = usize::from(self.qh_word(c));
+            let g = iq1_points(std::array::from_fn(|l| {
+                usize::from(self.qs[4 * c + l]) | ((h >> (3 * l)) & 7) << 8
+            }));
+            let ls = 2 * ((h >> 12) & 7) as i16 + 1;
+            (_mm256_sign_epi8(g, g), g, _mm256_set1_epi16(ls))
+        }
+    }
+    #[inline(always)]
+    fn d(&self) -> F16Bytes {
+        self.d
+    }
+    /// `±(2s + 1)` of group `c` (as `ggml_vec_dot_iq1_s_q8_K` takes the shift, through the
+    /// activations' sums of 32).
+    #[inline(always)]
+    unsafe fn shift(&self, c: usize) -> (__m256i, i32) {
+        // SAFETY: AVX2 is enabled.
+        unsafe {
+            let h = self.qh_word(c);
+            let ls = 2 * i32::from((h >> 12) & 7) + 1;
+            (
+                _mm256_setzero_si256(),
+                if h & 0x8000 != 0 { -ls } else { ls },
+            )
+        }
+    }
+}
+
+impl BlockIq1S {
+    /// The `qh` word of group `c`.
+    #[inline(always)]
+    fn qh_word(&self, c: usize) -> u16 {
+        u16::from_le_bytes([self.qh[2 * c], self.qh[2 * c + 1]])
+    }
+}
+
+impl BlockIq1M {
+    /// The four scale words.
+    #[inline(always)]
+    fn scale_words(&self) -> [u16; 4] {
+        std::array::from_fn(|k| u16::from_le_bytes([self.scales[2 * k], self.scales[2 * k + 1]]))
+    }
+
+    /// The nibble of grid point `l` (< 4) of chunk `c`: index bits 8–10 and the shift sign.
+    #[inline(always)]
+    fn nibble(&self, c: usize, l: usize) -> usize {
+        usize::from(self.qh[2 * c + l / 2] >> (4 * (l % 2))) & 0xf
+    }
+}
+
+impl Lattice for BlockIq1M {
+    const K: f32 = 1.0;
+    const SHIFT: Shift = Shift::PerPoint;
+    #[inline(always)]
+    unsafe fn chunk(&self, c: usize) -> (__m256i, __m256i, __m256i) {
+        // SAFETY: AVX2 is enabled.
+        unsafe {
+            let g = iq1_points(std::array::from_fn(|l| {
+                usize::from(self.qs[4 * c + l]) | (self.nibble(c, l) & 7) << 8
+            }));
+            let sc = self.scale_words();
+            let ls = |g: usize| 2 * ((sc[g / 4] >> (3 * (g % 4))) & 7) as i16 + 1;
+            (
+                _mm256_sign_epi8(g, g),
+                g,
+                scales_16(ls(2 * c), ls(2 * c + 1)),
+            )
+        }
+    }
+    /// The scale spread over the top nibbles of the four scale words.
+    #[inline(always)]
+    fn d(&self) -> F16Bytes {
+        let sc = self.scale_words();
+        let d =
+            (sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000);
+        F16Bytes(d.to_le_bytes())
+    }
+    /// Each grid point's shift sign as 8 bytes of ±1 (the activations are signed by them and
+    /// summed, as `ggml_vec_dot_iq1_m_q8_K` does).
+    #[inline(always)]
+    unsafe fn shift(&self, c: usize) -> (__m256i, i32) {
+        // SAFETY: AVX2 is enabled.
+        unsafe {
+            let delta = points4(std::array::from_fn(|l| {
+                if self.nibble(c, l) & 8 != 0 {
+                    u64::MAX
+                } else {
+                    0x0101_0101_0101_0101
+                }
+            }));
+            (delta, 0)
+        }
+    }
+}
+
+/// The float state of one row × token of a lattice product in `ggml_vec_dot_*_q8_K`'s order:
+/// per super-block `fma(d_w·d_x, lanes, acc)` for the grid (and `IQ1_M`'s shift lanes), an
+/// `fma(d_w·d_x, shift, acc)` scalar for `IQ1_S`'s shift; the result
+/// `K·hsum(grid) + 1/8·(hsum(shift lanes) or the scalar)`.
+#[derive(Clone, Copy)]
+struct VecDotAcc {
+    grid: __m256,
+    shift_lanes: __m256,
+    shift: f32,
+}
+
+impl VecDotAcc {
+    /// # Safety
+    /// AVX is enabled.
+    #[inline(always)]
+    unsafe fn new() -> VecDotAcc {
+        // SAFETY: AVX is enabled.
+        unsafe {
+            VecDotAcc {
+                grid: _mm256_setzero_ps(),
+                shift_lanes: _mm256_setzero_ps(),
+                shift: 0.0,
+            }
+        }
+    }
+
+    /// Adds one super-block's sums with `dd = d_w·d_x`.
+    ///
+    /// # Safety
+    /// AVX2 and FMA are enabled.
+    #[inline(always)]
+    unsafe fn add<B: Lattice>(&mut self, s: Sums, dd: f32) {
+        // SAFETY: AVX2 and FMA are enabled.
+        unsafe {
+            let d = _mm256_set1_ps(dd);
+            self.grid = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s.grid), self.grid);
+            if B::SHIFT != Shift::None {
+                self.shift_lanes =
+                    _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s.shift_lanes), self.shift_lanes);
+                // `accum1 += d * sumi1`, which C compilers contract to an fma.
+                self.shift = dd.mul_add(s.shift as f32, self.shift);
+            }
+        }
+    }
+
+    /// # Safety
+    /// AVX is enabled.
+    #[inline(always)]
+    unsafe fn result<B: Lattice>(&self) -> f32 {
+        // SAFETY: AVX is enabled.
+        unsafe {
+            if B::SHIFT != Shift::None {
+                // One of the two shift terms is zero for each type (`+ 0` changes nothing).
+                hsum_ps(self.grid) + IQ1_DELTA * (hsum_ps(self.shift_lanes) + self.shift)
+            } else {
+                B::K * hsum_ps(self.grid)
+            }
+        }
+    }
+}
+
+/// One super-block's term in llama.cpp's tiled mat-mul (`ggml-cpu/tiled`): the whole integer
+/// sum `S` (the `IQ1` grids taken times 8 with their shifts added) times its `d_w·K` (`d_w/8`
+/// for `IQ1`), to be added as `fma(r, d_x, acc)`.
+///
+/// # Safety
+/// AVX2 is enabled.
+#[inline(always)]
+unsafe fn tiled_term<B: Lattice>(s: Sums, d: F16Bytes) -> f32 {
+    // SAFETY: AVX2 is enabled.
+    unsafe {
+        if B::SHIFT != Shift::None {
+            let total = hsum_epi32(s.grid)
+                .wrapping_mul(8)
+                .wrapping_add(hsum_epi32(s.shift_lanes))
+                .wrapping_add(s.shift);
+            total as f32 * (f16_at(d) * IQ1_DELTA)
+        } else {
+            hsum_epi32(s.grid) as f32 * (f16_at(d) * B::K)
+        }
+    }
+}
+
+/// The lattice types as `ggml_vec_dot_*_q8_K` (AVX2) sums them; see [`VecDotAcc`].
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks of `B` at `w`, a Q8K row of `256·nb` values.
+#[inline(always)]
+unsafe fn dot_lattice<D: Dot, B: Lattice>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q2_k`.
+    unsafe {
+        let mut acc = VecDotAcc::new();
+        for i in 0..nb {
+            let b = &*w.cast::<B>().add(i);
+            let s =
+                lattice_sums_direct::<D, B>(b, a.qs.add(256 * i), a.sums.add(Q8K_SUMS * i + 16));
+            acc.add::<B>(s, *a.d.add(i) * f16_at(b.d()));
+        }
+        acc.result::<B>()
+    }
+}
+
+/// The lattice types as llama.cpp's tiled mat-mul sums them (its path for products of 8 tokens
+/// or more): `acc = fma(tiled_term, d_x, acc)` per super-block.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` super-blocks of `B` at `w`, a Q8K row of `256·nb` values.
+#[inline(always)]
+unsafe fn dot_lattice_tiled<D: Dot, B: Lattice>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q2_k`.
+    unsafe {
+        let mut acc = 0.0f32;
+        for i in 0..nb {
+            let b = &*w.cast::<B>().add(i);
+            let s =
+                lattice_sums_direct::<D, B>(b, a.qs.add(256 * i), a.sums.add(Q8K_SUMS * i + 16));
+            acc = tiled_term::<B>(s, b.d()).mul_add(*a.d.add(i), acc);
+        }
+        acc
+    }
+}
+
+/// Packed kernel for the lattice types over `matmul::repack`'s lattice layout (each block
+/// column the 16 rows' super-blocks, as stored): row by row, each super-block unpacked once for
+/// all `NY` tokens. `TILED`: the tiled mat-mul's order, one float per row and token continued
+/// through `y` when `add` (so a batch may split rows into column ranges); otherwise `vec_dot`'s
+/// (`NY` 1, whole rows, no `add`).
+///
+/// # Safety
+/// The `PackedFn` contract; the features of `D` are enabled.
+#[inline(always)]
+unsafe fn gemm_lattice<D: Dot, B: Lattice, const NY: usize, const TILED: bool>(
+    nb: usize,
+    w: *const u8,
+    a: ActTile,
+    y: *mut f32,
+    ys: usize,
+    add: bool,
+) {
+    // SAFETY: the `PackedFn` contract; the features of `D` are enabled.
+    unsafe {
+        let size = size_of::<B>();
+        for r in 0..16 {
+            let mut acc = [0.0f32; NY];
+            let mut vacc = [VecDotAcc::new(); NY];
+            if add {
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    *acc = *y.add(t * ys + r);
+                }
+            }
+            for i in 0..nb {
+                let b = &*w.add((16 * i + r) * size).cast::<B>();
+                if r == 0 {
+                    super::avx512::prefetch(w.add(16 * i * size), 16 * size);
+                }
+                let d = b.d();
+                // One token: nothing to share, unpack as the sums go.
+                let p = if NY > 1 { Some(b.unpack()) } else { None };
+                for t in 0..NY {
+                    let x = a.qs.add(t * a.qs_stride + 256 * i);
+                    let sums = a.sums.add(t * a.sums_stride + Q8K_SUMS * i + 16);
+                    let s = match &p {
+                        Some(p) => lattice_sums::<D, B>(p, x, sums),
+                        None => lattice_sums_direct::<D, B>(b, x, sums),
+                    };
+                    let dx = *a.d.add(t * a.d_stride + i);
+                    if TILED {
+                        acc[t] = tiled_term::<B>(s, d).mul_add(dx, acc[t]);
+                    } else {
+                        vacc[t].add::<B>(s, dx * f16_at(d));
+                    }
+                }
+            }
+            for t in 0..NY {
+                *y.add(t * ys + r) = if TILED { acc[t] } else { vacc[t].result::<B>() };
+            }
+        }
+    }
+}
+
+macro_rules! lattice_fns {
+    ($($name:ident, $tiled:ident => $block:ty;)*) => {
+        $(
+            /// # Safety
+            /// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
+            #[inline(always)]
+            unsafe fn $name<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+                // SAFETY: the caller's contract.
+                unsafe { dot_lattice::<D, $block>(w, a, nb) }
+            }
+
+            /// # Safety
+            /// The `RowsFn` contract: `nb` super-blocks at `w`, a Q8K row of `256·nb` values.
+            #[inline(always)]
+            unsafe fn $tiled<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+                // SAFETY: the caller's contract.
+                unsafe { dot_lattice_tiled::<D, $block>(w, a, nb) }
+            }
+        )*
+    };
+}
+
+lattice_fns! {
+    dot_iq2_xxs, dot_iq2_xxs_tiled => BlockIq2Xxs;
+    dot_iq2_xs, dot_iq2_xs_tiled => BlockIq2Xs;
+    dot_iq2_s, dot_iq2_s_tiled => BlockIq2S;
+    dot_iq3_xxs, dot_iq3_xxs_tiled => BlockIq3Xxs;
+    dot_iq3_s, dot_iq3_s_tiled => BlockIq3S;
+    dot_iq1_s, dot_iq1_s_tiled => BlockIq1S;
+    dot_iq1_m, dot_iq1_m_tiled => BlockIq1M;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Float weights against f32 activations.
 
 /// # Safety
@@ -1086,6 +1856,122 @@ macro_rules! instantiate {
             rows!(q4_k_gemv, dot_q4_k_gemv, 256);
             rows!(q4_k_gemm, dot_q4_k_gemm, 256);
             rows!(iq4_xs, dot_iq4_xs, 256);
+            rows!(mxfp4, dot_mxfp4, 32);
+            rows!(mxfp4_repacked, dot_mxfp4_repacked, 32);
+            rows!(iq2_xxs, dot_iq2_xxs, 256);
+            rows!(iq2_xs, dot_iq2_xs, 256);
+            rows!(iq2_s, dot_iq2_s, 256);
+            rows!(iq3_xxs, dot_iq3_xxs, 256);
+            rows!(iq3_s, dot_iq3_s, 256);
+            rows!(iq1_s, dot_iq1_s, 256);
+            rows!(iq1_m, dot_iq1_m, 256);
+            rows!(iq2_xxs_tiled, dot_iq2_xxs_tiled, 256);
+            rows!(iq2_xs_tiled, dot_iq2_xs_tiled, 256);
+            rows!(iq2_s_tiled, dot_iq2_s_tiled, 256);
+            rows!(iq3_xxs_tiled, dot_iq3_xxs_tiled, 256);
+            rows!(iq3_s_tiled, dot_iq3_s_tiled, 256);
+            rows!(iq1_s_tiled, dot_iq1_s_tiled, 256);
+            rows!(iq1_m_tiled, dot_iq1_m_tiled, 256);
+            macro_rules! packed_lattice {
+                ($name:ident, $block:ty, $tiled:literal) => {
+                    /// Packed kernel (see `gemm_lattice`).
+                    ///
+                    /// # Safety
+                    /// The `PackedFn` contract; the features are enabled here.
+                    #[target_feature(enable = $features)]
+                    pub(in super::super) unsafe fn $name(
+                        nb: usize,
+                        w: *const u8,
+                        gbytes: usize,
+                        ngroups: usize,
+                        a: ActTile,
+                        ny: usize,
+                        y: *mut f32,
+                        ys: usize,
+                        add: bool,
+                    ) {
+                        macro_rules! call {
+                            ($n:literal) => {
+                                for g in 0..ngroups {
+                                    gemm_lattice::<$flavour, $block, $n, $tiled>(
+                                        nb,
+                                        w.add(g * gbytes),
+                                        a,
+                                        y.add(16 * g),
+                                        ys,
+                                        add,
+                                    )
+                                }
+                            };
+                        }
+                        // SAFETY: the `PackedFn` contract, with the features enabled here.
+                        unsafe {
+                            match ny {
+                                1 => call!(1),
+                                2 => call!(2),
+                                3 => call!(3),
+                                4 => call!(4),
+                                5 => call!(5),
+                                6 => call!(6),
+                                7 => call!(7),
+                                _ => call!(8),
+                            }
+                        }
+                    }
+                };
+            }
+            packed_lattice!(packed_iq2_xxs, BlockIq2Xxs, true);
+            packed_lattice!(packed_iq2_xs, BlockIq2Xs, true);
+            packed_lattice!(packed_iq2_s, BlockIq2S, true);
+            packed_lattice!(packed_iq3_xxs, BlockIq3Xxs, true);
+            packed_lattice!(packed_iq3_s, BlockIq3S, true);
+            packed_lattice!(packed_iq1_s, BlockIq1S, true);
+            packed_lattice!(packed_iq1_m, BlockIq1M, true);
+            packed_lattice!(packed_iq2_xxs_vecdot, BlockIq2Xxs, false);
+            packed_lattice!(packed_iq2_xs_vecdot, BlockIq2Xs, false);
+            packed_lattice!(packed_iq2_s_vecdot, BlockIq2S, false);
+            packed_lattice!(packed_iq3_xxs_vecdot, BlockIq3Xxs, false);
+            packed_lattice!(packed_iq3_s_vecdot, BlockIq3S, false);
+            packed_lattice!(packed_iq1_s_vecdot, BlockIq1S, false);
+            packed_lattice!(packed_iq1_m_vecdot, BlockIq1M, false);
+
+            /// The packed kernels of the lattice types (the tiled mat-mul's order) and the most
+            /// activation rows per call.
+            pub(in super::super) fn packed_kernel(ty: GgmlType) -> Option<(PackedFn, usize)> {
+                use GgmlType as T;
+                Some(match ty {
+                    T::IQ2_XXS => (packed_iq2_xxs, 8),
+                    T::IQ2_XS => (packed_iq2_xs, 8),
+                    T::IQ2_S => (packed_iq2_s, 8),
+                    T::IQ3_XXS => (packed_iq3_xxs, 8),
+                    T::IQ3_S => (packed_iq3_s, 8),
+                    T::IQ1_S => (packed_iq1_s, 8),
+                    T::IQ1_M => (packed_iq1_m, 8),
+                    _ => return None,
+                })
+            }
+
+            /// The lattice types' packed kernels in the order of llama.cpp's path `path`, the
+            /// most activation rows per call and whether rows may be split into column ranges.
+            pub(in super::super) fn packed_kernel_ggml(
+                ty: GgmlType,
+                path: GgmlPath,
+            ) -> Option<(PackedFn, usize, bool)> {
+                use GgmlPath as P;
+                use GgmlType as T;
+                Some(match (ty, path) {
+                    (_, P::Tiled) => (packed_kernel(ty)?.0, 8, true),
+                    (T::IQ2_XXS, P::VecDot) => (packed_iq2_xxs_vecdot, 1, false),
+                    (T::IQ2_XS, P::VecDot) => (packed_iq2_xs_vecdot, 1, false),
+                    (T::IQ2_S, P::VecDot) => (packed_iq2_s_vecdot, 1, false),
+                    (T::IQ3_XXS, P::VecDot) => (packed_iq3_xxs_vecdot, 1, false),
+                    (T::IQ3_S, P::VecDot) => (packed_iq3_s_vecdot, 1, false),
+                    (T::IQ1_S, P::VecDot) => (packed_iq1_s_vecdot, 1, false),
+                    (T::IQ1_M, P::VecDot) => (packed_iq1_m_vecdot, 1, false),
+                    _ => return None,
+                })
+            }
+
             rows_float!(f32, dot_f32);
             rows_float!(f16, dot_f16);
             rows_float!(bf16, dot_bf16);
@@ -1136,6 +2022,14 @@ macro_rules! instantiate {
                     T::Q5_K => q5_k,
                     T::Q6_K => q6_k,
                     T::IQ4_XS => iq4_xs,
+                    T::MXFP4 => mxfp4,
+                    T::IQ2_XXS => iq2_xxs,
+                    T::IQ2_XS => iq2_xs,
+                    T::IQ2_S => iq2_s,
+                    T::IQ3_XXS => iq3_xxs,
+                    T::IQ3_S => iq3_s,
+                    T::IQ1_S => iq1_s,
+                    T::IQ1_M => iq1_m,
                     _ => return None,
                 })
             }
@@ -1159,6 +2053,22 @@ macro_rules! instantiate {
                     (T::Q4_K, P::Gemm) => q4_k_gemm,
                     (T::Q6_K, P::VecDot) => q6_k_vecdot,
                     (T::Q6_K, P::Tiled) => q6_k_tiled,
+                    (T::MXFP4, P::VecDot) => mxfp4,
+                    (T::MXFP4, P::Gemv) => mxfp4_repacked,
+                    (T::IQ2_XXS, P::VecDot) => iq2_xxs,
+                    (T::IQ2_XS, P::VecDot) => iq2_xs,
+                    (T::IQ2_S, P::VecDot) => iq2_s,
+                    (T::IQ3_XXS, P::VecDot) => iq3_xxs,
+                    (T::IQ3_S, P::VecDot) => iq3_s,
+                    (T::IQ1_S, P::VecDot) => iq1_s,
+                    (T::IQ1_M, P::VecDot) => iq1_m,
+                    (T::IQ2_XXS, P::Tiled) => iq2_xxs_tiled,
+                    (T::IQ2_XS, P::Tiled) => iq2_xs_tiled,
+                    (T::IQ2_S, P::Tiled) => iq2_s_tiled,
+                    (T::IQ3_XXS, P::Tiled) => iq3_xxs_tiled,
+                    (T::IQ3_S, P::Tiled) => iq3_s_tiled,
+                    (T::IQ1_S, P::Tiled) => iq1_s_tiled,
+                    (T::IQ1_M, P::Tiled) => iq1_m_tiled,
                     _ => return None,
                 })
             }

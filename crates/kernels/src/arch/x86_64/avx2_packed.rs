@@ -10,7 +10,7 @@
 
 use super::avx512::prefetch;
 use crate::arch::{ActTile, PackedFn, Q8K_SUMS};
-use crate::quant::{GgmlType, IQ4_NL_VALUES};
+use crate::quant::{GgmlType, IQ4_NL_VALUES, MXFP4_VALUES};
 use std::arch::x86_64::*;
 
 /// The packed kernel for `ty` at the `Avx2` level and the most activation rows per call.
@@ -23,6 +23,7 @@ pub(crate) fn packed_kernel(ty: GgmlType) -> Option<(PackedFn, usize)> {
         T::Q5_1 => (packed_q5_1, 4),
         T::Q8_0 => (packed_q8_0, 4),
         T::IQ4_NL => (packed_iq4_nl, 4),
+        T::MXFP4 => (packed_mxfp4, 4),
         T::Q4_K => (packed_q4_k, 4),
         T::Q5_K => (packed_q5_k, 4),
         T::Q6_K => (packed_q6_k, 2),
@@ -183,6 +184,16 @@ trait Legacy {
     /// # Safety
     /// a whole block column at `p`.
     unsafe fn steps(p: *const u8, h: usize) -> [__m256i; 8];
+    /// The block scales `d` of rows `8h..8h + 8` of the block column at `p` (an f16 vector first
+    /// in the column, unless the format says otherwise).
+    ///
+    /// # Safety
+    /// A whole block column at `p`; AVX2 and F16C are enabled.
+    #[inline(always)]
+    unsafe fn d(p: *const u8, h: usize) -> __m256 {
+        // SAFETY: the caller's column.
+        unsafe { f16x8(p.add(16 * h)) }
+    }
 }
 
 struct Q4_0;
@@ -253,6 +264,7 @@ impl Legacy for Q5_1 {
 
 struct Q8_0;
 struct Iq4Nl;
+struct Mxfp4;
 
 impl Legacy for Q8_0 {
     const BYTES: usize = 544;
@@ -303,6 +315,44 @@ impl Legacy for Iq4Nl {
     }
 }
 
+impl Legacy for Mxfp4 {
+    const BYTES: usize = 272;
+    const OFFSET: i32 = 0;
+    const MIN: bool = false;
+    const SIGNED: bool = true;
+    const I16: usize = 1;
+    /// # Safety
+    /// A whole block column at `p`; AVX2 is enabled.
+    #[inline(always)]
+    unsafe fn steps(p: *const u8, h: usize) -> [__m256i; 8] {
+        // SAFETY: as above.
+        unsafe {
+            let lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(MXFP4_VALUES.as_ptr().cast()));
+            let mut q = nibble_steps(p.add(16), h);
+            for q in q.iter_mut() {
+                *q = _mm256_shuffle_epi8(lut, *q);
+            }
+            q
+        }
+    }
+    /// `2^(e − 128)` of the exponent bytes of rows `8h..8h + 8` (ggml's
+    /// `ggml_e8m0_to_fp32_half`).
+    ///
+    /// # Safety
+    /// A whole block column at `p`; AVX2 is enabled.
+    #[inline(always)]
+    unsafe fn d(p: *const u8, h: usize) -> __m256 {
+        // SAFETY: 8 bytes at `p + 8h`; AVX2 is enabled.
+        unsafe {
+            let e = _mm256_cvtepu8_epi32(_mm_loadl_epi64(p.add(8 * h).cast()));
+            let normal = _mm256_slli_epi32::<23>(_mm256_sub_epi32(e, _mm256_set1_epi32(1)));
+            let tiny = _mm256_sllv_epi32(_mm256_set1_epi32(0x0020_0000), e);
+            let small = _mm256_cmpgt_epi32(_mm256_set1_epi32(2), e);
+            _mm256_castsi256_ps(_mm256_blendv_epi8(normal, tiny, small))
+        }
+    }
+}
+
 /// # Safety
 /// the `PackedFn` contract; the features are enabled by the caller.
 #[inline(always)]
@@ -341,7 +391,7 @@ unsafe fn gemm_legacy<T: Legacy, const NY: usize>(
                         isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(T::OFFSET * sum));
                     }
                     let dx = *a.d.add(t * a.d_stride + b);
-                    let s = _mm256_mul_ps(f16x8(p.add(16 * h)), _mm256_set1_ps(dx));
+                    let s = _mm256_mul_ps(T::d(p, h), _mm256_set1_ps(dx));
                     *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), s, *acc);
                     if T::MIN {
                         let sx = *a.s.add(t * a.d_stride + b);
@@ -561,6 +611,12 @@ packed!(packed_q8_0, |nb, w, a, y, ys, add, NY| gemm_legacy::<
 ));
 packed!(packed_iq4_nl, |nb, w, a, y, ys, add, NY| gemm_legacy::<
     Iq4Nl,
+    NY,
+>(
+    nb, w, a, y, ys, add
+));
+packed!(packed_mxfp4, |nb, w, a, y, ys, add, NY| gemm_legacy::<
+    Mxfp4,
     NY,
 >(
     nb, w, a, y, ys, add

@@ -16,7 +16,7 @@
 //! (eight lanes per row) and `gemm_q6k` with `TILED` (one scaled sum per super-block).
 
 use crate::arch::{ActRow, ActTile, GgmlPath, PackedFn, Q8K_SUMS, RowsFn, TileFn};
-use crate::quant::{GgmlType, IQ4_NL_VALUES};
+use crate::quant::{GgmlType, IQ4_NL_VALUES, MXFP4_VALUES};
 use std::arch::x86_64::*;
 
 /// The 512-bit row kernel for `ty`, where one exists (else the 256-bit VNNI one is used).
@@ -49,6 +49,7 @@ pub(crate) fn packed_kernel(ty: GgmlType) -> Option<(PackedFn, usize)> {
         T::Q5_1 => (packed_q5_1, 8),
         T::Q8_0 => (packed_q8_0, 8),
         T::IQ4_NL => (packed_iq4_nl, 8),
+        T::MXFP4 => (packed_mxfp4, 8),
         T::Q4_K => (packed_q4_k, 8),
         T::Q5_K => (packed_q5_k, 8),
         T::Q6_K => (packed_q6_k, 8),
@@ -431,6 +432,16 @@ trait Legacy {
     /// # Safety
     /// a whole block column at `p`.
     unsafe fn steps(p: *const u8) -> [__m512i; 8];
+    /// The 16 rows' block scales `d` of the block column at `p` (an f16 vector first in the
+    /// column, unless the format says otherwise).
+    ///
+    /// # Safety
+    /// A whole block column at `p`; AVX-512 is enabled.
+    #[inline(always)]
+    unsafe fn d(p: *const u8) -> __m512 {
+        // SAFETY: the caller's column.
+        unsafe { f16x16(p) }
+    }
 }
 
 struct Q4_0;
@@ -439,6 +450,7 @@ struct Q5_0;
 struct Q5_1;
 struct Q8_0;
 struct Iq4Nl;
+struct Mxfp4;
 
 impl Legacy for Q4_0 {
     const BYTES: usize = 288;
@@ -548,6 +560,52 @@ impl Legacy for Iq4Nl {
     }
 }
 
+/// 16 bytes of a 16-value lookup table plus 128, as unsigned bytes, in every 128-bit lane.
+///
+/// # Safety
+/// AVX-512 BW is enabled.
+#[inline(always)]
+unsafe fn biased_lut(values: &[i8; 16]) -> __m512i {
+    let biased: [u8; 16] = values.map(|v| (i16::from(v) + 128) as u8);
+    // SAFETY: 16 bytes read from a 16-byte array; AVX-512 is enabled.
+    unsafe { _mm512_broadcast_i32x4(_mm_loadu_si128(biased.as_ptr().cast())) }
+}
+
+impl Legacy for Mxfp4 {
+    const BYTES: usize = 272;
+    const OFFSET: i32 = 128;
+    const MIN: bool = false;
+    /// # Safety
+    /// A whole block column at `p`; AVX-512 is enabled.
+    #[inline(always)]
+    unsafe fn steps(p: *const u8) -> [__m512i; 8] {
+        // SAFETY: as above.
+        unsafe {
+            let lut = biased_lut(&MXFP4_VALUES);
+            let mut q = nibble_steps(p.add(16));
+            for q in q.iter_mut() {
+                *q = _mm512_shuffle_epi8(lut, *q);
+            }
+            q
+        }
+    }
+    /// `2^(e − 128)` of the 16 exponent bytes (ggml's `ggml_e8m0_to_fp32_half`).
+    ///
+    /// # Safety
+    /// A whole block column at `p`; AVX-512 is enabled.
+    #[inline(always)]
+    unsafe fn d(p: *const u8) -> __m512 {
+        // SAFETY: 16 bytes at `p`; AVX-512 is enabled.
+        unsafe {
+            let e = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.cast()));
+            let normal = _mm512_slli_epi32::<23>(_mm512_sub_epi32(e, _mm512_set1_epi32(1)));
+            let tiny = _mm512_sllv_epi32(_mm512_set1_epi32(0x0020_0000), e);
+            let small = _mm512_cmplt_epu32_mask(e, _mm512_set1_epi32(2));
+            _mm512_castsi512_ps(_mm512_mask_blend_epi32(small, normal, tiny))
+        }
+    }
+}
+
 /// 16 rows × `NY` tokens over `nb` block columns of a 32-value format.
 ///
 /// # Safety
@@ -571,7 +629,7 @@ unsafe fn gemm_legacy<T: Legacy, const NY: usize>(
         }
         for b in 0..nb {
             let p = w.add(b * T::BYTES);
-            let dw = f16x16(p);
+            let dw = T::d(p);
             let mw = if T::MIN {
                 f16x16(p.add(32))
             } else {
@@ -655,7 +713,7 @@ unsafe fn gemm_legacy_ggml<T: Legacy, const NY: usize>(
         let mut mins = [_mm512_setzero_ps(); NY];
         for b in 0..nb {
             let p = w.add(b * T::BYTES);
-            let dw = f16x16(p);
+            let dw = T::d(p);
             let mw = if T::MIN {
                 f16x16(p.add(32))
             } else {
@@ -1058,6 +1116,12 @@ packed!(packed_iq4_nl, |nb, w, a, y, ys, add, NY| gemm_legacy::<
 >(
     nb, w, a, y, ys, add
 ));
+packed!(packed_mxfp4, |nb, w, a, y, ys, add, NY| gemm_legacy::<
+    Mxfp4,
+    NY,
+>(
+    nb, w, a, y, ys, add
+));
 packed!(
     packed_q4_k,
     |nb, w, a, y, ys, add, NY| gemm_q45k::<false, NY>(nb, w, a, y, ys, add)
@@ -1186,6 +1250,8 @@ pub(crate) fn packed_kernel_ggml(ty: GgmlType, path: GgmlPath) -> Option<(Packed
         (T::Q4_K, P::Gemm) => (packed_ggml_q4_k_gemm, 4, false),
         (T::Q6_K, P::VecDot) => (packed_ggml_q6_k_vecdot, 1, false),
         (T::Q6_K, P::Tiled) => (packed_q6_k_tiled, 8, true),
+        // Per block `fma(float(S), d_w·d_x, acc)`, as llama.cpp's repacked MXFP4 gemv and gemm.
+        (T::MXFP4, P::Gemv) => (packed_mxfp4, 8, true),
         _ => return None,
     })
 }

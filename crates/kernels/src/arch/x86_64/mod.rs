@@ -1,5 +1,5 @@
-//! x86-64 kernels: `avx2` (256-bit row kernels for every type, compiled for AVX2 and for
-//! AVX-512 VL + VNNI), `avx2_packed` (256-bit kernels over the packed layouts) and `avx512`
+//! x86-64 kernels: `avx2` (256-bit row kernels for every type, and the IQ lattice types' packed
+//! kernels, compiled for AVX2 and for AVX-512 VL + VNNI), `avx2_packed` (256-bit kernels over the packed layouts) and `avx512`
 //! (512-bit float kernels and packed kernels).
 //!
 //! The `Avx512` level needs VNNI (`vpdpbusd`) for its 8-bit dot products; a CPU with AVX-512
@@ -28,9 +28,9 @@ pub(crate) fn rows_kernel(isa: Isa, ty: GgmlType) -> Option<RowsFn> {
 
 pub(crate) fn packed_kernel(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)> {
     if isa >= Isa::Avx512 && avx512_usable() {
-        return avx512::packed_kernel(ty);
+        return avx512::packed_kernel(ty).or_else(|| avx2::vnni::packed_kernel(ty));
     }
-    avx2_packed::packed_kernel(ty)
+    avx2_packed::packed_kernel(ty).or_else(|| avx2::plain::packed_kernel(ty))
 }
 
 pub(crate) fn rows_kernel_ggml(isa: Isa, ty: GgmlType, path: GgmlPath) -> Option<RowsFn> {
@@ -46,9 +46,10 @@ pub(crate) fn packed_kernel_ggml(
     path: GgmlPath,
 ) -> Option<(PackedFn, usize, bool)> {
     if isa >= Isa::Avx512 && avx512_usable() {
-        return avx512::packed_kernel_ggml(ty, path);
+        return avx512::packed_kernel_ggml(ty, path)
+            .or_else(|| avx2::vnni::packed_kernel_ggml(ty, path));
     }
-    None
+    avx2::plain::packed_kernel_ggml(ty, path)
 }
 
 pub(crate) fn tile_kernel(isa: Isa, ty: GgmlType) -> Option<TileFn> {
