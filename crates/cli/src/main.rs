@@ -31,6 +31,8 @@ enum Command {
     BatchedBench(cmd::batched_bench::Args),
     /// Measure a model's perplexity on a text, like llama-perplexity
     Perplexity(cmd::perplexity::Args),
+    /// Convert a GGUF model's weights to another type, like llama-quantize
+    Quantize(cmd::quantize::Args),
     /// Show the token ids a model's tokenizer gives a text (like llama-tokenize)
     Tokenize(cmd::tokenize::Args),
     /// Render a conversation with a model's chat template and print the prompt
@@ -57,6 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(a) => cmd::bench::run(a),
         Command::BatchedBench(a) => cmd::batched_bench::run(a),
         Command::Perplexity(a) => cmd::perplexity::run(a),
+        Command::Quantize(a) => cmd::quantize::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Template(a) => cmd::template::run(a),
         Command::Serve(a) => cmd::serve::run(a),
