@@ -85,8 +85,7 @@ impl Imatrix {
             m.datasets = s.into_iter().map(str::to_string).collect();
         }
         let u32_key = |k: &str| -> Result<Option<u32>, Error> {
-            file.get_opt::<u32>(k)
-                .map_err(|e| bad(format!("{k}: {e}")))
+            file.get_opt::<u32>(k).map_err(|e| bad(format!("{k}: {e}")))
         };
         let chunk_count = u32_key(KEY_CHUNK_COUNT)?;
         let chunk_size = u32_key(KEY_CHUNK_SIZE)?;
@@ -138,7 +137,9 @@ impl Imatrix {
             None => 0,
         };
         if n_entries < 1 {
-            return Err(bad("not an imatrix file: no GGUF magic, and no legacy entries"));
+            return Err(bad(
+                "not an imatrix file: no GGUF magic, and no legacy entries",
+            ));
         }
         let mut m = Imatrix {
             is_legacy: true,
@@ -146,7 +147,10 @@ impl Imatrix {
         };
         // Every entry takes at least 16 bytes: more entries than that is not a real file.
         if n_entries as usize > bytes.len() / 16 {
-            return Err(bad(format!("{n_entries} entries cannot fit in {} bytes", bytes.len())));
+            return Err(bad(format!(
+                "{n_entries} entries cannot fit in {} bytes",
+                bytes.len()
+            )));
         }
         let mut pos = 4usize;
         let take = |pos: &mut usize, n: usize, what: &str| -> Result<&[u8], Error> {
@@ -164,7 +168,8 @@ impl Imatrix {
         };
         for i in 0..n_entries {
             let len = int(&mut pos, "a name length")?;
-            let len = usize::try_from(len).map_err(|_| bad(format!("entry {i}: bad name length")))?;
+            let len =
+                usize::try_from(len).map_err(|_| bad(format!("entry {i}: bad name length")))?;
             let name = String::from_utf8_lossy(take(&mut pos, len, "a name")?).into_owned();
             let ncall = int(&mut pos, "a call count")?;
             let nval = int(&mut pos, "a value count")?;
@@ -227,7 +232,9 @@ impl Imatrix {
                 w
             };
             if let Some(v) = w.iter().find(|v| !v.is_finite()) {
-                return Err(bad(format!("imatrix contains non-finite value {v} (for {name})")));
+                return Err(bad(format!(
+                    "imatrix contains non-finite value {v} (for {name})"
+                )));
             }
             out.insert(name.clone(), w);
         }

@@ -243,9 +243,8 @@ pub fn quantize_tensor(
             let Some((s, d, qw)) = next else { break };
             let n = s.len() / row_in * n_per_row;
             f32s.resize(n, 0.0);
-            let r = kernels::quant::dequantize_row(t.from, s, &mut f32s).and_then(|()| {
-                kernels::quant::quantize_chunk(t.to, &f32s, n_per_row, qw, d)
-            });
+            let r = kernels::quant::dequantize_row(t.from, s, &mut f32s)
+                .and_then(|()| kernels::quant::quantize_chunk(t.to, &f32s, n_per_row, qw, d));
             if let Err(e) = r {
                 if let Ok(mut f) = failure.lock() {
                     f.get_or_insert(e.to_string());

@@ -25,11 +25,7 @@ pub struct Hparams {
 
 impl Hparams {
     fn n_gqa(&self) -> u32 {
-        if self.n_head_kv == 0 {
-            0
-        } else {
-            self.n_head / self.n_head_kv
-        }
+        self.n_head.checked_div(self.n_head_kv).unwrap_or(0)
     }
 
     /// llama.cpp's `LLM_TYPE_70B` (the only model size the rules look at).
@@ -393,10 +389,14 @@ fn mix_type(
         } else if ftype == F::Q2_K_S && gqa >= 4 {
             ty = T::Q4_K;
         } else if ftype == F::Q3_K_M {
-            ty = if st.i_attention_wv < 2 { T::Q5_K } else { T::Q4_K };
-        } else if ftype == F::Q3_K_L {
-            ty = T::Q5_K;
-        } else if matches!(ftype, F::IQ4_NL | F::IQ4_XS) && gqa >= 4 {
+            ty = if st.i_attention_wv < 2 {
+                T::Q5_K
+            } else {
+                T::Q4_K
+            };
+        } else if ftype == F::Q3_K_L
+            || (matches!(ftype, F::IQ4_NL | F::IQ4_XS) && gqa >= 4)
+        {
             ty = T::Q5_K;
         } else if matches!(ftype, F::Q4_K_M | F::Q5_K_M)
             && use_more_bits(st.i_attention_wv, st.n_attention_wv)

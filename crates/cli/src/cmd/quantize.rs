@@ -61,7 +61,11 @@ fn parse_positional(p: &[String]) -> anyhow::Result<Positional> {
     let (output, ftype, rest) = match Ftype::parse(second) {
         Ok(f) if p.len() <= 3 => {
             let dir = input.parent().unwrap_or(Path::new(""));
-            (dir.join(format!("ggml-model-{}.gguf", f.name())), f, &p[2..])
+            (
+                dir.join(format!("ggml-model-{}.gguf", f.name())),
+                f,
+                &p[2..],
+            )
         }
         _ => {
             let ty = p.get(2).context("missing TYPE (after IN.gguf OUT.gguf)")?;
@@ -106,7 +110,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let (Ok(a), Ok(b)) = (pos.input.canonicalize(), pos.output.canonicalize())
         && a == b
     {
-        bail!("input and output files are the same: {}", pos.input.display());
+        bail!(
+            "input and output files are the same: {}",
+            pos.input.display()
+        );
     }
     let imatrix = match &args.imatrix {
         Some(p) => {

@@ -8,6 +8,7 @@ mod hub;
 mod hub_server;
 mod inspect;
 mod perplexity;
+mod quantize;
 mod run;
 mod serve;
 mod template;

@@ -83,5 +83,8 @@ fn truncated_or_hostile_files_are_errors() {
     b.add_tensor("x.weight.in_sum2", gguf::GgmlType::F32, &[2], vec![0u8; 8])
         .expect("tensor");
     let err = Imatrix::parse(&b.to_bytes()).expect_err("unpaired");
-    assert!(err.to_string().contains("mismatched sums and counts"), "{err}");
+    assert!(
+        err.to_string().contains("mismatched sums and counts"),
+        "{err}"
+    );
 }

@@ -177,14 +177,19 @@ fn whole_file_q8_0_matches_and_runs() {
     assert_eq!(keys, ref_keys, "metadata keys or their order differ");
     assert_eq!(q.get_u32("general.file_type").ok(), Some(7));
     assert_eq!(q.get_u32("general.quantization_version").ok(), Some(2));
-    assert!(out.bytes_after > out.bytes_before, "Q8_0 is larger than Q4_1");
+    assert!(
+        out.bytes_after > out.bytes_before,
+        "Q8_0 is larger than Q4_1"
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("q8_0.gguf");
     std::fs::write(&path, &bytes).expect("write");
     let logits = |p: &std::path::Path| {
         let model = std::sync::Arc::new(engine::Model::load(p).expect("model loads"));
-        let tokens = model.tokenizer.encode("The capital of France is", true, false);
+        let tokens = model
+            .tokenizer
+            .encode("The capital of France is", true, false);
         let mut ctx = engine::Context::new(
             model,
             engine::ContextParams {
@@ -207,7 +212,10 @@ fn whole_file_q8_0_matches_and_runs() {
     };
     assert_eq!(argmax(&a), argmax(&b), "Q8_0 changes the top next token");
     let max_abs = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let max_diff = a.iter().zip(&b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    let max_diff = a
+        .iter()
+        .zip(&b)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
     assert!(
         max_diff < 0.05 * max_abs,
         "logits moved too far: max |Δ| {max_diff} vs max |logit| {max_abs}"
@@ -220,7 +228,12 @@ fn imatrix_keys_are_written_as_llama_quantize_writes_them() {
     let im = imatrix();
     // Only the metadata matters here: a type that copies most tensors keeps this quick.
     let out = quantize::quantize(&file, &options(Ftype::Q8_0), Some(&im), |_| {}).expect("ok");
-    let keys: Vec<&str> = out.builder.metadata().iter().map(|(k, _)| k.as_str()).collect();
+    let keys: Vec<&str> = out
+        .builder
+        .metadata()
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
     let tail = &keys[keys.len() - 6..];
     assert_eq!(
         tail,
@@ -248,7 +261,13 @@ fn imatrix_keys_are_written_as_llama_quantize_writes_them() {
             .find(|(n, _)| n == k)
             .map(|(_, v)| v.clone())
     };
-    assert_eq!(get("quantize.imatrix.entries_count"), Some(gguf::Value::U32(210)));
-    assert_eq!(get("quantize.imatrix.chunks_count"), Some(gguf::Value::U32(8)));
+    assert_eq!(
+        get("quantize.imatrix.entries_count"),
+        Some(gguf::Value::U32(210))
+    );
+    assert_eq!(
+        get("quantize.imatrix.chunks_count"),
+        Some(gguf::Value::U32(8))
+    );
     assert_eq!(get("general.file_type"), Some(gguf::Value::U32(7)));
 }
