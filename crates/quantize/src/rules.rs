@@ -394,9 +394,7 @@ fn mix_type(
             } else {
                 T::Q4_K
             };
-        } else if ftype == F::Q3_K_L
-            || (matches!(ftype, F::IQ4_NL | F::IQ4_XS) && gqa >= 4)
-        {
+        } else if ftype == F::Q3_K_L || (matches!(ftype, F::IQ4_NL | F::IQ4_XS) && gqa >= 4) {
             ty = T::Q5_K;
         } else if matches!(ftype, F::Q4_K_M | F::Q5_K_M)
             && use_more_bits(st.i_attention_wv, st.n_attention_wv)

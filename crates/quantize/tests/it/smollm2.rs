@@ -64,16 +64,29 @@ fn sample(plan: &[TensorPlan]) -> Vec<usize> {
 }
 
 fn check(name: &str, with_imatrix: bool) {
-    let ftype = Ftype::parse(name).expect("type parses");
     let key = if with_imatrix {
         format!("imatrix/{name}")
     } else {
         name.to_string()
     };
-    let reference = reference(&key);
     let file = Gguf::parse(smollm2()).expect("SmolLM2 parses");
-    let im = with_imatrix.then(imatrix);
-    let plan = quantize::plan(&file, &options(ftype), im.is_some()).expect("plan");
+    check_file(&file, &key, name, with_imatrix.then(imatrix), true);
+}
+
+fn check_file(
+    file: &Gguf<'_>,
+    key: &str,
+    name: &str,
+    im: Option<ImatrixInput>,
+    allow_requantize: bool,
+) {
+    let ftype = Ftype::parse(name).expect("type parses");
+    let reference = reference(key);
+    let opts = Options {
+        allow_requantize,
+        ..options(ftype)
+    };
+    let plan = quantize::plan(file, &opts, im.is_some()).expect("plan");
 
     // The type of every tensor, in llama-quantize's order.
     assert_eq!(plan.len(), reference.len(), "{key}: tensor count");
@@ -270,4 +283,19 @@ fn imatrix_keys_are_written_as_llama_quantize_writes_them() {
         Some(gguf::Value::U32(8))
     );
     assert_eq!(get("general.file_type"), Some(gguf::Value::U32(7)));
+}
+
+/// SmolLM2 in BF16 (our BF16 conversion, byte-identical to llama-quantize's as `bf16` checks),
+/// quantized without `--allow-requantize` as from a 16-bit checkpoint: the BF16 input path.
+#[test]
+fn from_bf16() {
+    let file = Gguf::parse(smollm2()).expect("SmolLM2 parses");
+    let bf16 = quantize::quantize(&file, &options(Ftype::BF16), None, |_| {})
+        .expect("BF16")
+        .builder
+        .to_bytes();
+    let file = Gguf::parse(&bf16).expect("BF16 file parses");
+    for name in ["Q4_K_M", "Q5_0", "IQ4_NL"] {
+        check_file(&file, &format!("from-bf16/{name}"), name, None, false);
+    }
 }
