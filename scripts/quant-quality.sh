@@ -5,6 +5,8 @@
 # (`hearth perplexity -c 256 --chunks 8` on gpl-3.txt) and, with BENCH=1, pp512/tg128 at 2 threads.
 #
 #   scripts/quant-quality.sh [OUT_DIR]     # prints one TSV line per type; logs in OUT_DIR
+#   IMATRIX=crates/quantize/tests/fixtures/smollm2.imatrix.gguf TYPES="Q4_K_M" scripts/quant-quality.sh
+#                                          # the same with an importance matrix
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 hearth=${HEARTH:-$root/target/debug/hearth}
@@ -23,7 +25,8 @@ printf 'type\tMiB\tbpw\tquantize_s\tppl\tkld\tsame_top\n'
 for t in $types; do
   f=$out/$t.gguf
   s=$(date +%s.%N)
-  "$hearth" quantize --allow-requantize "$src" "$f" "$t" 2 >"$out/$t.quantize.log" 2>&1
+  "$hearth" quantize --allow-requantize ${IMATRIX:+--imatrix "$IMATRIX"} "$src" "$f" "$t" 2 \
+    >"$out/$t.quantize.log" 2>&1
   e=$(date +%s.%N)
   "$hearth" perplexity -m "$f" -f "$text" -c 256 -b 1024 -t 2 --chunks ${CHUNKS:-8} --kl-divergence-base "$out/base.kld" \
     --kl-divergence >"$out/$t.ppl.log" 2>&1

@@ -2,6 +2,7 @@
 //! for every type (with and without an importance matrix), the imatrix reader, bad input.
 
 mod bad_input;
+mod gemma3;
 mod imatrix_file;
 mod smollm2;
 mod util;

@@ -30,7 +30,14 @@ fn imatrix() -> ImatrixInput {
 
 /// The reference's tensors as (name, type, shape, sha256).
 fn reference(key: &str) -> Vec<(String, String, Vec<u64>, String)> {
-    let r = &references()[key]["tensors"];
+    reference_in(references(), key)
+}
+
+pub fn reference_in(
+    json: &serde_json::Value,
+    key: &str,
+) -> Vec<(String, String, Vec<u64>, String)> {
+    let r = &json[key]["tensors"];
     r.as_array()
         .unwrap_or_else(|| panic!("no reference for {key}"))
         .iter()
@@ -80,8 +87,20 @@ fn check_file(
     im: Option<ImatrixInput>,
     allow_requantize: bool,
 ) {
+    check_against(file, &reference(key), key, name, im, allow_requantize);
+}
+
+/// Compares the plan of `file` for type `name` with `reference` (all tensors' types) and the
+/// bytes of a sample of tensors (see [`sample`]).
+pub fn check_against(
+    file: &Gguf<'_>,
+    reference: &[(String, String, Vec<u64>, String)],
+    key: &str,
+    name: &str,
+    im: Option<ImatrixInput>,
+    allow_requantize: bool,
+) {
     let ftype = Ftype::parse(name).expect("type parses");
-    let reference = reference(key);
     let opts = Options {
         allow_requantize,
         ..options(ftype)
@@ -90,7 +109,7 @@ fn check_file(
 
     // The type of every tensor, in llama-quantize's order.
     assert_eq!(plan.len(), reference.len(), "{key}: tensor count");
-    for (t, r) in plan.iter().zip(&reference) {
+    for (t, r) in plan.iter().zip(reference) {
         assert_eq!(
             (t.name.as_str(), t.to.name().to_uppercase(), &t.shape),
             (r.0.as_str(), r.1.to_uppercase(), &r.2),
