@@ -218,6 +218,19 @@ pub fn quantize_tensor(
         )));
     }
     let mut out = vec![0u8; row_out * n_rows];
+    if out.is_empty() || src.is_empty() {
+        return Ok(out);
+    }
+    let n_experts = n_rows / rows_per_expert;
+    if let Some(w) = imatrix
+        && w.len() != n_per_row * n_experts
+    {
+        return Err(err(format!(
+            "{} importance weights, expected {} ({n_experts} × {n_per_row})",
+            w.len(),
+            n_per_row * n_experts
+        )));
+    }
     let rows_per_chunk = MIN_CHUNK.div_ceil(n_per_row.max(1)).max(1);
     // Work items never cross an expert boundary: each expert has its own importance weights.
     let mut items = Vec::new();

@@ -64,3 +64,27 @@ fn missing_imatrix_file_is_an_error() {
         .expect_err("missing");
     assert!(e.to_string().contains("/nonexistent/x.imatrix"), "{e}");
 }
+
+#[test]
+fn quantize_tensor_checks_its_inputs() {
+    let t = quantize::TensorPlan {
+        name: "w".into(),
+        shape: vec![256, 2],
+        from: gguf::GgmlType::F32,
+        to: gguf::GgmlType::Q4_K,
+        fallback: false,
+        requires_imatrix: false,
+    };
+    let src = vec![0u8; 256 * 2 * 4];
+    assert!(quantize::quantize_tensor(&t, &src, None, 2).is_ok());
+    let e = quantize::quantize_tensor(&t, &src, Some(&[1.0; 100]), 2).expect_err("bad imatrix");
+    assert!(e.to_string().contains("importance weights"), "{e}");
+    let e = quantize::quantize_tensor(&t, &src[..100], None, 2).expect_err("short data");
+    assert!(e.to_string().contains("bytes of data"), "{e}");
+    let odd = quantize::TensorPlan {
+        shape: vec![100, 2],
+        ..t
+    };
+    let e = quantize::quantize_tensor(&odd, &src[..800], None, 2).expect_err("partial block");
+    assert!(e.to_string().contains("w"), "{e}");
+}
