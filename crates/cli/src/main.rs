@@ -33,6 +33,8 @@ enum Command {
     Perplexity(cmd::perplexity::Args),
     /// Collect an importance matrix for quantization, like llama-imatrix
     Imatrix(cmd::imatrix::Args),
+    /// Convert a GGUF model's weights to another type, like llama-quantize
+    Quantize(cmd::quantize::Args),
     /// Show the token ids a model's tokenizer gives a text (like llama-tokenize)
     Tokenize(cmd::tokenize::Args),
     /// Render a conversation with a model's chat template and print the prompt
@@ -62,6 +64,7 @@ fn main() -> std::process::ExitCode {
         Command::BatchedBench(a) => cmd::batched_bench::run(a),
         Command::Perplexity(a) => cmd::perplexity::run(a),
         Command::Imatrix(a) => cmd::imatrix::run(a),
+        Command::Quantize(a) => cmd::quantize::run(a),
         Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Template(a) => cmd::template::run(a),
         Command::Serve(a) => cmd::serve::run(a),

@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod list;
 pub mod perplexity;
 pub mod pull;
+pub mod quantize;
 pub mod rm;
 pub mod run;
 pub mod serve;

@@ -14,6 +14,7 @@ mod hub_server;
 mod imatrix;
 mod inspect;
 mod perplexity;
+mod quantize;
 mod run;
 mod serve;
 mod template;

@@ -1,6 +1,7 @@
 //! The non-linear 4-bit formats `IQ4_NL` (blocks of 32) and `IQ4_XS` (super-blocks of 256 with
-//! 6-bit group scales): reference quantization (ggml's `quantize_row_iq4_nl_impl` without
-//! importance weights) and dequantization.
+//! 6-bit group scales): quantization as ggml's `quantize_row_iq4_nl_impl` (the reference
+//! without importance weights, and the `quantize_iq4_*` chunk functions with or without them)
+//! and dequantization.
 
 use super::blocks::{
     BlockIq4Nl, BlockIq4Xs, F16Bytes, IQ4_NL_VALUES, QK_K, QK32, as_blocks, as_blocks_mut,
@@ -35,9 +36,14 @@ fn best_index(x: f32) -> u8 {
     }
 }
 
-/// Best scale for one group of 32 (weights `x²`), trying `2·ntry + 1` candidate scales; writes
-/// the grid indices found with the first guess. Returns 0 for an all-zero group.
-fn group_scale(x: &[f32], ntry: i32, l: &mut [u8]) -> f32 {
+/// Best scale for one group of 32, trying `2·ntry + 1` candidate scales; writes the grid
+/// indices found with the first guess. Returns 0 (and leaves `l` alone) for an all-zero group.
+/// The weights are `qw · sqrt(σ² + x²)` with importance weights `qw`, else `x²`.
+fn group_scale(x: &[f32], qw: Option<&[f32]>, sigma2: f32, ntry: i32, l: &mut [u8]) -> f32 {
+    let weight: [f32; 32] = std::array::from_fn(|j| match qw {
+        Some(q) => q[j] * (sigma2 + x[j] * x[j]).sqrt(),
+        None => x[j] * x[j],
+    });
     let (mut amax, mut max) = (0.0f32, 0.0f32);
     for &v in x {
         if v.abs() > amax {
@@ -52,11 +58,10 @@ fn group_scale(x: &[f32], ntry: i32, l: &mut [u8]) -> f32 {
     let mut d = if ntry > 0 { -max / v0 } else { max / v0 };
     let mut id = 1.0 / d;
     let (mut sumqx, mut sumq2) = (0.0f32, 0.0f32);
-    for (li, &xv) in l.iter_mut().zip(x) {
+    for ((li, &xv), &w) in l.iter_mut().zip(x).zip(&weight) {
         let k = best_index(id * xv);
         *li = k;
         let q = f32::from(IQ4_NL_VALUES[usize::from(k)]);
-        let w = xv * xv;
         sumqx += w * q * xv;
         sumq2 += w * q * q;
     }
@@ -65,9 +70,8 @@ fn group_scale(x: &[f32], ntry: i32, l: &mut [u8]) -> f32 {
     for itry in -ntry..=ntry {
         id = (itry as f32 + v0) / max;
         let (mut sumqx, mut sumq2) = (0.0f32, 0.0f32);
-        for &xv in x {
+        for (&xv, &w) in x.iter().zip(&weight) {
             let q = f32::from(IQ4_NL_VALUES[usize::from(best_index(id * xv))]);
-            let w = xv * xv;
             sumqx += w * q * xv;
             sumq2 += w * q * q;
         }
@@ -79,18 +83,45 @@ fn group_scale(x: &[f32], ntry: i32, l: &mut [u8]) -> f32 {
     d
 }
 
+/// `Σ x² · 2 / n` over a super-block, as ggml's `quantize_row_iq4_nl_impl` computes it.
+fn sigma2(x: &[f32]) -> f32 {
+    x.iter().fold(0.0f32, |a, &v| a + v * v) * (2.0 / x.len() as f32)
+}
+
 fn pack(l: &[u8]) -> [u8; 16] {
     std::array::from_fn(|j| l[j] | (l[j + 16] << 4))
 }
 
+/// ggml's `quantize_row_iq4_nl_ref`: one try per block, indices from the first guess.
 pub(crate) fn quantize_iq4_nl(src: &[f32], dst: &mut [u8]) {
     for (b, x) in as_blocks_mut::<BlockIq4Nl>(dst)
         .iter_mut()
         .zip(src.chunks_exact(QK32))
     {
         let mut l = [0u8; 32];
-        let d = group_scale(x, -1, &mut l);
+        let d = group_scale(x, None, 0.0, -1, &mut l);
         b.d = F16Bytes::from_f32(d);
+        b.qs = pack(&l);
+    }
+}
+
+/// ggml's `quantize_iq4_nl` (what `ggml_quantize_chunk` and llama-quantize run): 15 tries per
+/// block, then every value re-indexed with the chosen scale; importance weights `qw` (one per
+/// value of `src`) when given.
+pub(crate) fn quantize_iq4_nl_chunk(src: &[f32], qw: Option<&[f32]>, dst: &mut [u8]) {
+    for (i, (b, x)) in as_blocks_mut::<BlockIq4Nl>(dst)
+        .iter_mut()
+        .zip(src.chunks_exact(QK32))
+        .enumerate()
+    {
+        let mut l = [0u8; 32];
+        let qw = qw.map(|w| &w[QK32 * i..QK32 * i + QK32]);
+        let d = group_scale(x, qw, sigma2(x), 7, &mut l);
+        b.d = F16Bytes::from_f32(d);
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        for (lj, &xv) in l.iter_mut().zip(x) {
+            *lj = best_index(id * xv);
+        }
         b.qs = pack(&l);
     }
 }
@@ -109,15 +140,24 @@ pub(crate) fn dequantize_iq4_nl(src: &[u8], dst: &mut [f32]) {
 }
 
 pub(crate) fn quantize_iq4_xs(src: &[f32], dst: &mut [u8]) {
-    for (b, x) in as_blocks_mut::<BlockIq4Xs>(dst)
+    quantize_iq4_xs_chunk(src, None, dst);
+}
+
+/// ggml's `quantize_iq4_xs` (the reference is the same with no importance weights).
+pub(crate) fn quantize_iq4_xs_chunk(src: &[f32], qw: Option<&[f32]>, dst: &mut [u8]) {
+    for (ib, (b, x)) in as_blocks_mut::<BlockIq4Xs>(dst)
         .iter_mut()
         .zip(src.chunks_exact(QK_K))
+        .enumerate()
     {
+        let s2 = sigma2(x);
         let mut l = [0u8; QK_K];
         let mut scales = [0.0f32; 8];
         let (mut max_scale, mut amax_scale) = (0.0f32, 0.0f32);
         for g in 0..8 {
-            scales[g] = group_scale(&x[32 * g..32 * g + 32], 7, &mut l[32 * g..32 * g + 32]);
+            let r = 32 * g..32 * g + 32;
+            let w = qw.map(|w| &w[QK_K * ib + 32 * g..QK_K * ib + 32 * g + 32]);
+            scales[g] = group_scale(&x[r.clone()], w, s2, 7, &mut l[r]);
             if scales[g].abs() > amax_scale {
                 amax_scale = scales[g].abs();
                 max_scale = scales[g];

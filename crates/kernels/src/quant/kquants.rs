@@ -31,21 +31,25 @@ fn signed_absmax(x: &[f32]) -> (f32, f32) {
     (max, amax)
 }
 
-/// Symmetric quantization of `x` to `-nmax..nmax` with weights `x²`, trying 18 scales around
-/// `nmax / max` and keeping the best weighted fit (ggml's `make_qx_quants`, `rmse_type` 1).
-/// Writes `L[i] + nmax` and returns the scale.
-fn make_qx_quants(nmax: i32, x: &[f32], out: &mut [i8]) -> f32 {
+/// Symmetric quantization of `x` to `-nmax..nmax`, trying 18 scales around `nmax / max` and
+/// keeping the best weighted fit (ggml's `make_qx_quants`, `rmse_type` 1): the weights are
+/// `qw` when given (importance weights), else `x²`. Writes `L[i] + nmax` and returns the scale.
+pub(crate) fn make_qx_quants(nmax: i32, x: &[f32], out: &mut [i8], qw: Option<&[f32]>) -> f32 {
     let (max, amax) = signed_absmax(x);
     if amax < GROUP_MAX_EPS {
         out.fill(0);
         return 0.0;
     }
+    let weight = |i: usize| match qw {
+        Some(w) => w[i],
+        None => x[i] * x[i],
+    };
     let quant = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
     let sums = |iscale: f32| {
         let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
-        for &v in x {
+        for (i, &v) in x.iter().enumerate() {
             let l = quant(iscale, v) as f32;
-            let w = v * v;
+            let w = weight(i);
             sumlx += w * v * l;
             suml2 += w * l * l;
         }
@@ -543,46 +547,53 @@ pub(crate) fn quantize_q6_k(src: &[f32], dst: &mut [u8]) {
         .iter_mut()
         .zip(src.chunks_exact(QK_K))
     {
-        let mut l = [0i8; QK_K];
-        let mut scales = [0.0f32; 16];
-        let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
-        for g in 0..16 {
-            let s = make_qx_quants(32, &x[16 * g..16 * g + 16], &mut l[16 * g..16 * g + 16]);
-            scales[g] = s;
-            if s.abs() > max_abs_scale {
-                max_abs_scale = s.abs();
-                max_scale = s;
-            }
+        q6_k_block(x, None, b);
+    }
+}
+
+/// One `Q6_K` block; with importance weights `qw` (256 of them) as `quantize_row_q6_K_impl`,
+/// without as `quantize_row_q6_K_ref`.
+fn q6_k_block(x: &[f32], qw: Option<&[f32]>, b: &mut BlockQ6K) {
+    let mut l = [0i8; QK_K];
+    let mut scales = [0.0f32; 16];
+    let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
+    for g in 0..16 {
+        let r = 16 * g..16 * g + 16;
+        let s = make_qx_quants(32, &x[r.clone()], &mut l[r.clone()], qw.map(|w| &w[r]));
+        scales[g] = s;
+        if s.abs() > max_abs_scale {
+            max_abs_scale = s.abs();
+            max_scale = s;
         }
-        if max_abs_scale < GROUP_MAX_EPS {
-            b.ql = [0; 128];
-            b.qh = [0; 64];
-            b.scales = [0; 16];
-            b.d = F16Bytes::from_f32(0.0);
+    }
+    if max_abs_scale < GROUP_MAX_EPS {
+        b.ql = [0; 128];
+        b.qh = [0; 64];
+        b.scales = [0; 16];
+        b.d = F16Bytes::from_f32(0.0);
+        return;
+    }
+    let iscale = -128.0 / max_scale;
+    b.d = F16Bytes::from_f32(1.0 / iscale);
+    for g in 0..16 {
+        b.scales[g] = nearest_int(iscale * scales[g]).min(127) as i8;
+    }
+    for g in 0..16 {
+        let d = b.d.get() * f32::from(b.scales[g]);
+        if d == 0.0 {
             continue;
         }
-        let iscale = -128.0 / max_scale;
-        b.d = F16Bytes::from_f32(1.0 / iscale);
-        for g in 0..16 {
-            b.scales[g] = nearest_int(iscale * scales[g]).min(127) as i8;
+        for i in 16 * g..16 * g + 16 {
+            l[i] = (nearest_int(x[i] / d).clamp(-32, 31) + 32) as i8;
         }
-        for g in 0..16 {
-            let d = b.d.get() * f32::from(b.scales[g]);
-            if d == 0.0 {
-                continue;
-            }
-            for i in 16 * g..16 * g + 16 {
-                l[i] = (nearest_int(x[i] / d).clamp(-32, 31) + 32) as i8;
-            }
-        }
-        for h in 0..2 {
-            for k in 0..32 {
-                let v = |o: usize| l[128 * h + k + o] as u8;
-                b.ql[64 * h + k] = (v(0) & 0xF) | ((v(64) & 0xF) << 4);
-                b.ql[64 * h + k + 32] = (v(32) & 0xF) | ((v(96) & 0xF) << 4);
-                b.qh[32 * h + k] =
-                    (v(0) >> 4) | ((v(32) >> 4) << 2) | ((v(64) >> 4) << 4) | ((v(96) >> 4) << 6);
-            }
+    }
+    for h in 0..2 {
+        for k in 0..32 {
+            let v = |o: usize| l[128 * h + k + o] as u8;
+            b.ql[64 * h + k] = (v(0) & 0xF) | ((v(64) & 0xF) << 4);
+            b.ql[64 * h + k + 32] = (v(32) & 0xF) | ((v(96) & 0xF) << 4);
+            b.qh[32 * h + k] =
+                (v(0) >> 4) | ((v(32) >> 4) << 2) | ((v(64) >> 4) << 4) | ((v(96) >> 4) << 6);
         }
     }
 }
@@ -649,5 +660,395 @@ pub(crate) fn dequantize_q8_k(src: &[u8], dst: &mut [f32]) {
         for (o, &q) in y.iter_mut().zip(&b.qs) {
             *o = d * f32::from(q);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Importance-weighted quantization: ggml's `quantize_row_*_impl`, what `ggml_quantize_chunk`
+// (and so llama-quantize) runs when it is given an importance matrix. `qw` holds one weight per
+// column of the row (`n_per_row` values); each function quantizes one row.
+
+/// Like [`make_qkx2_quants`] but the weights default to `x²` and the search is ggml's
+/// `make_qkx3_quants` (`max <= min` for the flat case). Returns `(scale, the_min)`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn make_qkx3_quants(
+    nmax: i32,
+    x: &[f32],
+    weights: Option<&[f32]>,
+    out: &mut [u8],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+    use_mad: bool,
+) -> (f32, f32) {
+    let n = x.len();
+    let w = |i: usize| match weights {
+        Some(w) => w[i],
+        None => x[i] * x[i],
+    };
+    let mut min = x[0];
+    let mut max = x[0];
+    let mut sum_w = w(0);
+    let mut sum_x = sum_w * x[0];
+    for i in 1..n {
+        if x[i] < min {
+            min = x[i];
+        }
+        if x[i] > max {
+            max = x[i];
+        }
+        let wi = w(i);
+        sum_w += wi;
+        sum_x += wi * x[i];
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    if max <= min {
+        out[..n].fill(0);
+        return (0.0, -min);
+    }
+    let err = |d: f32| if use_mad { d.abs() } else { d * d };
+    let mut iscale = nmax as f32 / (max - min);
+    let mut scale = 1.0 / iscale;
+    let mut best_mad = 0.0f32;
+    for i in 0..n {
+        let l = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+        out[i] = l as u8;
+        best_mad += w(i) * err(scale * l as f32 + min - x[i]);
+    }
+    if nstep < 1 {
+        return (scale, -min);
+    }
+    let mut aux = [0u8; 32];
+    for is in 0..=nstep {
+        iscale = (rmin + rdelta * is as f32 + nmax as f32) / (max - min);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
+        for i in 0..n {
+            let l = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+            aux[i] = l as u8;
+            let (wi, lf) = (w(i), l as f32);
+            sum_l += wi * lf;
+            sum_l2 += wi * lf * lf;
+            sum_xl += wi * lf * x[i];
+        }
+        let det = sum_w * sum_l2 - sum_l * sum_l;
+        if det > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let mut mad = 0.0f32;
+            for i in 0..n {
+                mad += w(i) * err(this_scale * aux[i] as f32 + this_min - x[i]);
+            }
+            if mad < best_mad {
+                out[..n].copy_from_slice(&aux[..n]);
+                best_mad = mad;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    (scale, -min)
+}
+
+/// Quantizes the non-negative `x` (a block's group scales or mins) to `0..=nmax` under one
+/// scale, minimising the `quant_weights`-weighted error (ggml's `make_qp_quants`). `L` takes
+/// ggml's `uint8_t` wrap-around for the (never seen) negative inputs. Returns the scale.
+pub(crate) fn make_qp_quants(nmax: i32, x: &[f32], l_out: &mut [u8], quant_weights: &[f32]) -> f32 {
+    let n = x.len();
+    let mut max = 0.0f32;
+    for &v in x {
+        max = max.max(v);
+    }
+    if max < GROUP_MAX_EPS {
+        l_out[..n].fill(0);
+        return 0.0;
+    }
+    let mut iscale = nmax as f32 / max;
+    for i in 0..n {
+        l_out[i] = nearest_int(iscale * x[i]) as u8;
+    }
+    let scale = 1.0 / iscale;
+    let mut best_mse = 0.0f32;
+    for i in 0..n {
+        let diff = x[i] - scale * f32::from(l_out[i]);
+        best_mse += quant_weights[i] * diff * diff;
+    }
+    for is in -4..=4 {
+        if is == 0 {
+            continue;
+        }
+        let iscale_is = (0.1 * is as f32 + nmax as f32) / max;
+        let scale_is = 1.0 / iscale_is;
+        let mut mse = 0.0f32;
+        for i in 0..n {
+            let l = nearest_int(iscale_is * x[i]).min(nmax);
+            let diff = x[i] - scale_is * l as f32;
+            mse += quant_weights[i] * diff * diff;
+        }
+        if mse < best_mse {
+            best_mse = mse;
+            iscale = iscale_is;
+        }
+    }
+    let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+    for i in 0..n {
+        let l = nearest_int(iscale * x[i]).min(nmax);
+        l_out[i] = l as u8;
+        let w = quant_weights[i];
+        sumlx += w * x[i] * l as f32;
+        suml2 += w * l as f32 * l as f32;
+    }
+    for _ in 0..5 {
+        let mut changed = false;
+        for i in 0..n {
+            let w = quant_weights[i];
+            let li = f32::from(l_out[i]);
+            let mut slx = sumlx - w * x[i] * li;
+            let mut sl2 = suml2 - w * li * li;
+            if slx > 0.0 && sl2 > 0.0 {
+                let new_l = nearest_int(x[i] * sl2 / slx).min(nmax);
+                if new_l != i32::from(l_out[i]) {
+                    slx += w * x[i] * new_l as f32;
+                    sl2 += w * new_l as f32 * new_l as f32;
+                    if slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        l_out[i] = new_l as u8;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    if suml2 > 0.0 { sumlx / suml2 } else { 0.0 }
+}
+
+/// `Σ x²` over one super-block, summed in order as ggml does.
+fn sum_sq(x: &[f32]) -> f32 {
+    x.iter().fold(0.0f32, |a, &v| a + v * v)
+}
+
+/// One row of `Q2_K` with importance weights (`quantize_row_q2_K_impl`).
+pub(crate) fn quantize_q2_k_imatrix(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    for ((b, x), qw) in as_blocks_mut::<BlockQ2K>(dst)
+        .iter_mut()
+        .zip(src.chunks_exact(QK_K))
+        .zip(qw.chunks_exact(QK_K))
+    {
+        let sigma2 = sum_sq(x) / QK_K as f32;
+        let mut l = [0u8; QK_K];
+        let mut scales = [0.0f32; 16];
+        let mut mins = [0.0f32; 16];
+        let mut sw = [0.0f32; 16];
+        for j in 0..16 {
+            let r = 16 * j..16 * j + 16;
+            let xs = &x[r.clone()];
+            let w: [f32; 16] =
+                std::array::from_fn(|i| qw[16 * j + i] * (sigma2 + xs[i] * xs[i]).sqrt());
+            sw[j] = w.iter().fold(0.0f32, |a, &v| a + v);
+            let (s, m) = make_qkx3_quants(3, xs, Some(&w), &mut l[r], -0.9, 0.05, 36, false);
+            scales[j] = s;
+            mins[j] = m;
+        }
+        let mut ls = [0u8; 16];
+        let mut lm = [0u8; 16];
+        let dm = make_qp_quants(15, &scales, &mut ls, &sw);
+        let mm = make_qp_quants(15, &mins, &mut lm, &sw);
+        b.d = F16Bytes::from_f32(dm);
+        b.dmin = F16Bytes::from_f32(mm);
+        let (dm, mm) = (b.d.get(), b.dmin.get());
+        for j in 0..16 {
+            b.scales[j] = ls[j] | (lm[j] << 4);
+        }
+        for j in 0..16 {
+            let d = dm * f32::from(b.scales[j] & 0xF);
+            if d == 0.0 {
+                continue;
+            }
+            let m = mm * f32::from(b.scales[j] >> 4);
+            for i in 16 * j..16 * j + 16 {
+                l[i] = nearest_int((x[i] + m) / d).clamp(0, 3) as u8;
+            }
+        }
+        b.qs = pack_2bit(&l);
+    }
+}
+
+/// One row of `Q3_K` with importance weights (`quantize_row_q3_K_impl`).
+pub(crate) fn quantize_q3_k_imatrix(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    for ((b, x), qw) in as_blocks_mut::<BlockQ3K>(dst)
+        .iter_mut()
+        .zip(src.chunks_exact(QK_K))
+        .zip(qw.chunks_exact(QK_K))
+    {
+        let sigma2 = 2.0 * sum_sq(x) / QK_K as f32;
+        let mut l = [0i8; QK_K];
+        let mut scales = [0.0f32; 16];
+        let mut sw = [0.0f32; 16];
+        for j in 0..16 {
+            let r = 16 * j..16 * j + 16;
+            let xs = &x[r.clone()];
+            let w: [f32; 16] =
+                std::array::from_fn(|i| qw[16 * j + i] * (sigma2 + xs[i] * xs[i]).sqrt());
+            sw[j] = w.iter().fold(0.0f32, |a, &v| a + v);
+            scales[j] = make_qx_quants(4, xs, &mut l[r], Some(&w));
+        }
+        let mut ls = [0i8; 16];
+        let d_block = make_qx_quants(32, &scales, &mut ls, Some(&sw));
+        b.scales = [0; 12];
+        for j in 0..16 {
+            let lj = ls[j] as u8;
+            if j < 8 {
+                b.scales[j] = lj & 0xF;
+            } else {
+                b.scales[j - 8] |= (lj & 0xF) << 4;
+            }
+            b.scales[8 + j % 4] |= (lj >> 4) << (2 * (j / 4));
+        }
+        b.d = F16Bytes::from_f32(d_block);
+        let sc = q3k_scales(&b.scales);
+        for j in 0..16 {
+            let d = b.d.get() * f32::from(sc[j] as i8 - 32);
+            if d == 0.0 {
+                continue;
+            }
+            for i in 16 * j..16 * j + 16 {
+                l[i] = (nearest_int(x[i] / d).clamp(-4, 3) + 4) as i8;
+            }
+        }
+        b.hmask = [0; 32];
+        let mut low = [0u8; QK_K];
+        for (i, (&li, lo)) in l.iter().zip(low.iter_mut()).enumerate() {
+            let mut v = li as u8;
+            if v > 3 {
+                b.hmask[i % 32] |= 1 << (i / 32);
+                v -= 4;
+            }
+            *lo = v;
+        }
+        b.qs = pack_2bit(&low);
+    }
+}
+
+/// Shared by `Q4_K` and `Q5_K` with importance weights (`quantize_row_q{4,5}_K_impl`): the
+/// group fits, the 6-bit scales and mins by [`make_qp_quants`], the values re-quantized.
+/// `Q5_K` clamps the 6-bit scales to 63 before packing, `Q4_K` does not (ggml's two copies
+/// differ there; it matters only for negative group scales, which wrap).
+fn quantize_k_32_imatrix(
+    x: &[f32],
+    qw: &[f32],
+    nmax: i32,
+) -> (F16Bytes, F16Bytes, [u8; 12], [u8; QK_K]) {
+    let clamp63 = nmax == 31;
+    let sigma2 = 2.0 * sum_sq(x) / QK_K as f32;
+    let mut l = [0u8; QK_K];
+    let mut scales = [0.0f32; 8];
+    let mut mins = [0.0f32; 8];
+    let mut sw = [0.0f32; 8];
+    for j in 0..8 {
+        let r = 32 * j..32 * j + 32;
+        let xs = &x[r.clone()];
+        let w: [f32; 32] =
+            std::array::from_fn(|i| qw[32 * j + i] * (sigma2 + xs[i] * xs[i]).sqrt());
+        sw[j] = w.iter().fold(0.0f32, |a, &v| a + v);
+        let (s, m) = make_qkx3_quants(nmax, xs, Some(&w), &mut l[r], -0.9, 0.05, 36, false);
+        scales[j] = s;
+        mins[j] = m;
+    }
+    let mut ls = [0u8; 8];
+    let mut lm = [0u8; 8];
+    let d_block = make_qp_quants(63, &scales, &mut ls, &sw);
+    let m_block = make_qp_quants(63, &mins, &mut lm, &sw);
+    let mut packed = [0u8; 12];
+    for j in 0..8 {
+        let (lsj, lmj) = if clamp63 {
+            (ls[j].min(63), lm[j].min(63))
+        } else {
+            (ls[j], lm[j])
+        };
+        if j < 4 {
+            packed[j] = lsj;
+            packed[j + 4] = lmj;
+        } else {
+            packed[j + 4] = (lsj & 0xF) | ((lmj & 0xF) << 4);
+            packed[j - 4] |= (lsj >> 4) << 6;
+            packed[j] |= (lmj >> 4) << 6;
+        }
+    }
+    let d = F16Bytes::from_f32(d_block);
+    let dmin = F16Bytes::from_f32(m_block);
+    for j in 0..8 {
+        let (sc, m) = scale_min_k4(j, &packed);
+        let dj = d.get() * f32::from(sc);
+        if dj == 0.0 {
+            continue;
+        }
+        let dm = dmin.get() * f32::from(m);
+        for i in 32 * j..32 * j + 32 {
+            l[i] = nearest_int((x[i] + dm) / dj).clamp(0, nmax) as u8;
+        }
+    }
+    (d, dmin, packed, l)
+}
+
+/// One row of `Q4_K` with importance weights (`quantize_row_q4_K_impl`).
+pub(crate) fn quantize_q4_k_imatrix(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    for ((b, x), qw) in as_blocks_mut::<BlockQ4K>(dst)
+        .iter_mut()
+        .zip(src.chunks_exact(QK_K))
+        .zip(qw.chunks_exact(QK_K))
+    {
+        let (d, dmin, scales, l) = quantize_k_32_imatrix(x, qw, 15);
+        b.d = d;
+        b.dmin = dmin;
+        b.scales = scales;
+        b.qs = std::array::from_fn(|i| {
+            let (j, k) = (i / 32, i % 32);
+            l[64 * j + k] | (l[64 * j + 32 + k] << 4)
+        });
+    }
+}
+
+/// One row of `Q5_K` with importance weights (`quantize_row_q5_K_impl`).
+pub(crate) fn quantize_q5_k_imatrix(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    for ((b, x), qw) in as_blocks_mut::<BlockQ5K>(dst)
+        .iter_mut()
+        .zip(src.chunks_exact(QK_K))
+        .zip(qw.chunks_exact(QK_K))
+    {
+        let (d, dmin, scales, l) = quantize_k_32_imatrix(x, qw, 31);
+        b.d = d;
+        b.dmin = dmin;
+        b.scales = scales;
+        b.qh = std::array::from_fn(|k| {
+            (0..8).fold(0u8, |h, bit| {
+                let i = 64 * (bit / 2) + 32 * (bit % 2) + k;
+                h | (((l[i] >> 4) & 1) << bit)
+            })
+        });
+        b.qs = std::array::from_fn(|i| {
+            let (j, k) = (i / 32, i % 32);
+            (l[64 * j + k] & 0xF) | ((l[64 * j + 32 + k] & 0xF) << 4)
+        });
+    }
+}
+
+/// One row of `Q6_K` with importance weights (`quantize_row_q6_K_impl`: the weights are the
+/// importance values themselves).
+pub(crate) fn quantize_q6_k_imatrix(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    for ((b, x), qw) in as_blocks_mut::<BlockQ6K>(dst)
+        .iter_mut()
+        .zip(src.chunks_exact(QK_K))
+        .zip(qw.chunks_exact(QK_K))
+    {
+        q6_k_block(x, Some(qw), b);
     }
 }

@@ -8,6 +8,7 @@ use super::blocks::{
     BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, F16Bytes, QK32, as_blocks,
     as_blocks_mut,
 };
+use super::kquants::{make_qkx3_quants, make_qx_quants};
 
 /// The value of largest magnitude (the first one on ties), as ggml picks it.
 fn signed_absmax(x: &[f32]) -> f32 {
@@ -232,5 +233,84 @@ pub(crate) fn dequantize_q8_1(src: &[u8], dst: &mut [f32]) {
         for (o, &q) in y.iter_mut().zip(&b.qs) {
             *o = f32::from(q) * d;
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Importance-weighted quantization (ggml's `quantize_row_q{4,5}_{0,1}_impl`): one row of
+// `n_per_row` values with one weight per column in `qw`; the weights are
+// `qw · sqrt(σ² + x²)`, σ² the mean square of the whole row.
+
+/// The per-value weights of one block, given the row's mean square `sigma2`.
+fn block_weights(x: &[f32], qw: &[f32], sigma2: f32) -> [f32; 32] {
+    std::array::from_fn(|j| qw[j] * (sigma2 + x[j] * x[j]).sqrt())
+}
+
+fn row_sigma2(x: &[f32]) -> f32 {
+    x.iter().fold(0.0f32, |a, &v| a + v * v) / x.len() as f32
+}
+
+pub(crate) fn quantize_q4_0_imatrix(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    let sigma2 = row_sigma2(src);
+    for ((b, x), qw) in as_blocks_mut::<BlockQ4_0>(dst)
+        .iter_mut()
+        .zip(src.chunks_exact(QK32))
+        .zip(qw.chunks_exact(QK32))
+    {
+        let w = block_weights(x, qw, sigma2);
+        let mut l = [0i8; 32];
+        let d = make_qx_quants(8, x, &mut l, Some(&w));
+        b.d = F16Bytes::from_f32(d);
+        b.qs = pack_nibbles(&l.map(|v| v as u8));
+    }
+}
+
+pub(crate) fn quantize_q4_1_imatrix(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    let sigma2 = row_sigma2(src);
+    for ((b, x), qw) in as_blocks_mut::<BlockQ4_1>(dst)
+        .iter_mut()
+        .zip(src.chunks_exact(QK32))
+        .zip(qw.chunks_exact(QK32))
+    {
+        let w = block_weights(x, qw, sigma2);
+        let mut l = [0u8; 32];
+        let (d, min) = make_qkx3_quants(15, x, Some(&w), &mut l, -0.9, 0.05, 36, false);
+        b.d = F16Bytes::from_f32(d);
+        b.m = F16Bytes::from_f32(-min);
+        b.qs = pack_nibbles(&l);
+    }
+}
+
+pub(crate) fn quantize_q5_0_imatrix(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    let sigma2 = row_sigma2(src);
+    for ((b, x), qw) in as_blocks_mut::<BlockQ5_0>(dst)
+        .iter_mut()
+        .zip(src.chunks_exact(QK32))
+        .zip(qw.chunks_exact(QK32))
+    {
+        let w = block_weights(x, qw, sigma2);
+        let mut l = [0i8; 32];
+        let d = make_qx_quants(16, x, &mut l, Some(&w));
+        let q = l.map(|v| v as u8);
+        b.d = F16Bytes::from_f32(d);
+        b.qh = high_bits(&q);
+        b.qs = pack_nibbles(&q);
+    }
+}
+
+pub(crate) fn quantize_q5_1_imatrix(src: &[f32], qw: &[f32], dst: &mut [u8]) {
+    let sigma2 = row_sigma2(src);
+    for ((b, x), qw) in as_blocks_mut::<BlockQ5_1>(dst)
+        .iter_mut()
+        .zip(src.chunks_exact(QK32))
+        .zip(qw.chunks_exact(QK32))
+    {
+        let w = block_weights(x, qw, sigma2);
+        let mut l = [0u8; 32];
+        let (d, min) = make_qkx3_quants(31, x, Some(&w), &mut l, -0.9, 0.05, 36, false);
+        b.d = F16Bytes::from_f32(d);
+        b.m = F16Bytes::from_f32(-min);
+        b.qh = high_bits(&l);
+        b.qs = pack_nibbles(&l);
     }
 }

@@ -209,3 +209,94 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Ker
     f(src, dst);
     Ok(())
 }
+
+/// Whether [`quantize_chunk`] uses importance weights for type `ty` (ggml's types whose
+/// `quantize_*` function reads `quant_weights`): the 4- and 5-bit legacy types, the k-quants
+/// and the `IQ4` types. `Q8_0` and the float types ignore them.
+pub fn uses_imatrix(ty: GgmlType) -> bool {
+    use GgmlType as T;
+    matches!(
+        ty,
+        T::Q4_0
+            | T::Q4_1
+            | T::Q5_0
+            | T::Q5_1
+            | T::Q2_K
+            | T::Q3_K
+            | T::Q4_K
+            | T::Q5_K
+            | T::Q6_K
+            | T::IQ4_NL
+            | T::IQ4_XS
+    )
+}
+
+/// Quantizes whole rows of `n_per_row` values to `ty` as ggml's `ggml_quantize_chunk` — what
+/// llama-quantize runs — so the bytes match its output: the reference quantizers, except
+/// `IQ4_NL`, whose chunk quantizer searches more scales than its `_ref`; and with `imatrix`
+/// (one importance weight per column, `n_per_row` values) the weighted searches of
+/// `quantize_row_*_impl` for the types of [`uses_imatrix`].
+pub fn quantize_chunk(
+    ty: GgmlType,
+    src: &[f32],
+    n_per_row: usize,
+    imatrix: Option<&[f32]>,
+    dst: &mut [u8],
+) -> Result<(), KernelError> {
+    use GgmlType as T;
+    let row = row_bytes(ty, n_per_row)?;
+    if n_per_row == 0 || !src.len().is_multiple_of(n_per_row) {
+        return Err(KernelError::LengthMismatch {
+            what: "values (whole rows)",
+            expected: n_per_row,
+            actual: src.len(),
+        });
+    }
+    let nrows = src.len() / n_per_row;
+    if dst.len() != row * nrows {
+        return Err(KernelError::LengthMismatch {
+            what: "quantized rows",
+            expected: row * nrows,
+            actual: dst.len(),
+        });
+    }
+    if let Some(w) = imatrix
+        && w.len() != n_per_row
+    {
+        return Err(KernelError::LengthMismatch {
+            what: "importance weights",
+            expected: n_per_row,
+            actual: w.len(),
+        });
+    }
+    type RowFn = fn(&[f32], &[f32], &mut [u8]);
+    let weighted: Option<RowFn> = match ty {
+        T::Q4_0 => Some(legacy::quantize_q4_0_imatrix),
+        T::Q4_1 => Some(legacy::quantize_q4_1_imatrix),
+        T::Q5_0 => Some(legacy::quantize_q5_0_imatrix),
+        T::Q5_1 => Some(legacy::quantize_q5_1_imatrix),
+        T::Q2_K => Some(kquants::quantize_q2_k_imatrix),
+        T::Q3_K => Some(kquants::quantize_q3_k_imatrix),
+        T::Q4_K => Some(kquants::quantize_q4_k_imatrix),
+        T::Q5_K => Some(kquants::quantize_q5_k_imatrix),
+        T::Q6_K => Some(kquants::quantize_q6_k_imatrix),
+        T::IQ4_NL => Some(|x, w, d| iq4::quantize_iq4_nl_chunk(x, Some(w), d)),
+        T::IQ4_XS => Some(|x, w, d| iq4::quantize_iq4_xs_chunk(x, Some(w), d)),
+        _ => None,
+    };
+    match (imatrix, weighted) {
+        (Some(w), Some(f)) => {
+            for (x, d) in src.chunks_exact(n_per_row).zip(dst.chunks_exact_mut(row)) {
+                f(x, w, d);
+            }
+        }
+        _ if ty == T::IQ4_NL => iq4::quantize_iq4_nl_chunk(src, None, dst),
+        _ => {
+            let f = traits(ty)
+                .quantize
+                .ok_or(KernelError::UnsupportedType(ty))?;
+            f(src, dst);
+        }
+    }
+    Ok(())
+}

@@ -89,3 +89,65 @@ fn k_quants_beat_their_plain_counterparts_on_normal_data() {
         "iq4_nl vs q4_0"
     );
 }
+
+/// `quantize_chunk` (ggml's `ggml_quantize_chunk`, what llama-quantize runs) with and without
+/// importance weights stays within the same budgets; the weights move the error where they
+/// say: with weight on the first half of each row, that half's error drops below the
+/// unweighted one. (Byte equality with llama-quantize is checked in the quantize crate.)
+#[test]
+fn quantize_chunk_with_importance_weights() {
+    use kernels::quant::{quantize_chunk, uses_imatrix};
+    let n_per_row = 512;
+    let x = synthetic(n_per_row * 8, 0.0);
+    let heavy: Vec<f32> = (0..n_per_row)
+        .map(|i| if i < n_per_row / 2 { 100.0 } else { 0.01 })
+        .collect();
+    for ty in [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
+    ] {
+        assert!(uses_imatrix(ty));
+        let run = |w: Option<&[f32]>| {
+            let mut q = vec![0u8; row_bytes(ty, x.len()).unwrap()];
+            quantize_chunk(ty, &x, n_per_row, w, &mut q).unwrap();
+            let mut y = vec![0.0f32; x.len()];
+            dequantize_row(ty, &q, &mut y).unwrap();
+            y
+        };
+        let first_half_err = |y: &[f32]| {
+            let (a, b): (Vec<f32>, Vec<f32>) = x
+                .chunks(n_per_row)
+                .zip(y.chunks(n_per_row))
+                .flat_map(|(xr, yr)| xr[..n_per_row / 2].iter().zip(&yr[..n_per_row / 2]))
+                .map(|(a, b)| (*a, *b))
+                .unzip();
+            total_error(&a, &b)
+        };
+        let plain = run(None);
+        let weighted = run(Some(&heavy));
+        for y in [&plain, &weighted] {
+            let err = total_error(&x, y);
+            assert!(err < budget(ty), "{ty}: total error {err} over budget");
+        }
+        assert!(
+            first_half_err(&weighted) <= first_half_err(&plain),
+            "{ty}: importance weights did not help the weighted half"
+        );
+    }
+    // Wrong lengths are errors, not panics.
+    let mut q = vec![0u8; row_bytes(GgmlType::Q4_K, 512).unwrap()];
+    let w = vec![1.0f32; 100];
+    assert!(quantize_chunk(GgmlType::Q4_K, &x[..512], 512, Some(&w), &mut q).is_err());
+    assert!(quantize_chunk(GgmlType::Q4_K, &x[..500], 512, None, &mut q).is_err());
+    assert!(quantize_chunk(GgmlType::Q4_K, &x[..512], 500, None, &mut q).is_err());
+    assert!(quantize_chunk(GgmlType::IQ2_XXS, &x[..512], 512, None, &mut q).is_err());
+}
