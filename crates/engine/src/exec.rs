@@ -19,6 +19,7 @@ use kernels::pool::ThreadPool;
 
 use crate::kv_cache::KvStore;
 use crate::model::{HParams, MatRef};
+use crate::moe::{self, ExpertAct, Moe};
 use crate::profile::{self, Op};
 
 pub use kernels::matmul::Scratch as MatmulScratch;
@@ -97,6 +98,9 @@ pub trait Backend {
     /// over each token's own sequence (causal, within `window` positions when given), with
     /// `q·k` multiplied by `kq_scale`.
     fn attention(&mut self, il: usize, kq_scale: f32, window: Option<usize>);
+    /// `H` = the mixture-of-experts block `m` of `H` (see [`crate::moe`]): route each token to
+    /// its experts, run them, and sum their weighted outputs.
+    fn moe(&mut self, m: &Moe);
 }
 
 /// Preallocated activations and compute resources for batches of up to `n_batch` tokens,
@@ -127,6 +131,52 @@ pub struct Workspace {
     pub(crate) attn_scratch: AttentionScratch,
     /// Cells whose keys need re-rotating, with the position change.
     pub(crate) shifts: Vec<(u32, i64)>,
+    /// Room for the mixture-of-experts block (models with experts only).
+    pub(crate) moe: Option<MoeScratch>,
+}
+
+/// The buffers of [`Backend::moe`] for `n_batch` tokens.
+pub(crate) struct MoeScratch {
+    /// Router logits, then probabilities: `[n_batch × n_expert]`.
+    probs: Vec<f32>,
+    /// Chosen experts and their weights: `[n_batch × n_used]`.
+    sel: Vec<u32>,
+    weights: Vec<f32>,
+    /// The (token · n_used + slot) entries grouped by expert; expert `e`'s are
+    /// `order[starts[e]..starts[e + 1]]`.
+    order: Vec<u32>,
+    starts: Vec<usize>,
+    /// One expert's gathered inputs `[n_batch × n_embd]`, hidden activations
+    /// `[n_batch × n_ff_exp]` (two) and outputs `[n_batch × n_embd]`.
+    xin: Vec<f32>,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    y: Vec<f32>,
+    /// Every chosen expert's weighted output, `[n_batch × n_used × n_embd]`.
+    outs: Vec<f32>,
+    /// llama.cpp's `mul_mat_id` takes each token through the single-token kernels.
+    scratch: MatmulScratch,
+    batch_invariant: bool,
+}
+
+impl MoeScratch {
+    fn new(hp: &HParams, n_batch: usize, batch_invariant: bool) -> MoeScratch {
+        let (ne, k, d, f) = (hp.n_expert, hp.n_expert_used, hp.n_embd, hp.n_ff_exp);
+        MoeScratch {
+            probs: vec![0.0; n_batch * ne],
+            sel: vec![0; n_batch * k],
+            weights: vec![0.0; n_batch * k],
+            order: vec![0; n_batch * k],
+            starts: vec![0; ne + 1],
+            xin: vec![0.0; n_batch * d],
+            a: vec![0.0; n_batch * f],
+            b: vec![0.0; n_batch * f],
+            y: vec![0.0; n_batch * d],
+            outs: vec![0.0; n_batch * k * d],
+            scratch: MatmulScratch::with_capacity(n_batch, d.max(f)).batch_invariant(),
+            batch_invariant,
+        }
+    }
 }
 
 impl Workspace {
@@ -179,6 +229,7 @@ impl Workspace {
                 attn_scratch
             },
             shifts: Vec::new(),
+            moe: (hp.n_expert > 0).then(|| MoeScratch::new(hp, n_batch, batch_invariant)),
         }
     }
 }
@@ -382,6 +433,168 @@ impl Backend for Cpu<'_> {
             &mut att[..n * hp.n_head * hp.head_dim_v],
             &mut ws.attn_scratch,
         );
+    }
+
+    fn moe(&mut self, m: &Moe) {
+        let n = self.n;
+        let d = self.hp.n_embd;
+        let (ne, k, f) = (m.n_expert(), m.n_used, m.n_ff());
+        let ws = &mut *self.ws;
+        let Some(ms) = ws.moe.as_mut() else {
+            panic!("mixture of experts in a workspace sized for a dense model");
+        };
+        let x = &ws.bufs[Buf::H as usize][..n * d];
+        {
+            let _t = profile::scope(Op::Matmul);
+            // Router logits, in llama.cpp's order when the model asks for it.
+            let logits = &mut ms.probs[..n * ne];
+            // A product of 2+ tokens takes llamafile's sgemm in llama.cpp; batch-invariant
+            // contexts take the single-token path for every token.
+            let batch = n >= 2 && !ms.batch_invariant;
+            if m.exact
+                && !(batch
+                    && d.is_multiple_of(16)
+                    && m.router.matrix.isa() == kernels::isa::Isa::Avx512)
+            {
+                for (t, row) in logits.chunks_exact_mut(ne).enumerate() {
+                    let xt = &x[t * d..(t + 1) * d];
+                    for (e, l) in row.iter_mut().enumerate() {
+                        *l = moe::router_dot(&m.router_f32[e * d..(e + 1) * d], xt, batch);
+                    }
+                }
+            } else if let Err(e) =
+                kernels::matmul::matmul(&ws.pool, &m.router.matrix, x, n, logits, &mut ws.scratch)
+            {
+                panic!("router {}: {e}", m.router.name);
+            }
+        }
+        let _t = profile::scope(Op::Other);
+        for t in 0..n {
+            moe::route(
+                m,
+                &mut ms.probs[t * ne..(t + 1) * ne],
+                &mut ms.sel[t * k..(t + 1) * k],
+                &mut ms.weights[t * k..(t + 1) * k],
+            );
+        }
+        // Group the (token, slot) entries by expert, tokens in order within each.
+        ms.starts[..=ne].fill(0);
+        for &e in &ms.sel[..n * k] {
+            ms.starts[e as usize + 1] += 1;
+        }
+        for e in 0..ne {
+            ms.starts[e + 1] += ms.starts[e];
+        }
+        {
+            let (starts, order) = (&mut ms.starts, &mut ms.order);
+            // `starts[e]` advances as entries are placed, then is restored below.
+            for (i, &e) in ms.sel[..n * k].iter().enumerate() {
+                order[starts[e as usize]] = i as u32;
+                starts[e as usize] += 1;
+            }
+            for e in (1..=ne).rev() {
+                starts[e] = starts[e - 1];
+            }
+            starts[0] = 0;
+        }
+        let ops = Ops::detected();
+        for e in 0..ne {
+            let rows = &ms.order[ms.starts[e]..ms.starts[e + 1]];
+            let c = rows.len();
+            if c == 0 {
+                continue;
+            }
+            for (j, &i) in rows.iter().enumerate() {
+                let t = i as usize / k;
+                ms.xin[j * d..(j + 1) * d].copy_from_slice(&x[t * d..(t + 1) * d]);
+            }
+            let xin = &ms.xin[..c * d];
+            let (a, b) = (&mut ms.a[..c * f], &mut ms.b[..c * f]);
+            let result = {
+                let _t = profile::scope(Op::Matmul);
+                match &m.gate {
+                    Some(g) => kernels::matmul::matmul_many(
+                        &ws.pool,
+                        &[&g.experts[e].matrix, &m.up.experts[e].matrix],
+                        xin,
+                        c,
+                        &mut [&mut *a, &mut *b],
+                        &mut ms.scratch,
+                    ),
+                    None => kernels::matmul::matmul(
+                        &ws.pool,
+                        &m.up.experts[e].matrix,
+                        xin,
+                        c,
+                        a,
+                        &mut ms.scratch,
+                    ),
+                }
+            };
+            if let Err(err) = result {
+                panic!("experts {} [{e}]: {err}", m.up.name);
+            }
+            if let Some(bias) = &m.gate_bias {
+                a.chunks_exact_mut(f)
+                    .for_each(|r| ops.add(r, &bias[e * f..(e + 1) * f]));
+            }
+            if let Some(bias) = &m.up_bias {
+                let dst = if m.gate.is_some() { &mut *b } else { &mut *a };
+                dst.chunks_exact_mut(f)
+                    .for_each(|r| ops.add(r, &bias[e * f..(e + 1) * f]));
+            }
+            for (ar, br) in a.chunks_exact_mut(f).zip(b.chunks_exact(f)) {
+                match (m.act, m.gate.is_some()) {
+                    (ExpertAct::Silu, true) => ops.swiglu_ggml(ar, br),
+                    (ExpertAct::Silu, false) => ops.silu_ggml(ar),
+                    (ExpertAct::SwigluOai { alpha, limit }, _) => {
+                        moe::swiglu_oai(ar, br, alpha, limit)
+                    }
+                }
+            }
+            let y = &mut ms.y[..c * d];
+            {
+                let _t = profile::scope(Op::Matmul);
+                if let Err(err) = kernels::matmul::matmul(
+                    &ws.pool,
+                    &m.down.experts[e].matrix,
+                    &ms.a[..c * f],
+                    c,
+                    y,
+                    &mut ms.scratch,
+                ) {
+                    panic!("experts {} [{e}]: {err}", m.down.name);
+                }
+            }
+            for (j, &i) in rows.iter().enumerate() {
+                let i = i as usize;
+                let w = ms.weights[i];
+                let out = &mut ms.outs[i * d..(i + 1) * d];
+                let yr = &y[j * d..(j + 1) * d];
+                match &m.down_bias {
+                    Some(bias) => {
+                        let bias = &bias[e * d..(e + 1) * d];
+                        for ((o, &v), &bv) in out.iter_mut().zip(yr).zip(bias) {
+                            *o = (v + bv) * w;
+                        }
+                    }
+                    None => {
+                        for (o, &v) in out.iter_mut().zip(yr) {
+                            *o = v * w;
+                        }
+                    }
+                }
+            }
+        }
+        // Sum each token's expert outputs in the order they were chosen.
+        let h = &mut ws.bufs[Buf::H as usize][..n * d];
+        for (t, ht) in h.chunks_exact_mut(d).enumerate() {
+            let outs = &ms.outs[t * k * d..(t + 1) * k * d];
+            ht.copy_from_slice(&outs[..d]);
+            for s in 1..k {
+                ops.add(ht, &outs[s * d..(s + 1) * d]);
+            }
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use kernels::ops::rope::{Rope, RopeMode, RopeParams};
 
 use crate::exec::{Activation, Backend, Buf};
 use crate::model::{Binder, HParams, LoadError, MatRef};
+use crate::moe::{ExpertAct, Gating, Moe};
 
 /// The weights of one self-attention block.
 pub struct Attention {
@@ -170,5 +171,83 @@ pub fn make_rope(
     Rope::new(params, freq_factors).map_err(|e| LoadError::BadHParam {
         key: "rope".into(),
         reason: e.to_string(),
+    })
+}
+
+/// What an architecture's mixture-of-experts layers look like beyond their tensors.
+#[derive(Clone, Copy)]
+pub struct MoeParts {
+    pub gating: Gating,
+    pub norm_weights: bool,
+    pub weights_scale: f32,
+    pub act: ExpertAct,
+    /// Whether the experts have `ffn_gate_exps` (otherwise `act(up)` alone).
+    pub gated: bool,
+    /// Per-expert biases and a router bias (gpt-oss).
+    pub biases: bool,
+    /// A selection bias `exp_probs_b`.
+    pub probs_bias: bool,
+}
+
+/// Binds layer `il`'s mixture of experts: router `ffn_gate_inp`, experts
+/// `ffn_{gate,up,down}_exps` (and their biases when `parts.biases`).
+pub fn bind_moe(
+    b: &Binder<'_, '_>,
+    il: usize,
+    hp: &HParams,
+    parts: MoeParts,
+) -> Result<Moe, LoadError> {
+    let n = |t: &str| format!("blk.{il}.{t}");
+    let (d, ne, f) = (hp.n_embd, hp.n_expert, hp.n_ff_exp);
+    if ne == 0 || hp.n_expert_used == 0 || f == 0 {
+        return Err(LoadError::BadHParam {
+            key: "expert_count".into(),
+            reason: format!(
+                "a mixture-of-experts layer needs expert_count, expert_used_count and \
+                 expert_feed_forward_length (found {ne}, {}, {f})",
+                hp.n_expert_used
+            ),
+        });
+    }
+    let vec2 = |t: &str, w: usize| -> Result<Option<Vec<f32>>, LoadError> {
+        if parts.biases {
+            Ok(Some(b.dense_f32(&n(t), ne, w)?))
+        } else {
+            Ok(None)
+        }
+    };
+    Ok(Moe {
+        router: b.mat(&n("ffn_gate_inp.weight"), ne, d)?,
+        router_f32: b.dense_f32(&n("ffn_gate_inp.weight"), ne, d)?,
+        router_bias: if parts.biases {
+            Some(b.vec(&n("ffn_gate_inp.bias"), ne)?)
+        } else {
+            None
+        },
+        probs_bias: if parts.probs_bias {
+            Some(b.vec(&n("exp_probs_b.bias"), ne)?)
+        } else {
+            None
+        },
+        gate: if parts.gated {
+            Some(b.experts(&n("ffn_gate_exps.weight"), ne, f, d)?)
+        } else {
+            None
+        },
+        up: b.experts(&n("ffn_up_exps.weight"), ne, f, d)?,
+        down: b.experts(&n("ffn_down_exps.weight"), ne, d, f)?,
+        gate_bias: if parts.gated {
+            vec2("ffn_gate_exps.bias", f)?
+        } else {
+            None
+        },
+        up_bias: vec2("ffn_up_exps.bias", f)?,
+        down_bias: vec2("ffn_down_exps.bias", d)?,
+        gating: parts.gating,
+        norm_weights: parts.norm_weights,
+        weights_scale: parts.weights_scale,
+        act: parts.act,
+        n_used: hp.n_expert_used,
+        exact: b.ggml_order(),
     })
 }

@@ -2,14 +2,16 @@
 //! RoPE in the "normal" (adjacent pairs) layout with optional per-dimension frequency factors
 //! (`rope_freqs`, Llama 3.1), and a SwiGLU feed-forward block.
 //!
-//! Qwen2 and Qwen3 are this decoder with other attention parts and RoPE layout; their files
-//! reuse [`Weights::bind_with`] and [`forward_decoder`].
+//! Qwen2, Qwen3, Qwen3 MoE, SmolLM3 and Ministral 3 are this decoder with other attention
+//! parts, RoPE layout or feed-forward block (a mixture of experts); their files reuse
+//! [`Weights::bind_decoder`] and [`forward_decoder`].
 
-use super::blocks::{self, Attention, AttentionConfig, AttentionParts, Ffn};
+use super::blocks::{self, Attention, AttentionConfig, AttentionParts, Ffn, MoeParts};
 use kernels::ops::rope::{Rope, RopeMode};
 
 use crate::exec::{Activation, Backend, Buf};
 use crate::model::{Binder, HParams, LoadError, MatRef};
+use crate::moe::Moe;
 
 pub struct Layer {
     /// `[n_embd]`
@@ -17,7 +19,22 @@ pub struct Layer {
     pub attn: Attention,
     /// `[n_embd]`
     pub ffn_norm: Vec<f32>,
-    pub ffn: Ffn,
+    pub ffn: FeedForward,
+}
+
+/// A layer's feed-forward block.
+pub enum FeedForward {
+    Dense(Ffn),
+    Experts(Box<Moe>),
+}
+
+/// Which parts a decoder has.
+#[derive(Clone, Copy)]
+pub struct DecoderParts {
+    pub attn: AttentionParts,
+    pub rope_mode: RopeMode,
+    /// A mixture of experts in every layer instead of the dense feed-forward block.
+    pub moe: Option<MoeParts>,
 }
 
 pub struct Weights {
@@ -52,6 +69,24 @@ impl Weights {
         parts: AttentionParts,
         rope_mode: RopeMode,
     ) -> Result<Weights, LoadError> {
+        Weights::bind_decoder(
+            hp,
+            b,
+            DecoderParts {
+                attn: parts,
+                rope_mode,
+                moe: None,
+            },
+        )
+    }
+
+    /// Binds the decoder with the given parts.
+    pub fn bind_decoder(
+        hp: &HParams,
+        b: &Binder<'_, '_>,
+        parts: DecoderParts,
+    ) -> Result<Weights, LoadError> {
+        let rope_mode = parts.rope_mode;
         let threads = crate::context::default_threads();
         let (tok_embd, layers) = b.join(
             || b.embedding("token_embd.weight", hp.n_vocab, hp.n_embd),
@@ -59,9 +94,14 @@ impl Weights {
                 b.par_map(hp.n_layer, threads, |il| {
                     Ok(Layer {
                         attn_norm: b.vec(&format!("blk.{il}.attn_norm.weight"), hp.n_embd)?,
-                        attn: Attention::bind(b, il, hp, parts)?,
+                        attn: Attention::bind(b, il, hp, parts.attn)?,
                         ffn_norm: b.vec(&format!("blk.{il}.ffn_norm.weight"), hp.n_embd)?,
-                        ffn: Ffn::bind(b, il, hp)?,
+                        ffn: match parts.moe {
+                            None => FeedForward::Dense(Ffn::bind(b, il, hp)?),
+                            Some(m) => {
+                                FeedForward::Experts(Box::new(blocks::bind_moe(b, il, hp, m)?))
+                            }
+                        },
                     })
                 })
             },
@@ -102,7 +142,10 @@ pub fn forward_decoder(hp: &HParams, w: &Weights, x: &mut dyn Backend, cfg: &Att
         x.add(Buf::X, Buf::H);
 
         x.rms_norm(Buf::X, &l.ffn_norm, Buf::H);
-        blocks::feed_forward(x, &l.ffn, Activation::Silu);
+        match &l.ffn {
+            FeedForward::Dense(f) => blocks::feed_forward(x, f, Activation::Silu),
+            FeedForward::Experts(m) => x.moe(m),
+        }
         x.add(Buf::X, Buf::H);
     }
 }

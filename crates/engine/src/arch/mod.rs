@@ -9,6 +9,7 @@ pub mod gemma3;
 pub mod llama;
 pub mod qwen2;
 pub mod qwen3;
+pub mod qwen3moe;
 
 use kernels::ops::rope::Rope;
 
@@ -21,11 +22,18 @@ pub enum Arch {
     Llama,
     Qwen2,
     Qwen3,
+    Qwen3Moe,
     Gemma3,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 4] = [Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Gemma3];
+    pub const ALL: [Arch; 5] = [
+        Arch::Llama,
+        Arch::Qwen2,
+        Arch::Qwen3,
+        Arch::Qwen3Moe,
+        Arch::Gemma3,
+    ];
 
     /// The architecture named by `general.architecture`.
     pub fn from_name(name: &str) -> Option<Arch> {
@@ -38,6 +46,7 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
+            Arch::Qwen3Moe => "qwen3moe",
             Arch::Gemma3 => "gemma3",
         }
     }
@@ -52,6 +61,7 @@ pub(crate) enum ArchWeights {
     Llama(llama::Weights),
     Qwen2(qwen2::Weights),
     Qwen3(qwen3::Weights),
+    Qwen3Moe(qwen3moe::Weights),
     Gemma3(gemma3::Weights),
 }
 
@@ -66,6 +76,7 @@ pub(crate) fn bind(
         Arch::Llama => ArchWeights::Llama(llama::Weights::bind(hp, b)?),
         Arch::Qwen2 => ArchWeights::Qwen2(qwen2::bind(hp, b)?),
         Arch::Qwen3 => ArchWeights::Qwen3(qwen3::bind(hp, b)?),
+        Arch::Qwen3Moe => ArchWeights::Qwen3Moe(qwen3moe::bind(hp, b, keys)?),
         Arch::Gemma3 => ArchWeights::Gemma3(gemma3::Weights::bind(hp, b, keys)?),
     })
 }
@@ -74,7 +85,10 @@ pub(crate) fn bind(
 /// output norm) in `X`.
 pub(crate) fn forward(hp: &HParams, weights: &ArchWeights, x: &mut dyn Backend) {
     match weights {
-        ArchWeights::Llama(w) | ArchWeights::Qwen2(w) | ArchWeights::Qwen3(w) => {
+        ArchWeights::Llama(w)
+        | ArchWeights::Qwen2(w)
+        | ArchWeights::Qwen3(w)
+        | ArchWeights::Qwen3Moe(w) => {
             llama::forward(hp, w, x)
         }
         ArchWeights::Gemma3(w) => gemma3::forward(hp, w, x),
@@ -85,7 +99,10 @@ impl ArchWeights {
     /// The output norm weight and the LM head.
     pub(crate) fn head(&self) -> (&[f32], &MatRef) {
         match self {
-            ArchWeights::Llama(w) | ArchWeights::Qwen2(w) | ArchWeights::Qwen3(w) => {
+            ArchWeights::Llama(w)
+        | ArchWeights::Qwen2(w)
+        | ArchWeights::Qwen3(w)
+        | ArchWeights::Qwen3Moe(w) => {
                 (&w.output_norm, &w.output)
             }
             ArchWeights::Gemma3(w) => (&w.output_norm, &w.output),
@@ -95,7 +112,10 @@ impl ArchWeights {
     /// The RoPE of layer `il`'s keys.
     pub(crate) fn layer_rope(&self, il: usize) -> &Rope {
         match self {
-            ArchWeights::Llama(w) | ArchWeights::Qwen2(w) | ArchWeights::Qwen3(w) => &w.rope,
+            ArchWeights::Llama(w)
+        | ArchWeights::Qwen2(w)
+        | ArchWeights::Qwen3(w)
+        | ArchWeights::Qwen3Moe(w) => &w.rope,
             ArchWeights::Gemma3(w) => w.layer_rope(il),
         }
     }
