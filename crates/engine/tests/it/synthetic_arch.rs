@@ -186,6 +186,28 @@ fn qwen3_qk_norm_wide_heads_match_reference() {
     );
 }
 
+#[test]
+fn qwen3moe_experts_match_reference() {
+    // 8 experts, 3 per token, over 12 tokens and 2 layers: every expert is chosen by some
+    // tokens and not others, so a batch mixes the groups.
+    let cfg = Config {
+        vocab: Vocab::Gpt2,
+        seed: 11,
+        ..Config::small(Arch::Qwen3Moe)
+    };
+    check(
+        "qwen3moe",
+        &cfg,
+        12,
+        &[
+            Fault::MoeNoNorm,
+            Fault::MoeTopKShort,
+            Fault::MoeSigmoid,
+            Fault::NoQkNorm,
+        ],
+    );
+}
+
 /// Six layers so that layers 0–4 slide and layer 5 is global; window 4 under a 14-token prompt.
 fn gemma3_config() -> Config {
     Config {

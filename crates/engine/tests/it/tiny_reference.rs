@@ -328,3 +328,10 @@ fn qwen3moe_greedy_matches_llama_cpp() {
 fn qwen3moe_matches_transformers() {
     transformers_close("qwen3moe");
 }
+
+/// Batch-invariant contexts route and run each token's experts as if it were alone.
+#[test]
+fn qwen3moe_sequences_decoded_together_equal_each_alone() {
+    let model = load("qwen3moe", "q8_0");
+    crate::many_sequences::check_model_together_equals_alone("qwen3moe q8_0", &model, true);
+}

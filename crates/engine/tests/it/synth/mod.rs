@@ -20,6 +20,7 @@ pub enum Arch {
     Llama,
     Qwen2,
     Qwen3,
+    Qwen3Moe,
     Gemma3,
 }
 
@@ -29,6 +30,7 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
+            Arch::Qwen3Moe => "qwen3moe",
             Arch::Gemma3 => "gemma3",
         }
     }
@@ -40,7 +42,12 @@ impl Arch {
 
     /// Per-head RMS norms of queries and keys before RoPE.
     pub fn has_qk_norm(self) -> bool {
-        matches!(self, Arch::Qwen3 | Arch::Gemma3)
+        matches!(self, Arch::Qwen3 | Arch::Qwen3Moe | Arch::Gemma3)
+    }
+
+    /// A mixture of experts in every layer instead of the dense feed-forward block.
+    pub fn has_experts(self) -> bool {
+        self == Arch::Qwen3Moe
     }
 
     /// RoPE pairs `(k, k + n_rot/2)` instead of `(2k, 2k+1)`.
@@ -100,7 +107,17 @@ pub struct Config {
     pub tied: bool,
     /// Write `attention.key_length` / `value_length` (needed when `n_embd != n_head·head_dim`).
     pub write_head_dim: bool,
+    /// Mixture of experts (architectures with [`Arch::has_experts`]).
+    pub experts: ExpertsCfg,
     pub seed: u64,
+}
+
+/// The shape of a mixture-of-experts layer.
+#[derive(Clone, Copy, Debug)]
+pub struct ExpertsCfg {
+    pub n_expert: usize,
+    pub n_used: usize,
+    pub n_ff_exp: usize,
 }
 
 impl Config {
@@ -124,6 +141,11 @@ impl Config {
             sliding_window: None,
             tied: false,
             write_head_dim: false,
+            experts: ExpertsCfg {
+                n_expert: 8,
+                n_used: 3,
+                n_ff_exp: 32,
+            },
             seed: 1,
         }
     }
@@ -216,6 +238,19 @@ pub struct Layer {
     pub down: Vec<f32>,
     /// Norm of the feed-forward output (Gemma 3).
     pub post_ffw_norm: Option<Vec<f32>>,
+    /// The mixture of experts replacing `gate`/`up`/`down` (which are then empty).
+    pub experts: Option<Experts>,
+}
+
+/// A mixture-of-experts layer: the router and each expert's matrices.
+#[derive(Clone, Debug)]
+pub struct Experts {
+    /// `[n_expert][n_embd]`
+    pub router: Vec<f32>,
+    /// Per expert `[n_ff_exp][n_embd]`, `[n_ff_exp][n_embd]`, `[n_embd][n_ff_exp]`.
+    pub gate: Vec<Vec<f32>>,
+    pub up: Vec<Vec<f32>>,
+    pub down: Vec<Vec<f32>>,
 }
 
 /// Every weight of a synthetic model.
@@ -238,6 +273,8 @@ impl Weights {
         let (d, hd) = (cfg.n_embd, cfg.head_dim);
         let (q_w, kv_w) = (cfg.n_head * hd, cfg.n_head_kv * hd);
         let a = cfg.arch;
+        let moe = a.has_experts();
+        let (n_ff, e) = (if moe { 0 } else { cfg.n_ff }, cfg.experts);
         let layers = (0..cfg.n_layer)
             .map(|_| Layer {
                 attn_norm: r.norm(d),
@@ -255,10 +292,17 @@ impl Weights {
                 qk_norm: a.has_qk_norm().then(|| [r.norm(hd), r.norm(hd)]),
                 post_attn_norm: a.is_gemma().then(|| r.norm(d)),
                 ffn_norm: r.norm(d),
-                gate: r.mat(cfg.n_ff, d),
-                up: r.mat(cfg.n_ff, d),
-                down: r.mat(d, cfg.n_ff),
+                gate: r.mat(n_ff, d),
+                up: r.mat(n_ff, d),
+                down: r.mat(d, n_ff),
                 post_ffw_norm: a.is_gemma().then(|| r.norm(d)),
+                experts: moe.then(|| Experts {
+                    // Router logits of a few units, so the choice is far from ties.
+                    router: r.vec(e.n_expert * d, -0.6, 0.6),
+                    gate: (0..e.n_expert).map(|_| r.mat(e.n_ff_exp, d)).collect(),
+                    up: (0..e.n_expert).map(|_| r.mat(e.n_ff_exp, d)).collect(),
+                    down: (0..e.n_expert).map(|_| r.mat(d, e.n_ff_exp)).collect(),
+                }),
             })
             .collect();
         let n_vocab = cfg.n_vocab();
@@ -405,6 +449,13 @@ pub fn build(cfg: &Config, w: &Weights) -> Builder<'static> {
         b.set(key("attention.sliding_window"), u32_of(window))
             .unwrap();
     }
+    if cfg.arch.has_experts() {
+        let e = cfg.experts;
+        b.set(key("expert_count"), u32_of(e.n_expert)).unwrap();
+        b.set(key("expert_used_count"), u32_of(e.n_used)).unwrap();
+        b.set(key("expert_feed_forward_length"), u32_of(e.n_ff_exp))
+            .unwrap();
+    }
     match cfg.vocab {
         Vocab::Spm => spm_vocab(&mut b),
         Vocab::Gpt2 => gpt2_vocab(&mut b),
@@ -437,9 +488,18 @@ pub fn build(cfg: &Config, w: &Weights) -> Builder<'static> {
             add_f32(&mut b, &n("post_attention_norm.weight"), &[d], pn);
         }
         add_f32(&mut b, &n("ffn_norm.weight"), &[d], &l.ffn_norm);
-        add_f32(&mut b, &n("ffn_gate.weight"), &[d, ff], &l.gate);
-        add_f32(&mut b, &n("ffn_up.weight"), &[d, ff], &l.up);
-        add_f32(&mut b, &n("ffn_down.weight"), &[ff, d], &l.down);
+        if let Some(x) = &l.experts {
+            let (ne, f) = (x.gate.len() as u64, cfg.experts.n_ff_exp as u64);
+            let cat = |m: &[Vec<f32>]| m.concat();
+            add_f32(&mut b, &n("ffn_gate_inp.weight"), &[d, ne], &x.router);
+            add_f32(&mut b, &n("ffn_gate_exps.weight"), &[d, f, ne], &cat(&x.gate));
+            add_f32(&mut b, &n("ffn_up_exps.weight"), &[d, f, ne], &cat(&x.up));
+            add_f32(&mut b, &n("ffn_down_exps.weight"), &[f, d, ne], &cat(&x.down));
+        } else {
+            add_f32(&mut b, &n("ffn_gate.weight"), &[d, ff], &l.gate);
+            add_f32(&mut b, &n("ffn_up.weight"), &[d, ff], &l.up);
+            add_f32(&mut b, &n("ffn_down.weight"), &[ff, d], &l.down);
+        }
         if let Some(pn) = &l.post_ffw_norm {
             add_f32(&mut b, &n("post_ffw_norm.weight"), &[d], pn);
         }

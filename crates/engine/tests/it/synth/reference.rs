@@ -39,6 +39,12 @@ pub enum Fault {
     Activation,
     /// GQA maps query head `h` to kv head `h % n_head_kv` instead of `h / group`.
     GqaInterleaved,
+    /// The chosen experts' weights are not renormalised to sum to 1.
+    MoeNoNorm,
+    /// One expert fewer per token.
+    MoeTopKShort,
+    /// Sigmoid of the router logits instead of their softmax.
+    MoeSigmoid,
 }
 
 fn rms_norm(x: &[f64], w: &[f32], eps: f64) -> Vec<f64> {
@@ -233,6 +239,16 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
             add_into(xp, &o);
         }
 
+        // Mixture of experts.
+        if let Some(e) = &l.experts {
+            for xp in &mut x {
+                let h = rms_norm(xp, &l.ffn_norm, eps);
+                let o = experts(e, &h, cfg.experts.n_used, opt.fault);
+                add_into(xp, &o);
+            }
+            continue;
+        }
+
         // Gated feed-forward.
         let gelu = gemma != fault(Fault::Activation);
         for xp in &mut x {
@@ -260,6 +276,39 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
     x.iter()
         .map(|xp| matvec(head, &rms_norm(xp, &w.output_norm, eps)))
         .collect()
+}
+
+/// Qwen3 MoE's block: softmax over the router logits, the `k` most probable experts (lower id
+/// first on ties), their probabilities renormalised, `Σ w · down(silu(gate·h) · up·h)`.
+fn experts(e: &super::Experts, h: &[f64], k: usize, fault: Option<Fault>) -> Vec<f64> {
+    let logits = matvec(&e.router, h);
+    let probs: Vec<f64> = if fault == Some(Fault::MoeSigmoid) {
+        logits.iter().map(|l| 1.0 / (1.0 + (-l).exp())).collect()
+    } else {
+        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let exps: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+        let sum: f64 = exps.iter().sum();
+        exps.iter().map(|v| v / sum).collect()
+    };
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    let k = if fault == Some(Fault::MoeTopKShort) { k - 1 } else { k };
+    let chosen = &order[..k];
+    let sum: f64 = chosen.iter().map(|&i| probs[i]).sum();
+    let mut out = vec![0.0; h.len()];
+    for &i in chosen {
+        let w = if fault == Some(Fault::MoeNoNorm) {
+            probs[i]
+        } else {
+            probs[i] / sum
+        };
+        let g = matvec(&e.gate[i], h);
+        let u = matvec(&e.up[i], h);
+        let a: Vec<f64> = g.iter().zip(&u).map(|(&g, &u)| silu(g) * u).collect();
+        let y = matvec(&e.down[i], &a);
+        out.iter_mut().zip(&y).for_each(|(o, v)| *o += w * v);
+    }
+    out
 }
 
 /// The error measure of these tests: the largest `max |Δ| / max |reference logit|` over
