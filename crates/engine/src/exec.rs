@@ -68,6 +68,24 @@ pub enum Activation {
     Gelu,
 }
 
+/// Llama 4's attention temperature (Ministral 3): the queries of a token at position `p` are
+/// multiplied by `1 + scale · ln(⌊(p + offset) / floor⌋ + 1)` (llama.cpp's
+/// `llm_graph_input_attn_temp`, the logarithm in f64).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnTemperature {
+    pub scale: f32,
+    pub floor: usize,
+    pub offset: f32,
+}
+
+impl AttnTemperature {
+    /// The factor for position `pos`.
+    pub fn factor(&self, pos: i32) -> f32 {
+        let q = ((pos as f32 + self.offset) / self.floor as f32).floor();
+        ((f64::from(q) + 1.0).ln() * f64::from(self.scale) + 1.0) as f32
+    }
+}
+
 /// What an architecture's `forward` can ask of the machine that runs it. Every call works on
 /// the current batch of `n_tokens()` tokens; widths come from the model's hyper-parameters.
 pub trait Backend {
@@ -84,6 +102,8 @@ pub trait Backend {
     fn add_bias(&mut self, buf: Buf, bias: &[f32]);
     /// `buf *= s`.
     fn scale(&mut self, buf: Buf, s: f32);
+    /// Each token's row of `buf` times `t.factor(its position)`.
+    fn scale_by_position(&mut self, buf: Buf, t: AttnTemperature);
     /// `dst = src · Wᵀ` for each row.
     fn matmul(&mut self, w: &MatRef, src: Buf, dst: Buf) {
         self.matmul_many(src, &[(w, dst)]);
@@ -332,6 +352,16 @@ impl Backend for Cpu<'_> {
     fn scale(&mut self, buf: Buf, s: f32) {
         let _t = profile::scope(Op::Other);
         Ops::detected().scale(self.buf(buf), s);
+    }
+
+    fn scale_by_position(&mut self, buf: Buf, t: AttnTemperature) {
+        let _t = profile::scope(Op::Other);
+        let (n, w) = (self.n, buf.width(self.hp));
+        let ws = &mut *self.ws;
+        let rows = &mut ws.bufs[buf as usize][..n * w];
+        for (r, &pos) in rows.chunks_exact_mut(w).zip(&ws.positions[..n]) {
+            Ops::detected().scale(r, t.factor(pos));
+        }
     }
 
     fn matmul_many(&mut self, src: Buf, outs: &[(&MatRef, Buf)]) {

@@ -7,7 +7,7 @@
 
 use kernels::ops::rope::{Rope, RopeMode, RopeParams};
 
-use crate::exec::{Activation, Backend, Buf};
+use crate::exec::{Activation, AttnTemperature, Backend, Buf};
 use crate::model::{Binder, HParams, LoadError, MatRef};
 use crate::moe::{ExpertAct, Gating, Moe};
 
@@ -102,6 +102,36 @@ pub fn self_attention(
     a: &Attention,
     cfg: &AttentionConfig<'_>,
 ) {
+    self_attention_with(hp, x, il, a, cfg, AttentionExtras::default());
+}
+
+/// Per-layer variations of [`self_attention`].
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionExtras {
+    /// Rotate queries and keys (SmolLM3 leaves RoPE out of every fourth layer).
+    pub rope: bool,
+    /// Llama 4 / Ministral 3 query temperature by position, after RoPE.
+    pub temperature: Option<AttnTemperature>,
+}
+
+impl Default for AttentionExtras {
+    fn default() -> AttentionExtras {
+        AttentionExtras {
+            rope: true,
+            temperature: None,
+        }
+    }
+}
+
+/// [`self_attention`] with [`AttentionExtras`].
+pub fn self_attention_with(
+    hp: &HParams,
+    x: &mut dyn Backend,
+    il: usize,
+    a: &Attention,
+    cfg: &AttentionConfig<'_>,
+    extras: AttentionExtras,
+) {
     x.matmul_many(Buf::H, &[(&a.wq, Buf::Q), (&a.wk, Buf::K), (&a.wv, Buf::V)]);
     if let Some(bias) = &a.bias {
         x.add_bias(Buf::Q, &bias.q);
@@ -112,8 +142,13 @@ pub fn self_attention(
         x.rms_norm_rows(Buf::Q, qn);
         x.rms_norm_rows(Buf::K, kn);
     }
-    x.rope(Buf::Q, hp.n_head, cfg.rope);
-    x.rope(Buf::K, hp.n_head_kv, cfg.rope);
+    if extras.rope {
+        x.rope(Buf::Q, hp.n_head, cfg.rope);
+        x.rope(Buf::K, hp.n_head_kv, cfg.rope);
+    }
+    if let Some(t) = extras.temperature {
+        x.scale_by_position(Buf::Q, t);
+    }
     if cfg.q_scale != 1.0 {
         x.scale(Buf::Q, cfg.q_scale);
     }

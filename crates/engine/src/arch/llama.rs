@@ -6,10 +6,12 @@
 //! parts, RoPE layout or feed-forward block (a mixture of experts); their files reuse
 //! [`Weights::bind_decoder`] and [`forward_decoder`].
 
-use super::blocks::{self, Attention, AttentionConfig, AttentionParts, Ffn, MoeParts};
+use super::blocks::{
+    self, Attention, AttentionConfig, AttentionExtras, AttentionParts, Ffn, MoeParts,
+};
 use kernels::ops::rope::{Rope, RopeMode};
 
-use crate::exec::{Activation, Backend, Buf};
+use crate::exec::{Activation, AttnTemperature, Backend, Buf};
 use crate::model::{Binder, HParams, LoadError, MatRef};
 use crate::moe::Moe;
 
@@ -35,6 +37,9 @@ pub struct DecoderParts {
     pub rope_mode: RopeMode,
     /// A mixture of experts in every layer instead of the dense feed-forward block.
     pub moe: Option<MoeParts>,
+    /// See [`Weights::no_rope_step`].
+    pub no_rope_step: usize,
+    pub temperature: Option<AttnTemperature>,
 }
 
 pub struct Weights {
@@ -47,6 +52,10 @@ pub struct Weights {
     pub output: MatRef,
     /// RoPE with the model's base, scaling and (Llama 3.1) `rope_freqs` divisors.
     pub rope: Rope,
+    /// Layers `il` with `(il + 1) % no_rope_step == 0` skip RoPE (SmolLM3: 4); 0: none skip.
+    pub no_rope_step: usize,
+    /// Query temperature by position (Ministral 3).
+    pub temperature: Option<AttnTemperature>,
 }
 
 impl Weights {
@@ -76,6 +85,8 @@ impl Weights {
                 attn: parts,
                 rope_mode,
                 moe: None,
+                no_rope_step: 0,
+                temperature: None,
             },
         )
     }
@@ -119,6 +130,8 @@ impl Weights {
                 hp.rope_freq_scale,
                 b.opt_vec("rope_freqs.weight", hp.n_rot / 2)?.as_deref(),
             )?,
+            no_rope_step: parts.no_rope_step,
+            temperature: parts.temperature,
         })
     }
 }
@@ -138,7 +151,11 @@ pub fn forward_decoder(hp: &HParams, w: &Weights, x: &mut dyn Backend, cfg: &Att
     x.embed(&w.tok_embd, 1.0);
     for (il, l) in w.layers.iter().enumerate() {
         x.rms_norm(Buf::X, &l.attn_norm, Buf::H);
-        blocks::self_attention(hp, x, il, &l.attn, cfg);
+        let extras = AttentionExtras {
+            rope: w.no_rope_step == 0 || !(il + 1).is_multiple_of(w.no_rope_step),
+            temperature: w.temperature,
+        };
+        blocks::self_attention_with(hp, x, il, &l.attn, cfg, extras);
         x.add(Buf::X, Buf::H);
 
         x.rms_norm(Buf::X, &l.ffn_norm, Buf::H);

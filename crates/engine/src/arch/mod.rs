@@ -7,9 +7,11 @@
 pub(crate) mod blocks;
 pub mod gemma3;
 pub mod llama;
+pub mod mistral3;
 pub mod qwen2;
 pub mod qwen3;
 pub mod qwen3moe;
+pub mod smollm3;
 
 use kernels::ops::rope::Rope;
 
@@ -23,15 +25,19 @@ pub enum Arch {
     Qwen2,
     Qwen3,
     Qwen3Moe,
+    Smollm3,
+    Mistral3,
     Gemma3,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 5] = [
+    pub const ALL: [Arch; 7] = [
         Arch::Llama,
         Arch::Qwen2,
         Arch::Qwen3,
         Arch::Qwen3Moe,
+        Arch::Smollm3,
+        Arch::Mistral3,
         Arch::Gemma3,
     ];
 
@@ -47,6 +53,8 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
             Arch::Qwen3Moe => "qwen3moe",
+            Arch::Smollm3 => "smollm3",
+            Arch::Mistral3 => "mistral3",
             Arch::Gemma3 => "gemma3",
         }
     }
@@ -62,6 +70,8 @@ pub(crate) enum ArchWeights {
     Qwen2(qwen2::Weights),
     Qwen3(qwen3::Weights),
     Qwen3Moe(qwen3moe::Weights),
+    Smollm3(smollm3::Weights),
+    Mistral3(mistral3::Weights),
     Gemma3(gemma3::Weights),
 }
 
@@ -77,6 +87,8 @@ pub(crate) fn bind(
         Arch::Qwen2 => ArchWeights::Qwen2(qwen2::bind(hp, b)?),
         Arch::Qwen3 => ArchWeights::Qwen3(qwen3::bind(hp, b)?),
         Arch::Qwen3Moe => ArchWeights::Qwen3Moe(qwen3moe::bind(hp, b, keys)?),
+        Arch::Smollm3 => ArchWeights::Smollm3(smollm3::bind(hp, b)?),
+        Arch::Mistral3 => ArchWeights::Mistral3(mistral3::bind(hp, b, keys)?),
         Arch::Gemma3 => ArchWeights::Gemma3(gemma3::Weights::bind(hp, b, keys)?),
     })
 }
@@ -88,7 +100,9 @@ pub(crate) fn forward(hp: &HParams, weights: &ArchWeights, x: &mut dyn Backend) 
         ArchWeights::Llama(w)
         | ArchWeights::Qwen2(w)
         | ArchWeights::Qwen3(w)
-        | ArchWeights::Qwen3Moe(w) => {
+        | ArchWeights::Qwen3Moe(w)
+        | ArchWeights::Smollm3(w)
+        | ArchWeights::Mistral3(w) => {
             llama::forward(hp, w, x)
         }
         ArchWeights::Gemma3(w) => gemma3::forward(hp, w, x),
@@ -102,7 +116,9 @@ impl ArchWeights {
             ArchWeights::Llama(w)
         | ArchWeights::Qwen2(w)
         | ArchWeights::Qwen3(w)
-        | ArchWeights::Qwen3Moe(w) => {
+        | ArchWeights::Qwen3Moe(w)
+        | ArchWeights::Smollm3(w)
+        | ArchWeights::Mistral3(w) => {
                 (&w.output_norm, &w.output)
             }
             ArchWeights::Gemma3(w) => (&w.output_norm, &w.output),
@@ -115,7 +131,9 @@ impl ArchWeights {
             ArchWeights::Llama(w)
         | ArchWeights::Qwen2(w)
         | ArchWeights::Qwen3(w)
-        | ArchWeights::Qwen3Moe(w) => &w.rope,
+        | ArchWeights::Qwen3Moe(w)
+        | ArchWeights::Smollm3(w)
+        | ArchWeights::Mistral3(w) => &w.rope,
             ArchWeights::Gemma3(w) => w.layer_rope(il),
         }
     }

@@ -33,6 +33,8 @@ pub fn bind(hp: &HParams, b: &Binder<'_, '_>, keys: &Keys<'_, '_>) -> Result<Wei
                 biases: false,
                 probs_bias: false,
             }),
+            no_rope_step: 0,
+            temperature: None,
         },
     )
 }

@@ -116,6 +116,31 @@ const MAX_DIM: usize = 1 << 24;
 /// Most experts per layer (llama.cpp's `LLAMA_MAX_EXPERTS`).
 pub const MAX_EXPERTS: usize = 1024;
 
+/// The attention factor RoPE gets, as llama.cpp's context computes it (`llama_context`'s
+/// constructor): with YaRN, `mscale(factor, 1) / mscale(factor, log_mul)` (or `mscale(factor,
+/// 1)` without `yarn_log_multiplier`), divided by the `1 + 0.1·ln(factor)` that ggml's RoPE
+/// multiplies in again; times `rope.scaling.attn_factor`. All in f32 as llama.cpp does.
+fn yarn_attn_factor(scaling: RopeScaling, factor: f32, attn_factor: f32, log_mul: f32) -> f32 {
+    if scaling != RopeScaling::Yarn {
+        return attn_factor;
+    }
+    let mscale = |s: f32, m: f32| {
+        if s <= 1.0 {
+            1.0
+        } else {
+            0.1 * m * s.ln() + 1.0
+        }
+    };
+    // llama.cpp goes through the frequency scale: factor = 1 / (1 / factor).
+    let factor = 1.0 / (1.0 / factor);
+    let a = if log_mul != 0.0 {
+        mscale(factor, 1.0) / mscale(factor, log_mul)
+    } else {
+        mscale(factor, 1.0)
+    };
+    a * (1.0 / (1.0 + 0.1 * factor.ln())) * attn_factor
+}
+
 impl HParams {
     /// Reads the hyper-parameters under `arch`, with llama.cpp's defaults, and checks that they
     /// are consistent.
@@ -182,7 +207,12 @@ impl HParams {
             } else {
                 0.0
             },
-            yarn_attn_factor: k.opt_f32("rope.scaling.attn_factor")?.unwrap_or(1.0),
+            yarn_attn_factor: yarn_attn_factor(
+                scaling,
+                factor,
+                k.opt_f32("rope.scaling.attn_factor")?.unwrap_or(1.0),
+                k.opt_f32("rope.scaling.yarn_log_multiplier")?.unwrap_or(0.0),
+            ),
             yarn_beta_fast: k.opt_f32("rope.scaling.yarn_beta_fast")?.unwrap_or(32.0),
             yarn_beta_slow: k.opt_f32("rope.scaling.yarn_beta_slow")?.unwrap_or(1.0),
             sliding_window: k.opt_count("attention.sliding_window")?,

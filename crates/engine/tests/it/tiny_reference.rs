@@ -335,3 +335,32 @@ fn qwen3moe_sequences_decoded_together_equal_each_alone() {
     let model = load("qwen3moe", "q8_0");
     crate::many_sequences::check_model_together_equals_alone("qwen3moe q8_0", &model, true);
 }
+
+/// The four reference checks of one architecture's tiny checkpoint.
+macro_rules! tiny_arch_tests {
+    ($m:ident, $arch:literal, $f16_tol:expr) => {
+        mod $m {
+            #[test]
+            fn logits_equal_llama_cpp() {
+                super::llama_cpp_exact($arch);
+            }
+
+            #[test]
+            fn f16_logits_close_to_llama_cpp() {
+                super::llama_cpp_close($arch, $f16_tol);
+            }
+
+            #[test]
+            fn greedy_matches_llama_cpp() {
+                super::greedy_matches($arch);
+            }
+
+            #[test]
+            fn matches_transformers() {
+                super::transformers_close($arch);
+            }
+        }
+    };
+}
+
+tiny_arch_tests!(smollm3, "smollm3", 5e-3);
