@@ -208,6 +208,38 @@ fn qwen3moe_experts_match_reference() {
     );
 }
 
+#[test]
+fn smollm3_no_rope_layers_match_reference() {
+    // Eight layers: 3 and 7 have no RoPE.
+    let cfg = Config {
+        n_layer: 8,
+        seed: 12,
+        ..Config::small(Arch::Smollm3)
+    };
+    check(
+        "smollm3",
+        &cfg,
+        12,
+        &[Fault::RopeEveryLayer, Fault::RopeLayout, Fault::KqScale],
+    );
+}
+
+#[test]
+fn mistral3_query_temperature_matches_reference() {
+    // The temperature steps every 4 positions over 14 tokens.
+    let cfg = Config {
+        temperature: Some((0.5, 4)),
+        seed: 13,
+        ..Config::small(Arch::Mistral3)
+    };
+    check(
+        "mistral3",
+        &cfg,
+        14,
+        &[Fault::NoTemperature, Fault::RopeLayout, Fault::KqScale],
+    );
+}
+
 /// Six layers so that layers 0–4 slide and layer 5 is global; window 4 under a 14-token prompt.
 fn gemma3_config() -> Config {
     Config {

@@ -364,3 +364,4 @@ macro_rules! tiny_arch_tests {
 }
 
 tiny_arch_tests!(smollm3, "smollm3", 5e-3);
+tiny_arch_tests!(mistral3, "mistral3", 5e-3);

@@ -21,6 +21,8 @@ pub enum Arch {
     Qwen2,
     Qwen3,
     Qwen3Moe,
+    Smollm3,
+    Mistral3,
     Gemma3,
 }
 
@@ -31,6 +33,8 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
             Arch::Qwen3Moe => "qwen3moe",
+            Arch::Smollm3 => "smollm3",
+            Arch::Mistral3 => "mistral3",
             Arch::Gemma3 => "gemma3",
         }
     }
@@ -52,7 +56,12 @@ impl Arch {
 
     /// RoPE pairs `(k, k + n_rot/2)` instead of `(2k, 2k+1)`.
     pub fn rope_neox(self) -> bool {
-        self != Arch::Llama
+        !matches!(self, Arch::Llama | Arch::Smollm3 | Arch::Mistral3)
+    }
+
+    /// Layers `il` with `(il + 1) % step == 0` have no RoPE (SmolLM3: 4).
+    pub fn no_rope_step(self) -> Option<usize> {
+        (self == Arch::Smollm3).then_some(4)
     }
 
     /// Gemma's extras: √n_embd embedding scale, post-norms, GeGLU, sliding-window layers.
@@ -109,6 +118,9 @@ pub struct Config {
     pub write_head_dim: bool,
     /// Mixture of experts (architectures with [`Arch::has_experts`]).
     pub experts: ExpertsCfg,
+    /// Ministral 3's query temperature: `attention.temperature_scale` and the position
+    /// granularity (`rope.scaling.original_context_length`).
+    pub temperature: Option<(f32, usize)>,
     pub seed: u64,
 }
 
@@ -146,6 +158,7 @@ impl Config {
                 n_used: 3,
                 n_ff_exp: 32,
             },
+            temperature: None,
             seed: 1,
         }
     }
@@ -447,6 +460,12 @@ pub fn build(cfg: &Config, w: &Weights) -> Builder<'static> {
     }
     if let Some(window) = cfg.sliding_window {
         b.set(key("attention.sliding_window"), u32_of(window))
+            .unwrap();
+    }
+    if let Some((scale, floor)) = cfg.temperature {
+        b.set(key("attention.temperature_scale"), Value::F32(scale))
+            .unwrap();
+        b.set(key("rope.scaling.original_context_length"), u32_of(floor))
             .unwrap();
     }
     if cfg.arch.has_experts() {

@@ -45,6 +45,10 @@ pub enum Fault {
     MoeTopKShort,
     /// Sigmoid of the router logits instead of their softmax.
     MoeSigmoid,
+    /// RoPE in every layer (SmolLM3 leaves every fourth out).
+    RopeEveryLayer,
+    /// The query temperature is left out.
+    NoTemperature,
 }
 
 fn rms_norm(x: &[f64], w: &[f32], eps: f64) -> Vec<f64> {
@@ -159,6 +163,17 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
             _ => None,
         };
 
+        let rotate = match cfg.arch.no_rope_step() {
+            Some(step) => !(il + 1).is_multiple_of(step) || fault(Fault::RopeEveryLayer),
+            None => true,
+        };
+        let temperature = |pos: usize| match cfg.temperature {
+            Some((t, floor)) if !fault(Fault::NoTemperature) => {
+                1.0 + f64::from(t) * ((pos / floor) as f64 + 1.0).ln()
+            }
+            _ => 1.0,
+        };
+
         // Queries, keys, values of every position.
         let mut qs = Vec::new();
         let mut ks = Vec::new();
@@ -181,9 +196,12 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
                         let normed = rms_norm(head, &n[norm], eps);
                         head.copy_from_slice(&normed);
                     }
-                    rope(head, pos, cfg.n_rot, base, scale, ff, neox);
+                    if rotate {
+                        rope(head, pos, cfg.n_rot, base, scale, ff, neox);
+                    }
                 }
             }
+            q.iter_mut().for_each(|v| *v *= temperature(pos));
             qs.push(q);
             ks.push(k.into_iter().map(round).collect::<Vec<_>>());
             vs.push(v.into_iter().map(round).collect::<Vec<_>>());
