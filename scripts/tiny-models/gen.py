@@ -9,8 +9,9 @@ Run through gen.sh (it sets up the venv, llama.cpp's converter and the llama-log
 For each architecture:
 1. transformers builds the model from its config class with random weights (initializer_range
    0.3, so logits are peaked); every weight is rounded to f16 first, so the f16 GGUF holds
-   exactly the weights transformers computes with, and the tied token embedding (which
-   dominates the file size) is sparse, on a grid of 1/16, so the files compress to ~1-2 MB.
+   exactly the weights transformers computes with, and the token embedding and LM head
+   (which dominate the file size) are sparse, on a grid of 1/16, so the files compress to
+   ~1-2 MB.
 2. The checkpoint is saved with a real tokenizer (SmolLM2's, 49152 tokens) and transformers'
    logits are recorded for each prompt: the top 10 at every position, and the last position's
    full logits.
@@ -93,8 +94,9 @@ def configs():
                 "llama_4_scaling_beta": 0.1,
             },
         ),
+        # llama.cpp requires gpt-oss's output matrix (no tied embedding).
         "gpt-oss": lambda: tf.GptOssConfig(
-            **{**common, "num_hidden_layers": 2},
+            **{**common, "num_hidden_layers": 2, "tie_word_embeddings": False},
             head_dim=16,
             intermediate_size=32,
             num_local_experts=8,
@@ -167,7 +169,7 @@ def main():
     model.eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "embed_tokens" in name:
+            if "embed_tokens" in name or "lm_head" in name:
                 grid = torch.clamp(torch.round(p * 16), -12, 12) / 16
                 p.copy_(grid * (torch.rand_like(p) < 0.25))
             elif p.dim() == 1 and "norm" in name:
@@ -214,7 +216,8 @@ def main():
             ids = case["ids"]
             lg = llama_logits(args.llama_logits, gguf, ids, work / "l.f32")
             last = f"llama-{outtype}-last-{n}.f32"
-            lg[-1].astype("<f4").tofile(out / last)
+            if outtype == "q8_0":
+                lg[-1].astype("<f4").tofile(out / last)
             greedy = []
             seq = list(ids)
             margins = []
@@ -229,7 +232,7 @@ def main():
                 {
                     "fnv1a64_per_position": fnv_rows(lg),
                     "top20_per_position": [top(r, 20) for r in lg],
-                    "last_logits_file": last,
+                    **({"last_logits_file": last} if outtype == "q8_0" else {}),
                     "greedy": greedy,
                     "greedy_margins": margins,
                     # prompt + greedy in one batch (teacher-forced)

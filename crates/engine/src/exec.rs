@@ -118,6 +118,8 @@ pub trait Backend {
     /// over each token's own sequence (causal, within `window` positions when given), with
     /// `q·k` multiplied by `kq_scale`.
     fn attention(&mut self, il: usize, kq_scale: f32, window: Option<usize>);
+    /// [`Backend::attention`] with a sink logit per query head in each softmax (gpt-oss).
+    fn attention_sinks(&mut self, il: usize, kq_scale: f32, window: Option<usize>, sinks: &[f32]);
     /// `H` = the mixture-of-experts block `m` of `H` (see [`crate::moe`]): route each token to
     /// its experts, run them, and sum their weighted outputs.
     fn moe(&mut self, m: &Moe);
@@ -426,6 +428,10 @@ impl Backend for Cpu<'_> {
     }
 
     fn attention(&mut self, il: usize, kq_scale: f32, window: Option<usize>) {
+        self.attention_sinks(il, kq_scale, window, &[]);
+    }
+
+    fn attention_sinks(&mut self, il: usize, kq_scale: f32, window: Option<usize>, sinks: &[f32]) {
         let n = self.n;
         let hp = self.hp;
         {
@@ -452,7 +458,7 @@ impl Backend for Cpu<'_> {
         } else {
             (&ws.seq_cells, &ws.map_base[..n])
         };
-        Ops::detected().attention_ggml_mapped(
+        Ops::detected().attention_ggml_sinks(
             &ws.pool,
             &params,
             &q[..n * hp.n_embd_q()],
@@ -460,6 +466,7 @@ impl Backend for Cpu<'_> {
             &ws.attn_rows[..n],
             cells,
             bases,
+            sinks,
             &mut att[..n * hp.n_head * hp.head_dim_v],
             &mut ws.attn_scratch,
         );

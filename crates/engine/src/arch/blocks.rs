@@ -107,18 +107,24 @@ pub fn self_attention(
 
 /// Per-layer variations of [`self_attention`].
 #[derive(Clone, Copy, Debug)]
-pub struct AttentionExtras {
+pub struct AttentionExtras<'a> {
     /// Rotate queries and keys (SmolLM3 leaves RoPE out of every fourth layer).
     pub rope: bool,
     /// Llama 4 / Ministral 3 query temperature by position, after RoPE.
     pub temperature: Option<AttnTemperature>,
+    /// A sink logit per query head (gpt-oss), or empty.
+    pub sinks: &'a [f32],
+    /// Bias of the output projection (gpt-oss).
+    pub out_bias: Option<&'a [f32]>,
 }
 
-impl Default for AttentionExtras {
-    fn default() -> AttentionExtras {
+impl Default for AttentionExtras<'_> {
+    fn default() -> Self {
         AttentionExtras {
             rope: true,
             temperature: None,
+            sinks: &[],
+            out_bias: None,
         }
     }
 }
@@ -130,7 +136,7 @@ pub fn self_attention_with(
     il: usize,
     a: &Attention,
     cfg: &AttentionConfig<'_>,
-    extras: AttentionExtras,
+    extras: AttentionExtras<'_>,
 ) {
     x.matmul_many(Buf::H, &[(&a.wq, Buf::Q), (&a.wk, Buf::K), (&a.wv, Buf::V)]);
     if let Some(bias) = &a.bias {
@@ -152,8 +158,15 @@ pub fn self_attention_with(
     if cfg.q_scale != 1.0 {
         x.scale(Buf::Q, cfg.q_scale);
     }
-    x.attention(il, cfg.kq_scale, cfg.window);
+    if extras.sinks.is_empty() {
+        x.attention(il, cfg.kq_scale, cfg.window);
+    } else {
+        x.attention_sinks(il, cfg.kq_scale, cfg.window, extras.sinks);
+    }
     x.matmul(&a.wo, Buf::Att, Buf::H);
+    if let Some(b) = extras.out_bias {
+        x.add_bias(Buf::H, b);
+    }
 }
 
 /// The gated feed-forward block: `down(act(gate(x)) · up(x))`.

@@ -154,6 +154,7 @@ pub fn forward_decoder(hp: &HParams, w: &Weights, x: &mut dyn Backend, cfg: &Att
         let extras = AttentionExtras {
             rope: w.no_rope_step == 0 || !(il + 1).is_multiple_of(w.no_rope_step),
             temperature: w.temperature,
+            ..AttentionExtras::default()
         };
         blocks::self_attention_with(hp, x, il, &l.attn, cfg, extras);
         x.add(Buf::X, Buf::H);

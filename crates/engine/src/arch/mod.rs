@@ -6,6 +6,7 @@
 
 pub(crate) mod blocks;
 pub mod gemma3;
+pub mod gptoss;
 pub mod llama;
 pub mod mistral3;
 pub mod qwen2;
@@ -27,17 +28,19 @@ pub enum Arch {
     Qwen3Moe,
     Smollm3,
     Mistral3,
+    GptOss,
     Gemma3,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 7] = [
+    pub const ALL: [Arch; 8] = [
         Arch::Llama,
         Arch::Qwen2,
         Arch::Qwen3,
         Arch::Qwen3Moe,
         Arch::Smollm3,
         Arch::Mistral3,
+        Arch::GptOss,
         Arch::Gemma3,
     ];
 
@@ -55,6 +58,7 @@ impl Arch {
             Arch::Qwen3Moe => "qwen3moe",
             Arch::Smollm3 => "smollm3",
             Arch::Mistral3 => "mistral3",
+            Arch::GptOss => "gpt-oss",
             Arch::Gemma3 => "gemma3",
         }
     }
@@ -72,6 +76,7 @@ pub(crate) enum ArchWeights {
     Qwen3Moe(qwen3moe::Weights),
     Smollm3(smollm3::Weights),
     Mistral3(mistral3::Weights),
+    GptOss(gptoss::Weights),
     Gemma3(gemma3::Weights),
 }
 
@@ -89,6 +94,7 @@ pub(crate) fn bind(
         Arch::Qwen3Moe => ArchWeights::Qwen3Moe(qwen3moe::bind(hp, b, keys)?),
         Arch::Smollm3 => ArchWeights::Smollm3(smollm3::bind(hp, b)?),
         Arch::Mistral3 => ArchWeights::Mistral3(mistral3::bind(hp, b, keys)?),
+        Arch::GptOss => ArchWeights::GptOss(gptoss::Weights::bind(hp, b, keys)?),
         Arch::Gemma3 => ArchWeights::Gemma3(gemma3::Weights::bind(hp, b, keys)?),
     })
 }
@@ -105,6 +111,7 @@ pub(crate) fn forward(hp: &HParams, weights: &ArchWeights, x: &mut dyn Backend) 
         | ArchWeights::Mistral3(w) => {
             llama::forward(hp, w, x)
         }
+        ArchWeights::GptOss(w) => gptoss::forward(hp, w, x),
         ArchWeights::Gemma3(w) => gemma3::forward(hp, w, x),
     }
 }
@@ -121,6 +128,7 @@ impl ArchWeights {
         | ArchWeights::Mistral3(w) => {
                 (&w.output_norm, &w.output)
             }
+            ArchWeights::GptOss(w) => (&w.output_norm, &w.output),
             ArchWeights::Gemma3(w) => (&w.output_norm, &w.output),
         }
     }
@@ -134,6 +142,7 @@ impl ArchWeights {
         | ArchWeights::Qwen3Moe(w)
         | ArchWeights::Smollm3(w)
         | ArchWeights::Mistral3(w) => &w.rope,
+            ArchWeights::GptOss(w) => &w.rope,
             ArchWeights::Gemma3(w) => w.layer_rope(il),
         }
     }

@@ -240,6 +240,32 @@ fn mistral3_query_temperature_matches_reference() {
     );
 }
 
+#[test]
+fn gpt_oss_sinks_biases_and_experts_match_reference() {
+    // Four layers, the even ones sliding over 4 positions of 12; sinks of 0–2 against
+    // scores of a few units; 8 biased experts, 3 per token.
+    let cfg = Config {
+        n_layer: 4,
+        sliding_window: Some(4),
+        seed: 14,
+        ..Config::small(Arch::GptOss)
+    };
+    check(
+        "gpt-oss",
+        &cfg,
+        12,
+        &[
+            Fault::NoSinks,
+            Fault::MoeSoftmaxAll,
+            Fault::PlainSwiglu,
+            Fault::NoExpertBias,
+            Fault::NoBias,
+            Fault::NoWindow,
+            Fault::RopeLayout,
+        ],
+    );
+}
+
 /// Six layers so that layers 0–4 slide and layer 5 is global; window 4 under a 14-token prompt.
 fn gemma3_config() -> Config {
     Config {

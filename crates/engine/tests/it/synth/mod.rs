@@ -23,6 +23,7 @@ pub enum Arch {
     Qwen3Moe,
     Smollm3,
     Mistral3,
+    GptOss,
     Gemma3,
 }
 
@@ -35,13 +36,20 @@ impl Arch {
             Arch::Qwen3Moe => "qwen3moe",
             Arch::Smollm3 => "smollm3",
             Arch::Mistral3 => "mistral3",
+            Arch::GptOss => "gpt-oss",
             Arch::Gemma3 => "gemma3",
         }
     }
 
     /// Biases on the q, k and v projections.
     pub fn has_qkv_bias(self) -> bool {
-        self == Arch::Qwen2
+        matches!(self, Arch::Qwen2 | Arch::GptOss)
+    }
+
+    /// gpt-oss's extras: output-projection bias, attention sinks, biased experts weighed by a
+    /// softmax over the chosen logits, `swiglu_oai`, the sliding window on even layers.
+    pub fn is_gpt_oss(self) -> bool {
+        self == Arch::GptOss
     }
 
     /// Per-head RMS norms of queries and keys before RoPE.
@@ -51,7 +59,7 @@ impl Arch {
 
     /// A mixture of experts in every layer instead of the dense feed-forward block.
     pub fn has_experts(self) -> bool {
-        self == Arch::Qwen3Moe
+        matches!(self, Arch::Qwen3Moe | Arch::GptOss)
     }
 
     /// RoPE pairs `(k, k + n_rot/2)` instead of `(2k, 2k+1)`.
@@ -169,7 +177,12 @@ impl Config {
 
     /// Whether layer `il` attends within the sliding window (Gemma 3: five of every six).
     pub fn is_swa(&self, il: usize) -> bool {
-        self.arch.is_gemma() && self.sliding_window.is_some() && il % 6 < 5
+        self.sliding_window.is_some()
+            && match self.arch {
+                Arch::Gemma3 => il % 6 < 5,
+                Arch::GptOss => il % 2 == 0,
+                _ => false,
+            }
     }
 
     /// RoPE base and linear position scale of layer `il`: the local layers of Gemma 3 use their
@@ -251,6 +264,9 @@ pub struct Layer {
     pub down: Vec<f32>,
     /// Norm of the feed-forward output (Gemma 3).
     pub post_ffw_norm: Option<Vec<f32>>,
+    /// Output-projection bias and a sink logit per head (gpt-oss).
+    pub out_bias: Option<Vec<f32>>,
+    pub sinks: Option<Vec<f32>>,
     /// The mixture of experts replacing `gate`/`up`/`down` (which are then empty).
     pub experts: Option<Experts>,
 }
@@ -261,6 +277,18 @@ pub struct Experts {
     /// `[n_expert][n_embd]`
     pub router: Vec<f32>,
     /// Per expert `[n_ff_exp][n_embd]`, `[n_ff_exp][n_embd]`, `[n_embd][n_ff_exp]`.
+    pub gate: Vec<Vec<f32>>,
+    pub up: Vec<Vec<f32>>,
+    pub down: Vec<Vec<f32>>,
+    /// gpt-oss: router bias `[n_expert]`, per-expert gate/up `[n_ff_exp]` and down `[n_embd]`
+    /// biases.
+    pub biases: Option<ExpertBiases>,
+}
+
+/// The biases of gpt-oss's experts.
+#[derive(Clone, Debug)]
+pub struct ExpertBiases {
+    pub router: Vec<f32>,
     pub gate: Vec<Vec<f32>>,
     pub up: Vec<Vec<f32>>,
     pub down: Vec<Vec<f32>>,
@@ -309,12 +337,20 @@ impl Weights {
                 up: r.mat(n_ff, d),
                 down: r.mat(d, n_ff),
                 post_ffw_norm: a.is_gemma().then(|| r.norm(d)),
+                out_bias: a.is_gpt_oss().then(|| r.vec(d, -0.5, 0.5)),
+                sinks: a.is_gpt_oss().then(|| r.vec(cfg.n_head, 0.0, 2.0)),
                 experts: moe.then(|| Experts {
                     // Router logits of a few units, so the choice is far from ties.
                     router: r.vec(e.n_expert * d, -0.6, 0.6),
                     gate: (0..e.n_expert).map(|_| r.mat(e.n_ff_exp, d)).collect(),
                     up: (0..e.n_expert).map(|_| r.mat(e.n_ff_exp, d)).collect(),
                     down: (0..e.n_expert).map(|_| r.mat(d, e.n_ff_exp)).collect(),
+                    biases: a.is_gpt_oss().then(|| ExpertBiases {
+                        router: r.vec(e.n_expert, -0.5, 0.5),
+                        gate: (0..e.n_expert).map(|_| r.vec(e.n_ff_exp, -0.5, 0.5)).collect(),
+                        up: (0..e.n_expert).map(|_| r.vec(e.n_ff_exp, -0.5, 0.5)).collect(),
+                        down: (0..e.n_expert).map(|_| r.vec(d, -0.5, 0.5)).collect(),
+                    }),
                 }),
             })
             .collect();
@@ -503,10 +539,22 @@ pub fn build(cfg: &Config, w: &Weights) -> Builder<'static> {
             add_f32(&mut b, &n("attn_q_norm.weight"), &[hd], qn);
             add_f32(&mut b, &n("attn_k_norm.weight"), &[hd], kn);
         }
+        if let Some(ob) = &l.out_bias {
+            add_f32(&mut b, &n("attn_output.bias"), &[d], ob);
+        }
+        if let Some(sk) = &l.sinks {
+            add_f32(&mut b, &n("attn_sinks.weight"), &[sk.len() as u64], sk);
+        }
         if let Some(pn) = &l.post_attn_norm {
             add_f32(&mut b, &n("post_attention_norm.weight"), &[d], pn);
         }
-        add_f32(&mut b, &n("ffn_norm.weight"), &[d], &l.ffn_norm);
+        // gpt-oss's file calls the norm before its experts `post_attention_norm`.
+        let ffn_norm = if cfg.arch.is_gpt_oss() {
+            "post_attention_norm.weight"
+        } else {
+            "ffn_norm.weight"
+        };
+        add_f32(&mut b, &n(ffn_norm), &[d], &l.ffn_norm);
         if let Some(x) = &l.experts {
             let (ne, f) = (x.gate.len() as u64, cfg.experts.n_ff_exp as u64);
             let cat = |m: &[Vec<f32>]| m.concat();
@@ -514,6 +562,12 @@ pub fn build(cfg: &Config, w: &Weights) -> Builder<'static> {
             add_f32(&mut b, &n("ffn_gate_exps.weight"), &[d, f, ne], &cat(&x.gate));
             add_f32(&mut b, &n("ffn_up_exps.weight"), &[d, f, ne], &cat(&x.up));
             add_f32(&mut b, &n("ffn_down_exps.weight"), &[f, d, ne], &cat(&x.down));
+            if let Some(eb) = &x.biases {
+                add_f32(&mut b, &n("ffn_gate_inp.bias"), &[ne], &eb.router);
+                add_f32(&mut b, &n("ffn_gate_exps.bias"), &[f, ne], &cat(&eb.gate));
+                add_f32(&mut b, &n("ffn_up_exps.bias"), &[f, ne], &cat(&eb.up));
+                add_f32(&mut b, &n("ffn_down_exps.bias"), &[d, ne], &cat(&eb.down));
+            }
         } else {
             add_f32(&mut b, &n("ffn_gate.weight"), &[d, ff], &l.gate);
             add_f32(&mut b, &n("ffn_up.weight"), &[d, ff], &l.up);

@@ -49,6 +49,15 @@ pub enum Fault {
     RopeEveryLayer,
     /// The query temperature is left out.
     NoTemperature,
+    /// The attention sinks are left out.
+    NoSinks,
+    /// gpt-oss's weights: the chosen experts' probabilities from a softmax over all experts
+    /// instead of a softmax over the chosen logits.
+    MoeSoftmaxAll,
+    /// gpt-oss's activation as plain SwiGLU.
+    PlainSwiglu,
+    /// The experts' biases are left out.
+    NoExpertBias,
 }
 
 fn rms_norm(x: &[f64], w: &[f32], eps: f64) -> Vec<f64> {
@@ -236,9 +245,18 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
                 let scores: Vec<f64> = (first..=pos)
                     .map(|j| q.iter().zip(kv(&ks[j])).map(|(a, b)| a * b).sum::<f64>() * s_scale)
                     .collect();
-                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let sink = l
+                    .sinks
+                    .as_ref()
+                    .filter(|_| !fault(Fault::NoSinks))
+                    .map(|s| f64::from(s[h]));
+                let max = scores
+                    .iter()
+                    .copied()
+                    .chain(sink)
+                    .fold(f64::NEG_INFINITY, f64::max);
                 let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-                let sum: f64 = exps.iter().sum();
+                let sum: f64 = exps.iter().sum::<f64>() + sink.map_or(0.0, |s| (s - max).exp());
                 let out = &mut att[h * hd..(h + 1) * hd];
                 for (j, e) in (first..=pos).zip(&exps) {
                     for (o, v) in out.iter_mut().zip(kv(&vs[j])) {
@@ -247,6 +265,9 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
                 }
             }
             let mut o = matvec(&l.wo, &att);
+            if let Some(ob) = &l.out_bias {
+                o.iter_mut().zip(ob).for_each(|(v, &b)| *v += f64::from(b));
+            }
             if let Some(pn) = l
                 .post_attn_norm
                 .as_ref()
@@ -261,7 +282,11 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
         if let Some(e) = &l.experts {
             for xp in &mut x {
                 let h = rms_norm(xp, &l.ffn_norm, eps);
-                let o = experts(e, &h, cfg.experts.n_used, opt.fault);
+                let o = if cfg.arch.is_gpt_oss() {
+                    experts_oai(e, &h, cfg.experts.n_used, opt.fault)
+                } else {
+                    experts(e, &h, cfg.experts.n_used, opt.fault)
+                };
                 add_into(xp, &o);
             }
             continue;
@@ -324,6 +349,60 @@ fn experts(e: &super::Experts, h: &[f64], k: usize, fault: Option<Fault>) -> Vec
         let u = matvec(&e.up[i], h);
         let a: Vec<f64> = g.iter().zip(&u).map(|(&g, &u)| silu(g) * u).collect();
         let y = matvec(&e.down[i], &a);
+        out.iter_mut().zip(&y).for_each(|(o, v)| *o += w * v);
+    }
+    out
+}
+
+/// gpt-oss's block: router logits plus bias, the `k` largest, weights a softmax over those
+/// `k` logits, each expert `down(swiglu_oai(gate·h + bg, up·h + bu)) + bd`.
+fn experts_oai(e: &super::Experts, h: &[f64], k: usize, fault: Option<Fault>) -> Vec<f64> {
+    let fault = |f: Fault| fault == Some(f);
+    let b = e.biases.as_ref().unwrap();
+    let bias = |v: &mut Vec<f64>, b: &[f32]| {
+        if !fault(Fault::NoExpertBias) {
+            v.iter_mut().zip(b).for_each(|(x, &y)| *x += f64::from(y));
+        }
+    };
+    let mut logits = matvec(&e.router, h);
+    bias(&mut logits, &b.router);
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &c| logits[c].total_cmp(&logits[a]));
+    let chosen = &order[..k];
+    let softmax = |xs: &[f64]| -> Vec<f64> {
+        let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = xs.iter().map(|x| (x - max).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.iter().map(|v| v / s).collect()
+    };
+    let weights: Vec<f64> = if fault(Fault::MoeSoftmaxAll) {
+        let all = softmax(&logits);
+        chosen.iter().map(|&i| all[i]).collect()
+    } else {
+        softmax(&chosen.iter().map(|&i| logits[i]).collect::<Vec<_>>())
+    };
+    let (alpha, limit) = (1.702, 7.0);
+    let mut out = vec![0.0; h.len()];
+    for (&i, w) in chosen.iter().zip(weights) {
+        let mut g = matvec(&e.gate[i], h);
+        bias(&mut g, &b.gate[i]);
+        let mut u = matvec(&e.up[i], h);
+        bias(&mut u, &b.up[i]);
+        let a: Vec<f64> = g
+            .iter()
+            .zip(&u)
+            .map(|(&g, &u)| {
+                if fault(Fault::PlainSwiglu) {
+                    silu(g) * u
+                } else {
+                    let x = g.min(limit);
+                    let y = u.clamp(-limit, limit);
+                    x / (1.0 + (-alpha * x).exp()) * (y + 1.0)
+                }
+            })
+            .collect();
+        let mut y = matvec(&e.down[i], &a);
+        bias(&mut y, &b.down[i]);
         out.iter_mut().zip(&y).for_each(|(o, v)| *o += w * v);
     }
     out
