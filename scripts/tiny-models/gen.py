@@ -109,7 +109,10 @@ def configs():
                 "original_max_position_embeddings": 64,
                 "beta_fast": 32.0,
                 "beta_slow": 1.0,
-                "truncate": False,
+                # llama.cpp's YaRN always rounds the correction range to whole dimensions
+                # (transformers' truncate); gpt-oss's own config says false, which llama.cpp
+                # does not follow.
+                "truncate": True,
             },
         ),
     }

@@ -114,9 +114,14 @@ fn top20_error(ours: &[f32], top20: &Value) -> f32 {
 /// q8_0: the logits of every position of the prompt, and of prompt + llama.cpp's greedy
 /// continuation (one batch, teacher-forced), equal llama.cpp's bit for bit on AVX-512.
 pub fn llama_cpp_exact(arch: &str) {
+    llama_cpp_q8_0(arch, true, 1e-3);
+}
+
+/// q8_0 as [`llama_cpp_exact`], `bit_exact` or within `tol` of the largest logit.
+pub fn llama_cpp_q8_0(arch: &str, bit_exact: bool, tol: f32) {
     let reference = reference(arch);
     let model = load(arch, "q8_0");
-    let exact = kernels::isa::Isa::detected() == kernels::isa::Isa::Avx512;
+    let exact = bit_exact && kernels::isa::Isa::detected() == kernels::isa::Isa::Avx512;
     let mut failures = Vec::new();
     for (n, (case, llama)) in reference["cases"]
         .as_array()
@@ -167,8 +172,8 @@ pub fn llama_cpp_exact(arch: &str) {
                         logits.len()
                     ));
                 }
-                if worst > 1e-3 {
-                    failures.push(format!("case {n}: top-20 error {worst:.2e}"));
+                if worst > tol {
+                    failures.push(format!("case {n}: top-20 error {worst:.2e} > {tol:.0e}"));
                 }
             }
         }
@@ -339,10 +344,13 @@ fn qwen3moe_sequences_decoded_together_equal_each_alone() {
 /// The four reference checks of one architecture's tiny checkpoint.
 macro_rules! tiny_arch_tests {
     ($m:ident, $arch:literal, $f16_tol:expr) => {
+        tiny_arch_tests!($m, $arch, $f16_tol, logits_equal_llama_cpp, true, 1e-3);
+    };
+    ($m:ident, $arch:literal, $f16_tol:expr, $q8_name:ident, $exact:expr, $q8_tol:expr) => {
         mod $m {
             #[test]
-            fn logits_equal_llama_cpp() {
-                super::llama_cpp_exact($arch);
+            fn $q8_name() {
+                super::llama_cpp_q8_0($arch, $exact, $q8_tol);
             }
 
             #[test]
@@ -365,3 +373,17 @@ macro_rules! tiny_arch_tests {
 
 tiny_arch_tests!(smollm3, "smollm3", 5e-3);
 tiny_arch_tests!(mistral3, "mistral3", 5e-3);
+// gpt-oss's q8_0 logits are within 2e-7 of llama.cpp's at every position but not identical:
+// about half of them differ by 1–2 ulp. Zeroing its attention and experts in the file leaves
+// the difference, so it lies in the LM head over the untied `output.weight` (the other
+// architectures here tie it to `token_embd` and match exactly); hearth gives the same bits
+// whether that matrix is bound as an embedding or as a plain matrix, and on either kernel path.
+tiny_arch_tests!(
+    gpt_oss,
+    "gpt-oss",
+    1.5e-2,
+    logits_within_2e_7_of_llama_cpp,
+    false,
+    2e-7
+);
+
