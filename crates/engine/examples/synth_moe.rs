@@ -64,21 +64,24 @@ fn f32s(v: &[f32]) -> Vec<u8> {
 /// llama-quantize's `use_more_bits`: the first and last eighth of the layers and every third
 /// in between get more bits in the `_M` mixes.
 fn use_more_bits(i: usize, n: usize) -> bool {
-    i < n / 8 || i >= 7 * n / 8 || (i >= n / 8 && (i - n / 8) % 3 == 2)
+    i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 2 {
-        eprintln!("usage: synth_moe TOKENIZER.gguf OUT.gguf [n_layer n_embd n_expert n_used n_ff_exp]");
+        eprintln!(
+            "usage: synth_moe TOKENIZER.gguf OUT.gguf [n_layer n_embd n_expert n_used n_ff_exp]"
+        );
         std::process::exit(2);
     }
     let num = |i: usize, d: usize| args.get(i).map_or(d, |a| a.parse().unwrap());
-    let (n_layer, d, n_expert, n_used, f) = (num(2, 48), num(3, 768), num(4, 64), num(5, 8), num(6, 256));
+    let (n_layer, d, n_expert, n_used, f) =
+        (num(2, 48), num(3, 768), num(4, 64), num(5, 8), num(6, 256));
     let (hd, n_head, n_kv) = (64usize, d / 64, 4usize);
     let tok_bytes = std::fs::read(&args[0]).unwrap();
     let tok = Gguf::parse(&tok_bytes).unwrap();
-    let n_vocab = match tok.get_opt::<Value<'_>>("tokenizer.ggml.tokens").unwrap() {
+    let n_vocab = match tok.get("tokenizer.ggml.tokens") {
         Some(Value::Array(a)) => a.len(),
         _ => panic!("no tokenizer.ggml.tokens in {}", args[0]),
     };
@@ -86,10 +89,13 @@ fn main() {
     let mut b = Builder::new();
     let key = |k: &str| format!("qwen3moe.{k}");
     let u = |v: usize| Value::U32(v as u32);
-    b.set("general.architecture", Value::string("qwen3moe")).unwrap();
-    b.set("general.name", Value::string("synthetic qwen3moe")).unwrap();
+    b.set("general.architecture", Value::string("qwen3moe"))
+        .unwrap();
+    b.set("general.name", Value::string("synthetic qwen3moe"))
+        .unwrap();
     b.set("general.file_type", Value::U32(15)).unwrap();
-    b.set("general.quantization_version", Value::U32(2)).unwrap();
+    b.set("general.quantization_version", Value::U32(2))
+        .unwrap();
     b.set(key("context_length"), u(4096)).unwrap();
     b.set(key("embedding_length"), u(d)).unwrap();
     b.set(key("block_count"), u(n_layer)).unwrap();
@@ -98,8 +104,10 @@ fn main() {
     b.set(key("attention.head_count_kv"), u(n_kv)).unwrap();
     b.set(key("attention.key_length"), u(hd)).unwrap();
     b.set(key("attention.value_length"), u(hd)).unwrap();
-    b.set(key("rope.freq_base"), Value::F32(1_000_000.0)).unwrap();
-    b.set(key("attention.layer_norm_rms_epsilon"), Value::F32(1e-6)).unwrap();
+    b.set(key("rope.freq_base"), Value::F32(1_000_000.0))
+        .unwrap();
+    b.set(key("attention.layer_norm_rms_epsilon"), Value::F32(1e-6))
+        .unwrap();
     b.set(key("expert_count"), u(n_expert)).unwrap();
     b.set(key("expert_used_count"), u(n_used)).unwrap();
     b.set(key("expert_feed_forward_length"), u(f)).unwrap();
@@ -120,12 +128,27 @@ fn main() {
         seed * 0x9E37_79B9
     };
     let (d64, v64) = (d as u64, n_vocab as u64);
-    b.add_tensor("token_embd.weight", q4, &[d64, v64], matrix(q4, n_vocab, d, next_seed()))
-        .unwrap();
-    b.add_tensor("output_norm.weight", GgmlType::F32, &[d64], norm(d, next_seed()))
-        .unwrap();
-    b.add_tensor("output.weight", q6, &[d64, v64], matrix(q6, n_vocab, d, next_seed()))
-        .unwrap();
+    b.add_tensor(
+        "token_embd.weight",
+        q4,
+        &[d64, v64],
+        matrix(q4, n_vocab, d, next_seed()),
+    )
+    .unwrap();
+    b.add_tensor(
+        "output_norm.weight",
+        GgmlType::F32,
+        &[d64],
+        norm(d, next_seed()),
+    )
+    .unwrap();
+    b.add_tensor(
+        "output.weight",
+        q6,
+        &[d64, v64],
+        matrix(q6, n_vocab, d, next_seed()),
+    )
+    .unwrap();
     let (qw, kvw) = ((n_head * hd) as u64, (n_kv * hd) as u64);
     for il in 0..n_layer {
         eprint!("\rlayer {}/{n_layer}", il + 1);
@@ -134,14 +157,54 @@ fn main() {
         let mut add = |name: String, ty: GgmlType, shape: &[u64], data: Vec<u8>| {
             b.add_tensor(name, ty, shape, data).unwrap();
         };
-        add(n("attn_norm.weight"), GgmlType::F32, &[d64], norm(d, next_seed()));
-        add(n("attn_q.weight"), q4, &[d64, qw], matrix(q4, qw as usize, d, next_seed()));
-        add(n("attn_k.weight"), q4, &[d64, kvw], matrix(q4, kvw as usize, d, next_seed()));
-        add(n("attn_v.weight"), more, &[d64, kvw], matrix(more, kvw as usize, d, next_seed()));
-        add(n("attn_output.weight"), q4, &[qw, d64], matrix(q4, d, qw as usize, next_seed()));
-        add(n("attn_q_norm.weight"), GgmlType::F32, &[hd as u64], norm(hd, next_seed()));
-        add(n("attn_k_norm.weight"), GgmlType::F32, &[hd as u64], norm(hd, next_seed()));
-        add(n("ffn_norm.weight"), GgmlType::F32, &[d64], norm(d, next_seed()));
+        add(
+            n("attn_norm.weight"),
+            GgmlType::F32,
+            &[d64],
+            norm(d, next_seed()),
+        );
+        add(
+            n("attn_q.weight"),
+            q4,
+            &[d64, qw],
+            matrix(q4, qw as usize, d, next_seed()),
+        );
+        add(
+            n("attn_k.weight"),
+            q4,
+            &[d64, kvw],
+            matrix(q4, kvw as usize, d, next_seed()),
+        );
+        add(
+            n("attn_v.weight"),
+            more,
+            &[d64, kvw],
+            matrix(more, kvw as usize, d, next_seed()),
+        );
+        add(
+            n("attn_output.weight"),
+            q4,
+            &[qw, d64],
+            matrix(q4, d, qw as usize, next_seed()),
+        );
+        add(
+            n("attn_q_norm.weight"),
+            GgmlType::F32,
+            &[hd as u64],
+            norm(hd, next_seed()),
+        );
+        add(
+            n("attn_k_norm.weight"),
+            GgmlType::F32,
+            &[hd as u64],
+            norm(hd, next_seed()),
+        );
+        add(
+            n("ffn_norm.weight"),
+            GgmlType::F32,
+            &[d64],
+            norm(d, next_seed()),
+        );
         let (ne, f64_) = (n_expert as u64, f as u64);
         add(
             n("ffn_gate_inp.weight"),
@@ -149,8 +212,18 @@ fn main() {
             &[d64, ne],
             matrix(GgmlType::F32, n_expert, d, next_seed()),
         );
-        add(n("ffn_gate_exps.weight"), q4, &[d64, f64_, ne], matrix(q4, n_expert * f, d, next_seed()));
-        add(n("ffn_up_exps.weight"), q4, &[d64, f64_, ne], matrix(q4, n_expert * f, d, next_seed()));
+        add(
+            n("ffn_gate_exps.weight"),
+            q4,
+            &[d64, f64_, ne],
+            matrix(q4, n_expert * f, d, next_seed()),
+        );
+        add(
+            n("ffn_up_exps.weight"),
+            q4,
+            &[d64, f64_, ne],
+            matrix(q4, n_expert * f, d, next_seed()),
+        );
         add(
             n("ffn_down_exps.weight"),
             more,

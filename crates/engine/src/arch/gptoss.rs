@@ -7,9 +7,7 @@
 
 use kernels::ops::rope::{Rope, RopeMode};
 
-use super::blocks::{
-    self, Attention, AttentionConfig, AttentionExtras, AttentionParts, MoeParts,
-};
+use super::blocks::{self, Attention, AttentionConfig, AttentionExtras, AttentionParts, MoeParts};
 use crate::exec::{Backend, Buf};
 use crate::model::{Binder, HParams, Keys, LoadError, MatRef};
 use crate::moe::{ExpertAct, Gating, Moe};
@@ -48,7 +46,11 @@ pub struct Weights {
 }
 
 impl Weights {
-    pub fn bind(hp: &HParams, b: &Binder<'_, '_>, keys: &Keys<'_, '_>) -> Result<Weights, LoadError> {
+    pub fn bind(
+        hp: &HParams,
+        b: &Binder<'_, '_>,
+        keys: &Keys<'_, '_>,
+    ) -> Result<Weights, LoadError> {
         let parts = MoeParts {
             gating: Gating::SoftmaxWeight,
             norm_weights: false,
@@ -82,8 +84,7 @@ impl Weights {
                         sinks: b.vec(&n("attn_sinks.weight"), hp.n_head)?,
                         ffn_norm: b.vec(&n("post_attention_norm.weight"), hp.n_embd)?,
                         moe: blocks::bind_moe(b, il, hp, parts)?,
-                        is_swa: hp.sliding_window.is_some()
-                            && il % SWA_PATTERN < SWA_PATTERN - 1,
+                        is_swa: hp.sliding_window.is_some() && il % SWA_PATTERN < SWA_PATTERN - 1,
                     })
                 })
             },
@@ -93,7 +94,13 @@ impl Weights {
             layers,
             output_norm: b.vec("output_norm.weight", hp.n_embd)?,
             output: b.mat("output.weight", hp.n_vocab, hp.n_embd)?,
-            rope: blocks::make_rope(hp, RopeMode::Neox, hp.rope_freq_base, hp.rope_freq_scale, None)?,
+            rope: blocks::make_rope(
+                hp,
+                RopeMode::Neox,
+                hp.rope_freq_base,
+                hp.rope_freq_scale,
+                None,
+            )?,
         })
     }
 }

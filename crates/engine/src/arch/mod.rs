@@ -108,9 +108,7 @@ pub(crate) fn forward(hp: &HParams, weights: &ArchWeights, x: &mut dyn Backend) 
         | ArchWeights::Qwen3(w)
         | ArchWeights::Qwen3Moe(w)
         | ArchWeights::Smollm3(w)
-        | ArchWeights::Mistral3(w) => {
-            llama::forward(hp, w, x)
-        }
+        | ArchWeights::Mistral3(w) => llama::forward(hp, w, x),
         ArchWeights::GptOss(w) => gptoss::forward(hp, w, x),
         ArchWeights::Gemma3(w) => gemma3::forward(hp, w, x),
     }
@@ -121,13 +119,11 @@ impl ArchWeights {
     pub(crate) fn head(&self) -> (&[f32], &MatRef) {
         match self {
             ArchWeights::Llama(w)
-        | ArchWeights::Qwen2(w)
-        | ArchWeights::Qwen3(w)
-        | ArchWeights::Qwen3Moe(w)
-        | ArchWeights::Smollm3(w)
-        | ArchWeights::Mistral3(w) => {
-                (&w.output_norm, &w.output)
-            }
+            | ArchWeights::Qwen2(w)
+            | ArchWeights::Qwen3(w)
+            | ArchWeights::Qwen3Moe(w)
+            | ArchWeights::Smollm3(w)
+            | ArchWeights::Mistral3(w) => (&w.output_norm, &w.output),
             ArchWeights::GptOss(w) => (&w.output_norm, &w.output),
             ArchWeights::Gemma3(w) => (&w.output_norm, &w.output),
         }
@@ -137,11 +133,11 @@ impl ArchWeights {
     pub(crate) fn layer_rope(&self, il: usize) -> &Rope {
         match self {
             ArchWeights::Llama(w)
-        | ArchWeights::Qwen2(w)
-        | ArchWeights::Qwen3(w)
-        | ArchWeights::Qwen3Moe(w)
-        | ArchWeights::Smollm3(w)
-        | ArchWeights::Mistral3(w) => &w.rope,
+            | ArchWeights::Qwen2(w)
+            | ArchWeights::Qwen3(w)
+            | ArchWeights::Qwen3Moe(w)
+            | ArchWeights::Smollm3(w)
+            | ArchWeights::Mistral3(w) => &w.rope,
             ArchWeights::GptOss(w) => &w.rope,
             ArchWeights::Gemma3(w) => w.layer_rope(il),
         }

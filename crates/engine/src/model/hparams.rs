@@ -211,7 +211,8 @@ impl HParams {
                 scaling,
                 factor,
                 k.opt_f32("rope.scaling.attn_factor")?.unwrap_or(1.0),
-                k.opt_f32("rope.scaling.yarn_log_multiplier")?.unwrap_or(0.0),
+                k.opt_f32("rope.scaling.yarn_log_multiplier")?
+                    .unwrap_or(0.0),
             ),
             yarn_beta_fast: k.opt_f32("rope.scaling.yarn_beta_fast")?.unwrap_or(32.0),
             yarn_beta_slow: k.opt_f32("rope.scaling.yarn_beta_slow")?.unwrap_or(1.0),

@@ -103,7 +103,12 @@ fn top20_error(ours: &[f32], top20: &Value) -> f32 {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p[0].as_u64().unwrap() as usize, p[1].as_f64().unwrap() as f32))
+        .map(|p| {
+            (
+                p[0].as_u64().unwrap() as usize,
+                p[1].as_f64().unwrap() as f32,
+            )
+        })
         .collect();
     let max = top.iter().fold(0.0f32, |m, &(_, v)| m.max(v.abs()));
     top.iter()
@@ -386,4 +391,3 @@ tiny_arch_tests!(
     false,
     2e-7
 );
-

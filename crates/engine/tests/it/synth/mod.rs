@@ -180,7 +180,7 @@ impl Config {
         self.sliding_window.is_some()
             && match self.arch {
                 Arch::Gemma3 => il % 6 < 5,
-                Arch::GptOss => il % 2 == 0,
+                Arch::GptOss => il.is_multiple_of(2),
                 _ => false,
             }
     }
@@ -347,8 +347,12 @@ impl Weights {
                     down: (0..e.n_expert).map(|_| r.mat(d, e.n_ff_exp)).collect(),
                     biases: a.is_gpt_oss().then(|| ExpertBiases {
                         router: r.vec(e.n_expert, -0.5, 0.5),
-                        gate: (0..e.n_expert).map(|_| r.vec(e.n_ff_exp, -0.5, 0.5)).collect(),
-                        up: (0..e.n_expert).map(|_| r.vec(e.n_ff_exp, -0.5, 0.5)).collect(),
+                        gate: (0..e.n_expert)
+                            .map(|_| r.vec(e.n_ff_exp, -0.5, 0.5))
+                            .collect(),
+                        up: (0..e.n_expert)
+                            .map(|_| r.vec(e.n_ff_exp, -0.5, 0.5))
+                            .collect(),
                         down: (0..e.n_expert).map(|_| r.vec(d, -0.5, 0.5)).collect(),
                     }),
                 }),
@@ -559,9 +563,19 @@ pub fn build(cfg: &Config, w: &Weights) -> Builder<'static> {
             let (ne, f) = (x.gate.len() as u64, cfg.experts.n_ff_exp as u64);
             let cat = |m: &[Vec<f32>]| m.concat();
             add_f32(&mut b, &n("ffn_gate_inp.weight"), &[d, ne], &x.router);
-            add_f32(&mut b, &n("ffn_gate_exps.weight"), &[d, f, ne], &cat(&x.gate));
+            add_f32(
+                &mut b,
+                &n("ffn_gate_exps.weight"),
+                &[d, f, ne],
+                &cat(&x.gate),
+            );
             add_f32(&mut b, &n("ffn_up_exps.weight"), &[d, f, ne], &cat(&x.up));
-            add_f32(&mut b, &n("ffn_down_exps.weight"), &[f, d, ne], &cat(&x.down));
+            add_f32(
+                &mut b,
+                &n("ffn_down_exps.weight"),
+                &[f, d, ne],
+                &cat(&x.down),
+            );
             if let Some(eb) = &x.biases {
                 add_f32(&mut b, &n("ffn_gate_inp.bias"), &[ne], &eb.router);
                 add_f32(&mut b, &n("ffn_gate_exps.bias"), &[f, ne], &cat(&eb.gate));

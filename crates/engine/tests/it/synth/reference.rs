@@ -335,7 +335,11 @@ fn experts(e: &super::Experts, h: &[f64], k: usize, fault: Option<Fault>) -> Vec
     };
     let mut order: Vec<usize> = (0..probs.len()).collect();
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-    let k = if fault == Some(Fault::MoeTopKShort) { k - 1 } else { k };
+    let k = if fault == Some(Fault::MoeTopKShort) {
+        k - 1
+    } else {
+        k
+    };
     let chosen = &order[..k];
     let sum: f64 = chosen.iter().map(|&i| probs[i]).sum();
     let mut out = vec![0.0; h.len()];

@@ -143,7 +143,16 @@ impl Ops {
         scratch: &mut AttentionScratch,
     ) {
         self.attention_ggml_sinks(
-            pool, params, q, cache, rows, cells, bases, &[], out, scratch,
+            pool,
+            params,
+            q,
+            cache,
+            rows,
+            cells,
+            bases,
+            &[],
+            out,
+            scratch,
         );
     }
 
