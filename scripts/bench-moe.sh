@@ -23,7 +23,7 @@ out=$(mktemp -d)
 for r in $(seq 1 "$rounds"); do
   target/release/hearth bench -m "$model" -p 512 -n 128 -t "$threads" -r 3 -o json > "$out/hearth-$r.json"
   LD_LIBRARY_PATH="$build/bin" "$build/bin/llama-bench" -m "$model" -p 512 -n 128 -t "$threads" \
-    -r 3 -fa 0 -o json > "$out/llama-$r.json" 2>/dev/null
+    -r 3 -fa off -o json > "$out/llama-$r.json" 2>/dev/null
   echo "round $r done" >&2
 done
 python3 - "$out" "$rounds" <<'EOF'

@@ -176,7 +176,7 @@ pub(crate) struct MoeScratch {
     y: Vec<f32>,
     /// Every chosen expert's weighted output, `[n_batch × n_used × n_embd]`.
     outs: Vec<f32>,
-    /// llama.cpp's `mul_mat_id` takes each token through the single-token kernels.
+    /// For the experts llama.cpp's `mul_mat_id` takes one token at a time (repacked Q4_K).
     scratch: MatmulScratch,
     batch_invariant: bool,
 }
@@ -547,6 +547,15 @@ impl Backend for Cpu<'_> {
             }
             let xin = &ms.xin[..c * d];
             let (a, b) = (&mut ms.a[..c * f], &mut ms.b[..c * f]);
+            // llama.cpp's `mul_mat_id` runs a repacked Q4_K expert (rows a multiple of 8) one
+            // token at a time (`gemv`), any other k-quant expert through its tiled mat-mul when
+            // 8 or more tokens chose it (as a plain product of that many tokens would).
+            let scratch_for = |m: &MatRef| m.ty == gguf::GgmlType::Q4_K && m.rows.is_multiple_of(8);
+            let up_scratch = if scratch_for(&m.up.experts[e]) {
+                &mut ms.scratch
+            } else {
+                &mut ws.scratch
+            };
             let result = {
                 let _t = profile::scope(Op::Matmul);
                 match &m.gate {
@@ -556,7 +565,7 @@ impl Backend for Cpu<'_> {
                         xin,
                         c,
                         &mut [&mut *a, &mut *b],
-                        &mut ms.scratch,
+                        up_scratch,
                     ),
                     None => kernels::matmul::matmul(
                         &ws.pool,
@@ -564,7 +573,7 @@ impl Backend for Cpu<'_> {
                         xin,
                         c,
                         a,
-                        &mut ms.scratch,
+                        up_scratch,
                     ),
                 }
             };
@@ -590,6 +599,11 @@ impl Backend for Cpu<'_> {
                 }
             }
             let y = &mut ms.y[..c * d];
+            let down_scratch = if scratch_for(&m.down.experts[e]) {
+                &mut ms.scratch
+            } else {
+                &mut ws.scratch
+            };
             {
                 let _t = profile::scope(Op::Matmul);
                 if let Err(err) = kernels::matmul::matmul(
@@ -598,7 +612,7 @@ impl Backend for Cpu<'_> {
                     &ms.a[..c * f],
                     c,
                     y,
-                    &mut ms.scratch,
+                    down_scratch,
                 ) {
                     panic!("experts {} [{e}]: {err}", m.down.name);
                 }
