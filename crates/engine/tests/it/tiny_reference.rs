@@ -34,13 +34,21 @@ fn reference(arch: &str) -> Value {
 
 /// Unpacks `model-<ty>.gguf.gz` into a temporary file and loads it.
 fn load(arch: &str, ty: &str) -> Arc<Model> {
-    let gz = std::fs::read(dir(arch).join(format!("model-{ty}.gguf.gz"))).unwrap();
+    load_gz(
+        &dir(arch).join(format!("model-{ty}.gguf.gz")),
+        &format!("{arch}-{ty}"),
+    )
+}
+
+/// Unpacks a gzipped GGUF into a temporary file and loads it.
+fn load_gz(path: &Path, tag: &str) -> Arc<Model> {
+    let gz = std::fs::read(path).unwrap();
     let mut bytes = Vec::new();
     flate2::read::GzDecoder::new(&gz[..])
         .read_to_end(&mut bytes)
         .unwrap();
     let path = std::env::temp_dir().join(format!(
-        "hearth-tiny-{arch}-{ty}-{}-{:?}.gguf",
+        "hearth-tiny-{tag}-{}-{:?}.gguf",
         std::process::id(),
         std::thread::current().id()
     ));
@@ -337,6 +345,41 @@ fn qwen3moe_greedy_matches_llama_cpp() {
 #[test]
 fn qwen3moe_matches_transformers() {
     transformers_close("qwen3moe");
+}
+
+/// A 2-layer synthetic qwen3moe in the Q4_K_M mix (`tests/fixtures/qwen3moe-q4_k_m`, written by
+/// our GGUF writer, `scripts/tiny-models/gen-q4km.sh`): Q4_K experts (which llama.cpp repacks and
+/// runs one token at a time) and Q6_K `ffn_down_exps` (its tiled mat-mul for experts that 8 or
+/// more of the 24 tokens chose, `ggml_vec_dot_q6_K_q8_K` for the others) give llama.cpp's logits
+/// bit for bit at every position on AVX-512, and within 1e-3 elsewhere.
+#[test]
+fn qwen3moe_q4_k_m_logits_equal_llama_cpp() {
+    let d = dir("qwen3moe-q4_k_m");
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("reference.json")).unwrap()).unwrap();
+    let model = load_gz(&d.join("model.gguf.gz"), "qwen3moe-q4_k_m");
+    let exact = kernels::isa::Isa::detected() == kernels::isa::Isa::Avx512;
+    let tokens = ids(&reference["ids"]);
+    for n_threads in [1, 2] {
+        let logits = all_logits(&model, &tokens, n_threads);
+        let mut same = 0;
+        let mut worst = 0.0f32;
+        for (pos, l) in logits.iter().enumerate() {
+            if fnv1a64(l) == reference["fnv1a64_per_position"][pos].as_str().unwrap() {
+                same += 1;
+            }
+            worst = worst.max(top20_error(l, &reference["top20_per_position"][pos]));
+        }
+        eprintln!(
+            "qwen3moe Q4_K_M ({n_threads} threads): {same}/{} positions bit-identical, worst \
+             top-20 |Δ|/max {worst:.2e}",
+            logits.len()
+        );
+        if exact {
+            assert_eq!(same, logits.len(), "worst top-20 error {worst:.2e}");
+        }
+        assert!(worst <= 1e-3, "top-20 error {worst:.2e}");
+    }
 }
 
 /// Batch-invariant contexts route and run each token's experts as if it were alone.
