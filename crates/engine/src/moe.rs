@@ -17,8 +17,9 @@
 //!
 //! The CPU backend (`exec::Cpu::moe`) groups the tokens of a batch by expert, so each expert's
 //! weights are read once per batch, and runs every expert product as llama.cpp's
-//! `mul_mat_id` does: each token through the single-token path (`ggml_vec_dot_*`, or the
-//! repacked `gemv` kernels).
+//! `mul_mat_id` does: a Q4_K expert (which llama.cpp repacks) one token at a time through the
+//! `gemv` kernel, other k-quants through the tiled mat-mul when 8 or more tokens chose the
+//! expert and `ggml_vec_dot_*` otherwise.
 
 use kernels::ops::ggml::{expf, tree16, tree64};
 
