@@ -13,7 +13,8 @@ rounds="${1:-3}"
 threads="${2:-2}"
 build="${LLAMA_BUILD:-/work/llama-build}"
 model="${MOE_MODEL:-${TMPDIR:-/tmp}/hearth-synth-qwen3moe-q4_k_m.gguf}"
-cargo build --release -p cli -p engine --example synth_moe --quiet
+cargo build --release -p cli --quiet
+cargo build --release -p engine --example synth_moe --quiet
 if [ ! -f "$model" ]; then
   tok="${TMPDIR:-/tmp}/hearth-qwen3moe-tokenizer.gguf"
   gunzip -c crates/engine/tests/fixtures/qwen3moe/model-q8_0.gguf.gz > "$tok"
