@@ -19,6 +19,7 @@ use kernels::pool::ThreadPool;
 
 use crate::kv_cache::KvStore;
 use crate::model::{ExpertMats, HParams, MatRef};
+use crate::moe::{self, ExpertAct, Moe};
 use crate::profile::{self, Op};
 
 pub use kernels::matmul::Scratch as MatmulScratch;
@@ -67,6 +68,24 @@ pub enum Activation {
     Gelu,
 }
 
+/// Llama 4's attention temperature (Ministral 3): the queries of a token at position `p` are
+/// multiplied by `1 + scale · ln(⌊(p + offset) / floor⌋ + 1)` (llama.cpp's
+/// `llm_graph_input_attn_temp`, the logarithm in f64).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnTemperature {
+    pub scale: f32,
+    pub floor: usize,
+    pub offset: f32,
+}
+
+impl AttnTemperature {
+    /// The factor for position `pos`.
+    pub fn factor(&self, pos: i32) -> f32 {
+        let q = ((pos as f32 + self.offset) / self.floor as f32).floor();
+        ((f64::from(q) + 1.0).ln() * f64::from(self.scale) + 1.0) as f32
+    }
+}
+
 /// What an architecture's `forward` can ask of the machine that runs it. Every call works on
 /// the current batch of `n_tokens()` tokens; widths come from the model's hyper-parameters.
 pub trait Backend {
@@ -83,6 +102,8 @@ pub trait Backend {
     fn add_bias(&mut self, buf: Buf, bias: &[f32]);
     /// `buf *= s`.
     fn scale(&mut self, buf: Buf, s: f32);
+    /// Each token's row of `buf` times `t.factor(its position)`.
+    fn scale_by_position(&mut self, buf: Buf, t: AttnTemperature);
     /// `dst = src · Wᵀ` for each row.
     fn matmul(&mut self, w: &MatRef, src: Buf, dst: Buf) {
         self.matmul_many(src, &[(w, dst)]);
@@ -97,6 +118,11 @@ pub trait Backend {
     /// over each token's own sequence (causal, within `window` positions when given), with
     /// `q·k` multiplied by `kq_scale`.
     fn attention(&mut self, il: usize, kq_scale: f32, window: Option<usize>);
+    /// [`Backend::attention`] with a sink logit per query head in each softmax (gpt-oss).
+    fn attention_sinks(&mut self, il: usize, kq_scale: f32, window: Option<usize>, sinks: &[f32]);
+    /// `H` = the mixture-of-experts block `m` of `H` (see [`crate::moe`]): route each token to
+    /// its experts, run them, and sum their weighted outputs.
+    fn moe(&mut self, m: &Moe);
 }
 
 /// Sees the input of every weight product a forward performs, before the product (what
@@ -140,6 +166,52 @@ pub struct Workspace {
     pub(crate) attn_scratch: AttentionScratch,
     /// Cells whose keys need re-rotating, with the position change.
     pub(crate) shifts: Vec<(u32, i64)>,
+    /// Room for the mixture-of-experts block (models with experts only).
+    pub(crate) moe: Option<MoeScratch>,
+}
+
+/// The buffers of [`Backend::moe`] for `n_batch` tokens.
+pub(crate) struct MoeScratch {
+    /// Router logits, then probabilities: `[n_batch × n_expert]`.
+    probs: Vec<f32>,
+    /// Chosen experts and their weights: `[n_batch × n_used]`.
+    sel: Vec<u32>,
+    weights: Vec<f32>,
+    /// The (token · n_used + slot) entries grouped by expert; expert `e`'s are
+    /// `order[starts[e]..starts[e + 1]]`.
+    order: Vec<u32>,
+    starts: Vec<usize>,
+    /// One expert's gathered inputs `[n_batch × n_embd]`, hidden activations
+    /// `[n_batch × n_ff_exp]` (two) and outputs `[n_batch × n_embd]`.
+    xin: Vec<f32>,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    y: Vec<f32>,
+    /// Every chosen expert's weighted output, `[n_batch × n_used × n_embd]`.
+    outs: Vec<f32>,
+    /// For the experts llama.cpp's `mul_mat_id` takes one token at a time (repacked Q4_K).
+    scratch: MatmulScratch,
+    batch_invariant: bool,
+}
+
+impl MoeScratch {
+    fn new(hp: &HParams, n_batch: usize, batch_invariant: bool) -> MoeScratch {
+        let (ne, k, d, f) = (hp.n_expert, hp.n_expert_used, hp.n_embd, hp.n_ff_exp);
+        MoeScratch {
+            probs: vec![0.0; n_batch * ne],
+            sel: vec![0; n_batch * k],
+            weights: vec![0.0; n_batch * k],
+            order: vec![0; n_batch * k],
+            starts: vec![0; ne + 1],
+            xin: vec![0.0; n_batch * d],
+            a: vec![0.0; n_batch * f],
+            b: vec![0.0; n_batch * f],
+            y: vec![0.0; n_batch * d],
+            outs: vec![0.0; n_batch * k * d],
+            scratch: MatmulScratch::with_capacity(n_batch, d.max(f)).batch_invariant(),
+            batch_invariant,
+        }
+    }
 }
 
 impl Workspace {
@@ -192,6 +264,7 @@ impl Workspace {
                 attn_scratch
             },
             shifts: Vec::new(),
+            moe: (hp.n_expert > 0).then(|| MoeScratch::new(hp, n_batch, batch_invariant)),
         }
     }
 }
@@ -298,6 +371,16 @@ impl Backend for Cpu<'_> {
         Ops::detected().scale(self.buf(buf), s);
     }
 
+    fn scale_by_position(&mut self, buf: Buf, t: AttnTemperature) {
+        let _t = profile::scope(Op::Other);
+        let (n, w) = (self.n, buf.width(self.hp));
+        let ws = &mut *self.ws;
+        let rows = &mut ws.bufs[buf as usize][..n * w];
+        for (r, &pos) in rows.chunks_exact_mut(w).zip(&ws.positions[..n]) {
+            Ops::detected().scale(r, t.factor(pos));
+        }
+    }
+
     fn matmul_many(&mut self, src: Buf, outs: &[(&MatRef, Buf)]) {
         let _t = profile::scope(Op::Matmul);
         let (n, k) = (self.n, outs.len());
@@ -365,6 +448,10 @@ impl Backend for Cpu<'_> {
     }
 
     fn attention(&mut self, il: usize, kq_scale: f32, window: Option<usize>) {
+        self.attention_sinks(il, kq_scale, window, &[]);
+    }
+
+    fn attention_sinks(&mut self, il: usize, kq_scale: f32, window: Option<usize>, sinks: &[f32]) {
         let n = self.n;
         let hp = self.hp;
         {
@@ -391,7 +478,7 @@ impl Backend for Cpu<'_> {
         } else {
             (&ws.seq_cells, &ws.map_base[..n])
         };
-        Ops::detected().attention_ggml_mapped(
+        Ops::detected().attention_ggml_sinks(
             &ws.pool,
             &params,
             &q[..n * hp.n_embd_q()],
@@ -399,9 +486,198 @@ impl Backend for Cpu<'_> {
             &ws.attn_rows[..n],
             cells,
             bases,
+            sinks,
             &mut att[..n * hp.n_head * hp.head_dim_v],
             &mut ws.attn_scratch,
         );
+    }
+
+    fn moe(&mut self, m: &Moe) {
+        let n = self.n;
+        let d = self.hp.n_embd;
+        let (ne, k, f) = (m.n_expert(), m.n_used, m.n_ff());
+        let ws = &mut *self.ws;
+        let Some(ms) = ws.moe.as_mut() else {
+            panic!("mixture of experts in a workspace sized for a dense model");
+        };
+        let x = &ws.bufs[Buf::H as usize][..n * d];
+        if let Some(o) = self.observer.as_deref_mut() {
+            o.matmul(&m.router, x);
+        }
+        {
+            let _t = profile::scope(Op::Matmul);
+            // Router logits, in llama.cpp's order when the model asks for it.
+            let logits = &mut ms.probs[..n * ne];
+            // A product of 2+ tokens takes llamafile's sgemm in llama.cpp; batch-invariant
+            // contexts take the single-token path for every token.
+            let batch = n >= 2 && !ms.batch_invariant;
+            if m.exact
+                && !(batch
+                    && d.is_multiple_of(16)
+                    && m.router.matrix.isa() == kernels::isa::Isa::Avx512)
+            {
+                for (t, row) in logits.chunks_exact_mut(ne).enumerate() {
+                    let xt = &x[t * d..(t + 1) * d];
+                    for (e, l) in row.iter_mut().enumerate() {
+                        *l = moe::router_dot(&m.router_f32[e * d..(e + 1) * d], xt, batch);
+                    }
+                }
+            } else if let Err(e) =
+                kernels::matmul::matmul(&ws.pool, &m.router.matrix, x, n, logits, &mut ws.scratch)
+            {
+                panic!("router {}: {e}", m.router.name);
+            }
+        }
+        let _t = profile::scope(Op::Other);
+        for t in 0..n {
+            moe::route(
+                m,
+                &mut ms.probs[t * ne..(t + 1) * ne],
+                &mut ms.sel[t * k..(t + 1) * k],
+                &mut ms.weights[t * k..(t + 1) * k],
+            );
+        }
+        // Group the (token, slot) entries by expert, tokens in order within each.
+        ms.starts[..=ne].fill(0);
+        for &e in &ms.sel[..n * k] {
+            ms.starts[e as usize + 1] += 1;
+        }
+        for e in 0..ne {
+            ms.starts[e + 1] += ms.starts[e];
+        }
+        {
+            let (starts, order) = (&mut ms.starts, &mut ms.order);
+            // `starts[e]` advances as entries are placed, then is restored below.
+            for (i, &e) in ms.sel[..n * k].iter().enumerate() {
+                order[starts[e as usize]] = i as u32;
+                starts[e as usize] += 1;
+            }
+            for e in (1..=ne).rev() {
+                starts[e] = starts[e - 1];
+            }
+            starts[0] = 0;
+        }
+        let ops = Ops::detected();
+        for e in 0..ne {
+            let rows = &ms.order[ms.starts[e]..ms.starts[e + 1]];
+            let c = rows.len();
+            if c == 0 {
+                continue;
+            }
+            for (j, &i) in rows.iter().enumerate() {
+                let t = i as usize / k;
+                ms.xin[j * d..(j + 1) * d].copy_from_slice(&x[t * d..(t + 1) * d]);
+            }
+            let xin = &ms.xin[..c * d];
+            if let Some(o) = self.observer.as_deref_mut() {
+                if let Some(g) = &m.gate {
+                    o.expert_matmul(g, e, xin);
+                }
+                o.expert_matmul(&m.up, e, xin);
+            }
+            let (a, b) = (&mut ms.a[..c * f], &mut ms.b[..c * f]);
+            // llama.cpp's `mul_mat_id` runs a repacked Q4_K expert (rows a multiple of 8) one
+            // token at a time (`gemv`), any other k-quant expert through its tiled mat-mul when
+            // 8 or more tokens chose it (as a plain product of that many tokens would).
+            let scratch_for = |m: &MatRef| m.ty == gguf::GgmlType::Q4_K && m.rows.is_multiple_of(8);
+            let up_scratch = if scratch_for(&m.up.experts[e]) {
+                &mut ms.scratch
+            } else {
+                &mut ws.scratch
+            };
+            let result = {
+                let _t = profile::scope(Op::Matmul);
+                match &m.gate {
+                    Some(g) => kernels::matmul::matmul_many(
+                        &ws.pool,
+                        &[&g.experts[e].matrix, &m.up.experts[e].matrix],
+                        xin,
+                        c,
+                        &mut [&mut *a, &mut *b],
+                        up_scratch,
+                    ),
+                    None => kernels::matmul::matmul(
+                        &ws.pool,
+                        &m.up.experts[e].matrix,
+                        xin,
+                        c,
+                        a,
+                        up_scratch,
+                    ),
+                }
+            };
+            if let Err(err) = result {
+                panic!("experts {} [{e}]: {err}", m.up.name);
+            }
+            if let Some(bias) = &m.gate_bias {
+                a.chunks_exact_mut(f)
+                    .for_each(|r| ops.add(r, &bias[e * f..(e + 1) * f]));
+            }
+            if let Some(bias) = &m.up_bias {
+                let dst = if m.gate.is_some() { &mut *b } else { &mut *a };
+                dst.chunks_exact_mut(f)
+                    .for_each(|r| ops.add(r, &bias[e * f..(e + 1) * f]));
+            }
+            for (ar, br) in a.chunks_exact_mut(f).zip(b.chunks_exact(f)) {
+                match (m.act, m.gate.is_some()) {
+                    (ExpertAct::Silu, true) => ops.swiglu_ggml(ar, br),
+                    (ExpertAct::Silu, false) => ops.silu_ggml(ar),
+                    (ExpertAct::SwigluOai { alpha, limit }, _) => {
+                        moe::swiglu_oai(ar, br, alpha, limit)
+                    }
+                }
+            }
+            if let Some(o) = self.observer.as_deref_mut() {
+                o.expert_matmul(&m.down, e, &ms.a[..c * f]);
+            }
+            let y = &mut ms.y[..c * d];
+            let down_scratch = if scratch_for(&m.down.experts[e]) {
+                &mut ms.scratch
+            } else {
+                &mut ws.scratch
+            };
+            {
+                let _t = profile::scope(Op::Matmul);
+                if let Err(err) = kernels::matmul::matmul(
+                    &ws.pool,
+                    &m.down.experts[e].matrix,
+                    &ms.a[..c * f],
+                    c,
+                    y,
+                    down_scratch,
+                ) {
+                    panic!("experts {} [{e}]: {err}", m.down.name);
+                }
+            }
+            for (j, &i) in rows.iter().enumerate() {
+                let i = i as usize;
+                let w = ms.weights[i];
+                let out = &mut ms.outs[i * d..(i + 1) * d];
+                let yr = &y[j * d..(j + 1) * d];
+                match &m.down_bias {
+                    Some(bias) => {
+                        let bias = &bias[e * d..(e + 1) * d];
+                        for ((o, &v), &bv) in out.iter_mut().zip(yr).zip(bias) {
+                            *o = (v + bv) * w;
+                        }
+                    }
+                    None => {
+                        for (o, &v) in out.iter_mut().zip(yr) {
+                            *o = v * w;
+                        }
+                    }
+                }
+            }
+        }
+        // Sum each token's expert outputs in the order they were chosen.
+        let h = &mut ws.bufs[Buf::H as usize][..n * d];
+        for (t, ht) in h.chunks_exact_mut(d).enumerate() {
+            let outs = &ms.outs[t * k * d..(t + 1) * k * d];
+            ht.copy_from_slice(&outs[..d]);
+            for s in 1..k {
+                ops.add(ht, &outs[s * d..(s + 1) * d]);
+            }
+        }
     }
 }
 

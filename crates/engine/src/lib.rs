@@ -21,6 +21,7 @@ pub mod grammar;
 pub mod imatrix;
 pub mod kv_cache;
 pub mod model;
+pub mod moe;
 pub mod perplexity;
 pub mod profile;
 pub mod sampler;

@@ -6,9 +6,13 @@
 
 pub(crate) mod blocks;
 pub mod gemma3;
+pub mod gptoss;
 pub mod llama;
+pub mod mistral3;
 pub mod qwen2;
 pub mod qwen3;
+pub mod qwen3moe;
+pub mod smollm3;
 
 use kernels::ops::rope::Rope;
 
@@ -21,11 +25,24 @@ pub enum Arch {
     Llama,
     Qwen2,
     Qwen3,
+    Qwen3Moe,
+    Smollm3,
+    Mistral3,
+    GptOss,
     Gemma3,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 4] = [Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Gemma3];
+    pub const ALL: [Arch; 8] = [
+        Arch::Llama,
+        Arch::Qwen2,
+        Arch::Qwen3,
+        Arch::Qwen3Moe,
+        Arch::Smollm3,
+        Arch::Mistral3,
+        Arch::GptOss,
+        Arch::Gemma3,
+    ];
 
     /// The architecture named by `general.architecture`.
     pub fn from_name(name: &str) -> Option<Arch> {
@@ -38,6 +55,10 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
+            Arch::Qwen3Moe => "qwen3moe",
+            Arch::Smollm3 => "smollm3",
+            Arch::Mistral3 => "mistral3",
+            Arch::GptOss => "gpt-oss",
             Arch::Gemma3 => "gemma3",
         }
     }
@@ -52,6 +73,10 @@ pub(crate) enum ArchWeights {
     Llama(llama::Weights),
     Qwen2(qwen2::Weights),
     Qwen3(qwen3::Weights),
+    Qwen3Moe(qwen3moe::Weights),
+    Smollm3(smollm3::Weights),
+    Mistral3(mistral3::Weights),
+    GptOss(gptoss::Weights),
     Gemma3(gemma3::Weights),
 }
 
@@ -66,6 +91,10 @@ pub(crate) fn bind(
         Arch::Llama => ArchWeights::Llama(llama::Weights::bind(hp, b)?),
         Arch::Qwen2 => ArchWeights::Qwen2(qwen2::bind(hp, b)?),
         Arch::Qwen3 => ArchWeights::Qwen3(qwen3::bind(hp, b)?),
+        Arch::Qwen3Moe => ArchWeights::Qwen3Moe(qwen3moe::bind(hp, b, keys)?),
+        Arch::Smollm3 => ArchWeights::Smollm3(smollm3::bind(hp, b)?),
+        Arch::Mistral3 => ArchWeights::Mistral3(mistral3::bind(hp, b, keys)?),
+        Arch::GptOss => ArchWeights::GptOss(gptoss::Weights::bind(hp, b, keys)?),
         Arch::Gemma3 => ArchWeights::Gemma3(gemma3::Weights::bind(hp, b, keys)?),
     })
 }
@@ -74,9 +103,13 @@ pub(crate) fn bind(
 /// output norm) in `X`.
 pub(crate) fn forward(hp: &HParams, weights: &ArchWeights, x: &mut dyn Backend) {
     match weights {
-        ArchWeights::Llama(w) | ArchWeights::Qwen2(w) | ArchWeights::Qwen3(w) => {
-            llama::forward(hp, w, x)
-        }
+        ArchWeights::Llama(w)
+        | ArchWeights::Qwen2(w)
+        | ArchWeights::Qwen3(w)
+        | ArchWeights::Qwen3Moe(w)
+        | ArchWeights::Smollm3(w)
+        | ArchWeights::Mistral3(w) => llama::forward(hp, w, x),
+        ArchWeights::GptOss(w) => gptoss::forward(hp, w, x),
         ArchWeights::Gemma3(w) => gemma3::forward(hp, w, x),
     }
 }
@@ -85,9 +118,13 @@ impl ArchWeights {
     /// The output norm weight and the LM head.
     pub(crate) fn head(&self) -> (&[f32], &MatRef) {
         match self {
-            ArchWeights::Llama(w) | ArchWeights::Qwen2(w) | ArchWeights::Qwen3(w) => {
-                (&w.output_norm, &w.output)
-            }
+            ArchWeights::Llama(w)
+            | ArchWeights::Qwen2(w)
+            | ArchWeights::Qwen3(w)
+            | ArchWeights::Qwen3Moe(w)
+            | ArchWeights::Smollm3(w)
+            | ArchWeights::Mistral3(w) => (&w.output_norm, &w.output),
+            ArchWeights::GptOss(w) => (&w.output_norm, &w.output),
             ArchWeights::Gemma3(w) => (&w.output_norm, &w.output),
         }
     }
@@ -95,7 +132,13 @@ impl ArchWeights {
     /// The RoPE of layer `il`'s keys.
     pub(crate) fn layer_rope(&self, il: usize) -> &Rope {
         match self {
-            ArchWeights::Llama(w) | ArchWeights::Qwen2(w) | ArchWeights::Qwen3(w) => &w.rope,
+            ArchWeights::Llama(w)
+            | ArchWeights::Qwen2(w)
+            | ArchWeights::Qwen3(w)
+            | ArchWeights::Qwen3Moe(w)
+            | ArchWeights::Smollm3(w)
+            | ArchWeights::Mistral3(w) => &w.rope,
+            ArchWeights::GptOss(w) => &w.rope,
             ArchWeights::Gemma3(w) => w.layer_rope(il),
         }
     }
