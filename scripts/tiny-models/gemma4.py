@@ -34,7 +34,7 @@ import torch
 
 LLAMA = Path(os.environ["LLAMA_VENDOR"])
 OUT = Path(sys.argv[1])
-N_VOCAB = 2048
+N_VOCAB = 1024
 PROMPT = "The quick brown fox jumps over the lazy dog.\nHello world, 123 times!"
 SEED = 4
 
@@ -141,7 +141,7 @@ def make_checkpoint(ckpt: Path):
         num_kv_shared_layers=2,
         use_double_wide_mlp=True,
         vocab_size_per_layer_input=N_VOCAB,
-        hidden_size_per_layer_input=8,
+        hidden_size_per_layer_input=32,
         final_logit_softcapping=30.0,
         initializer_range=0.3,
         max_position_embeddings=512,

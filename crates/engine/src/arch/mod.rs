@@ -6,6 +6,7 @@
 
 pub(crate) mod blocks;
 pub mod gemma3;
+pub mod gemma4;
 pub mod llama;
 pub mod qwen2;
 pub mod qwen3;
@@ -22,10 +23,17 @@ pub enum Arch {
     Qwen2,
     Qwen3,
     Gemma3,
+    Gemma4,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 4] = [Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Gemma3];
+    pub const ALL: [Arch; 5] = [
+        Arch::Llama,
+        Arch::Qwen2,
+        Arch::Qwen3,
+        Arch::Gemma3,
+        Arch::Gemma4,
+    ];
 
     /// The architecture named by `general.architecture`.
     pub fn from_name(name: &str) -> Option<Arch> {
@@ -39,6 +47,7 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
             Arch::Gemma3 => "gemma3",
+            Arch::Gemma4 => "gemma4",
         }
     }
 
@@ -53,6 +62,7 @@ pub(crate) enum ArchWeights {
     Qwen2(qwen2::Weights),
     Qwen3(qwen3::Weights),
     Gemma3(gemma3::Weights),
+    Gemma4(gemma4::Weights),
 }
 
 /// Binds every tensor `arch` needs.
@@ -67,6 +77,7 @@ pub(crate) fn bind(
         Arch::Qwen2 => ArchWeights::Qwen2(qwen2::bind(hp, b)?),
         Arch::Qwen3 => ArchWeights::Qwen3(qwen3::bind(hp, b)?),
         Arch::Gemma3 => ArchWeights::Gemma3(gemma3::Weights::bind(hp, b, keys)?),
+        Arch::Gemma4 => ArchWeights::Gemma4(gemma4::Weights::bind(hp, b, keys)?),
     })
 }
 
@@ -78,6 +89,7 @@ pub(crate) fn forward(hp: &HParams, weights: &ArchWeights, x: &mut dyn Backend) 
             llama::forward(hp, w, x)
         }
         ArchWeights::Gemma3(w) => gemma3::forward(hp, w, x),
+        ArchWeights::Gemma4(w) => gemma4::forward(hp, w, x),
     }
 }
 
@@ -89,6 +101,18 @@ impl ArchWeights {
                 (&w.output_norm, &w.output)
             }
             ArchWeights::Gemma3(w) => (&w.output_norm, &w.output),
+            ArchWeights::Gemma4(w) => (&w.output_norm, &w.output),
+        }
+    }
+
+    /// The soft-cap of the logits (`cap · tanh(logit / cap)`), when the model has one.
+    pub(crate) fn logit_softcap(&self) -> Option<f32> {
+        match self {
+            ArchWeights::Llama(_)
+            | ArchWeights::Qwen2(_)
+            | ArchWeights::Qwen3(_)
+            | ArchWeights::Gemma3(_) => None,
+            ArchWeights::Gemma4(w) => w.logit_softcap(),
         }
     }
 
@@ -97,6 +121,7 @@ impl ArchWeights {
         match self {
             ArchWeights::Llama(w) | ArchWeights::Qwen2(w) | ArchWeights::Qwen3(w) => &w.rope,
             ArchWeights::Gemma3(w) => w.layer_rope(il),
+            ArchWeights::Gemma4(w) => w.layer_rope(il),
         }
     }
 }

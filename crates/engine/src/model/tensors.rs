@@ -278,6 +278,11 @@ impl<'g, 'a> Binder<'g, 'a> {
         })
     }
 
+    /// Whether the file has a tensor called `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.file.tensor(name).is_some()
+    }
+
     /// An optional matrix: `None` when absent, an error when present with another shape.
     pub fn opt_mat(
         &self,
