@@ -15,5 +15,6 @@ mod sampler_reference;
 mod synth;
 mod synthetic_arch;
 mod synthetic_context_errors;
+mod synthetic_gemma4;
 mod synthetic_load_errors;
 mod synthetic_load_hparams;
