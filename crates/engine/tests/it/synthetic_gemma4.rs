@@ -62,12 +62,17 @@ fn kv_layer(il: usize) -> usize {
     }
 }
 
+/// A layer's own key and value projections: `wk`, `wv` (none on full layers: V = K), `k_norm`.
+type KvWeights = (Vec<f32>, Option<Vec<f32>>, Vec<f32>);
+/// One layer's stored keys and values, per position.
+type Cache = (Vec<Vec<f64>>, Vec<Vec<f64>>);
+
 struct Layer {
     attn_norm: Vec<f32>,
     wq: Vec<f32>,
     q_norm: Vec<f32>,
-    /// `wk`, `wv` (none on full layers: V = K), `k_norm`; none on shared layers.
-    kv: Option<(Vec<f32>, Option<Vec<f32>>, Vec<f32>)>,
+    /// None on shared layers.
+    kv: Option<KvWeights>,
     wo: Vec<f32>,
     post_attn_norm: Vec<f32>,
     ffn_norm: Vec<f32>,
@@ -360,7 +365,7 @@ fn reference(w: &Weights, tokens: &[u32], fault: Option<Fault>) -> Vec<Vec<f64>>
         })
         .collect();
     // Each layer's stored keys and values (rounded), by layer.
-    let mut caches: Vec<Option<(Vec<Vec<f64>>, Vec<Vec<f64>>)>> = vec![None; N_LAYER];
+    let mut caches: Vec<Option<Cache>> = vec![None; N_LAYER];
     for (il, l) in w.layers.iter().enumerate() {
         let (hd, kvh) = (head_dim(il), n_kv(il));
         let swa = IS_SWA[il];
