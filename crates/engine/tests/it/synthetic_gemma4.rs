@@ -530,3 +530,48 @@ fn gemma4_blocks_match_the_f64_reference() {
         );
     }
 }
+
+/// Per-layer hyper-parameters a hostile file can get wrong are load errors naming the key,
+/// never a panic: too many shared layers, arrays of the wrong length or with zeros, a shared
+/// layer whose source cache has another shape, a final soft-cap that is not a number.
+#[test]
+fn bad_gemma4_hyper_parameters_are_load_errors() {
+    let w = random_weights(7);
+    let all_full = Value::Array(Array::Numbers {
+        ty: ValueType::Bool,
+        bytes: vec![0u8; N_LAYER].into(),
+    });
+    let cases: [(&str, Value<'static>, &str); 7] = [
+        ("attention.shared_kv_layers", Value::U32(5), "shared_kv_layers"),
+        ("attention.shared_kv_layers", Value::U32(u32::MAX), "shared_kv_layers"),
+        (
+            "attention.head_count_kv",
+            Value::Array(Array::from_i32s(&[2, 1, 2])),
+            "head_count_kv",
+        ),
+        (
+            "feed_forward_length",
+            Value::Array(Array::from_i32s(&[48, 0, 48, 48, 96, 96])),
+            "feed_forward_length",
+        ),
+        (
+            "attention.head_count_kv",
+            Value::Array(Array::from_i32s(&[2, -1, 2, 1, 2, 1])),
+            "head_count_kv",
+        ),
+        // every layer full: layer 4 (2 KV heads) would read layer 3's cache (1 KV head)
+        ("attention.sliding_window_pattern", all_full, "shared_kv_layers"),
+        ("final_logit_softcapping", Value::F32(f32::NAN), "final_logit_softcapping"),
+    ];
+    for (key, value, want) in cases {
+        let mut b = build(&w);
+        b.set(format!("gemma4.{key}"), value.clone()).unwrap();
+        match synth::load(&b) {
+            Ok(_) => panic!("gemma4.{key} = {value:?} loaded"),
+            Err(e) => assert!(
+                e.to_string().contains(want),
+                "gemma4.{key} = {value:?}: {e}"
+            ),
+        }
+    }
+}
