@@ -542,8 +542,16 @@ fn bad_gemma4_hyper_parameters_are_load_errors() {
         bytes: vec![0u8; N_LAYER].into(),
     });
     let cases: [(&str, Value<'static>, &str); 7] = [
-        ("attention.shared_kv_layers", Value::U32(5), "shared_kv_layers"),
-        ("attention.shared_kv_layers", Value::U32(u32::MAX), "shared_kv_layers"),
+        (
+            "attention.shared_kv_layers",
+            Value::U32(5),
+            "shared_kv_layers",
+        ),
+        (
+            "attention.shared_kv_layers",
+            Value::U32(u32::MAX),
+            "shared_kv_layers",
+        ),
         (
             "attention.head_count_kv",
             Value::Array(Array::from_i32s(&[2, 1, 2])),
@@ -560,8 +568,16 @@ fn bad_gemma4_hyper_parameters_are_load_errors() {
             "head_count_kv",
         ),
         // every layer full: layer 4 (2 KV heads) would read layer 3's cache (1 KV head)
-        ("attention.sliding_window_pattern", all_full, "shared_kv_layers"),
-        ("final_logit_softcapping", Value::F32(f32::NAN), "final_logit_softcapping"),
+        (
+            "attention.sliding_window_pattern",
+            all_full,
+            "shared_kv_layers",
+        ),
+        (
+            "final_logit_softcapping",
+            Value::F32(f32::NAN),
+            "final_logit_softcapping",
+        ),
     ];
     for (key, value, want) in cases {
         let mut b = build(&w);
