@@ -138,7 +138,7 @@ impl Weights {
         )?;
         let per_layer_input = if ple > 0 {
             Some(PerLayerInput {
-                tok_embd: b.embedding(
+                tok_embd: b.lookup_table(
                     "per_layer_token_embd.weight",
                     hp.n_vocab,
                     hp.n_layer * ple,

@@ -177,6 +177,22 @@ impl<'g, 'a> Binder<'g, 'a> {
         Ok(m)
     }
 
+    /// A table only ever read row by row (Gemma 4's per-layer token embeddings, billions of
+    /// values in the E models): never repacked, its rows read from the mapped file as needed.
+    pub fn lookup_table(&self, name: &str, rows: usize, cols: usize) -> Result<MatRef, LoadError> {
+        let t = self.find(name)?;
+        let m = self.mat_with(name, rows, cols, false, false)?;
+        let mut probe = vec![0.0f32; cols];
+        // Checked once here so lookups during decoding cannot fail.
+        m.matrix
+            .dequantize_row(0, &mut probe)
+            .map_err(|_| LoadError::UnsupportedType {
+                name: name.to_owned(),
+                ty: t.ty,
+            })?;
+        Ok(m)
+    }
+
     fn mat_with(
         &self,
         name: &str,
