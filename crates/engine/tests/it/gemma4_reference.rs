@@ -212,3 +212,71 @@ fn small_batches_equal_one_batch() {
         assert!(run(n_batch) == whole, "n_batch {n_batch}");
     }
 }
+
+/// K-shift on Gemma 4: the prompt decoded at positions `0..n` and then moved by `d` (the cached
+/// keys re-rotated, each layer with its own RoPE, head size and KV heads; shared layers have no
+/// keys of their own) must give the next token the logits of the prompt decoded at `d..d+n` in
+/// the first place — attention sees only relative positions — up to the f16 rounding of the
+/// re-rotated keys.
+#[test]
+fn shifted_cache_equals_decoding_at_the_shifted_positions() {
+    use engine::Batch;
+    let r = reference();
+    let tokens = ids(&r["ids"]);
+    let (prompt, next) = (&tokens[..20], tokens[20]);
+    let model = load("f32");
+    let d = 7;
+    let params = ContextParams {
+        n_ctx: 64,
+        n_batch: 64,
+        n_threads: 1,
+        ..ContextParams::default()
+    };
+    let run = |start: usize, shift: usize| {
+        let mut ctx = Context::new(model.clone(), params.clone()).unwrap();
+        let mut b = Batch::with_capacity(64);
+        for (i, &t) in prompt.iter().enumerate() {
+            b.push(t, start + i, &[0], false);
+        }
+        ctx.decode_batch(&b).unwrap();
+        if shift > 0 {
+            ctx.seq_add(0, 0, None, shift as isize);
+        }
+        b.clear();
+        b.push(next, d + prompt.len(), &[0], true);
+        ctx.decode_batch(&b).unwrap();
+        ctx.batch_logits(0).to_vec()
+    };
+    let direct = run(d, 0);
+    let shifted = run(0, d);
+    let scale = direct.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let err = direct
+        .iter()
+        .zip(&shifted)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()))
+        / scale;
+    assert!(err <= 5e-3, "max |Δ| / max |logit| = {err:.2e}");
+    assert_eq!(argmax(&direct), argmax(&shifted));
+    // the shift did something: unshifted keys at the wrong positions are far off
+    let unshifted = {
+        let mut ctx = Context::new(model.clone(), params.clone()).unwrap();
+        let mut b = Batch::with_capacity(64);
+        for (i, &t) in prompt.iter().enumerate() {
+            b.push(t, i, &[0], false);
+        }
+        ctx.decode_batch(&b).unwrap();
+        b.clear();
+        b.push(next, d + prompt.len(), &[0], true);
+        ctx.decode_batch(&b).unwrap();
+        ctx.batch_logits(0).to_vec()
+    };
+    let off = direct
+        .iter()
+        .zip(&unshifted)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()))
+        / scale;
+    assert!(
+        off > 10.0 * err.max(1e-4),
+        "no shift: {off:.2e}, shift: {err:.2e}"
+    );
+}
