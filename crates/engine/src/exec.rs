@@ -19,6 +19,7 @@ use kernels::pool::ThreadPool;
 
 use crate::kv_cache::KvStore;
 use crate::model::{HParams, LayerShape, MatRef};
+use crate::moe::{self, ExpertAct, Moe};
 use crate::profile::{self, Op};
 
 pub use kernels::matmul::Scratch as MatmulScratch;
@@ -88,6 +89,24 @@ pub enum Activation {
     Gelu,
 }
 
+/// Llama 4's attention temperature (Ministral 3): the queries of a token at position `p` are
+/// multiplied by `1 + scale · ln(⌊(p + offset) / floor⌋ + 1)` (llama.cpp's
+/// `llm_graph_input_attn_temp`, the logarithm in f64).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnTemperature {
+    pub scale: f32,
+    pub floor: usize,
+    pub offset: f32,
+}
+
+impl AttnTemperature {
+    /// The factor for position `pos`.
+    pub fn factor(&self, pos: i32) -> f32 {
+        let q = ((pos as f32 + self.offset) / self.floor as f32).floor();
+        ((f64::from(q) + 1.0).ln() * f64::from(self.scale) + 1.0) as f32
+    }
+}
+
 /// What an architecture's `forward` can ask of the machine that runs it. Every call works on
 /// the current batch of `n_tokens()` tokens; widths come from the model's hyper-parameters.
 pub trait Backend {
@@ -104,6 +123,8 @@ pub trait Backend {
     fn add_bias(&mut self, buf: Buf, bias: &[f32]);
     /// `buf *= s`.
     fn scale(&mut self, buf: Buf, s: f32);
+    /// Each token's row of `buf` times `t.factor(its position)`.
+    fn scale_by_position(&mut self, buf: Buf, t: AttnTemperature);
     /// `dst = src · Wᵀ` for each row.
     fn matmul(&mut self, w: &MatRef, src: Buf, dst: Buf) {
         self.matmul_many(src, &[(w, dst)]);
@@ -136,6 +157,11 @@ pub trait Backend {
     /// Each row of `dst` times the slice of `src`'s row starting at `offset` (as wide as
     /// `dst`'s rows).
     fn mul_slice(&mut self, dst: Buf, src: Buf, offset: usize);
+    /// [`Backend::attention`] with a sink logit per query head in each softmax (gpt-oss).
+    fn attention_sinks(&mut self, il: usize, kq_scale: f32, window: Option<usize>, sinks: &[f32]);
+    /// `H` = the mixture-of-experts block `m` of `H` (see [`crate::moe`]): route each token to
+    /// its experts, run them, and sum their weighted outputs.
+    fn moe(&mut self, m: &Moe);
 }
 
 /// Preallocated activations and compute resources for batches of up to `n_batch` tokens,
@@ -166,6 +192,52 @@ pub struct Workspace {
     pub(crate) attn_scratch: Vec<(usize, AttentionScratch)>,
     /// Cells whose keys need re-rotating, with the position change.
     pub(crate) shifts: Vec<(u32, i64)>,
+    /// Room for the mixture-of-experts block (models with experts only).
+    pub(crate) moe: Option<MoeScratch>,
+}
+
+/// The buffers of [`Backend::moe`] for `n_batch` tokens.
+pub(crate) struct MoeScratch {
+    /// Router logits, then probabilities: `[n_batch × n_expert]`.
+    probs: Vec<f32>,
+    /// Chosen experts and their weights: `[n_batch × n_used]`.
+    sel: Vec<u32>,
+    weights: Vec<f32>,
+    /// The (token · n_used + slot) entries grouped by expert; expert `e`'s are
+    /// `order[starts[e]..starts[e + 1]]`.
+    order: Vec<u32>,
+    starts: Vec<usize>,
+    /// One expert's gathered inputs `[n_batch × n_embd]`, hidden activations
+    /// `[n_batch × n_ff_exp]` (two) and outputs `[n_batch × n_embd]`.
+    xin: Vec<f32>,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    y: Vec<f32>,
+    /// Every chosen expert's weighted output, `[n_batch × n_used × n_embd]`.
+    outs: Vec<f32>,
+    /// llama.cpp's `mul_mat_id` takes each token through the single-token kernels.
+    scratch: MatmulScratch,
+    batch_invariant: bool,
+}
+
+impl MoeScratch {
+    fn new(hp: &HParams, n_batch: usize, batch_invariant: bool) -> MoeScratch {
+        let (ne, k, d, f) = (hp.n_expert, hp.n_expert_used, hp.n_embd, hp.n_ff_exp);
+        MoeScratch {
+            probs: vec![0.0; n_batch * ne],
+            sel: vec![0; n_batch * k],
+            weights: vec![0.0; n_batch * k],
+            order: vec![0; n_batch * k],
+            starts: vec![0; ne + 1],
+            xin: vec![0.0; n_batch * d],
+            a: vec![0.0; n_batch * f],
+            b: vec![0.0; n_batch * f],
+            y: vec![0.0; n_batch * d],
+            outs: vec![0.0; n_batch * k * d],
+            scratch: MatmulScratch::with_capacity(n_batch, d.max(f)).batch_invariant(),
+            batch_invariant,
+        }
+    }
 }
 
 impl Workspace {
@@ -236,6 +308,7 @@ impl Workspace {
             identity_maps: true,
             attn_scratch,
             shifts: Vec::new(),
+            moe: (hp.n_expert > 0).then(|| MoeScratch::new(hp, n_batch, batch_invariant)),
         }
     }
 }
@@ -354,6 +427,16 @@ impl Backend for Cpu<'_> {
         Ops::detected().scale(self.buf(buf), s);
     }
 
+    fn scale_by_position(&mut self, buf: Buf, t: AttnTemperature) {
+        let _t = profile::scope(Op::Other);
+        let (n, w) = (self.n, buf.width(self.hp, &self.shape));
+        let ws = &mut *self.ws;
+        let rows = &mut ws.bufs[buf as usize][..n * w];
+        for (r, &pos) in rows.chunks_exact_mut(w).zip(&ws.positions[..n]) {
+            Ops::detected().scale(r, t.factor(pos));
+        }
+    }
+
     fn matmul_many(&mut self, src: Buf, outs: &[(&MatRef, Buf)]) {
         let _t = profile::scope(Op::Matmul);
         let (n, k) = (self.n, outs.len());
@@ -416,6 +499,10 @@ impl Backend for Cpu<'_> {
     }
 
     fn attention(&mut self, il: usize, kq_scale: f32, window: Option<usize>) {
+        self.attention_sinks(il, kq_scale, window, &[]);
+    }
+
+    fn attention_sinks(&mut self, il: usize, kq_scale: f32, window: Option<usize>, sinks: &[f32]) {
         let n = self.n;
         {
             let w = self.shape.n_embd_kv();
@@ -426,7 +513,7 @@ impl Backend for Cpu<'_> {
             );
             self.kv.store(il, &ws.cells[..n], k, v);
         }
-        self.attend(il, kq_scale, window);
+        self.attend(il, kq_scale, window, sinks);
     }
 
     fn set_layer(&mut self, il: usize) {
@@ -434,7 +521,7 @@ impl Backend for Cpu<'_> {
     }
 
     fn attention_shared(&mut self, kv_layer: usize, kq_scale: f32, window: Option<usize>) {
-        self.attend(kv_layer, kq_scale, window);
+        self.attend(kv_layer, kq_scale, window, &[]);
     }
 
     fn embed_to(&mut self, table: &MatRef, scale: f32, dst: Buf) {
@@ -477,11 +564,174 @@ impl Backend for Cpu<'_> {
             ops.mul(dr, &sr[offset..offset + dw]);
         }
     }
+
+    fn moe(&mut self, m: &Moe) {
+        let n = self.n;
+        let d = self.hp.n_embd;
+        let (ne, k, f) = (m.n_expert(), m.n_used, m.n_ff());
+        let ws = &mut *self.ws;
+        let Some(ms) = ws.moe.as_mut() else {
+            panic!("mixture of experts in a workspace sized for a dense model");
+        };
+        let x = &ws.bufs[Buf::H as usize][..n * d];
+        {
+            let _t = profile::scope(Op::Matmul);
+            // Router logits, in llama.cpp's order when the model asks for it.
+            let logits = &mut ms.probs[..n * ne];
+            // A product of 2+ tokens takes llamafile's sgemm in llama.cpp; batch-invariant
+            // contexts take the single-token path for every token.
+            let batch = n >= 2 && !ms.batch_invariant;
+            if m.exact
+                && !(batch
+                    && d.is_multiple_of(16)
+                    && m.router.matrix.isa() == kernels::isa::Isa::Avx512)
+            {
+                for (t, row) in logits.chunks_exact_mut(ne).enumerate() {
+                    let xt = &x[t * d..(t + 1) * d];
+                    for (e, l) in row.iter_mut().enumerate() {
+                        *l = moe::router_dot(&m.router_f32[e * d..(e + 1) * d], xt, batch);
+                    }
+                }
+            } else if let Err(e) =
+                kernels::matmul::matmul(&ws.pool, &m.router.matrix, x, n, logits, &mut ws.scratch)
+            {
+                panic!("router {}: {e}", m.router.name);
+            }
+        }
+        let _t = profile::scope(Op::Other);
+        for t in 0..n {
+            moe::route(
+                m,
+                &mut ms.probs[t * ne..(t + 1) * ne],
+                &mut ms.sel[t * k..(t + 1) * k],
+                &mut ms.weights[t * k..(t + 1) * k],
+            );
+        }
+        // Group the (token, slot) entries by expert, tokens in order within each.
+        ms.starts[..=ne].fill(0);
+        for &e in &ms.sel[..n * k] {
+            ms.starts[e as usize + 1] += 1;
+        }
+        for e in 0..ne {
+            ms.starts[e + 1] += ms.starts[e];
+        }
+        {
+            let (starts, order) = (&mut ms.starts, &mut ms.order);
+            // `starts[e]` advances as entries are placed, then is restored below.
+            for (i, &e) in ms.sel[..n * k].iter().enumerate() {
+                order[starts[e as usize]] = i as u32;
+                starts[e as usize] += 1;
+            }
+            for e in (1..=ne).rev() {
+                starts[e] = starts[e - 1];
+            }
+            starts[0] = 0;
+        }
+        let ops = Ops::detected();
+        for e in 0..ne {
+            let rows = &ms.order[ms.starts[e]..ms.starts[e + 1]];
+            let c = rows.len();
+            if c == 0 {
+                continue;
+            }
+            for (j, &i) in rows.iter().enumerate() {
+                let t = i as usize / k;
+                ms.xin[j * d..(j + 1) * d].copy_from_slice(&x[t * d..(t + 1) * d]);
+            }
+            let xin = &ms.xin[..c * d];
+            let (a, b) = (&mut ms.a[..c * f], &mut ms.b[..c * f]);
+            let result = {
+                let _t = profile::scope(Op::Matmul);
+                match &m.gate {
+                    Some(g) => kernels::matmul::matmul_many(
+                        &ws.pool,
+                        &[&g.experts[e].matrix, &m.up.experts[e].matrix],
+                        xin,
+                        c,
+                        &mut [&mut *a, &mut *b],
+                        &mut ms.scratch,
+                    ),
+                    None => kernels::matmul::matmul(
+                        &ws.pool,
+                        &m.up.experts[e].matrix,
+                        xin,
+                        c,
+                        a,
+                        &mut ms.scratch,
+                    ),
+                }
+            };
+            if let Err(err) = result {
+                panic!("experts {} [{e}]: {err}", m.up.name);
+            }
+            if let Some(bias) = &m.gate_bias {
+                a.chunks_exact_mut(f)
+                    .for_each(|r| ops.add(r, &bias[e * f..(e + 1) * f]));
+            }
+            if let Some(bias) = &m.up_bias {
+                let dst = if m.gate.is_some() { &mut *b } else { &mut *a };
+                dst.chunks_exact_mut(f)
+                    .for_each(|r| ops.add(r, &bias[e * f..(e + 1) * f]));
+            }
+            for (ar, br) in a.chunks_exact_mut(f).zip(b.chunks_exact(f)) {
+                match (m.act, m.gate.is_some()) {
+                    (ExpertAct::Silu, true) => ops.swiglu_ggml(ar, br),
+                    (ExpertAct::Silu, false) => ops.silu_ggml(ar),
+                    (ExpertAct::SwigluOai { alpha, limit }, _) => {
+                        moe::swiglu_oai(ar, br, alpha, limit)
+                    }
+                }
+            }
+            let y = &mut ms.y[..c * d];
+            {
+                let _t = profile::scope(Op::Matmul);
+                if let Err(err) = kernels::matmul::matmul(
+                    &ws.pool,
+                    &m.down.experts[e].matrix,
+                    &ms.a[..c * f],
+                    c,
+                    y,
+                    &mut ms.scratch,
+                ) {
+                    panic!("experts {} [{e}]: {err}", m.down.name);
+                }
+            }
+            for (j, &i) in rows.iter().enumerate() {
+                let i = i as usize;
+                let w = ms.weights[i];
+                let out = &mut ms.outs[i * d..(i + 1) * d];
+                let yr = &y[j * d..(j + 1) * d];
+                match &m.down_bias {
+                    Some(bias) => {
+                        let bias = &bias[e * d..(e + 1) * d];
+                        for ((o, &v), &bv) in out.iter_mut().zip(yr).zip(bias) {
+                            *o = (v + bv) * w;
+                        }
+                    }
+                    None => {
+                        for (o, &v) in out.iter_mut().zip(yr) {
+                            *o = v * w;
+                        }
+                    }
+                }
+            }
+        }
+        // Sum each token's expert outputs in the order they were chosen.
+        let h = &mut ws.bufs[Buf::H as usize][..n * d];
+        for (t, ht) in h.chunks_exact_mut(d).enumerate() {
+            let outs = &ms.outs[t * k * d..(t + 1) * k * d];
+            ht.copy_from_slice(&outs[..d]);
+            for s in 1..k {
+                ops.add(ht, &outs[s * d..(s + 1) * d]);
+            }
+        }
+    }
 }
 
 impl Cpu<'_> {
-    /// `Att` = attention of `Q` over the cells of layer `kv_layer` (at the current shape).
-    fn attend(&mut self, kv_layer: usize, kq_scale: f32, window: Option<usize>) {
+    /// `Att` = attention of `Q` over the cells of layer `kv_layer` (at the current shape), with
+    /// a sink logit per query head when `sinks` is not empty.
+    fn attend(&mut self, kv_layer: usize, kq_scale: f32, window: Option<usize>, sinks: &[f32]) {
         let n = self.n;
         let hp = self.hp;
         let l = self.shape;
@@ -505,7 +755,7 @@ impl Cpu<'_> {
         else {
             unreachable!("no attention scratch for head size {}", l.head_dim);
         };
-        Ops::detected().attention_ggml_mapped(
+        Ops::detected().attention_ggml_sinks(
             &ws.pool,
             &params,
             &q[..n * l.n_embd_q(hp.n_head)],
@@ -513,6 +763,7 @@ impl Cpu<'_> {
             &ws.attn_rows[..n],
             cells,
             bases,
+            sinks,
             &mut att[..n * l.n_embd_q(hp.n_head)],
             scratch,
         );

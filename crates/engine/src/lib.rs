@@ -18,6 +18,7 @@ pub mod exec;
 pub mod generate;
 pub mod kv_cache;
 pub mod model;
+pub mod moe;
 pub mod perplexity;
 pub mod profile;
 pub mod sampler;

@@ -7,8 +7,9 @@
 
 use kernels::ops::rope::{Rope, RopeMode, RopeParams};
 
-use crate::exec::{Activation, Backend, Buf};
+use crate::exec::{Activation, AttnTemperature, Backend, Buf};
 use crate::model::{Binder, HParams, LoadError, MatRef};
+use crate::moe::{ExpertAct, Gating, Moe};
 
 /// The weights of one self-attention block.
 pub struct Attention {
@@ -101,6 +102,42 @@ pub fn self_attention(
     a: &Attention,
     cfg: &AttentionConfig<'_>,
 ) {
+    self_attention_with(hp, x, il, a, cfg, AttentionExtras::default());
+}
+
+/// Per-layer variations of [`self_attention`].
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionExtras<'a> {
+    /// Rotate queries and keys (SmolLM3 leaves RoPE out of every fourth layer).
+    pub rope: bool,
+    /// Llama 4 / Ministral 3 query temperature by position, after RoPE.
+    pub temperature: Option<AttnTemperature>,
+    /// A sink logit per query head (gpt-oss), or empty.
+    pub sinks: &'a [f32],
+    /// Bias of the output projection (gpt-oss).
+    pub out_bias: Option<&'a [f32]>,
+}
+
+impl Default for AttentionExtras<'_> {
+    fn default() -> Self {
+        AttentionExtras {
+            rope: true,
+            temperature: None,
+            sinks: &[],
+            out_bias: None,
+        }
+    }
+}
+
+/// [`self_attention`] with [`AttentionExtras`].
+pub fn self_attention_with(
+    hp: &HParams,
+    x: &mut dyn Backend,
+    il: usize,
+    a: &Attention,
+    cfg: &AttentionConfig<'_>,
+    extras: AttentionExtras<'_>,
+) {
     x.matmul_many(Buf::H, &[(&a.wq, Buf::Q), (&a.wk, Buf::K), (&a.wv, Buf::V)]);
     if let Some(bias) = &a.bias {
         x.add_bias(Buf::Q, &bias.q);
@@ -111,13 +148,25 @@ pub fn self_attention(
         x.rms_norm_rows(Buf::Q, qn);
         x.rms_norm_rows(Buf::K, kn);
     }
-    x.rope(Buf::Q, hp.n_head, cfg.rope);
-    x.rope(Buf::K, hp.n_head_kv, cfg.rope);
+    if extras.rope {
+        x.rope(Buf::Q, hp.n_head, cfg.rope);
+        x.rope(Buf::K, hp.n_head_kv, cfg.rope);
+    }
+    if let Some(t) = extras.temperature {
+        x.scale_by_position(Buf::Q, t);
+    }
     if cfg.q_scale != 1.0 {
         x.scale(Buf::Q, cfg.q_scale);
     }
-    x.attention(il, cfg.kq_scale, cfg.window);
+    if extras.sinks.is_empty() {
+        x.attention(il, cfg.kq_scale, cfg.window);
+    } else {
+        x.attention_sinks(il, cfg.kq_scale, cfg.window, extras.sinks);
+    }
     x.matmul(&a.wo, Buf::Att, Buf::H);
+    if let Some(b) = extras.out_bias {
+        x.add_bias(Buf::H, b);
+    }
 }
 
 /// The gated feed-forward block: `down(act(gate(x)) · up(x))`.
@@ -182,5 +231,83 @@ pub fn make_rope_n(
     Rope::new(params, freq_factors).map_err(|e| LoadError::BadHParam {
         key: "rope".into(),
         reason: e.to_string(),
+    })
+}
+
+/// What an architecture's mixture-of-experts layers look like beyond their tensors.
+#[derive(Clone, Copy)]
+pub struct MoeParts {
+    pub gating: Gating,
+    pub norm_weights: bool,
+    pub weights_scale: f32,
+    pub act: ExpertAct,
+    /// Whether the experts have `ffn_gate_exps` (otherwise `act(up)` alone).
+    pub gated: bool,
+    /// Per-expert biases and a router bias (gpt-oss).
+    pub biases: bool,
+    /// A selection bias `exp_probs_b`.
+    pub probs_bias: bool,
+}
+
+/// Binds layer `il`'s mixture of experts: router `ffn_gate_inp`, experts
+/// `ffn_{gate,up,down}_exps` (and their biases when `parts.biases`).
+pub fn bind_moe(
+    b: &Binder<'_, '_>,
+    il: usize,
+    hp: &HParams,
+    parts: MoeParts,
+) -> Result<Moe, LoadError> {
+    let n = |t: &str| format!("blk.{il}.{t}");
+    let (d, ne, f) = (hp.n_embd, hp.n_expert, hp.n_ff_exp);
+    if ne == 0 || hp.n_expert_used == 0 || f == 0 {
+        return Err(LoadError::BadHParam {
+            key: "expert_count".into(),
+            reason: format!(
+                "a mixture-of-experts layer needs expert_count, expert_used_count and \
+                 expert_feed_forward_length (found {ne}, {}, {f})",
+                hp.n_expert_used
+            ),
+        });
+    }
+    let vec2 = |t: &str, w: usize| -> Result<Option<Vec<f32>>, LoadError> {
+        if parts.biases {
+            Ok(Some(b.dense_f32(&n(t), ne, w)?))
+        } else {
+            Ok(None)
+        }
+    };
+    Ok(Moe {
+        router: b.mat(&n("ffn_gate_inp.weight"), ne, d)?,
+        router_f32: b.dense_f32(&n("ffn_gate_inp.weight"), ne, d)?,
+        router_bias: if parts.biases {
+            Some(b.vec(&n("ffn_gate_inp.bias"), ne)?)
+        } else {
+            None
+        },
+        probs_bias: if parts.probs_bias {
+            Some(b.vec(&n("exp_probs_b.bias"), ne)?)
+        } else {
+            None
+        },
+        gate: if parts.gated {
+            Some(b.experts(&n("ffn_gate_exps.weight"), ne, f, d)?)
+        } else {
+            None
+        },
+        up: b.experts(&n("ffn_up_exps.weight"), ne, f, d)?,
+        down: b.experts(&n("ffn_down_exps.weight"), ne, d, f)?,
+        gate_bias: if parts.gated {
+            vec2("ffn_gate_exps.bias", f)?
+        } else {
+            None
+        },
+        up_bias: vec2("ffn_up_exps.bias", f)?,
+        down_bias: vec2("ffn_down_exps.bias", d)?,
+        gating: parts.gating,
+        norm_weights: parts.norm_weights,
+        weights_scale: parts.weights_scale,
+        act: parts.act,
+        n_used: hp.n_expert_used,
+        exact: b.ggml_order(),
     })
 }

@@ -2,14 +2,18 @@
 //! RoPE in the "normal" (adjacent pairs) layout with optional per-dimension frequency factors
 //! (`rope_freqs`, Llama 3.1), and a SwiGLU feed-forward block.
 //!
-//! Qwen2 and Qwen3 are this decoder with other attention parts and RoPE layout; their files
-//! reuse [`Weights::bind_with`] and [`forward_decoder`].
+//! Qwen2, Qwen3, Qwen3 MoE, SmolLM3 and Ministral 3 are this decoder with other attention
+//! parts, RoPE layout or feed-forward block (a mixture of experts); their files reuse
+//! [`Weights::bind_decoder`] and [`forward_decoder`].
 
-use super::blocks::{self, Attention, AttentionConfig, AttentionParts, Ffn};
+use super::blocks::{
+    self, Attention, AttentionConfig, AttentionExtras, AttentionParts, Ffn, MoeParts,
+};
 use kernels::ops::rope::{Rope, RopeMode};
 
-use crate::exec::{Activation, Backend, Buf};
+use crate::exec::{Activation, AttnTemperature, Backend, Buf};
 use crate::model::{Binder, HParams, LoadError, MatRef};
+use crate::moe::Moe;
 
 pub struct Layer {
     /// `[n_embd]`
@@ -17,7 +21,25 @@ pub struct Layer {
     pub attn: Attention,
     /// `[n_embd]`
     pub ffn_norm: Vec<f32>,
-    pub ffn: Ffn,
+    pub ffn: FeedForward,
+}
+
+/// A layer's feed-forward block.
+pub enum FeedForward {
+    Dense(Ffn),
+    Experts(Box<Moe>),
+}
+
+/// Which parts a decoder has.
+#[derive(Clone, Copy)]
+pub struct DecoderParts {
+    pub attn: AttentionParts,
+    pub rope_mode: RopeMode,
+    /// A mixture of experts in every layer instead of the dense feed-forward block.
+    pub moe: Option<MoeParts>,
+    /// See [`Weights::no_rope_step`].
+    pub no_rope_step: usize,
+    pub temperature: Option<AttnTemperature>,
 }
 
 pub struct Weights {
@@ -30,6 +52,10 @@ pub struct Weights {
     pub output: MatRef,
     /// RoPE with the model's base, scaling and (Llama 3.1) `rope_freqs` divisors.
     pub rope: Rope,
+    /// Layers `il` with `(il + 1) % no_rope_step == 0` skip RoPE (SmolLM3: 4); 0: none skip.
+    pub no_rope_step: usize,
+    /// Query temperature by position (Ministral 3).
+    pub temperature: Option<AttnTemperature>,
 }
 
 impl Weights {
@@ -52,6 +78,26 @@ impl Weights {
         parts: AttentionParts,
         rope_mode: RopeMode,
     ) -> Result<Weights, LoadError> {
+        Weights::bind_decoder(
+            hp,
+            b,
+            DecoderParts {
+                attn: parts,
+                rope_mode,
+                moe: None,
+                no_rope_step: 0,
+                temperature: None,
+            },
+        )
+    }
+
+    /// Binds the decoder with the given parts.
+    pub fn bind_decoder(
+        hp: &HParams,
+        b: &Binder<'_, '_>,
+        parts: DecoderParts,
+    ) -> Result<Weights, LoadError> {
+        let rope_mode = parts.rope_mode;
         let threads = crate::context::default_threads();
         let (tok_embd, layers) = b.join(
             || b.embedding("token_embd.weight", hp.n_vocab, hp.n_embd),
@@ -59,9 +105,14 @@ impl Weights {
                 b.par_map(hp.n_layer, threads, |il| {
                     Ok(Layer {
                         attn_norm: b.vec(&format!("blk.{il}.attn_norm.weight"), hp.n_embd)?,
-                        attn: Attention::bind(b, il, hp, parts)?,
+                        attn: Attention::bind(b, il, hp, parts.attn)?,
                         ffn_norm: b.vec(&format!("blk.{il}.ffn_norm.weight"), hp.n_embd)?,
-                        ffn: Ffn::bind(b, il, hp)?,
+                        ffn: match parts.moe {
+                            None => FeedForward::Dense(Ffn::bind(b, il, hp)?),
+                            Some(m) => {
+                                FeedForward::Experts(Box::new(blocks::bind_moe(b, il, hp, m)?))
+                            }
+                        },
                     })
                 })
             },
@@ -79,6 +130,8 @@ impl Weights {
                 hp.rope_freq_scale,
                 b.opt_vec("rope_freqs.weight", hp.n_rot / 2)?.as_deref(),
             )?,
+            no_rope_step: parts.no_rope_step,
+            temperature: parts.temperature,
         })
     }
 }
@@ -98,11 +151,19 @@ pub fn forward_decoder(hp: &HParams, w: &Weights, x: &mut dyn Backend, cfg: &Att
     x.embed(&w.tok_embd, 1.0);
     for (il, l) in w.layers.iter().enumerate() {
         x.rms_norm(Buf::X, &l.attn_norm, Buf::H);
-        blocks::self_attention(hp, x, il, &l.attn, cfg);
+        let extras = AttentionExtras {
+            rope: w.no_rope_step == 0 || !(il + 1).is_multiple_of(w.no_rope_step),
+            temperature: w.temperature,
+            ..AttentionExtras::default()
+        };
+        blocks::self_attention_with(hp, x, il, &l.attn, cfg, extras);
         x.add(Buf::X, Buf::H);
 
         x.rms_norm(Buf::X, &l.ffn_norm, Buf::H);
-        blocks::feed_forward(x, &l.ffn, Activation::Silu);
+        match &l.ffn {
+            FeedForward::Dense(f) => blocks::feed_forward(x, f, Activation::Silu),
+            FeedForward::Experts(m) => x.moe(m),
+        }
         x.add(Buf::X, Buf::H);
     }
 }

@@ -7,9 +7,13 @@
 pub(crate) mod blocks;
 pub mod gemma3;
 pub mod gemma4;
+pub mod gptoss;
 pub mod llama;
+pub mod mistral3;
 pub mod qwen2;
 pub mod qwen3;
+pub mod qwen3moe;
+pub mod smollm3;
 
 use kernels::ops::rope::Rope;
 
@@ -22,15 +26,23 @@ pub enum Arch {
     Llama,
     Qwen2,
     Qwen3,
+    Qwen3Moe,
+    Smollm3,
+    Mistral3,
+    GptOss,
     Gemma3,
     Gemma4,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 5] = [
+    pub const ALL: [Arch; 9] = [
         Arch::Llama,
         Arch::Qwen2,
         Arch::Qwen3,
+        Arch::Qwen3Moe,
+        Arch::Smollm3,
+        Arch::Mistral3,
+        Arch::GptOss,
         Arch::Gemma3,
         Arch::Gemma4,
     ];
@@ -46,6 +58,10 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
+            Arch::Qwen3Moe => "qwen3moe",
+            Arch::Smollm3 => "smollm3",
+            Arch::Mistral3 => "mistral3",
+            Arch::GptOss => "gpt-oss",
             Arch::Gemma3 => "gemma3",
             Arch::Gemma4 => "gemma4",
         }
@@ -61,6 +77,10 @@ pub(crate) enum ArchWeights {
     Llama(llama::Weights),
     Qwen2(qwen2::Weights),
     Qwen3(qwen3::Weights),
+    Qwen3Moe(qwen3moe::Weights),
+    Smollm3(smollm3::Weights),
+    Mistral3(mistral3::Weights),
+    GptOss(gptoss::Weights),
     Gemma3(gemma3::Weights),
     Gemma4(gemma4::Weights),
 }
@@ -76,6 +96,10 @@ pub(crate) fn bind(
         Arch::Llama => ArchWeights::Llama(llama::Weights::bind(hp, b)?),
         Arch::Qwen2 => ArchWeights::Qwen2(qwen2::bind(hp, b)?),
         Arch::Qwen3 => ArchWeights::Qwen3(qwen3::bind(hp, b)?),
+        Arch::Qwen3Moe => ArchWeights::Qwen3Moe(qwen3moe::bind(hp, b, keys)?),
+        Arch::Smollm3 => ArchWeights::Smollm3(smollm3::bind(hp, b)?),
+        Arch::Mistral3 => ArchWeights::Mistral3(mistral3::bind(hp, b, keys)?),
+        Arch::GptOss => ArchWeights::GptOss(gptoss::Weights::bind(hp, b, keys)?),
         Arch::Gemma3 => ArchWeights::Gemma3(gemma3::Weights::bind(hp, b, keys)?),
         Arch::Gemma4 => ArchWeights::Gemma4(gemma4::Weights::bind(hp, b, keys)?),
     })
@@ -85,9 +109,13 @@ pub(crate) fn bind(
 /// output norm) in `X`.
 pub(crate) fn forward(hp: &HParams, weights: &ArchWeights, x: &mut dyn Backend) {
     match weights {
-        ArchWeights::Llama(w) | ArchWeights::Qwen2(w) | ArchWeights::Qwen3(w) => {
-            llama::forward(hp, w, x)
-        }
+        ArchWeights::Llama(w)
+        | ArchWeights::Qwen2(w)
+        | ArchWeights::Qwen3(w)
+        | ArchWeights::Qwen3Moe(w)
+        | ArchWeights::Smollm3(w)
+        | ArchWeights::Mistral3(w) => llama::forward(hp, w, x),
+        ArchWeights::GptOss(w) => gptoss::forward(hp, w, x),
         ArchWeights::Gemma3(w) => gemma3::forward(hp, w, x),
         ArchWeights::Gemma4(w) => gemma4::forward(hp, w, x),
     }
@@ -97,9 +125,13 @@ impl ArchWeights {
     /// The output norm weight and the LM head.
     pub(crate) fn head(&self) -> (&[f32], &MatRef) {
         match self {
-            ArchWeights::Llama(w) | ArchWeights::Qwen2(w) | ArchWeights::Qwen3(w) => {
-                (&w.output_norm, &w.output)
-            }
+            ArchWeights::Llama(w)
+            | ArchWeights::Qwen2(w)
+            | ArchWeights::Qwen3(w)
+            | ArchWeights::Qwen3Moe(w)
+            | ArchWeights::Smollm3(w)
+            | ArchWeights::Mistral3(w) => (&w.output_norm, &w.output),
+            ArchWeights::GptOss(w) => (&w.output_norm, &w.output),
             ArchWeights::Gemma3(w) => (&w.output_norm, &w.output),
             ArchWeights::Gemma4(w) => (&w.output_norm, &w.output),
         }
@@ -111,6 +143,10 @@ impl ArchWeights {
             ArchWeights::Llama(_)
             | ArchWeights::Qwen2(_)
             | ArchWeights::Qwen3(_)
+            | ArchWeights::Qwen3Moe(_)
+            | ArchWeights::Smollm3(_)
+            | ArchWeights::Mistral3(_)
+            | ArchWeights::GptOss(_)
             | ArchWeights::Gemma3(_) => None,
             ArchWeights::Gemma4(w) => w.logit_softcap(),
         }
@@ -119,7 +155,13 @@ impl ArchWeights {
     /// The RoPE of layer `il`'s keys.
     pub(crate) fn layer_rope(&self, il: usize) -> &Rope {
         match self {
-            ArchWeights::Llama(w) | ArchWeights::Qwen2(w) | ArchWeights::Qwen3(w) => &w.rope,
+            ArchWeights::Llama(w)
+            | ArchWeights::Qwen2(w)
+            | ArchWeights::Qwen3(w)
+            | ArchWeights::Qwen3Moe(w)
+            | ArchWeights::Smollm3(w)
+            | ArchWeights::Mistral3(w) => &w.rope,
+            ArchWeights::GptOss(w) => &w.rope,
             ArchWeights::Gemma3(w) => w.layer_rope(il),
             ArchWeights::Gemma4(w) => w.layer_rope(il),
         }

@@ -96,6 +96,14 @@ pub struct HParams {
     pub n_embd_per_layer: usize,
     /// The shape of each layer (`n_layer` entries).
     pub layers: Vec<LayerShape>,
+    /// Mixture of experts: experts per layer (0 for a dense model).
+    pub n_expert: usize,
+    /// Experts each token is routed to.
+    pub n_expert_used: usize,
+    /// Hidden width of one expert's feed-forward block (`n_ff_exp`).
+    pub n_ff_exp: usize,
+    /// Hidden width of the shared experts' feed-forward block (`n_ff_shexp`), 0 when none.
+    pub n_ff_shexp: usize,
 }
 
 /// Reads typed keys under one architecture prefix, naming the key in every error.
@@ -282,6 +290,34 @@ fn read_layers(
     Ok(layers)
 }
 
+/// Most experts per layer (llama.cpp's `LLAMA_MAX_EXPERTS`).
+pub const MAX_EXPERTS: usize = 1024;
+
+/// The attention factor RoPE gets, as llama.cpp's context computes it (`llama_context`'s
+/// constructor): with YaRN, `mscale(factor, 1) / mscale(factor, log_mul)` (or `mscale(factor,
+/// 1)` without `yarn_log_multiplier`), divided by the `1 + 0.1·ln(factor)` that ggml's RoPE
+/// multiplies in again; times `rope.scaling.attn_factor`. All in f32 as llama.cpp does.
+fn yarn_attn_factor(scaling: RopeScaling, factor: f32, attn_factor: f32, log_mul: f32) -> f32 {
+    if scaling != RopeScaling::Yarn {
+        return attn_factor;
+    }
+    let mscale = |s: f32, m: f32| {
+        if s <= 1.0 {
+            1.0
+        } else {
+            0.1 * m * s.ln() + 1.0
+        }
+    };
+    // llama.cpp goes through the frequency scale: factor = 1 / (1 / factor).
+    let factor = 1.0 / (1.0 / factor);
+    let a = if log_mul != 0.0 {
+        mscale(factor, 1.0) / mscale(factor, log_mul)
+    } else {
+        mscale(factor, 1.0)
+    };
+    a * (1.0 / (1.0 + 0.1 * factor.ln())) * attn_factor
+}
+
 impl HParams {
     /// Reads the hyper-parameters under `arch`, with llama.cpp's defaults, and checks that they
     /// are consistent.
@@ -363,7 +399,13 @@ impl HParams {
             } else {
                 0.0
             },
-            yarn_attn_factor: k.opt_f32("rope.scaling.attn_factor")?.unwrap_or(1.0),
+            yarn_attn_factor: yarn_attn_factor(
+                scaling,
+                factor,
+                k.opt_f32("rope.scaling.attn_factor")?.unwrap_or(1.0),
+                k.opt_f32("rope.scaling.yarn_log_multiplier")?
+                    .unwrap_or(0.0),
+            ),
             yarn_beta_fast: k.opt_f32("rope.scaling.yarn_beta_fast")?.unwrap_or(32.0),
             yarn_beta_slow: k.opt_f32("rope.scaling.yarn_beta_slow")?.unwrap_or(1.0),
             sliding_window: k.opt_count("attention.sliding_window")?,
@@ -372,6 +414,12 @@ impl HParams {
                 .get_opt::<usize>(&k.key("embedding_length_per_layer_input"))?
                 .unwrap_or(0),
             layers,
+            n_expert: k.opt_count("expert_count")?.unwrap_or(0),
+            n_expert_used: k.opt_count("expert_used_count")?.unwrap_or(0),
+            n_ff_exp: k.opt_count("expert_feed_forward_length")?.unwrap_or(0),
+            n_ff_shexp: k
+                .opt_count("expert_shared_feed_forward_length")?
+                .unwrap_or(0),
         };
         hp.check(arch)?;
         Ok(hp)
@@ -392,6 +440,9 @@ impl HParams {
             ("attention.key_length", self.head_dim_k),
             ("attention.value_length", self.head_dim_v),
             ("context_length", self.n_ctx_train),
+            ("expert_count", self.n_expert),
+            ("expert_feed_forward_length", self.n_ff_exp),
+            ("expert_shared_feed_forward_length", self.n_ff_shexp),
         ] {
             if v > MAX_DIM {
                 return bad(what, format!("{v} is implausibly large"));
@@ -438,6 +489,21 @@ impl HParams {
                 format!(
                     "{} must be even and at most the head size {}",
                     self.n_rot, self.head_dim_k
+                ),
+            );
+        }
+        if self.n_expert > MAX_EXPERTS {
+            return bad(
+                "expert_count",
+                format!("{} is more than {MAX_EXPERTS}", self.n_expert),
+            );
+        }
+        if self.n_expert_used > self.n_expert {
+            return bad(
+                "expert_used_count",
+                format!(
+                    "{} is more than expert_count {}",
+                    self.n_expert_used, self.n_expert
                 ),
             );
         }

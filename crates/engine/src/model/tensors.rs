@@ -40,6 +40,12 @@ pub struct ExpertMats {
     pub experts: Vec<MatRef>,
 }
 
+/// Whether a tensor is a mixture-of-experts router (bound with [`Binder::dense_f32`], not as
+/// a kernel matrix).
+fn is_router(name: &str) -> bool {
+    name.ends_with("ffn_gate_inp.weight") || name.ends_with("ffn_gate_inp_shexp.weight")
+}
+
 /// Looks tensors up in a parsed file and checks their shapes.
 pub struct Binder<'g, 'a> {
     file: &'g Gguf<'a>,
@@ -68,6 +74,7 @@ impl<'g, 'a> Binder<'g, 'a> {
                 .tensors()
                 .iter()
                 .filter(|t| t.shape.iter().filter(|&&d| d > 1).count() >= 2)
+                .filter(|t| !is_router(&t.name))
                 .all(|t| Matrix::ggml_order_available(t.ty));
         Binder {
             file,
@@ -310,6 +317,26 @@ impl<'g, 'a> Binder<'g, 'a> {
             None => Ok(None),
             Some(_) => self.mat(name, rows, cols).map(Some),
         }
+    }
+
+    /// A small dense matrix of `rows` × `cols` (GGUF shape `[cols, rows]`) converted to f32,
+    /// row-major: a mixture-of-experts router (`ffn_gate_inp`), whose products the engine
+    /// computes itself in llama.cpp's f32 order rather than through a kernel matrix.
+    pub fn dense_f32(&self, name: &str, rows: usize, cols: usize) -> Result<Vec<f32>, LoadError> {
+        let t = self.find(name)?;
+        Self::check_shape(t, &[cols, rows])?;
+        let mut out = vec![0.0f32; rows * cols];
+        let bytes = self.file.tensor_data(t);
+        let unsupported = |_| LoadError::UnsupportedType {
+            name: name.to_owned(),
+            ty: t.ty,
+        };
+        let rb = kernels::quant::row_bytes(t.ty, cols).map_err(unsupported)?;
+        for (r, row) in out.chunks_exact_mut(cols.max(1)).enumerate() {
+            kernels::quant::dequantize_row(t.ty, &bytes[r * rb..(r + 1) * rb], row)
+                .map_err(unsupported)?;
+        }
+        Ok(out)
     }
 
     /// A required vector of `len` values, converted to f32.

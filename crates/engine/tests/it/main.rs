@@ -18,3 +18,4 @@ mod synthetic_context_errors;
 mod synthetic_gemma4;
 mod synthetic_load_errors;
 mod synthetic_load_hparams;
+mod tiny_reference;

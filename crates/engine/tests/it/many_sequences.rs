@@ -102,7 +102,12 @@ fn run_alone(model: &Arc<Model>, seq: &Seq) -> Vec<Vec<f32>> {
 }
 
 fn check_together_equals_alone(name: &str, scatter: bool) {
-    let model = load(name);
+    check_model_together_equals_alone(name, &load(name), scatter);
+}
+
+/// Five sequences joining and leaving one context decode, bit for bit, as each alone.
+pub fn check_model_together_equals_alone(name: &str, model: &Arc<Model>, scatter: bool) {
+    let model = model.clone();
     let enc = |t: &str| model.tokenizer.encode(t, true, false);
     let mut seqs: Vec<Seq> = [
         ("The capital of France is", 0, None),
@@ -236,7 +241,13 @@ fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
 fn shift_then_decode_matches_reevaluation() {
     use crate::synth::{self, Arch, Config, Rng, Weights};
     let mut cases = Vec::new();
-    for arch in [Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Gemma3] {
+    for arch in [
+        Arch::Llama,
+        Arch::Qwen2,
+        Arch::Qwen3,
+        Arch::Qwen3Moe,
+        Arch::Gemma3,
+    ] {
         cases.push((arch.name().to_string(), Config::small(arch)));
     }
     cases.push((

@@ -186,6 +186,86 @@ fn qwen3_qk_norm_wide_heads_match_reference() {
     );
 }
 
+#[test]
+fn qwen3moe_experts_match_reference() {
+    // 8 experts, 3 per token, over 12 tokens and 2 layers: every expert is chosen by some
+    // tokens and not others, so a batch mixes the groups.
+    let cfg = Config {
+        vocab: Vocab::Gpt2,
+        seed: 11,
+        ..Config::small(Arch::Qwen3Moe)
+    };
+    check(
+        "qwen3moe",
+        &cfg,
+        12,
+        &[
+            Fault::MoeNoNorm,
+            Fault::MoeTopKShort,
+            Fault::MoeSigmoid,
+            Fault::NoQkNorm,
+        ],
+    );
+}
+
+#[test]
+fn smollm3_no_rope_layers_match_reference() {
+    // Eight layers: 3 and 7 have no RoPE.
+    let cfg = Config {
+        n_layer: 8,
+        seed: 12,
+        ..Config::small(Arch::Smollm3)
+    };
+    check(
+        "smollm3",
+        &cfg,
+        12,
+        &[Fault::RopeEveryLayer, Fault::RopeLayout, Fault::KqScale],
+    );
+}
+
+#[test]
+fn mistral3_query_temperature_matches_reference() {
+    // The temperature steps every 4 positions over 14 tokens.
+    let cfg = Config {
+        temperature: Some((0.5, 4)),
+        seed: 13,
+        ..Config::small(Arch::Mistral3)
+    };
+    check(
+        "mistral3",
+        &cfg,
+        14,
+        &[Fault::NoTemperature, Fault::RopeLayout, Fault::KqScale],
+    );
+}
+
+#[test]
+fn gpt_oss_sinks_biases_and_experts_match_reference() {
+    // Four layers, the even ones sliding over 4 positions of 12; sinks of 0–2 against
+    // scores of a few units; 8 biased experts, 3 per token.
+    let cfg = Config {
+        n_layer: 4,
+        sliding_window: Some(4),
+        seed: 14,
+        ..Config::small(Arch::GptOss)
+    };
+    check(
+        "gpt-oss",
+        &cfg,
+        12,
+        &[
+            Fault::NoSinks,
+            Fault::MoeSoftmaxAll,
+            Fault::PlainSwiglu,
+            Fault::NoExpertBias,
+            Fault::NoBias,
+            Fault::NoWindow,
+            Fault::RopeLayout,
+        ],
+    );
+}
+
 /// Six layers so that layers 0–4 slide and layer 5 is global; window 4 under a 14-token prompt.
 fn gemma3_config() -> Config {
     Config {

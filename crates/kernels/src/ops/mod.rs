@@ -22,7 +22,7 @@
 
 pub mod attention;
 mod generic;
-mod ggml;
+pub mod ggml;
 pub mod rope;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;

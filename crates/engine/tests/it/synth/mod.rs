@@ -20,6 +20,10 @@ pub enum Arch {
     Llama,
     Qwen2,
     Qwen3,
+    Qwen3Moe,
+    Smollm3,
+    Mistral3,
+    GptOss,
     Gemma3,
 }
 
@@ -29,23 +33,43 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
+            Arch::Qwen3Moe => "qwen3moe",
+            Arch::Smollm3 => "smollm3",
+            Arch::Mistral3 => "mistral3",
+            Arch::GptOss => "gpt-oss",
             Arch::Gemma3 => "gemma3",
         }
     }
 
     /// Biases on the q, k and v projections.
     pub fn has_qkv_bias(self) -> bool {
-        self == Arch::Qwen2
+        matches!(self, Arch::Qwen2 | Arch::GptOss)
+    }
+
+    /// gpt-oss's extras: output-projection bias, attention sinks, biased experts weighed by a
+    /// softmax over the chosen logits, `swiglu_oai`, the sliding window on even layers.
+    pub fn is_gpt_oss(self) -> bool {
+        self == Arch::GptOss
     }
 
     /// Per-head RMS norms of queries and keys before RoPE.
     pub fn has_qk_norm(self) -> bool {
-        matches!(self, Arch::Qwen3 | Arch::Gemma3)
+        matches!(self, Arch::Qwen3 | Arch::Qwen3Moe | Arch::Gemma3)
+    }
+
+    /// A mixture of experts in every layer instead of the dense feed-forward block.
+    pub fn has_experts(self) -> bool {
+        matches!(self, Arch::Qwen3Moe | Arch::GptOss)
     }
 
     /// RoPE pairs `(k, k + n_rot/2)` instead of `(2k, 2k+1)`.
     pub fn rope_neox(self) -> bool {
-        self != Arch::Llama
+        !matches!(self, Arch::Llama | Arch::Smollm3 | Arch::Mistral3)
+    }
+
+    /// Layers `il` with `(il + 1) % step == 0` have no RoPE (SmolLM3: 4).
+    pub fn no_rope_step(self) -> Option<usize> {
+        (self == Arch::Smollm3).then_some(4)
     }
 
     /// Gemma's extras: √n_embd embedding scale, post-norms, GeGLU, sliding-window layers.
@@ -100,7 +124,20 @@ pub struct Config {
     pub tied: bool,
     /// Write `attention.key_length` / `value_length` (needed when `n_embd != n_head·head_dim`).
     pub write_head_dim: bool,
+    /// Mixture of experts (architectures with [`Arch::has_experts`]).
+    pub experts: ExpertsCfg,
+    /// Ministral 3's query temperature: `attention.temperature_scale` and the position
+    /// granularity (`rope.scaling.original_context_length`).
+    pub temperature: Option<(f32, usize)>,
     pub seed: u64,
+}
+
+/// The shape of a mixture-of-experts layer.
+#[derive(Clone, Copy, Debug)]
+pub struct ExpertsCfg {
+    pub n_expert: usize,
+    pub n_used: usize,
+    pub n_ff_exp: usize,
 }
 
 impl Config {
@@ -124,6 +161,12 @@ impl Config {
             sliding_window: None,
             tied: false,
             write_head_dim: false,
+            experts: ExpertsCfg {
+                n_expert: 8,
+                n_used: 3,
+                n_ff_exp: 32,
+            },
+            temperature: None,
             seed: 1,
         }
     }
@@ -134,7 +177,12 @@ impl Config {
 
     /// Whether layer `il` attends within the sliding window (Gemma 3: five of every six).
     pub fn is_swa(&self, il: usize) -> bool {
-        self.arch.is_gemma() && self.sliding_window.is_some() && il % 6 < 5
+        self.sliding_window.is_some()
+            && match self.arch {
+                Arch::Gemma3 => il % 6 < 5,
+                Arch::GptOss => il % 2 == 0,
+                _ => false,
+            }
     }
 
     /// RoPE base and linear position scale of layer `il`: the local layers of Gemma 3 use their
@@ -216,6 +264,34 @@ pub struct Layer {
     pub down: Vec<f32>,
     /// Norm of the feed-forward output (Gemma 3).
     pub post_ffw_norm: Option<Vec<f32>>,
+    /// Output-projection bias and a sink logit per head (gpt-oss).
+    pub out_bias: Option<Vec<f32>>,
+    pub sinks: Option<Vec<f32>>,
+    /// The mixture of experts replacing `gate`/`up`/`down` (which are then empty).
+    pub experts: Option<Experts>,
+}
+
+/// A mixture-of-experts layer: the router and each expert's matrices.
+#[derive(Clone, Debug)]
+pub struct Experts {
+    /// `[n_expert][n_embd]`
+    pub router: Vec<f32>,
+    /// Per expert `[n_ff_exp][n_embd]`, `[n_ff_exp][n_embd]`, `[n_embd][n_ff_exp]`.
+    pub gate: Vec<Vec<f32>>,
+    pub up: Vec<Vec<f32>>,
+    pub down: Vec<Vec<f32>>,
+    /// gpt-oss: router bias `[n_expert]`, per-expert gate/up `[n_ff_exp]` and down `[n_embd]`
+    /// biases.
+    pub biases: Option<ExpertBiases>,
+}
+
+/// The biases of gpt-oss's experts.
+#[derive(Clone, Debug)]
+pub struct ExpertBiases {
+    pub router: Vec<f32>,
+    pub gate: Vec<Vec<f32>>,
+    pub up: Vec<Vec<f32>>,
+    pub down: Vec<Vec<f32>>,
 }
 
 /// Every weight of a synthetic model.
@@ -238,6 +314,8 @@ impl Weights {
         let (d, hd) = (cfg.n_embd, cfg.head_dim);
         let (q_w, kv_w) = (cfg.n_head * hd, cfg.n_head_kv * hd);
         let a = cfg.arch;
+        let moe = a.has_experts();
+        let (n_ff, e) = (if moe { 0 } else { cfg.n_ff }, cfg.experts);
         let layers = (0..cfg.n_layer)
             .map(|_| Layer {
                 attn_norm: r.norm(d),
@@ -255,10 +333,29 @@ impl Weights {
                 qk_norm: a.has_qk_norm().then(|| [r.norm(hd), r.norm(hd)]),
                 post_attn_norm: a.is_gemma().then(|| r.norm(d)),
                 ffn_norm: r.norm(d),
-                gate: r.mat(cfg.n_ff, d),
-                up: r.mat(cfg.n_ff, d),
-                down: r.mat(d, cfg.n_ff),
+                gate: r.mat(n_ff, d),
+                up: r.mat(n_ff, d),
+                down: r.mat(d, n_ff),
                 post_ffw_norm: a.is_gemma().then(|| r.norm(d)),
+                out_bias: a.is_gpt_oss().then(|| r.vec(d, -0.5, 0.5)),
+                sinks: a.is_gpt_oss().then(|| r.vec(cfg.n_head, 0.0, 2.0)),
+                experts: moe.then(|| Experts {
+                    // Router logits of a few units, so the choice is far from ties.
+                    router: r.vec(e.n_expert * d, -0.6, 0.6),
+                    gate: (0..e.n_expert).map(|_| r.mat(e.n_ff_exp, d)).collect(),
+                    up: (0..e.n_expert).map(|_| r.mat(e.n_ff_exp, d)).collect(),
+                    down: (0..e.n_expert).map(|_| r.mat(d, e.n_ff_exp)).collect(),
+                    biases: a.is_gpt_oss().then(|| ExpertBiases {
+                        router: r.vec(e.n_expert, -0.5, 0.5),
+                        gate: (0..e.n_expert)
+                            .map(|_| r.vec(e.n_ff_exp, -0.5, 0.5))
+                            .collect(),
+                        up: (0..e.n_expert)
+                            .map(|_| r.vec(e.n_ff_exp, -0.5, 0.5))
+                            .collect(),
+                        down: (0..e.n_expert).map(|_| r.vec(d, -0.5, 0.5)).collect(),
+                    }),
+                }),
             })
             .collect();
         let n_vocab = cfg.n_vocab();
@@ -405,6 +502,19 @@ pub fn build(cfg: &Config, w: &Weights) -> Builder<'static> {
         b.set(key("attention.sliding_window"), u32_of(window))
             .unwrap();
     }
+    if let Some((scale, floor)) = cfg.temperature {
+        b.set(key("attention.temperature_scale"), Value::F32(scale))
+            .unwrap();
+        b.set(key("rope.scaling.original_context_length"), u32_of(floor))
+            .unwrap();
+    }
+    if cfg.arch.has_experts() {
+        let e = cfg.experts;
+        b.set(key("expert_count"), u32_of(e.n_expert)).unwrap();
+        b.set(key("expert_used_count"), u32_of(e.n_used)).unwrap();
+        b.set(key("expert_feed_forward_length"), u32_of(e.n_ff_exp))
+            .unwrap();
+    }
     match cfg.vocab {
         Vocab::Spm => spm_vocab(&mut b),
         Vocab::Gpt2 => gpt2_vocab(&mut b),
@@ -433,13 +543,50 @@ pub fn build(cfg: &Config, w: &Weights) -> Builder<'static> {
             add_f32(&mut b, &n("attn_q_norm.weight"), &[hd], qn);
             add_f32(&mut b, &n("attn_k_norm.weight"), &[hd], kn);
         }
+        if let Some(ob) = &l.out_bias {
+            add_f32(&mut b, &n("attn_output.bias"), &[d], ob);
+        }
+        if let Some(sk) = &l.sinks {
+            add_f32(&mut b, &n("attn_sinks.weight"), &[sk.len() as u64], sk);
+        }
         if let Some(pn) = &l.post_attn_norm {
             add_f32(&mut b, &n("post_attention_norm.weight"), &[d], pn);
         }
-        add_f32(&mut b, &n("ffn_norm.weight"), &[d], &l.ffn_norm);
-        add_f32(&mut b, &n("ffn_gate.weight"), &[d, ff], &l.gate);
-        add_f32(&mut b, &n("ffn_up.weight"), &[d, ff], &l.up);
-        add_f32(&mut b, &n("ffn_down.weight"), &[ff, d], &l.down);
+        // gpt-oss's file calls the norm before its experts `post_attention_norm`.
+        let ffn_norm = if cfg.arch.is_gpt_oss() {
+            "post_attention_norm.weight"
+        } else {
+            "ffn_norm.weight"
+        };
+        add_f32(&mut b, &n(ffn_norm), &[d], &l.ffn_norm);
+        if let Some(x) = &l.experts {
+            let (ne, f) = (x.gate.len() as u64, cfg.experts.n_ff_exp as u64);
+            let cat = |m: &[Vec<f32>]| m.concat();
+            add_f32(&mut b, &n("ffn_gate_inp.weight"), &[d, ne], &x.router);
+            add_f32(
+                &mut b,
+                &n("ffn_gate_exps.weight"),
+                &[d, f, ne],
+                &cat(&x.gate),
+            );
+            add_f32(&mut b, &n("ffn_up_exps.weight"), &[d, f, ne], &cat(&x.up));
+            add_f32(
+                &mut b,
+                &n("ffn_down_exps.weight"),
+                &[f, d, ne],
+                &cat(&x.down),
+            );
+            if let Some(eb) = &x.biases {
+                add_f32(&mut b, &n("ffn_gate_inp.bias"), &[ne], &eb.router);
+                add_f32(&mut b, &n("ffn_gate_exps.bias"), &[f, ne], &cat(&eb.gate));
+                add_f32(&mut b, &n("ffn_up_exps.bias"), &[f, ne], &cat(&eb.up));
+                add_f32(&mut b, &n("ffn_down_exps.bias"), &[d, ne], &cat(&eb.down));
+            }
+        } else {
+            add_f32(&mut b, &n("ffn_gate.weight"), &[d, ff], &l.gate);
+            add_f32(&mut b, &n("ffn_up.weight"), &[d, ff], &l.up);
+            add_f32(&mut b, &n("ffn_down.weight"), &[ff, d], &l.down);
+        }
         if let Some(pn) = &l.post_ffw_norm {
             add_f32(&mut b, &n("post_ffw_norm.weight"), &[d], pn);
         }

@@ -39,6 +39,25 @@ pub enum Fault {
     Activation,
     /// GQA maps query head `h` to kv head `h % n_head_kv` instead of `h / group`.
     GqaInterleaved,
+    /// The chosen experts' weights are not renormalised to sum to 1.
+    MoeNoNorm,
+    /// One expert fewer per token.
+    MoeTopKShort,
+    /// Sigmoid of the router logits instead of their softmax.
+    MoeSigmoid,
+    /// RoPE in every layer (SmolLM3 leaves every fourth out).
+    RopeEveryLayer,
+    /// The query temperature is left out.
+    NoTemperature,
+    /// The attention sinks are left out.
+    NoSinks,
+    /// gpt-oss's weights: the chosen experts' probabilities from a softmax over all experts
+    /// instead of a softmax over the chosen logits.
+    MoeSoftmaxAll,
+    /// gpt-oss's activation as plain SwiGLU.
+    PlainSwiglu,
+    /// The experts' biases are left out.
+    NoExpertBias,
 }
 
 fn rms_norm(x: &[f64], w: &[f32], eps: f64) -> Vec<f64> {
@@ -153,6 +172,17 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
             _ => None,
         };
 
+        let rotate = match cfg.arch.no_rope_step() {
+            Some(step) => !(il + 1).is_multiple_of(step) || fault(Fault::RopeEveryLayer),
+            None => true,
+        };
+        let temperature = |pos: usize| match cfg.temperature {
+            Some((t, floor)) if !fault(Fault::NoTemperature) => {
+                1.0 + f64::from(t) * ((pos / floor) as f64 + 1.0).ln()
+            }
+            _ => 1.0,
+        };
+
         // Queries, keys, values of every position.
         let mut qs = Vec::new();
         let mut ks = Vec::new();
@@ -175,9 +205,12 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
                         let normed = rms_norm(head, &n[norm], eps);
                         head.copy_from_slice(&normed);
                     }
-                    rope(head, pos, cfg.n_rot, base, scale, ff, neox);
+                    if rotate {
+                        rope(head, pos, cfg.n_rot, base, scale, ff, neox);
+                    }
                 }
             }
+            q.iter_mut().for_each(|v| *v *= temperature(pos));
             qs.push(q);
             ks.push(k.into_iter().map(round).collect::<Vec<_>>());
             vs.push(v.into_iter().map(round).collect::<Vec<_>>());
@@ -212,9 +245,18 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
                 let scores: Vec<f64> = (first..=pos)
                     .map(|j| q.iter().zip(kv(&ks[j])).map(|(a, b)| a * b).sum::<f64>() * s_scale)
                     .collect();
-                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let sink = l
+                    .sinks
+                    .as_ref()
+                    .filter(|_| !fault(Fault::NoSinks))
+                    .map(|s| f64::from(s[h]));
+                let max = scores
+                    .iter()
+                    .copied()
+                    .chain(sink)
+                    .fold(f64::NEG_INFINITY, f64::max);
                 let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-                let sum: f64 = exps.iter().sum();
+                let sum: f64 = exps.iter().sum::<f64>() + sink.map_or(0.0, |s| (s - max).exp());
                 let out = &mut att[h * hd..(h + 1) * hd];
                 for (j, e) in (first..=pos).zip(&exps) {
                     for (o, v) in out.iter_mut().zip(kv(&vs[j])) {
@@ -223,6 +265,9 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
                 }
             }
             let mut o = matvec(&l.wo, &att);
+            if let Some(ob) = &l.out_bias {
+                o.iter_mut().zip(ob).for_each(|(v, &b)| *v += f64::from(b));
+            }
             if let Some(pn) = l
                 .post_attn_norm
                 .as_ref()
@@ -231,6 +276,20 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
                 o = rms_norm(&o, pn, eps);
             }
             add_into(xp, &o);
+        }
+
+        // Mixture of experts.
+        if let Some(e) = &l.experts {
+            for xp in &mut x {
+                let h = rms_norm(xp, &l.ffn_norm, eps);
+                let o = if cfg.arch.is_gpt_oss() {
+                    experts_oai(e, &h, cfg.experts.n_used, opt.fault)
+                } else {
+                    experts(e, &h, cfg.experts.n_used, opt.fault)
+                };
+                add_into(xp, &o);
+            }
+            continue;
         }
 
         // Gated feed-forward.
@@ -260,6 +319,97 @@ pub fn forward(cfg: &Config, w: &Weights, tokens: &[u32], opt: Options) -> Vec<V
     x.iter()
         .map(|xp| matvec(head, &rms_norm(xp, &w.output_norm, eps)))
         .collect()
+}
+
+/// Qwen3 MoE's block: softmax over the router logits, the `k` most probable experts (lower id
+/// first on ties), their probabilities renormalised, `Σ w · down(silu(gate·h) · up·h)`.
+fn experts(e: &super::Experts, h: &[f64], k: usize, fault: Option<Fault>) -> Vec<f64> {
+    let logits = matvec(&e.router, h);
+    let probs: Vec<f64> = if fault == Some(Fault::MoeSigmoid) {
+        logits.iter().map(|l| 1.0 / (1.0 + (-l).exp())).collect()
+    } else {
+        let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let exps: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+        let sum: f64 = exps.iter().sum();
+        exps.iter().map(|v| v / sum).collect()
+    };
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    let k = if fault == Some(Fault::MoeTopKShort) {
+        k - 1
+    } else {
+        k
+    };
+    let chosen = &order[..k];
+    let sum: f64 = chosen.iter().map(|&i| probs[i]).sum();
+    let mut out = vec![0.0; h.len()];
+    for &i in chosen {
+        let w = if fault == Some(Fault::MoeNoNorm) {
+            probs[i]
+        } else {
+            probs[i] / sum
+        };
+        let g = matvec(&e.gate[i], h);
+        let u = matvec(&e.up[i], h);
+        let a: Vec<f64> = g.iter().zip(&u).map(|(&g, &u)| silu(g) * u).collect();
+        let y = matvec(&e.down[i], &a);
+        out.iter_mut().zip(&y).for_each(|(o, v)| *o += w * v);
+    }
+    out
+}
+
+/// gpt-oss's block: router logits plus bias, the `k` largest, weights a softmax over those
+/// `k` logits, each expert `down(swiglu_oai(gate·h + bg, up·h + bu)) + bd`.
+fn experts_oai(e: &super::Experts, h: &[f64], k: usize, fault: Option<Fault>) -> Vec<f64> {
+    let fault = |f: Fault| fault == Some(f);
+    let b = e.biases.as_ref().unwrap();
+    let bias = |v: &mut Vec<f64>, b: &[f32]| {
+        if !fault(Fault::NoExpertBias) {
+            v.iter_mut().zip(b).for_each(|(x, &y)| *x += f64::from(y));
+        }
+    };
+    let mut logits = matvec(&e.router, h);
+    bias(&mut logits, &b.router);
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &c| logits[c].total_cmp(&logits[a]));
+    let chosen = &order[..k];
+    let softmax = |xs: &[f64]| -> Vec<f64> {
+        let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = xs.iter().map(|x| (x - max).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.iter().map(|v| v / s).collect()
+    };
+    let weights: Vec<f64> = if fault(Fault::MoeSoftmaxAll) {
+        let all = softmax(&logits);
+        chosen.iter().map(|&i| all[i]).collect()
+    } else {
+        softmax(&chosen.iter().map(|&i| logits[i]).collect::<Vec<_>>())
+    };
+    let (alpha, limit) = (1.702, 7.0);
+    let mut out = vec![0.0; h.len()];
+    for (&i, w) in chosen.iter().zip(weights) {
+        let mut g = matvec(&e.gate[i], h);
+        bias(&mut g, &b.gate[i]);
+        let mut u = matvec(&e.up[i], h);
+        bias(&mut u, &b.up[i]);
+        let a: Vec<f64> = g
+            .iter()
+            .zip(&u)
+            .map(|(&g, &u)| {
+                if fault(Fault::PlainSwiglu) {
+                    silu(g) * u
+                } else {
+                    let x = g.min(limit);
+                    let y = u.clamp(-limit, limit);
+                    x / (1.0 + (-alpha * x).exp()) * (y + 1.0)
+                }
+            })
+            .collect();
+        let mut y = matvec(&e.down[i], &a);
+        bias(&mut y, &b.down[i]);
+        out.iter_mut().zip(&y).for_each(|(o, v)| *o += w * v);
+    }
+    out
 }
 
 /// The error measure of these tests: the largest `max |Δ| / max |reference logit|` over

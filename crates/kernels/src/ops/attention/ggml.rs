@@ -142,6 +142,45 @@ impl Ops {
         out: &mut [f32],
         scratch: &mut AttentionScratch,
     ) {
+        self.attention_ggml_sinks(
+            pool,
+            params,
+            q,
+            cache,
+            rows,
+            cells,
+            bases,
+            &[],
+            out,
+            scratch,
+        );
+    }
+
+    /// [`Ops::attention_ggml_mapped`] with attention sinks (gpt-oss): `sinks[h]` (one per query
+    /// head, or empty for none) is a logit that takes part in head `h`'s softmax without a value,
+    /// as `ggml_soft_max_ext`'s sinks do: the maximum includes it, and `expf(sink − max)` is
+    /// added to the f64 sum after the cells' blocks.
+    ///
+    /// # Panics
+    /// As [`Ops::attention_ggml_mapped`], and if `sinks` is neither empty nor `n_head` long.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_ggml_sinks(
+        self,
+        pool: &ThreadPool,
+        params: &AttentionParams,
+        q: &[f32],
+        cache: &KvCache<'_>,
+        rows: &[Range<usize>],
+        cells: &[u32],
+        bases: &[usize],
+        sinks: &[f32],
+        out: &mut [f32],
+        scratch: &mut AttentionScratch,
+    ) {
+        assert!(
+            sinks.is_empty() || sinks.len() == params.n_head,
+            "attention: one sink per query head"
+        );
         let (n_tokens, len) = params.check_batch(q, out, rows);
         assert!(
             bases.is_empty() || bases.len() == n_tokens,
@@ -225,6 +264,7 @@ impl Ops {
                     rows: rows[t].clone(),
                     map: map(t),
                     batched,
+                    sinks: sinks.get(h0..h1).unwrap_or(&[]),
                 };
                 self.attend_group_ggml(params, cache, &task, out, s32, s16);
             }
@@ -291,8 +331,15 @@ impl Ops {
                 }
             }
             self.scale(live, params.scale);
-            let m = self.max(live);
-            let sum = self.exp_block_sums_ggml(row, m);
+            let sink = task.sinks.get(h).copied();
+            let m = match sink {
+                Some(s) => self.max(live).max(s),
+                None => self.max(live),
+            };
+            let mut sum = self.exp_block_sums_ggml(row, m);
+            if let Some(s) = sink {
+                sum += f64::from((s - m).exp());
+            }
             self.scale(row, (1.0 / sum) as f32);
             // The probabilities as `mul_mat` converts them, held as f32.
             self.f32_to_f16(&mut s16[..w], row);
@@ -324,4 +371,6 @@ struct GroupTask<'a> {
     map: Option<&'a [u32]>,
     /// Part of a batch of several tokens (llamafile sgemm's order) rather than one.
     batched: bool,
+    /// The sinks of heads `h0..h1` (empty: none).
+    sinks: &'a [f32],
 }

@@ -1,0 +1,238 @@
+//! A real-shaped synthetic `qwen3moe` for speed measurements, written by our GGUF writer:
+//! random weights in llama-quantize's Q4_K_M mix (Q4_K, with Q6_K for the LM head and for
+//! `attn_v` / `ffn_down_exps` in the layers `use_more_bits` picks; router and norms F32), and
+//! the tokenizer copied from another GGUF file.
+//!
+//! ```text
+//! cargo run --release -p engine --example synth_moe -- TOKENIZER.gguf OUT.gguf \
+//!     [n_layer n_embd n_expert n_used n_ff_exp]      # default 48 768 64 8 256
+//! ```
+//!
+//! The default is Qwen3-30B-A3B scaled down: 48 layers, 64 experts (8 per token) of width 256
+//! over a residual of 768, 12 query / 4 key-value heads of 64: about 2.0 B parameters, 0.38 B
+//! of them active per token.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::BufWriter;
+
+use gguf::{Builder, GgmlType, Gguf, Value};
+
+/// splitmix64.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+/// `rows × cols` uniform values of unit-variance products, quantized to `ty` on two threads.
+fn matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+    let rb = kernels::quant::row_bytes(ty, cols).unwrap();
+    let mut out = vec![0u8; rows * rb];
+    let s = (3.0 / cols as f32).sqrt();
+    let half = rows.div_ceil(2);
+    std::thread::scope(|sc| {
+        for (part, chunk) in out.chunks_mut(half * rb).enumerate() {
+            sc.spawn(move || {
+                let mut row = vec![0.0f32; cols];
+                for (i, dst) in chunk.chunks_exact_mut(rb).enumerate() {
+                    let r = part * half + i;
+                    let mut rng = Rng(seed ^ (r as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+                    row.iter_mut().for_each(|v| *v = rng.next() * s);
+                    if ty == GgmlType::F32 {
+                        dst.copy_from_slice(bytemuck::cast_slice(&row));
+                    } else {
+                        kernels::quant::quantize_row(ty, &row, dst).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    out
+}
+
+fn f32s(v: &[f32]) -> Vec<u8> {
+    bytemuck::cast_slice(v).to_vec()
+}
+
+/// llama-quantize's `use_more_bits`: the first and last eighth of the layers and every third
+/// in between get more bits in the `_M` mixes.
+fn use_more_bits(i: usize, n: usize) -> bool {
+    i < n / 8 || i >= 7 * n / 8 || (i >= n / 8 && (i - n / 8) % 3 == 2)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 2 {
+        eprintln!(
+            "usage: synth_moe TOKENIZER.gguf OUT.gguf [n_layer n_embd n_expert n_used n_ff_exp]"
+        );
+        std::process::exit(2);
+    }
+    let num = |i: usize, d: usize| args.get(i).map_or(d, |a| a.parse().unwrap());
+    let (n_layer, d, n_expert, n_used, f) =
+        (num(2, 48), num(3, 768), num(4, 64), num(5, 8), num(6, 256));
+    let (hd, n_head, n_kv) = (64usize, d / 64, 4usize);
+    let tok_bytes = std::fs::read(&args[0]).unwrap();
+    let tok = Gguf::parse(&tok_bytes).unwrap();
+    let n_vocab = match tok.get_opt::<Value<'_>>("tokenizer.ggml.tokens").unwrap() {
+        Some(Value::Array(a)) => a.len(),
+        _ => panic!("no tokenizer.ggml.tokens in {}", args[0]),
+    };
+
+    let mut b = Builder::new();
+    let key = |k: &str| format!("qwen3moe.{k}");
+    let u = |v: usize| Value::U32(v as u32);
+    b.set("general.architecture", Value::string("qwen3moe"))
+        .unwrap();
+    b.set("general.name", Value::string("synthetic qwen3moe"))
+        .unwrap();
+    b.set("general.file_type", Value::U32(15)).unwrap();
+    b.set("general.quantization_version", Value::U32(2))
+        .unwrap();
+    b.set(key("context_length"), u(4096)).unwrap();
+    b.set(key("embedding_length"), u(d)).unwrap();
+    b.set(key("block_count"), u(n_layer)).unwrap();
+    b.set(key("feed_forward_length"), u(f * n_used)).unwrap();
+    b.set(key("attention.head_count"), u(n_head)).unwrap();
+    b.set(key("attention.head_count_kv"), u(n_kv)).unwrap();
+    b.set(key("attention.key_length"), u(hd)).unwrap();
+    b.set(key("attention.value_length"), u(hd)).unwrap();
+    b.set(key("rope.freq_base"), Value::F32(1_000_000.0))
+        .unwrap();
+    b.set(key("attention.layer_norm_rms_epsilon"), Value::F32(1e-6))
+        .unwrap();
+    b.set(key("expert_count"), u(n_expert)).unwrap();
+    b.set(key("expert_used_count"), u(n_used)).unwrap();
+    b.set(key("expert_feed_forward_length"), u(f)).unwrap();
+    for (k, v) in tok.metadata() {
+        if k.starts_with("tokenizer.") {
+            b.set(k.to_string(), v.clone()).unwrap();
+        }
+    }
+
+    let (q4, q6) = (GgmlType::Q4_K, GgmlType::Q6_K);
+    let norm = |n: usize, seed: u64| {
+        let mut r = Rng(seed);
+        f32s(&(0..n).map(|_| 1.0 + 0.2 * r.next()).collect::<Vec<_>>())
+    };
+    let mut seed = 1u64;
+    let mut next_seed = || {
+        seed += 1;
+        seed * 0x9E37_79B9
+    };
+    let (d64, v64) = (d as u64, n_vocab as u64);
+    b.add_tensor(
+        "token_embd.weight",
+        q4,
+        &[d64, v64],
+        matrix(q4, n_vocab, d, next_seed()),
+    )
+    .unwrap();
+    b.add_tensor(
+        "output_norm.weight",
+        GgmlType::F32,
+        &[d64],
+        norm(d, next_seed()),
+    )
+    .unwrap();
+    b.add_tensor(
+        "output.weight",
+        q6,
+        &[d64, v64],
+        matrix(q6, n_vocab, d, next_seed()),
+    )
+    .unwrap();
+    let (qw, kvw) = ((n_head * hd) as u64, (n_kv * hd) as u64);
+    for il in 0..n_layer {
+        eprint!("\rlayer {}/{n_layer}", il + 1);
+        let n = |t: &str| format!("blk.{il}.{t}");
+        let more = if use_more_bits(il, n_layer) { q6 } else { q4 };
+        let mut add = |name: String, ty: GgmlType, shape: &[u64], data: Vec<u8>| {
+            b.add_tensor(name, ty, shape, data).unwrap();
+        };
+        add(
+            n("attn_norm.weight"),
+            GgmlType::F32,
+            &[d64],
+            norm(d, next_seed()),
+        );
+        add(
+            n("attn_q.weight"),
+            q4,
+            &[d64, qw],
+            matrix(q4, qw as usize, d, next_seed()),
+        );
+        add(
+            n("attn_k.weight"),
+            q4,
+            &[d64, kvw],
+            matrix(q4, kvw as usize, d, next_seed()),
+        );
+        add(
+            n("attn_v.weight"),
+            more,
+            &[d64, kvw],
+            matrix(more, kvw as usize, d, next_seed()),
+        );
+        add(
+            n("attn_output.weight"),
+            q4,
+            &[qw, d64],
+            matrix(q4, d, qw as usize, next_seed()),
+        );
+        add(
+            n("attn_q_norm.weight"),
+            GgmlType::F32,
+            &[hd as u64],
+            norm(hd, next_seed()),
+        );
+        add(
+            n("attn_k_norm.weight"),
+            GgmlType::F32,
+            &[hd as u64],
+            norm(hd, next_seed()),
+        );
+        add(
+            n("ffn_norm.weight"),
+            GgmlType::F32,
+            &[d64],
+            norm(d, next_seed()),
+        );
+        let (ne, f64_) = (n_expert as u64, f as u64);
+        add(
+            n("ffn_gate_inp.weight"),
+            GgmlType::F32,
+            &[d64, ne],
+            matrix(GgmlType::F32, n_expert, d, next_seed()),
+        );
+        add(
+            n("ffn_gate_exps.weight"),
+            q4,
+            &[d64, f64_, ne],
+            matrix(q4, n_expert * f, d, next_seed()),
+        );
+        add(
+            n("ffn_up_exps.weight"),
+            q4,
+            &[d64, f64_, ne],
+            matrix(q4, n_expert * f, d, next_seed()),
+        );
+        add(
+            n("ffn_down_exps.weight"),
+            more,
+            &[f64_, d64, ne],
+            matrix(more, n_expert * d, f, next_seed()),
+        );
+    }
+    eprintln!();
+    let out = std::fs::File::create(&args[1]).unwrap();
+    let bytes = b.write_to(BufWriter::new(out)).unwrap();
+    eprintln!("wrote {} ({:.2} GB)", args[1], bytes as f64 / 1e9);
+}
