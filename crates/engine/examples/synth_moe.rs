@@ -64,7 +64,7 @@ fn f32s(v: &[f32]) -> Vec<u8> {
 /// llama-quantize's `use_more_bits`: the first and last eighth of the layers and every third
 /// in between get more bits in the `_M` mixes.
 fn use_more_bits(i: usize, n: usize) -> bool {
-    i < n / 8 || i >= 7 * n / 8 || (i >= n / 8 && (i - n / 8) % 3 == 2)
+    i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
 }
 
 fn main() {
@@ -81,7 +81,7 @@ fn main() {
     let (hd, n_head, n_kv) = (64usize, d / 64, 4usize);
     let tok_bytes = std::fs::read(&args[0]).unwrap();
     let tok = Gguf::parse(&tok_bytes).unwrap();
-    let n_vocab = match tok.get_opt::<Value<'_>>("tokenizer.ggml.tokens").unwrap() {
+    let n_vocab = match tok.get("tokenizer.ggml.tokens") {
         Some(Value::Array(a)) => a.len(),
         _ => panic!("no tokenizer.ggml.tokens in {}", args[0]),
     };

@@ -24,10 +24,12 @@ pub struct Layer {
     pub ffn: FeedForward,
 }
 
-/// A layer's feed-forward block.
+/// A layer's feed-forward block. (Built once per layer at load, so the variants' sizes do not
+/// matter.)
+#[allow(clippy::large_enum_variant)]
 pub enum FeedForward {
     Dense(Ffn),
-    Experts(Box<Moe>),
+    Experts(Moe),
 }
 
 /// Which parts a decoder has.
@@ -109,9 +111,7 @@ impl Weights {
                         ffn_norm: b.vec(&format!("blk.{il}.ffn_norm.weight"), hp.n_embd)?,
                         ffn: match parts.moe {
                             None => FeedForward::Dense(Ffn::bind(b, il, hp)?),
-                            Some(m) => {
-                                FeedForward::Experts(Box::new(blocks::bind_moe(b, il, hp, m)?))
-                            }
+                            Some(m) => FeedForward::Experts(blocks::bind_moe(b, il, hp, m)?),
                         },
                     })
                 })

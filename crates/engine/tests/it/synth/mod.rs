@@ -180,7 +180,7 @@ impl Config {
         self.sliding_window.is_some()
             && match self.arch {
                 Arch::Gemma3 => il % 6 < 5,
-                Arch::GptOss => il % 2 == 0,
+                Arch::GptOss => il.is_multiple_of(2),
                 _ => false,
             }
     }
