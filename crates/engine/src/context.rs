@@ -183,12 +183,13 @@ impl Context {
             OUTPUT_CHUNK,
             params.batch_invariant,
         );
-        let kv = KvStore::new(
-            hp.n_layer,
-            params.n_ctx,
-            hp.n_embd_k_gqa(),
-            hp.n_embd_v_gqa(),
-        );
+        let widths: Vec<(usize, usize)> = (hp.layers.iter().enumerate())
+            .map(|(il, l)| {
+                let w = if l.has_kv(il) { l.n_embd_kv() } else { 0 };
+                (w, w)
+            })
+            .collect();
+        let kv = KvStore::with_widths(params.n_ctx, &widths);
         let params = ContextParams {
             n_batch: nb,
             ..params
@@ -536,16 +537,8 @@ impl Context {
         }
         build_maps(ws, &self.kv, seqs);
         let hp = &self.model.hparams;
-        let mut cpu = Cpu {
-            hp,
-            ws,
-            kv: &mut self.kv,
-            n,
-            observer: match observer {
-                Some(o) => Some(o),
-                None => None,
-            },
-        };
+        let mut cpu = Cpu::new(hp, ws, &mut self.kv, n);
+        cpu.observer = observer;
         arch::forward(hp, &self.model.weights, &mut cpu);
     }
 
@@ -579,6 +572,13 @@ impl Context {
         if let Err(e) = result {
             panic!("LM head: {e}");
         }
+        if let Some(cap) = model.weights.logit_softcap() {
+            // ggml's order: scale by 1/cap, tanh, scale by cap
+            let inv = 1.0 / cap;
+            for v in &mut ws.logits[..n * hp.n_vocab] {
+                *v = (*v * inv).tanh() * cap;
+            }
+        }
     }
 
     /// Re-rotates the cached keys of cells whose positions moved (K-shift).
@@ -590,8 +590,12 @@ impl Context {
         }
         let hp = &self.model.hparams;
         let ops = Ops::detected();
-        let kw = hp.n_embd_k_gqa();
         for il in 0..hp.n_layer {
+            let l = hp.layer(il);
+            let kw = self.kv.key_width(il);
+            if kw == 0 {
+                continue;
+            }
             let rope = self.model.weights.layer_rope(il);
             for chunk in ws.shifts.chunks(self.params.n_batch) {
                 let buf = &mut ws.bufs[Buf::K as usize][..chunk.len() * kw];
@@ -604,7 +608,7 @@ impl Context {
                         .iter()
                         .map(|&(_, d)| d.clamp(i32::MIN.into(), i32::MAX.into()) as i32),
                 );
-                ops.rope(rope, buf, hp.n_head_kv, hp.head_dim_k, &ws.positions);
+                ops.rope(rope, buf, l.n_head_kv, l.head_dim, &ws.positions);
                 for (row, &(c, _)) in buf.chunks_exact(kw).zip(chunk) {
                     ops.f32_to_f16(self.kv.key_row_mut(il, c as usize), row);
                 }

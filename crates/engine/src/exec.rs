@@ -18,7 +18,7 @@ use kernels::ops::rope::Rope;
 use kernels::pool::ThreadPool;
 
 use crate::kv_cache::KvStore;
-use crate::model::{ExpertMats, HParams, MatRef};
+use crate::model::{ExpertMats, HParams, LayerShape, MatRef};
 use crate::moe::{self, ExpertAct, Moe};
 use crate::profile::{self, Op};
 
@@ -42,20 +42,41 @@ pub enum Buf {
     /// Feed-forward hidden activations (`n_ff`).
     FfA,
     FfB,
+    /// Per-layer embeddings of every layer (`n_layer · n_embd_per_layer`; Gemma 4's E models,
+    /// empty otherwise), and their projection from the token embeddings.
+    Ple,
+    PleProj,
+    /// One layer's per-layer input activations (`n_embd_per_layer`).
+    PleH,
 }
 
-const N_BUF: usize = 8;
+const N_BUF: usize = 11;
 
 impl Buf {
-    fn width(self, hp: &HParams) -> usize {
+    /// Width of one row at layer shape `l` (the shape of the layer being computed; buffers are
+    /// allocated at the model's largest).
+    fn width(self, hp: &HParams, l: &LayerShape) -> usize {
         match self {
             Buf::X | Buf::H => hp.n_embd,
-            Buf::Q => hp.n_embd_q(),
-            Buf::K => hp.n_embd_k_gqa(),
-            Buf::V => hp.n_embd_v_gqa(),
-            Buf::Att => hp.n_head * hp.head_dim_v,
-            Buf::FfA | Buf::FfB => hp.n_ff,
+            Buf::Q | Buf::Att => hp.n_head * l.head_dim,
+            Buf::K | Buf::V => l.n_embd_kv(),
+            Buf::FfA | Buf::FfB => l.n_ff,
+            Buf::Ple | Buf::PleProj => hp.n_layer * hp.n_embd_per_layer,
+            Buf::PleH => hp.n_embd_per_layer,
         }
+    }
+
+    /// The largest width over the layers.
+    fn max_width(self, hp: &HParams) -> usize {
+        let max = LayerShape {
+            n_head_kv: hp.n_head_kv,
+            head_dim: hp.head_dim_k,
+            n_rot: hp.n_rot,
+            n_ff: hp.n_ff,
+            is_swa: false,
+            kv_layer: 0,
+        };
+        self.width(hp, &max)
     }
 }
 
@@ -118,6 +139,24 @@ pub trait Backend {
     /// over each token's own sequence (causal, within `window` positions when given), with
     /// `q·k` multiplied by `kq_scale`.
     fn attention(&mut self, il: usize, kq_scale: f32, window: Option<usize>);
+
+    // ---- for models whose layers differ (Gemma 4) ----
+
+    /// The operations that follow work at layer `il`'s shape ([`LayerShape`]: head size, KV
+    /// heads, feed-forward width). Models whose layers all have one shape never call it.
+    fn set_layer(&mut self, il: usize);
+    /// `Att` = attention of `Q` over the keys and values layer `kv_layer` stored earlier in
+    /// this pass (a shared-KV layer: nothing is written).
+    fn attention_shared(&mut self, kv_layer: usize, kq_scale: f32, window: Option<usize>);
+    /// `dst` = the rows of `table` for the batch's tokens, times `scale`.
+    fn embed_to(&mut self, table: &MatRef, scale: f32, dst: Buf);
+    /// `dst = src` (same widths).
+    fn copy(&mut self, dst: Buf, src: Buf);
+    /// GELU (ggml's f16 table) in place.
+    fn gelu(&mut self, buf: Buf);
+    /// Each row of `dst` times the slice of `src`'s row starting at `offset` (as wide as
+    /// `dst`'s rows).
+    fn mul_slice(&mut self, dst: Buf, src: Buf, offset: usize);
     /// [`Backend::attention`] with a sink logit per query head in each softmax (gpt-oss).
     fn attention_sinks(&mut self, il: usize, kq_scale: f32, window: Option<usize>, sinks: &[f32]);
     /// `H` = the mixture-of-experts block `m` of `H` (see [`crate::moe`]): route each token to
@@ -162,8 +201,8 @@ pub struct Workspace {
     /// Whether every map is the identity (one sequence in cells `0..n`), so the cells need no
     /// gathering.
     pub(crate) identity_maps: bool,
-    /// Per-thread scores and probabilities of the attention kernel.
-    pub(crate) attn_scratch: AttentionScratch,
+    /// Per-thread scores and probabilities of the attention kernel, per head size.
+    pub(crate) attn_scratch: Vec<(usize, AttentionScratch)>,
     /// Cells whose keys need re-rotating, with the position change.
     pub(crate) shifts: Vec<(u32, i64)>,
     /// Room for the mixture-of-experts block (models with experts only).
@@ -224,12 +263,31 @@ impl Workspace {
         batch_invariant: bool,
     ) -> Workspace {
         let n_threads = pool.n_threads();
-        let buf = |b: Buf| vec![0.0; n_batch * b.width(hp)];
+        let buf = |b: Buf| vec![0.0; n_batch * b.max_width(hp)];
         let scratch = MatmulScratch::with_capacity(
             n_batch.max(output_rows),
             hp.n_embd.max(hp.n_ff).max(hp.n_embd_q()),
         );
-        let attn_scratch = AttentionScratch::new(&attention_params(hp, 1.0), n_threads, n_ctx);
+        // One attention scratch per head size, made for the most query heads per KV head.
+        let mut attn_scratch: Vec<(usize, AttentionScratch)> = Vec::new();
+        for l in &hp.layers {
+            let fewest_kv = hp
+                .layers
+                .iter()
+                .filter(|m| m.head_dim == l.head_dim)
+                .min_by_key(|m| m.n_head_kv)
+                .unwrap_or(l);
+            if attn_scratch.iter().all(|(hd, _)| *hd != l.head_dim) {
+                let s =
+                    AttentionScratch::new(&attention_params(hp, fewest_kv, 1.0), n_threads, n_ctx);
+                let s = if batch_invariant {
+                    s.batch_invariant()
+                } else {
+                    s
+                };
+                attn_scratch.push((l.head_dim, s));
+            }
+        }
         Workspace {
             pool,
             // Q4_K/Q6_K products in llama.cpp's order switch kernels with the batch.
@@ -247,6 +305,9 @@ impl Workspace {
                 buf(Buf::Att),
                 buf(Buf::FfA),
                 buf(Buf::FfB),
+                buf(Buf::Ple),
+                buf(Buf::PleProj),
+                buf(Buf::PleH),
             ],
             logits: vec![0.0; output_rows * hp.n_vocab],
             head_in: vec![0.0; output_rows * hp.n_embd],
@@ -258,23 +319,19 @@ impl Workspace {
             map_base: Vec::with_capacity(n_batch),
             seq_cells: Vec::with_capacity(n_ctx),
             identity_maps: true,
-            attn_scratch: if batch_invariant {
-                attn_scratch.batch_invariant()
-            } else {
-                attn_scratch
-            },
+            attn_scratch,
             shifts: Vec::new(),
             moe: (hp.n_expert > 0).then(|| MoeScratch::new(hp, n_batch, batch_invariant)),
         }
     }
 }
 
-/// The attention parameters of a model.
-pub(crate) fn attention_params(hp: &HParams, scale: f32) -> AttentionParams {
+/// The attention parameters of a layer of shape `l`.
+pub(crate) fn attention_params(hp: &HParams, l: &LayerShape, scale: f32) -> AttentionParams {
     AttentionParams {
         n_head: hp.n_head,
-        n_head_kv: hp.n_head_kv,
-        head_dim: hp.head_dim_k,
+        n_head_kv: l.n_head_kv,
+        head_dim: l.head_dim,
         scale,
         softcap: 0.0,
     }
@@ -288,11 +345,26 @@ pub(crate) struct Cpu<'a> {
     pub n: usize,
     /// Shown the input of every weight product when attached.
     pub observer: Option<&'a mut dyn MatmulObserver>,
+    /// The shape of the layer being computed ([`Backend::set_layer`]).
+    pub shape: LayerShape,
+}
+
+impl<'a> Cpu<'a> {
+    pub fn new(hp: &'a HParams, ws: &'a mut Workspace, kv: &'a mut KvStore, n: usize) -> Self {
+        Cpu {
+            hp,
+            ws,
+            kv,
+            n,
+            shape: hp.layer(0),
+            observer: None,
+        }
+    }
 }
 
 impl Cpu<'_> {
     fn len(&self, b: Buf) -> usize {
-        self.n * b.width(self.hp)
+        self.n * b.width(self.hp, &self.shape)
     }
 
     fn buf(&mut self, b: Buf) -> &mut [f32] {
@@ -373,7 +445,7 @@ impl Backend for Cpu<'_> {
 
     fn scale_by_position(&mut self, buf: Buf, t: AttnTemperature) {
         let _t = profile::scope(Op::Other);
-        let (n, w) = (self.n, buf.width(self.hp));
+        let (n, w) = (self.n, buf.width(self.hp, &self.shape));
         let ws = &mut *self.ws;
         let rows = &mut ws.bufs[buf as usize][..n * w];
         for (r, &pos) in rows.chunks_exact_mut(w).zip(&ws.positions[..n]) {
@@ -391,9 +463,9 @@ impl Backend for Cpu<'_> {
         let mut ys: [&mut [f32]; MAX_OUTS] = Default::default();
         for (i, b) in ws.bufs.iter_mut().enumerate() {
             if i == src as usize {
-                input = &b[..n * src.width(hp)];
+                input = &b[..n * src.width(hp, &self.shape)];
             } else if let Some(j) = outs.iter().position(|o| o.1 as usize == i) {
-                ys[j] = &mut b[..n * outs[j].1.width(hp)];
+                ys[j] = &mut b[..n * outs[j].1.width(hp, &self.shape)];
             }
         }
         if let Some(o) = self.observer.as_deref_mut() {
@@ -428,7 +500,7 @@ impl Backend for Cpu<'_> {
 
     fn gated_activation(&mut self, act: Activation) {
         let _t = profile::scope(Op::Activation);
-        let width = self.hp.n_ff;
+        let width = self.shape.n_ff;
         let ops = Ops::detected();
         let (b, a) = self.two(Buf::FfB, Buf::FfA);
         for (ar, br) in a.chunks_exact_mut(width).zip(b.chunks_exact(width)) {
@@ -441,9 +513,9 @@ impl Backend for Cpu<'_> {
 
     fn rope(&mut self, buf: Buf, n_heads: usize, rope: &Rope) {
         let _t = profile::scope(Op::Rope);
-        let head_dim = self.hp.head_dim_k;
+        let head_dim = self.shape.head_dim;
         let n = self.n;
-        let b = &mut self.ws.bufs[buf as usize][..n * buf.width(self.hp)];
+        let b = &mut self.ws.bufs[buf as usize][..n * buf.width(self.hp, &self.shape)];
         Ops::detected().rope(rope, b, n_heads, head_dim, &self.ws.positions[..n]);
     }
 
@@ -453,43 +525,65 @@ impl Backend for Cpu<'_> {
 
     fn attention_sinks(&mut self, il: usize, kq_scale: f32, window: Option<usize>, sinks: &[f32]) {
         let n = self.n;
-        let hp = self.hp;
         {
+            let w = self.shape.n_embd_kv();
             let ws = &*self.ws;
             let (k, v) = (
-                &ws.bufs[Buf::K as usize][..n * hp.n_embd_k_gqa()],
-                &ws.bufs[Buf::V as usize][..n * hp.n_embd_v_gqa()],
+                &ws.bufs[Buf::K as usize][..n * w],
+                &ws.bufs[Buf::V as usize][..n * w],
             );
             self.kv.store(il, &ws.cells[..n], k, v);
         }
-        let _t = profile::scope(Op::Attention);
+        self.attend(il, kq_scale, window, sinks);
+    }
+
+    fn set_layer(&mut self, il: usize) {
+        self.shape = self.hp.layer(il);
+    }
+
+    fn attention_shared(&mut self, kv_layer: usize, kq_scale: f32, window: Option<usize>) {
+        self.attend(kv_layer, kq_scale, window, &[]);
+    }
+
+    fn embed_to(&mut self, table: &MatRef, scale: f32, dst: Buf) {
+        let _t = profile::scope(Op::Embedding);
+        let d = dst.width(self.hp, &self.shape);
+        let n = self.n;
         let ws = &mut *self.ws;
-        set_attention_rows(ws, self.kv, n, window);
-        let params = attention_params(hp, kq_scale);
-        let cache = kernels::ops::attention::KvCache {
-            k: self.kv.keys(il),
-            v: self.kv.values(il),
-            pos_stride: hp.n_embd_k_gqa(),
-            head_stride: hp.head_dim_k,
-        };
-        let [_, _, q, _, _, att, ..] = &mut ws.bufs;
-        let (cells, bases): (&[u32], &[usize]) = if ws.identity_maps {
-            (&[], &[])
-        } else {
-            (&ws.seq_cells, &ws.map_base[..n])
-        };
-        Ops::detected().attention_ggml_sinks(
-            &ws.pool,
-            &params,
-            &q[..n * hp.n_embd_q()],
-            &cache,
-            &ws.attn_rows[..n],
-            cells,
-            bases,
-            sinks,
-            &mut att[..n * hp.n_head * hp.head_dim_v],
-            &mut ws.attn_scratch,
+        let out = &mut ws.bufs[dst as usize][..n * d];
+        for (row, &t) in out.chunks_exact_mut(d).zip(&ws.tokens[..n]) {
+            // As in `embed`: ids and lookups were checked.
+            if let Err(e) = table.matrix.dequantize_row(t as usize, row) {
+                panic!("lookup of token {t} in {}: {e}", table.name);
+            }
+            if scale != 1.0 {
+                row.iter_mut().for_each(|v| *v *= scale);
+            }
+        }
+    }
+
+    fn copy(&mut self, dst: Buf, src: Buf) {
+        let _t = profile::scope(Op::Other);
+        let (x, y) = self.two(src, dst);
+        y.copy_from_slice(x);
+    }
+
+    fn gelu(&mut self, buf: Buf) {
+        let _t = profile::scope(Op::Activation);
+        Ops::detected().gelu_ggml(self.buf(buf));
+    }
+
+    fn mul_slice(&mut self, dst: Buf, src: Buf, offset: usize) {
+        let _t = profile::scope(Op::Other);
+        let (dw, sw) = (
+            dst.width(self.hp, &self.shape),
+            src.width(self.hp, &self.shape),
         );
+        let ops = Ops::detected();
+        let (s, d) = self.two(src, dst);
+        for (dr, sr) in d.chunks_exact_mut(dw).zip(s.chunks_exact(sw)) {
+            ops.mul(dr, &sr[offset..offset + dw]);
+        }
     }
 
     fn moe(&mut self, m: &Moe) {
@@ -678,6 +772,48 @@ impl Backend for Cpu<'_> {
                 ops.add(ht, &outs[s * d..(s + 1) * d]);
             }
         }
+    }
+}
+
+impl Cpu<'_> {
+    /// `Att` = attention of `Q` over the cells of layer `kv_layer` (at the current shape), with
+    /// a sink logit per query head when `sinks` is not empty.
+    fn attend(&mut self, kv_layer: usize, kq_scale: f32, window: Option<usize>, sinks: &[f32]) {
+        let n = self.n;
+        let hp = self.hp;
+        let l = self.shape;
+        let _t = profile::scope(Op::Attention);
+        let ws = &mut *self.ws;
+        set_attention_rows(ws, self.kv, n, window);
+        let params = attention_params(hp, &l, kq_scale);
+        let cache = kernels::ops::attention::KvCache {
+            k: self.kv.keys(kv_layer),
+            v: self.kv.values(kv_layer),
+            pos_stride: l.n_embd_kv(),
+            head_stride: l.head_dim,
+        };
+        let [_, _, q, _, _, att, ..] = &mut ws.bufs;
+        let (cells, bases): (&[u32], &[usize]) = if ws.identity_maps {
+            (&[], &[])
+        } else {
+            (&ws.seq_cells, &ws.map_base[..n])
+        };
+        let Some((_, scratch)) = ws.attn_scratch.iter_mut().find(|(hd, _)| *hd == l.head_dim)
+        else {
+            unreachable!("no attention scratch for head size {}", l.head_dim);
+        };
+        Ops::detected().attention_ggml_sinks(
+            &ws.pool,
+            &params,
+            &q[..n * l.n_embd_q(hp.n_head)],
+            &cache,
+            &ws.attn_rows[..n],
+            cells,
+            bases,
+            sinks,
+            &mut att[..n * l.n_embd_q(hp.n_head)],
+            scratch,
+        );
     }
 }
 

@@ -44,9 +44,9 @@ pub struct KvStore {
     used: usize,
     /// The cell each sequence last received (where its run continues).
     last: [Option<u32>; MAX_SEQ],
-    /// Width of one cell's keys (all KV heads), and of its values.
-    k_width: usize,
-    v_width: usize,
+    /// Per layer: width of one cell's keys (all KV heads), and of its values (0 for a layer
+    /// that reads another layer's cache).
+    widths: Vec<(usize, usize)>,
     k: Vec<Vec<f16>>,
     v: Vec<Vec<f16>>,
     /// Per-cell position change not yet applied to the keys (see [`KvStore::take_shifts`]).
@@ -57,17 +57,24 @@ pub struct KvStore {
 
 impl KvStore {
     pub fn new(n_layer: usize, n_ctx: usize, k_width: usize, v_width: usize) -> KvStore {
+        KvStore::with_widths(n_ctx, &vec![(k_width, v_width); n_layer])
+    }
+
+    /// A store whose layers have their own key and value widths (`widths[il]`; `(0, 0)` for
+    /// a layer without a cache of its own).
+    pub fn with_widths(n_ctx: usize, widths: &[(usize, usize)]) -> KvStore {
         KvStore {
             cells: vec![Cell::default(); n_ctx],
             used: 0,
             last: [None; MAX_SEQ],
-            k_width,
-            v_width,
-            k: (0..n_layer)
-                .map(|_| vec![f16::ZERO; n_ctx * k_width])
+            widths: widths.to_vec(),
+            k: widths
+                .iter()
+                .map(|&(kw, _)| vec![f16::ZERO; n_ctx * kw])
                 .collect(),
-            v: (0..n_layer)
-                .map(|_| vec![f16::ZERO; n_ctx * v_width])
+            v: widths
+                .iter()
+                .map(|&(_, vw)| vec![f16::ZERO; n_ctx * vw])
                 .collect(),
             shift: vec![0; n_ctx],
             has_shift: false,
@@ -90,7 +97,7 @@ impl KvStore {
 
     /// Bytes held by the keys and values.
     pub fn n_bytes(&self) -> usize {
-        (self.k.len() * self.k_width + self.v.len() * self.v_width) * self.n_ctx() * 2
+        self.widths.iter().map(|(k, v)| k + v).sum::<usize>() * self.n_ctx() * 2
     }
 
     /// Frees every cell.
@@ -278,7 +285,7 @@ impl KvStore {
     /// Writes the keys and values of `cells[i]` from rows `i` of `k` and `v` into layer `il`.
     pub(crate) fn store(&mut self, il: usize, cells: &[u32], k: &[f32], v: &[f32]) {
         let ops = kernels::ops::Ops::detected();
-        let (kw, vw) = (self.k_width, self.v_width);
+        let (kw, vw) = self.widths[il];
         for (i, &c) in cells.iter().enumerate() {
             let c = c as usize;
             ops.f32_to_f16(
@@ -292,9 +299,14 @@ impl KvStore {
         }
     }
 
+    /// Width of one cell's keys in layer `il` (0: the layer has no cache of its own).
+    pub fn key_width(&self, il: usize) -> usize {
+        self.widths[il].0
+    }
+
     /// The keys of `cell` in layer `il`, for re-rotating them.
     pub(crate) fn key_row_mut(&mut self, il: usize, cell: usize) -> &mut [f16] {
-        let kw = self.k_width;
+        let kw = self.widths[il].0;
         &mut self.k[il][cell * kw..(cell + 1) * kw]
     }
 

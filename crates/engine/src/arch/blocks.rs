@@ -205,9 +205,21 @@ pub fn make_rope(
     freq_scale: f32,
     freq_factors: Option<&[f32]>,
 ) -> Result<Rope, LoadError> {
+    make_rope_n(hp, hp.n_rot, mode, freq_base, freq_scale, freq_factors)
+}
+
+/// [`make_rope`] rotating `n_rot` dimensions of each head (layers that differ).
+pub fn make_rope_n(
+    hp: &HParams,
+    n_rot: usize,
+    mode: RopeMode,
+    freq_base: f32,
+    freq_scale: f32,
+    freq_factors: Option<&[f32]>,
+) -> Result<Rope, LoadError> {
     let params = RopeParams {
         mode,
-        n_rot: hp.n_rot,
+        n_rot,
         freq_base,
         freq_scale,
         ext_factor: hp.yarn_ext_factor,

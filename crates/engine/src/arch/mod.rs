@@ -6,6 +6,7 @@
 
 pub(crate) mod blocks;
 pub mod gemma3;
+pub mod gemma4;
 pub mod gptoss;
 pub mod llama;
 pub mod mistral3;
@@ -30,10 +31,11 @@ pub enum Arch {
     Mistral3,
     GptOss,
     Gemma3,
+    Gemma4,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 8] = [
+    pub const ALL: [Arch; 9] = [
         Arch::Llama,
         Arch::Qwen2,
         Arch::Qwen3,
@@ -42,6 +44,7 @@ impl Arch {
         Arch::Mistral3,
         Arch::GptOss,
         Arch::Gemma3,
+        Arch::Gemma4,
     ];
 
     /// The architecture named by `general.architecture`.
@@ -60,6 +63,7 @@ impl Arch {
             Arch::Mistral3 => "mistral3",
             Arch::GptOss => "gpt-oss",
             Arch::Gemma3 => "gemma3",
+            Arch::Gemma4 => "gemma4",
         }
     }
 
@@ -78,6 +82,7 @@ pub(crate) enum ArchWeights {
     Mistral3(mistral3::Weights),
     GptOss(gptoss::Weights),
     Gemma3(gemma3::Weights),
+    Gemma4(gemma4::Weights),
 }
 
 /// Binds every tensor `arch` needs.
@@ -96,6 +101,7 @@ pub(crate) fn bind(
         Arch::Mistral3 => ArchWeights::Mistral3(mistral3::bind(hp, b, keys)?),
         Arch::GptOss => ArchWeights::GptOss(gptoss::Weights::bind(hp, b, keys)?),
         Arch::Gemma3 => ArchWeights::Gemma3(gemma3::Weights::bind(hp, b, keys)?),
+        Arch::Gemma4 => ArchWeights::Gemma4(gemma4::Weights::bind(hp, b, keys)?),
     })
 }
 
@@ -111,6 +117,7 @@ pub(crate) fn forward(hp: &HParams, weights: &ArchWeights, x: &mut dyn Backend) 
         | ArchWeights::Mistral3(w) => llama::forward(hp, w, x),
         ArchWeights::GptOss(w) => gptoss::forward(hp, w, x),
         ArchWeights::Gemma3(w) => gemma3::forward(hp, w, x),
+        ArchWeights::Gemma4(w) => gemma4::forward(hp, w, x),
     }
 }
 
@@ -126,6 +133,22 @@ impl ArchWeights {
             | ArchWeights::Mistral3(w) => (&w.output_norm, &w.output),
             ArchWeights::GptOss(w) => (&w.output_norm, &w.output),
             ArchWeights::Gemma3(w) => (&w.output_norm, &w.output),
+            ArchWeights::Gemma4(w) => (&w.output_norm, &w.output),
+        }
+    }
+
+    /// The soft-cap of the logits (`cap · tanh(logit / cap)`), when the model has one.
+    pub(crate) fn logit_softcap(&self) -> Option<f32> {
+        match self {
+            ArchWeights::Llama(_)
+            | ArchWeights::Qwen2(_)
+            | ArchWeights::Qwen3(_)
+            | ArchWeights::Qwen3Moe(_)
+            | ArchWeights::Smollm3(_)
+            | ArchWeights::Mistral3(_)
+            | ArchWeights::GptOss(_)
+            | ArchWeights::Gemma3(_) => None,
+            ArchWeights::Gemma4(w) => w.logit_softcap(),
         }
     }
 
@@ -140,6 +163,7 @@ impl ArchWeights {
             | ArchWeights::Mistral3(w) => &w.rope,
             ArchWeights::GptOss(w) => &w.rope,
             ArchWeights::Gemma3(w) => w.layer_rope(il),
+            ArchWeights::Gemma4(w) => w.layer_rope(il),
         }
     }
 }

@@ -14,7 +14,7 @@ use kernels::mmap::Mmap;
 use crate::arch::{self, Arch, ArchWeights};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
-pub use hparams::{HParams, Keys, RopeScaling};
+pub use hparams::{HParams, Keys, LayerShape, RopeScaling};
 pub use tensors::{Binder, ExpertMats, MatRef};
 
 /// Why a model could not be loaded.

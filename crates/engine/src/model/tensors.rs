@@ -184,6 +184,22 @@ impl<'g, 'a> Binder<'g, 'a> {
         Ok(m)
     }
 
+    /// A table only ever read row by row (Gemma 4's per-layer token embeddings, billions of
+    /// values in the E models): never repacked, its rows read from the mapped file as needed.
+    pub fn lookup_table(&self, name: &str, rows: usize, cols: usize) -> Result<MatRef, LoadError> {
+        let t = self.find(name)?;
+        let m = self.mat_with(name, rows, cols, false, false)?;
+        let mut probe = vec![0.0f32; cols];
+        // Checked once here so lookups during decoding cannot fail.
+        m.matrix
+            .dequantize_row(0, &mut probe)
+            .map_err(|_| LoadError::UnsupportedType {
+                name: name.to_owned(),
+                ty: t.ty,
+            })?;
+        Ok(m)
+    }
+
     fn mat_with(
         &self,
         name: &str,
@@ -283,6 +299,11 @@ impl<'g, 'a> Binder<'g, 'a> {
             cols,
             experts,
         })
+    }
+
+    /// Whether the file has a tensor called `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.file.tensor(name).is_some()
     }
 
     /// An optional matrix: `None` when absent, an error when present with another shape.

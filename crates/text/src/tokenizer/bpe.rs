@@ -7,12 +7,18 @@
 //! that merges name but the vocabulary lacks get ids past the vocabulary ("virtual" symbols)
 //! so that the rare vocabulary whose merges produce non-tokens still tokenizes as llama.cpp
 //! does: a final symbol that is not a token falls back to the tokens of its single bytes.
+//!
+//! Gemma 4's vocabulary (`tokenizer.ggml.model = gemma4`) is SentencePiece-style BPE on the
+//! same machinery ([`Bpe::spm_style`]): spaces become `▁`, the text is split only into
+//! newline and non-newline runs, each UTF-8 character starts as one symbol, and a final
+//! symbol that is not a token falls back to `<0xXX>` byte tokens.
 
 use std::collections::{BinaryHeap, HashMap};
 use std::ops::Range;
 
 use super::cache::WordCache;
 use super::pretok::PreTokenizer;
+use super::spm::SPACE_MARK;
 use super::unicode::byte_to_char;
 use super::vocab::{Vocab, hash_bytes};
 
@@ -22,8 +28,15 @@ pub(crate) struct Bpe {
     pub pre: PreTokenizer,
     /// A whole word that is a token is emitted without merges (`ignore_merges`).
     pub ignore_merges: bool,
-    /// Symbol of each byte's GPT-2 character.
+    /// SentencePiece-style (Gemma 4) rather than byte-level; see the module header.
+    pub spm_style: bool,
+    /// Symbol of each byte's GPT-2 character (byte-level only).
     byte_sym: [u32; 256],
+    /// The `<0xXX>` token of each byte (SentencePiece-style only).
+    byte_tokens: [Option<u32>; 256],
+    /// Symbols of strings that merges name but the vocabulary lacks (SentencePiece-style
+    /// only: a character's symbol is looked up while encoding).
+    virtual_ids: HashMap<Vec<u8>, u32>,
     merges: PairMap,
     /// Texts of symbols past the vocabulary (id `n_vocab + i`).
     virtual_text: Vec<Vec<u8>>,
@@ -60,16 +73,22 @@ impl Bpe {
         merges: impl ExactSizeIterator<Item = &'m [u8]>,
         pre: PreTokenizer,
         ignore_merges: bool,
+        spm_style: bool,
     ) -> Bpe {
         let mut interner = Interner {
             vocab,
             extra: HashMap::new(),
             texts: Vec::new(),
         };
-        let mut byte_sym = [0u32; 256];
+        let mut byte_sym = [NO_MERGE; 256];
+        let mut byte_tokens = [None; 256];
         let mut buf = [0u8; 4];
-        for (b, sym) in byte_sym.iter_mut().enumerate() {
-            *sym = interner.id(byte_to_char(b as u8).encode_utf8(&mut buf).as_bytes());
+        for (b, (sym, tok)) in byte_sym.iter_mut().zip(&mut byte_tokens).enumerate() {
+            if spm_style {
+                *tok = vocab.get(format!("<0x{b:02X}>").as_bytes());
+            } else {
+                *sym = interner.id(byte_to_char(b as u8).encode_utf8(&mut buf).as_bytes());
+            }
         }
         let mut table = PairMap::with_capacity(merges.len());
         let mut joined = Vec::new();
@@ -93,7 +112,14 @@ impl Bpe {
         Bpe {
             pre,
             ignore_merges,
+            spm_style,
             byte_sym,
+            byte_tokens,
+            virtual_ids: if spm_style {
+                interner.extra
+            } else {
+                HashMap::new()
+            },
             merges: table,
             virtual_text: interner.texts,
             n_vocab: vocab.len() as u32,
@@ -112,6 +138,13 @@ impl Bpe {
 
     /// Tokenizes one text fragment, appending ids to `out`.
     pub fn encode(&self, vocab: &Vocab, text: &str, out: &mut Vec<u32>, s: &mut Scratch) {
+        let escaped;
+        let text = if self.spm_style && text.contains(' ') {
+            escaped = text.replace(' ', SPACE_MARK);
+            &escaped[..]
+        } else {
+            text
+        };
         s.words.clear();
         self.pre.split(text, &mut s.words);
         let words = std::mem::take(&mut s.words);
@@ -139,6 +172,9 @@ impl Bpe {
         if word.is_empty() {
             return;
         }
+        if self.spm_style {
+            return self.encode_word_spm_style(vocab, word, out, s);
+        }
         if word.len() == 1 {
             self.emit(vocab, self.byte_sym[usize::from(word[0])], out);
             return;
@@ -159,6 +195,7 @@ impl Bpe {
         syms.clear();
         syms.extend(word.iter().enumerate().map(|(i, &b)| Sym {
             id: self.byte_sym[usize::from(b)],
+            pos: i as u32,
             prev: i as i32 - 1,
             next: if i + 1 == word.len() {
                 -1
@@ -166,7 +203,79 @@ impl Bpe {
                 i as i32 + 1
             },
         }));
-        let heap = &mut s.heap;
+        self.merge(syms, &mut s.heap);
+        let mut i = 0i32;
+        while i >= 0 {
+            let sym = syms[i as usize];
+            self.emit(vocab, sym.id, out);
+            i = sym.next;
+        }
+    }
+
+    /// A SentencePiece-style word (raw UTF-8): llama.cpp's session with `byte_encode` off.
+    fn encode_word_spm_style(
+        &self,
+        vocab: &Vocab,
+        word: &[u8],
+        out: &mut Vec<u32>,
+        s: &mut Scratch,
+    ) {
+        // A run of newlines that is a token is taken whole (llama.cpp's Gemma 4 fix, #21343).
+        let whole = (self.ignore_merges || word.iter().all(|&b| b == b'\n'))
+            .then(|| vocab.get(word))
+            .flatten();
+        if let Some(id) = whole {
+            out.push(id);
+            return;
+        }
+        let syms = &mut s.syms;
+        syms.clear();
+        // llama.cpp steps by the length its first byte announces (clamped to the end).
+        let mut pos = 0usize;
+        while pos < word.len() {
+            let len = utf8_len(word[pos]).min(word.len() - pos);
+            let ch = &word[pos..pos + len];
+            let id = vocab
+                .get(ch)
+                .or_else(|| self.virtual_ids.get(ch).copied())
+                .unwrap_or(NO_MERGE);
+            let i = syms.len() as i32;
+            syms.push(Sym {
+                id,
+                pos: pos as u32,
+                prev: i - 1,
+                next: i + 1,
+            });
+            pos += len;
+        }
+        if let Some(last) = syms.last_mut() {
+            last.next = -1;
+        }
+        self.merge(syms, &mut s.heap);
+        let mut i = 0i32;
+        while i >= 0 {
+            let sym = syms[i as usize];
+            if sym.id < self.n_vocab {
+                out.push(sym.id);
+            } else {
+                // not a token: the `<0xXX>` tokens of its bytes (those that exist)
+                let end = if sym.next >= 0 {
+                    syms[sym.next as usize].pos as usize
+                } else {
+                    word.len()
+                };
+                out.extend(
+                    word[sym.pos as usize..end]
+                        .iter()
+                        .filter_map(|&b| self.byte_tokens[usize::from(b)]),
+                );
+            }
+            i = sym.next;
+        }
+    }
+
+    /// Merges the pair of lowest rank (leftmost on ties) until none is left.
+    fn merge(&self, syms: &mut [Sym], heap: &mut BinaryHeap<Pair>) {
         heap.clear();
         for i in 1..syms.len() {
             self.push_pair(syms, heap, i - 1, i);
@@ -200,12 +309,6 @@ impl Bpe {
             if after >= 0 {
                 self.push_pair(syms, heap, l, after as usize);
             }
-        }
-        let mut i = 0i32;
-        while i >= 0 {
-            let sym = syms[i as usize];
-            self.emit(vocab, sym.id, out);
-            i = sym.next;
         }
     }
 
@@ -242,10 +345,21 @@ impl Bpe {
 }
 
 const DEAD: u32 = u32::MAX;
+/// A symbol no merge names and the vocabulary lacks (a character of a SentencePiece-style
+/// word, or a byte-level byte with no GPT-2 character symbol, which cannot happen).
+const NO_MERGE: u32 = u32::MAX - 1;
+
+/// The length of the UTF-8 sequence a lead byte announces (llama.cpp's `unicode_len_utf8`).
+fn utf8_len(b: u8) -> usize {
+    const LOOKUP: [usize; 16] = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4];
+    LOOKUP[usize::from(b >> 4)]
+}
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sym {
     id: u32,
+    /// Byte offset of the symbol's first character in its word.
+    pos: u32,
     prev: i32,
     next: i32,
 }

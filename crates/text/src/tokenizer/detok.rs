@@ -60,8 +60,8 @@ impl Tokenizer {
         }
         if a & attr::NORMAL != 0 {
             return match &self.kind {
-                Kind::Bpe(_) => Cow::Owned(decode_byte_chars(text)),
-                Kind::Spm { .. } | Kind::Wpm(_) => {
+                Kind::Bpe(b) if !b.spm_style => Cow::Owned(decode_byte_chars(text)),
+                Kind::Bpe(_) | Kind::Spm { .. } | Kind::Wpm(_) => {
                     let mark = SPACE_MARK.as_bytes();
                     if text.windows(mark.len()).any(|w| w == mark) {
                         Cow::Owned(

@@ -9,7 +9,9 @@ pub enum TokenizerError {
     MissingKey(&'static str),
     #[error("tokenizer metadata key '{key}' {problem}")]
     BadKey { key: &'static str, problem: String },
-    #[error("tokenizer model '{0}' is not supported (hearth reads 'llama', 'gpt2' and 'bert')")]
+    #[error(
+        "tokenizer model '{0}' is not supported (hearth reads 'llama', 'gpt2', 'gemma4' and 'bert')"
+    )]
     UnsupportedModel(String),
     #[error(
         "unknown pre-tokenizer '{0}' (tokenizer.ggml.pre): the file may need a newer hearth, \

@@ -171,7 +171,7 @@ impl Tokenizer {
     /// Builds the tokenizer a GGUF file describes.
     pub fn from_gguf(g: &Gguf<'_>) -> Result<Tokenizer, TokenizerError> {
         let model: &str = opt(g, KEY_MODEL)?.ok_or(TokenizerError::MissingKey(KEY_MODEL))?;
-        let pre: String = opt::<&str>(g, KEY_PRE)?.unwrap_or_default().to_owned();
+        let mut pre: String = opt::<&str>(g, KEY_PRE)?.unwrap_or_default().to_owned();
         let mut warnings = Vec::new();
 
         // Per-model defaults (llama.cpp's, ids checked against the vocabulary below).
@@ -183,6 +183,12 @@ impl Tokenizer {
         let (algo, defaults) = match model {
             "llama" => (Algo::Spm, [Some(1), Some(2), Some(0), None, None]),
             "bert" => (Algo::Wpm, [Some(101), None, Some(100), Some(102), Some(0)]),
+            // SentencePiece-style BPE; llama.cpp sets the pre-tokenizer itself
+            "gemma4" => {
+                pre = "gemma4".to_owned();
+                let cfg = PreConfig::of(&pre).ok_or(TokenizerError::UnknownPre(pre.clone()))?;
+                (Algo::Bpe(cfg), [None; 5])
+            }
             "gpt2" => {
                 let cfg = if pre.is_empty() {
                     warnings.push(
@@ -351,6 +357,11 @@ impl Tokenizer {
         if let Some(v) = opt::<bool>(g, KEY_ADD_SEP)? {
             add_sep = v;
         }
+        if matches!(&algo, Algo::Bpe(cfg) if cfg.spm_style) && !add_bos {
+            // llama.cpp's workaround for Gemma 4 files that say otherwise (its #21500)
+            add_bos = true;
+            warnings.push(format!("{KEY_ADD_BOS} overridden to true for Gemma 4"));
+        }
         for (on, id, flag, id_key) in [
             (add_bos, bos, KEY_ADD_BOS, KEY_BOS),
             (add_eos, eos, KEY_ADD_EOS, KEY_EOS),
@@ -493,6 +504,7 @@ impl Tokenizer {
                     merges,
                     pre_tok,
                     cfg.ignore_merges,
+                    cfg.spm_style,
                 )))
             }
         };
@@ -521,11 +533,4 @@ impl Tokenizer {
 }
 
 /// `pre` names llama.cpp knows that need tokenizer paths hearth does not have yet.
-const UNSUPPORTED_PRES: &[&str] = &[
-    "kimi-k2",
-    "afmoe",
-    "gemma4",
-    "granite-embed-multi-311m",
-    "sarvam-moe",
-    "whitespace",
-];
+const UNSUPPORTED_PRES: &[&str] = &["kimi-k2", "afmoe", "sarvam-moe", "whitespace"];

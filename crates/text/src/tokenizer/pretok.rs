@@ -45,6 +45,11 @@ pub(crate) struct PreConfig {
     pub add_sep: bool,
     /// The vocabulary has no BOS token by default.
     pub no_bos: bool,
+    /// SentencePiece-style BPE (Gemma 4): spaces become `▁` before splitting, words are raw
+    /// UTF-8 (one symbol per character, not GPT-2's byte characters), a symbol that is no
+    /// token falls back to `<0xXX>` byte tokens, a run of newlines that is a token is taken
+    /// whole, and BOS is always added.
+    pub spm_style: bool,
 }
 
 /// The split recipes; several `pre` names share one.
@@ -78,6 +83,7 @@ pub(crate) enum PreKind {
     Laguna,
     ExaoneMoe,
     Minicpm5,
+    Gemma4,
 }
 
 impl PreConfig {
@@ -125,6 +131,7 @@ impl PreConfig {
             "laguna" => (Laguna, false),
             "exaone-moe" => (ExaoneMoe, true),
             "minicpm5" => (Minicpm5, true),
+            "gemma4" | "granite-embed-multi-311m" => (Gemma4, true),
             _ => return None,
         };
         let llama3_names = [
@@ -150,6 +157,7 @@ impl PreConfig {
             add_bos: (is_llama3 || matches!(pre, "tekken" | "chameleon")).then_some(true),
             add_sep: matches!(pre, "jina-v1-en" | "jina-v2-code" | "roberta-bpe"),
             no_bos: kind == Chatglm4,
+            spm_style: kind == Gemma4,
         })
     }
 }
@@ -259,6 +267,7 @@ fn patterns(kind: PreKind) -> Vec<String> {
             r"[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
                 .into(),
         ],
+        Gemma4 => vec![r"[^\n]+|[\n]+".into()],
         Laguna => vec![
             r"[^\n]+|[\n]+".into(),
             format!(

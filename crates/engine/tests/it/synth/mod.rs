@@ -381,7 +381,7 @@ pub fn add_f32(b: &mut Builder<'static>, name: &str, shape: &[u64], data: &[f32]
 }
 
 /// The SentencePiece vocabulary: ids 0–2 `<unk> <s> </s>`, then `<0x00>`…`<0xFF>`.
-fn spm_vocab(b: &mut Builder<'static>) {
+pub fn spm_vocab(b: &mut Builder<'static>) {
     let mut tokens = vec!["<unk>".to_owned(), "<s>".to_owned(), "</s>".to_owned()];
     tokens.extend((0..=255u8).map(|x| format!("<0x{x:02X}>")));
     // llama.cpp token types: 2 unknown, 3 control, 6 byte.
