@@ -538,7 +538,11 @@ impl Context {
         build_maps(ws, &self.kv, seqs);
         let hp = &self.model.hparams;
         let mut cpu = Cpu::new(hp, ws, &mut self.kv, n);
-        cpu.observer = observer;
+        // Reborrowed for the forward (the match shortens the trait object's lifetime).
+        cpu.observer = match observer {
+            Some(o) => Some(o),
+            None => None,
+        };
         arch::forward(hp, &self.model.weights, &mut cpu);
     }
 

@@ -30,12 +30,14 @@ pub enum Ftype {
     IQ4_NL = 25,
     IQ4_XS = 30,
     BF16 = 32,
+    MXFP4_MOE = 38,
 }
 
 /// Every supported file type with its llama-quantize name, in llama-quantize's listing order.
-pub const FTYPES: [(&str, Ftype); 20] = [
+pub const FTYPES: [(&str, Ftype); 21] = [
     ("Q4_0", Ftype::Q4_0),
     ("Q4_1", Ftype::Q4_1),
+    ("MXFP4_MOE", Ftype::MXFP4_MOE),
     ("Q5_0", Ftype::Q5_0),
     ("Q5_1", Ftype::Q5_1),
     ("Q2_K", Ftype::Q2_K),
@@ -64,7 +66,7 @@ const ALIASES: [(&str, Ftype); 3] = [
 ];
 
 /// Types llama-quantize knows that hearth cannot write yet (no quantizer for their formats).
-const NOT_YET: [(&str, u32); 14] = [
+const NOT_YET: [(&str, u32); 13] = [
     ("IQ2_XXS", 19),
     ("IQ2_XS", 20),
     ("IQ2_S", 28),
@@ -77,7 +79,6 @@ const NOT_YET: [(&str, u32); 14] = [
     ("IQ3_M", 27),
     ("TQ1_0", 36),
     ("TQ2_0", 37),
-    ("MXFP4_MOE", 38),
     ("Q1_0", 40),
 ];
 
@@ -148,6 +149,7 @@ impl Ftype {
             Ftype::Q6_K => T::Q6_K,
             Ftype::IQ4_NL => T::IQ4_NL,
             Ftype::IQ4_XS => T::IQ4_XS,
+            Ftype::MXFP4_MOE => T::MXFP4,
         }
     }
 }

@@ -331,7 +331,7 @@ fn fallback(t: &TensorDesc<'_>, ty: GgmlType) -> (GgmlType, bool) {
 }
 
 /// `llama_tensor_get_type_impl`: the mix rules for the file types hearth writes (the IQ1/IQ2/
-/// IQ3/MXFP4 branches of llama.cpp are left out with those types).
+/// IQ3 branches of llama.cpp are left out with those types).
 fn mix_type(
     st: &mut State<'_>,
     rules: &Rules,
@@ -373,12 +373,19 @@ fn mix_type(
             ty = o;
         } else {
             let nx = t.shape.first().copied().unwrap_or(1);
-            if falcon || !nx.is_multiple_of(ty.block_size()) {
+            if ftype == F::MXFP4_MOE || falcon || !nx.is_multiple_of(ty.block_size()) {
                 ty = T::Q8_0;
             } else if ty != T::Q8_0 {
                 ty = T::Q6_K;
             }
         }
+    } else if ftype == F::MXFP4_MOE {
+        // Expert tensors (3-D, several experts) → MXFP4, every other → Q8_0.
+        ty = if t.shape.get(2).is_some_and(|&n| n > 1) {
+            T::MXFP4
+        } else {
+            T::Q8_0
+        };
     } else if cat == C::TokenEmbd {
         if let Some(e) = rules.token_embedding_type {
             ty = e;

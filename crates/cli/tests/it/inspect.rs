@@ -228,7 +228,7 @@ fn inspect_gemma3_matches_gguf_py() {
 #[test]
 fn inspect_every_vocab_file_matches_gguf_py() {
     let files = vocab_files();
-    assert_eq!(files.len(), 12, "llama.cpp's twelve vocabulary files");
+    assert_eq!(files.len(), 14, "llama.cpp's fourteen vocabulary files");
     for (name, path) in files {
         let want = reference(name);
         let text = inspect(path, false);

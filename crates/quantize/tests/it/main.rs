@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod gemma3;
+mod gpt_oss;
 mod imatrix_file;
 mod smollm2;
 mod util;
