@@ -31,6 +31,13 @@ run -m "$model" -f perplexity/gpl-3.txt -c 160 -b 640 --chunks 5 -t 1 -fa off \
 # 16 rows llama.cpp's collector takes, so 64 of every 70 tokens are counted.
 run -m "$model" -f perplexity/gpl-3.txt -c 70 -b 32 --chunks 2 -t 1 -fa off \
   -o imatrix/smollm2-c70-b32.gguf > /dev/null 2>&1
+# The tiny qwen3moe (tests/fixtures/qwen3moe, q8_0): per-expert sums and counts of
+# MUL_MAT_ID, chunks of 64 on the first 6000 bytes of the text.
+gzip -dc qwen3moe/model-q8_0.gguf.gz > imatrix/.qwen3moe.gguf
+head -c 6000 perplexity/gpl-3.txt > imatrix/.text.txt
+run -m imatrix/.qwen3moe.gguf -f imatrix/.text.txt -c 64 -b 64 --chunks 4 -t 1 -fa off \
+  -o imatrix/qwen3moe-c64.gguf > /dev/null 2>&1
+rm -f imatrix/.qwen3moe.gguf imatrix/.text.txt
 # llama.cpp's logger is asynchronous and often loses lines at exit (it prints whole lines): take
 # the first run whose rows number the tensors and layers its headers announce.
 stats() {

@@ -407,3 +407,41 @@ fn expert_products_count_per_expert() {
     ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A mixture-of-experts model: per-expert sums and counts (llama.cpp's `MUL_MAT_ID` collection)
+/// against `llama-imatrix` on the tiny qwen3moe (`tests/fixtures/qwen3moe`, q8_0; fixture
+/// `imatrix/qwen3moe-c64.gguf`). The counts are equal; the sums agree to float rounding (2e-7
+/// measured: the rows routed to an expert are summed in another order than llama.cpp's).
+#[test]
+fn qwen3moe_imatrix_matches_llama_imatrix_per_expert() {
+    use std::io::Read;
+    let gz = include_bytes!("../fixtures/qwen3moe/model-q8_0.gguf.gz");
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut bytes)
+        .unwrap();
+    let path = std::env::temp_dir().join(format!(
+        "hearth-imatrix-qwen3moe-{}.gguf",
+        std::process::id()
+    ));
+    std::fs::write(&path, bytes).unwrap();
+    let model = Arc::new(Model::load(&path).unwrap());
+    let _ = std::fs::remove_file(&path);
+    let tokens = model.tokenizer.encode(&TEXT[..6000], true, false);
+    let bos = model.tokenizer.bos().filter(|_| model.tokenizer.add_bos());
+    let (ours, _) = collect(&model, &tokens, &params(64, 64, 4, bos));
+    let theirs = read(include_bytes!("../fixtures/imatrix/qwen3moe-c64.gguf"));
+    assert_eq!(
+        ours.entries.keys().collect::<Vec<_>>(),
+        theirs.entries.keys().collect::<Vec<_>>()
+    );
+    let mut n_expert_entries = 0;
+    for (name, e) in &theirs.entries {
+        let o = &ours.entries[name];
+        assert_eq!(o.counts, e.counts, "{name}");
+        n_expert_entries += usize::from(e.counts.len() > 1);
+        let rel = rel_diff(&o.sums, &e.sums);
+        assert!(rel < 1e-5, "{name}: {rel:e} relative");
+    }
+    assert!(n_expert_entries >= 6, "expert tensors collected per expert");
+}
