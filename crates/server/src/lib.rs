@@ -79,6 +79,8 @@ pub struct Config {
     pub body_limit: usize,
     /// Requests that may wait for a slot.
     pub queue_size: usize,
+    /// llama-server's `--kv-unified`: a slot may use the whole context, not its share.
+    pub kv_unified: bool,
 }
 
 impl Config {
@@ -107,6 +109,7 @@ impl Config {
             cors_origins: vec!["*".into()],
             body_limit: 16 << 20,
             queue_size: 64,
+            kv_unified: false,
         }
     }
 }
@@ -326,7 +329,11 @@ fn load(app: &App) -> Result<(), ServeError> {
     } else {
         c.n_ctx
     };
-    let n_ctx_slot = n_ctx / n_parallel;
+    let n_ctx_slot = if c.kv_unified {
+        n_ctx
+    } else {
+        n_ctx / n_parallel
+    };
     if n_ctx_slot == 0 {
         return Err(ServeError::Load(format!(
             "a context of {n_ctx} cannot be shared by {n_parallel} slots"
@@ -337,6 +344,7 @@ fn load(app: &App) -> Result<(), ServeError> {
         SchedulerConfig {
             n_parallel,
             n_ctx_slot,
+            kv_unified: c.kv_unified,
             n_batch: c.n_batch.max(1),
             n_threads: c.n_threads.max(1),
             queue_size: c.queue_size,

@@ -369,7 +369,7 @@ fn metrics_text(_app: &App, ready: &Ready) -> String {
             n as f64 / t.as_secs_f64()
         }
     };
-    let n_ctx_total = ready.n_ctx_slot() * ready.scheduler.config.n_parallel;
+    let n_ctx_total = ready.scheduler.config.n_ctx_total();
     let mut metrics: Vec<(&str, &str, &str, f64)> = vec![
         (
             "prompt_tokens_total",

@@ -83,7 +83,7 @@ pub struct Defaults {
     pub sampler: SamplerParams,
     /// `None`: a fresh random seed per request.
     pub seed: Option<u64>,
-    /// The server's `-n`: the most a request may ask for (`None`: no limit).
+    /// The server's `-n`: the limit of requests that give none or -1 (`None`: no limit).
     pub n_predict: Option<usize>,
 }
 
@@ -201,10 +201,8 @@ pub fn gen_params(
                 )));
             }
         };
-        max_tokens = match (asked, defaults.n_predict) {
-            (Some(a), Some(d)) => Some(a.min(d)),
-            (a, d) => a.or(d),
-        };
+        // As llama-server: a request's own limit wins; -1 means the server's `-n`.
+        max_tokens = asked.or(defaults.n_predict);
     }
     Ok(GenParams {
         max_tokens,

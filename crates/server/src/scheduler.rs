@@ -121,14 +121,29 @@ pub enum SubmitError {
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
     pub n_parallel: usize,
-    /// Context of each slot.
+    /// Most positions one slot may hold.
     pub n_ctx_slot: usize,
+    /// llama-server's `--kv-unified`: every slot may fill the whole store (of `n_ctx_slot`
+    /// cells) rather than its share; a step that finds no free cells first drops idle slots'
+    /// cached prompts, then fails its requests with "context size has been exceeded".
+    pub kv_unified: bool,
     pub n_batch: usize,
     pub n_threads: usize,
     /// Jobs waiting beyond the busy slots.
     pub queue_size: usize,
     /// The scheduler thread's name.
     pub thread_name: String,
+}
+
+impl SchedulerConfig {
+    /// Cells of the shared KV store.
+    pub fn n_ctx_total(&self) -> usize {
+        if self.kv_unified {
+            self.n_ctx_slot
+        } else {
+            self.n_ctx_slot * self.n_parallel
+        }
+    }
 }
 
 /// What `/slots` shows of a slot.
@@ -207,7 +222,7 @@ impl Scheduler {
         }
         // One KV store for every slot; each slot may fill its share of it.
         let params = ContextParams {
-            n_ctx: config.n_ctx_slot * config.n_parallel,
+            n_ctx: config.n_ctx_total(),
             n_batch: config.n_batch,
             n_threads: config.n_threads,
             batch_invariant: true,

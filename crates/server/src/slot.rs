@@ -12,7 +12,7 @@ use std::time::Instant;
 use engine::generate::StopMatcher;
 use engine::sampler::Chain;
 use engine::tokenizer::{Detokenizer, Tokenizer};
-use engine::{Batch, Context};
+use engine::{Batch, Context, ContextError};
 
 use crate::scheduler::{Event, Finish, JobShared, Outcome, SlotView, TokenProbs};
 
@@ -235,13 +235,33 @@ impl Engine {
         if self.batch.is_empty() {
             return out;
         }
-        // One forward over every entry.
-        if let Err(e) = self.ctx.decode_batch(&self.batch) {
+        // One forward over every entry. A store without room first gives up the prompts idle
+        // slots keep cached (with `--kv-unified` they share the running slots' room).
+        let mut result = self.ctx.decode_batch(&self.batch);
+        if matches!(result, Err(ContextError::NoFreeCells { .. })) {
+            let mut evicted = false;
+            for slot in slots
+                .iter_mut()
+                .filter(|s| s.task.is_none() && !s.tokens.is_empty())
+            {
+                self.ctx.seq_rm(slot.id, 0, None);
+                slot.tokens.clear();
+                evicted = true;
+            }
+            if evicted {
+                result = self.ctx.decode_batch(&self.batch);
+            }
+        }
+        if let Err(e) = result {
+            let message = match e {
+                ContextError::NoFreeCells { .. } => format!("context size has been exceeded: {e}"),
+                e => e.to_string(),
+            };
             for entry in &self.plan {
                 let slot = &mut slots[entry.slot];
                 if let Some(task) = slot.task.take() {
                     let _ = task.job.events.send(Event::Error {
-                        message: e.to_string(),
+                        message: message.clone(),
                     });
                 }
             }

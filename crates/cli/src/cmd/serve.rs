@@ -39,7 +39,7 @@ give defaults):
   -t, --threads N             compute threads (default: one per core)
   -b, --batch-size N          most prompt tokens evaluated in one step (default 2048)
   -ub, --ubatch-size N        accepted (hearth has one batch size)
-  -n, --n-predict N           most tokens a request may generate (default -1: no limit)
+  -n, --n-predict N           tokens a request generates when it sets no limit (default -1: none)
       --temp T                default temperature (0.8)
   -s, --seed N                default seed (-1: random per request)
       --top-k, --top-p, --min-p, --typical, --repeat-penalty, --repeat-last-n,
@@ -49,6 +49,7 @@ give defaults):
       --api-key KEY[,KEY…]    require `Authorization: Bearer KEY` (/health stays open)
       --api-key-file FILE     keys, one per line
       --metrics               enable /metrics
+  -kvu, --kv-unified          a slot may fill the whole context, not its share of -c
       --slots, --no-slots     enable or disable /slots (default enabled)
       --chat-template-file F  Jinja chat template replacing the model's
       --chat-template T       Jinja source, or `chatml` / `gemma`
@@ -84,6 +85,7 @@ const ENV: &[(&str, &str)] = &[
     ("LLAMA_ARG_TAGS", "--tags"),
     ("LLAMA_API_KEY", "--api-key"),
     ("LLAMA_ARG_ENDPOINT_METRICS", "--metrics"),
+    ("LLAMA_ARG_KV_UNIFIED", "--kv-unified"),
     ("LLAMA_ARG_ENDPOINT_SLOTS", "--slots"),
     ("LLAMA_ARG_CHAT_TEMPLATE", "--chat-template"),
     ("LLAMA_ARG_CHAT_TEMPLATE_FILE", "--chat-template-file"),
@@ -144,9 +146,6 @@ const IGNORED_FLAG: &[&str] = &[
     "-cb",
     "--no-cont-batching",
     "-nocb",
-    "--kv-unified",
-    "-kvu",
-    "--no-kv-unified",
     "--swa-full",
     "--context-shift",
     "--no-context-shift",
@@ -393,6 +392,7 @@ struct Settings {
     tags: Vec<String>,
     api_keys: Vec<String>,
     metrics: bool,
+    kv_unified: bool,
     slots: Option<bool>,
     chat_template: Option<server::TemplateChoice>,
     chat_template_kwargs: serde_json::Map<String, serde_json::Value>,
@@ -447,6 +447,8 @@ impl Settings {
                 );
             }
             "--metrics" => self.metrics = true,
+            "--kv-unified" | "-kvu" => self.kv_unified = true,
+            "--no-kv-unified" => self.kv_unified = false,
             "--slots" => self.slots = Some(true),
             "--no-slots" => self.slots = Some(false),
             "--jinja" | "--no-jinja" => {}
@@ -533,6 +535,7 @@ impl Settings {
         c.tags = self.tags;
         c.api_keys = self.api_keys;
         c.metrics = self.metrics;
+        c.kv_unified = self.kv_unified;
         c.slots_endpoint = self.slots.unwrap_or(true);
         c.chat_template = self.chat_template;
         c.chat_template_kwargs = self.chat_template_kwargs;

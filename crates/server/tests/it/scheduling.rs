@@ -207,3 +207,83 @@ fn several_listeners_and_stopping_ends_the_scheduler() {
     running.shutdown().unwrap();
     assert_eq!(threads(), 0, "the scheduler thread outlived the server");
 }
+
+/// `--kv-unified`: a slot may fill the whole store, not its share; a new request takes the room
+/// idle slots keep for their cached prompts; when running slots together need more than the
+/// store holds, the step's requests fail with llama-server's "context size has been exceeded"
+/// and the server goes on serving.
+#[test]
+fn kv_unified_slots_share_the_whole_store() {
+    let mut c = config();
+    c.n_ctx = 256;
+    c.n_parallel = 2;
+    c.kv_unified = true;
+    let s = TestServer::start(c);
+    let completion = |prompt: &str, n: usize| {
+        s.post(
+            "/completion",
+            &json!({ "prompt": prompt, "n_predict": n, "temperature": 0, "ignore_eos": true }),
+        )
+    };
+    // 200 tokens in one slot: more than half of 256.
+    let r = completion("A", 200);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["timings"]["predicted_n"], 200);
+    // The other slot needs 150 more cells: the first slot's cached prompt gives them up.
+    let r = completion("Bonjour", 150);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["timings"]["predicted_n"], 150);
+    // Two at once need more than the store: llama-server's error, never a panic or a hang.
+    let answers: Vec<_> = std::thread::scope(|sc| {
+        let hs: Vec<_> = ["Once", "There"]
+            .map(|p| sc.spawn(move || completion(p, 150)))
+            .into_iter()
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut failed = 0;
+    for a in &answers {
+        if a.status == 200 {
+            assert_eq!(a.json()["timings"]["predicted_n"], 150);
+        } else {
+            let e = a.expect_error(500, "server_error");
+            assert!(
+                e["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("context size has been exceeded"),
+                "{e}"
+            );
+            failed += 1;
+        }
+    }
+    assert!(failed >= 1, "2 × 151 cells cannot fit in 256");
+    let r = completion("Hi", 4);
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// The server's `-n` is the limit of requests that set none (or -1); a request's own limit
+/// wins, as in llama-server (`n_predict_max`).
+#[test]
+fn the_servers_n_predict_is_a_default_not_a_cap() {
+    let mut c = config();
+    c.n_predict = Some(3);
+    let s = TestServer::start(c);
+    for (body, n) in [
+        (
+            json!({ "prompt": "Hi", "temperature": 0, "ignore_eos": true }),
+            3,
+        ),
+        (
+            json!({ "prompt": "Hi", "n_predict": -1, "temperature": 0, "ignore_eos": true }),
+            3,
+        ),
+        (
+            json!({ "prompt": "Hi", "n_predict": 7, "temperature": 0, "ignore_eos": true }),
+            7,
+        ),
+    ] {
+        let v = s.post("/completion", &body).json();
+        assert_eq!(v["timings"]["predicted_n"], n, "{body}");
+    }
+}
