@@ -306,3 +306,30 @@ pub fn print_profile() {
         );
     }
 }
+
+/// What `perplexity` and `imatrix` start from: the text of `file`, the model `model_ref`
+/// (a path or a Hub reference) loaded in llama.cpp's order or not, and the text's tokens (BOS
+/// as the model asks); the tokenization time goes to stderr under `tool`'s name.
+pub fn model_and_text_tokens(
+    model_ref: &str,
+    offline: bool,
+    llama_order: bool,
+    file: &Path,
+    tool: &str,
+) -> anyhow::Result<(Arc<Model>, Vec<u32>)> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let path = super::pull::resolve(model_ref, offline)?;
+    let model = Arc::new(
+        Model::load_with(&path, engine::LoadOptions { llama_order })
+            .with_context(|| format!("cannot load model {}", path.display()))?,
+    );
+    let t0 = Instant::now();
+    let tokens = model.tokenizer.encode(&text, true, false);
+    eprintln!(
+        "{tool}: tokenization took {:.1} ms, {} tokens",
+        t0.elapsed().as_secs_f64() * 1e3,
+        tokens.len()
+    );
+    Ok((model, tokens))
+}

@@ -112,25 +112,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let Some(model_ref) = &args.model else {
         bail!("-m MODEL is needed to collect on a text");
     };
-    let text = std::fs::read_to_string(text_path)
-        .with_context(|| format!("cannot read {}", text_path.display()))?;
-    let path = super::pull::resolve(model_ref, args.offline)?;
-    let model = std::sync::Arc::new(
-        engine::Model::load_with(
-            &path,
-            engine::LoadOptions {
-                llama_order: args.arithmetic == super::batched_bench::Arithmetic::Llama,
-            },
-        )
-        .with_context(|| format!("cannot load model {}", path.display()))?,
-    );
-    let t0 = Instant::now();
-    let tokens = model.tokenizer.encode(&text, true, false);
-    eprintln!(
-        "imatrix: tokenization took {:.1} ms, {} tokens",
-        t0.elapsed().as_secs_f64() * 1e3,
-        tokens.len()
-    );
+    let (model, tokens) = super::common::model_and_text_tokens(
+        model_ref,
+        args.offline,
+        args.arithmetic == super::batched_bench::Arithmetic::Llama,
+        text_path,
+        "imatrix",
+    )?;
     let params = CollectParams {
         n_chunk_tokens: c,
         n_batch: args.batch_size,

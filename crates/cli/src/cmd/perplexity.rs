@@ -54,25 +54,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.batch_size == 0 {
         bail!("-b must be at least 1");
     }
-    let text = std::fs::read_to_string(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let path = super::pull::resolve(&args.model, args.offline)?;
-    let model = std::sync::Arc::new(
-        engine::Model::load_with(
-            &path,
-            engine::LoadOptions {
-                llama_order: args.arithmetic == super::batched_bench::Arithmetic::Llama,
-            },
-        )
-        .with_context(|| format!("cannot load model {}", path.display()))?,
-    );
-    let t0 = Instant::now();
-    let tokens = model.tokenizer.encode(&text, true, false);
-    eprintln!(
-        "perplexity: tokenization took {:.1} ms, {} tokens",
-        t0.elapsed().as_secs_f64() * 1e3,
-        tokens.len()
-    );
+    let (model, tokens) = super::common::model_and_text_tokens(
+        &args.model,
+        args.offline,
+        args.arithmetic == super::batched_bench::Arithmetic::Llama,
+        &args.file,
+        "perplexity",
+    )?;
     let n_chunk = perplexity::n_chunks(tokens.len(), c, args.chunks);
     if n_chunk == 0 {
         bail!(
