@@ -610,11 +610,10 @@ impl Backend for Cpu<'_> {
                     && d.is_multiple_of(16)
                     && m.router.matrix.isa() == kernels::isa::Isa::Avx512)
             {
+                let ops = Ops::detected();
+                let lanes16 = batch && d.is_multiple_of(16);
                 for (t, row) in logits.chunks_exact_mut(ne).enumerate() {
-                    let xt = &x[t * d..(t + 1) * d];
-                    for (e, l) in row.iter_mut().enumerate() {
-                        *l = moe::router_dot(&m.router_f32[e * d..(e + 1) * d], xt, batch);
-                    }
+                    ops.dots_f32_ggml(&m.router_f32, &x[t * d..(t + 1) * d], lanes16, row);
                 }
             } else if let Err(e) =
                 kernels::matmul::matmul(&ws.pool, &m.router.matrix, x, n, logits, &mut ws.scratch)

@@ -3,7 +3,7 @@
 //! ([`Gating`], [`ExpertAct`]), and the routing arithmetic as llama.cpp's CPU backend does it
 //! (`build_moe_ffn` in `src/llama-graph.cpp`), so the results can equal its bit for bit:
 //!
-//! 1. router logits `ffn_gate_inp · x` in ggml's f32 order ([`router_dot`]): llamafile's
+//! 1. router logits `ffn_gate_inp · x` in ggml's f32 order (`Ops::dots_f32_ggml`): llamafile's
 //!    sgemm (16 FMA lanes, `_mm512_reduce_add_ps`) for a product of 2+ tokens whose width is a
 //!    multiple of 16, else `ggml_vec_dot_f32` (64 lanes in four accumulators);
 //! 2. probabilities: softmax over all experts (`ggml_soft_max`, [`softmax_ggml`]), sigmoid,
@@ -21,7 +21,7 @@
 //! `gemv` kernel, other k-quants through the tiled mat-mul when 8 or more tokens chose the
 //! expert and `ggml_vec_dot_*` otherwise.
 
-use kernels::ops::ggml::{expf, tree16, tree64};
+use kernels::ops::ggml::{expf, tree16};
 
 use crate::model::{ExpertMats, MatRef};
 
@@ -73,7 +73,7 @@ pub struct Moe {
     pub weights_scale: f32,
     pub act: ExpertAct,
     pub n_used: usize,
-    /// Compute the router in llama.cpp's float order (see [`router_dot`]).
+    /// Compute the router in llama.cpp's float order (`Ops::dots_f32_ggml`).
     pub exact: bool,
 }
 
@@ -85,37 +85,6 @@ impl Moe {
     pub fn n_ff(&self) -> usize {
         self.up.rows
     }
-}
-
-/// The dot product `w · x` as ggml's `mul_mat` computes an f32 product on x86 with AVX-512
-/// for a product of `n_tokens` tokens: llamafile's sgemm (`tinyBLAS<16>`: one 16-lane FMA
-/// accumulator over the row in order, reduced by `_mm512_reduce_add_ps`) when there are two
-/// tokens or more and the width is a multiple of 16, else `ggml_vec_dot_f32` (64 lanes in
-/// four accumulators, `GGML_F32_VEC_REDUCE`, then the remaining products FMA'd one by one).
-pub fn router_dot(w: &[f32], x: &[f32], batch: bool) -> f32 {
-    debug_assert_eq!(w.len(), x.len());
-    let n = w.len();
-    if batch && n.is_multiple_of(16) {
-        let mut acc = [0.0f32; 16];
-        for (wc, xc) in w.chunks_exact(16).zip(x.chunks_exact(16)) {
-            for l in 0..16 {
-                acc[l] = wc[l].mul_add(xc[l], acc[l]);
-            }
-        }
-        return tree16(&acc);
-    }
-    let np = n & !63;
-    let mut acc = [0.0f32; 64];
-    for (wc, xc) in w[..np].chunks_exact(64).zip(x[..np].chunks_exact(64)) {
-        for l in 0..64 {
-            acc[l] = wc[l].mul_add(xc[l], acc[l]);
-        }
-    }
-    let mut s = tree64(&acc);
-    for (a, b) in w[np..].iter().zip(&x[np..]) {
-        s = a.mul_add(*b, s);
-    }
-    s
 }
 
 /// `ggml_soft_max` of one row in place, as ggml-cpu computes it with AVX-512: the maximum,

@@ -174,6 +174,45 @@ pub fn tree64(a: &[f32; 64]) -> f32 {
     tree16(&s)
 }
 
+/// `out[r] = w_r · x` for the rows `w_r` of `w` (each `x.len()` wide), as ggml's `mul_mat`
+/// computes an f32 product on x86 with AVX-512: `lanes16` (llamafile's sgemm, taken for a
+/// product of 2+ tokens whose width is a multiple of 16): one 16-lane FMA accumulator over the
+/// row in order, reduced by [`tree16`]; otherwise `ggml_vec_dot_f32`: the first `n & !63`
+/// products FMA'd into 64 lanes (four 16-lane accumulators) reduced by [`tree64`], then the
+/// remaining products FMA'd one by one.
+pub fn dots_f32(w: &[f32], x: &[f32], lanes16: bool, out: &mut [f32]) {
+    let n = x.len();
+    debug_assert!(w.len() == out.len() * n && (!lanes16 || n.is_multiple_of(16)));
+    if n == 0 {
+        out.fill(0.0);
+        return;
+    }
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(n)) {
+        *o = if lanes16 {
+            let mut acc = [0.0f32; 16];
+            for (wc, xc) in row.chunks_exact(16).zip(x.chunks_exact(16)) {
+                for l in 0..16 {
+                    acc[l] = wc[l].mul_add(xc[l], acc[l]);
+                }
+            }
+            tree16(&acc)
+        } else {
+            let np = n & !63;
+            let mut acc = [0.0f32; 64];
+            for (wc, xc) in row[..np].chunks_exact(64).zip(x[..np].chunks_exact(64)) {
+                for l in 0..64 {
+                    acc[l] = wc[l].mul_add(xc[l], acc[l]);
+                }
+            }
+            let mut s = tree64(&acc);
+            for (a, b) in row[np..].iter().zip(&x[np..]) {
+                s = a.mul_add(*b, s);
+            }
+            s
+        };
+    }
+}
+
 /// llamafile sgemm's f16 dot: `n` (a multiple of 16) products FMA'd into 16 lanes, [`tree16`].
 /// `y` holds f16 values widened to f32.
 pub fn dot16(x: &[f16], y: &[f32]) -> f32 {

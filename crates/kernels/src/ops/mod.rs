@@ -503,6 +503,18 @@ impl Ops {
         dispatch!(self, attn_accum(p, ld, g, v, out));
     }
 
+    /// `out[r] = w_r · x` for the rows of `w` (each `x.len()` wide) in ggml's f32 order: 16
+    /// lanes (`lanes16`, llamafile's sgemm) or `ggml_vec_dot_f32`'s 64 (see `ggml::dots_f32`).
+    ///
+    /// # Panics
+    /// If `w` does not hold `out.len()` rows of `x.len()`, or `lanes16` with a width that is not
+    /// a multiple of 16.
+    pub fn dots_f32_ggml(self, w: &[f32], x: &[f32], lanes16: bool, out: &mut [f32]) {
+        assert_eq!(w.len(), out.len() * x.len(), "dots_f32: w must hold out.len() rows");
+        assert!(!lanes16 || x.len().is_multiple_of(16), "dots_f32: 16 lanes need a width of 16s");
+        dispatch_ggml!(self, dots_f32(w, x, lanes16, out));
+    }
+
     /// f16 attention scores in ggml's order (see `ggml::kq_dots`).
     fn kq_dots_ggml(
         self,

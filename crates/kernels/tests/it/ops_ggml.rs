@@ -826,3 +826,74 @@ fn attention_ggml_mapped_scattered_cells_match_ggml() {
         }
     }
 }
+
+// ---- f32 dot products (mixture-of-experts routers) ----
+
+/// `_mm512_reduce_add_ps` written out: halve 16 → 8 → 4 → 2 → 1.
+fn reduce16(mut v: Vec<f32>) -> f32 {
+    while v.len() > 1 {
+        let h = v.len() / 2;
+        v = (0..h).map(|i| v[i] + v[i + h]).collect();
+    }
+    v[0]
+}
+
+/// `ggml_vec_dot_f32` with AVX-512 written out from ggml's source: `GGML_F32_ARR` = 4
+/// accumulators of 16 lanes over the first `n & !63` products, reduced `(0+2) + (1+3)`, then the
+/// leftovers FMA'd into the sum one by one; or llamafile's `tinyBLAS<16>` row: one accumulator.
+fn dot_f32_straight(w: &[f32], x: &[f32], lanes16: bool) -> f32 {
+    let n = x.len();
+    if lanes16 {
+        let mut acc = vec![0.0f32; 16];
+        for i in (0..n).step_by(16) {
+            for l in 0..16 {
+                acc[l] = w[i + l].mul_add(x[i + l], acc[l]);
+            }
+        }
+        return reduce16(acc);
+    }
+    let np = n & !63;
+    let mut sum = vec![vec![0.0f32; 16]; 4];
+    for i in (0..np).step_by(64) {
+        for (j, s) in sum.iter_mut().enumerate() {
+            for l in 0..16 {
+                s[l] = w[i + 16 * j + l].mul_add(x[i + 16 * j + l], s[l]);
+            }
+        }
+    }
+    let s0: Vec<f32> = (0..16).map(|l| sum[0][l] + sum[2][l]).collect();
+    let s1: Vec<f32> = (0..16).map(|l| sum[1][l] + sum[3][l]).collect();
+    let mut s = reduce16((0..16).map(|l| s0[l] + s1[l]).collect());
+    for i in np..n {
+        s = w[i].mul_add(x[i], s);
+    }
+    s
+}
+
+#[test]
+fn f32_dots_follow_ggmls_order_on_every_isa() {
+    let mut rng = Rng::new(77);
+    for n in [0usize, 1, 15, 16, 48, 63, 64, 65, 127, 128, 200, 768, 770] {
+        let rows = 5;
+        let w = rng.vec(rows * n, -1.0, 1.0);
+        let x = rng.vec(n, -2.0, 2.0);
+        for lanes16 in [false, true] {
+            if lanes16 && !n.is_multiple_of(16) {
+                continue;
+            }
+            let want: Vec<f32> = (0..rows)
+                .map(|r| dot_f32_straight(&w[r * n..(r + 1) * n], &x, lanes16))
+                .collect();
+            for isa in Isa::all_supported() {
+                let mut got = vec![f32::NAN; rows];
+                Ops::new(isa).dots_f32_ggml(&w, &x, lanes16, &mut got);
+                let what = format!("{isa:?} n={n} lanes16={lanes16}");
+                if n == 0 {
+                    assert!(got.iter().all(|&g| g == 0.0), "{what}");
+                } else {
+                    assert_bits(&got, &want, &what);
+                }
+            }
+        }
+    }
+}

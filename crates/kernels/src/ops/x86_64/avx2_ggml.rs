@@ -275,6 +275,50 @@ pub fn kq_dots(q: &[f32], g: usize, k: &Rows<'_>, lanes16: bool, scores: &mut [f
     }
 }
 
+/// `ops::ggml::dots_f32` (a 16-lane accumulator as two 8-lane halves).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dots_f32(w: &[f32], x: &[f32], lanes16: bool, out: &mut [f32]) {
+    let n = x.len();
+    assert!(w.len() == out.len() * n && (!lanes16 || n.is_multiple_of(16)));
+    if n == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let np = if lanes16 { n } else { n & !63 };
+    let xp = x.as_ptr();
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(n)) {
+        let wp = row.as_ptr();
+        // Four 16-lane accumulators (one for `lanes16`), each as (low, high) halves.
+        let mut acc = [(_mm256_setzero_ps(), _mm256_setzero_ps()); 4];
+        let (step, k) = if lanes16 { (16, 1) } else { (64, 4) };
+        for d in (0..np).step_by(step) {
+            for (i, a) in acc.iter_mut().take(k).enumerate() {
+                // SAFETY: `d + 16·i + 16 <= np <= n`: inside the row and `x`.
+                unsafe {
+                    let (wc, xc) = (wp.add(d + 16 * i), xp.add(d + 16 * i));
+                    a.0 = _mm256_fmadd_ps(_mm256_loadu_ps(wc), _mm256_loadu_ps(xc), a.0);
+                    a.1 = _mm256_fmadd_ps(_mm256_loadu_ps(wc.add(8)), _mm256_loadu_ps(xc.add(8)), a.1);
+                }
+            }
+        }
+        *o = if lanes16 {
+            tree16(acc[0].0, acc[0].1)
+        } else {
+            let half = |h: fn(&(__m256, __m256)) -> __m256| {
+                _mm256_add_ps(
+                    _mm256_add_ps(h(&acc[0]), h(&acc[2])),
+                    _mm256_add_ps(h(&acc[1]), h(&acc[3])),
+                )
+            };
+            let mut s = tree16(half(|a| a.0), half(|a| a.1));
+            for (a, b) in row[np..].iter().zip(&x[np..]) {
+                s = a.mul_add(*b, s);
+            }
+            s
+        };
+    }
+}
+
 /// `ops::ggml::exp_block_sums`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub fn exp_block_sums(x: &mut [f32], max: f32) -> f64 {

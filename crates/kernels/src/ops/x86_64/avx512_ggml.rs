@@ -251,6 +251,49 @@ pub fn kq_dots(q: &[f32], g: usize, k: &Rows<'_>, lanes16: bool, scores: &mut [f
     }
 }
 
+/// `ops::ggml::dots_f32`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+pub fn dots_f32(w: &[f32], x: &[f32], lanes16: bool, out: &mut [f32]) {
+    let n = x.len();
+    assert!(w.len() == out.len() * n && (!lanes16 || n.is_multiple_of(16)));
+    if n == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let np = if lanes16 { n } else { n & !63 };
+    let xp = x.as_ptr();
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(n)) {
+        let wp = row.as_ptr();
+        *o = if lanes16 {
+            let mut acc = _mm512_setzero_ps();
+            for d in (0..np).step_by(16) {
+                // SAFETY: `d + 16 <= n`: inside the row and `x`.
+                unsafe {
+                    acc = _mm512_fmadd_ps(_mm512_loadu_ps(wp.add(d)), _mm512_loadu_ps(xp.add(d)), acc);
+                }
+            }
+            tree16(acc)
+        } else {
+            let mut acc = [_mm512_setzero_ps(); 4];
+            for d in (0..np).step_by(64) {
+                for (i, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: `d + 16·i + 16 <= np <= n`: inside the row and `x`.
+                    unsafe {
+                        let (wc, xc) = (wp.add(d + 16 * i), xp.add(d + 16 * i));
+                        *a = _mm512_fmadd_ps(_mm512_loadu_ps(wc), _mm512_loadu_ps(xc), *a);
+                    }
+                }
+            }
+            let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
+            let mut s = tree16(s);
+            for (a, b) in row[np..].iter().zip(&x[np..]) {
+                s = a.mul_add(*b, s);
+            }
+            s
+        };
+    }
+}
+
 /// `ops::ggml::exp_block_sums`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
 pub fn exp_block_sums(x: &mut [f32], max: f32) -> f64 {
