@@ -114,6 +114,19 @@ impl ActsRef {
         }
     }
 
+    /// The same rows from row `t` on (the caller keeps `t` within the rows the view was made
+    /// for).
+    pub(crate) fn from_row(&self, t: usize) -> ActsRef {
+        ActsRef {
+            f: self.f.wrapping_add(t * self.f_stride),
+            qs: self.qs.wrapping_add(t * self.qs_stride),
+            d: self.d.wrapping_add(t * self.d_stride),
+            sums: self.sums.wrapping_add(t * self.sums_stride),
+            s: self.s.wrapping_add(t * self.d_stride),
+            ..*self
+        }
+    }
+
     /// Rows `t..` as a tile for the packed kernels (8-bit kinds only).
     #[inline(always)]
     pub(crate) fn tile(&self, t: usize) -> ActTile {

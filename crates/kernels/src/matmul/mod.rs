@@ -46,6 +46,7 @@ use crate::pool::ThreadPool;
 use crate::quant::{GgmlType, KernelError, is_supported, row_bytes};
 use acts::{ActBuf, ActsRef, SyncPtr};
 use buf::AlignedBytes;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -71,7 +72,7 @@ enum Storage<'a> {
     /// Copied into a buffer owned by the matrix, ggml layout.
     Owned(AlignedBytes),
     /// In a shared file mapping, ggml layout (`range` of the mapping).
-    Mapped(Arc<Mmap>, std::ops::Range<usize>),
+    Mapped(Arc<Mmap>, Range<usize>),
     /// Repacked into 16-row groups (see `repack`), owned.
     Packed(Packed),
 }
@@ -185,7 +186,7 @@ impl BatchRule {
 
     /// The tokens `0..n` of a product cut into runs that take one kernel slot each: up to two
     /// (token range, slot) pairs, in order.
-    fn runs(self, n: usize, batch_invariant: bool) -> [(std::ops::Range<usize>, usize); 2] {
+    fn runs(self, n: usize, batch_invariant: bool) -> [(Range<usize>, usize); 2] {
         let none = (n..n, 0);
         match self {
             _ if batch_invariant => [(0..n, 0), none],
@@ -265,7 +266,7 @@ impl<'a> Matrix<'a> {
         cols: usize,
         data: &'a [u8],
         options: MatrixOptions,
-        release: &dyn Fn(std::ops::Range<usize>),
+        release: &dyn Fn(Range<usize>),
     ) -> Result<Matrix<'a>, KernelError> {
         Matrix::build(ty, rows, cols, data, options, Some(release))
     }
@@ -276,7 +277,7 @@ impl<'a> Matrix<'a> {
         cols: usize,
         data: &'a [u8],
         options: MatrixOptions,
-        release: Option<&dyn Fn(std::ops::Range<usize>)>,
+        release: Option<&dyn Fn(Range<usize>)>,
     ) -> Result<Matrix<'a>, KernelError> {
         let isa = options.isa.min(Isa::best_supported());
         let (kind, rows_fn) = match (ActKind::for_weight(ty), arch::rows_kernel(isa, ty)) {
@@ -590,9 +591,9 @@ impl<'a> Matrix<'a> {
         p: &Packed,
         kernel: PackedKernel,
         acts: &ActsRef,
-        tokens: std::ops::Range<usize>,
+        tokens: Range<usize>,
         y: SyncPtr<f32>,
-        groups: std::ops::Range<usize>,
+        groups: Range<usize>,
     ) {
         let (g0, g1) = (groups.start, groups.end);
         let block = self.ty.block_size() as usize;
@@ -654,9 +655,9 @@ impl<'a> Matrix<'a> {
         w: *const u8,
         rows_fn: RowsFn,
         acts: &ActsRef,
-        tokens: std::ops::Range<usize>,
+        tokens: Range<usize>,
         y: SyncPtr<f32>,
-        rows: std::ops::Range<usize>,
+        rows: Range<usize>,
     ) {
         let (r0, r1) = (rows.start, rows.end);
         let chunk = (CHUNK_BYTES / self.row_bytes.max(1)).max(4);
@@ -810,7 +811,8 @@ pub fn matmul_many(
     });
     let jobs = &jobs;
     let batch_invariant = scratch.batch_invariant;
-    let units = WorkUnits::new(ws, pool.n_threads());
+    let units =
+        WorkUnits::<MAX_MANY>::new(ws.iter().map(|w| (w.rows, w.row_bytes)), pool.n_threads());
     let next = AtomicUsize::new(0);
     pool.run(|_, _| {
         // Threads take units (a run of 16-row groups of one matrix) until none is left, so a
@@ -818,7 +820,7 @@ pub fn matmul_many(
         // computes which unit.
         loop {
             let u = next.fetch_add(1, Ordering::Relaxed);
-            let Some((i, r0, r1)) = units.get(u, ws) else {
+            let Some((i, r0, r1)) = units.get(u) else {
                 break;
             };
             let (Some(w), Some(Some((acts, y)))) = (ws.get(i), jobs.get(i)) else {
@@ -833,54 +835,191 @@ pub fn matmul_many(
     Ok(())
 }
 
-/// The work of one [`matmul_many`] call cut into units: for matrix `i`, `count[i]` units of
-/// `groups[i]` 16-row groups each (the last one shorter), numbered after those of matrices
-/// `0..i`.
-struct WorkUnits {
-    first: [usize; MAX_MANY + 1],
-    groups: [usize; MAX_MANY],
+/// The work of one [`matmul_many`] or [`matmul_grouped`] call (up to `N` matrices) cut into
+/// units: for matrix `i`, `count` units of `groups[i]` 16-row groups each (the last one
+/// shorter), numbered `ends[i - 1]..ends[i]` (from 0 for the first matrix).
+struct WorkUnits<const N: usize> {
+    ends: [usize; N],
+    groups: [usize; N],
+    rows: [usize; N],
+    len: usize,
 }
 
-impl WorkUnits {
+impl<const N: usize> WorkUnits<N> {
     /// Units of about 32 KB of weights (larger for big matrices: at most 16 per thread), and
-    /// at least one per thread when the matrix has that many groups.
-    fn new(ws: &[&Matrix<'_>], n_threads: usize) -> WorkUnits {
+    /// at least one per thread when the matrix has that many groups. Matrices past the `N`th
+    /// are left out.
+    /// `sizes`: each matrix's (rows, bytes per row).
+    fn new(sizes: impl Iterator<Item = (usize, usize)>, n_threads: usize) -> Self {
         const UNIT_BYTES: usize = 32 * 1024;
-        let mut first = [0usize; MAX_MANY + 1];
-        let mut groups = [1usize; MAX_MANY];
-        for (i, w) in ws.iter().enumerate().take(MAX_MANY) {
-            let total = w.rows.div_ceil(ROW_GROUP);
-            let bytes = w.rows * w.row_bytes;
+        let mut units = WorkUnits {
+            ends: [0; N],
+            groups: [1; N],
+            rows: [0; N],
+            len: 0,
+        };
+        let mut end = 0;
+        for (i, (rows, row_bytes)) in sizes.enumerate().take(N) {
+            let total = rows.div_ceil(ROW_GROUP);
+            let bytes = rows * row_bytes;
             let unit_bytes = UNIT_BYTES.max(bytes / (16 * n_threads));
-            if total == 0 {
-                first[i + 1] = first[i];
-                continue;
+            if total > 0 {
+                let count = bytes
+                    .div_ceil(unit_bytes.max(1))
+                    .clamp(n_threads.min(total).max(1), total);
+                units.groups[i] = total.div_ceil(count);
+                end += total.div_ceil(units.groups[i]);
             }
-            let count = bytes
-                .div_ceil(unit_bytes.max(1))
-                .clamp(n_threads.min(total).max(1), total);
-            groups[i] = total.div_ceil(count);
-            first[i + 1] = first[i] + total.div_ceil(groups[i]);
+            units.ends[i] = end;
+            units.rows[i] = rows;
+            units.len = i + 1;
         }
-        for i in ws.len().min(MAX_MANY)..MAX_MANY {
-            first[i + 1] = first[i];
-        }
-        WorkUnits { first, groups }
+        units
     }
 
     /// Unit `u` as (matrix, first row, end row), or `None` past the last unit.
-    fn get(&self, u: usize, ws: &[&Matrix<'_>]) -> Option<(usize, usize, usize)> {
-        let i = (0..ws.len().min(MAX_MANY)).find(|&i| u < self.first[i + 1])?;
-        let rows = ws.get(i)?.rows;
-        let g0 = (u - self.first[i]) * self.groups[i];
-        let r0 = (g0 * ROW_GROUP).min(rows);
-        let r1 = ((g0 + self.groups[i]) * ROW_GROUP).min(rows);
+    fn get(&self, u: usize) -> Option<(usize, usize, usize)> {
+        let i = self.ends[..self.len].iter().position(|&e| u < e)?;
+        let first = if i == 0 { 0 } else { self.ends[i - 1] };
+        let g0 = (u - first) * self.groups[i];
+        let r0 = (g0 * ROW_GROUP).min(self.rows[i]);
+        let r1 = ((g0 + self.groups[i]) * ROW_GROUP).min(self.rows[i]);
         Some((i, r0, r1))
     }
 }
 
 /// Most matrices one [`matmul_many`] call takes.
 pub const MAX_MANY: usize = 8;
+
+/// One product of [`matmul_grouped`]: `y = w · x[rows]`.
+pub struct Product<'p, 'm> {
+    pub w: &'p Matrix<'m>,
+    /// The rows (tokens) of the call's input that `w` multiplies.
+    pub rows: Range<usize>,
+    /// `rows.len() × w.rows` outputs.
+    pub y: &'p mut [f32],
+    /// Take the single-token kernel for every token (see [`Scratch::batch_invariant`]).
+    pub batch_invariant: bool,
+}
+
+/// Most products one pool hand-off of [`matmul_grouped`] takes (more are run in turns).
+pub const MAX_GROUPED: usize = 32;
+
+/// Independent products, each of a matrix with a range of rows of one input `x` (`n_tokens`
+/// rows of `cols`), in as few pool hand-offs as possible (one per [`MAX_GROUPED`] products):
+/// the input is quantized once for every activation form the matrices need, then all threads
+/// share the units of every product of a hand-off (as [`matmul_many`] shares those of its
+/// matrices). Each product's results equal those of [`matmul`] with the same matrix, rows and
+/// batch-invariance — grouping only saves hand-offs, which is what small products (the chosen
+/// experts of a decode step, each on its own tokens) spend most time on. `products` is an
+/// iterator so the caller needs no allocation to list them.
+///
+/// # Errors
+/// A shape mismatch: `x` not `n_tokens × cols`, a matrix of another width, rows outside
+/// `0..n_tokens`, an output of the wrong length. Products before the faulty one's hand-off may
+/// have been computed.
+pub fn matmul_grouped<'p, 'm: 'p>(
+    pool: &ThreadPool,
+    x: &[f32],
+    n_tokens: usize,
+    cols: usize,
+    products: impl IntoIterator<Item = Product<'p, 'm>>,
+    scratch: &mut Scratch,
+) -> Result<(), KernelError> {
+    let expected = n_tokens
+        .checked_mul(cols)
+        .ok_or(KernelError::ShapeMismatch("input size overflows"))?;
+    if x.len() != expected {
+        return Err(KernelError::LengthMismatch {
+            what: "input",
+            expected,
+            actual: x.len(),
+        });
+    }
+    let mut products = products.into_iter();
+    let mut quantized = [false; 2];
+    loop {
+        let mut chunk: [Option<Product>; MAX_GROUPED] = std::array::from_fn(|_| None);
+        let mut len = 0;
+        for slot in chunk.iter_mut() {
+            let Some(p) = products.next() else { break };
+            if p.w.cols != cols {
+                return Err(KernelError::ShapeMismatch(
+                    "matrices sharing an input need equal cols",
+                ));
+            }
+            if p.rows.start > p.rows.end || p.rows.end > n_tokens {
+                return Err(KernelError::ShapeMismatch("product rows outside the input"));
+            }
+            if p.y.len() != p.rows.len() * p.w.rows {
+                return Err(KernelError::LengthMismatch {
+                    what: "output",
+                    expected: p.rows.len() * p.w.rows,
+                    actual: p.y.len(),
+                });
+            }
+            *slot = Some(p);
+            len += 1;
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let chunk = &mut chunk[..len];
+        if cols == 0 {
+            chunk.iter_mut().flatten().for_each(|p| p.y.fill(0.0));
+            continue;
+        }
+        // Quantize once per activation form the matrices need.
+        for (form, kind) in [ActKind::Q8, ActKind::Q8K].into_iter().enumerate() {
+            if !quantized[form]
+                && let Some(p) = chunk.iter().flatten().find(|p| p.w.kind == kind)
+                && let Some(q) = p.w.quantize_fn
+            {
+                quantized[form] = true;
+                scratch
+                    .buf_mut(kind)
+                    .quantize(kind, q, pool, x, n_tokens, cols);
+            }
+        }
+        let jobs: [Option<(ActsRef, SyncPtr<f32>)>; MAX_GROUPED] = std::array::from_fn(|i| {
+            let p = chunk.get_mut(i)?.as_mut()?;
+            let acts = match p.w.kind {
+                ActKind::F32 => ActsRef::f32_rows(x, cols),
+                k => scratch.buf(k).view(),
+            };
+            Some((acts.from_row(p.rows.start), SyncPtr(p.y.as_mut_ptr())))
+        });
+        let chunk = &*chunk;
+        // A product without rows gets no units.
+        let units = WorkUnits::<MAX_GROUPED>::new(
+            chunk.iter().flatten().map(|p| match p.rows.len() {
+                0 => (0, 0),
+                _ => (p.w.rows, p.w.row_bytes),
+            }),
+            pool.n_threads(),
+        );
+        let jobs = &jobs;
+        let next = AtomicUsize::new(0);
+        pool.run(|_, _| {
+            loop {
+                let u = next.fetch_add(1, Ordering::Relaxed);
+                let Some((i, r0, r1)) = units.get(u) else {
+                    break;
+                };
+                let (Some(Some(p)), Some(Some((acts, y)))) = (chunk.get(i), jobs.get(i)) else {
+                    break;
+                };
+                // SAFETY: `acts` views rows `p.rows` of the input (quantized above or the
+                // checked `x`), `y` was checked to hold `p.rows.len() × rows` values, `r0` is a
+                // multiple of 16, and each unit (disjoint rows of one product's output) is taken
+                // by one thread.
+                unsafe {
+                    p.w.mul_rows(acts, p.rows.len(), p.batch_invariant, *y, r0, r1)
+                };
+            }
+        });
+    }
+}
 
 /// The dot product of one weight row of type `ty` with `x`, through the same kernels and
 /// activation quantization as [`matmul`] at level `isa`: for tests and one-off products
@@ -966,7 +1105,7 @@ fn pack(
     row_bytes: usize,
     data: &[u8],
     kernels: [PackedKernel; 2],
-    release: Option<&dyn Fn(std::ops::Range<usize>)>,
+    release: Option<&dyn Fn(Range<usize>)>,
 ) -> Packed {
     /// Source bytes repacked between two calls of `release`.
     const RELEASE_EVERY: usize = 4 << 20;

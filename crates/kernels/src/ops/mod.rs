@@ -510,8 +510,15 @@ impl Ops {
     /// If `w` does not hold `out.len()` rows of `x.len()`, or `lanes16` with a width that is not
     /// a multiple of 16.
     pub fn dots_f32_ggml(self, w: &[f32], x: &[f32], lanes16: bool, out: &mut [f32]) {
-        assert_eq!(w.len(), out.len() * x.len(), "dots_f32: w must hold out.len() rows");
-        assert!(!lanes16 || x.len().is_multiple_of(16), "dots_f32: 16 lanes need a width of 16s");
+        assert_eq!(
+            w.len(),
+            out.len() * x.len(),
+            "dots_f32: w must hold out.len() rows"
+        );
+        assert!(
+            !lanes16 || x.len().is_multiple_of(16),
+            "dots_f32: 16 lanes need a width of 16s"
+        );
         dispatch_ggml!(self, dots_f32(w, x, lanes16, out));
     }
 

@@ -4,6 +4,7 @@ mod dot_reference;
 mod matmul_ggml;
 mod matmul_ggml_iq;
 mod matmul_ggml_kquant;
+mod matmul_grouped;
 mod matmul_naive;
 mod matmul_real;
 mod matmul_rows;

@@ -297,7 +297,11 @@ pub fn dots_f32(w: &[f32], x: &[f32], lanes16: bool, out: &mut [f32]) {
                 unsafe {
                     let (wc, xc) = (wp.add(d + 16 * i), xp.add(d + 16 * i));
                     a.0 = _mm256_fmadd_ps(_mm256_loadu_ps(wc), _mm256_loadu_ps(xc), a.0);
-                    a.1 = _mm256_fmadd_ps(_mm256_loadu_ps(wc.add(8)), _mm256_loadu_ps(xc.add(8)), a.1);
+                    a.1 = _mm256_fmadd_ps(
+                        _mm256_loadu_ps(wc.add(8)),
+                        _mm256_loadu_ps(xc.add(8)),
+                        a.1,
+                    );
                 }
             }
         }

@@ -269,7 +269,11 @@ pub fn dots_f32(w: &[f32], x: &[f32], lanes16: bool, out: &mut [f32]) {
             for d in (0..np).step_by(16) {
                 // SAFETY: `d + 16 <= n`: inside the row and `x`.
                 unsafe {
-                    acc = _mm512_fmadd_ps(_mm512_loadu_ps(wp.add(d)), _mm512_loadu_ps(xp.add(d)), acc);
+                    acc = _mm512_fmadd_ps(
+                        _mm512_loadu_ps(wp.add(d)),
+                        _mm512_loadu_ps(xp.add(d)),
+                        acc,
+                    );
                 }
             }
             tree16(acc)
