@@ -11,7 +11,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use kernels::matmul::Matrix;
+use kernels::matmul::{Matrix, Product};
 use kernels::ops::Ops;
 use kernels::ops::attention::{AttentionParams, AttentionScratch};
 use kernels::ops::rope::Rope;
@@ -228,8 +228,6 @@ pub(crate) struct MoeScratch {
     y: Vec<f32>,
     /// Every chosen expert's weighted output, `[n_batch × n_used × n_embd]`.
     outs: Vec<f32>,
-    /// For the experts llama.cpp's `mul_mat_id` takes one token at a time (repacked Q4_K).
-    scratch: MatmulScratch,
     batch_invariant: bool,
 }
 
@@ -247,7 +245,6 @@ impl MoeScratch {
             b: vec![0.0; n_batch * f],
             y: vec![0.0; n_batch * d],
             outs: vec![0.0; n_batch * k * d],
-            scratch: MatmulScratch::with_capacity(n_batch, d.max(f)).batch_invariant(),
             batch_invariant,
         }
     }
@@ -586,7 +583,7 @@ impl Backend for Cpu<'_> {
         }
     }
 
-    fn moe(&mut self, m: &Moe) {
+    fn moe<'m>(&mut self, m: &'m Moe) {
         let n = self.n;
         let d = self.hp.n_embd;
         let (ne, k, f) = (m.n_expert(), m.n_used, m.n_ff());
@@ -651,102 +648,143 @@ impl Backend for Cpu<'_> {
             starts[0] = 0;
         }
         let ops = Ops::detected();
-        for e in 0..ne {
-            let rows = &ms.order[ms.starts[e]..ms.starts[e + 1]];
-            let c = rows.len();
-            if c == 0 {
-                continue;
+        // llama.cpp's `mul_mat_id` runs a repacked Q4_K expert (rows a multiple of 8) one token
+        // at a time (`gemv`), any other k-quant expert through its tiled mat-mul when 8 or more
+        // tokens chose it (as a plain product of that many tokens would).
+        let one_at_a_time = |w: &MatRef| {
+            ms.batch_invariant || (w.ty == gguf::GgmlType::Q4_K && w.rows.is_multiple_of(8))
+        };
+        // The experts run in waves of at most `n_batch` entries (what the buffers hold): entry
+        // `j` of the wave (expert order) reads its token's row `xin[j]`; all gate/up products
+        // of a wave go to the pool in one hand-off, then all down products in another — a
+        // decode step's chosen experts are a single wave.
+        let cap = ms.xin.len() / d;
+        let mut e0 = 0;
+        while e0 < ne {
+            let base = ms.starts[e0];
+            let mut e1 = e0 + 1;
+            while e1 < ne && ms.starts[e1 + 1] - base <= cap {
+                e1 += 1;
             }
-            for (j, &i) in rows.iter().enumerate() {
+            let rows = ms.starts[e1] - base;
+            let entries = &ms.order[base..ms.starts[e1]];
+            for (xr, &i) in ms.xin.chunks_exact_mut(d).zip(entries) {
                 let t = i as usize / k;
-                ms.xin[j * d..(j + 1) * d].copy_from_slice(&x[t * d..(t + 1) * d]);
+                xr.copy_from_slice(&x[t * d..(t + 1) * d]);
             }
-            let xin = &ms.xin[..c * d];
+            // Expert `e`'s entries within the wave.
+            let span = |e: usize| ms.starts[e] - base..ms.starts[e + 1] - base;
+            let active = || (e0..e1).filter(|&e| ms.starts[e + 1] > ms.starts[e]);
+            let xin = &ms.xin[..rows * d];
             if let Some(o) = self.observer.as_deref_mut() {
-                if let Some(g) = &m.gate {
-                    o.expert_matmul(g, e, xin);
+                for e in active() {
+                    let r = span(e);
+                    let xe = &xin[r.start * d..r.end * d];
+                    if let Some(g) = &m.gate {
+                        o.expert_matmul(g, e, xe);
+                    }
+                    o.expert_matmul(&m.up, e, xe);
                 }
-                o.expert_matmul(&m.up, e, xin);
             }
-            let (a, b) = (&mut ms.a[..c * f], &mut ms.b[..c * f]);
-            // llama.cpp's `mul_mat_id` runs a repacked Q4_K expert (rows a multiple of 8) one
-            // token at a time (`gemv`), any other k-quant expert through its tiled mat-mul when
-            // 8 or more tokens chose it (as a plain product of that many tokens would).
-            let scratch_for = |m: &MatRef| m.ty == gguf::GgmlType::Q4_K && m.rows.is_multiple_of(8);
-            let up_scratch = if scratch_for(&m.up.experts[e]) {
-                &mut ms.scratch
-            } else {
-                &mut ws.scratch
-            };
-            let result = {
+            {
                 let _t = profile::scope(Op::Matmul);
-                match &m.gate {
-                    Some(g) => kernels::matmul::matmul_many(
-                        &ws.pool,
-                        &[&g.experts[e].matrix, &m.up.experts[e].matrix],
-                        xin,
-                        c,
-                        &mut [&mut *a, &mut *b],
-                        up_scratch,
-                    ),
-                    None => kernels::matmul::matmul(
-                        &ws.pool,
-                        &m.up.experts[e].matrix,
-                        xin,
-                        c,
-                        a,
-                        up_scratch,
-                    ),
+                let (mut a_rest, mut b_rest) = (&mut ms.a[..rows * f], &mut ms.b[..rows * f]);
+                let products = active().flat_map(|e| {
+                    let r = span(e);
+                    let (a, rest) = std::mem::take(&mut a_rest).split_at_mut(r.len() * f);
+                    a_rest = rest;
+                    let (b, rest) = std::mem::take(&mut b_rest).split_at_mut(r.len() * f);
+                    b_rest = rest;
+                    let product = |w: &'m MatRef, y| Product {
+                        w: &w.matrix,
+                        rows: r.clone(),
+                        y,
+                        batch_invariant: one_at_a_time(w),
+                    };
+                    // Gated experts: gate into `a`, up into `b`; ungated: up into `a`.
+                    let (gate, up) = match &m.gate {
+                        Some(g) => (
+                            Some(product(&g.experts[e], a)),
+                            product(&m.up.experts[e], b),
+                        ),
+                        None => (None, product(&m.up.experts[e], a)),
+                    };
+                    gate.into_iter().chain(std::iter::once(up))
+                });
+                if let Err(err) = kernels::matmul::matmul_grouped(
+                    &ws.pool,
+                    xin,
+                    rows,
+                    d,
+                    products,
+                    &mut ws.scratch,
+                ) {
+                    panic!("experts {}: {err}", m.up.name);
                 }
-            };
-            if let Err(err) = result {
-                panic!("experts {} [{e}]: {err}", m.up.name);
             }
-            if let Some(bias) = &m.gate_bias {
-                a.chunks_exact_mut(f)
-                    .for_each(|r| ops.add(r, &bias[e * f..(e + 1) * f]));
-            }
-            if let Some(bias) = &m.up_bias {
-                let dst = if m.gate.is_some() { &mut *b } else { &mut *a };
-                dst.chunks_exact_mut(f)
-                    .for_each(|r| ops.add(r, &bias[e * f..(e + 1) * f]));
-            }
-            for (ar, br) in a.chunks_exact_mut(f).zip(b.chunks_exact(f)) {
-                match (m.act, m.gate.is_some()) {
-                    (ExpertAct::Silu, true) => ops.swiglu_ggml(ar, br),
-                    (ExpertAct::Silu, false) => ops.silu_ggml(ar),
-                    (ExpertAct::SwigluOai { alpha, limit }, _) => {
-                        moe::swiglu_oai(ar, br, alpha, limit)
+            for e in active() {
+                let r = span(e);
+                let a = &mut ms.a[r.start * f..r.end * f];
+                let b = &mut ms.b[r.start * f..r.end * f];
+                if let Some(bias) = &m.gate_bias {
+                    a.chunks_exact_mut(f)
+                        .for_each(|row| ops.add(row, &bias[e * f..(e + 1) * f]));
+                }
+                if let Some(bias) = &m.up_bias {
+                    let dst = if m.gate.is_some() { &mut *b } else { &mut *a };
+                    dst.chunks_exact_mut(f)
+                        .for_each(|row| ops.add(row, &bias[e * f..(e + 1) * f]));
+                }
+                for (ar, br) in a.chunks_exact_mut(f).zip(b.chunks_exact(f)) {
+                    match (m.act, m.gate.is_some()) {
+                        (ExpertAct::Silu, true) => ops.swiglu_ggml(ar, br),
+                        (ExpertAct::Silu, false) => ops.silu_ggml(ar),
+                        (ExpertAct::SwigluOai { alpha, limit }, _) => {
+                            moe::swiglu_oai(ar, br, alpha, limit)
+                        }
                     }
                 }
             }
+            let hidden = &ms.a[..rows * f];
             if let Some(o) = self.observer.as_deref_mut() {
-                o.expert_matmul(&m.down, e, &ms.a[..c * f]);
-            }
-            let y = &mut ms.y[..c * d];
-            let down_scratch = if scratch_for(&m.down.experts[e]) {
-                &mut ms.scratch
-            } else {
-                &mut ws.scratch
-            };
-            {
-                let _t = profile::scope(Op::Matmul);
-                if let Err(err) = kernels::matmul::matmul(
-                    &ws.pool,
-                    &m.down.experts[e].matrix,
-                    &ms.a[..c * f],
-                    c,
-                    y,
-                    down_scratch,
-                ) {
-                    panic!("experts {} [{e}]: {err}", m.down.name);
+                for e in active() {
+                    let r = span(e);
+                    o.expert_matmul(&m.down, e, &hidden[r.start * f..r.end * f]);
                 }
             }
-            for (j, &i) in rows.iter().enumerate() {
+            {
+                let _t = profile::scope(Op::Matmul);
+                let mut y_rest = &mut ms.y[..rows * d];
+                let products = active().map(|e| {
+                    let r = span(e);
+                    let (y, rest) = std::mem::take(&mut y_rest).split_at_mut(r.len() * d);
+                    y_rest = rest;
+                    let w = &m.down.experts[e];
+                    Product {
+                        w: &w.matrix,
+                        rows: r,
+                        y,
+                        batch_invariant: one_at_a_time(w),
+                    }
+                });
+                if let Err(err) = kernels::matmul::matmul_grouped(
+                    &ws.pool,
+                    hidden,
+                    rows,
+                    f,
+                    products,
+                    &mut ws.scratch,
+                ) {
+                    panic!("experts {}: {err}", m.down.name);
+                }
+            }
+            // Each entry's output times its weight, in its (token, slot) place.
+            for (j, &i) in entries.iter().enumerate() {
                 let i = i as usize;
+                let e = ms.sel[i] as usize;
                 let w = ms.weights[i];
                 let out = &mut ms.outs[i * d..(i + 1) * d];
-                let yr = &y[j * d..(j + 1) * d];
+                let yr = &ms.y[j * d..(j + 1) * d];
                 match &m.down_bias {
                     Some(bias) => {
                         let bias = &bias[e * d..(e + 1) * d];
@@ -761,6 +799,7 @@ impl Backend for Cpu<'_> {
                     }
                 }
             }
+            e0 = e1;
         }
         // Sum each token's expert outputs in the order they were chosen.
         let h = &mut ws.bufs[Buf::H as usize][..n * d];

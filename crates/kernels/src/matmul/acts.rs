@@ -116,7 +116,7 @@ impl ActsRef {
 
     /// The same rows from row `t` on (the caller keeps `t` within the rows the view was made
     /// for).
-    pub(crate) fn from_row(&self, t: usize) -> ActsRef {
+    pub(crate) fn skip_rows(&self, t: usize) -> ActsRef {
         ActsRef {
             f: self.f.wrapping_add(t * self.f_stride),
             qs: self.qs.wrapping_add(t * self.qs_stride),

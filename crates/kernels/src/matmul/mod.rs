@@ -987,7 +987,7 @@ pub fn matmul_grouped<'p, 'm: 'p>(
                 ActKind::F32 => ActsRef::f32_rows(x, cols),
                 k => scratch.buf(k).view(),
             };
-            Some((acts.from_row(p.rows.start), SyncPtr(p.y.as_mut_ptr())))
+            Some((acts.skip_rows(p.rows.start), SyncPtr(p.y.as_mut_ptr())))
         });
         let chunk = &*chunk;
         // A product without rows gets no units.

@@ -4,6 +4,8 @@
 //! batches on both sides of the kernels' 8-token switch, 1–3 threads, more products than one
 //! hand-off takes; and shape errors are errors.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed step is a failed test
+
 use kernels::matmul::{
     MAX_GROUPED, Matrix, MatrixOptions, Product, Scratch, matmul, matmul_grouped,
 };
