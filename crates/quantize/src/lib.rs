@@ -4,18 +4,19 @@
 //! [`plan`] decides each tensor's type ([`rules`], a port of llama.cpp's
 //! `llama_tensor_get_type`: the `_S/_M/_L` mixes and the fallbacks for rows that are not whole
 //! blocks); [`quantize`] converts the tensors on several threads with `kernels::quant` (ggml's
-//! quantizers, with the importance-weighted searches when an [`imatrix`] is given) and returns
-//! a [`gguf::Builder`] holding the new file, its metadata copied from the input with
-//! `general.file_type`, `general.quantization_version` and the `quantize.imatrix.*` keys set as
-//! llama-quantize sets them. Tensors are written in llama.cpp's order ([`rules::llama_order`]).
+//! quantizers, with the importance-weighted searches when an [`imatrix`] is given) and streams
+//! the new file to a writer one tensor at a time (memory stays at about one tensor), its
+//! metadata copied from the input with `general.file_type`, `general.quantization_version` and
+//! the `quantize.imatrix.*` keys set as llama-quantize sets them. Tensors are written in
+//! llama.cpp's order ([`rules::llama_order`]).
 #![forbid(unsafe_code)]
 
 mod ftype;
 pub mod imatrix;
 pub mod rules;
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::sync::Mutex;
 
 use gguf::{Builder, GgmlType, Gguf, Value};
@@ -288,10 +289,11 @@ pub struct Progress<'p> {
     pub bytes_out: u64,
 }
 
-/// The quantized file, ready to write, and its sizes.
-pub struct Output<'a> {
-    pub builder: Builder<'a>,
+/// What [`quantize`] wrote.
+pub struct Output {
     pub plan: Vec<TensorPlan>,
+    /// Bytes of the whole file.
+    pub bytes_written: u64,
     /// Tensor data bytes before and after.
     pub bytes_before: u64,
     pub bytes_after: u64,
@@ -308,13 +310,16 @@ fn can_write(ty: GgmlType) -> bool {
     kernels::quant::is_supported(ty)
 }
 
-/// Quantizes `file` as `opts` says; `on_tensor` is called after each tensor.
+/// Quantizes `file` as `opts` says and writes the new GGUF file to `out`, one tensor at a time;
+/// `on_tensor` is called after each tensor. Everything that can be checked before the long work
+/// (types, requantization, the importance matrix) is checked before the first byte is written.
 pub fn quantize<'a>(
     file: &Gguf<'a>,
     opts: &Options,
     imatrix: Option<&ImatrixInput>,
+    out: impl Write,
     mut on_tensor: impl FnMut(&Progress<'_>),
-) -> Result<Output<'a>, Error> {
+) -> Result<Output, Error> {
     let plan = plan(file, opts, imatrix.is_some())?;
 
     // Check everything before the long work: requantization, types, importance weights.
@@ -422,25 +427,42 @@ pub fn quantize<'a>(
 
     let (mut before, mut after, mut n_elements) = (0u64, 0u64, 0u64);
     let total = plan.len();
-    for (i, (t, w)) in plan.iter().zip(&weights).enumerate() {
-        let info = file
-            .tensor(&t.name)
-            .ok_or_else(|| Error::Model(format!("tensor {} vanished", t.name)))?;
-        let src = file.tensor_data(info);
-        let data: Cow<'a, [u8]> = if t.from == t.to {
-            Cow::Borrowed(src)
-        } else {
-            Cow::Owned(quantize_tensor(t, src, *w, opts.n_threads)?)
+    let layout: Vec<gguf::TensorPlan> = plan
+        .iter()
+        .map(|t| gguf::TensorPlan {
+            name: t.name.clone(),
+            ty: t.to,
+            shape: t.shape.clone(),
+        })
+        .collect();
+    // The first failure inside the writer's callback, returned as itself rather than as I/O.
+    let mut failure: Option<Error> = None;
+    let written = b.write_streaming(&layout, out, |i| {
+        let t = &plan[i];
+        let result = (|| {
+            let info = file
+                .tensor(&t.name)
+                .ok_or_else(|| Error::Model(format!("tensor {} vanished", t.name)))?;
+            let src = file.tensor_data(info);
+            let data = if t.from == t.to {
+                src.to_vec()
+            } else {
+                quantize_tensor(t, src, weights[i], opts.n_threads)?
+            };
+            Ok::<_, Error>((src.len() as u64, data))
+        })();
+        let (bytes_in, data) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = e.to_string();
+                failure = Some(e);
+                return Err(std::io::Error::other(msg));
+            }
         };
-        let (bytes_in, bytes_out) = (src.len() as u64, data.len() as u64);
+        let bytes_out = data.len() as u64;
         before += bytes_in;
         after += bytes_out;
         n_elements += t.n_elements();
-        b.add_tensor(t.name.clone(), t.to, &t.shape, data)
-            .map_err(|e| Error::Tensor {
-                tensor: t.name.clone(),
-                msg: e.to_string(),
-            })?;
         on_tensor(&Progress {
             index: i + 1,
             total,
@@ -448,11 +470,17 @@ pub fn quantize<'a>(
             bytes_in,
             bytes_out,
         });
-    }
+        Ok(data)
+    });
+    let bytes_written = match (written, failure) {
+        (_, Some(e)) => return Err(e),
+        (Err(e), None) => return Err(Error::Io("cannot write the output".into(), e)),
+        (Ok(n), None) => n,
+    };
     let n_fallback = plan.iter().filter(|t| t.fallback).count();
     Ok(Output {
-        builder: b,
         plan,
+        bytes_written,
         bytes_before: before,
         bytes_after: after,
         n_elements,

@@ -166,7 +166,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let out = quantize::quantize(&file, &opts, imatrix.as_ref(), |p| {
+    // Written beside the output as `OUT.part`, renamed when complete: a failed or interrupted
+    // run never leaves a file that looks finished.
+    let mut part = pos.output.clone().into_os_string();
+    part.push(".part");
+    let part = PathBuf::from(part);
+    let f = std::fs::File::create(&part)
+        .with_context(|| format!("cannot create {}", part.display()))?;
+    let mut w = BufWriter::new(f);
+    let out = quantize::quantize(&file, &opts, imatrix.as_ref(), &mut w, |p| {
         let t = p.tensor;
         let line = format!(
             "[{:4}/{:4}] {:<36} {:>9} {:>7} -> {:<7} {:8.2} MiB -> {:8.2} MiB{}",
@@ -188,14 +196,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     });
     bar.finish_and_clear();
-    let out = out?;
-    let f = std::fs::File::create(&pos.output)
-        .with_context(|| format!("cannot create {}", pos.output.display()))?;
-    let mut w = BufWriter::new(f);
-    out.builder
-        .write_to(&mut w)
-        .and_then(|_| w.flush())
-        .with_context(|| format!("cannot write {}", pos.output.display()))?;
+    let flushed = w.flush();
+    drop(w);
+    let out = match (out, flushed) {
+        (Ok(out), Ok(())) => out,
+        (Err(e), _) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(e.into());
+        }
+        (Ok(_), Err(e)) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(e).with_context(|| format!("cannot write {}", part.display()));
+        }
+    };
+    std::fs::rename(&part, &pos.output).with_context(|| {
+        format!(
+            "cannot rename {} to {}",
+            part.display(),
+            pos.output.display()
+        )
+    })?;
     let elapsed = start.elapsed();
 
     let bpw = |b: u64| b as f64 * 8.0 / out.n_elements.max(1) as f64;

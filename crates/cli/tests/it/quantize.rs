@@ -25,6 +25,9 @@ fn quantize_writes_a_file_that_runs() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("model size ="), "{stdout}");
     assert!(stdout.contains("quant size ="), "{stdout}");
+    // Streamed into `OUT.part`, then renamed.
+    assert!(out.exists());
+    assert!(!dir.path().join("ggml-model-Q8_0.gguf.part").exists());
     let o = hearth(&[
         "run",
         "-m",
@@ -72,8 +75,10 @@ fn quantize_refuses_bad_input() {
         let e = stderr(&o);
         assert!(e.contains(want), "{argv:?}: expected {want:?} in {e}");
     }
-    assert!(
-        !std::path::Path::new(out).exists(),
-        "no output file on failure"
-    );
+    for path in [out.to_string(), format!("{out}.part")] {
+        assert!(
+            !std::path::Path::new(&path).exists(),
+            "no output file on failure: {path}"
+        );
+    }
 }

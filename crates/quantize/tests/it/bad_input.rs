@@ -33,10 +33,12 @@ fn quantized_input_needs_allow_requantize() {
         pure: false,
         n_threads: 1,
     };
-    let e = quantize::quantize(&file, &opts, None, |_| {})
+    let mut out = Vec::new();
+    let e = quantize::quantize(&file, &opts, None, &mut out, |_| {})
         .err()
         .expect("refused");
     assert!(matches!(e, Error::Requantize { .. }), "{e}");
+    assert!(out.is_empty(), "refused before writing anything");
     assert!(e.to_string().contains("--allow-requantize"), "{e}");
 }
 
@@ -52,10 +54,12 @@ fn q2_k_s_without_imatrix_is_refused() {
         pure: false,
         n_threads: 1,
     };
-    let e = quantize::quantize(&file, &opts, None, |_| {})
+    let mut out = Vec::new();
+    let e = quantize::quantize(&file, &opts, None, &mut out, |_| {})
         .err()
         .expect("refused");
     assert!(matches!(e, Error::NeedsImatrix { .. }), "{e}");
+    assert!(out.is_empty(), "refused before writing anything");
 }
 
 #[test]

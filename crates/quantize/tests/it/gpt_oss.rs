@@ -45,8 +45,9 @@ fn gpt_oss_mxfp4_moe_equals_llama_quantize_and_runs_to_llama_cpps_logits() {
         pure: false,
         n_threads: 2,
     };
-    let out = quantize::quantize(&file, &opts, None, |_| {}).unwrap();
-    let bytes = out.builder.to_bytes();
+    let mut bytes = Vec::new();
+    let out = quantize::quantize(&file, &opts, None, &mut bytes, |_| {}).unwrap();
+    assert_eq!(out.bytes_written, bytes.len() as u64);
     let q = Gguf::parse(&bytes).unwrap();
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("gpt-oss-mxfp4.json")).unwrap())

@@ -189,8 +189,10 @@ types! {
 #[test]
 fn whole_file_q8_0_matches_and_runs() {
     let file = Gguf::parse(smollm2()).expect("SmolLM2 parses");
-    let out = quantize::quantize(&file, &options(Ftype::Q8_0), None, |_| {}).expect("quantizes");
-    let bytes = out.builder.to_bytes();
+    let mut bytes = Vec::new();
+    let out = quantize::quantize(&file, &options(Ftype::Q8_0), None, &mut bytes, |_| {})
+        .expect("quantizes");
+    assert_eq!(out.bytes_written, bytes.len() as u64);
     let q = Gguf::parse(&bytes).expect("the output parses");
     let reference = reference("Q8_0");
     assert_eq!(q.tensors().len(), reference.len());
@@ -259,13 +261,10 @@ fn imatrix_keys_are_written_as_llama_quantize_writes_them() {
     let file = Gguf::parse(smollm2()).expect("SmolLM2 parses");
     let im = imatrix();
     // Only the metadata matters here: a type that copies most tensors keeps this quick.
-    let out = quantize::quantize(&file, &options(Ftype::Q8_0), Some(&im), |_| {}).expect("ok");
-    let keys: Vec<&str> = out
-        .builder
-        .metadata()
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .collect();
+    let mut bytes = Vec::new();
+    quantize::quantize(&file, &options(Ftype::Q8_0), Some(&im), &mut bytes, |_| {}).expect("ok");
+    let out = Gguf::parse(&bytes).expect("the output parses");
+    let keys: Vec<&str> = out.metadata().iter().map(|(k, _)| k.as_ref()).collect();
     let tail = &keys[keys.len() - 6..];
     assert_eq!(
         tail,
@@ -287,8 +286,7 @@ fn imatrix_keys_are_written_as_llama_quantize_writes_them() {
         .collect();
     assert_eq!(tail, ref_tail.as_slice());
     let get = |k: &str| {
-        out.builder
-            .metadata()
+        out.metadata()
             .iter()
             .find(|(n, _)| n == k)
             .map(|(_, v)| v.clone())
@@ -309,10 +307,8 @@ fn imatrix_keys_are_written_as_llama_quantize_writes_them() {
 #[test]
 fn from_bf16() {
     let file = Gguf::parse(smollm2()).expect("SmolLM2 parses");
-    let bf16 = quantize::quantize(&file, &options(Ftype::BF16), None, |_| {})
-        .expect("BF16")
-        .builder
-        .to_bytes();
+    let mut bf16 = Vec::new();
+    quantize::quantize(&file, &options(Ftype::BF16), None, &mut bf16, |_| {}).expect("BF16");
     let file = Gguf::parse(&bf16).expect("BF16 file parses");
     for name in ["Q4_K_M", "Q5_0", "IQ4_NL"] {
         check_file(&file, &format!("from-bf16/{name}"), name, None, false);
