@@ -179,7 +179,7 @@ pub fn tree64(a: &[f32; 64]) -> f32 {
 /// product of 2+ tokens whose width is a multiple of 16): one 16-lane FMA accumulator over the
 /// row in order, reduced by [`tree16`]; otherwise `ggml_vec_dot_f32`: the first `n & !63`
 /// products FMA'd into 64 lanes (four 16-lane accumulators) reduced by [`tree64`], then the
-/// remaining products FMA'd one by one.
+/// remaining products added one by one (multiplied, then added: not fused).
 pub fn dots_f32(w: &[f32], x: &[f32], lanes16: bool, out: &mut [f32]) {
     let n = x.len();
     debug_assert!(w.len() == out.len() * n && (!lanes16 || n.is_multiple_of(16)));
@@ -205,8 +205,9 @@ pub fn dots_f32(w: &[f32], x: &[f32], lanes16: bool, out: &mut [f32]) {
                 }
             }
             let mut s = tree64(&acc);
+            // `sumf += x[i]*y[i]`: a product, then a sum (ggml's compiler does not fuse them).
             for (a, b) in row[np..].iter().zip(&x[np..]) {
-                s = a.mul_add(*b, s);
+                s += a * b;
             }
             s
         };

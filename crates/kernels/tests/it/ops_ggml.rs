@@ -840,7 +840,8 @@ fn reduce16(mut v: Vec<f32>) -> f32 {
 
 /// `ggml_vec_dot_f32` with AVX-512 written out from ggml's source: `GGML_F32_ARR` = 4
 /// accumulators of 16 lanes over the first `n & !63` products, reduced `(0+2) + (1+3)`, then the
-/// leftovers FMA'd into the sum one by one; or llamafile's `tinyBLAS<16>` row: one accumulator.
+/// leftovers added one by one (`sumf += x[i]*y[i]`, not contracted into an FMA by ggml's
+/// compiler); or llamafile's `tinyBLAS<16>` row: one accumulator.
 fn dot_f32_straight(w: &[f32], x: &[f32], lanes16: bool) -> f32 {
     let n = x.len();
     if lanes16 {
@@ -865,7 +866,7 @@ fn dot_f32_straight(w: &[f32], x: &[f32], lanes16: bool) -> f32 {
     let s1: Vec<f32> = (0..16).map(|l| sum[1][l] + sum[3][l]).collect();
     let mut s = reduce16((0..16).map(|l| s0[l] + s1[l]).collect());
     for i in np..n {
-        s = w[i].mul_add(x[i], s);
+        s += w[i] * x[i];
     }
     s
 }

@@ -315,8 +315,9 @@ pub fn dots_f32(w: &[f32], x: &[f32], lanes16: bool, out: &mut [f32]) {
                 )
             };
             let mut s = tree16(half(|a| a.0), half(|a| a.1));
+            // `sumf += x[i]*y[i]`: a product, then a sum (ggml's compiler does not fuse them).
             for (a, b) in row[np..].iter().zip(&x[np..]) {
-                s = a.mul_add(*b, s);
+                s += a * b;
             }
             s
         };

@@ -290,8 +290,9 @@ pub fn dots_f32(w: &[f32], x: &[f32], lanes16: bool, out: &mut [f32]) {
             }
             let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
             let mut s = tree16(s);
+            // `sumf += x[i]*y[i]`: a product, then a sum (ggml's compiler does not fuse them).
             for (a, b) in row[np..].iter().zip(&x[np..]) {
-                s = a.mul_add(*b, s);
+                s += a * b;
             }
             s
         };
