@@ -13,6 +13,7 @@ pub enum Arch {
     Llama,
     Qwen2,
     Qwen3,
+    Qwen3Moe,
     Gemma3,
 }
 
@@ -22,6 +23,7 @@ pub const SUPPORTED: &[(&str, Arch)] = &[
     ("MistralForCausalLM", Arch::Llama),
     ("Qwen2ForCausalLM", Arch::Qwen2),
     ("Qwen3ForCausalLM", Arch::Qwen3),
+    ("Qwen3MoeForCausalLM", Arch::Qwen3Moe),
     ("Gemma3ForCausalLM", Arch::Gemma3),
 ];
 
@@ -32,6 +34,7 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
+            Arch::Qwen3Moe => "qwen3moe",
             Arch::Gemma3 => "gemma3",
         }
     }
@@ -64,6 +67,9 @@ pub struct HParams {
     pub n_head_kv: usize,
     pub head_dim: usize,
     pub n_vocab: Option<usize>,
+    /// Mixture-of-experts: the number of experts and each one's feed-forward width.
+    pub n_expert: Option<usize>,
+    pub n_ff_exp: Option<usize>,
 }
 
 /// config.json with `text_config` lifted to the top, as llama.cpp reads it.
@@ -129,6 +135,8 @@ const N_FF: &[&str] = &[
 ];
 const N_HEAD: &[&str] = &["num_attention_heads", "n_head", "n_heads"];
 const N_HEAD_KV: &[&str] = &["num_key_value_heads", "n_kv_heads"];
+const N_EXPERT: &[&str] = &["num_local_experts", "num_experts", "n_routed_experts"];
+const N_EXPERT_USED: &[&str] = &["num_experts_per_tok", "num_experts_per_token", "top_k_experts"];
 
 impl HParams {
     pub fn read(arch: Arch, config: &Json) -> Result<HParams, Error> {
@@ -160,6 +168,14 @@ impl HParams {
             n_head_kv,
             head_dim,
             n_vocab: int(&c, &["vocab_size"])?,
+            n_expert: match arch {
+                Arch::Qwen3Moe => Some(need(&c, N_EXPERT)?).filter(|&n| n > 0),
+                _ => None,
+            },
+            n_ff_exp: match arch {
+                Arch::Qwen3Moe => Some(need(&c, &["moe_intermediate_size"])?),
+                _ => None,
+            },
         })
     }
 }
@@ -324,15 +340,33 @@ pub fn write_hparams(
             Value::F32(f32_of(e, "layer_norm_eps")?),
         )?;
     }
-    if find(
-        &c,
-        &["num_local_experts", "num_experts", "n_routed_experts"],
-    )
-    .is_some()
-    {
-        return Err(Error::Config(
-            "mixture-of-experts checkpoints are not supported yet".into(),
-        ));
+    if let Some(n) = int(&c, N_EXPERT)? {
+        if hp.n_expert.is_none() {
+            return Err(Error::Config(format!(
+                "mixture-of-experts {} checkpoints are not supported",
+                a
+            )));
+        }
+        set("expert_count", u32_value(n, "num_experts")?)?;
+    }
+    if let Some(n) = int(&c, N_EXPERT_USED)? {
+        set("expert_used_count", u32_value(n, "num_experts_per_tok")?)?;
+    }
+    for k in [
+        "n_group",
+        "topk_group",
+        "score_function",
+        "scoring_func",
+        "score_func",
+        "moe_router_activation",
+        "moe_router_activation_func",
+        "expert_selection_fn",
+    ] {
+        if c.get(k).is_some_and(|v| !v.is_null()) {
+            return Err(Error::Config(format!(
+                "{k} (grouped or non-softmax expert routing) is not supported"
+            )));
+        }
     }
     if let Some(d) = int(&c, &["head_dim"])? {
         set("attention.key_length", u32_value(d, "head_dim")?)?;
@@ -349,6 +383,19 @@ pub fn write_hparams(
             set("rope.dimension_count", u32_value(rope_dim, "head_dim")?)?;
         }
         Arch::Qwen2 | Arch::Qwen3 => {}
+        Arch::Qwen3Moe => {
+            if let Some(n) = hp.n_ff_exp {
+                set(
+                    "expert_feed_forward_length",
+                    u32_value(n, "moe_intermediate_size")?,
+                )?;
+            }
+            if int(&c, &["shared_expert_intermediate_size"])?.is_some() {
+                return Err(Error::Config(
+                    "shared experts (shared_expert_intermediate_size) are not supported".into(),
+                ));
+            }
+        }
         Arch::Gemma3 => {
             let n_ctx = int(&c, &["max_position_embeddings"])?.unwrap_or(131072);
             set(
@@ -420,20 +467,37 @@ pub struct Mapped {
     pub transform: Transform,
 }
 
+/// The matrices of one expert, in the order llama.cpp writes the merged tensors.
+pub const EXPERT_PROJS: [(&str, &str); 3] = [
+    ("down_proj", "ffn_down_exps"),
+    ("gate_proj", "ffn_gate_exps"),
+    ("up_proj", "ffn_up_exps"),
+];
+
+/// What becomes of a checkpoint tensor.
+pub enum Mapping {
+    /// llama.cpp drops it.
+    Drop,
+    One(Mapped),
+    /// Expert `xid`'s matrix `EXPERT_PROJS[proj]` of layer `bid` (shape checked): llama.cpp
+    /// stacks a layer's experts into one `[n_expert, rows, cols]` tensor per matrix.
+    Expert { bid: usize, xid: usize, proj: usize },
+}
+
 /// The GGUF name, shape and transformation of checkpoint tensor `hf`, after checking its shape
-/// against config.json; `None` for tensors llama.cpp drops.
+/// against config.json.
 pub fn map_tensor(
     arch: Arch,
     hp: &HParams,
     hf: &str,
     shape: &[usize],
     n_vocab_real: usize,
-) -> Result<Option<Mapped>, Error> {
+) -> Result<Mapping, Error> {
     if hf.ends_with(".attention.masked_bias")
         || hf.ends_with(".attention.bias")
         || hf.ends_with(".rotary_emb.inv_freq")
     {
-        return Ok(None);
+        return Ok(Mapping::Drop);
     }
     let unknown = || {
         Error::tensor(
@@ -472,8 +536,40 @@ pub fn map_tensor(
                     ),
                 ));
             }
+            if let (Some(n_expert), Some(n_ff_exp)) = (hp.n_expert, hp.n_ff_exp)
+                && let Some(e) = rest.strip_prefix("mlp.experts.")
+                && let Some((xid, proj)) = e.split_once('.')
+                && let Ok(xid) = xid.parse::<usize>()
+            {
+                let proj = EXPERT_PROJS
+                    .iter()
+                    .position(|(p, _)| proj.strip_suffix(".weight") == Some(*p))
+                    .ok_or_else(unknown)?;
+                if xid >= n_expert {
+                    return Err(Error::tensor(
+                        hf,
+                        format!("is expert {xid}, but config.json has {n_expert} experts"),
+                    ));
+                }
+                let expected = if proj == 0 {
+                    [hp.n_embd, n_ff_exp]
+                } else {
+                    [n_ff_exp, hp.n_embd]
+                };
+                if shape != expected {
+                    return Err(Error::tensor(
+                        hf,
+                        format!("has shape {shape:?}, but config.json implies {expected:?}"),
+                    ));
+                }
+                return Ok(Mapping::Expert { bid, xid, proj });
+            }
+            let n_expert = hp.n_expert.unwrap_or(0);
             let (what, expected) = match (rest, arch) {
                 ("input_layernorm.weight", _) => ("attn_norm.weight", vec![hp.n_embd]),
+                ("mlp.gate.weight", Arch::Qwen3Moe) => {
+                    ("ffn_gate_inp.weight", vec![n_expert, hp.n_embd])
+                }
                 ("post_attention_layernorm.weight", Arch::Gemma3) => {
                     ("post_attention_norm.weight", vec![hp.n_embd])
                 }
@@ -492,10 +588,10 @@ pub fn map_tensor(
                 ("self_attn.k_proj.bias", _) => ("attn_k.bias", vec![kv]),
                 ("self_attn.v_proj.bias", _) => ("attn_v.bias", vec![kv]),
                 ("self_attn.o_proj.bias", _) => ("attn_output.bias", vec![hp.n_embd]),
-                ("self_attn.q_norm.weight", Arch::Qwen3 | Arch::Gemma3) => {
+                ("self_attn.q_norm.weight", Arch::Qwen3 | Arch::Qwen3Moe | Arch::Gemma3) => {
                     ("attn_q_norm.weight", vec![hp.head_dim])
                 }
-                ("self_attn.k_norm.weight", Arch::Qwen3 | Arch::Gemma3) => {
+                ("self_attn.k_norm.weight", Arch::Qwen3 | Arch::Qwen3Moe | Arch::Gemma3) => {
                     ("attn_k_norm.weight", vec![hp.head_dim])
                 }
                 ("mlp.gate_proj.weight", _) => ("ffn_gate.weight", vec![hp.n_ff, hp.n_embd]),
@@ -534,7 +630,7 @@ pub fn map_tensor(
             format!("{} rows cannot be split into {h} heads of pairs", shape[0]),
         ));
     }
-    Ok(Some(Mapped {
+    Ok(Mapping::One(Mapped {
         name: gguf,
         shape,
         transform,

@@ -91,6 +91,8 @@ struct Job {
 enum Source {
     /// Index into the checkpoint's tensors.
     Checkpoint(usize),
+    /// Checkpoint tensors of one shape stacked along a new outermost axis (a layer's experts).
+    Stack(Vec<usize>),
     /// Computed from config.json (llama.cpp's `generate_extra_tensors`).
     Generated(Vec<f32>),
 }
@@ -131,10 +133,37 @@ impl Conversion {
                 },
             });
         }
+        // Per layer, the checkpoint index of each expert's matrices (EXPERT_PROJS order).
+        let mut experts: std::collections::BTreeMap<usize, [Vec<Option<usize>>; 3]> =
+            Default::default();
         for (source, t) in checkpoint.tensors.iter().enumerate() {
-            let Some(m) = arch::map_tensor(arch, &hp, &t.name, &t.shape, vocab.n_vocab_real)?
-            else {
-                continue;
+            let m = match arch::map_tensor(arch, &hp, &t.name, &t.shape, vocab.n_vocab_real)? {
+                arch::Mapping::Drop => continue,
+                arch::Mapping::One(m) => m,
+                arch::Mapping::Expert { bid, xid, proj } => {
+                    let n_expert = hp.n_expert.unwrap_or(0);
+                    let layer = experts
+                        .entry(bid)
+                        .or_insert_with(|| std::array::from_fn(|_| vec![None; n_expert]));
+                    layer[proj][xid] = Some(source);
+                    if layer.iter().flatten().all(Option::is_some) {
+                        let layer = experts.remove(&bid).unwrap_or_default();
+                        for (proj, sources) in layer.into_iter().enumerate() {
+                            let sources: Vec<usize> = sources.into_iter().flatten().collect();
+                            let one = &checkpoint.tensors[sources[0]].shape;
+                            let name = format!("blk.{bid}.{}.weight", arch::EXPERT_PROJS[proj].1);
+                            let ty = tensor::output_type(&name, 3, one[1], base_type);
+                            let shape = vec![one[1] as u64, one[0] as u64, sources.len() as u64];
+                            jobs.push(Job {
+                                source: Source::Stack(sources),
+                                n_dims: 3,
+                                transform: arch::Transform::default(),
+                                plan: TensorPlan { name, ty, shape },
+                            });
+                        }
+                    }
+                    continue;
+                }
             };
             let ne0 = m.shape.last().copied().unwrap_or(1);
             let ty = tensor::output_type(&m.name, m.shape.len(), ne0, base_type);
@@ -152,6 +181,12 @@ impl Conversion {
                     shape,
                 },
             });
+        }
+        if let Some((bid, _)) = experts.first_key_value() {
+            return Err(Error::tensor(
+                &format!("model.layers.{bid}.mlp.experts"),
+                "some experts' matrices are missing from the checkpoint",
+            ));
         }
 
         let n_params: u64 = jobs
@@ -179,7 +214,7 @@ impl Conversion {
                 set(&mut b, key, Value::string(v))?;
             }
         }
-        let size = names.size_label.unwrap_or_else(|| size_label(n_params));
+        let size = names.size_label.unwrap_or_else(|| moe_size_label(&jobs));
         set(&mut b, "general.size_label", Value::string(size))?;
         arch::write_hparams(arch, &hp, &checkpoint.config, file_type, &mut b)?;
         set(&mut b, "general.quantization_version", Value::U32(2))?;
@@ -285,6 +320,19 @@ impl Conversion {
             Source::Generated(values) => {
                 return tensor::encode(&job.plan.name, values, job.plan.ty);
             }
+            Source::Stack(sources) => {
+                let mut values = Vec::new();
+                for &i in sources {
+                    let src = &self.checkpoint.tensors[i];
+                    values.extend(tensor::to_f32(
+                        &src.name,
+                        src.dtype,
+                        self.checkpoint.data(src),
+                    )?);
+                    self.checkpoint.release(src);
+                }
+                return tensor::encode(&job.plan.name, &values, job.plan.ty);
+            }
         };
         let mut values = tensor::to_f32(&src.name, src.dtype, self.checkpoint.data(src))?;
         self.checkpoint.release(src);
@@ -301,6 +349,34 @@ fn folder_name(dir: &Path) -> String {
     dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".to_owned())
+}
+
+/// gguf-py's `size_label`: for a mixture of experts `{n_expert}x{size}`, the size counting
+/// one expert's share of each `_exps` tensor; else the dense [`size_label`].
+fn moe_size_label(jobs: &[Job]) -> String {
+    let (mut total, mut shared, mut expert, mut expert_sum, mut n_exp) = (0, 0, 0, 0, 0);
+    for j in jobs {
+        let shape = &j.plan.shape;
+        let size: u64 = shape.iter().product();
+        total += size;
+        if j.plan.name.contains("_exps.") && shape.len() >= 3 {
+            // gguf-py's shape is outermost first: experts are `[-3]`, or `[-2]` for a bias.
+            let count = if j.plan.name.contains(".bias") {
+                shape[1]
+            } else {
+                shape[2]
+            };
+            expert += size / count.max(1);
+            expert_sum += count;
+            n_exp += 1;
+        } else {
+            shared += size;
+        }
+    }
+    if n_exp == 0 {
+        return size_label(total);
+    }
+    format!("{}x{}", expert_sum / n_exp, size_label(shared + expert))
 }
 
 /// gguf-py's `size_label` for a dense model: `1.6M`, `135M`, `8.0B`.

@@ -8,12 +8,51 @@ use std::sync::Arc;
 use convert::{Conversion, Outtype};
 use engine::{Context, ContextParams, LoadOptions, Model, Outputs};
 
-use crate::fixtures::{checkpoint, engine_fixtures, reference_json};
+use crate::fixtures::{
+    checkpoint, engine_fixtures, packed_checkpoint, reference_json, tiny_fixtures,
+};
 
 fn f32s(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+/// A [`crate::fixtures::PACKED`] fixture: transformers' logits are in the engine's
+/// `tests/fixtures/<name>` (`cases[].hf`, written by `scripts/tiny-models/gen.sh`).
+fn check_packed(name: &str) {
+    let dir = packed_checkpoint(name);
+    let bytes = Conversion::plan(&dir, Outtype::F32)
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    let model = Arc::new(Model::load_bytes(bytes, &dir, LoadOptions::default()).unwrap());
+    let fixtures = tiny_fixtures(name);
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures.join("reference.json")).unwrap()).unwrap();
+    let cases: Vec<(Vec<u32>, &serde_json::Value, Vec<f32>)> = reference["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|case| {
+            let hf = &case["hf"];
+            let file = hf["last_logits_file"].as_str().unwrap();
+            (
+                ids_of(&case["ids"]),
+                &hf["top10_per_position"],
+                f32s(&std::fs::read(fixtures.join(file)).unwrap()),
+            )
+        })
+        .collect();
+    compare(name, &model, &cases);
+}
+
+fn ids_of(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
         .collect()
 }
 
@@ -33,17 +72,28 @@ fn check(arch: &str) {
     };
     let model = Arc::new(model);
     let reference = reference_json(arch);
+    let cases: Vec<(Vec<u32>, &serde_json::Value, Vec<f32>)> = reference["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|case| {
+            let file = case["last_logits_file"].as_str().unwrap();
+            (
+                ids_of(&case["ids"]),
+                &case["top10_per_position"],
+                f32s(&std::fs::read(engine_fixtures(arch).join(file)).unwrap()),
+            )
+        })
+        .collect();
+    compare(arch, &model, &cases);
+}
+
+/// Per case (token ids, transformers' top 10 at each position, its last logits): the argmax
+/// where transformers' margin allows, and the last logits.
+fn compare(arch: &str, model: &Arc<Model>, cases: &[(Vec<u32>, &serde_json::Value, Vec<f32>)]) {
     let mut failures = Vec::new();
-    for (n, case) in reference["cases"].as_array().unwrap().iter().enumerate() {
-        let ids: Vec<u32> = case["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
-        let top10 = case["top10_per_position"].as_array().unwrap();
-        let file = case["last_logits_file"].as_str().unwrap();
-        let last = f32s(&std::fs::read(engine_fixtures(arch).join(file)).unwrap());
+    for (n, (ids, top10, last)) in cases.iter().enumerate() {
+        let top10 = top10.as_array().unwrap();
         let params = ContextParams {
             n_ctx: 256,
             n_batch: 64,
@@ -51,7 +101,7 @@ fn check(arch: &str) {
             ..ContextParams::default()
         };
         let mut ctx = Context::new(model.clone(), params).unwrap();
-        ctx.decode_with(&ids, Outputs::All, |pos, logits| {
+        ctx.decode_with(ids, Outputs::All, |pos, logits| {
             let top = top10[pos].as_array().unwrap();
             let margin = top[0][1].as_f64().unwrap() - top[1][1].as_f64().unwrap();
             let want = top[0][0].as_u64().unwrap() as usize;
@@ -67,7 +117,7 @@ fn check(arch: &str) {
                 let max_abs = last.iter().fold(0.0f32, |m, v| m.max(v.abs()));
                 let diff = logits
                     .iter()
-                    .zip(&last)
+                    .zip(last)
                     .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
                 if diff / max_abs > 1e-2 {
                     failures.push(format!(
@@ -100,4 +150,9 @@ fn qwen3_f32_conversion_matches_transformers() {
 #[test]
 fn gemma3_f32_conversion_matches_transformers() {
     check("gemma3");
+}
+
+#[test]
+fn qwen3moe_f32_conversion_matches_transformers() {
+    check_packed("qwen3moe");
 }

@@ -9,7 +9,9 @@ use convert::{Conversion, Outtype};
 use gguf::{Array, Gguf, Value};
 use serde_json::Value as Json;
 
-use crate::fixtures::{checkpoint, reference_bf16, reference_json, sha256_hex};
+use crate::fixtures::{
+    checkpoint, packed_checkpoint, packed_reference, reference_bf16, reference_json, sha256_hex,
+};
 
 /// Python's `json.dumps(list, ensure_ascii=False)`, how reference.json fingerprints long arrays.
 fn python_json(a: &Array<'_>) -> String {
@@ -34,6 +36,8 @@ fn python_json(a: &Array<'_>) -> String {
                 }
             }
             out.push('"');
+        } else if let Some(Value::Bool(b)) = a.number_at(i) {
+            out.push_str(if b { "true" } else { "false" });
         } else if let Some(n) = a.i128_at(i) {
             out.push_str(&n.to_string());
         } else {
@@ -50,6 +54,18 @@ fn same_value(ours: &Value<'_>, want: &Json) -> Result<(), String> {
         (Value::Bool(b), Json::Bool(w)) => b == w,
         (Value::F32(f), Json::Number(w)) => w.as_f64() == Some(f64::from(*f)),
         (Value::F64(f), Json::Number(w)) => w.as_f64() == Some(*f),
+        (Value::Array(a), Json::Object(w)) if w.contains_key("f32_sha256") => {
+            let len_ok = w["len"].as_u64() == Some(a.len() as u64);
+            let bytes: Option<Vec<u8>> = (0..a.len())
+                .map(|i| match a.number_at(i) {
+                    Some(Value::F32(f)) => Some(f.to_le_bytes()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(|v| v.concat());
+            let hash = bytes.map(|b| sha256_hex(&b));
+            len_ok && w["f32_sha256"].as_str() == hash.as_deref()
+        }
         (Value::Array(a), Json::Object(w)) => {
             let len_ok = w["len"].as_u64() == Some(a.len() as u64);
             let hash = sha256_hex(python_json(a).as_bytes());
@@ -67,7 +83,16 @@ fn same_value(ours: &Value<'_>, want: &Json) -> Result<(), String> {
 
 /// Each output type of `arch` against llama.cpp's (one plan, retargeted).
 fn check(arch: &str) {
-    let mut conversion = Conversion::plan(&checkpoint(arch), Outtype::F32).unwrap();
+    check_against(arch, &checkpoint(arch), &reference_json(arch));
+}
+
+/// Each output type of [`crate::fixtures::PACKED`] fixture `name` against llama.cpp's.
+fn check_packed(name: &str) {
+    check_against(name, &packed_checkpoint(name), &packed_reference(name));
+}
+
+fn check_against(arch: &str, dir: &std::path::Path, reference: &Json) {
+    let mut conversion = Conversion::plan(dir, Outtype::F32).unwrap();
     for (outtype, key) in [
         (Outtype::F32, "f32"),
         (Outtype::F16, "f16"),
@@ -75,14 +100,13 @@ fn check(arch: &str) {
         (Outtype::Q8_0, "q8_0"),
     ] {
         conversion.set_outtype(outtype).unwrap();
-        check_one(arch, &conversion, outtype, key);
+        check_one(arch, &conversion, reference, outtype, key);
     }
 }
 
-fn check_one(arch: &str, conversion: &Conversion, outtype: Outtype, key: &str) {
+fn check_one(arch: &str, conversion: &Conversion, reference: &Json, outtype: Outtype, key: &str) {
     let bytes = conversion.to_bytes().unwrap();
     let file = Gguf::parse(&bytes).unwrap();
-    let reference = reference_json(arch);
     let want = &reference["llama_cpp_convert"][key];
     let mut failures = Vec::new();
 
@@ -145,7 +169,7 @@ fn check_one(arch: &str, conversion: &Conversion, outtype: Outtype, key: &str) {
         "{arch} --outtype {key}:\n{}",
         failures.join("\n")
     );
-    if outtype == Outtype::Bf16 {
+    if outtype == Outtype::Bf16 && crate::fixtures::ARCHS.contains(&arch) {
         assert!(
             bytes == reference_bf16(arch),
             "{arch}: the bf16 file differs from llama.cpp's reference-bf16.gguf"
@@ -171,6 +195,11 @@ fn qwen3_matches_llama_cpp() {
 #[test]
 fn gemma3_matches_llama_cpp() {
     check("gemma3");
+}
+
+#[test]
+fn qwen3moe_matches_llama_cpp() {
+    check_packed("qwen3moe");
 }
 
 #[test]
