@@ -15,6 +15,12 @@ pub enum Arch {
     Qwen3,
     Qwen3Moe,
     Gemma3,
+    /// llama.cpp's `LlamaModel` with its own name: every fourth layer without RoPE (fixed in
+    /// llama.cpp, no key).
+    SmolLm3,
+    /// llama.cpp's `Ministral3Model` (a `LlamaModel`): Ministral 3 adds YaRN's log multiplier
+    /// and Llama 4's attention temperature scale.
+    Mistral3,
 }
 
 /// transformers' `architectures[0]` for each supported architecture.
@@ -25,6 +31,9 @@ pub const SUPPORTED: &[(&str, Arch)] = &[
     ("Qwen3ForCausalLM", Arch::Qwen3),
     ("Qwen3MoeForCausalLM", Arch::Qwen3Moe),
     ("Gemma3ForCausalLM", Arch::Gemma3),
+    ("SmolLM3ForCausalLM", Arch::SmolLm3),
+    ("Ministral3ForCausalLM", Arch::Mistral3),
+    ("Mistral3ForConditionalGeneration", Arch::Mistral3),
 ];
 
 impl Arch {
@@ -36,7 +45,15 @@ impl Arch {
             Arch::Qwen3 => "qwen3",
             Arch::Qwen3Moe => "qwen3moe",
             Arch::Gemma3 => "gemma3",
+            Arch::SmolLm3 => "smollm3",
+            Arch::Mistral3 => "mistral3",
         }
+    }
+
+    /// Converted by llama.cpp's `LlamaModel`: Q/K rows permuted, `vocab_size` and
+    /// `rope.dimension_count` keys, Llama 3's rope factors.
+    pub fn is_llama(self) -> bool {
+        matches!(self, Arch::Llama | Arch::SmolLm3 | Arch::Mistral3)
     }
 
     pub(crate) fn from_config(config: &Json) -> Result<Arch, Error> {
@@ -300,7 +317,7 @@ pub fn write_hparams(
                 }
             }
             // Llama 3's frequency scaling is a tensor (`extra_tensors`).
-            ("llama3", _) if arch == Arch::Llama => {}
+            ("llama3", _) if arch.is_llama() => {}
             ("llama3" | "su" | "longrope", _) => {
                 return Err(Error::Config(format!(
                     "rope_type {rope_type} (extra rope-frequency tensors) is not supported yet"
@@ -374,13 +391,34 @@ pub fn write_hparams(
     }
     set("/general.file_type", Value::U32(file_type))?;
     match arch {
-        Arch::Llama => {
+        Arch::Llama | Arch::SmolLm3 | Arch::Mistral3 => {
             let n_vocab = hp
                 .n_vocab
                 .ok_or_else(|| Error::Config("vocab_size is missing".into()))?;
             set("vocab_size", u32_value(n_vocab, "vocab_size")?)?;
             let rope_dim = int(&c, &["head_dim"])?.unwrap_or(hp.n_embd / hp.n_head);
             set("rope.dimension_count", u32_value(rope_dim, "head_dim")?)?;
+            if arch == Arch::Mistral3 && c.get("model_type") == Some(&Json::from("ministral3")) {
+                if rp.get("rope_type").and_then(Json::as_str) != Some("yarn") {
+                    return Err(Error::Config(
+                        "a ministral3 model must have yarn rope_parameters".into(),
+                    ));
+                }
+                let get = |k: &str| {
+                    rp.get(k)
+                        .filter(|v| !v.is_null())
+                        .ok_or_else(|| Error::Config(format!("rope_parameters lack {k}")))
+                        .and_then(|v| f32_of(v, k))
+                };
+                set(
+                    "rope.scaling.yarn_log_multiplier",
+                    Value::F32(get("mscale_all_dim")?),
+                )?;
+                set(
+                    "attention.temperature_scale",
+                    Value::F32(get("llama_4_scaling_beta")?),
+                )?;
+            }
         }
         Arch::Qwen2 | Arch::Qwen3 => {}
         Arch::Qwen3Moe => {
@@ -499,6 +537,43 @@ pub fn map_tensor(
     {
         return Ok(Mapping::Drop);
     }
+    // TextModel.filter_tensors: a multimodal checkpoint's other towers are dropped, its
+    // language model's names lose `language_model.`.
+    const PREFIXES: [&str; 10] = [
+        "mlp",
+        "vit.",
+        "vpm.",
+        "siglip2.",
+        "conformer.",
+        "merger.",
+        "resampler.",
+        "sound_encoder.",
+        "sound_projection.",
+        "speech_embeddings.",
+    ];
+    const PARTS: [&str; 16] = [
+        "visual.",
+        "vision.",
+        "audio.",
+        "talker.",
+        "vision_",
+        "audio_",
+        "token2wav.",
+        "code2wav.",
+        "projector.",
+        "pre_mm_projector_norm",
+        "image_newline",
+        "view_seperator",
+        "patch_embed",
+        "patch_merger.",
+        "patch_merge_mlp.",
+        "model.connector.",
+    ];
+    if PREFIXES.iter().any(|p| hf.starts_with(p)) || PARTS.iter().any(|p| hf.contains(p)) {
+        return Ok(Mapping::Drop);
+    }
+    let stripped = hf.replacen("language_model.", "", usize::MAX);
+    let hf = stripped.as_str();
     let unknown = || {
         Error::tensor(
             hf,
@@ -599,7 +674,7 @@ pub fn map_tensor(
                 ("mlp.down_proj.weight", _) => ("ffn_down.weight", vec![hp.n_embd, hp.n_ff]),
                 _ => return Err(unknown()),
             };
-            if arch == Arch::Llama {
+            if arch.is_llama() {
                 if rest.starts_with("self_attn.q_proj.") {
                     transform.permute_heads = Some(hp.n_head);
                 } else if rest.starts_with("self_attn.k_proj.") {
@@ -681,7 +756,7 @@ pub fn extra_tensors(arch: Arch, config: &Json) -> Result<Vec<(String, Vec<f32>)
         .get("rope_type")
         .and_then(Json::as_str)
         .is_some_and(|t| t.eq_ignore_ascii_case("llama3"));
-    if arch != Arch::Llama || !is_llama3 {
+    if !arch.is_llama() || !is_llama3 {
         return Ok(Vec::new());
     }
     let num = |k: &str, default: f64| -> Result<f64, Error> {

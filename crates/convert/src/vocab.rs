@@ -548,7 +548,7 @@ impl Vocab {
 
     /// Writes the `tokenizer.*` keys in llama.cpp's order.
     pub fn write(&self, b: &mut Builder<'static>, arch: Arch) -> Result<(), Error> {
-        if arch == Arch::Llama
+        if arch.is_llama()
             && let Some(p) = self.add_space_prefix
         {
             b.set("tokenizer.ggml.add_space_prefix", Value::Bool(p))?;
@@ -625,7 +625,7 @@ impl Vocab {
             b.set("tokenizer.ggml.normalizer.strip_accents", Value::Bool(v))?;
         }
         // llama.cpp's LlamaModel: "Apply to granite small models only".
-        if arch == Arch::Llama && self.tokens.len() == 49152 {
+        if arch.is_llama() && self.tokens.len() == 49152 {
             b.set("tokenizer.ggml.add_bos_token", Value::Bool(false))?;
         }
         Ok(())

@@ -156,3 +156,13 @@ fn gemma3_f32_conversion_matches_transformers() {
 fn qwen3moe_f32_conversion_matches_transformers() {
     check_packed("qwen3moe");
 }
+
+#[test]
+fn smollm3_f32_conversion_matches_transformers() {
+    check_packed("smollm3");
+}
+
+#[test]
+fn mistral3_f32_conversion_matches_transformers() {
+    check_packed("mistral3");
+}

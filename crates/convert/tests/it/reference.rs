@@ -208,3 +208,13 @@ fn auto_picks_bf16_for_a_bf16_checkpoint() {
     assert_eq!(c.outtype(), Outtype::Bf16);
     assert_eq!(c.default_file_name(), "Hf-1.6M-BF16.gguf");
 }
+
+#[test]
+fn smollm3_matches_llama_cpp() {
+    check_packed("smollm3");
+}
+
+#[test]
+fn mistral3_matches_llama_cpp() {
+    check_packed("mistral3");
+}
