@@ -21,6 +21,9 @@ pub enum Arch {
     /// llama.cpp's `Ministral3Model` (a `LlamaModel`): Ministral 3 adds YaRN's log multiplier
     /// and Llama 4's attention temperature scale.
     Mistral3,
+    /// gpt-oss: attention sinks and biases, experts as stored (gate and up interleaved) or
+    /// MXFP4 as released, alternating sliding-window layers.
+    GptOss,
 }
 
 /// transformers' `architectures[0]` for each supported architecture.
@@ -34,6 +37,7 @@ pub const SUPPORTED: &[(&str, Arch)] = &[
     ("SmolLM3ForCausalLM", Arch::SmolLm3),
     ("Ministral3ForCausalLM", Arch::Mistral3),
     ("Mistral3ForConditionalGeneration", Arch::Mistral3),
+    ("GptOssForCausalLM", Arch::GptOss),
 ];
 
 impl Arch {
@@ -47,6 +51,7 @@ impl Arch {
             Arch::Gemma3 => "gemma3",
             Arch::SmolLm3 => "smollm3",
             Arch::Mistral3 => "mistral3",
+            Arch::GptOss => "gpt-oss",
         }
     }
 
@@ -186,11 +191,12 @@ impl HParams {
             head_dim,
             n_vocab: int(&c, &["vocab_size"])?,
             n_expert: match arch {
-                Arch::Qwen3Moe => Some(need(&c, N_EXPERT)?).filter(|&n| n > 0),
+                Arch::Qwen3Moe | Arch::GptOss => Some(need(&c, N_EXPERT)?).filter(|&n| n > 0),
                 _ => None,
             },
             n_ff_exp: match arch {
                 Arch::Qwen3Moe => Some(need(&c, &["moe_intermediate_size"])?),
+                Arch::GptOss => Some(need(&c, &["intermediate_size"])?),
                 _ => None,
             },
         })
@@ -421,6 +427,14 @@ pub fn write_hparams(
             }
         }
         Arch::Qwen2 | Arch::Qwen3 => {}
+        Arch::GptOss => {
+            let w = need(&c, &["sliding_window"])?;
+            set("attention.sliding_window", u32_value(w, "sliding_window")?)?;
+            set(
+                "expert_feed_forward_length",
+                u32_value(hp.n_ff_exp.unwrap_or(hp.n_ff), "intermediate_size")?,
+            )?;
+        }
         Arch::Qwen3Moe => {
             if let Some(n) = hp.n_ff_exp {
                 set(
@@ -495,6 +509,11 @@ pub struct Transform {
     pub permute_heads: Option<usize>,
     /// Added to every value (Gemma's RMS norm weights are stored as `w`, used as `1 + w`).
     pub add: f32,
+    /// Swap the two innermost axes (gpt-oss's experts are stored `[n_expert, in, out]`).
+    pub transpose: bool,
+    /// Keep every other index of axis `.0` (outermost 0, after `transpose`), from `.1`: gpt-oss
+    /// interleaves its gate and up projections.
+    pub every_other: Option<(usize, usize)>,
 }
 
 /// A checkpoint tensor's place in the GGUF file.
@@ -520,6 +539,18 @@ pub enum Mapping {
     /// Expert `xid`'s matrix `EXPERT_PROJS[proj]` of layer `bid` (shape checked): llama.cpp
     /// stacks a layer's experts into one `[n_expert, rows, cols]` tensor per matrix.
     Expert { bid: usize, xid: usize, proj: usize },
+    /// One tensor becomes several (gpt-oss's gate and up, interleaved in one).
+    Split(Vec<Mapped>),
+    /// Part of an MXFP4 pair (gpt-oss as released): `name` is the GGUF name of the
+    /// `_blocks`/`_scales` pair, `blocks` says which this is; `shape` the dequantized
+    /// `[n_expert, rows, cols]`. gate_up pairs give two tensors (`split`).
+    Mxfp4 {
+        bid: usize,
+        key: String,
+        blocks: bool,
+        split: bool,
+        shape: Vec<usize>,
+    },
 }
 
 /// The GGUF name, shape and transformation of checkpoint tensor `hf`, after checking its shape
@@ -640,7 +671,20 @@ pub fn map_tensor(
                 return Ok(Mapping::Expert { bid, xid, proj });
             }
             let n_expert = hp.n_expert.unwrap_or(0);
+            if arch == Arch::GptOss
+                && let Some(m) = gpt_oss_experts(hp, hf, bid, rest, shape)?
+            {
+                return Ok(m);
+            }
             let (what, expected) = match (rest, arch) {
+                ("self_attn.sinks", Arch::GptOss) => ("attn_sinks.weight", vec![hp.n_head]),
+                ("post_attention_layernorm.weight", Arch::GptOss) => {
+                    ("post_attention_norm.weight", vec![hp.n_embd])
+                }
+                ("mlp.router.weight", Arch::GptOss) => {
+                    ("ffn_gate_inp.weight", vec![n_expert, hp.n_embd])
+                }
+                ("mlp.router.bias", Arch::GptOss) => ("ffn_gate_inp.bias", vec![n_expert]),
                 ("input_layernorm.weight", _) => ("attn_norm.weight", vec![hp.n_embd]),
                 ("mlp.gate.weight", Arch::Qwen3Moe) => {
                     ("ffn_gate_inp.weight", vec![n_expert, hp.n_embd])
@@ -712,8 +756,147 @@ pub fn map_tensor(
     }))
 }
 
-/// Applies `t` to `values`, a row-major tensor with rows of `row` values.
-pub fn apply(t: &Transform, values: &mut Vec<f32>, row: usize, name: &str) -> Result<(), Error> {
+/// gpt-oss's experts (`GptOssModel.modify_tensors`), `None` for its other tensors.
+fn gpt_oss_experts(
+    hp: &HParams,
+    hf: &str,
+    bid: usize,
+    rest: &str,
+    shape: &[usize],
+) -> Result<Option<Mapping>, Error> {
+    let Some(what) = rest.strip_prefix("mlp.experts.") else {
+        return Ok(None);
+    };
+    let (e, d, ff) = (
+        hp.n_expert.unwrap_or(0),
+        hp.n_embd,
+        hp.n_ff_exp.unwrap_or(hp.n_ff),
+    );
+    let check = |expected: &[usize]| {
+        if shape == expected {
+            Ok(())
+        } else {
+            Err(Error::tensor(
+                hf,
+                format!("has shape {shape:?}, but config.json implies {expected:?}"),
+            ))
+        }
+    };
+    let name = |w: &str| format!("blk.{bid}.{w}");
+    let one = |n: String, shape: Vec<usize>, transform: Transform| Mapped {
+        name: n,
+        shape,
+        transform,
+    };
+    let transposed = Transform {
+        transpose: true,
+        ..Transform::default()
+    };
+    let pair = |axis: usize, transpose: bool| {
+        [0, 1].map(|offset| Transform {
+            transpose,
+            every_other: Some((axis, offset)),
+            ..Transform::default()
+        })
+    };
+    let mxfp4 = |key: &str, blocks: bool, split: bool, rows: usize, cols: usize| {
+        let nb = cols / 32;
+        let expected: Vec<usize> = if blocks {
+            vec![e, rows, nb, 16]
+        } else {
+            vec![e, rows, nb]
+        };
+        if !cols.is_multiple_of(32) {
+            return Err(Error::tensor(hf, "MXFP4 rows must be whole blocks of 32"));
+        }
+        check(&expected)?;
+        Ok(Some(Mapping::Mxfp4 {
+            bid,
+            key: key.to_owned(),
+            blocks,
+            split,
+            shape: vec![e, rows, cols],
+        }))
+    };
+    Ok(Some(match what {
+        "down_proj" => {
+            check(&[e, ff, d])?;
+            Mapping::One(one(name("ffn_down_exps.weight"), vec![e, d, ff], transposed))
+        }
+        "down_proj_bias" => {
+            check(&[e, d])?;
+            Mapping::One(one(
+                name("ffn_down_exps.bias"),
+                vec![e, d],
+                Transform::default(),
+            ))
+        }
+        "gate_up_proj" => {
+            check(&[e, d, 2 * ff])?;
+            let [g, u] = pair(1, true);
+            Mapping::Split(vec![
+                one(name("ffn_gate_exps.weight"), vec![e, ff, d], g),
+                one(name("ffn_up_exps.weight"), vec![e, ff, d], u),
+            ])
+        }
+        "gate_up_proj_bias" => {
+            check(&[e, 2 * ff])?;
+            let [g, u] = pair(1, false);
+            Mapping::Split(vec![
+                one(name("ffn_gate_exps.bias"), vec![e, ff], g),
+                one(name("ffn_up_exps.bias"), vec![e, ff], u),
+            ])
+        }
+        "down_proj_blocks" => return mxfp4("down", true, false, d, ff),
+        "down_proj_scales" => return mxfp4("down", false, false, d, ff),
+        "gate_up_proj_blocks" => return mxfp4("gate_up", true, true, 2 * ff, d),
+        "gate_up_proj_scales" => return mxfp4("gate_up", false, true, 2 * ff, d),
+        _ => return Ok(None),
+    }))
+}
+
+/// Applies `t` to `values`, a row-major tensor of `shape` (outermost first).
+pub fn apply(
+    t: &Transform,
+    values: &mut Vec<f32>,
+    shape: &[usize],
+    name: &str,
+) -> Result<(), Error> {
+    // Values per outermost index (1 for a vector: its elements are the rows).
+    let row = shape.iter().skip(1).product::<usize>().max(1);
+    let mut shape = shape.to_vec();
+    if t.transpose {
+        let n = shape.len();
+        if n < 2 {
+            return Err(Error::tensor(name, "cannot transpose a vector"));
+        }
+        let (r, c) = (shape[n - 2], shape[n - 1]);
+        let old = values.clone();
+        for (o, chunk) in values.chunks_exact_mut((r * c).max(1)).enumerate() {
+            let src = &old[o * r * c..(o + 1) * r * c];
+            for i in 0..r {
+                for j in 0..c {
+                    chunk[j * r + i] = src[i * c + j];
+                }
+            }
+        }
+        shape.swap(n - 2, n - 1);
+    }
+    if let Some((axis, offset)) = t.every_other {
+        let len = *shape
+            .get(axis)
+            .ok_or_else(|| Error::tensor(name, "has no such axis"))?;
+        let outer: usize = shape[..axis].iter().product();
+        let inner: usize = shape[axis + 1..].iter().product();
+        let mut out = Vec::with_capacity(values.len() / 2);
+        for o in 0..outer {
+            for i in (offset..len).step_by(2) {
+                let start = (o * len + i) * inner;
+                out.extend_from_slice(&values[start..start + inner]);
+            }
+        }
+        *values = out;
+    }
     if let Some(rows) = t.truncate_rows {
         values.truncate(rows * row);
     }

@@ -93,6 +93,13 @@ enum Source {
     Checkpoint(usize),
     /// Checkpoint tensors of one shape stacked along a new outermost axis (a layer's experts).
     Stack(Vec<usize>),
+    /// An MXFP4 `_blocks`/`_scales` pair repacked into ggml's MXFP4 blocks, keeping every
+    /// other row from `rows` when it is `Some` (gpt-oss's interleaved gate and up).
+    Mxfp4 {
+        blocks: usize,
+        scales: usize,
+        rows: Option<usize>,
+    },
     /// Computed from config.json (llama.cpp's `generate_extra_tensors`).
     Generated(Vec<f32>),
 }
@@ -136,10 +143,68 @@ impl Conversion {
         // Per layer, the checkpoint index of each expert's matrices (EXPERT_PROJS order).
         let mut experts: std::collections::BTreeMap<usize, [Vec<Option<usize>>; 3]> =
             Default::default();
+        // MXFP4 pairs, by layer and name: (blocks, scales) as they are found. llama.cpp writes
+        // them first (from `generate_extra_tensors`), in the order their pairs complete.
+        let mut mxfp4: std::collections::BTreeMap<(usize, String), [Option<usize>; 2]> =
+            Default::default();
+        let mut mxfp4_jobs = Vec::new();
+        let is_mxfp4 = checkpoint
+            .config
+            .get("quantization_config")
+            .and_then(|q| q.get("quant_method"))
+            .and_then(serde_json::Value::as_str)
+            == Some("mxfp4");
         for (source, t) in checkpoint.tensors.iter().enumerate() {
-            let m = match arch::map_tensor(arch, &hp, &t.name, &t.shape, vocab.n_vocab_real)? {
+            let ms = match arch::map_tensor(arch, &hp, &t.name, &t.shape, vocab.n_vocab_real)? {
                 arch::Mapping::Drop => continue,
-                arch::Mapping::One(m) => m,
+                arch::Mapping::One(m) => vec![m],
+                arch::Mapping::Split(ms) => ms,
+                arch::Mapping::Mxfp4 {
+                    bid,
+                    key,
+                    blocks,
+                    split,
+                    shape,
+                } => {
+                    if !is_mxfp4 || t.dtype != safetensors::Dtype::U8 {
+                        return Err(Error::tensor(
+                            &t.name,
+                            "is an MXFP4 block or scale tensor, but config.json's                              quantization_config is not mxfp4 or the tensor is not U8",
+                        ));
+                    }
+                    let pair = mxfp4.entry((bid, key.clone())).or_default();
+                    pair[usize::from(!blocks)] = Some(source);
+                    if let [Some(b), Some(sc)] = *pair {
+                        mxfp4.remove(&(bid, key.clone()));
+                        let (e, rows, cols) = (shape[0], shape[1], shape[2]);
+                        let outs: Vec<(String, Option<usize>)> = if split {
+                            vec![
+                                (format!("blk.{bid}.ffn_gate_exps.weight"), Some(0)),
+                                (format!("blk.{bid}.ffn_up_exps.weight"), Some(1)),
+                            ]
+                        } else {
+                            vec![(format!("blk.{bid}.ffn_{key}_exps.weight"), None)]
+                        };
+                        for (name, sel) in outs {
+                            let rows = if sel.is_some() { rows / 2 } else { rows };
+                            mxfp4_jobs.push(Job {
+                                source: Source::Mxfp4 {
+                                    blocks: b,
+                                    scales: sc,
+                                    rows: sel,
+                                },
+                                n_dims: 3,
+                                transform: arch::Transform::default(),
+                                plan: TensorPlan {
+                                    name,
+                                    ty: GgmlType::MXFP4,
+                                    shape: vec![cols as u64, rows as u64, e as u64],
+                                },
+                            });
+                        }
+                    }
+                    continue;
+                }
                 arch::Mapping::Expert { bid, xid, proj } => {
                     let n_expert = hp.n_expert.unwrap_or(0);
                     let layer = experts
@@ -165,23 +230,36 @@ impl Conversion {
                     continue;
                 }
             };
-            let ne0 = m.shape.last().copied().unwrap_or(1);
-            let ty = tensor::output_type(&m.name, m.shape.len(), ne0, base_type);
-            let mut shape: Vec<u64> = m.shape.iter().rev().map(|&d| d as u64).collect();
-            if shape.is_empty() {
-                shape.push(1);
+            for m in ms {
+                let ne0 = m.shape.last().copied().unwrap_or(1);
+                let ty = tensor::output_type(&m.name, m.shape.len(), ne0, base_type);
+                let mut shape: Vec<u64> = m.shape.iter().rev().map(|&d| d as u64).collect();
+                if shape.is_empty() {
+                    shape.push(1);
+                }
+                jobs.push(Job {
+                    source: Source::Checkpoint(source),
+                    n_dims: m.shape.len(),
+                    transform: m.transform,
+                    plan: TensorPlan {
+                        name: m.name,
+                        ty,
+                        shape,
+                    },
+                });
             }
-            jobs.push(Job {
-                source: Source::Checkpoint(source),
-                n_dims: m.shape.len(),
-                transform: m.transform,
-                plan: TensorPlan {
-                    name: m.name,
-                    ty,
-                    shape,
-                },
-            });
         }
+        if let Some(((bid, key), _)) = mxfp4.first_key_value() {
+            return Err(Error::tensor(
+                &format!("model.layers.{bid}.mlp.experts.{key}_proj"),
+                "has MXFP4 blocks without scales, or scales without blocks",
+            ));
+        }
+        let n_extra = jobs
+            .iter()
+            .take_while(|j| matches!(j.source, Source::Generated(_)))
+            .count();
+        jobs.splice(n_extra..n_extra, mxfp4_jobs);
         if let Some((bid, _)) = experts.first_key_value() {
             return Err(Error::tensor(
                 &format!("model.layers.{bid}.mlp.experts"),
@@ -237,6 +315,9 @@ impl Conversion {
         };
         let (file_type, base_type) = outtype.file_type();
         for job in &mut self.jobs {
+            if matches!(job.source, Source::Mxfp4 { .. }) {
+                continue;
+            }
             let ne0 = job.plan.shape.first().copied().unwrap_or(1) as usize;
             job.plan.ty = tensor::output_type(&job.plan.name, job.n_dims, ne0, base_type);
         }
@@ -320,6 +401,25 @@ impl Conversion {
             Source::Generated(values) => {
                 return tensor::encode(&job.plan.name, values, job.plan.ty);
             }
+            Source::Mxfp4 {
+                blocks,
+                scales,
+                rows,
+            } => {
+                let (b, s) = (
+                    &self.checkpoint.tensors[*blocks],
+                    &self.checkpoint.tensors[*scales],
+                );
+                let out = tensor::repack_mxfp4(
+                    self.checkpoint.data(b),
+                    self.checkpoint.data(s),
+                    &b.shape,
+                    *rows,
+                );
+                self.checkpoint.release(b);
+                self.checkpoint.release(s);
+                return Ok(out);
+            }
             Source::Stack(sources) => {
                 let mut values = Vec::new();
                 for &i in sources {
@@ -336,9 +436,7 @@ impl Conversion {
         };
         let mut values = tensor::to_f32(&src.name, src.dtype, self.checkpoint.data(src))?;
         self.checkpoint.release(src);
-        // Values per outermost index (1 for a vector: its elements are the rows).
-        let row = src.shape.iter().skip(1).product::<usize>().max(1);
-        arch::apply(&job.transform, &mut values, row, &src.name)?;
+        arch::apply(&job.transform, &mut values, &src.shape, &src.name)?;
         tensor::encode(&job.plan.name, &values, job.plan.ty)
     }
 }

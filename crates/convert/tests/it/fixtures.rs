@@ -150,7 +150,7 @@ pub fn tiny_fixtures(name: &str) -> PathBuf {
 
 /// The fixtures made by `make_reference.py` (the newer architectures): the checkpoint folder
 /// with llama.cpp's conversion in its `reference.json`.
-pub const PACKED: [&str; 3] = ["qwen3moe", "smollm3", "mistral3"];
+pub const PACKED: [&str; 4] = ["qwen3moe", "smollm3", "mistral3", "gpt-oss"];
 
 /// `tests/fixtures/hf/<name>/reference.json` of a [`PACKED`] fixture.
 pub fn packed_reference(name: &str) -> serde_json::Value {

@@ -166,3 +166,8 @@ fn smollm3_f32_conversion_matches_transformers() {
 fn mistral3_f32_conversion_matches_transformers() {
     check_packed("mistral3");
 }
+
+#[test]
+fn gpt_oss_f32_conversion_matches_transformers() {
+    check_packed("gpt-oss");
+}

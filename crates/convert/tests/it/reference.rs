@@ -218,3 +218,8 @@ fn smollm3_matches_llama_cpp() {
 fn mistral3_matches_llama_cpp() {
     check_packed("mistral3");
 }
+
+#[test]
+fn gpt_oss_matches_llama_cpp() {
+    check_packed("gpt-oss");
+}
