@@ -158,7 +158,11 @@ const N_FF: &[&str] = &[
 const N_HEAD: &[&str] = &["num_attention_heads", "n_head", "n_heads"];
 const N_HEAD_KV: &[&str] = &["num_key_value_heads", "n_kv_heads"];
 const N_EXPERT: &[&str] = &["num_local_experts", "num_experts", "n_routed_experts"];
-const N_EXPERT_USED: &[&str] = &["num_experts_per_tok", "num_experts_per_token", "top_k_experts"];
+const N_EXPERT_USED: &[&str] = &[
+    "num_experts_per_tok",
+    "num_experts_per_token",
+    "top_k_experts",
+];
 
 impl HParams {
     pub fn read(arch: Arch, config: &Json) -> Result<HParams, Error> {
@@ -538,7 +542,11 @@ pub enum Mapping {
     One(Mapped),
     /// Expert `xid`'s matrix `EXPERT_PROJS[proj]` of layer `bid` (shape checked): llama.cpp
     /// stacks a layer's experts into one `[n_expert, rows, cols]` tensor per matrix.
-    Expert { bid: usize, xid: usize, proj: usize },
+    Expert {
+        bid: usize,
+        xid: usize,
+        proj: usize,
+    },
     /// One tensor becomes several (gpt-oss's gate and up, interleaved in one).
     Split(Vec<Mapped>),
     /// Part of an MXFP4 pair (gpt-oss as released): `name` is the GGUF name of the
@@ -821,7 +829,11 @@ fn gpt_oss_experts(
     Ok(Some(match what {
         "down_proj" => {
             check(&[e, ff, d])?;
-            Mapping::One(one(name("ffn_down_exps.weight"), vec![e, d, ff], transposed))
+            Mapping::One(one(
+                name("ffn_down_exps.weight"),
+                vec![e, d, ff],
+                transposed,
+            ))
         }
         "down_proj_bias" => {
             check(&[e, d])?;

@@ -111,7 +111,12 @@ pub struct Conversion {
     checkpoint: Checkpoint,
     outtype: Outtype,
     arch: Arch,
+    /// Some tensors are written as the checkpoint's MXFP4 (gpt-oss as released).
+    keeps_mxfp4: bool,
 }
+
+/// llama.cpp's `LLAMA_FTYPE_MOSTLY_MXFP4_MOE`.
+const MOSTLY_MXFP4_MOE: u32 = 38;
 
 impl Conversion {
     /// Reads and checks the checkpoint in `dir` and plans its conversion to `outtype`.
@@ -123,7 +128,7 @@ impl Conversion {
             Outtype::Auto => checkpoint.auto_outtype(),
             o => o,
         };
-        let (file_type, base_type) = outtype.file_type();
+        let (mut file_type, base_type) = outtype.file_type();
         let vocab = vocab::Vocab::load(dir, &checkpoint.config, hp.n_vocab)?;
 
         let mut jobs = Vec::new();
@@ -255,6 +260,12 @@ impl Conversion {
                 "has MXFP4 blocks without scales, or scales without blocks",
             ));
         }
+        // prepare_metadata: a checkpoint that keeps MXFP4 tensors is MOSTLY_MXFP4_MOE unless
+        // it is quantized further.
+        let keeps_mxfp4 = !mxfp4_jobs.is_empty();
+        if keeps_mxfp4 && outtype != Outtype::Q8_0 {
+            file_type = MOSTLY_MXFP4_MOE;
+        }
         let n_extra = jobs
             .iter()
             .take_while(|j| matches!(j.source, Source::Generated(_)))
@@ -303,6 +314,7 @@ impl Conversion {
             checkpoint,
             outtype,
             arch,
+            keeps_mxfp4,
         })
     }
 
@@ -313,7 +325,10 @@ impl Conversion {
             Outtype::Auto => self.checkpoint.auto_outtype(),
             o => o,
         };
-        let (file_type, base_type) = outtype.file_type();
+        let (mut file_type, base_type) = outtype.file_type();
+        if self.keeps_mxfp4 && outtype != Outtype::Q8_0 {
+            file_type = MOSTLY_MXFP4_MOE;
+        }
         for job in &mut self.jobs {
             if matches!(job.source, Source::Mxfp4 { .. }) {
                 continue;
@@ -361,7 +376,11 @@ impl Conversion {
         format!(
             "{name}-{}-{}.gguf",
             get("general.size_label"),
-            self.outtype.label()
+            if self.keeps_mxfp4 && self.outtype != Outtype::Q8_0 {
+                "MXFP4_MOE"
+            } else {
+                self.outtype.label()
+            }
         )
     }
 

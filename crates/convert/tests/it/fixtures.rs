@@ -150,12 +150,20 @@ pub fn tiny_fixtures(name: &str) -> PathBuf {
 
 /// The fixtures made by `make_reference.py` (the newer architectures): the checkpoint folder
 /// with llama.cpp's conversion in its `reference.json`.
-pub const PACKED: [&str; 4] = ["qwen3moe", "smollm3", "mistral3", "gpt-oss"];
+pub const PACKED: [&str; 5] = [
+    "qwen3moe",
+    "smollm3",
+    "mistral3",
+    "gpt-oss",
+    "gpt-oss-mxfp4",
+];
 
 /// `tests/fixtures/hf/<name>/reference.json` of a [`PACKED`] fixture.
 pub fn packed_reference(name: &str) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(own_fixtures().join(name).join("reference.json")).unwrap())
-        .unwrap()
+    serde_json::from_slice(
+        &std::fs::read(own_fixtures().join(name).join("reference.json")).unwrap(),
+    )
+    .unwrap()
 }
 
 /// The checkpoint folder of [`PACKED`] fixture `name`, rebuilt once per test run: its large
@@ -180,7 +188,10 @@ fn build_packed(name: &str, dst: &Path) {
     for e in std::fs::read_dir(&src).unwrap() {
         let e = e.unwrap();
         let f = e.file_name().to_string_lossy().into_owned();
-        if f != "reference.json" && !f.ends_with(".gz") {
+        if f.ends_with(".json") && f != "reference.json" && f != "logits.json"
+            || f.ends_with(".jinja")
+            || f == "tokenizer.model"
+        {
             std::fs::copy(e.path(), dst.join(&f)).unwrap();
         }
     }
@@ -194,7 +205,8 @@ fn build_packed(name: &str, dst: &Path) {
     let restored = reference["restored"].as_object().unwrap();
     let mut whole = stripped[..8 + n].to_vec();
     if !restored.is_empty() {
-        let gguf_path = tiny_fixtures(name).join("model-f16.gguf.gz");
+        let from = reference["restored_from"].as_str().unwrap();
+        let gguf_path = tiny_fixtures(from).join("model-f16.gguf.gz");
         let bytes = gunzip(&std::fs::read(gguf_path).unwrap());
         let file = gguf::Gguf::parse(&bytes).unwrap();
         // The cut tensors, by their place in the data section.

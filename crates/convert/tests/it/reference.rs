@@ -223,3 +223,8 @@ fn mistral3_matches_llama_cpp() {
 fn gpt_oss_matches_llama_cpp() {
     check_packed("gpt-oss");
 }
+
+#[test]
+fn gpt_oss_mxfp4_matches_llama_cpp() {
+    check_packed("gpt-oss-mxfp4");
+}
