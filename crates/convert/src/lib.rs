@@ -19,6 +19,7 @@ mod arch;
 mod checkpoint;
 mod error;
 mod naming;
+mod spm;
 mod tensor;
 mod vocab;
 
@@ -129,7 +130,7 @@ impl Conversion {
             o => o,
         };
         let (mut file_type, base_type) = outtype.file_type();
-        let vocab = vocab::Vocab::load(dir, &checkpoint.config, hp.n_vocab)?;
+        let vocab = vocab::Vocab::load(dir, &checkpoint.config, hp.n_vocab, arch)?;
 
         let mut jobs = Vec::new();
         for (name, values) in arch::extra_tensors(arch, &checkpoint.config)? {

@@ -45,7 +45,11 @@ const COMMON_PRES: &[&str] = &[
 ];
 
 pub struct Vocab {
+    /// `tokenizer.ggml.model`: `gpt2` (byte-level BPE) or `llama` (SentencePiece).
+    model: &'static str,
     tokens: Vec<String>,
+    /// SentencePiece scores (`llama` only).
+    scores: Option<Vec<f32>>,
     types: Vec<i32>,
     pre: String,
     merges: Vec<String>,
@@ -58,6 +62,10 @@ pub struct Vocab {
     add_space_prefix: Option<bool>,
     /// `len(model.vocab) + len(added_tokens)`: Gemma 3 drops embedding rows past it.
     pub n_vocab_real: usize,
+    /// gguf-py's `SpecialVocab(n_vocab=…)`: special ids at or past it are skipped.
+    id_limit: Option<usize>,
+    /// config.json's vocab_size (llama.cpp's granite rule looks at it).
+    config_vocab_size: Option<usize>,
 }
 
 enum ChatTemplate {
@@ -106,16 +114,23 @@ fn looks_special(t: &str) -> bool {
         || (t.starts_with("<unused") && t.ends_with('>'))
 }
 
+/// Far above any real vocabulary (Gemma 3's is 262,144), and small enough to allocate.
+const MAX_VOCAB: usize = 1 << 24;
+
 impl Vocab {
     /// Reads the tokenizer of the checkpoint in `dir`; `n_vocab` is config.json's vocab_size.
-    pub fn load(dir: &Path, config: &Json, n_vocab: Option<usize>) -> Result<Vocab, Error> {
+    /// The architecture decides which of llama.cpp's vocabulary readers apply (`set_vocab`):
+    /// SentencePiece's `tokenizer.model` first, except for qwen3moe and gpt-oss.
+    pub fn load(
+        dir: &Path,
+        config: &Json,
+        n_vocab: Option<usize>,
+        arch: Arch,
+    ) -> Result<Vocab, Error> {
         let terr = |m: String| Error::Tokenizer(m);
-        if dir.join("tokenizer.model").is_file() {
-            return Err(terr(
-                "this checkpoint has a SentencePiece tokenizer.model; hearth converts only \
-                 byte-level BPE tokenizers (tokenizer.json) so far"
-                    .into(),
-            ));
+        let spm_first = !matches!(arch, Arch::Qwen3Moe | Arch::GptOss);
+        if spm_first && dir.join("tokenizer.model").is_file() {
+            return Vocab::load_spm(dir, config, n_vocab);
         }
         let tj = read_json(&dir.join("tokenizer.json"))?;
         let model = tj
@@ -174,9 +189,8 @@ impl Vocab {
                 .keys()
                 .filter(|c| !vocab.contains_key(**c))
                 .count();
+        let config_vocab_size = n_vocab;
         let n_vocab = n_vocab.unwrap_or(n_hf);
-        // Far above any real vocabulary (Gemma 3's is 262,144), and small enough to allocate.
-        const MAX_VOCAB: usize = 1 << 24;
         if n_vocab > MAX_VOCAB {
             return Err(terr(format!(
                 "vocab_size {n_vocab} is over hearth's limit of {MAX_VOCAB} tokens"
@@ -243,7 +257,9 @@ impl Vocab {
             Err(e) => return Err(e),
         };
         let mut v = Vocab {
+            model: "gpt2",
             tokens,
+            scores: None,
             types,
             pre: String::new(),
             merges,
@@ -257,12 +273,130 @@ impl Vocab {
                 .and_then(|t| t.get("add_prefix_space"))
                 .and_then(Json::as_bool),
             n_vocab_real: vocab.len() + added.len(),
+            id_limit: None,
+            config_vocab_size,
         };
         if let Some(n) = tj.get("normalizer") {
             v.parse_normalizer(n);
         }
         v.special_vocab(dir, &tj, tc, added, config)?;
         v.pre = v.detect_pre(&tj, &by_id, &added_by_content)?;
+        Ok(v)
+    }
+
+    /// llama.cpp's `_set_vocab_sentencepiece`: the pieces of `tokenizer.model` padded to
+    /// config.json's vocab_size, then `added_tokens.json` and tokenizer_config.json's
+    /// `added_tokens_decoder` over them; gguf-py's `SpecialVocab` without merges.
+    fn load_spm(dir: &Path, config: &Json, n_vocab: Option<usize>) -> Result<Vocab, Error> {
+        let terr = |m: String| Error::Tokenizer(m);
+        let path = dir.join("tokenizer.model");
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let pieces = crate::spm::pieces(&bytes)?;
+        let vocab_size = n_vocab.unwrap_or(pieces.len());
+        if vocab_size > MAX_VOCAB {
+            return Err(terr(format!(
+                "vocab_size {vocab_size} is over hearth's limit of {MAX_VOCAB} tokens"
+            )));
+        }
+        let mut tokens: Vec<String> = (0..vocab_size).map(|i| format!("[PAD{i}]")).collect();
+        let mut scores = vec![-10000.0f32; vocab_size];
+        let mut types = vec![UNUSED; vocab_size];
+        for (id, p) in pieces.into_iter().take(vocab_size).enumerate() {
+            types[id] = match p.kind {
+                crate::spm::UNKNOWN => 2,
+                crate::spm::CONTROL => CONTROL,
+                crate::spm::UNUSED => UNUSED,
+                crate::spm::BYTE => 6,
+                _ => NORMAL,
+            };
+            tokens[id] = p.text;
+            scores[id] = p.score;
+        }
+        let added_json = dir.join("added_tokens.json");
+        if added_json.is_file() {
+            let added = read_json(&added_json)?;
+            let added = added
+                .as_object()
+                .ok_or_else(|| terr("added_tokens.json is not an object".into()))?;
+            for (text, id) in added {
+                let id = id
+                    .as_u64()
+                    .ok_or_else(|| terr(format!("added_tokens.json: {text} has no id")))?;
+                if let Some(i) = usize::try_from(id).ok().filter(|&i| i < vocab_size) {
+                    tokens[i] = text.clone();
+                    scores[i] = -1000.0;
+                    types[i] = USER_DEFINED;
+                }
+            }
+        }
+        let tc = match read_json(&dir.join("tokenizer_config.json")) {
+            Ok(v) => Some(v),
+            Err(Error::Missing(_)) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(Json::Object(decoder)) = tc.as_ref().and_then(|t| t.get("added_tokens_decoder"))
+        {
+            for (id, data) in decoder {
+                let id: usize = id
+                    .parse()
+                    .map_err(|_| terr(format!("added_tokens_decoder has a bad id {id}")))?;
+                let content = data
+                    .get("content")
+                    .and_then(Json::as_str)
+                    .ok_or_else(|| terr(format!("added_tokens_decoder {id} has no content")))?;
+                if id >= vocab_size {
+                    continue;
+                }
+                let special = data
+                    .get("special")
+                    .is_some_and(|v| v.as_bool() == Some(true));
+                if special || looks_special(content) {
+                    types[id] = CONTROL;
+                    tokens[id] = content.to_owned();
+                } else {
+                    types[id] = USER_DEFINED;
+                    tokens[id] = content.replace('\u{2581}', " ");
+                }
+                scores[id] = -1000.0;
+            }
+        }
+        let tj = match read_json(&dir.join("tokenizer.json")) {
+            Ok(v) => v,
+            Err(Error::Missing(_)) => Json::Null,
+            Err(e) => return Err(e),
+        };
+        let added: Vec<Json> = match tj.get("added_tokens") {
+            Some(Json::Array(a)) => a.clone(),
+            _ => Vec::new(),
+        };
+        let n = tokens.len();
+        let mut v = Vocab {
+            model: "llama",
+            tokens,
+            scores: Some(scores),
+            types,
+            pre: "default".to_owned(),
+            merges: Vec::new(),
+            special_ids: Vec::new(),
+            add_special: Vec::new(),
+            chat_template: None,
+            normalizer_lowercase: None,
+            normalizer_strip_accents: None,
+            add_space_prefix: tc
+                .as_ref()
+                .and_then(|t| t.get("add_prefix_space"))
+                .and_then(Json::as_bool),
+            n_vocab_real: n,
+            id_limit: Some(n),
+            config_vocab_size: n_vocab,
+        };
+        if let Some(n) = tj.get("normalizer") {
+            v.parse_normalizer(n);
+        }
+        v.special_vocab(dir, &tj, tc, &added, config)?;
         Ok(v)
     }
 
@@ -304,6 +438,9 @@ impl Vocab {
         else {
             return;
         };
+        if self.id_limit.is_some_and(|n| id as usize >= n) {
+            return;
+        }
         if !self.special_ids.iter().any(|(t, _)| *t == typ) {
             self.special_ids.push((typ, id));
         }
@@ -553,12 +690,18 @@ impl Vocab {
         {
             b.set("tokenizer.ggml.add_space_prefix", Value::Bool(p))?;
         }
-        b.set("tokenizer.ggml.model", Value::string("gpt2"))?;
+        b.set("tokenizer.ggml.model", Value::string(self.model))?;
         b.set("tokenizer.ggml.pre", Value::string(self.pre.clone()))?;
         b.set(
             "tokenizer.ggml.tokens",
             Value::Array(Array::from_strs(&self.tokens)),
         )?;
+        if let Some(scores) = &self.scores {
+            b.set(
+                "tokenizer.ggml.scores",
+                Value::Array(Array::from_f32s(scores)),
+            )?;
+        }
         b.set(
             "tokenizer.ggml.token_type",
             Value::Array(Array::from_i32s(&self.types)),
@@ -624,8 +767,13 @@ impl Vocab {
         if let Some(v) = self.normalizer_strip_accents {
             b.set("tokenizer.ggml.normalizer.strip_accents", Value::Bool(v))?;
         }
-        // llama.cpp's LlamaModel: "Apply to granite small models only".
-        if arch.is_llama() && self.tokens.len() == 49152 {
+        // Gemma3Model: a SentencePiece vocabulary adds no space prefix.
+        if arch == Arch::Gemma3 && self.model == "llama" {
+            b.set("tokenizer.ggml.add_space_prefix", Value::Bool(false))?;
+        }
+        // llama.cpp's LlamaModel: "Apply to granite small models only" (config.json's
+        // vocab_size, 32000 when absent).
+        if arch.is_llama() && self.config_vocab_size.unwrap_or(32000) == 49152 {
             b.set("tokenizer.ggml.add_bos_token", Value::Bool(false))?;
         }
         Ok(())

@@ -99,15 +99,28 @@ fn check_against(arch: &str, dir: &std::path::Path, reference: &Json) {
         (Outtype::Bf16, "bf16"),
         (Outtype::Q8_0, "q8_0"),
     ] {
+        assert!(
+            reference["llama_cpp_convert"].get(key).is_some(),
+            "{arch}: no reference for {key}"
+        );
         conversion.set_outtype(outtype).unwrap();
         check_one(arch, &conversion, reference, outtype, key);
     }
 }
 
 fn check_one(arch: &str, conversion: &Conversion, reference: &Json, outtype: Outtype, key: &str) {
+    check_want(
+        arch,
+        conversion,
+        &reference["llama_cpp_convert"][key],
+        outtype,
+        key,
+    );
+}
+
+fn check_want(arch: &str, conversion: &Conversion, want: &Json, outtype: Outtype, key: &str) {
     let bytes = conversion.to_bytes().unwrap();
     let file = Gguf::parse(&bytes).unwrap();
-    let want = &reference["llama_cpp_convert"][key];
     let mut failures = Vec::new();
 
     let want_meta = want["metadata"].as_object().unwrap();
@@ -227,4 +240,41 @@ fn gpt_oss_matches_llama_cpp() {
 #[test]
 fn gpt_oss_mxfp4_matches_llama_cpp() {
     check_packed("gpt-oss-mxfp4");
+}
+
+/// A SentencePiece `tokenizer.model` (with `added_tokens.json` and tokenizer_config.json's
+/// `added_tokens_decoder`) in place of the llama and gemma3 fixtures' tokenizer.json
+/// (`tests/fixtures/make_spm.py`): tokens, scores and token types as llama.cpp's
+/// `_set_vocab_sentencepiece` writes them, padded to config.json's vocab_size.
+#[test]
+fn sentencepiece_vocabularies_match_llama_cpp() {
+    let spm = crate::fixtures::own_fixtures().join("spm");
+    let reference: Json =
+        serde_json::from_slice(&std::fs::read(spm.join("reference.json")).unwrap()).unwrap();
+    for arch in ["llama", "gemma3"] {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("hf");
+        std::fs::create_dir(&dir).unwrap();
+        for e in std::fs::read_dir(checkpoint(arch)).unwrap() {
+            let e = e.unwrap();
+            if e.file_name() != "tokenizer.json" {
+                std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+            }
+        }
+        for f in [
+            "tokenizer.model",
+            "added_tokens.json",
+            "tokenizer_config.json",
+        ] {
+            std::fs::copy(spm.join(f), dir.join(f)).unwrap();
+        }
+        let conversion = Conversion::plan(&dir, Outtype::F16).unwrap();
+        check_want(
+            arch,
+            &conversion,
+            &reference["llama_cpp_convert"][arch],
+            Outtype::F16,
+            "f16",
+        );
+    }
 }
