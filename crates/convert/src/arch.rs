@@ -94,12 +94,29 @@ pub struct HParams {
     pub n_ff_exp: Option<usize>,
 }
 
-/// config.json with `text_config` lifted to the top, as llama.cpp reads it.
+/// config.json with `text_config` lifted to the top, as llama.cpp reads it, and `head_dim`
+/// where transformers' config class gives one that config.json leaves out (llama.cpp reads
+/// `AutoConfig(...).to_dict()`, defaults included: Llama 2's and Mistral 7B's config.json
+/// have no head_dim, yet llama.cpp writes the key length).
 fn flat(config: &Json) -> Json {
     let mut c = config.clone();
     if let (Some(obj), Some(Json::Object(text))) = (c.as_object_mut(), config.get("text_config")) {
         for (k, v) in text {
             obj.insert(k.clone(), v.clone());
+        }
+    }
+    if c.get("head_dim").is_none_or(Json::is_null) {
+        let n = |k: &str| c.get(k).and_then(Json::as_u64).filter(|&n| n > 0);
+        let default = match c.get("model_type").and_then(Json::as_str) {
+            Some("llama" | "mistral") => n("hidden_size")
+                .zip(n("num_attention_heads"))
+                .map(|(h, a)| h / a),
+            Some("qwen3" | "ministral3") => Some(128),
+            Some("gpt_oss") => Some(64),
+            _ => None,
+        };
+        if let (Some(d), Some(obj)) = (default, c.as_object_mut()) {
+            obj.insert("head_dim".into(), Json::from(d));
         }
     }
     c
