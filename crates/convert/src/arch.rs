@@ -24,6 +24,8 @@ pub enum Arch {
     /// gpt-oss: attention sinks and biases, experts as stored (gate and up interleaved) or
     /// MXFP4 as released, alternating sliding-window layers.
     GptOss,
+    /// Gemma 4's dense text model.
+    Gemma4,
 }
 
 /// transformers' `architectures[0]` for each supported architecture.
@@ -52,6 +54,7 @@ impl Arch {
             Arch::SmolLm3 => "smollm3",
             Arch::Mistral3 => "mistral3",
             Arch::GptOss => "gpt-oss",
+            Arch::Gemma4 => "gemma4",
         }
     }
 
@@ -448,6 +451,9 @@ pub fn write_hparams(
             }
         }
         Arch::Qwen2 | Arch::Qwen3 => {}
+        Arch::Gemma4 => {
+            return Err(Error::Config("gemma4 is not mapped yet".into()));
+        }
         Arch::GptOss => {
             let w = need(&c, &["sliding_window"])?;
             set("attention.sliding_window", u32_value(w, "sliding_window")?)?;

@@ -278,3 +278,29 @@ fn sentencepiece_vocabularies_match_llama_cpp() {
         );
     }
 }
+
+/// A Llama-style BPE tokenizer.json with byte fallback (llama.cpp's `LlamaHfVocab`) in place
+/// of the llama fixture's tokenizer (`tests/fixtures/make_llama_hf.py`): the model's tokens then
+/// the added ones past them, scores -1000, byte and control types as transformers reports them.
+#[test]
+fn llama_hf_vocabulary_matches_llama_cpp() {
+    let fix = crate::fixtures::own_fixtures().join("llama-hf");
+    let reference: Json =
+        serde_json::from_slice(&std::fs::read(fix.join("reference.json")).unwrap()).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("hf");
+    std::fs::create_dir(&dir).unwrap();
+    for e in std::fs::read_dir(checkpoint("llama")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+    }
+    let tok = crate::fixtures::gunzip(&std::fs::read(fix.join("tokenizer.json.gz")).unwrap());
+    std::fs::write(dir.join("tokenizer.json"), tok).unwrap();
+    std::fs::copy(
+        fix.join("tokenizer_config.json"),
+        dir.join("tokenizer_config.json"),
+    )
+    .unwrap();
+    let conversion = Conversion::plan(&dir, Outtype::F16).unwrap();
+    check_want("llama", &conversion, &reference["f16"], Outtype::F16, "f16");
+}
