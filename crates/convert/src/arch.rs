@@ -40,6 +40,8 @@ pub const SUPPORTED: &[(&str, Arch)] = &[
     ("Ministral3ForCausalLM", Arch::Mistral3),
     ("Mistral3ForConditionalGeneration", Arch::Mistral3),
     ("GptOssForCausalLM", Arch::GptOss),
+    ("Gemma4ForCausalLM", Arch::Gemma4),
+    ("Gemma4ForConditionalGeneration", Arch::Gemma4),
 ];
 
 impl Arch {
@@ -95,6 +97,111 @@ pub struct HParams {
     /// Mixture-of-experts: the number of experts and each one's feed-forward width.
     pub n_expert: Option<usize>,
     pub n_ff_exp: Option<usize>,
+    /// Gemma 4's per-layer shapes.
+    pub gemma4: Option<Gemma4Dims>,
+}
+
+/// Gemma 4's layers differ: full-attention layers have their own head size and KV-head count,
+/// the KV-shared layers (the last `num_kv_shared_layers`) may have double-wide MLPs, and every
+/// layer has a per-layer input of `per_layer` values.
+#[derive(Debug, Clone)]
+pub struct Gemma4Dims {
+    pub full: Vec<bool>,
+    pub head_dim: Vec<usize>,
+    pub n_kv: Vec<usize>,
+    pub n_ff: Vec<usize>,
+    pub head_dim_full: usize,
+    pub n_kv_full: Option<usize>,
+    pub n_shared: usize,
+    pub per_layer: usize,
+    pub n_vocab_per_layer: usize,
+    pub double_wide: bool,
+}
+
+impl Gemma4Dims {
+    fn read(
+        c: &Json,
+        n_layer: usize,
+        head_dim: usize,
+        n_kv: usize,
+        n_ff: usize,
+    ) -> Result<Self, Error> {
+        let types = c
+            .get("layer_types")
+            .and_then(Json::as_array)
+            .ok_or_else(|| Error::Config("gemma4 needs layer_types".into()))?;
+        if types.len() != n_layer {
+            return Err(Error::Config(format!(
+                "layer_types has {} entries for {n_layer} layers",
+                types.len()
+            )));
+        }
+        let full: Vec<bool> = types
+            .iter()
+            .map(|t| t.as_str() != Some("sliding_attention"))
+            .collect();
+        // Gemma4Model.set_gguf_parameters: global_head_dim, else the first full layer's
+        // per_layer_config entry.
+        let from_layers = |key: &str| -> Result<Option<usize>, Error> {
+            let Some(Json::Object(per)) = c.get("per_layer_config") else {
+                return Ok(None);
+            };
+            for (i, lc) in per {
+                let i: usize = i
+                    .parse()
+                    .map_err(|_| Error::Config(format!("per_layer_config has a key {i:?}")))?;
+                if full.get(i) == Some(&true)
+                    && let Some(v) = int(lc, &[key])?
+                {
+                    return Ok(Some(v));
+                }
+            }
+            Ok(None)
+        };
+        let head_dim_full = match int(c, &["global_head_dim"])? {
+            Some(d) => d,
+            None => from_layers("head_dim")?
+                .ok_or_else(|| Error::Config("gemma4 needs global_head_dim".into()))?,
+        };
+        let n_kv_full = match int(c, &["num_global_key_value_heads"])? {
+            Some(n) => Some(n),
+            None => from_layers("num_key_value_heads")?,
+        };
+        let n_shared = need(c, &["num_kv_shared_layers"])?;
+        if n_shared > n_layer {
+            return Err(Error::Config(
+                "num_kv_shared_layers exceeds the layers".into(),
+            ));
+        }
+        let double_wide = c.get("use_double_wide_mlp").and_then(Json::as_bool) == Some(true);
+        let per_layer = int(c, &["hidden_size_per_layer_input"])?.unwrap_or(0);
+        Ok(Gemma4Dims {
+            head_dim: full
+                .iter()
+                .map(|&f| if f { head_dim_full } else { head_dim })
+                .collect(),
+            n_kv: full
+                .iter()
+                .map(|&f| if f { n_kv_full.unwrap_or(n_kv) } else { n_kv })
+                .collect(),
+            n_ff: (0..n_layer)
+                .map(|il| {
+                    if double_wide && il >= n_layer - n_shared {
+                        n_ff.saturating_mul(2)
+                    } else {
+                        n_ff
+                    }
+                })
+                .collect(),
+            full,
+            head_dim_full,
+            n_kv_full,
+            n_shared,
+            per_layer,
+            n_vocab_per_layer: int(c, &["vocab_size_per_layer_input"])?.unwrap_or(0),
+            double_wide,
+        })
+    }
 }
 
 /// config.json with `text_config` lifted to the top, as llama.cpp reads it, and `head_dim`
@@ -189,11 +296,11 @@ impl HParams {
         let c = flat(config);
         let n_embd = need(&c, N_EMBD)?;
         let n_head = match arch {
-            Arch::Gemma3 => int(&c, N_HEAD)?.unwrap_or(8),
+            Arch::Gemma3 | Arch::Gemma4 => int(&c, N_HEAD)?.unwrap_or(8),
             _ => need(&c, N_HEAD)?,
         };
         let n_head_kv = match arch {
-            Arch::Gemma3 => int(&c, N_HEAD_KV)?.unwrap_or(4),
+            Arch::Gemma3 | Arch::Gemma4 => int(&c, N_HEAD_KV)?.unwrap_or(4),
             _ => int(&c, N_HEAD_KV)?.unwrap_or(n_head),
         };
         if n_head == 0 || n_head_kv == 0 || n_embd == 0 {
@@ -203,13 +310,25 @@ impl HParams {
         }
         let head_dim = match (int(&c, &["head_dim"])?, arch) {
             (Some(d), _) => d,
-            (None, Arch::Gemma3) => 256,
+            (None, Arch::Gemma3 | Arch::Gemma4) => 256,
             (None, _) => n_embd / n_head,
         };
+        let n_layer = need(&c, N_LAYER)?;
+        let n_ff = need(&c, N_FF)?;
+        if arch == Arch::Gemma4 && find(&c, N_EXPERT).is_some() {
+            return Err(Error::Config(
+                "Gemma 4's mixture-of-experts variant (26B-A4B) is not supported yet".into(),
+            ));
+        }
+        let gemma4 = match arch {
+            Arch::Gemma4 => Some(Gemma4Dims::read(&c, n_layer, head_dim, n_head_kv, n_ff)?),
+            _ => None,
+        };
         Ok(HParams {
-            n_layer: need(&c, N_LAYER)?,
+            gemma4,
+            n_layer,
             n_embd,
-            n_ff: need(&c, N_FF)?,
+            n_ff,
             n_head,
             n_head_kv,
             head_dim,
@@ -451,9 +570,6 @@ pub fn write_hparams(
             }
         }
         Arch::Qwen2 | Arch::Qwen3 => {}
-        Arch::Gemma4 => {
-            return Err(Error::Config("gemma4 is not mapped yet".into()));
-        }
         Arch::GptOss => {
             let w = need(&c, &["sliding_window"])?;
             set("attention.sliding_window", u32_value(w, "sliding_window")?)?;
@@ -475,7 +591,7 @@ pub fn write_hparams(
                 ));
             }
         }
-        Arch::Gemma3 => {
+        Arch::Gemma3 | Arch::Gemma4 => {
             let n_ctx = int(&c, &["max_position_embeddings"])?.unwrap_or(131072);
             set(
                 "context_length",
@@ -522,8 +638,89 @@ pub fn write_hparams(
                 "attention.head_count_kv",
                 u32_value(hp.n_head_kv, "num_key_value_heads")?,
             )?;
+            if let Some(g) = &hp.gemma4 {
+                write_gemma4(g, hp, &c, &mut set)?;
+            }
         }
     }
+    Ok(())
+}
+
+/// `Gemma4Model.set_gguf_parameters`, after Gemma 3's keys.
+fn write_gemma4(
+    g: &Gemma4Dims,
+    hp: &HParams,
+    c: &Json,
+    set: &mut impl FnMut(&str, Value<'static>) -> Result<(), gguf::Error>,
+) -> Result<(), Error> {
+    let i32s = |v: &[usize], key: &str| -> Result<Value<'static>, Error> {
+        let v: Vec<i32> = v
+            .iter()
+            .map(|&n| {
+                i32::try_from(n).map_err(|_| Error::Config(format!("{key} {n} is too large")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Value::Array(gguf::Array::from_i32s(&v)))
+    };
+    set(
+        "attention.shared_kv_layers",
+        u32_value(g.n_shared, "num_kv_shared_layers")?,
+    )?;
+    set(
+        "embedding_length_per_layer_input",
+        u32_value(g.per_layer, "hidden_size_per_layer_input")?,
+    )?;
+    let swa: Vec<u8> = g.full.iter().map(|&f| u8::from(!f)).collect();
+    set(
+        "attention.sliding_window_pattern",
+        Value::Array(gguf::Array::Numbers {
+            ty: gguf::ValueType::Bool,
+            bytes: swa.into(),
+        }),
+    )?;
+    set(
+        "attention.key_length",
+        u32_value(g.head_dim_full, "global_head_dim")?,
+    )?;
+    set(
+        "attention.value_length",
+        u32_value(g.head_dim_full, "global_head_dim")?,
+    )?;
+    set(
+        "attention.key_length_swa",
+        u32_value(hp.head_dim, "head_dim")?,
+    )?;
+    set(
+        "attention.value_length_swa",
+        u32_value(hp.head_dim, "head_dim")?,
+    )?;
+    if g.double_wide {
+        set("feed_forward_length", i32s(&g.n_ff, "intermediate_size")?)?;
+    }
+    if g.n_kv_full.is_some() && int(c, &["num_key_value_heads"])?.is_some() {
+        set(
+            "attention.head_count_kv",
+            i32s(&g.n_kv, "num_key_value_heads")?,
+        )?;
+    }
+    set(
+        "rope.dimension_count",
+        u32_value(g.head_dim_full, "global_head_dim")?,
+    )?;
+    let prf = match c
+        .get("rope_parameters")
+        .and_then(|r| r.get("partial_rotary_factor"))
+        .filter(|v| !v.is_null())
+    {
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| Error::Config("partial_rotary_factor is not a number".into()))?,
+        None => 1.0,
+    };
+    set(
+        "rope.dimension_count_swa",
+        u32_value((hp.head_dim as f64 * prf) as usize, "head_dim")?,
+    )?;
     Ok(())
 }
 
@@ -649,115 +846,172 @@ pub fn map_tensor(
         hp.n_head.saturating_mul(hp.head_dim),
         hp.n_head_kv.saturating_mul(hp.head_dim),
     );
-    let gemma = arch == Arch::Gemma3;
+    let gemma = matches!(arch, Arch::Gemma3 | Arch::Gemma4);
     let mut transform = Transform::default();
-    let (gguf, expected): (String, Vec<usize>) = match name {
-        "embed_tokens.weight" => {
-            if gemma && n_vocab_real < n_vocab {
-                transform.truncate_rows = Some(n_vocab_real);
-            }
-            ("token_embd.weight".into(), vec![n_vocab, hp.n_embd])
+    let g4 = hp.gemma4.as_ref();
+    let (gguf, expected): (String, Vec<usize>) = match (name, g4) {
+        ("embed_tokens_per_layer.weight", Some(g)) => (
+            "per_layer_token_embd.weight".into(),
+            vec![g.n_vocab_per_layer, hp.n_layer.saturating_mul(g.per_layer)],
+        ),
+        ("per_layer_model_projection.weight", Some(g)) => (
+            "per_layer_model_proj.weight".into(),
+            vec![hp.n_layer.saturating_mul(g.per_layer), hp.n_embd],
+        ),
+        ("per_layer_projection_norm.weight", Some(g)) => {
+            ("per_layer_proj_norm.weight".into(), vec![g.per_layer])
         }
-        "norm.weight" => ("output_norm.weight".into(), vec![hp.n_embd]),
-        "lm_head.weight" => ("output.weight".into(), vec![n_vocab, hp.n_embd]),
-        _ => {
-            let rest = name.strip_prefix("layers.").ok_or_else(unknown)?;
-            let (bid, rest) = rest.split_once('.').ok_or_else(unknown)?;
-            let bid: usize = bid.parse().map_err(|_| unknown())?;
-            if bid >= hp.n_layer {
-                return Err(Error::tensor(
-                    hf,
-                    format!(
-                        "is in layer {bid}, but config.json has {} layers",
-                        hp.n_layer
-                    ),
-                ));
+        (name, _) => match name {
+            "embed_tokens.weight" => {
+                if gemma && n_vocab_real < n_vocab {
+                    transform.truncate_rows = Some(n_vocab_real);
+                }
+                ("token_embd.weight".into(), vec![n_vocab, hp.n_embd])
             }
-            if let (Some(n_expert), Some(n_ff_exp)) = (hp.n_expert, hp.n_ff_exp)
-                && let Some(e) = rest.strip_prefix("mlp.experts.")
-                && let Some((xid, proj)) = e.split_once('.')
-                && let Ok(xid) = xid.parse::<usize>()
-            {
-                let proj = EXPERT_PROJS
-                    .iter()
-                    .position(|(p, _)| proj.strip_suffix(".weight") == Some(*p))
-                    .ok_or_else(unknown)?;
-                if xid >= n_expert {
+            "norm.weight" => ("output_norm.weight".into(), vec![hp.n_embd]),
+            "lm_head.weight" => ("output.weight".into(), vec![n_vocab, hp.n_embd]),
+            _ => {
+                let rest = name.strip_prefix("layers.").ok_or_else(unknown)?;
+                let (bid, rest) = rest.split_once('.').ok_or_else(unknown)?;
+                let bid: usize = bid.parse().map_err(|_| unknown())?;
+                if bid >= hp.n_layer {
                     return Err(Error::tensor(
                         hf,
-                        format!("is expert {xid}, but config.json has {n_expert} experts"),
+                        format!(
+                            "is in layer {bid}, but config.json has {} layers",
+                            hp.n_layer
+                        ),
                     ));
                 }
-                let expected = if proj == 0 {
-                    [hp.n_embd, n_ff_exp]
-                } else {
-                    [n_ff_exp, hp.n_embd]
+                if let (Some(n_expert), Some(n_ff_exp)) = (hp.n_expert, hp.n_ff_exp)
+                    && let Some(e) = rest.strip_prefix("mlp.experts.")
+                    && let Some((xid, proj)) = e.split_once('.')
+                    && let Ok(xid) = xid.parse::<usize>()
+                {
+                    let proj = EXPERT_PROJS
+                        .iter()
+                        .position(|(p, _)| proj.strip_suffix(".weight") == Some(*p))
+                        .ok_or_else(unknown)?;
+                    if xid >= n_expert {
+                        return Err(Error::tensor(
+                            hf,
+                            format!("is expert {xid}, but config.json has {n_expert} experts"),
+                        ));
+                    }
+                    let expected = if proj == 0 {
+                        [hp.n_embd, n_ff_exp]
+                    } else {
+                        [n_ff_exp, hp.n_embd]
+                    };
+                    if shape != expected {
+                        return Err(Error::tensor(
+                            hf,
+                            format!("has shape {shape:?}, but config.json implies {expected:?}"),
+                        ));
+                    }
+                    return Ok(Mapping::Expert { bid, xid, proj });
+                }
+                let n_expert = hp.n_expert.unwrap_or(0);
+                if let Some(g) = g4 {
+                    let (hd, kv, ff) = (g.head_dim[bid], g.n_kv[bid], g.n_ff[bid]);
+                    let (q, kv) = (hp.n_head.saturating_mul(hd), kv.saturating_mul(hd));
+                    let (what, expected) = match rest {
+                        "input_layernorm.weight" => ("attn_norm.weight", vec![hp.n_embd]),
+                        "layer_scalar" => ("layer_output_scale.weight", vec![1]),
+                        "mlp.down_proj.weight" => ("ffn_down.weight", vec![hp.n_embd, ff]),
+                        "mlp.gate_proj.weight" => ("ffn_gate.weight", vec![ff, hp.n_embd]),
+                        "mlp.up_proj.weight" => ("ffn_up.weight", vec![ff, hp.n_embd]),
+                        "per_layer_input_gate.weight" => {
+                            ("inp_gate.weight", vec![g.per_layer, hp.n_embd])
+                        }
+                        "per_layer_projection.weight" => {
+                            ("proj.weight", vec![hp.n_embd, g.per_layer])
+                        }
+                        "post_attention_layernorm.weight" => {
+                            ("post_attention_norm.weight", vec![hp.n_embd])
+                        }
+                        "post_feedforward_layernorm.weight" => {
+                            ("post_ffw_norm.weight", vec![hp.n_embd])
+                        }
+                        "post_per_layer_input_norm.weight" => ("post_norm.weight", vec![hp.n_embd]),
+                        "pre_feedforward_layernorm.weight" => ("ffn_norm.weight", vec![hp.n_embd]),
+                        "self_attn.q_norm.weight" => ("attn_q_norm.weight", vec![hd]),
+                        "self_attn.k_norm.weight" => ("attn_k_norm.weight", vec![hd]),
+                        "self_attn.q_proj.weight" => ("attn_q.weight", vec![q, hp.n_embd]),
+                        "self_attn.k_proj.weight" => ("attn_k.weight", vec![kv, hp.n_embd]),
+                        "self_attn.v_proj.weight" => ("attn_v.weight", vec![kv, hp.n_embd]),
+                        "self_attn.o_proj.weight" => ("attn_output.weight", vec![hp.n_embd, q]),
+                        _ => return Err(unknown()),
+                    };
+                    if shape != expected.as_slice() {
+                        return Err(Error::tensor(
+                            hf,
+                            format!("has shape {shape:?}, but config.json implies {expected:?}"),
+                        ));
+                    }
+                    return Ok(Mapping::One(Mapped {
+                        name: format!("blk.{bid}.{what}"),
+                        shape: shape.to_vec(),
+                        transform: Transform::default(),
+                    }));
+                }
+                if arch == Arch::GptOss
+                    && let Some(m) = gpt_oss_experts(hp, hf, bid, rest, shape)?
+                {
+                    return Ok(m);
+                }
+                let (what, expected) = match (rest, arch) {
+                    ("self_attn.sinks", Arch::GptOss) => ("attn_sinks.weight", vec![hp.n_head]),
+                    ("post_attention_layernorm.weight", Arch::GptOss) => {
+                        ("post_attention_norm.weight", vec![hp.n_embd])
+                    }
+                    ("mlp.router.weight", Arch::GptOss) => {
+                        ("ffn_gate_inp.weight", vec![n_expert, hp.n_embd])
+                    }
+                    ("mlp.router.bias", Arch::GptOss) => ("ffn_gate_inp.bias", vec![n_expert]),
+                    ("input_layernorm.weight", _) => ("attn_norm.weight", vec![hp.n_embd]),
+                    ("mlp.gate.weight", Arch::Qwen3Moe) => {
+                        ("ffn_gate_inp.weight", vec![n_expert, hp.n_embd])
+                    }
+                    ("post_attention_layernorm.weight", Arch::Gemma3) => {
+                        ("post_attention_norm.weight", vec![hp.n_embd])
+                    }
+                    ("post_attention_layernorm.weight", _) => ("ffn_norm.weight", vec![hp.n_embd]),
+                    ("pre_feedforward_layernorm.weight", Arch::Gemma3) => {
+                        ("ffn_norm.weight", vec![hp.n_embd])
+                    }
+                    ("post_feedforward_layernorm.weight", Arch::Gemma3) => {
+                        ("post_ffw_norm.weight", vec![hp.n_embd])
+                    }
+                    ("self_attn.q_proj.weight", _) => ("attn_q.weight", vec![q, hp.n_embd]),
+                    ("self_attn.k_proj.weight", _) => ("attn_k.weight", vec![kv, hp.n_embd]),
+                    ("self_attn.v_proj.weight", _) => ("attn_v.weight", vec![kv, hp.n_embd]),
+                    ("self_attn.o_proj.weight", _) => ("attn_output.weight", vec![hp.n_embd, q]),
+                    ("self_attn.q_proj.bias", _) => ("attn_q.bias", vec![q]),
+                    ("self_attn.k_proj.bias", _) => ("attn_k.bias", vec![kv]),
+                    ("self_attn.v_proj.bias", _) => ("attn_v.bias", vec![kv]),
+                    ("self_attn.o_proj.bias", _) => ("attn_output.bias", vec![hp.n_embd]),
+                    ("self_attn.q_norm.weight", Arch::Qwen3 | Arch::Qwen3Moe | Arch::Gemma3) => {
+                        ("attn_q_norm.weight", vec![hp.head_dim])
+                    }
+                    ("self_attn.k_norm.weight", Arch::Qwen3 | Arch::Qwen3Moe | Arch::Gemma3) => {
+                        ("attn_k_norm.weight", vec![hp.head_dim])
+                    }
+                    ("mlp.gate_proj.weight", _) => ("ffn_gate.weight", vec![hp.n_ff, hp.n_embd]),
+                    ("mlp.up_proj.weight", _) => ("ffn_up.weight", vec![hp.n_ff, hp.n_embd]),
+                    ("mlp.down_proj.weight", _) => ("ffn_down.weight", vec![hp.n_embd, hp.n_ff]),
+                    _ => return Err(unknown()),
                 };
-                if shape != expected {
-                    return Err(Error::tensor(
-                        hf,
-                        format!("has shape {shape:?}, but config.json implies {expected:?}"),
-                    ));
+                if arch.is_llama() {
+                    if rest.starts_with("self_attn.q_proj.") {
+                        transform.permute_heads = Some(hp.n_head);
+                    } else if rest.starts_with("self_attn.k_proj.") {
+                        transform.permute_heads = Some(hp.n_head_kv);
+                    }
                 }
-                return Ok(Mapping::Expert { bid, xid, proj });
+                (format!("blk.{bid}.{what}"), expected)
             }
-            let n_expert = hp.n_expert.unwrap_or(0);
-            if arch == Arch::GptOss
-                && let Some(m) = gpt_oss_experts(hp, hf, bid, rest, shape)?
-            {
-                return Ok(m);
-            }
-            let (what, expected) = match (rest, arch) {
-                ("self_attn.sinks", Arch::GptOss) => ("attn_sinks.weight", vec![hp.n_head]),
-                ("post_attention_layernorm.weight", Arch::GptOss) => {
-                    ("post_attention_norm.weight", vec![hp.n_embd])
-                }
-                ("mlp.router.weight", Arch::GptOss) => {
-                    ("ffn_gate_inp.weight", vec![n_expert, hp.n_embd])
-                }
-                ("mlp.router.bias", Arch::GptOss) => ("ffn_gate_inp.bias", vec![n_expert]),
-                ("input_layernorm.weight", _) => ("attn_norm.weight", vec![hp.n_embd]),
-                ("mlp.gate.weight", Arch::Qwen3Moe) => {
-                    ("ffn_gate_inp.weight", vec![n_expert, hp.n_embd])
-                }
-                ("post_attention_layernorm.weight", Arch::Gemma3) => {
-                    ("post_attention_norm.weight", vec![hp.n_embd])
-                }
-                ("post_attention_layernorm.weight", _) => ("ffn_norm.weight", vec![hp.n_embd]),
-                ("pre_feedforward_layernorm.weight", Arch::Gemma3) => {
-                    ("ffn_norm.weight", vec![hp.n_embd])
-                }
-                ("post_feedforward_layernorm.weight", Arch::Gemma3) => {
-                    ("post_ffw_norm.weight", vec![hp.n_embd])
-                }
-                ("self_attn.q_proj.weight", _) => ("attn_q.weight", vec![q, hp.n_embd]),
-                ("self_attn.k_proj.weight", _) => ("attn_k.weight", vec![kv, hp.n_embd]),
-                ("self_attn.v_proj.weight", _) => ("attn_v.weight", vec![kv, hp.n_embd]),
-                ("self_attn.o_proj.weight", _) => ("attn_output.weight", vec![hp.n_embd, q]),
-                ("self_attn.q_proj.bias", _) => ("attn_q.bias", vec![q]),
-                ("self_attn.k_proj.bias", _) => ("attn_k.bias", vec![kv]),
-                ("self_attn.v_proj.bias", _) => ("attn_v.bias", vec![kv]),
-                ("self_attn.o_proj.bias", _) => ("attn_output.bias", vec![hp.n_embd]),
-                ("self_attn.q_norm.weight", Arch::Qwen3 | Arch::Qwen3Moe | Arch::Gemma3) => {
-                    ("attn_q_norm.weight", vec![hp.head_dim])
-                }
-                ("self_attn.k_norm.weight", Arch::Qwen3 | Arch::Qwen3Moe | Arch::Gemma3) => {
-                    ("attn_k_norm.weight", vec![hp.head_dim])
-                }
-                ("mlp.gate_proj.weight", _) => ("ffn_gate.weight", vec![hp.n_ff, hp.n_embd]),
-                ("mlp.up_proj.weight", _) => ("ffn_up.weight", vec![hp.n_ff, hp.n_embd]),
-                ("mlp.down_proj.weight", _) => ("ffn_down.weight", vec![hp.n_embd, hp.n_ff]),
-                _ => return Err(unknown()),
-            };
-            if arch.is_llama() {
-                if rest.starts_with("self_attn.q_proj.") {
-                    transform.permute_heads = Some(hp.n_head);
-                } else if rest.starts_with("self_attn.k_proj.") {
-                    transform.permute_heads = Some(hp.n_head_kv);
-                }
-            }
-            (format!("blk.{bid}.{what}"), expected)
-        }
+        },
     };
     if shape != expected.as_slice() {
         return Err(Error::tensor(
@@ -765,7 +1019,8 @@ pub fn map_tensor(
             format!("has shape {shape:?}, but config.json implies {expected:?}"),
         ));
     }
-    if gemma && hf.ends_with("norm.weight") {
+    // Gemma 3 stores its norms as w (used as 1 + w); Gemma 4 as they are.
+    if arch == Arch::Gemma3 && hf.ends_with("norm.weight") {
         transform.add = 1.0;
     }
     let mut shape = shape.to_vec();
@@ -965,6 +1220,9 @@ pub fn apply(
 /// Llama 3's `rope_freqs.weight`, one scaling factor per rotated pair.
 pub fn extra_tensors(arch: Arch, config: &Json) -> Result<Vec<(String, Vec<f32>)>, Error> {
     let c = flat(config);
+    if arch == Arch::Gemma4 {
+        return gemma4_rope_freqs(&c);
+    }
     let rp = rope_parameters(&c);
     let full = rp
         .get("full_attention")
@@ -1015,6 +1273,43 @@ pub fn extra_tensors(arch: Arch, config: &Json) -> Result<Vec<(String, Vec<f32>)
         factors.push(f);
     }
     Ok(vec![("rope_freqs.weight".to_owned(), factors)])
+}
+
+/// `Gemma4Model.generate_extra_tensors`: full layers rotate only `partial_rotary_factor` of
+/// each head ("proportional" rope); the other pairs get a frequency factor of 1e30 (no
+/// rotation), as ggml's neox rope cannot skip them otherwise.
+fn gemma4_rope_freqs(c: &Json) -> Result<Vec<(String, Vec<f32>)>, Error> {
+    let full = c
+        .get("rope_parameters")
+        .and_then(|r| r.get("full_attention"))
+        .ok_or_else(|| Error::Config("gemma4 needs rope_parameters.full_attention".into()))?;
+    if full.get("rope_type").and_then(Json::as_str) != Some("proportional") {
+        return Err(Error::Config(
+            "gemma4's full-attention rope must be \"proportional\"".into(),
+        ));
+    }
+    let prf = full
+        .get("partial_rotary_factor")
+        .and_then(Json::as_f64)
+        .ok_or_else(|| Error::Config("gemma4's rope lacks partial_rotary_factor".into()))?;
+    let n_layer = need(c, N_LAYER)?;
+    let n_embd = need(c, N_EMBD)?;
+    let n_head = int(c, N_HEAD)?.unwrap_or(8).max(1);
+    let head_dim = int(c, &["head_dim"])?.unwrap_or(n_embd / n_head);
+    let n_kv = int(c, N_HEAD_KV)?.unwrap_or(4);
+    let dims = Gemma4Dims::read(c, n_layer, head_dim, n_kv, need(c, N_FF)?)?;
+    let hd = dims.head_dim_full;
+    if hd > 1 << 16 {
+        return Err(Error::Config(format!(
+            "global_head_dim {hd} is out of range"
+        )));
+    }
+    // Python: int(head_dim * factor / 2) in double precision.
+    let n_rot = ((hd as f64 * prf) / 2.0) as usize;
+    let n_unrot = (hd / 2).saturating_sub(n_rot);
+    let mut values = vec![1.0f32; n_rot.min(hd / 2)];
+    values.extend(std::iter::repeat_n(1e30f32, n_unrot));
+    Ok(vec![("rope_freqs.weight".to_owned(), values)])
 }
 
 #[cfg(test)]

@@ -128,7 +128,7 @@ impl Vocab {
         arch: Arch,
     ) -> Result<Vocab, Error> {
         let terr = |m: String| Error::Tokenizer(m);
-        let spm_first = !matches!(arch, Arch::Qwen3Moe | Arch::GptOss);
+        let spm_first = !matches!(arch, Arch::Qwen3Moe | Arch::GptOss | Arch::Gemma4);
         if spm_first && dir.join("tokenizer.model").is_file() {
             return Vocab::load_spm(dir, config, n_vocab);
         }
@@ -162,10 +162,10 @@ impl Vocab {
                 arch.name()
             )));
         }
-        if byte_fallback == Some(true) {
+        if byte_fallback == Some(true) || arch == Arch::Gemma4 {
             return Err(terr(
-                "tokenizer.json is a SentencePiece-style BPE (byte_fallback) without a \
-                 decoder sequence: not supported"
+                "tokenizer.json is not a SentencePiece-style BPE with byte fallback and a \
+                 decoder sequence (as Gemma 4's and Llama 2's are): not supported"
                     .into(),
             ));
         }

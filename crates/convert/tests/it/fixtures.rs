@@ -150,12 +150,13 @@ pub fn tiny_fixtures(name: &str) -> PathBuf {
 
 /// The fixtures made by `make_reference.py` (the newer architectures): the checkpoint folder
 /// with llama.cpp's conversion in its `reference.json`.
-pub const PACKED: [&str; 5] = [
+pub const PACKED: [&str; 6] = [
     "qwen3moe",
     "smollm3",
     "mistral3",
     "gpt-oss",
     "gpt-oss-mxfp4",
+    "gemma4",
 ];
 
 /// `tests/fixtures/hf/<name>/reference.json` of a [`PACKED`] fixture.
@@ -206,7 +207,7 @@ fn build_packed(name: &str, dst: &Path) {
     let mut whole = stripped[..8 + n].to_vec();
     if !restored.is_empty() {
         let from = reference["restored_from"].as_str().unwrap();
-        let gguf_path = tiny_fixtures(from).join("model-f16.gguf.gz");
+        let gguf_path = tiny_fixtures(from).join(reference["restored_file"].as_str().unwrap());
         let bytes = gunzip(&std::fs::read(gguf_path).unwrap());
         let file = gguf::Gguf::parse(&bytes).unwrap();
         // The cut tensors, by their place in the data section.
@@ -226,9 +227,14 @@ fn build_packed(name: &str, dst: &Path) {
             whole.extend_from_slice(&data[pos..pos + (start - at)]);
             pos += start - at;
             let t = file.tensor(gg).unwrap();
-            for h in file.tensor_data(t).chunks_exact(2) {
-                let v = f16_to_f32(u16::from_le_bytes([h[0], h[1]]));
-                whole.extend_from_slice(&v.to_le_bytes());
+            match t.ty {
+                gguf::GgmlType::F32 => whole.extend_from_slice(file.tensor_data(t)),
+                _ => {
+                    for h in file.tensor_data(t).chunks_exact(2) {
+                        let v = f16_to_f32(u16::from_le_bytes([h[0], h[1]]));
+                        whole.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
             }
             at = end;
         }

@@ -210,3 +210,42 @@ fn gpt_oss_mxfp4_conversion_runs_as_in_llama_cpp() {
     // (the engine's MXFP4 mixture of experts is not bit-exact with llama.cpp's).
     compare(name, &model, &cases, 2.5e-2);
 }
+
+/// Gemma 4 (per-layer shapes and embeddings, shared KV, proportional rope): our f32 conversion
+/// run by the engine against transformers' logits at every position
+/// (`scripts/tiny-models/gemma4.sh` wrote them for the same checkpoint).
+#[test]
+fn gemma4_f32_conversion_matches_transformers() {
+    let name = "gemma4";
+    let dir = packed_checkpoint(name);
+    let bytes = Conversion::plan(&dir, Outtype::F32)
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    let model = Arc::new(Model::load_bytes(bytes, &dir, LoadOptions::default()).unwrap());
+    let fixtures = tiny_fixtures(name);
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures.join("reference.json")).unwrap()).unwrap();
+    let ids = ids_of(&reference["ids"]);
+    let all = f32s(&gunzip(
+        &std::fs::read(fixtures.join("transformers.f32.gz")).unwrap(),
+    ));
+    let n_vocab = all.len() / ids.len();
+    // transformers' top 10 at each position, in reference.json's form.
+    let top10: Vec<serde_json::Value> = all
+        .chunks_exact(n_vocab)
+        .map(|row| {
+            let mut idx: Vec<usize> = (0..n_vocab).collect();
+            idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            serde_json::Value::from(
+                idx[..10]
+                    .iter()
+                    .map(|&i| serde_json::json!([i, row[i]]))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    let top10 = serde_json::Value::from(top10);
+    let last = all[all.len() - n_vocab..].to_vec();
+    compare(name, &model, &[(ids, &top10, last)], 1e-2);
+}

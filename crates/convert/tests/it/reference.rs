@@ -238,6 +238,11 @@ fn gpt_oss_matches_llama_cpp() {
 }
 
 #[test]
+fn gemma4_matches_llama_cpp() {
+    check_packed("gemma4");
+}
+
+#[test]
 fn gpt_oss_mxfp4_matches_llama_cpp() {
     check_packed("gpt-oss-mxfp4");
 }
