@@ -315,11 +315,6 @@ impl HParams {
         };
         let n_layer = need(&c, N_LAYER)?;
         let n_ff = need(&c, N_FF)?;
-        if arch == Arch::Gemma4 && find(&c, N_EXPERT).is_some() {
-            return Err(Error::Config(
-                "Gemma 4's mixture-of-experts variant (26B-A4B) is not supported yet".into(),
-            ));
-        }
         let gemma4 = match arch {
             Arch::Gemma4 => Some(Gemma4Dims::read(&c, n_layer, head_dim, n_head_kv, n_ff)?),
             _ => None,
@@ -335,11 +330,14 @@ impl HParams {
             n_vocab: int(&c, &["vocab_size"])?,
             n_expert: match arch {
                 Arch::Qwen3Moe | Arch::GptOss => Some(need(&c, N_EXPERT)?).filter(|&n| n > 0),
+                // Gemma 4's 26B-A4B: a routed expert block beside each layer's dense MLP.
+                Arch::Gemma4 => int(&c, N_EXPERT)?.filter(|&n| n > 0),
                 _ => None,
             },
             n_ff_exp: match arch {
                 Arch::Qwen3Moe => Some(need(&c, &["moe_intermediate_size"])?),
                 Arch::GptOss => Some(need(&c, &["intermediate_size"])?),
+                Arch::Gemma4 => int(&c, &["expert_intermediate_size", "moe_intermediate_size"])?,
                 _ => None,
             },
         })
@@ -694,6 +692,12 @@ fn write_gemma4(
         "attention.value_length_swa",
         u32_value(hp.head_dim, "head_dim")?,
     )?;
+    if let Some(n) = hp.n_ff_exp {
+        set(
+            "expert_feed_forward_length",
+            u32_value(n, "moe_intermediate_size")?,
+        )?;
+    }
     if g.double_wide {
         set("feed_forward_length", i32s(&g.n_ff, "intermediate_size")?)?;
     }
@@ -941,6 +945,35 @@ pub fn map_tensor(
                         "self_attn.k_proj.weight" => ("attn_k.weight", vec![kv, hp.n_embd]),
                         "self_attn.v_proj.weight" => ("attn_v.weight", vec![kv, hp.n_embd]),
                         "self_attn.o_proj.weight" => ("attn_output.weight", vec![hp.n_embd, q]),
+                        // The mixture-of-experts variant's block, beside the dense MLP.
+                        "pre_feedforward_layernorm_2.weight" => {
+                            ("pre_ffw_norm_2.weight", vec![hp.n_embd])
+                        }
+                        "post_feedforward_layernorm_1.weight" => {
+                            ("post_ffw_norm_1.weight", vec![hp.n_embd])
+                        }
+                        "post_feedforward_layernorm_2.weight" => {
+                            ("post_ffw_norm_2.weight", vec![hp.n_embd])
+                        }
+                        "experts.gate_up_proj" if n_expert > 0 => (
+                            "ffn_gate_up_exps.weight",
+                            vec![
+                                n_expert,
+                                hp.n_ff_exp.unwrap_or(0).saturating_mul(2),
+                                hp.n_embd,
+                            ],
+                        ),
+                        "experts.down_proj" if n_expert > 0 => (
+                            "ffn_down_exps.weight",
+                            vec![n_expert, hp.n_embd, hp.n_ff_exp.unwrap_or(0)],
+                        ),
+                        "router.proj.weight" if n_expert > 0 => {
+                            ("ffn_gate_inp.weight", vec![n_expert, hp.n_embd])
+                        }
+                        "router.scale" if n_expert > 0 => ("ffn_gate_inp.scale", vec![hp.n_embd]),
+                        "router.per_expert_scale" if n_expert > 0 => {
+                            ("ffn_down_exps.scale", vec![n_expert])
+                        }
                         _ => return Err(unknown()),
                     };
                     if shape != expected.as_slice() {

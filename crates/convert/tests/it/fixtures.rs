@@ -150,13 +150,14 @@ pub fn tiny_fixtures(name: &str) -> PathBuf {
 
 /// The fixtures made by `make_reference.py` (the newer architectures): the checkpoint folder
 /// with llama.cpp's conversion in its `reference.json`.
-pub const PACKED: [&str; 6] = [
+pub const PACKED: [&str; 7] = [
     "qwen3moe",
     "smollm3",
     "mistral3",
     "gpt-oss",
     "gpt-oss-mxfp4",
     "gemma4",
+    "gemma4-moe",
 ];
 
 /// `tests/fixtures/hf/<name>/reference.json` of a [`PACKED`] fixture.

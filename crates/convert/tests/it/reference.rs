@@ -242,6 +242,12 @@ fn gemma4_matches_llama_cpp() {
     check_packed("gemma4");
 }
 
+/// Gemma 4's mixture-of-experts layout (26B-A4B; the engine does not run it on this branch).
+#[test]
+fn gemma4_moe_matches_llama_cpp() {
+    check_packed("gemma4-moe");
+}
+
 #[test]
 fn gpt_oss_mxfp4_matches_llama_cpp() {
     check_packed("gpt-oss-mxfp4");
