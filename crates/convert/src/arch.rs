@@ -319,7 +319,7 @@ impl HParams {
             Arch::Gemma4 => Some(Gemma4Dims::read(&c, n_layer, head_dim, n_head_kv, n_ff)?),
             _ => None,
         };
-        Ok(HParams {
+        let hp = HParams {
             gemma4,
             n_layer,
             n_embd,
@@ -340,7 +340,16 @@ impl HParams {
                 Arch::Gemma4 => int(&c, &["expert_intermediate_size", "moe_intermediate_size"])?,
                 _ => None,
             },
-        })
+        };
+        // Real models have at most a few hundred experts; this bounds what a layer's expert
+        // table allocates before any tensor is read.
+        if hp.n_expert.is_some_and(|n| n > 1 << 14) {
+            return Err(Error::Config(format!(
+                "{} experts is more than hearth converts (16384)",
+                hp.n_expert.unwrap_or(0)
+            )));
+        }
+        Ok(hp)
     }
 }
 
