@@ -36,6 +36,7 @@ pub const SUPPORTED: &[(&str, Arch)] = &[
     ("Qwen3ForCausalLM", Arch::Qwen3),
     ("Qwen3MoeForCausalLM", Arch::Qwen3Moe),
     ("Gemma3ForCausalLM", Arch::Gemma3),
+    ("Gemma3ForConditionalGeneration", Arch::Gemma3),
     ("SmolLM3ForCausalLM", Arch::SmolLm3),
     ("Ministral3ForCausalLM", Arch::Mistral3),
     ("Mistral3ForConditionalGeneration", Arch::Mistral3),

@@ -285,7 +285,10 @@ fn mxfp4_blocks_without_an_mxfp4_config_are_refused() {
     let path = dir.path().join("config.json");
     let mut config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    config.as_object_mut().unwrap().remove("quantization_config");
+    config
+        .as_object_mut()
+        .unwrap()
+        .remove("quantization_config");
     std::fs::write(&path, config.to_string()).unwrap();
     let e = error_of(dir.path());
     assert!(e.contains("quantization_config is not mxfp4"), "{e}");

@@ -315,3 +315,53 @@ fn llama_hf_vocabulary_matches_llama_cpp() {
     let conversion = Conversion::plan(&dir, Outtype::F16).unwrap();
     check_want("llama", &conversion, &reference["f16"], Outtype::F16, "f16");
 }
+
+/// Gemma 3 as its 4B–27B releases are published (`Gemma3ForConditionalGeneration`: the text
+/// model under `text_config` and `model.language_model.*`, a vision tower beside it), made from
+/// the gemma3 fixture as `tests/fixtures/make_gemma3_mm.py` made it: the text model converts
+/// as llama.cpp's converter does, the vision tower is left out.
+#[test]
+fn gemma3_conditional_generation_keeps_the_text_model_as_llama_cpp() {
+    let fix = crate::fixtures::own_fixtures().join("gemma3-mm");
+    let reference: Json =
+        serde_json::from_slice(&std::fs::read(fix.join("reference.json")).unwrap()).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("hf");
+    std::fs::create_dir(&dir).unwrap();
+    let src = checkpoint("gemma3");
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+    }
+    std::fs::copy(fix.join("config.json"), dir.join("config.json")).unwrap();
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, Json> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let mut renamed = serde_json::Map::new();
+    for (k, v) in header {
+        let k = match k.strip_prefix("model.") {
+            Some(rest) => format!("model.language_model.{rest}"),
+            None => k,
+        };
+        renamed.insert(k, v);
+    }
+    renamed.insert(
+        "model.vision_tower.vision_model.post_layernorm.weight".into(),
+        serde_json::json!({"dtype": "F32", "shape": [8], "data_offsets": [data.len(), data.len() + 32]}),
+    );
+    let header = Json::Object(renamed).to_string();
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(&[0u8; 32]);
+    std::fs::write(dir.join("model.safetensors"), out).unwrap();
+    let conversion = Conversion::plan(&dir, Outtype::F16).unwrap();
+    check_want(
+        "gemma3",
+        &conversion,
+        &reference["f16"],
+        Outtype::F16,
+        "f16",
+    );
+}
