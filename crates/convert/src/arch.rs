@@ -230,6 +230,27 @@ fn flat(config: &Json) -> Json {
             obj.insert("head_dim".into(), Json::from(d));
         }
     }
+    // rope_theta likewise (Llama 2's config.json has none; transformers' default is 10000).
+    let has_theta = |v: Option<&Json>| {
+        v.and_then(|r| r.get("rope_theta"))
+            .is_some_and(|t| !t.is_null())
+    };
+    if !has_theta(Some(&c))
+        && !has_theta(c.get("rope_parameters"))
+        && !has_theta(c.get("rope_scaling"))
+        && c.get("rope_parameters")
+            .and_then(|r| r.get("full_attention"))
+            .is_none()
+    {
+        let default = match c.get("model_type").and_then(Json::as_str) {
+            Some("llama" | "mistral" | "qwen2" | "qwen3" | "qwen3_moe") => Some(10_000.0),
+            Some("smollm3") => Some(2_000_000.0),
+            _ => None,
+        };
+        if let (Some(t), Some(obj)) = (default, c.as_object_mut()) {
+            obj.insert("rope_theta".into(), Json::from(t));
+        }
+    }
     c
 }
 
@@ -1372,4 +1393,34 @@ mod tests {
     }
 
     include!("llama3_rope_cases.rs");
+
+    /// What transformers' config classes fill in when config.json leaves them out, as
+    /// llama.cpp's converter (which reads `AutoConfig(...).to_dict()`) writes them: Llama 2's
+    /// and Mistral 7B's config.json have neither `head_dim` nor `rope_theta`.
+    #[test]
+    fn config_class_defaults_are_written_as_llama_cpp_writes_them() {
+        let config = serde_json::json!({
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+            "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 100,
+            "max_position_embeddings": 128, "rms_norm_eps": 1e-5, "rope_scaling": null
+        });
+        let hp = HParams::read(Arch::Llama, &config).unwrap();
+        let mut b = Builder::new();
+        write_hparams(Arch::Llama, &hp, &config, 1, &mut b).unwrap();
+        let get = |k: &str| {
+            b.metadata()
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get("llama.rope.freq_base"), Some(Value::F32(10000.0)));
+        assert_eq!(get("llama.attention.key_length"), Some(Value::U32(64)));
+        assert_eq!(get("llama.rope.dimension_count"), Some(Value::U32(64)));
+        let mut qwen3 = config.clone();
+        qwen3["model_type"] = "qwen3".into();
+        qwen3["architectures"] = serde_json::json!(["Qwen3ForCausalLM"]);
+        let hp = HParams::read(Arch::Qwen3, &qwen3).unwrap();
+        assert_eq!(hp.head_dim, 128, "Qwen3Config's default head_dim is 128");
+    }
 }
