@@ -316,20 +316,18 @@ fn llama_hf_vocabulary_matches_llama_cpp() {
     check_want("llama", &conversion, &reference["f16"], Outtype::F16, "f16");
 }
 
-/// Gemma 3 as its 4B–27B releases are published (`Gemma3ForConditionalGeneration`: the text
-/// model under `text_config` and `model.language_model.*`, a vision tower beside it), made from
-/// the gemma3 fixture as `tests/fixtures/make_gemma3_mm.py` made it: the text model converts
-/// as llama.cpp's converter does, the vision tower is left out.
-#[test]
-fn gemma3_conditional_generation_keeps_the_text_model_as_llama_cpp() {
-    let fix = crate::fixtures::own_fixtures().join("gemma3-mm");
+/// A multimodal checkpoint made from `src` as `tests/fixtures/make_{gemma3,mistral3}_mm.py`
+/// made it: the fixture's config.json, tensors renamed `model.X` → `model.language_model.X`,
+/// and `extra` 8-value vision tensors (zeros) appended; converted, it must be llama.cpp's
+/// conversion (the text model only).
+fn check_multimodal(arch: &str, src: &std::path::Path, fixture: &str, extra: &[&str]) {
+    let fix = crate::fixtures::own_fixtures().join(fixture);
     let reference: Json =
         serde_json::from_slice(&std::fs::read(fix.join("reference.json")).unwrap()).unwrap();
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("hf");
     std::fs::create_dir(&dir).unwrap();
-    let src = checkpoint("gemma3");
-    for e in std::fs::read_dir(&src).unwrap() {
+    for e in std::fs::read_dir(src).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
     }
@@ -337,7 +335,7 @@ fn gemma3_conditional_generation_keeps_the_text_model_as_llama_cpp() {
     let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: serde_json::Map<String, Json> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let data = &bytes[8 + n..];
+    let mut data = bytes[8 + n..].to_vec();
     let mut renamed = serde_json::Map::new();
     for (k, v) in header {
         let k = match k.strip_prefix("model.") {
@@ -346,22 +344,43 @@ fn gemma3_conditional_generation_keeps_the_text_model_as_llama_cpp() {
         };
         renamed.insert(k, v);
     }
-    renamed.insert(
-        "model.vision_tower.vision_model.post_layernorm.weight".into(),
-        serde_json::json!({"dtype": "F32", "shape": [8], "data_offsets": [data.len(), data.len() + 32]}),
-    );
+    for name in extra {
+        renamed.insert(
+            (*name).into(),
+            serde_json::json!({"dtype": "F32", "shape": [8], "data_offsets": [data.len(), data.len() + 32]}),
+        );
+        data.extend_from_slice(&[0u8; 32]);
+    }
     let header = Json::Object(renamed).to_string();
     let mut out = (header.len() as u64).to_le_bytes().to_vec();
     out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(data);
-    out.extend_from_slice(&[0u8; 32]);
+    out.extend_from_slice(&data);
     std::fs::write(dir.join("model.safetensors"), out).unwrap();
     let conversion = Conversion::plan(&dir, Outtype::F16).unwrap();
-    check_want(
+    check_want(arch, &conversion, &reference["f16"], Outtype::F16, "f16");
+}
+
+/// Gemma 3 as its 4B–27B releases are published (`Gemma3ForConditionalGeneration`).
+#[test]
+fn gemma3_conditional_generation_keeps_the_text_model_as_llama_cpp() {
+    check_multimodal(
         "gemma3",
-        &conversion,
-        &reference["f16"],
-        Outtype::F16,
-        "f16",
+        &checkpoint("gemma3"),
+        "gemma3-mm",
+        &["model.vision_tower.vision_model.post_layernorm.weight"],
+    );
+}
+
+/// Ministral 3 and Mistral Small 3.x as published (`Mistral3ForConditionalGeneration`).
+#[test]
+fn mistral3_conditional_generation_keeps_the_text_model_as_llama_cpp() {
+    check_multimodal(
+        "mistral3",
+        &packed_checkpoint("mistral3"),
+        "mistral3-mm",
+        &[
+            "model.vision_tower.ln_pre.weight",
+            "model.multi_modal_projector.norm.weight",
+        ],
     );
 }
