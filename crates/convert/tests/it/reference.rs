@@ -384,3 +384,17 @@ fn mistral3_conditional_generation_keeps_the_text_model_as_llama_cpp() {
         ],
     );
 }
+
+/// Gemma 4 as published (`Gemma4ForConditionalGeneration`).
+#[test]
+fn gemma4_conditional_generation_keeps_the_text_model_as_llama_cpp() {
+    check_multimodal(
+        "gemma4",
+        &packed_checkpoint("gemma4"),
+        "gemma4-mm",
+        &[
+            "model.vision_tower.encoder.norm.weight",
+            "model.embed_vision.embedding_projection.weight",
+        ],
+    );
+}
