@@ -175,7 +175,8 @@ impl Conversion {
                     if !is_mxfp4 || t.dtype != safetensors::Dtype::U8 {
                         return Err(Error::tensor(
                             &t.name,
-                            "is an MXFP4 block or scale tensor, but config.json's                              quantization_config is not mxfp4 or the tensor is not U8",
+                            "is an MXFP4 block or scale tensor, but config.json's \
+                             quantization_config is not mxfp4 or the tensor is not U8",
                         ));
                     }
                     let pair = mxfp4.entry((bid, key.clone())).or_default();
