@@ -19,6 +19,7 @@ mod arch;
 mod checkpoint;
 mod error;
 mod naming;
+mod spm;
 mod tensor;
 mod vocab;
 
@@ -91,6 +92,15 @@ struct Job {
 enum Source {
     /// Index into the checkpoint's tensors.
     Checkpoint(usize),
+    /// Checkpoint tensors of one shape stacked along a new outermost axis (a layer's experts).
+    Stack(Vec<usize>),
+    /// An MXFP4 `_blocks`/`_scales` pair repacked into ggml's MXFP4 blocks, keeping every
+    /// other row from `rows` when it is `Some` (gpt-oss's interleaved gate and up).
+    Mxfp4 {
+        blocks: usize,
+        scales: usize,
+        rows: Option<usize>,
+    },
     /// Computed from config.json (llama.cpp's `generate_extra_tensors`).
     Generated(Vec<f32>),
 }
@@ -102,7 +112,12 @@ pub struct Conversion {
     checkpoint: Checkpoint,
     outtype: Outtype,
     arch: Arch,
+    /// Some tensors are written as the checkpoint's MXFP4 (gpt-oss as released).
+    keeps_mxfp4: bool,
 }
+
+/// llama.cpp's `LLAMA_FTYPE_MOSTLY_MXFP4_MOE`.
+const MOSTLY_MXFP4_MOE: u32 = 38;
 
 impl Conversion {
     /// Reads and checks the checkpoint in `dir` and plans its conversion to `outtype`.
@@ -114,8 +129,8 @@ impl Conversion {
             Outtype::Auto => checkpoint.auto_outtype(),
             o => o,
         };
-        let (file_type, base_type) = outtype.file_type();
-        let vocab = vocab::Vocab::load(dir, &checkpoint.config, hp.n_vocab)?;
+        let (mut file_type, base_type) = outtype.file_type();
+        let vocab = vocab::Vocab::load(dir, &checkpoint.config, hp.n_vocab, arch)?;
 
         let mut jobs = Vec::new();
         for (name, values) in arch::extra_tensors(arch, &checkpoint.config)? {
@@ -131,27 +146,138 @@ impl Conversion {
                 },
             });
         }
+        // Per layer, the checkpoint index of each expert's matrices (EXPERT_PROJS order).
+        let mut experts: std::collections::BTreeMap<usize, [Vec<Option<usize>>; 3]> =
+            Default::default();
+        // MXFP4 pairs, by layer and name: (blocks, scales) as they are found. llama.cpp writes
+        // them first (from `generate_extra_tensors`), in the order their pairs complete.
+        let mut mxfp4: std::collections::BTreeMap<(usize, String), [Option<usize>; 2]> =
+            Default::default();
+        let mut mxfp4_jobs = Vec::new();
+        let is_mxfp4 = checkpoint
+            .config
+            .get("quantization_config")
+            .and_then(|q| q.get("quant_method"))
+            .and_then(serde_json::Value::as_str)
+            == Some("mxfp4");
         for (source, t) in checkpoint.tensors.iter().enumerate() {
-            let Some(m) = arch::map_tensor(arch, &hp, &t.name, &t.shape, vocab.n_vocab_real)?
-            else {
-                continue;
-            };
-            let ne0 = m.shape.last().copied().unwrap_or(1);
-            let ty = tensor::output_type(&m.name, m.shape.len(), ne0, base_type);
-            let mut shape: Vec<u64> = m.shape.iter().rev().map(|&d| d as u64).collect();
-            if shape.is_empty() {
-                shape.push(1);
-            }
-            jobs.push(Job {
-                source: Source::Checkpoint(source),
-                n_dims: m.shape.len(),
-                transform: m.transform,
-                plan: TensorPlan {
-                    name: m.name,
-                    ty,
+            let ms = match arch::map_tensor(arch, &hp, &t.name, &t.shape, vocab.n_vocab_real)? {
+                arch::Mapping::Drop => continue,
+                arch::Mapping::One(m) => vec![m],
+                arch::Mapping::Split(ms) => ms,
+                arch::Mapping::Mxfp4 {
+                    bid,
+                    key,
+                    blocks,
+                    split,
                     shape,
-                },
-            });
+                } => {
+                    if !is_mxfp4 || t.dtype != safetensors::Dtype::U8 {
+                        return Err(Error::tensor(
+                            &t.name,
+                            "is an MXFP4 block or scale tensor, but config.json's \
+                             quantization_config is not mxfp4 or the tensor is not U8",
+                        ));
+                    }
+                    let pair = mxfp4.entry((bid, key.clone())).or_default();
+                    pair[usize::from(!blocks)] = Some(source);
+                    if let [Some(b), Some(sc)] = *pair {
+                        mxfp4.remove(&(bid, key.clone()));
+                        let (e, rows, cols) = (shape[0], shape[1], shape[2]);
+                        let outs: Vec<(String, Option<usize>)> = if split {
+                            vec![
+                                (format!("blk.{bid}.ffn_gate_exps.weight"), Some(0)),
+                                (format!("blk.{bid}.ffn_up_exps.weight"), Some(1)),
+                            ]
+                        } else {
+                            vec![(format!("blk.{bid}.ffn_{key}_exps.weight"), None)]
+                        };
+                        for (name, sel) in outs {
+                            let rows = if sel.is_some() { rows / 2 } else { rows };
+                            mxfp4_jobs.push(Job {
+                                source: Source::Mxfp4 {
+                                    blocks: b,
+                                    scales: sc,
+                                    rows: sel,
+                                },
+                                n_dims: 3,
+                                transform: arch::Transform::default(),
+                                plan: TensorPlan {
+                                    name,
+                                    ty: GgmlType::MXFP4,
+                                    shape: vec![cols as u64, rows as u64, e as u64],
+                                },
+                            });
+                        }
+                    }
+                    continue;
+                }
+                arch::Mapping::Expert { bid, xid, proj } => {
+                    let n_expert = hp.n_expert.unwrap_or(0);
+                    let layer = experts
+                        .entry(bid)
+                        .or_insert_with(|| std::array::from_fn(|_| vec![None; n_expert]));
+                    layer[proj][xid] = Some(source);
+                    if layer.iter().flatten().all(Option::is_some) {
+                        let layer = experts.remove(&bid).unwrap_or_default();
+                        for (proj, sources) in layer.into_iter().enumerate() {
+                            let sources: Vec<usize> = sources.into_iter().flatten().collect();
+                            let one = &checkpoint.tensors[sources[0]].shape;
+                            let name = format!("blk.{bid}.{}.weight", arch::EXPERT_PROJS[proj].1);
+                            let ty = tensor::output_type(&name, 3, one[1], base_type);
+                            let shape = vec![one[1] as u64, one[0] as u64, sources.len() as u64];
+                            jobs.push(Job {
+                                source: Source::Stack(sources),
+                                n_dims: 3,
+                                transform: arch::Transform::default(),
+                                plan: TensorPlan { name, ty, shape },
+                            });
+                        }
+                    }
+                    continue;
+                }
+            };
+            for m in ms {
+                let ne0 = m.shape.last().copied().unwrap_or(1);
+                let ty = tensor::output_type(&m.name, m.shape.len(), ne0, base_type);
+                let mut shape: Vec<u64> = m.shape.iter().rev().map(|&d| d as u64).collect();
+                if shape.is_empty() {
+                    shape.push(1);
+                }
+                jobs.push(Job {
+                    source: Source::Checkpoint(source),
+                    n_dims: m.shape.len(),
+                    transform: m.transform,
+                    plan: TensorPlan {
+                        name: m.name,
+                        ty,
+                        shape,
+                    },
+                });
+            }
+        }
+        if let Some(((bid, key), _)) = mxfp4.first_key_value() {
+            return Err(Error::tensor(
+                &format!("model.layers.{bid}.mlp.experts.{key}_proj"),
+                "has MXFP4 blocks without scales, or scales without blocks",
+            ));
+        }
+        // prepare_metadata: a checkpoint that keeps MXFP4 tensors is MOSTLY_MXFP4_MOE unless
+        // it is quantized further.
+        let keeps_mxfp4 = !mxfp4_jobs.is_empty();
+        if keeps_mxfp4 && outtype != Outtype::Q8_0 {
+            file_type = MOSTLY_MXFP4_MOE;
+        }
+        let n_extra = jobs
+            .iter()
+            .take_while(|j| matches!(j.source, Source::Generated(_)))
+            .count();
+        jobs.splice(n_extra..n_extra, mxfp4_jobs);
+        if let Some((bid, _)) = experts.first_key_value() {
+            return Err(Error::tensor(
+                &format!("model.layers.{bid}.mlp.experts"),
+                "some experts' matrices are missing from the checkpoint",
+            ));
         }
 
         let n_params: u64 = jobs
@@ -179,7 +305,7 @@ impl Conversion {
                 set(&mut b, key, Value::string(v))?;
             }
         }
-        let size = names.size_label.unwrap_or_else(|| size_label(n_params));
+        let size = names.size_label.unwrap_or_else(|| moe_size_label(&jobs));
         set(&mut b, "general.size_label", Value::string(size))?;
         arch::write_hparams(arch, &hp, &checkpoint.config, file_type, &mut b)?;
         set(&mut b, "general.quantization_version", Value::U32(2))?;
@@ -190,6 +316,7 @@ impl Conversion {
             checkpoint,
             outtype,
             arch,
+            keeps_mxfp4,
         })
     }
 
@@ -200,8 +327,14 @@ impl Conversion {
             Outtype::Auto => self.checkpoint.auto_outtype(),
             o => o,
         };
-        let (file_type, base_type) = outtype.file_type();
+        let (mut file_type, base_type) = outtype.file_type();
+        if self.keeps_mxfp4 && outtype != Outtype::Q8_0 {
+            file_type = MOSTLY_MXFP4_MOE;
+        }
         for job in &mut self.jobs {
+            if matches!(job.source, Source::Mxfp4 { .. }) {
+                continue;
+            }
             let ne0 = job.plan.shape.first().copied().unwrap_or(1) as usize;
             job.plan.ty = tensor::output_type(&job.plan.name, job.n_dims, ne0, base_type);
         }
@@ -245,7 +378,11 @@ impl Conversion {
         format!(
             "{name}-{}-{}.gguf",
             get("general.size_label"),
-            self.outtype.label()
+            if self.keeps_mxfp4 && self.outtype != Outtype::Q8_0 {
+                "MXFP4_MOE"
+            } else {
+                self.outtype.label()
+            }
         )
     }
 
@@ -285,12 +422,42 @@ impl Conversion {
             Source::Generated(values) => {
                 return tensor::encode(&job.plan.name, values, job.plan.ty);
             }
+            Source::Mxfp4 {
+                blocks,
+                scales,
+                rows,
+            } => {
+                let (b, s) = (
+                    &self.checkpoint.tensors[*blocks],
+                    &self.checkpoint.tensors[*scales],
+                );
+                let out = tensor::repack_mxfp4(
+                    self.checkpoint.data(b),
+                    self.checkpoint.data(s),
+                    &b.shape,
+                    *rows,
+                );
+                self.checkpoint.release(b);
+                self.checkpoint.release(s);
+                return Ok(out);
+            }
+            Source::Stack(sources) => {
+                let mut values = Vec::new();
+                for &i in sources {
+                    let src = &self.checkpoint.tensors[i];
+                    values.extend(tensor::to_f32(
+                        &src.name,
+                        src.dtype,
+                        self.checkpoint.data(src),
+                    )?);
+                    self.checkpoint.release(src);
+                }
+                return tensor::encode(&job.plan.name, &values, job.plan.ty);
+            }
         };
         let mut values = tensor::to_f32(&src.name, src.dtype, self.checkpoint.data(src))?;
         self.checkpoint.release(src);
-        // Values per outermost index (1 for a vector: its elements are the rows).
-        let row = src.shape.iter().skip(1).product::<usize>().max(1);
-        arch::apply(&job.transform, &mut values, row, &src.name)?;
+        arch::apply(&job.transform, &mut values, &src.shape, &src.name)?;
         tensor::encode(&job.plan.name, &values, job.plan.ty)
     }
 }
@@ -301,6 +468,34 @@ fn folder_name(dir: &Path) -> String {
     dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".to_owned())
+}
+
+/// gguf-py's `size_label`: for a mixture of experts `{n_expert}x{size}`, the size counting
+/// one expert's share of each `_exps` tensor; else the dense [`size_label`].
+fn moe_size_label(jobs: &[Job]) -> String {
+    let (mut total, mut shared, mut expert, mut expert_sum, mut n_exp) = (0, 0, 0, 0, 0);
+    for j in jobs {
+        let shape = &j.plan.shape;
+        let size: u64 = shape.iter().product();
+        total += size;
+        if j.plan.name.contains("_exps.") && shape.len() >= 3 {
+            // gguf-py's shape is outermost first: experts are `[-3]`, or `[-2]` for a bias.
+            let count = if j.plan.name.contains(".bias") {
+                shape[1]
+            } else {
+                shape[2]
+            };
+            expert += size / count.max(1);
+            expert_sum += count;
+            n_exp += 1;
+        } else {
+            shared += size;
+        }
+    }
+    if n_exp == 0 {
+        return size_label(total);
+    }
+    format!("{}x{}", expert_sum / n_exp, size_label(shared + expert))
 }
 
 /// gguf-py's `size_label` for a dense model: `1.6M`, `135M`, `8.0B`.

@@ -96,6 +96,35 @@ pub fn encode(name: &str, values: &[f32], ty: GgmlType) -> Result<Vec<u8>, Error
     })
 }
 
+/// gpt-oss's MXFP4 experts as released (`blocks`: `[n_expert, rows, n_block, 16]` bytes, two
+/// 4-bit codes each, element 2j in byte j's low nibble; `scales`: `[n_expert, rows, n_block]`
+/// E8M0 exponents) into ggml's MXFP4 blocks (the scale byte, then 16 bytes holding element j in
+/// the low nibble and j + 16 in the high one), as llama.cpp's `GptOssModel.repack_mxfp4`. With
+/// `rows = Some(k)` only rows k, k + 2, … are kept. `shape` is the blocks' (checked by the
+/// caller against config.json).
+pub fn repack_mxfp4(blocks: &[u8], scales: &[u8], shape: &[usize], rows: Option<usize>) -> Vec<u8> {
+    let (n_expert, n_rows, n_block) = (shape[0], shape[1], shape[2]);
+    let (start, step) = match rows {
+        Some(k) => (k, 2),
+        None => (0, 1),
+    };
+    let mut out = Vec::with_capacity(n_expert * n_rows.div_ceil(step) * n_block * 17);
+    for e in 0..n_expert {
+        for r in (start..n_rows).step_by(step) {
+            for b in 0..n_block {
+                let i = (e * n_rows + r) * n_block + b;
+                let src = &blocks[i * 16..i * 16 + 16];
+                let code = |k: usize| (src[k / 2] >> (4 * (k % 2))) & 0x0f;
+                out.push(scales[i]);
+                for k in 0..16 {
+                    out.push(code(k) | (code(k + 16) << 4));
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

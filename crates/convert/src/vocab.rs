@@ -45,7 +45,11 @@ const COMMON_PRES: &[&str] = &[
 ];
 
 pub struct Vocab {
+    /// `tokenizer.ggml.model`: `gpt2` (byte-level BPE) or `llama` (SentencePiece).
+    model: &'static str,
     tokens: Vec<String>,
+    /// SentencePiece scores (`llama` only).
+    scores: Option<Vec<f32>>,
     types: Vec<i32>,
     pre: String,
     merges: Vec<String>,
@@ -58,6 +62,10 @@ pub struct Vocab {
     add_space_prefix: Option<bool>,
     /// `len(model.vocab) + len(added_tokens)`: Gemma 3 drops embedding rows past it.
     pub n_vocab_real: usize,
+    /// gguf-py's `SpecialVocab(n_vocab=…)`: special ids at or past it are skipped.
+    id_limit: Option<usize>,
+    /// config.json's vocab_size (llama.cpp's granite rule looks at it).
+    config_vocab_size: Option<usize>,
 }
 
 enum ChatTemplate {
@@ -106,16 +114,23 @@ fn looks_special(t: &str) -> bool {
         || (t.starts_with("<unused") && t.ends_with('>'))
 }
 
+/// Far above any real vocabulary (Gemma 3's is 262,144), and small enough to allocate.
+const MAX_VOCAB: usize = 1 << 24;
+
 impl Vocab {
     /// Reads the tokenizer of the checkpoint in `dir`; `n_vocab` is config.json's vocab_size.
-    pub fn load(dir: &Path, config: &Json, n_vocab: Option<usize>) -> Result<Vocab, Error> {
+    /// The architecture decides which of llama.cpp's vocabulary readers apply (`set_vocab`):
+    /// SentencePiece's `tokenizer.model` first, except for qwen3moe and gpt-oss.
+    pub fn load(
+        dir: &Path,
+        config: &Json,
+        n_vocab: Option<usize>,
+        arch: Arch,
+    ) -> Result<Vocab, Error> {
         let terr = |m: String| Error::Tokenizer(m);
-        if dir.join("tokenizer.model").is_file() {
-            return Err(terr(
-                "this checkpoint has a SentencePiece tokenizer.model; hearth converts only \
-                 byte-level BPE tokenizers (tokenizer.json) so far"
-                    .into(),
-            ));
+        let spm_first = !matches!(arch, Arch::Qwen3Moe | Arch::GptOss | Arch::Gemma4);
+        if spm_first && dir.join("tokenizer.model").is_file() {
+            return Vocab::load_spm(dir, config, n_vocab);
         }
         let tj = read_json(&dir.join("tokenizer.json"))?;
         let model = tj
@@ -127,9 +142,30 @@ impl Vocab {
                 model.get("type").unwrap_or(&Json::Null)
             )));
         }
-        if model.get("byte_fallback").and_then(Json::as_bool) == Some(true) {
+        let byte_fallback = model.get("byte_fallback").and_then(Json::as_bool);
+        let ignore_merges = model.get("ignore_merges").and_then(Json::as_bool) == Some(true);
+        let llama3 = ignore_merges && !byte_fallback.unwrap_or(true);
+        let sequence_decoder = tj
+            .get("decoder")
+            .and_then(|d| d.get("type"))
+            .and_then(Json::as_str)
+            == Some("Sequence");
+        // llama.cpp's LlamaHfVocab: a SentencePiece-style BPE (byte fallback, a decoder
+        // sequence) for LlamaModel, Gemma 4's vocabulary.
+        if !llama3 && byte_fallback == Some(true) && sequence_decoder {
+            if arch.is_llama() || arch == Arch::Gemma4 {
+                return Vocab::load_llama_hf(dir, config, &tj, arch);
+            }
+            return Err(terr(format!(
+                "tokenizer.json is a SentencePiece-style BPE (byte_fallback), which llama.cpp \
+                 converts only for llama-type models, not {}",
+                arch.name()
+            )));
+        }
+        if byte_fallback == Some(true) || arch == Arch::Gemma4 {
             return Err(terr(
-                "tokenizer.json is a SentencePiece-style BPE (byte_fallback): not supported yet"
+                "tokenizer.json is not a SentencePiece-style BPE with byte fallback and a \
+                 decoder sequence (as Gemma 4's and Llama 2's are): not supported"
                     .into(),
             ));
         }
@@ -174,9 +210,8 @@ impl Vocab {
                 .keys()
                 .filter(|c| !vocab.contains_key(**c))
                 .count();
+        let config_vocab_size = n_vocab;
         let n_vocab = n_vocab.unwrap_or(n_hf);
-        // Far above any real vocabulary (Gemma 3's is 262,144), and small enough to allocate.
-        const MAX_VOCAB: usize = 1 << 24;
         if n_vocab > MAX_VOCAB {
             return Err(terr(format!(
                 "vocab_size {n_vocab} is over hearth's limit of {MAX_VOCAB} tokens"
@@ -214,28 +249,7 @@ impl Vocab {
             }
         }
 
-        let merges = match model.get("merges") {
-            Some(Json::Array(m)) => m
-                .iter()
-                .map(|m| match m {
-                    Json::String(s) => Ok(s.clone()),
-                    Json::Array(pair) if pair.len() == 2 => {
-                        let part = |p: &Json| -> Result<String, Error> {
-                            let s = p
-                                .as_str()
-                                .ok_or_else(|| terr("a merge is not text".into()))?;
-                            // Spaces inside a part become U+0120, as gguf-py encodes them.
-                            Ok(s.chars()
-                                .map(|c| if c == ' ' { '\u{120}' } else { c })
-                                .collect())
-                        };
-                        Ok(format!("{} {}", part(&pair[0])?, part(&pair[1])?))
-                    }
-                    _ => Err(terr("unknown tokenizer merges format".into())),
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            _ => Vec::new(),
-        };
+        let merges = parse_merges(model)?;
 
         let tc = match read_json(&dir.join("tokenizer_config.json")) {
             Ok(v) => Some(v),
@@ -243,7 +257,9 @@ impl Vocab {
             Err(e) => return Err(e),
         };
         let mut v = Vocab {
+            model: "gpt2",
             tokens,
+            scores: None,
             types,
             pre: String::new(),
             merges,
@@ -257,12 +273,359 @@ impl Vocab {
                 .and_then(|t| t.get("add_prefix_space"))
                 .and_then(Json::as_bool),
             n_vocab_real: vocab.len() + added.len(),
+            id_limit: None,
+            config_vocab_size,
         };
         if let Some(n) = tj.get("normalizer") {
             v.parse_normalizer(n);
         }
         v.special_vocab(dir, &tj, tc, added, config)?;
         v.pre = v.detect_pre(&tj, &by_id, &added_by_content)?;
+        Ok(v)
+    }
+
+    /// llama.cpp's `_set_vocab_sentencepiece`: the pieces of `tokenizer.model` padded to
+    /// config.json's vocab_size, then `added_tokens.json` and tokenizer_config.json's
+    /// `added_tokens_decoder` over them; gguf-py's `SpecialVocab` without merges.
+    fn load_spm(dir: &Path, config: &Json, n_vocab: Option<usize>) -> Result<Vocab, Error> {
+        let terr = |m: String| Error::Tokenizer(m);
+        let path = dir.join("tokenizer.model");
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let pieces = crate::spm::pieces(&bytes)?;
+        let vocab_size = n_vocab.unwrap_or(pieces.len());
+        if vocab_size > MAX_VOCAB {
+            return Err(terr(format!(
+                "vocab_size {vocab_size} is over hearth's limit of {MAX_VOCAB} tokens"
+            )));
+        }
+        let mut tokens: Vec<String> = (0..vocab_size).map(|i| format!("[PAD{i}]")).collect();
+        let mut scores = vec![-10000.0f32; vocab_size];
+        let mut types = vec![UNUSED; vocab_size];
+        for (id, p) in pieces.into_iter().take(vocab_size).enumerate() {
+            types[id] = match p.kind {
+                crate::spm::UNKNOWN => 2,
+                crate::spm::CONTROL => CONTROL,
+                crate::spm::UNUSED => UNUSED,
+                crate::spm::BYTE => 6,
+                _ => NORMAL,
+            };
+            tokens[id] = p.text;
+            scores[id] = p.score;
+        }
+        let added_json = dir.join("added_tokens.json");
+        if added_json.is_file() {
+            let added = read_json(&added_json)?;
+            let added = added
+                .as_object()
+                .ok_or_else(|| terr("added_tokens.json is not an object".into()))?;
+            for (text, id) in added {
+                let id = id
+                    .as_u64()
+                    .ok_or_else(|| terr(format!("added_tokens.json: {text} has no id")))?;
+                if let Some(i) = usize::try_from(id).ok().filter(|&i| i < vocab_size) {
+                    tokens[i] = text.clone();
+                    scores[i] = -1000.0;
+                    types[i] = USER_DEFINED;
+                }
+            }
+        }
+        let tc = match read_json(&dir.join("tokenizer_config.json")) {
+            Ok(v) => Some(v),
+            Err(Error::Missing(_)) => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(Json::Object(decoder)) = tc.as_ref().and_then(|t| t.get("added_tokens_decoder"))
+        {
+            for (id, data) in decoder {
+                let id: usize = id
+                    .parse()
+                    .map_err(|_| terr(format!("added_tokens_decoder has a bad id {id}")))?;
+                let content = data
+                    .get("content")
+                    .and_then(Json::as_str)
+                    .ok_or_else(|| terr(format!("added_tokens_decoder {id} has no content")))?;
+                if id >= vocab_size {
+                    continue;
+                }
+                let special = data
+                    .get("special")
+                    .is_some_and(|v| v.as_bool() == Some(true));
+                if special || looks_special(content) {
+                    types[id] = CONTROL;
+                    tokens[id] = content.to_owned();
+                } else {
+                    types[id] = USER_DEFINED;
+                    tokens[id] = content.replace('\u{2581}', " ");
+                }
+                scores[id] = -1000.0;
+            }
+        }
+        let tj = match read_json(&dir.join("tokenizer.json")) {
+            Ok(v) => v,
+            Err(Error::Missing(_)) => Json::Null,
+            Err(e) => return Err(e),
+        };
+        let added: Vec<Json> = match tj.get("added_tokens") {
+            Some(Json::Array(a)) => a.clone(),
+            _ => Vec::new(),
+        };
+        let n = tokens.len();
+        let mut v = Vocab {
+            model: "llama",
+            tokens,
+            scores: Some(scores),
+            types,
+            pre: "default".to_owned(),
+            merges: Vec::new(),
+            special_ids: Vec::new(),
+            add_special: Vec::new(),
+            chat_template: None,
+            normalizer_lowercase: None,
+            normalizer_strip_accents: None,
+            add_space_prefix: tc
+                .as_ref()
+                .and_then(|t| t.get("add_prefix_space"))
+                .and_then(Json::as_bool),
+            n_vocab_real: n,
+            id_limit: Some(n),
+            config_vocab_size: n_vocab,
+        };
+        if let Some(n) = tj.get("normalizer") {
+            v.parse_normalizer(n);
+        }
+        v.special_vocab(dir, &tj, tc, &added, config)?;
+        Ok(v)
+    }
+
+    /// llama.cpp's `_set_vocab_llama_hf` (gguf-py's `LlamaHfVocab`, which reads the
+    /// tokenizer through transformers): the model's tokens in id order, then the added tokens
+    /// past them; every score -1000; `<0xNN>` tokens are bytes, transformers' special tokens
+    /// (tokenizer_config.json's named ones, its tokenizer class's defaults, its extra special
+    /// tokens) control tokens. Gemma 4 (`Gemma4Model.set_vocab`) names the model `gemma4`,
+    /// shows its channel and tool tokens (user-defined) and keeps the merges.
+    fn load_llama_hf(dir: &Path, config: &Json, tj: &Json, arch: Arch) -> Result<Vocab, Error> {
+        let terr = |m: String| Error::Tokenizer(m);
+        let model = &tj["model"];
+        let vocab = model
+            .get("vocab")
+            .and_then(Json::as_object)
+            .ok_or_else(|| terr("tokenizer.json's model has no vocab".into()))?;
+        let n_base = vocab.len();
+        if n_base > MAX_VOCAB {
+            return Err(terr(format!("{n_base} tokens is over hearth's limit")));
+        }
+        let mut base: Vec<Option<&str>> = vec![None; n_base];
+        let mut id_of: HashMap<&str, usize> = HashMap::new();
+        for (t, id) in vocab {
+            let id = id
+                .as_u64()
+                .and_then(|i| usize::try_from(i).ok())
+                .filter(|&i| i < n_base)
+                .ok_or_else(|| {
+                    terr(format!(
+                        "tokenizer.json: token {t:?} has id {id}, not below the vocabulary's \
+                         {n_base} tokens"
+                    ))
+                })?;
+            base[id] = Some(t);
+            id_of.insert(t, id);
+        }
+        let added: Vec<Json> = match tj.get("added_tokens") {
+            Some(Json::Array(a)) => a.clone(),
+            _ => Vec::new(),
+        };
+        let mut extra: Vec<(usize, String)> = Vec::new();
+        for a in &added {
+            let (Some(content), Some(id)) = (
+                a.get("content").and_then(Json::as_str),
+                a.get("id").and_then(Json::as_u64),
+            ) else {
+                return Err(terr("an added token has no content or id".into()));
+            };
+            let id = usize::try_from(id).unwrap_or(usize::MAX);
+            if id >= n_base {
+                extra.push((id, content.to_owned()));
+            }
+        }
+        extra.sort();
+        let tc = match read_json(&dir.join("tokenizer_config.json")) {
+            Ok(v) => Some(v),
+            Err(Error::Missing(_)) => None,
+            Err(e) => return Err(e),
+        };
+        // transformers' all_special_tokens: the named ones (the class's defaults where the
+        // config names none), then the extra ones.
+        let class = tc
+            .as_ref()
+            .and_then(|t| t.get("tokenizer_class"))
+            .and_then(Json::as_str)
+            .unwrap_or("");
+        let defaults: &[(&str, &str)] = match class.trim_end_matches("Fast") {
+            "GemmaTokenizer" => &[
+                ("unk_token", "<unk>"),
+                ("bos_token", "<bos>"),
+                ("eos_token", "<eos>"),
+                ("pad_token", "<pad>"),
+                ("mask_token", "<mask>"),
+            ],
+            "LlamaTokenizer" => &[
+                ("unk_token", "<unk>"),
+                ("bos_token", "<s>"),
+                ("eos_token", "</s>"),
+            ],
+            _ => &[],
+        };
+        let text_of = |v: &Json| -> Option<String> {
+            match v {
+                Json::String(s) => Some(s.clone()),
+                Json::Object(o) => o.get("content")?.as_str().map(str::to_owned),
+                _ => None,
+            }
+        };
+        let mut specials: Vec<String> = Vec::new();
+        for typ in SPECIAL_TYPES {
+            let key = format!("{typ}_token");
+            let named = match tc.as_ref().and_then(|t| t.get(&key)) {
+                Some(Json::Null) => None,
+                Some(v) => text_of(v),
+                None => defaults
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| (*v).to_owned()),
+            };
+            if let Some(t) = named
+                && !specials.contains(&t)
+            {
+                specials.push(t);
+            }
+        }
+        for key in ["extra_special_tokens", "additional_special_tokens"] {
+            if let Some(Json::Array(list)) = tc.as_ref().and_then(|t| t.get(key)) {
+                for t in list.iter().filter_map(text_of) {
+                    if !specials.contains(&t) {
+                        specials.push(t);
+                    }
+                }
+            }
+        }
+        let lookup = |t: &str| -> Option<usize> {
+            extra
+                .iter()
+                .rev()
+                .find(|(_, c)| c == t)
+                .map(|(i, _)| *i)
+                .or_else(|| {
+                    added
+                        .iter()
+                        .rev()
+                        .find(|a| a.get("content").and_then(Json::as_str) == Some(t))
+                        .and_then(|a| a.get("id")?.as_u64())
+                        .map(|i| i as usize)
+                })
+                .or_else(|| id_of.get(t).copied())
+        };
+        // An unknown special token is the unknown token's id, as convert_tokens_to_ids.
+        let unk_id = tc
+            .as_ref()
+            .and_then(|t| t.get("unk_token"))
+            .and_then(text_of)
+            .or_else(|| {
+                defaults
+                    .iter()
+                    .find(|(k, _)| *k == "unk_token")
+                    .map(|(_, v)| (*v).to_owned())
+            })
+            .and_then(|u| lookup(&u));
+        let special_ids: BTreeSet<usize> = specials
+            .iter()
+            .filter_map(|t| lookup(t).or(unk_id))
+            .collect();
+        let is_byte = |t: &str| {
+            let b = t.as_bytes();
+            b.len() == 6
+                && t.starts_with("<0x")
+                && t.ends_with('>')
+                && b[3].is_ascii_hexdigit()
+                && b[4].is_ascii_hexdigit()
+        };
+        let mut tokens = Vec::with_capacity(n_base + extra.len());
+        let mut types = Vec::with_capacity(n_base + extra.len());
+        for (id, t) in base.iter().enumerate() {
+            let t = t.ok_or_else(|| terr(format!("tokenizer.json has no token with id {id}")))?;
+            tokens.push(t.to_owned());
+            types.push(if is_byte(t) {
+                6
+            } else if special_ids.contains(&id) {
+                CONTROL
+            } else {
+                NORMAL
+            });
+        }
+        for (_, t) in &extra {
+            tokens.push(t.clone());
+            types.push(if specials.contains(t) {
+                CONTROL
+            } else {
+                USER_DEFINED
+            });
+        }
+        let gemma4 = arch == Arch::Gemma4;
+        if gemma4 {
+            const VISIBLE: [&str; 7] = [
+                "<|channel>",
+                "<channel|>",
+                "<|tool_call>",
+                "<tool_call|>",
+                "<|tool_response>",
+                "<tool_response|>",
+                "<|\"|>",
+            ];
+            for (t, ty) in tokens.iter().zip(types.iter_mut()) {
+                if VISIBLE.contains(&t.as_str()) {
+                    *ty = USER_DEFINED;
+                }
+            }
+        }
+        let merges = if gemma4 {
+            parse_merges(model)?
+        } else {
+            Vec::new()
+        };
+        let n = tokens.len();
+        let mut v = Vocab {
+            model: if gemma4 { "gemma4" } else { "llama" },
+            scores: Some(vec![-1000.0; n]),
+            tokens,
+            types,
+            pre: if gemma4 {
+                String::new()
+            } else {
+                "default".to_owned()
+            },
+            merges,
+            special_ids: Vec::new(),
+            add_special: Vec::new(),
+            chat_template: None,
+            normalizer_lowercase: None,
+            normalizer_strip_accents: None,
+            add_space_prefix: tc
+                .as_ref()
+                .and_then(|t| t.get("add_prefix_space"))
+                .and_then(Json::as_bool),
+            n_vocab_real: n_base + added.len(),
+            id_limit: (!gemma4).then_some(n),
+            config_vocab_size: config
+                .get("vocab_size")
+                .and_then(Json::as_u64)
+                .map(|v| v as usize),
+        };
+        if let Some(n) = tj.get("normalizer") {
+            v.parse_normalizer(n);
+        }
+        v.special_vocab(dir, tj, tc, &added, config)?;
         Ok(v)
     }
 
@@ -304,6 +667,9 @@ impl Vocab {
         else {
             return;
         };
+        if self.id_limit.is_some_and(|n| id as usize >= n) {
+            return;
+        }
         if !self.special_ids.iter().any(|(t, _)| *t == typ) {
             self.special_ids.push((typ, id));
         }
@@ -548,17 +914,25 @@ impl Vocab {
 
     /// Writes the `tokenizer.*` keys in llama.cpp's order.
     pub fn write(&self, b: &mut Builder<'static>, arch: Arch) -> Result<(), Error> {
-        if arch == Arch::Llama
+        if arch.is_llama()
             && let Some(p) = self.add_space_prefix
         {
             b.set("tokenizer.ggml.add_space_prefix", Value::Bool(p))?;
         }
-        b.set("tokenizer.ggml.model", Value::string("gpt2"))?;
-        b.set("tokenizer.ggml.pre", Value::string(self.pre.clone()))?;
+        b.set("tokenizer.ggml.model", Value::string(self.model))?;
+        if self.model != "gemma4" {
+            b.set("tokenizer.ggml.pre", Value::string(self.pre.clone()))?;
+        }
         b.set(
             "tokenizer.ggml.tokens",
             Value::Array(Array::from_strs(&self.tokens)),
         )?;
+        if let Some(scores) = &self.scores {
+            b.set(
+                "tokenizer.ggml.scores",
+                Value::Array(Array::from_f32s(scores)),
+            )?;
+        }
         b.set(
             "tokenizer.ggml.token_type",
             Value::Array(Array::from_i32s(&self.types)),
@@ -624,12 +998,49 @@ impl Vocab {
         if let Some(v) = self.normalizer_strip_accents {
             b.set("tokenizer.ggml.normalizer.strip_accents", Value::Bool(v))?;
         }
-        // llama.cpp's LlamaModel: "Apply to granite small models only".
-        if arch == Arch::Llama && self.tokens.len() == 49152 {
+        if self.model == "gemma4" {
+            b.set("tokenizer.ggml.add_space_prefix", Value::Bool(false))?;
+            b.set("tokenizer.ggml.add_bos_token", Value::Bool(true))?;
+        }
+        // Gemma3Model: a SentencePiece vocabulary adds no space prefix.
+        if arch == Arch::Gemma3 && self.model == "llama" {
+            b.set("tokenizer.ggml.add_space_prefix", Value::Bool(false))?;
+        }
+        // llama.cpp's LlamaModel: "Apply to granite small models only" (config.json's
+        // vocab_size, 32000 when absent).
+        if arch.is_llama() && self.config_vocab_size.unwrap_or(32000) == 49152 {
             b.set("tokenizer.ggml.add_bos_token", Value::Bool(false))?;
         }
         Ok(())
     }
+}
+
+/// tokenizer.json's merges as gguf-py writes them (pairs joined by a space, a space inside a
+/// part as U+0120).
+fn parse_merges(model: &Json) -> Result<Vec<String>, Error> {
+    let terr = |m: String| Error::Tokenizer(m);
+    Ok(match model.get("merges") {
+        Some(Json::Array(m)) => m
+            .iter()
+            .map(|m| match m {
+                Json::String(s) => Ok(s.clone()),
+                Json::Array(pair) if pair.len() == 2 => {
+                    let part = |p: &Json| -> Result<String, Error> {
+                        let s = p
+                            .as_str()
+                            .ok_or_else(|| terr("a merge is not text".into()))?;
+                        // Spaces inside a part become U+0120, as gguf-py encodes them.
+                        Ok(s.chars()
+                            .map(|c| if c == ' ' { '\u{120}' } else { c })
+                            .collect())
+                    };
+                    Ok(format!("{} {}", part(&pair[0])?, part(&pair[1])?))
+                }
+                _ => Err(terr("unknown tokenizer merges format".into())),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => Vec::new(),
+    })
 }
 
 fn template_from_json(t: &Json) -> Option<ChatTemplate> {

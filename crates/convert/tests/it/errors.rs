@@ -243,3 +243,53 @@ fn absurd_config_values_are_errors_not_crashes() {
         assert!(!e.is_empty(), "{key} = {value}");
     }
 }
+
+#[test]
+fn a_broken_tokenizer_model_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_llama(dir.path());
+    // A piece whose length runs past the end of the file.
+    std::fs::write(dir.path().join("tokenizer.model"), [0x0a, 0x7f, 0x0a]).unwrap();
+    let e = error_of(dir.path());
+    assert!(
+        e.contains("tokenizer.model is not a SentencePiece model"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_absurd_expert_count_is_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = crate::fixtures::packed_checkpoint("qwen3moe");
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    let path = dir.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["num_local_experts"] = serde_json::json!(1u64 << 38);
+    std::fs::write(&path, config.to_string()).unwrap();
+    let e = error_of(dir.path());
+    assert!(e.contains("experts is more than hearth converts"), "{e}");
+}
+
+#[test]
+fn mxfp4_blocks_without_an_mxfp4_config_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = crate::fixtures::packed_checkpoint("gpt-oss-mxfp4");
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    let path = dir.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config
+        .as_object_mut()
+        .unwrap()
+        .remove("quantization_config");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let e = error_of(dir.path());
+    assert!(e.contains("quantization_config is not mxfp4"), "{e}");
+}

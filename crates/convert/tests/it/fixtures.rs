@@ -139,3 +139,133 @@ pub fn build(arch: &str, dst: &Path) {
     );
     std::fs::write(dst.join("model.safetensors"), whole).unwrap();
 }
+
+/// The engine's fixtures of a newer architecture (`scripts/tiny-models/gen.sh`): llama.cpp's
+/// f16 and q8_0 conversions, transformers' and llama.cpp's logits.
+pub fn tiny_fixtures(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../engine/tests/fixtures")
+        .join(name)
+}
+
+/// The fixtures made by `make_reference.py` (the newer architectures): the checkpoint folder
+/// with llama.cpp's conversion in its `reference.json`.
+pub const PACKED: [&str; 7] = [
+    "qwen3moe",
+    "smollm3",
+    "mistral3",
+    "gpt-oss",
+    "gpt-oss-mxfp4",
+    "gemma4",
+    "gemma4-moe",
+];
+
+/// `tests/fixtures/hf/<name>/reference.json` of a [`PACKED`] fixture.
+pub fn packed_reference(name: &str) -> serde_json::Value {
+    serde_json::from_slice(
+        &std::fs::read(own_fixtures().join(name).join("reference.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+/// The checkpoint folder of [`PACKED`] fixture `name`, rebuilt once per test run: its large
+/// embedding (and untied output matrix) come back from llama.cpp's f16 conversion in the
+/// engine's fixtures (`crates/engine/tests/fixtures/<name>/model-f16.gguf.gz`), whose values
+/// are exactly the checkpoint's f32 ones.
+pub fn packed_checkpoint(name: &str) -> PathBuf {
+    static ROOT: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static BUILT: [OnceLock<()>; PACKED.len()] = [const { OnceLock::new() }; PACKED.len()];
+    let root = ROOT.get_or_init(|| tempfile::tempdir().unwrap());
+    let i = PACKED.iter().position(|a| *a == name).unwrap();
+    // llama.cpp names the model after the folder: `hf`, as when the reference was made.
+    let dst = root.path().join(name).join("hf");
+    BUILT[i].get_or_init(|| build_packed(name, &dst));
+    dst
+}
+
+fn build_packed(name: &str, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    let src = own_fixtures().join(name);
+    let reference = packed_reference(name);
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        let f = e.file_name().to_string_lossy().into_owned();
+        if f.ends_with(".json") && f != "reference.json" && f != "logits.json"
+            || f.ends_with(".jinja")
+            || f == "tokenizer.model"
+        {
+            std::fs::copy(e.path(), dst.join(&f)).unwrap();
+        }
+    }
+    if let Some(tok) = reference["tokenizer"].as_str() {
+        let gz = std::fs::read(own_fixtures().join(format!("tokenizers/{tok}.json.gz"))).unwrap();
+        std::fs::write(dst.join("tokenizer.json"), gunzip(&gz)).unwrap();
+    }
+    let stripped = gunzip(&std::fs::read(src.join("model.safetensors.sans-embd.gz")).unwrap());
+    let n = u64::from_le_bytes(stripped[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&stripped[8..8 + n]).unwrap();
+    let restored = reference["restored"].as_object().unwrap();
+    let mut whole = stripped[..8 + n].to_vec();
+    if !restored.is_empty() {
+        let from = reference["restored_from"].as_str().unwrap();
+        let gguf_path = tiny_fixtures(from).join(reference["restored_file"].as_str().unwrap());
+        let bytes = gunzip(&std::fs::read(gguf_path).unwrap());
+        let file = gguf::Gguf::parse(&bytes).unwrap();
+        // The cut tensors, by their place in the data section.
+        let mut cuts: Vec<(usize, usize, &str)> = restored
+            .iter()
+            .map(|(hf, gg)| {
+                let off = &header[hf]["data_offsets"];
+                let (a, b) = (off[0].as_u64().unwrap(), off[1].as_u64().unwrap());
+                (a as usize, b as usize, gg.as_str().unwrap())
+            })
+            .collect();
+        cuts.sort();
+        let data = &stripped[8 + n..];
+        let mut pos = 0; // in the stripped data
+        let mut at = 0; // in the whole data
+        for (start, end, gg) in cuts {
+            whole.extend_from_slice(&data[pos..pos + (start - at)]);
+            pos += start - at;
+            let t = file.tensor(gg).unwrap();
+            match t.ty {
+                gguf::GgmlType::F32 => whole.extend_from_slice(file.tensor_data(t)),
+                _ => {
+                    for h in file.tensor_data(t).chunks_exact(2) {
+                        let v = f16_to_f32(u16::from_le_bytes([h[0], h[1]]));
+                        whole.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+            at = end;
+        }
+        whole.extend_from_slice(&data[pos..]);
+    } else {
+        whole = stripped;
+    }
+    assert_eq!(
+        sha256_hex(&whole),
+        reference["sha256"].as_str().unwrap(),
+        "{name}: the rebuilt model.safetensors differs from the original"
+    );
+    std::fs::write(dst.join("model.safetensors"), whole).unwrap();
+}
+
+/// IEEE half to single precision (exact; written out so that the cli's tests, which include
+/// this file, need no `half`).
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let mant = u32::from(h & 0x3ff);
+    let bits = match (exp, mant) {
+        (0, 0) => sign,
+        (0, m) => return f32::from_bits(sign) + (m as f32) * 2f32.powi(-24) * sign_of(sign),
+        (31, m) => sign | 0x7f80_0000 | (m << 13),
+        (e, m) => sign | ((e + 112) << 23) | (m << 13),
+    };
+    f32::from_bits(bits)
+}
+
+fn sign_of(sign: u32) -> f32 {
+    if sign == 0 { 1.0 } else { -1.0 }
+}
