@@ -48,9 +48,13 @@ pub enum Buf {
     PleProj,
     /// One layer's per-layer input activations (`n_embd_per_layer`).
     PleH,
+    /// The experts' input and output where a dense block runs beside them, and the router's
+    /// input where it is not the experts' (`n_embd` in models with experts; Gemma 4).
+    Experts,
+    Router,
 }
 
-const N_BUF: usize = 11;
+const N_BUF: usize = 13;
 
 impl Buf {
     /// Width of one row at layer shape `l` (the shape of the layer being computed; buffers are
@@ -63,11 +67,22 @@ impl Buf {
             Buf::FfA | Buf::FfB => l.n_ff,
             Buf::Ple | Buf::PleProj => hp.n_layer * hp.n_embd_per_layer,
             Buf::PleH => hp.n_embd_per_layer,
+            Buf::Experts | Buf::Router => {
+                if hp.n_expert > 0 {
+                    hp.n_embd
+                } else {
+                    0
+                }
+            }
         }
     }
 
-    /// The largest width over the layers.
+    /// The largest width over the layers (the feed-forward buffers also hold the shared
+    /// experts' activations).
     fn max_width(self, hp: &HParams) -> usize {
+        if matches!(self, Buf::FfA | Buf::FfB) && hp.n_ff_shexp > hp.n_ff {
+            return hp.n_ff_shexp;
+        }
         let max = LayerShape {
             n_head_kv: hp.n_head_kv,
             head_dim: hp.head_dim_k,
@@ -159,9 +174,12 @@ pub trait Backend {
     fn mul_slice(&mut self, dst: Buf, src: Buf, offset: usize);
     /// [`Backend::attention`] with a sink logit per query head in each softmax (gpt-oss).
     fn attention_sinks(&mut self, il: usize, kq_scale: f32, window: Option<usize>, sinks: &[f32]);
-    /// `H` = the mixture-of-experts block `m` of `H` (see [`crate::moe`]): route each token to
-    /// its experts, run them, and sum their weighted outputs.
-    fn moe(&mut self, m: &Moe);
+    /// `buf` = the mixture-of-experts block `m` of `buf` (see [`crate::moe`]): route each token
+    /// by its row of `router_in` (usually `buf` itself) to its experts, run them on its row of
+    /// `buf`, and sum their weighted outputs (and the shared experts').
+    fn moe(&mut self, m: &Moe, buf: Buf, router_in: Buf);
+    /// Each row of `buf` times `w`, element by element.
+    fn mul_row(&mut self, buf: Buf, w: &[f32]);
 }
 
 /// Sees the input of every weight product a forward performs, before the product (what
@@ -230,6 +248,8 @@ pub(crate) struct MoeScratch {
     outs: Vec<f32>,
     /// For the experts llama.cpp's `mul_mat_id` takes one token at a time (repacked Q4_K).
     scratch: MatmulScratch,
+    /// One F32 expert's weight row (`max(n_embd, n_ff_exp)`).
+    row: Vec<f32>,
     batch_invariant: bool,
 }
 
@@ -248,6 +268,7 @@ impl MoeScratch {
             y: vec![0.0; n_batch * d],
             outs: vec![0.0; n_batch * k * d],
             scratch: MatmulScratch::with_capacity(n_batch, d.max(f)).batch_invariant(),
+            row: vec![0.0; d.max(f)],
             batch_invariant,
         }
     }
@@ -308,6 +329,8 @@ impl Workspace {
                 buf(Buf::Ple),
                 buf(Buf::PleProj),
                 buf(Buf::PleH),
+                buf(Buf::Experts),
+                buf(Buf::Router),
             ],
             logits: vec![0.0; output_rows * hp.n_vocab],
             head_in: vec![0.0; output_rows * hp.n_embd],
@@ -573,6 +596,14 @@ impl Backend for Cpu<'_> {
         Ops::detected().gelu_ggml(self.buf(buf));
     }
 
+    fn mul_row(&mut self, buf: Buf, w: &[f32]) {
+        let _t = profile::scope(Op::Other);
+        let ops = Ops::detected();
+        for r in self.buf(buf).chunks_exact_mut(w.len()) {
+            ops.mul(r, w);
+        }
+    }
+
     fn mul_slice(&mut self, dst: Buf, src: Buf, offset: usize) {
         let _t = profile::scope(Op::Other);
         let (dw, sw) = (
@@ -586,7 +617,7 @@ impl Backend for Cpu<'_> {
         }
     }
 
-    fn moe(&mut self, m: &Moe) {
+    fn moe(&mut self, m: &Moe, buf: Buf, router_in: Buf) {
         let n = self.n;
         let d = self.hp.n_embd;
         let (ne, k, f) = (m.n_expert(), m.n_used, m.n_ff());
@@ -594,30 +625,30 @@ impl Backend for Cpu<'_> {
         let Some(ms) = ws.moe.as_mut() else {
             panic!("mixture of experts in a workspace sized for a dense model");
         };
-        let x = &ws.bufs[Buf::H as usize][..n * d];
-        if let Some(o) = self.observer.as_deref_mut() {
-            o.matmul(&m.router, x);
-        }
+        // A product of 2+ tokens takes llamafile's sgemm in llama.cpp; batch-invariant
+        // contexts take the single-token path for every token.
+        let batch = n >= 2 && !ms.batch_invariant;
         {
+            let r = &ws.bufs[router_in as usize][..n * d];
+            if let Some(o) = self.observer.as_deref_mut() {
+                o.matmul(&m.router, r);
+            }
             let _t = profile::scope(Op::Matmul);
             // Router logits, in llama.cpp's order when the model asks for it.
             let logits = &mut ms.probs[..n * ne];
-            // A product of 2+ tokens takes llamafile's sgemm in llama.cpp; batch-invariant
-            // contexts take the single-token path for every token.
-            let batch = n >= 2 && !ms.batch_invariant;
             if m.exact
                 && !(batch
                     && d.is_multiple_of(16)
                     && m.router.matrix.isa() == kernels::isa::Isa::Avx512)
             {
                 for (t, row) in logits.chunks_exact_mut(ne).enumerate() {
-                    let xt = &x[t * d..(t + 1) * d];
+                    let rt = &r[t * d..(t + 1) * d];
                     for (e, l) in row.iter_mut().enumerate() {
-                        *l = moe::router_dot(&m.router_f32[e * d..(e + 1) * d], xt, batch);
+                        *l = moe::router_dot(&m.router_f32[e * d..(e + 1) * d], rt, batch);
                     }
                 }
             } else if let Err(e) =
-                kernels::matmul::matmul(&ws.pool, &m.router.matrix, x, n, logits, &mut ws.scratch)
+                kernels::matmul::matmul(&ws.pool, &m.router.matrix, r, n, logits, &mut ws.scratch)
             {
                 panic!("router {}: {e}", m.router.name);
             }
@@ -652,6 +683,7 @@ impl Backend for Cpu<'_> {
             starts[0] = 0;
         }
         let ops = Ops::detected();
+        let x = &ws.bufs[buf as usize][..n * d];
         for e in 0..ne {
             let rows = &ms.order[ms.starts[e]..ms.starts[e + 1]];
             let c = rows.len();
@@ -667,13 +699,19 @@ impl Backend for Cpu<'_> {
                 if let Some(g) = &m.gate {
                     o.expert_matmul(g, e, xin);
                 }
-                o.expert_matmul(&m.up, e, xin);
+                // a fused gate_up is one product: reported once, as its gate half
+                if !m.fused_gate_up {
+                    o.expert_matmul(&m.up, e, xin);
+                }
             }
             let (a, b) = (&mut ms.a[..c * f], &mut ms.b[..c * f]);
             // llama.cpp's `mul_mat_id` runs a repacked Q4_K expert (rows a multiple of 8) one
             // token at a time (`gemv`), any other k-quant expert through its tiled mat-mul when
-            // 8 or more tokens chose it (as a plain product of that many tokens would).
+            // 8 or more tokens chose it (as a plain product of that many tokens would), and an
+            // F32 expert by `ggml_vec_dot_f32` (never llamafile's sgemm, which plain F32
+            // products take).
             let scratch_for = |m: &MatRef| m.ty == gguf::GgmlType::Q4_K && m.rows.is_multiple_of(8);
+            let f32_exact = |w: &MatRef| w.ty == gguf::GgmlType::F32;
             let up_scratch = if scratch_for(&m.up.experts[e]) {
                 &mut ms.scratch
             } else {
@@ -682,6 +720,11 @@ impl Backend for Cpu<'_> {
             let result = {
                 let _t = profile::scope(Op::Matmul);
                 match &m.gate {
+                    Some(g) if f32_exact(&g.experts[e]) => {
+                        vec_dot_f32_rows(&g.experts[e], xin, c, a, &mut ms.row).and_then(|()| {
+                            vec_dot_f32_rows(&m.up.experts[e], xin, c, b, &mut ms.row)
+                        })
+                    }
                     Some(g) => kernels::matmul::matmul_many(
                         &ws.pool,
                         &[&g.experts[e].matrix, &m.up.experts[e].matrix],
@@ -690,6 +733,9 @@ impl Backend for Cpu<'_> {
                         &mut [&mut *a, &mut *b],
                         up_scratch,
                     ),
+                    None if f32_exact(&m.up.experts[e]) => {
+                        vec_dot_f32_rows(&m.up.experts[e], xin, c, a, &mut ms.row)
+                    }
                     None => kernels::matmul::matmul(
                         &ws.pool,
                         &m.up.experts[e].matrix,
@@ -703,23 +749,29 @@ impl Backend for Cpu<'_> {
             if let Err(err) = result {
                 panic!("experts {} [{e}]: {err}", m.up.name);
             }
-            if let Some(bias) = &m.gate_bias {
-                a.chunks_exact_mut(f)
-                    .for_each(|r| ops.add(r, &bias[e * f..(e + 1) * f]));
+            let (gate_out, up_out) = match m.gate {
+                Some(_) => (Some(&mut *a), &mut *b),
+                None => (None, &mut *a),
+            };
+            if let Some(g) = gate_out {
+                if let Some(s) = &m.gate_scale {
+                    ops.scale(g, s[e]);
+                }
+                if let Some(bias) = &m.gate_bias {
+                    g.chunks_exact_mut(f)
+                        .for_each(|r| ops.add(r, &bias[e * f..(e + 1) * f]));
+                }
+            }
+            if let Some(s) = &m.up_scale {
+                ops.scale(up_out, s[e]);
             }
             if let Some(bias) = &m.up_bias {
-                let dst = if m.gate.is_some() { &mut *b } else { &mut *a };
-                dst.chunks_exact_mut(f)
+                up_out
+                    .chunks_exact_mut(f)
                     .for_each(|r| ops.add(r, &bias[e * f..(e + 1) * f]));
             }
             for (ar, br) in a.chunks_exact_mut(f).zip(b.chunks_exact(f)) {
-                match (m.act, m.gate.is_some()) {
-                    (ExpertAct::Silu, true) => ops.swiglu_ggml(ar, br),
-                    (ExpertAct::Silu, false) => ops.silu_ggml(ar),
-                    (ExpertAct::SwigluOai { alpha, limit }, _) => {
-                        moe::swiglu_oai(ar, br, alpha, limit)
-                    }
-                }
+                expert_activation(ops, m.act, m.gate.is_some(), ar, br);
             }
             if let Some(o) = self.observer.as_deref_mut() {
                 o.expert_matmul(&m.down, e, &ms.a[..c * f]);
@@ -732,45 +784,154 @@ impl Backend for Cpu<'_> {
             };
             {
                 let _t = profile::scope(Op::Matmul);
-                if let Err(err) = kernels::matmul::matmul(
-                    &ws.pool,
-                    &m.down.experts[e].matrix,
-                    &ms.a[..c * f],
-                    c,
-                    y,
-                    down_scratch,
-                ) {
+                let down = &m.down.experts[e];
+                let result = if f32_exact(down) {
+                    vec_dot_f32_rows(down, &ms.a[..c * f], c, y, &mut ms.row)
+                } else {
+                    kernels::matmul::matmul(
+                        &ws.pool,
+                        &down.matrix,
+                        &ms.a[..c * f],
+                        c,
+                        y,
+                        down_scratch,
+                    )
+                };
+                if let Err(err) = result {
                     panic!("experts {} [{e}]: {err}", m.down.name);
                 }
             }
+            // Each output times the expert's scale, plus its bias, times its weight (llama.cpp's
+            // order; every step one rounding).
             for (j, &i) in rows.iter().enumerate() {
                 let i = i as usize;
-                let w = ms.weights[i];
                 let out = &mut ms.outs[i * d..(i + 1) * d];
-                let yr = &y[j * d..(j + 1) * d];
-                match &m.down_bias {
-                    Some(bias) => {
-                        let bias = &bias[e * d..(e + 1) * d];
-                        for ((o, &v), &bv) in out.iter_mut().zip(yr).zip(bias) {
-                            *o = (v + bv) * w;
-                        }
-                    }
-                    None => {
-                        for (o, &v) in out.iter_mut().zip(yr) {
-                            *o = v * w;
-                        }
-                    }
+                out.copy_from_slice(&y[j * d..(j + 1) * d]);
+                if let Some(s) = &m.down_scale {
+                    ops.scale(out, s[e]);
                 }
+                if let Some(bias) = &m.down_bias {
+                    ops.add(out, &bias[e * d..(e + 1) * d]);
+                }
+                ops.scale(out, ms.weights[i]);
             }
         }
-        // Sum each token's expert outputs in the order they were chosen.
-        let h = &mut ws.bufs[Buf::H as usize][..n * d];
+        // Shared experts: the dense block on every token, into `y`.
+        if let Some(sh) = &m.shared {
+            shared_experts(
+                &ws.pool,
+                &mut ws.scratch,
+                &mut ws.bufs,
+                buf,
+                n,
+                sh,
+                &mut ms.y[..n * d],
+                batch,
+                self.observer.as_deref_mut(),
+            );
+        }
+        // Sum each token's expert outputs in the order they were chosen, then the shared ones.
+        let h = &mut ws.bufs[buf as usize][..n * d];
         for (t, ht) in h.chunks_exact_mut(d).enumerate() {
             let outs = &ms.outs[t * k * d..(t + 1) * k * d];
             ht.copy_from_slice(&outs[..d]);
             for s in 1..k {
                 ops.add(ht, &outs[s * d..(s + 1) * d]);
             }
+            if m.shared.is_some() {
+                ops.add(ht, &ms.y[t * d..(t + 1) * d]);
+            }
+        }
+    }
+}
+
+/// `out` (`c × w.rows`) = the `c` rows of `x` times the F32 matrix `w`, each value by
+/// `ggml_vec_dot_f32`'s order ([`moe::router_dot`] of one token), a weight row at a time through
+/// `row` (`w.cols` long).
+fn vec_dot_f32_rows(
+    w: &MatRef,
+    x: &[f32],
+    c: usize,
+    out: &mut [f32],
+    row: &mut [f32],
+) -> Result<(), kernels::quant::KernelError> {
+    let (rows, cols) = (w.rows, w.cols);
+    let row = &mut row[..cols];
+    for r in 0..rows {
+        w.matrix.dequantize_row(r, row)?;
+        for t in 0..c {
+            out[t * rows + r] = moe::router_dot(row, &x[t * cols..(t + 1) * cols], false);
+        }
+    }
+    Ok(())
+}
+
+/// One expert's gated activation in place of `a` (the gate, or the up product when ungated),
+/// with `b` the up product.
+fn expert_activation(ops: Ops, act: ExpertAct, gated: bool, a: &mut [f32], b: &[f32]) {
+    match (act, gated) {
+        (ExpertAct::Silu, true) => ops.swiglu_ggml(a, b),
+        (ExpertAct::Silu, false) => ops.silu_ggml(a),
+        (ExpertAct::Gelu, true) => ops.geglu_ggml(a, b),
+        (ExpertAct::Gelu, false) => ops.gelu_ggml(a),
+        (ExpertAct::SwigluOai { alpha, limit }, _) => moe::swiglu_oai(a, b, alpha, limit),
+    }
+}
+
+/// The shared experts of `n` tokens of `bufs[src]` into `out` (`n × n_embd`), through the
+/// feed-forward buffers: `down(act(gate·x) · up·x)`, times `σ(gate_inp · x)` per token when the
+/// layer has that gate — llama.cpp's `build_ffn` and `ffn_gate_inp_shexp`, product for
+/// product.
+#[allow(clippy::too_many_arguments)]
+fn shared_experts(
+    pool: &ThreadPool,
+    scratch: &mut MatmulScratch,
+    bufs: &mut [Vec<f32>; N_BUF],
+    src: Buf,
+    n: usize,
+    sh: &moe::SharedExperts,
+    out: &mut [f32],
+    batch: bool,
+    mut observer: Option<&mut (dyn MatmulObserver + '_)>,
+) {
+    let (d, fs) = (sh.ffn.gate.cols, sh.ffn.gate.rows);
+    let Ok([x, a, b]) = bufs.get_disjoint_mut([src as usize, Buf::FfA as usize, Buf::FfB as usize])
+    else {
+        unreachable!("shared experts read their input from a feed-forward buffer")
+    };
+    let (x, a, b) = (&x[..n * d], &mut a[..n * fs], &mut b[..n * fs]);
+    if let Some(o) = observer.as_deref_mut() {
+        o.matmul(&sh.ffn.gate, x);
+        o.matmul(&sh.ffn.up, x);
+    }
+    let _t = profile::scope(Op::Matmul);
+    if let Err(e) = kernels::matmul::matmul_many(
+        pool,
+        &[&sh.ffn.gate.matrix, &sh.ffn.up.matrix],
+        x,
+        n,
+        &mut [&mut *a, &mut *b],
+        scratch,
+    ) {
+        panic!("shared experts {}: {e}", sh.ffn.gate.name);
+    }
+    let ops = Ops::detected();
+    for (ar, br) in a.chunks_exact_mut(fs).zip(b.chunks_exact(fs)) {
+        expert_activation(ops, sh.act, true, ar, br);
+    }
+    if let Some(o) = observer.as_deref_mut() {
+        o.matmul(&sh.ffn.down, a);
+    }
+    if let Err(e) = kernels::matmul::matmul(pool, &sh.ffn.down.matrix, a, n, out, scratch) {
+        panic!("shared experts {}: {e}", sh.ffn.down.name);
+    }
+    if let Some(g) = &sh.gate_inp {
+        if let Some(o) = observer.as_deref_mut() {
+            o.matmul(g, x);
+        }
+        for (xt, ot) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+            let s = moe::shared_gate(moe::router_dot(&sh.gate_inp_f32, xt, batch));
+            ops.scale(ot, s);
         }
     }
 }
