@@ -419,6 +419,8 @@ macro_rules! tiny_arch_tests {
     };
 }
 
+// Qwen2-MoE: experts weighed without renormalising, plus the sigmoid-gated shared expert.
+tiny_arch_tests!(qwen2moe, "qwen2moe", 5e-3);
 tiny_arch_tests!(smollm3, "smollm3", 5e-3);
 tiny_arch_tests!(mistral3, "mistral3", 5e-3);
 // gpt-oss's q8_0 logits are within 2e-7 of llama.cpp's at every position but not identical:
