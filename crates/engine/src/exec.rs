@@ -826,7 +826,6 @@ impl Backend for Cpu<'_> {
                 n,
                 sh,
                 &mut ms.y[..n * d],
-                batch,
                 self.observer.as_deref_mut(),
             );
         }
@@ -891,7 +890,6 @@ fn shared_experts(
     n: usize,
     sh: &moe::SharedExperts,
     out: &mut [f32],
-    batch: bool,
     mut observer: Option<&mut (dyn MatmulObserver + '_)>,
 ) {
     let (d, fs) = (sh.ffn.gate.cols, sh.ffn.gate.rows);
@@ -929,8 +927,10 @@ fn shared_experts(
         if let Some(o) = observer.as_deref_mut() {
             o.matmul(g, x);
         }
+        // A one-row F32 product: llamafile's sgemm declines it (its row count is not a multiple
+        // of 4), so ggml takes `ggml_vec_dot_f32` for every token, in a batch too.
         for (xt, ot) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-            let s = moe::shared_gate(moe::router_dot(&sh.gate_inp_f32, xt, batch));
+            let s = moe::shared_gate(moe::router_dot(&sh.gate_inp_f32, xt, false));
             ops.scale(ot, s);
         }
     }
