@@ -924,7 +924,7 @@ fn shared_experts(
         panic!("shared experts {}: {e}", sh.ffn.down.name);
     }
     if let Some(g) = &sh.gate_inp {
-        if let Some(o) = observer.as_deref_mut() {
+        if let Some(o) = observer {
             o.matmul(g, x);
         }
         // A one-row F32 product: llamafile's sgemm declines it (its row count is not a multiple
