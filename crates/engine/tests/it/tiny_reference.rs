@@ -389,6 +389,13 @@ fn qwen3moe_sequences_decoded_together_equal_each_alone() {
     crate::many_sequences::check_model_together_equals_alone("qwen3moe q8_0", &model, true);
 }
 
+/// The shared experts (run densely over the batch) keep batch invariance too.
+#[test]
+fn qwen2moe_sequences_decoded_together_equal_each_alone() {
+    let model = load("qwen2moe", "q8_0");
+    crate::many_sequences::check_model_together_equals_alone("qwen2moe q8_0", &model, true);
+}
+
 /// The four reference checks of one architecture's tiny checkpoint.
 macro_rules! tiny_arch_tests {
     ($m:ident, $arch:literal, $f16_tol:expr) => {
