@@ -436,7 +436,9 @@ pub fn quantize<'a>(
         before += bytes_in;
         after += bytes_out;
         n_elements += t.n_elements();
-        b.add_tensor(t.name.clone(), t.to, &t.shape, data)
+        // As ggml writes a tensor: trailing dimensions of 1 dropped (`ggml_n_dims`), so a
+        // `[n, 1]` vector (Qwen2-MoE's `ffn_gate_inp_shexp`) comes out as `[n]`.
+        b.add_tensor(t.name.clone(), t.to, rules::ggml_shape(&t.shape), data)
             .map_err(|e| Error::Tensor {
                 tensor: t.name.clone(),
                 msg: e.to_string(),
