@@ -12,19 +12,17 @@ use quantize::{Ftype, Options};
 use crate::util::{fixture, sha256};
 
 fn quantize_engine_fixture(path: &str) -> Vec<u8> {
-    let gz = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../engine/tests/fixtures")
-            .join(path),
-    )
-    .unwrap();
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../engine/tests/fixtures")
+        .join(path);
+    let gz = std::fs::read(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()));
     let mut bytes = Vec::new();
     flate2::read::GzDecoder::new(&gz[..])
         .read_to_end(&mut bytes)
-        .unwrap();
-    let file = Gguf::parse(&bytes).unwrap();
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let file = Gguf::parse(&bytes).unwrap_or_else(|e| panic!("{path}: {e}"));
     let opts = Options {
-        ftype: Ftype::parse("Q4_K_M").unwrap(),
+        ftype: Ftype::Q4_K_M,
         allow_requantize: false,
         output_tensor_type: None,
         token_embedding_type: None,
@@ -32,10 +30,10 @@ fn quantize_engine_fixture(path: &str) -> Vec<u8> {
         pure: false,
         n_threads: 2,
     };
-    quantize::quantize(&file, &opts, None, |_| {})
-        .unwrap()
-        .builder
-        .to_bytes()
+    match quantize::quantize(&file, &opts, None, |_| {}) {
+        Ok(out) => out.builder.to_bytes(),
+        Err(e) => panic!("{path}: {e}"),
+    }
 }
 
 #[test]
