@@ -9,7 +9,8 @@
 //! - the logits at every position equal llama.cpp's bit for bit, at 1 and 2 threads;
 //! - greedy generation prints llama-completion's text (24 tokens, temperature 0);
 //! - transformers' logits (f32 weights) agree within 1e-2 of the largest logit;
-//! - batch-invariant contexts give one batch's logits when the prompt comes in pieces.
+//! - batch-invariant contexts give one batch's logits when the prompt comes in pieces, and
+//!   sequences decoded together what each gives alone.
 
 use engine::{Context, ContextParams, GenerateParams, Outputs, SamplerParams};
 
@@ -112,4 +113,12 @@ fn small_batches_equal_one_batch() {
     for n_batch in [1, 7] {
         assert!(run(n_batch) == whole, "n_batch {n_batch}");
     }
+}
+
+/// Sequences joining and leaving one batch-invariant context decode as each alone: the
+/// router's own input and the experts beside the dense MLP depend on nothing but the token.
+#[test]
+fn sequences_decoded_together_equal_each_alone() {
+    let model = load_from(MOE, "q8_0");
+    crate::many_sequences::check_model_together_equals_alone("gemma4-moe q8_0", &model, true);
 }
