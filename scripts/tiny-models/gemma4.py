@@ -1,14 +1,22 @@
 """A tiny random Gemma 4 checkpoint and its references, for hearth's gemma4 tests.
 
-Run through scripts/tiny-models/gemma4.sh (it sets up the venv and paths). Writes into OUT_DIR:
+Run through scripts/tiny-models/gemma4.sh (it sets up the venv and paths):
+
+  gemma4.py OUT_DIR [dense|moe]
+
+Writes into OUT_DIR:
 
   checkpoint/          transformers checkpoint (config, safetensors, tokenizer, chat template)
-  gemma4-{f32,f16,q8_0}.gguf   converted by llama.cpp's own convert_hf_to_gguf.py
-  llama-{f32,f16,q8_0}.f32     llama.cpp's logits at every position of PROMPT
+  gemma4-{f32,f16,q8_0}.gguf   converted by llama.cpp's own convert_hf_to_gguf.py (moe: f32,
+                               q8_0, q8_0-split — the q8_0 file with gate and up as separate
+                               tensors — and q4_k_m, llama-quantize's Q4_K_M of the f32 file)
+  llama-TYPE.f32               llama.cpp's logits at every position of PROMPT, per file
   transformers.f32             transformers' logits (f32 weights, eager attention) for the same ids
-  reference.json               prompt, ids, shapes, config summary
+  reference.json               prompt, ids, shapes, config summary (moe: llama-completion's
+                               greedy text per file, as hex)
 
-The model is E-model-like with every Gemma 4 text feature: sliding and full layers with
+The dense model (see make_moe_checkpoint for the other) is E-model-like with every Gemma 4
+text feature: sliding and full layers with
 different head sizes and KV-head counts, V = K on full layers (attention_k_eq_v), shared-KV
 layers (the last two reuse the caches of layers 2 and 3), per-layer embeddings, double-wide
 MLPs on the shared layers, proportional RoPE on full layers, layer output scales and the final
