@@ -80,7 +80,7 @@ impl Buf {
     /// The largest width over the layers (the feed-forward buffers also hold the shared
     /// experts' activations).
     fn max_width(self, hp: &HParams) -> usize {
-        if matches!(self, Buf::FfA | Buf::FfB) && hp.n_ff_shexp > hp.n_ff {
+        if matches!(self, Buf::FfA | Buf::FfB) && hp.n_expert > 0 && hp.n_ff_shexp > hp.n_ff {
             return hp.n_ff_shexp;
         }
         let max = LayerShape {
