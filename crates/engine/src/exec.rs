@@ -287,7 +287,7 @@ impl Workspace {
         let buf = |b: Buf| vec![0.0; n_batch * b.max_width(hp)];
         let scratch = MatmulScratch::with_capacity(
             n_batch.max(output_rows),
-            hp.n_embd.max(hp.n_ff).max(hp.n_embd_q()),
+            hp.n_embd.max(Buf::FfA.max_width(hp)).max(hp.n_embd_q()),
         );
         // One attention scratch per head size, made for the most query heads per KV head.
         let mut attn_scratch: Vec<(usize, AttentionScratch)> = Vec::new();
