@@ -33,11 +33,16 @@ run -m "$model" -f perplexity/gpl-3.txt -c 70 -b 32 --chunks 2 -t 1 -fa off \
   -o imatrix/smollm2-c70-b32.gguf > /dev/null 2>&1
 # The tiny qwen3moe (tests/fixtures/qwen3moe, q8_0): per-expert sums and counts of
 # MUL_MAT_ID, chunks of 64 on the first 6000 bytes of the text.
-gzip -dc qwen3moe/model-q8_0.gguf.gz > imatrix/.qwen3moe.gguf
 head -c 6000 perplexity/gpl-3.txt > imatrix/.text.txt
-run -m imatrix/.qwen3moe.gguf -f imatrix/.text.txt -c 64 -b 64 --chunks 4 -t 1 -fa off \
-  -o imatrix/qwen3moe-c64.gguf > /dev/null 2>&1
-rm -f imatrix/.qwen3moe.gguf imatrix/.text.txt
+# mixtures of experts: qwen3moe; qwen2moe (shared experts and their gate); Gemma 4's 26B-A4B
+# layer (a fused gate_up per expert)
+for m in qwen3moe:qwen3moe/model-q8_0.gguf.gz qwen2moe:qwen2moe/model-q8_0.gguf.gz \
+  gemma4-moe:gemma4-moe/gemma4-q8_0.gguf.gz; do
+  gzip -dc "${m#*:}" > imatrix/.model.gguf
+  run -m imatrix/.model.gguf -f imatrix/.text.txt -c 64 -b 64 --chunks 4 -t 1 -fa off \
+    -o "imatrix/${m%%:*}-c64.gguf" > /dev/null 2>&1
+done
+rm -f imatrix/.model.gguf imatrix/.text.txt
 # llama.cpp's logger is asynchronous and often loses lines at exit (it prints whole lines): take
 # the first run whose rows number the tensors and layers its headers announce.
 stats() {

@@ -1,14 +1,22 @@
 """A tiny random Gemma 4 checkpoint and its references, for hearth's gemma4 tests.
 
-Run through scripts/tiny-models/gemma4.sh (it sets up the venv and paths). Writes into OUT_DIR:
+Run through scripts/tiny-models/gemma4.sh (it sets up the venv and paths):
+
+  gemma4.py OUT_DIR [dense|moe]
+
+Writes into OUT_DIR:
 
   checkpoint/          transformers checkpoint (config, safetensors, tokenizer, chat template)
-  gemma4-{f32,f16,q8_0}.gguf   converted by llama.cpp's own convert_hf_to_gguf.py
-  llama-{f32,f16,q8_0}.f32     llama.cpp's logits at every position of PROMPT
+  gemma4-{f32,f16,q8_0}.gguf   converted by llama.cpp's own convert_hf_to_gguf.py (moe: f32,
+                               q8_0, q8_0-split — the q8_0 file with gate and up as separate
+                               tensors — and q4_k_m, llama-quantize's Q4_K_M of the f32 file)
+  llama-TYPE.f32               llama.cpp's logits at every position of PROMPT, per file
   transformers.f32             transformers' logits (f32 weights, eager attention) for the same ids
-  reference.json               prompt, ids, shapes, config summary
+  reference.json               prompt, ids, shapes, config summary (moe: llama-completion's
+                               greedy text per file, as hex)
 
-The model is E-model-like with every Gemma 4 text feature: sliding and full layers with
+The dense model (see make_moe_checkpoint for the other) is E-model-like with every Gemma 4
+text feature: sliding and full layers with
 different head sizes and KV-head counts, V = K on full layers (attention_k_eq_v), shared-KV
 layers (the last two reuse the caches of layers 2 and 3), per-layer embeddings, double-wide
 MLPs on the shared layers, proportional RoPE on full layers, layer output scales and the final
@@ -34,6 +42,8 @@ import torch
 
 LLAMA = Path(os.environ["LLAMA_VENDOR"])
 OUT = Path(sys.argv[1])
+# "dense" (the E-model-like fixture) or "moe" (26B-A4B-like: experts beside the dense MLP)
+VARIANT = sys.argv[2] if len(sys.argv) > 2 else "dense"
 N_VOCAB = 1024
 PROMPT = "The quick brown fox jumps over the lazy dog.\nHello world, 123 times!"
 SEED = 4
@@ -115,6 +125,8 @@ def subset_tokenizer(ckpt: Path):
 
 
 def make_checkpoint(ckpt: Path):
+    if VARIANT == "moe":
+        return make_moe_checkpoint(ckpt)
     from transformers import Gemma4ForCausalLM, Gemma4TextConfig
 
     torch.manual_seed(SEED)
@@ -159,6 +171,125 @@ def make_checkpoint(ckpt: Path):
     return model, cfg
 
 
+def make_moe_checkpoint(ckpt: Path):
+    """The 26B-A4B's layer: every layer has a dense GeGLU MLP and, beside it, a mixture of
+    experts (8 experts, top 3, GeGLU, fused gate_up) whose router reads the attention output's
+    weightless RMS norm times 1/sqrt(hidden) times router.scale, with per-expert output scales;
+    the extra norms around both branches. Sliding and full layers with their own head sizes,
+    V = K on full layers, no per-layer embeddings and no shared-KV layers (as the 26B-A4B).
+    The LM head is untied: with the token embedding as head, a random model's residual stream
+    stays closest to its own input token, and greedy text only repeats the last token.
+    The router scale and per-expert scales (ones at init) are randomised so a missing multiply
+    shows."""
+    from transformers import Gemma4ForCausalLM, Gemma4TextConfig
+
+    torch.manual_seed(SEED + 1)
+    cfg = Gemma4TextConfig(
+        vocab_size=N_VOCAB,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        global_head_dim=32,
+        num_global_key_value_heads=1,
+        attention_k_eq_v=True,
+        layer_types=[
+            "sliding_attention",
+            "full_attention",
+            "sliding_attention",
+            "full_attention",
+        ],
+        sliding_window=5,
+        num_kv_shared_layers=0,
+        hidden_size_per_layer_input=0,
+        vocab_size_per_layer_input=N_VOCAB,
+        enable_moe_block=True,
+        num_experts=8,
+        top_k_experts=3,
+        moe_intermediate_size=32,
+        final_logit_softcapping=30.0,
+        initializer_range=0.3,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+    )
+    model = Gemma4ForCausalLM(cfg).float().eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+        for layer in model.model.layers:
+            layer.layer_scalar.copy_(0.6 + 0.8 * torch.rand(1))
+            layer.router.scale.copy_(1.0 + 0.3 * torch.randn_like(layer.router.scale))
+            layer.router.per_expert_scale.copy_(
+                0.5 + torch.rand_like(layer.router.per_expert_scale)
+            )
+    model.save_pretrained(ckpt, safe_serialization=True)
+    return model, cfg
+
+
+def llama_completion(gguf_path: Path, prompt: str, n: int) -> str:
+    """llama-completion's greedy text (temperature 0, one thread, `n` tokens) after `prompt`,
+    as hex: its raw bytes (byte tokens may leave invalid UTF-8)."""
+    exe = Path(os.environ["LLAMA_LOGITS"]).parent / "llama-completion"
+    r = subprocess.run(
+        [str(exe), "-m", str(gguf_path), "-p", prompt, "-n", str(n), "--temp", "0", "-t", "1",
+         "-no-cnv", "--no-warmup", "-c", "256", "-fa", "off", "--ignore-eos"],
+        capture_output=True, check=True,
+    )
+    raw = r.stdout
+    # it echoes the prompt (after the BOS it adds), then the pieces, then "\n\n"
+    assert raw.startswith(prompt.encode()), raw
+    raw = raw[len(prompt.encode()):]
+    assert raw.endswith(b"\n\n"), raw
+    return raw[:-2].hex()
+
+
+def split_gate_up(src: Path, dst: Path):
+    """A copy of `src` with each fused `ffn_gate_up_exps` written as separate `ffn_gate_exps`
+    (its first half of rows) and `ffn_up_exps` (the second): the other layout llama.cpp loads.
+    """
+    sys.path.insert(0, str(LLAMA / "gguf-py"))
+    import gguf
+
+    r = gguf.GGUFReader(str(src))
+    w = gguf.GGUFWriter(str(dst), arch="gemma4")
+    for name, field in r.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        vt = field.types[0]
+        if vt == gguf.GGUFValueType.ARRAY:
+            sub = field.types[1]
+            if sub == gguf.GGUFValueType.STRING:
+                val = [bytes(field.parts[i]).decode("utf-8") for i in field.data]
+            else:
+                val = [field.parts[i].tolist()[0] for i in field.data]
+            w.add_key_value(name, val, vt, sub_type=sub)
+        elif vt == gguf.GGUFValueType.STRING:
+            w.add_key_value(name, bytes(field.parts[-1]).decode("utf-8"), vt)
+        else:
+            w.add_key_value(name, field.parts[-1].tolist()[0], vt)
+    for t in r.tensors:
+        data = np.asarray(t.data)
+        if t.name.endswith("ffn_gate_up_exps.weight"):
+            # [n_expert, 2·n_ff rows, row bytes]
+            half = data.shape[1] // 2
+            for part, rows in [("ffn_gate_exps", data[:, :half]), ("ffn_up_exps", data[:, half:])]:
+                w.add_tensor(
+                    t.name.replace("ffn_gate_up_exps", part),
+                    np.ascontiguousarray(rows),
+                    raw_dtype=t.tensor_type,
+                )
+        else:
+            w.add_tensor(t.name, data, raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     ckpt = OUT / "checkpoint"
@@ -168,15 +299,27 @@ def main():
 
     env = dict(os.environ, PYTHONPATH=str(LLAMA / "gguf-py"))
     logits_bin = os.environ["LLAMA_LOGITS"]
-    summary = {"prompt": PROMPT, "n_vocab": N_VOCAB, "n_merges": n_merges, "files": {}}
+    summary = {"variant": VARIANT, "prompt": PROMPT, "n_vocab": N_VOCAB, "n_merges": n_merges, "files": {}}
     ids = None
-    for ty in ["f32", "f16", "q8_0"]:
+    types = ["f32", "q8_0", "q8_0-split", "q4_k_m"] if VARIANT == "moe" else ["f32", "f16", "q8_0"]
+    for ty in types:
         gguf_path = OUT / f"gemma4-{ty}.gguf"
-        subprocess.run(
-            [sys.executable, str(LLAMA / "convert_hf_to_gguf.py"), str(ckpt), "--outtype", ty,
-             "--outfile", str(gguf_path)],
-            check=True, env=env, stdout=subprocess.DEVNULL,
-        )
+        if ty == "q8_0-split":
+            split_gate_up(OUT / "gemma4-q8_0.gguf", gguf_path)
+        elif ty == "q4_k_m":
+            # llama-quantize from the f32 file (types that do not fit a 64-wide row fall back
+            # as llama-quantize decides)
+            quantize = Path(logits_bin).parent / "llama-quantize"
+            subprocess.run(
+                [str(quantize), str(OUT / "gemma4-f32.gguf"), str(gguf_path), "Q4_K_M"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        else:
+            subprocess.run(
+                [sys.executable, str(LLAMA / "convert_hf_to_gguf.py"), str(ckpt), "--outtype",
+                 ty, "--outfile", str(gguf_path)],
+                check=True, env=env, stdout=subprocess.DEVNULL,
+            )
         out = subprocess.run(
             [logits_bin, str(gguf_path), PROMPT, str(OUT / f"llama-{ty}.f32"), "1"],
             check=True, capture_output=True, text=True,
@@ -185,6 +328,8 @@ def main():
         assert ids is None or ids == got
         ids = got
         summary["files"][ty] = gguf_path.name
+        if VARIANT == "moe":
+            summary.setdefault("completion_hex", {})[ty] = llama_completion(gguf_path, PROMPT, 24)
     summary["ids"] = ids
 
     # transformers' logits for llama.cpp's ids, and its own tokenization of the prompt

@@ -4,7 +4,7 @@ from llama.cpp, for hearth's engine tests (crates/engine/tests/fixtures/<arch>/)
 
 Run through gen.sh (it sets up the venv, llama.cpp's converter and the llama-logits tool):
 
-    scripts/tiny-models/gen.sh qwen3moe [smollm3 ...]
+    scripts/tiny-models/gen.sh qwen3moe [qwen2moe smollm3 ...]
 
 For each architecture:
 1. transformers builds the model from its config class with random weights (initializer_range
@@ -68,6 +68,20 @@ def configs():
             num_experts_per_tok=3,
             norm_topk_prob=True,
             decoder_sparse_step=1,
+            rope_parameters={"rope_theta": 10000.0, "rope_type": "default"},
+        ),
+        # Qwen1.5-MoE / Qwen2-57B-A14B: experts weighed by their softmax probabilities as they
+        # are, and a shared expert gated by sigmoid(shared_expert_gate · x); biases on q/k/v.
+        "qwen2moe": lambda: tf.Qwen2MoeConfig(
+            **{**common, "tie_word_embeddings": False},
+            intermediate_size=96,
+            moe_intermediate_size=32,
+            shared_expert_intermediate_size=64,
+            num_experts=8,
+            num_experts_per_tok=3,
+            norm_topk_prob=False,
+            decoder_sparse_step=1,
+            qkv_bias=True,
             rope_parameters={"rope_theta": 10000.0, "rope_type": "default"},
         ),
         "smollm3": lambda: tf.SmolLM3Config(

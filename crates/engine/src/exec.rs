@@ -48,9 +48,13 @@ pub enum Buf {
     PleProj,
     /// One layer's per-layer input activations (`n_embd_per_layer`).
     PleH,
+    /// The experts' input and output where a dense block runs beside them, and the router's
+    /// input where it is not the experts' (`n_embd` in models with experts; Gemma 4).
+    Experts,
+    Router,
 }
 
-const N_BUF: usize = 11;
+const N_BUF: usize = 13;
 
 impl Buf {
     /// Width of one row at layer shape `l` (the shape of the layer being computed; buffers are
@@ -63,11 +67,22 @@ impl Buf {
             Buf::FfA | Buf::FfB => l.n_ff,
             Buf::Ple | Buf::PleProj => hp.n_layer * hp.n_embd_per_layer,
             Buf::PleH => hp.n_embd_per_layer,
+            Buf::Experts | Buf::Router => {
+                if hp.n_expert > 0 {
+                    hp.n_embd
+                } else {
+                    0
+                }
+            }
         }
     }
 
-    /// The largest width over the layers.
+    /// The largest width over the layers (the feed-forward buffers also hold the shared
+    /// experts' activations).
     fn max_width(self, hp: &HParams) -> usize {
+        if matches!(self, Buf::FfA | Buf::FfB) && hp.n_expert > 0 && hp.n_ff_shexp > hp.n_ff {
+            return hp.n_ff_shexp;
+        }
         let max = LayerShape {
             n_head_kv: hp.n_head_kv,
             head_dim: hp.head_dim_k,
@@ -159,9 +174,12 @@ pub trait Backend {
     fn mul_slice(&mut self, dst: Buf, src: Buf, offset: usize);
     /// [`Backend::attention`] with a sink logit per query head in each softmax (gpt-oss).
     fn attention_sinks(&mut self, il: usize, kq_scale: f32, window: Option<usize>, sinks: &[f32]);
-    /// `H` = the mixture-of-experts block `m` of `H` (see [`crate::moe`]): route each token to
-    /// its experts, run them, and sum their weighted outputs.
-    fn moe(&mut self, m: &Moe);
+    /// `buf` = the mixture-of-experts block `m` of `buf` (see [`crate::moe`]): route each token
+    /// by its row of `router_in` (usually `buf` itself) to its experts, run them on its row of
+    /// `buf`, and sum their weighted outputs (and the shared experts').
+    fn moe(&mut self, m: &Moe, buf: Buf, router_in: Buf);
+    /// Each row of `buf` times `w`, element by element.
+    fn mul_row(&mut self, buf: Buf, w: &[f32]);
 }
 
 /// Sees the input of every weight product a forward performs, before the product (what
@@ -228,6 +246,8 @@ pub(crate) struct MoeScratch {
     y: Vec<f32>,
     /// Every chosen expert's weighted output, `[n_batch × n_used × n_embd]`.
     outs: Vec<f32>,
+    /// One F32 expert's weight row (`max(n_embd, n_ff_exp)`).
+    row: Vec<f32>,
     batch_invariant: bool,
 }
 
@@ -245,6 +265,7 @@ impl MoeScratch {
             b: vec![0.0; n_batch * f],
             y: vec![0.0; n_batch * d],
             outs: vec![0.0; n_batch * k * d],
+            row: vec![0.0; d.max(f)],
             batch_invariant,
         }
     }
@@ -263,7 +284,7 @@ impl Workspace {
         let buf = |b: Buf| vec![0.0; n_batch * b.max_width(hp)];
         let scratch = MatmulScratch::with_capacity(
             n_batch.max(output_rows),
-            hp.n_embd.max(hp.n_ff).max(hp.n_embd_q()),
+            hp.n_embd.max(Buf::FfA.max_width(hp)).max(hp.n_embd_q()),
         );
         // One attention scratch per head size, made for the most query heads per KV head.
         let mut attn_scratch: Vec<(usize, AttentionScratch)> = Vec::new();
@@ -305,6 +326,8 @@ impl Workspace {
                 buf(Buf::Ple),
                 buf(Buf::PleProj),
                 buf(Buf::PleH),
+                buf(Buf::Experts),
+                buf(Buf::Router),
             ],
             logits: vec![0.0; output_rows * hp.n_vocab],
             head_in: vec![0.0; output_rows * hp.n_embd],
@@ -570,6 +593,14 @@ impl Backend for Cpu<'_> {
         Ops::detected().gelu_ggml(self.buf(buf));
     }
 
+    fn mul_row(&mut self, buf: Buf, w: &[f32]) {
+        let _t = profile::scope(Op::Other);
+        let ops = Ops::detected();
+        for r in self.buf(buf).chunks_exact_mut(w.len()) {
+            ops.mul(r, w);
+        }
+    }
+
     fn mul_slice(&mut self, dst: Buf, src: Buf, offset: usize) {
         let _t = profile::scope(Op::Other);
         let (dw, sw) = (
@@ -583,7 +614,7 @@ impl Backend for Cpu<'_> {
         }
     }
 
-    fn moe<'m>(&mut self, m: &'m Moe) {
+    fn moe<'m>(&mut self, m: &'m Moe, buf: Buf, router_in: Buf) {
         let n = self.n;
         let d = self.hp.n_embd;
         let (ne, k, f) = (m.n_expert(), m.n_used, m.n_ff());
@@ -591,17 +622,17 @@ impl Backend for Cpu<'_> {
         let Some(ms) = ws.moe.as_mut() else {
             panic!("mixture of experts in a workspace sized for a dense model");
         };
-        let x = &ws.bufs[Buf::H as usize][..n * d];
-        if let Some(o) = self.observer.as_deref_mut() {
-            o.matmul(&m.router, x);
-        }
+        // A product of 2+ tokens takes llamafile's sgemm in llama.cpp; batch-invariant
+        // contexts take the single-token path for every token.
+        let batch = n >= 2 && !ms.batch_invariant;
         {
+            let r = &ws.bufs[router_in as usize][..n * d];
+            if let Some(o) = self.observer.as_deref_mut() {
+                o.matmul(&m.router, r);
+            }
             let _t = profile::scope(Op::Matmul);
             // Router logits, in llama.cpp's order when the model asks for it.
             let logits = &mut ms.probs[..n * ne];
-            // A product of 2+ tokens takes llamafile's sgemm in llama.cpp; batch-invariant
-            // contexts take the single-token path for every token.
-            let batch = n >= 2 && !ms.batch_invariant;
             if m.exact
                 && !(batch
                     && d.is_multiple_of(16)
@@ -610,10 +641,10 @@ impl Backend for Cpu<'_> {
                 let ops = Ops::detected();
                 let lanes16 = batch && d.is_multiple_of(16);
                 for (t, row) in logits.chunks_exact_mut(ne).enumerate() {
-                    ops.dots_f32_ggml(&m.router_f32, &x[t * d..(t + 1) * d], lanes16, row);
+                    ops.dots_f32_ggml(&m.router_f32, &r[t * d..(t + 1) * d], lanes16, row);
                 }
             } else if let Err(e) =
-                kernels::matmul::matmul(&ws.pool, &m.router.matrix, x, n, logits, &mut ws.scratch)
+                kernels::matmul::matmul(&ws.pool, &m.router.matrix, r, n, logits, &mut ws.scratch)
             {
                 panic!("router {}: {e}", m.router.name);
             }
@@ -648,12 +679,15 @@ impl Backend for Cpu<'_> {
             starts[0] = 0;
         }
         let ops = Ops::detected();
+        let x = &ws.bufs[buf as usize][..n * d];
         // llama.cpp's `mul_mat_id` runs a repacked Q4_K expert (rows a multiple of 8) one token
         // at a time (`gemv`), any other k-quant expert through its tiled mat-mul when 8 or more
-        // tokens chose it (as a plain product of that many tokens would).
+        // tokens chose it (as a plain product of that many tokens would), and an F32 expert by
+        // `ggml_vec_dot_f32` (never llamafile's sgemm, which plain F32 products take).
         let one_at_a_time = |w: &MatRef| {
             ms.batch_invariant || (w.ty == gguf::GgmlType::Q4_K && w.rows.is_multiple_of(8))
         };
+        let f32_exact = |w: &MatRef| w.ty == gguf::GgmlType::F32;
         // The experts run in waves of at most `n_batch` entries (what the buffers hold): entry
         // `j` of the wave (expert order) reads its token's row `xin[j]`; all gate/up products
         // of a wave go to the pool in one hand-off, then all down products in another — a
@@ -683,42 +717,56 @@ impl Backend for Cpu<'_> {
                     if let Some(g) = &m.gate {
                         o.expert_matmul(g, e, xe);
                     }
-                    o.expert_matmul(&m.up, e, xe);
+                    // a fused gate_up is one product: reported once, as its gate half
+                    if !m.fused_gate_up {
+                        o.expert_matmul(&m.up, e, xe);
+                    }
                 }
             }
             {
                 let _t = profile::scope(Op::Matmul);
                 let (mut a_rest, mut b_rest) = (&mut ms.a[..rows * f], &mut ms.b[..rows * f]);
+                let mut f32_failure = None;
                 let products = active().flat_map(|e| {
                     let r = span(e);
                     let (a, rest) = std::mem::take(&mut a_rest).split_at_mut(r.len() * f);
                     a_rest = rest;
                     let (b, rest) = std::mem::take(&mut b_rest).split_at_mut(r.len() * f);
                     b_rest = rest;
-                    let product = |w: &'m MatRef, y| Product {
-                        w: &w.matrix,
-                        rows: r.clone(),
-                        y,
-                        batch_invariant: one_at_a_time(w),
-                    };
                     // Gated experts: gate into `a`, up into `b`; ungated: up into `a`.
                     let (gate, up) = match &m.gate {
-                        Some(g) => (
-                            Some(product(&g.experts[e], a)),
-                            product(&m.up.experts[e], b),
-                        ),
-                        None => (None, product(&m.up.experts[e], a)),
+                        Some(g) => (Some((&g.experts[e], a)), (&m.up.experts[e], b)),
+                        None => (None, (&m.up.experts[e], a)),
                     };
-                    gate.into_iter().chain(std::iter::once(up))
+                    let xe = &xin[r.start * d..r.end * d];
+                    let mut out = [None, None];
+                    let pairs = gate.into_iter().chain(std::iter::once(up));
+                    for (slot, (w, y)) in out.iter_mut().zip(pairs) {
+                        if f32_exact(w) {
+                            // Not a kernel product: `ggml_vec_dot_f32` right here.
+                            if let Err(e) = vec_dot_f32_rows(w, xe, r.len(), y, &mut ms.row) {
+                                f32_failure = Some(e);
+                            }
+                            continue;
+                        }
+                        *slot = Some(Product {
+                            w: &w.matrix,
+                            rows: r.clone(),
+                            y,
+                            batch_invariant: one_at_a_time(w),
+                        });
+                    }
+                    out.into_iter().flatten()
                 });
-                if let Err(err) = kernels::matmul::matmul_grouped(
+                let grouped = kernels::matmul::matmul_grouped(
                     &ws.pool,
                     xin,
                     rows,
                     d,
                     products,
                     &mut ws.scratch,
-                ) {
+                );
+                if let Some(err) = grouped.err().or(f32_failure) {
                     panic!("experts {}: {err}", m.up.name);
                 }
             }
@@ -726,23 +774,29 @@ impl Backend for Cpu<'_> {
                 let r = span(e);
                 let a = &mut ms.a[r.start * f..r.end * f];
                 let b = &mut ms.b[r.start * f..r.end * f];
-                if let Some(bias) = &m.gate_bias {
-                    a.chunks_exact_mut(f)
-                        .for_each(|row| ops.add(row, &bias[e * f..(e + 1) * f]));
+                let (gate_out, up_out) = match m.gate {
+                    Some(_) => (Some(&mut *a), &mut *b),
+                    None => (None, &mut *a),
+                };
+                if let Some(g) = gate_out {
+                    if let Some(s) = &m.gate_scale {
+                        ops.scale(g, s[e]);
+                    }
+                    if let Some(bias) = &m.gate_bias {
+                        g.chunks_exact_mut(f)
+                            .for_each(|row| ops.add(row, &bias[e * f..(e + 1) * f]));
+                    }
+                }
+                if let Some(s) = &m.up_scale {
+                    ops.scale(up_out, s[e]);
                 }
                 if let Some(bias) = &m.up_bias {
-                    let dst = if m.gate.is_some() { &mut *b } else { &mut *a };
-                    dst.chunks_exact_mut(f)
+                    up_out
+                        .chunks_exact_mut(f)
                         .for_each(|row| ops.add(row, &bias[e * f..(e + 1) * f]));
                 }
                 for (ar, br) in a.chunks_exact_mut(f).zip(b.chunks_exact(f)) {
-                    match (m.act, m.gate.is_some()) {
-                        (ExpertAct::Silu, true) => ops.swiglu_ggml(ar, br),
-                        (ExpertAct::Silu, false) => ops.silu_ggml(ar),
-                        (ExpertAct::SwigluOai { alpha, limit }, _) => {
-                            moe::swiglu_oai(ar, br, alpha, limit)
-                        }
-                    }
+                    expert_activation(ops, m.act, m.gate.is_some(), ar, br);
                 }
             }
             let hidden = &ms.a[..rows * f];
@@ -755,60 +809,176 @@ impl Backend for Cpu<'_> {
             {
                 let _t = profile::scope(Op::Matmul);
                 let mut y_rest = &mut ms.y[..rows * d];
-                let products = active().map(|e| {
+                let mut f32_failure = None;
+                let products = active().filter_map(|e| {
                     let r = span(e);
                     let (y, rest) = std::mem::take(&mut y_rest).split_at_mut(r.len() * d);
                     y_rest = rest;
                     let w = &m.down.experts[e];
-                    Product {
+                    if f32_exact(w) {
+                        let he = &hidden[r.start * f..r.end * f];
+                        if let Err(e) = vec_dot_f32_rows(w, he, r.len(), y, &mut ms.row) {
+                            f32_failure = Some(e);
+                        }
+                        return None;
+                    }
+                    Some(Product {
                         w: &w.matrix,
                         rows: r,
                         y,
                         batch_invariant: one_at_a_time(w),
-                    }
+                    })
                 });
-                if let Err(err) = kernels::matmul::matmul_grouped(
+                let grouped = kernels::matmul::matmul_grouped(
                     &ws.pool,
                     hidden,
                     rows,
                     f,
                     products,
                     &mut ws.scratch,
-                ) {
+                );
+                if let Some(err) = grouped.err().or(f32_failure) {
                     panic!("experts {}: {err}", m.down.name);
                 }
             }
-            // Each entry's output times its weight, in its (token, slot) place.
+            // Each output times the expert's scale, plus its bias, times its weight (llama.cpp's
+            // order; every step one rounding), in its (token, slot) place.
             for (j, &i) in entries.iter().enumerate() {
                 let i = i as usize;
                 let e = ms.sel[i] as usize;
-                let w = ms.weights[i];
                 let out = &mut ms.outs[i * d..(i + 1) * d];
-                let yr = &ms.y[j * d..(j + 1) * d];
-                match &m.down_bias {
-                    Some(bias) => {
-                        let bias = &bias[e * d..(e + 1) * d];
-                        for ((o, &v), &bv) in out.iter_mut().zip(yr).zip(bias) {
-                            *o = (v + bv) * w;
-                        }
-                    }
-                    None => {
-                        for (o, &v) in out.iter_mut().zip(yr) {
-                            *o = v * w;
-                        }
-                    }
+                out.copy_from_slice(&ms.y[j * d..(j + 1) * d]);
+                if let Some(s) = &m.down_scale {
+                    ops.scale(out, s[e]);
                 }
+                if let Some(bias) = &m.down_bias {
+                    ops.add(out, &bias[e * d..(e + 1) * d]);
+                }
+                ops.scale(out, ms.weights[i]);
             }
             e0 = e1;
         }
-        // Sum each token's expert outputs in the order they were chosen.
-        let h = &mut ws.bufs[Buf::H as usize][..n * d];
+        // Shared experts: the dense block on every token, into `y`.
+        if let Some(sh) = &m.shared {
+            shared_experts(
+                &ws.pool,
+                &mut ws.scratch,
+                &mut ws.bufs,
+                buf,
+                n,
+                sh,
+                &mut ms.y[..n * d],
+                self.observer.as_deref_mut(),
+            );
+        }
+        // Sum each token's expert outputs in the order they were chosen, then the shared ones.
+        let h = &mut ws.bufs[buf as usize][..n * d];
         for (t, ht) in h.chunks_exact_mut(d).enumerate() {
             let outs = &ms.outs[t * k * d..(t + 1) * k * d];
             ht.copy_from_slice(&outs[..d]);
             for s in 1..k {
                 ops.add(ht, &outs[s * d..(s + 1) * d]);
             }
+            if m.shared.is_some() {
+                ops.add(ht, &ms.y[t * d..(t + 1) * d]);
+            }
+        }
+    }
+}
+
+/// `out` (`c × w.rows`) = the `c` rows of `x` times the F32 matrix `w`, each value by
+/// `ggml_vec_dot_f32`'s order (`Ops::dots_f32_ggml` of one token), a weight row at a time through
+/// `row` (`w.cols` long).
+fn vec_dot_f32_rows(
+    w: &MatRef,
+    x: &[f32],
+    c: usize,
+    out: &mut [f32],
+    row: &mut [f32],
+) -> Result<(), kernels::quant::KernelError> {
+    let (rows, cols) = (w.rows, w.cols);
+    let row = &mut row[..cols];
+    let ops = Ops::detected();
+    for r in 0..rows {
+        w.matrix.dequantize_row(r, row)?;
+        for t in 0..c {
+            let mut dot = [0.0f32];
+            ops.dots_f32_ggml(row, &x[t * cols..(t + 1) * cols], false, &mut dot);
+            out[t * rows + r] = dot[0];
+        }
+    }
+    Ok(())
+}
+
+/// One expert's gated activation in place of `a` (the gate, or the up product when ungated),
+/// with `b` the up product.
+fn expert_activation(ops: Ops, act: ExpertAct, gated: bool, a: &mut [f32], b: &[f32]) {
+    match (act, gated) {
+        (ExpertAct::Silu, true) => ops.swiglu_ggml(a, b),
+        (ExpertAct::Silu, false) => ops.silu_ggml(a),
+        (ExpertAct::Gelu, true) => ops.geglu_ggml(a, b),
+        (ExpertAct::Gelu, false) => ops.gelu_ggml(a),
+        (ExpertAct::SwigluOai { alpha, limit }, _) => moe::swiglu_oai(a, b, alpha, limit),
+    }
+}
+
+/// The shared experts of `n` tokens of `bufs[src]` into `out` (`n × n_embd`), through the
+/// feed-forward buffers: `down(act(gate·x) · up·x)`, times `σ(gate_inp · x)` per token when the
+/// layer has that gate — llama.cpp's `build_ffn` and `ffn_gate_inp_shexp`, product for
+/// product.
+#[allow(clippy::too_many_arguments)]
+fn shared_experts(
+    pool: &ThreadPool,
+    scratch: &mut MatmulScratch,
+    bufs: &mut [Vec<f32>; N_BUF],
+    src: Buf,
+    n: usize,
+    sh: &moe::SharedExperts,
+    out: &mut [f32],
+    mut observer: Option<&mut (dyn MatmulObserver + '_)>,
+) {
+    let (d, fs) = (sh.ffn.gate.cols, sh.ffn.gate.rows);
+    let Ok([x, a, b]) = bufs.get_disjoint_mut([src as usize, Buf::FfA as usize, Buf::FfB as usize])
+    else {
+        unreachable!("shared experts read their input from a feed-forward buffer")
+    };
+    let (x, a, b) = (&x[..n * d], &mut a[..n * fs], &mut b[..n * fs]);
+    if let Some(o) = observer.as_deref_mut() {
+        o.matmul(&sh.ffn.gate, x);
+        o.matmul(&sh.ffn.up, x);
+    }
+    let _t = profile::scope(Op::Matmul);
+    if let Err(e) = kernels::matmul::matmul_many(
+        pool,
+        &[&sh.ffn.gate.matrix, &sh.ffn.up.matrix],
+        x,
+        n,
+        &mut [&mut *a, &mut *b],
+        scratch,
+    ) {
+        panic!("shared experts {}: {e}", sh.ffn.gate.name);
+    }
+    let ops = Ops::detected();
+    for (ar, br) in a.chunks_exact_mut(fs).zip(b.chunks_exact(fs)) {
+        expert_activation(ops, sh.act, true, ar, br);
+    }
+    if let Some(o) = observer.as_deref_mut() {
+        o.matmul(&sh.ffn.down, a);
+    }
+    if let Err(e) = kernels::matmul::matmul(pool, &sh.ffn.down.matrix, a, n, out, scratch) {
+        panic!("shared experts {}: {e}", sh.ffn.down.name);
+    }
+    if let Some(g) = &sh.gate_inp {
+        if let Some(o) = observer {
+            o.matmul(g, x);
+        }
+        // A one-row F32 product: llamafile's sgemm declines it (its row count is not a multiple
+        // of 4), so ggml takes `ggml_vec_dot_f32` for every token, in a batch too.
+        for (xt, ot) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+            let mut g = [0.0f32];
+            ops.dots_f32_ggml(&sh.gate_inp_f32, xt, false, &mut g);
+            let s = moe::shared_gate(g[0]);
+            ops.scale(ot, s);
         }
     }
 }

@@ -12,8 +12,12 @@
 //! 4. their weights: the chosen probabilities, or (gpt-oss) a softmax over the chosen logits;
 //!    optionally divided by their sum (`ggml_sum_rows`, summed in f64, clamped at 2⁻¹⁴) and
 //!    multiplied by `expert_weights_scale`;
-//! 5. each chosen expert's gated feed-forward block, its output times its weight, and the
-//!    outputs summed in the order of step 3: `((e₀ + e₁) + e₂) + …`.
+//! 5. each chosen expert's gated feed-forward block (gate and up from two tensors or from the
+//!    two halves of one fused `ffn_gate_up_exps`), each product times its expert's scale where
+//!    the file has one (`ffn_{gate,up,down}_exps.scale`), the output times its weight, and the
+//!    outputs summed in the order of step 3: `((e₀ + e₁) + e₂) + …`;
+//! 6. shared experts ([`SharedExperts`]: a dense gated block every token runs, optionally
+//!    times `σ(ffn_gate_inp_shexp · x)`), added last.
 //!
 //! The CPU backend (`exec::Cpu::moe`) groups the tokens of a batch by expert, so each expert's
 //! weights are read once per batch, and runs every expert product as llama.cpp's
@@ -23,6 +27,7 @@
 
 use kernels::ops::ggml::{expf, tree16};
 
+use crate::arch::blocks::Ffn;
 use crate::model::{ExpertMats, MatRef};
 
 /// How router logits become expert probabilities (`{arch}.expert_gating_func`).
@@ -41,6 +46,8 @@ pub enum Gating {
 pub enum ExpertAct {
     /// `silu(gate) · up`.
     Silu,
+    /// `gelu(gate) · up`, GELU as ggml's tanh approximation (Gemma 4).
+    Gelu,
     /// gpt-oss: `min(gate, limit) · σ(alpha · min(gate, limit)) · (clamp(up, ±limit) + 1)`.
     SwigluOai { alpha: f32, limit: f32 },
 }
@@ -60,12 +67,23 @@ pub struct Moe {
     pub gate: Option<ExpertMats>,
     /// `n_expert × [n_ff_exp × n_embd]`
     pub up: ExpertMats,
+    /// `gate` and `up` are the first and second halves of each expert's rows of one fused
+    /// `ffn_gate_up_exps` tensor (both named after it): its products are one product to the
+    /// imatrix observer.
+    pub fused_gate_up: bool,
     /// `n_expert × [n_embd × n_ff_exp]`
     pub down: ExpertMats,
     /// Per-expert biases, `[n_expert × width]` row-major (gpt-oss).
     pub gate_bias: Option<Vec<f32>>,
     pub up_bias: Option<Vec<f32>>,
     pub down_bias: Option<Vec<f32>>,
+    /// Per-expert scales `[n_expert]` multiplying each product's output, before its bias
+    /// (`ffn_{gate,up,down}_exps.scale`; Gemma 4's `per_expert_scale` is the down one).
+    pub gate_scale: Option<Vec<f32>>,
+    pub up_scale: Option<Vec<f32>>,
+    pub down_scale: Option<Vec<f32>>,
+    /// Experts every token runs, beside the routed ones (Qwen2-MoE).
+    pub shared: Option<SharedExperts>,
     pub gating: Gating,
     /// Divide the chosen weights by their sum.
     pub norm_weights: bool,
@@ -75,6 +93,18 @@ pub struct Moe {
     pub n_used: usize,
     /// Compute the router in llama.cpp's float order (`Ops::dots_f32_ggml`).
     pub exact: bool,
+}
+
+/// Shared experts: a dense gated feed-forward block on the same input as the routed experts,
+/// its output added to theirs, as llama.cpp's `ffn_*_shexp` (`n_ff_shexp` wide).
+pub struct SharedExperts {
+    pub ffn: Ffn,
+    pub act: ExpertAct,
+    /// `[1 × n_embd]` `ffn_gate_inp_shexp`: when present, each token's output is multiplied by
+    /// `σ(gate_inp · x)`, computed as ggml does, `silu(g) / g`.
+    pub gate_inp: Option<MatRef>,
+    /// The same gate in f32 for ggml's float order (`Ops::dots_f32_ggml`).
+    pub gate_inp_f32: Vec<f32>,
 }
 
 impl Moe {
@@ -165,6 +195,13 @@ pub fn route(m: &Moe, logits: &mut [f32], sel: &mut [u32], w: &mut [f32]) {
     if m.weights_scale != 0.0 && m.weights_scale != 1.0 {
         w.iter_mut().for_each(|v| *v *= m.weights_scale);
     }
+}
+
+/// The shared experts' gate of one token from `g = gate_inp · x`: llama.cpp's
+/// `ggml_div(ggml_silu(g), g)` — `silu` of a one-value row takes ggml's scalar
+/// `g / (1 + expf(−g))`.
+pub fn shared_gate(g: f32) -> f32 {
+    (g / (1.0 + (-g).exp())) / g
 }
 
 /// gpt-oss's gated activation in place of `gate`, as ggml's `swiglu_oai`:

@@ -432,7 +432,9 @@ pub fn quantize<'a>(
         .map(|t| gguf::TensorPlan {
             name: t.name.clone(),
             ty: t.to,
-            shape: t.shape.clone(),
+            // As ggml writes a tensor: trailing dimensions of 1 dropped (`ggml_n_dims`), so a
+            // `[n, 1]` vector (Qwen2-MoE's `ffn_gate_inp_shexp`) comes out as `[n]`.
+            shape: rules::ggml_shape(&t.shape).to_vec(),
         })
         .collect();
     // The first failure inside the writer's callback, returned as itself rather than as I/O.

@@ -124,6 +124,11 @@ fn n_dims(shape: &[u64]) -> usize {
     shape.iter().rposition(|&d| d != 1).map_or(1, |i| i + 1)
 }
 
+/// `shape` as ggml writes it: its first [`n_dims`] dimensions.
+pub(crate) fn ggml_shape(shape: &[u64]) -> &[u64] {
+    &shape[..n_dims(shape).min(shape.len())]
+}
+
 /// The layer number of a `blk.N.` name as `sscanf("blk.%d.")` reads it, or -1.
 pub(crate) fn layer_of(name: &str) -> i64 {
     let Some(rest) = name.strip_prefix("blk.") else {

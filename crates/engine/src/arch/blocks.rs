@@ -9,7 +9,7 @@ use kernels::ops::rope::{Rope, RopeMode, RopeParams};
 
 use crate::exec::{Activation, AttnTemperature, Backend, Buf};
 use crate::model::{Binder, HParams, LoadError, MatRef};
-use crate::moe::{ExpertAct, Gating, Moe};
+use crate::moe::{ExpertAct, Gating, Moe, SharedExperts};
 
 /// The weights of one self-attention block.
 pub struct Attention {
@@ -247,10 +247,25 @@ pub struct MoeParts {
     pub biases: bool,
     /// A selection bias `exp_probs_b`.
     pub probs_bias: bool,
+    /// Shared experts `ffn_{gate,up,down}_shexp` (`n_ff_shexp` wide, else `n_ff`), with the
+    /// same activation as the routed ones.
+    pub shared: Shared,
+}
+
+/// Whether an architecture's MoE layers have shared experts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Shared {
+    None,
+    /// Shared experts whose output is added as it is.
+    Plain,
+    /// Shared experts times `σ(ffn_gate_inp_shexp · x)` (Qwen2-MoE).
+    SigmoidGated,
 }
 
 /// Binds layer `il`'s mixture of experts: router `ffn_gate_inp`, experts
-/// `ffn_{gate,up,down}_exps` (and their biases when `parts.biases`).
+/// `ffn_{gate,up,down}_exps` (and their biases when `parts.biases`), shared experts as
+/// `parts.shared` says. As llama.cpp, a gated layer takes a fused `ffn_gate_up_exps` when the
+/// file has one, and per-expert scales `ffn_{gate,up,down}_exps.scale` wherever present.
 pub fn bind_moe(
     b: &Binder<'_, '_>,
     il: usize,
@@ -276,6 +291,49 @@ pub fn bind_moe(
             Ok(None)
         }
     };
+    // (a fused tensor with per-expert biases — llama.cpp's `gate_up_exps_b` — is not read)
+    let fused = parts.gated && !parts.biases && b.has(&n("ffn_gate_up_exps.weight"));
+    let (gate, up) = if fused {
+        let [g, u] = b.experts_halves(&n("ffn_gate_up_exps.weight"), ne, f, d)?;
+        (Some(g), u)
+    } else {
+        let gate = if parts.gated {
+            Some(b.experts(&n("ffn_gate_exps.weight"), ne, f, d)?)
+        } else {
+            None
+        };
+        (gate, b.experts(&n("ffn_up_exps.weight"), ne, f, d)?)
+    };
+    let shared = match parts.shared {
+        Shared::None => None,
+        Shared::Plain | Shared::SigmoidGated => {
+            let fs = if hp.n_ff_shexp > 0 {
+                hp.n_ff_shexp
+            } else {
+                hp.n_ff
+            };
+            let gated = parts.shared == Shared::SigmoidGated;
+            Some(SharedExperts {
+                ffn: Ffn {
+                    gate: b.mat(&n("ffn_gate_shexp.weight"), fs, d)?,
+                    up: b.mat(&n("ffn_up_shexp.weight"), fs, d)?,
+                    down: b.mat(&n("ffn_down_shexp.weight"), d, fs)?,
+                },
+                act: parts.act,
+                gate_inp: if gated {
+                    Some(b.mat(&n("ffn_gate_inp_shexp.weight"), 1, d)?)
+                } else {
+                    None
+                },
+                gate_inp_f32: if gated {
+                    b.dense_f32(&n("ffn_gate_inp_shexp.weight"), 1, d)?
+                } else {
+                    Vec::new()
+                },
+            })
+        }
+    };
+    let scale = |t: &str| b.opt_vec(&n(t), ne);
     Ok(Moe {
         router: b.mat(&n("ffn_gate_inp.weight"), ne, d)?,
         router_f32: b.dense_f32(&n("ffn_gate_inp.weight"), ne, d)?,
@@ -289,12 +347,9 @@ pub fn bind_moe(
         } else {
             None
         },
-        gate: if parts.gated {
-            Some(b.experts(&n("ffn_gate_exps.weight"), ne, f, d)?)
-        } else {
-            None
-        },
-        up: b.experts(&n("ffn_up_exps.weight"), ne, f, d)?,
+        gate,
+        up,
+        fused_gate_up: fused,
         down: b.experts(&n("ffn_down_exps.weight"), ne, d, f)?,
         gate_bias: if parts.gated {
             vec2("ffn_gate_exps.bias", f)?
@@ -303,6 +358,20 @@ pub fn bind_moe(
         },
         up_bias: vec2("ffn_up_exps.bias", f)?,
         down_bias: vec2("ffn_down_exps.bias", d)?,
+        // llama.cpp loads no scale for a fused gate_up (its `ffn_up_exps.scale` belongs to a
+        // separate up tensor).
+        gate_scale: if fused {
+            None
+        } else {
+            scale("ffn_gate_exps.scale")?
+        },
+        up_scale: if fused {
+            None
+        } else {
+            scale("ffn_up_exps.scale")?
+        },
+        down_scale: scale("ffn_down_exps.scale")?,
+        shared,
         gating: parts.gating,
         norm_weights: parts.norm_weights,
         weights_scale: parts.weights_scale,

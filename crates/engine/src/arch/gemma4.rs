@@ -14,16 +14,22 @@
 //!   layer, mixed with a projection of the token embedding, gates a small residual branch at
 //!   the end of every layer;
 //! - each layer's output is multiplied by its `layer_output_scale`, and the logits are
-//!   soft-capped (`final_logit_softcapping`) — see [`Weights::logit_softcap`].
+//!   soft-capped (`final_logit_softcapping`) — see [`Weights::logit_softcap`];
+//! - the 26B-A4B's layers run a mixture of experts beside the dense MLP ([`Experts`]): GeGLU
+//!   experts (a fused `ffn_gate_up_exps` or separate gate and up), softmax over all experts,
+//!   the top `expert_used_count` renormalised, each expert's output times its
+//!   `ffn_down_exps.scale`. The router reads the attention output's weightless RMS norm times
+//!   `1/√n_embd` times `ffn_gate_inp.scale`, the experts its norm by `pre_ffw_norm_2`; each
+//!   branch has its own output norm before the two are added.
 //!
-//! The order of every operation is llama.cpp's `src/models/gemma4.cpp`. The mixture-of-experts
-//! layers of the 26B-A4B (`ffn_gate_inp`) are refused at load for now.
+//! The order of every operation is llama.cpp's `src/models/gemma4.cpp`.
 
-use super::blocks::{self, Ffn};
+use super::blocks::{self, Ffn, MoeParts, Shared};
 use kernels::ops::rope::{Rope, RopeMode};
 
 use crate::exec::{Activation, Backend, Buf};
 use crate::model::{Binder, HParams, Keys, LayerShape, LoadError, MatRef};
+use crate::moe::{ExpertAct, Gating, Moe};
 
 /// RoPE base of the sliding-window layers when the file does not say.
 const DEFAULT_FREQ_BASE_SWA: f32 = 10_000.0;
@@ -48,6 +54,19 @@ pub struct PerLayer {
     pub post_norm: Vec<f32>,
 }
 
+/// The mixture of experts of a 26B-A4B layer, beside its dense MLP.
+pub struct Experts {
+    /// `ffn_gate_inp.scale`: multiplies the router's input, `[n_embd]`.
+    pub router_scale: Vec<f32>,
+    /// The dense MLP's output norm (`post_ffw_norm_1`), `[n_embd]`.
+    pub post_norm_1: Vec<f32>,
+    /// The experts' input norm (`pre_ffw_norm_2`), `[n_embd]`.
+    pub pre_norm_2: Vec<f32>,
+    /// The experts' output norm (`post_ffw_norm_2`), `[n_embd]`.
+    pub post_norm_2: Vec<f32>,
+    pub moe: Moe,
+}
+
 pub struct Layer {
     /// `[n_embd]`
     pub attn_norm: Vec<f32>,
@@ -64,6 +83,8 @@ pub struct Layer {
     /// `[n_embd]`
     pub ffn_norm: Vec<f32>,
     pub ffn: Ffn,
+    /// 26B-A4B: experts beside `ffn`.
+    pub experts: Option<Experts>,
     /// `[n_embd]`
     pub post_ffw_norm: Vec<f32>,
     pub per_layer: Option<PerLayer>,
@@ -94,7 +115,8 @@ pub struct Weights {
     pub output: MatRef,
     /// `final_logit_softcapping` (0: none).
     pub final_softcap: f32,
-    /// Weight of the values' RMS norm, which has none: ones (`[max head_dim]`).
+    /// Weight of the RMS norms without one (values, the router's input): ones
+    /// (`[max(head_dim, n_embd)]`).
     ones: Vec<f32>,
 }
 
@@ -158,7 +180,7 @@ impl Weights {
             layers,
             output_norm: b.vec("output_norm.weight", hp.n_embd)?,
             final_softcap,
-            ones: vec![1.0; hp.head_dim_k],
+            ones: vec![1.0; hp.head_dim_k.max(hp.n_embd)],
         })
     }
 
@@ -183,18 +205,33 @@ fn bind_layer(
     let n = |t: &str| format!("blk.{il}.{t}");
     let l = hp.layer(il);
     let (q_w, kv_w) = (l.n_embd_q(hp.n_head), l.n_embd_kv());
-    for unsupported in ["attn_qkv.weight", "ffn_gate_inp.weight"] {
-        if b.has(&n(unsupported)) {
-            return Err(LoadError::BadHParam {
-                key: n(unsupported),
-                reason: if unsupported.starts_with("ffn") {
-                    "Gemma 4's mixture-of-experts layers are not supported yet".into()
-                } else {
-                    "fused QKV projections are not supported yet".into()
-                },
-            });
-        }
+    if b.has(&n("attn_qkv.weight")) {
+        return Err(LoadError::BadHParam {
+            key: n("attn_qkv.weight"),
+            reason: "fused QKV projections are not supported yet".into(),
+        });
     }
+    let experts = if b.has(&n("ffn_gate_inp.weight")) {
+        let parts = MoeParts {
+            gating: Gating::Softmax,
+            norm_weights: true,
+            weights_scale: 1.0,
+            act: ExpertAct::Gelu,
+            gated: true,
+            biases: false,
+            probs_bias: false,
+            shared: Shared::None,
+        };
+        Some(Experts {
+            router_scale: b.vec(&n("ffn_gate_inp.scale"), hp.n_embd)?,
+            post_norm_1: b.vec(&n("post_ffw_norm_1.weight"), hp.n_embd)?,
+            pre_norm_2: b.vec(&n("pre_ffw_norm_2.weight"), hp.n_embd)?,
+            post_norm_2: b.vec(&n("post_ffw_norm_2.weight"), hp.n_embd)?,
+            moe: blocks::bind_moe(b, il, hp, parts)?,
+        })
+    } else {
+        None
+    };
     let kv = if l.has_kv(il) {
         Some(KvProj {
             wk: b.mat(&n("attn_k.weight"), kv_w, hp.n_embd)?,
@@ -231,6 +268,7 @@ fn bind_layer(
             up: b.mat(&n("ffn_up.weight"), l.n_ff, hp.n_embd)?,
             down: b.mat(&n("ffn_down.weight"), hp.n_embd, l.n_ff)?,
         },
+        experts,
         post_ffw_norm: b.vec(&n("post_ffw_norm.weight"), hp.n_embd)?,
         per_layer,
         out_scale: b.opt_vec(&n("layer_output_scale.weight"), 1)?.map(|v| v[0]),
@@ -287,9 +325,20 @@ pub fn forward(hp: &HParams, w: &Weights, x: &mut dyn Backend) {
         x.rms_norm_rows(Buf::H, &l.post_attention_norm);
         x.add(Buf::X, Buf::H);
 
-        // feed-forward
+        // feed-forward: the dense MLP, and (26B-A4B) the experts beside it
         x.rms_norm(Buf::X, &l.ffn_norm, Buf::H);
         blocks::feed_forward(x, &l.ffn, Activation::Gelu);
+        if let Some(e) = &l.experts {
+            x.rms_norm_rows(Buf::H, &e.post_norm_1);
+            x.rms_norm(Buf::X, &e.pre_norm_2, Buf::Experts);
+            // the router's input: rms_norm(x) / √n_embd · ffn_gate_inp.scale
+            x.rms_norm(Buf::X, &w.ones[..hp.n_embd], Buf::Router);
+            x.scale(Buf::Router, 1.0 / (hp.n_embd as f32).sqrt());
+            x.mul_row(Buf::Router, &e.router_scale);
+            x.moe(&e.moe, Buf::Experts, Buf::Router);
+            x.rms_norm_rows(Buf::Experts, &e.post_norm_2);
+            x.add(Buf::H, Buf::Experts);
+        }
         x.rms_norm_rows(Buf::H, &l.post_ffw_norm);
         x.add(Buf::X, Buf::H);
 

@@ -7,7 +7,9 @@
 
 use kernels::ops::rope::{Rope, RopeMode};
 
-use super::blocks::{self, Attention, AttentionConfig, AttentionExtras, AttentionParts, MoeParts};
+use super::blocks::{
+    self, Attention, AttentionConfig, AttentionExtras, AttentionParts, MoeParts, Shared,
+};
 use crate::exec::{Backend, Buf};
 use crate::model::{Binder, HParams, Keys, LoadError, MatRef};
 use crate::moe::{ExpertAct, Gating, Moe};
@@ -62,6 +64,7 @@ impl Weights {
             gated: true,
             biases: true,
             probs_bias: false,
+            shared: Shared::None,
         };
         let threads = crate::context::default_threads();
         let (tok_embd, layers) = b.join(
@@ -124,7 +127,7 @@ pub fn forward(hp: &HParams, w: &Weights, x: &mut dyn Backend) {
         x.add(Buf::X, Buf::H);
 
         x.rms_norm(Buf::X, &l.ffn_norm, Buf::H);
-        x.moe(&l.moe);
+        x.moe(&l.moe, Buf::H, Buf::H);
         x.add(Buf::X, Buf::H);
     }
 }

@@ -162,7 +162,7 @@ pub fn forward_decoder(hp: &HParams, w: &Weights, x: &mut dyn Backend, cfg: &Att
         x.rms_norm(Buf::X, &l.ffn_norm, Buf::H);
         match &l.ffn {
             FeedForward::Dense(f) => blocks::feed_forward(x, f, Activation::Silu),
-            FeedForward::Experts(m) => x.moe(m),
+            FeedForward::Experts(m) => x.moe(m, Buf::H, Buf::H),
         }
         x.add(Buf::X, Buf::H);
     }

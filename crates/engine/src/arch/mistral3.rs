@@ -6,7 +6,7 @@
 
 use kernels::ops::rope::RopeMode;
 
-use super::blocks::{AttentionParts, MoeParts};
+use super::blocks::{AttentionParts, MoeParts, Shared};
 use super::llama::{self, DecoderParts};
 use crate::exec::AttnTemperature;
 use crate::model::{Binder, HParams, Keys, LoadError};
@@ -40,6 +40,7 @@ pub fn bind(hp: &HParams, b: &Binder<'_, '_>, keys: &Keys<'_, '_>) -> Result<Wei
                 gated: true,
                 biases: false,
                 probs_bias: false,
+                shared: Shared::None,
             })
         })
         .transpose()?;

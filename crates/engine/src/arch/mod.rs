@@ -11,6 +11,7 @@ pub mod gptoss;
 pub mod llama;
 pub mod mistral3;
 pub mod qwen2;
+pub mod qwen2moe;
 pub mod qwen3;
 pub mod qwen3moe;
 pub mod smollm3;
@@ -25,6 +26,7 @@ use crate::model::{Binder, HParams, Keys, LoadError, MatRef};
 pub enum Arch {
     Llama,
     Qwen2,
+    Qwen2Moe,
     Qwen3,
     Qwen3Moe,
     Smollm3,
@@ -35,9 +37,10 @@ pub enum Arch {
 }
 
 impl Arch {
-    pub const ALL: [Arch; 9] = [
+    pub const ALL: [Arch; 10] = [
         Arch::Llama,
         Arch::Qwen2,
+        Arch::Qwen2Moe,
         Arch::Qwen3,
         Arch::Qwen3Moe,
         Arch::Smollm3,
@@ -57,6 +60,7 @@ impl Arch {
         match self {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
+            Arch::Qwen2Moe => "qwen2moe",
             Arch::Qwen3 => "qwen3",
             Arch::Qwen3Moe => "qwen3moe",
             Arch::Smollm3 => "smollm3",
@@ -76,6 +80,7 @@ impl Arch {
 pub(crate) enum ArchWeights {
     Llama(llama::Weights),
     Qwen2(qwen2::Weights),
+    Qwen2Moe(qwen2moe::Weights),
     Qwen3(qwen3::Weights),
     Qwen3Moe(qwen3moe::Weights),
     Smollm3(smollm3::Weights),
@@ -95,6 +100,7 @@ pub(crate) fn bind(
     Ok(match arch {
         Arch::Llama => ArchWeights::Llama(llama::Weights::bind(hp, b)?),
         Arch::Qwen2 => ArchWeights::Qwen2(qwen2::bind(hp, b)?),
+        Arch::Qwen2Moe => ArchWeights::Qwen2Moe(qwen2moe::bind(hp, b)?),
         Arch::Qwen3 => ArchWeights::Qwen3(qwen3::bind(hp, b)?),
         Arch::Qwen3Moe => ArchWeights::Qwen3Moe(qwen3moe::bind(hp, b, keys)?),
         Arch::Smollm3 => ArchWeights::Smollm3(smollm3::bind(hp, b)?),
@@ -111,6 +117,7 @@ pub(crate) fn forward(hp: &HParams, weights: &ArchWeights, x: &mut dyn Backend) 
     match weights {
         ArchWeights::Llama(w)
         | ArchWeights::Qwen2(w)
+        | ArchWeights::Qwen2Moe(w)
         | ArchWeights::Qwen3(w)
         | ArchWeights::Qwen3Moe(w)
         | ArchWeights::Smollm3(w)
@@ -127,6 +134,7 @@ impl ArchWeights {
         match self {
             ArchWeights::Llama(w)
             | ArchWeights::Qwen2(w)
+            | ArchWeights::Qwen2Moe(w)
             | ArchWeights::Qwen3(w)
             | ArchWeights::Qwen3Moe(w)
             | ArchWeights::Smollm3(w)
@@ -142,6 +150,7 @@ impl ArchWeights {
         match self {
             ArchWeights::Llama(_)
             | ArchWeights::Qwen2(_)
+            | ArchWeights::Qwen2Moe(_)
             | ArchWeights::Qwen3(_)
             | ArchWeights::Qwen3Moe(_)
             | ArchWeights::Smollm3(_)
@@ -157,6 +166,7 @@ impl ArchWeights {
         match self {
             ArchWeights::Llama(w)
             | ArchWeights::Qwen2(w)
+            | ArchWeights::Qwen2Moe(w)
             | ArchWeights::Qwen3(w)
             | ArchWeights::Qwen3Moe(w)
             | ArchWeights::Smollm3(w)

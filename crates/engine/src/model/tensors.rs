@@ -139,6 +139,9 @@ impl<'g, 'a> Binder<'g, 'a> {
         while found.len() > expected.len() && found.last() == Some(&1) {
             found.pop();
         }
+        while found.len() < expected.len() && expected[found.len()..].iter().all(|&d| d == 1) {
+            found.push(1);
+        }
         let want: Vec<u64> = expected.iter().map(|&d| d as u64).collect();
         if found != want {
             return Err(LoadError::TensorShape {
@@ -299,6 +302,54 @@ impl<'g, 'a> Binder<'g, 'a> {
             cols,
             experts,
         })
+    }
+
+    /// A fused stack of `n_expert` pairs of `rows` × `cols` matrices (GGUF shape
+    /// `[cols, 2·rows, n_expert]`, `ffn_gate_up_exps`): each expert's first `rows` rows and its
+    /// last `rows` rows, as two stacks over the same bytes, both named `name`.
+    pub fn experts_halves(
+        &self,
+        name: &str,
+        n_expert: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<[ExpertMats; 2], LoadError> {
+        let t = self.find(name)?;
+        let fused_rows = rows.checked_mul(2).ok_or_else(|| LoadError::TensorShape {
+            name: name.to_owned(),
+            found: t.shape.clone(),
+            expected: vec![cols as u64, u64::MAX, n_expert as u64],
+        })?;
+        Self::check_shape(t, &[cols, fused_rows, n_expert])?;
+        let data = self.file.tensor_data(t);
+        let range = self.range(t);
+        let per = data.len() / n_expert.max(1);
+        let half = per / 2;
+        let part = |h: usize| -> Result<ExpertMats, LoadError> {
+            let experts = (0..n_expert)
+                .map(|e| {
+                    let at = e * per + h * half;
+                    self.build(
+                        &format!("{name}[{e}]"),
+                        t.ty,
+                        rows,
+                        cols,
+                        &data[at..at + half],
+                        range.start + at..range.start + at + half,
+                        true,
+                        true,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(ExpertMats {
+                name: name.to_owned(),
+                ty: t.ty,
+                rows,
+                cols,
+                experts,
+            })
+        };
+        Ok([part(0)?, part(1)?])
     }
 
     /// Whether the file has a tensor called `name`.

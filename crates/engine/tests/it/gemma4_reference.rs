@@ -17,12 +17,17 @@ use std::sync::Arc;
 use engine::{Context, ContextParams, Model, Outputs};
 use serde_json::Value;
 
-fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gemma4")
+/// The dense fixture's folder (`tests/fixtures/gemma4`).
+const DENSE: &str = "gemma4";
+
+fn dir(fixture: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(fixture)
 }
 
-fn gunzip(name: &str) -> Vec<u8> {
-    let gz = std::fs::read(dir().join(format!("{name}.gz"))).unwrap();
+pub fn gunzip(fixture: &str, name: &str) -> Vec<u8> {
+    let gz = std::fs::read(dir(fixture).join(format!("{name}.gz"))).unwrap();
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(&gz[..])
         .read_to_end(&mut out)
@@ -30,22 +35,28 @@ fn gunzip(name: &str) -> Vec<u8> {
     out
 }
 
-fn f32s(name: &str) -> Vec<f32> {
-    gunzip(name)
+pub fn f32s(fixture: &str, name: &str) -> Vec<f32> {
+    gunzip(fixture, name)
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
         .collect()
 }
 
-fn reference() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir().join("reference.json")).unwrap()).unwrap()
+pub fn reference(fixture: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir(fixture).join("reference.json")).unwrap())
+        .unwrap()
 }
 
-/// Loads `gemma4-TY.gguf` (unpacked into a temporary file).
-pub fn load(ty: &str) -> Arc<Model> {
-    let bytes = gunzip(&format!("gemma4-{ty}.gguf"));
+/// Loads the dense fixture's `gemma4-TY.gguf`.
+fn load(ty: &str) -> Arc<Model> {
+    load_from(DENSE, ty)
+}
+
+/// Loads `gemma4-TY.gguf` of `fixture` (unpacked into a temporary file).
+pub fn load_from(fixture: &str, ty: &str) -> Arc<Model> {
+    let bytes = gunzip(fixture, &format!("gemma4-{ty}.gguf"));
     let path = std::env::temp_dir().join(format!(
-        "hearth-gemma4-{ty}-{}-{:?}.gguf",
+        "hearth-{fixture}-{ty}-{}-{:?}.gguf",
         std::process::id(),
         std::thread::current().id()
     ));
@@ -55,7 +66,7 @@ pub fn load(ty: &str) -> Arc<Model> {
     Arc::new(model.unwrap())
 }
 
-fn ids(v: &Value) -> Vec<u32> {
+pub fn ids(v: &Value) -> Vec<u32> {
     v.as_array()
         .unwrap()
         .iter()
@@ -64,7 +75,7 @@ fn ids(v: &Value) -> Vec<u32> {
 }
 
 /// Every position's logits, the prompt decoded in batches of `n_batch`.
-fn logits(model: &Arc<Model>, tokens: &[u32], n_batch: usize, n_threads: usize) -> Vec<f32> {
+pub fn logits(model: &Arc<Model>, tokens: &[u32], n_batch: usize, n_threads: usize) -> Vec<f32> {
     let params = ContextParams {
         n_ctx: 64,
         n_batch,
@@ -78,7 +89,7 @@ fn logits(model: &Arc<Model>, tokens: &[u32], n_batch: usize, n_threads: usize) 
     out
 }
 
-fn argmax(row: &[f32]) -> usize {
+pub fn argmax(row: &[f32]) -> usize {
     (0..row.len())
         .max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a)))
         .unwrap()
@@ -86,7 +97,7 @@ fn argmax(row: &[f32]) -> usize {
 
 #[test]
 fn prompt_tokenizes_as_llama_cpp() {
-    let r = reference();
+    let r = reference(DENSE);
     let model = load("q8_0");
     let got = model
         .tokenizer
@@ -95,15 +106,15 @@ fn prompt_tokenizes_as_llama_cpp() {
     assert_eq!(&got[1..], &ids(&r["transformers_ids"])[..]);
 }
 
-/// Compares every position's logits with llama.cpp's: bit for bit when `max_err` is 0, else
-/// within `max_err` (absolute; the logits span about ±30) with the greedy choice equal wherever
-/// llama.cpp's top two are further apart than twice that.
-fn check_llama_cpp(ty: &str, max_err: f32) {
-    let r = reference();
+/// Compares every position's logits of `fixture`'s `gemma4-TY.gguf` with llama.cpp's: bit for
+/// bit when `max_err` is 0, else within `max_err` (absolute; the logits span about ±30) with
+/// the greedy choice equal wherever llama.cpp's top two are further apart than twice that.
+pub fn check_llama_cpp(fixture: &str, ty: &str, max_err: f32) {
+    let r = reference(fixture);
     let tokens = ids(&r["ids"]);
-    let model = load(ty);
+    let model = load_from(fixture, ty);
     let n_vocab = model.hparams.n_vocab;
-    let want = f32s(&format!("llama-{ty}.f32"));
+    let want = f32s(fixture, &format!("llama-{ty}.f32"));
     assert_eq!(want.len(), tokens.len() * n_vocab);
     for (n_batch, n_threads) in [(512, 1), (512, 2)] {
         let got = logits(&model, &tokens, n_batch, n_threads);
@@ -143,7 +154,7 @@ fn check_llama_cpp(ty: &str, max_err: f32) {
 
 #[test]
 fn f32_logits_equal_llama_cpp() {
-    check_llama_cpp("f32", 0.0);
+    check_llama_cpp(DENSE, "f32", 0.0);
 }
 
 /// Not bit for bit: ggml rounds the activations of an F16 product to f16 (F16's `vec_dot_type`)
@@ -151,21 +162,27 @@ fn f32_logits_equal_llama_cpp() {
 /// (4.5e-3 at the first), greedy choices equal.
 #[test]
 fn f16_logits_near_llama_cpp() {
-    check_llama_cpp("f16", 3e-2);
+    check_llama_cpp(DENSE, "f16", 3e-2);
 }
 
 #[test]
 fn q8_0_logits_equal_llama_cpp() {
-    check_llama_cpp("q8_0", 0.0);
+    check_llama_cpp(DENSE, "q8_0", 0.0);
 }
 
 #[test]
 fn f32_logits_match_transformers() {
-    let r = reference();
+    check_transformers(DENSE);
+}
+
+/// `fixture`'s f32 file against transformers' logits (f32 weights), within 1e-2 of the largest
+/// logit at every position.
+pub fn check_transformers(fixture: &str) {
+    let r = reference(fixture);
     let tokens = ids(&r["ids"]);
-    let model = load("f32");
+    let model = load_from(fixture, "f32");
     let n_vocab = model.hparams.n_vocab;
-    let want = f32s("transformers.f32");
+    let want = f32s(fixture, "transformers.f32");
     let got = logits(&model, &tokens, 512, 1);
     for (t, (g, w)) in got
         .chunks_exact(n_vocab)
@@ -180,7 +197,7 @@ fn f32_logits_match_transformers() {
             / scale;
         assert!(
             err <= 1e-2,
-            "position {t}: max |Δ| / max |logit| = {err:.2e}"
+            "{fixture} position {t}: max |Δ| / max |logit| = {err:.2e}"
         );
     }
 }
@@ -190,7 +207,7 @@ fn f32_logits_match_transformers() {
 /// so the pieces must give exactly what one batch gives.
 #[test]
 fn small_batches_equal_one_batch() {
-    let r = reference();
+    let r = reference(DENSE);
     let tokens = ids(&r["ids"]);
     let model = load("q8_0");
     let run = |n_batch: usize| {
@@ -221,7 +238,7 @@ fn small_batches_equal_one_batch() {
 #[test]
 fn shifted_cache_equals_decoding_at_the_shifted_positions() {
     use engine::Batch;
-    let r = reference();
+    let r = reference(DENSE);
     let tokens = ids(&r["ids"]);
     let (prompt, next) = (&tokens[..20], tokens[20]);
     let model = load("f32");

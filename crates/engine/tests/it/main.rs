@@ -6,6 +6,7 @@ mod chat_prompt;
 mod context_shift;
 mod determinism;
 mod expert_matrices;
+mod gemma4_moe_reference;
 mod gemma4_reference;
 mod grammar;
 mod hf_reference;

@@ -209,6 +209,28 @@ fn qwen3moe_experts_match_reference() {
 }
 
 #[test]
+fn qwen2moe_shared_experts_match_reference() {
+    // Qwen2-MoE: the chosen experts weighed by their probabilities as they are, the shared
+    // expert times σ(gate_inp · h), q/k/v biases.
+    let cfg = Config {
+        seed: 14,
+        ..Config::small(Arch::Qwen2Moe)
+    };
+    check(
+        "qwen2moe",
+        &cfg,
+        12,
+        &[
+            Fault::MoeNoShared,
+            Fault::MoeSharedUngated,
+            Fault::MoeNoNorm,
+            Fault::MoeTopKShort,
+            Fault::NoBias,
+        ],
+    );
+}
+
+#[test]
 fn smollm3_no_rope_layers_match_reference() {
     // Eight layers: 3 and 7 have no RoPE.
     let cfg = Config {

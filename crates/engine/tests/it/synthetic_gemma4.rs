@@ -3,7 +3,8 @@
 //! sliding and full layers with their own head sizes and KV heads, V = K on the full layers, the
 //! values' RMS norm, proportional RoPE through `rope_freqs`, two shared-KV layers, per-layer
 //! embeddings, double-wide feed-forward blocks on the shared layers, layer output scales and the
-//! logit soft-cap. Logits at every position, in one batch and in small ones.
+//! logit soft-cap. Logits at every position, in one batch and in small ones. A second model adds
+//! the 26B-A4B's experts beside every dense MLP (fused or separate gate/up).
 //!
 //! Every [`Fault`] — one plausible mistake in one of those blocks — must move the reference
 //! far outside the tolerance, so none of them could pass.
@@ -34,6 +35,9 @@ const BASE_FULL: f32 = 1_000_000.0;
 const BASE_SWA: f32 = 10_000.0;
 const SOFTCAP: f32 = 15.0;
 const EPS: f32 = 1e-6;
+const N_EXPERT: usize = 6;
+const N_USED: usize = 2;
+const N_FF_EXP: usize = 16;
 
 /// `synthetic_arch`'s measure. The reference rounds as the engine does (K, V, queries and
 /// attention probabilities to f16, GELU through f16); what is left is where an f16 rounding
@@ -84,6 +88,32 @@ struct Layer {
     proj: Vec<f32>,
     post_norm: Vec<f32>,
     out_scale: f32,
+    experts: Option<Experts>,
+}
+
+/// The 26B-A4B's experts beside a layer's dense MLP.
+struct Experts {
+    /// `[N_EXPERT][N_EMBD]`
+    router: Vec<f32>,
+    /// `ffn_gate_inp.scale`, `[N_EMBD]`
+    router_scale: Vec<f32>,
+    pre_norm_2: Vec<f32>,
+    post_norm_1: Vec<f32>,
+    post_norm_2: Vec<f32>,
+    /// Per expert `[N_FF_EXP][N_EMBD]` gate and up, `[N_EMBD][N_FF_EXP]` down.
+    gate: Vec<Vec<f32>>,
+    up: Vec<Vec<f32>>,
+    down: Vec<Vec<f32>>,
+    /// `ffn_down_exps.scale`, `[N_EXPERT]`
+    down_scale: Vec<f32>,
+}
+
+/// How the experts' gate and up are stored.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GateUp {
+    /// One `ffn_gate_up_exps` per layer: each expert's gate rows, then its up rows.
+    Fused,
+    Separate,
 }
 
 struct Weights {
@@ -101,6 +131,11 @@ fn n_vocab() -> usize {
 }
 
 fn random_weights(seed: u64) -> Weights {
+    random_weights_with(seed, false)
+}
+
+/// With `experts`, every layer also has a mixture of experts.
+fn random_weights_with(seed: u64, experts: bool) -> Weights {
     let mut r = Rng::new(seed);
     let d = N_EMBD;
     let layers = (0..N_LAYER)
@@ -128,6 +163,18 @@ fn random_weights(seed: u64) -> Weights {
                 proj: r.mat(d, PLE),
                 post_norm: r.norm(d),
                 out_scale: r.uniform(0.5, 1.5),
+                experts: experts.then(|| Experts {
+                    // router logits of a few units (its input has RMS 1/√d), far from ties
+                    router: r.vec(N_EXPERT * d, -4.0, 4.0),
+                    router_scale: r.norm(d),
+                    pre_norm_2: r.norm(d),
+                    post_norm_1: r.norm(d),
+                    post_norm_2: r.norm(d),
+                    gate: (0..N_EXPERT).map(|_| r.mat(N_FF_EXP, d)).collect(),
+                    up: (0..N_EXPERT).map(|_| r.mat(N_FF_EXP, d)).collect(),
+                    down: (0..N_EXPERT).map(|_| r.mat(d, N_FF_EXP)).collect(),
+                    down_scale: r.vec(N_EXPERT, 0.5, 1.5),
+                }),
             }
         })
         .collect();
@@ -145,6 +192,10 @@ fn random_weights(seed: u64) -> Weights {
 }
 
 fn build(w: &Weights) -> Builder<'static> {
+    build_with(w, GateUp::Fused)
+}
+
+fn build_with(w: &Weights, gate_up: GateUp) -> Builder<'static> {
     let mut b = Builder::new();
     synth::spm_vocab(&mut b);
     let key = |k: &str| format!("gemma4.{k}");
@@ -248,6 +299,57 @@ fn build(w: &Weights) -> Builder<'static> {
             &[1],
             &[l.out_scale],
         );
+        if let Some(e) = &l.experts {
+            let (ne, f) = (N_EXPERT as u64, N_FF_EXP as u64);
+            add_f32(&mut b, &n("ffn_gate_inp.weight"), &[d, ne], &e.router);
+            add_f32(&mut b, &n("ffn_gate_inp.scale"), &[d], &e.router_scale);
+            add_f32(&mut b, &n("pre_ffw_norm_2.weight"), &[d], &e.pre_norm_2);
+            add_f32(&mut b, &n("post_ffw_norm_1.weight"), &[d], &e.post_norm_1);
+            add_f32(&mut b, &n("post_ffw_norm_2.weight"), &[d], &e.post_norm_2);
+            match gate_up {
+                GateUp::Fused => {
+                    let fused: Vec<f32> = (0..N_EXPERT)
+                        .flat_map(|x| e.gate[x].iter().chain(&e.up[x]).copied())
+                        .collect();
+                    add_f32(
+                        &mut b,
+                        &n("ffn_gate_up_exps.weight"),
+                        &[d, 2 * f, ne],
+                        &fused,
+                    );
+                }
+                GateUp::Separate => {
+                    add_f32(
+                        &mut b,
+                        &n("ffn_gate_exps.weight"),
+                        &[d, f, ne],
+                        &e.gate.concat(),
+                    );
+                    add_f32(
+                        &mut b,
+                        &n("ffn_up_exps.weight"),
+                        &[d, f, ne],
+                        &e.up.concat(),
+                    );
+                }
+            }
+            add_f32(
+                &mut b,
+                &n("ffn_down_exps.weight"),
+                &[f, d, ne],
+                &e.down.concat(),
+            );
+            add_f32(&mut b, &n("ffn_down_exps.scale"), &[ne], &e.down_scale);
+        }
+    }
+    if w.layers.iter().any(|l| l.experts.is_some()) {
+        for (k, v) in [
+            ("expert_count", N_EXPERT),
+            ("expert_used_count", N_USED),
+            ("expert_feed_forward_length", N_FF_EXP),
+        ] {
+            b.set(key(k), u32_of(v)).unwrap();
+        }
     }
     b
 }
@@ -275,6 +377,18 @@ enum Fault {
     NoSoftcap,
     /// The sliding-window layers see the whole prefix.
     NoWindow,
+    /// The router reads the experts' input instead of its own scaled norm.
+    RouterOnExpertInput,
+    /// `ffn_gate_inp.scale` is ignored.
+    NoRouterScale,
+    /// `ffn_down_exps.scale` is ignored.
+    NoExpertScale,
+    /// The two branches' output norms (`post_ffw_norm_1`, `_2`) are left out.
+    NoBranchNorms,
+    /// Gate and up taken from the other halves.
+    GateUpSwapped,
+    /// The dense MLP is left out of the experts' layers.
+    NoDenseBeside,
 }
 
 const FAULTS: [Fault; 10] = [
@@ -288,6 +402,17 @@ const FAULTS: [Fault; 10] = [
     Fault::NoOutScale,
     Fault::NoSoftcap,
     Fault::NoWindow,
+];
+
+// (Leaving out the renormalisation of the chosen weights is no fault that can show: it scales a
+// token's expert sum by one factor, which `post_ffw_norm_2` normalises away.)
+const MOE_FAULTS: [Fault; 6] = [
+    Fault::RouterOnExpertInput,
+    Fault::NoRouterScale,
+    Fault::NoExpertScale,
+    Fault::NoBranchNorms,
+    Fault::GateUpSwapped,
+    Fault::NoDenseBeside,
 ];
 
 fn f16r(v: f64) -> f64 {
@@ -450,7 +575,11 @@ fn reference(w: &Weights, tokens: &[u32], fault: Option<Fault>) -> Vec<Vec<f64>>
                 .zip(matvec(&l.up, &h))
                 .map(|(&g, u)| gelu(g) * u)
                 .collect();
-            let o = rms_norm(&matvec(&l.down, &a), Some(&l.post_ffw_norm));
+            let mut o = matvec(&l.down, &a);
+            if let Some(e) = &l.experts {
+                o = experts(e, xp, &o, fault);
+            }
+            let o = rms_norm(&o, Some(&l.post_ffw_norm));
             xp.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
             if !is(Fault::NoPerLayer) {
                 let g: Vec<f64> = matvec(&l.inp_gate, xp)
@@ -481,6 +610,75 @@ fn reference(w: &Weights, tokens: &[u32], fault: Option<Fault>) -> Vec<Vec<f64>>
                 .collect()
         })
         .collect()
+}
+
+/// A 26B-A4B feed-forward block after its dense MLP gave `mlp`, on the residual `x`:
+/// `norm₁(mlp) + norm₂(Σ w · s_e · down_e(gelu(gate_e·h) · up_e·h))` with `h = norm(x)` by
+/// `pre_ffw_norm_2`, the experts chosen by softmax over `router · (rms(x) / √d · scale)`, the top
+/// `N_USED` renormalised.
+fn experts(e: &Experts, x: &[f64], mlp: &[f64], fault: Option<Fault>) -> Vec<f64> {
+    let is = |f: Fault| fault == Some(f);
+    let d = N_EMBD;
+    let h = rms_norm(x, Some(&e.pre_norm_2));
+    let r: Vec<f64> = if is(Fault::RouterOnExpertInput) {
+        h.clone()
+    } else {
+        rms_norm(x, None)
+            .iter()
+            .zip(&e.router_scale)
+            .map(|(v, &s)| {
+                let s = if is(Fault::NoRouterScale) {
+                    1.0
+                } else {
+                    f64::from(s)
+                };
+                v / (d as f64).sqrt() * s
+            })
+            .collect()
+    };
+    let logits = matvec(&e.router, &r);
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let exps: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+    let total: f64 = exps.iter().sum();
+    let probs: Vec<f64> = exps.iter().map(|v| v / total).collect();
+    let mut order: Vec<usize> = (0..N_EXPERT).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    let chosen = &order[..N_USED];
+    let sum: f64 = chosen.iter().map(|&i| probs[i]).sum();
+    let mut moe = vec![0.0; d];
+    for &i in chosen {
+        let w = probs[i] / sum;
+        let (gate, up) = if is(Fault::GateUpSwapped) {
+            (&e.up[i], &e.gate[i])
+        } else {
+            (&e.gate[i], &e.up[i])
+        };
+        let a: Vec<f64> = matvec(gate, &h)
+            .iter()
+            .zip(matvec(up, &h))
+            .map(|(&g, u)| gelu(g) * u)
+            .collect();
+        let s = if is(Fault::NoExpertScale) {
+            1.0
+        } else {
+            f64::from(e.down_scale[i])
+        };
+        for (o, y) in moe.iter_mut().zip(matvec(&e.down[i], &a)) {
+            *o += w * s * y;
+        }
+    }
+    let (mlp, moe) = if is(Fault::NoBranchNorms) {
+        (mlp.to_vec(), moe)
+    } else {
+        (
+            rms_norm(mlp, Some(&e.post_norm_1)),
+            rms_norm(&moe, Some(&e.post_norm_2)),
+        )
+    };
+    if is(Fault::NoDenseBeside) {
+        return moe;
+    }
+    mlp.iter().zip(&moe).map(|(a, b)| a + b).collect()
 }
 
 fn engine_logits(
@@ -528,6 +726,84 @@ fn gemma4_blocks_match_the_f64_reference() {
             err >= FAULT_MIN,
             "fault {f:?} is not caught: {err:.2e} < {FAULT_MIN:.0e} (engine error {worst:.2e})"
         );
+    }
+}
+
+/// The 26B-A4B's experts beside every dense MLP, with fused and with separate gate/up.
+#[test]
+fn gemma4_experts_match_the_f64_reference() {
+    let w = random_weights_with(8, true);
+    let tokens = Rng::new(0x9e5).tokens(12, n_vocab());
+    let want = reference(&w, &tokens, None);
+    for gate_up in [GateUp::Fused, GateUp::Separate] {
+        let model = Arc::new(synth::load(&build_with(&w, gate_up)).unwrap());
+        let mut worst = 0.0f64;
+        for (n_batch, n_threads) in [(512, 1), (5, 2), (1, 1)] {
+            let got = engine_logits(&model, &tokens, n_batch, n_threads);
+            let err = synth::reference::worst_rel_error(&got, &want);
+            assert!(
+                err <= TOL,
+                "n_batch {n_batch}, {n_threads} threads: error {err:.2e} > {TOL:.0e}"
+            );
+            worst = worst.max(err);
+        }
+        eprintln!("gemma4 experts: worst error {worst:.2e}");
+        let got = engine_logits(&model, &tokens, 512, 1);
+        for f in MOE_FAULTS {
+            let wrong = reference(&w, &tokens, Some(f));
+            let err = synth::reference::worst_rel_error(&got, &wrong);
+            eprintln!("gemma4 experts: reference with {f:?} is off by {err:.2e}");
+            assert!(
+                err >= FAULT_MIN,
+                "fault {f:?} is not caught: {err:.2e} < {FAULT_MIN:.0e} (engine error {worst:.2e})"
+            );
+        }
+    }
+}
+
+/// A hostile expert layer is a load error naming the tensor, never a panic: a fused gate_up of
+/// the wrong height, a missing router scale, per-expert scales of the wrong length.
+#[test]
+fn bad_gemma4_expert_tensors_are_load_errors() {
+    let w = random_weights_with(8, true);
+    let (d, ne, f) = (N_EMBD as u64, N_EXPERT as u64, N_FF_EXP as u64);
+    let fused = |rows: u64| vec![0.5f32; (d * rows * ne) as usize];
+    let cases: [(&str, Vec<u64>, Vec<f32>, &str); 3] = [
+        (
+            "blk.0.ffn_gate_up_exps.weight",
+            vec![d, 2 * f + 2, ne],
+            fused(2 * f + 2),
+            "ffn_gate_up_exps",
+        ),
+        (
+            "blk.1.ffn_down_exps.scale",
+            vec![ne - 1],
+            vec![1.0; N_EXPERT - 1],
+            "ffn_down_exps.scale",
+        ),
+        (
+            "blk.2.ffn_gate_inp.scale",
+            vec![d + 1],
+            vec![1.0; N_EMBD + 1],
+            "ffn_gate_inp.scale",
+        ),
+    ];
+    for (name, shape, data, want) in cases {
+        // the file with that one tensor replaced
+        let good = build_with(&w, GateUp::Fused);
+        let mut b = Builder::new();
+        for (k, v) in good.metadata() {
+            b.set(k.clone(), v.clone()).unwrap();
+        }
+        for t in good.tensors().iter().filter(|t| t.name != name) {
+            b.add_tensor(t.name.clone(), t.ty, &t.shape, t.data.clone())
+                .unwrap();
+        }
+        add_f32(&mut b, name, &shape, &data);
+        match synth::load(&b) {
+            Ok(_) => panic!("{name} {shape:?} loaded"),
+            Err(e) => assert!(e.to_string().contains(want), "{name} {shape:?}: {e}"),
+        }
     }
 }
 

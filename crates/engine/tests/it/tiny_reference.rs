@@ -389,6 +389,13 @@ fn qwen3moe_sequences_decoded_together_equal_each_alone() {
     crate::many_sequences::check_model_together_equals_alone("qwen3moe q8_0", &model, true);
 }
 
+/// The shared experts (run densely over the batch) keep batch invariance too.
+#[test]
+fn qwen2moe_sequences_decoded_together_equal_each_alone() {
+    let model = load("qwen2moe", "q8_0");
+    crate::many_sequences::check_model_together_equals_alone("qwen2moe q8_0", &model, true);
+}
+
 /// The four reference checks of one architecture's tiny checkpoint.
 macro_rules! tiny_arch_tests {
     ($m:ident, $arch:literal, $f16_tol:expr) => {
@@ -419,6 +426,8 @@ macro_rules! tiny_arch_tests {
     };
 }
 
+// Qwen2-MoE: experts weighed without renormalising, plus the sigmoid-gated shared expert.
+tiny_arch_tests!(qwen2moe, "qwen2moe", 5e-3);
 tiny_arch_tests!(smollm3, "smollm3", 5e-3);
 tiny_arch_tests!(mistral3, "mistral3", 5e-3);
 // gpt-oss's q8_0 logits are within 2e-7 of llama.cpp's at every position but not identical:

@@ -19,6 +19,7 @@ use gguf::{Array, Builder, GgmlType, Value};
 pub enum Arch {
     Llama,
     Qwen2,
+    Qwen2Moe,
     Qwen3,
     Qwen3Moe,
     Smollm3,
@@ -32,6 +33,7 @@ impl Arch {
         match self {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
+            Arch::Qwen2Moe => "qwen2moe",
             Arch::Qwen3 => "qwen3",
             Arch::Qwen3Moe => "qwen3moe",
             Arch::Smollm3 => "smollm3",
@@ -43,7 +45,7 @@ impl Arch {
 
     /// Biases on the q, k and v projections.
     pub fn has_qkv_bias(self) -> bool {
-        matches!(self, Arch::Qwen2 | Arch::GptOss)
+        matches!(self, Arch::Qwen2 | Arch::Qwen2Moe | Arch::GptOss)
     }
 
     /// gpt-oss's extras: output-projection bias, attention sinks, biased experts weighed by a
@@ -59,7 +61,7 @@ impl Arch {
 
     /// A mixture of experts in every layer instead of the dense feed-forward block.
     pub fn has_experts(self) -> bool {
-        matches!(self, Arch::Qwen3Moe | Arch::GptOss)
+        matches!(self, Arch::Qwen2Moe | Arch::Qwen3Moe | Arch::GptOss)
     }
 
     /// RoPE pairs `(k, k + n_rot/2)` instead of `(2k, 2k+1)`.
@@ -138,6 +140,8 @@ pub struct ExpertsCfg {
     pub n_expert: usize,
     pub n_used: usize,
     pub n_ff_exp: usize,
+    /// The shared expert's width (Qwen2-MoE).
+    pub n_ff_shexp: usize,
 }
 
 impl Config {
@@ -165,6 +169,7 @@ impl Config {
                 n_expert: 8,
                 n_used: 3,
                 n_ff_exp: 32,
+                n_ff_shexp: 40,
             },
             temperature: None,
             seed: 1,
@@ -283,6 +288,18 @@ pub struct Experts {
     /// gpt-oss: router bias `[n_expert]`, per-expert gate/up `[n_ff_exp]` and down `[n_embd]`
     /// biases.
     pub biases: Option<ExpertBiases>,
+    /// Qwen2-MoE: the shared expert.
+    pub shared: Option<SharedExpert>,
+}
+
+/// A shared expert: `[n_ff_shexp][n_embd]` gate and up, `[n_embd][n_ff_shexp]` down, and the
+/// `[n_embd]` sigmoid gate of its output.
+#[derive(Clone, Debug)]
+pub struct SharedExpert {
+    pub gate: Vec<f32>,
+    pub up: Vec<f32>,
+    pub down: Vec<f32>,
+    pub gate_inp: Vec<f32>,
 }
 
 /// The biases of gpt-oss's experts.
@@ -354,6 +371,12 @@ impl Weights {
                             .map(|_| r.vec(e.n_ff_exp, -0.5, 0.5))
                             .collect(),
                         down: (0..e.n_expert).map(|_| r.vec(d, -0.5, 0.5)).collect(),
+                    }),
+                    shared: (a == Arch::Qwen2Moe).then(|| SharedExpert {
+                        gate: r.mat(e.n_ff_shexp, d),
+                        up: r.mat(e.n_ff_shexp, d),
+                        down: r.mat(d, e.n_ff_shexp),
+                        gate_inp: r.vec(d, -0.6, 0.6),
                     }),
                 }),
             })
@@ -514,6 +537,13 @@ pub fn build(cfg: &Config, w: &Weights) -> Builder<'static> {
         b.set(key("expert_used_count"), u32_of(e.n_used)).unwrap();
         b.set(key("expert_feed_forward_length"), u32_of(e.n_ff_exp))
             .unwrap();
+        if cfg.arch == Arch::Qwen2Moe {
+            b.set(
+                key("expert_shared_feed_forward_length"),
+                u32_of(e.n_ff_shexp),
+            )
+            .unwrap();
+        }
     }
     match cfg.vocab {
         Vocab::Spm => spm_vocab(&mut b),
@@ -581,6 +611,14 @@ pub fn build(cfg: &Config, w: &Weights) -> Builder<'static> {
                 add_f32(&mut b, &n("ffn_gate_exps.bias"), &[f, ne], &cat(&eb.gate));
                 add_f32(&mut b, &n("ffn_up_exps.bias"), &[f, ne], &cat(&eb.up));
                 add_f32(&mut b, &n("ffn_down_exps.bias"), &[d, ne], &cat(&eb.down));
+            }
+            if let Some(sh) = &x.shared {
+                let fs = cfg.experts.n_ff_shexp as u64;
+                add_f32(&mut b, &n("ffn_gate_shexp.weight"), &[d, fs], &sh.gate);
+                add_f32(&mut b, &n("ffn_up_shexp.weight"), &[d, fs], &sh.up);
+                add_f32(&mut b, &n("ffn_down_shexp.weight"), &[fs, d], &sh.down);
+                // the 1-D shape llama.cpp declares (its converter writes `[n_embd, 1]`)
+                add_f32(&mut b, &n("ffn_gate_inp_shexp.weight"), &[d], &sh.gate_inp);
             }
         } else {
             add_f32(&mut b, &n("ffn_gate.weight"), &[d, ff], &l.gate);

@@ -58,6 +58,10 @@ pub enum Fault {
     PlainSwiglu,
     /// The experts' biases are left out.
     NoExpertBias,
+    /// The shared expert is left out.
+    MoeNoShared,
+    /// The shared expert's output is not multiplied by its sigmoid gate.
+    MoeSharedUngated,
 }
 
 fn rms_norm(x: &[f64], w: &[f32], eps: f64) -> Vec<f64> {
@@ -301,7 +305,9 @@ pub fn forward_tapped(
                 let o = if cfg.arch.is_gpt_oss() {
                     experts_oai(e, &h, cfg.experts.n_used, opt.fault)
                 } else {
-                    experts(e, &h, cfg.experts.n_used, opt.fault)
+                    // Qwen2-MoE weighs the chosen experts by their probabilities as they are.
+                    let renormalise = cfg.arch != super::Arch::Qwen2Moe;
+                    experts(e, &h, cfg.experts.n_used, renormalise, opt.fault)
                 };
                 add_into(xp, &o);
             }
@@ -341,8 +347,16 @@ pub fn forward_tapped(
 }
 
 /// Qwen3 MoE's block: softmax over the router logits, the `k` most probable experts (lower id
-/// first on ties), their probabilities renormalised, `Σ w · down(silu(gate·h) · up·h)`.
-fn experts(e: &super::Experts, h: &[f64], k: usize, fault: Option<Fault>) -> Vec<f64> {
+/// first on ties), their probabilities renormalised (unless `renormalise` is off: Qwen2-MoE),
+/// `Σ w · down(silu(gate·h) · up·h)`; plus, with a shared expert (Qwen2-MoE),
+/// `σ(gate_inp·h) · down(silu(gate·h) · up·h)` of its own matrices.
+fn experts(
+    e: &super::Experts,
+    h: &[f64],
+    k: usize,
+    renormalise: bool,
+    fault: Option<Fault>,
+) -> Vec<f64> {
     let logits = matvec(&e.router, h);
     let probs: Vec<f64> = if fault == Some(Fault::MoeSigmoid) {
         logits.iter().map(|l| 1.0 / (1.0 + (-l).exp())).collect()
@@ -363,16 +377,34 @@ fn experts(e: &super::Experts, h: &[f64], k: usize, fault: Option<Fault>) -> Vec
     let sum: f64 = chosen.iter().map(|&i| probs[i]).sum();
     let mut out = vec![0.0; h.len()];
     for &i in chosen {
-        let w = if fault == Some(Fault::MoeNoNorm) {
-            probs[i]
-        } else {
+        // the fault swaps the two weightings
+        let w = if renormalise != (fault == Some(Fault::MoeNoNorm)) {
             probs[i] / sum
+        } else {
+            probs[i]
         };
         let g = matvec(&e.gate[i], h);
         let u = matvec(&e.up[i], h);
         let a: Vec<f64> = g.iter().zip(&u).map(|(&g, &u)| silu(g) * u).collect();
         let y = matvec(&e.down[i], &a);
         out.iter_mut().zip(&y).for_each(|(o, v)| *o += w * v);
+    }
+    if let Some(s) = e
+        .shared
+        .as_ref()
+        .filter(|_| fault != Some(Fault::MoeNoShared))
+    {
+        let g = matvec(&s.gate, h);
+        let u = matvec(&s.up, h);
+        let a: Vec<f64> = g.iter().zip(&u).map(|(&g, &u)| silu(g) * u).collect();
+        let y = matvec(&s.down, &a);
+        let gate = if fault == Some(Fault::MoeSharedUngated) {
+            1.0
+        } else {
+            let z = matvec(&s.gate_inp, h)[0];
+            1.0 / (1.0 + (-z).exp())
+        };
+        out.iter_mut().zip(&y).for_each(|(o, v)| *o += gate * v);
     }
     out
 }
