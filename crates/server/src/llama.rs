@@ -72,37 +72,65 @@ fn settings(p: &GenParams, stream: bool) -> Value {
     })
 }
 
-/// The native prompt: a string, token ids, or a mix of both in one list.
-fn native_prompt(ready: &Ready, v: Option<&Value>) -> Result<Vec<u32>, ApiError> {
-    let tok = &ready.model.tokenizer;
-    let bad = || type_error("prompt", "a string, a list of token ids, or a mix");
+/// Most prompts in one request.
+const MAX_PROMPTS: usize = 16;
+
+/// The native prompts, as llama-server's `tokenize_input_prompts` reads them: a list that holds
+/// no integer is several prompts (strings, token lists, mixes, or objects); anything else is one.
+fn native_prompts(ready: &Ready, v: Option<&Value>) -> Result<Vec<Vec<u32>>, ApiError> {
+    let v = v.ok_or_else(|| ApiError::invalid("`prompt` is required"))?;
     match v {
-        None => Err(ApiError::invalid("`prompt` is required")),
-        Some(Value::String(s)) => Ok(tok.encode(s, true, true)),
-        Some(Value::Array(a)) => {
-            if a.len() == 1 && a[0].is_array() {
-                return native_prompt(ready, Some(&a[0]));
+        Value::Array(a) if !a.iter().any(|x| x.is_i64() || x.is_u64()) => {
+            if a.is_empty() {
+                return Err(ApiError::invalid("\"prompt\" must not be empty"));
             }
-            if a.len() > 1 && a.iter().all(Value::is_string) {
-                return Err(ApiError::unsupported(
-                    "several prompts in one request are not supported yet",
-                ));
+            if a.len() > MAX_PROMPTS {
+                return Err(ApiError::invalid(format!(
+                    "at most {MAX_PROMPTS} prompts are accepted in one request"
+                )));
             }
+            a.iter().map(|p| native_subprompt(ready, p)).collect()
+        }
+        _ => Ok(vec![native_subprompt(ready, v)?]),
+    }
+}
+
+/// One native prompt: a string, token ids, a mix of both in one list (only a leading string gets
+/// the BOS), or `{"prompt_string": …, "multimodal_data": […]}`.
+fn native_subprompt(ready: &Ready, v: &Value) -> Result<Vec<u32>, ApiError> {
+    let tok = &ready.model.tokenizer;
+    let bad = || {
+        ApiError::invalid(
+            "\"prompt\" elements must be a string, a list of tokens, a JSON object containing \
+             a prompt string, or a list of mixed strings & tokens.",
+        )
+    };
+    match v {
+        Value::String(s) => Ok(tok.encode(s, true, true)),
+        Value::Array(a) => {
             let mut out = Vec::new();
             for (i, x) in a.iter().enumerate() {
                 match x {
                     Value::String(s) => out.extend(tok.encode(s, i == 0, true)),
-                    Value::Number(n) => out.push(
-                        n.as_u64()
-                            .and_then(|x| u32::try_from(x).ok())
-                            .ok_or_else(bad)?,
-                    ),
+                    Value::Number(n) => {
+                        out.push(n.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or_else(
+                            || type_error("prompt", "token ids that are non-negative integers"),
+                        )?)
+                    }
                     _ => return Err(bad()),
                 }
             }
             Ok(out)
         }
-        Some(_) => Err(bad()),
+        Value::Object(o) => match o.get("prompt_string") {
+            // llama-server without a multimodal projector (hearth has none) refuses media.
+            Some(_) if o.contains_key("multimodal_data") => Err(ApiError::invalid(
+                "Multimodal data provided, but model does not support multimodal requests.",
+            )),
+            Some(p @ (Value::String(_) | Value::Array(_))) => native_subprompt(ready, p),
+            _ => Err(bad()),
+        },
+        _ => Err(bad()),
     }
 }
 
@@ -134,24 +162,16 @@ pub(crate) async fn completion(
     };
     let settings = settings(&params, stream);
     let want_probs = params.n_probs.is_some();
-    // Several prompts (a list of strings or of token lists): one answer each, in a list.
-    if let Some(Value::Array(list)) = body.get("prompt")
-        && list.len() > 1
-        && list.iter().all(|p| p.is_string() || p.is_array())
-    {
+    let mut prompts = native_prompts(ready, body.get("prompt"))?;
+    // Several prompts: one answer each, in a list.
+    if prompts.len() > 1 {
         if stream {
             return Err(ApiError::unsupported(
                 "streaming several prompts in one request is not supported yet",
             ));
         }
-        if list.len() > 16 {
-            return Err(ApiError::invalid(
-                "at most 16 prompts are accepted in one request",
-            ));
-        }
         let mut jobs = Vec::new();
-        for p in list {
-            let tokens = native_prompt(ready, Some(p))?;
+        for tokens in prompts {
             let text = ready
                 .model
                 .tokenizer
@@ -172,7 +192,9 @@ pub(crate) async fn completion(
         }
         return Ok(axum::Json(Value::Array(out)).into_response());
     }
-    let tokens = native_prompt(ready, body.get("prompt"))?;
+    let tokens = prompts
+        .pop()
+        .ok_or_else(|| ApiError::invalid("`prompt` is empty"))?;
     let prompt_text = ready
         .model
         .tokenizer
