@@ -126,6 +126,14 @@ fn router(app: Arc<App>) -> Router {
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat))
         .route("/chat/completions", post(openai::chat))
+        .route(
+            "/v1/chat/completions/input_tokens",
+            post(llama::chat_input_tokens),
+        )
+        .route(
+            "/chat/completions/input_tokens",
+            post(llama::chat_input_tokens),
+        )
         .route("/v1/completions", post(openai::completions))
         .route("/completions", post(llama::completion))
         .route("/completion", post(llama::completion))
@@ -320,6 +328,71 @@ pub(crate) async fn chat_prompt_with(
     add_generation_prompt: bool,
     kwargs: Option<&Value>,
 ) -> Result<Prompt, ApiError> {
+    let ending = Ending {
+        add_generation_prompt,
+        continue_final_message: false,
+    };
+    chat_prompt_ending(ready, messages, tools, ending, kwargs).await
+}
+
+/// How a rendered conversation ends: llama-server's `add_generation_prompt` (default on) and
+/// `continue_final_message` (vLLM's and transformers' name for continuing the last message).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ending {
+    pub add_generation_prompt: bool,
+    pub continue_final_message: bool,
+}
+
+impl Ending {
+    /// The two flags of a chat or `/apply-template` request, read as llama-server reads them:
+    /// `continue_final_message` is on for `true` or `"content"`, off for anything else.
+    pub(crate) fn from_body(body: &Body) -> Result<Ending, ApiError> {
+        let continue_final_message = match body.get("continue_final_message") {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) if s == "content" => true,
+            Some(Value::String(s)) if s == "reasoning_content" => {
+                return Err(ApiError::unsupported(
+                    "`continue_final_message`: \"reasoning_content\" is not supported yet",
+                ));
+            }
+            _ => false,
+        };
+        Ok(Ending {
+            add_generation_prompt: body.bool("add_generation_prompt")?.unwrap_or(true),
+            continue_final_message,
+        })
+    }
+
+    /// llama-server's rules: a final assistant message is continued (its prefill), and then no
+    /// generation prompt follows; asking for both is an error.
+    fn resolve(mut self, msgs: &[Message]) -> Result<Ending, ApiError> {
+        let n = msgs.len();
+        if !self.continue_final_message && msgs.last().is_some_and(|m| m.role == "assistant") {
+            if n >= 2 && msgs[n - 2].role == "assistant" {
+                return Err(ApiError::invalid(
+                    "Cannot have 2 or more assistant messages at the end of the list.",
+                ));
+            }
+            self.continue_final_message = true;
+            self.add_generation_prompt = false;
+        }
+        if self.continue_final_message && self.add_generation_prompt {
+            return Err(ApiError::invalid(
+                "Cannot set both add_generation_prompt and continue_final_message to true.",
+            ));
+        }
+        Ok(self)
+    }
+}
+
+/// [`chat_prompt_with`] with both of llama-server's template flags.
+pub(crate) async fn chat_prompt_ending(
+    ready: &Ready,
+    messages: Option<&Value>,
+    tools: Option<Value>,
+    ending: Ending,
+    kwargs: Option<&Value>,
+) -> Result<Prompt, ApiError> {
     let Some(Value::Array(list)) = messages else {
         return Err(type_error("messages", "a list of messages"));
     };
@@ -330,12 +403,13 @@ pub(crate) async fn chat_prompt_with(
     for m in list {
         msgs.push(to_message(m)?);
     }
-    // Only one final assistant message can be continued (llama-server refuses more too).
-    if msgs.len() >= 2 && msgs[msgs.len() - 2..].iter().all(|m| m.role == "assistant") {
-        return Err(ApiError::invalid(
-            "cannot have 2 or more assistant messages at the end of the list",
-        ));
-    }
+    let ending = ending.resolve(&msgs)?;
+    // A continued message's text, its text parts joined by blank lines as llama-server does.
+    let tail = if ending.continue_final_message {
+        list.last().map(continued_text)
+    } else {
+        None
+    };
     let context = template_context(ready, kwargs)?;
     let chat = ready.chat.clone();
     let thinking = ready.thinking_tags;
@@ -344,13 +418,29 @@ pub(crate) async fn chat_prompt_with(
             &chat,
             &msgs,
             tools.as_ref(),
-            add_generation_prompt,
+            ending.add_generation_prompt,
+            tail.as_deref(),
             &context,
             thinking,
         )
     })
     .await
     .map_err(|e| ApiError::server(e.to_string()))?
+}
+
+/// The text a continued message adds: its content, or its text parts joined by blank lines.
+fn continued_text(m: &Value) -> String {
+    match m.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n\n"),
+        _ => String::new(),
+    }
 }
 
 /// The variables a template sees besides the conversation, as llama-server gives them:
@@ -415,28 +505,25 @@ fn close_thinking(text: &mut String, (open, close): (&str, &str)) {
     }
 }
 
-/// Renders `msgs`; with `add_generation_prompt` a final assistant message is continued.
+/// Renders `msgs`. With `continued` (the final message's text) the last message is continued:
+/// the ones before it are rendered with the generation prompt and its text follows, as
+/// llama-server renders a prefill.
 pub(crate) fn render_chat(
     chat: &engine::chat::Chat,
     msgs: &[Message],
     tools: Option<&Value>,
     add_generation_prompt: bool,
+    continued: Option<&str>,
     context: &serde_json::Map<String, Value>,
     thinking: Option<(&'static str, &'static str)>,
 ) -> Result<Prompt, ApiError> {
     let tok = &chat.model().tokenizer;
     let bad = |e: engine::chat_template::TemplateError| ApiError::invalid(e.to_string());
-    let prefill = add_generation_prompt && msgs.last().is_some_and(|m| m.role == "assistant");
-    let head = if prefill {
-        &msgs[..msgs.len() - 1]
-    } else {
-        msgs
-    };
-    let r = chat
-        .render_with_context(head, tools, add_generation_prompt, Some(context))
-        .map_err(bad)?;
-    let thinking_off = context.get("enable_thinking") == Some(&Value::Bool(false));
-    if !prefill {
+    let Some(tail) = continued else {
+        let r = chat
+            .render_with_context(msgs, tools, add_generation_prompt, Some(context))
+            .map_err(bad)?;
+        let thinking_off = context.get("enable_thinking") == Some(&Value::Bool(false));
         return Ok(match thinking {
             Some(tags) if thinking_off && add_generation_prompt => {
                 let mut text = r.text;
@@ -449,9 +536,13 @@ pub(crate) fn render_chat(
                 tokens: r.tokens,
             },
         });
-    }
+    };
+    let head = &msgs[..msgs.len().saturating_sub(1)];
+    let r = chat
+        .render_with_context(head, tools, true, Some(context))
+        .map_err(bad)?;
     let mut text = r.text;
-    text.push_str(msgs.last().and_then(|m| m.content.as_deref()).unwrap_or(""));
+    text.push_str(tail);
     let tokens = engine::chat::tokenize_prompt(tok, &text, msgs, chat.bos());
     Ok(Prompt { text, tokens })
 }

@@ -12,6 +12,7 @@ mod constrain;
 mod error;
 mod http;
 mod llama;
+mod named_templates;
 mod ollama;
 mod openai;
 mod params;
@@ -29,6 +30,7 @@ use engine::{Model, SamplerParams};
 use tokio::sync::watch;
 
 pub use error::ApiError;
+pub use named_templates::{NAMED_TEMPLATES, named_template};
 
 use crate::params::Defaults;
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -61,6 +63,9 @@ pub struct Config {
     pub api_keys: Vec<String>,
     pub metrics: bool,
     pub slots_endpoint: bool,
+    /// llama-server's `--verbose`: every completion answer carries `__verbose` (the native
+    /// answer, with the prompt as the model saw it), as a request's `"verbose": true` asks.
+    pub verbose: bool,
     /// A chat template replacing the model's.
     pub chat_template: Option<TemplateChoice>,
     /// Template variables every request gets (llama-server's `--chat-template-kwargs`); a
@@ -102,6 +107,7 @@ impl Config {
             api_keys: Vec::new(),
             metrics: false,
             slots_endpoint: true,
+            verbose: false,
             chat_template: None,
             chat_template_kwargs: serde_json::Map::new(),
             reasoning: None,

@@ -258,6 +258,71 @@ pub(crate) async fn completion(
     ))
 }
 
+/// llama-server's `__verbose` on an OpenAI answer: the native answer for the same prompt, when
+/// the server runs with `--verbose` or the request sets `"verbose": true`.
+pub(crate) struct Verbose {
+    model: String,
+    settings: Value,
+    prompt: String,
+}
+
+impl Verbose {
+    /// `None` unless asked for; `prompt` is what the model is given.
+    pub(crate) fn new(
+        app: &App,
+        body: &crate::params::Body,
+        params: &GenParams,
+        stream: bool,
+        prompt: &[u32],
+    ) -> Result<Option<Verbose>, ApiError> {
+        if !body.bool("verbose")?.unwrap_or(app.config.verbose) {
+            return Ok(None);
+        }
+        let ready = app.ready()?;
+        Ok(Some(Verbose {
+            model: app.model_id(),
+            settings: settings(params, stream),
+            prompt: ready
+                .model
+                .tokenizer
+                .decode(prompt, true)
+                .unwrap_or_default(),
+        }))
+    }
+
+    /// Adds `__verbose` (the first choice's native answer) to an answer.
+    pub(crate) fn add_to(this: Option<&Verbose>, answer: &mut Value, done: &[http::Finished]) {
+        if let (Some(v), Some(f)) = (this, done.first()) {
+            answer["__verbose"] =
+                native_body(&v.model, &v.settings, &v.prompt, &f.text, &f.outcome);
+        }
+    }
+}
+
+/// `POST /chat/completions/input_tokens`: how many tokens a chat request's prompt is, as
+/// llama-server counts them (the rendered template, tokenized with the special tokens).
+pub(crate) async fn chat_input_tokens(
+    State(app): AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let ready = app.ready()?;
+    let body = http::read_body(body)?;
+    let tools = match body.get("tools") {
+        None => None,
+        Some(t @ Value::Array(_)) => Some(t.clone()),
+        Some(_) => return Err(type_error("tools", "a list of tool definitions")),
+    };
+    let ending = http::Ending::from_body(&body)?;
+    let kwargs = body.get("chat_template_kwargs");
+    let prompt =
+        http::chat_prompt_ending(ready, body.get("messages"), tools, ending, kwargs).await?;
+    Ok(axum::Json(json!({
+        "input_tokens": prompt.tokens.len(),
+        "object": "response.input_tokens",
+    }))
+    .into_response())
+}
+
 /// The native API's final answer for one prompt.
 fn native_body(model: &str, settings: &Value, prompt: &str, content: &str, o: &Outcome) -> Value {
     let (stop_type, word) = stop_type(&o.finish);
@@ -276,7 +341,8 @@ fn native_body(model: &str, settings: &Value, prompt: &str, content: &str, o: &O
         "truncated": false,
         "stop_type": stop_type,
         "stopping_word": word,
-        "tokens_cached": o.n_prompt + o.n_generated,
+        // The last token sampled is never evaluated, as llama-server counts it.
+        "tokens_cached": o.n_prompt + o.n_generated.saturating_sub(1),
         "timings": timings(o),
     })
 }
@@ -579,14 +645,16 @@ pub(crate) async fn apply_template(
 ) -> Result<Response, ApiError> {
     let ready = app.ready()?;
     let body = http::read_body(body)?;
-    // llama-server renders with the request's tools and `add_generation_prompt` (default on).
+    // llama-server renders with the request's tools, `add_generation_prompt` (default on) and
+    // `continue_final_message`.
     let tools = match body.get("tools") {
         None => None,
         Some(t @ Value::Array(_)) => Some(t.clone()),
         Some(_) => return Err(type_error("tools", "a list of tool definitions")),
     };
-    let add = body.bool("add_generation_prompt")?.unwrap_or(true);
+    let ending = http::Ending::from_body(&body)?;
     let kwargs = body.get("chat_template_kwargs");
-    let prompt = http::chat_prompt_with(ready, body.get("messages"), tools, add, kwargs).await?;
+    let prompt =
+        http::chat_prompt_ending(ready, body.get("messages"), tools, ending, kwargs).await?;
     Ok(axum::Json(json!({ "prompt": prompt.text })).into_response())
 }

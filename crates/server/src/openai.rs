@@ -125,9 +125,11 @@ pub(crate) async fn chat(
     crate::constrain::apply(ready, crate::constrain::requested(&body)?, &mut params)?;
     probs_request(&body, true, &mut params)?;
     let probs = want_probs(&params);
-    let prompt = http::chat_prompt(
+    let prompt = http::chat_prompt_ending(
         ready,
         body.get("messages"),
+        None,
+        http::Ending::from_body(&body)?,
         body.get("chat_template_kwargs"),
     )
     .await?;
@@ -135,13 +137,16 @@ pub(crate) async fn chat(
         n: shape.n,
         ..JobOptions::default()
     };
+    let verbose = crate::llama::Verbose::new(&app, &body, &params, shape.stream, &prompt.tokens)?;
     let rx = submit(ready, prompt.tokens, params, opts)?;
     let model = app.model_id();
     let id = http::new_id("chatcmpl-");
     let created = unix_now();
     if !shape.stream {
         let done = collect(rx, shape.n).await?;
-        return Ok(axum::Json(chat_body(&done, probs, &model, &id, created)).into_response());
+        let mut answer = chat_body(&done, probs, &model, &id, created);
+        crate::llama::Verbose::add_to(verbose.as_ref(), &mut answer, &done);
+        return Ok(axum::Json(answer).into_response());
     }
     let n = shape.n;
     let include_usage = shape.include_usage;

@@ -72,3 +72,263 @@ fn native_prompt_shapes_are_llama_servers() {
     let e = complete(json!([])).expect_error(400, "invalid_request_error");
     assert_eq!(e["message"], "\"prompt\" must not be empty");
 }
+
+fn llama31_server(verbose: bool) -> TestServer {
+    let path = format!(
+        "{}/../text/tests/fixtures/templates/meta-llama-Llama-3.1-8B-Instruct.jinja",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut c = config();
+    c.n_parallel = 1;
+    c.verbose = verbose;
+    c.chat_template = Some(server::TemplateChoice::Source(
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")),
+    ));
+    TestServer::start(c)
+}
+
+const BOOK: &str = "<|start_header_id|>user<|end_header_id|>\n\nWhat is the best book<|eot_id|>\
+                    <|start_header_id|>assistant<|end_header_id|>\n\n";
+
+fn book(prefill: Value) -> Value {
+    json!([
+        { "role": "system", "content": "Book" },
+        { "role": "user", "content": "What is the best book" },
+        { "role": "assistant", "content": prefill },
+    ])
+}
+
+/// llama-server's template flags on the Llama 3.1 template (its `--jinja` rendering): a final
+/// assistant message is continued, text parts joined by a blank line; vLLM's
+/// `continue_final_message` with `add_generation_prompt: false` is the same; both flags on is a
+/// 400, as are two assistant messages at the end unless continuation is explicit.
+#[test]
+fn template_flags_are_llama_servers() {
+    let s = llama31_server(false);
+    let render = |body: Value| s.post("/apply-template", &body);
+    let prompt = |body: Value| render(body).json()["prompt"].as_str().unwrap().to_owned();
+    let whill = format!("{BOOK}Whill");
+    assert!(prompt(json!({ "messages": book(json!("Whill")) })).ends_with(&whill));
+    let vllm = json!({ "messages": book(json!("Whill")), "add_generation_prompt": false,
+                       "continue_final_message": true });
+    assert!(prompt(vllm).ends_with(&whill));
+    // Without the generation prompt the final assistant message is still continued.
+    let no_gen = json!({ "messages": book(json!("Whill")), "add_generation_prompt": false });
+    assert!(prompt(no_gen).ends_with(&whill));
+    let parts = json!([{ "type": "text", "text": "Wh" }, { "type": "text", "text": "ill" }]);
+    assert!(prompt(json!({ "messages": book(parts) })).ends_with(&format!("{BOOK}Wh\n\nill")));
+
+    let both = json!({ "messages": book(json!("Whill")), "continue_final_message": true });
+    let e = render(both.clone()).expect_error(400, "invalid_request_error");
+    assert_eq!(
+        e["message"],
+        "Cannot set both add_generation_prompt and continue_final_message to true."
+    );
+    let mut chat = both;
+    chat["max_tokens"] = json!(2);
+    s.post("/v1/chat/completions", &chat)
+        .expect_error(400, "invalid_request_error");
+
+    let two = json!([{ "role": "user", "content": "Hi" },
+                     { "role": "assistant", "content": "A" },
+                     { "role": "assistant", "content": "B" }]);
+    let e = render(json!({ "messages": two })).expect_error(400, "invalid_request_error");
+    assert_eq!(
+        e["message"],
+        "Cannot have 2 or more assistant messages at the end of the list."
+    );
+    let explicit = prompt(json!({ "messages": two, "add_generation_prompt": false,
+                                  "continue_final_message": true }));
+    assert!(
+        explicit.ends_with(
+            "<|start_header_id|>assistant<|end_header_id|>\n\nA<|eot_id|>\
+             <|start_header_id|>assistant<|end_header_id|>\n\nB"
+        ),
+        "{explicit}"
+    );
+
+    // The chat endpoint renders the same: the prompt it ran is in `__verbose`.
+    let v = s
+        .post(
+            "/v1/chat/completions",
+            &json!({ "messages": book(json!("Whill")), "max_tokens": 2, "verbose": true,
+                     "add_generation_prompt": false, "continue_final_message": "content" }),
+        )
+        .json();
+    assert!(
+        v["__verbose"]["prompt"].as_str().unwrap().ends_with(&whill),
+        "{v}"
+    );
+}
+
+/// `POST /chat/completions/input_tokens` counts the rendered prompt's tokens: llama-server
+/// answers 110 and 108 for these two requests on SmolLM2 with the Llama 3.1 template.
+#[test]
+fn chat_input_tokens_are_llama_servers() {
+    let s = llama31_server(false);
+    for path in [
+        "/chat/completions/input_tokens",
+        "/v1/chat/completions/input_tokens",
+    ] {
+        let v = s
+            .post(
+                path,
+                &json!({ "messages": [{ "role": "system", "content": "Book" },
+                                      { "role": "user", "content": "What is the best book" }] }),
+            )
+            .json();
+        assert_eq!(
+            v,
+            json!({ "input_tokens": 110, "object": "response.input_tokens" })
+        );
+    }
+    let v = s
+        .post(
+            "/chat/completions/input_tokens",
+            &json!({ "messages": [{ "role": "user", "content": "Hi" },
+                                  { "role": "assistant", "content": "Whill" }] }),
+        )
+        .json();
+    assert_eq!(v["input_tokens"], 108);
+    // The count is the prompt a chat request then runs.
+    let chat = s
+        .post(
+            "/v1/chat/completions",
+            &json!({ "messages": [{ "role": "user", "content": "Hi" },
+                                  { "role": "assistant", "content": "Whill" }],
+                     "max_tokens": 1 }),
+        )
+        .json();
+    assert_eq!(chat["usage"]["prompt_tokens"], 108);
+    s.post("/chat/completions/input_tokens", &json!({ "messages": 3 }))
+        .expect_error(400, "invalid_request_error");
+}
+
+/// llama-server's `__verbose`: with `"verbose": true` (or `--verbose`) a chat answer carries the
+/// native answer — the same fields llama-server writes, the prompt as the model saw it, and
+/// `tokens_cached` one short of prompt + generated (the last token is never evaluated).
+#[test]
+fn verbose_answers_carry_the_native_answer() {
+    let s = llama31_server(false);
+    let ask = |verbose: Option<bool>| {
+        let mut body = json!({ "messages": [{ "role": "user", "content": "Hi" }],
+                               "max_tokens": 2, "temperature": 0 });
+        if let Some(v) = verbose {
+            body["verbose"] = json!(v);
+        }
+        s.post("/v1/chat/completions", &body).json()
+    };
+    let v = ask(Some(true));
+    let x = &v["__verbose"];
+    let mut keys: Vec<&str> = x.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "content",
+            "generation_settings",
+            "has_new_line",
+            "id_slot",
+            "index",
+            "model",
+            "prompt",
+            "stop",
+            "stop_type",
+            "stopping_word",
+            "timings",
+            "tokens",
+            "tokens_cached",
+            "tokens_evaluated",
+            "tokens_predicted",
+            "truncated",
+        ]
+    );
+    assert!(
+        x["prompt"]
+            .as_str()
+            .unwrap()
+            .ends_with("<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"),
+        "{x}"
+    );
+    assert_eq!(x["tokens_evaluated"], 105);
+    assert_eq!(x["tokens_predicted"], 2);
+    assert_eq!(x["tokens_cached"], 106);
+    assert_eq!(x["stop_type"], "limit");
+    assert_eq!(x["content"], v["choices"][0]["message"]["content"]);
+    assert!(ask(Some(false)).get("__verbose").is_none());
+    assert!(ask(None).get("__verbose").is_none());
+    drop(s);
+    // `--verbose`: every answer, unless the request says otherwise.
+    let s = llama31_server(true);
+    let body = json!({ "messages": [{ "role": "user", "content": "Hi" }], "max_tokens": 1 });
+    assert!(s.post("/v1/chat/completions", &body).json()["__verbose"].is_object());
+    let mut quiet = body;
+    quiet["verbose"] = json!(false);
+    assert!(
+        s.post("/v1/chat/completions", &quiet)
+            .json()
+            .get("__verbose")
+            .is_none()
+    );
+}
+
+/// `--chat-template llama3` and `command-r` render as llama.cpp's built-in formats do
+/// (llama-server `--chat-template NAME`, same messages): content trimmed, roles and turn tokens.
+#[test]
+fn named_templates_are_llama_cpps() {
+    let messages = json!([
+        { "role": "system", "content": " You are a test. " },
+        { "role": "user", "content": "Hi there" },
+        { "role": "assistant", "content": "Hello" },
+        { "role": "user", "content": "x" },
+    ]);
+    let expected = [
+        (
+            "llama3",
+            "<|start_header_id|>system<|end_header_id|>\n\nYou are a test.<|eot_id|>\
+             <|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>\
+             <|start_header_id|>assistant<|end_header_id|>\n\nHello<|eot_id|>\
+             <|start_header_id|>user<|end_header_id|>\n\nx<|eot_id|>\
+             <|start_header_id|>assistant<|end_header_id|>\n\n",
+        ),
+        (
+            "command-r",
+            "<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>You are a test.<|END_OF_TURN_TOKEN|>\
+             <|START_OF_TURN_TOKEN|><|USER_TOKEN|>Hi there<|END_OF_TURN_TOKEN|>\
+             <|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>Hello<|END_OF_TURN_TOKEN|>\
+             <|START_OF_TURN_TOKEN|><|USER_TOKEN|>x<|END_OF_TURN_TOKEN|>\
+             <|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>",
+        ),
+    ];
+    for (name, want) in expected {
+        let mut c = config();
+        c.n_parallel = 1;
+        c.chat_template = Some(server::TemplateChoice::Source(
+            server::named_template(name).unwrap().to_owned(),
+        ));
+        let s = TestServer::start(c);
+        let v = s
+            .post("/apply-template", &json!({ "messages": messages }))
+            .json();
+        assert_eq!(v["prompt"], want, "{name}");
+    }
+    // A tool message has no place in Command-R's legacy format.
+    let mut c = config();
+    c.n_parallel = 1;
+    c.chat_template = Some(server::TemplateChoice::Source(
+        server::named_template("command-r").unwrap().to_owned(),
+    ));
+    let s = TestServer::start(c);
+    let v = s
+        .post(
+            "/apply-template",
+            &json!({ "messages": [{ "role": "user", "content": "Hi there" },
+                                  { "role": "tool", "content": "x" }] }),
+        )
+        .json();
+    assert_eq!(
+        v["prompt"],
+        "<|START_OF_TURN_TOKEN|><|USER_TOKEN|>Hi there<|END_OF_TURN_TOKEN|>\
+         <|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>"
+    );
+}
