@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::ApiError;
 use crate::params::{Body, type_error};
-use crate::scheduler::{Event, GenParams, Job, Outcome, SubmitError, TokenProbs};
+use crate::scheduler::{Event, GenParams, Job, Outcome, Progress, SubmitError, TokenProbs};
 use crate::{App, Ready, llama, ollama, openai};
 
 pub(crate) type AppState = State<Arc<App>>;
@@ -611,6 +611,8 @@ pub(crate) struct JobOptions {
     pub n: usize,
     pub id_slot: Option<usize>,
     pub cache_prompt: bool,
+    /// Report prompt progress (llama-server's `return_progress`; streams only).
+    pub return_progress: bool,
 }
 
 impl Default for JobOptions {
@@ -619,9 +621,16 @@ impl Default for JobOptions {
             n: 1,
             id_slot: None,
             cache_prompt: true,
+            return_progress: false,
         }
     }
 }
+
+/// A queued job's events, and its prompt progress if asked for.
+pub(crate) type Submitted = (
+    mpsc::UnboundedReceiver<Event>,
+    Option<mpsc::UnboundedReceiver<Progress>>,
+);
 
 /// Queues a job; 503 when the queue is full.
 pub(crate) fn submit(
@@ -630,6 +639,16 @@ pub(crate) fn submit(
     params: GenParams,
     opts: JobOptions,
 ) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
+    submit_progress(ready, prompt, params, opts).map(|(rx, _)| rx)
+}
+
+/// [`submit`], with the job's prompt progress when `opts.return_progress` asks for it.
+pub(crate) fn submit_progress(
+    ready: &Ready,
+    prompt: Vec<u32>,
+    params: GenParams,
+    opts: JobOptions,
+) -> Result<Submitted, ApiError> {
     check_prompt(ready, &prompt)?;
     if let Some(id) = opts.id_slot
         && id >= ready.scheduler.config.n_parallel
@@ -637,6 +656,12 @@ pub(crate) fn submit(
         return Err(ApiError::invalid(format!("there is no slot {id}")));
     }
     let (tx, rx) = mpsc::unbounded_channel();
+    let (progress, progress_rx) = if opts.return_progress {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
     let job = Job {
         prompt,
         params,
@@ -644,9 +669,10 @@ pub(crate) fn submit(
         id_slot: opts.id_slot,
         cache_prompt: opts.cache_prompt,
         events: tx,
+        progress,
     };
     match ready.scheduler.submit(job) {
-        Ok(()) => Ok(rx),
+        Ok(()) => Ok((rx, progress_rx)),
         Err(SubmitError::QueueFull) => Err(ApiError::unavailable(
             "the server is busy: too many requests are waiting, try again later",
         )),
@@ -759,7 +785,53 @@ pub(crate) fn probs_json(probs: &[TokenProbs], post_sampling: bool) -> Value {
 }
 
 /// The sending end of a streamed response body, and how long a client may leave it full.
-pub(crate) struct Sink(mpsc::Sender<Bytes>, std::time::Duration);
+pub(crate) struct Sink(
+    mpsc::Sender<Bytes>,
+    std::time::Duration,
+    tokio::sync::Mutex<Option<ProgressFeed>>,
+);
+
+/// A job's prompt progress and how a stream writes it (llama-server's `return_progress`).
+pub(crate) struct ProgressFeed {
+    pub rx: mpsc::UnboundedReceiver<Progress>,
+    pub chunk: Box<dyn Fn(&Progress) -> Value + Send>,
+}
+
+/// llama-server's `prompt_progress` object.
+pub(crate) fn progress_json(p: &Progress) -> Value {
+    serde_json::json!({
+        "total": p.total,
+        "cache": p.cache,
+        "processed": p.processed,
+        "time_ms": p.time_ms,
+    })
+}
+
+/// llama-server's `timings` while the prompt is evaluated (`timings_per_token`).
+pub(crate) fn progress_timings(p: &Progress) -> Value {
+    let prompt_n = p.processed - p.cache;
+    let per = if prompt_n > 0 {
+        p.prompt_ms / prompt_n as f64
+    } else {
+        0.0
+    };
+    let rate = if p.prompt_ms > 0.0 {
+        prompt_n as f64 * 1e3 / p.prompt_ms
+    } else {
+        0.0
+    };
+    serde_json::json!({
+        "cache_n": p.cache,
+        "prompt_n": prompt_n,
+        "prompt_ms": p.prompt_ms,
+        "prompt_per_token_ms": per,
+        "prompt_per_second": rate,
+        "predicted_n": 0,
+        "predicted_ms": 0.0,
+        "predicted_per_token_ms": 0.0,
+        "predicted_per_second": 0.0,
+    })
+}
 
 impl Sink {
     /// Sends a piece of the body; false once the client is gone, or has not taken what was
@@ -771,11 +843,32 @@ impl Sink {
         )
     }
 
-    /// The job's next event; `None` when the job ended or the client went away.
+    /// The job's next event; `None` when the job ended or the client went away. Prompt
+    /// progress, when the stream has a feed, is written on the way, before the event.
     pub async fn next(&self, rx: &mut mpsc::UnboundedReceiver<Event>) -> Option<Event> {
-        tokio::select! {
-            e = rx.recv() => e,
-            _ = self.0.closed() => None,
+        loop {
+            let mut feed = self.2.lock().await;
+            let Some(f) = feed.as_mut() else {
+                return tokio::select! {
+                    e = rx.recv() => e,
+                    _ = self.0.closed() => None,
+                };
+            };
+            let chunk = tokio::select! {
+                biased;
+                p = f.rx.recv() => p.map(|p| (f.chunk)(&p)),
+                e = rx.recv() => return e,
+                _ = self.0.closed() => return None,
+            };
+            match chunk {
+                Some(v) => {
+                    drop(feed);
+                    if !self.send(sse(&v)).await {
+                        return None;
+                    }
+                }
+                None => *feed = None,
+            }
         }
     }
 }
@@ -786,8 +879,23 @@ where
     F: FnOnce(Sink) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    stream_progress(app, content_type, None, produce)
+}
+
+/// [`stream`] that also writes the job's prompt progress as it comes.
+pub(crate) fn stream_progress<F, Fut>(
+    app: &App,
+    content_type: &'static str,
+    progress: Option<ProgressFeed>,
+    produce: F,
+) -> Response
+where
+    F: FnOnce(Sink) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(32);
-    tokio::spawn(produce(Sink(tx, app.config.timeout)));
+    let sink = Sink(tx, app.config.timeout, tokio::sync::Mutex::new(progress));
+    tokio::spawn(produce(sink));
     let mut resp = HttpBody::from_stream(ChanStream(rx)).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -837,6 +945,7 @@ pub(crate) fn timings(o: &Outcome) -> Value {
     let prompt_n = o.n_prompt - o.n_cached;
     let prompt_ms = o.prompt_time.as_secs_f64() * 1e3;
     let predicted_ms = o.generation_time.as_secs_f64() * 1e3;
+    let steps = o.n_generated.saturating_sub(1);
     let per = |n: usize, ms: f64| if n > 0 { ms / n as f64 } else { 0.0 };
     let rate = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
     serde_json::json!({
@@ -847,8 +956,10 @@ pub(crate) fn timings(o: &Outcome) -> Value {
         "prompt_per_second": rate(prompt_n, prompt_ms),
         "predicted_n": o.n_generated,
         "predicted_ms": predicted_ms,
-        "predicted_per_token_ms": per(o.n_generated, predicted_ms),
-        "predicted_per_second": rate(o.n_generated, predicted_ms),
+        // Rates over decode steps, as llama-server's: the first token comes from the prompt's
+        // last batch and costs no step.
+        "predicted_per_token_ms": per(steps, predicted_ms),
+        "predicted_per_second": rate(steps, predicted_ms),
     })
 }
 

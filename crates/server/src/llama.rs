@@ -159,7 +159,9 @@ pub(crate) async fn completion(
         n: 1,
         id_slot,
         cache_prompt: body.bool("cache_prompt")?.unwrap_or(true),
+        return_progress: stream && body.bool("return_progress")?.unwrap_or(false),
     };
+    let timings_per_token = body.bool("timings_per_token")?.unwrap_or(false);
     let settings = settings(&params, stream);
     let want_probs = params.n_probs.is_some();
     let mut prompts = native_prompts(ready, body.get("prompt"))?;
@@ -200,7 +202,7 @@ pub(crate) async fn completion(
         .tokenizer
         .decode(&tokens, true)
         .unwrap_or_default();
-    let rx = submit(ready, tokens, params, opts)?;
+    let (rx, progress) = http::submit_progress(ready, tokens, params, opts)?;
     let model = app.model_id();
     let final_body =
         move |content: &str, o: &Outcome| native_body(&model, &settings, &prompt_text, content, o);
@@ -213,9 +215,29 @@ pub(crate) async fn completion(
         }
         return Ok(axum::Json(v).into_response());
     }
-    Ok(http::stream(
+    let progress = progress.map(|rx| http::ProgressFeed {
+        rx,
+        chunk: Box::new(move |p| {
+            let mut v = json!({
+                "index": 0,
+                "content": "",
+                "tokens": [],
+                "stop": false,
+                "id_slot": -1,
+                "tokens_predicted": 0,
+                "tokens_evaluated": p.total,
+                "prompt_progress": http::progress_json(p),
+            });
+            if timings_per_token {
+                v["timings"] = http::progress_timings(p);
+            }
+            v
+        }),
+    });
+    Ok(http::stream_progress(
         &app,
         "text/event-stream",
+        progress,
         move |sink| async move {
             let mut rx = rx;
             let mut n_predicted = 0usize;
@@ -297,6 +319,41 @@ impl Verbose {
                 native_body(&v.model, &v.settings, &v.prompt, &f.text, &f.outcome);
         }
     }
+}
+
+/// A chat stream's prompt progress, as llama-server writes it: a chunk whose delta is the
+/// role, with `prompt_progress` (and `timings` with `timings_per_token`).
+pub(crate) fn chat_progress(
+    progress: Option<tokio::sync::mpsc::UnboundedReceiver<crate::scheduler::Progress>>,
+    body: &crate::params::Body,
+    model: &str,
+    id: &str,
+    created: u64,
+) -> Result<Option<http::ProgressFeed>, ApiError> {
+    let timings_per_token = body.bool("timings_per_token")?.unwrap_or(false);
+    let (model, id) = (model.to_owned(), id.to_owned());
+    Ok(progress.map(|rx| http::ProgressFeed {
+        rx,
+        chunk: Box::new(move |p| {
+            let mut v = json!({
+                "choices": [{
+                    "finish_reason": null,
+                    "index": 0,
+                    "delta": { "role": "assistant", "content": null },
+                }],
+                "created": created,
+                "id": id,
+                "model": model,
+                "system_fingerprint": http::FINGERPRINT,
+                "object": "chat.completion.chunk",
+                "prompt_progress": http::progress_json(p),
+            });
+            if timings_per_token {
+                v["timings"] = http::progress_timings(p);
+            }
+            v
+        }),
+    }))
 }
 
 /// `POST /chat/completions/input_tokens`: how many tokens a chat request's prompt is, as

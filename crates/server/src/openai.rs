@@ -135,13 +135,15 @@ pub(crate) async fn chat(
     .await?;
     let opts = JobOptions {
         n: shape.n,
+        return_progress: shape.stream && body.bool("return_progress")?.unwrap_or(false),
         ..JobOptions::default()
     };
     let verbose = crate::llama::Verbose::new(&app, &body, &params, shape.stream, &prompt.tokens)?;
-    let rx = submit(ready, prompt.tokens, params, opts)?;
+    let (rx, progress) = http::submit_progress(ready, prompt.tokens, params, opts)?;
     let model = app.model_id();
     let id = http::new_id("chatcmpl-");
     let created = unix_now();
+    let progress = crate::llama::chat_progress(progress, &body, &model, &id, created)?;
     if !shape.stream {
         let done = collect(rx, shape.n).await?;
         let mut answer = chat_body(&done, probs, &model, &id, created);
@@ -151,9 +153,10 @@ pub(crate) async fn chat(
     let n = shape.n;
     let include_usage = shape.include_usage;
     let post_sampling = probs.unwrap_or(false);
-    Ok(http::stream(
+    Ok(http::stream_progress(
         &app,
         "text/event-stream",
+        progress,
         move |sink| async move {
             let chunk = |choices: Value| {
                 json!({

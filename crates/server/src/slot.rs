@@ -14,7 +14,7 @@ use engine::sampler::Chain;
 use engine::tokenizer::{Detokenizer, Tokenizer};
 use engine::{Batch, Context, ContextError};
 
-use crate::scheduler::{Event, Finish, JobShared, Outcome, SlotView, TokenProbs};
+use crate::scheduler::{Event, Finish, JobShared, Outcome, Progress, SlotView, TokenProbs};
 
 /// Where a task is.
 #[derive(Clone, Copy, Debug)]
@@ -273,10 +273,24 @@ impl Engine {
                 .extend_from_slice(&self.tokens[entry.tokens.clone()]);
             if let Some(Task {
                 phase: Phase::Prompt { next },
+                index,
+                job,
+                n_cached,
+                started,
                 ..
             }) = &mut slot.task
             {
                 *next += entry.tokens.len();
+                if let (Some(tx), 0) = (&job.progress, *index) {
+                    let elapsed = started.elapsed();
+                    let _ = tx.send(Progress {
+                        total: job.prompt.len(),
+                        cache: *n_cached,
+                        processed: *next,
+                        time_ms: elapsed.as_millis() as u64,
+                        prompt_ms: elapsed.as_secs_f64() * 1e3,
+                    });
+                }
             }
         }
         // Sample for every slot whose logits are ready.

@@ -332,3 +332,122 @@ fn named_templates_are_llama_cpps() {
          <|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>"
     );
 }
+
+/// The `prompt_progress` objects of a stream, in order, and whether each came before every
+/// generated piece.
+fn progress_of(events: &[String], text_key: &str) -> Vec<(usize, usize, usize, Value)> {
+    let mut out = Vec::new();
+    let mut seen_text = false;
+    for e in events.iter().filter(|e| *e != "[DONE]") {
+        let v: Value = serde_json::from_str(e).unwrap();
+        if let Some(p) = v.get("prompt_progress") {
+            assert!(!seen_text, "progress after generated text: {e}");
+            let n = |k: &str| p[k].as_u64().unwrap() as usize;
+            out.push((n("total"), n("cache"), n("processed"), v["timings"].clone()));
+        } else if v
+            .pointer(text_key)
+            .and_then(Value::as_str)
+            .is_some_and(|t| !t.is_empty())
+        {
+            seen_text = true;
+        }
+    }
+    out
+}
+
+/// llama-server's `return_progress`: a 70-token prompt with `-b 64` reports 0, 64 and 70
+/// processed tokens, all before the reply; the same prompt again reports the 69 cached tokens,
+/// then 70 (llama-server answers exactly these on SmolLM2, `-np 1 -c 256 -b 64`). With
+/// `timings_per_token` each carries the prompt timings so far, starting from zero.
+#[test]
+fn return_progress_is_llama_servers() {
+    let mut c = config();
+    c.n_parallel = 1;
+    c.n_ctx = 256;
+    c.n_batch = 64;
+    let s = TestServer::start(c);
+    let body = json!({
+        "messages": [{ "role": "user", "content": "This is a test".repeat(10) }],
+        "max_tokens": 3, "stream": true, "return_progress": true, "timings_per_token": true,
+    });
+    let first = progress_of(
+        &s.stream("/v1/chat/completions", &body).collect_all(),
+        "/choices/0/delta/content",
+    );
+    let counts: Vec<_> = first.iter().map(|p| (p.0, p.1, p.2)).collect();
+    assert_eq!(counts, [(70, 0, 0), (70, 0, 64), (70, 0, 70)]);
+    assert_eq!(first[0].3["prompt_n"], 0);
+    assert_eq!(first[0].3["prompt_ms"], 0.0);
+    assert_eq!(first[0].3["predicted_n"], 0);
+    assert_eq!(first[1].3["prompt_n"], 64);
+    assert_eq!(first[2].3["prompt_n"], 70);
+    assert!(first[2].3["prompt_ms"].as_f64().unwrap() >= first[1].3["prompt_ms"].as_f64().unwrap());
+    assert!(first[1].3["prompt_ms"].as_f64().unwrap() > 0.0);
+    let again = progress_of(
+        &s.stream("/v1/chat/completions", &body).collect_all(),
+        "/choices/0/delta/content",
+    );
+    let counts: Vec<_> = again.iter().map(|p| (p.0, p.1, p.2)).collect();
+    assert_eq!(counts, [(70, 69, 69), (70, 69, 70)]);
+
+    // The native endpoint, without timings: progress chunks have none.
+    let native = s
+        .stream(
+            "/completion",
+            &json!({ "prompt": "the quick brown fox jumps over the lazy dog ".repeat(8),
+                     "n_predict": 2, "stream": true, "return_progress": true,
+                     "cache_prompt": false }),
+        )
+        .collect_all();
+    let p = progress_of(&native, "/content");
+    assert_eq!(p.len(), 3, "{native:?}");
+    assert!(p.iter().all(|x| x.3.is_null()));
+    assert_eq!(p[2].2, p[2].0, "the last report covers the whole prompt");
+    // Not asked for, or not streamed: no progress.
+    let mut quiet = body.clone();
+    quiet["return_progress"] = json!(false);
+    assert!(
+        progress_of(
+            &s.stream("/v1/chat/completions", &quiet).collect_all(),
+            "/x"
+        )
+        .is_empty()
+    );
+    let mut whole = body;
+    whole["stream"] = json!(false);
+    assert!(
+        s.post("/v1/chat/completions", &whole)
+            .json()
+            .get("prompt_progress")
+            .is_none()
+    );
+}
+
+/// llama-server's generation rate counts decode steps: the first token comes with the prompt's
+/// last batch, so one token has no rate, and sixteen have fifteen steps.
+#[test]
+fn generation_rate_excludes_the_first_token() {
+    let s = TestServer::start(config());
+    let t = s
+        .post(
+            "/completion",
+            &json!({ "prompt": "I believe", "n_predict": 1 }),
+        )
+        .json()["timings"]
+        .clone();
+    assert_eq!(t["predicted_n"], 1);
+    assert_eq!(t["predicted_per_second"], 0.0);
+    assert_eq!(t["predicted_per_token_ms"], 0.0);
+    let t = s
+        .post(
+            "/completion",
+            &json!({ "prompt": "I believe", "n_predict": 16, "ignore_eos": true }),
+        )
+        .json()["timings"]
+        .clone();
+    assert_eq!(t["predicted_n"], 16);
+    let ms = t["predicted_ms"].as_f64().unwrap();
+    let rate = t["predicted_per_second"].as_f64().unwrap();
+    assert!((rate - 15.0 * 1e3 / ms).abs() < 1e-6, "{t}");
+    assert!((t["predicted_per_token_ms"].as_f64().unwrap() - ms / 15.0).abs() < 1e-9);
+}
