@@ -143,6 +143,10 @@ fn router(app: Arc<App>) -> Router {
         .route("/tokenize", post(llama::tokenize))
         .route("/detokenize", post(llama::detokenize))
         .route("/apply-template", post(llama::apply_template))
+        .route(
+            "/cors-proxy",
+            get(crate::proxy::cors_proxy).post(crate::proxy::cors_proxy),
+        )
         .route("/", get(ollama::root).head(ollama::root))
         .route("/api/version", get(ollama::version))
         .route("/api/tags", get(ollama::tags))
@@ -291,8 +295,13 @@ async fn health(State(app): AppState) -> Response {
 
 /// The request's JSON object; a body over the limit is a 413 in OpenAI's shape.
 pub(crate) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Body, ApiError> {
+    Body::parse(&read_body_bytes(body)?)
+}
+
+/// The request's bytes; a body over the limit is a 413 in OpenAI's shape.
+pub(crate) fn read_body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     match body {
-        Ok(b) => Body::parse(&b),
+        Ok(b) => Ok(b),
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "invalid_request_error",

@@ -16,6 +16,7 @@ mod named_templates;
 mod ollama;
 mod openai;
 mod params;
+mod proxy;
 pub mod scheduler;
 mod slot;
 
@@ -80,6 +81,8 @@ pub struct Config {
     pub timeout: Duration,
     /// Origins allowed by CORS (`*`: any).
     pub cors_origins: Vec<String>,
+    /// llama-server's `--ui-mcp-proxy`: `/cors-proxy?url=…` forwards requests to other servers.
+    pub cors_proxy: bool,
     /// Largest request body, in bytes.
     pub body_limit: usize,
     /// Requests that may wait for a slot.
@@ -113,6 +116,7 @@ impl Config {
             reasoning: None,
             timeout: Duration::from_secs(600),
             cors_origins: vec!["*".into()],
+            cors_proxy: false,
             body_limit: 16 << 20,
             queue_size: 64,
             kv_unified: false,

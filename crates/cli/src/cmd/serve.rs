@@ -60,6 +60,8 @@ give defaults):
                               closes the thinking block (default auto: the template decides)
       --timeout SECONDS       longest wait for a client to send or take data (default 600)
       --cors-origins O[,O…]   origins allowed by CORS (default *)
+      --ui-mcp-proxy          enable /cors-proxy?url=… (forwards only x-llama-server-proxy-header-*
+                              headers; http:// targets)
       --queue N               requests that may wait for a slot (default 64)
   -h, --help                  this help
 ";
@@ -393,6 +395,7 @@ struct Settings {
     metrics: bool,
     kv_unified: bool,
     verbose: bool,
+    cors_proxy: bool,
     slots: Option<bool>,
     chat_template: Option<server::TemplateChoice>,
     chat_template_kwargs: serde_json::Map<String, serde_json::Value>,
@@ -447,6 +450,8 @@ impl Settings {
                 );
             }
             "--metrics" => self.metrics = true,
+            "--ui-mcp-proxy" | "--webui-mcp-proxy" => self.cors_proxy = true,
+            "--no-ui-mcp-proxy" | "--no-webui-mcp-proxy" => self.cors_proxy = false,
             "-v" | "--verbose" | "--log-verbose" => self.verbose = true,
             "--kv-unified" | "-kvu" => self.kv_unified = true,
             "--no-kv-unified" => self.kv_unified = false,
@@ -538,6 +543,7 @@ impl Settings {
         c.metrics = self.metrics;
         c.kv_unified = self.kv_unified;
         c.verbose = self.verbose;
+        c.cors_proxy = self.cors_proxy;
         c.slots_endpoint = self.slots.unwrap_or(true);
         c.chat_template = self.chat_template;
         c.chat_template_kwargs = self.chat_template_kwargs;

@@ -451,3 +451,133 @@ fn generation_rate_excludes_the_first_token() {
     assert!((rate - 15.0 * 1e3 / ms).abs() < 1e-6, "{t}");
     assert!((t["predicted_per_token_ms"].as_f64().unwrap() - ms / 15.0).abs() < 1e-9);
 }
+
+/// A one-request HTTP server on a loopback port: what it received (head lines and body).
+fn capture_server() -> (u16, std::thread::JoinHandle<(Vec<String>, String)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut r = BufReader::new(stream);
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            let line = line.trim_end().to_owned();
+            if line.is_empty() {
+                break;
+            }
+            head.push(line);
+        }
+        let len = head
+            .iter()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap())
+            })
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).unwrap();
+        let mut s = r.into_inner();
+        s.write_all(
+            b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nX-Target: yes\r\n\
+              Access-Control-Allow-Origin: http://target\r\nContent-Length: 11\r\n\
+              Connection: close\r\n\r\n{\"ok\":true}",
+        )
+        .unwrap();
+        (head, String::from_utf8(body).unwrap())
+    });
+    (port, handle)
+}
+
+/// llama-server's CORS proxy (`--ui-mcp-proxy`): the target gets only the headers named with
+/// `x-llama-server-proxy-header-` — never the client's `Authorization`, `Proxy-Authorization`,
+/// API key or cookies (llama.cpp's test_cors_proxy_only_forwards_explicit_proxy_headers) — and
+/// the client gets the target's status, headers (but its CORS ones) and body. Off by default:
+/// llama-server's 403.
+#[test]
+fn cors_proxy_forwards_only_explicit_headers() {
+    let s = TestServer::start(config());
+    let off = s.get("/cors-proxy?url=http://127.0.0.1:1/");
+    assert_eq!(off.status, 403);
+    assert_eq!(
+        off.json(),
+        json!({ "error": { "message": "this feature is disabled", "type": "feature_disabled" } })
+    );
+    drop(s);
+
+    let mut c = config();
+    c.api_keys = vec!["sekrit".into()];
+    c.cors_proxy = true;
+    let s = TestServer::start(c);
+    // The proxy is behind the API key like every other endpoint.
+    assert_eq!(s.get("/cors-proxy?url=http://127.0.0.1:1/").status, 401);
+    let (port, target) = capture_server();
+    let r = s.request(
+        "POST",
+        &format!("/cors-proxy?url=http://127.0.0.1:{port}/capture?q=1"),
+        Some(br#"{"x":1}"#),
+        &[
+            ("Authorization", "Bearer sekrit"),
+            ("Proxy-Authorization", "Basic secret"),
+            ("X-Api-Key", "sekrit"),
+            ("Cookie", "session=secret"),
+            ("x-llama-server-proxy-header-accept", "application/json"),
+            (
+                "x-llama-server-proxy-header-authorization",
+                "Bearer explicit",
+            ),
+            (
+                "x-llama-server-proxy-header-content-type",
+                "application/json",
+            ),
+        ],
+    );
+    let (head, body) = target.join().unwrap();
+    assert_eq!(head[0], "POST /capture?q=1 HTTP/1.1");
+    let headers: Vec<String> = head[1..].iter().map(|l| l.to_ascii_lowercase()).collect();
+    let has = |h: &str| headers.iter().any(|l| l.starts_with(h));
+    assert!(
+        headers.contains(&"accept: application/json".to_owned()),
+        "{headers:?}"
+    );
+    assert!(
+        headers.contains(&"authorization: bearer explicit".to_owned()),
+        "{headers:?}"
+    );
+    assert!(
+        !has("proxy-authorization") && !has("x-api-key") && !has("cookie"),
+        "{headers:?}"
+    );
+    assert_eq!(body, r#"{"x":1}"#);
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body, r#"{"ok":true}"#);
+    assert_eq!(r.header("x-target"), Some("yes"));
+    assert_ne!(
+        r.header("access-control-allow-origin"),
+        Some("http://target")
+    );
+
+    // Targets llama.cpp's URL parser refuses are its errors (a 500, as llama-server answers).
+    for (url, message) in [
+        ("ftp://127.0.0.1/", "unsupported URL scheme: ftp"),
+        ("127.0.0.1/x", "invalid URL: no scheme"),
+        (
+            "http://u:p@127.0.0.1/",
+            "authentication in target URL is not supported",
+        ),
+    ] {
+        let r = s.request(
+            "GET",
+            &format!("/cors-proxy?url={url}"),
+            None,
+            &[("Authorization", "Bearer sekrit")],
+        );
+        assert_eq!(r.expect_error(500, "server_error")["message"], message);
+    }
+}
