@@ -430,8 +430,11 @@ fn run(
         let stepped = engine.step(&mut slots, tok);
         let dt = t0.elapsed();
         publish(&slots, &engine, &shared, Some((stepped, dt)));
-        engine.finish(&mut slots);
+        let done = engine.finish(&mut slots);
         publish(&slots, &engine, &shared, None);
+        for (job, event) in done {
+            let _ = job.events.send(event);
+        }
     }
 }
 

@@ -581,3 +581,23 @@ fn cors_proxy_forwards_only_explicit_headers() {
         assert_eq!(r.expect_error(500, "server_error")["message"], message);
     }
 }
+
+/// When an answer arrives its slot is already free in `/metrics` and `/slots`, as in
+/// llama-server (llama.cpp's test_metrics_prometheus_format reads `requests_processing` 0
+/// right after its completion).
+#[test]
+fn a_finished_request_has_freed_its_slot() {
+    let s = TestServer::start(config());
+    for i in 0..20 {
+        s.post(
+            "/completion",
+            &json!({ "prompt": format!("I believe {i}"), "n_predict": 2 }),
+        )
+        .json();
+        assert_eq!(s.metric("requests_processing"), 0.0, "request {i}");
+        assert!(
+            s.slots().iter().all(|v| v["is_processing"] == false),
+            "request {i}"
+        );
+    }
+}
