@@ -164,6 +164,7 @@ pub(crate) async fn completion(
     let timings_per_token = body.bool("timings_per_token")?.unwrap_or(false);
     let settings = settings(&params, stream);
     let want_probs = params.n_probs.is_some();
+    let fields = response_fields(&body)?;
     let mut prompts = native_prompts(ready, body.get("prompt"))?;
     // Several prompts: one answer each, in a list.
     if prompts.len() > 1 {
@@ -190,7 +191,7 @@ pub(crate) async fn completion(
             if want_probs {
                 v["completion_probabilities"] = probs_json(&f.probs, post_sampling);
             }
-            out.push(v);
+            out.push(select_fields(v, &fields));
         }
         return Ok(axum::Json(Value::Array(out)).into_response());
     }
@@ -213,7 +214,7 @@ pub(crate) async fn completion(
         if want_probs {
             v["completion_probabilities"] = probs_json(&f.probs, post_sampling);
         }
-        return Ok(axum::Json(v).into_response());
+        return Ok(axum::Json(select_fields(v, &fields)).into_response());
     }
     let progress = progress.map(|rx| http::ProgressFeed {
         rx,
@@ -264,7 +265,8 @@ pub(crate) async fn completion(
                         v
                     }
                     Event::Done { outcome, .. } => {
-                        let _ = sink.send(sse(&final_body("", &outcome))).await;
+                        let last = select_fields(final_body("", &outcome), &fields);
+                        let _ = sink.send(sse(&last)).await;
                         return;
                     }
                     Event::Error { message } => {
@@ -378,6 +380,38 @@ pub(crate) async fn chat_input_tokens(
         "object": "response.input_tokens",
     }))
     .into_response())
+}
+
+/// llama-server's `response_fields`: paths (`a/b`) of the final answer to return instead of
+/// all of it.
+fn response_fields(body: &crate::params::Body) -> Result<Vec<String>, ApiError> {
+    let bad = || type_error("response_fields", "a list of strings");
+    match body.get("response_fields") {
+        None => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| x.as_str().map(str::to_owned).ok_or_else(bad))
+            .collect(),
+        Some(_) => Err(bad()),
+    }
+}
+
+/// The answer with only `fields`, each at its path flattened into one key (a path that does not
+/// exist is left out), as llama-server's `json_get_nested_values`; no fields: all of it.
+fn select_fields(v: Value, fields: &[String]) -> Value {
+    if fields.is_empty() {
+        return v;
+    }
+    let mut out = serde_json::Map::new();
+    for path in fields {
+        let found = path
+            .split('/')
+            .try_fold(&v, |cur, k| cur.as_object().and_then(|o| o.get(k)));
+        if let Some(x) = found {
+            out.insert(path.clone(), x.clone());
+        }
+    }
+    Value::Object(out)
 }
 
 /// The native API's final answer for one prompt.

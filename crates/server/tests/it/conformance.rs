@@ -601,3 +601,55 @@ fn a_finished_request_has_freed_its_slot() {
         );
     }
 }
+
+/// llama-server's `response_fields`: only the named paths of the final answer, nested ones
+/// flattened into `a/b` keys and missing ones left out — the keys and values llama-server
+/// answers for this request — streamed finals too.
+#[test]
+fn response_fields_are_llama_servers() {
+    let s = TestServer::start(config());
+    let fields = json!([
+        "content",
+        "generation_settings/n_predict",
+        "prompt",
+        "timings/nope",
+        "tokens_evaluated",
+        "generation_settings"
+    ]);
+    let v = s
+        .post(
+            "/completion",
+            &json!({ "prompt": "I believe the meaning of life is", "n_predict": 4,
+                     "temperature": 0, "response_fields": fields }),
+        )
+        .json();
+    let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "content",
+            "generation_settings",
+            "generation_settings/n_predict",
+            "prompt",
+            "tokens_evaluated"
+        ]
+    );
+    assert_eq!(v["generation_settings/n_predict"], 4);
+    assert_eq!(v["prompt"], "I believe the meaning of life is");
+    assert_eq!(v["tokens_evaluated"], 7);
+    let events = s
+        .stream(
+            "/completion",
+            &json!({ "prompt": "I believe the meaning of life is", "n_predict": 2,
+                     "stream": true, "response_fields": ["content", "tokens_evaluated"] }),
+        )
+        .collect_all();
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last, json!({ "content": "", "tokens_evaluated": 7 }));
+    s.post(
+        "/completion",
+        &json!({ "prompt": "x", "n_predict": 1, "response_fields": [1] }),
+    )
+    .expect_error(400, "invalid_request_error");
+}
