@@ -421,8 +421,9 @@ pub(crate) async fn completions(
         String::new()
     };
     let probs = want_probs(&params);
+    let verbose = crate::llama::Verbose::new(&app, &body, &params, shape.stream, &prompt.tokens)?;
     let rx = submit(ready, prompt.tokens, params, opts)?;
-    completions_answer(&app, rx, shape, prefix, probs).await
+    completions_answer(&app, rx, shape, prefix, probs, verbose).await
 }
 
 async fn completions_answer(
@@ -431,6 +432,7 @@ async fn completions_answer(
     shape: Shape,
     prefix: String,
     probs: Option<bool>,
+    verbose: Option<crate::llama::Verbose>,
 ) -> Result<Response, ApiError> {
     let model = app.model_id();
     let id = http::new_id("cmpl-");
@@ -450,7 +452,7 @@ async fn completions_answer(
             })
             .collect();
         let outcomes: Vec<&Outcome> = done.iter().map(|f| &f.outcome).collect();
-        return Ok(axum::Json(json!({
+        let mut answer = json!({
             "choices": choices,
             "created": created,
             "model": model,
@@ -459,8 +461,9 @@ async fn completions_answer(
             "usage": usage(&outcomes),
             "id": id,
             "timings": outcomes.first().map(|o| timings(o)),
-        }))
-        .into_response());
+        });
+        crate::llama::Verbose::add_to(verbose.as_ref(), &mut answer, &done);
+        return Ok(axum::Json(answer).into_response());
     }
     let n = shape.n;
     let include_usage = shape.include_usage;

@@ -257,6 +257,18 @@ fn verbose_answers_carry_the_native_answer() {
     assert_eq!(x["content"], v["choices"][0]["message"]["content"]);
     assert!(ask(Some(false)).get("__verbose").is_none());
     assert!(ask(None).get("__verbose").is_none());
+    // OpenAI completions too (llama-server: prompt "I believe", 2 tokens evaluated).
+    let v = s
+        .post(
+            "/v1/completions",
+            &json!({ "prompt": "I believe", "max_tokens": 2, "verbose": true, "ignore_eos": true }),
+        )
+        .json();
+    let x = &v["__verbose"];
+    assert_eq!(x["prompt"], "I believe");
+    assert_eq!(x["tokens_evaluated"], 2);
+    assert_eq!(x["tokens_predicted"], 2);
+    assert_eq!(x["content"], v["choices"][0]["text"]);
     drop(s);
     // `--verbose`: every answer, unless the request says otherwise.
     let s = llama31_server(true);
