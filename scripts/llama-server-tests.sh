@@ -6,7 +6,7 @@
 #
 # The sdist and a venv with the suite's requirements are fetched once from PyPI and cached in
 # ${XDG_CACHE_HOME:-~/.cache}/hearth/. LLAMA_SERVER_BIN_PATH may name another server binary
-# (llama-server itself) to compare.
+# (llama-server itself) to compare. The servers listen on port 8080, or $PORT.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -40,7 +40,8 @@ fi
 models="$("$root/scripts/fetch-models.sh")"
 if [ -z "${LLAMA_SERVER_BIN_PATH:-}" ]; then
   cargo build --quiet --release -p cli --manifest-path "$root/Cargo.toml"
-  wrapper="$cache/hearth-as-llama-server"
+  # One wrapper per checkout: several worktrees may run the suite at once.
+  wrapper="$cache/hearth-as-llama-server-$(printf '%s' "$root" | sha256sum | cut -c1-12)"
   printf '#!/bin/sh\nexec "%s" serve "$@"\n' "$root/target/release/hearth" > "$wrapper"
   chmod +x "$wrapper"
   export LLAMA_SERVER_BIN_PATH="$wrapper"

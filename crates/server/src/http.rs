@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::ApiError;
 use crate::params::{Body, type_error};
-use crate::scheduler::{Event, GenParams, Job, Outcome, SubmitError, TokenProbs};
+use crate::scheduler::{Event, GenParams, Job, Outcome, Progress, SubmitError, TokenProbs};
 use crate::{App, Ready, llama, ollama, openai};
 
 pub(crate) type AppState = State<Arc<App>>;
@@ -126,6 +126,14 @@ fn router(app: Arc<App>) -> Router {
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat))
         .route("/chat/completions", post(openai::chat))
+        .route(
+            "/v1/chat/completions/input_tokens",
+            post(llama::chat_input_tokens),
+        )
+        .route(
+            "/chat/completions/input_tokens",
+            post(llama::chat_input_tokens),
+        )
         .route("/v1/completions", post(openai::completions))
         .route("/completions", post(llama::completion))
         .route("/completion", post(llama::completion))
@@ -135,6 +143,10 @@ fn router(app: Arc<App>) -> Router {
         .route("/tokenize", post(llama::tokenize))
         .route("/detokenize", post(llama::detokenize))
         .route("/apply-template", post(llama::apply_template))
+        .route(
+            "/cors-proxy",
+            get(crate::proxy::cors_proxy).post(crate::proxy::cors_proxy),
+        )
         .route("/", get(ollama::root).head(ollama::root))
         .route("/api/version", get(ollama::version))
         .route("/api/tags", get(ollama::tags))
@@ -283,8 +295,13 @@ async fn health(State(app): AppState) -> Response {
 
 /// The request's JSON object; a body over the limit is a 413 in OpenAI's shape.
 pub(crate) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Body, ApiError> {
+    Body::parse(&read_body_bytes(body)?)
+}
+
+/// The request's bytes; a body over the limit is a 413 in OpenAI's shape.
+pub(crate) fn read_body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     match body {
-        Ok(b) => Body::parse(&b),
+        Ok(b) => Ok(b),
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "invalid_request_error",
@@ -320,6 +337,71 @@ pub(crate) async fn chat_prompt_with(
     add_generation_prompt: bool,
     kwargs: Option<&Value>,
 ) -> Result<Prompt, ApiError> {
+    let ending = Ending {
+        add_generation_prompt,
+        continue_final_message: false,
+    };
+    chat_prompt_ending(ready, messages, tools, ending, kwargs).await
+}
+
+/// How a rendered conversation ends: llama-server's `add_generation_prompt` (default on) and
+/// `continue_final_message` (vLLM's and transformers' name for continuing the last message).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ending {
+    pub add_generation_prompt: bool,
+    pub continue_final_message: bool,
+}
+
+impl Ending {
+    /// The two flags of a chat or `/apply-template` request, read as llama-server reads them:
+    /// `continue_final_message` is on for `true` or `"content"`, off for anything else.
+    pub(crate) fn from_body(body: &Body) -> Result<Ending, ApiError> {
+        let continue_final_message = match body.get("continue_final_message") {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) if s == "content" => true,
+            Some(Value::String(s)) if s == "reasoning_content" => {
+                return Err(ApiError::unsupported(
+                    "`continue_final_message`: \"reasoning_content\" is not supported yet",
+                ));
+            }
+            _ => false,
+        };
+        Ok(Ending {
+            add_generation_prompt: body.bool("add_generation_prompt")?.unwrap_or(true),
+            continue_final_message,
+        })
+    }
+
+    /// llama-server's rules: a final assistant message is continued (its prefill), and then no
+    /// generation prompt follows; asking for both is an error.
+    fn resolve(mut self, msgs: &[Message]) -> Result<Ending, ApiError> {
+        let n = msgs.len();
+        if !self.continue_final_message && msgs.last().is_some_and(|m| m.role == "assistant") {
+            if n >= 2 && msgs[n - 2].role == "assistant" {
+                return Err(ApiError::invalid(
+                    "Cannot have 2 or more assistant messages at the end of the list.",
+                ));
+            }
+            self.continue_final_message = true;
+            self.add_generation_prompt = false;
+        }
+        if self.continue_final_message && self.add_generation_prompt {
+            return Err(ApiError::invalid(
+                "Cannot set both add_generation_prompt and continue_final_message to true.",
+            ));
+        }
+        Ok(self)
+    }
+}
+
+/// [`chat_prompt_with`] with both of llama-server's template flags.
+pub(crate) async fn chat_prompt_ending(
+    ready: &Ready,
+    messages: Option<&Value>,
+    tools: Option<Value>,
+    ending: Ending,
+    kwargs: Option<&Value>,
+) -> Result<Prompt, ApiError> {
     let Some(Value::Array(list)) = messages else {
         return Err(type_error("messages", "a list of messages"));
     };
@@ -330,12 +412,13 @@ pub(crate) async fn chat_prompt_with(
     for m in list {
         msgs.push(to_message(m)?);
     }
-    // Only one final assistant message can be continued (llama-server refuses more too).
-    if msgs.len() >= 2 && msgs[msgs.len() - 2..].iter().all(|m| m.role == "assistant") {
-        return Err(ApiError::invalid(
-            "cannot have 2 or more assistant messages at the end of the list",
-        ));
-    }
+    let ending = ending.resolve(&msgs)?;
+    // A continued message's text, its text parts joined by blank lines as llama-server does.
+    let tail = if ending.continue_final_message {
+        list.last().map(continued_text)
+    } else {
+        None
+    };
     let context = template_context(ready, kwargs)?;
     let chat = ready.chat.clone();
     let thinking = ready.thinking_tags;
@@ -344,13 +427,29 @@ pub(crate) async fn chat_prompt_with(
             &chat,
             &msgs,
             tools.as_ref(),
-            add_generation_prompt,
+            ending.add_generation_prompt,
+            tail.as_deref(),
             &context,
             thinking,
         )
     })
     .await
     .map_err(|e| ApiError::server(e.to_string()))?
+}
+
+/// The text a continued message adds: its content, or its text parts joined by blank lines.
+fn continued_text(m: &Value) -> String {
+    match m.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n\n"),
+        _ => String::new(),
+    }
 }
 
 /// The variables a template sees besides the conversation, as llama-server gives them:
@@ -415,28 +514,25 @@ fn close_thinking(text: &mut String, (open, close): (&str, &str)) {
     }
 }
 
-/// Renders `msgs`; with `add_generation_prompt` a final assistant message is continued.
+/// Renders `msgs`. With `continued` (the final message's text) the last message is continued:
+/// the ones before it are rendered with the generation prompt and its text follows, as
+/// llama-server renders a prefill.
 pub(crate) fn render_chat(
     chat: &engine::chat::Chat,
     msgs: &[Message],
     tools: Option<&Value>,
     add_generation_prompt: bool,
+    continued: Option<&str>,
     context: &serde_json::Map<String, Value>,
     thinking: Option<(&'static str, &'static str)>,
 ) -> Result<Prompt, ApiError> {
     let tok = &chat.model().tokenizer;
     let bad = |e: engine::chat_template::TemplateError| ApiError::invalid(e.to_string());
-    let prefill = add_generation_prompt && msgs.last().is_some_and(|m| m.role == "assistant");
-    let head = if prefill {
-        &msgs[..msgs.len() - 1]
-    } else {
-        msgs
-    };
-    let r = chat
-        .render_with_context(head, tools, add_generation_prompt, Some(context))
-        .map_err(bad)?;
-    let thinking_off = context.get("enable_thinking") == Some(&Value::Bool(false));
-    if !prefill {
+    let Some(tail) = continued else {
+        let r = chat
+            .render_with_context(msgs, tools, add_generation_prompt, Some(context))
+            .map_err(bad)?;
+        let thinking_off = context.get("enable_thinking") == Some(&Value::Bool(false));
         return Ok(match thinking {
             Some(tags) if thinking_off && add_generation_prompt => {
                 let mut text = r.text;
@@ -449,9 +545,13 @@ pub(crate) fn render_chat(
                 tokens: r.tokens,
             },
         });
-    }
+    };
+    let head = &msgs[..msgs.len().saturating_sub(1)];
+    let r = chat
+        .render_with_context(head, tools, true, Some(context))
+        .map_err(bad)?;
     let mut text = r.text;
-    text.push_str(msgs.last().and_then(|m| m.content.as_deref()).unwrap_or(""));
+    text.push_str(tail);
     let tokens = engine::chat::tokenize_prompt(tok, &text, msgs, chat.bos());
     Ok(Prompt { text, tokens })
 }
@@ -520,6 +620,8 @@ pub(crate) struct JobOptions {
     pub n: usize,
     pub id_slot: Option<usize>,
     pub cache_prompt: bool,
+    /// Report prompt progress (llama-server's `return_progress`; streams only).
+    pub return_progress: bool,
 }
 
 impl Default for JobOptions {
@@ -528,9 +630,16 @@ impl Default for JobOptions {
             n: 1,
             id_slot: None,
             cache_prompt: true,
+            return_progress: false,
         }
     }
 }
+
+/// A queued job's events, and its prompt progress if asked for.
+pub(crate) type Submitted = (
+    mpsc::UnboundedReceiver<Event>,
+    Option<mpsc::UnboundedReceiver<Progress>>,
+);
 
 /// Queues a job; 503 when the queue is full.
 pub(crate) fn submit(
@@ -539,6 +648,16 @@ pub(crate) fn submit(
     params: GenParams,
     opts: JobOptions,
 ) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
+    submit_progress(ready, prompt, params, opts).map(|(rx, _)| rx)
+}
+
+/// [`submit`], with the job's prompt progress when `opts.return_progress` asks for it.
+pub(crate) fn submit_progress(
+    ready: &Ready,
+    prompt: Vec<u32>,
+    params: GenParams,
+    opts: JobOptions,
+) -> Result<Submitted, ApiError> {
     check_prompt(ready, &prompt)?;
     if let Some(id) = opts.id_slot
         && id >= ready.scheduler.config.n_parallel
@@ -546,6 +665,12 @@ pub(crate) fn submit(
         return Err(ApiError::invalid(format!("there is no slot {id}")));
     }
     let (tx, rx) = mpsc::unbounded_channel();
+    let (progress, progress_rx) = if opts.return_progress {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
     let job = Job {
         prompt,
         params,
@@ -553,9 +678,10 @@ pub(crate) fn submit(
         id_slot: opts.id_slot,
         cache_prompt: opts.cache_prompt,
         events: tx,
+        progress,
     };
     match ready.scheduler.submit(job) {
-        Ok(()) => Ok(rx),
+        Ok(()) => Ok((rx, progress_rx)),
         Err(SubmitError::QueueFull) => Err(ApiError::unavailable(
             "the server is busy: too many requests are waiting, try again later",
         )),
@@ -668,7 +794,53 @@ pub(crate) fn probs_json(probs: &[TokenProbs], post_sampling: bool) -> Value {
 }
 
 /// The sending end of a streamed response body, and how long a client may leave it full.
-pub(crate) struct Sink(mpsc::Sender<Bytes>, std::time::Duration);
+pub(crate) struct Sink(
+    mpsc::Sender<Bytes>,
+    std::time::Duration,
+    tokio::sync::Mutex<Option<ProgressFeed>>,
+);
+
+/// A job's prompt progress and how a stream writes it (llama-server's `return_progress`).
+pub(crate) struct ProgressFeed {
+    pub rx: mpsc::UnboundedReceiver<Progress>,
+    pub chunk: Box<dyn Fn(&Progress) -> Value + Send>,
+}
+
+/// llama-server's `prompt_progress` object.
+pub(crate) fn progress_json(p: &Progress) -> Value {
+    serde_json::json!({
+        "total": p.total,
+        "cache": p.cache,
+        "processed": p.processed,
+        "time_ms": p.time_ms,
+    })
+}
+
+/// llama-server's `timings` while the prompt is evaluated (`timings_per_token`).
+pub(crate) fn progress_timings(p: &Progress) -> Value {
+    let prompt_n = p.processed - p.cache;
+    let per = if prompt_n > 0 {
+        p.prompt_ms / prompt_n as f64
+    } else {
+        0.0
+    };
+    let rate = if p.prompt_ms > 0.0 {
+        prompt_n as f64 * 1e3 / p.prompt_ms
+    } else {
+        0.0
+    };
+    serde_json::json!({
+        "cache_n": p.cache,
+        "prompt_n": prompt_n,
+        "prompt_ms": p.prompt_ms,
+        "prompt_per_token_ms": per,
+        "prompt_per_second": rate,
+        "predicted_n": 0,
+        "predicted_ms": 0.0,
+        "predicted_per_token_ms": 0.0,
+        "predicted_per_second": 0.0,
+    })
+}
 
 impl Sink {
     /// Sends a piece of the body; false once the client is gone, or has not taken what was
@@ -680,11 +852,32 @@ impl Sink {
         )
     }
 
-    /// The job's next event; `None` when the job ended or the client went away.
+    /// The job's next event; `None` when the job ended or the client went away. Prompt
+    /// progress, when the stream has a feed, is written on the way, before the event.
     pub async fn next(&self, rx: &mut mpsc::UnboundedReceiver<Event>) -> Option<Event> {
-        tokio::select! {
-            e = rx.recv() => e,
-            _ = self.0.closed() => None,
+        loop {
+            let mut feed = self.2.lock().await;
+            let Some(f) = feed.as_mut() else {
+                return tokio::select! {
+                    e = rx.recv() => e,
+                    _ = self.0.closed() => None,
+                };
+            };
+            let chunk = tokio::select! {
+                biased;
+                p = f.rx.recv() => p.map(|p| (f.chunk)(&p)),
+                e = rx.recv() => return e,
+                _ = self.0.closed() => return None,
+            };
+            match chunk {
+                Some(v) => {
+                    drop(feed);
+                    if !self.send(sse(&v)).await {
+                        return None;
+                    }
+                }
+                None => *feed = None,
+            }
         }
     }
 }
@@ -695,8 +888,23 @@ where
     F: FnOnce(Sink) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    stream_progress(app, content_type, None, produce)
+}
+
+/// [`stream`] that also writes the job's prompt progress as it comes.
+pub(crate) fn stream_progress<F, Fut>(
+    app: &App,
+    content_type: &'static str,
+    progress: Option<ProgressFeed>,
+    produce: F,
+) -> Response
+where
+    F: FnOnce(Sink) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(32);
-    tokio::spawn(produce(Sink(tx, app.config.timeout)));
+    let sink = Sink(tx, app.config.timeout, tokio::sync::Mutex::new(progress));
+    tokio::spawn(produce(sink));
     let mut resp = HttpBody::from_stream(ChanStream(rx)).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -746,6 +954,7 @@ pub(crate) fn timings(o: &Outcome) -> Value {
     let prompt_n = o.n_prompt - o.n_cached;
     let prompt_ms = o.prompt_time.as_secs_f64() * 1e3;
     let predicted_ms = o.generation_time.as_secs_f64() * 1e3;
+    let steps = o.n_generated.saturating_sub(1);
     let per = |n: usize, ms: f64| if n > 0 { ms / n as f64 } else { 0.0 };
     let rate = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
     serde_json::json!({
@@ -756,8 +965,10 @@ pub(crate) fn timings(o: &Outcome) -> Value {
         "prompt_per_second": rate(prompt_n, prompt_ms),
         "predicted_n": o.n_generated,
         "predicted_ms": predicted_ms,
-        "predicted_per_token_ms": per(o.n_generated, predicted_ms),
-        "predicted_per_second": rate(o.n_generated, predicted_ms),
+        // Rates over decode steps, as llama-server's: the first token comes from the prompt's
+        // last batch and costs no step.
+        "predicted_per_token_ms": per(steps, predicted_ms),
+        "predicted_per_second": rate(steps, predicted_ms),
     })
 }
 

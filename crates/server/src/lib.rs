@@ -12,9 +12,11 @@ mod constrain;
 mod error;
 mod http;
 mod llama;
+mod named_templates;
 mod ollama;
 mod openai;
 mod params;
+mod proxy;
 pub mod scheduler;
 mod slot;
 
@@ -29,6 +31,7 @@ use engine::{Model, SamplerParams};
 use tokio::sync::watch;
 
 pub use error::ApiError;
+pub use named_templates::{NAMED_TEMPLATES, named_template};
 
 use crate::params::Defaults;
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -61,6 +64,9 @@ pub struct Config {
     pub api_keys: Vec<String>,
     pub metrics: bool,
     pub slots_endpoint: bool,
+    /// llama-server's `--verbose`: every completion answer carries `__verbose` (the native
+    /// answer, with the prompt as the model saw it), as a request's `"verbose": true` asks.
+    pub verbose: bool,
     /// A chat template replacing the model's.
     pub chat_template: Option<TemplateChoice>,
     /// Template variables every request gets (llama-server's `--chat-template-kwargs`); a
@@ -75,6 +81,8 @@ pub struct Config {
     pub timeout: Duration,
     /// Origins allowed by CORS (`*`: any).
     pub cors_origins: Vec<String>,
+    /// llama-server's `--ui-mcp-proxy`: `/cors-proxy?url=…` forwards requests to other servers.
+    pub cors_proxy: bool,
     /// Largest request body, in bytes.
     pub body_limit: usize,
     /// Requests that may wait for a slot.
@@ -102,11 +110,13 @@ impl Config {
             api_keys: Vec::new(),
             metrics: false,
             slots_endpoint: true,
+            verbose: false,
             chat_template: None,
             chat_template_kwargs: serde_json::Map::new(),
             reasoning: None,
             timeout: Duration::from_secs(600),
             cors_origins: vec!["*".into()],
+            cors_proxy: false,
             body_limit: 16 << 20,
             queue_size: 64,
             kv_unified: false,

@@ -72,37 +72,65 @@ fn settings(p: &GenParams, stream: bool) -> Value {
     })
 }
 
-/// The native prompt: a string, token ids, or a mix of both in one list.
-fn native_prompt(ready: &Ready, v: Option<&Value>) -> Result<Vec<u32>, ApiError> {
-    let tok = &ready.model.tokenizer;
-    let bad = || type_error("prompt", "a string, a list of token ids, or a mix");
+/// Most prompts in one request.
+const MAX_PROMPTS: usize = 16;
+
+/// The native prompts, as llama-server's `tokenize_input_prompts` reads them: a list that holds
+/// no integer is several prompts (strings, token lists, mixes, or objects); anything else is one.
+fn native_prompts(ready: &Ready, v: Option<&Value>) -> Result<Vec<Vec<u32>>, ApiError> {
+    let v = v.ok_or_else(|| ApiError::invalid("`prompt` is required"))?;
     match v {
-        None => Err(ApiError::invalid("`prompt` is required")),
-        Some(Value::String(s)) => Ok(tok.encode(s, true, true)),
-        Some(Value::Array(a)) => {
-            if a.len() == 1 && a[0].is_array() {
-                return native_prompt(ready, Some(&a[0]));
+        Value::Array(a) if !a.iter().any(|x| x.is_i64() || x.is_u64()) => {
+            if a.is_empty() {
+                return Err(ApiError::invalid("\"prompt\" must not be empty"));
             }
-            if a.len() > 1 && a.iter().all(Value::is_string) {
-                return Err(ApiError::unsupported(
-                    "several prompts in one request are not supported yet",
-                ));
+            if a.len() > MAX_PROMPTS {
+                return Err(ApiError::invalid(format!(
+                    "at most {MAX_PROMPTS} prompts are accepted in one request"
+                )));
             }
+            a.iter().map(|p| native_subprompt(ready, p)).collect()
+        }
+        _ => Ok(vec![native_subprompt(ready, v)?]),
+    }
+}
+
+/// One native prompt: a string, token ids, a mix of both in one list (only a leading string gets
+/// the BOS), or `{"prompt_string": …, "multimodal_data": […]}`.
+fn native_subprompt(ready: &Ready, v: &Value) -> Result<Vec<u32>, ApiError> {
+    let tok = &ready.model.tokenizer;
+    let bad = || {
+        ApiError::invalid(
+            "\"prompt\" elements must be a string, a list of tokens, a JSON object containing \
+             a prompt string, or a list of mixed strings & tokens.",
+        )
+    };
+    match v {
+        Value::String(s) => Ok(tok.encode(s, true, true)),
+        Value::Array(a) => {
             let mut out = Vec::new();
             for (i, x) in a.iter().enumerate() {
                 match x {
                     Value::String(s) => out.extend(tok.encode(s, i == 0, true)),
-                    Value::Number(n) => out.push(
-                        n.as_u64()
-                            .and_then(|x| u32::try_from(x).ok())
-                            .ok_or_else(bad)?,
-                    ),
+                    Value::Number(n) => {
+                        out.push(n.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or_else(
+                            || type_error("prompt", "token ids that are non-negative integers"),
+                        )?)
+                    }
                     _ => return Err(bad()),
                 }
             }
             Ok(out)
         }
-        Some(_) => Err(bad()),
+        Value::Object(o) => match o.get("prompt_string") {
+            // llama-server without a multimodal projector (hearth has none) refuses media.
+            Some(_) if o.contains_key("multimodal_data") => Err(ApiError::invalid(
+                "Multimodal data provided, but model does not support multimodal requests.",
+            )),
+            Some(p @ (Value::String(_) | Value::Array(_))) => native_subprompt(ready, p),
+            _ => Err(bad()),
+        },
+        _ => Err(bad()),
     }
 }
 
@@ -131,27 +159,22 @@ pub(crate) async fn completion(
         n: 1,
         id_slot,
         cache_prompt: body.bool("cache_prompt")?.unwrap_or(true),
+        return_progress: stream && body.bool("return_progress")?.unwrap_or(false),
     };
+    let timings_per_token = body.bool("timings_per_token")?.unwrap_or(false);
     let settings = settings(&params, stream);
     let want_probs = params.n_probs.is_some();
-    // Several prompts (a list of strings or of token lists): one answer each, in a list.
-    if let Some(Value::Array(list)) = body.get("prompt")
-        && list.len() > 1
-        && list.iter().all(|p| p.is_string() || p.is_array())
-    {
+    let fields = response_fields(&body)?;
+    let mut prompts = native_prompts(ready, body.get("prompt"))?;
+    // Several prompts: one answer each, in a list.
+    if prompts.len() > 1 {
         if stream {
             return Err(ApiError::unsupported(
                 "streaming several prompts in one request is not supported yet",
             ));
         }
-        if list.len() > 16 {
-            return Err(ApiError::invalid(
-                "at most 16 prompts are accepted in one request",
-            ));
-        }
         let mut jobs = Vec::new();
-        for p in list {
-            let tokens = native_prompt(ready, Some(p))?;
+        for tokens in prompts {
             let text = ready
                 .model
                 .tokenizer
@@ -168,17 +191,19 @@ pub(crate) async fn completion(
             if want_probs {
                 v["completion_probabilities"] = probs_json(&f.probs, post_sampling);
             }
-            out.push(v);
+            out.push(select_fields(v, &fields));
         }
         return Ok(axum::Json(Value::Array(out)).into_response());
     }
-    let tokens = native_prompt(ready, body.get("prompt"))?;
+    let tokens = prompts
+        .pop()
+        .ok_or_else(|| ApiError::invalid("`prompt` is empty"))?;
     let prompt_text = ready
         .model
         .tokenizer
         .decode(&tokens, true)
         .unwrap_or_default();
-    let rx = submit(ready, tokens, params, opts)?;
+    let (rx, progress) = http::submit_progress(ready, tokens, params, opts)?;
     let model = app.model_id();
     let final_body =
         move |content: &str, o: &Outcome| native_body(&model, &settings, &prompt_text, content, o);
@@ -189,11 +214,31 @@ pub(crate) async fn completion(
         if want_probs {
             v["completion_probabilities"] = probs_json(&f.probs, post_sampling);
         }
-        return Ok(axum::Json(v).into_response());
+        return Ok(axum::Json(select_fields(v, &fields)).into_response());
     }
-    Ok(http::stream(
+    let progress = progress.map(|rx| http::ProgressFeed {
+        rx,
+        chunk: Box::new(move |p| {
+            let mut v = json!({
+                "index": 0,
+                "content": "",
+                "tokens": [],
+                "stop": false,
+                "id_slot": -1,
+                "tokens_predicted": 0,
+                "tokens_evaluated": p.total,
+                "prompt_progress": http::progress_json(p),
+            });
+            if timings_per_token {
+                v["timings"] = http::progress_timings(p);
+            }
+            v
+        }),
+    });
+    Ok(http::stream_progress(
         &app,
         "text/event-stream",
+        progress,
         move |sink| async move {
             let mut rx = rx;
             let mut n_predicted = 0usize;
@@ -220,7 +265,8 @@ pub(crate) async fn completion(
                         v
                     }
                     Event::Done { outcome, .. } => {
-                        let _ = sink.send(sse(&final_body("", &outcome))).await;
+                        let last = select_fields(final_body("", &outcome), &fields);
+                        let _ = sink.send(sse(&last)).await;
                         return;
                     }
                     Event::Error { message } => {
@@ -234,6 +280,138 @@ pub(crate) async fn completion(
             }
         },
     ))
+}
+
+/// llama-server's `__verbose` on an OpenAI answer: the native answer for the same prompt, when
+/// the server runs with `--verbose` or the request sets `"verbose": true`.
+pub(crate) struct Verbose {
+    model: String,
+    settings: Value,
+    prompt: String,
+}
+
+impl Verbose {
+    /// `None` unless asked for; `prompt` is what the model is given.
+    pub(crate) fn new(
+        app: &App,
+        body: &crate::params::Body,
+        params: &GenParams,
+        stream: bool,
+        prompt: &[u32],
+    ) -> Result<Option<Verbose>, ApiError> {
+        if !body.bool("verbose")?.unwrap_or(app.config.verbose) {
+            return Ok(None);
+        }
+        let ready = app.ready()?;
+        Ok(Some(Verbose {
+            model: app.model_id(),
+            settings: settings(params, stream),
+            prompt: ready
+                .model
+                .tokenizer
+                .decode(prompt, true)
+                .unwrap_or_default(),
+        }))
+    }
+
+    /// Adds `__verbose` (the first choice's native answer) to an answer.
+    pub(crate) fn add_to(this: Option<&Verbose>, answer: &mut Value, done: &[http::Finished]) {
+        if let (Some(v), Some(f)) = (this, done.first()) {
+            answer["__verbose"] =
+                native_body(&v.model, &v.settings, &v.prompt, &f.text, &f.outcome);
+        }
+    }
+}
+
+/// A chat stream's prompt progress, as llama-server writes it: a chunk whose delta is the
+/// role, with `prompt_progress` (and `timings` with `timings_per_token`).
+pub(crate) fn chat_progress(
+    progress: Option<tokio::sync::mpsc::UnboundedReceiver<crate::scheduler::Progress>>,
+    body: &crate::params::Body,
+    model: &str,
+    id: &str,
+    created: u64,
+) -> Result<Option<http::ProgressFeed>, ApiError> {
+    let timings_per_token = body.bool("timings_per_token")?.unwrap_or(false);
+    let (model, id) = (model.to_owned(), id.to_owned());
+    Ok(progress.map(|rx| http::ProgressFeed {
+        rx,
+        chunk: Box::new(move |p| {
+            let mut v = json!({
+                "choices": [{
+                    "finish_reason": null,
+                    "index": 0,
+                    "delta": { "role": "assistant", "content": null },
+                }],
+                "created": created,
+                "id": id,
+                "model": model,
+                "system_fingerprint": http::FINGERPRINT,
+                "object": "chat.completion.chunk",
+                "prompt_progress": http::progress_json(p),
+            });
+            if timings_per_token {
+                v["timings"] = http::progress_timings(p);
+            }
+            v
+        }),
+    }))
+}
+
+/// `POST /chat/completions/input_tokens`: how many tokens a chat request's prompt is, as
+/// llama-server counts them (the rendered template, tokenized with the special tokens).
+pub(crate) async fn chat_input_tokens(
+    State(app): AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let ready = app.ready()?;
+    let body = http::read_body(body)?;
+    let tools = match body.get("tools") {
+        None => None,
+        Some(t @ Value::Array(_)) => Some(t.clone()),
+        Some(_) => return Err(type_error("tools", "a list of tool definitions")),
+    };
+    let ending = http::Ending::from_body(&body)?;
+    let kwargs = body.get("chat_template_kwargs");
+    let prompt =
+        http::chat_prompt_ending(ready, body.get("messages"), tools, ending, kwargs).await?;
+    Ok(axum::Json(json!({
+        "input_tokens": prompt.tokens.len(),
+        "object": "response.input_tokens",
+    }))
+    .into_response())
+}
+
+/// llama-server's `response_fields`: paths (`a/b`) of the final answer to return instead of
+/// all of it.
+fn response_fields(body: &crate::params::Body) -> Result<Vec<String>, ApiError> {
+    let bad = || type_error("response_fields", "a list of strings");
+    match body.get("response_fields") {
+        None => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| x.as_str().map(str::to_owned).ok_or_else(bad))
+            .collect(),
+        Some(_) => Err(bad()),
+    }
+}
+
+/// The answer with only `fields`, each at its path flattened into one key (a path that does not
+/// exist is left out), as llama-server's `json_get_nested_values`; no fields: all of it.
+fn select_fields(v: Value, fields: &[String]) -> Value {
+    if fields.is_empty() {
+        return v;
+    }
+    let mut out = serde_json::Map::new();
+    for path in fields {
+        let found = path
+            .split('/')
+            .try_fold(&v, |cur, k| cur.as_object().and_then(|o| o.get(k)));
+        if let Some(x) = found {
+            out.insert(path.clone(), x.clone());
+        }
+    }
+    Value::Object(out)
 }
 
 /// The native API's final answer for one prompt.
@@ -254,7 +432,8 @@ fn native_body(model: &str, settings: &Value, prompt: &str, content: &str, o: &O
         "truncated": false,
         "stop_type": stop_type,
         "stopping_word": word,
-        "tokens_cached": o.n_prompt + o.n_generated,
+        // The last token sampled is never evaluated, as llama-server counts it.
+        "tokens_cached": o.n_prompt + o.n_generated.saturating_sub(1),
         "timings": timings(o),
     })
 }
@@ -557,14 +736,16 @@ pub(crate) async fn apply_template(
 ) -> Result<Response, ApiError> {
     let ready = app.ready()?;
     let body = http::read_body(body)?;
-    // llama-server renders with the request's tools and `add_generation_prompt` (default on).
+    // llama-server renders with the request's tools, `add_generation_prompt` (default on) and
+    // `continue_final_message`.
     let tools = match body.get("tools") {
         None => None,
         Some(t @ Value::Array(_)) => Some(t.clone()),
         Some(_) => return Err(type_error("tools", "a list of tool definitions")),
     };
-    let add = body.bool("add_generation_prompt")?.unwrap_or(true);
+    let ending = http::Ending::from_body(&body)?;
     let kwargs = body.get("chat_template_kwargs");
-    let prompt = http::chat_prompt_with(ready, body.get("messages"), tools, add, kwargs).await?;
+    let prompt =
+        http::chat_prompt_ending(ready, body.get("messages"), tools, ending, kwargs).await?;
     Ok(axum::Json(json!({ "prompt": prompt.text })).into_response())
 }

@@ -125,30 +125,38 @@ pub(crate) async fn chat(
     crate::constrain::apply(ready, crate::constrain::requested(&body)?, &mut params)?;
     probs_request(&body, true, &mut params)?;
     let probs = want_probs(&params);
-    let prompt = http::chat_prompt(
+    let prompt = http::chat_prompt_ending(
         ready,
         body.get("messages"),
+        None,
+        http::Ending::from_body(&body)?,
         body.get("chat_template_kwargs"),
     )
     .await?;
     let opts = JobOptions {
         n: shape.n,
+        return_progress: shape.stream && body.bool("return_progress")?.unwrap_or(false),
         ..JobOptions::default()
     };
-    let rx = submit(ready, prompt.tokens, params, opts)?;
+    let verbose = crate::llama::Verbose::new(&app, &body, &params, shape.stream, &prompt.tokens)?;
+    let (rx, progress) = http::submit_progress(ready, prompt.tokens, params, opts)?;
     let model = app.model_id();
     let id = http::new_id("chatcmpl-");
     let created = unix_now();
+    let progress = crate::llama::chat_progress(progress, &body, &model, &id, created)?;
     if !shape.stream {
         let done = collect(rx, shape.n).await?;
-        return Ok(axum::Json(chat_body(&done, probs, &model, &id, created)).into_response());
+        let mut answer = chat_body(&done, probs, &model, &id, created);
+        crate::llama::Verbose::add_to(verbose.as_ref(), &mut answer, &done);
+        return Ok(axum::Json(answer).into_response());
     }
     let n = shape.n;
     let include_usage = shape.include_usage;
     let post_sampling = probs.unwrap_or(false);
-    Ok(http::stream(
+    Ok(http::stream_progress(
         &app,
         "text/event-stream",
+        progress,
         move |sink| async move {
             let chunk = |choices: Value| {
                 json!({
@@ -413,8 +421,9 @@ pub(crate) async fn completions(
         String::new()
     };
     let probs = want_probs(&params);
+    let verbose = crate::llama::Verbose::new(&app, &body, &params, shape.stream, &prompt.tokens)?;
     let rx = submit(ready, prompt.tokens, params, opts)?;
-    completions_answer(&app, rx, shape, prefix, probs).await
+    completions_answer(&app, rx, shape, prefix, probs, verbose).await
 }
 
 async fn completions_answer(
@@ -423,6 +432,7 @@ async fn completions_answer(
     shape: Shape,
     prefix: String,
     probs: Option<bool>,
+    verbose: Option<crate::llama::Verbose>,
 ) -> Result<Response, ApiError> {
     let model = app.model_id();
     let id = http::new_id("cmpl-");
@@ -442,7 +452,7 @@ async fn completions_answer(
             })
             .collect();
         let outcomes: Vec<&Outcome> = done.iter().map(|f| &f.outcome).collect();
-        return Ok(axum::Json(json!({
+        let mut answer = json!({
             "choices": choices,
             "created": created,
             "model": model,
@@ -451,8 +461,9 @@ async fn completions_answer(
             "usage": usage(&outcomes),
             "id": id,
             "timings": outcomes.first().map(|o| timings(o)),
-        }))
-        .into_response());
+        });
+        crate::llama::Verbose::add_to(verbose.as_ref(), &mut answer, &done);
+        return Ok(axum::Json(answer).into_response());
     }
     let n = shape.n;
     let include_usage = shape.include_usage;

@@ -66,6 +66,24 @@ pub struct Job {
     pub cache_prompt: bool,
     /// Where the text goes; dropping the receiver cancels the job.
     pub events: UnboundedSender<Event>,
+    /// Where prompt progress goes, if the request asked (llama-server's `return_progress`).
+    pub progress: Option<UnboundedSender<Progress>>,
+}
+
+/// How far a job's prompt is (llama-server's `prompt_progress`): sent when a slot takes the
+/// job, then after every step that evaluated part of its prompt.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Progress {
+    /// Prompt tokens.
+    pub total: usize,
+    /// Prompt tokens taken from the cache.
+    pub cache: usize,
+    /// Prompt tokens in the slot so far (cached included).
+    pub processed: usize,
+    /// Since the slot took the job.
+    pub time_ms: u64,
+    /// Until the last step that evaluated prompt tokens (0 before the first).
+    pub prompt_ms: f64,
 }
 
 /// Why a choice ended.
@@ -298,6 +316,7 @@ pub(crate) struct JobShared {
     pub id_slot: Option<usize>,
     pub cache_prompt: bool,
     pub events: UnboundedSender<Event>,
+    pub progress: Option<UnboundedSender<Progress>>,
     /// Choice 0 has evaluated the prompt: the other choices may share its cells.
     pub prompt_shared: AtomicBool,
 }
@@ -377,6 +396,15 @@ fn run(
             };
             let reuse = common.min(p.job.prompt.len().saturating_sub(1));
             engine.prepare(&mut slots, s, donor, &p.job.prompt, reuse);
+            if let (Some(tx), 0) = (&p.job.progress, p.index) {
+                let _ = tx.send(Progress {
+                    total: p.job.prompt.len(),
+                    cache: reuse,
+                    processed: reuse,
+                    time_ms: 0,
+                    prompt_ms: 0.0,
+                });
+            }
             slots[s].task = Some(Task {
                 index: p.index,
                 phase: Phase::Prompt { next: reuse },
@@ -402,8 +430,11 @@ fn run(
         let stepped = engine.step(&mut slots, tok);
         let dt = t0.elapsed();
         publish(&slots, &engine, &shared, Some((stepped, dt)));
-        engine.finish(&mut slots);
+        let done = engine.finish(&mut slots);
         publish(&slots, &engine, &shared, None);
+        for (job, event) in done {
+            let _ = job.events.send(event);
+        }
     }
 }
 
@@ -418,6 +449,7 @@ fn enqueue(job: Job, waiting: &mut VecDeque<Pending>, next_id: &mut u64, shared:
         id_slot: job.id_slot,
         cache_prompt: job.cache_prompt,
         events: job.events,
+        progress: job.progress,
         prompt_shared: AtomicBool::new(false),
     });
     for index in 0..n {

@@ -14,7 +14,7 @@ use engine::sampler::Chain;
 use engine::tokenizer::{Detokenizer, Tokenizer};
 use engine::{Batch, Context, ContextError};
 
-use crate::scheduler::{Event, Finish, JobShared, Outcome, SlotView, TokenProbs};
+use crate::scheduler::{Event, Finish, JobShared, Outcome, Progress, SlotView, TokenProbs};
 
 /// Where a task is.
 #[derive(Clone, Copy, Debug)]
@@ -138,10 +138,14 @@ impl Engine {
 
     /// Sends the outcome of every choice that ended in the last step and frees its slot (after
     /// the scheduler published the step's counts, so a client that has its answer sees them).
-    pub fn finish(&mut self, slots: &mut [Slot<'_>]) {
-        for (i, finish) in self.finished.drain(..) {
-            finish_task(&mut slots[i], finish);
-        }
+    /// Frees the slots whose choices ended; their `Done` events are returned, to be sent once
+    /// `/slots` and `/metrics` show the slots idle (a client that asks right after its answer
+    /// sees them free, as with llama-server).
+    pub fn finish(&mut self, slots: &mut [Slot<'_>]) -> Vec<(Arc<JobShared>, Event)> {
+        self.finished
+            .drain(..)
+            .filter_map(|(i, finish)| finish_task(&mut slots[i], finish))
+            .collect()
     }
 
     /// Makes `slot` hold `prompt[..reuse]`: its own cached prefix, or one shared from `donor`'s
@@ -273,10 +277,24 @@ impl Engine {
                 .extend_from_slice(&self.tokens[entry.tokens.clone()]);
             if let Some(Task {
                 phase: Phase::Prompt { next },
+                index,
+                job,
+                n_cached,
+                started,
                 ..
             }) = &mut slot.task
             {
                 *next += entry.tokens.len();
+                if let (Some(tx), 0) = (&job.progress, *index) {
+                    let elapsed = started.elapsed();
+                    let _ = tx.send(Progress {
+                        total: job.prompt.len(),
+                        cache: *n_cached,
+                        processed: *next,
+                        time_ms: elapsed.as_millis() as u64,
+                        prompt_ms: elapsed.as_secs_f64() * 1e3,
+                    });
+                }
             }
         }
         // Sample for every slot whose logits are ready.
@@ -399,10 +417,8 @@ fn token_probs(task: &Task<'_>, logits: &[f32], id: u32, n: usize, tok: &Tokeniz
 }
 
 /// Sends the held-back text and the outcome, and frees the slot.
-fn finish_task(slot: &mut Slot<'_>, finish: Finish) {
-    let Some(mut task) = slot.task.take() else {
-        return;
-    };
+fn finish_task(slot: &mut Slot<'_>, finish: Finish) -> Option<(Arc<JobShared>, Event)> {
+    let mut task = slot.task.take()?;
     if !matches!(finish, Finish::Word(_)) {
         let mut rest = task.stops.flush();
         rest.push_str(&task.detok.finish());
@@ -425,8 +441,9 @@ fn finish_task(slot: &mut Slot<'_>, finish: Finish) {
         prompt_time: prompt_done - task.started,
         generation_time: now - prompt_done,
     };
-    let _ = task.job.events.send(Event::Done {
+    let done = Event::Done {
         index: task.index,
         outcome,
-    });
+    };
+    Some((task.job, done))
 }

@@ -49,16 +49,19 @@ give defaults):
       --api-key KEY[,KEY…]    require `Authorization: Bearer KEY` (/health stays open)
       --api-key-file FILE     keys, one per line
       --metrics               enable /metrics
+  -v, --verbose               answers carry llama-server's `__verbose` debug object
   -kvu, --kv-unified          a slot may fill the whole context, not its share of -c
       --slots, --no-slots     enable or disable /slots (default enabled)
       --chat-template-file F  Jinja chat template replacing the model's
-      --chat-template T       Jinja source, or `chatml` / `gemma`
+      --chat-template T       Jinja source, or a built-in: chatml, gemma, llama3, command-r
       --jinja, --no-jinja     accepted (templates are always Jinja)
       --chat-template-kwargs J  JSON object of extra template variables (requests may add more)
   -rea, --reasoning on|off|auto  thinking in chat templates: off sets enable_thinking false and
                               closes the thinking block (default auto: the template decides)
       --timeout SECONDS       longest wait for a client to send or take data (default 600)
       --cors-origins O[,O…]   origins allowed by CORS (default *)
+      --ui-mcp-proxy          enable /cors-proxy?url=… (forwards only x-llama-server-proxy-header-*
+                              headers; http:// targets)
       --queue N               requests that may wait for a slot (default 64)
   -h, --help                  this help
 ";
@@ -135,8 +138,6 @@ const IGNORED_VALUE: &[&str] = &[
 /// llama-server flags without a value that change nothing in hearth.
 const IGNORED_FLAG: &[&str] = &[
     "--offline",
-    "--verbose",
-    "-v",
     "--log-disable",
     "--log-colors",
     "--no-webui",
@@ -393,6 +394,8 @@ struct Settings {
     api_keys: Vec<String>,
     metrics: bool,
     kv_unified: bool,
+    verbose: bool,
+    cors_proxy: bool,
     slots: Option<bool>,
     chat_template: Option<server::TemplateChoice>,
     chat_template_kwargs: serde_json::Map<String, serde_json::Value>,
@@ -447,6 +450,9 @@ impl Settings {
                 );
             }
             "--metrics" => self.metrics = true,
+            "--ui-mcp-proxy" | "--webui-mcp-proxy" => self.cors_proxy = true,
+            "--no-ui-mcp-proxy" | "--no-webui-mcp-proxy" => self.cors_proxy = false,
+            "-v" | "--verbose" | "--log-verbose" => self.verbose = true,
             "--kv-unified" | "-kvu" => self.kv_unified = true,
             "--no-kv-unified" => self.kv_unified = false,
             "--slots" => self.slots = Some(true),
@@ -536,6 +542,8 @@ impl Settings {
         c.api_keys = self.api_keys;
         c.metrics = self.metrics;
         c.kv_unified = self.kv_unified;
+        c.verbose = self.verbose;
+        c.cors_proxy = self.cors_proxy;
         c.slots_endpoint = self.slots.unwrap_or(true);
         c.chat_template = self.chat_template;
         c.chat_template_kwargs = self.chat_template_kwargs;
@@ -561,11 +569,16 @@ fn builtin_template(v: &str) -> anyhow::Result<server::TemplateChoice> {
     if v.contains("{%") || v.contains("{{") {
         return Ok(server::TemplateChoice::Source(v.to_owned()));
     }
+    if let Some(src) = server::named_template(v) {
+        return Ok(server::TemplateChoice::Source(src.to_owned()));
+    }
     let arch = match v {
         "chatml" => "llama",
         "gemma" | "gemma3" => "gemma3",
         _ => bail!(
-            "--chat-template '{v}': not Jinja source and not a built-in hearth knows (chatml, gemma)"
+            "--chat-template '{v}': not Jinja source and not a built-in hearth knows (chatml, \
+             gemma, {})",
+            server::NAMED_TEMPLATES.join(", ")
         ),
     };
     Ok(server::TemplateChoice::BuiltinForArch(arch.to_owned()))

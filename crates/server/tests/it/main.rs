@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod client;
+mod conformance;
 mod constrained;
 mod errors;
 mod llama;

@@ -203,6 +203,11 @@ fn several_listeners_and_stopping_ends_the_scheduler() {
             .filter(|c| c.trim() == name)
             .count()
     };
+    // A thread takes its name once it runs, which may be just after the server is healthy.
+    let t0 = std::time::Instant::now();
+    while threads() == 0 && t0.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(threads(), 1);
     running.shutdown().unwrap();
     assert_eq!(threads(), 0, "the scheduler thread outlived the server");
