@@ -5,5 +5,6 @@ mod bad_input;
 mod gemma3;
 mod gpt_oss;
 mod imatrix_file;
+mod iq;
 mod smollm2;
 mod util;
