@@ -442,9 +442,7 @@ fn mix_type(
             } else {
                 T::IQ3_XXS
             };
-        } else if matches!(ftype, F::IQ3_XS | F::IQ3_S) && gqa >= 4 {
-            ty = T::Q4_K;
-        } else if ftype == F::IQ3_M {
+        } else if (matches!(ftype, F::IQ3_XS | F::IQ3_S) && gqa >= 4) || ftype == F::IQ3_M {
             ty = T::Q4_K;
         } else if ftype == F::Q3_K_M {
             ty = if st.i_attention_wv < 2 {
