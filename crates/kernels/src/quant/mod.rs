@@ -263,7 +263,9 @@ pub fn requires_imatrix(ty: GgmlType) -> bool {
 /// llama-quantize runs — so the bytes match its output: the reference quantizers, except
 /// `IQ4_NL`, whose chunk quantizer searches more scales than its `_ref`; and with `imatrix`
 /// (one importance weight per column, `n_per_row` values) the weighted searches of
-/// `quantize_row_*_impl` for the types of [`uses_imatrix`].
+/// `quantize_row_*_impl` for the types of [`uses_imatrix`]. The lattice types (`IQ2_XXS` …
+/// `IQ1_M`) run ggml's grid searches (`iq_quant`); for those of [`requires_imatrix`] a missing
+/// `imatrix` is [`KernelError::NeedsImatrix`].
 pub fn quantize_chunk(
     ty: GgmlType,
     src: &[f32],
