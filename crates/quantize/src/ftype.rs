@@ -26,22 +26,42 @@ pub enum Ftype {
     Q5_K_S = 16,
     Q5_K_M = 17,
     Q6_K = 18,
+    IQ2_XXS = 19,
+    IQ2_XS = 20,
     Q2_K_S = 21,
+    IQ3_XS = 22,
+    IQ3_XXS = 23,
+    IQ1_S = 24,
     IQ4_NL = 25,
+    IQ3_S = 26,
+    IQ3_M = 27,
+    IQ2_S = 28,
+    IQ2_M = 29,
     IQ4_XS = 30,
+    IQ1_M = 31,
     BF16 = 32,
     MXFP4_MOE = 38,
 }
 
 /// Every supported file type with its llama-quantize name, in llama-quantize's listing order.
-pub const FTYPES: [(&str, Ftype); 21] = [
+pub const FTYPES: [(&str, Ftype); 31] = [
     ("Q4_0", Ftype::Q4_0),
     ("Q4_1", Ftype::Q4_1),
     ("MXFP4_MOE", Ftype::MXFP4_MOE),
     ("Q5_0", Ftype::Q5_0),
     ("Q5_1", Ftype::Q5_1),
+    ("IQ2_XXS", Ftype::IQ2_XXS),
+    ("IQ2_XS", Ftype::IQ2_XS),
+    ("IQ2_S", Ftype::IQ2_S),
+    ("IQ2_M", Ftype::IQ2_M),
+    ("IQ1_S", Ftype::IQ1_S),
+    ("IQ1_M", Ftype::IQ1_M),
     ("Q2_K", Ftype::Q2_K),
     ("Q2_K_S", Ftype::Q2_K_S),
+    ("IQ3_XXS", Ftype::IQ3_XXS),
+    ("IQ3_S", Ftype::IQ3_S),
+    ("IQ3_M", Ftype::IQ3_M),
+    ("IQ3_XS", Ftype::IQ3_XS),
     ("Q3_K_S", Ftype::Q3_K_S),
     ("Q3_K_M", Ftype::Q3_K_M),
     ("Q3_K_L", Ftype::Q3_K_L),
@@ -66,21 +86,7 @@ const ALIASES: [(&str, Ftype); 3] = [
 ];
 
 /// Types llama-quantize knows that hearth cannot write yet (no quantizer for their formats).
-const NOT_YET: [(&str, u32); 13] = [
-    ("IQ2_XXS", 19),
-    ("IQ2_XS", 20),
-    ("IQ2_S", 28),
-    ("IQ2_M", 29),
-    ("IQ1_S", 24),
-    ("IQ1_M", 31),
-    ("IQ3_XXS", 23),
-    ("IQ3_XS", 22),
-    ("IQ3_S", 26),
-    ("IQ3_M", 27),
-    ("TQ1_0", 36),
-    ("TQ2_0", 37),
-    ("Q1_0", 40),
-];
+const NOT_YET: [(&str, u32); 3] = [("TQ1_0", 36), ("TQ2_0", 37), ("Q1_0", 40)];
 
 impl Ftype {
     /// Parses a type as llama-quantize does: a name in any case (`q4_k_m`, `Q4_K`), or the
@@ -103,13 +109,8 @@ impl Ftype {
             .iter()
             .find(|(n, id)| n.eq_ignore_ascii_case(s) || s.trim().parse::<u32>() == Ok(*id));
         if let Some((name, _)) = unsupported {
-            let imatrix = if name.starts_with("IQ1") || name.starts_with("IQ2") {
-                " (it also needs an importance matrix, --imatrix)"
-            } else {
-                ""
-            };
             return Err(Error::UnsupportedFtype(format!(
-                "{name} is not supported yet: hearth has no quantizer for its tensor formats{imatrix}"
+                "{name} is not supported yet: hearth has no quantizer for its tensor formats"
             )));
         }
         let names: Vec<&str> = FTYPES.iter().map(|(n, _)| *n).collect();
@@ -143,6 +144,13 @@ impl Ftype {
             Ftype::Q5_1 => T::Q5_1,
             Ftype::Q8_0 => T::Q8_0,
             Ftype::Q2_K | Ftype::Q2_K_S => T::Q2_K,
+            Ftype::IQ3_XS | Ftype::IQ3_S | Ftype::IQ3_M => T::IQ3_S,
+            Ftype::IQ2_XXS => T::IQ2_XXS,
+            Ftype::IQ2_XS | Ftype::IQ2_S => T::IQ2_XS,
+            Ftype::IQ2_M => T::IQ2_S,
+            Ftype::IQ3_XXS => T::IQ3_XXS,
+            Ftype::IQ1_S => T::IQ1_S,
+            Ftype::IQ1_M => T::IQ1_M,
             Ftype::Q3_K_S | Ftype::Q3_K_M | Ftype::Q3_K_L => T::Q3_K,
             Ftype::Q4_K_S | Ftype::Q4_K_M => T::Q4_K,
             Ftype::Q5_K_S | Ftype::Q5_K_M => T::Q5_K,

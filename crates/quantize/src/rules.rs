@@ -335,8 +335,7 @@ fn fallback(t: &TensorDesc<'_>, ty: GgmlType) -> (GgmlType, bool) {
     (ret, true)
 }
 
-/// `llama_tensor_get_type_impl`: the mix rules for the file types hearth writes (the IQ1/IQ2/
-/// IQ3 branches of llama.cpp are left out with those types).
+/// `llama_tensor_get_type_impl`: the mix rules of every file type hearth writes.
 fn mix_type(
     st: &mut State<'_>,
     rules: &Rules,
@@ -380,6 +379,11 @@ fn mix_type(
             let nx = t.shape.first().copied().unwrap_or(1);
             if ftype == F::MXFP4_MOE || falcon || !nx.is_multiple_of(ty.block_size()) {
                 ty = T::Q8_0;
+            } else if matches!(
+                ftype,
+                F::IQ2_XXS | F::IQ2_XS | F::IQ3_XXS | F::IQ1_S | F::IQ2_S | F::IQ2_M | F::IQ1_M
+            ) {
+                ty = T::Q5_K;
             } else if ty != T::Q8_0 {
                 ty = T::Q6_K;
             }
@@ -394,11 +398,56 @@ fn mix_type(
     } else if cat == C::TokenEmbd {
         if let Some(e) = rules.token_embedding_type {
             ty = e;
+        } else if matches!(ftype, F::IQ2_XXS | F::IQ2_XS | F::IQ1_S | F::IQ1_M) {
+            ty = T::Q2_K;
+        } else if matches!(ftype, F::IQ2_S | F::IQ2_M | F::IQ3_XXS) {
+            ty = T::IQ3_S;
+        }
+    } else if matches!(
+        ftype,
+        F::IQ2_XXS | F::IQ2_XS | F::IQ1_S | F::IQ2_S | F::IQ2_M | F::IQ1_M
+    ) {
+        // The 1- and 2-bit mixes.
+        let iq2_sm = matches!(ftype, F::IQ2_S | F::IQ2_M);
+        if is_attn_v(cat) {
+            ty = if gqa >= 4 || hp.n_expert >= 4 {
+                T::Q4_K
+            } else if iq2_sm {
+                T::IQ3_S
+            } else {
+                T::Q2_K
+            };
+            st.i_attention_wv += 1;
+        } else if hp.n_expert == 8 && cat == C::AttentionK {
+            ty = T::Q4_K;
+        } else if cat == C::FfnDown {
+            if st.i_ffn_down < st.n_layer / 8 {
+                ty = if iq2_sm { T::IQ3_S } else { T::Q2_K };
+            }
+            st.i_ffn_down += 1;
+        } else if cat == C::AttentionOutput {
+            if hp.n_expert == 8 {
+                ty = T::Q5_K;
+            } else if matches!(ftype, F::IQ1_S | F::IQ1_M) {
+                ty = T::IQ2_XXS;
+            } else if iq2_sm {
+                ty = T::IQ3_S;
+            }
         }
     } else if is_attn_v(cat) {
         if ftype == F::Q2_K {
             ty = if gqa >= 4 { T::Q4_K } else { T::Q3_K };
         } else if ftype == F::Q2_K_S && gqa >= 4 {
+            ty = T::Q4_K;
+        } else if ftype == F::IQ3_XXS {
+            ty = if gqa >= 4 {
+                T::Q4_K
+            } else if !rules.has_imatrix {
+                T::IQ3_S
+            } else {
+                T::IQ3_XXS
+            };
+        } else if (matches!(ftype, F::IQ3_XS | F::IQ3_S) && gqa >= 4) || ftype == F::IQ3_M {
             ty = T::Q4_K;
         } else if ftype == F::Q3_K_M {
             ty = if st.i_attention_wv < 2 {
@@ -425,6 +474,16 @@ fn mix_type(
     } else if cat == C::AttentionK {
         if hp.n_expert == 8 {
             ty = T::Q8_0;
+        } else if ftype == F::IQ3_XS {
+            ty = T::IQ3_XXS;
+        } else if ftype == F::IQ3_XXS {
+            ty = T::IQ2_S;
+        }
+    } else if cat == C::AttentionQ {
+        if ftype == F::IQ3_XS {
+            ty = T::IQ3_XXS;
+        } else if ftype == F::IQ3_XXS {
+            ty = T::IQ2_S;
         }
     } else if cat == C::FfnDown {
         let (i, n) = layer_info(st.i_ffn_down, st.n_layer)?;
@@ -434,6 +493,8 @@ fn mix_type(
             if i < n / 8 {
                 ty = T::Q4_K;
             }
+        } else if ftype == F::IQ3_XXS && !rules.has_imatrix {
+            ty = if i < n / 8 { T::Q4_K } else { T::Q3_K };
         } else if ftype == F::Q3_K_M {
             ty = if i < n / 16 {
                 T::Q5_K
@@ -442,6 +503,8 @@ fn mix_type(
             } else {
                 T::Q3_K
             };
+        } else if ftype == F::IQ3_M && (i < n / 8 || (hp.n_expert == 8 && use_more_bits(i, n))) {
+            ty = T::Q4_K;
         } else if ftype == F::Q3_K_L {
             ty = if falcon { T::Q4_K } else { T::Q5_K };
         } else if ftype == F::Q4_K_M {
@@ -471,23 +534,37 @@ fn mix_type(
             if hp.n_expert == 8 {
                 if matches!(
                     ftype,
-                    F::Q2_K | F::Q3_K_S | F::Q3_K_M | F::IQ4_NL | F::Q4_K_S | F::Q4_K_M | F::IQ4_XS
+                    F::Q2_K
+                        | F::IQ3_XS
+                        | F::IQ3_XXS
+                        | F::Q3_K_S
+                        | F::Q3_K_M
+                        | F::IQ4_NL
+                        | F::Q4_K_S
+                        | F::Q4_K_M
+                        | F::IQ3_S
+                        | F::IQ3_M
+                        | F::IQ4_XS
                 ) {
                     ty = T::Q5_K;
                 }
             } else if ftype == F::Q2_K {
                 ty = T::Q3_K;
+            } else if ftype == F::IQ3_XXS {
+                ty = T::IQ3_S;
             } else if ftype == F::Q3_K_M {
                 ty = T::Q4_K;
             } else if ftype == F::Q3_K_L {
                 ty = T::Q5_K;
+            } else if ftype == F::IQ3_M {
+                ty = T::Q4_K;
             }
         } else if ftype == F::Q3_K_L {
             ty = T::Q4_K;
         }
     } else if cat == C::AttentionQkv {
         // Unreachable in llama.cpp too (attn_qkv is handled as attn_v above); kept as there.
-        if matches!(ftype, F::Q3_K_M | F::Q3_K_L) {
+        if matches!(ftype, F::Q3_K_M | F::Q3_K_L | F::IQ3_M) {
             ty = T::Q4_K;
         } else if ftype == F::Q4_K_M {
             ty = T::Q5_K;
@@ -495,10 +572,16 @@ fn mix_type(
             ty = T::Q6_K;
         }
     } else if cat == C::FfnGate {
-        layer_info(st.i_ffn_gate, st.n_layer)?;
+        let (i, n) = layer_info(st.i_ffn_gate, st.n_layer)?;
+        if ftype == F::IQ3_XS && i >= n / 8 && i < 7 * n / 8 {
+            ty = T::IQ3_XXS;
+        }
         st.i_ffn_gate += 1;
     } else if cat == C::FfnUp {
-        layer_info(st.i_ffn_up, st.n_layer)?;
+        let (i, n) = layer_info(st.i_ffn_up, st.n_layer)?;
+        if ftype == F::IQ3_XS && i >= n / 8 && i < 7 * n / 8 {
+            ty = T::IQ3_XXS;
+        }
         st.i_ffn_up += 1;
     }
     Ok(ty)

@@ -48,14 +48,15 @@ fn quantize_refuses_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x.gguf");
     let out = out.to_str().unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &[&smollm2(), out, "Q4_9"],
             "unknown quantization type 'Q4_9'",
         ),
+        (&[&smollm2(), out, "TQ1_0"], "TQ1_0 is not supported yet"),
         (
-            &[&smollm2(), out, "IQ2_XXS"],
-            "IQ2_XXS is not supported yet",
+            &["--allow-requantize", &smollm2(), out, "IQ2_XXS"],
+            "this quantization requires an importance matrix (--imatrix)",
         ),
         (&[&smollm2(), out, "Q4_K_M"], "--allow-requantize"),
         (

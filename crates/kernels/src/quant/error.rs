@@ -28,6 +28,8 @@ pub enum KernelError {
     },
     /// Matrices passed together that cannot be (different input widths, too many outputs, …).
     ShapeMismatch(&'static str),
+    /// Quantizing to this type needs importance weights (an imatrix) and none were given.
+    NeedsImatrix(GgmlType),
 }
 
 impl fmt::Display for KernelError {
@@ -45,6 +47,9 @@ impl fmt::Display for KernelError {
                 actual,
             } => write!(f, "{what} has length {actual}, expected {expected}"),
             KernelError::ShapeMismatch(what) => write!(f, "shape mismatch: {what}"),
+            KernelError::NeedsImatrix(t) => {
+                write!(f, "quantizing to {t} needs an importance matrix (imatrix)")
+            }
         }
     }
 }

@@ -4,8 +4,7 @@
 //! (`quantize_row_mxfp4_ref`), and per-block unpacking to signed integers plus group scales,
 //! which the scalar dot kernels share.
 //!
-//! The lattice types have no quantizer here: making them needs an importance matrix and ggml's
-//! grid search, which is the `quantize` crate's business, not a kernel's.
+//! Their quantizers (ggml's grid searches) are in `iq_quant`.
 
 use super::blocks::{
     BlockIq1M, BlockIq1S, BlockIq2S, BlockIq2Xs, BlockIq2Xxs, BlockIq3S, BlockIq3Xxs, BlockMxfp4,

@@ -17,6 +17,7 @@ mod float;
 mod iq;
 mod iq4;
 mod iq_grids;
+mod iq_quant;
 mod kquants;
 mod legacy;
 
@@ -123,14 +124,32 @@ pub(crate) fn traits(ty: GgmlType) -> Traits {
         T::IQ4_NL => t(iq4::dequantize_iq4_nl, iq4::quantize_iq4_nl, Some(T::Q8_0)),
         T::IQ4_XS => t(iq4::dequantize_iq4_xs, iq4::quantize_iq4_xs, Some(T::Q8_K)),
         T::MXFP4 => t(iq::dequantize_mxfp4, iq::quantize_mxfp4, Some(T::Q8_0)),
-        // The lattice types: weights only, no quantizer here (see `iq`).
+        // The lattice types (`iq_quant`): ggml's reference quantizers exist for those that do
+        // not need importance weights; the other three only quantize through
+        // [`quantize_chunk`] with an imatrix.
         T::IQ2_XXS => weights_only(iq::dequantize_iq2_xxs),
         T::IQ2_XS => weights_only(iq::dequantize_iq2_xs),
-        T::IQ2_S => weights_only(iq::dequantize_iq2_s),
-        T::IQ3_XXS => weights_only(iq::dequantize_iq3_xxs),
-        T::IQ3_S => weights_only(iq::dequantize_iq3_s),
         T::IQ1_S => weights_only(iq::dequantize_iq1_s),
-        T::IQ1_M => weights_only(iq::dequantize_iq1_m),
+        T::IQ2_S => t(
+            iq::dequantize_iq2_s,
+            |x, d| iq_quant::quantize_iq2_s(x, None, d),
+            Some(T::Q8_K),
+        ),
+        T::IQ3_XXS => t(
+            iq::dequantize_iq3_xxs,
+            |x, d| iq_quant::quantize_iq3_xxs(x, None, d),
+            Some(T::Q8_K),
+        ),
+        T::IQ3_S => t(
+            iq::dequantize_iq3_s,
+            |x, d| iq_quant::quantize_iq3_s(x, None, d),
+            Some(T::Q8_K),
+        ),
+        T::IQ1_M => t(
+            iq::dequantize_iq1_m,
+            |x, d| iq_quant::quantize_iq1_m(x, None, d),
+            Some(T::Q8_K),
+        ),
         // Not implemented yet (each needs its dequantizer, quantizer and dot kernels):
         T::TQ1_0
         | T::TQ2_0
@@ -150,8 +169,9 @@ pub(crate) fn traits(ty: GgmlType) -> Traits {
 }
 
 /// Whether weights of type `ty` can be used for computation here: dequantized and multiplied (a
-/// [`crate::matmul::Matrix`] of this type can be made). Every such type but the IQ lattice types
-/// (`IQ2_XXS` … `IQ1_M`) can also be quantized to.
+/// [`crate::matmul::Matrix`] of this type can be made). Every such type can also be quantized
+/// to with [`quantize_chunk`]; `IQ2_XXS`, `IQ2_XS` and `IQ1_S` need importance weights for it
+/// ([`requires_imatrix`]).
 pub fn is_supported(ty: GgmlType) -> bool {
     traits(ty).vec_dot_type.is_some()
 }
@@ -211,31 +231,41 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Ker
 }
 
 /// Whether [`quantize_chunk`] uses importance weights for type `ty` (ggml's types whose
-/// `quantize_*` function reads `quant_weights`): the 4- and 5-bit legacy types, the k-quants
-/// and the `IQ4` types. `Q8_0` and the float types ignore them.
+/// `quantize_*` function reads `quant_weights`): the 4- and 5-bit legacy types, the k-quants,
+/// the `IQ4` types and the lattice types. `Q8_0` and the float types ignore them.
 pub fn uses_imatrix(ty: GgmlType) -> bool {
     use GgmlType as T;
-    matches!(
-        ty,
-        T::Q4_0
-            | T::Q4_1
-            | T::Q5_0
-            | T::Q5_1
-            | T::Q2_K
-            | T::Q3_K
-            | T::Q4_K
-            | T::Q5_K
-            | T::Q6_K
-            | T::IQ4_NL
-            | T::IQ4_XS
-    )
+    requires_imatrix(ty)
+        || matches!(ty, T::IQ2_S | T::IQ3_XXS | T::IQ3_S | T::IQ1_M)
+        || matches!(
+            ty,
+            T::Q4_0
+                | T::Q4_1
+                | T::Q5_0
+                | T::Q5_1
+                | T::Q2_K
+                | T::Q3_K
+                | T::Q4_K
+                | T::Q5_K
+                | T::Q6_K
+                | T::IQ4_NL
+                | T::IQ4_XS
+        )
+}
+
+/// Whether [`quantize_chunk`] cannot quantize to `ty` without importance weights (ggml's
+/// `ggml_quantize_requires_imatrix`): `IQ2_XXS`, `IQ2_XS` and `IQ1_S`.
+pub fn requires_imatrix(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::IQ2_XXS | GgmlType::IQ2_XS | GgmlType::IQ1_S)
 }
 
 /// Quantizes whole rows of `n_per_row` values to `ty` as ggml's `ggml_quantize_chunk` — what
 /// llama-quantize runs — so the bytes match its output: the reference quantizers, except
 /// `IQ4_NL`, whose chunk quantizer searches more scales than its `_ref`; and with `imatrix`
 /// (one importance weight per column, `n_per_row` values) the weighted searches of
-/// `quantize_row_*_impl` for the types of [`uses_imatrix`].
+/// `quantize_row_*_impl` for the types of [`uses_imatrix`]. The lattice types (`IQ2_XXS` …
+/// `IQ1_M`) run ggml's grid searches (`iq_quant`); for those of [`requires_imatrix`] a missing
+/// `imatrix` is [`KernelError::NeedsImatrix`].
 pub fn quantize_chunk(
     ty: GgmlType,
     src: &[f32],
@@ -268,6 +298,27 @@ pub fn quantize_chunk(
             expected: n_per_row,
             actual: w.len(),
         });
+    }
+    // The lattice types: one row at a time, as ggml's `quantize_iq*`.
+    type LatticeFn = fn(&[f32], Option<&[f32]>, &mut [u8]);
+    let lattice: Option<LatticeFn> = match ty {
+        T::IQ2_XXS => Some(|x, w, d| iq_quant::quantize_iq2_xxs(x, w.unwrap_or(&[]), d)),
+        T::IQ2_XS => Some(|x, w, d| iq_quant::quantize_iq2_xs(x, w.unwrap_or(&[]), d)),
+        T::IQ1_S => Some(|x, w, d| iq_quant::quantize_iq1_s(x, w.unwrap_or(&[]), d)),
+        T::IQ2_S => Some(iq_quant::quantize_iq2_s),
+        T::IQ3_XXS => Some(iq_quant::quantize_iq3_xxs),
+        T::IQ3_S => Some(iq_quant::quantize_iq3_s),
+        T::IQ1_M => Some(iq_quant::quantize_iq1_m),
+        _ => None,
+    };
+    if let Some(f) = lattice {
+        if imatrix.is_none() && requires_imatrix(ty) {
+            return Err(KernelError::NeedsImatrix(ty));
+        }
+        for (x, d) in src.chunks_exact(n_per_row).zip(dst.chunks_exact_mut(row)) {
+            f(x, imatrix, d);
+        }
+        return Ok(());
     }
     type RowFn = fn(&[f32], &[f32], &mut [u8]);
     let weighted: Option<RowFn> = match ty {

@@ -15,5 +15,6 @@ mod ops_rope;
 mod ops_util;
 mod pool;
 mod quant_dequant;
+mod quant_iq_quant;
 mod quant_roundtrip;
 mod quant_util;

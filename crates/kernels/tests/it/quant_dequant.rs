@@ -128,7 +128,7 @@ fn bad_calls_are_errors_not_panics() {
         dequantize_row(GgmlType::TQ1_0, &[0; 54], &mut vec![0.0; 256]),
         Err(KernelError::UnsupportedType(GgmlType::TQ1_0))
     );
-    // The lattice types dequantize and multiply but have no quantizer here.
+    // IQ2_XXS (like IQ2_XS and IQ1_S) only quantizes with importance weights (quantize_chunk).
     assert_eq!(
         quantize_row(GgmlType::IQ2_XXS, &[0.0; 256], &mut [0; 66]),
         Err(KernelError::UnsupportedType(GgmlType::IQ2_XXS))

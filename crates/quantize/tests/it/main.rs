@@ -5,6 +5,7 @@ mod bad_input;
 mod gemma3;
 mod gpt_oss;
 mod imatrix_file;
+mod iq;
 mod moe;
 mod smollm2;
 mod util;
