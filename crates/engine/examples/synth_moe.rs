@@ -5,8 +5,14 @@
 //!
 //! ```text
 //! cargo run --release -p engine --example synth_moe -- TOKENIZER.gguf OUT.gguf \
-//!     [n_layer n_embd n_expert n_used n_ff_exp]      # default 48 768 64 8 256
+//!     [n_layer n_embd n_expert n_used n_ff_exp [EXPERT_TYPE]]   # default 48 768 64 8 256 q4_k_m
 //! ```
+//!
+//! `EXPERT_TYPE` `iq2_xxs` writes the three expert tensors in IQ2_XXS, as the low-bit "UD"
+//! files of MoE models do, the rest in the Q4_K_M mix. Those blocks are random bytes with a
+//! small scale (every byte pattern is a valid IQ2_XXS block: grid indices, sign indices and
+//! scales all cover their ranges), since ggml's IQ2_XXS search is far too slow for 2 B weights
+//! and the values do not matter for speed.
 //!
 //! The default is Qwen3-30B-A3B scaled down: 48 layers, 64 experts (8 per token) of width 256
 //! over a residual of 768, 12 query / 4 key-value heads of 64: about 2.0 B parameters, 0.38 B
@@ -57,6 +63,26 @@ fn matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// `rows × cols` random IQ2_XXS blocks (66 bytes per 256 values: an f16 scale, then 64 bytes
+/// of grid indices, sign indices and 4-bit scales, all of which any byte pattern fills validly).
+fn random_iq2_xxs(rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+    assert!(cols.is_multiple_of(256), "IQ2_XXS rows are whole blocks of 256");
+    let n_blocks = rows * cols / 256;
+    let mut out = vec![0u8; n_blocks * 66];
+    let mut state = seed;
+    let d = half::f16::from_f32(0.3 / (cols as f32).sqrt()).to_le_bytes();
+    for block in out.chunks_exact_mut(66) {
+        block[..2].copy_from_slice(&d);
+        for b in &mut block[2..] {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            *b = (state >> 56) as u8;
+        }
+    }
+    out
+}
+
 fn f32s(v: &[f32]) -> Vec<u8> {
     bytemuck::cast_slice(v).to_vec()
 }
@@ -78,6 +104,19 @@ fn main() {
     let num = |i: usize, d: usize| args.get(i).map_or(d, |a| a.parse().unwrap());
     let (n_layer, d, n_expert, n_used, f) =
         (num(2, 48), num(3, 768), num(4, 64), num(5, 8), num(6, 256));
+    let iq2_experts = match args.get(7).map(String::as_str) {
+        None | Some("q4_k_m") => false,
+        Some("iq2_xxs") => true,
+        Some(other) => panic!("expert type {other}: q4_k_m or iq2_xxs"),
+    };
+    // The experts' type and bytes.
+    let experts = |ty: GgmlType, rows: usize, cols: usize, seed: u64| {
+        if iq2_experts {
+            (GgmlType::IQ2_XXS, random_iq2_xxs(rows, cols, seed))
+        } else {
+            (ty, matrix(ty, rows, cols, seed))
+        }
+    };
     let (hd, n_head, n_kv) = (64usize, d / 64, 4usize);
     let tok_bytes = std::fs::read(&args[0]).unwrap();
     let tok = Gguf::parse(&tok_bytes).unwrap();
@@ -212,24 +251,12 @@ fn main() {
             &[d64, ne],
             matrix(GgmlType::F32, n_expert, d, next_seed()),
         );
-        add(
-            n("ffn_gate_exps.weight"),
-            q4,
-            &[d64, f64_, ne],
-            matrix(q4, n_expert * f, d, next_seed()),
-        );
-        add(
-            n("ffn_up_exps.weight"),
-            q4,
-            &[d64, f64_, ne],
-            matrix(q4, n_expert * f, d, next_seed()),
-        );
-        add(
-            n("ffn_down_exps.weight"),
-            more,
-            &[f64_, d64, ne],
-            matrix(more, n_expert * d, f, next_seed()),
-        );
+        let (ty, data) = experts(q4, n_expert * f, d, next_seed());
+        add(n("ffn_gate_exps.weight"), ty, &[d64, f64_, ne], data);
+        let (ty, data) = experts(q4, n_expert * f, d, next_seed());
+        add(n("ffn_up_exps.weight"), ty, &[d64, f64_, ne], data);
+        let (ty, data) = experts(more, n_expert * d, f, next_seed());
+        add(n("ffn_down_exps.weight"), ty, &[f64_, d64, ne], data);
     }
     eprintln!();
     let out = std::fs::File::create(&args[1]).unwrap();
