@@ -17,6 +17,7 @@ mod openai;
 mod params;
 pub mod scheduler;
 mod slot;
+mod tools;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
