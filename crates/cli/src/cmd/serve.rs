@@ -57,6 +57,8 @@ give defaults):
       --chat-template-kwargs J  JSON object of extra template variables (requests may add more)
   -rea, --reasoning on|off|auto  thinking in chat templates: off sets enable_thinking false and
                               closes the thinking block (default auto: the template decides)
+      --reasoning-format F    none | deepseek | auto: where chat replies' thinking goes when a
+                              request does not say (default auto: message.reasoning_content)
       --timeout SECONDS       longest wait for a client to send or take data (default 600)
       --cors-origins O[,O…]   origins allowed by CORS (default *)
       --queue N               requests that may wait for a slot (default 64)
@@ -92,6 +94,7 @@ const ENV: &[(&str, &str)] = &[
     ("LLAMA_ARG_JINJA", "--jinja"),
     ("LLAMA_ARG_CHAT_TEMPLATE_KWARGS", "--chat-template-kwargs"),
     ("LLAMA_ARG_REASONING", "--reasoning"),
+    ("LLAMA_ARG_THINK", "--reasoning-format"),
     ("LLAMA_ARG_TIMEOUT", "--timeout"),
     ("LLAMA_ARG_CORS_ORIGINS", "--cors-origins"),
     ("LLAMA_ARG_N_GPU_LAYERS", "--n-gpu-layers"),
@@ -111,7 +114,6 @@ const IGNORED_VALUE: &[&str] = &[
     "-tb",
     "--threads-http",
     "--slot-save-path",
-    "--reasoning-format",
     "--reasoning-budget",
     "--sleep-idle-seconds",
     "--cache-ram",
@@ -368,6 +370,7 @@ fn takes_value(name: &str) -> bool {
                 | "--chat-template-kwargs"
                 | "--reasoning"
                 | "-rea"
+                | "--reasoning-format"
                 | "--timeout"
                 | "-to"
                 | "--cors-origins"
@@ -397,6 +400,7 @@ struct Settings {
     chat_template: Option<server::TemplateChoice>,
     chat_template_kwargs: serde_json::Map<String, serde_json::Value>,
     reasoning: Option<bool>,
+    reasoning_format: Option<server::ReasoningFormat>,
     timeout: Option<u64>,
     cors: Option<Vec<String>>,
     queue: Option<usize>,
@@ -470,6 +474,16 @@ impl Settings {
                     _ => bail!("--reasoning takes on, off or auto, got '{v}'"),
                 }
             }
+            "--reasoning-format" => {
+                self.reasoning_format = Some(server::ReasoningFormat::from_name(&v).ok_or_else(
+                    || {
+                        anyhow::anyhow!(
+                            "--reasoning-format takes none, deepseek, deepseek-legacy or auto, \
+                             got '{v}'"
+                        )
+                    },
+                )?);
+            }
             "--timeout" | "-to" => self.timeout = Some(num(name, &v)?),
             "--cors-origins" => self.cors = Some(list(&v)),
             "--queue" => self.queue = Some(num(name, &v)?),
@@ -540,6 +554,9 @@ impl Settings {
         c.chat_template = self.chat_template;
         c.chat_template_kwargs = self.chat_template_kwargs;
         c.reasoning = self.reasoning;
+        if let Some(f) = self.reasoning_format {
+            c.reasoning_format = f;
+        }
         if let Some(t) = self.timeout {
             c.timeout = Duration::from_secs(t);
         }

@@ -68,14 +68,6 @@ impl Format {
             Format::Content
         }
     }
-
-    /// The reply's markup is made of control tokens, so the text must show them.
-    pub fn needs_special_tokens(self) -> bool {
-        matches!(
-            self,
-            Format::GptOss | Format::Mistral | Format::MistralArgs | Format::Llama3 | Format::Gemma4
-        )
-    }
 }
 
 /// llama-server's `reasoning_format`.
@@ -393,11 +385,15 @@ pub(crate) fn ollama_calls(p: &Parsed, from: usize) -> Vec<Value> {
 mod tests {
     use super::*;
 
-    const DIR: &str = "tests/fixtures/templates";
-
+    /// A real template: the text crate's fixtures (shared with its template suite), or this
+    /// crate's for the ones only the server needs.
     fn template(name: &str) -> String {
-        let path = format!("{}/{DIR}/{name}.jinja", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let shared = format!("{dir}/../text/tests/fixtures/templates/{name}.jinja");
+        let own = format!("{dir}/tests/fixtures/templates/{name}.jinja");
+        std::fs::read_to_string(&shared)
+            .or_else(|_| std::fs::read_to_string(&own))
+            .unwrap_or_else(|e| panic!("{own}: {e}"))
     }
 
     #[test]

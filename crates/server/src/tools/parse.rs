@@ -46,6 +46,7 @@ pub struct Syntax {
 
 impl Syntax {
     /// Plain text: everything is content.
+    #[cfg(test)]
     pub fn plain() -> Syntax {
         Syntax {
             format: Format::Content,
@@ -53,6 +54,16 @@ impl Syntax {
             reasoning: false,
             think: None,
             starts_thinking: false,
+        }
+    }
+
+    /// The reply's markup is made of control tokens, so its text must show them.
+    pub fn needs_special_tokens(&self) -> bool {
+        match self.format {
+            Format::GptOss => true,
+            Format::Gemma4 | Format::MistralArgs => self.tools || self.reasoning,
+            Format::Mistral | Format::Llama3 => self.tools,
+            Format::Hermes | Format::Content => false,
         }
     }
 }
