@@ -475,14 +475,13 @@ impl Settings {
                 }
             }
             "--reasoning-format" => {
-                self.reasoning_format = Some(server::ReasoningFormat::from_name(&v).ok_or_else(
-                    || {
+                self.reasoning_format =
+                    Some(server::ReasoningFormat::from_name(&v).ok_or_else(|| {
                         anyhow::anyhow!(
                             "--reasoning-format takes none, deepseek, deepseek-legacy or auto, \
                              got '{v}'"
                         )
-                    },
-                )?);
+                    })?);
             }
             "--timeout" | "-to" => self.timeout = Some(num(name, &v)?),
             "--cors-origins" => self.cors = Some(list(&v)),

@@ -133,7 +133,10 @@ impl ChatRequest {
                     .and_then(|f| f.get("name"))
                     .and_then(Value::as_str)
                     .ok_or_else(|| {
-                        type_error("tool_choice", "\"auto\", \"none\", \"required\" or a function")
+                        type_error(
+                            "tool_choice",
+                            "\"auto\", \"none\", \"required\" or a function",
+                        )
                     })?;
                 ToolChoice::Function(name.to_owned())
             }
@@ -159,9 +162,8 @@ impl ChatRequest {
         let parallel = body.bool("parallel_tool_calls")?.unwrap_or(false);
         let reasoning = match body.get("reasoning_format") {
             None | Some(Value::Null) => default_reasoning,
-            Some(Value::String(s)) => ReasoningFormat::from_name(s).ok_or_else(|| {
-                ApiError::invalid(format!("Unknown reasoning format: {s}"))
-            })?,
+            Some(Value::String(s)) => ReasoningFormat::from_name(s)
+                .ok_or_else(|| ApiError::invalid(format!("Unknown reasoning format: {s}")))?,
             Some(_) => return Err(type_error("reasoning_format", "a string")),
         };
         Ok(ChatRequest {
@@ -230,10 +232,15 @@ impl ChatRequest {
             .filter_map(|t| t.get("function"))
             .filter(|f| only.is_none_or(|n| f.get("name").and_then(Value::as_str) == Some(n)))
             .map(|f| {
-                let params = f
+                let mut params = f
                     .get("parameters")
                     .cloned()
                     .unwrap_or_else(|| json!({ "type": "object" }));
+                // llama.cpp's schema grammars allow no properties the schema does not list
+                // unless it says so; llguidance follows JSON Schema, which allows them.
+                if let Some(o) = params.as_object_mut() {
+                    o.entry("additionalProperties").or_insert(false.into());
+                }
                 json!({
                     "type": "object",
                     "properties": {
@@ -291,7 +298,10 @@ fn tools(v: Option<&Value>) -> Result<Option<Value>, ApiError> {
         Some(_) => return Err(type_error("tools", "a list of tools")),
     };
     for t in list {
-        let ok = t.get("function").and_then(|f| f.get("name")).is_some_and(Value::is_string)
+        let ok = t
+            .get("function")
+            .and_then(|f| f.get("name"))
+            .is_some_and(Value::is_string)
             && t.get("type").is_none_or(|k| k == "function");
         if !ok {
             return Err(ApiError::invalid(
@@ -401,11 +411,17 @@ mod tests {
         for (name, want) in [
             ("Qwen-Qwen2.5-7B-Instruct", Format::Hermes),
             ("Qwen-Qwen3-0.6B", Format::Hermes),
-            ("NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use", Format::Hermes),
+            (
+                "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use",
+                Format::Hermes,
+            ),
             ("meta-llama-Llama-3.1-8B-Instruct", Format::Llama3),
             ("meta-llama-Llama-3.2-3B-Instruct", Format::Llama3),
             ("mistralai-Mistral-Nemo-Instruct-2407", Format::Mistral),
-            ("mistralai-Ministral-3-14B-Reasoning-2512", Format::MistralArgs),
+            (
+                "mistralai-Ministral-3-14B-Reasoning-2512",
+                Format::MistralArgs,
+            ),
             ("openai-gpt-oss-120b", Format::GptOss),
             ("google-gemma-4-31B-it", Format::Gemma4),
             ("HuggingFaceTB-SmolLM3-3B", Format::Content),
@@ -470,10 +486,13 @@ mod tests {
         let Some(GrammarSource::Lark(g)) = r.grammar(&syn) else {
             panic!("no grammar")
         };
-        assert!(g.starts_with("start: call \ncall: \"<tool_call>\\n\" %json {"), "{g}");
+        assert!(
+            g.starts_with("start: call \ncall: \"<tool_call>\\n\" %json {"),
+            "{g}"
+        );
         assert!(g.contains("\"const\":\"get_weather\""), "{g}");
-        let auto = ChatRequest::openai(&body(json!({"tools": weather()})), ReasoningFormat::Auto)
-            .unwrap();
+        let auto =
+            ChatRequest::openai(&body(json!({"tools": weather()})), ReasoningFormat::Auto).unwrap();
         assert!(auto.grammar(&syn).is_none());
         let oss = r.syntax(Format::GptOss, None, "");
         assert!(r.grammar(&oss).is_none());

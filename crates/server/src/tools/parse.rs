@@ -187,10 +187,14 @@ fn parse_hermes(text: &str, partial: bool, out: &mut Parsed) {
                 };
                 pos = text.len() - body.len() + json_at + len + skip;
             }
-            JsonCall::Partial(call) => {
-                if partial {
-                    out.calls.extend(call);
-                } else {
+            // A call cut by the end of the reply (by `max_tokens` when whole) is a call once
+            // its name is known, as in llama.cpp.
+            JsonCall::Partial(Some(call)) => {
+                out.calls.push(call);
+                return;
+            }
+            JsonCall::Partial(None) => {
+                if !partial {
                     out.content.push_str(&rest[at..]);
                 }
                 return;
@@ -215,8 +219,8 @@ fn parse_llama3(text: &str, partial: bool, out: &mut Parsed) {
         let body = text[at + TAG.len()..].trim_start();
         if body.starts_with('{') {
             match json_call(body, &["parameters", "arguments"]) {
-                JsonCall::Done { call, .. } => out.calls.push(call),
-                JsonCall::Partial(call) if partial => out.calls.extend(call),
+                JsonCall::Done { call, .. } | JsonCall::Partial(Some(call)) => out.calls.push(call),
+                JsonCall::Partial(None) if partial => {}
                 _ => out.content.push_str(&text[at..]),
             }
         } else if !(partial && body.is_empty()) {
@@ -259,17 +263,18 @@ fn parse_llama3(text: &str, partial: bool, out: &mut Parsed) {
                         out.calls.push(call);
                         rest = &r[len..];
                     }
-                    JsonCall::Partial(call) if partial => {
-                        out.calls.extend(call);
+                    JsonCall::Partial(Some(call)) => {
+                        out.calls.push(call);
                         break;
                     }
                     _ => break,
                 }
             }
         }
-        JsonCall::Partial(call) if partial => out.calls.extend(call),
-        // JSON that is not a call, or a call cut at the end: content.
-        JsonCall::Partial(_) | JsonCall::Invalid => out.content.push_str(text),
+        JsonCall::Partial(Some(call)) => out.calls.push(call),
+        JsonCall::Partial(None) if partial => {}
+        // JSON that is not a call, or cut before its name: content.
+        JsonCall::Partial(None) | JsonCall::Invalid => out.content.push_str(text),
     }
 }
 
@@ -353,9 +358,7 @@ fn parse_mistral(text: &str, partial: bool, out: &mut Parsed, args_marker: bool)
                 }
             }
             JsonCall::Partial(call) => {
-                if partial {
-                    out.calls.extend(call);
-                }
+                out.calls.extend(call);
                 return;
             }
             JsonCall::Invalid => return,
@@ -483,14 +486,10 @@ fn parse_gemma4(text: &str, partial: bool, out: &mut Parsed) {
                 rest = after.strip_prefix(CLOSE).unwrap_or(after);
             }
             None => {
-                if partial {
-                    out.calls.push(Call {
-                        name,
-                        ..Call::default()
-                    });
-                } else {
-                    out.content.push_str(&rest[at..]);
-                }
+                out.calls.push(Call {
+                    name,
+                    ..Call::default()
+                });
                 return;
             }
         }

@@ -13,3 +13,4 @@ mod probs;
 mod python;
 mod reasoning;
 mod scheduling;
+mod tools;

@@ -160,6 +160,13 @@ fn hermes_partial_call_shows_its_arguments_so_far() {
         &syn(Format::Hermes),
     );
     assert_eq!(p, msg("", "", &[("special_function", "{\"arg")]));
+    // Whole (cut by max_tokens), it is still the call, as the stream showed it.
+    let p = parse(
+        "<tool_call>\n{\"name\": \"special_function\", \"arguments\": {\"arg",
+        false,
+        &syn(Format::Hermes),
+    );
+    assert_eq!(p, msg("", "", &[("special_function", "{\"arg")]));
     // The opening tag, cut, is not content yet.
     let p = parse("Hello <tool_", true, &syn(Format::Hermes));
     assert_eq!(p.content, "Hello");
@@ -199,7 +206,11 @@ fn llama3_json_calls() {
     );
     // JSON that is no call is content (llama.cpp's Llama 3.1 structured-output case).
     check("\"42\"\n", syn(Format::Llama3), msg("\"42\"", "", &[]));
-    check("{\"a\": 1}", syn(Format::Llama3), msg("{\"a\": 1}", "", &[]));
+    check(
+        "{\"a\": 1}",
+        syn(Format::Llama3),
+        msg("{\"a\": 1}", "", &[]),
+    );
 }
 
 #[test]
@@ -224,7 +235,10 @@ fn mistral_nemo_calls_carry_their_ids() {
         syn(Format::Mistral),
         msg("", "", &[("special_function", "{\"arg1\":1}")]),
     );
-    assert_eq!(parse(text, false, &syn(Format::Mistral)).calls[0].id, "123456789");
+    assert_eq!(
+        parse(text, false, &syn(Format::Mistral)).calls[0].id,
+        "123456789"
+    );
 }
 
 #[test]
@@ -381,7 +395,14 @@ fn gemma4_calls_and_thought_channel() {
     check(
         "<|tool_call>call:f{n:3,ok:true,xs:[1,2],o:{k:<|\"|>v<|\"|>}}<tool_call|>",
         s,
-        msg("", "", &[("f", "{\"n\":3,\"ok\":true,\"xs\":[1,2],\"o\":{\"k\":\"v\"}}")]),
+        msg(
+            "",
+            "",
+            &[(
+                "f",
+                "{\"n\":3,\"ok\":true,\"xs\":[1,2],\"o\":{\"k\":\"v\"}}",
+            )],
+        ),
     );
 }
 
@@ -407,7 +428,11 @@ fn thinking_blocks() {
         open,
         msg(HELLO, THINKING, &[]),
     );
-    check("</think>Hello, world!\nWhat's up?", open, msg(HELLO, "", &[]));
+    check(
+        "</think>Hello, world!\nWhat's up?",
+        open,
+        msg(HELLO, "", &[]),
+    );
     // A reply cut inside the block is all reasoning.
     check("I'm\nthinking", open, msg("", THINKING, &[]));
     // reasoning_format none: the reply as it came.
