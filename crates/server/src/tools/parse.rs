@@ -105,9 +105,8 @@ fn split_reasoning<'a>(text: &'a str, partial: bool, syn: &Syntax, out: &mut Par
         let t = text.trim_start();
         if let Some(b) = t.strip_prefix(open) {
             b
-        } else if partial && !t.is_empty() && open.starts_with(t) {
-            return "";
-        } else if partial && t.is_empty() {
+        } else if partial && open.starts_with(t) {
+            // Nothing yet, or the opening tag cut: it may still come.
             return "";
         } else {
             return text;
