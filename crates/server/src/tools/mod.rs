@@ -211,6 +211,8 @@ impl ChatRequest {
 
     /// The grammar that forces a call, for `tool_choice` `required` or a named function, in
     /// the formats whose calls are plain text (Hermes, Llama 3.x). `None`: no constraint.
+    /// A thinking block may come first (free text up to its closing tag, as llama.cpp's
+    /// grammars allow), and must when the prompt opened it.
     pub fn grammar(&self, syn: &Syntax) -> Option<GrammarSource> {
         let tools = self.tools.as_ref()?.as_array()?;
         let only = match &self.choice {
@@ -218,10 +220,6 @@ impl ChatRequest {
             ToolChoice::Function(name) => Some(name.as_str()),
             ToolChoice::Auto | ToolChoice::None => return None,
         };
-        if syn.starts_thinking {
-            // The reply opens with free reasoning the grammar would forbid.
-            return None;
-        }
         let (open, close, args_key) = match syn.format {
             Format::Hermes => ("<tool_call>\n", "\n</tool_call>", "arguments"),
             Format::Llama3 => ("", "", "parameters"),
@@ -262,11 +260,24 @@ impl ChatRequest {
         } else {
             String::new()
         };
-        Some(GrammarSource::Lark(format!(
-            "start: call {more}\ncall: {} %json {schema} {}\n",
+        let calls = format!(
+            "calls: call {more}\ncall: {} %json {schema} {}\n",
             lark_str(open),
             lark_str(close),
-        )))
+        );
+        let start = match syn.think {
+            Some((_, end)) if syn.starts_thinking => format!(
+                "start: think /[ \\t\\r\\n]*/ calls\nthink[lazy]: /(?s:.*)/ {}\n",
+                lark_str(end)
+            ),
+            Some((begin, end)) => format!(
+                "start: (think /[ \\t\\r\\n]*/)? calls\nthink[lazy]: {} /(?s:.*)/ {}\n",
+                lark_str(begin),
+                lark_str(end)
+            ),
+            None => "start: calls\n".to_owned(),
+        };
+        Some(GrammarSource::Lark(format!("{start}{calls}")))
     }
 }
 
@@ -487,7 +498,7 @@ mod tests {
             panic!("no grammar")
         };
         assert!(
-            g.starts_with("start: call \ncall: \"<tool_call>\\n\" %json {"),
+            g.starts_with("start: calls\ncalls: call \ncall: \"<tool_call>\\n\" %json {"),
             "{g}"
         );
         assert!(g.contains("\"const\":\"get_weather\""), "{g}");
@@ -496,6 +507,94 @@ mod tests {
         assert!(auto.grammar(&syn).is_none());
         let oss = r.syntax(Format::GptOss, None, "");
         assert!(r.grammar(&oss).is_none());
+    }
+
+    /// Whether `grammar` lets SmolLM2 write `text` (token by token, as the sampler would) and
+    /// then end.
+    fn grammar_takes(grammar: &GrammarSource, text: &str) -> bool {
+        use std::sync::OnceLock;
+        static MODEL: OnceLock<(engine::Model, engine::grammar::GrammarVocab)> = OnceLock::new();
+        let (model, vocab) = MODEL.get_or_init(|| {
+            let m = engine::Model::load(&test_models::path(test_models::SMOLLM2)).unwrap();
+            let v = engine::grammar::GrammarVocab::new(&m.tokenizer).unwrap();
+            (m, v)
+        });
+        let tok = &model.tokenizer;
+        let mut g = vocab.compile(grammar, tok).unwrap();
+        for id in tok.encode(text, false, false) {
+            if !g.allows(id) {
+                return false;
+            }
+            g.accept(id);
+        }
+        let eos = (0..tok.n_vocab() as u32).find(|&t| tok.is_eog(t)).unwrap();
+        g.allows(eos)
+    }
+
+    #[test]
+    fn required_grammar_forces_a_valid_call_after_optional_thinking() {
+        let tools = json!([weather()[0], {"type": "function", "function": {"name": "get_time",
+            "parameters": {"type": "object", "properties": {"zone": {"type": "string"}},
+                           "required": ["zone"]}}}]);
+        let req = |choice: Value, parallel: bool| {
+            ChatRequest::openai(
+                &body(json!({"tools": tools, "tool_choice": choice,
+                             "parallel_tool_calls": parallel})),
+                ReasoningFormat::Auto,
+            )
+            .unwrap()
+        };
+        let think = Some(("<think>", "</think>"));
+        let paris = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+        let utc = "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"zone\": \"UTC\"}}\n</tool_call>";
+        let r = req(json!("required"), false);
+        let g = r
+            .grammar(&r.syntax(Format::Hermes, think, "…<|im_start|>assistant\n"))
+            .unwrap();
+        assert!(grammar_takes(&g, paris));
+        assert!(grammar_takes(&g, utc));
+        assert!(grammar_takes(
+            &g,
+            &format!("<think>\nLet me see.\n</think>\n\n{paris}")
+        ));
+        assert!(!grammar_takes(&g, "Paris is sunny."));
+        assert!(!grammar_takes(
+            &g,
+            &paris.replace("get_weather", "get_wether")
+        ));
+        assert!(!grammar_takes(&g, &paris.replace("city", "town")));
+        // Properties the tool does not list are refused, as llama.cpp's grammars do.
+        assert!(!grammar_takes(
+            &g,
+            &paris.replace("}}", ", \"unit\": \"C\"}}")
+        ));
+        assert!(!grammar_takes(&g, &format!("{paris}\n{utc}")));
+        let par = req(json!("required"), true);
+        let g = par.grammar(&par.syntax(Format::Hermes, think, "")).unwrap();
+        assert!(grammar_takes(&g, &format!("{paris}\n{utc}")));
+        // A named function: only that one.
+        let named = req(
+            json!({"type": "function", "function": {"name": "get_time"}}),
+            false,
+        );
+        let g = named
+            .grammar(&named.syntax(Format::Hermes, None, ""))
+            .unwrap();
+        assert!(grammar_takes(&g, utc));
+        assert!(!grammar_takes(&g, paris));
+        // The prompt opened the thinking block: the reply must close it first.
+        let g = r
+            .grammar(&r.syntax(Format::Hermes, think, "…assistant\n<think>\n"))
+            .unwrap();
+        assert!(grammar_takes(&g, &format!("hmm\n</think>\n{paris}")));
+        assert!(!grammar_takes(&g, paris));
+        // Llama 3.x: the bare JSON object.
+        let g = r.grammar(&r.syntax(Format::Llama3, None, "")).unwrap();
+        assert!(grammar_takes(
+            &g,
+            "{\"name\": \"get_time\", \"parameters\": {\"zone\": \"UTC\"}}"
+        ));
+        assert!(!grammar_takes(&g, utc));
     }
 
     #[test]
