@@ -396,7 +396,7 @@ async fn chat_answer(
                     Event::Text { text, .. } => pieces(reply.push(&text)),
                     Event::Done { outcome, .. } => {
                         let mut last = pieces(reply.finish());
-                        let calls = ollama_calls(reply.parsed(), 0);
+                        let calls = ollama_calls(reply.parsed());
                         if !calls.is_empty() {
                             last.push(json!({
                                 "role": "assistant", "content": "", "tool_calls": calls,

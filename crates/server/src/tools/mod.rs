@@ -381,17 +381,16 @@ pub(crate) fn ollama_message(p: &Parsed) -> Value {
         m["thinking"] = p.reasoning.clone().into();
     }
     if !p.calls.is_empty() {
-        m["tool_calls"] = ollama_calls(p, 0).into();
+        m["tool_calls"] = ollama_calls(p).into();
     }
     m
 }
 
-/// Calls from the `from`-th on, as Ollama writes them.
-pub(crate) fn ollama_calls(p: &Parsed, from: usize) -> Vec<Value> {
+/// The calls as Ollama writes them (arguments that are not a JSON object: `{}`).
+pub(crate) fn ollama_calls(p: &Parsed) -> Vec<Value> {
     p.calls
         .iter()
         .enumerate()
-        .skip(from)
         .map(|(i, c)| {
             let args = serde_json::from_str::<Value>(&c.arguments)
                 .ok()
