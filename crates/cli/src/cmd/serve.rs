@@ -57,7 +57,7 @@ give defaults):
       --chat-template-kwargs J  JSON object of extra template variables (requests may add more)
   -rea, --reasoning on|off|auto  thinking in chat templates: off sets enable_thinking false and
                               closes the thinking block (default auto: the template decides)
-      --reasoning-format F    none | deepseek | auto: where chat replies' thinking goes when a
+      --reasoning-format F    none | deepseek | deepseek-legacy | auto: where chat replies' thinking goes when a
                               request does not say (default auto: message.reasoning_content)
       --timeout SECONDS       longest wait for a client to send or take data (default 600)
       --cors-origins O[,O…]   origins allowed by CORS (default *)

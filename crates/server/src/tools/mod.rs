@@ -75,8 +75,10 @@ impl Format {
 pub enum ReasoningFormat {
     /// Thinking blocks stay in the content.
     None,
-    /// Thinking blocks become `reasoning_content` (`deepseek`, `deepseek-legacy`).
+    /// Thinking blocks become `reasoning_content`.
     Deepseek,
+    /// `reasoning_content` too, and the block also stays in the content.
+    DeepseekLegacy,
     /// As `deepseek` (llama-server's default).
     #[default]
     Auto,
@@ -86,7 +88,8 @@ impl ReasoningFormat {
     pub fn from_name(name: &str) -> Option<ReasoningFormat> {
         match name {
             "none" => Some(ReasoningFormat::None),
-            "deepseek" | "deepseek-legacy" => Some(ReasoningFormat::Deepseek),
+            "deepseek" => Some(ReasoningFormat::Deepseek),
+            "deepseek-legacy" => Some(ReasoningFormat::DeepseekLegacy),
             "auto" => Some(ReasoningFormat::Auto),
             _ => None,
         }
@@ -204,6 +207,7 @@ impl ChatRequest {
             format,
             tools: self.tools.is_some() && self.choice != ToolChoice::None,
             reasoning,
+            legacy: self.reasoning == ReasoningFormat::DeepseekLegacy,
             think,
             starts_thinking: think.is_some_and(|(open, _)| prompt.trim_end().ends_with(open)),
         }

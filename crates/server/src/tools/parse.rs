@@ -38,6 +38,8 @@ pub struct Syntax {
     pub tools: bool,
     /// Thinking blocks become `reasoning` (`reasoning_format` other than `none`).
     pub reasoning: bool,
+    /// `deepseek-legacy`: the thinking block is also left in the content.
+    pub legacy: bool,
     /// The thinking block's markers (`<think>`, `</think>`).
     pub think: Option<(&'static str, &'static str)>,
     /// The prompt ends inside an opened thinking block: the reply starts as reasoning.
@@ -52,6 +54,7 @@ impl Syntax {
             format: Format::Content,
             tools: false,
             reasoning: false,
+            legacy: false,
             think: None,
             starts_thinking: false,
         }
@@ -74,10 +77,13 @@ pub fn parse(text: &str, partial: bool, syn: &Syntax) -> Parsed {
         return parse_harmony(text, partial, syn);
     }
     let mut out = Parsed::default();
-    let rest = if syn.reasoning {
-        split_reasoning(text, partial, syn, &mut out)
-    } else {
-        text
+    let rest = match syn.reasoning {
+        true if syn.legacy => {
+            split_reasoning(text, partial, syn, &mut out);
+            text
+        }
+        true => split_reasoning(text, partial, syn, &mut out),
+        false => text,
     };
     if !syn.tools {
         out.content.push_str(rest);

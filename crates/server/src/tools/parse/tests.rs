@@ -13,6 +13,7 @@ fn syn(format: Format) -> Syntax {
         format,
         tools: true,
         reasoning: false,
+        legacy: false,
         think: None,
         starts_thinking: false,
     }
@@ -444,6 +445,9 @@ fn thinking_blocks() {
     check(text, none, msg(text, "", &[]));
     // The opening tag, cut, waits.
     assert_eq!(parse("<thi", true, &s), Parsed::default());
+    // deepseek-legacy: reasoning_content, and the block stays in the content.
+    let legacy = Syntax { legacy: true, ..s };
+    check(text, legacy, msg(text, THINKING, &[]));
 }
 
 #[test]
