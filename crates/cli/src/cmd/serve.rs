@@ -57,8 +57,8 @@ give defaults):
       --chat-template-kwargs J  JSON object of extra template variables (requests may add more)
   -rea, --reasoning on|off|auto  thinking in chat templates: off sets enable_thinking false and
                               closes the thinking block (default auto: the template decides)
-      --reasoning-format F    none | deepseek | deepseek-legacy | auto: where chat replies' thinking goes when a
-                              request does not say (default auto: message.reasoning_content)
+      --reasoning-format F    none|deepseek|deepseek-legacy|auto: where chat replies' thinking
+                              goes when a request does not say (default auto: reasoning_content)
       --timeout SECONDS       longest wait for a client to send or take data (default 600)
       --cors-origins O[,O…]   origins allowed by CORS (default *)
       --queue N               requests that may wait for a slot (default 64)
@@ -694,6 +694,17 @@ mod tests {
         assert!(c.metrics && !c.slots_endpoint);
         assert_eq!(c.timeout, Duration::from_secs(30));
         assert_eq!(c.cors_origins, ["http://a", "http://b"]);
+    }
+
+    #[test]
+    fn reasoning_format_flag_and_variable() {
+        let c = parse_args(&["-m", "m.gguf"], &[]).unwrap();
+        assert_eq!(c.reasoning_format, server::ReasoningFormat::Auto);
+        let c = parse_args(&["-m", "m.gguf", "--reasoning-format", "none"], &[]).unwrap();
+        assert_eq!(c.reasoning_format, server::ReasoningFormat::None);
+        let c = parse_args(&["-m", "m.gguf"], &[("LLAMA_ARG_THINK", "deepseek")]).unwrap();
+        assert_eq!(c.reasoning_format, server::ReasoningFormat::Deepseek);
+        assert!(parse_args(&["-m", "m.gguf", "--reasoning-format", "loud"], &[]).is_err());
     }
 
     #[test]
