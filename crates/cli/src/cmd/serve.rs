@@ -384,6 +384,8 @@ struct Settings {
     /// Sampling flags, for `SamplingArgs`.
     sampling: Vec<String>,
     model: Option<PathBuf>,
+    /// `-hf`: used when no `-m` names a file (llama-server, offline, serves the `-m` file).
+    hf_repo: Option<PathBuf>,
     hosts: Option<Vec<String>>,
     port: Option<u16>,
     n_ctx: Option<usize>,
@@ -423,7 +425,8 @@ impl Settings {
     fn apply(&mut self, name: &str, value: Option<String>) -> anyhow::Result<()> {
         let v = value.unwrap_or_default();
         match name {
-            "-m" | "--model" | "-hf" | "--hf-repo" => self.model = Some(PathBuf::from(v)),
+            "-m" | "--model" => self.model = Some(PathBuf::from(v)),
+            "-hf" | "--hf-repo" => self.hf_repo = Some(PathBuf::from(v)),
             "--host" => self.hosts = Some(list(&v)),
             "--port" => self.port = Some(num(name, &v)?),
             "-c" | "--ctx-size" => self.n_ctx = Some(num(name, &v)?),
@@ -495,6 +498,7 @@ impl Settings {
     fn finish(self) -> anyhow::Result<server::Config> {
         let model = self
             .model
+            .or(self.hf_repo)
             .ok_or_else(|| anyhow!("a model is needed: hearth serve -m MODEL.gguf"))?;
         let mut c = server::Config::new(model);
         if let Some(h) = self.hosts {
@@ -694,6 +698,14 @@ mod tests {
         assert!(c.metrics && !c.slots_endpoint);
         assert_eq!(c.timeout, Duration::from_secs(30));
         assert_eq!(c.cors_origins, ["http://a", "http://b"]);
+    }
+
+    #[test]
+    fn model_file_wins_over_hf_repo() {
+        let c = parse_args(&["--model", "m.gguf", "--hf-repo", "org/repo:Q4_K_M"], &[]).unwrap();
+        assert_eq!(c.model, PathBuf::from("m.gguf"));
+        let c = parse_args(&["-hf", "org/repo:Q4_K_M"], &[]).unwrap();
+        assert_eq!(c.model, PathBuf::from("org/repo:Q4_K_M"));
     }
 
     #[test]
