@@ -66,7 +66,10 @@ fn matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
 /// `rows × cols` random IQ2_XXS blocks (66 bytes per 256 values: an f16 scale, then 64 bytes
 /// of grid indices, sign indices and 4-bit scales, all of which any byte pattern fills validly).
 fn random_iq2_xxs(rows: usize, cols: usize, seed: u64) -> Vec<u8> {
-    assert!(cols.is_multiple_of(256), "IQ2_XXS rows are whole blocks of 256");
+    assert!(
+        cols.is_multiple_of(256),
+        "IQ2_XXS rows are whole blocks of 256"
+    );
     let n_blocks = rows * cols / 256;
     let mut out = vec![0u8; n_blocks * 66];
     let mut state = seed;

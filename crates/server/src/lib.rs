@@ -19,6 +19,7 @@ mod params;
 mod proxy;
 pub mod scheduler;
 mod slot;
+mod tools;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ use tokio::sync::watch;
 
 pub use error::ApiError;
 pub use named_templates::{NAMED_TEMPLATES, named_template};
+pub use tools::ReasoningFormat;
 
 use crate::params::Defaults;
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -76,6 +78,9 @@ pub struct Config {
     /// `enable_thinking` is false and a thinking block it would open is closed empty), `None`
     /// auto (the template decides).
     pub reasoning: Option<bool>,
+    /// llama-server's `--reasoning-format`: how chat replies' thinking blocks are returned
+    /// when a request does not say (`auto`: as `reasoning_content`).
+    pub reasoning_format: ReasoningFormat,
     /// llama-server's `--timeout`: the longest a client may take to send a request's head or
     /// body, or to take the next piece of a response, before its connection is closed.
     pub timeout: Duration,
@@ -114,6 +119,7 @@ impl Config {
             chat_template: None,
             chat_template_kwargs: serde_json::Map::new(),
             reasoning: None,
+            reasoning_format: ReasoningFormat::Auto,
             timeout: Duration::from_secs(600),
             cors_origins: vec!["*".into()],
             cors_proxy: false,
@@ -156,6 +162,8 @@ pub(crate) struct Ready {
     pub template_source: String,
     /// The thinking-block markers the template uses, if any (`<think>`, `</think>`).
     pub thinking_tags: Option<(&'static str, &'static str)>,
+    /// How the template's model writes tool calls.
+    pub tool_format: tools::Format,
     /// Template variables of every request: `--chat-template-kwargs`, and `enable_thinking`
     /// from `--reasoning`.
     pub template_kwargs: serde_json::Map<String, serde_json::Value>,
@@ -366,6 +374,7 @@ fn load(app: &App) -> Result<(), ServeError> {
         model,
         chat: Arc::new(chat),
         thinking_tags: http::thinking_tags(&template_source),
+        tool_format: tools::Format::detect(&template_source),
         template_kwargs: {
             let mut kw = c.chat_template_kwargs.clone();
             if let Some(on) = c.reasoning {

@@ -475,6 +475,7 @@ pub(crate) async fn props(State(app): AppState) -> Result<Response, ApiError> {
         ignore_eos: false,
         n_probs: None,
         post_sampling_probs: false,
+        special: false,
     };
     let mut slot0 = slot_json(&SlotView {
         n_ctx: ready.n_ctx_slot(),

@@ -16,6 +16,7 @@ use crate::error::{ApiError, OllamaError};
 use crate::http::{self, AppState, JobOptions, Prompt, collect, submit};
 use crate::params::{Body, gen_params, type_error};
 use crate::scheduler::{Event, Finish, Outcome};
+use crate::tools::{ChatRequest, ChatStream, Syntax, ollama_calls, ollama_message};
 use crate::{App, Ready};
 
 /// The Ollama version reported; clients check for a recent one.
@@ -186,9 +187,11 @@ fn final_fields(v: &mut Value, o: &Outcome, t0: Instant) {
     v["eval_duration"] = ns(o.generation_time).into();
 }
 
-/// The fields of a chat or generate request Ollama clients send that hearth cannot honour.
-fn refuse_unsupported(body: &Body) -> Result<(), ApiError> {
+/// The fields of a chat or generate request Ollama clients send that hearth cannot honour
+/// (`tools` only where `chat` does not take them).
+fn refuse_unsupported(body: &Body, chat: bool) -> Result<(), ApiError> {
     if let Some(tools) = body.get("tools")
+        && !chat
         && tools.as_array().is_none_or(|a| !a.is_empty())
     {
         return Err(ApiError::unsupported(
@@ -307,9 +310,10 @@ pub(crate) async fn chat(
     let t0 = Instant::now();
     let ready = app.ready()?;
     let body = http::read_body(body)?;
-    refuse_unsupported(&body)?;
+    refuse_unsupported(&body, true)?;
+    let request = ChatRequest::ollama(&body)?;
     let stream = body.bool("stream")?.unwrap_or(true);
-    let params = options(&body, ready)?;
+    let mut params = options(&body, ready)?;
     if body
         .get("messages")
         .is_some_and(|m| m.as_array().is_some_and(Vec::is_empty))
@@ -320,9 +324,109 @@ pub(crate) async fn chat(
         v["done_reason"] = "load".into();
         return Ok(axum::Json(v).into_response());
     }
-    let prompt = http::chat_prompt(ready, body.get("messages"), think(&body)?.as_ref()).await?;
+    let prompt = http::chat_prompt_with(
+        ready,
+        body.get("messages"),
+        request.tools.clone(),
+        true,
+        think(&body)?.as_ref(),
+    )
+    .await?;
+    let syntax = request.syntax(ready.tool_format, ready.thinking_tags, &prompt.text);
+    params.special = syntax.needs_special_tokens();
     let rx = submit(ready, prompt.tokens, params, JobOptions::default())?;
-    answer(&app, rx, stream, t0, chat_object).await
+    chat_answer(&app, rx, stream, t0, syntax).await
+}
+
+/// A chat reply parsed as Ollama returns it: `message.content`, `message.thinking` (with
+/// `think`), `message.tool_calls` with arguments as objects — streamed, the calls come whole
+/// in one line before the final one.
+async fn chat_answer(
+    app: &App,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    stream: bool,
+    t0: Instant,
+    syntax: Syntax,
+) -> Result<Response, OllamaError> {
+    let model = name(app);
+    let line = move |message: Value| {
+        json!({
+            "model": model,
+            "created_at": now_rfc3339(),
+            "message": message,
+            "done": false,
+        })
+    };
+    if !stream {
+        let done = collect(rx, 1).await?;
+        let f = done.first().ok_or_else(|| ApiError::server("no result"))?;
+        let mut reply = ChatStream::new(syntax);
+        reply.push(&f.text);
+        reply.finish();
+        let mut v = line(ollama_message(reply.parsed()));
+        final_fields(&mut v, &f.outcome, t0);
+        return Ok(axum::Json(v).into_response());
+    }
+    Ok(http::stream(
+        app,
+        "application/x-ndjson",
+        move |sink| async move {
+            let mut rx = rx;
+            let mut reply = ChatStream::new(syntax);
+            // Text deltas as Ollama's message pieces; calls wait until they are whole.
+            let pieces = |deltas: Vec<Value>| -> Vec<Value> {
+                deltas
+                    .into_iter()
+                    .filter_map(|d| {
+                        if let Some(t) = d.get("content") {
+                            Some(json!({ "role": "assistant", "content": t }))
+                        } else {
+                            d.get("reasoning_content").map(
+                                |t| json!({ "role": "assistant", "content": "", "thinking": t }),
+                            )
+                        }
+                    })
+                    .collect()
+            };
+            loop {
+                let Some(ev) = sink.next(&mut rx).await else {
+                    return;
+                };
+                let messages = match ev {
+                    Event::Text { text, .. } => pieces(reply.push(&text)),
+                    Event::Done { outcome, .. } => {
+                        let mut last = pieces(reply.finish());
+                        let calls = ollama_calls(reply.parsed());
+                        if !calls.is_empty() {
+                            last.push(json!({
+                                "role": "assistant", "content": "", "tool_calls": calls,
+                            }));
+                        }
+                        for m in last {
+                            if !sink.send(format!("{}\n", line(m))).await {
+                                return;
+                            }
+                        }
+                        let mut v = line(json!({ "role": "assistant", "content": "" }));
+                        final_fields(&mut v, &outcome, t0);
+                        let _ = sink.send(format!("{v}\n")).await;
+                        return;
+                    }
+                    Event::Error { message } => {
+                        let _ = sink
+                            .send(format!("{}\n", json!({ "error": message })))
+                            .await;
+                        return;
+                    }
+                };
+                for m in messages {
+                    if !sink.send(format!("{}\n", line(m))).await {
+                        return;
+                    }
+                }
+            }
+        },
+    ))
 }
 
 /// Ollama's `think` (true or false) as the template's `enable_thinking`.
@@ -339,7 +443,7 @@ pub(crate) async fn generate(
     let t0 = Instant::now();
     let ready = app.ready()?;
     let body = http::read_body(body)?;
-    refuse_unsupported(&body)?;
+    refuse_unsupported(&body, false)?;
     if body.get("suffix").is_some_and(|s| s.as_str() != Some("")) {
         return Err(
             ApiError::unsupported("`suffix` (fill in the middle) is not supported yet").into(),

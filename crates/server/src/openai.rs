@@ -16,6 +16,7 @@ use crate::http::{
 };
 use crate::params::{Body, MAX_TOKENS_OPENAI, gen_params, probs_request, type_error};
 use crate::scheduler::{Event, Finish, GenParams, Outcome, TokenProbs};
+use crate::tools::{ChatRequest, ChatStream, Parsed, Syntax, openai_message};
 use crate::{App, Ready};
 
 /// Most choices one request may ask for.
@@ -114,7 +115,7 @@ pub(crate) async fn chat(
 ) -> Result<Response, ApiError> {
     let ready = app.ready()?;
     let body = http::read_body(body)?;
-    refuse_unsupported(&body)?;
+    let request = ChatRequest::openai(&body, app.config.reasoning_format)?;
     let shape = shape(&body)?;
     let mut params = gen_params(
         &body,
@@ -122,17 +123,22 @@ pub(crate) async fn chat(
         &ready.defaults,
         &ready.model.tokenizer,
     )?;
-    crate::constrain::apply(ready, crate::constrain::requested(&body)?, &mut params)?;
+    let asked = crate::constrain::requested(&body)?;
     probs_request(&body, true, &mut params)?;
     let probs = want_probs(&params);
     let prompt = http::chat_prompt_ending(
         ready,
         body.get("messages"),
-        None,
+        request.tools.clone(),
         http::Ending::from_body(&body)?,
         body.get("chat_template_kwargs"),
     )
     .await?;
+    let syntax = request.syntax(ready.tool_format, ready.thinking_tags, &prompt.text);
+    params.special = syntax.needs_special_tokens();
+    // `tool_choice` required: the call's grammar (llama-server refuses `grammar` with tools).
+    let constraint = request.grammar(&syntax).or(asked);
+    crate::constrain::apply(ready, constraint, &mut params)?;
     let opts = JobOptions {
         n: shape.n,
         return_progress: shape.stream && body.bool("return_progress")?.unwrap_or(false),
@@ -146,7 +152,7 @@ pub(crate) async fn chat(
     let progress = crate::llama::chat_progress(progress, &body, &model, &id, created)?;
     if !shape.stream {
         let done = collect(rx, shape.n).await?;
-        let mut answer = chat_body(&done, probs, &model, &id, created);
+        let mut answer = chat_body(&done, probs, &syntax, &model, &id, created);
         crate::llama::Verbose::add_to(verbose.as_ref(), &mut answer, &done);
         return Ok(axum::Json(answer).into_response());
     }
@@ -180,35 +186,68 @@ pub(crate) async fn chat(
             }
             let mut rx = rx;
             let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
+            // Each choice's reply, parsed as it comes (content, reasoning, tool calls).
+            let mut replies: Vec<ChatStream> = (0..n).map(|_| ChatStream::new(syntax)).collect();
             while outcomes.iter().any(Option::is_none) {
                 let Some(ev) = sink.next(&mut rx).await else {
                     return;
                 };
-                let out = match ev {
-                    Event::Text { index, text, probs } => chunk(json!([{
-                        "finish_reason": null,
-                        "index": index,
-                        "delta": { "content": text },
-                        "logprobs": chunk_logprobs(probs, post_sampling),
-                    }])),
+                let out: Vec<Value> = match ev {
+                    Event::Text { index, text, probs } => {
+                        let Some(reply) = replies.get_mut(index) else {
+                            continue;
+                        };
+                        let mut deltas = reply.push(&text);
+                        if deltas.is_empty() && probs.is_some() {
+                            deltas.push(json!({ "content": "" }));
+                        }
+                        let mut logprobs = Some(chunk_logprobs(probs, post_sampling));
+                        deltas
+                            .into_iter()
+                            .map(|delta| {
+                                chunk(json!([{
+                                    "finish_reason": null,
+                                    "index": index,
+                                    "delta": delta,
+                                    "logprobs": logprobs.take().unwrap_or(Value::Null),
+                                }]))
+                            })
+                            .collect()
+                    }
                     Event::Done { index, outcome } => {
-                        let c = chunk(json!([{
-                            "finish_reason": finish_reason(&outcome.finish),
+                        let Some(reply) = replies.get_mut(index) else {
+                            continue;
+                        };
+                        let mut out: Vec<Value> = reply
+                            .finish()
+                            .into_iter()
+                            .map(|delta| {
+                                chunk(json!([{
+                                    "finish_reason": null,
+                                    "index": index,
+                                    "delta": delta,
+                                }]))
+                            })
+                            .collect();
+                        out.push(chunk(json!([{
+                            "finish_reason": chat_finish_reason(&outcome.finish, reply.parsed()),
                             "index": index,
                             "delta": {},
-                        }]));
+                        }])));
                         if let Some(o) = outcomes.get_mut(index) {
                             *o = Some(outcome);
                         }
-                        c
+                        out
                     }
                     Event::Error { message } => {
                         let _ = sink.send(sse(&ApiError::server(message).body())).await;
                         return;
                     }
                 };
-                if !sink.send(sse(&out)).await {
-                    return;
+                for c in out {
+                    if !sink.send(sse(&c)).await {
+                        return;
+                    }
                 }
             }
             let done: Vec<&Outcome> = outcomes.iter().flatten().collect();
@@ -248,15 +287,33 @@ fn chunk_logprobs(p: Option<TokenProbs>, post_sampling: bool) -> Value {
     }
 }
 
-fn chat_body(done: &[Finished], probs: Option<bool>, model: &str, id: &str, created: u64) -> Value {
+/// A chat choice's `finish_reason`: `tool_calls` when the reply ended with calls.
+fn chat_finish_reason(f: &Finish, reply: &Parsed) -> &'static str {
+    match f {
+        Finish::Eos | Finish::Word(_) if !reply.calls.is_empty() => "tool_calls",
+        f => finish_reason(f),
+    }
+}
+
+fn chat_body(
+    done: &[Finished],
+    probs: Option<bool>,
+    syntax: &Syntax,
+    model: &str,
+    id: &str,
+    created: u64,
+) -> Value {
     let choices: Vec<Value> = done
         .iter()
         .enumerate()
         .map(|(i, f)| {
+            let mut reply = ChatStream::new(*syntax);
+            reply.push(&f.text);
+            reply.finish();
             json!({
-                "finish_reason": finish_reason(&f.outcome.finish),
+                "finish_reason": chat_finish_reason(&f.outcome.finish, reply.parsed()),
                 "index": i,
-                "message": { "role": "assistant", "content": f.text },
+                "message": openai_message(reply.parsed(), reply.ids()),
                 "logprobs": logprobs(f, probs),
             })
         })

@@ -211,6 +211,7 @@ pub fn gen_params(
         ignore_eos,
         n_probs: None,
         post_sampling_probs: false,
+        special: false,
     })
 }
 

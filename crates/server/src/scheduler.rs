@@ -40,6 +40,9 @@ pub struct GenParams {
     /// Probabilities after the sampler chain (llama-server's `post_sampling_probs`) instead of
     /// the softmax of the raw logits.
     pub post_sampling_probs: bool,
+    /// The text shows control tokens (`<|channel|>`, `[TOOL_CALLS]`): a chat reply whose
+    /// markup is made of them is parsed from it (see `tools`).
+    pub special: bool,
 }
 
 /// One generated token's probability and its most likely alternatives.
@@ -410,7 +413,7 @@ fn run(
                 phase: Phase::Prompt { next: reuse },
                 n_cached: reuse,
                 chain: sampler.build_for(tok),
-                detok: tok.detokenizer(false),
+                detok: tok.detokenizer(p.job.params.special),
                 stops,
                 n_generated: 0,
                 started: Instant::now(),

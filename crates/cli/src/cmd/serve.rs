@@ -58,6 +58,8 @@ give defaults):
       --chat-template-kwargs J  JSON object of extra template variables (requests may add more)
   -rea, --reasoning on|off|auto  thinking in chat templates: off sets enable_thinking false and
                               closes the thinking block (default auto: the template decides)
+      --reasoning-format F    none|deepseek|deepseek-legacy|auto: where chat replies' thinking
+                              goes when a request does not say (default auto: reasoning_content)
       --timeout SECONDS       longest wait for a client to send or take data (default 600)
       --cors-origins O[,O…]   origins allowed by CORS (default *)
       --ui-mcp-proxy          enable /cors-proxy?url=… (forwards only x-llama-server-proxy-header-*
@@ -95,6 +97,7 @@ const ENV: &[(&str, &str)] = &[
     ("LLAMA_ARG_JINJA", "--jinja"),
     ("LLAMA_ARG_CHAT_TEMPLATE_KWARGS", "--chat-template-kwargs"),
     ("LLAMA_ARG_REASONING", "--reasoning"),
+    ("LLAMA_ARG_THINK", "--reasoning-format"),
     ("LLAMA_ARG_TIMEOUT", "--timeout"),
     ("LLAMA_ARG_CORS_ORIGINS", "--cors-origins"),
     ("LLAMA_ARG_N_GPU_LAYERS", "--n-gpu-layers"),
@@ -114,7 +117,6 @@ const IGNORED_VALUE: &[&str] = &[
     "-tb",
     "--threads-http",
     "--slot-save-path",
-    "--reasoning-format",
     "--reasoning-budget",
     "--sleep-idle-seconds",
     "--cache-ram",
@@ -369,6 +371,7 @@ fn takes_value(name: &str) -> bool {
                 | "--chat-template-kwargs"
                 | "--reasoning"
                 | "-rea"
+                | "--reasoning-format"
                 | "--timeout"
                 | "-to"
                 | "--cors-origins"
@@ -382,6 +385,8 @@ struct Settings {
     /// Sampling flags, for `SamplingArgs`.
     sampling: Vec<String>,
     model: Option<PathBuf>,
+    /// `-hf`: used when no `-m` names a file (llama-server, offline, serves the `-m` file).
+    hf_repo: Option<PathBuf>,
     hosts: Option<Vec<String>>,
     port: Option<u16>,
     n_ctx: Option<usize>,
@@ -400,6 +405,7 @@ struct Settings {
     chat_template: Option<server::TemplateChoice>,
     chat_template_kwargs: serde_json::Map<String, serde_json::Value>,
     reasoning: Option<bool>,
+    reasoning_format: Option<server::ReasoningFormat>,
     timeout: Option<u64>,
     cors: Option<Vec<String>>,
     queue: Option<usize>,
@@ -422,7 +428,8 @@ impl Settings {
     fn apply(&mut self, name: &str, value: Option<String>) -> anyhow::Result<()> {
         let v = value.unwrap_or_default();
         match name {
-            "-m" | "--model" | "-hf" | "--hf-repo" => self.model = Some(PathBuf::from(v)),
+            "-m" | "--model" => self.model = Some(PathBuf::from(v)),
+            "-hf" | "--hf-repo" => self.hf_repo = Some(PathBuf::from(v)),
             "--host" => self.hosts = Some(list(&v)),
             "--port" => self.port = Some(num(name, &v)?),
             "-c" | "--ctx-size" => self.n_ctx = Some(num(name, &v)?),
@@ -476,6 +483,15 @@ impl Settings {
                     _ => bail!("--reasoning takes on, off or auto, got '{v}'"),
                 }
             }
+            "--reasoning-format" => {
+                self.reasoning_format =
+                    Some(server::ReasoningFormat::from_name(&v).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--reasoning-format takes none, deepseek, deepseek-legacy or auto, \
+                             got '{v}'"
+                        )
+                    })?);
+            }
             "--timeout" | "-to" => self.timeout = Some(num(name, &v)?),
             "--cors-origins" => self.cors = Some(list(&v)),
             "--queue" => self.queue = Some(num(name, &v)?),
@@ -488,6 +504,7 @@ impl Settings {
     fn finish(self) -> anyhow::Result<server::Config> {
         let model = self
             .model
+            .or(self.hf_repo)
             .ok_or_else(|| anyhow!("a model is needed: hearth serve -m MODEL.gguf"))?;
         let mut c = server::Config::new(model);
         if let Some(h) = self.hosts {
@@ -548,6 +565,9 @@ impl Settings {
         c.chat_template = self.chat_template;
         c.chat_template_kwargs = self.chat_template_kwargs;
         c.reasoning = self.reasoning;
+        if let Some(f) = self.reasoning_format {
+            c.reasoning_format = f;
+        }
         if let Some(t) = self.timeout {
             c.timeout = Duration::from_secs(t);
         }
@@ -691,6 +711,25 @@ mod tests {
         assert!(c.metrics && !c.slots_endpoint);
         assert_eq!(c.timeout, Duration::from_secs(30));
         assert_eq!(c.cors_origins, ["http://a", "http://b"]);
+    }
+
+    #[test]
+    fn model_file_wins_over_hf_repo() {
+        let c = parse_args(&["--model", "m.gguf", "--hf-repo", "org/repo:Q4_K_M"], &[]).unwrap();
+        assert_eq!(c.model, PathBuf::from("m.gguf"));
+        let c = parse_args(&["-hf", "org/repo:Q4_K_M"], &[]).unwrap();
+        assert_eq!(c.model, PathBuf::from("org/repo:Q4_K_M"));
+    }
+
+    #[test]
+    fn reasoning_format_flag_and_variable() {
+        let c = parse_args(&["-m", "m.gguf"], &[]).unwrap();
+        assert_eq!(c.reasoning_format, server::ReasoningFormat::Auto);
+        let c = parse_args(&["-m", "m.gguf", "--reasoning-format", "none"], &[]).unwrap();
+        assert_eq!(c.reasoning_format, server::ReasoningFormat::None);
+        let c = parse_args(&["-m", "m.gguf"], &[("LLAMA_ARG_THINK", "deepseek")]).unwrap();
+        assert_eq!(c.reasoning_format, server::ReasoningFormat::Deepseek);
+        assert!(parse_args(&["-m", "m.gguf", "--reasoning-format", "loud"], &[]).is_err());
     }
 
     #[test]

@@ -54,10 +54,19 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
         .post("/v1/completions", &json!({ "prompt": [1, 2, 4_000_000] }))
         .expect_error(400, "invalid_request_error");
     assert!(e["message"].as_str().unwrap().contains("4000000"), "{e}");
+    // Malformed tools and tool choices.
+    let tools = json!([{ "type": "function", "function": { "name": "f" } }]);
+    for bad in [
+        json!({ "messages": msgs, "tools": [{ "type": "function" }] }),
+        json!({ "messages": msgs, "tools": tools, "tool_choice": "sometimes" }),
+        json!({ "messages": msgs, "reasoning_format": "loud" }),
+    ] {
+        s.post(p, &bad).expect_error(400, "invalid_request_error");
+    }
     // What hearth cannot honour is refused, never ignored.
-    let body =
-        json!({ "messages": msgs, "tools": [{ "type": "function", "function": { "name": "f" } }] });
-    let e = s.post(p, &body).expect_error(400, "invalid_request_error");
+    let e = s
+        .post("/v1/completions", &json!({ "prompt": "x", "tools": tools }))
+        .expect_error(400, "invalid_request_error");
     assert!(
         e["message"].as_str().unwrap().contains("not supported"),
         "{e}"

@@ -14,3 +14,4 @@ mod probs;
 mod python;
 mod reasoning;
 mod scheduling;
+mod tools;

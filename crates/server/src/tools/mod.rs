@@ -1,0 +1,610 @@
+//! Tool calling and reasoning extraction for chat requests, as llama-server does them: the
+//! request's `tools` go to the chat template, and the reply is parsed back into
+//! `message.content`, `message.reasoning_content` and `message.tool_calls`.
+//!
+//! - [`Format`]: how a model writes tool calls, detected from its template's source as
+//!   llama.cpp's `common/chat.cpp` does (Hermes/Qwen `<tool_call>`, Llama 3.x JSON and
+//!   `<|python_tag|>`, Mistral `[TOOL_CALLS]`, gpt-oss harmony channels, Gemma 4
+//!   `<|tool_call>call:`); a template that does not know tools gets none, and its replies stay
+//!   content (llama-server ignores `tools` there too).
+//! - [`ChatRequest`]: `tools`, `tool_choice`, `parallel_tool_calls`, `reasoning_format` of a
+//!   request; `tool_choice` `required` or a named function constrains the output with a
+//!   grammar ([`ChatRequest::grammar`]) so the model must write a valid call.
+//! - `parse`: the reply's text into a [`Parsed`] message, whole or as generated so far.
+//! - `stream`: the differences between successive partial parses, as llama-server's
+//!   `delta.content` / `delta.reasoning_content` / `delta.tool_calls` chunks.
+
+mod parse;
+mod stream;
+
+use engine::grammar::GrammarSource;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::params::{Body, type_error};
+
+pub(crate) use parse::{Parsed, Syntax};
+pub(crate) use stream::ChatStream;
+
+/// How a template's model writes tool calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// No tool calls: the reply is content (and maybe a thinking block).
+    Content,
+    /// `<tool_call>{"name": …, "arguments": …}</tool_call>` (Hermes 2 Pro/3, Qwen 2.5, Qwen 3).
+    Hermes,
+    /// `{"name": …, "parameters": …}` or `<|python_tag|>…` (Llama 3.1/3.2/3.3).
+    Llama3,
+    /// `[TOOL_CALLS][{"name": …, "arguments": …, "id": …}]` (Mistral Nemo).
+    Mistral,
+    /// `[TOOL_CALLS]name[ARGS]{…}` (Ministral 3, Mistral Small 3.2, Devstral).
+    MistralArgs,
+    /// gpt-oss's harmony channels.
+    GptOss,
+    /// `<|tool_call>call:name{key:<|"|>text<|"|>}<tool_call|>` (Gemma 4).
+    Gemma4,
+}
+
+impl Format {
+    /// The format of a template, from markers in its source (llama.cpp's detection).
+    pub fn detect(source: &str) -> Format {
+        let has = |s: &str| source.contains(s);
+        if has("<|channel|>") {
+            Format::GptOss
+        } else if has("'<|tool_call>call:'") {
+            Format::Gemma4
+        } else if has("[TOOL_CALLS]") {
+            if has("[ARGS]") {
+                Format::MistralArgs
+            } else {
+                Format::Mistral
+            }
+        } else if has("<tool_call>") && !(has("<function=") && has("<parameter=")) {
+            // (Qwen3-Coder's XML calls, `<tool_call><function=…>`, are another format.)
+            Format::Hermes
+        } else if has("<|python_tag|>") || (has("ipython") && has("parameters")) {
+            Format::Llama3
+        } else {
+            Format::Content
+        }
+    }
+}
+
+/// llama-server's `reasoning_format`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReasoningFormat {
+    /// Thinking blocks stay in the content.
+    None,
+    /// Thinking blocks become `reasoning_content`.
+    Deepseek,
+    /// `reasoning_content` too, and the block also stays in the content.
+    DeepseekLegacy,
+    /// As `deepseek` (llama-server's default).
+    #[default]
+    Auto,
+}
+
+impl ReasoningFormat {
+    pub fn from_name(name: &str) -> Option<ReasoningFormat> {
+        match name {
+            "none" => Some(ReasoningFormat::None),
+            "deepseek" => Some(ReasoningFormat::Deepseek),
+            "deepseek-legacy" => Some(ReasoningFormat::DeepseekLegacy),
+            "auto" => Some(ReasoningFormat::Auto),
+            _ => None,
+        }
+    }
+}
+
+/// `tool_choice`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToolChoice {
+    Auto,
+    None,
+    Required,
+    /// `{"type": "function", "function": {"name": …}}`: this function must be called.
+    Function(String),
+}
+
+/// The tool and reasoning fields of a chat request.
+#[derive(Clone, Debug)]
+pub struct ChatRequest {
+    /// The tool definitions, for the template; `None` without tools.
+    pub tools: Option<Value>,
+    pub choice: ToolChoice,
+    pub parallel: bool,
+    pub reasoning: ReasoningFormat,
+}
+
+impl ChatRequest {
+    /// Reads an OpenAI chat request's fields; `default_reasoning` is `--reasoning-format`.
+    pub fn openai(body: &Body, default_reasoning: ReasoningFormat) -> Result<Self, ApiError> {
+        let tools = tools(body.get("tools"))?;
+        let choice = match body.get("tool_choice") {
+            None | Some(Value::Null) => ToolChoice::Auto,
+            Some(Value::String(s)) => match s.as_str() {
+                "auto" => ToolChoice::Auto,
+                "none" => ToolChoice::None,
+                "required" => ToolChoice::Required,
+                other => {
+                    return Err(ApiError::invalid(format!("Invalid tool_choice: {other}")));
+                }
+            },
+            Some(Value::Object(o)) => {
+                let name = o
+                    .get("function")
+                    .and_then(|f| f.get("name"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        type_error(
+                            "tool_choice",
+                            "\"auto\", \"none\", \"required\" or a function",
+                        )
+                    })?;
+                ToolChoice::Function(name.to_owned())
+            }
+            Some(_) => {
+                return Err(type_error(
+                    "tool_choice",
+                    "\"auto\", \"none\", \"required\" or a function",
+                ));
+            }
+        };
+        if let ToolChoice::Function(name) = &choice
+            && !tool_names(tools.as_ref()).any(|n| n == name)
+        {
+            return Err(ApiError::invalid(format!(
+                "`tool_choice` names `{name}`, which is not in `tools`"
+            )));
+        }
+        if tools.is_some() && choice != ToolChoice::None && body.get("grammar").is_some() {
+            return Err(ApiError::invalid(
+                "Cannot use custom grammar constraints with tools.",
+            ));
+        }
+        let parallel = body.bool("parallel_tool_calls")?.unwrap_or(false);
+        let reasoning = match body.get("reasoning_format") {
+            None | Some(Value::Null) => default_reasoning,
+            Some(Value::String(s)) => ReasoningFormat::from_name(s)
+                .ok_or_else(|| ApiError::invalid(format!("Unknown reasoning format: {s}")))?,
+            Some(_) => return Err(type_error("reasoning_format", "a string")),
+        };
+        Ok(ChatRequest {
+            tools,
+            choice,
+            parallel,
+            reasoning,
+        })
+    }
+
+    /// Reads an Ollama chat request's `tools`; reasoning is extracted when `think` is set.
+    pub fn ollama(body: &Body) -> Result<Self, ApiError> {
+        Ok(ChatRequest {
+            tools: tools(body.get("tools"))?,
+            choice: ToolChoice::Auto,
+            parallel: true,
+            reasoning: match body.bool("think")? {
+                Some(true) => ReasoningFormat::Deepseek,
+                _ => ReasoningFormat::None,
+            },
+        })
+    }
+
+    /// How to read the reply of a prompt rendered for this request: `format` is the
+    /// template's, `think` its thinking markers, `prompt` the rendered prompt.
+    pub fn syntax(
+        &self,
+        format: Format,
+        think: Option<(&'static str, &'static str)>,
+        prompt: &str,
+    ) -> Syntax {
+        let reasoning = self.reasoning != ReasoningFormat::None;
+        let think = match format {
+            Format::Gemma4 => Some(("<|channel>thought", "<channel|>")),
+            _ => think,
+        };
+        Syntax {
+            format,
+            tools: self.tools.is_some() && self.choice != ToolChoice::None,
+            reasoning,
+            legacy: self.reasoning == ReasoningFormat::DeepseekLegacy,
+            think,
+            starts_thinking: think.is_some_and(|(open, _)| prompt.trim_end().ends_with(open)),
+        }
+    }
+
+    /// The grammar that forces a call, for `tool_choice` `required` or a named function, in
+    /// the formats whose calls are plain text (Hermes, Llama 3.x). `None`: no constraint.
+    /// A thinking block may come first (free text up to its closing tag, as llama.cpp's
+    /// grammars allow), and must when the prompt opened it.
+    pub fn grammar(&self, syn: &Syntax) -> Option<GrammarSource> {
+        let tools = self.tools.as_ref()?.as_array()?;
+        let only = match &self.choice {
+            ToolChoice::Required => None,
+            ToolChoice::Function(name) => Some(name.as_str()),
+            ToolChoice::Auto | ToolChoice::None => return None,
+        };
+        let (open, close, args_key) = match syn.format {
+            Format::Hermes => ("<tool_call>\n", "\n</tool_call>", "arguments"),
+            Format::Llama3 => ("", "", "parameters"),
+            _ => return None,
+        };
+        let calls: Vec<Value> = tools
+            .iter()
+            .filter_map(|t| t.get("function"))
+            .filter(|f| only.is_none_or(|n| f.get("name").and_then(Value::as_str) == Some(n)))
+            .map(|f| {
+                let mut params = f
+                    .get("parameters")
+                    .cloned()
+                    .unwrap_or_else(|| json!({ "type": "object" }));
+                // llama.cpp's schema grammars allow no properties the schema does not list
+                // unless it says so; llguidance follows JSON Schema, which allows them.
+                if let Some(o) = params.as_object_mut() {
+                    o.entry("additionalProperties").or_insert(false.into());
+                }
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "name": { "const": f.get("name") },
+                        args_key: params,
+                    },
+                    "required": ["name", args_key],
+                    "additionalProperties": false,
+                })
+            })
+            .collect();
+        let schema = json!({ "anyOf": calls });
+        let sep = match syn.format {
+            Format::Hermes => "\"\\n\"",
+            _ => "\"; \"",
+        };
+        let more = if self.parallel && only.is_none() {
+            format!("({sep} call)*")
+        } else {
+            String::new()
+        };
+        let calls = format!(
+            "calls: call {more}\ncall: {} %json {schema} {}\n",
+            lark_str(open),
+            lark_str(close),
+        );
+        let start = match syn.think {
+            Some((_, end)) if syn.starts_thinking => format!(
+                "start: think /[ \\t\\r\\n]*/ calls\nthink[lazy]: /(?s:.*)/ {}\n",
+                lark_str(end)
+            ),
+            Some((begin, end)) => format!(
+                "start: (think /[ \\t\\r\\n]*/)? calls\nthink[lazy]: {} /(?s:.*)/ {}\n",
+                lark_str(begin),
+                lark_str(end)
+            ),
+            None => "start: calls\n".to_owned(),
+        };
+        Some(GrammarSource::Lark(format!("{start}{calls}")))
+    }
+}
+
+/// A Lark string literal (or nothing for an empty one).
+fn lark_str(s: &str) -> String {
+    if s.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(s).unwrap_or_default()
+    }
+}
+
+/// The names of the tools.
+fn tool_names(tools: Option<&Value>) -> impl Iterator<Item = &str> {
+    tools
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.get("function")?.get("name")?.as_str())
+}
+
+/// `tools`: a list of `{"type": "function", "function": {"name": …, …}}`; an empty list is
+/// none.
+fn tools(v: Option<&Value>) -> Result<Option<Value>, ApiError> {
+    let list = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(a)) if a.is_empty() => return Ok(None),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(type_error("tools", "a list of tools")),
+    };
+    for t in list {
+        let ok = t
+            .get("function")
+            .and_then(|f| f.get("name"))
+            .is_some_and(Value::is_string)
+            && t.get("type").is_none_or(|k| k == "function");
+        if !ok {
+            return Err(ApiError::invalid(
+                "each tool must be {\"type\": \"function\", \"function\": {\"name\": …}}",
+            ));
+        }
+    }
+    Ok(Some(Value::Array(list.clone())))
+}
+
+/// A tool call id as llama-server makes them: 32 random letters and digits.
+pub(crate) fn new_call_id() -> String {
+    const CHARS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut seed = rand_seed();
+    (0..32)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            CHARS[(seed % CHARS.len() as u64) as usize] as char
+        })
+        .collect()
+}
+
+fn rand_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    h.finish() | 1
+}
+
+/// The OpenAI message of a parsed reply: `content` (`""` when there is none, as
+/// llama-server), `reasoning_content` when there is some, `tool_calls` when there are some.
+pub(crate) fn openai_message(p: &Parsed, ids: &[String]) -> Value {
+    let mut m = json!({ "role": "assistant", "content": p.content });
+    if !p.reasoning.is_empty() {
+        m["reasoning_content"] = p.reasoning.clone().into();
+    }
+    if !p.calls.is_empty() {
+        let calls: Vec<Value> = p
+            .calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                json!({
+                    "type": "function",
+                    "function": { "name": c.name, "arguments": c.arguments },
+                    "id": ids.get(i).cloned().unwrap_or_default(),
+                })
+            })
+            .collect();
+        m["tool_calls"] = calls.into();
+    }
+    m
+}
+
+/// The Ollama message of a parsed reply: `thinking` when there is reasoning, `tool_calls`
+/// with arguments as objects.
+pub(crate) fn ollama_message(p: &Parsed) -> Value {
+    let mut m = json!({ "role": "assistant", "content": p.content });
+    if !p.reasoning.is_empty() {
+        m["thinking"] = p.reasoning.clone().into();
+    }
+    if !p.calls.is_empty() {
+        m["tool_calls"] = ollama_calls(p).into();
+    }
+    m
+}
+
+/// The calls as Ollama writes them (arguments that are not a JSON object: `{}`).
+pub(crate) fn ollama_calls(p: &Parsed) -> Vec<Value> {
+    p.calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let args = serde_json::from_str::<Value>(&c.arguments)
+                .ok()
+                .filter(Value::is_object)
+                .unwrap_or_else(|| json!({}));
+            json!({ "function": { "index": i, "name": c.name, "arguments": args } })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real template: the text crate's fixtures (shared with its template suite), or this
+    /// crate's for the ones only the server needs.
+    fn template(name: &str) -> String {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let shared = format!("{dir}/../text/tests/fixtures/templates/{name}.jinja");
+        let own = format!("{dir}/tests/fixtures/templates/{name}.jinja");
+        std::fs::read_to_string(&shared)
+            .or_else(|_| std::fs::read_to_string(&own))
+            .unwrap_or_else(|e| panic!("{own}: {e}"))
+    }
+
+    #[test]
+    fn formats_are_detected_from_the_real_templates() {
+        for (name, want) in [
+            ("Qwen-Qwen2.5-7B-Instruct", Format::Hermes),
+            ("Qwen-Qwen3-0.6B", Format::Hermes),
+            (
+                "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use",
+                Format::Hermes,
+            ),
+            ("meta-llama-Llama-3.1-8B-Instruct", Format::Llama3),
+            ("meta-llama-Llama-3.2-3B-Instruct", Format::Llama3),
+            ("mistralai-Mistral-Nemo-Instruct-2407", Format::Mistral),
+            (
+                "mistralai-Ministral-3-14B-Reasoning-2512",
+                Format::MistralArgs,
+            ),
+            ("openai-gpt-oss-120b", Format::GptOss),
+            ("google-gemma-4-31B-it", Format::Gemma4),
+            ("HuggingFaceTB-SmolLM3-3B", Format::Content),
+            ("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", Format::Content),
+        ] {
+            assert_eq!(Format::detect(&template(name)), want, "{name}");
+        }
+    }
+
+    fn body(v: Value) -> Body {
+        match v {
+            Value::Object(m) => Body(m),
+            _ => unreachable!(),
+        }
+    }
+
+    fn weather() -> Value {
+        json!([{"type": "function", "function": {"name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                           "required": ["city"]}}}])
+    }
+
+    #[test]
+    fn request_fields_are_read_and_checked() {
+        let r = ChatRequest::openai(
+            &body(json!({"tools": weather(), "tool_choice": "required"})),
+            ReasoningFormat::Auto,
+        )
+        .unwrap();
+        assert_eq!(r.choice, ToolChoice::Required);
+        assert!(r.tools.is_some());
+        let named = json!({"tools": weather(),
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}}});
+        let r = ChatRequest::openai(&body(named), ReasoningFormat::Auto).unwrap();
+        assert_eq!(r.choice, ToolChoice::Function("get_weather".into()));
+        for bad in [
+            json!({"tools": weather(), "tool_choice": "sometimes"}),
+            json!({"tools": weather(), "tool_choice": {"type": "function", "function": {"name": "x"}}}),
+            json!({"tools": [{"type": "function"}]}),
+            json!({"tools": "get_weather"}),
+            json!({"reasoning_format": "verbose"}),
+            json!({"tools": weather(), "grammar": "root ::= \"x\""}),
+        ] {
+            assert!(
+                ChatRequest::openai(&body(bad.clone()), ReasoningFormat::Auto).is_err(),
+                "{bad}"
+            );
+        }
+        let none = ChatRequest::openai(&body(json!({"tools": []})), ReasoningFormat::None).unwrap();
+        assert!(none.tools.is_none());
+        assert_eq!(none.reasoning, ReasoningFormat::None);
+    }
+
+    #[test]
+    fn required_builds_a_grammar_for_text_formats_only() {
+        let r = ChatRequest::openai(
+            &body(json!({"tools": weather(), "tool_choice": "required"})),
+            ReasoningFormat::Auto,
+        )
+        .unwrap();
+        let syn = r.syntax(Format::Hermes, None, "<|im_start|>assistant\n");
+        let Some(GrammarSource::Lark(g)) = r.grammar(&syn) else {
+            panic!("no grammar")
+        };
+        assert!(
+            g.starts_with("start: calls\ncalls: call \ncall: \"<tool_call>\\n\" %json {"),
+            "{g}"
+        );
+        assert!(g.contains("\"const\":\"get_weather\""), "{g}");
+        let auto =
+            ChatRequest::openai(&body(json!({"tools": weather()})), ReasoningFormat::Auto).unwrap();
+        assert!(auto.grammar(&syn).is_none());
+        let oss = r.syntax(Format::GptOss, None, "");
+        assert!(r.grammar(&oss).is_none());
+    }
+
+    /// Whether `grammar` lets SmolLM2 write `text` (token by token, as the sampler would) and
+    /// then end.
+    fn grammar_takes(grammar: &GrammarSource, text: &str) -> bool {
+        use std::sync::OnceLock;
+        static MODEL: OnceLock<(engine::Model, engine::grammar::GrammarVocab)> = OnceLock::new();
+        let (model, vocab) = MODEL.get_or_init(|| {
+            let m = engine::Model::load(&test_models::path(test_models::SMOLLM2)).unwrap();
+            let v = engine::grammar::GrammarVocab::new(&m.tokenizer).unwrap();
+            (m, v)
+        });
+        let tok = &model.tokenizer;
+        let mut g = vocab.compile(grammar, tok).unwrap();
+        for id in tok.encode(text, false, false) {
+            if !g.allows(id) {
+                return false;
+            }
+            g.accept(id);
+        }
+        let eos = (0..tok.n_vocab() as u32).find(|&t| tok.is_eog(t)).unwrap();
+        g.allows(eos)
+    }
+
+    #[test]
+    fn required_grammar_forces_a_valid_call_after_optional_thinking() {
+        let tools = json!([weather()[0], {"type": "function", "function": {"name": "get_time",
+            "parameters": {"type": "object", "properties": {"zone": {"type": "string"}},
+                           "required": ["zone"]}}}]);
+        let req = |choice: Value, parallel: bool| {
+            ChatRequest::openai(
+                &body(json!({"tools": tools, "tool_choice": choice,
+                             "parallel_tool_calls": parallel})),
+                ReasoningFormat::Auto,
+            )
+            .unwrap()
+        };
+        let think = Some(("<think>", "</think>"));
+        let paris = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+        let utc = "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"zone\": \"UTC\"}}\n</tool_call>";
+        let r = req(json!("required"), false);
+        let g = r
+            .grammar(&r.syntax(Format::Hermes, think, "…<|im_start|>assistant\n"))
+            .unwrap();
+        assert!(grammar_takes(&g, paris));
+        assert!(grammar_takes(&g, utc));
+        assert!(grammar_takes(
+            &g,
+            &format!("<think>\nLet me see.\n</think>\n\n{paris}")
+        ));
+        assert!(!grammar_takes(&g, "Paris is sunny."));
+        assert!(!grammar_takes(
+            &g,
+            &paris.replace("get_weather", "get_wether")
+        ));
+        assert!(!grammar_takes(&g, &paris.replace("city", "town")));
+        // Properties the tool does not list are refused, as llama.cpp's grammars do.
+        assert!(!grammar_takes(
+            &g,
+            &paris.replace("}}", ", \"unit\": \"C\"}}")
+        ));
+        assert!(!grammar_takes(&g, &format!("{paris}\n{utc}")));
+        let par = req(json!("required"), true);
+        let g = par.grammar(&par.syntax(Format::Hermes, think, "")).unwrap();
+        assert!(grammar_takes(&g, &format!("{paris}\n{utc}")));
+        // A named function: only that one.
+        let named = req(
+            json!({"type": "function", "function": {"name": "get_time"}}),
+            false,
+        );
+        let g = named
+            .grammar(&named.syntax(Format::Hermes, None, ""))
+            .unwrap();
+        assert!(grammar_takes(&g, utc));
+        assert!(!grammar_takes(&g, paris));
+        // The prompt opened the thinking block: the reply must close it first.
+        let g = r
+            .grammar(&r.syntax(Format::Hermes, think, "…assistant\n<think>\n"))
+            .unwrap();
+        assert!(grammar_takes(&g, &format!("hmm\n</think>\n{paris}")));
+        assert!(!grammar_takes(&g, paris));
+        // Llama 3.x: the bare JSON object.
+        let g = r.grammar(&r.syntax(Format::Llama3, None, "")).unwrap();
+        assert!(grammar_takes(
+            &g,
+            "{\"name\": \"get_time\", \"parameters\": {\"zone\": \"UTC\"}}"
+        ));
+        assert!(!grammar_takes(&g, utc));
+    }
+
+    #[test]
+    fn call_ids_are_32_alphanumerics_and_differ() {
+        let a = new_call_id();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, new_call_id());
+    }
+}
