@@ -614,7 +614,7 @@ impl Backend for Cpu<'_> {
         }
     }
 
-    fn moe<'m>(&mut self, m: &'m Moe, buf: Buf, router_in: Buf) {
+    fn moe(&mut self, m: &Moe, buf: Buf, router_in: Buf) {
         let n = self.n;
         let d = self.hp.n_embd;
         let (ne, k, f) = (m.n_expert(), m.n_used, m.n_ff());
