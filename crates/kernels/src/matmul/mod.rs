@@ -288,16 +288,7 @@ impl<'a> Matrix<'a> {
         if !cols.is_multiple_of(kind.block()) {
             return Err(KernelError::PartialBlock { ty, n: cols });
         }
-        let expected = rows
-            .checked_mul(row_bytes)
-            .ok_or(KernelError::ShapeMismatch("matrix size overflows"))?;
-        if data.len() != expected {
-            return Err(KernelError::LengthMismatch {
-                what: "matrix data",
-                expected,
-                actual: data.len(),
-            });
-        }
+        check_len("matrix data", rows, row_bytes, data.len())?;
         // llama.cpp's paths for this matrix, when its order is wanted and followed here.
         let ggml = options
             .ggml_order
@@ -762,16 +753,7 @@ pub fn matmul_many(
             "matrices sharing an input need equal cols",
         ));
     }
-    let expected = n_tokens
-        .checked_mul(cols)
-        .ok_or(KernelError::ShapeMismatch("input size overflows"))?;
-    if x.len() != expected {
-        return Err(KernelError::LengthMismatch {
-            what: "input",
-            expected,
-            actual: x.len(),
-        });
-    }
+    check_len("input", n_tokens, cols, x.len())?;
     for (w, y) in ws.iter().zip(ys.iter()) {
         if y.len() != n_tokens * w.rows {
             return Err(KernelError::LengthMismatch {
@@ -888,6 +870,21 @@ impl<const N: usize> WorkUnits<N> {
     }
 }
 
+/// `actual` must be `a × b` (the length of `what`).
+fn check_len(what: &'static str, a: usize, b: usize, actual: usize) -> Result<(), KernelError> {
+    let expected = a
+        .checked_mul(b)
+        .ok_or(KernelError::ShapeMismatch("size overflows"))?;
+    if actual != expected {
+        return Err(KernelError::LengthMismatch {
+            what,
+            expected,
+            actual,
+        });
+    }
+    Ok(())
+}
+
 /// Most matrices one [`matmul_many`] call takes.
 pub const MAX_MANY: usize = 8;
 
@@ -926,16 +923,7 @@ pub fn matmul_grouped<'p, 'm: 'p>(
     products: impl IntoIterator<Item = Product<'p, 'm>>,
     scratch: &mut Scratch,
 ) -> Result<(), KernelError> {
-    let expected = n_tokens
-        .checked_mul(cols)
-        .ok_or(KernelError::ShapeMismatch("input size overflows"))?;
-    if x.len() != expected {
-        return Err(KernelError::LengthMismatch {
-            what: "input",
-            expected,
-            actual: x.len(),
-        });
-    }
+    check_len("input", n_tokens, cols, x.len())?;
     let mut products = products.into_iter();
     let mut quantized = [false; 2];
     loop {
