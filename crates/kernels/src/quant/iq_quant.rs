@@ -303,6 +303,24 @@ struct Search {
     on_grid_init: bool,
 }
 
+/// The largest of a group's values, as ggml's `max = MAX(max, x)` loop (`cmax`).
+fn group_max(xval: &[f32]) -> f32 {
+    xval[1..].iter().fold(xval[0], |m, &v| cmax(m, v))
+}
+
+/// A negative scale made positive by flipping every sign bit (`mask`: the sign bits in use),
+/// as ggml does after its search.
+fn positive_scale(scale: f32, signs: &mut [u8], mask: u8) -> f32 {
+    if scale < 0.0 {
+        for s in signs {
+            *s = !*s & mask;
+        }
+        -scale
+    } else {
+        scale
+    }
+}
+
 /// Finds a group's scale and grid levels `l` (ggml's loop body between the signs and the
 /// packing). `max` is the group's largest `xval`; `scale0` the starting scale.
 #[allow(clippy::too_many_arguments)]
@@ -449,10 +467,7 @@ pub(crate) fn quantize_iq2_xxs(src: &[f32], qw: &[f32], dst: &mut [u8]) {
             for k in 0..4 {
                 signs[k] = even_signs(&xb[8 * k..], &weight[8 * k..], &mut xval[8 * k..8 * k + 8]);
             }
-            let mut max = xval[0];
-            for &v in &xval[1..] {
-                max = cmax(max, v);
-            }
+            let max = group_max(&xval);
             if max < GROUP_MAX_EPS {
                 continue;
             }
@@ -463,14 +478,8 @@ pub(crate) fn quantize_iq2_xxs(src: &[f32], qw: &[f32], dst: &mut [u8]) {
                 continue;
             }
             let mut l = lq.map(|v| v as i8);
-            let mut scale =
-                search_group(lat, &search, &xval, &weight, &waux, eff_max, scale0, &mut l);
-            if scale < 0.0 {
-                scale = -scale;
-                for s in &mut signs {
-                    *s = !*s & 127;
-                }
-            }
+            let scale = search_group(lat, &search, &xval, &weight, &waux, eff_max, scale0, &mut l);
+            let scale = positive_scale(scale, &mut signs, 127);
             let mut idx = [0usize; 4];
             grid_indices(lat, &l, &mut idx);
             for k in 0..4 {
@@ -528,22 +537,13 @@ pub(crate) fn quantize_iq2_xs(src: &[f32], qw: &[f32], dst: &mut [u8]) {
             for k in 0..2 {
                 signs[k] = even_signs(&xb[8 * k..], &weight[8 * k..], &mut xval[8 * k..8 * k + 8]);
             }
-            let mut max = xval[0];
-            for &v in &xval[1..] {
-                max = cmax(max, v);
-            }
+            let max = group_max(&xval);
             if max < GROUP_MAX_EPS {
                 continue;
             }
             let mut l = [0i8; 16];
-            let mut scale =
-                search_group(lat, &search, &xval, &weight, &waux, max, max / 5.0, &mut l);
-            if scale < 0.0 {
-                scale = -scale;
-                for s in &mut signs {
-                    *s = !*s & 127;
-                }
-            }
+            let scale = search_group(lat, &search, &xval, &weight, &waux, max, max / 5.0, &mut l);
+            let scale = positive_scale(scale, &mut signs, 127);
             let mut idx = [0usize; 2];
             grid_indices(lat, &l, &mut idx);
             for k in 0..2 {
@@ -607,22 +607,13 @@ pub(crate) fn quantize_iq2_s(src: &[f32], qw: Option<&[f32]>, dst: &mut [u8]) {
             for k in 0..2 {
                 signs[k] = plain_signs(&xb[8 * k..], &mut xval[8 * k..8 * k + 8]);
             }
-            let mut max = xval[0];
-            for &v in &xval[1..] {
-                max = cmax(max, v);
-            }
+            let max = group_max(&xval);
             if max < GROUP_MAX_EPS_IQ2_S {
                 continue;
             }
             let mut l = [0i8; 16];
-            let mut scale =
-                search_group(lat, &search, &xval, &weight, &waux, max, max / 5.0, &mut l);
-            if scale < 0.0 {
-                scale = -scale;
-                for s in &mut signs {
-                    *s = !*s;
-                }
-            }
+            let scale = search_group(lat, &search, &xval, &weight, &waux, max, max / 5.0, &mut l);
+            let scale = positive_scale(scale, &mut signs, 0xFF);
             let mut idx = [0usize; 2];
             grid_indices(lat, &l, &mut idx);
             for k in 0..2 {
@@ -683,22 +674,13 @@ pub(crate) fn quantize_iq3_xxs(src: &[f32], qw: Option<&[f32]>, dst: &mut [u8]) 
             for k in 0..4 {
                 signs[k] = even_signs(&xb[8 * k..], &weight[8 * k..], &mut xval[8 * k..8 * k + 8]);
             }
-            let mut max = xval[0];
-            for &v in &xval[1..] {
-                max = cmax(max, v);
-            }
+            let max = group_max(&xval);
             if max < GROUP_MAX_EPS_IQ3_XXS {
                 continue;
             }
             let mut l = [0i8; 32];
-            let mut scale =
-                search_group(lat, &search, &xval, &weight, &waux, max, max / 15.0, &mut l);
-            if scale < 0.0 {
-                scale = -scale;
-                for s in &mut signs {
-                    *s = !*s & 127;
-                }
-            }
+            let scale = search_group(lat, &search, &xval, &weight, &waux, max, max / 15.0, &mut l);
+            let scale = positive_scale(scale, &mut signs, 127);
             let mut idx = [0usize; 8];
             grid_indices(lat, &l, &mut idx);
             for k in 0..8 {
@@ -765,22 +747,13 @@ pub(crate) fn quantize_iq3_s(src: &[f32], qw: Option<&[f32]>, dst: &mut [u8]) {
             for k in 0..4 {
                 signs[k] = plain_signs(&xb[8 * k..], &mut xval[8 * k..8 * k + 8]);
             }
-            let mut max = xval[0];
-            for &v in &xval[1..] {
-                max = cmax(max, v);
-            }
+            let max = group_max(&xval);
             if max == 0.0 {
                 continue;
             }
             let mut l = [0i8; 32];
-            let mut scale =
-                search_group(lat, &search, &xval, &weight, &waux, max, max / 15.0, &mut l);
-            if scale < 0.0 {
-                scale = -scale;
-                for s in &mut signs {
-                    *s = !*s;
-                }
-            }
+            let scale = search_group(lat, &search, &xval, &weight, &waux, max, max / 15.0, &mut l);
+            let scale = positive_scale(scale, &mut signs, 0xFF);
             let mut idx = [0usize; 8];
             grid_indices(lat, &l, &mut idx);
             for k in 0..8 {
