@@ -55,51 +55,6 @@ fn time_pair(min_total: Duration, mut a: impl FnMut(), mut b: impl FnMut()) -> (
     (ta[ta.len() / 2], tb[tb.len() / 2])
 }
 
-/// Streaming read of `buf` split over the pool's threads (AVX2 loads, XOR-reduced).
-fn stream_read(pool: &ThreadPool, buf: &[u8]) -> u64 {
-    let out = std::sync::atomic::AtomicU64::new(0);
-    pool.run(|i, n| {
-        let lines = buf.len() / 64;
-        let part = &buf[lines * i / n * 64..lines * (i + 1) / n * 64];
-        out.fetch_xor(xor_reduce(part), std::sync::atomic::Ordering::Relaxed);
-    });
-    out.into_inner()
-}
-
-fn xor_reduce(part: &[u8]) -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 was just detected.
-        return unsafe { xor_reduce_avx2(part) };
-    }
-    part.chunks_exact(8)
-        .fold(0u64, |a, c| a ^ u64::from_le_bytes(c.try_into().unwrap()))
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn xor_reduce_avx2(part: &[u8]) -> u64 {
-    use std::arch::x86_64::*;
-    let mut acc = [_mm256_setzero_si256(); 4];
-    let chunks = part.chunks_exact(128);
-    for c in chunks {
-        for (k, a) in acc.iter_mut().enumerate() {
-            // SAFETY: each 128-byte chunk holds four 32-byte loads.
-            *a = _mm256_xor_si256(*a, unsafe {
-                _mm256_loadu_si256(c.as_ptr().add(32 * k).cast())
-            });
-        }
-    }
-    let x = _mm256_xor_si256(
-        _mm256_xor_si256(acc[0], acc[1]),
-        _mm256_xor_si256(acc[2], acc[3]),
-    );
-    (_mm256_extract_epi64::<0>(x)
-        ^ _mm256_extract_epi64::<1>(x)
-        ^ _mm256_extract_epi64::<2>(x)
-        ^ _mm256_extract_epi64::<3>(x)) as u64
-}
-
 /// f32 FMA peak of this machine (GFLOP/s) with the pool's threads: independent 512-bit (or
 /// 256-bit) FMA chains, no memory traffic.
 fn fma_peak(pool: &ThreadPool) -> f64 {
@@ -258,7 +213,7 @@ fn bench_matrix(rows_out: &mut Vec<Row>, case: &Case, quick: bool, peaks: &[f64;
         let (t_stream, t_mv) = time_pair(
             min_time,
             || {
-                black_box(stream_read(&pool, &stream_buf));
+                black_box(kernels::membw::stream_read(&pool, &stream_buf));
             },
             || {
                 matmul(&pool, &m, &x[..cols], 1, &mut y[..rows], &mut scratch).unwrap();

@@ -7,6 +7,7 @@
 pub(crate) mod arch;
 pub mod isa;
 pub mod matmul;
+pub mod membw;
 pub mod mmap;
 pub mod ops;
 pub mod pool;

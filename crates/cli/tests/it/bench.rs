@@ -61,6 +61,14 @@ fn json_has_llama_bench_fields_per_test_and_thread_count() {
         assert!(r["stddev_ts"].as_f64().unwrap() >= 0.0);
         assert_eq!(r["model_n_params"].as_u64().unwrap(), 134_515_008);
         assert!(r["peak_rss_bytes"].as_u64().unwrap() > 0);
+        // SmolLM2's LM head is its token embedding: a decoded token reads the whole file.
+        assert_eq!(r["bytes_per_token"], r["model_size"]);
+        let decode_only = r["n_prompt"] == 0;
+        assert_eq!(
+            r["read_bandwidth_bps"].as_f64().is_some_and(|b| b > 1e8),
+            decode_only,
+            "{r}"
+        );
     }
 }
 
@@ -98,6 +106,10 @@ fn markdown_table_has_llama_bench_columns() {
         "{text}"
     );
     assert!(text.contains("peak RSS"), "{text}");
+    assert!(
+        text.contains("tg2 at 1 threads: 96.6 MB per token ×") && text.contains("streaming read"),
+        "{text}"
+    );
 }
 
 #[test]

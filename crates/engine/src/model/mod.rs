@@ -59,6 +59,11 @@ pub struct ModelInfo {
     pub n_params: u64,
     /// Total bytes of all tensor data.
     pub n_bytes: u64,
+    /// Bytes of weights one decoded token reads: every tensor, the LM head included, but one
+    /// row of each embedding table (unless it is also the LM head), and each layer's experts in
+    /// the proportion `n_expert_used / n_expert`. The floor of decode time is this over the
+    /// memory's read bandwidth (`hearth bench` reports the ratio).
+    pub bytes_per_token: u64,
     /// The quantization mix named by `general.file_type` (`Q4_K_M`, …), or the most common
     /// tensor type when the key is absent.
     pub file_type: String,
@@ -159,6 +164,7 @@ impl Model {
             name,
             n_params: file.tensors().iter().map(|t| t.n_elements()).sum(),
             n_bytes: file.tensors().iter().map(|t| t.n_bytes()).sum(),
+            bytes_per_token: bytes_per_token(&file, &hparams),
             file_type: file_type_name(&file),
         };
         let chat_template = file
@@ -174,6 +180,27 @@ impl Model {
             chat_template,
         })
     }
+}
+
+/// [`ModelInfo::bytes_per_token`].
+fn bytes_per_token(file: &Gguf<'_>, hp: &HParams) -> u64 {
+    let tied = !file.tensors().iter().any(|t| t.name == "output.weight");
+    file.tensors()
+        .iter()
+        .map(|t| {
+            let bytes = t.n_bytes();
+            let rows = (t.n_elements() / t.shape.first().copied().unwrap_or(1).max(1)).max(1);
+            let is_table =
+                t.name.ends_with("token_embd.weight") || t.name.contains("per_layer_token_embd");
+            if is_table && !(tied && t.name == "token_embd.weight") {
+                bytes / rows
+            } else if t.name.contains("_exps") && hp.n_expert > 0 {
+                bytes * hp.n_expert_used.min(hp.n_expert) as u64 / hp.n_expert as u64
+            } else {
+                bytes
+            }
+        })
+        .sum()
 }
 
 /// llama.cpp's name for a `general.file_type` value (`llama_ftype`).
