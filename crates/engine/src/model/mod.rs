@@ -79,6 +79,8 @@ pub struct Model {
     pub tokenizer: Tokenizer,
     /// `tokenizer.chat_template`, when the file has one.
     pub chat_template: Option<String>,
+    /// How it was loaded.
+    options: LoadOptions,
 }
 
 impl std::fmt::Debug for Model {
@@ -112,6 +114,11 @@ impl Model {
     /// Maps `path`, reads its hyper-parameters, binds every tensor and builds the tokenizer.
     pub fn load(path: &Path) -> Result<Model, LoadError> {
         Model::load_with(path, LoadOptions::default())
+    }
+
+    /// Whether products sum in llama.cpp's order ([`LoadOptions::llama_order`]).
+    pub fn llama_order(&self) -> bool {
+        self.options.llama_order
     }
 
     /// [`Model::load`] with options.
@@ -178,6 +185,7 @@ impl Model {
             weights,
             tokenizer,
             chat_template,
+            options,
         })
     }
 }

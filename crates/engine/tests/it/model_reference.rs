@@ -41,6 +41,12 @@ fn gemma3() -> Arc<Model> {
         .clone()
 }
 
+/// The same models with `--arithmetic fast`: the fastest summation order, not llama.cpp's.
+fn fast(m: &str) -> Arc<Model> {
+    let options = engine::LoadOptions { llama_order: false };
+    Arc::new(Model::load_with(&test_models::path(m), options).unwrap())
+}
+
 fn context(model: &Arc<Model>, n_threads: usize) -> Context {
     let params = ContextParams {
         n_ctx: 1024,
@@ -63,8 +69,10 @@ fn top_k(logits: &[f32], k: usize) -> Vec<u32> {
     idx
 }
 
-/// (a) the greedy continuation matches for at least `robust_n` tokens.
-fn greedy_matches(model: &Arc<Model>, name: &str, n_threads: usize) {
+/// (a) the greedy continuation matches for at least `robust_n` tokens; returns the tokens
+/// matched and compared over all cases.
+fn greedy_matches(model: &Arc<Model>, name: &str, n_threads: usize) -> (usize, usize) {
+    let mut total = (0, 0);
     for case in cases(name) {
         let id = case["id"].as_str().unwrap();
         let prompt = ids(&case["prompt_ids"]);
@@ -83,6 +91,7 @@ fn greedy_matches(model: &Arc<Model>, name: &str, n_threads: usize) {
         .unwrap()
         .tokens;
         let same = got.iter().zip(&want).take_while(|(a, b)| a == b).count();
+        total = (total.0 + same, total.1 + want.len());
         eprintln!(
             "{name}/{id} ({n_threads} threads): greedy matches {same}/{} (robust_n {robust})",
             want.len()
@@ -93,13 +102,15 @@ fn greedy_matches(model: &Arc<Model>, name: &str, n_threads: usize) {
         );
         // Beyond the bar: with the x86 kernels hearth follows llama.cpp's arithmetic bit
         // for bit on these models, so the whole continuation must be llama.cpp's.
-        if kernels::isa::Isa::detected() >= kernels::isa::Isa::Avx2 {
+        // (Not asked of `--arithmetic fast`, whose sums are ordered otherwise.)
+        if model.llama_order() && kernels::isa::Isa::detected() >= kernels::isa::Isa::Avx2 {
             assert_eq!(
                 got, want,
                 "{name}/{id}: llama.cpp parity lost at token {same}"
             );
         }
     }
+    total
 }
 
 /// (b) top-1 where the reference margin is ≥ 0.1, reference top-10 within our top-20, and
@@ -107,6 +118,18 @@ fn greedy_matches(model: &Arc<Model>, name: &str, n_threads: usize) {
 /// as llama.cpp computed the reference: the prompt in one batch, then the continuation one token
 /// at a time (teacher-forced with the reference's greedy tokens). Returns the worst (c) error.
 fn logits_match(model: &Arc<Model>, name: &str, n_threads: usize) -> f32 {
+    logits_within(model, name, n_threads, 0.1, 1e-2)
+}
+
+/// [`logits_match`] with top-1 checked where the reference margin is at least `margin`, and the
+/// last-position bound `tol` (of the largest logit).
+fn logits_within(
+    model: &Arc<Model>,
+    name: &str,
+    n_threads: usize,
+    min_margin: f64,
+    tol: f32,
+) -> f32 {
     let mut worst_rel = 0.0f32;
     for case in cases(name) {
         let id = case["id"].as_str().unwrap().to_owned();
@@ -189,4 +212,24 @@ fn gemma3_greedy_matches_llama_cpp() {
 fn gemma3_logits_match_llama_cpp() {
     logits_match(&gemma3(), "gemma3", 1);
     logits_match(&gemma3(), "gemma3", 2);
+}
+
+/// `--arithmetic fast` (the faster order `hearth bench`, `batched-bench` and `perplexity`
+/// offer) against the same llama.cpp references: not bit-identical, but llama.cpp's greedy text
+/// up to its near-ties (`robust_n`). Its logits are further from llama.cpp's than a
+/// llama.cpp-order path's (measured: top-1 flips where llama.cpp's margin is up to ~0.5, the
+/// last-prompt logits 3.75e-2 of the largest on SmolLM2 — the 8-bit activations re-quantized
+/// before every product amplify any last-bit change), so the logit bar of [`logits_match`] is
+/// not asked of it; docs/benchmarks.md has its KL divergence against an f32 evaluation.
+#[test]
+fn fast_arithmetic_keeps_llama_cpps_greedy_text_up_to_near_ties() {
+    for (name, m) in [
+        ("smollm2", test_models::SMOLLM2),
+        ("gemma3", test_models::GEMMA3),
+    ] {
+        let model = fast(m);
+        assert!(!model.llama_order());
+        let (same, total) = greedy_matches(&model, name, 2);
+        eprintln!("{name}, fast arithmetic: {same} of {total} greedy tokens equal llama.cpp's");
+    }
 }
