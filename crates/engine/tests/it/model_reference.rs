@@ -118,18 +118,6 @@ fn greedy_matches(model: &Arc<Model>, name: &str, n_threads: usize) -> (usize, u
 /// as llama.cpp computed the reference: the prompt in one batch, then the continuation one token
 /// at a time (teacher-forced with the reference's greedy tokens). Returns the worst (c) error.
 fn logits_match(model: &Arc<Model>, name: &str, n_threads: usize) -> f32 {
-    logits_within(model, name, n_threads, 0.1, 1e-2)
-}
-
-/// [`logits_match`] with top-1 checked where the reference margin is at least `margin`, and the
-/// last-position bound `tol` (of the largest logit).
-fn logits_within(
-    model: &Arc<Model>,
-    name: &str,
-    n_threads: usize,
-    min_margin: f64,
-    tol: f32,
-) -> f32 {
     let mut worst_rel = 0.0f32;
     for case in cases(name) {
         let id = case["id"].as_str().unwrap().to_owned();
