@@ -63,11 +63,7 @@ pub struct Args {
     pub output: Format,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arithmetic {
-    Llama,
-    Fast,
-}
+use super::common::Arithmetic;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {

@@ -64,7 +64,7 @@ pub struct Args {
     /// Sum products in llama.cpp's order (`llama`, results equal to llama.cpp's) or the
     /// fastest (`fast`)
     #[arg(long, value_enum, default_value = "llama")]
-    pub arithmetic: super::batched_bench::Arithmetic,
+    pub arithmetic: super::common::Arithmetic,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,7 +189,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         let warm_ms = time_load(path)?;
         let options = engine::LoadOptions {
-            llama_order: args.arithmetic == super::batched_bench::Arithmetic::Llama,
+            llama_order: args.arithmetic == super::common::Arithmetic::Llama,
         };
         let model = Arc::new(
             Model::load_with(path, options)

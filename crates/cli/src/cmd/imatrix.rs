@@ -59,7 +59,7 @@ pub struct Args {
     pub show_statistics: bool,
     /// Sum products in llama.cpp's order (`llama`) or the fastest (`fast`)
     #[arg(long, value_enum, default_value = "llama")]
-    pub arithmetic: super::batched_bench::Arithmetic,
+    pub arithmetic: super::common::Arithmetic,
 }
 
 /// llama.cpp's micro-batch: the most tokens one forward pass takes (its collector's
@@ -115,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (model, tokens) = super::common::model_and_text_tokens(
         model_ref,
         args.offline,
-        args.arithmetic == super::batched_bench::Arithmetic::Llama,
+        args.arithmetic == super::common::Arithmetic::Llama,
         text_path,
         "imatrix",
     )?;

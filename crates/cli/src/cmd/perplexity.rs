@@ -40,7 +40,7 @@ pub struct Args {
     pub kl_divergence_base: Option<PathBuf>,
     /// Sum products in llama.cpp's order (`llama`) or the fastest (`fast`)
     #[arg(long, value_enum, default_value = "llama")]
-    pub arithmetic: super::batched_bench::Arithmetic,
+    pub arithmetic: super::common::Arithmetic,
     /// Print KL-divergence and token-probability statistics against --kl-divergence-base
     #[arg(long = "kl-divergence", requires = "kl_divergence_base")]
     pub kl_divergence: bool,
@@ -57,7 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (model, tokens) = super::common::model_and_text_tokens(
         &args.model,
         args.offline,
-        args.arithmetic == super::batched_bench::Arithmetic::Llama,
+        args.arithmetic == super::common::Arithmetic::Llama,
         &args.file,
         "perplexity",
     )?;

@@ -56,6 +56,35 @@ fn greedy_run_prints_llama_cpps_continuation() {
 }
 
 #[test]
+fn fast_arithmetic_runs_and_keeps_a_clear_greedy_answer() {
+    // raw-capital's continuation is robust (no near-ties), so the fastest order gives it too;
+    // an unknown mode is one error line.
+    let run = |mode: &str| {
+        hearth(&[
+            "run",
+            "-m",
+            &smollm2(),
+            "-p",
+            "The capital of France is",
+            "-n",
+            "2",
+            "--temp",
+            "0",
+            "--arithmetic",
+            mode,
+        ])
+    };
+    let out = run("fast");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), " Paris.\n");
+    assert!(!run("exact").status.success());
+}
+
+#[test]
 fn verbose_run_reports_timings_on_stderr_only() {
     let out = hearth(&[
         "run",
