@@ -12,6 +12,7 @@ mod grammar;
 mod hf_reference;
 mod imatrix;
 mod many_sequences;
+mod model_info;
 mod model_reference;
 mod perplexity;
 mod sampler_reference;
