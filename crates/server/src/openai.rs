@@ -136,8 +136,10 @@ pub(crate) async fn chat(
     .await?;
     let syntax = request.syntax(ready.tool_format, ready.thinking_tags, &prompt.text);
     params.special = syntax.needs_special_tokens();
-    // `tool_choice` required: the call's grammar (llama-server refuses `grammar` with tools).
-    let constraint = request.grammar(&syntax).or(asked);
+    // The tool calls' grammar (forced, or lazy for `auto`), unless a `response_format` asks for
+    // a schema: llama.cpp's chat parsers put the response format first (and llama-server
+    // refuses `grammar` with tools).
+    let constraint = asked.or_else(|| request.grammar(&syntax));
     crate::constrain::apply(ready, constraint, &mut params)?;
     let opts = JobOptions {
         n: shape.n,

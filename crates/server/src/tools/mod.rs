@@ -213,20 +213,31 @@ impl ChatRequest {
         }
     }
 
-    /// The grammar that forces a call, for `tool_choice` `required` or a named function, in
-    /// the formats whose calls are plain text (Hermes, Llama 3.x). `None`: no constraint.
-    /// A thinking block may come first (free text up to its closing tag, as llama.cpp's
-    /// grammars allow), and must when the prompt opened it.
+    /// The grammar of the calls, as llama-server builds it for each `tool_choice`:
+    ///
+    /// - `required` or a named function, in the formats whose calls are plain text (Hermes,
+    ///   Llama 3.x): the reply must be a valid call. A thinking block may come first (free
+    ///   text up to its closing tag, as llama.cpp's grammars allow), and must when the prompt
+    ///   opened it.
+    /// - `auto`, Hermes only: a lazy grammar, llama.cpp's `grammar_lazy` with the trigger
+    ///   word `<tool_call>\n`. The reply is free until the trigger appears, and from there
+    ///   it must be a valid call. A leading thinking block never triggers (llama.cpp holds
+    ///   lazy grammars back while the model thinks). Llama 3.x calls have no trigger word, so
+    ///   llama-server (and hearth) constrain nothing there.
+    ///
+    /// `None`: no constraint. Parameter schemas admit no properties they do not list, at
+    /// any depth, as llama.cpp's `json-schema-to-grammar`.
     pub fn grammar(&self, syn: &Syntax) -> Option<GrammarSource> {
         let tools = self.tools.as_ref()?.as_array()?;
-        let only = match &self.choice {
-            ToolChoice::Required => None,
-            ToolChoice::Function(name) => Some(name.as_str()),
-            ToolChoice::Auto | ToolChoice::None => return None,
+        let (only, lazy) = match &self.choice {
+            ToolChoice::Required => (None, false),
+            ToolChoice::Function(name) => (Some(name.as_str()), false),
+            ToolChoice::Auto => (None, true),
+            ToolChoice::None => return None,
         };
         let (open, close, args_key) = match syn.format {
             Format::Hermes => ("<tool_call>\n", "\n</tool_call>", "arguments"),
-            Format::Llama3 => ("", "", "parameters"),
+            Format::Llama3 if !lazy => ("", "", "parameters"),
             _ => return None,
         };
         let calls: Vec<Value> = tools
@@ -238,11 +249,7 @@ impl ChatRequest {
                     .get("parameters")
                     .cloned()
                     .unwrap_or_else(|| json!({ "type": "object" }));
-                // llama.cpp's schema grammars allow no properties the schema does not list
-                // unless it says so; llguidance follows JSON Schema, which allows them.
-                if let Some(o) = params.as_object_mut() {
-                    o.entry("additionalProperties").or_insert(false.into());
-                }
+                close_objects(&mut params);
                 json!({
                     "type": "object",
                     "properties": {
@@ -259,29 +266,109 @@ impl ChatRequest {
             Format::Hermes => "\"\\n\"",
             _ => "\"; \"",
         };
-        let more = if self.parallel && only.is_none() {
+        let more = if (self.parallel || lazy) && only.is_none() {
             format!("({sep} call)*")
         } else {
             String::new()
         };
-        let calls = format!(
-            "calls: call {more}\ncall: {} %json {schema} {}\n",
-            lark_str(open),
-            lark_str(close),
-        );
+        let calls = if lazy {
+            // The first call's opening is the end of the free text (`PREFIX`); text without
+            // the trigger is a reply without calls (`TEXT`). llama.cpp's lazy grammar lets
+            // the model go on with more calls after the first, whatever `parallel_tool_calls`.
+            let trigger = regex_escape(open);
+            let no_think = match syn.think {
+                Some((begin, _)) if !syn.starts_thinking => {
+                    format!(" & ~/{}(?s:.*)/", regex_escape(begin))
+                }
+                _ => String::new(),
+            };
+            format!(
+                "calls: TEXT? | PREFIX body {more}\n\
+                 TEXT: /(?s:.+)/ & ~/(?s:.*{trigger}.*)/{no_think}\n\
+                 PREFIX: /(?s:.*){trigger}/ & ~/(?s:.*{trigger}.+)/{no_think}\n\
+                 body: %json {schema} {}\n\
+                 call: {} body\n",
+                lark_str(close),
+                lark_str(open),
+            )
+        } else {
+            format!(
+                "calls: call {more}\ncall: {} %json {schema} {}\n",
+                lark_str(open),
+                lark_str(close),
+            )
+        };
+        let ws = if lazy { " " } else { " /[ \\t\\r\\n]*/ " };
         let start = match syn.think {
             Some((_, end)) if syn.starts_thinking => format!(
-                "start: think /[ \\t\\r\\n]*/ calls\nthink[lazy]: /(?s:.*)/ {}\n",
+                "start: think{ws}calls\nthink[lazy]: /(?s:.*)/ {}\n",
                 lark_str(end)
             ),
             Some((begin, end)) => format!(
-                "start: (think /[ \\t\\r\\n]*/)? calls\nthink[lazy]: {} /(?s:.*)/ {}\n",
+                "start: (think{ws})? calls\nthink[lazy]: {} /(?s:.*)/ {}\n",
                 lark_str(begin),
                 lark_str(end)
             ),
             None => "start: calls\n".to_owned(),
         };
         Some(GrammarSource::Lark(format!("{start}{calls}")))
+    }
+}
+
+/// `s` as a regular expression that matches it literally (inside a Lark `/…/`).
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '/' => out.push_str("\\/"),
+            c if "\\.+*?()|[]{}^$".contains(c) => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Closes every object schema that lists its `properties` to other properties
+/// (`additionalProperties: false` unless the schema says otherwise), at every depth: llama.cpp's
+/// schema grammars allow only the listed properties, where JSON Schema (and llguidance) allow
+/// any. An object without `properties` stays any object, as in llama.cpp. The members of an
+/// `allOf` are merged into one object there, so they are not closed one by one.
+fn close_objects(schema: &mut Value) {
+    close_objects_at(schema, true);
+}
+
+fn close_objects_at(schema: &mut Value, close_here: bool) {
+    let Value::Object(o) = schema else { return };
+    if close_here && o.contains_key("properties") && !o.contains_key("additionalProperties") {
+        o.insert("additionalProperties".into(), false.into());
+    }
+    for (key, sub) in o.iter_mut() {
+        match key.as_str() {
+            // Maps of names to schemas.
+            "properties" | "patternProperties" | "$defs" | "definitions" | "dependentSchemas" => {
+                if let Value::Object(m) = sub {
+                    m.values_mut().for_each(|s| close_objects_at(s, true));
+                }
+            }
+            // One schema, or a list of them.
+            "items" | "additionalProperties" | "not" | "if" | "then" | "else" | "contains"
+            | "prefixItems" | "anyOf" | "oneOf" => match sub {
+                Value::Array(list) => list.iter_mut().for_each(|s| close_objects_at(s, true)),
+                s => close_objects_at(s, true),
+            },
+            "allOf" => {
+                if let Value::Array(list) = sub {
+                    list.iter_mut().for_each(|s| close_objects_at(s, false));
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -505,9 +592,11 @@ mod tests {
             "{g}"
         );
         assert!(g.contains("\"const\":\"get_weather\""), "{g}");
+        // `auto`: lazy for Hermes, nothing for Llama 3.x (no trigger word), as llama-server.
         let auto =
             ChatRequest::openai(&body(json!({"tools": weather()})), ReasoningFormat::Auto).unwrap();
-        assert!(auto.grammar(&syn).is_none());
+        assert!(auto.grammar(&syn).is_some());
+        assert!(auto.grammar(&auto.syntax(Format::Llama3, None, "")).is_none());
         let oss = r.syntax(Format::GptOss, None, "");
         assert!(r.grammar(&oss).is_none());
     }
@@ -598,6 +687,86 @@ mod tests {
             "{\"name\": \"get_time\", \"parameters\": {\"zone\": \"UTC\"}}"
         ));
         assert!(!grammar_takes(&g, utc));
+    }
+
+    /// `tool_choice: "auto"` under a Hermes template: llama-server's lazy grammar (its
+    /// `__verbose.generation_settings` for Qwen 2.5's and Qwen 3's templates: `grammar_lazy`,
+    /// trigger word `<tool_call>\n`, then `root ::= tool-call | tool-calls`).
+    #[test]
+    fn auto_grammar_is_free_until_the_trigger_then_forces_a_valid_call() {
+        let r = ChatRequest::openai(&body(json!({"tools": weather()})), ReasoningFormat::Auto)
+            .unwrap();
+        let paris = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+        let g = r
+            .grammar(&r.syntax(Format::Hermes, None, "<|im_start|>assistant\n"))
+            .unwrap();
+        assert!(grammar_takes(&g, "Paris is sunny today."));
+        assert!(grammar_takes(&g, ""));
+        assert!(grammar_takes(&g, "Write <tool_call> tags, then {\"x\": 1}."));
+        assert!(grammar_takes(&g, paris));
+        assert!(grammar_takes(&g, &format!("Let me check.\n{paris}")));
+        // More calls may follow (llama.cpp's `tool-calls`), and nothing else.
+        assert!(grammar_takes(&g, &format!("{paris}\n{paris}")));
+        assert!(!grammar_takes(&g, &format!("{paris}\nDone.")));
+        // Past the trigger, only a valid call.
+        assert!(!grammar_takes(&g, "Sure.\n<tool_call>\nI will call it."));
+        assert!(!grammar_takes(
+            &g,
+            &paris.replace("get_weather", "get_wether")
+        ));
+        assert!(!grammar_takes(
+            &g,
+            &paris.replace("}}", ", \"unit\": \"C\"}}")
+        ));
+        // A thinking block never triggers; after it, the same rules.
+        let think = Some(("<think>", "</think>"));
+        let g = r
+            .grammar(&r.syntax(Format::Hermes, think, "<|im_start|>assistant\n"))
+            .unwrap();
+        let musing = "<think>\nI could write <tool_call>\nanything here.\n</think>\n\n";
+        assert!(grammar_takes(&g, &format!("{musing}It is sunny.")));
+        assert!(grammar_takes(&g, &format!("{musing}{paris}")));
+        assert!(!grammar_takes(&g, &format!("{musing}<tool_call>\nno")));
+        assert!(grammar_takes(&g, "It is sunny."));
+        // The prompt opened the block.
+        let g = r
+            .grammar(&r.syntax(Format::Hermes, think, "assistant\n<think>\n"))
+            .unwrap();
+        assert!(grammar_takes(&g, "I could write <tool_call>\nx.\n</think>\nSunny."));
+        assert!(grammar_takes(&g, &format!("hmm\n</think>\n\n{paris}")));
+        assert!(!grammar_takes(&g, "hmm\n</think>\n<tool_call>\nno"));
+    }
+
+    /// Nested objects admit only their listed properties, as llama.cpp's
+    /// `json-schema-to-grammar` (llama-server's grammar for a nested `opts` object:
+    /// `"{" space (opts-unit-kv)? space "}"`); an object without `properties` stays any object.
+    #[test]
+    fn nested_parameter_objects_admit_no_extra_properties() {
+        let tools = json!([{"type": "function", "function": {"name": "get_weather",
+            "parameters": {"type": "object", "properties": {
+                "city": {"type": "string"},
+                "opts": {"type": "object", "properties": {"unit": {"type": "string"}}},
+                "list": {"type": "array", "items": {"type": "object",
+                         "properties": {"k": {"type": "integer"}}}},
+                "any": {"type": "object"},
+                "open": {"type": "object", "properties": {"a": {"type": "integer"}},
+                         "additionalProperties": true}},
+            "required": ["city"]}}}]);
+        let r = ChatRequest::openai(
+            &body(json!({"tools": tools, "tool_choice": "required"})),
+            ReasoningFormat::Auto,
+        )
+        .unwrap();
+        let g = r.grammar(&r.syntax(Format::Hermes, None, "")).unwrap();
+        let call = |args: &str| {
+            format!("<tool_call>\n{{\"name\": \"get_weather\", \"arguments\": {args}}}\n</tool_call>")
+        };
+        assert!(grammar_takes(&g, &call(r#"{"city": "Paris", "opts": {"unit": "C"}}"#)));
+        assert!(!grammar_takes(&g, &call(r#"{"city": "Paris", "opts": {"unit": "C", "x": 1}}"#)));
+        assert!(grammar_takes(&g, &call(r#"{"city": "Paris", "list": [{"k": 1}]}"#)));
+        assert!(!grammar_takes(&g, &call(r#"{"city": "Paris", "list": [{"k": 1, "j": 2}]}"#)));
+        assert!(grammar_takes(&g, &call(r#"{"city": "Paris", "any": {"x": [1, 2]}}"#)));
+        assert!(grammar_takes(&g, &call(r#"{"city": "Paris", "open": {"a": 1, "b": "c"}}"#)));
     }
 
     #[test]
