@@ -711,6 +711,7 @@ pub(crate) async fn collect(
                 index,
                 text,
                 probs: p,
+                ..
             }) => {
                 if let Some(t) = texts.get_mut(index) {
                     t.push_str(&text);

@@ -188,6 +188,7 @@ pub(crate) async fn chat(
             }
             let mut rx = rx;
             let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
+            let mut texts = vec![String::new(); n];
             // Each choice's reply, parsed as it comes (content, reasoning, tool calls).
             let mut replies: Vec<ChatStream> = (0..n).map(|_| ChatStream::new(syntax)).collect();
             while outcomes.iter().any(Option::is_none) {
@@ -195,7 +196,12 @@ pub(crate) async fn chat(
                     return;
                 };
                 let out: Vec<Value> = match ev {
-                    Event::Text { index, text, probs } => {
+                    Event::Text {
+                        index, text, probs, ..
+                    } => {
+                        if let Some(t) = texts.get_mut(index) {
+                            t.push_str(&text);
+                        }
                         let Some(reply) = replies.get_mut(index) else {
                             continue;
                         };
@@ -236,6 +242,11 @@ pub(crate) async fn chat(
                             "index": index,
                             "delta": {},
                         }])));
+                        // llama-server: the final result's first chunk carries `__verbose`.
+                        if let (Some(v), Some(first)) = (&verbose, out.first_mut()) {
+                            let text = texts.get(index).map_or("", String::as_str);
+                            first["__verbose"] = v.stream_final(text, &outcome);
+                        }
                         if let Some(o) = outcomes.get_mut(index) {
                             *o = Some(outcome);
                         }
@@ -553,24 +564,48 @@ async fn completions_answer(
             }
             let mut rx = rx;
             let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
+            let mut texts = vec![String::new(); n];
+            let mut n_tokens = vec![0usize; n];
             while outcomes.iter().any(Option::is_none) {
                 let Some(ev) = sink.next(&mut rx).await else {
                     return;
                 };
                 let out = match ev {
-                    Event::Text { index, text, probs } => chunk(json!([{
-                        "text": text,
-                        "index": index,
-                        "logprobs": chunk_logprobs(probs, post_sampling),
-                        "finish_reason": null,
-                    }])),
+                    Event::Text {
+                        index,
+                        text,
+                        probs,
+                        token,
+                    } => {
+                        if let Some(t) = texts.get_mut(index) {
+                            t.push_str(&text);
+                        }
+                        let n_so_far = n_tokens.get_mut(index).map_or(0, |c| {
+                            *c += usize::from(token.is_some());
+                            *c
+                        });
+                        let mut c = chunk(json!([{
+                            "text": text,
+                            "index": index,
+                            "logprobs": chunk_logprobs(probs, post_sampling),
+                            "finish_reason": null,
+                        }]));
+                        if let Some(v) = &verbose {
+                            c["__verbose"] = v.stream_partial(index, &text, token, n_so_far);
+                        }
+                        c
+                    }
                     Event::Done { index, outcome } => {
-                        let c = chunk(json!([{
+                        let mut c = chunk(json!([{
                             "text": "",
                             "index": index,
                             "logprobs": null,
                             "finish_reason": finish_reason(&outcome.finish),
                         }]));
+                        if let Some(v) = &verbose {
+                            let text = texts.get(index).map_or("", String::as_str);
+                            c["__verbose"] = v.stream_final(text, &outcome);
+                        }
                         if let Some(o) = outcomes.get_mut(index) {
                             *o = Some(outcome);
                         }

@@ -665,3 +665,100 @@ fn response_fields_are_llama_servers() {
     )
     .expect_error(400, "invalid_request_error");
 }
+
+/// `n_predict: 0` (or `max_tokens: 0`) still gives one token, as llama-server checks its limit
+/// only after a token: its answers on SmolLM2, greedy, for these requests.
+#[test]
+fn n_predict_zero_gives_one_token_as_llama_server() {
+    let s = TestServer::start(config());
+    let v = s
+        .post(
+            "/completion",
+            &json!({ "prompt": "I believe", "n_predict": 0, "temperature": 0 }),
+        )
+        .json();
+    assert_eq!(
+        (&v["content"], &v["tokens_predicted"], &v["stop_type"]),
+        (&json!(" that"), &json!(1), &json!("limit")),
+        "{v}"
+    );
+    let v = s
+        .post(
+            "/v1/chat/completions",
+            &json!({ "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 0,
+                     "temperature": 0 }),
+        )
+        .json();
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello", "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    assert_eq!(v["usage"]["completion_tokens"], 1);
+    assert_eq!(v["usage"]["prompt_tokens"], 31);
+}
+
+/// `__verbose` on streamed answers, where llama-server puts it: a chat stream's final chunk
+/// carries the native final answer without content or tokens (they went out in the chunks);
+/// a completion stream's every chunk carries the native partial (its text and token) and the
+/// final one the native final. Values are llama-server's for these requests (Llama 3.1's
+/// template, SmolLM2, greedy).
+#[test]
+fn streamed_answers_carry_verbose_as_llama_server() {
+    let s = llama31_server(false);
+    let events: Vec<Value> = s
+        .stream(
+            "/v1/chat/completions",
+            &json!({ "messages": [{ "role": "user", "content": "Hi" }], "max_tokens": 3,
+                     "temperature": 0, "stream": true, "verbose": true }),
+        )
+        .collect_all()
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let with: Vec<&Value> = events.iter().filter(|e| e.get("__verbose").is_some()).collect();
+    assert_eq!(with.len(), 1, "{events:?}");
+    assert_eq!(with[0]["choices"][0]["finish_reason"], "length");
+    let x = &with[0]["__verbose"];
+    assert_eq!(
+        (&x["content"], &x["tokens"], &x["stop"], &x["stop_type"]),
+        (&json!(""), &json!([]), &json!(true), &json!("limit"))
+    );
+    assert_eq!(
+        (&x["tokens_predicted"], &x["tokens_evaluated"], &x["tokens_cached"]),
+        (&json!(3), &json!(105), &json!(107))
+    );
+    assert_eq!(x["has_new_line"], true, "the reply is \"\\nCutting\"");
+    assert!(x["prompt"].as_str().unwrap().ends_with("assistant<|end_header_id|>\n\n"));
+
+    let events: Vec<Value> = s
+        .stream(
+            "/v1/completions",
+            &json!({ "prompt": "I believe", "max_tokens": 2, "temperature": 0,
+                     "stream": true, "verbose": true }),
+        )
+        .collect_all()
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let partials: Vec<Value> = events
+        .iter()
+        .filter(|e| e["choices"][0]["finish_reason"].is_null())
+        .map(|e| e["__verbose"].clone())
+        .collect();
+    assert_eq!(
+        partials,
+        [
+            json!({ "index": 0, "content": " that", "tokens": [338], "stop": false,
+                    "id_slot": -1, "tokens_predicted": 1, "tokens_evaluated": 2 }),
+            json!({ "index": 0, "content": " the", "tokens": [260], "stop": false,
+                    "id_slot": -1, "tokens_predicted": 2, "tokens_evaluated": 2 }),
+        ]
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "length");
+    let x = &last["__verbose"];
+    assert_eq!(
+        (&x["content"], &x["stop"], &x["tokens_predicted"]),
+        (&json!(""), &json!(true), &json!(2))
+    );
+}
