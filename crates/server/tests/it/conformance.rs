@@ -762,3 +762,31 @@ fn streamed_answers_carry_verbose_as_llama_server() {
         (&json!(""), &json!(true), &json!(2))
     );
 }
+
+/// Continuing a lone user message on Llama 3.1's template: the messages before it are none,
+/// and llama-server (llama.cpp's Jinja engine) renders the template's `messages[0]['role']`
+/// on that empty list as undefined — the system header, then the message's text as the
+/// assistant's prefill.
+#[test]
+fn continuing_a_lone_user_message_renders_as_llama_server() {
+    let s = llama31_server(false);
+    for flag in [json!(true), json!("content")] {
+        let v = s
+            .post(
+                "/apply-template",
+                &json!({ "messages": [{ "role": "user", "content": "Hi" }],
+                         "add_generation_prompt": false, "continue_final_message": flag }),
+            )
+            .json();
+        let p = v["prompt"].as_str().unwrap();
+        assert!(
+            p.starts_with(
+                "<|im_start|><|start_header_id|>system<|end_header_id|>\n\n\
+                 Cutting Knowledge Date: December 2023\nToday Date: "
+            ) && p.ends_with(
+                "\n\n<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHi"
+            ),
+            "{p}"
+        );
+    }
+}
