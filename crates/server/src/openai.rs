@@ -190,7 +190,8 @@ pub(crate) async fn chat(
             let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
             let mut texts = vec![String::new(); n];
             // Each choice's reply, parsed as it comes (content, reasoning, tool calls).
-            let mut replies: Vec<ChatStream> = (0..n).map(|_| ChatStream::new(syntax)).collect();
+            let mut replies: Vec<ChatStream> =
+                (0..n).map(|_| ChatStream::new(syntax.clone())).collect();
             while outcomes.iter().any(Option::is_none) {
                 let Some(ev) = sink.next(&mut rx).await else {
                     return;
@@ -320,7 +321,7 @@ fn chat_body(
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let mut reply = ChatStream::new(*syntax);
+            let mut reply = ChatStream::new(syntax.clone());
             reply.push(&f.text);
             reply.finish();
             json!({

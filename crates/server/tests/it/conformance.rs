@@ -714,7 +714,10 @@ fn streamed_answers_carry_verbose_as_llama_server() {
         .filter(|e| *e != "[DONE]")
         .map(|e| serde_json::from_str(e).unwrap())
         .collect();
-    let with: Vec<&Value> = events.iter().filter(|e| e.get("__verbose").is_some()).collect();
+    let with: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.get("__verbose").is_some())
+        .collect();
     assert_eq!(with.len(), 1, "{events:?}");
     assert_eq!(with[0]["choices"][0]["finish_reason"], "length");
     let x = &with[0]["__verbose"];
@@ -723,11 +726,20 @@ fn streamed_answers_carry_verbose_as_llama_server() {
         (&json!(""), &json!([]), &json!(true), &json!("limit"))
     );
     assert_eq!(
-        (&x["tokens_predicted"], &x["tokens_evaluated"], &x["tokens_cached"]),
+        (
+            &x["tokens_predicted"],
+            &x["tokens_evaluated"],
+            &x["tokens_cached"]
+        ),
         (&json!(3), &json!(105), &json!(107))
     );
     assert_eq!(x["has_new_line"], true, "the reply is \"\\nCutting\"");
-    assert!(x["prompt"].as_str().unwrap().ends_with("assistant<|end_header_id|>\n\n"));
+    assert!(
+        x["prompt"]
+            .as_str()
+            .unwrap()
+            .ends_with("assistant<|end_header_id|>\n\n")
+    );
 
     let events: Vec<Value> = s
         .stream(
@@ -783,9 +795,7 @@ fn continuing_a_lone_user_message_renders_as_llama_server() {
             p.starts_with(
                 "<|im_start|><|start_header_id|>system<|end_header_id|>\n\n\
                  Cutting Knowledge Date: December 2023\nToday Date: "
-            ) && p.ends_with(
-                "\n\n<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHi"
-            ),
+            ) && p.ends_with("\n\n<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHi"),
             "{p}"
         );
     }
