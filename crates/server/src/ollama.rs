@@ -469,6 +469,7 @@ pub(crate) async fn generate(
         Prompt {
             text: text.to_owned(),
             tokens: ready.model.tokenizer.encode(text, true, true),
+            prefill: String::new(),
         }
     } else {
         let mut msgs = Vec::new();

@@ -135,6 +135,7 @@ pub(crate) async fn chat(
     )
     .await?;
     let syntax = request.syntax(ready.tool_format, ready.thinking_tags, &prompt.text);
+    let prefill = prompt.prefill;
     params.special = syntax.needs_special_tokens();
     // The tool calls' grammar (forced, or lazy for `auto`), unless a `response_format` asks for
     // a schema: llama.cpp's chat parsers put the response format first (and llama-server
@@ -154,7 +155,7 @@ pub(crate) async fn chat(
     let progress = crate::llama::chat_progress(progress, &body, &model, &id, created)?;
     if !shape.stream {
         let done = collect(rx, shape.n).await?;
-        let mut answer = chat_body(&done, probs, &syntax, &model, &id, created);
+        let mut answer = chat_body(&done, probs, &syntax, &prefill, &model, &id, created);
         crate::llama::Verbose::add_to(verbose.as_ref(), &mut answer, &done);
         return Ok(axum::Json(answer).into_response());
     }
@@ -192,6 +193,16 @@ pub(crate) async fn chat(
             // Each choice's reply, parsed as it comes (content, reasoning, tool calls).
             let mut replies: Vec<ChatStream> =
                 (0..n).map(|_| ChatStream::new(syntax.clone())).collect();
+            // The continued message's text goes first, as llama-server's parse has it.
+            for (index, reply) in replies.iter_mut().enumerate() {
+                for delta in reply.push(&prefill) {
+                    let c =
+                        chunk(json!([{ "finish_reason": null, "index": index, "delta": delta }]));
+                    if !sink.send(sse(&c)).await {
+                        return;
+                    }
+                }
+            }
             while outcomes.iter().any(Option::is_none) {
                 let Some(ev) = sink.next(&mut rx).await else {
                     return;
@@ -309,10 +320,13 @@ fn chat_finish_reason(f: &Finish, reply: &Parsed) -> &'static str {
     }
 }
 
+/// The chat answer; `prefill` is the continued final message's text, parsed in front of each
+/// reply as llama-server does.
 fn chat_body(
     done: &[Finished],
     probs: Option<bool>,
     syntax: &Syntax,
+    prefill: &str,
     model: &str,
     id: &str,
     created: u64,
@@ -322,6 +336,7 @@ fn chat_body(
         .enumerate()
         .map(|(i, f)| {
             let mut reply = ChatStream::new(syntax.clone());
+            reply.push(prefill);
             reply.push(&f.text);
             reply.finish();
             json!({
@@ -430,6 +445,7 @@ pub(crate) fn completion_prompt(ready: &Ready, v: Option<&Value>) -> Result<Prom
         Some(Value::String(s)) => Ok(Prompt {
             text: s.clone(),
             tokens: tok.encode(s, true, true),
+            prefill: String::new(),
         }),
         Some(Value::Array(a)) if a.len() == 1 && !a[0].is_number() => {
             completion_prompt(ready, Some(&a[0]))
@@ -449,7 +465,11 @@ pub(crate) fn completion_prompt(ready: &Ready, v: Option<&Value>) -> Result<Prom
                 )));
             }
             let text = tok.decode(&tokens, true).unwrap_or_default();
-            Ok(Prompt { text, tokens })
+            Ok(Prompt {
+                text,
+                tokens,
+                prefill: String::new(),
+            })
         }
         Some(_) => Err(bad()),
     }

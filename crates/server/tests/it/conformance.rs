@@ -800,3 +800,94 @@ fn continuing_a_lone_user_message_renders_as_llama_server() {
         );
     }
 }
+
+fn qwen3_server() -> TestServer {
+    let path = format!(
+        "{}/../text/tests/fixtures/templates/Qwen-Qwen3-0.6B.jinja",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut c = config();
+    c.n_parallel = 1;
+    c.chat_template = Some(server::TemplateChoice::Source(
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")),
+    ));
+    TestServer::start(c)
+}
+
+/// `continue_final_message` with reasoning, as llama-server renders it on Qwen 3's template
+/// (its `/apply-template` answers for these messages): a continued message's thinking block
+/// comes first — closed before the content, left open when only the reasoning is continued
+/// (`"reasoning_content"`, or a message with reasoning and no content) — and the reply then
+/// goes on as `reasoning_content`.
+#[test]
+fn continuing_reasoning_is_llama_servers() {
+    let s = qwen3_server();
+    let render = |messages: Value, flag: Option<&str>| {
+        let mut body = json!({ "messages": messages });
+        if let Some(f) = flag {
+            body["continue_final_message"] = json!(f);
+            body["add_generation_prompt"] = json!(false);
+        }
+        s.post("/apply-template", &body).json()["prompt"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let turn = |content: &str, reasoning: Option<&str>| {
+        let mut a = json!({ "role": "assistant", "content": content });
+        if let Some(r) = reasoning {
+            a["reasoning_content"] = json!(r);
+        }
+        json!([{ "role": "user", "content": "Hi" }, a])
+    };
+    const GEN: &str = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+    for (messages, flag, want) in [
+        (turn("Whill", None), None, "<think>\n\n</think>\n\nWhill"),
+        (
+            turn("Whill", Some("Let me think")),
+            None,
+            "<think>\nLet me think\n</think>\n\nWhill",
+        ),
+        (
+            turn("", Some("Let me think")),
+            None,
+            "<think>\nLet me think",
+        ),
+        (
+            turn("X", Some("Let me think")),
+            Some("reasoning_content"),
+            "<think>\nLet me think",
+        ),
+    ] {
+        let p = render(messages.clone(), flag);
+        assert!(
+            p.ends_with(&format!("{GEN}{want}")),
+            "{messages} {flag:?}: {p:?}"
+        );
+    }
+    // The answer holds the continued text, as llama-server's ("Let me think for a moment.",
+    // "Whill, I'll just" on SmolLM2), streamed alike.
+    for (messages, field, want) in [
+        (
+            turn("", Some("Let me think")),
+            "reasoning_content",
+            "Let me think for a moment.",
+        ),
+        (turn("Whill", None), "content", "Whill, I'll just"),
+    ] {
+        let body = json!({ "messages": messages, "max_tokens": 4, "temperature": 0 });
+        let v = s.post("/v1/chat/completions", &body).json();
+        assert_eq!(v["choices"][0]["message"][field], want, "{v}");
+        let mut streamed = body;
+        streamed["stream"] = json!(true);
+        let text: String = s
+            .stream("/v1/chat/completions", &streamed)
+            .collect_all()
+            .iter()
+            .filter(|e| *e != "[DONE]")
+            .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+            .filter_map(|e| e["choices"][0]["delta"][field].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(text, want);
+    }
+}
