@@ -601,24 +601,21 @@ pub(crate) fn render_chat(
         None => None,
     };
     let mut from = text.len();
-    match markers {
-        // llama.cpp's autoparser continuation: the generation prompt up to the thinking
-        // block's opening, the opening, the reasoning, and for the content the closing.
-        Some((open, close)) => {
-            if let Some(at) = text
-                .rfind(&open)
-                .filter(|&at| at + open.len() == text.len())
-            {
-                text.truncate(at);
-                from = at;
-            }
-            text.push_str(&open);
-            text.push_str(&tail.reasoning);
-            if !tail.reasoning_only {
-                text.push_str(&close);
-            }
+    // llama.cpp's autoparser continuation: the generation prompt up to the thinking block's
+    // opening, the opening, the reasoning, and for the content the closing.
+    if let Some((open, close)) = markers {
+        if let Some(at) = text
+            .rfind(&open)
+            .filter(|&at| at + open.len() == text.len())
+        {
+            text.truncate(at);
+            from = at;
         }
-        None => {}
+        text.push_str(&open);
+        text.push_str(&tail.reasoning);
+        if !tail.reasoning_only {
+            text.push_str(&close);
+        }
     }
     if !tail.reasoning_only {
         text.push_str(&tail.content);
