@@ -891,3 +891,72 @@ fn continuing_reasoning_is_llama_servers() {
         assert_eq!(text, want);
     }
 }
+
+/// The prompt a continued final message ends with, on real templates: llama.cpp's
+/// `test-chat.cpp` generation-prompt checks (`continuation_content`: content "Hello, " after
+/// reasoning "I'm thinking"; `continuation_reasoning`: reasoning "I'm"). (Kimi K2, Ministral 3,
+/// Gemma 4 and LFM2.5 differ still: llama.cpp writes their thinking blocks by hand, where
+/// hearth finds none in what the template renders.)
+#[test]
+fn continuation_prompts_are_llama_cpps() {
+    for (name, content, reasoning) in CONTINUATIONS {
+        let path = format!(
+            "{}/../text/tests/fixtures/templates/{name}.jinja",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut c = config();
+        c.n_parallel = 1;
+        c.chat_template = Some(server::TemplateChoice::Source(
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")),
+        ));
+        let s = TestServer::start(c);
+        let render = |assistant: Value, flag: &str| {
+            let body = json!({
+                "messages": [{ "role": "system", "content": "You are a helpful assistant" },
+                             { "role": "user", "content": "Hello" }, assistant],
+                "add_generation_prompt": false, "continue_final_message": flag });
+            s.post("/apply-template", &body).json()["prompt"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let p = render(
+            json!({ "role": "assistant", "content": "Hello, ", "reasoning_content": "I'm thinking" }),
+            "content",
+        );
+        assert!(p.ends_with(content), "{name}: {p:?}");
+        let p = render(
+            json!({ "role": "assistant", "content": "", "reasoning_content": "I'm" }),
+            "reasoning_content",
+        );
+        assert!(p.ends_with(reasoning), "{name}: {p:?}");
+    }
+}
+
+const CONTINUATIONS: &[(&str, &str, &str)] = &[
+    (
+        "Qwen3.5-4B",
+        "<|im_start|>assistant\n<think>\nI'm thinking\n</think>\n\nHello, ",
+        "<|im_start|>assistant\n<think>\nI'm",
+    ),
+    (
+        "Reka-Edge",
+        "assistant: <think>\nI'm thinking\n</think>\n\nHello, ",
+        "assistant: <think>\nI'm",
+    ),
+    (
+        "deepseek-ai-DeepSeek-V3.2",
+        "<｜Assistant｜><think>I'm thinking</think>Hello, ",
+        "<｜Assistant｜><think>I'm",
+    ),
+    (
+        "deepseek-ai-DeepSeek-V4",
+        "<｜Assistant｜><think>I'm thinking</think>Hello, ",
+        "<｜Assistant｜><think>I'm",
+    ),
+    (
+        "GigaChat3-10B-A1.8B",
+        "assistant<|role_sep|>\nHello, ",
+        "assistant<|role_sep|>\n",
+    ),
+];
