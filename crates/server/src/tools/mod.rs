@@ -46,6 +46,9 @@ pub enum Format {
     /// `<tool_call>\n<function=NAME>\n<parameter=P>\nVALUE\n</parameter>\n</function>\n</tool_call>`
     /// (Qwen3-Coder, Qwen 3.5, Nemotron Nano 3).
     Qwen3Coder,
+    /// Functionary v3.2: the prompt ends with `>>>`, the reply names its recipient —
+    /// `all\n` and content, or `NAME\n` and the JSON arguments — and `>>>` starts the next.
+    FunctionaryV32,
 }
 
 impl Format {
@@ -54,6 +57,8 @@ impl Format {
         let has = |s: &str| source.contains(s);
         if has("<|channel|>") {
             Format::GptOss
+        } else if has(">>>all") && has(">>>${recipient}") {
+            Format::FunctionaryV32
         } else if has("'<|tool_call>call:'") {
             Format::Gemma4
         } else if has("[TOOL_CALLS]") {
@@ -298,6 +303,29 @@ impl ChatRequest {
             Format::Qwen3Coder => {
                 let (body, rules) = qwen3_coder_rules(&functions, params);
                 ("<tool_call>", "\"\\n\" ", body, rules, "\"\\n\"")
+            }
+            // The reply starts right after the prompt's `>>>`; content may come first
+            // (`all\n…`), and `>>>` separates the calls (llama.cpp's `functionary-v3-2.cpp`).
+            // With `auto` llama.cpp's trigger is a pattern after the content, which this
+            // grammar does not follow: the reply is parsed, not constrained.
+            Format::FunctionaryV32 if !lazy => {
+                let calls: Vec<String> = functions
+                    .iter()
+                    .map(|f| {
+                        let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
+                        format!("{} %json {}", lark_str(&format!("{name}\n")), params(f))
+                    })
+                    .collect();
+                let start = format!(
+                    "start: (lead)? call {}\nlead[lazy]: \"all\\n\" /(?s:.*)/ \">>>\"\ncall: {}\n",
+                    if self.parallel && only.is_none() {
+                        "(\">>>\" call)*"
+                    } else {
+                        ""
+                    },
+                    calls.join(" | "),
+                );
+                return Some(GrammarSource::Lark(start));
             }
             _ => return None,
         };
@@ -656,6 +684,7 @@ mod tests {
             ("openai-gpt-oss-120b", Format::GptOss),
             ("google-gemma-4-31B-it", Format::Gemma4),
             ("Qwen3-Coder", Format::Qwen3Coder),
+            ("meetkai-functionary-medium-v3.2", Format::FunctionaryV32),
             ("Qwen3.5-4B", Format::Qwen3Coder),
             ("NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", Format::Qwen3Coder),
             ("HuggingFaceTB-SmolLM3-3B", Format::Content),
@@ -990,6 +1019,27 @@ mod tests {
             &g,
             "Editing.\n<tool_call>\n<function=delete>\n"
         ));
+    }
+
+    /// Functionary v3.2 with `required`: a call right after the prompt's `>>>`, maybe content
+    /// (`all\n…>>>`) first (llama.cpp's `functionary-v3-2.cpp` grammar).
+    #[test]
+    fn functionary_grammar_forces_a_recipient_call() {
+        let r = ChatRequest::openai(
+            &body(json!({"tools": weather(), "tool_choice": "required"})),
+            ReasoningFormat::Auto,
+        )
+        .unwrap();
+        let g = r
+            .grammar(&r.syntax(Format::FunctionaryV32, None, ""))
+            .unwrap();
+        assert!(grammar_takes(&g, "get_weather\n{\"city\": \"Paris\"}"));
+        assert!(grammar_takes(
+            &g,
+            "all\nChecking.>>>get_weather\n{\"city\": \"Paris\"}"
+        ));
+        assert!(!grammar_takes(&g, "all\nIt is sunny."));
+        assert!(!grammar_takes(&g, "get_weather\n{\"town\": \"Paris\"}"));
     }
 
     #[test]

@@ -74,7 +74,7 @@ impl Syntax {
             Format::GptOss => true,
             Format::Gemma4 | Format::MistralArgs => self.tools || self.reasoning,
             Format::Mistral | Format::Llama3 => self.tools,
-            Format::Hermes | Format::Qwen3Coder | Format::Content => false,
+            Format::Hermes | Format::Qwen3Coder | Format::FunctionaryV32 | Format::Content => false,
         }
     }
 }
@@ -83,6 +83,11 @@ impl Syntax {
 pub fn parse(text: &str, partial: bool, syn: &Syntax) -> Parsed {
     if syn.format == Format::GptOss {
         return parse_harmony(text, partial, syn);
+    }
+    if syn.format == Format::FunctionaryV32 {
+        let mut out = Parsed::default();
+        parse_functionary_v32(text, partial, syn.tools, &mut out);
+        return out;
     }
     let mut out = Parsed::default();
     let rest = match syn.reasoning {
@@ -104,7 +109,7 @@ pub fn parse(text: &str, partial: bool, syn: &Syntax) -> Parsed {
         Format::MistralArgs => parse_mistral(rest, partial, &mut out, true),
         Format::Gemma4 => parse_gemma4(rest, partial, &mut out),
         Format::Qwen3Coder => parse_qwen3_coder(rest, partial, syn, &mut out),
-        Format::Content | Format::GptOss => out.content.push_str(rest),
+        Format::Content | Format::GptOss | Format::FunctionaryV32 => out.content.push_str(rest),
     }
     out
 }
@@ -339,6 +344,88 @@ fn parse_qwen3_coder(text: &str, partial: bool, syn: &Syntax, out: &mut Parsed) 
             return;
         }
         pos = text.len() - body.len();
+    }
+}
+
+/// Functionary v3.2, as llama.cpp's `functionary-v3-2.cpp` reads it: the reply continues the
+/// prompt's `>>>` with a recipient line, `all` for content (up to the next `>>>` when tools
+/// were given) or a function's name followed by its JSON arguments; more `>>>` messages may
+/// follow. A reply that fits neither is content as it is.
+fn parse_functionary_v32(text: &str, partial: bool, tools: bool, out: &mut Parsed) {
+    const ALL: &str = "all\n";
+    const NEXT: &str = ">>>";
+    let mut rest = text;
+    loop {
+        if let Some(c) = rest.strip_prefix(ALL) {
+            match c.find(NEXT).filter(|_| tools) {
+                Some(at) => {
+                    out.content.push_str(&c[..at]);
+                    rest = &c[at + NEXT.len()..];
+                    continue;
+                }
+                None => {
+                    let shown = if partial && tools {
+                        hold_back(c, &[NEXT])
+                    } else {
+                        c
+                    };
+                    out.content.push_str(shown);
+                    return;
+                }
+            }
+        }
+        if partial && ALL.starts_with(rest) {
+            return;
+        }
+        let name_end = rest.find('\n');
+        let name = name_end.map_or(rest, |nl| &rest[..nl]);
+        let is_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !tools || !is_name {
+            if !(partial && is_name && name_end.is_none()) {
+                out.content.push_str(rest);
+            }
+            return;
+        }
+        let Some(nl) = name_end else { return };
+        let body = &rest[nl + 1..];
+        let lead = body.len() - body.trim_start().len();
+        let args = &body[lead..];
+        match json_end(args) {
+            Scan::Done(len) => {
+                out.calls.push(Call {
+                    name: name.to_owned(),
+                    arguments: args[..len].to_owned(),
+                    id: String::new(),
+                });
+                let after = args[len..].trim_start();
+                match after.strip_prefix(NEXT) {
+                    Some(next) => rest = next,
+                    None => {
+                        if !partial && !after.is_empty() {
+                            out.content.push_str(after);
+                        }
+                        return;
+                    }
+                }
+            }
+            Scan::Partial => {
+                out.calls.push(Call {
+                    name: name.to_owned(),
+                    arguments: args.to_owned(),
+                    id: String::new(),
+                });
+                return;
+            }
+            Scan::Invalid => {
+                if !partial {
+                    out.content.push_str(rest);
+                }
+                return;
+            }
+        }
     }
 }
 

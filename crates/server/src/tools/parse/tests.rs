@@ -599,3 +599,44 @@ fn qwen3_coder_xml_calls() {
     );
     check(bare, think, msg(bare, "", &[]));
 }
+
+#[test]
+fn functionary_v32_recipients() {
+    let f = syn(Format::FunctionaryV32);
+    // llama.cpp's test-chat.cpp cases.
+    check(
+        "all\nHello, world!\nWhat's up?",
+        f.clone(),
+        msg(HELLO, "", &[]),
+    );
+    check(
+        "special_function\n{\"arg1\": 1}",
+        f.clone(),
+        msg("", "", &[("special_function", "{\"arg1\": 1}")]),
+    );
+    // Content, then calls.
+    check(
+        "all\nLet me check.>>>special_function\n{\"arg1\": 1}>>>python\n{\"code\": \"1\"}",
+        f.clone(),
+        msg(
+            "Let me check.",
+            "",
+            &[
+                ("special_function", "{\"arg1\": 1}"),
+                ("python", "{\"code\": \"1\"}"),
+            ],
+        ),
+    );
+    // Without tools the recipient line goes, the rest is content.
+    let none = Syntax {
+        tools: false,
+        ..f.clone()
+    };
+    check("all\nHi >>> there", none, msg("Hi >>> there", "", &[]));
+    // Not a recipient line: content as it is.
+    check(
+        "Hello there, friend",
+        f,
+        msg("Hello there, friend", "", &[]),
+    );
+}
