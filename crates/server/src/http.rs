@@ -315,6 +315,10 @@ pub(crate) fn read_body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Byt
 pub(crate) struct Prompt {
     pub text: String,
     pub tokens: Vec<u32>,
+    /// What the prompt adds after the generation prompt to continue a final message (its
+    /// thinking block and content). llama-server parses the reply with it in front, so the
+    /// answer's message holds the continued text too.
+    pub prefill: String,
 }
 
 /// Renders OpenAI-style `messages` with the chat template and tokenizes the result. A final
@@ -339,7 +343,7 @@ pub(crate) async fn chat_prompt_with(
 ) -> Result<Prompt, ApiError> {
     let ending = Ending {
         add_generation_prompt,
-        continue_final_message: false,
+        continue_final_message: Continuation::None,
     };
     chat_prompt_ending(ready, messages, tools, ending, kwargs).await
 }
@@ -349,22 +353,32 @@ pub(crate) async fn chat_prompt_with(
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ending {
     pub add_generation_prompt: bool,
-    pub continue_final_message: bool,
+    pub continue_final_message: Continuation,
+}
+
+/// What of the final message is continued (llama.cpp's `common_chat_continuation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Continuation {
+    None,
+    /// Its content (after its reasoning, closed).
+    Content,
+    /// Its reasoning, left open.
+    Reasoning,
+    /// The reasoning when the message has reasoning and no content, else the content
+    /// (`true`, or a final assistant message without the flag).
+    Auto,
 }
 
 impl Ending {
     /// The two flags of a chat or `/apply-template` request, read as llama-server reads them:
-    /// `continue_final_message` is on for `true` or `"content"`, off for anything else.
+    /// `continue_final_message` is `true`, `"content"` or `"reasoning_content"`, off for
+    /// anything else.
     pub(crate) fn from_body(body: &Body) -> Result<Ending, ApiError> {
         let continue_final_message = match body.get("continue_final_message") {
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) if s == "content" => true,
-            Some(Value::String(s)) if s == "reasoning_content" => {
-                return Err(ApiError::unsupported(
-                    "`continue_final_message`: \"reasoning_content\" is not supported yet",
-                ));
-            }
-            _ => false,
+            Some(Value::Bool(true)) => Continuation::Auto,
+            Some(Value::String(s)) if s == "content" => Continuation::Content,
+            Some(Value::String(s)) if s == "reasoning_content" => Continuation::Reasoning,
+            _ => Continuation::None,
         };
         Ok(Ending {
             add_generation_prompt: body.bool("add_generation_prompt")?.unwrap_or(true),
@@ -376,16 +390,17 @@ impl Ending {
     /// generation prompt follows; asking for both is an error.
     fn resolve(mut self, msgs: &[Message]) -> Result<Ending, ApiError> {
         let n = msgs.len();
-        if !self.continue_final_message && msgs.last().is_some_and(|m| m.role == "assistant") {
+        let none = self.continue_final_message == Continuation::None;
+        if none && msgs.last().is_some_and(|m| m.role == "assistant") {
             if n >= 2 && msgs[n - 2].role == "assistant" {
                 return Err(ApiError::invalid(
                     "Cannot have 2 or more assistant messages at the end of the list.",
                 ));
             }
-            self.continue_final_message = true;
+            self.continue_final_message = Continuation::Auto;
             self.add_generation_prompt = false;
         }
-        if self.continue_final_message && self.add_generation_prompt {
+        if self.continue_final_message != Continuation::None && self.add_generation_prompt {
             return Err(ApiError::invalid(
                 "Cannot set both add_generation_prompt and continue_final_message to true.",
             ));
@@ -413,11 +428,26 @@ pub(crate) async fn chat_prompt_ending(
         msgs.push(to_message(m)?);
     }
     let ending = ending.resolve(&msgs)?;
-    // A continued message's text, its text parts joined by blank lines as llama-server does.
-    let tail = if ending.continue_final_message {
-        list.last().map(continued_text)
-    } else {
-        None
+    // A continued message's text, its text parts joined by blank lines as llama-server does,
+    // and its reasoning.
+    let tail = match (ending.continue_final_message, list.last(), msgs.last()) {
+        (Continuation::None, ..) | (_, None, _) | (_, _, None) => None,
+        (mode, Some(last), Some(m)) => {
+            let content = continued_text(last);
+            let reasoning = m.reasoning_content.clone().unwrap_or_default();
+            let mode = match mode {
+                Continuation::Auto if !reasoning.is_empty() && content.is_empty() => {
+                    Continuation::Reasoning
+                }
+                Continuation::Auto => Continuation::Content,
+                m => m,
+            };
+            Some(Tail {
+                content,
+                reasoning,
+                reasoning_only: mode == Continuation::Reasoning,
+            })
+        }
     };
     let context = template_context(ready, kwargs)?;
     let chat = ready.chat.clone();
@@ -428,7 +458,7 @@ pub(crate) async fn chat_prompt_ending(
             &msgs,
             tools.as_ref(),
             ending.add_generation_prompt,
-            tail.as_deref(),
+            tail.as_ref(),
             &context,
             thinking,
         )
@@ -514,15 +544,25 @@ fn close_thinking(text: &mut String, (open, close): (&str, &str)) {
     }
 }
 
-/// Renders `msgs`. With `continued` (the final message's text) the last message is continued:
-/// the ones before it are rendered with the generation prompt and its text follows, as
-/// llama-server renders a prefill.
+/// What a continued final message adds to the prompt.
+#[derive(Clone, Debug)]
+pub(crate) struct Tail {
+    pub content: String,
+    pub reasoning: String,
+    /// Only the reasoning is continued (the content is dropped, as llama-server does).
+    pub reasoning_only: bool,
+}
+
+/// Renders `msgs`. With `continued` the last message is continued, as llama-server renders a
+/// prefill: the ones before it are rendered with the generation prompt; for a template that
+/// shows reasoning, the thinking block follows with the message's reasoning (closed unless
+/// only the reasoning is continued), then its content.
 pub(crate) fn render_chat(
     chat: &engine::chat::Chat,
     msgs: &[Message],
     tools: Option<&Value>,
     add_generation_prompt: bool,
-    continued: Option<&str>,
+    continued: Option<&Tail>,
     context: &serde_json::Map<String, Value>,
     thinking: Option<(&'static str, &'static str)>,
 ) -> Result<Prompt, ApiError> {
@@ -538,11 +578,16 @@ pub(crate) fn render_chat(
                 let mut text = r.text;
                 close_thinking(&mut text, tags);
                 let tokens = engine::chat::tokenize_prompt(tok, &text, msgs, chat.bos());
-                Prompt { text, tokens }
+                Prompt {
+                    text,
+                    tokens,
+                    prefill: String::new(),
+                }
             }
             _ => Prompt {
                 text: r.text,
                 tokens: r.tokens,
+                prefill: String::new(),
             },
         });
     };
@@ -551,9 +596,69 @@ pub(crate) fn render_chat(
         .render_with_context(head, tools, true, Some(context))
         .map_err(bad)?;
     let mut text = r.text;
-    text.push_str(tail);
+    let markers = match thinking {
+        Some(tags) => reasoning_markers(chat, head, tools, context, tags),
+        None => None,
+    };
+    let mut from = text.len();
+    // llama.cpp's autoparser continuation: the generation prompt up to the thinking block's
+    // opening, the opening, the reasoning, and for the content the closing.
+    if let Some((open, close)) = markers {
+        if let Some(at) = text
+            .rfind(&open)
+            .filter(|&at| at + open.len() == text.len())
+        {
+            text.truncate(at);
+            from = at;
+        }
+        text.push_str(&open);
+        text.push_str(&tail.reasoning);
+        if !tail.reasoning_only {
+            text.push_str(&close);
+        }
+    }
+    if !tail.reasoning_only {
+        text.push_str(&tail.content);
+    }
     let tokens = engine::chat::tokenize_prompt(tok, &text, msgs, chat.bos());
-    Ok(Prompt { text, tokens })
+    Ok(Prompt {
+        prefill: text[from..].to_owned(),
+        text,
+        tokens,
+    })
+}
+
+/// The template's thinking block around an assistant message's reasoning, whitespace
+/// included (`"<think>\n"`, `"\n</think>\n\n"` for Qwen 3), found as llama.cpp's autoparser
+/// finds them: by rendering a probe turn after `head` and reading what surrounds its
+/// reasoning. `None` when the template does not show reasoning there.
+fn reasoning_markers(
+    chat: &engine::chat::Chat,
+    head: &[Message],
+    tools: Option<&Value>,
+    context: &serde_json::Map<String, Value>,
+    (open, close): (&str, &str),
+) -> Option<(String, String)> {
+    const REASONING: &str = "HEARTH_PROBE_REASONING";
+    const CONTENT: &str = "HEARTH_PROBE_CONTENT";
+    let mut msgs = head.to_vec();
+    msgs.push(Message {
+        role: "assistant".into(),
+        content: Some(CONTENT.into()),
+        reasoning_content: Some(REASONING.into()),
+        ..Message::default()
+    });
+    let probe = chat
+        .render_with_context(&msgs, tools, false, Some(context))
+        .ok()?
+        .text;
+    let r = probe.rfind(REASONING)?;
+    let c = probe[r..].find(CONTENT)? + r;
+    let start = probe[..r].rfind(open)?;
+    let between = &probe[r + REASONING.len()..c];
+    between
+        .contains(close)
+        .then(|| (probe[start..r].to_owned(), between.to_owned()))
 }
 
 /// One OpenAI/Ollama message object as the template's [`Message`]; content parts are joined
@@ -711,6 +816,7 @@ pub(crate) async fn collect(
                 index,
                 text,
                 probs: p,
+                ..
             }) => {
                 if let Some(t) = texts.get_mut(index) {
                     t.push_str(&text);

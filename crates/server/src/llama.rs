@@ -288,6 +288,7 @@ pub(crate) struct Verbose {
     model: String,
     settings: Value,
     prompt: String,
+    n_prompt: usize,
 }
 
 impl Verbose {
@@ -311,7 +312,36 @@ impl Verbose {
                 .tokenizer
                 .decode(prompt, true)
                 .unwrap_or_default(),
+            n_prompt: prompt.len(),
         }))
+    }
+
+    /// A streamed answer's last `__verbose`: the native final answer, as llama-server streams
+    /// it (no content or tokens; those went out in the chunks), `text` the whole reply.
+    pub(crate) fn stream_final(&self, text: &str, o: &Outcome) -> Value {
+        let mut v = native_body(&self.model, &self.settings, &self.prompt, "", o);
+        v["has_new_line"] = text.contains('\n').into();
+        v
+    }
+
+    /// A streamed completion chunk's `__verbose`: llama-server's native partial answer (the
+    /// chunk's text and token, `n_predicted` tokens so far).
+    pub(crate) fn stream_partial(
+        &self,
+        index: usize,
+        text: &str,
+        token: Option<u32>,
+        n_predicted: usize,
+    ) -> Value {
+        json!({
+            "index": index,
+            "content": text,
+            "tokens": token.into_iter().collect::<Vec<_>>(),
+            "stop": false,
+            "id_slot": -1,
+            "tokens_predicted": n_predicted,
+            "tokens_evaluated": self.n_prompt,
+        })
     }
 
     /// Adds `__verbose` (the first choice's native answer) to an answer.

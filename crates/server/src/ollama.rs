@@ -360,7 +360,7 @@ async fn chat_answer(
     if !stream {
         let done = collect(rx, 1).await?;
         let f = done.first().ok_or_else(|| ApiError::server("no result"))?;
-        let mut reply = ChatStream::new(syntax);
+        let mut reply = ChatStream::new(syntax.clone());
         reply.push(&f.text);
         reply.finish();
         let mut v = line(ollama_message(reply.parsed()));
@@ -372,7 +372,7 @@ async fn chat_answer(
         "application/x-ndjson",
         move |sink| async move {
             let mut rx = rx;
-            let mut reply = ChatStream::new(syntax);
+            let mut reply = ChatStream::new(syntax.clone());
             // Text deltas as Ollama's message pieces; calls wait until they are whole.
             let pieces = |deltas: Vec<Value>| -> Vec<Value> {
                 deltas
@@ -469,6 +469,7 @@ pub(crate) async fn generate(
         Prompt {
             text: text.to_owned(),
             tokens: ready.model.tokenizer.encode(text, true, true),
+            prefill: String::new(),
         }
     } else {
         let mut msgs = Vec::new();

@@ -135,9 +135,12 @@ pub(crate) async fn chat(
     )
     .await?;
     let syntax = request.syntax(ready.tool_format, ready.thinking_tags, &prompt.text);
+    let prefill = prompt.prefill;
     params.special = syntax.needs_special_tokens();
-    // `tool_choice` required: the call's grammar (llama-server refuses `grammar` with tools).
-    let constraint = request.grammar(&syntax).or(asked);
+    // The tool calls' grammar (forced, or lazy for `auto`), unless a `response_format` asks for
+    // a schema: llama.cpp's chat parsers put the response format first (and llama-server
+    // refuses `grammar` with tools).
+    let constraint = asked.or_else(|| request.grammar(&syntax));
     crate::constrain::apply(ready, constraint, &mut params)?;
     let opts = JobOptions {
         n: shape.n,
@@ -152,7 +155,7 @@ pub(crate) async fn chat(
     let progress = crate::llama::chat_progress(progress, &body, &model, &id, created)?;
     if !shape.stream {
         let done = collect(rx, shape.n).await?;
-        let mut answer = chat_body(&done, probs, &syntax, &model, &id, created);
+        let mut answer = chat_body(&done, probs, &syntax, &prefill, &model, &id, created);
         crate::llama::Verbose::add_to(verbose.as_ref(), &mut answer, &done);
         return Ok(axum::Json(answer).into_response());
     }
@@ -186,14 +189,31 @@ pub(crate) async fn chat(
             }
             let mut rx = rx;
             let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
+            let mut texts = vec![String::new(); n];
             // Each choice's reply, parsed as it comes (content, reasoning, tool calls).
-            let mut replies: Vec<ChatStream> = (0..n).map(|_| ChatStream::new(syntax)).collect();
+            let mut replies: Vec<ChatStream> =
+                (0..n).map(|_| ChatStream::new(syntax.clone())).collect();
+            // The continued message's text goes first, as llama-server's parse has it.
+            for (index, reply) in replies.iter_mut().enumerate() {
+                for delta in reply.push(&prefill) {
+                    let c =
+                        chunk(json!([{ "finish_reason": null, "index": index, "delta": delta }]));
+                    if !sink.send(sse(&c)).await {
+                        return;
+                    }
+                }
+            }
             while outcomes.iter().any(Option::is_none) {
                 let Some(ev) = sink.next(&mut rx).await else {
                     return;
                 };
                 let out: Vec<Value> = match ev {
-                    Event::Text { index, text, probs } => {
+                    Event::Text {
+                        index, text, probs, ..
+                    } => {
+                        if let Some(t) = texts.get_mut(index) {
+                            t.push_str(&text);
+                        }
                         let Some(reply) = replies.get_mut(index) else {
                             continue;
                         };
@@ -234,6 +254,11 @@ pub(crate) async fn chat(
                             "index": index,
                             "delta": {},
                         }])));
+                        // llama-server: the final result's first chunk carries `__verbose`.
+                        if let (Some(v), Some(first)) = (&verbose, out.first_mut()) {
+                            let text = texts.get(index).map_or("", String::as_str);
+                            first["__verbose"] = v.stream_final(text, &outcome);
+                        }
                         if let Some(o) = outcomes.get_mut(index) {
                             *o = Some(outcome);
                         }
@@ -295,10 +320,13 @@ fn chat_finish_reason(f: &Finish, reply: &Parsed) -> &'static str {
     }
 }
 
+/// The chat answer; `prefill` is the continued final message's text, parsed in front of each
+/// reply as llama-server does.
 fn chat_body(
     done: &[Finished],
     probs: Option<bool>,
     syntax: &Syntax,
+    prefill: &str,
     model: &str,
     id: &str,
     created: u64,
@@ -307,7 +335,8 @@ fn chat_body(
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let mut reply = ChatStream::new(*syntax);
+            let mut reply = ChatStream::new(syntax.clone());
+            reply.push(prefill);
             reply.push(&f.text);
             reply.finish();
             json!({
@@ -416,6 +445,7 @@ pub(crate) fn completion_prompt(ready: &Ready, v: Option<&Value>) -> Result<Prom
         Some(Value::String(s)) => Ok(Prompt {
             text: s.clone(),
             tokens: tok.encode(s, true, true),
+            prefill: String::new(),
         }),
         Some(Value::Array(a)) if a.len() == 1 && !a[0].is_number() => {
             completion_prompt(ready, Some(&a[0]))
@@ -435,7 +465,11 @@ pub(crate) fn completion_prompt(ready: &Ready, v: Option<&Value>) -> Result<Prom
                 )));
             }
             let text = tok.decode(&tokens, true).unwrap_or_default();
-            Ok(Prompt { text, tokens })
+            Ok(Prompt {
+                text,
+                tokens,
+                prefill: String::new(),
+            })
         }
         Some(_) => Err(bad()),
     }
@@ -551,24 +585,48 @@ async fn completions_answer(
             }
             let mut rx = rx;
             let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
+            let mut texts = vec![String::new(); n];
+            let mut n_tokens = vec![0usize; n];
             while outcomes.iter().any(Option::is_none) {
                 let Some(ev) = sink.next(&mut rx).await else {
                     return;
                 };
                 let out = match ev {
-                    Event::Text { index, text, probs } => chunk(json!([{
-                        "text": text,
-                        "index": index,
-                        "logprobs": chunk_logprobs(probs, post_sampling),
-                        "finish_reason": null,
-                    }])),
+                    Event::Text {
+                        index,
+                        text,
+                        probs,
+                        token,
+                    } => {
+                        if let Some(t) = texts.get_mut(index) {
+                            t.push_str(&text);
+                        }
+                        let n_so_far = n_tokens.get_mut(index).map_or(0, |c| {
+                            *c += usize::from(token.is_some());
+                            *c
+                        });
+                        let mut c = chunk(json!([{
+                            "text": text,
+                            "index": index,
+                            "logprobs": chunk_logprobs(probs, post_sampling),
+                            "finish_reason": null,
+                        }]));
+                        if let Some(v) = &verbose {
+                            c["__verbose"] = v.stream_partial(index, &text, token, n_so_far);
+                        }
+                        c
+                    }
                     Event::Done { index, outcome } => {
-                        let c = chunk(json!([{
+                        let mut c = chunk(json!([{
                             "text": "",
                             "index": index,
                             "logprobs": null,
                             "finish_reason": finish_reason(&outcome.finish),
                         }]));
+                        if let Some(v) = &verbose {
+                            let text = texts.get(index).map_or("", String::as_str);
+                            c["__verbose"] = v.stream_final(text, &outcome);
+                        }
                         if let Some(o) = outcomes.get_mut(index) {
                             *o = Some(outcome);
                         }

@@ -121,6 +121,8 @@ pub enum Event {
         index: usize,
         text: String,
         probs: Option<TokenProbs>,
+        /// The token sampled at this step (`None` for text held back until the end).
+        token: Option<u32>,
     },
     Done {
         index: usize,

@@ -326,7 +326,9 @@ fn sample(task: &mut Task<'_>, logits: &[f32], full: bool, tok: &Tokenizer) -> O
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
     let params = &task.job.params;
-    if params.max_tokens.is_some_and(|m| task.n_generated >= m) {
+    // As llama-server, the limit is checked after a token: `n_predict: 0` still gives one.
+    let limit = params.max_tokens.map(|m| m.max(1));
+    if limit.is_some_and(|m| task.n_generated >= m) {
         return Some(Finish::Length);
     }
     let id = task.chain.sample(logits);
@@ -348,12 +350,13 @@ fn sample(task: &mut Task<'_>, logits: &[f32], full: bool, tok: &Tokenizer) -> O
             index: task.index,
             text,
             probs,
+            token: Some(id),
         });
     }
     if let Some(s) = hit {
         return Some(Finish::Word(s));
     }
-    if params.max_tokens.is_some_and(|m| task.n_generated >= m) || full {
+    if limit.is_some_and(|m| task.n_generated >= m) || full {
         return Some(Finish::Length);
     }
     task.phase = Phase::Generate { token: id };
@@ -427,6 +430,7 @@ fn finish_task(slot: &mut Slot<'_>, finish: Finish) -> Option<(Arc<JobShared>, E
                 index: task.index,
                 text: rest,
                 probs: None,
+                token: None,
             });
         }
     }

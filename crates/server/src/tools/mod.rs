@@ -43,6 +43,12 @@ pub enum Format {
     GptOss,
     /// `<|tool_call>call:name{key:<|"|>text<|"|>}<tool_call|>` (Gemma 4).
     Gemma4,
+    /// `<tool_call>\n<function=NAME>\n<parameter=P>\nVALUE\n</parameter>\n</function>\n</tool_call>`
+    /// (Qwen3-Coder, Qwen 3.5, Nemotron Nano 3).
+    Qwen3Coder,
+    /// Functionary v3.2: the prompt ends with `>>>`, the reply names its recipient —
+    /// `all\n` and content, or `NAME\n` and the JSON arguments — and `>>>` starts the next.
+    FunctionaryV32,
 }
 
 impl Format {
@@ -51,6 +57,8 @@ impl Format {
         let has = |s: &str| source.contains(s);
         if has("<|channel|>") {
             Format::GptOss
+        } else if has(">>>all") && has(">>>${recipient}") {
+            Format::FunctionaryV32
         } else if has("'<|tool_call>call:'") {
             Format::Gemma4
         } else if has("[TOOL_CALLS]") {
@@ -59,8 +67,15 @@ impl Format {
             } else {
                 Format::Mistral
             }
-        } else if has("<tool_call>") && !(has("<function=") && has("<parameter=")) {
-            // (Qwen3-Coder's XML calls, `<tool_call><function=…>`, are another format.)
+        } else if has("<tool_call>") && has("<function=") && has("<parameter=") {
+            // llama.cpp leaves templates that write no newline between the tags to its
+            // generic parser, which hearth does not have.
+            if has("'<tool_call><function=' ~ tool_call.name ~ '>'") {
+                Format::Content
+            } else {
+                Format::Qwen3Coder
+            }
+        } else if has("<tool_call>") {
             Format::Hermes
         } else if has("<|python_tag|>") || (has("ipython") && has("parameters")) {
             Format::Llama3
@@ -210,78 +225,308 @@ impl ChatRequest {
             legacy: self.reasoning == ReasoningFormat::DeepseekLegacy,
             think,
             starts_thinking: think.is_some_and(|(open, _)| prompt.trim_end().ends_with(open)),
+            defs: match format {
+                Format::Qwen3Coder => self.tools.clone().map(std::sync::Arc::new),
+                _ => None,
+            },
         }
     }
 
-    /// The grammar that forces a call, for `tool_choice` `required` or a named function, in
-    /// the formats whose calls are plain text (Hermes, Llama 3.x). `None`: no constraint.
-    /// A thinking block may come first (free text up to its closing tag, as llama.cpp's
-    /// grammars allow), and must when the prompt opened it.
+    /// The grammar of the calls, as llama-server builds it for each `tool_choice`:
+    ///
+    /// - `required` or a named function, in the formats whose calls are plain text (Hermes,
+    ///   Llama 3.x, Qwen3-Coder): the reply must be a valid call. A thinking block may come
+    ///   first (free text up to its closing tag, as llama.cpp's grammars allow), and must when
+    ///   the prompt opened it.
+    /// - `auto`, Hermes and Qwen3-Coder: a lazy grammar, llama.cpp's `grammar_lazy` with its
+    ///   trigger word (`<tool_call>\n`, `<tool_call>`). The reply is free until the trigger
+    ///   appears, and from there it must be a valid call. A leading thinking block never
+    ///   triggers (llama.cpp holds lazy grammars back while the model thinks). Llama 3.x calls
+    ///   have no trigger word, so llama-server (and hearth) constrain nothing there.
+    ///
+    /// `None`: no constraint. Parameter schemas admit no properties they do not list, at
+    /// any depth, as llama.cpp's `json-schema-to-grammar`.
     pub fn grammar(&self, syn: &Syntax) -> Option<GrammarSource> {
         let tools = self.tools.as_ref()?.as_array()?;
-        let only = match &self.choice {
-            ToolChoice::Required => None,
-            ToolChoice::Function(name) => Some(name.as_str()),
-            ToolChoice::Auto | ToolChoice::None => return None,
+        let (only, lazy) = match &self.choice {
+            ToolChoice::Required => (None, false),
+            ToolChoice::Function(name) => (Some(name.as_str()), false),
+            ToolChoice::Auto => (None, true),
+            ToolChoice::None => return None,
         };
-        let (open, close, args_key) = match syn.format {
-            Format::Hermes => ("<tool_call>\n", "\n</tool_call>", "arguments"),
-            Format::Llama3 => ("", "", "parameters"),
-            _ => return None,
-        };
-        let calls: Vec<Value> = tools
+        let functions: Vec<&Value> = tools
             .iter()
             .filter_map(|t| t.get("function"))
             .filter(|f| only.is_none_or(|n| f.get("name").and_then(Value::as_str) == Some(n)))
-            .map(|f| {
-                let mut params = f
-                    .get("parameters")
-                    .cloned()
-                    .unwrap_or_else(|| json!({ "type": "object" }));
-                // llama.cpp's schema grammars allow no properties the schema does not list
-                // unless it says so; llguidance follows JSON Schema, which allows them.
-                if let Some(o) = params.as_object_mut() {
-                    o.entry("additionalProperties").or_insert(false.into());
-                }
-                json!({
-                    "type": "object",
-                    "properties": {
-                        "name": { "const": f.get("name") },
-                        args_key: params,
-                    },
-                    "required": ["name", args_key],
-                    "additionalProperties": false,
-                })
-            })
             .collect();
-        let schema = json!({ "anyOf": calls });
-        let sep = match syn.format {
-            Format::Hermes => "\"\\n\"",
-            _ => "\"; \"",
+        let params = |f: &Value| {
+            let mut p = f
+                .get("parameters")
+                .cloned()
+                .unwrap_or_else(|| json!({ "type": "object" }));
+            close_objects(&mut p);
+            p
         };
-        let more = if self.parallel && only.is_none() {
+        // Each format's call: `trigger open_rest body`, where the trigger is what starts a
+        // call (the lazy grammar's trigger word) and `body` a rule, with `rules` beside it.
+        let (trigger, open_rest, body, rules, sep) = match syn.format {
+            Format::Hermes | Format::Llama3 => {
+                let args_key = if syn.format == Format::Hermes {
+                    "arguments"
+                } else {
+                    "parameters"
+                };
+                let calls: Vec<Value> = functions
+                    .iter()
+                    .map(|f| {
+                        json!({
+                            "type": "object",
+                            "properties": {
+                                "name": { "const": f.get("name") },
+                                args_key: params(f),
+                            },
+                            "required": ["name", args_key],
+                            "additionalProperties": false,
+                        })
+                    })
+                    .collect();
+                let schema = json!({ "anyOf": calls });
+                if syn.format == Format::Hermes {
+                    let body = format!("%json {schema} \"\\n</tool_call>\"");
+                    ("<tool_call>\n", "", body, String::new(), "\"\\n\"")
+                } else if lazy {
+                    return None;
+                } else {
+                    ("", "", format!("%json {schema}"), String::new(), "\"; \"")
+                }
+            }
+            Format::Qwen3Coder => {
+                let (body, rules) = qwen3_coder_rules(&functions, params);
+                ("<tool_call>", "\"\\n\" ", body, rules, "\"\\n\"")
+            }
+            // The reply starts right after the prompt's `>>>`; content may come first
+            // (`all\n…`), and `>>>` separates the calls (llama.cpp's `functionary-v3-2.cpp`).
+            // With `auto` llama.cpp's trigger is a pattern after the content, which this
+            // grammar does not follow: the reply is parsed, not constrained.
+            Format::FunctionaryV32 if !lazy => {
+                let calls: Vec<String> = functions
+                    .iter()
+                    .map(|f| {
+                        let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
+                        format!("{} %json {}", lark_str(&format!("{name}\n")), params(f))
+                    })
+                    .collect();
+                let start = format!(
+                    "start: (lead)? call {}\nlead[lazy]: \"all\\n\" /(?s:.*)/ \">>>\"\ncall: {}\n",
+                    if self.parallel && only.is_none() {
+                        "(\">>>\" call)*"
+                    } else {
+                        ""
+                    },
+                    calls.join(" | "),
+                );
+                return Some(GrammarSource::Lark(start));
+            }
+            _ => return None,
+        };
+        let more = if (self.parallel || lazy) && only.is_none() {
             format!("({sep} call)*")
         } else {
             String::new()
         };
+        let calls = if lazy {
+            // The first call's trigger is the end of the free text (`PREFIX`); text without
+            // the trigger is a reply without calls (`TEXT`). llama.cpp's lazy grammar lets
+            // the model go on with more calls after the first, whatever `parallel_tool_calls`.
+            let trigger_re = regex_escape(trigger);
+            let no_think = match syn.think {
+                Some((begin, _)) if !syn.starts_thinking => {
+                    format!(" & ~/{}(?s:.*)/", regex_escape(begin))
+                }
+                _ => String::new(),
+            };
+            format!(
+                "calls: TEXT? | PREFIX {open_rest}body {more}\n\
+                 TEXT: /(?s:.+)/ & ~/(?s:.*{trigger_re}.*)/{no_think}\n\
+                 PREFIX: /(?s:.*){trigger_re}/ & ~/(?s:.*{trigger_re}.+)/{no_think}\n"
+            )
+        } else {
+            format!("calls: call {more}\n")
+        };
         let calls = format!(
-            "calls: call {more}\ncall: {} %json {schema} {}\n",
-            lark_str(open),
-            lark_str(close),
+            "{calls}call: {} {open_rest}body\nbody: {body}\n{rules}",
+            lark_str(trigger)
         );
+        let ws = if lazy { " " } else { " /[ \\t\\r\\n]*/ " };
         let start = match syn.think {
             Some((_, end)) if syn.starts_thinking => format!(
-                "start: think /[ \\t\\r\\n]*/ calls\nthink[lazy]: /(?s:.*)/ {}\n",
+                "start: think{ws}calls\nthink[lazy]: /(?s:.*)/ {}\n",
                 lark_str(end)
             ),
             Some((begin, end)) => format!(
-                "start: (think /[ \\t\\r\\n]*/)? calls\nthink[lazy]: {} /(?s:.*)/ {}\n",
+                "start: (think{ws})? calls\nthink[lazy]: {} /(?s:.*)/ {}\n",
                 lark_str(begin),
                 lark_str(end)
             ),
             None => "start: calls\n".to_owned(),
         };
         Some(GrammarSource::Lark(format!("{start}{calls}")))
+    }
+}
+
+/// Qwen3-Coder's calls as Lark, as llama.cpp's `qwen3-coder.cpp` builds its grammar: the
+/// `body` rule (one of the functions, then `</tool_call>`) and the rules it uses. A function
+/// is `<function=NAME>\n`, its required parameters in any order (in the given order past
+/// four), then optional ones, and `</function>\n`; a parameter is
+/// `<parameter=P>\nVALUE\n</parameter>\n`, its value free text when its schema allows a
+/// string (llama.cpp keeps only the text rule there too), else JSON of its schema.
+fn qwen3_coder_rules(functions: &[&Value], params: impl Fn(&Value) -> Value) -> (String, String) {
+    let mut rules = String::new();
+    let mut choices = Vec::new();
+    for (i, f) in functions.iter().enumerate() {
+        let name = f.get("name").and_then(Value::as_str).unwrap_or_default();
+        let p = params(f);
+        let required: Vec<&str> = p
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let props = p.get("properties").and_then(Value::as_object);
+        let mut req_rules = Vec::new();
+        let mut opt_rules = Vec::new();
+        for (j, (pname, schema)) in props.into_iter().flatten().enumerate() {
+            let rule = format!("p{i}_{j}");
+            let open = lark_str(&format!("<parameter={pname}>\n"));
+            let text = match schema.get("type") {
+                None => true,
+                Some(Value::String(t)) => t == "string",
+                Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+                Some(_) => true,
+            };
+            if text {
+                rules.push_str(&format!(
+                    "{rule}[lazy]: {open} /(?s:.*)/ \"\\n</parameter>\\n\"\n"
+                ));
+            } else {
+                rules.push_str(&format!(
+                    "{rule}: {open} %json {schema} \"\\n</parameter>\\n\"\n"
+                ));
+            }
+            if required.contains(&pname.as_str()) {
+                req_rules.push(rule);
+            } else {
+                opt_rules.push(rule);
+            }
+        }
+        let mut orders: Vec<String> = if req_rules.len() <= 4 {
+            permutations(&req_rules)
+                .iter()
+                .map(|o| o.join(" "))
+                .collect()
+        } else {
+            vec![req_rules.join(" ")]
+        };
+        orders.retain(|o| !o.is_empty());
+        let req = if orders.is_empty() {
+            String::new()
+        } else {
+            format!("({})", orders.join(" | "))
+        };
+        let opt = if opt_rules.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})*", opt_rules.join(" | "))
+        };
+        rules.push_str(&format!(
+            "f{i}: {} {req}{opt} \"</function>\\n\"\n",
+            lark_str(&format!("<function={name}>\n"))
+        ));
+        choices.push(format!("f{i}"));
+    }
+    (format!("({}) \"</tool_call>\"", choices.join(" | ")), rules)
+}
+
+/// Every order of `items`.
+fn permutations(items: &[String]) -> Vec<Vec<String>> {
+    if items.is_empty() {
+        return vec![Vec::new()];
+    }
+    let mut out = Vec::new();
+    for i in 0..items.len() {
+        let mut rest = items.to_vec();
+        let first = rest.remove(i);
+        for mut p in permutations(&rest) {
+            p.insert(0, first.clone());
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// `s` as a regular expression that matches it literally (inside a Lark `/…/`).
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '/' => out.push_str("\\/"),
+            c if "\\.+*?()|[]{}^$".contains(c) => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Closes every object schema that lists its `properties` to other properties
+/// (`additionalProperties: false` unless the schema says otherwise), at every depth: llama.cpp's
+/// schema grammars allow only the listed properties, where JSON Schema (and llguidance) allow
+/// any. An object without `properties` stays any object, as in llama.cpp. The members of an
+/// `allOf` are merged into one object there, so they are not closed one by one.
+fn close_objects(schema: &mut Value) {
+    close_objects_at(schema, true);
+}
+
+fn close_objects_at(schema: &mut Value, close_here: bool) {
+    let Value::Object(o) = schema else { return };
+    if close_here && o.contains_key("properties") && !o.contains_key("additionalProperties") {
+        o.insert("additionalProperties".into(), false.into());
+    }
+    for (key, sub) in o.iter_mut() {
+        match key.as_str() {
+            // Maps of names to schemas.
+            "properties" | "patternProperties" | "$defs" | "definitions" | "dependentSchemas" => {
+                if let Value::Object(m) = sub {
+                    m.values_mut().for_each(|s| close_objects_at(s, true));
+                }
+            }
+            // One schema, or a list of them.
+            "items"
+            | "additionalProperties"
+            | "not"
+            | "if"
+            | "then"
+            | "else"
+            | "contains"
+            | "prefixItems"
+            | "anyOf"
+            | "oneOf" => match sub {
+                Value::Array(list) => list.iter_mut().for_each(|s| close_objects_at(s, true)),
+                s => close_objects_at(s, true),
+            },
+            "allOf" => {
+                if let Value::Array(list) = sub {
+                    list.iter_mut().for_each(|s| close_objects_at(s, false));
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -295,7 +540,7 @@ fn lark_str(s: &str) -> String {
 }
 
 /// The names of the tools.
-fn tool_names(tools: Option<&Value>) -> impl Iterator<Item = &str> {
+pub(crate) fn tool_names(tools: Option<&Value>) -> impl Iterator<Item = &str> {
     tools
         .and_then(Value::as_array)
         .into_iter()
@@ -438,6 +683,10 @@ mod tests {
             ),
             ("openai-gpt-oss-120b", Format::GptOss),
             ("google-gemma-4-31B-it", Format::Gemma4),
+            ("Qwen3-Coder", Format::Qwen3Coder),
+            ("meetkai-functionary-medium-v3.2", Format::FunctionaryV32),
+            ("Qwen3.5-4B", Format::Qwen3Coder),
+            ("NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", Format::Qwen3Coder),
             ("HuggingFaceTB-SmolLM3-3B", Format::Content),
             ("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", Format::Content),
         ] {
@@ -501,13 +750,20 @@ mod tests {
             panic!("no grammar")
         };
         assert!(
-            g.starts_with("start: calls\ncalls: call \ncall: \"<tool_call>\\n\" %json {"),
+            g.starts_with(
+                "start: calls\ncalls: call \ncall: \"<tool_call>\\n\" body\nbody: %json {"
+            ),
             "{g}"
         );
         assert!(g.contains("\"const\":\"get_weather\""), "{g}");
+        // `auto`: lazy for Hermes, nothing for Llama 3.x (no trigger word), as llama-server.
         let auto =
             ChatRequest::openai(&body(json!({"tools": weather()})), ReasoningFormat::Auto).unwrap();
-        assert!(auto.grammar(&syn).is_none());
+        assert!(auto.grammar(&syn).is_some());
+        assert!(
+            auto.grammar(&auto.syntax(Format::Llama3, None, ""))
+                .is_none()
+        );
         let oss = r.syntax(Format::GptOss, None, "");
         assert!(r.grammar(&oss).is_none());
     }
@@ -598,6 +854,192 @@ mod tests {
             "{\"name\": \"get_time\", \"parameters\": {\"zone\": \"UTC\"}}"
         ));
         assert!(!grammar_takes(&g, utc));
+    }
+
+    /// `tool_choice: "auto"` under a Hermes template: llama-server's lazy grammar (its
+    /// `__verbose.generation_settings` for Qwen 2.5's and Qwen 3's templates: `grammar_lazy`,
+    /// trigger word `<tool_call>\n`, then `root ::= tool-call | tool-calls`).
+    #[test]
+    fn auto_grammar_is_free_until_the_trigger_then_forces_a_valid_call() {
+        let r =
+            ChatRequest::openai(&body(json!({"tools": weather()})), ReasoningFormat::Auto).unwrap();
+        let paris = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+        let g = r
+            .grammar(&r.syntax(Format::Hermes, None, "<|im_start|>assistant\n"))
+            .unwrap();
+        assert!(grammar_takes(&g, "Paris is sunny today."));
+        assert!(grammar_takes(&g, ""));
+        assert!(grammar_takes(
+            &g,
+            "Write <tool_call> tags, then {\"x\": 1}."
+        ));
+        assert!(grammar_takes(&g, paris));
+        assert!(grammar_takes(&g, &format!("Let me check.\n{paris}")));
+        // More calls may follow (llama.cpp's `tool-calls`), and nothing else.
+        assert!(grammar_takes(&g, &format!("{paris}\n{paris}")));
+        assert!(!grammar_takes(&g, &format!("{paris}\nDone.")));
+        // Past the trigger, only a valid call.
+        assert!(!grammar_takes(&g, "Sure.\n<tool_call>\nI will call it."));
+        assert!(!grammar_takes(
+            &g,
+            &paris.replace("get_weather", "get_wether")
+        ));
+        assert!(!grammar_takes(
+            &g,
+            &paris.replace("}}", ", \"unit\": \"C\"}}")
+        ));
+        // A thinking block never triggers; after it, the same rules.
+        let think = Some(("<think>", "</think>"));
+        let g = r
+            .grammar(&r.syntax(Format::Hermes, think, "<|im_start|>assistant\n"))
+            .unwrap();
+        let musing = "<think>\nI could write <tool_call>\nanything here.\n</think>\n\n";
+        assert!(grammar_takes(&g, &format!("{musing}It is sunny.")));
+        assert!(grammar_takes(&g, &format!("{musing}{paris}")));
+        assert!(!grammar_takes(&g, &format!("{musing}<tool_call>\nno")));
+        assert!(grammar_takes(&g, "It is sunny."));
+        // The prompt opened the block.
+        let g = r
+            .grammar(&r.syntax(Format::Hermes, think, "assistant\n<think>\n"))
+            .unwrap();
+        assert!(grammar_takes(
+            &g,
+            "I could write <tool_call>\nx.\n</think>\nSunny."
+        ));
+        assert!(grammar_takes(&g, &format!("hmm\n</think>\n\n{paris}")));
+        assert!(!grammar_takes(&g, "hmm\n</think>\n<tool_call>\nno"));
+    }
+
+    /// Nested objects admit only their listed properties, as llama.cpp's
+    /// `json-schema-to-grammar` (llama-server's grammar for a nested `opts` object:
+    /// `"{" space (opts-unit-kv)? space "}"`); an object without `properties` stays any object.
+    #[test]
+    fn nested_parameter_objects_admit_no_extra_properties() {
+        let tools = json!([{"type": "function", "function": {"name": "get_weather",
+            "parameters": {"type": "object", "properties": {
+                "city": {"type": "string"},
+                "opts": {"type": "object", "properties": {"unit": {"type": "string"}}},
+                "list": {"type": "array", "items": {"type": "object",
+                         "properties": {"k": {"type": "integer"}}}},
+                "any": {"type": "object"},
+                "open": {"type": "object", "properties": {"a": {"type": "integer"}},
+                         "additionalProperties": true}},
+            "required": ["city"]}}}]);
+        let r = ChatRequest::openai(
+            &body(json!({"tools": tools, "tool_choice": "required"})),
+            ReasoningFormat::Auto,
+        )
+        .unwrap();
+        let g = r.grammar(&r.syntax(Format::Hermes, None, "")).unwrap();
+        let call = |args: &str| {
+            format!(
+                "<tool_call>\n{{\"name\": \"get_weather\", \"arguments\": {args}}}\n</tool_call>"
+            )
+        };
+        assert!(grammar_takes(
+            &g,
+            &call(r#"{"city": "Paris", "opts": {"unit": "C"}}"#)
+        ));
+        assert!(!grammar_takes(
+            &g,
+            &call(r#"{"city": "Paris", "opts": {"unit": "C", "x": 1}}"#)
+        ));
+        assert!(grammar_takes(
+            &g,
+            &call(r#"{"city": "Paris", "list": [{"k": 1}]}"#)
+        ));
+        assert!(!grammar_takes(
+            &g,
+            &call(r#"{"city": "Paris", "list": [{"k": 1, "j": 2}]}"#)
+        ));
+        assert!(grammar_takes(
+            &g,
+            &call(r#"{"city": "Paris", "any": {"x": [1, 2]}}"#)
+        ));
+        assert!(grammar_takes(
+            &g,
+            &call(r#"{"city": "Paris", "open": {"a": 1, "b": "c"}}"#)
+        ));
+    }
+
+    /// Qwen3-Coder's XML calls, forced (`required`) and lazy (`auto`, trigger `<tool_call>`),
+    /// as llama.cpp's `qwen3-coder.cpp` grammar: required parameters in any order, then
+    /// optional ones; text values free up to `\n</parameter>\n`, others JSON of their schema.
+    #[test]
+    fn qwen3_coder_grammar_forces_xml_calls() {
+        let tools = json!([{"type": "function", "function": {"name": "edit",
+            "parameters": {"type": "object", "properties": {
+                "filename": {"type": "string"}, "count": {"type": "integer"},
+                "opts": {"type": "object", "properties": {"dry": {"type": "boolean"}}},
+                "note": {"type": "string"}},
+            "required": ["filename", "count"]}}}]);
+        let req = |choice: &str| {
+            ChatRequest::openai(
+                &body(json!({"tools": tools, "tool_choice": choice})),
+                ReasoningFormat::Auto,
+            )
+            .unwrap()
+        };
+        let call = |params: &str| {
+            format!("<tool_call>\n<function=edit>\n{params}</function>\n</tool_call>")
+        };
+        let p = |k: &str, v: &str| format!("<parameter={k}>\n{v}\n</parameter>\n");
+        let r = req("required");
+        let g = r.grammar(&r.syntax(Format::Qwen3Coder, None, "")).unwrap();
+        let good = call(&(p("filename", "a.c\n#include <x>") + &p("count", "3")));
+        assert!(grammar_takes(&g, &good));
+        assert!(grammar_takes(
+            &g,
+            &call(
+                &(p("count", "3")
+                    + &p("filename", "a.c")
+                    + &p("note", "hi")
+                    + &p("opts", "{\"dry\": true}"))
+            )
+        ));
+        assert!(!grammar_takes(&g, &call(&p("filename", "a.c"))));
+        assert!(!grammar_takes(
+            &g,
+            &call(&(p("filename", "a.c") + &p("count", "three")))
+        ));
+        assert!(!grammar_takes(
+            &g,
+            &call(&(p("filename", "a.c") + &p("count", "3") + &p("opts", "{\"wet\": 1}")))
+        ));
+        assert!(!grammar_takes(&g, "I will edit it."));
+        assert!(!grammar_takes(
+            &g,
+            "<tool_call>\n<function=edit>\n<parameter=filename>\nParis</parameter>\n<parameter=count>3</parameter>\n</function>\n</tool_call>\n\nYou can"
+        ));
+        let r = req("auto");
+        let g = r.grammar(&r.syntax(Format::Qwen3Coder, None, "")).unwrap();
+        assert!(grammar_takes(&g, "I will edit it."));
+        assert!(grammar_takes(&g, &format!("Editing.\n{good}")));
+        assert!(!grammar_takes(
+            &g,
+            "Editing.\n<tool_call>\n<function=delete>\n"
+        ));
+    }
+
+    /// Functionary v3.2 with `required`: a call right after the prompt's `>>>`, maybe content
+    /// (`all\n…>>>`) first (llama.cpp's `functionary-v3-2.cpp` grammar).
+    #[test]
+    fn functionary_grammar_forces_a_recipient_call() {
+        let r = ChatRequest::openai(
+            &body(json!({"tools": weather(), "tool_choice": "required"})),
+            ReasoningFormat::Auto,
+        )
+        .unwrap();
+        let g = r
+            .grammar(&r.syntax(Format::FunctionaryV32, None, ""))
+            .unwrap();
+        assert!(grammar_takes(&g, "get_weather\n{\"city\": \"Paris\"}"));
+        assert!(grammar_takes(
+            &g,
+            "all\nChecking.>>>get_weather\n{\"city\": \"Paris\"}"
+        ));
+        assert!(!grammar_takes(&g, "all\nIt is sunny."));
+        assert!(!grammar_takes(&g, "get_weather\n{\"town\": \"Paris\"}"));
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! A call's `arguments` is the JSON text as the model wrote it (llama.cpp keeps it raw, too),
 //! cut where generation is when partial.
 
+use std::sync::Arc;
+
+use serde_json::Value;
+
 use super::Format;
 
 /// One parsed tool call.
@@ -31,7 +35,7 @@ pub struct Parsed {
 }
 
 /// How to read one reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Syntax {
     pub format: Format,
     /// Tool calls are looked for (tools were given and `tool_choice` is not `none`).
@@ -44,6 +48,9 @@ pub struct Syntax {
     pub think: Option<(&'static str, &'static str)>,
     /// The prompt ends inside an opened thinking block: the reply starts as reasoning.
     pub starts_thinking: bool,
+    /// The request's tool definitions, where the format needs them to read a call
+    /// (Qwen3-Coder's parameters are text or JSON by their schema's type).
+    pub defs: Option<Arc<Value>>,
 }
 
 impl Syntax {
@@ -57,6 +64,7 @@ impl Syntax {
             legacy: false,
             think: None,
             starts_thinking: false,
+            defs: None,
         }
     }
 
@@ -66,7 +74,7 @@ impl Syntax {
             Format::GptOss => true,
             Format::Gemma4 | Format::MistralArgs => self.tools || self.reasoning,
             Format::Mistral | Format::Llama3 => self.tools,
-            Format::Hermes | Format::Content => false,
+            Format::Hermes | Format::Qwen3Coder | Format::FunctionaryV32 | Format::Content => false,
         }
     }
 }
@@ -75,6 +83,11 @@ impl Syntax {
 pub fn parse(text: &str, partial: bool, syn: &Syntax) -> Parsed {
     if syn.format == Format::GptOss {
         return parse_harmony(text, partial, syn);
+    }
+    if syn.format == Format::FunctionaryV32 {
+        let mut out = Parsed::default();
+        parse_functionary_v32(text, partial, syn.tools, &mut out);
+        return out;
     }
     let mut out = Parsed::default();
     let rest = match syn.reasoning {
@@ -95,7 +108,8 @@ pub fn parse(text: &str, partial: bool, syn: &Syntax) -> Parsed {
         Format::Mistral => parse_mistral(rest, partial, &mut out, false),
         Format::MistralArgs => parse_mistral(rest, partial, &mut out, true),
         Format::Gemma4 => parse_gemma4(rest, partial, &mut out),
-        Format::Content | Format::GptOss => out.content.push_str(rest),
+        Format::Qwen3Coder => parse_qwen3_coder(rest, partial, syn, &mut out),
+        Format::Content | Format::GptOss | Format::FunctionaryV32 => out.content.push_str(rest),
     }
     out
 }
@@ -212,6 +226,252 @@ fn parse_hermes(text: &str, partial: bool, out: &mut Parsed) {
             }
         }
     }
+}
+
+/// Qwen3-Coder (also Qwen 3.5, Nemotron Nano 3): XML calls,
+/// `<tool_call>\n<function=NAME>\n<parameter=P>\nVALUE\n</parameter>\n…</function>\n</tool_call>`,
+/// as llama.cpp's `common/parsers/qwen3-coder.cpp` reads them. A parameter whose schema is a
+/// string is text, taken verbatim; one of other types is JSON; one that may be either is JSON
+/// when it parses, else text. The arguments are built as llama.cpp builds them, compact
+/// (`{"a":1,"b":"x"}`). Without a thinking block (Qwen3-Coder itself) the first call may come
+/// without its `<tool_call>`: `<function=NAME>` of a known tool starts it too.
+fn parse_qwen3_coder(text: &str, partial: bool, syn: &Syntax, out: &mut Parsed) {
+    const OPEN: &str = "<tool_call>";
+    const CLOSE: &str = "</tool_call>";
+    const FUNC: &str = "<function=";
+    const FUNC_END: &str = "</function>";
+    const PARAM: &str = "<parameter=";
+    const PARAM_END: &str = "</parameter>";
+    let defs = syn.defs.as_deref();
+    let bare_starts: Vec<String> = if syn.think.is_none() {
+        super::tool_names(defs)
+            .map(|n| format!("{FUNC}{n}>"))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut starts: Vec<&str> = vec![OPEN];
+    starts.extend(bare_starts.iter().map(String::as_str));
+    let mut pos = 0;
+    loop {
+        let rest = &text[pos..];
+        // Only the first call may come without its `<tool_call>`.
+        let allowed = if out.calls.is_empty() {
+            &starts[..]
+        } else {
+            &starts[..1]
+        };
+        let found = allowed
+            .iter()
+            .filter_map(|s| rest.find(s).map(|at| (at, *s)))
+            .min();
+        let Some((at, start)) = found else {
+            if out.calls.is_empty() {
+                if partial {
+                    push_content(out, hold_back(rest, &starts), true);
+                } else {
+                    out.content.push_str(rest);
+                }
+            } else if !partial && !rest.trim().is_empty() {
+                out.content.push_str(rest.trim());
+            }
+            return;
+        };
+        if out.calls.is_empty() {
+            push_content(out, &rest[..at], true);
+        }
+        let mut s = &rest[at..];
+        if start == OPEN {
+            s = s[OPEN.len()..].trim_start();
+        }
+        // The function's name.
+        let Some(f) = s.strip_prefix(FUNC) else {
+            if !partial {
+                out.content.push_str(&rest[at..]);
+            }
+            return;
+        };
+        let Some(gt) = f.find('>') else { return };
+        let name = f[..gt].trim().to_owned();
+        let mut body = &f[gt + 1..];
+        let mut args = String::from("{");
+        let mut n_args = 0;
+        let mut closed = false;
+        loop {
+            let b = body.trim_start();
+            if let Some(p) = b.strip_prefix(PARAM) {
+                let Some(gt) = p.find('>') else { break };
+                let param = p[..gt].trim();
+                let v = &p[gt + 1..];
+                let v = v.strip_prefix('\n').unwrap_or(v);
+                let kind = arg_kind(defs, &name, param);
+                let sep = if n_args > 0 { "," } else { "" };
+                let key = serde_json::to_string(param).unwrap_or_default();
+                match v.find(PARAM_END) {
+                    Some(end) => {
+                        let raw = &v[..end];
+                        let raw = raw.strip_suffix('\n').unwrap_or(raw);
+                        args.push_str(&format!("{sep}{key}:{}", arg_value(raw, kind)));
+                        n_args += 1;
+                        body = &v[end + PARAM_END.len()..];
+                    }
+                    None => {
+                        // Still being written: a text value shows as far as it surely goes.
+                        if partial && kind == ArgKind::Text {
+                            let shown = hold_back(v, &["\n</parameter>", PARAM_END]);
+                            let json = serde_json::to_string(shown).unwrap_or_default();
+                            args.push_str(&format!("{sep}{key}:{}", &json[..json.len() - 1]));
+                        }
+                        break;
+                    }
+                }
+            } else if let Some(after) = b.strip_prefix(FUNC_END) {
+                args.push('}');
+                closed = true;
+                let after_ws = after.trim_start();
+                body = after_ws.strip_prefix(CLOSE).unwrap_or(after_ws);
+                break;
+            } else {
+                break;
+            }
+        }
+        out.calls.push(Call {
+            name,
+            arguments: args,
+            id: String::new(),
+        });
+        if !closed {
+            return;
+        }
+        pos = text.len() - body.len();
+    }
+}
+
+/// Functionary v3.2, as llama.cpp's `functionary-v3-2.cpp` reads it: the reply continues the
+/// prompt's `>>>` with a recipient line, `all` for content (up to the next `>>>` when tools
+/// were given) or a function's name followed by its JSON arguments; more `>>>` messages may
+/// follow. A reply that fits neither is content as it is.
+fn parse_functionary_v32(text: &str, partial: bool, tools: bool, out: &mut Parsed) {
+    const ALL: &str = "all\n";
+    const NEXT: &str = ">>>";
+    let mut rest = text;
+    loop {
+        if let Some(c) = rest.strip_prefix(ALL) {
+            match c.find(NEXT).filter(|_| tools) {
+                Some(at) => {
+                    out.content.push_str(&c[..at]);
+                    rest = &c[at + NEXT.len()..];
+                    continue;
+                }
+                None => {
+                    let shown = if partial && tools {
+                        hold_back(c, &[NEXT])
+                    } else {
+                        c
+                    };
+                    out.content.push_str(shown);
+                    return;
+                }
+            }
+        }
+        if partial && ALL.starts_with(rest) {
+            return;
+        }
+        let name_end = rest.find('\n');
+        let name = name_end.map_or(rest, |nl| &rest[..nl]);
+        let is_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !tools || !is_name {
+            if !(partial && is_name && name_end.is_none()) {
+                out.content.push_str(rest);
+            }
+            return;
+        }
+        let Some(nl) = name_end else { return };
+        let body = &rest[nl + 1..];
+        let lead = body.len() - body.trim_start().len();
+        let args = &body[lead..];
+        match json_end(args) {
+            Scan::Done(len) => {
+                out.calls.push(Call {
+                    name: name.to_owned(),
+                    arguments: args[..len].to_owned(),
+                    id: String::new(),
+                });
+                let after = args[len..].trim_start();
+                match after.strip_prefix(NEXT) {
+                    Some(next) => rest = next,
+                    None => {
+                        if !partial && !after.is_empty() {
+                            out.content.push_str(after);
+                        }
+                        return;
+                    }
+                }
+            }
+            Scan::Partial => {
+                out.calls.push(Call {
+                    name: name.to_owned(),
+                    arguments: args.to_owned(),
+                    id: String::new(),
+                });
+                return;
+            }
+            Scan::Invalid => {
+                if !partial {
+                    out.content.push_str(rest);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// How a Qwen3-Coder parameter's value is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ArgKind {
+    /// The schema says string: the text itself.
+    Text,
+    /// Another type: JSON.
+    Json,
+    /// Either (no type, or string among others): JSON when it parses.
+    Either,
+}
+
+/// The kind of parameter `param` of tool `func` in the request's tool definitions.
+fn arg_kind(defs: Option<&Value>, func: &str, param: &str) -> ArgKind {
+    let schema = defs
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.get("function"))
+        .find(|f| f.get("name").and_then(Value::as_str) == Some(func))
+        .and_then(|f| f.get("parameters")?.get("properties")?.get(param));
+    let types: Vec<&str> = match schema.and_then(|s| s.get("type")) {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => return ArgKind::Either,
+    };
+    match (types.contains(&"string"), types.len()) {
+        (true, 1) => ArgKind::Text,
+        (true, _) => ArgKind::Either,
+        (false, _) => ArgKind::Json,
+    }
+}
+
+/// A complete parameter value as JSON text.
+fn arg_value(raw: &str, kind: ArgKind) -> String {
+    let as_json = || {
+        let t = raw.trim();
+        serde_json::from_str::<Value>(t).ok().map(|_| t.to_owned())
+    };
+    match kind {
+        ArgKind::Text => None,
+        ArgKind::Json | ArgKind::Either => as_json(),
+    }
+    .unwrap_or_else(|| serde_json::to_string(raw).unwrap_or_default())
 }
 
 /// Llama 3.x: the reply is one JSON call `{"name": …, "parameters": {…}}`, or
@@ -527,7 +787,7 @@ fn gemma4_args(s: &str) -> Option<(String, usize)> {
                 depth = depth.checked_sub(1)?;
                 json.push(c as char);
                 if depth == 0 {
-                    serde_json::from_str::<serde_json::Value>(&json).ok()?;
+                    serde_json::from_str::<Value>(&json).ok()?;
                     return Some((json, i + 1));
                 }
             }
@@ -716,8 +976,8 @@ fn json_call(s: &str, args_keys: &[&str]) -> JsonCall {
                         }
                     }
                     _ if is_args => {
-                        call.arguments = match serde_json::from_str::<serde_json::Value>(raw) {
-                            Ok(serde_json::Value::String(inner)) => inner,
+                        call.arguments = match serde_json::from_str::<Value>(raw) {
+                            Ok(Value::String(inner)) => inner,
                             _ => raw.to_owned(),
                         };
                         have_args = true;

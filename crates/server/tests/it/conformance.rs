@@ -665,3 +665,298 @@ fn response_fields_are_llama_servers() {
     )
     .expect_error(400, "invalid_request_error");
 }
+
+/// `n_predict: 0` (or `max_tokens: 0`) still gives one token, as llama-server checks its limit
+/// only after a token: its answers on SmolLM2, greedy, for these requests.
+#[test]
+fn n_predict_zero_gives_one_token_as_llama_server() {
+    let s = TestServer::start(config());
+    let v = s
+        .post(
+            "/completion",
+            &json!({ "prompt": "I believe", "n_predict": 0, "temperature": 0 }),
+        )
+        .json();
+    assert_eq!(
+        (&v["content"], &v["tokens_predicted"], &v["stop_type"]),
+        (&json!(" that"), &json!(1), &json!("limit")),
+        "{v}"
+    );
+    let v = s
+        .post(
+            "/v1/chat/completions",
+            &json!({ "messages": [{ "role": "user", "content": "hi" }], "max_tokens": 0,
+                     "temperature": 0 }),
+        )
+        .json();
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello", "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    assert_eq!(v["usage"]["completion_tokens"], 1);
+    assert_eq!(v["usage"]["prompt_tokens"], 31);
+}
+
+/// `__verbose` on streamed answers, where llama-server puts it: a chat stream's final chunk
+/// carries the native final answer without content or tokens (they went out in the chunks);
+/// a completion stream's every chunk carries the native partial (its text and token) and the
+/// final one the native final. Values are llama-server's for these requests (Llama 3.1's
+/// template, SmolLM2, greedy).
+#[test]
+fn streamed_answers_carry_verbose_as_llama_server() {
+    let s = llama31_server(false);
+    let events: Vec<Value> = s
+        .stream(
+            "/v1/chat/completions",
+            &json!({ "messages": [{ "role": "user", "content": "Hi" }], "max_tokens": 3,
+                     "temperature": 0, "stream": true, "verbose": true }),
+        )
+        .collect_all()
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let with: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.get("__verbose").is_some())
+        .collect();
+    assert_eq!(with.len(), 1, "{events:?}");
+    assert_eq!(with[0]["choices"][0]["finish_reason"], "length");
+    let x = &with[0]["__verbose"];
+    assert_eq!(
+        (&x["content"], &x["tokens"], &x["stop"], &x["stop_type"]),
+        (&json!(""), &json!([]), &json!(true), &json!("limit"))
+    );
+    assert_eq!(
+        (
+            &x["tokens_predicted"],
+            &x["tokens_evaluated"],
+            &x["tokens_cached"]
+        ),
+        (&json!(3), &json!(105), &json!(107))
+    );
+    assert_eq!(x["has_new_line"], true, "the reply is \"\\nCutting\"");
+    assert!(
+        x["prompt"]
+            .as_str()
+            .unwrap()
+            .ends_with("assistant<|end_header_id|>\n\n")
+    );
+
+    let events: Vec<Value> = s
+        .stream(
+            "/v1/completions",
+            &json!({ "prompt": "I believe", "max_tokens": 2, "temperature": 0,
+                     "stream": true, "verbose": true }),
+        )
+        .collect_all()
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let partials: Vec<Value> = events
+        .iter()
+        .filter(|e| e["choices"][0]["finish_reason"].is_null())
+        .map(|e| e["__verbose"].clone())
+        .collect();
+    assert_eq!(
+        partials,
+        [
+            json!({ "index": 0, "content": " that", "tokens": [338], "stop": false,
+                    "id_slot": -1, "tokens_predicted": 1, "tokens_evaluated": 2 }),
+            json!({ "index": 0, "content": " the", "tokens": [260], "stop": false,
+                    "id_slot": -1, "tokens_predicted": 2, "tokens_evaluated": 2 }),
+        ]
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "length");
+    let x = &last["__verbose"];
+    assert_eq!(
+        (&x["content"], &x["stop"], &x["tokens_predicted"]),
+        (&json!(""), &json!(true), &json!(2))
+    );
+}
+
+/// Continuing a lone user message on Llama 3.1's template: the messages before it are none,
+/// and llama-server (llama.cpp's Jinja engine) renders the template's `messages[0]['role']`
+/// on that empty list as undefined — the system header, then the message's text as the
+/// assistant's prefill.
+#[test]
+fn continuing_a_lone_user_message_renders_as_llama_server() {
+    let s = llama31_server(false);
+    for flag in [json!(true), json!("content")] {
+        let v = s
+            .post(
+                "/apply-template",
+                &json!({ "messages": [{ "role": "user", "content": "Hi" }],
+                         "add_generation_prompt": false, "continue_final_message": flag }),
+            )
+            .json();
+        let p = v["prompt"].as_str().unwrap();
+        assert!(
+            p.starts_with(
+                "<|im_start|><|start_header_id|>system<|end_header_id|>\n\n\
+                 Cutting Knowledge Date: December 2023\nToday Date: "
+            ) && p.ends_with("\n\n<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHi"),
+            "{p}"
+        );
+    }
+}
+
+fn qwen3_server() -> TestServer {
+    let path = format!(
+        "{}/../text/tests/fixtures/templates/Qwen-Qwen3-0.6B.jinja",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut c = config();
+    c.n_parallel = 1;
+    c.chat_template = Some(server::TemplateChoice::Source(
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")),
+    ));
+    TestServer::start(c)
+}
+
+/// `continue_final_message` with reasoning, as llama-server renders it on Qwen 3's template
+/// (its `/apply-template` answers for these messages): a continued message's thinking block
+/// comes first — closed before the content, left open when only the reasoning is continued
+/// (`"reasoning_content"`, or a message with reasoning and no content) — and the reply then
+/// goes on as `reasoning_content`.
+#[test]
+fn continuing_reasoning_is_llama_servers() {
+    let s = qwen3_server();
+    let render = |messages: Value, flag: Option<&str>| {
+        let mut body = json!({ "messages": messages });
+        if let Some(f) = flag {
+            body["continue_final_message"] = json!(f);
+            body["add_generation_prompt"] = json!(false);
+        }
+        s.post("/apply-template", &body).json()["prompt"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let turn = |content: &str, reasoning: Option<&str>| {
+        let mut a = json!({ "role": "assistant", "content": content });
+        if let Some(r) = reasoning {
+            a["reasoning_content"] = json!(r);
+        }
+        json!([{ "role": "user", "content": "Hi" }, a])
+    };
+    const GEN: &str = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+    for (messages, flag, want) in [
+        (turn("Whill", None), None, "<think>\n\n</think>\n\nWhill"),
+        (
+            turn("Whill", Some("Let me think")),
+            None,
+            "<think>\nLet me think\n</think>\n\nWhill",
+        ),
+        (
+            turn("", Some("Let me think")),
+            None,
+            "<think>\nLet me think",
+        ),
+        (
+            turn("X", Some("Let me think")),
+            Some("reasoning_content"),
+            "<think>\nLet me think",
+        ),
+    ] {
+        let p = render(messages.clone(), flag);
+        assert!(
+            p.ends_with(&format!("{GEN}{want}")),
+            "{messages} {flag:?}: {p:?}"
+        );
+    }
+    // The answer holds the continued text, as llama-server's ("Let me think for a moment.",
+    // "Whill, I'll just" on SmolLM2), streamed alike.
+    for (messages, field, want) in [
+        (
+            turn("", Some("Let me think")),
+            "reasoning_content",
+            "Let me think for a moment.",
+        ),
+        (turn("Whill", None), "content", "Whill, I'll just"),
+    ] {
+        let body = json!({ "messages": messages, "max_tokens": 4, "temperature": 0 });
+        let v = s.post("/v1/chat/completions", &body).json();
+        assert_eq!(v["choices"][0]["message"][field], want, "{v}");
+        let mut streamed = body;
+        streamed["stream"] = json!(true);
+        let text: String = s
+            .stream("/v1/chat/completions", &streamed)
+            .collect_all()
+            .iter()
+            .filter(|e| *e != "[DONE]")
+            .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+            .filter_map(|e| e["choices"][0]["delta"][field].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(text, want);
+    }
+}
+
+/// The prompt a continued final message ends with, on real templates: llama.cpp's
+/// `test-chat.cpp` generation-prompt checks (`continuation_content`: content "Hello, " after
+/// reasoning "I'm thinking"; `continuation_reasoning`: reasoning "I'm"). (Kimi K2, Ministral 3,
+/// Gemma 4 and LFM2.5 differ still: llama.cpp writes their thinking blocks by hand, where
+/// hearth finds none in what the template renders.)
+#[test]
+fn continuation_prompts_are_llama_cpps() {
+    for (name, content, reasoning) in CONTINUATIONS {
+        let path = format!(
+            "{}/../text/tests/fixtures/templates/{name}.jinja",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut c = config();
+        c.n_parallel = 1;
+        c.chat_template = Some(server::TemplateChoice::Source(
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")),
+        ));
+        let s = TestServer::start(c);
+        let render = |assistant: Value, flag: &str| {
+            let body = json!({
+                "messages": [{ "role": "system", "content": "You are a helpful assistant" },
+                             { "role": "user", "content": "Hello" }, assistant],
+                "add_generation_prompt": false, "continue_final_message": flag });
+            s.post("/apply-template", &body).json()["prompt"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let p = render(
+            json!({ "role": "assistant", "content": "Hello, ", "reasoning_content": "I'm thinking" }),
+            "content",
+        );
+        assert!(p.ends_with(content), "{name}: {p:?}");
+        let p = render(
+            json!({ "role": "assistant", "content": "", "reasoning_content": "I'm" }),
+            "reasoning_content",
+        );
+        assert!(p.ends_with(reasoning), "{name}: {p:?}");
+    }
+}
+
+const CONTINUATIONS: &[(&str, &str, &str)] = &[
+    (
+        "Qwen3.5-4B",
+        "<|im_start|>assistant\n<think>\nI'm thinking\n</think>\n\nHello, ",
+        "<|im_start|>assistant\n<think>\nI'm",
+    ),
+    (
+        "Reka-Edge",
+        "assistant: <think>\nI'm thinking\n</think>\n\nHello, ",
+        "assistant: <think>\nI'm",
+    ),
+    (
+        "deepseek-ai-DeepSeek-V3.2",
+        "<｜Assistant｜><think>I'm thinking</think>Hello, ",
+        "<｜Assistant｜><think>I'm",
+    ),
+    (
+        "deepseek-ai-DeepSeek-V4",
+        "<｜Assistant｜><think>I'm thinking</think>Hello, ",
+        "<｜Assistant｜><think>I'm",
+    ),
+    (
+        "GigaChat3-10B-A1.8B",
+        "assistant<|role_sep|>\nHello, ",
+        "assistant<|role_sep|>\n",
+    ),
+];

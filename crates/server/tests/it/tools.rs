@@ -232,3 +232,43 @@ fn ollama_tool_calls_from_llama3_json() {
         .collect();
     assert_eq!(content, "");
 }
+
+/// Qwen3-Coder's template with `tool_choice: "required"`: the grammar makes SmolLM2 write an
+/// XML call, which comes back as `tool_calls` with JSON arguments, whole and streamed alike.
+/// (The parameters are not strings: a string's value is free text up to
+/// `\n</parameter>\n`, in llama.cpp's grammar too, and this small model does not end it.)
+#[test]
+fn qwen3_coder_forced_calls_come_back_as_json_arguments() {
+    let s = server_with("Qwen3-Coder");
+    let tools = json!([{ "type": "function", "function": {
+        "name": "get_weather", "description": "Get the weather in a city",
+        "parameters": { "type": "object", "properties": {
+            "days": { "type": "integer" }, "metric": { "type": "boolean" } },
+            "required": ["days", "metric"] } } }]);
+    let body = json!({
+        "messages": [{ "role": "user", "content": "Weather in Paris for 3 days?" }],
+        "tools": tools, "tool_choice": "required", "max_tokens": 60, "temperature": 0,
+    });
+    let v = s.post("/v1/chat/completions", &body).json();
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
+    let call = &choice["message"]["tool_calls"][0]["function"];
+    assert_eq!(call["name"], "get_weather");
+    let args: Value = serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap();
+    assert!(
+        args["days"].is_i64() && args["metric"].is_boolean(),
+        "{args}"
+    );
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let events = s.stream("/v1/chat/completions", &streamed).collect_all();
+    let mut arguments = String::new();
+    for e in events.iter().filter(|e| *e != "[DONE]") {
+        let e: Value = serde_json::from_str(e).unwrap();
+        if let Some(a) = e["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str()
+        {
+            arguments.push_str(a);
+        }
+    }
+    assert_eq!(arguments, call["arguments"].as_str().unwrap());
+}

@@ -263,15 +263,23 @@ pub struct RenderRequest<'a> {
     /// More template variables (`enable_thinking`, `unk_token`, …); they do not override the
     /// ones above.
     pub extra: Option<&'a Map<String, Json>>,
-    /// `+` of a string and an undefined or none value gives the string, as in llama.cpp's
-    /// own Jinja engine (llama-server renders FireFunction's template, which adds an undefined
-    /// `functions`, that way); off, it is the error jinja2 raises, as transformers renders.
+    /// Render as llama.cpp's own Jinja engine where it is more lenient than jinja2:
+    /// - `+` of a string and an undefined or none value gives the string (llama-server
+    ///   renders FireFunction's template, which adds an undefined `functions`, that way);
+    /// - an item or attribute of an undefined value is undefined, not an error (llama-server
+    ///   renders Llama 3.1's `messages[0]['role']` on an empty list, as when it continues a
+    ///   lone user message).
+    ///
+    /// Off, both are the errors jinja2 raises, as transformers renders.
     pub llama_cpp_concat: bool,
 }
 
 /// A compiled chat template, ready to render any number of conversations.
 pub struct ChatTemplate {
     env: Environment<'static>,
+    /// The same template with llama.cpp's undefined values (see
+    /// [`RenderRequest::llama_cpp_concat`]).
+    env_llama_cpp: Environment<'static>,
     limits: Limits,
 }
 
@@ -313,9 +321,19 @@ impl ChatTemplate {
         let syntax = env::syntax().map_err(|e| TemplateError::Syntax(e.to_string()))?;
         let source = guard_rewrite::rewrite(&source::rewrite(source), env::TEMPLATE_NAME, syntax)
             .map_err(|e| TemplateError::Syntax(describe(&e)))?;
+        let mut env_llama_cpp =
+            env::environment(&limits).map_err(|e| TemplateError::Syntax(e.to_string()))?;
+        env_llama_cpp.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+        env_llama_cpp
+            .add_template_owned(env::TEMPLATE_NAME, source.clone())
+            .map_err(|e| TemplateError::Syntax(describe(&e)))?;
         env.add_template_owned(env::TEMPLATE_NAME, source)
             .map_err(|e| TemplateError::Syntax(describe(&e)))?;
-        Ok(ChatTemplate { env, limits })
+        Ok(ChatTemplate {
+            env,
+            env_llama_cpp,
+            limits,
+        })
     }
 
     /// The built-in template for a file that has none, by its `general.architecture`, and
@@ -332,6 +350,7 @@ impl ChatTemplate {
     fn empty() -> ChatTemplate {
         ChatTemplate {
             env: Environment::new(),
+            env_llama_cpp: Environment::new(),
             limits: Limits::default(),
         }
     }
@@ -352,8 +371,12 @@ impl ChatTemplate {
 
     fn render_on_this_thread(&self, req: &RenderRequest<'_>) -> Result<String, TemplateError> {
         guard::start_render(self.limits.fuel.saturating_mul(2), req.llama_cpp_concat);
-        let template = self
-            .env
+        let env = if req.llama_cpp_concat {
+            &self.env_llama_cpp
+        } else {
+            &self.env
+        };
+        let template = env
             .get_template(env::TEMPLATE_NAME)
             .map_err(|e| TemplateError::Syntax(describe(&e)))?;
         let now = req.now.unwrap_or_else(DateTime::now_utc);

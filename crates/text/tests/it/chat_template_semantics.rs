@@ -78,3 +78,24 @@ fn llama_cpp_concat_joins_a_string_with_nothing() {
     let t = ChatTemplate::new("{{ 1 + missing }}").unwrap();
     assert!(t.render(&lenient).is_err());
 }
+
+/// An item or attribute of an undefined value is jinja2's error by default, and undefined with
+/// `llama_cpp_concat`, as llama.cpp's engine renders Llama 3.1's `messages[0]['role']` when
+/// there are no messages.
+#[test]
+fn llama_cpp_mode_reads_through_undefined_values() {
+    let t = ChatTemplate::new(
+        "{% if messages[0]['role'] == 'system' %}S{% else %}N{% endif %}|{{ missing.a.b }}|x",
+    )
+    .unwrap();
+    let strict = RenderRequest {
+        messages: &[],
+        ..RenderRequest::default()
+    };
+    assert!(t.render(&strict).is_err());
+    let lenient = RenderRequest {
+        llama_cpp_concat: true,
+        ..strict
+    };
+    assert_eq!(t.render(&lenient).unwrap(), "N||x");
+}

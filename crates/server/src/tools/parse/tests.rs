@@ -16,6 +16,7 @@ fn syn(format: Format) -> Syntax {
         legacy: false,
         think: None,
         starts_thinking: false,
+        defs: None,
     }
 }
 
@@ -45,7 +46,7 @@ fn msg(content: &str, reasoning: &str, calls: &[(&str, &str)]) -> Parsed {
 /// llama.cpp compares arguments as renormalized JSON and some contents stripped.
 fn norm(mut p: Parsed) -> Parsed {
     for c in &mut p.calls {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&c.arguments) {
+        if let Ok(v) = serde_json::from_str::<Value>(&c.arguments) {
             c.arguments = v.to_string();
         }
         c.id.clear();
@@ -62,7 +63,7 @@ fn check(text: &str, syn: Syntax, want: Parsed) {
     let got = parse(text, false, &syn);
     assert_eq!(norm(got.clone()), norm(want), "parsing {text:?}");
     for size in 1..=7 {
-        let mut s = ChatStream::new(syn);
+        let mut s = ChatStream::new(syn.clone());
         let mut rebuilt = Parsed::default();
         let mut deltas = Vec::new();
         let chars: Vec<char> = text.chars().collect();
@@ -190,7 +191,7 @@ fn without_tools_markup_is_content() {
         tools: false,
         ..syn(Format::Hermes)
     };
-    check(text, s, msg(text, "", &[]));
+    check(text, s.clone(), msg(text, "", &[]));
 }
 
 #[test]
@@ -247,17 +248,17 @@ fn ministral_args_calls_and_think_blocks() {
     let think = thinking(Format::MistralArgs, "[THINK]", "[/THINK]");
     check(
         "[TOOL_CALLS]special_function[ARGS]{\"arg1\":1}",
-        think,
+        think.clone(),
         msg("", "", &[("special_function", "{\"arg1\":1}")]),
     );
     check(
         "[THINK]I'm\nthinking[/THINK][TOOL_CALLS]special_function[ARGS]{\"arg1\":1}",
-        think,
+        think.clone(),
         msg("", THINKING, &[("special_function", "{\"arg1\":1}")]),
     );
     check(
         "[TOOL_CALLS]special_function[ARGS]{\"arg1\": 1}[TOOL_CALLS]special_function_with_opt[ARGS]{\"arg1\": 1, \"arg2\": 2}",
-        think,
+        think.clone(),
         msg(
             "",
             "",
@@ -270,7 +271,7 @@ fn ministral_args_calls_and_think_blocks() {
     // Markup inside the thinking block is reasoning.
     check(
         "[THINK]Let me think about [TOOL_CALLS]special_function[ARGS]{\"arg1\":1} and more[/THINK][TOOL_CALLS]special_function[ARGS]{\"arg1\": 1}",
-        think,
+        think.clone(),
         msg(
             "",
             "Let me think about [TOOL_CALLS]special_function[ARGS]{\"arg1\":1} and more",
@@ -281,10 +282,10 @@ fn ministral_args_calls_and_think_blocks() {
     let text = "[THINK]I'm\nthinking[/THINK]Hello, world!\nWhat's up?";
     let none = Syntax {
         reasoning: false,
-        ..think
+        ..think.clone()
     };
-    check(text, none, msg(text, "", &[]));
-    check(text, think, msg(HELLO, THINKING, &[]));
+    check(text, none.clone(), msg(text, "", &[]));
+    check(text, think.clone(), msg(HELLO, THINKING, &[]));
 }
 
 #[test]
@@ -292,26 +293,26 @@ fn gpt_oss_channels() {
     let s = thinking(Format::GptOss, "<think>", "</think>");
     check(
         "<|channel|>final<|message|>Hello, world!\nWhat's up?",
-        s,
+        s.clone(),
         msg(HELLO, "", &[]),
     );
     check(
         "<|channel|>commentary<|message|>Hello, world!\nWhat's up?",
-        s,
+        s.clone(),
         msg(HELLO, "", &[]),
     );
     check(
         "<|channel|>analysis<|message|>I'm\nthinking<|end|><|start|>assistant<|channel|>final<|message|>Hello, world!\nWhat's up?",
-        s,
+        s.clone(),
         msg(HELLO, THINKING, &[]),
     );
     let none = Syntax {
         reasoning: false,
-        ..s
+        ..s.clone()
     };
     check(
         "<|channel|>analysis<|message|>I'm\nthinking<|end|><|start|>assistant<|channel|>final<|message|>Hello, world!\nWhat's up?",
-        none,
+        none.clone(),
         msg(
             "<|channel|>analysis<|message|>I'm\nthinking<|end|>Hello, world!\nWhat's up?",
             "",
@@ -327,16 +328,16 @@ fn gpt_oss_channels() {
         " to=functions.special_function<|channel|>analysis <|constrain|>json<|message|>{\"arg1\": 1}",
         "<|channel|>commentary to=functions.special_function<|message|>{\"arg1\": 1}",
     ] {
-        check(text, s, msg("", "", &call));
+        check(text, s.clone(), msg("", "", &call));
     }
     check(
         "<|channel|>analysis<|message|>I'm\nthinking<|end|><|start|>assistant to=functions.special_function<|channel|>analysis<|message|>{\"arg1\": 1}",
-        s,
+        s.clone(),
         msg("", THINKING, &call),
     );
     check(
         "<|channel|>analysis<|message|>Thinking about edit...<|end|><|start|>assistant<|channel|>commentary to=functions.edit <|constrain|>json<|message|>{\"oldString\": \"if (part < railCount - 1) {\", \"newString\": \"if (part < 4) {\", \"replaceAll\": false}",
-        s,
+        s.clone(),
         msg(
             "",
             "Thinking about edit...",
@@ -349,7 +350,7 @@ fn gpt_oss_channels() {
     // Calls to built-in tools the request did not define are dropped.
     check(
         "<|channel|>analysis<|message|>I will execute python to say hello<|end|><|start|>assistant to=container.exec<|channel|>commentary<|message|>python3 -c 'print(\"hello\")'",
-        s,
+        s.clone(),
         msg("", "I will execute python to say hello", &[]),
     );
 }
@@ -357,45 +358,45 @@ fn gpt_oss_channels() {
 #[test]
 fn gemma4_calls_and_thought_channel() {
     let s = thinking(Format::Gemma4, "<|channel>thought", "<channel|>");
-    check("Hello, world!", s, msg("Hello, world!", "", &[]));
+    check("Hello, world!", s.clone(), msg("Hello, world!", "", &[]));
     check(
         "<|channel>thought\nI'm\nthinking<channel|>Hello, world!\nWhat's up?",
-        s,
+        s.clone(),
         msg(HELLO, THINKING, &[]),
     );
     check(
         "<|channel>thought<channel|>Hello, world!\nWhat's up?",
-        s,
+        s.clone(),
         msg(HELLO, "", &[]),
     );
     check(
         "<|tool_call>call:get_time{city:<|\"|>London<|\"|>}<tool_call|>",
-        s,
+        s.clone(),
         msg("", "", &[("get_time", "{\"city\": \"London\"}")]),
     );
     check(
         "<|tool_call>call:get_time{city:<|\"|>San Francisco<|\"|>}<tool_call|>",
-        s,
+        s.clone(),
         msg("", "", &[("get_time", "{\"city\": \"San Francisco\"}")]),
     );
     check(
         "<|tool_call>call:empty_args{}<tool_call|>",
-        s,
+        s.clone(),
         msg("", "", &[("empty_args", "{}")]),
     );
     check(
         "Hello, world!\nWhat's up?<|tool_call>call:get_time{city:<|\"|>Paris<|\"|>}<tool_call|>",
-        s,
+        s.clone(),
         msg(HELLO, "", &[("get_time", "{\"city\": \"Paris\"}")]),
     );
     check(
         "<|channel>thought\nI'm\nthinking<channel|><|tool_call>call:get_time{city:<|\"|>Paris<|\"|>}<tool_call|>",
-        s,
+        s.clone(),
         msg("", THINKING, &[("get_time", "{\"city\": \"Paris\"}")]),
     );
     check(
         "<|tool_call>call:f{n:3,ok:true,xs:[1,2],o:{k:<|\"|>v<|\"|>}}<tool_call|>",
-        s,
+        s.clone(),
         msg(
             "",
             "",
@@ -416,38 +417,41 @@ fn thinking_blocks() {
     };
     check(
         "<think>I'm\nthinking</think>Hello, world!\nWhat's up?",
-        s,
+        s.clone(),
         msg(HELLO, THINKING, &[]),
     );
     // DeepSeek R1 Distill: the prompt opened the block (forced open).
     let open = Syntax {
         starts_thinking: true,
-        ..s
+        ..s.clone()
     };
     check(
         "I'm\nthinking</think>Hello, world!\nWhat's up?",
-        open,
+        open.clone(),
         msg(HELLO, THINKING, &[]),
     );
     check(
         "</think>Hello, world!\nWhat's up?",
-        open,
+        open.clone(),
         msg(HELLO, "", &[]),
     );
     // A reply cut inside the block is all reasoning.
-    check("I'm\nthinking", open, msg("", THINKING, &[]));
+    check("I'm\nthinking", open.clone(), msg("", THINKING, &[]));
     // reasoning_format none: the reply as it came.
     let none = Syntax {
         reasoning: false,
-        ..s
+        ..s.clone()
     };
     let text = "<think>I'm\nthinking</think>Hello, world!\nWhat's up?";
-    check(text, none, msg(text, "", &[]));
+    check(text, none.clone(), msg(text, "", &[]));
     // The opening tag, cut, waits.
     assert_eq!(parse("<thi", true, &s), Parsed::default());
     // deepseek-legacy: reasoning_content, and the block stays in the content.
-    let legacy = Syntax { legacy: true, ..s };
-    check(text, legacy, msg(text, THINKING, &[]));
+    let legacy = Syntax {
+        legacy: true,
+        ..s.clone()
+    };
+    check(text, legacy.clone(), msg(text, THINKING, &[]));
 }
 
 #[test]
@@ -465,4 +469,174 @@ fn json_end_finds_values() {
     assert_eq!(json_end("{]"), Scan::Invalid);
     assert_eq!(json_end("  12 "), Scan::Done(4));
     assert_eq!(json_end("<x"), Scan::Invalid);
+}
+
+/// Tools of llama.cpp's `test-chat.cpp` cases, as a request gives them.
+fn q3c() -> Syntax {
+    let tools = serde_json::json!([
+        {"type": "function", "function": {"name": "special_function", "parameters": {
+            "type": "object", "properties": {"arg1": {"type": "integer"}}, "required": ["arg1"]}}},
+        {"type": "function", "function": {"name": "special_function_with_opt", "parameters": {
+            "type": "object", "properties": {"arg1": {"type": "integer"}, "arg2": {"type": "integer"}},
+            "required": ["arg1"]}}},
+        {"type": "function", "function": {"name": "python", "parameters": {
+            "type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}}},
+        {"type": "function", "function": {"name": "todo_list", "parameters": {
+            "type": "object", "properties": {"todos": {"type": "array"}}, "required": ["todos"]}}},
+        {"type": "function", "function": {"name": "tool_2req_4opt", "parameters": {
+            "type": "object", "properties": {"req1": {"type": "string"}, "req2": {"type": "integer"},
+            "opt1": {"type": "string"}, "opt2": {"type": "integer"}, "opt3": {"type": ["string", "integer"]}},
+            "required": ["req1", "req2"]}}},
+    ]);
+    Syntax {
+        defs: Some(Arc::new(tools)),
+        ..syn(Format::Qwen3Coder)
+    }
+}
+
+#[test]
+fn qwen3_coder_xml_calls() {
+    check(HELLO, q3c(), msg(HELLO, "", &[]));
+    let one = "<tool_call>\n<function=special_function>\n<parameter=arg1>\n1\n</parameter>\n</function>\n</tool_call>";
+    let call = [("special_function", "{\"arg1\": 1}")];
+    check(one, q3c(), msg("", "", &call));
+    // llama.cpp builds the arguments compact.
+    assert_eq!(parse(one, false, &q3c()).calls[0].arguments, "{\"arg1\":1}");
+    // The first call may skip its <tool_call>.
+    let bare = one.strip_prefix("<tool_call>\n").unwrap();
+    check(bare, q3c(), msg("", "", &call));
+    check(
+        &format!("Let me call it.\n{bare}"),
+        q3c(),
+        msg("Let me call it.", "", &call),
+    );
+    let two = format!(
+        "{one}\n<tool_call>\n<function=special_function_with_opt>\n<parameter=arg1>\n1\n</parameter>\n\
+         <parameter=arg2>\n2\n</parameter>\n</function>\n</tool_call>"
+    );
+    check(
+        &two,
+        q3c(),
+        msg(
+            "",
+            "",
+            &[
+                call[0],
+                ("special_function_with_opt", "{\"arg1\": 1, \"arg2\": 2}"),
+            ],
+        ),
+    );
+    check(
+        "<tool_call>\n<function=python>\n<parameter=code>\ndef hello():\n    print(\"Hello, world!\")\n\nhello()\n</parameter>\n</function>\n</tool_call>",
+        q3c(),
+        msg(
+            "",
+            "",
+            &[(
+                "python",
+                "{\"code\": \"def hello():\\n    print(\\\"Hello, world!\\\")\\n\\nhello()\"}",
+            )],
+        ),
+    );
+    check(
+        "<tool_call>\n<function=python>\n<parameter=code>\n格\n</parameter>\n</function>\n</tool_call>",
+        q3c(),
+        msg("", "", &[("python", "{\"code\": \"格\"}")]),
+    );
+    check(
+        "<tool_call>\n<function=python>\n<parameter=code>\n<html>\n <head>\n</html>\n</parameter>\n</function>\n</tool_call>",
+        q3c(),
+        msg(
+            "",
+            "",
+            &[("python", "{\"code\": \"<html>\\n <head>\\n</html>\"}")],
+        ),
+    );
+    check(
+        "<tool_call>\n<function=todo_list>\n<parameter=todos>\n[{\"item\": \"Check stuff\", \"selected\": false}]\n</parameter>\n</function>\n</tool_call>",
+        q3c(),
+        msg(
+            "",
+            "",
+            &[(
+                "todo_list",
+                "{\"todos\": [{\"item\": \"Check stuff\", \"selected\": false}]}",
+            )],
+        ),
+    );
+    // Required arguments in any order; a string-or-integer value is JSON when it parses.
+    check(
+        "<tool_call>\n<function=tool_2req_4opt>\n<parameter=req2>\n42\n</parameter>\n\
+         <parameter=req1>\nhello\n</parameter>\n<parameter=opt2>\n200\n</parameter>\n\
+         <parameter=opt3>\n7\n</parameter>\n<parameter=opt1>\n8\n</parameter>\n</function>\n</tool_call>",
+        q3c(),
+        msg(
+            "",
+            "",
+            &[(
+                "tool_2req_4opt",
+                "{\"req2\": 42, \"req1\": \"hello\", \"opt2\": 200, \"opt3\": 7, \"opt1\": \"8\"}",
+            )],
+        ),
+    );
+    // Cut by the end of the reply: the call with what it has.
+    let cut = parse(
+        "<tool_call>\n<function=python>\n<parameter=code>\nprint(1)",
+        false,
+        &q3c(),
+    );
+    assert_eq!((cut.calls.len(), cut.calls[0].name.as_str()), (1, "python"));
+    // A thinking template: `<function=` alone does not start a call.
+    let think = Syntax {
+        think: Some(("<think>", "</think>")),
+        reasoning: true,
+        ..q3c()
+    };
+    check(
+        &format!("<think>\nhm\n</think>\n{one}"),
+        think.clone(),
+        msg("", "hm", &call),
+    );
+    check(bare, think, msg(bare, "", &[]));
+}
+
+#[test]
+fn functionary_v32_recipients() {
+    let f = syn(Format::FunctionaryV32);
+    // llama.cpp's test-chat.cpp cases.
+    check(
+        "all\nHello, world!\nWhat's up?",
+        f.clone(),
+        msg(HELLO, "", &[]),
+    );
+    check(
+        "special_function\n{\"arg1\": 1}",
+        f.clone(),
+        msg("", "", &[("special_function", "{\"arg1\": 1}")]),
+    );
+    // Content, then calls.
+    check(
+        "all\nLet me check.>>>special_function\n{\"arg1\": 1}>>>python\n{\"code\": \"1\"}",
+        f.clone(),
+        msg(
+            "Let me check.",
+            "",
+            &[
+                ("special_function", "{\"arg1\": 1}"),
+                ("python", "{\"code\": \"1\"}"),
+            ],
+        ),
+    );
+    // Without tools the recipient line goes, the rest is content.
+    let none = Syntax {
+        tools: false,
+        ..f.clone()
+    };
+    check("all\nHi >>> there", none, msg("Hi >>> there", "", &[]));
+    // Not a recipient line: content as it is.
+    check(
+        "Hello there, friend",
+        f,
+        msg("Hello there, friend", "", &[]),
+    );
 }
