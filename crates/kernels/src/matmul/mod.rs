@@ -156,14 +156,24 @@ enum BatchRule {
     /// (k-quants in ggml layout and the IQ lattice types: the tiled k-quant mat-mul, else
     /// `ggml_vec_dot_*_q8_K`).
     AtLeast8,
+    /// Every token of a product of 2 tokens or more takes path 1 (float weights: llamafile's
+    /// sgemm, where the shape allows it), of a single token path 0 (`ggml_vec_dot_*`).
+    AtLeast2,
 }
 
 impl BatchRule {
     /// The paths of llama.cpp for a matrix of `ty` with `rows` rows (`repacked`: held in its
     /// repacked buffer when it can be): the rule, and the path of each of the two kernel slots.
-    fn ggml(ty: GgmlType, rows: usize, repacked: bool) -> (BatchRule, [GgmlPath; 2]) {
+    fn ggml(ty: GgmlType, rows: usize, cols: usize, repacked: bool) -> (BatchRule, [GgmlPath; 2]) {
         use GgmlPath as P;
         match ty {
+            // llamafile's sgemm takes float products of 2+ tokens when the rows are a multiple
+            // of 4 and the width of its step; `mul_mat` falls back to `vec_dot` otherwise.
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16
+                if rows.is_multiple_of(4) && cols.is_multiple_of(arch::sgemm_step(ty)) =>
+            {
+                (BatchRule::AtLeast2, [P::VecDot, P::Sgemm])
+            }
             GgmlType::Q4_K if repacked && rows.is_multiple_of(8) => {
                 (BatchRule::GroupsOf4, [P::Gemv, P::Gemm])
             }
@@ -196,6 +206,7 @@ impl BatchRule {
                 [(0..g, 1), (g..n, 0)]
             }
             BatchRule::AtLeast8 => [(0..n, usize::from(n >= 8)), none],
+            BatchRule::AtLeast2 => [(0..n, usize::from(n >= 2)), none],
         }
     }
 }
@@ -292,7 +303,7 @@ impl<'a> Matrix<'a> {
         // llama.cpp's paths for this matrix, when its order is wanted and followed here.
         let ggml = options
             .ggml_order
-            .then(|| BatchRule::ggml(ty, rows, options.llama_repacked))
+            .then(|| BatchRule::ggml(ty, rows, cols, options.llama_repacked))
             .and_then(|(rule, paths)| {
                 let rows_fns = [
                     arch::rows_kernel_ggml(isa, ty, paths[0])?,
@@ -300,6 +311,10 @@ impl<'a> Matrix<'a> {
                 ];
                 Some((rule, paths, rows_fns))
             });
+        // Float weights in llama.cpp's order read activations rounded to their `vec_dot_type`
+        // and take no 4×4 tiles (their order is a kernel's per output).
+        let float_ggml = ggml.as_ref().and(arch::float_act_kind(ty));
+        let kind = float_ggml.unwrap_or(kind);
         let (rule, rows_fns, kernels) = match ggml {
             Some((rule, paths, rows_fns)) => {
                 // Repack only for kernels that sum in ggml's order too.
@@ -342,7 +357,10 @@ impl<'a> Matrix<'a> {
             kind,
             rule,
             rows_fns,
-            tile_fn: arch::tile_kernel(isa, ty),
+            tile_fn: match float_ggml {
+                Some(_) => None,
+                None => arch::tile_kernel(isa, ty),
+            },
             quantize_fn: arch::quantize_acts_kernel(isa, kind),
         })
     }
@@ -440,7 +458,7 @@ impl<'a> Matrix<'a> {
         let isa = Isa::detected();
         // The paths of a matrix llama.cpp repacks and of one it leaves in ggml layout.
         [true, false].into_iter().all(|repacked| {
-            let (_, paths) = BatchRule::ggml(ty, 8, repacked);
+            let (_, paths) = BatchRule::ggml(ty, 8, 256, repacked);
             paths
                 .iter()
                 .all(|&p| arch::rows_kernel_ggml(isa, ty, p).is_some())
@@ -773,7 +791,7 @@ pub fn matmul_many(
     }
 
     // Quantize once per activation form the matrices need.
-    for kind in [ActKind::Q8, ActKind::Q8K] {
+    for kind in ActKind::PREPARED {
         if let Some(w) = ws.iter().find(|w| w.kind == kind)
             && let Some(q) = w.quantize_fn
         {
@@ -925,7 +943,7 @@ pub fn matmul_grouped<'p, 'm: 'p>(
 ) -> Result<(), KernelError> {
     check_len("input", n_tokens, cols, x.len())?;
     let mut products = products.into_iter();
-    let mut quantized = [false; 2];
+    let mut quantized = [false; ActKind::PREPARED.len()];
     loop {
         let mut chunk: [Option<Product>; MAX_GROUPED] = std::array::from_fn(|_| None);
         let mut len = 0;
@@ -958,7 +976,7 @@ pub fn matmul_grouped<'p, 'm: 'p>(
             continue;
         }
         // Quantize once per activation form the matrices need.
-        for (form, kind) in [ActKind::Q8, ActKind::Q8K].into_iter().enumerate() {
+        for (form, kind) in ActKind::PREPARED.into_iter().enumerate() {
             if !quantized[form]
                 && let Some(p) = chunk.iter().flatten().find(|p| p.w.kind == kind)
                 && let Some(q) = p.w.quantize_fn
