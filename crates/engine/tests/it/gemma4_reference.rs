@@ -162,7 +162,7 @@ fn f32_logits_equal_llama_cpp() {
 /// (4.5e-3 at the first), greedy choices equal.
 #[test]
 fn f16_logits_near_llama_cpp() {
-    check_llama_cpp(DENSE, "f16", 3e-2);
+    check_llama_cpp(DENSE, "f16", 0.0);
 }
 
 #[test]

@@ -216,7 +216,11 @@ pub fn llama_cpp_close(arch: &str, tol: f32) {
         let prompt = ids(&case["ids"]);
         let logits = all_logits(&model, &prompt, 2);
         let mut worst = 0.0f32;
+        let mut same = 0;
         for (pos, l) in logits.iter().enumerate() {
+            if fnv1a64(l) == llama["fnv1a64_per_position"][pos].as_str().unwrap() {
+                same += 1;
+            }
             let top = &llama["top20_per_position"][pos];
             worst = worst.max(top20_error(l, top));
             let margin = top[0][1].as_f64().unwrap() - top[1][1].as_f64().unwrap();
@@ -226,7 +230,11 @@ pub fn llama_cpp_close(arch: &str, tol: f32) {
                 failures.push(format!("case {n} pos {pos}: argmax {ours} vs {want}"));
             }
         }
-        eprintln!("{arch} f16 case {n}: worst top-20 |Δ|/max vs llama.cpp {worst:.2e}");
+        eprintln!(
+            "{arch} f16 case {n}: {same}/{} positions bit-identical, worst top-20 |Δ|/max vs \
+             llama.cpp {worst:.2e}",
+            logits.len()
+        );
         if worst > tol {
             failures.push(format!("case {n}: top-20 error {worst:.2e} > {tol:.0e}"));
         }
