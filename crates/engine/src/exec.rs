@@ -88,6 +88,7 @@ impl Buf {
             head_dim: hp.head_dim_k,
             n_rot: hp.n_rot,
             n_ff: hp.n_ff,
+            n_ff_exp: hp.n_ff_exp,
             is_swa: false,
             kv_layer: 0,
         };
