@@ -364,6 +364,7 @@ impl HParams {
             l.n_ff_exp = f;
         }
         let max_of = |f: fn(&LayerShape) -> usize| layers.iter().map(f).max().unwrap_or(0);
+        let n_ff_exp = max_of(|l| l.n_ff_exp);
         let n_head_kv = max_of(|l| l.n_head_kv);
         let (head_dim_k, head_dim_v) = if layers.iter().all(|l| l.head_dim == head_dim_k) {
             (head_dim_k, head_dim_v)
@@ -440,7 +441,7 @@ impl HParams {
             layers,
             n_expert: k.opt_count("expert_count")?.unwrap_or(0),
             n_expert_used,
-            n_ff_exp: max_of(|l| l.n_ff_exp),
+            n_ff_exp,
             n_ff_shexp: k
                 .opt_count("expert_shared_feed_forward_length")?
                 .unwrap_or(0),
