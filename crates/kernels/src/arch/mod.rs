@@ -159,6 +159,19 @@ pub(crate) fn tile_kernel(isa: Isa, ty: GgmlType) -> Option<TileFn> {
     None
 }
 
+/// The 4×4 tile kernel for float weights of type `ty` in llama.cpp's sgemm order
+/// ([`GgmlPath::Sgemm`]: each output as that row kernel sums it) at level `isa`, where one
+/// exists (AVX-512).
+pub(crate) fn tile_kernel_ggml(isa: Isa, ty: GgmlType) -> Option<TileFn> {
+    let isa = isa.min(Isa::best_supported());
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx2 {
+        return x86_64::float_ggml::tile_kernel(isa, ty);
+    }
+    let _ = (isa, ty);
+    None
+}
+
 /// Consecutive activation rows for the packed kernels: row `t` of each array starts
 /// `t · stride` elements after the given pointer (`s`, one per block like `d`, uses
 /// `d_stride`).

@@ -225,7 +225,8 @@ pub struct Matrix<'a> {
     rule: BatchRule,
     /// The row kernels of the two slots (the same one twice unless `rule` tells them apart).
     rows_fns: [RowsFn; 2],
-    tile_fn: Option<TileFn>,
+    /// The 4×4 tile kernels of the two slots, where the slot's order has one.
+    tile_fns: [Option<TileFn>; 2],
     quantize_fn: Option<QuantizeActsFn>,
 }
 
@@ -357,9 +358,11 @@ impl<'a> Matrix<'a> {
             kind,
             rule,
             rows_fns,
-            tile_fn: match float_ggml {
-                Some(_) => None,
-                None => arch::tile_kernel(isa, ty),
+            // Float weights in llama.cpp's order: tiles only in its sgemm order (slot 1).
+            tile_fns: match float_ggml {
+                Some(_) if rule == BatchRule::AtLeast2 => [None, arch::tile_kernel_ggml(isa, ty)],
+                Some(_) => [None, None],
+                None => [arch::tile_kernel(isa, ty); 2],
             },
             quantize_fn: arch::quantize_acts_kernel(isa, kind),
         })
@@ -433,7 +436,7 @@ impl<'a> Matrix<'a> {
             kind,
             rule,
             rows_fns,
-            tile_fn,
+            tile_fns,
             quantize_fn,
         } = self;
         Matrix {
@@ -446,7 +449,7 @@ impl<'a> Matrix<'a> {
             kind,
             rule,
             rows_fns,
-            tile_fn,
+            tile_fns,
             quantize_fn,
         }
     }
@@ -557,18 +560,28 @@ impl<'a> Matrix<'a> {
                 continue;
             }
             let rows_fn = self.rows_fns[slot];
+            let tile = self.tile_fns[slot];
             match &self.data {
                 // SAFETY: forwarded caller contract.
                 Storage::Borrowed(b) => unsafe {
-                    self.mul_plain(b.as_ptr(), rows_fn, acts, tokens, y, r0..r1)
+                    self.mul_plain(b.as_ptr(), rows_fn, tile, acts, tokens, y, r0..r1)
                 },
                 // SAFETY: as above.
                 Storage::Owned(b) => unsafe {
-                    self.mul_plain(b.as_slice().as_ptr(), rows_fn, acts, tokens, y, r0..r1)
+                    self.mul_plain(
+                        b.as_slice().as_ptr(),
+                        rows_fn,
+                        tile,
+                        acts,
+                        tokens,
+                        y,
+                        r0..r1,
+                    )
                 },
                 // SAFETY: as above; `build` checked the range's length.
                 Storage::Mapped(m, range) => unsafe {
-                    self.mul_plain(m[range.clone()].as_ptr(), rows_fn, acts, tokens, y, r0..r1)
+                    let w = m[range.clone()].as_ptr();
+                    self.mul_plain(w, rows_fn, tile, acts, tokens, y, r0..r1)
                 },
                 Storage::Packed(p) => {
                     let g0 = r0 / repack::GROUP;
@@ -582,7 +595,7 @@ impl<'a> Matrix<'a> {
                         let tail = p.buf.as_slice()[p.groups * p.group_bytes..].as_ptr();
                         let base = tail.wrapping_sub(p.groups * repack::GROUP * self.row_bytes);
                         // SAFETY: `base + r·row_bytes` is inside the tail for rows `t0..r1`.
-                        unsafe { self.mul_plain(base, rows_fn, acts, tokens, y, t0..r1) };
+                        unsafe { self.mul_plain(base, rows_fn, tile, acts, tokens, y, t0..r1) };
                     }
                 }
             }
@@ -654,7 +667,8 @@ impl<'a> Matrix<'a> {
     }
 
     /// The rows `rows` in ggml layout, row `r` at `w + r·row_bytes`, for the tokens `tokens`
-    /// (quantized weights through `rows_fn`).
+    /// (quantized weights through `rows_fn`; float weights in 4×4 `tile`s where given, then
+    /// `rows_fn`).
     ///
     /// # Safety
     /// As [`Matrix::mul_rows`], with the rows readable at `w`, `tokens` inside `0..n_tokens`
@@ -663,6 +677,7 @@ impl<'a> Matrix<'a> {
         &self,
         w: *const u8,
         rows_fn: RowsFn,
+        tile: Option<TileFn>,
         acts: &ActsRef,
         tokens: Range<usize>,
         y: SyncPtr<f32>,
@@ -675,7 +690,7 @@ impl<'a> Matrix<'a> {
             let c1 = (c0 + chunk).min(r1);
             // Float weights in a batch: 4×4 register tiles first, the row kernel for the rest.
             let (mut t_done, mut r_done) = (tokens.start, c0);
-            if let Some(tile) = self.tile_fn
+            if let Some(tile) = tile
                 && tokens.len() >= 4
             {
                 let x = acts.row(0).f;

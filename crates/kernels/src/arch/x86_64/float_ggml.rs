@@ -7,7 +7,7 @@
 //! emulation (the odd value of each pair first, two FMAs, subnormals flushed — as
 //! `generic::float_ggml::dpbf16`).
 
-use super::super::{ActRow, GgmlPath, RowsFn};
+use super::super::{ActRow, GgmlPath, RowsFn, TileFn};
 use crate::isa::Isa;
 use crate::ops::ggml::tree16 as tree16_scalar;
 use crate::quant::GgmlType;
@@ -329,6 +329,93 @@ unsafe fn bf16_sgemm_native(
         }
         // SAFETY: `y` has room for `nrows` results.
         unsafe { *y.add(r) = tree16(acc) };
+    }
+}
+
+/// The 4×4 tile kernel of llamafile's sgemm order for float type `ty` (see [`TileFn`]): each
+/// output the same 16-lane sum as the `Sgemm` row kernel, each weight vector loaded once for
+/// four tokens. AVX-512 only (sixteen 512-bit accumulators), and for `BF16` only with
+/// AVX512-BF16.
+pub(crate) fn tile_kernel(isa: Isa, ty: GgmlType) -> Option<TileFn> {
+    if isa < Isa::Avx512 || Isa::best_supported() < Isa::Avx512 {
+        return None;
+    }
+    match ty {
+        GgmlType::F32 => Some(sgemm_tile512::<F32>),
+        GgmlType::F16 => Some(sgemm_tile512::<F16>),
+        GgmlType::BF16 if std::arch::is_x86_feature_detected!("avx512bf16") => {
+            Some(bf16_sgemm_tile_native)
+        }
+        _ => None,
+    }
+}
+
+/// [`sgemm512`] for 4 rows × 4 tokens.
+///
+/// # Safety
+/// The [`TileFn`] contract (`n` a multiple of 16).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+unsafe fn sgemm_tile512<const T: u8>(
+    n: usize,
+    w: *const u8,
+    row_bytes: usize,
+    x: *const f32,
+    xs: usize,
+    y: *mut f32,
+    ys: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+    for i in (0..n / 16 * 16).step_by(16) {
+        // SAFETY: `i + 16 <= n`: inside the four activation rows (caller).
+        let xv: [__m512; 4] =
+            std::array::from_fn(|t| unsafe { _mm512_loadu_ps(x.add(t * xs + i)) });
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: inside weight row `r` (caller).
+            let wv = unsafe { load16::<T>(w.wrapping_add(r * row_bytes), i) };
+            for (a, xt) in row.iter_mut().zip(&xv) {
+                *a = _mm512_fmadd_ps(wv, *xt, *a);
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (t, a) in row.iter().enumerate() {
+            // SAFETY: the output is writable at `t·ys + r` (caller).
+            unsafe { *y.add(t * ys + r) = tree16(*a) };
+        }
+    }
+}
+
+/// [`bf16_sgemm_native`] for 4 rows × 4 tokens.
+///
+/// # Safety
+/// The [`TileFn`] contract (`n` a multiple of 32); the CPU has AVX512-BF16.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512bf16")]
+unsafe fn bf16_sgemm_tile_native(
+    n: usize,
+    w: *const u8,
+    row_bytes: usize,
+    x: *const f32,
+    xs: usize,
+    y: *mut f32,
+    ys: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+    for i in (0..n / 32 * 32).step_by(32) {
+        // SAFETY: `i + 32 <= n`: inside the four activation rows (caller).
+        let xv: [__m512bh; 4] = std::array::from_fn(|t| unsafe { x_bh(x.add(t * xs + i)) });
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: inside weight row `r` (caller).
+            let wv = unsafe { w_bh(w.wrapping_add(r * row_bytes).cast::<u16>().add(i)) };
+            for (a, xt) in row.iter_mut().zip(&xv) {
+                *a = _mm512_dpbf16_ps(*a, wv, *xt);
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (t, a) in row.iter().enumerate() {
+            // SAFETY: the output is writable at `t·ys + r` (caller).
+            unsafe { *y.add(t * ys + r) = tree16(*a) };
+        }
     }
 }
 
