@@ -564,14 +564,13 @@ impl<'a> Matrix<'a> {
             match &self.data {
                 // SAFETY: forwarded caller contract.
                 Storage::Borrowed(b) => unsafe {
-                    self.mul_plain(b.as_ptr(), rows_fn, tile, acts, tokens, y, r0..r1)
+                    self.mul_plain(b.as_ptr(), (rows_fn, tile), acts, tokens, y, r0..r1)
                 },
                 // SAFETY: as above.
                 Storage::Owned(b) => unsafe {
                     self.mul_plain(
                         b.as_slice().as_ptr(),
-                        rows_fn,
-                        tile,
+                        (rows_fn, tile),
                         acts,
                         tokens,
                         y,
@@ -581,7 +580,7 @@ impl<'a> Matrix<'a> {
                 // SAFETY: as above; `build` checked the range's length.
                 Storage::Mapped(m, range) => unsafe {
                     let w = m[range.clone()].as_ptr();
-                    self.mul_plain(w, rows_fn, tile, acts, tokens, y, r0..r1)
+                    self.mul_plain(w, (rows_fn, tile), acts, tokens, y, r0..r1)
                 },
                 Storage::Packed(p) => {
                     let g0 = r0 / repack::GROUP;
@@ -595,7 +594,7 @@ impl<'a> Matrix<'a> {
                         let tail = p.buf.as_slice()[p.groups * p.group_bytes..].as_ptr();
                         let base = tail.wrapping_sub(p.groups * repack::GROUP * self.row_bytes);
                         // SAFETY: `base + r·row_bytes` is inside the tail for rows `t0..r1`.
-                        unsafe { self.mul_plain(base, rows_fn, tile, acts, tokens, y, t0..r1) };
+                        unsafe { self.mul_plain(base, (rows_fn, tile), acts, tokens, y, t0..r1) };
                     }
                 }
             }
@@ -676,8 +675,7 @@ impl<'a> Matrix<'a> {
     unsafe fn mul_plain(
         &self,
         w: *const u8,
-        rows_fn: RowsFn,
-        tile: Option<TileFn>,
+        (rows_fn, tile): (RowsFn, Option<TileFn>),
         acts: &ActsRef,
         tokens: Range<usize>,
         y: SyncPtr<f32>,
