@@ -19,8 +19,10 @@ pub(crate) struct ActBuf {
 }
 
 /// Work space for [`matmul`](super::matmul): activations quantized to the 8-bit forms the weight
-/// types dot against. Size it once with [`Scratch::with_capacity`] for the largest call (tokens ×
-/// input width) and no matmul allocates; a larger call grows it.
+/// types dot against (and, for float weights in llama.cpp's order, rounded to f16 or bf16).
+/// Size it once with [`Scratch::with_capacity`] for the largest call (tokens × input width) and
+/// no matmul allocates; a larger call grows it. (The rounded float forms are not reserved
+/// there — most models have no float matrices — but on first use, once.)
 #[derive(Debug, Default)]
 pub struct Scratch {
     pub(crate) q8: ActBuf,
