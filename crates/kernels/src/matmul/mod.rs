@@ -19,7 +19,10 @@
 //! [`quantize_activations`]). With [`MatrixOptions::ggml_order`] the `Q4_1`, `Q5_1`, `Q5_0`,
 //! `Q8_0`, `Q4_K`, `Q6_K` and `MXFP4` products also sum in llama.cpp's order, so they equal
 //! llama.cpp's bit for bit; by default each row's blocks are summed into one float, a few
-//! roundings away. The IQ lattice types' default row kernels already sum as llama.cpp's
+//! roundings away. Float weights (`F32`, `F16`, `BF16`) in `ggml_order` take activations rounded
+//! to their `vec_dot_type` (f16, bf16) and sum as `ggml_vec_dot_*` for one token and llamafile's
+//! sgemm for 2+ (where its shape rules allow; `BatchRule::AtLeast2`); by default they dot f32
+//! activations. The IQ lattice types' default row kernels already sum as llama.cpp's
 //! `vec_dot` does (its path for products of fewer than 8 tokens); `ggml_order` adds its tiled
 //! mat-mul's order for larger products.
 //!
@@ -116,8 +119,9 @@ pub struct MatrixOptions {
     /// always reads the caller's bytes in place.
     pub repack: bool,
     /// Sum dot products in llama.cpp's own float order where this crate can (`Q4_1`, `Q5_1`,
-    /// `Q5_0`, `Q8_0`, `Q4_K`, `Q6_K` at the x86 levels): with equal inputs the results then
-    /// equal llama.cpp's bit for bit. At the `Avx512` level these matrices are repacked for
+    /// `Q5_0`, `Q8_0`, `Q4_K`, `Q6_K`, `MXFP4` and the IQ lattice types at the x86 levels; `F32`,
+    /// `F16` and `BF16` at every level, their activations first rounded to f16/bf16 as ggml
+    /// converts them): with equal inputs the results then equal llama.cpp's bit for bit. At the `Avx512` level these matrices are repacked for
     /// kernels that keep ggml's accumulators (for the 32-value formats eight lanes per row:
     /// decode speed about the same, prompt mat-mat about half of the default kernels'); at
     /// `Avx2` they stay in ggml layout for the row kernels. Other types are unaffected.
