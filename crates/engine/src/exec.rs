@@ -88,6 +88,7 @@ impl Buf {
             head_dim: hp.head_dim_k,
             n_rot: hp.n_rot,
             n_ff: hp.n_ff,
+            n_ff_exp: hp.n_ff_exp,
             is_swa: false,
             kv_layer: 0,
         };
@@ -682,10 +683,14 @@ impl Backend for Cpu<'_> {
         let x = &ws.bufs[buf as usize][..n * d];
         // llama.cpp's `mul_mat_id` runs a repacked Q4_K expert (rows a multiple of 8) one token
         // at a time (`gemv`), any other k-quant expert through its tiled mat-mul when 8 or more
-        // tokens chose it (as a plain product of that many tokens would), and an F32 expert by
-        // `ggml_vec_dot_f32` (never llamafile's sgemm, which plain F32 products take).
+        // tokens chose it (as a plain product of that many tokens would), and a float expert by
+        // `ggml_vec_dot_{f32,f16,bf16}` (never llamafile's sgemm, which plain float products
+        // take).
+        // F16 and BF16 experts take `ggml_vec_dot_f16`/`_bf16` for every token likewise.
         let one_at_a_time = |w: &MatRef| {
-            ms.batch_invariant || (w.ty == gguf::GgmlType::Q4_K && w.rows.is_multiple_of(8))
+            ms.batch_invariant
+                || (w.ty == gguf::GgmlType::Q4_K && w.rows.is_multiple_of(8))
+                || matches!(w.ty, gguf::GgmlType::F16 | gguf::GgmlType::BF16)
         };
         let f32_exact = |w: &MatRef| w.ty == gguf::GgmlType::F32;
         // The experts run in waves of at most `n_batch` entries (what the buffers hold): entry

@@ -273,13 +273,13 @@ pub fn bind_moe(
     parts: MoeParts,
 ) -> Result<Moe, LoadError> {
     let n = |t: &str| format!("blk.{il}.{t}");
-    let (d, ne, f) = (hp.n_embd, hp.n_expert, hp.n_ff_exp);
+    let (d, ne, f) = (hp.n_embd, hp.n_expert, hp.layer(il).n_ff_exp);
     if ne == 0 || hp.n_expert_used == 0 || f == 0 {
         return Err(LoadError::BadHParam {
             key: "expert_count".into(),
             reason: format!(
                 "a mixture-of-experts layer needs expert_count, expert_used_count and \
-                 expert_feed_forward_length (found {ne}, {}, {f})",
+                 expert_feed_forward_length (found {ne}, {}, {f} for layer {il})",
                 hp.n_expert_used
             ),
         });
@@ -291,8 +291,21 @@ pub fn bind_moe(
             Ok(None)
         }
     };
-    // (a fused tensor with per-expert biases — llama.cpp's `gate_up_exps_b` — is not read)
-    let fused = parts.gated && !parts.biases && b.has(&n("ffn_gate_up_exps.weight"));
+    let fused = parts.gated && b.has(&n("ffn_gate_up_exps.weight"));
+    // A fused gate_up's per-expert biases: one `ffn_gate_up_exps.bias` of `2·f` per expert (the
+    // gate's `f`, then the up's), added to the fused product before it is split — llama.cpp's
+    // `gate_up_exps_b` in `build_moe_ffn` (the same sums as separate gate and up biases).
+    let fused_bias = if fused && parts.biases {
+        let both = b.dense_f32(&n("ffn_gate_up_exps.bias"), ne, 2 * f)?;
+        let half = |h: usize| -> Vec<f32> {
+            both.chunks_exact(2 * f)
+                .flat_map(|e| e[h * f..(h + 1) * f].iter().copied())
+                .collect()
+        };
+        Some((half(0), half(1)))
+    } else {
+        None
+    };
     let (gate, up) = if fused {
         let [g, u] = b.experts_halves(&n("ffn_gate_up_exps.weight"), ne, f, d)?;
         (Some(g), u)
@@ -351,12 +364,15 @@ pub fn bind_moe(
         up,
         fused_gate_up: fused,
         down: b.experts(&n("ffn_down_exps.weight"), ne, d, f)?,
-        gate_bias: if parts.gated {
-            vec2("ffn_gate_exps.bias", f)?
-        } else {
-            None
+        gate_bias: match &fused_bias {
+            Some((g, _)) => Some(g.clone()),
+            None if parts.gated => vec2("ffn_gate_exps.bias", f)?,
+            None => None,
         },
-        up_bias: vec2("ffn_up_exps.bias", f)?,
+        up_bias: match fused_bias {
+            Some((_, u)) => Some(u),
+            None => vec2("ffn_up_exps.bias", f)?,
+        },
         down_bias: vec2("ffn_down_exps.bias", d)?,
         // llama.cpp loads no scale for a fused gate_up (its `ffn_up_exps.scale` belongs to a
         // separate up tensor).

@@ -27,6 +27,9 @@ pub struct LayerShape {
     pub n_rot: usize,
     /// Hidden width of the feed-forward block.
     pub n_ff: usize,
+    /// Hidden width of one expert's feed-forward block (`expert_feed_forward_length`, a value or
+    /// an array; 0 without experts).
+    pub n_ff_exp: usize,
     /// Whether the file marks the layer sliding-window (`attention.sliding_window_pattern`;
     /// architectures with a fixed pattern decide for themselves).
     pub is_swa: bool,
@@ -100,7 +103,8 @@ pub struct HParams {
     pub n_expert: usize,
     /// Experts each token is routed to.
     pub n_expert_used: usize,
-    /// Hidden width of one expert's feed-forward block (`n_ff_exp`).
+    /// Hidden width of one expert's feed-forward block (`n_ff_exp`): the largest over the
+    /// layers (each layer's is in [`LayerShape::n_ff_exp`]).
     pub n_ff_exp: usize,
     /// Hidden width of the shared experts' feed-forward block (`n_ff_shexp`), 0 when none.
     pub n_ff_shexp: usize,
@@ -264,6 +268,7 @@ fn read_layers(
                     n_rot
                 },
                 n_ff: to_usize(n_ff[il]),
+                n_ff_exp: 0,
                 is_swa: swa,
                 // llama.cpp: shared layers reuse `n_layer_kv_from_start - (swa ? 2 : 1)`
                 kv_layer: if il < first_shared {
@@ -338,8 +343,28 @@ impl HParams {
         let head_dim_v = k
             .opt_count("attention.value_length")?
             .unwrap_or(n_embd / n_head);
-        let layers = read_layers(&k, arch, n_layer, n_head, head_dim_k, head_dim_v)?;
+        let mut layers = read_layers(&k, arch, n_layer, n_head, head_dim_k, head_dim_v)?;
+        let n_expert_used = k.opt_count("expert_used_count")?.unwrap_or(0);
+        // `expert_feed_forward_length`, one value or one per layer (llama.cpp's
+        // `get_key_or_arr`). Each layer binds its own width; llama.cpp's MoE architectures take
+        // layer 0's for every layer, so the files it loads hold one width throughout and give
+        // the same model. Without the key, qwen2moe and qwen3moe fall back as llama.cpp's
+        // loaders do to `feed_forward_length / expert_used_count` (layer 0's, integer division).
+        let n_ff_exp: Vec<usize> = match k.opt_per_layer("expert_feed_forward_length", n_layer)? {
+            Some(v) => v
+                .into_iter()
+                .map(|v| usize::try_from(v).unwrap_or(usize::MAX))
+                .collect(),
+            None if matches!(arch, "qwen2moe" | "qwen3moe") && n_expert_used > 0 => {
+                vec![layers.first().map_or(0, |l| l.n_ff) / n_expert_used; n_layer]
+            }
+            None => vec![0; n_layer],
+        };
+        for (l, f) in layers.iter_mut().zip(n_ff_exp) {
+            l.n_ff_exp = f;
+        }
         let max_of = |f: fn(&LayerShape) -> usize| layers.iter().map(f).max().unwrap_or(0);
+        let n_ff_exp = max_of(|l| l.n_ff_exp);
         let n_head_kv = max_of(|l| l.n_head_kv);
         let (head_dim_k, head_dim_v) = if layers.iter().all(|l| l.head_dim == head_dim_k) {
             (head_dim_k, head_dim_v)
@@ -415,8 +440,8 @@ impl HParams {
                 .unwrap_or(0),
             layers,
             n_expert: k.opt_count("expert_count")?.unwrap_or(0),
-            n_expert_used: k.opt_count("expert_used_count")?.unwrap_or(0),
-            n_ff_exp: k.opt_count("expert_feed_forward_length")?.unwrap_or(0),
+            n_expert_used,
+            n_ff_exp,
             n_ff_shexp: k
                 .opt_count("expert_shared_feed_forward_length")?
                 .unwrap_or(0),

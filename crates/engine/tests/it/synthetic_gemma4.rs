@@ -41,11 +41,11 @@ const N_FF_EXP: usize = 16;
 
 /// `synthetic_arch`'s measure. The reference rounds as the engine does (K, V, queries and
 /// attention probabilities to f16, GELU through f16); what is left is where an f16 rounding
-/// flips between the f32 and f64 paths. Measured 1.3e-3 at worst (1.9e-5 at the first
-/// position, where attention has one key): more than `synthetic_arch`'s 5e-4 because six
-/// layers of unit-RMS values (the value norm) compound it. Every fault moves the logits by
-/// 0.16 or more.
-const TOL: f64 = 2e-3;
+/// flips between the f32 and f64 paths. Measured 2.1e-3 at worst since the F32 products sum
+/// in llama.cpp's order (1.3e-3 in hearth's own; 1.9e-5 at the first position, where attention
+/// has one key): more than `synthetic_arch`'s 5e-4 because six layers of unit-RMS values (the
+/// value norm) compound it. Every fault moves the logits by 0.16 or more.
+const TOL: f64 = 3e-3;
 const FAULT_MIN: f64 = 1e-2;
 
 fn head_dim(il: usize) -> usize {

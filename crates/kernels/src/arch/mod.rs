@@ -60,9 +60,21 @@ pub(crate) enum ActKind {
     Q8,
     /// 8-bit values in blocks of 256 with an `f32` scale and sums of each 16 (ggml's `Q8_K`).
     Q8K,
+    /// `f32` rows whose values are rounded to f16 (ggml's `vec_dot_type` of `F16` weights,
+    /// `ggml_cpu_fp32_to_fp16`): the activations of `F16` matrices in llama.cpp's order.
+    /// Stored one value per "block" in the `d` array.
+    F16,
+    /// `f32` rows whose values are rounded to bf16 (`ggml_cpu_fp32_to_bf16`, nearest even),
+    /// for `BF16` matrices in llama.cpp's order; stored like [`ActKind::F16`].
+    Bf16,
 }
 
 impl ActKind {
+    /// The forms prepared from `f32` input into a [`Scratch`](crate::matmul::Scratch) buffer
+    /// (every one but `F32`).
+    pub(crate) const PREPARED: [ActKind; 4] =
+        [ActKind::Q8, ActKind::Q8K, ActKind::F16, ActKind::Bf16];
+
     /// The activation form for weights of type `ty`, if they can be multiplied at all.
     pub(crate) fn for_weight(ty: GgmlType) -> Option<ActKind> {
         match crate::quant::vec_dot_type(ty)? {
@@ -76,7 +88,7 @@ impl ActKind {
     /// Values per scale (1 for `F32`).
     pub(crate) fn block(self) -> usize {
         match self {
-            ActKind::F32 => 1,
+            ActKind::F32 | ActKind::F16 | ActKind::Bf16 => 1,
             ActKind::Q8 => 32,
             ActKind::Q8K => 256,
         }
@@ -86,7 +98,7 @@ impl ActKind {
     /// values (ggml's `bsums`), then of each 32.
     pub(crate) fn sums_per_block(self) -> usize {
         match self {
-            ActKind::F32 => 0,
+            ActKind::F32 | ActKind::F16 | ActKind::Bf16 => 0,
             ActKind::Q8 => 1,
             ActKind::Q8K => Q8K_SUMS,
         }
@@ -142,6 +154,19 @@ pub(crate) fn tile_kernel(isa: Isa, ty: GgmlType) -> Option<TileFn> {
     #[cfg(target_arch = "x86_64")]
     if isa >= Isa::Avx2 {
         return x86_64::tile_kernel(isa, ty);
+    }
+    let _ = (isa, ty);
+    None
+}
+
+/// The 4×4 tile kernel for float weights of type `ty` in llama.cpp's sgemm order
+/// ([`GgmlPath::Sgemm`]: each output as that row kernel sums it) at level `isa`, where one
+/// exists (AVX-512).
+pub(crate) fn tile_kernel_ggml(isa: Isa, ty: GgmlType) -> Option<TileFn> {
+    let isa = isa.min(Isa::best_supported());
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx2 {
+        return x86_64::float_ggml::tile_kernel(isa, ty);
     }
     let _ = (isa, ty);
     None
@@ -253,6 +278,10 @@ pub(crate) enum GgmlPath {
     /// `ggml_gemm_q4_K_8x8_q8_K`: repacked `Q4_K`, for the tokens in whole groups of four from
     /// the start of a product.
     Gemm,
+    /// llamafile's `tinyBLAS` for float weights (`F32`, `F16`, `BF16`): products of 2+ tokens
+    /// whose row count is a multiple of 4 and width a multiple of its step. One 16-lane
+    /// accumulator per output (their `VecDot` has four, or two for `BF16`).
+    Sgemm,
 }
 
 /// The packed kernel for `ty` at level `isa` that sums in the order of llama.cpp's code path
@@ -281,14 +310,43 @@ pub(crate) fn packed_kernel_ggml(
 /// and the IQ lattice types one kernel per path llama.cpp takes for them. (Other types, `Q4_0` and `IQ4_NL` among them —
 /// repacked by llama.cpp into layouts whose order is not followed here — have none, and the
 /// scalar level sums sequentially.)
+///
+/// The float types (`F32`, `F16`, `BF16`: [`GgmlPath::VecDot`] and [`GgmlPath::Sgemm`]) have
+/// them at every level, the scalar one included (`generic::float_ggml`), and read activations
+/// of [`float_act_kind`].
 pub(crate) fn rows_kernel_ggml(isa: Isa, ty: GgmlType, path: GgmlPath) -> Option<RowsFn> {
     let isa = isa.min(Isa::best_supported());
+    if float_act_kind(ty).is_some() {
+        #[cfg(target_arch = "x86_64")]
+        if isa >= Isa::Avx2 {
+            return x86_64::float_ggml::rows_kernel(isa, ty, path);
+        }
+        return generic::float_ggml::rows_kernel(ty, path);
+    }
     #[cfg(target_arch = "x86_64")]
     if isa >= Isa::Avx2 {
         return x86_64::rows_kernel_ggml(isa, ty, path);
     }
     let _ = (isa, ty, path);
     None
+}
+
+/// For the float weight types, the activation form of llama.cpp's order (the weight type's
+/// `vec_dot_type`): `F32` stays, `F16` and `BF16` round to their type.
+pub(crate) fn float_act_kind(ty: GgmlType) -> Option<ActKind> {
+    match ty {
+        GgmlType::F32 => Some(ActKind::F32),
+        GgmlType::F16 => Some(ActKind::F16),
+        GgmlType::BF16 => Some(ActKind::Bf16),
+        _ => None,
+    }
+}
+
+/// The width step of llamafile's sgemm for float weights of `ty` (its `KN`: 16 f32 or f16
+/// values, 32 bf16 values with AVX512-BF16): a product takes [`GgmlPath::Sgemm`] only when its
+/// width is a multiple of it.
+pub(crate) fn sgemm_step(ty: GgmlType) -> usize {
+    if ty == GgmlType::BF16 { 32 } else { 16 }
 }
 
 /// The activation quantizer for `kind` at level `isa` (`None` for [`ActKind::F32`]). Every

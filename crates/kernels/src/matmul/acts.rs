@@ -19,12 +19,17 @@ pub(crate) struct ActBuf {
 }
 
 /// Work space for [`matmul`](super::matmul): activations quantized to the 8-bit forms the weight
-/// types dot against. Size it once with [`Scratch::with_capacity`] for the largest call (tokens ×
-/// input width) and no matmul allocates; a larger call grows it.
+/// types dot against (and, for float weights in llama.cpp's order, rounded to f16 or bf16).
+/// Size it once with [`Scratch::with_capacity`] for the largest call (tokens × input width) and
+/// no matmul allocates; a larger call grows it. (The rounded float forms are not reserved
+/// there — most models have no float matrices — but on first use, once.)
 #[derive(Debug, Default)]
 pub struct Scratch {
     pub(crate) q8: ActBuf,
     pub(crate) q8k: ActBuf,
+    /// Activations rounded to f16 / bf16 (float weights in llama.cpp's order).
+    pub(crate) f16: ActBuf,
+    pub(crate) bf16: ActBuf,
     /// See [`Scratch::batch_invariant`].
     pub(crate) batch_invariant: bool,
 }
@@ -59,6 +64,8 @@ impl Scratch {
     pub(crate) fn buf(&self, kind: ActKind) -> &ActBuf {
         match kind {
             ActKind::Q8K => &self.q8k,
+            ActKind::F16 => &self.f16,
+            ActKind::Bf16 => &self.bf16,
             _ => &self.q8,
         }
     }
@@ -66,6 +73,8 @@ impl Scratch {
     pub(crate) fn buf_mut(&mut self, kind: ActKind) -> &mut ActBuf {
         match kind {
             ActKind::Q8K => &mut self.q8k,
+            ActKind::F16 => &mut self.f16,
+            ActKind::Bf16 => &mut self.bf16,
             _ => &mut self.q8,
         }
     }
@@ -156,12 +165,16 @@ impl ActsRef {
 
 impl ActBuf {
     fn reserve(&mut self, kind: ActKind, tokens: usize, cols: usize) {
-        self.qs_stride = cols.next_multiple_of(64);
+        // The rounded float forms keep their values in `d` alone.
+        let float = matches!(kind, ActKind::F16 | ActKind::Bf16);
+        self.qs_stride = if float { 0 } else { cols.next_multiple_of(64) };
         self.d_stride = cols / kind.block();
         self.sums_stride = cols / kind.block() * kind.sums_per_block();
         self.qs.ensure(tokens * self.qs_stride);
         if self.d.len() < tokens * self.d_stride {
             self.d.resize(tokens * self.d_stride, 0.0);
+        }
+        if !float && self.s.len() < tokens * self.d_stride {
             self.s.resize(tokens * self.d_stride, 0.0);
         }
         if self.sums.len() < tokens * self.sums_stride {
@@ -189,16 +202,18 @@ impl ActBuf {
         let work = |t0: usize, t1: usize| {
             let (qs, d, sums, s) = (qs, d, sums, s);
             for t in t0..t1 {
-                // SAFETY: `reserve` sized every buffer for `tokens` rows of these strides, row
-                // `t` of `x` has `cols` values, each thread writes only its own rows, and the
-                // kernel's instruction set was checked when it was chosen.
+                // SAFETY: `reserve` sized every buffer the kind writes for `tokens` rows of these
+                // strides (the rounded float forms write only `d`; the others' pointers are
+                // never dereferenced), row `t` of `x` has `cols` values, each thread writes
+                // only its own rows, and the kernel's instruction set was checked when it was
+                // chosen.
                 unsafe {
                     quantize(
                         &x[t * cols..(t + 1) * cols],
-                        qs.0.add(t * qs_stride),
+                        qs.0.wrapping_add(t * qs_stride),
                         d.0.add(t * d_stride),
-                        sums.0.add(t * sums_stride),
-                        s.0.add(t * d_stride),
+                        sums.0.wrapping_add(t * sums_stride),
+                        s.0.wrapping_add(t * d_stride),
                     );
                 }
             }
@@ -212,11 +227,12 @@ impl ActBuf {
         }
     }
 
-    /// A view of the rows last quantized.
+    /// A view of the rows last quantized (for the rounded float forms, `f` reads their values
+    /// in `d`).
     pub(crate) fn view(&self) -> ActsRef {
         ActsRef {
-            f: std::ptr::null(),
-            f_stride: 0,
+            f: self.d.as_ptr(),
+            f_stride: self.d_stride,
             qs: self.qs.as_slice().as_ptr().cast::<i8>(),
             d: self.d.as_ptr(),
             sums: self.sums.as_ptr(),

@@ -19,7 +19,10 @@
 //! [`quantize_activations`]). With [`MatrixOptions::ggml_order`] the `Q4_1`, `Q5_1`, `Q5_0`,
 //! `Q8_0`, `Q4_K`, `Q6_K` and `MXFP4` products also sum in llama.cpp's order, so they equal
 //! llama.cpp's bit for bit; by default each row's blocks are summed into one float, a few
-//! roundings away. The IQ lattice types' default row kernels already sum as llama.cpp's
+//! roundings away. Float weights (`F32`, `F16`, `BF16`) in `ggml_order` take activations rounded
+//! to their `vec_dot_type` (f16, bf16) and sum as `ggml_vec_dot_*` for one token and llamafile's
+//! sgemm for 2+ (where its shape rules allow; `BatchRule::AtLeast2`); by default they dot f32
+//! activations. The IQ lattice types' default row kernels already sum as llama.cpp's
 //! `vec_dot` does (its path for products of fewer than 8 tokens); `ggml_order` adds its tiled
 //! mat-mul's order for larger products.
 //!
@@ -116,8 +119,9 @@ pub struct MatrixOptions {
     /// always reads the caller's bytes in place.
     pub repack: bool,
     /// Sum dot products in llama.cpp's own float order where this crate can (`Q4_1`, `Q5_1`,
-    /// `Q5_0`, `Q8_0`, `Q4_K`, `Q6_K` at the x86 levels): with equal inputs the results then
-    /// equal llama.cpp's bit for bit. At the `Avx512` level these matrices are repacked for
+    /// `Q5_0`, `Q8_0`, `Q4_K`, `Q6_K`, `MXFP4` and the IQ lattice types at the x86 levels; `F32`,
+    /// `F16` and `BF16` at every level, their activations first rounded to f16/bf16 as ggml
+    /// converts them): with equal inputs the results then equal llama.cpp's bit for bit. At the `Avx512` level these matrices are repacked for
     /// kernels that keep ggml's accumulators (for the 32-value formats eight lanes per row:
     /// decode speed about the same, prompt mat-mat about half of the default kernels'); at
     /// `Avx2` they stay in ggml layout for the row kernels. Other types are unaffected.
@@ -156,14 +160,24 @@ enum BatchRule {
     /// (k-quants in ggml layout and the IQ lattice types: the tiled k-quant mat-mul, else
     /// `ggml_vec_dot_*_q8_K`).
     AtLeast8,
+    /// Every token of a product of 2 tokens or more takes path 1 (float weights: llamafile's
+    /// sgemm, where the shape allows it), of a single token path 0 (`ggml_vec_dot_*`).
+    AtLeast2,
 }
 
 impl BatchRule {
     /// The paths of llama.cpp for a matrix of `ty` with `rows` rows (`repacked`: held in its
     /// repacked buffer when it can be): the rule, and the path of each of the two kernel slots.
-    fn ggml(ty: GgmlType, rows: usize, repacked: bool) -> (BatchRule, [GgmlPath; 2]) {
+    fn ggml(ty: GgmlType, rows: usize, cols: usize, repacked: bool) -> (BatchRule, [GgmlPath; 2]) {
         use GgmlPath as P;
         match ty {
+            // llamafile's sgemm takes float products of 2+ tokens when the rows are a multiple
+            // of 4 and the width of its step; `mul_mat` falls back to `vec_dot` otherwise.
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16
+                if rows.is_multiple_of(4) && cols.is_multiple_of(arch::sgemm_step(ty)) =>
+            {
+                (BatchRule::AtLeast2, [P::VecDot, P::Sgemm])
+            }
             GgmlType::Q4_K if repacked && rows.is_multiple_of(8) => {
                 (BatchRule::GroupsOf4, [P::Gemv, P::Gemm])
             }
@@ -196,6 +210,7 @@ impl BatchRule {
                 [(0..g, 1), (g..n, 0)]
             }
             BatchRule::AtLeast8 => [(0..n, usize::from(n >= 8)), none],
+            BatchRule::AtLeast2 => [(0..n, usize::from(n >= 2)), none],
         }
     }
 }
@@ -214,7 +229,8 @@ pub struct Matrix<'a> {
     rule: BatchRule,
     /// The row kernels of the two slots (the same one twice unless `rule` tells them apart).
     rows_fns: [RowsFn; 2],
-    tile_fn: Option<TileFn>,
+    /// The 4×4 tile kernels of the two slots, where the slot's order has one.
+    tile_fns: [Option<TileFn>; 2],
     quantize_fn: Option<QuantizeActsFn>,
 }
 
@@ -292,7 +308,7 @@ impl<'a> Matrix<'a> {
         // llama.cpp's paths for this matrix, when its order is wanted and followed here.
         let ggml = options
             .ggml_order
-            .then(|| BatchRule::ggml(ty, rows, options.llama_repacked))
+            .then(|| BatchRule::ggml(ty, rows, cols, options.llama_repacked))
             .and_then(|(rule, paths)| {
                 let rows_fns = [
                     arch::rows_kernel_ggml(isa, ty, paths[0])?,
@@ -300,6 +316,10 @@ impl<'a> Matrix<'a> {
                 ];
                 Some((rule, paths, rows_fns))
             });
+        // Float weights in llama.cpp's order read activations rounded to their `vec_dot_type`
+        // and take no 4×4 tiles (their order is a kernel's per output).
+        let float_ggml = ggml.as_ref().and(arch::float_act_kind(ty));
+        let kind = float_ggml.unwrap_or(kind);
         let (rule, rows_fns, kernels) = match ggml {
             Some((rule, paths, rows_fns)) => {
                 // Repack only for kernels that sum in ggml's order too.
@@ -342,7 +362,12 @@ impl<'a> Matrix<'a> {
             kind,
             rule,
             rows_fns,
-            tile_fn: arch::tile_kernel(isa, ty),
+            // Float weights in llama.cpp's order: tiles only in its sgemm order (slot 1).
+            tile_fns: match float_ggml {
+                Some(_) if rule == BatchRule::AtLeast2 => [None, arch::tile_kernel_ggml(isa, ty)],
+                Some(_) => [None, None],
+                None => [arch::tile_kernel(isa, ty); 2],
+            },
             quantize_fn: arch::quantize_acts_kernel(isa, kind),
         })
     }
@@ -415,7 +440,7 @@ impl<'a> Matrix<'a> {
             kind,
             rule,
             rows_fns,
-            tile_fn,
+            tile_fns,
             quantize_fn,
         } = self;
         Matrix {
@@ -428,7 +453,7 @@ impl<'a> Matrix<'a> {
             kind,
             rule,
             rows_fns,
-            tile_fn,
+            tile_fns,
             quantize_fn,
         }
     }
@@ -440,7 +465,7 @@ impl<'a> Matrix<'a> {
         let isa = Isa::detected();
         // The paths of a matrix llama.cpp repacks and of one it leaves in ggml layout.
         [true, false].into_iter().all(|repacked| {
-            let (_, paths) = BatchRule::ggml(ty, 8, repacked);
+            let (_, paths) = BatchRule::ggml(ty, 8, 256, repacked);
             paths
                 .iter()
                 .all(|&p| arch::rows_kernel_ggml(isa, ty, p).is_some())
@@ -539,18 +564,27 @@ impl<'a> Matrix<'a> {
                 continue;
             }
             let rows_fn = self.rows_fns[slot];
+            let tile = self.tile_fns[slot];
             match &self.data {
                 // SAFETY: forwarded caller contract.
                 Storage::Borrowed(b) => unsafe {
-                    self.mul_plain(b.as_ptr(), rows_fn, acts, tokens, y, r0..r1)
+                    self.mul_plain(b.as_ptr(), (rows_fn, tile), acts, tokens, y, r0..r1)
                 },
                 // SAFETY: as above.
                 Storage::Owned(b) => unsafe {
-                    self.mul_plain(b.as_slice().as_ptr(), rows_fn, acts, tokens, y, r0..r1)
+                    self.mul_plain(
+                        b.as_slice().as_ptr(),
+                        (rows_fn, tile),
+                        acts,
+                        tokens,
+                        y,
+                        r0..r1,
+                    )
                 },
                 // SAFETY: as above; `build` checked the range's length.
                 Storage::Mapped(m, range) => unsafe {
-                    self.mul_plain(m[range.clone()].as_ptr(), rows_fn, acts, tokens, y, r0..r1)
+                    let w = m[range.clone()].as_ptr();
+                    self.mul_plain(w, (rows_fn, tile), acts, tokens, y, r0..r1)
                 },
                 Storage::Packed(p) => {
                     let g0 = r0 / repack::GROUP;
@@ -564,7 +598,7 @@ impl<'a> Matrix<'a> {
                         let tail = p.buf.as_slice()[p.groups * p.group_bytes..].as_ptr();
                         let base = tail.wrapping_sub(p.groups * repack::GROUP * self.row_bytes);
                         // SAFETY: `base + r·row_bytes` is inside the tail for rows `t0..r1`.
-                        unsafe { self.mul_plain(base, rows_fn, acts, tokens, y, t0..r1) };
+                        unsafe { self.mul_plain(base, (rows_fn, tile), acts, tokens, y, t0..r1) };
                     }
                 }
             }
@@ -636,7 +670,8 @@ impl<'a> Matrix<'a> {
     }
 
     /// The rows `rows` in ggml layout, row `r` at `w + r·row_bytes`, for the tokens `tokens`
-    /// (quantized weights through `rows_fn`).
+    /// (quantized weights through `rows_fn`; float weights in 4×4 `tile`s where given, then
+    /// `rows_fn`).
     ///
     /// # Safety
     /// As [`Matrix::mul_rows`], with the rows readable at `w`, `tokens` inside `0..n_tokens`
@@ -644,7 +679,7 @@ impl<'a> Matrix<'a> {
     unsafe fn mul_plain(
         &self,
         w: *const u8,
-        rows_fn: RowsFn,
+        (rows_fn, tile): (RowsFn, Option<TileFn>),
         acts: &ActsRef,
         tokens: Range<usize>,
         y: SyncPtr<f32>,
@@ -657,7 +692,7 @@ impl<'a> Matrix<'a> {
             let c1 = (c0 + chunk).min(r1);
             // Float weights in a batch: 4×4 register tiles first, the row kernel for the rest.
             let (mut t_done, mut r_done) = (tokens.start, c0);
-            if let Some(tile) = self.tile_fn
+            if let Some(tile) = tile
                 && tokens.len() >= 4
             {
                 let x = acts.row(0).f;
@@ -773,7 +808,7 @@ pub fn matmul_many(
     }
 
     // Quantize once per activation form the matrices need.
-    for kind in [ActKind::Q8, ActKind::Q8K] {
+    for kind in ActKind::PREPARED {
         if let Some(w) = ws.iter().find(|w| w.kind == kind)
             && let Some(q) = w.quantize_fn
         {
@@ -925,7 +960,7 @@ pub fn matmul_grouped<'p, 'm: 'p>(
 ) -> Result<(), KernelError> {
     check_len("input", n_tokens, cols, x.len())?;
     let mut products = products.into_iter();
-    let mut quantized = [false; 2];
+    let mut quantized = [false; ActKind::PREPARED.len()];
     loop {
         let mut chunk: [Option<Product>; MAX_GROUPED] = std::array::from_fn(|_| None);
         let mut len = 0;
@@ -958,7 +993,7 @@ pub fn matmul_grouped<'p, 'm: 'p>(
             continue;
         }
         // Quantize once per activation form the matrices need.
-        for (form, kind) in [ActKind::Q8, ActKind::Q8K].into_iter().enumerate() {
+        for (form, kind) in ActKind::PREPARED.into_iter().enumerate() {
             if !quantized[form]
                 && let Some(p) = chunk.iter().flatten().find(|p| p.w.kind == kind)
                 && let Some(q) = p.w.quantize_fn

@@ -2,6 +2,7 @@
 
 mod dot_reference;
 mod matmul_ggml;
+mod matmul_ggml_float;
 mod matmul_ggml_iq;
 mod matmul_ggml_kquant;
 mod matmul_grouped;

@@ -3,6 +3,8 @@
 //! super-block for the k-quants), as ggml's `*_generic` functions. These stay forever: every
 //! SIMD kernel is tested against them, and they run where no SIMD level applies.
 
+pub(crate) mod float_ggml;
+
 use super::{ActKind, ActRow, Q8K_SUMS, QuantizeActsFn, RowsFn};
 use crate::quant::{
     BlockIq1M, BlockIq1S, BlockIq2S, BlockIq2Xs, BlockIq2Xxs, BlockIq3S, BlockIq3Xxs, BlockMxfp4,
@@ -34,7 +36,7 @@ impl Acts<'_> {
         // the others are never read and are made empty.
         unsafe {
             match kind {
-                ActKind::F32 => Acts {
+                ActKind::F32 | ActKind::F16 | ActKind::Bf16 => Acts {
                     f: std::slice::from_raw_parts(a.f, n),
                     qs: &[],
                     d: &[],
@@ -508,5 +510,7 @@ pub(crate) fn quantize_acts_kernel(kind: ActKind) -> Option<QuantizeActsFn> {
         ActKind::F32 => None,
         ActKind::Q8 => Some(quantize_acts_q8),
         ActKind::Q8K => Some(quantize_acts_q8k),
+        ActKind::F16 => Some(float_ggml::round_acts_f16),
+        ActKind::Bf16 => Some(float_ggml::round_acts_bf16),
     }
 }

@@ -2075,7 +2075,7 @@ macro_rules! instantiate {
 
             pub(in super::super) fn quantize_acts_kernel(kind: ActKind) -> Option<QuantizeActsFn> {
                 match kind {
-                    ActKind::F32 => None,
+                    ActKind::F32 | ActKind::F16 | ActKind::Bf16 => None,
                     ActKind::Q8 => Some(acts_q8),
                     ActKind::Q8K => Some(acts_q8k),
                 }

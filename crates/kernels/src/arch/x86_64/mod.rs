@@ -8,6 +8,7 @@
 pub(crate) mod avx2;
 pub(crate) mod avx2_packed;
 pub(crate) mod avx512;
+pub(crate) mod float_ggml;
 
 use super::{ActKind, GgmlPath, PackedFn, QuantizeActsFn, RowsFn, TileFn};
 use crate::isa::Isa;
