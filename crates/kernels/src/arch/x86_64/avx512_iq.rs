@@ -21,7 +21,7 @@
 use super::avx2::vnni;
 use super::avx512::prefetch;
 use crate::arch::{ActTile, PackedFn, Q8K_SUMS};
-use crate::quant::{GgmlType, IQ2XXS_GRID, IQ3XXS_GRID};
+use crate::quant::{GgmlType, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID};
 use std::arch::x86_64::*;
 
 /// The 512-bit tiled packed kernel for `ty` and the most activation rows it takes per call.
@@ -29,7 +29,10 @@ pub(crate) fn packed_kernel(ty: GgmlType) -> Option<(PackedFn, usize)> {
     use GgmlType as T;
     Some(match ty {
         T::IQ2_XXS => (packed_iq2_xxs, 8),
+        T::IQ2_XS => (packed_iq2_xs, 8),
+        T::IQ2_S => (packed_iq2_s, 8),
         T::IQ3_XXS => (packed_iq3_xxs, 8),
+        T::IQ3_S => (packed_iq3_s, 8),
         _ => return None,
     })
 }
@@ -167,7 +170,19 @@ unsafe fn sign_bytes(aux: __m512i) -> __m512i {
                 _mm512_and_si512(_mm512_slli_epi32::<3>(aux), _mm512_set1_epi32(0x7f00_0000)),
             ),
         );
-        // Parity of each nibble in bit 7.
+        with_parity(f)
+    }
+}
+
+/// Each byte (bit 7 clear) with bit 7 set where its other bits are odd in number: a 7-bit sign
+/// index as ggml's `ksigns_iq2xs` sign byte.
+///
+/// # Safety
+/// AVX-512 F/BW are enabled.
+#[inline(always)]
+unsafe fn with_parity(f: __m512i) -> __m512i {
+    // SAFETY: AVX-512 F/BW are enabled.
+    unsafe {
         let p = 0x80u8 as i8;
         let parity = _mm512_broadcast_i32x4(_mm_setr_epi8(
             0, p, p, 0, p, 0, 0, p, p, 0, 0, p, 0, p, p, 0,
@@ -176,6 +191,84 @@ unsafe fn sign_bytes(aux: __m512i) -> __m512i {
         let lo = _mm512_shuffle_epi8(parity, _mm512_and_si512(f, m4));
         let hi = _mm512_shuffle_epi8(parity, _mm512_and_si512(_mm512_srli_epi16::<4>(f), m4));
         _mm512_or_si512(f, _mm512_xor_si512(lo, hi))
+    }
+}
+
+/// The scales of 16-value halves from scale byte `c` (< 8) of the 16 rows, the bytes at `k`
+/// of each super-block: `2·(low nibble) + 1` for values 0..16, `2·(high nibble) + 1` for
+/// 16..32.
+///
+/// # Safety
+/// 8 bytes at `k` of each super-block; AVX-512F is enabled.
+#[inline(always)]
+unsafe fn half_scales<B: Tile512>(col: *const u8, k: usize, c: usize) -> [__m512i; 2] {
+    // SAFETY: the caller's bounds; AVX-512F is enabled.
+    unsafe {
+        let b = _mm512_srlv_epi32(
+            gather_dwords::<B>(col, k + 4 * (c / 4)),
+            _mm512_set1_epi32(8 * (c % 4) as i32),
+        );
+        let m4 = _mm512_set1_epi32(0xf);
+        let one = _mm512_set1_epi32(1);
+        let lo = _mm512_and_si512(b, m4);
+        let hi = _mm512_and_si512(_mm512_srli_epi32::<4>(b), m4);
+        [
+            _mm512_add_epi32(_mm512_slli_epi32::<1>(lo), one),
+            _mm512_add_epi32(_mm512_slli_epi32::<1>(hi), one),
+        ]
+    }
+}
+
+/// Eight-value grid points from the u64 `grid` table for the 16 rows (`ia`: rows 0..8, `ib`:
+/// 8..16, 64-bit indices), signed by `neg` (the masks of [`point_masks`] for this point) and
+/// split into the registers of their low and high four values.
+///
+/// # Safety
+/// Every index is within `grid`; AVX-512 F/BW are enabled.
+#[inline(always)]
+unsafe fn points8_64(grid: *const i64, ia: __m512i, ib: __m512i, neg: [u64; 2]) -> [__m512i; 2] {
+    // SAFETY: the caller's bounds and features.
+    unsafe {
+        let a = offset_signed(_mm512_i64gather_epi64::<8>(ia, grid), neg[0]);
+        let b = offset_signed(_mm512_i64gather_epi64::<8>(ib, grid), neg[1]);
+        [halves::<false>(a, b), halves::<true>(a, b)]
+    }
+}
+
+/// Four-value grid points from the u32 `grid` table for the 16 rows (`idx`), signed by the
+/// nibble `m % 2` of sign byte `m / 2` of each row's `signs` lane.
+///
+/// # Safety
+/// Every index is within `grid`; AVX-512 F/BW are enabled.
+#[inline(always)]
+unsafe fn points4_32(grid: *const i32, idx: __m512i, signs: __m512i, m: usize) -> __m512i {
+    // SAFETY: the caller's bounds and features.
+    unsafe {
+        let u = _mm512_i32gather_epi32::<4>(idx, grid);
+        let l = (m / 2) as i8;
+        let sel = _mm512_broadcast_i32x4(_mm_setr_epi8(
+            l,
+            l,
+            l,
+            l,
+            4 + l,
+            4 + l,
+            4 + l,
+            4 + l,
+            8 + l,
+            8 + l,
+            8 + l,
+            8 + l,
+            12 + l,
+            12 + l,
+            12 + l,
+            12 + l,
+        ));
+        let bits = _mm512_shuffle_epi8(signs, sel);
+        let sh = 4 * (m % 2) as u32;
+        let pattern = (1u32 << sh) | (2 << (sh + 8)) | (4 << (sh + 16)) | (8 << (sh + 24));
+        let neg = _mm512_test_epi8_mask(bits, _mm512_set1_epi32(pattern as i32));
+        offset_signed(u, neg)
     }
 }
 
@@ -286,35 +379,126 @@ impl Tile512 for crate::quant::BlockIq3Xxs {
                     _mm512_srlv_epi32(words, _mm512_set1_epi32(8 * (m % 4) as i32)),
                     _mm512_set1_epi32(0xff),
                 );
-                let u = _mm512_i32gather_epi32::<4>(g, grid);
-                // Register m takes nibble m % 2 of sign byte m / 2 of its row.
-                let l = (m / 2) as i8;
-                let sel = _mm512_broadcast_i32x4(_mm_setr_epi8(
-                    l,
-                    l,
-                    l,
-                    l,
-                    4 + l,
-                    4 + l,
-                    4 + l,
-                    4 + l,
-                    8 + l,
-                    8 + l,
-                    8 + l,
-                    8 + l,
-                    12 + l,
-                    12 + l,
-                    12 + l,
-                    12 + l,
-                ));
-                let bits = _mm512_shuffle_epi8(signs, sel);
-                let sh = 4 * (m % 2) as u32;
-                let pattern = (1u32 << sh) | (2 << (sh + 8)) | (4 << (sh + 16)) | (8 << (sh + 24));
-                let pattern = _mm512_set1_epi32(pattern as i32);
-                let neg = _mm512_test_epi8_mask(bits, pattern);
-                w[m] = offset_signed(u, neg);
+                w[m] = points4_32(grid, g, signs, m);
             }
             let sc = top_nibble_scale(aux);
+            Chunk { w, sc: [sc, sc] }
+        }
+    }
+}
+
+impl Tile512 for crate::quant::BlockIq2Xs {
+    const SIZE: usize = 74;
+    const K: f32 = 0.125;
+    const SPLIT: bool = true;
+    #[inline(always)]
+    unsafe fn chunk(col: *const u8, c: usize) -> Chunk {
+        // SAFETY: the block column's bytes (`qs` at 2, 8 bytes per chunk; `scales` at 66);
+        // the features are enabled.
+        unsafe {
+            // Four u16 per row: a 9-bit grid index, a 7-bit sign index in bits 9..16.
+            let (lo, hi) = gather_words::<Self>(col, 2 + 8 * c);
+            let signs = _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(_mm512_cvtepi16_epi8(with_parity(_mm512_srli_epi16::<9>(
+                    lo,
+                )))),
+                _mm512_cvtepi16_epi8(with_parity(_mm512_srli_epi16::<9>(hi))),
+            );
+            let masks = point_masks(signs);
+            let grid = IQ2XS_GRID.as_ptr().cast::<i64>();
+            let m9 = _mm512_set1_epi64(511);
+            let mut w = [_mm512_setzero_si512(); 8];
+            for l in 0..4 {
+                let sh = _mm512_set1_epi64(16 * l as i64);
+                let ia = _mm512_and_si512(_mm512_srlv_epi64(lo, sh), m9);
+                let ib = _mm512_and_si512(_mm512_srlv_epi64(hi, sh), m9);
+                [w[2 * l], w[2 * l + 1]] =
+                    points8_64(grid, ia, ib, [masks[2 * l], masks[2 * l + 1]]);
+            }
+            Chunk {
+                w,
+                sc: half_scales::<Self>(col, 66, c),
+            }
+        }
+    }
+}
+
+impl Tile512 for crate::quant::BlockIq2S {
+    const SIZE: usize = 82;
+    const K: f32 = 0.125;
+    const SPLIT: bool = true;
+    #[inline(always)]
+    unsafe fn chunk(col: *const u8, c: usize) -> Chunk {
+        // SAFETY: the block column's bytes (index bytes at 2 + 4c, sign bytes at 34 + 4c,
+        // `qh` at 66 + c — a dword ending inside the block for c ≤ 7 — `scales` at 74); the
+        // features are enabled.
+        unsafe {
+            let idx = gather_dwords::<Self>(col, 2 + 4 * c);
+            let signs = gather_dwords::<Self>(col, 34 + 4 * c);
+            let qh = gather_dwords::<Self>(col, 66 + c);
+            let masks = point_masks(signs);
+            let grid = IQ2S_GRID.as_ptr().cast::<i64>();
+            let mut w = [_mm512_setzero_si512(); 8];
+            for l in 0..4 {
+                let lo = _mm512_and_si512(
+                    _mm512_srlv_epi32(idx, _mm512_set1_epi32(8 * l as i32)),
+                    _mm512_set1_epi32(0xff),
+                );
+                let hi = _mm512_and_si512(
+                    _mm512_srlv_epi32(qh, _mm512_set1_epi32(2 * l as i32)),
+                    _mm512_set1_epi32(3),
+                );
+                let g = _mm512_or_si512(lo, _mm512_slli_epi32::<8>(hi));
+                let ia = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(g));
+                let ib = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(g));
+                [w[2 * l], w[2 * l + 1]] =
+                    points8_64(grid, ia, ib, [masks[2 * l], masks[2 * l + 1]]);
+            }
+            Chunk {
+                w,
+                sc: half_scales::<Self>(col, 74, c),
+            }
+        }
+    }
+}
+
+impl Tile512 for crate::quant::BlockIq3S {
+    const SIZE: usize = 110;
+    const K: f32 = 1.0;
+    const SPLIT: bool = false;
+    #[inline(always)]
+    unsafe fn chunk(col: *const u8, c: usize) -> Chunk {
+        // SAFETY: the block column's bytes (index bytes at 2 + 8c, `qh` at 66 + c, sign bytes
+        // at 74 + 4c, `scales` at 106..110); the features are enabled.
+        unsafe {
+            let (lo, hi) = gather_words::<Self>(col, 2 + 8 * c);
+            let ilo = halves::<false>(lo, hi);
+            let ihi = halves::<true>(lo, hi);
+            let qh = gather_dwords::<Self>(col, 66 + c);
+            let signs = gather_dwords::<Self>(col, 74 + 4 * c);
+            let grid = IQ3S_GRID.as_ptr().cast::<i32>();
+            let mut w = [_mm512_setzero_si512(); 8];
+            for m in 0..8 {
+                let words = if m < 4 { ilo } else { ihi };
+                let lo = _mm512_and_si512(
+                    _mm512_srlv_epi32(words, _mm512_set1_epi32(8 * (m % 4) as i32)),
+                    _mm512_set1_epi32(0xff),
+                );
+                let top = _mm512_and_si512(
+                    _mm512_srlv_epi32(qh, _mm512_set1_epi32(m as i32)),
+                    _mm512_set1_epi32(1),
+                );
+                let g = _mm512_or_si512(lo, _mm512_slli_epi32::<8>(top));
+                w[m] = points4_32(grid, g, signs, m);
+            }
+            let sc = _mm512_and_si512(
+                _mm512_srlv_epi32(
+                    gather_dwords::<Self>(col, 106),
+                    _mm512_set1_epi32(4 * c as i32),
+                ),
+                _mm512_set1_epi32(0xf),
+            );
+            let sc = _mm512_add_epi32(_mm512_slli_epi32::<1>(sc), _mm512_set1_epi32(1));
             Chunk { w, sc: [sc, sc] }
         }
     }
@@ -462,3 +646,6 @@ packed_tile!(
     crate::quant::BlockIq3Xxs,
     vnni::packed_iq3_xxs
 );
+packed_tile!(packed_iq2_xs, crate::quant::BlockIq2Xs, vnni::packed_iq2_xs);
+packed_tile!(packed_iq2_s, crate::quant::BlockIq2S, vnni::packed_iq2_s);
+packed_tile!(packed_iq3_s, crate::quant::BlockIq3S, vnni::packed_iq3_s);
