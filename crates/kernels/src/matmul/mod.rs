@@ -176,8 +176,9 @@ impl BatchRule {
             | GgmlType::IQ3_S
             | GgmlType::IQ1_S
             | GgmlType::IQ1_M => (BatchRule::AtLeast8, [P::VecDot, P::Tiled]),
-            // Repacked `MXFP4` (`mxfp4_8x8`): gemv and gemm sum alike, whole blocks per fma.
-            GgmlType::MXFP4 if repacked && rows.is_multiple_of(8) => {
+            // Repacked `MXFP4` and `IQ4_NL` (`mxfp4_8x8`, `iq4_nl_8x8`, one template): gemv
+            // and gemm sum alike, whole blocks per fma.
+            GgmlType::MXFP4 | GgmlType::IQ4_NL if repacked && rows.is_multiple_of(8) => {
                 (BatchRule::Uniform, [P::Gemv, P::Gemv])
             }
             _ => (BatchRule::Uniform, [P::VecDot, P::VecDot]),

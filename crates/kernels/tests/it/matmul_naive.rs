@@ -426,6 +426,7 @@ fn ggml_order_kernels_equal_the_row_kernels_bit_for_bit() {
         (GgmlType::Q8_0, 37),
         (GgmlType::Q4_K, 40),
         (GgmlType::Q6_K, 37),
+        (GgmlType::IQ4_NL, 40),
         // The lattice types: at `Avx512` the 512-bit tiles (products of 8 tokens or more)
         // against the 256-bit tiled row kernels.
         (GgmlType::IQ2_XXS, 37),
