@@ -594,6 +594,158 @@ unsafe fn gemm_tile<B: Tile512, const NY: usize>(
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// `IQ2_S` one token at a time: a row's 64 values per step.
+
+/// The eight integer lanes of ggml's `vec_dot` for one `IQ2_S` super-block (lane `m`: values
+/// `4m..4m + 4` of every 32-value chunk times their scales) against the 256 activation bytes
+/// at `x`: per two chunks one gather of the eight grid points, the explicit sign bits as a
+/// mask negating the activations, one `vpdpbusd`, the scales multiplied in per lane; then the
+/// even chunks' lanes added to the odd ones'.
+///
+/// # Safety
+/// A whole `IQ2_S` super-block at `b`, 256 bytes at `x`; AVX-512 F/BW/VL/DQ + VNNI are
+/// enabled.
+#[inline(always)]
+unsafe fn iq2_s_lanes(b: *const u8, x: *const i8) -> __m256i {
+    // SAFETY: the caller's bounds and features.
+    unsafe {
+        let grid = IQ2S_GRID.as_ptr().cast::<i64>();
+        let qh_shift = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+        let sc_shift = _mm512_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
+        let mut acc = _mm512_setzero_si512();
+        for k in 0..4 {
+            // Points 8k..8k + 8 (chunks 2k, 2k + 1): low index bytes, two bits each from qh.
+            let lo = _mm512_cvtepu8_epi64(_mm_loadl_epi64(b.add(2 + 8 * k).cast()));
+            let qh = u16::from_le_bytes([*b.add(66 + 2 * k), *b.add(67 + 2 * k)]);
+            let hi = _mm512_and_si512(
+                _mm512_srlv_epi64(_mm512_set1_epi64(i64::from(qh)), qh_shift),
+                _mm512_set1_epi64(3),
+            );
+            let idx = _mm512_or_si512(lo, _mm512_slli_epi64::<8>(hi));
+            let u = _mm512_i64gather_epi64::<8>(idx, grid);
+            let neg = b.add(34 + 8 * k).cast::<u64>().read_unaligned();
+            let xv = _mm512_loadu_si512(x.add(64 * k).cast());
+            let xs = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
+            let dp = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, xs);
+            let scb = u16::from_le_bytes([*b.add(74 + 2 * k), *b.add(75 + 2 * k)]);
+            let sc = _mm512_and_si512(
+                _mm512_srlv_epi32(_mm512_set1_epi32(i32::from(scb)), sc_shift),
+                _mm512_set1_epi32(0xf),
+            );
+            let sc = _mm512_add_epi32(_mm512_slli_epi32::<1>(sc), _mm512_set1_epi32(1));
+            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(dp, sc));
+        }
+        _mm256_add_epi32(
+            _mm512_castsi512_si256(acc),
+            _mm512_extracti64x4_epi64::<1>(acc),
+        )
+    }
+}
+
+/// One token against `ngroups` groups of packed `IQ2_S` rows, row by row: with `TILED` the
+/// tiled mat-mul's order (`fma(S·d_w/8, d_x, acc)` per super-block, continued through `y` when
+/// `add`), else `vec_dot`'s (eight float lanes per row, `fma(d_w·d_x, lanes, acc)`, then
+/// `hsum_float_8` times 1/8; whole rows, no `add`).
+///
+/// # Safety
+/// The `PackedFn` contract with one token; the features are enabled.
+#[inline(always)]
+unsafe fn gemv_iq2_s<const TILED: bool>(
+    nb: usize,
+    w: *const u8,
+    gbytes: usize,
+    ngroups: usize,
+    a: ActTile,
+    y: *mut f32,
+    add: bool,
+) {
+    // SAFETY: the `PackedFn` contract; the features are enabled.
+    unsafe {
+        const SIZE: usize = 82;
+        for g in 0..ngroups {
+            let w = w.add(g * gbytes);
+            for r in 0..16 {
+                let out = y.add(16 * g + r);
+                let mut acc = if add { *out } else { 0.0 };
+                let mut lanes = _mm256_setzero_ps();
+                for i in 0..nb {
+                    let col = w.add(16 * i * SIZE);
+                    if r == 0 {
+                        prefetch(col, 16 * SIZE);
+                    }
+                    let b = col.add(r * SIZE);
+                    let s = iq2_s_lanes(b, a.qs.add(256 * i));
+                    let d = super::f16_at(crate::quant::F16Bytes([*b, *b.add(1)]));
+                    let dx = *a.d.add(i);
+                    if TILED {
+                        let r = super::hsum_epi32(s) as f32 * (d * 0.125);
+                        acc = r.mul_add(dx, acc);
+                    } else {
+                        let dd = _mm256_set1_ps(dx * d);
+                        lanes = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(s), lanes);
+                    }
+                }
+                *out = if TILED {
+                    acc
+                } else {
+                    0.125 * super::hsum_ps(lanes)
+                };
+            }
+        }
+    }
+}
+
+/// `IQ2_S` one token at a time in `vec_dot`'s order (see [`gemv_iq2_s`]).
+///
+/// # Safety
+/// The `PackedFn` contract (`ny` is 1); the features are enabled here.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
+unsafe fn packed_iq2_s_vecdot(
+    nb: usize,
+    w: *const u8,
+    gbytes: usize,
+    ngroups: usize,
+    a: ActTile,
+    _ny: usize,
+    y: *mut f32,
+    _ys: usize,
+    _add: bool,
+) {
+    // SAFETY: the `PackedFn` contract, with the features enabled here.
+    unsafe { gemv_iq2_s::<false>(nb, w, gbytes, ngroups, a, y, false) }
+}
+
+/// `IQ2_S`, one token in the tiled order (see [`gemv_iq2_s`]).
+///
+/// # Safety
+/// The `PackedFn` contract with `ny` 1; the features are enabled (caller).
+#[inline(always)]
+unsafe fn gemv_iq2_s_tiled(
+    nb: usize,
+    w: *const u8,
+    gbytes: usize,
+    ngroups: usize,
+    a: ActTile,
+    _ny: usize,
+    y: *mut f32,
+    _ys: usize,
+    add: bool,
+) {
+    // SAFETY: the caller's contract and features.
+    unsafe { gemv_iq2_s::<true>(nb, w, gbytes, ngroups, a, y, add) }
+}
+
+/// The 512-bit kernels in `vec_dot`'s order (llama.cpp's path for fewer than 8 tokens), the
+/// most tokens per call and whether rows may be split: `IQ2_S` only (the other lattice types
+/// keep the 256-bit ones).
+pub(crate) fn packed_kernel_vecdot(ty: GgmlType) -> Option<(PackedFn, usize, bool)> {
+    match ty {
+        GgmlType::IQ2_S => Some((packed_iq2_s_vecdot, 1, false)),
+        _ => None,
+    }
+}
+
 macro_rules! packed_tile {
     ($name:ident, $block:ty, $one:path) => {
         /// Packed kernel (see `gemm_tile`); one token goes to the 256-bit kernel.
@@ -647,5 +799,5 @@ packed_tile!(
     vnni::packed_iq3_xxs
 );
 packed_tile!(packed_iq2_xs, crate::quant::BlockIq2Xs, vnni::packed_iq2_xs);
-packed_tile!(packed_iq2_s, crate::quant::BlockIq2S, vnni::packed_iq2_s);
+packed_tile!(packed_iq2_s, crate::quant::BlockIq2S, gemv_iq2_s_tiled);
 packed_tile!(packed_iq3_s, crate::quant::BlockIq3S, vnni::packed_iq3_s);

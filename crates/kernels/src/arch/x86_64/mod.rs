@@ -52,6 +52,7 @@ pub(crate) fn packed_kernel_ggml(
         let tiled = || match path {
             // The lattice types' 512-bit tiles sum in the tiled mat-mul's order.
             GgmlPath::Tiled => avx512_iq::packed_kernel(ty).map(|(f, max_ny)| (f, max_ny, true)),
+            GgmlPath::VecDot => avx512_iq::packed_kernel_vecdot(ty),
             _ => None,
         };
         return avx512::packed_kernel_ggml(ty, path)
