@@ -1,4 +1,4 @@
-// Writes llama.cpp's own dot products for MXFP4 and the IQ lattice types
+// Writes llama.cpp's own dot products for MXFP4, IQ4_NL and the IQ lattice types
 // (crates/kernels/tests/fixtures/ggml-iq/dot-<TYPE>.bin), through ggml's CPU type traits: the
 // run-time activation quantizer of the type's vec_dot_type (`from_float`) and `vec_dot` — the
 // path llama.cpp takes for these weights in products of fewer than 8 tokens (and, for MXFP4,
@@ -13,9 +13,9 @@
 // (3: its vec_dot path; 9: its tiled mat-mul, taken for 8 tokens or more): the activations,
 // the weights, then each product's n x MM_ROWS results.
 //
-// And matmul-MXFP4-repack.bin: what ggml_mul_mat computes with MXFP4 weights in the CPU
-// backend's CPU_REPACK buffer (where llama.cpp's loader puts them: repacked as mxfp4_8x8, the
-// products through ggml_gemm/gemv_mxfp4_8x8_q8_0): RP_TOK x RP_K activations, RP_ROWS weight
+// And matmul-MXFP4-repack.bin, matmul-IQ4_NL-repack.bin: what ggml_mul_mat computes with
+// MXFP4 / IQ4_NL weights in the CPU backend's CPU_REPACK buffer (where llama.cpp's loader puts
+// them: repacked as mxfp4_8x8 / iq4_nl_8x8, the products through ggml_gemm/gemv_*_8x8_q8_0): RP_TOK x RP_K activations, RP_ROWS weight
 // rows, then for each n of RP_N the n x RP_ROWS results of the product with the first n rows.
 #include <stdint.h>
 #include <stdio.h>
@@ -154,8 +154,7 @@ static void plain_matmul(const char * dir, enum ggml_type ty) {
 enum { RP_ROWS = 40, RP_K = 32 * 41, RP_TOK = 9 };
 static const int RP_N[] = { 1, 3, 4, 5, 9 };
 
-static void repacked_mxfp4(const char * dir) {
-    const enum ggml_type ty = GGML_TYPE_MXFP4;
+static void repacked(const char * dir, enum ggml_type ty) {
     ggml_backend_reg_t reg = ggml_backend_cpu_reg();
     ggml_backend_dev_t dev = ggml_backend_reg_dev_get(reg, 0);
     ggml_backend_dev_get_extra_bufts_t get_extra =
@@ -170,10 +169,21 @@ static void repacked_mxfp4(const char * dir) {
     uint8_t * w = malloc(rb * RP_ROWS);
     float * x = malloc(sizeof(float) * RP_TOK * RP_K);
     for (size_t i = 0; i < rb * RP_ROWS; i++) w[i] = (uint8_t) next();
-    for (size_t off = 0; off < rb * RP_ROWS; off += 17) w[off] = (uint8_t) (100 + next() % 41);
+    const size_t bs = ggml_type_size(ty);
+    for (size_t off = 0; off < rb * RP_ROWS; off += bs) {
+        if (ty == GGML_TYPE_MXFP4) {
+            w[off] = (uint8_t) (100 + next() % 41);
+        } else {  // IQ4_NL: a finite f16 scale of either sign
+            const float d = (uniform() + 3.0f) / 128.0f * (uniform() < 0 ? -1.0f : 1.0f);
+            const ggml_fp16_t h = ggml_fp32_to_fp16(d);
+            memcpy(w + off, &h, 2);
+        }
+    }
     for (int i = 0; i < RP_TOK * RP_K; i++) x[i] = (uniform() + uniform() + uniform()) * (i % 89 == 0 ? 20.0f : 1.0f);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/matmul-MXFP4-repack.bin", dir);
+    char name[64], path[4096];
+    snprintf(name, sizeof name, "%s", ggml_type_name(ty));
+    for (char * c = name; *c; c++) if (*c >= 'a' && *c <= 'z') *c -= 32;
+    snprintf(path, sizeof path, "%s/matmul-%s-repack.bin", dir, name);
     FILE * f = fopen(path, "wb");
     if (!f) { perror(path); exit(1); }
     put(f, x, sizeof(float) * RP_TOK * RP_K);
@@ -186,7 +196,7 @@ static void repacked_mxfp4(const char * dir) {
             struct ggml_context * cw = ggml_init(ip), * cx = ggml_init(ip);
             struct ggml_tensor * wt = ggml_new_tensor_2d(cw, ty, RP_K, RP_ROWS);
             ggml_backend_buffer_t bw = ggml_backend_alloc_ctx_tensors_from_buft(cw, repack);
-            if (!wt->extra) { fprintf(stderr, "MXFP4 not repacked\n"); exit(1); }
+            if (!wt->extra) { fprintf(stderr, "%s not repacked\n", name); exit(1); }
             ggml_backend_tensor_set(wt, w, 0, rb * RP_ROWS);
             struct ggml_tensor * xt = ggml_new_tensor_2d(cx, GGML_TYPE_F32, RP_K, n);
             struct ggml_tensor * out = ggml_mul_mat(cx, wt, xt);
@@ -219,7 +229,11 @@ int main(int argc, char ** argv) {
         GGML_TYPE_IQ3_S,   GGML_TYPE_IQ1_S,  GGML_TYPE_IQ1_M,
     };
     for (size_t i = 0; i < sizeof lattice / sizeof lattice[0]; i++) one(argv[1], lattice[i], 256 * 5);
-    repacked_mxfp4(argv[1]);
+    repacked(argv[1], GGML_TYPE_MXFP4);
     for (size_t i = 0; i < sizeof lattice / sizeof lattice[0]; i++) plain_matmul(argv[1], lattice[i]);
+    // IQ4_NL (added after the others, so their files stay as they were): vec_dot (matrices
+    // llama.cpp leaves in ggml layout) and repacked as iq4_nl_8x8 (its loader's default).
+    one(argv[1], GGML_TYPE_IQ4_NL, 32 * 41);
+    repacked(argv[1], GGML_TYPE_IQ4_NL);
     return 0;
 }

@@ -408,6 +408,41 @@ fn qwen3moe_q4_k_m_logits_equal_llama_cpp() {
     }
 }
 
+/// The tiny smollm3 quantized to IQ4_NL by llama-quantize (`tests/fixtures/smollm3-iq4_nl`,
+/// `scripts/tiny-models/gen-iq4nl.sh`): llama.cpp repacks its IQ4_NL matrices (`iq4_nl_8x8`)
+/// and sums them a block per fma; hearth follows that order (`ggml_order`), so the logits
+/// equal llama.cpp's bit for bit at every position on AVX-512, and within 1e-3 elsewhere.
+/// (Regression: IQ4_NL was summed in hearth's own order, PPL 25.1077 against 25.2170.)
+#[test]
+fn smollm3_iq4_nl_logits_equal_llama_cpp() {
+    let d = dir("smollm3-iq4_nl");
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("reference.json")).unwrap()).unwrap();
+    let model = load_gz(&d.join("model.gguf.gz"), "smollm3-iq4_nl");
+    let exact = kernels::isa::Isa::detected() == kernels::isa::Isa::Avx512;
+    let tokens = ids(&reference["ids"]);
+    for n_threads in [1, 2] {
+        let logits = all_logits(&model, &tokens, n_threads);
+        let mut same = 0;
+        let mut worst = 0.0f32;
+        for (pos, l) in logits.iter().enumerate() {
+            if fnv1a64(l) == reference["fnv1a64_per_position"][pos].as_str().unwrap() {
+                same += 1;
+            }
+            worst = worst.max(top20_error(l, &reference["top20_per_position"][pos]));
+        }
+        eprintln!(
+            "smollm3 IQ4_NL ({n_threads} threads): {same}/{} positions bit-identical, worst \
+             top-20 |Δ|/max {worst:.2e}",
+            logits.len()
+        );
+        if exact {
+            assert_eq!(same, logits.len(), "worst top-20 error {worst:.2e}");
+        }
+        assert!(worst <= 1e-3, "top-20 error {worst:.2e}");
+    }
+}
+
 /// Batch-invariant contexts route and run each token's experts as if it were alone.
 #[test]
 fn qwen3moe_sequences_decoded_together_equal_each_alone() {

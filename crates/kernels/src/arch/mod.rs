@@ -13,7 +13,7 @@
 //! - *tile kernels* ([`TileFn`], [`tile_kernel`]): 4 × 4 register tiles for float weights in a
 //!   batch.
 //!
-//! For `Q4_1`, `Q5_1`, `Q5_0`, `Q8_0`, `Q4_K`, `Q6_K`, `MXFP4` and the IQ lattice types
+//! For `Q4_1`, `Q5_1`, `Q5_0`, `Q8_0`, `Q4_K`, `Q6_K`, `MXFP4`, `IQ4_NL` and the IQ lattice types
 //! (`IQ2_XXS` … `IQ1_M`), row and packed kernels that sum in llama.cpp's own float order also
 //! exist ([`rows_kernel_ggml`], [`packed_kernel_ggml`]; the
 //! matmul option `ggml_order`), one per code path llama.cpp takes for the type ([`GgmlPath`]):
@@ -307,9 +307,10 @@ pub(crate) fn packed_kernel_ggml(
 /// for `Q4_1`, `Q5_1`, `Q5_0`, `Q8_0` ([`GgmlPath::VecDot`]) 256-bit kernels that keep ggml's
 /// eight lane accumulators (each `fma(d_w·d_x, float(signed sum of its 4 values), acc)` per
 /// block), its separate `m·s` sum and its final `hsum_float_8`; for `Q4_K`, `Q6_K`, `MXFP4`
-/// and the IQ lattice types one kernel per path llama.cpp takes for them. (Other types, `Q4_0` and `IQ4_NL` among them —
-/// repacked by llama.cpp into layouts whose order is not followed here — have none, and the
-/// scalar level sums sequentially.)
+/// and the IQ lattice types one kernel per path llama.cpp takes for them; for `IQ4_NL`
+/// `vec_dot`'s order and that of its repacked `iq4_nl_8x8` gemv/gemm. (Other types, `Q4_0`
+/// among them — repacked by llama.cpp into a layout whose order is not followed here — have
+/// none, and the scalar level sums sequentially.)
 ///
 /// The float types (`F32`, `F16`, `BF16`: [`GgmlPath::VecDot`] and [`GgmlPath::Sgemm`]) have
 /// them at every level, the scalar one included (`generic::float_ggml`), and read activations

@@ -17,7 +17,7 @@
 //!
 //! Activations are quantized as llama.cpp quantizes them at run time on x86 (see
 //! [`quantize_activations`]). With [`MatrixOptions::ggml_order`] the `Q4_1`, `Q5_1`, `Q5_0`,
-//! `Q8_0`, `Q4_K`, `Q6_K` and `MXFP4` products also sum in llama.cpp's order, so they equal
+//! `Q8_0`, `Q4_K`, `Q6_K`, `MXFP4` and `IQ4_NL` products also sum in llama.cpp's order, so they equal
 //! llama.cpp's bit for bit; by default each row's blocks are summed into one float, a few
 //! roundings away. Float weights (`F32`, `F16`, `BF16`) in `ggml_order` take activations rounded
 //! to their `vec_dot_type` (f16, bf16) and sum as `ggml_vec_dot_*` for one token and llamafile's
@@ -31,7 +31,8 @@
 //! go through `ggml_gemm_q4_K_8x8_q8_K` and the last `n % 4` through `ggml_gemv_q4_K_8x8_q8_K`;
 //! for `Q6_K` (never repacked on x86), unrepacked `Q4_K` and the IQ lattice types, products of
 //! fewer than 8 tokens go through `ggml_vec_dot_*_q8_K` and larger ones through its tiled
-//! k-quant mat-mul; repacked `MXFP4` (`mxfp4_8x8`) sums alike in its gemv and gemm. In
+//! k-quant mat-mul; repacked `MXFP4` and `IQ4_NL` (`mxfp4_8x8`, `iq4_nl_8x8`) sum alike in
+//! their gemv and gemm, unrepacked ones through `vec_dot`. In
 //! `ggml_order` each token follows the path llama.cpp would take for it in a product of the
 //! same size (`BatchRule`) — so, as in llama.cpp, a token's result depends on the batch it
 //! is in — unless the [`Scratch`] is [`Scratch::batch_invariant`].
@@ -190,8 +191,9 @@ impl BatchRule {
             | GgmlType::IQ3_S
             | GgmlType::IQ1_S
             | GgmlType::IQ1_M => (BatchRule::AtLeast8, [P::VecDot, P::Tiled]),
-            // Repacked `MXFP4` (`mxfp4_8x8`): gemv and gemm sum alike, whole blocks per fma.
-            GgmlType::MXFP4 if repacked && rows.is_multiple_of(8) => {
+            // Repacked `MXFP4` and `IQ4_NL` (`mxfp4_8x8`, `iq4_nl_8x8`, one template): gemv
+            // and gemm sum alike, whole blocks per fma.
+            GgmlType::MXFP4 | GgmlType::IQ4_NL if repacked && rows.is_multiple_of(8) => {
                 (BatchRule::Uniform, [P::Gemv, P::Gemv])
             }
             _ => (BatchRule::Uniform, [P::VecDot, P::VecDot]),

@@ -91,7 +91,49 @@ fn x86_dots_equal_ggml_bit_for_bit() {
     }
 }
 
-// The repacked MXFP4 case, as in scripts/gen_ggml_iq_fixtures.c.
+#[test]
+fn iq4_nl_equals_ggml_vec_dot_bit_for_bit() {
+    // Matrices llama.cpp leaves in ggml layout (here 6 rows, not a multiple of 8) take
+    // `ggml_vec_dot_iq4_nl_q8_0`; with `ggml_order` hearth sums IQ4_NL in its order.
+    let ty = GgmlType::IQ4_NL;
+    let k = 32 * 41;
+    let (x, w, want) = case(ty, k);
+    let pools = [ThreadPool::new(1), ThreadPool::new(2)];
+    assert!(
+        Isa::detected() == Isa::Generic || Matrix::ggml_order_available(ty),
+        "IQ4_NL"
+    );
+    for isa in Isa::all_supported()
+        .into_iter()
+        .filter(|&i| i > Isa::Generic)
+    {
+        for llama_repacked in [false, true] {
+            let options = MatrixOptions {
+                isa,
+                ggml_order: true,
+                llama_repacked,
+                ..MatrixOptions::default()
+            };
+            let m = Matrix::with_options(ty, ROWS, k, &w, options).unwrap();
+            for pool in &pools {
+                let mut y = vec![f32::NAN; N_TOK * ROWS];
+                matmul(pool, &m, &x, N_TOK, &mut y, &mut Scratch::new()).unwrap();
+                for (i, (g, e)) in y.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        g.to_bits(),
+                        e.to_bits(),
+                        "{} token {} row {}: got {g}, ggml {e}",
+                        isa.name(),
+                        i / ROWS,
+                        i % ROWS
+                    );
+                }
+            }
+        }
+    }
+}
+
+// The repacked MXFP4 and IQ4_NL cases, as in scripts/gen_ggml_iq_fixtures.c.
 const RP_ROWS: usize = 40;
 const RP_K: usize = 32 * 41;
 const RP_TOK: usize = 9;
@@ -103,15 +145,28 @@ fn mxfp4_equals_llama_cpp_repacked_products_bit_for_bit() {
     // and gemm then sum whole blocks, one fma each. With `ggml_order` (and `llama_repacked`)
     // hearth follows that order in its packed kernels (16-row groups) and in its row kernels
     // (the 8 rows after them): every token of every batch, any thread count.
+    repacked_products_equal_llama_cpp(GgmlType::MXFP4);
+}
+
+#[test]
+fn iq4_nl_equals_llama_cpp_repacked_products_bit_for_bit() {
+    // IQ4_NL: repacked as `iq4_nl_8x8`, summed by the template MXFP4's kernels share.
+    repacked_products_equal_llama_cpp(GgmlType::IQ4_NL);
+}
+
+fn repacked_products_equal_llama_cpp(ty: GgmlType) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/ggml-iq/matmul-MXFP4-repack.bin");
+        .join("tests/fixtures/ggml-iq")
+        .join(format!(
+            "matmul-{}-repack.bin",
+            ty.name().to_ascii_uppercase()
+        ));
     let b = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let f32s = |b: &[u8]| -> Vec<f32> {
         b.chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect()
     };
-    let ty = GgmlType::MXFP4;
     let rb = row_bytes(ty, RP_K).unwrap();
     let (xb, rest) = b.split_at(4 * RP_TOK * RP_K);
     let (w, mut ys) = rest.split_at(RP_ROWS * rb);
@@ -145,7 +200,7 @@ fn mxfp4_equals_llama_cpp_repacked_products_bit_for_bit() {
                     assert_eq!(
                         g.to_bits(),
                         e.to_bits(),
-                        "{} packed={} n={n} token {} row {}: got {g}, ggml {e}",
+                        "{ty} {} packed={} n={n} token {} row {}: got {g}, ggml {e}",
                         isa.name(),
                         m.is_packed(),
                         i / RP_ROWS,
@@ -156,7 +211,7 @@ fn mxfp4_equals_llama_cpp_repacked_products_bit_for_bit() {
         }
     }
     if Isa::best_supported() == Isa::Avx512 && Isa::has_vnni() {
-        assert!(packed_seen, "MXFP4 was never repacked");
+        assert!(packed_seen, "{ty} was never repacked");
     }
 }
 

@@ -426,6 +426,16 @@ fn ggml_order_kernels_equal_the_row_kernels_bit_for_bit() {
         (GgmlType::Q8_0, 37),
         (GgmlType::Q4_K, 40),
         (GgmlType::Q6_K, 37),
+        (GgmlType::IQ4_NL, 40),
+        // The lattice types: at `Avx512` the 512-bit tiles (products of 8 tokens or more)
+        // against the 256-bit tiled row kernels.
+        (GgmlType::IQ2_XXS, 37),
+        (GgmlType::IQ2_XS, 37),
+        (GgmlType::IQ2_S, 37),
+        (GgmlType::IQ3_XXS, 37),
+        (GgmlType::IQ3_S, 37),
+        (GgmlType::IQ1_S, 37),
+        (GgmlType::IQ1_M, 37),
     ] {
         let w = random_matrix(&mut rng, ty, rows, cols);
         for isa in Isa::all_supported().into_iter().filter(|&i| i >= Isa::Avx2) {
@@ -440,7 +450,8 @@ fn ggml_order_kernels_equal_the_row_kernels_bit_for_bit() {
             if isa == Isa::Avx512 && Isa::has_vnni() {
                 assert!(m.is_packed(), "{ty}");
             }
-            for n_tokens in [1, 2, 3, 7, 9] {
+            // 8 + 1 to 8 + 7 tokens: every tile width after a full one.
+            for n_tokens in [1, 2, 3, 7, 9, 10, 11, 12, 13, 14, 15] {
                 let x = rng.normals(n_tokens * cols);
                 let mut want = vec![0.0; n_tokens * rows];
                 let mut got = vec![0.0; n_tokens * rows];

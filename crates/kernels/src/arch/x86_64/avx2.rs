@@ -822,8 +822,79 @@ unsafe fn mxfp4_block<D: Dot>(w: *const u8, a: ActRow, i: usize, lut: __m256i) -
     }
 }
 
-/// `MXFP4`: ggml's two accumulators (even and odd blocks) over pairs of blocks, their sum's
-/// `hsum_float_8`, then a last odd block added in scalar as `fma(d, isum, sum)`.
+/// Block `i` of an `IQ4_NL` row: its integer lanes and `d_x · d_w`.
+///
+/// # Safety
+/// As [`mxfp4_block`].
+#[inline(always)]
+unsafe fn iq4_nl_block<D: Dot>(w: *const u8, a: ActRow, i: usize, lut: __m256i) -> (__m256i, f32) {
+    // SAFETY: the caller's bounds and features.
+    unsafe {
+        let b = &*w.cast::<BlockIq4Nl>().add(i);
+        let v = _mm256_shuffle_epi8(lut, nibbles32(b.qs.as_ptr()));
+        let (u, s) = sign_split(v, load(a.qs.add(32 * i)));
+        (D::dot(u, s), *a.d.add(i) * f16_at(b.d))
+    }
+}
+
+/// Block `i` of a 4-bit lookup format with one scale per 32 values: `MXFP4` (`MX`) or
+/// `IQ4_NL`.
+///
+/// # Safety
+/// As [`mxfp4_block`].
+#[inline(always)]
+unsafe fn lut4_block<D: Dot, const MX: bool>(
+    w: *const u8,
+    a: ActRow,
+    i: usize,
+    lut: __m256i,
+) -> (__m256i, f32) {
+    // SAFETY: the caller's bounds and features.
+    unsafe {
+        if MX {
+            mxfp4_block::<D>(w, a, i, lut)
+        } else {
+            iq4_nl_block::<D>(w, a, i, lut)
+        }
+    }
+}
+
+/// The 4-bit lookup formats with one scale per 32 values (`MXFP4` when `MX`, `IQ4_NL`) as
+/// ggml's `vec_dot` (AVX2) sums them: two accumulators (even and odd blocks) over pairs of
+/// blocks, each `fma(d_x·d_w, float(lanes), acc)`, their sum's `hsum_float_8`, then a last odd
+/// block added in scalar as `fma(d, isum, sum)`.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
+#[inline(always)]
+unsafe fn dot_lut4_vecdot<D: Dot, const MX: bool>(
+    w: *const u8,
+    a: ActRow,
+    nb: usize,
+    lut: __m256i,
+) -> f32 {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let (mut acc1, mut acc2) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        while i + 1 < nb {
+            let (p1, d1) = lut4_block::<D, MX>(w, a, i, lut);
+            let (p2, d2) = lut4_block::<D, MX>(w, a, i + 1, lut);
+            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1), _mm256_cvtepi32_ps(p1), acc1);
+            acc2 = _mm256_fmadd_ps(_mm256_set1_ps(d2), _mm256_cvtepi32_ps(p2), acc2);
+            i += 2;
+        }
+        let mut sum = hsum_ps(_mm256_add_ps(acc1, acc2));
+        if i < nb {
+            let (p, d) = lut4_block::<D, MX>(w, a, i, lut);
+            // `sumf += d * (sumi1 + sumi2)`, which C compilers contract to an fma.
+            sum = d.mul_add(hsum_epi32(p) as f32, sum);
+        }
+        sum
+    }
+}
+
+/// `MXFP4` as `ggml_vec_dot_mxfp4_q8_0` sums it (see [`dot_lut4_vecdot`]).
 ///
 /// # Safety
 /// The `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
@@ -832,22 +903,41 @@ unsafe fn dot_mxfp4<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
     // SAFETY: as `dot_q4_0`.
     unsafe {
         let lut = _mm256_broadcastsi128_si256(_mm_loadu_si128(MXFP4_VALUES.as_ptr().cast()));
-        let (mut acc1, mut acc2) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut i = 0;
-        while i + 1 < nb {
-            let (p1, d1) = mxfp4_block::<D>(w, a, i, lut);
-            let (p2, d2) = mxfp4_block::<D>(w, a, i + 1, lut);
-            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1), _mm256_cvtepi32_ps(p1), acc1);
-            acc2 = _mm256_fmadd_ps(_mm256_set1_ps(d2), _mm256_cvtepi32_ps(p2), acc2);
-            i += 2;
+        dot_lut4_vecdot::<D, true>(w, a, nb, lut)
+    }
+}
+
+/// `IQ4_NL` as `ggml_vec_dot_iq4_nl_q8_0` sums it (see [`dot_lut4_vecdot`]): llama.cpp's path
+/// for matrices its loader leaves in ggml layout.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
+#[inline(always)]
+unsafe fn dot_iq4_nl_vecdot<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q4_0`.
+    unsafe { dot_lut4_vecdot::<D, false>(w, a, nb, iq4_lut()) }
+}
+
+/// `IQ4_NL` as llama.cpp's repacked kernels (`ggml_gemv_iq4_nl_8x8_q8_0`, `_gemm_`, the
+/// template `MXFP4` shares) sum it: per block `acc = fma(float(S), d_w·d_x, acc)` — the order
+/// of the 512-bit packed kernel, for the rows it does not cover.
+///
+/// # Safety
+/// The `RowsFn` contract: `nb` blocks at `w`, a Q8 activation row of `32·nb` values.
+#[inline(always)]
+unsafe fn dot_iq4_nl_repacked<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
+    // SAFETY: as `dot_q4_0`.
+    unsafe {
+        let lut = iq4_lut();
+        let mut acc = 0.0f32;
+        for i in 0..nb {
+            let b = &*w.cast::<BlockIq4Nl>().add(i);
+            let v = _mm256_shuffle_epi8(lut, nibbles32(b.qs.as_ptr()));
+            let (u, s) = sign_split(v, load(a.qs.add(32 * i)));
+            // The repacked kernels multiply the weight's scale by the activation's.
+            acc = (hsum_epi32(D::dot(u, s)) as f32).mul_add(f16_at(b.d) * *a.d.add(i), acc);
         }
-        let mut sum = hsum_ps(_mm256_add_ps(acc1, acc2));
-        if i < nb {
-            let (p, d) = mxfp4_block::<D>(w, a, i, lut);
-            // `sumf += d * (sumi1 + sumi2)`, which C compilers contract to an fma.
-            sum = d.mul_add(hsum_epi32(p) as f32, sum);
-        }
-        sum
+        acc
     }
 }
 
@@ -1858,6 +1948,8 @@ macro_rules! instantiate {
             rows!(iq4_xs, dot_iq4_xs, 256);
             rows!(mxfp4, dot_mxfp4, 32);
             rows!(mxfp4_repacked, dot_mxfp4_repacked, 32);
+            rows!(iq4_nl_vecdot, dot_iq4_nl_vecdot, 32);
+            rows!(iq4_nl_repacked, dot_iq4_nl_repacked, 32);
             rows!(iq2_xxs, dot_iq2_xxs, 256);
             rows!(iq2_xs, dot_iq2_xs, 256);
             rows!(iq2_s, dot_iq2_s, 256);
@@ -2055,6 +2147,8 @@ macro_rules! instantiate {
                     (T::Q6_K, P::Tiled) => q6_k_tiled,
                     (T::MXFP4, P::VecDot) => mxfp4,
                     (T::MXFP4, P::Gemv) => mxfp4_repacked,
+                    (T::IQ4_NL, P::VecDot) => iq4_nl_vecdot,
+                    (T::IQ4_NL, P::Gemv) => iq4_nl_repacked,
                     (T::IQ2_XXS, P::VecDot) => iq2_xxs,
                     (T::IQ2_XS, P::VecDot) => iq2_xs,
                     (T::IQ2_S, P::VecDot) => iq2_s,

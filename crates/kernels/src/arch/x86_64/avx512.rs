@@ -1250,8 +1250,10 @@ pub(crate) fn packed_kernel_ggml(ty: GgmlType, path: GgmlPath) -> Option<(Packed
         (T::Q4_K, P::Gemm) => (packed_ggml_q4_k_gemm, 4, false),
         (T::Q6_K, P::VecDot) => (packed_ggml_q6_k_vecdot, 1, false),
         (T::Q6_K, P::Tiled) => (packed_q6_k_tiled, 8, true),
-        // Per block `fma(float(S), d_w·d_x, acc)`, as llama.cpp's repacked MXFP4 gemv and gemm.
+        // Per block `fma(float(S), d_w·d_x, acc)`, as llama.cpp's repacked MXFP4 and IQ4_NL
+        // gemv and gemm (one template).
         (T::MXFP4, P::Gemv) => (packed_mxfp4, 8, true),
+        (T::IQ4_NL, P::Gemv) => (packed_iq4_nl, 8, true),
         _ => return None,
     })
 }

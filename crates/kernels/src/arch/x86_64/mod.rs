@@ -8,6 +8,7 @@
 pub(crate) mod avx2;
 pub(crate) mod avx2_packed;
 pub(crate) mod avx512;
+pub(crate) mod avx512_iq;
 pub(crate) mod float_ggml;
 
 use super::{ActKind, GgmlPath, PackedFn, QuantizeActsFn, RowsFn, TileFn};
@@ -29,7 +30,9 @@ pub(crate) fn rows_kernel(isa: Isa, ty: GgmlType) -> Option<RowsFn> {
 
 pub(crate) fn packed_kernel(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)> {
     if isa >= Isa::Avx512 && avx512_usable() {
-        return avx512::packed_kernel(ty).or_else(|| avx2::vnni::packed_kernel(ty));
+        return avx512::packed_kernel(ty)
+            .or_else(|| avx512_iq::packed_kernel(ty))
+            .or_else(|| avx2::vnni::packed_kernel(ty));
     }
     avx2_packed::packed_kernel(ty).or_else(|| avx2::plain::packed_kernel(ty))
 }
@@ -47,7 +50,14 @@ pub(crate) fn packed_kernel_ggml(
     path: GgmlPath,
 ) -> Option<(PackedFn, usize, bool)> {
     if isa >= Isa::Avx512 && avx512_usable() {
+        let tiled = || match path {
+            // The lattice types' 512-bit tiles sum in the tiled mat-mul's order.
+            GgmlPath::Tiled => avx512_iq::packed_kernel(ty).map(|(f, max_ny)| (f, max_ny, true)),
+            GgmlPath::VecDot => avx512_iq::packed_kernel_vecdot(ty),
+            _ => None,
+        };
         return avx512::packed_kernel_ggml(ty, path)
+            .or_else(tiled)
             .or_else(|| avx2::vnni::packed_kernel_ggml(ty, path));
     }
     avx2::plain::packed_kernel_ggml(ty, path)
