@@ -440,7 +440,7 @@ fn ggml_order_kernels_equal_the_row_kernels_bit_for_bit() {
             if isa == Isa::Avx512 && Isa::has_vnni() {
                 assert!(m.is_packed(), "{ty}");
             }
-            for n_tokens in [1, 2, 3, 7, 9] {
+            for n_tokens in [1, 2, 3, 4, 7, 8, 9] {
                 let x = rng.normals(n_tokens * cols);
                 let mut want = vec![0.0; n_tokens * rows];
                 let mut got = vec![0.0; n_tokens * rows];
