@@ -15,7 +15,7 @@
 //! separate scale and min accumulators, per super-block or per 64 values), `gemv_q6k_vecdot`
 //! (eight lanes per row) and `gemm_q6k` with `TILED` (one scaled sum per super-block).
 
-use crate::arch::{ActRow, ActTile, GgmlPath, PackedFn, Q8K_SUMS, RowsFn, TileFn};
+use crate::arch::{ActRow, ActTile, GgmlPath, PackedFn, Q8K_SUMS, RowsFn, STEP_OFFS, TileFn};
 use crate::quant::{GgmlType, IQ4_NL_VALUES, MXFP4_VALUES};
 use std::arch::x86_64::*;
 
@@ -664,29 +664,6 @@ unsafe fn gemm_legacy<T: Legacy, const NY: usize>(
     }
 }
 
-/// The per-step starting sums that fold a format's value offset into each step's own sum:
-/// `−OFFSET · Σ x` over the four activation bytes of each step (so every step sum is
-/// `Σ (q − OFFSET)·x`, as ggml takes it per 4-value lane).
-///
-/// # Safety
-/// 32 activation bytes at `x` (caller); AVX-512 VL + VNNI are enabled.
-#[inline(always)]
-unsafe fn step_offsets<T: Legacy>(x: *const i8) -> [i32; 8] {
-    // SAFETY: 32 activation bytes at `x` (caller); AVX-512 VL + VNNI are enabled.
-    unsafe {
-        // OFFSET · Σx per step in one `vpdpbusd` (every offset fits an unsigned byte), negated.
-        let scaled = _mm256_dpbusd_epi32(
-            _mm256_setzero_si256(),
-            _mm256_set1_epi8(T::OFFSET as u8 as i8),
-            _mm256_loadu_si256(x.cast()),
-        );
-        let init = _mm256_sub_epi32(_mm256_setzero_si256(), scaled);
-        let mut out = [0i32; 8];
-        _mm256_storeu_si256(out.as_mut_ptr().cast(), init);
-        out
-    }
-}
-
 /// [`gemm_legacy`] with ggml's float summation order (`ggml_vec_dot_q4_1_q8_1` and its
 /// siblings in `ggml-cpu/arch/x86/quants.c`, llamafile's `tinyBLAS_Q0_AVX`): per row and
 /// token, eight accumulators — one per 4-value step, i.e. per lane of ggml's 256-bit
@@ -725,13 +702,9 @@ unsafe fn gemm_legacy_ggml<T: Legacy, const NY: usize>(
             for (t, acc) in acc.iter_mut().enumerate() {
                 let x = a.qs.add(t * a.qs_stride + 32 * b);
                 let dd = _mm512_mul_ps(dw, _mm512_set1_ps(*a.d.add(t * a.d_stride + b)));
-                let init = if T::OFFSET != 0 {
-                    step_offsets::<T>(x)
-                } else {
-                    [0; 8]
-                };
+                let offs = step_offs_at::<T>(a, t, b);
                 for (s, acc) in acc.iter_mut().enumerate() {
-                    let isum = _mm512_dpbusd_epi32(_mm512_set1_epi32(init[s]), q[s], bcast4(x, s));
+                    let isum = _mm512_dpbusd_epi32(offset_init::<T>(offs, s), q[s], bcast4(x, s));
                     *acc = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(isum), *acc);
                 }
                 if T::MIN {
@@ -753,23 +726,29 @@ unsafe fn gemm_legacy_ggml<T: Legacy, const NY: usize>(
     }
 }
 
-/// The starting sums of [`step_offsets`] for the four steps `4H..4H + 4` only.
+/// Where token `t`'s step offsets for block `b` and `T`'s value offset start in the tile's
+/// table ([`ActTile::offs`]: eight for an offset of 16, then eight for 128).
+#[inline(always)]
+fn step_offs_at<T: Legacy>(a: ActTile, t: usize, b: usize) -> *const i32 {
+    debug_assert!(T::OFFSET == 0 || T::OFFSET == 16 || T::OFFSET == 128);
+    let half = if T::OFFSET == 128 { 8 } else { 0 };
+    a.offs
+        .wrapping_add(t * a.d_stride * STEP_OFFS + b * STEP_OFFS + half)
+}
+
+/// The starting sum of step `s`'s `vpdpbusd`: `−OFFSET · Σ x` of the step's four activation
+/// bytes, broadcast by one load from the table at `offs` (zero for formats without an offset).
 ///
 /// # Safety
-/// 16 activation bytes at `x + 16H` (caller); AVX-512 VL + VNNI are enabled.
+/// With an offset, eight `i32` at `offs` (the tile's table); AVX-512F is enabled.
 #[inline(always)]
-unsafe fn half_offsets<T: Legacy, const H: usize>(x: *const i8) -> [i32; 4] {
-    // SAFETY: 16 activation bytes at `x + 16H` (caller); AVX-512 VL + VNNI are enabled.
+unsafe fn offset_init<T: Legacy>(offs: *const i32, s: usize) -> __m512i {
+    // SAFETY: step `s < 8` of the caller's table; AVX-512F is enabled.
     unsafe {
-        let scaled = _mm_dpbusd_epi32(
-            _mm_setzero_si128(),
-            _mm_set1_epi8(T::OFFSET as u8 as i8),
-            _mm_loadu_si128(x.add(16 * H).cast()),
-        );
-        let init = _mm_sub_epi32(_mm_setzero_si128(), scaled);
-        let mut out = [0i32; 4];
-        _mm_storeu_si128(out.as_mut_ptr().cast(), init);
-        out
+        if T::OFFSET == 0 {
+            return _mm512_setzero_si512();
+        }
+        _mm512_set1_epi32(*offs.add(s))
     }
 }
 
@@ -806,14 +785,10 @@ unsafe fn legacy_ggml_half<T: Legacy, const NY: usize, const H: usize>(
             for (t, acc) in acc.iter_mut().enumerate() {
                 let x = a.qs.add(t * a.qs_stride + 32 * b);
                 let dd = _mm512_mul_ps(dw, _mm512_set1_ps(*a.d.add(t * a.d_stride + b)));
-                let init = if T::OFFSET != 0 {
-                    half_offsets::<T, H>(x)
-                } else {
-                    [0; 4]
-                };
+                let offs = step_offs_at::<T>(a, t, b);
                 for (s, acc) in acc.iter_mut().enumerate() {
                     let isum = _mm512_dpbusd_epi32(
-                        _mm512_set1_epi32(init[s]),
+                        offset_init::<T>(offs, 4 * H + s),
                         q[s],
                         bcast4(x, 4 * H + s),
                     );
