@@ -11,6 +11,11 @@
 //! `HEARTH_BENCH_QUICK=1` shrinks everything for a smoke run; `HEARTH_BENCH_TYPES=Q4_1,Q8_0`
 //! measures only matrices of those types; `HEARTH_BENCH_GGML_ORDER=1` prepares them with
 //! `MatrixOptions::ggml_order`.
+//!
+//! `HEARTH_BENCH_SMALL_BATCH=1` measures only the batched-decode case instead: µs per token of
+//! the ggml-order products of Gemma 3 270M's and SmolLM2's shapes (the Q8_0 LM head, a Q5_0
+//! FFN matrix, a Q4_1 FFN matrix) at 1, 2, 4 and 8 tokens, one thread, the fastest of 60 runs
+//! (the least disturbed by other processes on a shared machine).
 
 #![allow(clippy::unwrap_used)]
 
@@ -344,7 +349,42 @@ fn wanted(ty: GgmlType) -> bool {
         .unwrap_or(true)
 }
 
+/// See the module documentation (`HEARTH_BENCH_SMALL_BATCH`).
+fn small_batch() {
+    let pool = ThreadPool::new(1);
+    for (ty, rows, cols) in [
+        (GgmlType::Q8_0, 16384, 640),
+        (GgmlType::Q5_0, 2048, 640),
+        (GgmlType::Q4_1, 1536, 576),
+    ] {
+        let w = synthetic_matrix(ty, rows, cols);
+        let options = MatrixOptions {
+            ggml_order: true,
+            ..MatrixOptions::default()
+        };
+        let m = Matrix::with_options(ty, rows, cols, &w, options).unwrap();
+        let mut line = format!("{ty} {rows}×{cols} (ggml order), µs per token:");
+        for n in [1usize, 2, 4, 8] {
+            let x = normals(7, n * cols);
+            let mut y = vec![0.0; n * rows];
+            let mut scratch = Scratch::new();
+            let mut best = f64::MAX;
+            for _ in 0..60 {
+                let t = Instant::now();
+                matmul(&pool, &m, &x, n, &mut y, &mut scratch).unwrap();
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            line += &format!(" {n}: {:.1}", best * 1e6 / n as f64);
+        }
+        println!("{line}");
+    }
+}
+
 fn main() {
+    if std::env::var_os("HEARTH_BENCH_SMALL_BATCH").is_some() {
+        small_batch();
+        return;
+    }
     let quick = std::env::var_os("HEARTH_BENCH_QUICK").is_some();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

@@ -174,7 +174,7 @@ pub(crate) fn tile_kernel_ggml(isa: Isa, ty: GgmlType) -> Option<TileFn> {
 
 /// Consecutive activation rows for the packed kernels: row `t` of each array starts
 /// `t · stride` elements after the given pointer (`s`, one per block like `d`, uses
-/// `d_stride`).
+/// `d_stride`; `offs`, [`STEP_OFFS`] per block, uses `d_stride · STEP_OFFS`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ActTile {
     pub qs: *const i8,
@@ -184,6 +184,25 @@ pub(crate) struct ActTile {
     pub sums: *const i16,
     pub sums_stride: usize,
     pub s: *const f32,
+    /// [`ActKind::Q8`] only (else dangling): per block, `−16·Σ` then `−128·Σ` of the four
+    /// bytes of each 4-value step (eight each): the starting sums of a `vpdpbusd` that folds
+    /// the value offset of a `Q5_0` or `Q8_0` weight into each step's own integer sum, read
+    /// with one broadcast load each by the ggml-order kernels.
+    pub offs: *const i32,
+}
+
+/// `i32` step offsets per [`ActKind::Q8`] block in [`ActTile::offs`].
+pub(crate) const STEP_OFFS: usize = 16;
+
+/// The step offsets of one 32-value block of activation bytes `qs` (see [`ActTile::offs`]).
+pub(crate) fn step_offs(qs: &[i8; 32]) -> [i32; STEP_OFFS] {
+    let mut out = [0; STEP_OFFS];
+    for s in 0..8 {
+        let sum: i32 = qs[4 * s..4 * s + 4].iter().map(|&q| i32::from(q)).sum();
+        out[s] = -16 * sum;
+        out[8 + s] = -128 * sum;
+    }
+    out
 }
 
 impl ActTile {
@@ -195,6 +214,7 @@ impl ActTile {
             d: self.d.wrapping_add(k0),
             s: self.s.wrapping_add(k0),
             sums: self.sums.wrapping_add(k0 * kind.sums_per_block()),
+            offs: self.offs.wrapping_add(k0 * STEP_OFFS),
             ..self
         }
     }

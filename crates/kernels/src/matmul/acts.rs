@@ -1,18 +1,19 @@
 //! [`Scratch`]: the caller-owned buffers activations are quantized into, once per matmul call.
 
 use super::buf::AlignedBytes;
-use crate::arch::{ActKind, ActRow, ActTile, QuantizeActsFn};
+use crate::arch::{ActKind, ActRow, ActTile, QuantizeActsFn, STEP_OFFS, step_offs};
 use crate::pool::ThreadPool;
 
 /// Quantized activation rows of one [`ActKind`], row-major: `qs` rows start on 64-byte
-/// boundaries; `d`, `s` (both one per block, `s` only filled for [`ActKind::Q8`]) and `sums`
-/// rows are dense.
+/// boundaries; `d`, `s` (both one per block, `s` only filled for [`ActKind::Q8`]), `sums` and
+/// `offs` (the step offsets of [`ActTile::offs`], [`ActKind::Q8`] only) rows are dense.
 #[derive(Debug, Default)]
 pub(crate) struct ActBuf {
     qs: AlignedBytes,
     d: Vec<f32>,
     s: Vec<f32>,
     sums: Vec<i16>,
+    offs: Vec<i32>,
     qs_stride: usize,
     d_stride: usize,
     sums_stride: usize,
@@ -98,6 +99,7 @@ pub(crate) struct ActsRef {
     d: *const f32,
     sums: *const i16,
     s: *const f32,
+    offs: *const i32,
     qs_stride: usize,
     d_stride: usize,
     sums_stride: usize,
@@ -117,6 +119,7 @@ impl ActsRef {
             d: std::ptr::null(),
             sums: std::ptr::null(),
             s: std::ptr::null(),
+            offs: std::ptr::null(),
             qs_stride: 0,
             d_stride: 0,
             sums_stride: 0,
@@ -132,6 +135,7 @@ impl ActsRef {
             d: self.d.wrapping_add(t * self.d_stride),
             sums: self.sums.wrapping_add(t * self.sums_stride),
             s: self.s.wrapping_add(t * self.d_stride),
+            offs: self.offs.wrapping_add(t * self.d_stride * STEP_OFFS),
             ..*self
         }
     }
@@ -147,6 +151,7 @@ impl ActsRef {
             sums: self.sums.wrapping_add(t * self.sums_stride),
             sums_stride: self.sums_stride,
             s: self.s.wrapping_add(t * self.d_stride),
+            offs: self.offs.wrapping_add(t * self.d_stride * STEP_OFFS),
         }
     }
 
@@ -180,6 +185,9 @@ impl ActBuf {
         if self.sums.len() < tokens * self.sums_stride {
             self.sums.resize(tokens * self.sums_stride, 0);
         }
+        if kind == ActKind::Q8 && self.offs.len() < tokens * self.d_stride * STEP_OFFS {
+            self.offs.resize(tokens * self.d_stride * STEP_OFFS, 0);
+        }
     }
 
     /// Quantizes `tokens` rows of `cols` values (`cols` a whole number of `kind` blocks) with
@@ -199,8 +207,10 @@ impl ActBuf {
         let d = SyncPtr(self.d.as_mut_ptr());
         let sums = SyncPtr(self.sums.as_mut_ptr());
         let s = SyncPtr(self.s.as_mut_ptr());
+        let offs = SyncPtr(self.offs.as_mut_ptr());
+        let with_offs = kind == ActKind::Q8;
         let work = |t0: usize, t1: usize| {
-            let (qs, d, sums, s) = (qs, d, sums, s);
+            let (qs, d, sums, s, offs) = (qs, d, sums, s, offs);
             for t in t0..t1 {
                 // SAFETY: `reserve` sized every buffer the kind writes for `tokens` rows of these
                 // strides (the rounded float forms write only `d`; the others' pointers are
@@ -215,6 +225,20 @@ impl ActBuf {
                         sums.0.wrapping_add(t * sums_stride),
                         s.0.wrapping_add(t * d_stride),
                     );
+                }
+                if with_offs {
+                    for b in 0..cols / 32 {
+                        // SAFETY: row `t`'s bytes were just written (block `b` is inside the
+                        // row) and `reserve` sized `offs` for `tokens` rows of `d_stride`
+                        // blocks; each thread touches only its own rows.
+                        unsafe {
+                            let q = &*qs.0.add(t * qs_stride + 32 * b).cast::<[i8; 32]>();
+                            offs.0
+                                .add((t * d_stride + b) * STEP_OFFS)
+                                .cast::<[i32; STEP_OFFS]>()
+                                .write_unaligned(step_offs(q));
+                        }
+                    }
                 }
             }
         };
@@ -237,6 +261,7 @@ impl ActBuf {
             d: self.d.as_ptr(),
             sums: self.sums.as_ptr(),
             s: self.s.as_ptr(),
+            offs: self.offs.as_ptr(),
             qs_stride: self.qs_stride,
             d_stride: self.d_stride,
             sums_stride: self.sums_stride,

@@ -450,8 +450,8 @@ fn ggml_order_kernels_equal_the_row_kernels_bit_for_bit() {
             if isa == Isa::Avx512 && Isa::has_vnni() {
                 assert!(m.is_packed(), "{ty}");
             }
-            // 8 + 1 to 8 + 7 tokens: every tile width after a full one.
-            for n_tokens in [1, 2, 3, 7, 9, 10, 11, 12, 13, 14, 15] {
+            // Every tile width, and 8 + 1 to 8 + 7 tokens after a full tile.
+            for n_tokens in [1, 2, 3, 4, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
                 let x = rng.normals(n_tokens * cols);
                 let mut want = vec![0.0; n_tokens * rows];
                 let mut got = vec![0.0; n_tokens * rows];

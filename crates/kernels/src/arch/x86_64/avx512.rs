@@ -15,7 +15,7 @@
 //! separate scale and min accumulators, per super-block or per 64 values), `gemv_q6k_vecdot`
 //! (eight lanes per row) and `gemm_q6k` with `TILED` (one scaled sum per super-block).
 
-use crate::arch::{ActRow, ActTile, GgmlPath, PackedFn, Q8K_SUMS, RowsFn, TileFn};
+use crate::arch::{ActRow, ActTile, GgmlPath, PackedFn, Q8K_SUMS, RowsFn, STEP_OFFS, TileFn};
 use crate::quant::{GgmlType, IQ4_NL_VALUES, MXFP4_VALUES};
 use std::arch::x86_64::*;
 
@@ -664,29 +664,6 @@ unsafe fn gemm_legacy<T: Legacy, const NY: usize>(
     }
 }
 
-/// The per-step starting sums that fold a format's value offset into each step's own sum:
-/// `−OFFSET · Σ x` over the four activation bytes of each step (so every step sum is
-/// `Σ (q − OFFSET)·x`, as ggml takes it per 4-value lane).
-///
-/// # Safety
-/// 32 activation bytes at `x` (caller); AVX-512 VL + VNNI are enabled.
-#[inline(always)]
-unsafe fn step_offsets<T: Legacy>(x: *const i8) -> [i32; 8] {
-    // SAFETY: 32 activation bytes at `x` (caller); AVX-512 VL + VNNI are enabled.
-    unsafe {
-        // OFFSET · Σx per step in one `vpdpbusd` (every offset fits an unsigned byte), negated.
-        let scaled = _mm256_dpbusd_epi32(
-            _mm256_setzero_si256(),
-            _mm256_set1_epi8(T::OFFSET as u8 as i8),
-            _mm256_loadu_si256(x.cast()),
-        );
-        let init = _mm256_sub_epi32(_mm256_setzero_si256(), scaled);
-        let mut out = [0i32; 8];
-        _mm256_storeu_si256(out.as_mut_ptr().cast(), init);
-        out
-    }
-}
-
 /// [`gemm_legacy`] with ggml's float summation order (`ggml_vec_dot_q4_1_q8_1` and its
 /// siblings in `ggml-cpu/arch/x86/quants.c`, llamafile's `tinyBLAS_Q0_AVX`): per row and
 /// token, eight accumulators — one per 4-value step, i.e. per lane of ggml's 256-bit
@@ -694,8 +671,9 @@ unsafe fn step_offsets<T: Legacy>(x: *const i8) -> [i32; 8] {
 /// `m·s` summed on their own (ggml's scalar `summs`); at the end ggml's `hsum_float_8` tree,
 /// `((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`, plus the mins. With equal inputs the
 /// results equal llama.cpp's bit for bit. About three times the float work of [`gemm_legacy`]
-/// per token, so it takes at most two tokens at a time; rows are never split into column
-/// ranges (the running state is eight accumulators, not one sum).
+/// per token, so it takes at most two tokens at a time (three and four go through
+/// [`gemm_legacy_ggml_halves`]); rows are never split into column ranges (the running state
+/// is eight accumulators, not one sum).
 ///
 /// # Safety
 /// the `PackedFn` contract (without `add`); the features are enabled by the caller.
@@ -724,13 +702,9 @@ unsafe fn gemm_legacy_ggml<T: Legacy, const NY: usize>(
             for (t, acc) in acc.iter_mut().enumerate() {
                 let x = a.qs.add(t * a.qs_stride + 32 * b);
                 let dd = _mm512_mul_ps(dw, _mm512_set1_ps(*a.d.add(t * a.d_stride + b)));
-                let init = if T::OFFSET != 0 {
-                    step_offsets::<T>(x)
-                } else {
-                    [0; 8]
-                };
+                let offs = step_offs_at::<T>(a, t, b);
                 for (s, acc) in acc.iter_mut().enumerate() {
-                    let isum = _mm512_dpbusd_epi32(_mm512_set1_epi32(init[s]), q[s], bcast4(x, s));
+                    let isum = _mm512_dpbusd_epi32(offset_init::<T>(offs, s), q[s], bcast4(x, s));
                     *acc = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(isum), *acc);
                 }
                 if T::MIN {
@@ -743,6 +717,120 @@ unsafe fn gemm_legacy_ggml<T: Legacy, const NY: usize>(
             let mut r = _mm512_add_ps(
                 _mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[2], acc[6])),
                 _mm512_add_ps(_mm512_add_ps(acc[1], acc[5]), _mm512_add_ps(acc[3], acc[7])),
+            );
+            if T::MIN {
+                r = _mm512_add_ps(r, mins[t]);
+            }
+            _mm512_storeu_ps(y.add(t * ys), r);
+        }
+    }
+}
+
+/// Where token `t`'s step offsets for block `b` and `T`'s value offset start in the tile's
+/// table ([`ActTile::offs`]: eight for an offset of 16, then eight for 128).
+#[inline(always)]
+fn step_offs_at<T: Legacy>(a: ActTile, t: usize, b: usize) -> *const i32 {
+    debug_assert!(T::OFFSET == 0 || T::OFFSET == 16 || T::OFFSET == 128);
+    let half = if T::OFFSET == 128 { 8 } else { 0 };
+    a.offs
+        .wrapping_add(t * a.d_stride * STEP_OFFS + b * STEP_OFFS + half)
+}
+
+/// The starting sum of step `s`'s `vpdpbusd`: `−OFFSET · Σ x` of the step's four activation
+/// bytes, broadcast by one load from the table at `offs` (zero for formats without an offset).
+///
+/// # Safety
+/// With an offset, eight `i32` at `offs` (the tile's table); AVX-512F is enabled.
+#[inline(always)]
+unsafe fn offset_init<T: Legacy>(offs: *const i32, s: usize) -> __m512i {
+    // SAFETY: step `s < 8` of the caller's table; AVX-512F is enabled.
+    unsafe {
+        if T::OFFSET == 0 {
+            return _mm512_setzero_si512();
+        }
+        _mm512_set1_epi32(*offs.add(s))
+    }
+}
+
+/// Half `H` of [`gemm_legacy_ggml_halves`]: the accumulators of steps `4H..4H + 4` (ggml's
+/// lanes `4H..4H + 4`) of every row and token over all `nb` blocks, each summed exactly as in
+/// [`gemm_legacy_ggml`]; with `H == 0` also the min terms into `mins`.
+///
+/// # Safety
+/// As [`gemm_legacy_ggml`].
+#[inline(always)]
+unsafe fn legacy_ggml_half<T: Legacy, const NY: usize, const H: usize>(
+    nb: usize,
+    w: *const u8,
+    a: ActTile,
+    mins: &mut [__m512; NY],
+) -> [[__m512; 4]; NY] {
+    // SAFETY: the `PackedFn` contract; the features are enabled by the caller.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); 4]; NY];
+        for b in 0..nb {
+            let p = w.add(b * T::BYTES);
+            let dw = T::d(p);
+            let mw = if T::MIN && H == 0 {
+                f16x16(p.add(32))
+            } else {
+                _mm512_setzero_ps()
+            };
+            if H == 0 {
+                prefetch(p, T::BYTES);
+            }
+            // Only this half's four steps are kept (the others' unpacking is dead code).
+            let all = T::steps(p);
+            let q = [all[4 * H], all[4 * H + 1], all[4 * H + 2], all[4 * H + 3]];
+            for (t, acc) in acc.iter_mut().enumerate() {
+                let x = a.qs.add(t * a.qs_stride + 32 * b);
+                let dd = _mm512_mul_ps(dw, _mm512_set1_ps(*a.d.add(t * a.d_stride + b)));
+                let offs = step_offs_at::<T>(a, t, b);
+                for (s, acc) in acc.iter_mut().enumerate() {
+                    let isum = _mm512_dpbusd_epi32(
+                        offset_init::<T>(offs, 4 * H + s),
+                        q[s],
+                        bcast4(x, 4 * H + s),
+                    );
+                    *acc = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(isum), *acc);
+                }
+                if T::MIN && H == 0 {
+                    let sx = _mm512_set1_ps(*a.s.add(t * a.d_stride + b));
+                    mins[t] = _mm512_add_ps(mins[t], _mm512_mul_ps(mw, sx));
+                }
+            }
+        }
+        acc
+    }
+}
+
+/// [`gemm_legacy_ggml`] for three or four tokens, with the same results bit for bit: the eight
+/// accumulators of a row and token are independent until ggml's final tree, so the kernel
+/// walks the weights twice, once for steps 0–3 and once for steps 4–7 (16 accumulators for
+/// four tokens instead of 32, which would not fit the register file), then adds the tree.
+/// Each weight block is unpacked once per four tokens (each pass unpacks its half), where two
+/// calls of the two-token kernel would unpack it twice.
+///
+/// # Safety
+/// As [`gemm_legacy_ggml`].
+#[inline(always)]
+unsafe fn gemm_legacy_ggml_halves<T: Legacy, const NY: usize>(
+    nb: usize,
+    w: *const u8,
+    a: ActTile,
+    y: *mut f32,
+    ys: usize,
+) {
+    // SAFETY: the `PackedFn` contract; the features are enabled by the caller.
+    unsafe {
+        let mut mins = [_mm512_setzero_ps(); NY];
+        let lo = legacy_ggml_half::<T, NY, 0>(nb, w, a, &mut mins);
+        let hi = legacy_ggml_half::<T, NY, 1>(nb, w, a, &mut mins);
+        for t in 0..NY {
+            let (l, h) = (&lo[t], &hi[t]);
+            let mut r = _mm512_add_ps(
+                _mm512_add_ps(_mm512_add_ps(l[0], h[0]), _mm512_add_ps(l[2], h[2])),
+                _mm512_add_ps(_mm512_add_ps(l[1], h[1]), _mm512_add_ps(l[3], h[3])),
             );
             if T::MIN {
                 r = _mm512_add_ps(r, mins[t]);
@@ -1141,7 +1229,7 @@ packed!(packed_q6_k_tiled, |nb, w, a, y, ys, add, NY| gemm_q6k::<
     nb, w, a, y, ys, add
 ));
 
-/// One `#[target_feature]` entry point of a ggml-order kernel, for one or two tokens.
+/// One `#[target_feature]` entry point of a ggml-order kernel, for up to four tokens.
 macro_rules! packed_ggml {
     ($name:ident, $ty:ty) => {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")]
@@ -1161,10 +1249,11 @@ macro_rules! packed_ggml {
                 let (w, y) = (w0.wrapping_add(g * gbytes), y0.wrapping_add(16 * g));
                 // SAFETY: the `PackedFn` contract, with the features enabled here.
                 unsafe {
-                    if ny == 1 {
-                        gemm_legacy_ggml::<$ty, 1>(nb, w, a, y, ys);
-                    } else {
-                        gemm_legacy_ggml::<$ty, 2>(nb, w, a, y, ys);
+                    match ny {
+                        1 => gemm_legacy_ggml::<$ty, 1>(nb, w, a, y, ys),
+                        2 => gemm_legacy_ggml::<$ty, 2>(nb, w, a, y, ys),
+                        3 => gemm_legacy_ggml_halves::<$ty, 3>(nb, w, a, y, ys),
+                        _ => gemm_legacy_ggml_halves::<$ty, 4>(nb, w, a, y, ys),
                     }
                 }
             }
@@ -1258,5 +1347,6 @@ pub(crate) fn packed_kernel_ggml(ty: GgmlType, path: GgmlPath) -> Option<(Packed
     })
 }
 
-/// Tokens per call of the ggml-order kernels (their accumulators fill the register file).
-const GGML_MAX_NY: usize = 2;
+/// Tokens per call of the ggml-order kernels (three and four in two half passes, see
+/// [`gemm_legacy_ggml_halves`]).
+const GGML_MAX_NY: usize = 4;
