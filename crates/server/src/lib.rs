@@ -94,6 +94,8 @@ pub struct Config {
     pub queue_size: usize,
     /// llama-server's `--kv-unified`: a slot may use the whole context, not its share.
     pub kv_unified: bool,
+    /// How the model is loaded (`--arithmetic`: llama.cpp's summation order or the fastest).
+    pub load_options: engine::LoadOptions,
 }
 
 impl Config {
@@ -126,6 +128,7 @@ impl Config {
             body_limit: 16 << 20,
             queue_size: 64,
             kv_unified: false,
+            load_options: engine::LoadOptions::default(),
         }
     }
 }
@@ -316,7 +319,7 @@ fn addrs_port(listeners: &[tokio::net::TcpListener]) -> u16 {
 /// Loads the model and its template, starts the scheduler, and marks the server ready.
 fn load(app: &App) -> Result<(), ServeError> {
     let c = &app.config;
-    let model = Model::load(&c.model)
+    let model = Model::load_with(&c.model, c.load_options)
         .map_err(|e| ServeError::Load(format!("cannot load model {}: {e}", c.model.display())))?;
     let model = Arc::new(model);
     let (chat, template_source) = match &c.chat_template {

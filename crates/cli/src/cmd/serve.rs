@@ -65,6 +65,8 @@ give defaults):
       --ui-mcp-proxy          enable /cors-proxy?url=… (forwards only x-llama-server-proxy-header-*
                               headers; http:// targets)
       --queue N               requests that may wait for a slot (default 64)
+      --arithmetic llama|fast  sum products in llama.cpp's order (default) or the fastest (about
+                              1.5x the prompt speed, as accurate, other last bits)
   -h, --help                  this help
 ";
 
@@ -376,6 +378,7 @@ fn takes_value(name: &str) -> bool {
                 | "-to"
                 | "--cors-origins"
                 | "--queue"
+                | "--arithmetic"
         )
 }
 
@@ -409,6 +412,7 @@ struct Settings {
     timeout: Option<u64>,
     cors: Option<Vec<String>>,
     queue: Option<usize>,
+    fast_arithmetic: bool,
 }
 
 fn num<T: std::str::FromStr>(name: &str, v: &str) -> anyhow::Result<T> {
@@ -495,6 +499,13 @@ impl Settings {
             "--timeout" | "-to" => self.timeout = Some(num(name, &v)?),
             "--cors-origins" => self.cors = Some(list(&v)),
             "--queue" => self.queue = Some(num(name, &v)?),
+            "--arithmetic" => {
+                self.fast_arithmetic = match v.as_str() {
+                    "llama" => false,
+                    "fast" => true,
+                    _ => bail!("--arithmetic takes llama or fast, got '{v}'"),
+                }
+            }
             n if IGNORED_VALUE.contains(&n) || IGNORED_FLAG.contains(&n) => {}
             n => bail!("unknown option '{n}' (see hearth serve --help)"),
         }
@@ -559,6 +570,9 @@ impl Settings {
         c.api_keys = self.api_keys;
         c.metrics = self.metrics;
         c.kv_unified = self.kv_unified;
+        c.load_options = engine::LoadOptions {
+            llama_order: !self.fast_arithmetic,
+        };
         c.verbose = self.verbose;
         c.cors_proxy = self.cors_proxy;
         c.slots_endpoint = self.slots.unwrap_or(true);
@@ -711,6 +725,16 @@ mod tests {
         assert!(c.metrics && !c.slots_endpoint);
         assert_eq!(c.timeout, Duration::from_secs(30));
         assert_eq!(c.cors_origins, ["http://a", "http://b"]);
+    }
+
+    #[test]
+    fn arithmetic_flag() {
+        let c = parse_args(&["-m", "m.gguf"], &[]).unwrap();
+        assert!(c.load_options.llama_order);
+        let c = parse_args(&["-m", "m.gguf", "--arithmetic", "fast"], &[]).unwrap();
+        assert!(!c.load_options.llama_order);
+        let e = parse_args(&["-m", "m.gguf", "--arithmetic", "exact"], &[]).unwrap_err();
+        assert!(e.to_string().contains("llama or fast"), "{e}");
     }
 
     #[test]
