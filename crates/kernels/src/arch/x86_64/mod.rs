@@ -1,6 +1,8 @@
 //! x86-64 kernels: `avx2` (256-bit row kernels for every type, and the IQ lattice types' packed
 //! kernels, compiled for AVX2 and for AVX-512 VL + VNNI), `avx2_packed` (256-bit kernels over the packed layouts) and `avx512`
-//! (512-bit float kernels and packed kernels).
+//! (512-bit float kernels and packed kernels), `avx512_iq` (512-bit tiles for the IQ lattice
+//! types in llama.cpp's tiled order, and `IQ2_S`'s one-token kernel; `IQ1_S`/`IQ1_M` and the
+//! other types' one-token calls use `avx2`'s).
 //!
 //! The `Avx512` level needs VNNI (`vpdpbusd`) for its 8-bit dot products; a CPU with AVX-512
 //! but without VNNI (Skylake-X) runs the AVX2 kernels.
