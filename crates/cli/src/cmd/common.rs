@@ -37,7 +37,7 @@ pub struct ModelArgs {
     #[arg(long = "keep", default_value_t = 0, requires = "context_shift")]
     pub keep: usize,
     /// Sum products in llama.cpp's order (`llama`: the same text as llama.cpp) or the fastest
-    /// (`fast`: about 1.5× the prompt speed, as close to exact arithmetic, other last bits)
+    /// (`fast`: about 1.3× the prompt speed, as close to exact arithmetic, other last bits)
     #[arg(long, value_enum, default_value = "llama")]
     pub arithmetic: Arithmetic,
 }

@@ -66,7 +66,7 @@ give defaults):
                               headers; http:// targets)
       --queue N               requests that may wait for a slot (default 64)
       --arithmetic llama|fast  sum products in llama.cpp's order (default) or the fastest (about
-                              1.5x the prompt speed, as accurate, other last bits)
+                              1.3x the prompt speed, as accurate, other last bits)
   -h, --help                  this help
 ";
 

@@ -98,7 +98,7 @@ pub struct LoadOptions {
     /// Sum matrix products in llama.cpp's float order wherever every matrix type of the file
     /// allows it (the default), so results equal llama.cpp's bit for bit. Off, every product
     /// takes the fastest order: the same quantized products summed in another f32 order
-    /// (results differ from llama.cpp's in the last bits), with about 1.5× the prompt and
+    /// (results differ from llama.cpp's in the last bits), with about 1.3× the prompt and
     /// batched-decode speed on the 32-value formats. Either way each token's results are
     /// independent of the others in its batch.
     pub llama_order: bool,
