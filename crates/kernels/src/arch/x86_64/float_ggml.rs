@@ -195,6 +195,85 @@ unsafe fn dp512(acc: __m512, wp: *const u16, xp: *const f32) -> __m512 {
     }
 }
 
+/// One `VDPBF16PS` step over 32 values: the instruction itself (`NATIVE`, AVX512-BF16 enabled in
+/// the caller) or its exact emulation ([`dp512`]).
+///
+/// # Safety
+/// As [`dp512`], and AVX512-BF16 with `NATIVE`.
+#[inline(always)]
+unsafe fn dp_bf16<const NATIVE: bool>(acc: __m512, wp: *const u16, xp: *const f32) -> __m512 {
+    // SAFETY: caller.
+    unsafe {
+        if NATIVE {
+            _mm512_dpbf16_ps(acc, w_bh(wp), x_bh(xp))
+        } else {
+            dp512(acc, wp, xp)
+        }
+    }
+}
+
+/// `ggml_vec_dot_bf16` in the AVX512-BF16 order: two accumulators over 64-value steps, then
+/// the scalar tail.
+///
+/// # Safety
+/// The [`RowsFn`] contract; the features of [`dp_bf16`] are enabled in the caller.
+#[inline(always)]
+unsafe fn bf16_vecdot_rows<const NATIVE: bool>(
+    n: usize,
+    w: *const u8,
+    row_bytes: usize,
+    nrows: usize,
+    a: ActRow,
+    y: *mut f32,
+) {
+    // SAFETY: the `RowsFn` contract: `i + 64 <= np <= n` stays inside row `r` and `x`, `y` has
+    // room for `nrows` results; the features are enabled in the caller.
+    unsafe {
+        let np = n / 64 * 64;
+        let x = a.f;
+        for r in 0..nrows {
+            let wr = w.wrapping_add(r * row_bytes);
+            let wh = wr.cast::<u16>();
+            let (mut c1, mut c2) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+            for i in (0..np).step_by(64) {
+                c1 = dp_bf16::<NATIVE>(c1, wh.add(i), x.add(i));
+                c2 = dp_bf16::<NATIVE>(c2, wh.add(i + 32), x.add(i + 32));
+            }
+            let s = f64::from(tree16(c1)) + f64::from(tree16(c2));
+            *y.add(r) = tail::<2>(s, wr, x, np, n);
+        }
+    }
+}
+
+/// llamafile's sgemm dot for `BF16` in the AVX512-BF16 order (`n` a multiple of 32): one
+/// accumulator, one 16-lane tree.
+///
+/// # Safety
+/// As [`bf16_vecdot_rows`].
+#[inline(always)]
+unsafe fn bf16_sgemm_rows<const NATIVE: bool>(
+    n: usize,
+    w: *const u8,
+    row_bytes: usize,
+    nrows: usize,
+    a: ActRow,
+    y: *mut f32,
+) {
+    // SAFETY: the `RowsFn` contract: `i + 32 <= n` stays inside row `r` and `x`, `y` has room
+    // for `nrows` results; the features are enabled in the caller.
+    unsafe {
+        let x = a.f;
+        for r in 0..nrows {
+            let wh = w.wrapping_add(r * row_bytes).cast::<u16>();
+            let mut acc = _mm512_setzero_ps();
+            for i in (0..n / 32 * 32).step_by(32) {
+                acc = dp_bf16::<NATIVE>(acc, wh.add(i), x.add(i));
+            }
+            *y.add(r) = tree16(acc);
+        }
+    }
+}
+
 /// `ggml_vec_dot_bf16` (AVX512-BF16 order), emulated.
 ///
 /// # Safety
@@ -208,23 +287,8 @@ unsafe fn bf16_vecdot512(
     a: ActRow,
     y: *mut f32,
 ) {
-    let np = n / 64 * 64;
-    let x = a.f;
-    for r in 0..nrows {
-        let wr = w.wrapping_add(r * row_bytes);
-        let wh = wr.cast::<u16>();
-        let (mut c1, mut c2) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-        for i in (0..np).step_by(64) {
-            // SAFETY: `i + 64 <= np <= n`: inside row `r` and `x`.
-            unsafe {
-                c1 = dp512(c1, wh.add(i), x.add(i));
-                c2 = dp512(c2, wh.add(i + 32), x.add(i + 32));
-            }
-        }
-        let s = f64::from(tree16(c1)) + f64::from(tree16(c2));
-        // SAFETY: as above; `y` has room for `nrows` results.
-        unsafe { *y.add(r) = tail::<2>(s, wr, x, np, n) };
-    }
+    // SAFETY: the contract; the emulation's features are enabled here.
+    unsafe { bf16_vecdot_rows::<false>(n, w, row_bytes, nrows, a, y) }
 }
 
 /// llamafile's sgemm dot for `BF16` (AVX512-BF16 order), emulated (`n` a multiple of 32).
@@ -240,17 +304,8 @@ unsafe fn bf16_sgemm512(
     a: ActRow,
     y: *mut f32,
 ) {
-    let x = a.f;
-    for r in 0..nrows {
-        let wh = w.wrapping_add(r * row_bytes).cast::<u16>();
-        let mut acc = _mm512_setzero_ps();
-        for i in (0..n / 32 * 32).step_by(32) {
-            // SAFETY: `i + 32 <= n`: inside row `r` and `x`.
-            unsafe { acc = dp512(acc, wh.add(i), x.add(i)) };
-        }
-        // SAFETY: `y` has room for `nrows` results.
-        unsafe { *y.add(r) = tree16(acc) };
-    }
+    // SAFETY: as above.
+    unsafe { bf16_sgemm_rows::<false>(n, w, row_bytes, nrows, a, y) }
 }
 
 /// 32 activations (f32 holding bf16 values) as bf16 pairs, exactly (`_mm512_cvtne2ps_pbh`, as
@@ -287,23 +342,8 @@ unsafe fn bf16_vecdot_native(
     a: ActRow,
     y: *mut f32,
 ) {
-    let np = n / 64 * 64;
-    let x = a.f;
-    for r in 0..nrows {
-        let wr = w.wrapping_add(r * row_bytes);
-        let wh = wr.cast::<u16>();
-        let (mut c1, mut c2) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-        for i in (0..np).step_by(64) {
-            // SAFETY: `i + 64 <= np <= n`: inside row `r` and `x`.
-            unsafe {
-                c1 = _mm512_dpbf16_ps(c1, w_bh(wh.add(i)), x_bh(x.add(i)));
-                c2 = _mm512_dpbf16_ps(c2, w_bh(wh.add(i + 32)), x_bh(x.add(i + 32)));
-            }
-        }
-        let s = f64::from(tree16(c1)) + f64::from(tree16(c2));
-        // SAFETY: as above; `y` has room for `nrows` results.
-        unsafe { *y.add(r) = tail::<2>(s, wr, x, np, n) };
-    }
+    // SAFETY: the contract; AVX512-BF16 is enabled here.
+    unsafe { bf16_vecdot_rows::<true>(n, w, row_bytes, nrows, a, y) }
 }
 
 /// llamafile's sgemm dot for `BF16` with `VDPBF16PS` (`n` a multiple of 32).
@@ -319,17 +359,8 @@ unsafe fn bf16_sgemm_native(
     a: ActRow,
     y: *mut f32,
 ) {
-    let x = a.f;
-    for r in 0..nrows {
-        let wh = w.wrapping_add(r * row_bytes).cast::<u16>();
-        let mut acc = _mm512_setzero_ps();
-        for i in (0..n / 32 * 32).step_by(32) {
-            // SAFETY: `i + 32 <= n`: inside row `r` and `x`.
-            unsafe { acc = _mm512_dpbf16_ps(acc, w_bh(wh.add(i)), x_bh(x.add(i))) };
-        }
-        // SAFETY: `y` has room for `nrows` results.
-        unsafe { *y.add(r) = tree16(acc) };
-    }
+    // SAFETY: as above.
+    unsafe { bf16_sgemm_rows::<true>(n, w, row_bytes, nrows, a, y) }
 }
 
 /// The 4×4 tile kernel of llamafile's sgemm order for float type `ty` (see [`TileFn`]): each
