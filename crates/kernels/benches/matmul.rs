@@ -205,7 +205,7 @@ fn bench_matrix(rows_out: &mut Vec<Row>, case: &Case, quick: bool, peaks: &[f64;
             "in place"
         }
     );
-    let stream_buf = vec![1u8; data.len()];
+    let stream_buf = kernels::membw::stream_buffer(data.len());
     let mm_rb = row_bytes(ty, cols).unwrap();
     let mm = Matrix::with_options(ty, mm_rows, cols, &data[..mm_rows * mm_rb], options()).unwrap();
     let n_tokens = if quick { 64 } else { 512 };

@@ -19,12 +19,33 @@ pub fn stream_read(pool: &ThreadPool, buf: &[u8]) -> u64 {
     out.into_inner()
 }
 
+/// A `bytes`-long buffer of non-zero bytes (so its pages are really backed and read), allocated
+/// as repacked weights are: on huge pages where the system gives them, so a streaming read of
+/// it is the floor for weights streamed by decode.
+pub fn stream_buffer(bytes: usize) -> StreamBuffer {
+    let mut buf = crate::matmul::buf::AlignedBytes::zeroed(bytes);
+    for (i, b) in buf.as_mut_slice().iter_mut().enumerate() {
+        *b = (i as u8) | 1;
+    }
+    StreamBuffer(buf)
+}
+
+/// The buffer [`stream_buffer`] makes.
+#[derive(Debug)]
+pub struct StreamBuffer(crate::matmul::buf::AlignedBytes);
+
+impl std::ops::Deref for StreamBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
 /// Streaming-read bandwidth in bytes per second: the median of repeated [`stream_read`]s of a
 /// `bytes`-long buffer (make it several times the last-level cache to measure DRAM), repeated
 /// for at least `min_time`.
 pub fn read_bandwidth(pool: &ThreadPool, bytes: usize, min_time: Duration) -> f64 {
-    // Non-zero contents, so the pages are really backed and read.
-    let buf: Vec<u8> = (0..bytes).map(|i| (i as u8) | 1).collect();
+    let buf = stream_buffer(bytes);
     std::hint::black_box(stream_read(pool, &buf));
     let mut secs = Vec::new();
     let start = Instant::now();

@@ -38,7 +38,7 @@
 //! is in — unless the [`Scratch`] is [`Scratch::batch_invariant`].
 
 mod acts;
-mod buf;
+pub(crate) mod buf;
 mod repack;
 
 pub use acts::Scratch;
@@ -399,7 +399,7 @@ impl<'a> Matrix<'a> {
     pub fn into_owned(self) -> Matrix<'static> {
         self.map_storage(|data| match data {
             Storage::Borrowed(b) => {
-                let mut buf = AlignedBytes::zeroed(b.len());
+                let mut buf = AlignedBytes::for_weights(b.len());
                 buf.as_mut_slice().copy_from_slice(b);
                 Storage::Owned(buf)
             }
@@ -1140,7 +1140,7 @@ fn pack(
     let group_bytes = nb * col_bytes;
     let groups = rows / repack::GROUP;
     let tail_rows = rows - groups * repack::GROUP;
-    let mut buf = AlignedBytes::zeroed(groups * group_bytes + tail_rows * row_bytes);
+    let mut buf = AlignedBytes::for_weights(groups * group_bytes + tail_rows * row_bytes);
     let out = buf.as_mut_slice();
     let (packed, tail) = out.split_at_mut(groups * group_bytes);
     for (g, out) in packed
