@@ -614,8 +614,8 @@ impl Settings {
         if let Some(spec) = &self.tools_runtime {
             tools_runtime(spec)?;
         }
-        c.tools = server::AgentTool::parse_list(&self.tools)
-            .map_err(|e| anyhow!("--tools: {e}"))?;
+        c.tools =
+            server::AgentTool::parse_list(&self.tools).map_err(|e| anyhow!("--tools: {e}"))?;
         if let Some(o) = self.cors {
             c.cors_origins = o;
         } else if !c.tools.is_empty() {
@@ -637,9 +637,15 @@ impl Settings {
 /// `docker-container:ID`, `podman-container:ID`, `ssh:TARGET`). hearth runs tools on the host
 /// only, so a well-formed value is refused as unsupported, a malformed one as malformed.
 fn tools_runtime(spec: &str) -> anyhow::Result<()> {
-    let known = ["docker:", "podman:", "docker-container:", "podman-container:", "ssh:"]
-        .iter()
-        .any(|p| spec.strip_prefix(p).is_some_and(|rest| !rest.is_empty()));
+    let known = [
+        "docker:",
+        "podman:",
+        "docker-container:",
+        "podman-container:",
+        "ssh:",
+    ]
+    .iter()
+    .any(|p| spec.strip_prefix(p).is_some_and(|rest| !rest.is_empty()));
     if !known {
         bail!(
             "unknown --tools-runtime option: {spec} (llama-server takes docker:IMAGE,              podman:IMAGE, docker-container:ID, podman-container:ID or ssh:TARGET)"
@@ -901,12 +907,11 @@ mod tests {
         );
         // With tools, CORS origins default to localhost; an explicit list wins.
         assert_eq!(c.cors_origins, ["localhost"]);
-        let c = parse_args(
-            &["-m", "m", "--tools", "all", "--cors-origins", "*"],
-            &[],
-        )
-        .unwrap();
-        assert_eq!((c.tools.len(), c.cors_origins.as_slice()), (7, &["*".to_owned()][..]));
+        let c = parse_args(&["-m", "m", "--tools", "all", "--cors-origins", "*"], &[]).unwrap();
+        assert_eq!(
+            (c.tools.len(), c.cors_origins.as_slice()),
+            (7, &["*".to_owned()][..])
+        );
         let c = parse_args(&["-m", "m"], &[("LLAMA_ARG_TOOLS", "all")]).unwrap();
         assert_eq!(c.tools.len(), 7);
         let c = parse_args(&["-m", "m", "--agent"], &[]).unwrap();
@@ -915,11 +920,24 @@ mod tests {
         assert!(c.tools.is_empty() && c.cors_origins == ["*"]);
         let e = parse_args(&["-m", "m", "--tools", "read_file,rm"], &[]).unwrap_err();
         assert!(e.to_string().contains("unknown tool \"rm\""), "{e}");
-        let e = parse_args(&["-m", "m", "--tools", "all", "--tools-runtime", "docker:busybox"], &[])
-            .unwrap_err();
+        let e = parse_args(
+            &[
+                "-m",
+                "m",
+                "--tools",
+                "all",
+                "--tools-runtime",
+                "docker:busybox",
+            ],
+            &[],
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("not supported by hearth"), "{e}");
         let e = parse_args(&["-m", "m", "--tools-runtime", "lxc:x"], &[]).unwrap_err();
-        assert!(e.to_string().contains("unknown --tools-runtime option"), "{e}");
+        assert!(
+            e.to_string().contains("unknown --tools-runtime option"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -90,11 +90,12 @@ pub(super) fn run(
     let watchdog = std::thread::Builder::new()
         .name("tool-watchdog".into())
         .spawn(move || {
-            let timed_out = match stop_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(false) | Err(mpsc::RecvTimeoutError::Disconnected) => return false,
-                Ok(true) => false,
-                Err(mpsc::RecvTimeoutError::Timeout) => true,
-            };
+            let timed_out =
+                match stop_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(false) | Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+                    Ok(true) => false,
+                    Err(mpsc::RecvTimeoutError::Timeout) => true,
+                };
             kill_group(pid);
             timed_out
         });
@@ -304,7 +305,13 @@ mod tests {
     fn a_command_past_its_deadline_is_killed_with_its_children() {
         let t0 = Instant::now();
         // The shell's child holds the pipe too; killing the group ends both.
-        let r = run(&["sh", "-c", "sleep 30 | cat; echo never"], "", 100, Duration::from_millis(300), None);
+        let r = run(
+            &["sh", "-c", "sleep 30 | cat; echo never"],
+            "",
+            100,
+            Duration::from_millis(300),
+            None,
+        );
         assert!(r.timed_out, "{}", r.text);
         assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
         assert_eq!(r.text, "");
@@ -312,10 +319,25 @@ mod tests {
 
     #[test]
     fn output_over_the_cap_is_cut_and_drained() {
-        let r = run(&["sh", "-c", "yes | head -c 100000; echo done >&2"], "", 10, Duration::from_secs(10), None);
+        let r = run(
+            &["sh", "-c", "yes | head -c 100000; echo done >&2"],
+            "",
+            10,
+            Duration::from_secs(10),
+            None,
+        );
         assert_eq!(r.text, "y\ny\ny\ny\ny\n\n[output truncated]");
         assert_eq!((r.exit_code, r.timed_out), (0, false));
-        let r = run(&["/nonexistent/program"], "", 10, Duration::from_secs(1), None);
-        assert_eq!((r.text.as_str(), r.exit_code), ("failed to spawn process", -1));
+        let r = run(
+            &["/nonexistent/program"],
+            "",
+            10,
+            Duration::from_secs(1),
+            None,
+        );
+        assert_eq!(
+            (r.text.as_str(), r.exit_code),
+            ("failed to spawn process", -1)
+        );
     }
 }

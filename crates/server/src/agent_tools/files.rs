@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::{CallError, Params, at, as_string, tool_error};
+use super::{CallError, Params, as_string, at, tool_error};
 
 /// Most text `read_file` returns (llama-server's `SERVER_TOOL_READ_FILE_MAX_SIZE`); a file
 /// larger than this is read only with a line range.
@@ -36,8 +36,8 @@ pub(super) fn read_file(p: &Params) -> Result<Value, CallError> {
             )));
         }
         let mut content = Vec::new();
-        let read = File::open(&full)
-            .and_then(|f| f.take(READ_MAX_BASE64 + 1).read_to_end(&mut content));
+        let read =
+            File::open(&full).and_then(|f| f.take(READ_MAX_BASE64 + 1).read_to_end(&mut content));
         if read.is_err() || content.len() as u64 > READ_MAX_BASE64 {
             return Ok(tool_error(format!("failed to open file: {path}")));
         }
@@ -91,7 +91,11 @@ pub(super) fn read_file(p: &Params) -> Result<Value, CallError> {
 /// Reads the next line (without its `\n`, as `std::getline`) into `line`, keeping at most
 /// `cap` bytes of it and skipping the rest. `None` at the end of the input (or on a read
 /// error); otherwise whether the whole line was kept.
-pub(super) fn read_line_capped(r: &mut impl BufRead, line: &mut Vec<u8>, cap: usize) -> Option<bool> {
+pub(super) fn read_line_capped(
+    r: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    cap: usize,
+) -> Option<bool> {
     line.clear();
     let mut complete = true;
     let mut any = false;
@@ -208,7 +212,11 @@ pub(super) fn edit_file(p: &Params) -> Result<Value, CallError> {
     };
     let mut matched = Vec::with_capacity(edits.len());
     for (i, (old, new)) in edits.iter().enumerate() {
-        let needle = if any_fuzzy { normalize(old) } else { old.clone() };
+        let needle = if any_fuzzy {
+            normalize(old)
+        } else {
+            old.clone()
+        };
         // Uniqueness is judged on the tolerant text, so a whitespace-only duplicate counts.
         let n = count_occurrences(&fuzzy_original, &normalize(old));
         if n > 1 {

@@ -451,11 +451,15 @@ fn refuse_runtime(spec: &str) -> CallError {
         if let Some(id) = spec.strip_prefix(&format!("{bin}-container:")) {
             Some((true, id))
         } else {
-            spec.strip_prefix(&format!("{bin}:")).map(|img| (false, img))
+            spec.strip_prefix(&format!("{bin}:"))
+                .map(|img| (false, img))
         }
     });
     let msg = if let Some((attach, arg)) = container {
-        let valid_id = arg.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        let valid_id = arg
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
             && arg
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
@@ -464,7 +468,9 @@ fn refuse_runtime(spec: &str) -> CallError {
         } else if !valid_id {
             format!("invalid container id: {arg}")
         } else {
-            format!("tool runtime {spec}: container runtimes are not supported by hearth (tools run on the host)")
+            format!(
+                "tool runtime {spec}: container runtimes are not supported by hearth (tools run on the host)"
+            )
         }
     } else if let Some(target) = spec.strip_prefix("ssh:") {
         let valid = !target.is_empty()
@@ -473,7 +479,9 @@ fn refuse_runtime(spec: &str) -> CallError {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'@'));
         if valid {
-            format!("tool runtime {spec}: ssh runtimes are not supported by hearth (tools run on the host)")
+            format!(
+                "tool runtime {spec}: ssh runtimes are not supported by hearth (tools run on the host)"
+            )
         } else {
             format!("invalid ssh target: {target}")
         }
@@ -487,7 +495,9 @@ fn refuse_runtime(spec: &str) -> CallError {
 fn disabled() -> Response {
     (
         StatusCode::FORBIDDEN,
-        axum::Json(json!({"error": {"message": "this feature is disabled", "type": "feature_disabled"}})),
+        axum::Json(
+            json!({"error": {"message": "this feature is disabled", "type": "feature_disabled"}}),
+        ),
     )
         .into_response()
 }
@@ -663,8 +673,14 @@ mod tests {
     fn runtime_specs_are_refused_with_llama_servers_messages() {
         let m = |s: &str| refuse_runtime(s).message().to_owned();
         assert_eq!(m("fake:x"), "unknown tool runtime: fake:x");
-        assert_eq!(m("ssh:-oProxyCommand=x"), "invalid ssh target: -oProxyCommand=x");
-        assert_eq!(m("docker-container:--privileged"), "invalid container id: --privileged");
+        assert_eq!(
+            m("ssh:-oProxyCommand=x"),
+            "invalid ssh target: -oProxyCommand=x"
+        );
+        assert_eq!(
+            m("docker-container:--privileged"),
+            "invalid container id: --privileged"
+        );
         assert!(m("podman:busybox").contains("must name a running container"));
         assert!(m("ssh:user@host").contains("not supported by hearth"));
         assert!(m("docker-container:abc123").contains("not supported by hearth"));
@@ -678,6 +694,9 @@ mod tests {
             [AgentTool::ReadFile, AgentTool::GetInfo]
         );
         let e = AgentTool::parse_list(&["rm_rf".into()]).unwrap_err();
-        assert!(e.starts_with("unknown tool \"rm_rf\". available tools: read_file,"), "{e}");
+        assert!(
+            e.starts_with("unknown tool \"rm_rf\". available tools: read_file,"),
+            "{e}"
+        );
     }
 }

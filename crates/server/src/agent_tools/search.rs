@@ -526,9 +526,15 @@ mod tests {
         assert!(!m("", "a") && m("", ""));
         // Many stars stay fast (memoised).
         let long = "a".repeat(200);
-        assert!(!m(&"*a".repeat(30).replace('a', "*a*"), &format!("{long}b/")));
+        assert!(!m(
+            &"*a".repeat(30).replace('a', "*a*"),
+            &format!("{long}b/")
+        ));
         assert!(path_glob_match("*proj*", "project-alpha"));
         assert!(path_glob_match("src/*.cpp", "x/src/main.cpp"));
-        assert!(path_glob_match("test_tools_builtin.py", "tools/server/tests/unit/test_tools_builtin.py"));
+        assert!(path_glob_match(
+            "test_tools_builtin.py",
+            "tools/server/tests/unit/test_tools_builtin.py"
+        ));
     }
 }
