@@ -648,11 +648,13 @@ fn tools_runtime(spec: &str) -> anyhow::Result<()> {
     .any(|p| spec.strip_prefix(p).is_some_and(|rest| !rest.is_empty()));
     if !known {
         bail!(
-            "unknown --tools-runtime option: {spec} (llama-server takes docker:IMAGE,              podman:IMAGE, docker-container:ID, podman-container:ID or ssh:TARGET)"
+            "unknown --tools-runtime option: {spec} (llama-server takes docker:IMAGE, \
+             podman:IMAGE, docker-container:ID, podman-container:ID or ssh:TARGET)"
         );
     }
     bail!(
-        "--tools-runtime {spec}: tool runtimes (containers, ssh) are not supported by hearth;          without --tools-runtime the tools run on this host"
+        "--tools-runtime {spec}: tool runtimes (containers, ssh) are not supported by hearth; \
+         without --tools-runtime the tools run on this host"
     )
 }
 
@@ -698,11 +700,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     config.model = super::pull::resolve(&config.model.to_string_lossy(), offline)?;
     if !config.tools.is_empty() {
         eprintln!(
-            "hearth serve: warning: security: server tools (experimental) enabled - do not              expose to untrusted environments (anyone who can reach the server can read, write              and run anything this user can)"
+            "hearth serve: warning: security: server tools (experimental) enabled - do not \
+             expose to untrusted environments (anyone who can reach the server can read, write \
+             and run anything this user can)"
         );
         if config.cors_origins == ["localhost"] {
             eprintln!(
-                "hearth serve: server tools are enabled, using localhost as the default CORS                  origin (change with --cors-origins)"
+                "hearth serve: server tools are enabled, using localhost as the default CORS \
+                 origin (change with --cors-origins)"
             );
         }
     }
