@@ -60,10 +60,7 @@ pub(super) fn read_file(p: &Params) -> Result<Value, CallError> {
     let mut lineno: i64 = 0;
     // A line longer than the whole answer can hold only truncates it: keep that much of it.
     let mut line = Vec::new();
-    loop {
-        let Some(complete) = read_line_capped(&mut r, &mut line, READ_MAX + 1) else {
-            break;
-        };
+    while let Some(complete) = read_line_capped(&mut r, &mut line, READ_MAX + 1) {
         lineno += 1;
         if lineno < start_line {
             continue;

@@ -519,6 +519,28 @@ fn header(headers: &HeaderMap, name: &str) -> String {
         .to_owned()
 }
 
+/// Why a `POST /tools` request is refused before a tool runs.
+enum Refusal {
+    Call(CallError),
+    /// An unknown tool, or streaming asked of a tool that cannot (404).
+    NotFound(String),
+}
+
+impl From<CallError> for Refusal {
+    fn from(e: CallError) -> Self {
+        Refusal::Call(e)
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Call(e) => e.into_response(),
+            Refusal::NotFound(m) => crate::ApiError::not_found(m).into_response(),
+        }
+    }
+}
+
 /// A parsed `POST /tools` request.
 struct Call {
     tool: AgentTool,
@@ -526,12 +548,10 @@ struct Call {
     stream: bool,
 }
 
-fn parse_call(tools: &[AgentTool], headers: &HeaderMap, bytes: &[u8]) -> Result<Call, Response> {
-    let body: Value = serde_json::from_slice(bytes)
-        .map_err(|e| CallError::Json(format!("parse error: {e}")).into_response())?;
-    let name = at(&body, "tool")
-        .and_then(as_string)
-        .map_err(CallError::into_response)?;
+fn parse_call(tools: &[AgentTool], headers: &HeaderMap, bytes: &[u8]) -> Result<Call, Refusal> {
+    let body: Value =
+        serde_json::from_slice(bytes).map_err(|e| CallError::Json(format!("parse error: {e}")))?;
+    let name = at(&body, "tool").and_then(as_string)?;
     let mut params = body.get("params").cloned().unwrap_or_else(|| json!({}));
     let stream = match body.get("stream") {
         None => false,
@@ -541,7 +561,7 @@ fn parse_call(tools: &[AgentTool], headers: &HeaderMap, bytes: &[u8]) -> Result<
                 "[json.exception.type_error.302] type must be boolean, but is {}",
                 type_name(other)
             ))
-            .into_response());
+            .into());
         }
     };
     // The working directory, runtime and answer type come from headers (the web UI's), never
@@ -567,23 +587,22 @@ fn parse_call(tools: &[AgentTool], headers: &HeaderMap, bytes: &[u8]) -> Result<
                          argument with {}",
                         type_name(other)
                     ))
-                    .into_response());
+                    .into());
                 }
             }
         }
     }
     let runtime = header(headers, "x-tool-runtime");
     let Some(tool) = tools.iter().copied().find(|t| t.name() == name) else {
-        return Err(crate::ApiError::not_found(format!("unknown tool \"{name}\"")).into_response());
+        return Err(Refusal::NotFound(format!("unknown tool \"{name}\"")));
     };
     if stream && !tool.supports_stream() {
-        return Err(crate::ApiError::not_found(format!(
+        return Err(Refusal::NotFound(format!(
             "tool \"{name}\" does not support stream = true"
-        ))
-        .into_response());
+        )));
     }
     if !runtime.is_empty() {
-        return Err(refuse_runtime(&runtime).into_response());
+        return Err(refuse_runtime(&runtime).into());
     }
     Ok(Call {
         tool,
@@ -609,7 +628,7 @@ pub(crate) async fn call(
     };
     let call = match parse_call(&app.config.tools, &headers, &bytes) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if !call.stream {
         let Call { tool, params, .. } = call;
