@@ -144,6 +144,10 @@ fn router(app: Arc<App>) -> Router {
         .route("/detokenize", post(llama::detokenize))
         .route("/apply-template", post(llama::apply_template))
         .route(
+            "/tools",
+            get(crate::agent_tools::list).post(crate::agent_tools::call),
+        )
+        .route(
             "/cors-proxy",
             get(crate::proxy::cors_proxy).post(crate::proxy::cors_proxy),
         )
@@ -956,6 +960,11 @@ impl Sink {
             tokio::time::timeout(self.1, self.0.send(b.into())).await,
             Ok(Ok(()))
         )
+    }
+
+    /// Resolves when the client is gone.
+    pub async fn closed(&self) {
+        self.0.closed().await
     }
 
     /// The job's next event; `None` when the job ended or the client went away. Prompt

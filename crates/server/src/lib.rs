@@ -8,6 +8,7 @@
 //! scheduler's events into a JSON answer or a stream.
 #![forbid(unsafe_code)]
 
+mod agent_tools;
 mod constrain;
 mod error;
 mod http;
@@ -31,6 +32,7 @@ use engine::chat_template::ChatTemplate;
 use engine::{Model, SamplerParams};
 use tokio::sync::watch;
 
+pub use agent_tools::AgentTool;
 pub use error::ApiError;
 pub use named_templates::{NAMED_TEMPLATES, named_template};
 pub use tools::ReasoningFormat;
@@ -88,6 +90,9 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// llama-server's `--ui-mcp-proxy`: `/cors-proxy?url=…` forwards requests to other servers.
     pub cors_proxy: bool,
+    /// llama-server's `--tools`: the built-in agent tools `/tools` offers (none: `/tools`
+    /// answers 403). They read, write and run anything the server's user can.
+    pub tools: Vec<AgentTool>,
     /// Largest request body, in bytes.
     pub body_limit: usize,
     /// Requests that may wait for a slot.
@@ -125,6 +130,7 @@ impl Config {
             timeout: Duration::from_secs(600),
             cors_origins: vec!["*".into()],
             cors_proxy: false,
+            tools: Vec::new(),
             body_limit: 16 << 20,
             queue_size: 64,
             kv_unified: false,

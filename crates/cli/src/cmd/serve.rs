@@ -64,6 +64,13 @@ give defaults):
       --cors-origins O[,O…]   origins allowed by CORS (default *)
       --ui-mcp-proxy          enable /cors-proxy?url=… (forwards only x-llama-server-proxy-header-*
                               headers; http:// targets)
+      --tools T[,T…]|all      experimental: enable llama-server's built-in agent tools at /tools
+                              (read_file, file_glob_search, grep_search, exec_shell_command,
+                              write_file, edit_file, get_info) - they read, write and run
+                              anything this user can: do not enable in untrusted environments;
+                              CORS origins default to localhost
+  -ag, --agent                --ui-mcp-proxy and --tools all
+      --tools-runtime R       refused: hearth runs tools on the host only
       --queue N               requests that may wait for a slot (default 64)
       --arithmetic llama|fast  sum products in llama.cpp's order (default) or the fastest (about
                               1.3x the prompt speed, as accurate, other last bits)
@@ -102,6 +109,10 @@ const ENV: &[(&str, &str)] = &[
     ("LLAMA_ARG_THINK", "--reasoning-format"),
     ("LLAMA_ARG_TIMEOUT", "--timeout"),
     ("LLAMA_ARG_CORS_ORIGINS", "--cors-origins"),
+    ("LLAMA_ARG_UI_MCP_PROXY", "--ui-mcp-proxy"),
+    ("LLAMA_ARG_TOOLS", "--tools"),
+    ("LLAMA_ARG_TOOLS_RUNTIME", "--tools-runtime"),
+    ("LLAMA_ARG_AGENT", "--agent"),
     ("LLAMA_ARG_N_GPU_LAYERS", "--n-gpu-layers"),
     ("LLAMA_ARG_FLASH_ATTN", "--flash-attn"),
 ];
@@ -194,7 +205,6 @@ const REFUSED: &[&str] = &[
     "--grp-attn-w",
     "--api-prefix",
     "--path",
-    "--tools",
 ];
 
 /// Sampling flags shared with `run` and `chat` (parsed by their clap `SamplingArgs`), and
@@ -377,6 +387,8 @@ fn takes_value(name: &str) -> bool {
                 | "--timeout"
                 | "-to"
                 | "--cors-origins"
+                | "--tools"
+                | "--tools-runtime"
                 | "--queue"
                 | "--arithmetic"
         )
@@ -404,6 +416,9 @@ struct Settings {
     kv_unified: bool,
     verbose: bool,
     cors_proxy: bool,
+    /// `--tools` (names as given; `all` allowed).
+    tools: Vec<String>,
+    tools_runtime: Option<String>,
     slots: Option<bool>,
     chat_template: Option<server::TemplateChoice>,
     chat_template_kwargs: serde_json::Map<String, serde_json::Value>,
@@ -463,6 +478,17 @@ impl Settings {
             "--metrics" => self.metrics = true,
             "--ui-mcp-proxy" | "--webui-mcp-proxy" => self.cors_proxy = true,
             "--no-ui-mcp-proxy" | "--no-webui-mcp-proxy" => self.cors_proxy = false,
+            "--tools" => self.tools = list(&v),
+            "--tools-runtime" => self.tools_runtime = Some(v),
+            // llama-server's shorthand for the CORS proxy and every built-in tool.
+            "-ag" | "--agent" => {
+                self.tools = vec!["all".into()];
+                self.cors_proxy = true;
+            }
+            "-no-ag" | "--no-agent" => {
+                self.tools.clear();
+                self.cors_proxy = false;
+            }
             "-v" | "--verbose" | "--log-verbose" => self.verbose = true,
             "--kv-unified" | "-kvu" => self.kv_unified = true,
             "--no-kv-unified" => self.kv_unified = false,
@@ -585,8 +611,17 @@ impl Settings {
         if let Some(t) = self.timeout {
             c.timeout = Duration::from_secs(t);
         }
+        if let Some(spec) = &self.tools_runtime {
+            tools_runtime(spec)?;
+        }
+        c.tools =
+            server::AgentTool::parse_list(&self.tools).map_err(|e| anyhow!("--tools: {e}"))?;
         if let Some(o) = self.cors {
             c.cors_origins = o;
+        } else if !c.tools.is_empty() {
+            // As llama-server: tools reach the files of this machine, so only local pages may
+            // call them unless --cors-origins says otherwise.
+            c.cors_origins = vec!["localhost".into()];
         }
         if let Some(q) = self.queue {
             if q == 0 {
@@ -596,6 +631,31 @@ impl Settings {
         }
         Ok(c)
     }
+}
+
+/// `--tools-runtime`: llama-server's isolates for the tools (`docker:IMAGE`, `podman:IMAGE`,
+/// `docker-container:ID`, `podman-container:ID`, `ssh:TARGET`). hearth runs tools on the host
+/// only, so a well-formed value is refused as unsupported, a malformed one as malformed.
+fn tools_runtime(spec: &str) -> anyhow::Result<()> {
+    let known = [
+        "docker:",
+        "podman:",
+        "docker-container:",
+        "podman-container:",
+        "ssh:",
+    ]
+    .iter()
+    .any(|p| spec.strip_prefix(p).is_some_and(|rest| !rest.is_empty()));
+    if !known {
+        bail!(
+            "unknown --tools-runtime option: {spec} (llama-server takes docker:IMAGE, \
+             podman:IMAGE, docker-container:ID, podman-container:ID or ssh:TARGET)"
+        );
+    }
+    bail!(
+        "--tools-runtime {spec}: tool runtimes (containers, ssh) are not supported by hearth; \
+         without --tools-runtime the tools run on this host"
+    )
 }
 
 /// `--chat-template`: Jinja source, or the name of a built-in.
@@ -638,6 +698,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let offline = argv.iter().any(|a| a == "--offline");
     let mut config = config;
     config.model = super::pull::resolve(&config.model.to_string_lossy(), offline)?;
+    if !config.tools.is_empty() {
+        eprintln!(
+            "hearth serve: warning: security: server tools (experimental) enabled - do not \
+             expose to untrusted environments (anyone who can reach the server can read, write \
+             and run anything this user can)"
+        );
+        if config.cors_origins == ["localhost"] {
+            eprintln!(
+                "hearth serve: server tools are enabled, using localhost as the default CORS \
+                 origin (change with --cors-origins)"
+            );
+        }
+    }
     let running = server::start(config.clone())?;
     for a in &running.addrs {
         eprintln!("hearth serve: listening on http://{a}");
@@ -828,6 +901,48 @@ mod tests {
         assert_eq!((c.port, c.n_parallel, c.n_ctx), (8080, 4, 0));
         assert!(c.slots_endpoint && !c.metrics);
         assert_eq!(c.seed, None);
+    }
+
+    #[test]
+    fn tools_flags_as_llama_servers() {
+        let c = parse_args(&["-m", "m", "--tools", "read_file,get_info"], &[]).unwrap();
+        assert_eq!(
+            c.tools,
+            [server::AgentTool::ReadFile, server::AgentTool::GetInfo]
+        );
+        // With tools, CORS origins default to localhost; an explicit list wins.
+        assert_eq!(c.cors_origins, ["localhost"]);
+        let c = parse_args(&["-m", "m", "--tools", "all", "--cors-origins", "*"], &[]).unwrap();
+        assert_eq!(
+            (c.tools.len(), c.cors_origins.as_slice()),
+            (7, &["*".to_owned()][..])
+        );
+        let c = parse_args(&["-m", "m"], &[("LLAMA_ARG_TOOLS", "all")]).unwrap();
+        assert_eq!(c.tools.len(), 7);
+        let c = parse_args(&["-m", "m", "--agent"], &[]).unwrap();
+        assert!(c.cors_proxy && c.tools.len() == 7);
+        let c = parse_args(&["-m", "m"], &[]).unwrap();
+        assert!(c.tools.is_empty() && c.cors_origins == ["*"]);
+        let e = parse_args(&["-m", "m", "--tools", "read_file,rm"], &[]).unwrap_err();
+        assert!(e.to_string().contains("unknown tool \"rm\""), "{e}");
+        let e = parse_args(
+            &[
+                "-m",
+                "m",
+                "--tools",
+                "all",
+                "--tools-runtime",
+                "docker:busybox",
+            ],
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not supported by hearth"), "{e}");
+        let e = parse_args(&["-m", "m", "--tools-runtime", "lxc:x"], &[]).unwrap_err();
+        assert!(
+            e.to_string().contains("unknown --tools-runtime option"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -120,3 +120,91 @@ fn sigterm_stops_the_server_after_running_streams_end() {
     };
     assert!(code.success(), "{code:?}");
 }
+
+fn preflight(addr: &str, origin: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "OPTIONS /completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nOrigin: {origin}\r\n\
+         Access-Control-Request-Method: POST\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// `--tools` as llama-server: unknown names and tool runtimes are refused at startup; with
+/// tools, a security warning is printed and only local pages may call the server (CORS).
+#[test]
+fn tools_flag_warns_and_limits_cors_to_localhost() {
+    let m = smollm2();
+    let out = hearth(&["serve", "-m", &m, "--tools", "read_file,format_disk"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown tool \"format_disk\""), "{err}");
+    let out = hearth(&[
+        "serve",
+        "-m",
+        &m,
+        "--tools",
+        "all",
+        "--tools-runtime",
+        "docker:busybox",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not supported by hearth"), "{err}");
+
+    // Tools from llama-server's variable; only local pages may call them.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args([
+            "serve", "-m", &m, "--port", "0", "-np", "1", "-c", "256", "-t", "1",
+        ])
+        .env("LLAMA_ARG_TOOLS", "all")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let addr = loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            panic!("no address in {seen:?}");
+        };
+        if let Some(a) = line.split("listening on http://").nth(1) {
+            break a.trim().to_owned();
+        }
+        seen.push(line);
+    };
+    let t0 = Instant::now();
+    while !get(&addr, "/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+        assert!(t0.elapsed() < Duration::from_secs(60), "not ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let local = preflight(&addr, "http://localhost:8080");
+    let evil = preflight(&addr, "http://evil.com");
+    let _ = child.kill();
+    let _ = child.wait();
+    let seen = seen.join("\n");
+    assert!(
+        seen.contains("do not expose to untrusted environments"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("localhost as the default CORS origin"),
+        "{seen}"
+    );
+    assert!(
+        local.contains("Access-Control-Allow-Origin: http://localhost:8080"),
+        "{local}"
+    );
+    assert!(!evil.contains("Access-Control-Allow-Origin"), "{evil}");
+}

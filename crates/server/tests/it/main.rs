@@ -3,6 +3,7 @@
 // Tests may unwrap, helpers outside `#[test]` functions included (clippy.toml only covers those).
 #![allow(clippy::unwrap_used)]
 
+mod agent_tools;
 mod client;
 mod conformance;
 mod constrained;
