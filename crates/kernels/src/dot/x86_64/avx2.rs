@@ -11,12 +11,12 @@
 //! the sign trick (`|w|` × `sign(x, w)`) so products stay in `maddubs` range.
 //!
 //! For `MatrixOptions::ggml_order` there are also row kernels in llama.cpp's float orders, one
-//! per code path it takes (`arch::GgmlPath`): `Q5_0` with the offset per value, and `Q4_K` and
+//! per code path it takes (`dot::GgmlPath`): `Q5_0` with the offset per value, and `Q4_K` and
 //! `Q6_K` as `ggml_vec_dot_*_q8_K`, its tiled k-quant mat-mul and (`Q4_K`) its repacked gemv and
 //! gemm sum them.
 
 use super::{f16_at, hsum_epi32, hsum_ps};
-use crate::arch::{ActKind, ActRow, ActTile, GgmlPath, PackedFn, Q8K_SUMS, QuantizeActsFn, RowsFn};
+use crate::dot::{ActKind, ActRow, ActTile, GgmlPath, PackedFn, Q8K_SUMS, QuantizeActsFn, RowsFn};
 use crate::quant::{
     BlockIq1M, BlockIq1S, BlockIq2S, BlockIq2Xs, BlockIq2Xxs, BlockIq3S, BlockIq3Xxs, BlockMxfp4,
     IQ1_DELTA, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, MXFP4_VALUES,
@@ -561,7 +561,7 @@ unsafe fn dot_q6_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
 
 // ---------------------------------------------------------------------------------------------
 // K-quants in llama.cpp's float orders (`MatrixOptions::ggml_order`), one kernel per code path
-// llama.cpp takes on x86 (`arch::GgmlPath`). The integer sums are exact in every path; what
+// llama.cpp takes on x86 (`dot::GgmlPath`). The integer sums are exact in every path; what
 // differs is where they are converted to float and how the products are summed.
 
 /// `ggml_vec_dot_q6_K_q8_K` (AVX2): the eight lanes of [`q6k_isum`], each less its own share

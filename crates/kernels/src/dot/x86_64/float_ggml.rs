@@ -678,7 +678,7 @@ mod tests {
     //! selects), on values that hit the flushes: subnormal weights and activations, products
     //! that underflow, sums that cancel.
     use super::*;
-    use crate::arch::generic::float_ggml as scalar;
+    use crate::dot::generic::float_ggml as scalar;
 
     fn rows(seed: u64, n: usize, nrows: usize) -> (Vec<u8>, Vec<f32>) {
         let mut s = seed;

@@ -1,5 +1,5 @@
 //! 512-bit packed kernels for the IQ lattice types, in the order of llama.cpp's tiled mat-mul
-//! (`arch::GgmlPath::Tiled`: one float per row and token, `fma(S·d_w·K, d_x, acc)` per
+//! (`dot::GgmlPath::Tiled`: one float per row and token, `fma(S·d_w·K, d_x, acc)` per
 //! super-block, `S` the super-block's whole integer sum).
 //!
 //! The matrices keep `matmul::repack`'s lattice layout (each block column the 16 rows'
@@ -20,7 +20,7 @@
 
 use super::avx2::vnni;
 use super::avx512::prefetch;
-use crate::arch::{ActTile, PackedFn, Q8K_SUMS};
+use crate::dot::{ActTile, PackedFn, Q8K_SUMS};
 use crate::quant::{GgmlType, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID};
 use std::arch::x86_64::*;
 
