@@ -1886,7 +1886,7 @@ unsafe fn f32_to_f16_bits(v: f32) -> [u8; 2] {
 
 macro_rules! instantiate {
     ($flavour:ident, $features:literal, $mod_name:ident) => {
-        pub(super) mod $mod_name {
+        pub(crate) mod $mod_name {
             use super::*;
 
             macro_rules! rows {
@@ -2029,7 +2029,7 @@ macro_rules! instantiate {
 
             /// The packed kernels of the lattice types (the tiled mat-mul's order) and the most
             /// activation rows per call.
-            pub(in super::super) fn packed_kernel(ty: GgmlType) -> Option<(PackedFn, usize)> {
+            pub(crate) fn packed_kernel(ty: GgmlType) -> Option<(PackedFn, usize)> {
                 use GgmlType as T;
                 Some(match ty {
                     T::IQ2_XXS => (packed_iq2_xxs, 8),
@@ -2045,7 +2045,7 @@ macro_rules! instantiate {
 
             /// The lattice types' packed kernels in the order of llama.cpp's path `path`, the
             /// most activation rows per call and whether rows may be split into column ranges.
-            pub(in super::super) fn packed_kernel_ggml(
+            pub(crate) fn packed_kernel_ggml(
                 ty: GgmlType,
                 path: GgmlPath,
             ) -> Option<(PackedFn, usize, bool)> {
@@ -2096,7 +2096,7 @@ macro_rules! instantiate {
                 unsafe { quantize_q8k(x, qs, d, sums, s) }
             }
 
-            pub(in super::super) fn rows_kernel(ty: GgmlType) -> Option<RowsFn> {
+            pub(crate) fn rows_kernel(ty: GgmlType) -> Option<RowsFn> {
                 use GgmlType as T;
                 Some(match ty {
                     T::F32 => f32,
@@ -2128,10 +2128,7 @@ macro_rules! instantiate {
 
             /// The row kernel for `ty` that sums in the order of llama.cpp's code path `path`,
             /// where there is one.
-            pub(in super::super) fn rows_kernel_ggml(
-                ty: GgmlType,
-                path: GgmlPath,
-            ) -> Option<RowsFn> {
+            pub(crate) fn rows_kernel_ggml(ty: GgmlType, path: GgmlPath) -> Option<RowsFn> {
                 use GgmlPath as P;
                 use GgmlType as T;
                 Some(match (ty, path) {
@@ -2167,7 +2164,7 @@ macro_rules! instantiate {
                 })
             }
 
-            pub(in super::super) fn quantize_acts_kernel(kind: ActKind) -> Option<QuantizeActsFn> {
+            pub(crate) fn quantize_acts_kernel(kind: ActKind) -> Option<QuantizeActsFn> {
                 match kind {
                     ActKind::F32 | ActKind::F16 | ActKind::Bf16 => None,
                     ActKind::Q8 => Some(acts_q8),

@@ -5,7 +5,8 @@
 //! other types' one-token calls use `avx2`'s).
 //!
 //! The `Avx512` level needs VNNI (`vpdpbusd`) for its 8-bit dot products; a CPU with AVX-512
-//! but without VNNI (Skylake-X) runs the AVX2 kernels.
+//! but without VNNI (Skylake-X) runs the AVX2 kernels. The choice among these modules is made in
+//! `dot`'s resolvers, by their match on `Isa::dispatch`.
 
 pub(crate) mod avx2;
 pub(crate) mod avx2_packed;
@@ -13,71 +14,8 @@ pub(crate) mod avx512;
 pub(crate) mod avx512_iq;
 pub(crate) mod float_ggml;
 
-use super::{ActKind, GgmlPath, PackedFn, QuantizeActsFn, RowsFn, TileFn};
-use crate::isa::Isa;
-use crate::quant::{F16Bytes, GgmlType};
+use crate::quant::F16Bytes;
 use std::arch::x86_64::*;
-
-/// Whether the `Avx512` kernels can run here (the level plus VNNI).
-fn avx512_usable() -> bool {
-    Isa::best_supported() >= Isa::Avx512 && Isa::has_vnni()
-}
-
-pub(crate) fn rows_kernel(isa: Isa, ty: GgmlType) -> Option<RowsFn> {
-    if isa >= Isa::Avx512 && avx512_usable() {
-        return avx512::rows_kernel(ty).or_else(|| avx2::vnni::rows_kernel(ty));
-    }
-    avx2::plain::rows_kernel(ty)
-}
-
-pub(crate) fn packed_kernel(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)> {
-    if isa >= Isa::Avx512 && avx512_usable() {
-        return avx512::packed_kernel(ty)
-            .or_else(|| avx512_iq::packed_kernel(ty))
-            .or_else(|| avx2::vnni::packed_kernel(ty));
-    }
-    avx2_packed::packed_kernel(ty).or_else(|| avx2::plain::packed_kernel(ty))
-}
-
-pub(crate) fn rows_kernel_ggml(isa: Isa, ty: GgmlType, path: GgmlPath) -> Option<RowsFn> {
-    if isa >= Isa::Avx512 && avx512_usable() {
-        return avx2::vnni::rows_kernel_ggml(ty, path);
-    }
-    avx2::plain::rows_kernel_ggml(ty, path)
-}
-
-pub(crate) fn packed_kernel_ggml(
-    isa: Isa,
-    ty: GgmlType,
-    path: GgmlPath,
-) -> Option<(PackedFn, usize, bool)> {
-    if isa >= Isa::Avx512 && avx512_usable() {
-        let tiled = || match path {
-            // The lattice types' 512-bit tiles sum in the tiled mat-mul's order.
-            GgmlPath::Tiled => avx512_iq::packed_kernel(ty).map(|(f, max_ny)| (f, max_ny, true)),
-            GgmlPath::VecDot => avx512_iq::packed_kernel_vecdot(ty),
-            _ => None,
-        };
-        return avx512::packed_kernel_ggml(ty, path)
-            .or_else(tiled)
-            .or_else(|| avx2::vnni::packed_kernel_ggml(ty, path));
-    }
-    avx2::plain::packed_kernel_ggml(ty, path)
-}
-
-pub(crate) fn tile_kernel(isa: Isa, ty: GgmlType) -> Option<TileFn> {
-    if isa >= Isa::Avx512 && Isa::best_supported() >= Isa::Avx512 {
-        return avx512::tile_kernel(ty);
-    }
-    None
-}
-
-pub(crate) fn quantize_acts_kernel(isa: Isa, kind: ActKind) -> Option<QuantizeActsFn> {
-    if isa >= Isa::Avx512 && avx512_usable() {
-        return avx2::vnni::quantize_acts_kernel(kind);
-    }
-    avx2::plain::quantize_acts_kernel(kind)
-}
 
 /// An f16 as f32, with F16C (inlined into kernels that enable it).
 ///
