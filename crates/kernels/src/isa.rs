@@ -6,7 +6,7 @@
 //!
 //! # Dispatch
 //! Every kernel family is chosen from an [`Isa`] the same way, once: one function per family
-//! matches on [`Isa::dispatch`] — the level lowered to what this CPU runs, as a crate-private
+//! matches on `Isa::dispatch` — the level lowered to what this CPU runs, as a crate-private
 //! `Dispatch` — and returns function pointers (or a `&'static` table of them), which the caller
 //! keeps: `ops::Ops` holds its table for its lifetime, a `matmul::Matrix` its row, packed and
 //! tile kernels and its activation quantizer. No kernel call re-detects or re-matches; a hot

@@ -21,8 +21,9 @@
 //! their results equal llama.cpp's bit for bit. The default kernels sum each row's blocks into
 //! one float.
 //!
-//! An `aarch64::neon` module would sit beside `x86_64` with the same entry points; it is not
-//! written yet, so other targets run `generic` (never compiled or tested here).
+//! An `aarch64::neon` module would sit beside `x86_64`, a `Dispatch` variant and an arm in each
+//! resolver here; it is not written yet, so other targets run `generic` (never compiled or
+//! tested here).
 //!
 //! Activations arrive as an [`ActRow`] / [`ActTile`]: for the 8-bit formats, the `i8` values,
 //! one `f32` scale per block and integer block sums, in separate arrays (not ggml's interleaved

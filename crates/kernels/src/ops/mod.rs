@@ -3,7 +3,7 @@
 //!
 //! [`Ops`] is the entry point: a `Copy` handle holding the instruction-set level and that
 //! level's table of kernel function pointers, resolved once when it is made (through
-//! [`Isa::dispatch`], as every kernel family in the crate is: see [`crate::isa`]), whose methods
+//! `Isa::dispatch`, as every kernel family in the crate is: see [`crate::isa`]), whose methods
 //! call into `generic` (the scalar reference, which follows ggml's CPU formulas and operation
 //! order), `x86_64::avx2` or `x86_64::avx512` through it: one indirect call per kernel. [`rope`] holds rope's parameters and angle cache, [`attention`] the
 //! attention kernels (serial per head, and parallel over a [`crate::pool::ThreadPool`]).
