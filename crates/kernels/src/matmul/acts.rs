@@ -1,7 +1,7 @@
 //! [`Scratch`]: the caller-owned buffers activations are quantized into, once per matmul call.
 
 use super::buf::AlignedBytes;
-use crate::arch::{ActKind, ActRow, ActTile, QuantizeActsFn, STEP_OFFS, step_offs};
+use crate::dot::{ActKind, ActRow, ActTile, QuantizeActsFn, STEP_OFFS, step_offs};
 use crate::pool::ThreadPool;
 
 /// Quantized activation rows of one [`ActKind`], row-major: `qs` rows start on 64-byte

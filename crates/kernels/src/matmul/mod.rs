@@ -43,7 +43,7 @@ mod repack;
 
 pub use acts::Scratch;
 
-use crate::arch::{self, ActKind, GgmlPath, PackedFn, QuantizeActsFn, RowsFn, TileFn};
+use crate::dot::{self, ActKind, GgmlPath, PackedFn, QuantizeActsFn, RowsFn, TileFn};
 use crate::isa::Isa;
 use crate::mmap::Mmap;
 use crate::pool::ThreadPool;
@@ -175,7 +175,7 @@ impl BatchRule {
             // llamafile's sgemm takes float products of 2+ tokens when the rows are a multiple
             // of 4 and the width of its step; `mul_mat` falls back to `vec_dot` otherwise.
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16
-                if rows.is_multiple_of(4) && cols.is_multiple_of(arch::sgemm_step(ty)) =>
+                if rows.is_multiple_of(4) && cols.is_multiple_of(dot::sgemm_step(ty)) =>
             {
                 (BatchRule::AtLeast2, [P::VecDot, P::Sgemm])
             }
@@ -298,7 +298,7 @@ impl<'a> Matrix<'a> {
         release: Option<&dyn Fn(Range<usize>)>,
     ) -> Result<Matrix<'a>, KernelError> {
         let isa = options.isa.min(Isa::best_supported());
-        let (kind, rows_fn) = match (ActKind::for_weight(ty), arch::rows_kernel(isa, ty)) {
+        let (kind, rows_fn) = match (ActKind::for_weight(ty), dot::rows_kernel(isa, ty)) {
             (Some(k), Some(f)) if is_supported(ty) => (k, f),
             _ => return Err(KernelError::UnsupportedType(ty)),
         };
@@ -313,28 +313,28 @@ impl<'a> Matrix<'a> {
             .then(|| BatchRule::ggml(ty, rows, cols, options.llama_repacked))
             .and_then(|(rule, paths)| {
                 let rows_fns = [
-                    arch::rows_kernel_ggml(isa, ty, paths[0])?,
-                    arch::rows_kernel_ggml(isa, ty, paths[1])?,
+                    dot::rows_kernel_ggml(isa, ty, paths[0])?,
+                    dot::rows_kernel_ggml(isa, ty, paths[1])?,
                 ];
                 Some((rule, paths, rows_fns))
             });
         // Float weights in llama.cpp's order read activations rounded to their `vec_dot_type`
         // and take no 4×4 tiles (their order is a kernel's per output).
-        let float_ggml = ggml.as_ref().and(arch::float_act_kind(ty));
+        let float_ggml = ggml.as_ref().and(dot::float_act_kind(ty));
         let kind = float_ggml.unwrap_or(kind);
         let (rule, rows_fns, kernels) = match ggml {
             Some((rule, paths, rows_fns)) => {
                 // Repack only for kernels that sum in ggml's order too.
                 let kernel =
                     |path| {
-                        arch::packed_kernel_ggml(isa, ty, path)
+                        dot::packed_kernel_ggml(isa, ty, path)
                             .map(|(f, max_ny, split)| PackedKernel { f, max_ny, split })
                     };
                 let kernels = kernel(paths[0]).zip(kernel(paths[1])).map(|(a, b)| [a, b]);
                 (rule, rows_fns, kernels)
             }
             None => {
-                let kernels = arch::packed_kernel(isa, ty).map(|(f, max_ny)| {
+                let kernels = dot::packed_kernel(isa, ty).map(|(f, max_ny)| {
                     let k = PackedKernel {
                         f,
                         max_ny,
@@ -366,11 +366,11 @@ impl<'a> Matrix<'a> {
             rows_fns,
             // Float weights in llama.cpp's order: tiles only in its sgemm order (slot 1).
             tile_fns: match float_ggml {
-                Some(_) if rule == BatchRule::AtLeast2 => [None, arch::tile_kernel_ggml(isa, ty)],
+                Some(_) if rule == BatchRule::AtLeast2 => [None, dot::tile_kernel_ggml(isa, ty)],
                 Some(_) => [None, None],
-                None => [arch::tile_kernel(isa, ty); 2],
+                None => [dot::tile_kernel(isa, ty); 2],
             },
-            quantize_fn: arch::quantize_acts_kernel(isa, kind),
+            quantize_fn: dot::quantize_acts_kernel(isa, kind),
         })
     }
 
@@ -470,7 +470,7 @@ impl<'a> Matrix<'a> {
             let (_, paths) = BatchRule::ggml(ty, 8, 256, repacked);
             paths
                 .iter()
-                .all(|&p| arch::rows_kernel_ggml(isa, ty, p).is_some())
+                .all(|&p| dot::rows_kernel_ggml(isa, ty, p).is_some())
         })
     }
 
@@ -1091,7 +1091,7 @@ pub fn quantize_activations(
     x: &[f32],
 ) -> Result<Option<QuantizedRow>, KernelError> {
     let kind = ActKind::for_weight(weight_ty).ok_or(KernelError::UnsupportedType(weight_ty))?;
-    let Some(q) = arch::quantize_acts_kernel(isa, kind) else {
+    let Some(q) = dot::quantize_acts_kernel(isa, kind) else {
         return Ok(None);
     };
     if !x.len().is_multiple_of(kind.block()) {

@@ -95,7 +95,24 @@ pub fn gelu1(x: f32) -> f32 {
 /// `g` valid for `n` reads, `y` for `n` writes (`y == g` or `y == u` allowed), `u` for `n` reads
 /// when not null.
 pub unsafe fn act_mul(n: usize, gelu_act: bool, g: *const f32, u: *const f32, y: *mut f32) {
-    let act = if gelu_act { gelu1 } else { silu1 };
+    // One loop per activation (the choice made once, not per value: `Ops` reaches this kernel
+    // through a function pointer, so `gelu_act` is not a constant here).
+    // SAFETY: the caller's contract.
+    unsafe {
+        if gelu_act {
+            act_mul_with(n, gelu1, g, u, y)
+        } else {
+            act_mul_with(n, silu1, g, u, y)
+        }
+    }
+}
+
+/// [`act_mul`] with the activation `act`.
+///
+/// # Safety
+/// As [`act_mul`].
+#[inline(always)]
+unsafe fn act_mul_with(n: usize, act: fn(f32) -> f32, g: *const f32, u: *const f32, y: *mut f32) {
     for i in 0..n {
         // SAFETY: `i < n`, pointers valid for `n` elements (caller contract).
         unsafe {

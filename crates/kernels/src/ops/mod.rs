@@ -1,10 +1,11 @@
 //! Elementwise f32 kernels the models need — norms, softmax, activations, rope, f16/bf16 rows —
 //! and attention over an f16 KV cache, each with a scalar twin and AVX2/AVX-512 versions.
 //!
-//! [`Ops`] is the entry point: a `Copy` handle holding the instruction-set level, checked
-//! against the CPU once when it is made, whose methods dispatch to `generic` (the scalar
-//! reference, which follows ggml's CPU formulas and operation order), `x86_64::avx2` or
-//! `x86_64::avx512`. [`rope`] holds rope's parameters and angle cache, [`attention`] the
+//! [`Ops`] is the entry point: a `Copy` handle holding the instruction-set level and that
+//! level's table of kernel function pointers, resolved once when it is made (through
+//! `Isa::dispatch`, as every kernel family in the crate is: see [`crate::isa`]), whose methods
+//! call into `generic` (the scalar reference, which follows ggml's CPU formulas and operation
+//! order), `x86_64::avx2` or `x86_64::avx512` through it: one indirect call per kernel. [`rope`] holds rope's parameters and angle cache, [`attention`] the
 //! attention kernels (serial per head, and parallel over a [`crate::pool::ThreadPool`]).
 //!
 //! Precision: reductions that ggml does in f64 (sums of squares, softmax sums) are done in f64
@@ -29,69 +30,139 @@ mod x86_64;
 
 use half::{bf16, f16};
 
-use crate::isa::Isa;
+use crate::isa::{Dispatch, Isa};
+use generic::Rows;
+#[cfg(target_arch = "x86_64")]
+use x86_64::{avx2, avx2_ggml, avx512, avx512_ggml};
 
 /// The kernels at one instruction-set level (see the module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct Ops {
-    /// Never above what the CPU supports (`new` clamps), which is what makes the SIMD calls sound.
+    /// Never above what the CPU supports (`new` lowers it).
     isa: Isa,
+    /// The level's kernels, resolved once by [`Kernels::for_isa`].
+    k: &'static Kernels,
 }
 
-/// Calls the same-named kernel of the chosen level.
-macro_rules! dispatch {
-    ($ops:expr, $f:ident($($arg:expr),* $(,)?)) => {
-        match $ops.isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Ops::new` keeps `isa` at or below `Isa::best_supported()`, so the CPU has
-            // every feature the AVX-512 kernels are compiled for.
-            Isa::Avx512 => unsafe { x86_64::avx512::$f($($arg),*) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above, for the AVX2 + FMA + F16C set.
-            Isa::Avx2 => unsafe { x86_64::avx2::$f($($arg),*) },
-            _ => generic::$f($($arg),*),
+impl PartialEq for Ops {
+    fn eq(&self, other: &Ops) -> bool {
+        self.isa == other.isa
+    }
+}
+
+impl Eq for Ops {}
+
+impl std::fmt::Debug for Ops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ops").field("isa", &self.isa).finish()
+    }
+}
+
+/// One level's elementwise kernels as function pointers: what an [`Ops`] holds, resolved once
+/// per handle by [`Kernels::for_isa`] (the crate's one ISA dispatch: see [`crate::isa`]).
+///
+/// The pointers are `unsafe fn`s because the SIMD kernels need their CPU features; that those
+/// are present is [`Isa::dispatch`]'s argument (a `Kernels` is one of the statics below, handed
+/// out only for a level the CPU runs). The kernels that take raw pointers have their own
+/// `# Safety` lists (`generic::scale_mul_add`, `generic::act_mul`, `ggml::gelu_mul`,
+/// `ggml::silu_mul`); the others take slices and values only.
+struct Kernels {
+    sum_squares: unsafe fn(&[f32]) -> f64,
+    sum: unsafe fn(&[f32]) -> f64,
+    sum_squared_deviations: unsafe fn(&[f32], f32) -> f64,
+    scale_mul_add: unsafe fn(usize, *const f32, f32, f32, *const f32, *const f32, *mut f32),
+    max: unsafe fn(&[f32]) -> f32,
+    exp_sub_sum: unsafe fn(&mut [f32], f32) -> f64,
+    scale: unsafe fn(&mut [f32], f32),
+    act_mul: unsafe fn(usize, bool, *const f32, *const f32, *mut f32),
+    add: unsafe fn(&mut [f32], &[f32]),
+    mul: unsafe fn(&mut [f32], &[f32]),
+    f16_to_f32: unsafe fn(&mut [f32], &[f16]),
+    f32_to_f16: unsafe fn(&mut [f16], &[f32]),
+    bf16_to_f32: unsafe fn(&mut [f32], &[bf16]),
+    f32_to_bf16: unsafe fn(&mut [bf16], &[f32]),
+    dot_f16: unsafe fn(&[f32], &[f16]) -> f32,
+    axpy_f16: unsafe fn(&mut [f32], f32, &[f16]),
+    attn_scores: unsafe fn(&[f32], usize, &Rows<'_>, f32, &mut [f32], usize),
+    attn_accum: unsafe fn(&[f32], usize, usize, &Rows<'_>, &mut [f32]),
+    rope_rotate: unsafe fn(&mut [f32], &[f32], &[f32], usize, bool),
+    // ggml's arithmetic (`ggml` and the `*_ggml` SIMD modules).
+    gelu_mul_ggml: unsafe fn(usize, *const f32, *const f32, *mut f32),
+    silu_mul_ggml: unsafe fn(usize, *const f32, *const f32, *mut f32),
+    dots_f32_ggml: unsafe fn(&[f32], &[f32], bool, &mut [f32]),
+    kq_dots_ggml: unsafe fn(&[f32], usize, &Rows<'_>, bool, &mut [f32], usize),
+    exp_block_sums_ggml: unsafe fn(&mut [f32], f32) -> f64,
+    #[allow(clippy::type_complexity)]
+    pv_ggml: unsafe fn(&[f32], usize, usize, &Rows<'_>, usize, usize, &mut [f32], &mut [f32]),
+}
+
+/// The table of one level: the kernels of module `$m` and, for ggml's arithmetic, of `$g`.
+macro_rules! kernels {
+    ($m:ident, $g:ident) => {
+        Kernels {
+            sum_squares: $m::sum_squares,
+            sum: $m::sum,
+            sum_squared_deviations: $m::sum_squared_deviations,
+            scale_mul_add: $m::scale_mul_add,
+            max: $m::max,
+            exp_sub_sum: $m::exp_sub_sum,
+            scale: $m::scale,
+            act_mul: $m::act_mul,
+            add: $m::add,
+            mul: $m::mul,
+            f16_to_f32: $m::f16_to_f32,
+            f32_to_f16: $m::f32_to_f16,
+            bf16_to_f32: $m::bf16_to_f32,
+            f32_to_bf16: $m::f32_to_bf16,
+            dot_f16: $m::dot_f16,
+            axpy_f16: $m::axpy_f16,
+            attn_scores: $m::attn_scores,
+            attn_accum: $m::attn_accum,
+            rope_rotate: $m::rope_rotate,
+            gelu_mul_ggml: $g::gelu_mul,
+            silu_mul_ggml: $g::silu_mul,
+            dots_f32_ggml: $g::dots_f32,
+            kq_dots_ggml: $g::kq_dots,
+            exp_block_sums_ggml: $g::exp_block_sums,
+            pv_ggml: $g::pv,
         }
     };
 }
 
-/// Like `dispatch!` for the kernels that take raw pointers (and so are `unsafe` at every level).
-macro_rules! dispatch_ptr {
-    ($ops:expr, $f:ident($($arg:expr),* $(,)?)) => {
-        match $ops.isa {
+static GENERIC: Kernels = kernels!(generic, ggml);
+#[cfg(target_arch = "x86_64")]
+static AVX2: Kernels = kernels!(avx2, avx2_ggml);
+#[cfg(target_arch = "x86_64")]
+static AVX512: Kernels = kernels!(avx512, avx512_ggml);
+
+impl Kernels {
+    /// The elementwise kernels of level `isa` (lowered to what the CPU runs).
+    fn for_isa(isa: Isa) -> &'static Kernels {
+        match isa.dispatch() {
+            Dispatch::Generic => &GENERIC,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => x86_64::avx512::$f($($arg),*),
+            Dispatch::Avx2 => &AVX2,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => x86_64::avx2::$f($($arg),*),
-            _ => generic::$f($($arg),*),
+            Dispatch::Avx512 | Dispatch::Avx512Vnni => &AVX512,
         }
+    }
+}
+
+/// Calls kernel `$f` of `$ops`'s table, for the kernels that take only slices and values.
+macro_rules! call {
+    ($ops:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        // SAFETY: the table was resolved through `Isa::dispatch` (see `Kernels`), and these
+        // kernels have no other precondition.
+        unsafe { ($ops.k.$f)($($arg),*) }
     };
 }
 
-/// Like `dispatch!` for the ggml-compatible kernels (`ggml` and the `*_ggml` SIMD modules).
-macro_rules! dispatch_ggml {
+/// Calls kernel `$f` of `$ops`'s table, for the kernels that take raw pointers: inside the
+/// caller's `unsafe` block, whose `// SAFETY:` comment states the pointers' bounds (the CPU
+/// features are `Kernels`'s argument).
+macro_rules! call_ptr {
     ($ops:expr, $f:ident($($arg:expr),* $(,)?)) => {
-        match $ops.isa {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Ops::new` keeps `isa` at or below `Isa::best_supported()`.
-            Isa::Avx512 => unsafe { x86_64::avx512_ggml::$f($($arg),*) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above, for the AVX2 + FMA + F16C set.
-            Isa::Avx2 => unsafe { x86_64::avx2_ggml::$f($($arg),*) },
-            _ => ggml::$f($($arg),*),
-        }
-    };
-}
-
-/// Like `dispatch_ptr!` for the ggml-compatible kernels.
-macro_rules! dispatch_ggml_ptr {
-    ($ops:expr, $f:ident($($arg:expr),* $(,)?)) => {
-        match $ops.isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => x86_64::avx512_ggml::$f($($arg),*),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => x86_64::avx2_ggml::$f($($arg),*),
-            _ => ggml::$f($($arg),*),
-        }
+        ($ops.k.$f)($($arg),*)
     };
 }
 
@@ -110,6 +181,7 @@ impl Ops {
     pub fn new(isa: Isa) -> Ops {
         Ops {
             isa: isa.min(Isa::best_supported()),
+            k: Kernels::for_isa(isa),
         }
     }
 
@@ -135,7 +207,7 @@ impl Ops {
         // SAFETY: all three slices hold `x.len()` elements; `out` does not overlap `x` (borrow
         // rules), which the kernel allows anyway.
         unsafe {
-            dispatch_ptr!(
+            call_ptr!(
                 self,
                 scale_mul_add(
                     x.len(),
@@ -158,7 +230,7 @@ impl Ops {
         // SAFETY: `x` and `w` hold `x.len()` elements; input and output are the same buffer,
         // which the kernel allows (it reads element `i` before writing it).
         unsafe {
-            dispatch_ptr!(
+            call_ptr!(
                 self,
                 scale_mul_add(x.len(), p, s, 0.0, w.as_ptr(), std::ptr::null(), p)
             )
@@ -169,7 +241,7 @@ impl Ops {
         if x.is_empty() {
             return 0.0;
         }
-        let ss = dispatch!(self, sum_squares(x));
+        let ss = call!(self, sum_squares(x));
         let mean = (ss / x.len() as f64) as f32;
         1.0 / (mean + eps).sqrt()
     }
@@ -195,7 +267,7 @@ impl Ops {
         );
         // SAFETY: `x`, `out` and the non-null `w`, `b` hold `x.len()` elements.
         unsafe {
-            dispatch_ptr!(
+            call_ptr!(
                 self,
                 scale_mul_add(x.len(), x.as_ptr(), s, mean, wp, bp, out.as_mut_ptr())
             )
@@ -211,7 +283,7 @@ impl Ops {
         );
         let p = x.as_mut_ptr();
         // SAFETY: as in `layer_norm`, with input and output the same buffer (allowed).
-        unsafe { dispatch_ptr!(self, scale_mul_add(x.len(), p, s, mean, wp, bp, p)) }
+        unsafe { call_ptr!(self, scale_mul_add(x.len(), p, s, mean, wp, bp, p)) }
     }
 
     fn norm_stats(self, x: &[f32], eps: f32) -> (f32, f32) {
@@ -219,8 +291,8 @@ impl Ops {
             return (0.0, 0.0);
         }
         let n = x.len();
-        let mean = dispatch!(self, sum(x)) as f32 / n as f32;
-        let var = (dispatch!(self, sum_squared_deviations(x, mean)) / n as f64) as f32;
+        let mean = call!(self, sum(x)) as f32 / n as f32;
+        let var = (call!(self, sum_squared_deviations(x, mean)) / n as f64) as f32;
         (mean, 1.0 / (var + eps).sqrt())
     }
 
@@ -230,26 +302,26 @@ impl Ops {
         if x.is_empty() {
             return;
         }
-        let m = dispatch!(self, max(x));
-        let sum = dispatch!(self, exp_sub_sum(x, m));
-        dispatch!(self, scale(x, (1.0 / sum) as f32));
+        let m = call!(self, max(x));
+        let sum = call!(self, exp_sub_sum(x, m));
+        call!(self, scale(x, (1.0 / sum) as f32));
     }
 
     /// `x = e^(x − m)`, returning the f64 sum (softmax's numerator step).
     pub(crate) fn exp_sub_sum(self, x: &mut [f32], m: f32) -> f64 {
-        dispatch!(self, exp_sub_sum(x, m))
+        call!(self, exp_sub_sum(x, m))
     }
 
     /// The largest element (`-inf` for an empty slice).
     pub fn max(self, x: &[f32]) -> f32 {
-        dispatch!(self, max(x))
+        call!(self, max(x))
     }
 
     /// `x = x / (1 + e^(−x))` in place.
     pub fn silu(self, x: &mut [f32]) {
         let p = x.as_mut_ptr();
         // SAFETY: in and out are the same `x.len()` elements (allowed); no `u`.
-        unsafe { dispatch_ptr!(self, act_mul(x.len(), false, p, std::ptr::null(), p)) }
+        unsafe { call_ptr!(self, act_mul(x.len(), false, p, std::ptr::null(), p)) }
     }
 
     /// GELU, tanh approximation, in place: `0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²)))`.
@@ -258,7 +330,7 @@ impl Ops {
     pub fn gelu(self, x: &mut [f32]) {
         let p = x.as_mut_ptr();
         // SAFETY: in and out are the same `x.len()` elements (allowed); no `u`.
-        unsafe { dispatch_ptr!(self, act_mul(x.len(), true, p, std::ptr::null(), p)) }
+        unsafe { call_ptr!(self, act_mul(x.len(), true, p, std::ptr::null(), p)) }
     }
 
     /// SwiGLU in place: `gate = silu(gate) · up`.
@@ -281,7 +353,7 @@ impl Ops {
         assert_eq!(gate.len(), up.len(), "glu: gate and up lengths");
         let p = gate.as_mut_ptr();
         // SAFETY: `gate` and `up` hold `gate.len()` elements; out is `gate` itself (allowed).
-        unsafe { dispatch_ptr!(self, act_mul(gate.len(), gelu, p, up.as_ptr(), p)) }
+        unsafe { call_ptr!(self, act_mul(gate.len(), gelu, p, up.as_ptr(), p)) }
     }
 
     /// `out = silu(gate) · up`.
@@ -305,7 +377,7 @@ impl Ops {
         assert_eq!(out.len(), gate.len(), "glu: out and gate lengths");
         // SAFETY: all three hold `gate.len()` elements.
         unsafe {
-            dispatch_ptr!(
+            call_ptr!(
                 self,
                 act_mul(
                     gate.len(),
@@ -332,7 +404,7 @@ impl Ops {
     pub fn gelu_ggml(self, x: &mut [f32]) {
         let p = x.as_mut_ptr();
         // SAFETY: in and out are the same `x.len()` elements (allowed); no `u`.
-        unsafe { dispatch_ggml_ptr!(self, gelu_mul(x.len(), p, std::ptr::null(), p)) }
+        unsafe { call_ptr!(self, gelu_mul_ggml(x.len(), p, std::ptr::null(), p)) }
     }
 
     /// GeGLU in place as ggml's `ggml_vec_geglu_f32`: `gate = gelu_ggml(gate) · up` (for
@@ -344,7 +416,7 @@ impl Ops {
         assert_eq!(gate.len(), up.len(), "glu: gate and up lengths");
         let p = gate.as_mut_ptr();
         // SAFETY: `gate` and `up` hold `gate.len()` elements; out is `gate` itself (allowed).
-        unsafe { dispatch_ggml_ptr!(self, gelu_mul(gate.len(), p, up.as_ptr(), p)) }
+        unsafe { call_ptr!(self, gelu_mul_ggml(gate.len(), p, up.as_ptr(), p)) }
     }
 
     /// `out = gelu_ggml(gate) · up`, as [`geglu_ggml`](Self::geglu_ggml).
@@ -356,9 +428,9 @@ impl Ops {
         assert_eq!(out.len(), gate.len(), "glu: out and gate lengths");
         // SAFETY: all three hold `gate.len()` elements.
         unsafe {
-            dispatch_ggml_ptr!(
+            call_ptr!(
                 self,
-                gelu_mul(gate.len(), gate.as_ptr(), up.as_ptr(), out.as_mut_ptr())
+                gelu_mul_ggml(gate.len(), gate.as_ptr(), up.as_ptr(), out.as_mut_ptr())
             )
         }
     }
@@ -370,7 +442,7 @@ impl Ops {
     pub fn silu_ggml(self, x: &mut [f32]) {
         let p = x.as_mut_ptr();
         // SAFETY: in and out are the same `x.len()` elements (allowed); no `u`.
-        unsafe { dispatch_ggml_ptr!(self, silu_mul(x.len(), p, std::ptr::null(), p)) }
+        unsafe { call_ptr!(self, silu_mul_ggml(x.len(), p, std::ptr::null(), p)) }
     }
 
     /// SwiGLU in place as ggml's `ggml_vec_swiglu_f32`: `gate = silu_ggml(gate) · up`, one row
@@ -382,7 +454,7 @@ impl Ops {
         assert_eq!(gate.len(), up.len(), "glu: gate and up lengths");
         let p = gate.as_mut_ptr();
         // SAFETY: `gate` and `up` hold `gate.len()` elements; out is `gate` itself (allowed).
-        unsafe { dispatch_ggml_ptr!(self, silu_mul(gate.len(), p, up.as_ptr(), p)) }
+        unsafe { call_ptr!(self, silu_mul_ggml(gate.len(), p, up.as_ptr(), p)) }
     }
 
     /// `out = silu_ggml(gate) · up`, as [`swiglu_ggml`](Self::swiglu_ggml).
@@ -394,9 +466,9 @@ impl Ops {
         assert_eq!(out.len(), gate.len(), "glu: out and gate lengths");
         // SAFETY: all three hold `gate.len()` elements.
         unsafe {
-            dispatch_ggml_ptr!(
+            call_ptr!(
                 self,
-                silu_mul(gate.len(), gate.as_ptr(), up.as_ptr(), out.as_mut_ptr())
+                silu_mul_ggml(gate.len(), gate.as_ptr(), up.as_ptr(), out.as_mut_ptr())
             )
         }
     }
@@ -407,7 +479,7 @@ impl Ops {
     /// If the lengths differ.
     pub fn add(self, acc: &mut [f32], x: &[f32]) {
         assert_eq!(acc.len(), x.len(), "add: lengths");
-        dispatch!(self, add(acc, x));
+        call!(self, add(acc, x));
     }
 
     /// `acc *= x` elementwise.
@@ -416,12 +488,12 @@ impl Ops {
     /// If the lengths differ.
     pub fn mul(self, acc: &mut [f32], x: &[f32]) {
         assert_eq!(acc.len(), x.len(), "mul: lengths");
-        dispatch!(self, mul(acc, x));
+        call!(self, mul(acc, x));
     }
 
     /// `x *= s`.
     pub fn scale(self, x: &mut [f32], s: f32) {
-        dispatch!(self, scale(x, s));
+        call!(self, scale(x, s));
     }
 
     /// Widens an f16 row (exact).
@@ -430,7 +502,7 @@ impl Ops {
     /// If the lengths differ.
     pub fn f16_to_f32(self, out: &mut [f32], x: &[f16]) {
         assert_eq!(out.len(), x.len(), "f16_to_f32: lengths");
-        dispatch!(self, f16_to_f32(out, x));
+        call!(self, f16_to_f32(out, x));
     }
 
     /// Rounds an f32 row to f16 (to nearest even, as `half::f16::from_f32`).
@@ -439,7 +511,7 @@ impl Ops {
     /// If the lengths differ.
     pub fn f32_to_f16(self, out: &mut [f16], x: &[f32]) {
         assert_eq!(out.len(), x.len(), "f32_to_f16: lengths");
-        dispatch!(self, f32_to_f16(out, x));
+        call!(self, f32_to_f16(out, x));
     }
 
     /// Widens a bf16 row (exact).
@@ -448,7 +520,7 @@ impl Ops {
     /// If the lengths differ.
     pub fn bf16_to_f32(self, out: &mut [f32], x: &[bf16]) {
         assert_eq!(out.len(), x.len(), "bf16_to_f32: lengths");
-        dispatch!(self, bf16_to_f32(out, x));
+        call!(self, bf16_to_f32(out, x));
     }
 
     /// Rounds an f32 row to bf16 (to nearest even, as `half::bf16::from_f32`).
@@ -457,7 +529,7 @@ impl Ops {
     /// If the lengths differ.
     pub fn f32_to_bf16(self, out: &mut [bf16], x: &[f32]) {
         assert_eq!(out.len(), x.len(), "f32_to_bf16: lengths");
-        dispatch!(self, f32_to_bf16(out, x));
+        call!(self, f32_to_bf16(out, x));
     }
 
     /// `Σ q[i]·k[i]` of an f32 query and an f16 key row (widened exactly; f32 products and sum).
@@ -466,7 +538,7 @@ impl Ops {
     /// If the lengths differ.
     pub fn dot_f16(self, q: &[f32], k: &[f16]) -> f32 {
         assert_eq!(q.len(), k.len(), "dot_f16: lengths");
-        dispatch!(self, dot_f16(q, k))
+        call!(self, dot_f16(q, k))
     }
 
     /// `acc += w · v` for an f16 value row (widened exactly, f32 multiply-add).
@@ -475,7 +547,7 @@ impl Ops {
     /// If the lengths differ.
     pub fn axpy_f16(self, acc: &mut [f32], w: f32, v: &[f16]) {
         assert_eq!(acc.len(), v.len(), "axpy_f16: lengths");
-        dispatch!(self, axpy_f16(acc, w, v));
+        call!(self, axpy_f16(acc, w, v));
     }
 
     /// Attention scores of `g` heads against a block of key rows (see `generic::attn_scores`).
@@ -483,24 +555,17 @@ impl Ops {
         self,
         q: &[f32],
         g: usize,
-        k: &generic::Rows<'_>,
+        k: &Rows<'_>,
         scale: f32,
         scores: &mut [f32],
         ld: usize,
     ) {
-        dispatch!(self, attn_scores(q, g, k, scale, scores, ld));
+        call!(self, attn_scores(q, g, k, scale, scores, ld));
     }
 
     /// Weighted sum of a block of value rows into `g` heads (see `generic::attn_accum`).
-    pub(crate) fn attn_accum(
-        self,
-        p: &[f32],
-        ld: usize,
-        g: usize,
-        v: &generic::Rows<'_>,
-        out: &mut [f32],
-    ) {
-        dispatch!(self, attn_accum(p, ld, g, v, out));
+    pub(crate) fn attn_accum(self, p: &[f32], ld: usize, g: usize, v: &Rows<'_>, out: &mut [f32]) {
+        call!(self, attn_accum(p, ld, g, v, out));
     }
 
     /// `out[r] = w_r · x` for the rows of `w` (each `x.len()` wide) in ggml's f32 order: 16
@@ -519,7 +584,7 @@ impl Ops {
             !lanes16 || x.len().is_multiple_of(16),
             "dots_f32: 16 lanes need a width of 16s"
         );
-        dispatch_ggml!(self, dots_f32(w, x, lanes16, out));
+        call!(self, dots_f32_ggml(w, x, lanes16, out));
     }
 
     /// f16 attention scores in ggml's order (see `ggml::kq_dots`).
@@ -527,17 +592,17 @@ impl Ops {
         self,
         q: &[f32],
         g: usize,
-        k: &generic::Rows<'_>,
+        k: &Rows<'_>,
         lanes16: bool,
         scores: &mut [f32],
         ld: usize,
     ) {
-        dispatch_ggml!(self, kq_dots(q, g, k, lanes16, scores, ld));
+        call!(self, kq_dots_ggml(q, g, k, lanes16, scores, ld));
     }
 
     /// ggml's softmax numerator over whole blocks of 16 (see `ggml::exp_block_sums`).
     fn exp_block_sums_ggml(self, x: &mut [f32], max: f32) -> f64 {
-        dispatch_ggml!(self, exp_block_sums(x, max))
+        call!(self, exp_block_sums_ggml(x, max))
     }
 
     /// Attention's value sums in ggml's order (see `ggml::pv`).
@@ -547,17 +612,17 @@ impl Ops {
         p: &[f32],
         ld: usize,
         g: usize,
-        v: &generic::Rows<'_>,
+        v: &Rows<'_>,
         lane0: usize,
         lanes: usize,
         acc: &mut [f32],
         out: &mut [f32],
     ) {
-        dispatch_ggml!(self, pv(p, ld, g, v, lane0, lanes, acc, out));
+        call!(self, pv_ggml(p, ld, g, v, lane0, lanes, acc, out));
     }
 
     /// Rotates the first `n_rot` values of one head (cache layout: `generic::rope_rotate`).
     fn rope_rotate(self, head: &mut [f32], cos: &[f32], sin: &[f32], n_rot: usize, neox: bool) {
-        dispatch!(self, rope_rotate(head, cos, sin, n_rot, neox));
+        call!(self, rope_rotate(head, cos, sin, n_rot, neox));
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Dequantization follows ggml's operation order (`(d·sc)·q − dmin·m` in `f32`), so it matches
 //! ggml and the Python `gguf` package bit for bit. The `unpack_*` helpers expose the integer
-//! values of a block for the scalar dot products in `arch::generic`.
+//! values of a block for the scalar dot products in `dot::generic`.
 
 use super::blocks::{
     BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, F16Bytes, QK_K, as_blocks,

@@ -178,7 +178,7 @@ pub(crate) fn dequantize_q5_1(src: &[u8], dst: &mut [f32]) {
 /// Quantizes 32 values to 8 bits as `quantize_row_q8_0_ref`: returns the unrounded scale
 /// `d = amax / 127` and `round(x / d)` (ties away from zero). Callers store `d` as f16.
 /// (Matmul activations use llama.cpp's run-time x86 formula instead — `x · 127/amax`, ties to
-/// even — in `arch::generic::q8_block_runtime`; the two differ in a few values per row.)
+/// even — in `dot::generic::q8_block_runtime`; the two differ in a few values per row.)
 #[inline(always)]
 fn q8_block(x: &[f32]) -> (f32, [i8; 32]) {
     let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));

@@ -6,7 +6,7 @@
 //! creates model files. [`vec_dot_type`] names the format activations take when they are
 //! multiplied with weights of a type (the `vec_dot_type` of ggml's `type_traits_cpu`): the
 //! matmul code quantizes activations to it once per call. Everything type-specific is declared
-//! in the private `traits` table; adding a type means one arm there (and its kernels in `arch`).
+//! in the private `traits` table; adding a type means one arm there (and its kernels in `dot`).
 
 // Block code indexes several parallel arrays (values, scales, mins) by one group index.
 #![allow(clippy::needless_range_loop)]

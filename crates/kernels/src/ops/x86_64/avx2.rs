@@ -3,7 +3,7 @@
 //! 16-bit formats.
 //!
 //! Every function carries `#[target_feature]` for the whole `Isa::Avx2` set; callers must have
-//! checked that the CPU has it (`Ops` does, once, when it is built).
+//! checked that the CPU has it (`Ops::new` resolves them, once, through `Isa::dispatch`).
 
 use std::arch::x86_64::*;
 

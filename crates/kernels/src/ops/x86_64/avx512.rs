@@ -2,7 +2,7 @@
 //! stores (a masked-out lane is never read or written, so tails need no scalar loop).
 //!
 //! Every function carries `#[target_feature]` for the whole `Isa::Avx512` set; callers must have
-//! checked that the CPU has it (`Ops` does, once, when it is built).
+//! checked that the CPU has it (`Ops::new` resolves them, once, through `Isa::dispatch`).
 
 use std::arch::x86_64::*;
 

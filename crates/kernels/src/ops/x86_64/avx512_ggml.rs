@@ -2,7 +2,7 @@
 //! the same order as the scalar versions, so the results are the same bits.
 //!
 //! Every function carries `#[target_feature]` for the whole `Isa::Avx512` set; callers must have
-//! checked that the CPU has it (`Ops` does, once, when it is built).
+//! checked that the CPU has it (`Ops::new` resolves them, once, through `Isa::dispatch`).
 
 use std::arch::x86_64::*;
 

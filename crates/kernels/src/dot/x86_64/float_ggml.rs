@@ -8,7 +8,6 @@
 //! `generic::float_ggml::dpbf16`).
 
 use super::super::{ActRow, GgmlPath, RowsFn, TileFn};
-use crate::isa::Isa;
 use crate::ops::ggml::tree16 as tree16_scalar;
 use crate::quant::GgmlType;
 use std::arch::x86_64::*;
@@ -17,13 +16,19 @@ use std::arch::x86_64::*;
 const F32: u8 = 0;
 const F16: u8 = 1;
 
-/// The kernel for float type `ty` in the order of `path` at level `isa` (`Avx2` or above).
-pub(crate) fn rows_kernel(isa: Isa, ty: GgmlType, path: GgmlPath) -> Option<RowsFn> {
+/// The kernel for float type `ty` in the order of `path`: 512-bit with `wide` (the CPU has
+/// AVX-512), `VDPBF16PS` for `BF16` with `bf16_native` (it has AVX512-BF16), else 256-bit
+/// (AVX2). The caller (`dot::rows_kernel_ggml`) vouches for the features.
+pub(crate) fn rows_kernel(
+    ty: GgmlType,
+    path: GgmlPath,
+    wide: bool,
+    bf16_native: bool,
+) -> Option<RowsFn> {
     use GgmlPath as P;
     use GgmlType as T;
-    let avx512 = isa >= Isa::Avx512 && Isa::best_supported() >= Isa::Avx512;
-    let bf16_native = avx512 && std::arch::is_x86_feature_detected!("avx512bf16");
-    Some(match (ty, path, avx512) {
+    let bf16_native = wide && bf16_native;
+    Some(match (ty, path, wide) {
         (T::F32, P::VecDot, true) => vecdot512::<F32>,
         (T::F16, P::VecDot, true) => vecdot512::<F16>,
         (T::F32, P::Sgemm, true) => sgemm512::<F32>,
@@ -365,18 +370,13 @@ unsafe fn bf16_sgemm_native(
 
 /// The 4×4 tile kernel of llamafile's sgemm order for float type `ty` (see [`TileFn`]): each
 /// output the same 16-lane sum as the `Sgemm` row kernel, each weight vector loaded once for
-/// four tokens. AVX-512 only (sixteen 512-bit accumulators), and for `BF16` only with
-/// AVX512-BF16.
-pub(crate) fn tile_kernel(isa: Isa, ty: GgmlType) -> Option<TileFn> {
-    if isa < Isa::Avx512 || Isa::best_supported() < Isa::Avx512 {
-        return None;
-    }
+/// four tokens. AVX-512 only (sixteen 512-bit accumulators: the caller, `dot::tile_kernel_ggml`,
+/// vouches for it), and for `BF16` only with AVX512-BF16 (`bf16_native`).
+pub(crate) fn tile_kernel(ty: GgmlType, bf16_native: bool) -> Option<TileFn> {
     match ty {
         GgmlType::F32 => Some(sgemm_tile512::<F32>),
         GgmlType::F16 => Some(sgemm_tile512::<F16>),
-        GgmlType::BF16 if std::arch::is_x86_feature_detected!("avx512bf16") => {
-            Some(bf16_sgemm_tile_native)
-        }
+        GgmlType::BF16 if bf16_native => Some(bf16_sgemm_tile_native),
         _ => None,
     }
 }
@@ -678,7 +678,8 @@ mod tests {
     //! selects), on values that hit the flushes: subnormal weights and activations, products
     //! that underflow, sums that cancel.
     use super::*;
-    use crate::arch::generic::float_ggml as scalar;
+    use crate::dot::generic::float_ggml as scalar;
+    use crate::isa::Isa;
 
     fn rows(seed: u64, n: usize, nrows: usize) -> (Vec<u8>, Vec<f32>) {
         let mut s = seed;

@@ -1,7 +1,8 @@
 //! Dot-product kernels, one module per instruction set, chosen at run time.
 //!
-//! Three kinds of kernel, each looked up once per matrix (the matmul code keeps the function
-//! pointer, so dispatch never re-checks CPU features):
+//! Three kinds of kernel, each looked up once per matrix by a resolver that matches on
+//! [`Isa::dispatch`] (the crate's one ISA dispatch, see [`crate::isa`]; the matmul code keeps
+//! the function pointer, so no call re-checks CPU features):
 //! - *row kernels* ([`RowsFn`], [`rows_kernel`]) for every weight type: dot products of
 //!   consecutive weight rows in ggml layout (straight from the file) with one activation row
 //!   quantized to the type's [`vec_dot_type`](crate::quant::vec_dot_type). `generic` holds the
@@ -20,8 +21,9 @@
 //! their results equal llama.cpp's bit for bit. The default kernels sum each row's blocks into
 //! one float.
 //!
-//! An `aarch64::neon` module would sit beside `x86_64` with the same entry points; it is not
-//! written yet, so other targets run `generic` (never compiled or tested here).
+//! An `aarch64::neon` module would sit beside `x86_64`, a `Dispatch` variant and an arm in each
+//! resolver here; it is not written yet, so other targets run `generic` (never compiled or
+//! tested here).
 //!
 //! Activations arrive as an [`ActRow`] / [`ActTile`]: for the 8-bit formats, the `i8` values,
 //! one `f32` scale per block and integer block sums, in separate arrays (not ggml's interleaved
@@ -44,8 +46,10 @@ pub(crate) mod generic;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_64;
 
-use crate::isa::Isa;
+use crate::isa::{Dispatch, Isa};
 use crate::quant::GgmlType;
+#[cfg(target_arch = "x86_64")]
+use x86_64::{avx2, avx2_packed, avx512, avx512_iq};
 
 /// Sums stored per `Q8K` super-block: 16 per-16 sums, then 8 per-32 sums.
 pub(crate) const Q8K_SUMS: usize = 24;
@@ -127,7 +131,8 @@ pub(crate) struct ActRow {
 /// `w` is valid for `nrows·row_bytes` reads, `row_bytes` is the size of `n` values of the
 /// kernel's type, `n` is a whole number of blocks; `a` points at an activation row of `n`
 /// values of the kernel's [`ActKind`]; `y` is valid for `nrows` writes; the CPU supports the
-/// instruction set the kernel was chosen for (guaranteed when it came from [`rows_kernel`]).
+/// instruction set the kernel was chosen for (guaranteed when it came from [`rows_kernel`]:
+/// resolved through [`Isa::dispatch`]).
 pub(crate) type RowsFn =
     unsafe fn(n: usize, w: *const u8, row_bytes: usize, nrows: usize, a: ActRow, y: *mut f32);
 
@@ -148,28 +153,31 @@ pub(crate) type TileFn = unsafe fn(
     ys: usize,
 );
 
-/// The 4×4 tile kernel for float weights of type `ty` at level `isa`, where one exists.
+/// The 4×4 tile kernel for float weights of type `ty` at level `isa`, where one exists
+/// (AVX-512).
 pub(crate) fn tile_kernel(isa: Isa, ty: GgmlType) -> Option<TileFn> {
-    let isa = isa.min(Isa::best_supported());
-    #[cfg(target_arch = "x86_64")]
-    if isa >= Isa::Avx2 {
-        return x86_64::tile_kernel(isa, ty);
+    match isa.dispatch() {
+        Dispatch::Generic => None,
+        #[cfg(target_arch = "x86_64")]
+        Dispatch::Avx2 => None,
+        #[cfg(target_arch = "x86_64")]
+        Dispatch::Avx512 | Dispatch::Avx512Vnni => avx512::tile_kernel(ty),
     }
-    let _ = (isa, ty);
-    None
 }
 
 /// The 4×4 tile kernel for float weights of type `ty` in llama.cpp's sgemm order
 /// ([`GgmlPath::Sgemm`]: each output as that row kernel sums it) at level `isa`, where one
 /// exists (AVX-512).
 pub(crate) fn tile_kernel_ggml(isa: Isa, ty: GgmlType) -> Option<TileFn> {
-    let isa = isa.min(Isa::best_supported());
-    #[cfg(target_arch = "x86_64")]
-    if isa >= Isa::Avx2 {
-        return x86_64::float_ggml::tile_kernel(isa, ty);
+    match isa.dispatch() {
+        Dispatch::Generic => None,
+        #[cfg(target_arch = "x86_64")]
+        Dispatch::Avx2 => None,
+        #[cfg(target_arch = "x86_64")]
+        Dispatch::Avx512 | Dispatch::Avx512Vnni => {
+            x86_64::float_ggml::tile_kernel(ty, Isa::has_bf16())
+        }
     }
-    let _ = (isa, ty);
-    None
 }
 
 /// Consecutive activation rows for the packed kernels: row `t` of each array starts
@@ -254,27 +262,30 @@ pub(crate) type QuantizeActsFn =
 /// The row kernel for weights of type `ty` at level `isa`, or `None` for unsupported types.
 /// A level the CPU lacks falls back to the best one it has.
 pub(crate) fn rows_kernel(isa: Isa, ty: GgmlType) -> Option<RowsFn> {
-    let isa = isa.min(Isa::best_supported());
-    #[cfg(target_arch = "x86_64")]
-    if isa >= Isa::Avx2
-        && let Some(f) = x86_64::rows_kernel(isa, ty)
-    {
-        return Some(f);
-    }
-    let _ = isa;
-    generic::rows_kernel(ty)
+    let simd = match isa.dispatch() {
+        Dispatch::Generic => None,
+        #[cfg(target_arch = "x86_64")]
+        Dispatch::Avx2 | Dispatch::Avx512 => avx2::plain::rows_kernel(ty),
+        #[cfg(target_arch = "x86_64")]
+        Dispatch::Avx512Vnni => avx512::rows_kernel(ty).or_else(|| avx2::vnni::rows_kernel(ty)),
+    };
+    simd.or_else(|| generic::rows_kernel(ty))
 }
 
 /// The packed kernel for `ty` at level `isa` and the most activation rows it takes per call, or
 /// `None` when the level has no packed kernel for the type (its matrices stay in ggml layout).
 pub(crate) fn packed_kernel(isa: Isa, ty: GgmlType) -> Option<(PackedFn, usize)> {
-    let isa = isa.min(Isa::best_supported());
-    #[cfg(target_arch = "x86_64")]
-    if isa >= Isa::Avx2 {
-        return x86_64::packed_kernel(isa, ty);
+    match isa.dispatch() {
+        Dispatch::Generic => None,
+        #[cfg(target_arch = "x86_64")]
+        Dispatch::Avx2 | Dispatch::Avx512 => {
+            avx2_packed::packed_kernel(ty).or_else(|| avx2::plain::packed_kernel(ty))
+        }
+        #[cfg(target_arch = "x86_64")]
+        Dispatch::Avx512Vnni => avx512::packed_kernel(ty)
+            .or_else(|| avx512_iq::packed_kernel(ty))
+            .or_else(|| avx2::vnni::packed_kernel(ty)),
     }
-    let _ = (isa, ty);
-    None
 }
 
 /// One of llama.cpp's x86 code paths for a quantized matrix product. Each sums in its own float
@@ -313,13 +324,25 @@ pub(crate) fn packed_kernel_ggml(
     ty: GgmlType,
     path: GgmlPath,
 ) -> Option<(PackedFn, usize, bool)> {
-    let isa = isa.min(Isa::best_supported());
-    #[cfg(target_arch = "x86_64")]
-    if isa >= Isa::Avx2 {
-        return x86_64::packed_kernel_ggml(isa, ty, path);
+    match isa.dispatch() {
+        Dispatch::Generic => None,
+        #[cfg(target_arch = "x86_64")]
+        Dispatch::Avx2 | Dispatch::Avx512 => avx2::plain::packed_kernel_ggml(ty, path),
+        #[cfg(target_arch = "x86_64")]
+        Dispatch::Avx512Vnni => {
+            let tiled = || match path {
+                // The lattice types' 512-bit tiles sum in the tiled mat-mul's order.
+                GgmlPath::Tiled => {
+                    avx512_iq::packed_kernel(ty).map(|(f, max_ny)| (f, max_ny, true))
+                }
+                GgmlPath::VecDot => avx512_iq::packed_kernel_vecdot(ty),
+                _ => None,
+            };
+            avx512::packed_kernel_ggml(ty, path)
+                .or_else(tiled)
+                .or_else(|| avx2::vnni::packed_kernel_ggml(ty, path))
+        }
     }
-    let _ = (isa, ty, path);
-    None
 }
 
 /// The row kernel for `ty` at level `isa` that sums in the order of llama.cpp's code path
@@ -336,20 +359,21 @@ pub(crate) fn packed_kernel_ggml(
 /// them at every level, the scalar one included (`generic::float_ggml`), and read activations
 /// of [`float_act_kind`].
 pub(crate) fn rows_kernel_ggml(isa: Isa, ty: GgmlType, path: GgmlPath) -> Option<RowsFn> {
-    let isa = isa.min(Isa::best_supported());
-    if float_act_kind(ty).is_some() {
+    let float = float_act_kind(ty).is_some();
+    match isa.dispatch() {
+        Dispatch::Generic if float => generic::float_ggml::rows_kernel(ty, path),
+        Dispatch::Generic => None,
         #[cfg(target_arch = "x86_64")]
-        if isa >= Isa::Avx2 {
-            return x86_64::float_ggml::rows_kernel(isa, ty, path);
+        Dispatch::Avx2 if float => x86_64::float_ggml::rows_kernel(ty, path, false, false),
+        #[cfg(target_arch = "x86_64")]
+        Dispatch::Avx512 | Dispatch::Avx512Vnni if float => {
+            x86_64::float_ggml::rows_kernel(ty, path, true, Isa::has_bf16())
         }
-        return generic::float_ggml::rows_kernel(ty, path);
+        #[cfg(target_arch = "x86_64")]
+        Dispatch::Avx2 | Dispatch::Avx512 => avx2::plain::rows_kernel_ggml(ty, path),
+        #[cfg(target_arch = "x86_64")]
+        Dispatch::Avx512Vnni => avx2::vnni::rows_kernel_ggml(ty, path),
     }
-    #[cfg(target_arch = "x86_64")]
-    if isa >= Isa::Avx2 {
-        return x86_64::rows_kernel_ggml(isa, ty, path);
-    }
-    let _ = (isa, ty, path);
-    None
 }
 
 /// For the float weight types, the activation form of llama.cpp's order (the weight type's
@@ -373,13 +397,12 @@ pub(crate) fn sgemm_step(ty: GgmlType) -> usize {
 /// The activation quantizer for `kind` at level `isa` (`None` for [`ActKind::F32`]). Every
 /// level produces the same bytes as the scalar one.
 pub(crate) fn quantize_acts_kernel(isa: Isa, kind: ActKind) -> Option<QuantizeActsFn> {
-    let isa = isa.min(Isa::best_supported());
-    #[cfg(target_arch = "x86_64")]
-    if isa >= Isa::Avx2
-        && let Some(f) = x86_64::quantize_acts_kernel(isa, kind)
-    {
-        return Some(f);
-    }
-    let _ = isa;
-    generic::quantize_acts_kernel(kind)
+    let simd = match isa.dispatch() {
+        Dispatch::Generic => None,
+        #[cfg(target_arch = "x86_64")]
+        Dispatch::Avx2 | Dispatch::Avx512 => avx2::plain::quantize_acts_kernel(kind),
+        #[cfg(target_arch = "x86_64")]
+        Dispatch::Avx512Vnni => avx2::vnni::quantize_acts_kernel(kind),
+    };
+    simd.or_else(|| generic::quantize_acts_kernel(kind))
 }

@@ -10,12 +10,12 @@
 //! the activation block sums, never applied per value.
 //!
 //! For `MatrixOptions::ggml_order` the same unpacking also feeds kernels with llama.cpp's float
-//! summation orders (`arch::GgmlPath`): `gemm_legacy_ggml` (eight accumulators per row and
+//! summation orders (`dot::GgmlPath`): `gemm_legacy_ggml` (eight accumulators per row and
 //! token, one per 4-value step, offsets folded in per step), `gemm_q4k_ggml` (repacked `Q4_K`:
 //! separate scale and min accumulators, per super-block or per 64 values), `gemv_q6k_vecdot`
 //! (eight lanes per row) and `gemm_q6k` with `TILED` (one scaled sum per super-block).
 
-use crate::arch::{ActRow, ActTile, GgmlPath, PackedFn, Q8K_SUMS, RowsFn, STEP_OFFS, TileFn};
+use crate::dot::{ActRow, ActTile, GgmlPath, PackedFn, Q8K_SUMS, RowsFn, STEP_OFFS, TileFn};
 use crate::quant::{GgmlType, IQ4_NL_VALUES, MXFP4_VALUES};
 use std::arch::x86_64::*;
 
@@ -982,7 +982,7 @@ unsafe fn gemm_q6k<const NY: usize, const TILED: bool>(
 }
 
 // ---------------------------------------------------------------------------------------------
-// K-quants in llama.cpp's float orders (`MatrixOptions::ggml_order`; see `arch::GgmlPath`).
+// K-quants in llama.cpp's float orders (`MatrixOptions::ggml_order`; see `dot::GgmlPath`).
 
 /// Repacked `Q4_K` as llama.cpp's `ggml_gemv_q4_K_8x8_q8_K` (`GEMM = false`) and
 /// `ggml_gemm_q4_K_8x8_q8_K` (`GEMM = true`) sum it: per row and token two accumulators,

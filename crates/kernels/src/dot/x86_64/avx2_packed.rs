@@ -9,7 +9,7 @@
 //! back into signed values and multiplied with the sign trick (`|w|` × `sign(x, w)`).
 
 use super::avx512::prefetch;
-use crate::arch::{ActTile, PackedFn, Q8K_SUMS};
+use crate::dot::{ActTile, PackedFn, Q8K_SUMS};
 use crate::quant::{GgmlType, IQ4_NL_VALUES, MXFP4_VALUES};
 use std::arch::x86_64::*;
 

@@ -11,12 +11,12 @@
 //! the sign trick (`|w|` × `sign(x, w)`) so products stay in `maddubs` range.
 //!
 //! For `MatrixOptions::ggml_order` there are also row kernels in llama.cpp's float orders, one
-//! per code path it takes (`arch::GgmlPath`): `Q5_0` with the offset per value, and `Q4_K` and
+//! per code path it takes (`dot::GgmlPath`): `Q5_0` with the offset per value, and `Q4_K` and
 //! `Q6_K` as `ggml_vec_dot_*_q8_K`, its tiled k-quant mat-mul and (`Q4_K`) its repacked gemv and
 //! gemm sum them.
 
 use super::{f16_at, hsum_epi32, hsum_ps};
-use crate::arch::{ActKind, ActRow, ActTile, GgmlPath, PackedFn, Q8K_SUMS, QuantizeActsFn, RowsFn};
+use crate::dot::{ActKind, ActRow, ActTile, GgmlPath, PackedFn, Q8K_SUMS, QuantizeActsFn, RowsFn};
 use crate::quant::{
     BlockIq1M, BlockIq1S, BlockIq2S, BlockIq2Xs, BlockIq2Xxs, BlockIq3S, BlockIq3Xxs, BlockMxfp4,
     IQ1_DELTA, IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, MXFP4_VALUES,
@@ -561,7 +561,7 @@ unsafe fn dot_q6_k<D: Dot>(w: *const u8, a: ActRow, nb: usize) -> f32 {
 
 // ---------------------------------------------------------------------------------------------
 // K-quants in llama.cpp's float orders (`MatrixOptions::ggml_order`), one kernel per code path
-// llama.cpp takes on x86 (`arch::GgmlPath`). The integer sums are exact in every path; what
+// llama.cpp takes on x86 (`dot::GgmlPath`). The integer sums are exact in every path; what
 // differs is where they are converted to float and how the products are summed.
 
 /// `ggml_vec_dot_q6_K_q8_K` (AVX2): the eight lanes of [`q6k_isum`], each less its own share
@@ -1886,7 +1886,7 @@ unsafe fn f32_to_f16_bits(v: f32) -> [u8; 2] {
 
 macro_rules! instantiate {
     ($flavour:ident, $features:literal, $mod_name:ident) => {
-        pub(super) mod $mod_name {
+        pub(crate) mod $mod_name {
             use super::*;
 
             macro_rules! rows {
@@ -2029,7 +2029,7 @@ macro_rules! instantiate {
 
             /// The packed kernels of the lattice types (the tiled mat-mul's order) and the most
             /// activation rows per call.
-            pub(in super::super) fn packed_kernel(ty: GgmlType) -> Option<(PackedFn, usize)> {
+            pub(crate) fn packed_kernel(ty: GgmlType) -> Option<(PackedFn, usize)> {
                 use GgmlType as T;
                 Some(match ty {
                     T::IQ2_XXS => (packed_iq2_xxs, 8),
@@ -2045,7 +2045,7 @@ macro_rules! instantiate {
 
             /// The lattice types' packed kernels in the order of llama.cpp's path `path`, the
             /// most activation rows per call and whether rows may be split into column ranges.
-            pub(in super::super) fn packed_kernel_ggml(
+            pub(crate) fn packed_kernel_ggml(
                 ty: GgmlType,
                 path: GgmlPath,
             ) -> Option<(PackedFn, usize, bool)> {
@@ -2096,7 +2096,7 @@ macro_rules! instantiate {
                 unsafe { quantize_q8k(x, qs, d, sums, s) }
             }
 
-            pub(in super::super) fn rows_kernel(ty: GgmlType) -> Option<RowsFn> {
+            pub(crate) fn rows_kernel(ty: GgmlType) -> Option<RowsFn> {
                 use GgmlType as T;
                 Some(match ty {
                     T::F32 => f32,
@@ -2128,10 +2128,7 @@ macro_rules! instantiate {
 
             /// The row kernel for `ty` that sums in the order of llama.cpp's code path `path`,
             /// where there is one.
-            pub(in super::super) fn rows_kernel_ggml(
-                ty: GgmlType,
-                path: GgmlPath,
-            ) -> Option<RowsFn> {
+            pub(crate) fn rows_kernel_ggml(ty: GgmlType, path: GgmlPath) -> Option<RowsFn> {
                 use GgmlPath as P;
                 use GgmlType as T;
                 Some(match (ty, path) {
@@ -2167,7 +2164,7 @@ macro_rules! instantiate {
                 })
             }
 
-            pub(in super::super) fn quantize_acts_kernel(kind: ActKind) -> Option<QuantizeActsFn> {
+            pub(crate) fn quantize_acts_kernel(kind: ActKind) -> Option<QuantizeActsFn> {
                 match kind {
                     ActKind::F32 | ActKind::F16 | ActKind::Bf16 => None,
                     ActKind::Q8 => Some(acts_q8),

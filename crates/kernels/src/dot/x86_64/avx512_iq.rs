@@ -1,5 +1,5 @@
 //! 512-bit packed kernels for the IQ lattice types, in the order of llama.cpp's tiled mat-mul
-//! (`arch::GgmlPath::Tiled`: one float per row and token, `fma(S·d_w·K, d_x, acc)` per
+//! (`dot::GgmlPath::Tiled`: one float per row and token, `fma(S·d_w·K, d_x, acc)` per
 //! super-block, `S` the super-block's whole integer sum).
 //!
 //! The matrices keep `matmul::repack`'s lattice layout (each block column the 16 rows'
@@ -20,7 +20,7 @@
 
 use super::avx2::vnni;
 use super::avx512::prefetch;
-use crate::arch::{ActTile, PackedFn, Q8K_SUMS};
+use crate::dot::{ActTile, PackedFn, Q8K_SUMS};
 use crate::quant::{GgmlType, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID};
 use std::arch::x86_64::*;
 
@@ -48,7 +48,20 @@ struct Chunk {
     sc: [__m512i; 2],
 }
 
-/// A lattice type as the 512-bit tile takes it.
+/// A chunk's per-type part, decoded for the 16 rows: `idx[p]` the grid index of each row's
+/// point `p` (32-bit lanes; points of 8 values: `p < 4`, of 4 values: `p < 8`), `signs` the
+/// rows' sign bytes (lane `r` byte `l`: the signs of point `l`, as [`sign_bytes`] makes them;
+/// for 4-value points one byte per pair of points, low nibble first), `sc` the scales as in
+/// [`Chunk`].
+struct Decoded {
+    idx: [__m512i; 8],
+    signs: __m512i,
+    sc: [__m512i; 2],
+}
+
+/// A lattice type as the 512-bit tile takes it: its constants, its grid and how a chunk's
+/// indices, signs and scales are read ([`Tile512::decode`]); the rest — gathering the points,
+/// signing and offsetting them ([`chunk`]), the tile loop ([`gemm_tile`]) — is written once.
 trait Tile512 {
     /// Bytes per super-block.
     const SIZE: usize;
@@ -56,11 +69,110 @@ trait Tile512 {
     const K: f32;
     /// Whether the scales are per 16 values (else per 32).
     const SPLIT: bool;
-    /// Chunk `c` (< 8) of the block column at `col`.
+    /// Values per grid point: 8 (a `u64` grid entry) or 4 (a `u32`).
+    const POINT: usize;
+    /// The grid (`POINT` bytes per entry).
+    fn grid() -> *const u8;
+    /// The indices, signs and scales of chunk `c` (< 8) of the block column at `col`.
     ///
     /// # Safety
     /// A whole block column (16 super-blocks) at `col`; AVX-512 F/BW/VL/DQ are enabled.
-    unsafe fn chunk(col: *const u8, c: usize) -> Chunk;
+    unsafe fn decode(col: *const u8, c: usize) -> Decoded;
+}
+
+/// Chunk `c` (< 8) of the block column at `col`, unpacked (see [`Chunk`]): the grid points of
+/// [`Tile512::decode`]'s indices gathered, signed and offset — 8-value points by two gathers
+/// of 8 rows each, their signs as byte masks; 4-value points by one gather of the 16 rows.
+///
+/// # Safety
+/// A whole block column (16 super-blocks) at `col`; AVX-512 F/BW/VL/DQ are enabled.
+#[inline(always)]
+unsafe fn chunk<B: Tile512>(col: *const u8, c: usize) -> Chunk {
+    // SAFETY: the caller's bounds and features; the decoded indices lie within the grid.
+    unsafe {
+        let d = B::decode(col, c);
+        let mut w = [_mm512_setzero_si512(); 8];
+        if B::POINT == 8 {
+            let masks = point_masks(d.signs);
+            let grid = B::grid().cast::<i64>();
+            for l in 0..4 {
+                let g = d.idx[l];
+                let a = _mm512_i32gather_epi64::<8>(_mm512_castsi512_si256(g), grid);
+                let b = _mm512_i32gather_epi64::<8>(_mm512_extracti64x4_epi64::<1>(g), grid);
+                let a = offset_signed(a, masks[2 * l]);
+                let b = offset_signed(b, masks[2 * l + 1]);
+                w[2 * l] = halves::<false>(a, b);
+                w[2 * l + 1] = halves::<true>(a, b);
+            }
+        } else {
+            let grid = B::grid().cast::<i32>();
+            for m in 0..8 {
+                w[m] = points4_32(grid, d.idx[m], d.signs, m);
+            }
+        }
+        Chunk { w, sc: d.sc }
+    }
+}
+
+/// Byte `k` (< 4) of each dword lane of `words`.
+///
+/// # Safety
+/// AVX-512F is enabled.
+#[inline(always)]
+unsafe fn byte_lanes(words: __m512i, k: usize) -> __m512i {
+    // SAFETY: AVX-512F is enabled.
+    unsafe {
+        _mm512_and_si512(
+            _mm512_srlv_epi32(words, _mm512_set1_epi32(8 * k as i32)),
+            _mm512_set1_epi32(0xff),
+        )
+    }
+}
+
+/// Bytes 0..4 of each dword lane of `words` ([`byte_lanes`]), then those of `more`.
+///
+/// # Safety
+/// AVX-512F is enabled.
+#[inline(always)]
+unsafe fn byte_lanes8(words: __m512i, more: __m512i) -> [__m512i; 8] {
+    // SAFETY: AVX-512F is enabled.
+    unsafe {
+        [
+            byte_lanes(words, 0),
+            byte_lanes(words, 1),
+            byte_lanes(words, 2),
+            byte_lanes(words, 3),
+            byte_lanes(more, 0),
+            byte_lanes(more, 1),
+            byte_lanes(more, 2),
+            byte_lanes(more, 3),
+        ]
+    }
+}
+
+/// `low | high << 8` in each dword lane: a grid index from its low byte and high bits.
+///
+/// # Safety
+/// AVX-512F is enabled.
+#[inline(always)]
+unsafe fn ten_bit(low: __m512i, high: __m512i) -> __m512i {
+    // SAFETY: AVX-512F is enabled.
+    unsafe { _mm512_or_si512(low, _mm512_slli_epi32::<8>(high)) }
+}
+
+/// `bits` wide field of each dword lane of `words` at bit `shift`.
+///
+/// # Safety
+/// AVX-512F is enabled.
+#[inline(always)]
+unsafe fn field_lanes(words: __m512i, shift: usize, bits: u32) -> __m512i {
+    // SAFETY: AVX-512F is enabled.
+    unsafe {
+        _mm512_and_si512(
+            _mm512_srlv_epi32(words, _mm512_set1_epi32(shift as i32)),
+            _mm512_set1_epi32((1 << bits) - 1),
+        )
+    }
 }
 
 /// The byte offsets of rows `0..8` of a block column plus `k`.
@@ -219,22 +331,6 @@ unsafe fn half_scales<B: Tile512>(col: *const u8, k: usize, c: usize) -> [__m512
     }
 }
 
-/// Eight-value grid points from the u64 `grid` table for the 16 rows (`ia`: rows 0..8, `ib`:
-/// 8..16, 64-bit indices), signed by `neg` (the masks of [`point_masks`] for this point) and
-/// split into the registers of their low and high four values.
-///
-/// # Safety
-/// Every index is within `grid`; AVX-512 F/BW are enabled.
-#[inline(always)]
-unsafe fn points8_64(grid: *const i64, ia: __m512i, ib: __m512i, neg: [u64; 2]) -> [__m512i; 2] {
-    // SAFETY: the caller's bounds and features.
-    unsafe {
-        let a = offset_signed(_mm512_i64gather_epi64::<8>(ia, grid), neg[0]);
-        let b = offset_signed(_mm512_i64gather_epi64::<8>(ib, grid), neg[1]);
-        [halves::<false>(a, b), halves::<true>(a, b)]
-    }
-}
-
 /// Four-value grid points from the u32 `grid` table for the 16 rows (`idx`), signed by the
 /// nibble `m % 2` of sign byte `m / 2` of each row's `signs` lane.
 ///
@@ -328,31 +424,24 @@ impl Tile512 for crate::quant::BlockIq2Xxs {
     const SIZE: usize = 66;
     const K: f32 = 0.125;
     const SPLIT: bool = false;
+    const POINT: usize = 8;
+    fn grid() -> *const u8 {
+        IQ2XXS_GRID.as_ptr().cast()
+    }
     #[inline(always)]
-    unsafe fn chunk(col: *const u8, c: usize) -> Chunk {
-        // SAFETY: the block column's bytes (`qs` at 2, 8 bytes per chunk); the features are
-        // enabled.
+    unsafe fn decode(col: *const u8, c: usize) -> Decoded {
+        // SAFETY: the block column's bytes (`qs` at 2, 8 bytes per chunk: four index bytes,
+        // then four 7-bit sign indices and the scale); the features are enabled.
         unsafe {
             let (lo, hi) = gather_words::<Self>(col, 2 + 8 * c);
             let idx = halves::<false>(lo, hi);
             let aux = halves::<true>(lo, hi);
-            let masks = point_masks(sign_bytes(aux));
-            let grid = IQ2XXS_GRID.as_ptr().cast::<i64>();
-            let mut w = [_mm512_setzero_si512(); 8];
-            for l in 0..4 {
-                let g = _mm512_and_si512(
-                    _mm512_srlv_epi32(idx, _mm512_set1_epi32(8 * l as i32)),
-                    _mm512_set1_epi32(0xff),
-                );
-                let a = _mm512_i32gather_epi64::<8>(_mm512_castsi512_si256(g), grid);
-                let b = _mm512_i32gather_epi64::<8>(_mm512_extracti64x4_epi64::<1>(g), grid);
-                let a = offset_signed(a, masks[2 * l]);
-                let b = offset_signed(b, masks[2 * l + 1]);
-                w[2 * l] = halves::<false>(a, b);
-                w[2 * l + 1] = halves::<true>(a, b);
-            }
             let sc = top_nibble_scale(aux);
-            Chunk { w, sc: [sc, sc] }
+            Decoded {
+                idx: byte_lanes8(idx, _mm512_setzero_si512()),
+                signs: sign_bytes(aux),
+                sc: [sc, sc],
+            }
         }
     }
 }
@@ -361,28 +450,25 @@ impl Tile512 for crate::quant::BlockIq3Xxs {
     const SIZE: usize = 98;
     const K: f32 = 0.25;
     const SPLIT: bool = false;
+    const POINT: usize = 4;
+    fn grid() -> *const u8 {
+        IQ3XXS_GRID.as_ptr().cast()
+    }
     #[inline(always)]
-    unsafe fn chunk(col: *const u8, c: usize) -> Chunk {
+    unsafe fn decode(col: *const u8, c: usize) -> Decoded {
         // SAFETY: the block column's bytes (grid indices at 2 + 8c, sign words at 66 + 4c);
         // the features are enabled.
         unsafe {
             let (lo, hi) = gather_words::<Self>(col, 2 + 8 * c);
             let aux = gather_dwords::<Self>(col, 66 + 4 * c);
-            let signs = sign_bytes(aux);
-            let grid = IQ3XXS_GRID.as_ptr().cast::<i32>();
             let ilo = halves::<false>(lo, hi);
             let ihi = halves::<true>(lo, hi);
-            let mut w = [_mm512_setzero_si512(); 8];
-            for m in 0..8 {
-                let words = if m < 4 { ilo } else { ihi };
-                let g = _mm512_and_si512(
-                    _mm512_srlv_epi32(words, _mm512_set1_epi32(8 * (m % 4) as i32)),
-                    _mm512_set1_epi32(0xff),
-                );
-                w[m] = points4_32(grid, g, signs, m);
-            }
             let sc = top_nibble_scale(aux);
-            Chunk { w, sc: [sc, sc] }
+            Decoded {
+                idx: byte_lanes8(ilo, ihi),
+                signs: sign_bytes(aux),
+                sc: [sc, sc],
+            }
         }
     }
 }
@@ -391,8 +477,12 @@ impl Tile512 for crate::quant::BlockIq2Xs {
     const SIZE: usize = 74;
     const K: f32 = 0.125;
     const SPLIT: bool = true;
+    const POINT: usize = 8;
+    fn grid() -> *const u8 {
+        IQ2XS_GRID.as_ptr().cast()
+    }
     #[inline(always)]
-    unsafe fn chunk(col: *const u8, c: usize) -> Chunk {
+    unsafe fn decode(col: *const u8, c: usize) -> Decoded {
         // SAFETY: the block column's bytes (`qs` at 2, 8 bytes per chunk; `scales` at 66);
         // the features are enabled.
         unsafe {
@@ -404,19 +494,22 @@ impl Tile512 for crate::quant::BlockIq2Xs {
                 )))),
                 _mm512_cvtepi16_epi8(with_parity(_mm512_srli_epi16::<9>(hi))),
             );
-            let masks = point_masks(signs);
-            let grid = IQ2XS_GRID.as_ptr().cast::<i64>();
-            let m9 = _mm512_set1_epi64(511);
-            let mut w = [_mm512_setzero_si512(); 8];
-            for l in 0..4 {
-                let sh = _mm512_set1_epi64(16 * l as i64);
-                let ia = _mm512_and_si512(_mm512_srlv_epi64(lo, sh), m9);
-                let ib = _mm512_and_si512(_mm512_srlv_epi64(hi, sh), m9);
-                [w[2 * l], w[2 * l + 1]] =
-                    points8_64(grid, ia, ib, [masks[2 * l], masks[2 * l + 1]]);
-            }
-            Chunk {
-                w,
+            // Points 0, 1 in the even dwords of the rows' words, points 2, 3 in the odd ones.
+            let p01 = halves::<false>(lo, hi);
+            let p23 = halves::<true>(lo, hi);
+            let z = _mm512_setzero_si512();
+            Decoded {
+                idx: [
+                    field_lanes(p01, 0, 9),
+                    field_lanes(p01, 16, 9),
+                    field_lanes(p23, 0, 9),
+                    field_lanes(p23, 16, 9),
+                    z,
+                    z,
+                    z,
+                    z,
+                ],
+                signs,
                 sc: half_scales::<Self>(col, 66, c),
             }
         }
@@ -427,35 +520,26 @@ impl Tile512 for crate::quant::BlockIq2S {
     const SIZE: usize = 82;
     const K: f32 = 0.125;
     const SPLIT: bool = true;
+    const POINT: usize = 8;
+    fn grid() -> *const u8 {
+        IQ2S_GRID.as_ptr().cast()
+    }
     #[inline(always)]
-    unsafe fn chunk(col: *const u8, c: usize) -> Chunk {
+    unsafe fn decode(col: *const u8, c: usize) -> Decoded {
         // SAFETY: the block column's bytes (index bytes at 2 + 4c, sign bytes at 34 + 4c,
         // `qh` at 66 + c — a dword ending inside the block for c ≤ 7 — `scales` at 74); the
         // features are enabled.
         unsafe {
             let idx = gather_dwords::<Self>(col, 2 + 4 * c);
-            let signs = gather_dwords::<Self>(col, 34 + 4 * c);
             let qh = gather_dwords::<Self>(col, 66 + c);
-            let masks = point_masks(signs);
-            let grid = IQ2S_GRID.as_ptr().cast::<i64>();
-            let mut w = [_mm512_setzero_si512(); 8];
+            // Point l: index byte l, two high bits from bits 2l..2l + 2 of qh.
+            let mut idx = byte_lanes8(idx, _mm512_setzero_si512());
             for l in 0..4 {
-                let lo = _mm512_and_si512(
-                    _mm512_srlv_epi32(idx, _mm512_set1_epi32(8 * l as i32)),
-                    _mm512_set1_epi32(0xff),
-                );
-                let hi = _mm512_and_si512(
-                    _mm512_srlv_epi32(qh, _mm512_set1_epi32(2 * l as i32)),
-                    _mm512_set1_epi32(3),
-                );
-                let g = _mm512_or_si512(lo, _mm512_slli_epi32::<8>(hi));
-                let ia = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(g));
-                let ib = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(g));
-                [w[2 * l], w[2 * l + 1]] =
-                    points8_64(grid, ia, ib, [masks[2 * l], masks[2 * l + 1]]);
+                idx[l] = ten_bit(idx[l], field_lanes(qh, 2 * l, 2));
             }
-            Chunk {
-                w,
+            Decoded {
+                idx,
+                signs: gather_dwords::<Self>(col, 34 + 4 * c),
                 sc: half_scales::<Self>(col, 74, c),
             }
         }
@@ -466,40 +550,32 @@ impl Tile512 for crate::quant::BlockIq3S {
     const SIZE: usize = 110;
     const K: f32 = 1.0;
     const SPLIT: bool = false;
+    const POINT: usize = 4;
+    fn grid() -> *const u8 {
+        IQ3S_GRID.as_ptr().cast()
+    }
     #[inline(always)]
-    unsafe fn chunk(col: *const u8, c: usize) -> Chunk {
+    unsafe fn decode(col: *const u8, c: usize) -> Decoded {
         // SAFETY: the block column's bytes (index bytes at 2 + 8c, `qh` at 66 + c, sign bytes
         // at 74 + 4c, `scales` at 106..110); the features are enabled.
         unsafe {
             let (lo, hi) = gather_words::<Self>(col, 2 + 8 * c);
             let ilo = halves::<false>(lo, hi);
             let ihi = halves::<true>(lo, hi);
+            // Point m: index byte m % 4 of its half, the high bit from bit m of qh.
             let qh = gather_dwords::<Self>(col, 66 + c);
-            let signs = gather_dwords::<Self>(col, 74 + 4 * c);
-            let grid = IQ3S_GRID.as_ptr().cast::<i32>();
-            let mut w = [_mm512_setzero_si512(); 8];
-            for m in 0..8 {
-                let words = if m < 4 { ilo } else { ihi };
-                let lo = _mm512_and_si512(
-                    _mm512_srlv_epi32(words, _mm512_set1_epi32(8 * (m % 4) as i32)),
-                    _mm512_set1_epi32(0xff),
-                );
-                let top = _mm512_and_si512(
-                    _mm512_srlv_epi32(qh, _mm512_set1_epi32(m as i32)),
-                    _mm512_set1_epi32(1),
-                );
-                let g = _mm512_or_si512(lo, _mm512_slli_epi32::<8>(top));
-                w[m] = points4_32(grid, g, signs, m);
+            let mut idx = byte_lanes8(ilo, ihi);
+            for (m, idx) in idx.iter_mut().enumerate() {
+                *idx = ten_bit(*idx, field_lanes(qh, m, 1));
             }
-            let sc = _mm512_and_si512(
-                _mm512_srlv_epi32(
-                    gather_dwords::<Self>(col, 106),
-                    _mm512_set1_epi32(4 * c as i32),
-                ),
-                _mm512_set1_epi32(0xf),
-            );
+
+            let sc = field_lanes(gather_dwords::<Self>(col, 106), 4 * c, 4);
             let sc = _mm512_add_epi32(_mm512_slli_epi32::<1>(sc), _mm512_set1_epi32(1));
-            Chunk { w, sc: [sc, sc] }
+            Decoded {
+                idx,
+                signs: gather_dwords::<Self>(col, 74 + 4 * c),
+                sc: [sc, sc],
+            }
         }
     }
 }
@@ -563,7 +639,7 @@ unsafe fn gemm_tile<B: Tile512, const NY: usize>(
             let dk = _mm512_mul_ps(_mm512_cvtph_ps(d16), _mm512_set1_ps(B::K));
             let mut total = [_mm512_setzero_si512(); NY];
             for c in 0..8 {
-                let ch = B::chunk(col, c);
+                let ch = chunk::<B>(col, c);
                 for t in 0..NY {
                     let x = a.qs.add(t * a.qs_stride + 256 * i + 32 * c);
                     let sums = a.sums.add(t * a.sums_stride + Q8K_SUMS * i);

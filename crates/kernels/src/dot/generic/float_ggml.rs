@@ -18,7 +18,7 @@
 //! Lane `l` holds the values whose index is `l` modulo the lane count (for `VDPBF16PS`, lane `l`
 //! of a 32-value step the values `2l` and `2l + 1`).
 
-use crate::arch::{ActRow, GgmlPath, RowsFn};
+use crate::dot::{ActRow, GgmlPath, RowsFn};
 use crate::ops::ggml::{tree16, tree64};
 use crate::quant::GgmlType;
 
@@ -60,7 +60,7 @@ pub(crate) fn round_bf16(x: f32) -> f32 {
     bf16(h as u16)
 }
 
-/// The activation rounding of `F16` weights (an [`crate::arch::QuantizeActsFn`]): `d[i]` is
+/// The activation rounding of `F16` weights (an [`crate::dot::QuantizeActsFn`]): `d[i]` is
 /// `x[i]` rounded to f16, as f32.
 ///
 /// # Safety
