@@ -12,6 +12,13 @@
 //! measures only matrices of those types; `HEARTH_BENCH_GGML_ORDER=1` prepares them with
 //! `MatrixOptions::ggml_order`.
 //!
+//! `HEARTH_BENCH_DECODE_STREAM=1` measures only what bounds decode's weight stream, on the real
+//! models at 2 threads: every layer's products for one token as the engine hands them to the
+//! pool (Q/K/V together, the attention output, gate/up together, down; then the LM head, all
+//! in llama.cpp's order), against plain reads of buffers of the same sizes with the same
+//! hand-offs, against one read of a buffer of their total size. Attention and the elementwise
+//! ops are left out; each figure is the median of alternating runs.
+//!
 //! `HEARTH_BENCH_SMALL_BATCH=1` measures only the batched-decode case instead: µs per token of
 //! the ggml-order products of Gemma 3 270M's and SmolLM2's shapes (the Q8_0 LM head, a Q5_0
 //! FFN matrix, a Q4_1 FFN matrix) at 1, 2, 4 and 8 tokens, one thread, the fastest of 60 runs
@@ -333,6 +340,129 @@ fn layer_latency(model: &str, quick: bool) {
     }
 }
 
+/// See the module documentation (`HEARTH_BENCH_DECODE_STREAM`).
+fn decode_stream(model: &str) {
+    let bytes = std::fs::read(test_models::path(model)).unwrap();
+    let g = gguf::Gguf::parse(&bytes).unwrap();
+    let opts = MatrixOptions {
+        ggml_order: true,
+        ..MatrixOptions::default()
+    };
+    let matrix = |name: &str| {
+        let t = g.tensor(name)?;
+        let (cols, rows) = (t.shape[0] as usize, t.shape[1] as usize);
+        Some(Matrix::with_options(t.ty, rows, cols, g.tensor_data(t), opts).unwrap())
+    };
+    // The engine's hand-offs for one token: groups of products that share an input.
+    let mut groups: Vec<Vec<Matrix>> = Vec::new();
+    for il in 0.. {
+        let Some(q) = matrix(&format!("blk.{il}.attn_q.weight")) else {
+            break;
+        };
+        let m = |n: &str| matrix(&format!("blk.{il}.{n}.weight")).unwrap();
+        groups.push(vec![q, m("attn_k"), m("attn_v")]);
+        groups.push(vec![m("attn_output")]);
+        groups.push(vec![m("ffn_gate"), m("ffn_up")]);
+        groups.push(vec![m("ffn_down")]);
+    }
+    let n_layer = groups.len() / 4;
+    let head = matrix("output.weight").unwrap_or_else(|| matrix("token_embd.weight").unwrap());
+    groups.push(vec![head]);
+    let sizes: Vec<Vec<usize>> = groups
+        .iter()
+        .map(|gr| {
+            gr.iter()
+                .map(|m| row_bytes(m.ty(), m.cols()).unwrap() * m.rows())
+                .collect()
+        })
+        .collect();
+    let total: usize = sizes.iter().flatten().sum();
+    let bufs: Vec<Vec<kernels::membw::StreamBuffer>> = sizes
+        .iter()
+        .map(|gr| gr.iter().map(|&b| kernels::membw::stream_buffer(b)).collect())
+        .collect();
+    let whole = kernels::membw::stream_buffer(total);
+    let pool = ThreadPool::new(2);
+    let mut scratch = Scratch::with_capacity(1, 1 << 14);
+    let widest = groups.iter().flatten().map(|m| m.cols()).max().unwrap();
+    let x = normals(5, widest);
+    let mut outs: Vec<Vec<Vec<f32>>> = groups
+        .iter()
+        .map(|gr| gr.iter().map(|m| vec![0.0; m.rows()]).collect())
+        .collect();
+    let mut products = || {
+        for (gr, out) in groups.iter().zip(outs.iter_mut()) {
+            let mats: Vec<&Matrix> = gr.iter().collect();
+            let mut ys: Vec<&mut [f32]> = out.iter_mut().map(|v| v.as_mut_slice()).collect();
+            let x = &x[..mats[0].cols()];
+            matmul_many(&pool, &mats, x, 1, &mut ys, &mut scratch).unwrap();
+        }
+    };
+    let reads = || {
+        for gr in &bufs {
+            let parts: Vec<&[u8]> = gr.iter().map(|b| &b[..]).collect();
+            black_box(kernels::membw::stream_read_many(&pool, &parts));
+        }
+    };
+    let one_read = || {
+        black_box(kernels::membw::stream_read(&pool, &whole));
+    };
+    let min_time = Duration::from_secs(2);
+    let (t_products, t_reads) = time_pair(min_time, &mut products, reads);
+    let (t_reads2, t_one) = time_pair(min_time, reads, one_read);
+    let (t_products2, t_one2) = time_pair(min_time, &mut products, one_read);
+    let gbs = |t: f64| total as f64 / t / 1e9;
+    let (tp, tr, to) = (
+        t_products.min(t_products2),
+        t_reads.min(t_reads2),
+        t_one.min(t_one2),
+    );
+    println!(
+        "{}: {n_layer} layers + LM head, {:.1} MB per token in {} hand-offs, 2 threads: \
+         products {:.2} ms ({:.1} GB/s) | plain reads, same hand-offs {:.2} ms ({:.1} GB/s) | \
+         one plain read {:.2} ms ({:.1} GB/s) — products at {:.0} % of the same reads, those at \
+         {:.0} % of one read",
+        &model[..model.find('.').unwrap_or(model.len())],
+        total as f64 / 1e6,
+        groups.len(),
+        tp * 1e3,
+        gbs(tp),
+        tr * 1e3,
+        gbs(tr),
+        to * 1e3,
+        gbs(to),
+        100.0 * tr / tp,
+        100.0 * to / tr,
+    );
+    // The layers alone (without the LM head), the part made of small matrices.
+    let layer_bytes: usize = sizes[..4 * n_layer].iter().flatten().sum();
+    let layers_only = || {
+        for gr in &bufs[..4 * n_layer] {
+            let parts: Vec<&[u8]> = gr.iter().map(|b| &b[..]).collect();
+            black_box(kernels::membw::stream_read_many(&pool, &parts));
+        }
+    };
+    let mut layer_products = || {
+        for (gr, out) in groups[..4 * n_layer].iter().zip(outs.iter_mut()) {
+            let mats: Vec<&Matrix> = gr.iter().collect();
+            let mut ys: Vec<&mut [f32]> = out.iter_mut().map(|v| v.as_mut_slice()).collect();
+            let x = &x[..mats[0].cols()];
+            matmul_many(&pool, &mats, x, 1, &mut ys, &mut scratch).unwrap();
+        }
+    };
+    let (tlp, tlr) = time_pair(min_time, &mut layer_products, layers_only);
+    println!(
+        "  layers alone: {:.1} MB in {} hand-offs: products {:.2} ms ({:.1} GB/s), plain reads \
+         {:.2} ms ({:.1} GB/s)",
+        layer_bytes as f64 / 1e6,
+        4 * n_layer,
+        tlp * 1e3,
+        layer_bytes as f64 / tlp / 1e9,
+        tlr * 1e3,
+        layer_bytes as f64 / tlr / 1e9,
+    );
+}
+
 /// How matrices are prepared: the defaults, or with `HEARTH_BENCH_GGML_ORDER=1` llama.cpp's
 /// summation order.
 fn options() -> MatrixOptions {
@@ -383,6 +513,12 @@ fn small_batch() {
 fn main() {
     if std::env::var_os("HEARTH_BENCH_SMALL_BATCH").is_some() {
         small_batch();
+        return;
+    }
+    if std::env::var_os("HEARTH_BENCH_DECODE_STREAM").is_some() {
+        for model in [test_models::SMOLLM2, test_models::GEMMA3] {
+            decode_stream(model);
+        }
         return;
     }
     let quick = std::env::var_os("HEARTH_BENCH_QUICK").is_some();

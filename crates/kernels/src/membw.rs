@@ -19,11 +19,27 @@ pub fn stream_read(pool: &ThreadPool, buf: &[u8]) -> u64 {
     out.into_inner()
 }
 
+/// Reads every buffer of `bufs` once in one hand-off, each split into equal parts over the pool's
+/// threads (as [`stream_read`] splits one): the reads of one `matmul_many`, without the
+/// arithmetic.
+pub fn stream_read_many(pool: &ThreadPool, bufs: &[&[u8]]) -> u64 {
+    let out = std::sync::atomic::AtomicU64::new(0);
+    pool.run(|i, n| {
+        let mut x = 0;
+        for buf in bufs {
+            let lines = buf.len() / 64;
+            x ^= xor_reduce(&buf[lines * i / n * 64..lines * (i + 1) / n * 64]);
+        }
+        out.fetch_xor(x, std::sync::atomic::Ordering::Relaxed);
+    });
+    out.into_inner()
+}
+
 /// A `bytes`-long buffer of non-zero bytes (so its pages are really backed and read), allocated
 /// as repacked weights are: on huge pages where the system gives them, so a streaming read of
 /// it is the floor for weights streamed by decode.
 pub fn stream_buffer(bytes: usize) -> StreamBuffer {
-    let mut buf = crate::matmul::buf::AlignedBytes::zeroed(bytes);
+    let mut buf = crate::matmul::buf::AlignedBytes::for_weights(bytes);
     for (i, b) in buf.as_mut_slice().iter_mut().enumerate() {
         *b = (i as u8) | 1;
     }
