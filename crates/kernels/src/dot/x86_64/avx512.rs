@@ -286,15 +286,18 @@ unsafe fn f16x16(p: *const u8) -> __m512 {
     unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
 }
 
-/// How far ahead of the block being computed the weights are prefetched: decode streams the
-/// weights from DRAM, and the hardware prefetcher alone left 10–25 % of the bandwidth unused on
-/// the development machine. 1536 bytes measured best while weights sat on 4 KiB pages; on huge
-/// pages (`matmul::buf`) 3072 does: tg128 at 2 threads Gemma 3 105 → 113 t/s, SmolLM2 +5–10 %,
-/// the synthetic MoE +9 %, prompts unchanged (6144 lost on Gemma 3). It costs nothing
-/// measurable when the weights sit in L2.
-pub(super) const PREFETCH_AHEAD: usize = 3072;
+/// How far ahead of the block being computed the weights are prefetched, into L2: decode
+/// streams the weights from DRAM, and the hardware prefetcher alone left 10–25 % of the
+/// bandwidth unused on the development machine. 1536 bytes into L1 measured best while weights
+/// sat on 4 KiB pages; on huge pages (`matmul::buf`) 6144 bytes into L2 does (an L2 prefetch
+/// does not hold one of L1's few fill buffers, so more lines can be in flight): tg128 at 2
+/// threads against 3072 into L1, alternating, Gemma 3 +15–24 %, the synthetic MoE +3–8 %,
+/// SmolLM2 (in L3) −1 to −5 %, prompts unchanged; 12288 and 3072 into L2 lost on Gemma 3, into
+/// L1 without caching (`NTA`) lost 60 %. It costs nothing measurable when the weights sit in
+/// L2.
+pub(super) const PREFETCH_AHEAD: usize = 6144;
 
-/// Prefetches the `len` bytes `PREFETCH_AHEAD` past `p` into L1 (addresses past the end of the
+/// Prefetches the `len` bytes `PREFETCH_AHEAD` past `p` into L2 (addresses past the end of the
 /// buffer are harmless: prefetches never fault).
 ///
 /// # Safety
@@ -304,7 +307,7 @@ pub(super) unsafe fn prefetch(p: *const u8, len: usize) {
     let mut o = 0;
     while o < len {
         // SAFETY: a prefetch is a hint; any address is allowed.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_AHEAD + o).cast()) };
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(PREFETCH_AHEAD + o).cast()) };
         o += 64;
     }
 }
