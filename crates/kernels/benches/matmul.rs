@@ -379,7 +379,11 @@ fn decode_stream(model: &str) {
     let total: usize = sizes.iter().flatten().sum();
     let bufs: Vec<Vec<kernels::membw::StreamBuffer>> = sizes
         .iter()
-        .map(|gr| gr.iter().map(|&b| kernels::membw::stream_buffer(b)).collect())
+        .map(|gr| {
+            gr.iter()
+                .map(|&b| kernels::membw::stream_buffer(b))
+                .collect()
+        })
         .collect();
     let whole = kernels::membw::stream_buffer(total);
     let pool = ThreadPool::new(2);
