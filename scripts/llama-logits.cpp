@@ -2,12 +2,13 @@
 // download (tiny random checkpoints converted by llama.cpp's own convert_hf_to_gguf.py).
 //
 // Built by scripts/llama-logits.sh against a scripts/build-llama-cpp.sh build:
-//   llama-logits MODEL.gguf PROMPT OUT.f32 [N_THREADS]
+//   llama-logits MODEL.gguf PROMPT OUT.f32 [N_THREADS [N_CTX]]
 // PROMPT is text (tokenized by llama.cpp with its special-token rules, BOS per the model) or,
 // when it starts with "ids:", comma-separated token ids. Writes the logits of every position,
 // f32 little-endian, row-major [n_tokens, n_vocab], and prints the token ids on stdout.
 // llama.cpp's exact attention path (flash attention off), one sequence, one batch, as the
-// reference tests of hearth expect.
+// reference tests of hearth expect. N_CTX (default: the prompt's length, at least 64; llama.cpp
+// pads it to 256) only matters where the context size changes the arithmetic (LongRoPE).
 #include "llama.h"
 
 #include <cstdio>
@@ -18,7 +19,7 @@
 
 int main(int argc, char ** argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s MODEL.gguf PROMPT|ids:1,2,3 OUT.f32 [N_THREADS]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL.gguf PROMPT|ids:1,2,3 OUT.f32 [N_THREADS [N_CTX]]\n", argv[0]);
         return 2;
     }
     const int n_threads = argc > 4 ? atoi(argv[4]) : 1;
@@ -49,9 +50,9 @@ int main(int argc, char ** argv) {
     const int n = (int) toks.size();
 
     llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = n < 64 ? 64 : n;
-    cp.n_batch = cp.n_ctx;
-    cp.n_ubatch = cp.n_ctx;
+    cp.n_batch = n < 64 ? 64 : n;
+    cp.n_ubatch = cp.n_batch;
+    cp.n_ctx = argc > 5 && atoi(argv[5]) > (int) cp.n_batch ? atoi(argv[5]) : cp.n_batch;
     cp.n_seq_max = 1;
     cp.n_threads = n_threads;
     cp.n_threads_batch = n_threads;

@@ -4,7 +4,7 @@ from llama.cpp, for hearth's engine tests (crates/engine/tests/fixtures/<arch>/)
 
 Run through gen.sh (it sets up the venv, llama.cpp's converter and the llama-logits tool):
 
-    scripts/tiny-models/gen.sh qwen3moe [qwen2moe smollm3 ...]
+    scripts/tiny-models/gen.sh qwen3moe [qwen2moe smollm3 phi3 ...]
 
 For each architecture:
 1. transformers builds the model from its config class with random weights (initializer_range
@@ -40,6 +40,11 @@ PROMPTS = [
     "def fibonacci(n):\n    if n < 2:\n        return n\n    return",
 ]
 GREEDY_N = 10
+# LongRoPE (phi3): the training context; a context longer than this uses the long factors, so
+# the references are made twice: at llama.cpp's smallest context (256, short factors, as
+# transformers uses for these short prompts) and at LONG_CTX.
+LONG_ROPE_ORIG = 256
+LONG_CTX = 512
 
 
 def configs():
@@ -108,6 +113,22 @@ def configs():
                 "llama_4_scaling_beta": 0.1,
             },
         ),
+        # Phi-4-mini's shape of Phi-3: fused projections, partial rotary (0.75), LongRoPE with
+        # short and long factors (the long ones past 256 positions of context).
+        "phi3": lambda: tf.Phi3Config(
+            **{**common, "max_position_embeddings": 1024},
+            intermediate_size=96,
+            pad_token_id=None,
+            original_max_position_embeddings=LONG_ROPE_ORIG,
+            rope_parameters={
+                "rope_type": "longrope",
+                "rope_theta": 10000.0,
+                "partial_rotary_factor": 0.75,
+                "original_max_position_embeddings": LONG_ROPE_ORIG,
+                "short_factor": [1.0, 1.1, 1.3, 1.6, 2.0, 2.5],
+                "long_factor": [1.5, 2.0, 3.0, 5.0, 8.0, 12.0],
+            },
+        ),
         # llama.cpp requires gpt-oss's output matrix (no tied embedding).
         "gpt-oss": lambda: tf.GptOssConfig(
             **{**common, "num_hidden_layers": 2, "tie_word_embeddings": False},
@@ -150,9 +171,9 @@ def top(row: np.ndarray, k: int) -> list:
     return [[int(i), float(row[i])] for i in idx]
 
 
-def llama_logits(tool: str, gguf: Path, ids: list, out: Path) -> np.ndarray:
+def llama_logits(tool: str, gguf: Path, ids: list, out: Path, n_ctx: int = 0) -> np.ndarray:
     subprocess.run(
-        [tool, str(gguf), "ids:" + ",".join(map(str, ids)), str(out), "1"],
+        [tool, str(gguf), "ids:" + ",".join(map(str, ids)), str(out), "1", str(n_ctx)],
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -196,6 +217,13 @@ def main():
     model.save_pretrained(work / "hf", safe_serialization=True)
     for f in ["tokenizer.json", "tokenizer_config.json"]:
         shutil.copy(Path(args.tokenizer) / f, work / "hf" / f)
+    if arch == "phi3":
+        # llama.cpp's Phi-3 converter reads a GPT-2 style vocabulary only when the tokenizer
+        # class says so (Phi-4-mini's does); otherwise it wants a sentencepiece model.
+        tc = work / "hf" / "tokenizer_config.json"
+        j = json.loads(tc.read_text())
+        j["tokenizer_class"] = "GPT2Tokenizer"
+        tc.write_text(json.dumps(j, indent=1))
     tok = tf.AutoTokenizer.from_pretrained(work / "hf")
 
     cases = []
@@ -259,6 +287,37 @@ def main():
             )
         llama[outtype] = per_case
 
+    long_context = None
+    if arch == "phi3":
+        # transformers switches to the long factors by sequence length, llama.cpp by context
+        # size: for the long reference, transformers' rotary embedding gets the long
+        # frequencies as its base ones.
+        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+        rot = model.model.rotary_emb
+        long_inv, _ = ROPE_INIT_FUNCTIONS["longrope"](cfg, None, seq_len=LONG_ROPE_ORIG + 1)
+        short_inv = rot.original_inv_freq.clone()
+        rot.original_inv_freq = long_inv
+        rot.inv_freq = long_inv.clone()
+        hf_long = []
+        for case in cases:
+            with torch.no_grad():
+                lg = model(torch.tensor([case["ids"]])).logits[0].float().numpy()
+            hf_long.append({"top10_per_position": [top(r, 10) for r in lg]})
+        rot.original_inv_freq = short_inv
+        rot.inv_freq = short_inv.clone()
+        llama_long = []
+        gguf = work / "model-q8_0.gguf"
+        for n, case in enumerate(cases):
+            lg = llama_logits(args.llama_logits, gguf, case["ids"], work / "l.f32", LONG_CTX)
+            llama_long.append(
+                {
+                    "fnv1a64_per_position": fnv_rows(lg),
+                    "top20_per_position": [top(r, 20) for r in lg],
+                }
+            )
+        long_context = {"n_ctx": LONG_CTX, "hf": hf_long, "llama_cpp": {"q8_0": llama_long}}
+
     ref = {
         "arch": arch,
         "generator": "scripts/tiny-models/gen.sh",
@@ -266,6 +325,7 @@ def main():
         "config": json.loads(cfg.to_json_string()),
         "cases": cases,
         "llama_cpp": llama,
+        **({"long_context": long_context} if long_context else {}),
     }
     (out / "reference.json").write_text(json.dumps(ref, indent=1))
     print(f"{arch}: wrote {out}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tiny random checkpoints of the newer architectures and their references (see gen.py):
 #
-#   scripts/tiny-models/gen.sh qwen3moe [qwen2moe smollm3 mistral3 gpt-oss]
+#   scripts/tiny-models/gen.sh qwen3moe [qwen2moe smollm3 mistral3 gpt-oss phi3]
 #
 # Needs the torch venv (~/.cache/hearth/venv-torch: torch, transformers, safetensors, numpy),
 # the llama-cpp-python 0.3.36 sdist unpacked beside a scripts/build-llama-cpp.sh build

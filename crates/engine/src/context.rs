@@ -142,6 +142,8 @@ pub struct Context {
     single: Batch,
     /// Rows of the current piece whose logits are wanted.
     head_rows: Vec<usize>,
+    /// What this context's size decides about the model (LongRoPE's factors).
+    per_context: arch::PerContext,
 }
 
 impl Context {
@@ -195,6 +197,7 @@ impl Context {
             ..params
         };
         Ok(Context {
+            per_context: arch::PerContext::new(hp, params.n_ctx),
             tokens: Vec::with_capacity(params.n_ctx),
             last_logits: 0..0,
             outputs: vec![0.0; params.n_seq_max * hp.n_vocab],
@@ -543,7 +546,7 @@ impl Context {
             Some(o) => Some(o),
             None => None,
         };
-        arch::forward(hp, &self.model.weights, &mut cpu);
+        arch::forward(hp, &self.model.weights, &self.per_context, &mut cpu);
     }
 
     /// Output norm and LM head for `head_rows[rows]` (rows of the last forward), into
@@ -600,7 +603,7 @@ impl Context {
             if kw == 0 {
                 continue;
             }
-            let rope = self.model.weights.layer_rope(il);
+            let rope = self.model.weights.layer_rope(il, &self.per_context);
             for chunk in ws.shifts.chunks(self.params.n_batch) {
                 let buf = &mut ws.bufs[Buf::K as usize][..chunk.len() * kw];
                 for (row, &(c, _)) in buf.chunks_exact_mut(kw).zip(chunk) {

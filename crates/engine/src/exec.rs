@@ -490,8 +490,11 @@ impl Backend for Cpu<'_> {
             }
         }
         if let Some(o) = self.observer.as_deref_mut() {
-            for (w, _) in outs {
-                o.matmul(w, input);
+            // Parts of one fused tensor (Phi-3's `attn_qkv`) share its name: observed once.
+            for (i, (w, _)) in outs.iter().enumerate() {
+                if outs[..i].iter().all(|(v, _)| v.name != w.name) {
+                    o.matmul(w, input);
+                }
             }
         }
         let mats: [&Matrix<'static>; MAX_OUTS] =

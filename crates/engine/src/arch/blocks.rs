@@ -67,10 +67,22 @@ impl Attention {
         } else {
             None
         };
+        // One fused `attn_qkv` (Phi-3) or three matrices, as llama.cpp accepts either.
+        let qkv = n("attn_qkv.weight");
+        let (wq, wk, wv) = if b.has(&qkv) {
+            let [q, k, v] = b.mat_parts(&qkv, [q_w, k_w, v_w], hp.n_embd)?;
+            (q, k, v)
+        } else {
+            (
+                b.mat(&n("attn_q.weight"), q_w, hp.n_embd)?,
+                b.mat(&n("attn_k.weight"), k_w, hp.n_embd)?,
+                b.mat(&n("attn_v.weight"), v_w, hp.n_embd)?,
+            )
+        };
         Ok(Attention {
-            wq: b.mat(&n("attn_q.weight"), q_w, hp.n_embd)?,
-            wk: b.mat(&n("attn_k.weight"), k_w, hp.n_embd)?,
-            wv: b.mat(&n("attn_v.weight"), v_w, hp.n_embd)?,
+            wq,
+            wk,
+            wv,
             wo: b.mat(
                 &n("attn_output.weight"),
                 hp.n_embd,
@@ -182,6 +194,22 @@ pub struct Ffn {
 impl Ffn {
     pub fn bind(b: &Binder<'_, '_>, il: usize, hp: &HParams) -> Result<Ffn, LoadError> {
         let n = |t: &str| format!("blk.{il}.{t}");
+        let (gate, up) = (n("ffn_gate.weight"), n("ffn_up.weight"));
+        if !b.has(&gate) && b.has(&up) {
+            // Phi-3 keeps the gate in the first half of an `ffn_up` twice as tall; any other
+            // `ffn_up` means the gate is missing.
+            let [gate_part, up_part] =
+                b.mat_parts(&up, [hp.n_ff, hp.n_ff], hp.n_embd)
+                    .map_err(|e| match e {
+                        LoadError::TensorShape { .. } => LoadError::MissingTensor(gate),
+                        e => e,
+                    })?;
+            return Ok(Ffn {
+                gate: gate_part,
+                up: up_part,
+                down: b.mat(&n("ffn_down.weight"), hp.n_embd, hp.n_ff)?,
+            });
+        }
         Ok(Ffn {
             gate: b.mat(&n("ffn_gate.weight"), hp.n_ff, hp.n_embd)?,
             up: b.mat(&n("ffn_up.weight"), hp.n_ff, hp.n_embd)?,

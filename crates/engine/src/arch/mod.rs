@@ -10,6 +10,7 @@ pub mod gemma4;
 pub mod gptoss;
 pub mod llama;
 pub mod mistral3;
+pub mod phi3;
 pub mod qwen2;
 pub mod qwen2moe;
 pub mod qwen3;
@@ -31,13 +32,14 @@ pub enum Arch {
     Qwen3Moe,
     Smollm3,
     Mistral3,
+    Phi3,
     GptOss,
     Gemma3,
     Gemma4,
 }
 
 impl Arch {
-    pub const ALL: [Arch; 10] = [
+    pub const ALL: [Arch; 11] = [
         Arch::Llama,
         Arch::Qwen2,
         Arch::Qwen2Moe,
@@ -45,6 +47,7 @@ impl Arch {
         Arch::Qwen3Moe,
         Arch::Smollm3,
         Arch::Mistral3,
+        Arch::Phi3,
         Arch::GptOss,
         Arch::Gemma3,
         Arch::Gemma4,
@@ -65,6 +68,7 @@ impl Arch {
             Arch::Qwen3Moe => "qwen3moe",
             Arch::Smollm3 => "smollm3",
             Arch::Mistral3 => "mistral3",
+            Arch::Phi3 => "phi3",
             Arch::GptOss => "gpt-oss",
             Arch::Gemma3 => "gemma3",
             Arch::Gemma4 => "gemma4",
@@ -85,6 +89,7 @@ pub(crate) enum ArchWeights {
     Qwen3Moe(qwen3moe::Weights),
     Smollm3(smollm3::Weights),
     Mistral3(mistral3::Weights),
+    Phi3(phi3::Weights),
     GptOss(gptoss::Weights),
     Gemma3(gemma3::Weights),
     Gemma4(gemma4::Weights),
@@ -105,15 +110,38 @@ pub(crate) fn bind(
         Arch::Qwen3Moe => ArchWeights::Qwen3Moe(qwen3moe::bind(hp, b, keys)?),
         Arch::Smollm3 => ArchWeights::Smollm3(smollm3::bind(hp, b)?),
         Arch::Mistral3 => ArchWeights::Mistral3(mistral3::bind(hp, b, keys)?),
+        Arch::Phi3 => ArchWeights::Phi3(phi3::Weights::bind(hp, b)?),
         Arch::GptOss => ArchWeights::GptOss(gptoss::Weights::bind(hp, b, keys)?),
         Arch::Gemma3 => ArchWeights::Gemma3(gemma3::Weights::bind(hp, b, keys)?),
         Arch::Gemma4 => ArchWeights::Gemma4(gemma4::Weights::bind(hp, b, keys)?),
     })
 }
 
+/// What a context fixes about the model once, when it is created, from its own parameters:
+/// llama.cpp's choices that depend on `cparams` rather than on the file alone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PerContext {
+    /// LongRoPE (Phi-3): rotate with the long-context factors, because a sequence may grow
+    /// past the training context.
+    pub long_rope: bool,
+}
+
+impl PerContext {
+    /// The choices for a context of `n_ctx` cells. hearth's KV store is unified (a sequence
+    /// may take every cell), so a sequence's context is the whole context, padded to 256 as
+    /// llama.cpp pads it (`n_ctx_seq` with `kv_unified`): the long factors when that exceeds
+    /// `rope.scaling.original_context_length` (llama.cpp's `get_rope_factors`).
+    pub fn new(hp: &HParams, n_ctx: usize) -> PerContext {
+        let n_ctx_seq = n_ctx.saturating_add(255) / 256 * 256;
+        PerContext {
+            long_rope: n_ctx_seq > hp.n_ctx_orig,
+        }
+    }
+}
+
 /// Runs one batch through the model's layers, leaving the final hidden states (before the
 /// output norm) in `X`.
-pub(crate) fn forward(hp: &HParams, weights: &ArchWeights, x: &mut dyn Backend) {
+pub(crate) fn forward(hp: &HParams, weights: &ArchWeights, c: &PerContext, x: &mut dyn Backend) {
     match weights {
         ArchWeights::Llama(w)
         | ArchWeights::Qwen2(w)
@@ -122,6 +150,7 @@ pub(crate) fn forward(hp: &HParams, weights: &ArchWeights, x: &mut dyn Backend) 
         | ArchWeights::Qwen3Moe(w)
         | ArchWeights::Smollm3(w)
         | ArchWeights::Mistral3(w) => llama::forward(hp, w, x),
+        ArchWeights::Phi3(w) => phi3::forward(hp, w, c, x),
         ArchWeights::GptOss(w) => gptoss::forward(hp, w, x),
         ArchWeights::Gemma3(w) => gemma3::forward(hp, w, x),
         ArchWeights::Gemma4(w) => gemma4::forward(hp, w, x),
@@ -139,6 +168,7 @@ impl ArchWeights {
             | ArchWeights::Qwen3Moe(w)
             | ArchWeights::Smollm3(w)
             | ArchWeights::Mistral3(w) => (&w.output_norm, &w.output),
+            ArchWeights::Phi3(w) => (&w.decoder.output_norm, &w.decoder.output),
             ArchWeights::GptOss(w) => (&w.output_norm, &w.output),
             ArchWeights::Gemma3(w) => (&w.output_norm, &w.output),
             ArchWeights::Gemma4(w) => (&w.output_norm, &w.output),
@@ -155,14 +185,15 @@ impl ArchWeights {
             | ArchWeights::Qwen3Moe(_)
             | ArchWeights::Smollm3(_)
             | ArchWeights::Mistral3(_)
+            | ArchWeights::Phi3(_)
             | ArchWeights::GptOss(_)
             | ArchWeights::Gemma3(_) => None,
             ArchWeights::Gemma4(w) => w.logit_softcap(),
         }
     }
 
-    /// The RoPE of layer `il`'s keys.
-    pub(crate) fn layer_rope(&self, il: usize) -> &Rope {
+    /// The RoPE of layer `il`'s keys in a context that chose `c`.
+    pub(crate) fn layer_rope(&self, il: usize, c: &PerContext) -> &Rope {
         match self {
             ArchWeights::Llama(w)
             | ArchWeights::Qwen2(w)
@@ -171,6 +202,7 @@ impl ArchWeights {
             | ArchWeights::Qwen3Moe(w)
             | ArchWeights::Smollm3(w)
             | ArchWeights::Mistral3(w) => &w.rope,
+            ArchWeights::Phi3(w) => w.rope(c),
             ArchWeights::GptOss(w) => &w.rope,
             ArchWeights::Gemma3(w) => w.layer_rope(il),
             ArchWeights::Gemma4(w) => w.layer_rope(il),

@@ -433,7 +433,11 @@ impl HParams {
             ),
             yarn_beta_fast: k.opt_f32("rope.scaling.yarn_beta_fast")?.unwrap_or(32.0),
             yarn_beta_slow: k.opt_f32("rope.scaling.yarn_beta_slow")?.unwrap_or(1.0),
-            sliding_window: k.opt_count("attention.sliding_window")?,
+            // 0 is "no window" (Phi-4's files say so).
+            sliding_window: k
+                .file
+                .get_opt::<usize>(&k.key("attention.sliding_window"))?
+                .filter(|&w| w > 0),
             n_embd_per_layer: k
                 .file
                 .get_opt::<usize>(&k.key("embedding_length_per_layer_input"))?

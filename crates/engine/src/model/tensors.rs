@@ -352,6 +352,53 @@ impl<'g, 'a> Binder<'g, 'a> {
         Ok([part(0)?, part(1)?])
     }
 
+    /// A matrix fused from several along its rows (GGUF shape `[cols, Σ parts]`: Phi-3's
+    /// `attn_qkv`, its `ffn_up` holding gate and up), as one kernel matrix per part over its
+    /// rows, each named `name`. A row's product does not depend on the rows beside it, so the
+    /// parts compute what the fused matrix would.
+    pub fn mat_parts<const N: usize>(
+        &self,
+        name: &str,
+        parts: [usize; N],
+        cols: usize,
+    ) -> Result<[MatRef; N], LoadError> {
+        let t = self.find(name)?;
+        let rows = parts
+            .iter()
+            .try_fold(0usize, |a, &p| a.checked_add(p))
+            .ok_or_else(|| LoadError::TensorShape {
+                name: name.to_owned(),
+                found: t.shape.clone(),
+                expected: vec![cols as u64, u64::MAX],
+            })?;
+        Self::check_shape(t, &[cols, rows])?;
+        let data = self.file.tensor_data(t);
+        let range = self.range(t);
+        let row_bytes = data.len() / rows.max(1);
+        let mut at = 0;
+        let mats = parts
+            .iter()
+            .map(|&p| {
+                let bytes = at..at + p * row_bytes;
+                at = bytes.end;
+                self.build(
+                    name,
+                    t.ty,
+                    p,
+                    cols,
+                    &data[bytes.clone()],
+                    range.start + bytes.start..range.start + bytes.end,
+                    true,
+                    true,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let Ok(mats) = <[MatRef; N]>::try_from(mats) else {
+            unreachable!("one matrix per part")
+        };
+        Ok(mats)
+    }
+
     /// Whether the file has a tensor called `name`.
     pub fn has(&self, name: &str) -> bool {
         self.file.tensor(name).is_some()

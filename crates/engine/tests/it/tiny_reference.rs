@@ -491,6 +491,80 @@ macro_rules! tiny_arch_tests {
 tiny_arch_tests!(qwen2moe, "qwen2moe", 5e-3);
 tiny_arch_tests!(smollm3, "smollm3", 5e-3);
 tiny_arch_tests!(mistral3, "mistral3", 5e-3);
+// Phi-3 (Phi-4-mini's shape): fused attn_qkv and gate/up, partial neox RoPE, LongRoPE's short
+// factors at these contexts (128 cells, 256 as llama.cpp pads them, not past the 256 trained).
+tiny_arch_tests!(phi3, "phi3", 5e-3);
+
+/// LongRoPE's long factors: a Phi-3 context longer than the training context (512 > 256
+/// cells) rotates with `rope_factors_long`, chosen once when the context is made, as llama.cpp
+/// chooses by its context size — every position equals llama.cpp's at that size bit for bit on
+/// AVX-512 (the short factors' logits differ from these from position 1 on), and transformers'
+/// argmax with the long frequencies.
+#[test]
+fn phi3_long_context_uses_the_long_rope_factors() {
+    let reference = reference("phi3");
+    let long = &reference["long_context"];
+    let n_ctx = long["n_ctx"].as_u64().unwrap() as usize;
+    let (model, f16) = (load("phi3", "q8_0"), load("phi3", "f16"));
+    let exact = kernels::isa::Isa::detected() == kernels::isa::Isa::Avx512;
+    let mut failures = Vec::new();
+    for (n, case) in reference["cases"].as_array().unwrap().iter().enumerate() {
+        let prompt = ids(&case["ids"]);
+        let llama = &long["llama_cpp"]["q8_0"][n];
+        let short = &reference["llama_cpp"]["q8_0"][n]["fnv1a64_per_position"];
+        let params = ContextParams {
+            n_ctx,
+            n_batch: 64,
+            n_threads: 2,
+            ..ContextParams::default()
+        };
+        let run = |model: &Arc<Model>| {
+            let mut ctx = Context::new(model.clone(), params.clone()).unwrap();
+            let mut logits = Vec::new();
+            ctx.decode_with(&prompt, Outputs::All, |_, l| logits.push(l.to_vec()))
+                .unwrap();
+            logits
+        };
+        let logits = run(&model);
+        let (mut same, mut like_short, mut worst) = (0, 0, 0.0f32);
+        for (pos, l) in logits.iter().enumerate() {
+            let h = fnv1a64(l);
+            same += usize::from(h == llama["fnv1a64_per_position"][pos].as_str().unwrap());
+            like_short += usize::from(pos > 0 && h == short[pos].as_str().unwrap());
+            worst = worst.max(top20_error(l, &llama["top20_per_position"][pos]));
+        }
+        // transformers against the f16 file, whose weights are the checkpoint's.
+        for (pos, l) in run(&f16).iter().enumerate() {
+            let top = long["hf"][n]["top10_per_position"][pos].as_array().unwrap();
+            let margin = top[0][1].as_f64().unwrap() - top[1][1].as_f64().unwrap();
+            let want = top[0][0].as_u64().unwrap() as usize;
+            if margin > 0.05 && argmax(l) != want {
+                failures.push(format!(
+                    "case {n} pos {pos}: argmax {} vs transformers' {want}",
+                    argmax(l)
+                ));
+            }
+        }
+        eprintln!(
+            "phi3 long context case {n}: {same}/{} positions bit-identical to llama.cpp at n_ctx \
+             {n_ctx}, worst top-20 |Δ|/max {worst:.2e}",
+            logits.len()
+        );
+        if like_short > 0 {
+            failures.push(format!(
+                "case {n}: {like_short} positions equal the short factors' logits"
+            ));
+        }
+        if exact && same != logits.len() {
+            failures.push(format!("case {n}: {same}/{} positions equal", logits.len()));
+        }
+        if worst > 1e-3 {
+            failures.push(format!("case {n}: top-20 error {worst:.2e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 // gpt-oss's q8_0 logits were within 2e-7 of llama.cpp's but not identical while its F32
 // matrices (the untied LM head among them) summed in hearth's own order; in llama.cpp's
 // (`ggml_vec_dot_f32`, llamafile's sgemm) they are equal at every position.
