@@ -490,3 +490,27 @@ fn moe_imatrix_matches_llama_imatrix(tag: &str, model_gz: &[u8], fixture: &[u8])
     );
     theirs
 }
+
+/// A fused tensor (Phi-3's `attn_qkv`, its gate-in-`ffn_up`) runs as one kernel matrix per part
+/// but is one tensor to llama.cpp: collected once per product under its own name, so its
+/// counts are the rows of its input like every other matrix's, not once per part.
+#[test]
+fn fused_tensors_are_collected_once() {
+    let model = crate::tiny_reference::load("phi3", "q8_0");
+    let tokens = model.tokenizer.encode(TEXT, false, false);
+    let (m, ppl) = collect(&model, &tokens, &params(64, 64, 2, None));
+    assert!(ppl.is_finite());
+    for il in 0..2 {
+        let e = |t: &str| &m.entries[&format!("blk.{il}.{t}.weight")];
+        let (qkv, out, up, down) = (e("attn_qkv"), e("attn_output"), e("ffn_up"), e("ffn_down"));
+        assert_eq!(qkv.counts, vec![128], "layer {il}");
+        assert_eq!((qkv.counts.clone(), qkv.cols()), (out.counts.clone(), 64));
+        assert_eq!((up.counts.clone(), up.cols()), (down.counts.clone(), 64));
+        assert!(qkv.sums.iter().all(|&s| s > 0.0));
+    }
+    assert!(
+        !m.entries
+            .keys()
+            .any(|k| k.contains("attn_q.") || k.contains("ffn_gate"))
+    );
+}

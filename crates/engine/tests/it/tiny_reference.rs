@@ -34,7 +34,7 @@ fn reference(arch: &str) -> Value {
 }
 
 /// Unpacks `model-<ty>.gguf.gz` into a temporary file and loads it.
-fn load(arch: &str, ty: &str) -> Arc<Model> {
+pub(crate) fn load(arch: &str, ty: &str) -> Arc<Model> {
     load_gz(
         &dir(arch).join(format!("model-{ty}.gguf.gz")),
         &format!("{arch}-{ty}"),
