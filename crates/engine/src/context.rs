@@ -44,6 +44,11 @@ pub struct ContextParams {
     pub batch_invariant: bool,
     /// Sequences the context can hold (ids `0..n_seq_max`), at most 64.
     pub n_seq_max: usize,
+    /// The most cells one sequence may use, when the caller holds each to a share (llama.cpp's
+    /// `n_ctx_seq` without `kv_unified`, e.g. a server's per-slot context); `None`: all of
+    /// `n_ctx`. Only what the model derives from the context size depends on it (LongRoPE's
+    /// factors, [`arch::PerContext`]).
+    pub n_ctx_seq: Option<usize>,
 }
 
 impl Default for ContextParams {
@@ -54,6 +59,7 @@ impl Default for ContextParams {
             n_threads: default_threads(),
             batch_invariant: false,
             n_seq_max: 1,
+            n_ctx_seq: None,
         }
     }
 }
@@ -197,7 +203,7 @@ impl Context {
             ..params
         };
         Ok(Context {
-            per_context: arch::PerContext::new(hp, params.n_ctx),
+            per_context: arch::PerContext::new(hp, params.n_ctx_seq.unwrap_or(params.n_ctx)),
             tokens: Vec::with_capacity(params.n_ctx),
             last_logits: 0..0,
             outputs: vec![0.0; params.n_seq_max * hp.n_vocab],

@@ -250,6 +250,8 @@ impl Scheduler {
             n_threads: config.n_threads,
             batch_invariant: true,
             n_seq_max: config.n_parallel,
+            // As llama-server: a slot's share of the context unless the store is unified.
+            n_ctx_seq: (!config.kv_unified).then_some(config.n_ctx_slot),
         };
         let ctx = Context::new(model.clone(), params).map_err(|e| e.to_string())?;
         let (tx, rx) = sync_channel(config.queue_size.max(1));

@@ -161,6 +161,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             n_threads: threads,
             batch_invariant: args.batch_invariant,
             n_seq_max,
+            // llama-batched-bench's store is not unified: each sequence gets its share.
+            n_ctx_seq: Some(n_ctx / n_seq_max.max(1)),
         },
     )?;
     engine::profile::enable(args.profile);

@@ -127,12 +127,12 @@ pub struct PerContext {
 }
 
 impl PerContext {
-    /// The choices for a context of `n_ctx` cells. hearth's KV store is unified (a sequence
-    /// may take every cell), so a sequence's context is the whole context, padded to 256 as
-    /// llama.cpp pads it (`n_ctx_seq` with `kv_unified`): the long factors when that exceeds
-    /// `rope.scaling.original_context_length` (llama.cpp's `get_rope_factors`).
-    pub fn new(hp: &HParams, n_ctx: usize) -> PerContext {
-        let n_ctx_seq = n_ctx.saturating_add(255) / 256 * 256;
+    /// The choices for a context whose sequences may each reach `n_ctx_seq` cells (the whole
+    /// store, or the share a caller holds each to), padded to 256 as llama.cpp pads it: the
+    /// long factors when that exceeds `rope.scaling.original_context_length` (llama.cpp's
+    /// `get_rope_factors`).
+    pub fn new(hp: &HParams, n_ctx_seq: usize) -> PerContext {
+        let n_ctx_seq = n_ctx_seq.saturating_add(255) / 256 * 256;
         PerContext {
             long_rope: n_ctx_seq > hp.n_ctx_orig,
         }

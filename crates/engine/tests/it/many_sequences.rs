@@ -17,6 +17,7 @@ fn params(n_ctx: usize, n_seq_max: usize) -> ContextParams {
         n_threads: 2,
         batch_invariant: true,
         n_seq_max,
+        n_ctx_seq: None,
     }
 }
 

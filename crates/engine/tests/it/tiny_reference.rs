@@ -550,6 +550,29 @@ fn phi3_long_context_uses_the_long_rope_factors() {
              {n_ctx}, worst top-20 |Δ|/max {worst:.2e}",
             logits.len()
         );
+        // The same store held to 256 cells per sequence (llama-server's slots without
+        // `--kv-unified`): the short factors again, as llama.cpp's `n_ctx_seq` gives.
+        let shared = ContextParams {
+            n_seq_max: 2,
+            n_ctx_seq: Some(n_ctx / 2),
+            ..params.clone()
+        };
+        let mut ctx = Context::new(model.clone(), shared).unwrap();
+        let mut k = 0;
+        let short_tops = &reference["llama_cpp"]["q8_0"][n]["top20_per_position"];
+        ctx.decode_with(&prompt, Outputs::All, |pos, l| {
+            if fnv1a64(l) != short[pos].as_str().unwrap() && exact
+                || top20_error(l, &short_tops[pos]) > 1e-3
+            {
+                k += 1;
+            }
+        })
+        .unwrap();
+        if k > 0 {
+            failures.push(format!(
+                "case {n}: {k} positions differ from the short factors' at 256 cells per sequence"
+            ));
+        }
         if like_short > 0 {
             failures.push(format!(
                 "case {n}: {like_short} positions equal the short factors' logits"
