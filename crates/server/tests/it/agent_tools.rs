@@ -132,10 +132,7 @@ fn tool_calls_answer_as_llama_server() {
             let mut want = call["body"].clone();
             if call["request"]["tool"] == "get_info" {
                 // `uname -a` of the machine the fixture was recorded on: this one's instead.
-                let uname = std::process::Command::new("uname")
-                    .arg("-a")
-                    .output()
-                    .unwrap();
+                let uname = Command::new("uname").arg("-a").output().unwrap();
                 want["os"] = String::from_utf8(uname.stdout).unwrap().trim().into();
             }
             let want = &want;
