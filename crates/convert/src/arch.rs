@@ -26,6 +26,10 @@ pub enum Arch {
     GptOss,
     /// Gemma 4's dense text model.
     Gemma4,
+    /// Phi-3, Phi-3.5-mini, Phi-4 and Phi-4-mini (llama.cpp's `Phi3MiniModel`): fused
+    /// `attn_qkv` and gate/up (`ffn_up`), partial rotary, LongRoPE's long and short factors as
+    /// tensors.
+    Phi3,
 }
 
 /// transformers' `architectures[0]` for each supported architecture.
@@ -43,6 +47,7 @@ pub const SUPPORTED: &[(&str, Arch)] = &[
     ("GptOssForCausalLM", Arch::GptOss),
     ("Gemma4ForCausalLM", Arch::Gemma4),
     ("Gemma4ForConditionalGeneration", Arch::Gemma4),
+    ("Phi3ForCausalLM", Arch::Phi3),
 ];
 
 impl Arch {
@@ -58,6 +63,7 @@ impl Arch {
             Arch::Mistral3 => "mistral3",
             Arch::GptOss => "gpt-oss",
             Arch::Gemma4 => "gemma4",
+            Arch::Phi3 => "phi3",
         }
     }
 
@@ -243,7 +249,7 @@ fn flat(config: &Json) -> Json {
             .is_none()
     {
         let default = match c.get("model_type").and_then(Json::as_str) {
-            Some("llama" | "mistral" | "qwen2" | "qwen3" | "qwen3_moe") => Some(10_000.0),
+            Some("llama" | "mistral" | "qwen2" | "qwen3" | "qwen3_moe" | "phi3") => Some(10_000.0),
             Some("smollm3") => Some(2_000_000.0),
             _ => None,
         };
@@ -418,6 +424,22 @@ fn rope_parameters(c: &Json) -> serde_json::Map<String, Json> {
         {
             rp.insert("rope_type".into(), t);
         }
+        for (key, keys) in [
+            (
+                "partial_rotary_factor",
+                &["partial_rotary_factor", "rope_pct", "rope_percent"][..],
+            ),
+            (
+                "original_max_position_embeddings",
+                &["original_max_position_embeddings"][..],
+            ),
+        ] {
+            if !rp.contains_key(key)
+                && let Some(v) = find(c, keys)
+            {
+                rp.insert(key.into(), v.clone());
+            }
+        }
     }
     rp
 }
@@ -437,6 +459,9 @@ pub fn write_hparams(
         Some(general) => b.set(general, v),
         None => b.set(format!("{a}.{k}"), v),
     };
+    if arch == Arch::Phi3 {
+        return write_phi3(hp, &c, file_type, &mut set);
+    }
     set("block_count", u32_value(hp.n_layer, "num_hidden_layers")?)?;
     if let Some(n) = int(&c, N_CTX)? {
         set("context_length", u32_value(n, "max_position_embeddings")?)?;
@@ -598,7 +623,7 @@ pub fn write_hparams(
                 )?;
             }
         }
-        Arch::Qwen2 | Arch::Qwen3 => {}
+        Arch::Qwen2 | Arch::Qwen3 | Arch::Phi3 => {}
         Arch::GptOss => {
             let w = need(&c, &["sliding_window"])?;
             set("attention.sliding_window", u32_value(w, "sliding_window")?)?;
@@ -673,6 +698,217 @@ pub fn write_hparams(
         }
     }
     Ok(())
+}
+
+/// `Phi3MiniModel.set_gguf_parameters`, which writes its own keys in its own order (not
+/// `TextModel`'s): no rope-scaling type, the rope dimensions from `partial_rotary_factor`, the
+/// sliding window (0 when config.json has none: Phi-4-mini).
+fn write_phi3(
+    hp: &HParams,
+    c: &Json,
+    file_type: u32,
+    set: &mut impl FnMut(&str, Value<'static>) -> Result<(), gguf::Error>,
+) -> Result<(), Error> {
+    let dims = Phi3Dims::read(c)?;
+    set(
+        "context_length",
+        u32_value(dims.n_ctx, "max_position_embeddings")?,
+    )?;
+    set(
+        "rope.scaling.original_context_length",
+        u32_value(dims.n_ctx_orig, "original_max_position_embeddings")?,
+    )?;
+    set("embedding_length", u32_value(dims.n_embd, "hidden_size")?)?;
+    set(
+        "feed_forward_length",
+        u32_value(need(c, &["intermediate_size"])?, "intermediate_size")?,
+    )?;
+    set("block_count", u32_value(hp.n_layer, "num_hidden_layers")?)?;
+    set(
+        "attention.head_count",
+        u32_value(dims.n_head, "num_attention_heads")?,
+    )?;
+    set(
+        "attention.head_count_kv",
+        u32_value(
+            need(c, &["num_key_value_heads", "n_head_kv"])?,
+            "num_key_value_heads",
+        )?,
+    )?;
+    let eps = find(c, &["rms_norm_eps"])
+        .ok_or_else(|| Error::Config("rms_norm_eps is missing".into()))?;
+    set(
+        "attention.layer_norm_rms_epsilon",
+        Value::F32(f32_of(eps, "rms_norm_eps")?),
+    )?;
+    set("rope.dimension_count", u32_value(dims.n_rot, "head_dim")?)?;
+    let rp = rope_parameters(c);
+    let full = rp
+        .get("full_attention")
+        .and_then(Json::as_object)
+        .unwrap_or(&rp);
+    let theta = full
+        .get("rope_theta")
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| Error::Config("rope_theta is missing".into()))?;
+    set("rope.freq_base", Value::F32(f32_of(theta, "rope_theta")?))?;
+    set("/general.file_type", Value::U32(file_type))?;
+    let window = int(c, &["sliding_window"])?.unwrap_or(0);
+    set(
+        "attention.sliding_window",
+        u32_value(window, "sliding_window")?,
+    )?;
+    Ok(())
+}
+
+/// The sizes `Phi3MiniModel` computes its rope settings from.
+struct Phi3Dims {
+    n_embd: usize,
+    n_head: usize,
+    n_ctx: usize,
+    n_ctx_orig: usize,
+    /// `int(partial_rotary_factor * n_embd) // n_head`.
+    n_rot: usize,
+}
+
+impl Phi3Dims {
+    fn read(c: &Json) -> Result<Phi3Dims, Error> {
+        let n_embd = need(c, &["hidden_size", "n_embd"])?;
+        let n_head = need(c, &["num_attention_heads", "n_head"])?;
+        if n_head == 0 {
+            return Err(Error::Config("num_attention_heads is 0".into()));
+        }
+        let n_ctx = need(c, &["n_positions", "max_position_embeddings"])?;
+        let rp = rope_parameters(c);
+        let n_ctx_orig = match rp.get("original_max_position_embeddings") {
+            None | Some(Json::Null) => {
+                return Err(Error::Config(
+                    "phi3 needs original_max_position_embeddings (in config.json or its \
+                     rope_parameters / rope_scaling)"
+                        .into(),
+                ));
+            }
+            Some(v) => v
+                .as_u64()
+                .and_then(|v| usize::try_from(v).ok())
+                .filter(|&v| v > 0 && v < 1 << 40)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "original_max_position_embeddings is {v}, not a positive count"
+                    ))
+                })?,
+        };
+        let pct = match rp.get("partial_rotary_factor") {
+            None | Some(Json::Null) => 1.0,
+            Some(v) => v
+                .as_f64()
+                .filter(|p| *p > 0.0 && *p <= 1.0)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "partial_rotary_factor is {v}, not a number in (0, 1]"
+                    ))
+                })?,
+        };
+        // Python: int(rot_pct * n_embd) // n_head, the product in double precision.
+        let n_rot = (pct * n_embd as f64) as usize / n_head;
+        Ok(Phi3Dims {
+            n_embd,
+            n_head,
+            n_ctx,
+            n_ctx_orig,
+            n_rot,
+        })
+    }
+}
+
+/// LongRoPE as `Phi3MiniModel.generate_extra_tensors` reads it: the attention factor
+/// (`rope.scaling.attn_factor`) and the long and short per-pair factors; `None` when
+/// config.json has no long factors.
+struct Phi3Rope {
+    attn_factor: f32,
+    long: Vec<f32>,
+    short: Vec<f32>,
+}
+
+fn phi3_rope(c: &Json) -> Result<Option<Phi3Rope>, Error> {
+    let dims = Phi3Dims::read(c)?;
+    let rp = rope_parameters(c);
+    let factors = |key: &str| -> Result<Option<Vec<f32>>, Error> {
+        match rp.get(key) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    v.as_f64()
+                        .map(|f| f as f32)
+                        .ok_or_else(|| Error::Config(format!("rope {key} has {v}, not a number")))
+                })
+                .collect::<Result<Vec<f32>, Error>>()
+                .map(Some),
+            Some(v) => Err(Error::Config(format!("rope {key} is {v}, not a list"))),
+        }
+    };
+    let long = match factors("long_factor")? {
+        Some(l) if !l.is_empty() => l,
+        _ => return Ok(None),
+    };
+    let scale = dims.n_ctx as f64 / dims.n_ctx_orig as f64;
+    let rope_type = match rp.get("rope_type") {
+        None | Some(Json::Null) => String::new(),
+        Some(Json::String(t)) => t.to_lowercase(),
+        Some(v) => return Err(Error::Config(format!("rope_type is {v}, not a name"))),
+    };
+    let attn_factor = match rope_type.as_str() {
+        "" => {
+            return Err(Error::Config(
+                "rope parameters with long_factor lack rope_type".into(),
+            ));
+        }
+        "su" | "longrope" if scale > 1.0 => {
+            (1.0 + scale.ln() / (dims.n_ctx_orig as f64).ln()).sqrt()
+        }
+        "yarn" if scale > 1.0 => 0.1 * scale.ln() + 1.0,
+        "su" | "longrope" | "yarn" => 1.0,
+        t => {
+            return Err(Error::Config(format!(
+                "rope_type {t} with long_factor is not supported (longrope, su or yarn)"
+            )));
+        }
+    };
+    let short = factors("short_factor")?.ok_or_else(|| {
+        Error::Config("rope parameters have long_factor but no short_factor".into())
+    })?;
+    // llama.cpp compares with rope_dims / 2 in floating point: an odd rope_dims never matches.
+    if long.len() != short.len() || long.len() * 2 != dims.n_rot {
+        return Err(Error::Config(format!(
+            "rope long_factor and short_factor must have {} values (half of the {} rotated \
+             dimensions), they have {} and {}",
+            dims.n_rot as f64 / 2.0,
+            dims.n_rot,
+            long.len(),
+            short.len()
+        )));
+    }
+    Ok(Some(Phi3Rope {
+        attn_factor: attn_factor as f32,
+        long,
+        short,
+    }))
+}
+
+/// Keys llama.cpp writes while generating the extra tensors, before every other key but
+/// `general.architecture`: Phi-3's LongRoPE `rope.scaling.attn_factor`.
+pub fn extra_metadata(arch: Arch, config: &Json) -> Result<Vec<(String, Value<'static>)>, Error> {
+    if arch != Arch::Phi3 {
+        return Ok(Vec::new());
+    }
+    Ok(match phi3_rope(&flat(config))? {
+        Some(r) => vec![(
+            format!("{}.rope.scaling.attn_factor", arch.name()),
+            Value::F32(r.attn_factor),
+        )],
+        None => Vec::new(),
+    })
 }
 
 /// `Gemma4Model.set_gguf_parameters`, after Gemma 3's keys.
@@ -1024,7 +1260,30 @@ pub fn map_tensor(
                 {
                     return Ok(m);
                 }
+                // Phi3MiniModel's tensors (gguf-py's PHI3 list): fused or separate Q/K/V, the
+                // gate and up projections fused into ffn_up; no biases, no separate gate.
+                const PHI3_LAYER: [&str; 9] = [
+                    "input_layernorm.weight",
+                    "post_attention_layernorm.weight",
+                    "self_attn.qkv_proj.weight",
+                    "self_attn.q_proj.weight",
+                    "self_attn.k_proj.weight",
+                    "self_attn.v_proj.weight",
+                    "self_attn.o_proj.weight",
+                    "mlp.gate_up_proj.weight",
+                    "mlp.down_proj.weight",
+                ];
+                if arch == Arch::Phi3 && !PHI3_LAYER.contains(&rest) {
+                    return Err(unknown());
+                }
                 let (what, expected) = match (rest, arch) {
+                    ("self_attn.qkv_proj.weight", Arch::Phi3) => (
+                        "attn_qkv.weight",
+                        vec![q.saturating_add(kv.saturating_mul(2)), hp.n_embd],
+                    ),
+                    ("mlp.gate_up_proj.weight", Arch::Phi3) => {
+                        ("ffn_up.weight", vec![hp.n_ff.saturating_mul(2), hp.n_embd])
+                    }
                     ("self_attn.sinks", Arch::GptOss) => ("attn_sinks.weight", vec![hp.n_head]),
                     ("post_attention_layernorm.weight", Arch::GptOss) => {
                         ("post_attention_norm.weight", vec![hp.n_embd])
@@ -1286,6 +1545,15 @@ pub fn extra_tensors(arch: Arch, config: &Json) -> Result<Vec<(String, Vec<f32>)
     let c = flat(config);
     if arch == Arch::Gemma4 {
         return gemma4_rope_freqs(&c);
+    }
+    if arch == Arch::Phi3 {
+        return Ok(match phi3_rope(&c)? {
+            Some(r) => vec![
+                ("rope_factors_long.weight".to_owned(), r.long),
+                ("rope_factors_short.weight".to_owned(), r.short),
+            ],
+            None => Vec::new(),
+        });
     }
     let rp = rope_parameters(&c);
     let full = rp

@@ -287,6 +287,10 @@ impl Conversion {
         let mut b = Builder::new();
         let set = |b: &mut Builder<'static>, k: &str, v: Value<'static>| b.set(k, v);
         set(&mut b, "general.architecture", Value::string(arch.name()))?;
+        // llama.cpp generates the extra tensors before the metadata: their keys come first.
+        for (key, value) in arch::extra_metadata(arch, &checkpoint.config)? {
+            set(&mut b, &key, value)?;
+        }
         set(&mut b, "general.type", Value::string("model"))?;
         let gen_config = dir.join("generation_config.json");
         if gen_config.is_file() {

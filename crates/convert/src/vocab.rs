@@ -128,9 +128,15 @@ impl Vocab {
         arch: Arch,
     ) -> Result<Vocab, Error> {
         let terr = |m: String| Error::Tokenizer(m);
-        let spm_first = !matches!(arch, Arch::Qwen3Moe | Arch::GptOss | Arch::Gemma4);
+        if arch == Arch::Phi3 && !phi3_uses_gpt2(dir)? {
+            return Vocab::load_spm(dir, config, n_vocab, true);
+        }
+        let spm_first = !matches!(
+            arch,
+            Arch::Qwen3Moe | Arch::GptOss | Arch::Gemma4 | Arch::Phi3
+        );
         if spm_first && dir.join("tokenizer.model").is_file() {
-            return Vocab::load_spm(dir, config, n_vocab);
+            return Vocab::load_spm(dir, config, n_vocab, false);
         }
         let tj = read_json(&dir.join("tokenizer.json"))?;
         let model = tj
@@ -287,15 +293,37 @@ impl Vocab {
     /// llama.cpp's `_set_vocab_sentencepiece`: the pieces of `tokenizer.model` padded to
     /// config.json's vocab_size, then `added_tokens.json` and tokenizer_config.json's
     /// `added_tokens_decoder` over them; gguf-py's `SpecialVocab` without merges.
-    fn load_spm(dir: &Path, config: &Json, n_vocab: Option<usize>) -> Result<Vocab, Error> {
+    ///
+    /// `phi3`: `Phi3MiniModel.set_vocab`'s own reading instead: the added tokens of
+    /// tokenizer_config.json and then of tokenizer.json are control tokens when marked special,
+    /// else user-defined, their text kept as written; an id past the vocabulary is an error.
+    fn load_spm(
+        dir: &Path,
+        config: &Json,
+        n_vocab: Option<usize>,
+        phi3: bool,
+    ) -> Result<Vocab, Error> {
         let terr = |m: String| Error::Tokenizer(m);
         let path = dir.join("tokenizer.model");
+        if phi3 && !path.is_file() {
+            return Err(terr(
+                "a phi3 checkpoint whose tokenizer_config.json does not name GPT2Tokenizer \
+                 needs tokenizer.model"
+                    .into(),
+            ));
+        }
         let bytes = std::fs::read(&path).map_err(|source| Error::Io {
             path: path.clone(),
             source,
         })?;
         let pieces = crate::spm::pieces(&bytes)?;
         let vocab_size = n_vocab.unwrap_or(pieces.len());
+        if phi3 && pieces.len() > vocab_size {
+            return Err(terr(format!(
+                "tokenizer.model has {} pieces, more than config.json's vocab_size {vocab_size}",
+                pieces.len()
+            )));
+        }
         if vocab_size > MAX_VOCAB {
             return Err(terr(format!(
                 "vocab_size {vocab_size} is over hearth's limit of {MAX_VOCAB} tokens"
@@ -348,12 +376,20 @@ impl Vocab {
                     .and_then(Json::as_str)
                     .ok_or_else(|| terr(format!("added_tokens_decoder {id} has no content")))?;
                 if id >= vocab_size {
+                    if phi3 {
+                        return Err(terr(format!(
+                            "added_tokens_decoder has id {id}, past vocab_size {vocab_size}"
+                        )));
+                    }
                     continue;
                 }
                 let special = data
                     .get("special")
                     .is_some_and(|v| v.as_bool() == Some(true));
-                if special || looks_special(content) {
+                if phi3 {
+                    tokens[id] = content.to_owned();
+                    types[id] = if special { CONTROL } else { USER_DEFINED };
+                } else if special || looks_special(content) {
                     types[id] = CONTROL;
                     tokens[id] = content.to_owned();
                 } else {
@@ -372,6 +408,29 @@ impl Vocab {
             Some(Json::Array(a)) => a.clone(),
             _ => Vec::new(),
         };
+        if phi3 {
+            for a in &added {
+                let content = a
+                    .get("content")
+                    .and_then(Json::as_str)
+                    .ok_or_else(|| terr("an added token has no content".into()))?;
+                let id = a
+                    .get("id")
+                    .and_then(Json::as_u64)
+                    .and_then(|i| usize::try_from(i).ok())
+                    .filter(|&i| i < vocab_size)
+                    .ok_or_else(|| {
+                        terr(format!(
+                            "tokenizer.json's added token {content:?} has no id below \
+                             vocab_size {vocab_size}"
+                        ))
+                    })?;
+                let special = a.get("special").and_then(Json::as_bool) == Some(true);
+                tokens[id] = content.to_owned();
+                scores[id] = -1000.0;
+                types[id] = if special { CONTROL } else { USER_DEFINED };
+            }
+        }
         let n = tokens.len();
         let mut v = Vocab {
             model: "llama",
@@ -1017,6 +1076,28 @@ impl Vocab {
 
 /// tokenizer.json's merges as gguf-py writes them (pairs joined by a space, a space inside a
 /// part as U+0120).
+/// `Phi3MiniModel.set_vocab`: GPT-2 byte-level BPE when tokenizer_config.json's
+/// `tokenizer_class` is `GPT2Tokenizer` (Phi-4, Phi-4-mini), else SentencePiece (Phi-3).
+fn phi3_uses_gpt2(dir: &Path) -> Result<bool, Error> {
+    let tc = match read_json(&dir.join("tokenizer_config.json")) {
+        Ok(v) => v,
+        Err(Error::Missing(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    match tc.get("tokenizer_class") {
+        Some(Json::String(c)) => Ok(c == "GPT2Tokenizer"),
+        // llama.cpp's converter stops here too (a KeyError).
+        None | Some(Json::Null) => Err(Error::Tokenizer(
+            "tokenizer_config.json has no tokenizer_class (a phi3 checkpoint's names \
+             GPT2Tokenizer or a SentencePiece tokenizer)"
+                .into(),
+        )),
+        Some(v) => Err(Error::Tokenizer(format!(
+            "tokenizer_config.json's tokenizer_class is {v}, not a name"
+        ))),
+    }
+}
+
 fn parse_merges(model: &Json) -> Result<Vec<String>, Error> {
     let terr = |m: String| Error::Tokenizer(m);
     Ok(match model.get("merges") {

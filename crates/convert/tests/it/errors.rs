@@ -293,3 +293,124 @@ fn mxfp4_blocks_without_an_mxfp4_config_are_refused() {
     let e = error_of(dir.path());
     assert!(e.contains("quantization_config is not mxfp4"), "{e}");
 }
+
+/// A copy of the phi3 fixture's folder, its config.json changed by `edit`.
+fn phi3_with(dst: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let src = crate::fixtures::packed_checkpoint("phi3");
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    let path = dst.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(&path, config.to_string()).unwrap();
+}
+
+/// Phi-3's LongRoPE settings are checked as llama.cpp's converter checks them (it raises), each
+/// a configuration error naming what is wrong.
+#[test]
+fn broken_phi3_rope_settings_are_named() {
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(Edit, &str); 8] = [
+        (
+            |c| c["rope_parameters"]["long_factor"] = serde_json::json!([1.0, 2.0, 3.0]),
+            "must have 6 values (half of the 12 rotated dimensions), they have 3 and 6",
+        ),
+        (
+            |c| {
+                c["rope_parameters"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("original_max_position_embeddings");
+                c.as_object_mut()
+                    .unwrap()
+                    .remove("original_max_position_embeddings");
+            },
+            "phi3 needs original_max_position_embeddings",
+        ),
+        (
+            |c| {
+                c["rope_parameters"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("short_factor");
+            },
+            "long_factor but no short_factor",
+        ),
+        (
+            |c| {
+                c["rope_parameters"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("rope_type");
+            },
+            "lack rope_type",
+        ),
+        (
+            |c| c["rope_parameters"]["rope_type"] = "dynamic".into(),
+            "rope_type dynamic with long_factor is not supported",
+        ),
+        (
+            |c| c["rope_parameters"]["long_factor"][2] = "x".into(),
+            "rope long_factor has \"x\", not a number",
+        ),
+        (
+            |c| c["rope_parameters"]["partial_rotary_factor"] = 7.into(),
+            "partial_rotary_factor is 7, not a number in (0, 1]",
+        ),
+        (
+            |c| c["rope_parameters"]["original_max_position_embeddings"] = (-1).into(),
+            "original_max_position_embeddings is -1, not a positive count",
+        ),
+    ];
+    for (edit, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        phi3_with(dir.path(), edit);
+        let e = error_of(dir.path());
+        assert!(e.contains(want), "{e}\nwanted: {want}");
+    }
+}
+
+/// Phi-3's vocabulary reader needs tokenizer_config.json's tokenizer_class, and
+/// tokenizer.model unless that class is GPT2Tokenizer.
+#[test]
+fn a_phi3_tokenizer_without_its_class_or_model_is_named() {
+    for (class, want) in [
+        (None, "tokenizer_config.json has no tokenizer_class"),
+        (Some("LlamaTokenizer"), "needs tokenizer.model"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        phi3_with(dir.path(), |_| {});
+        let path = dir.path().join("tokenizer_config.json");
+        let mut tc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        match class {
+            None => {
+                tc.as_object_mut().unwrap().remove("tokenizer_class");
+            }
+            Some(c) => tc["tokenizer_class"] = c.into(),
+        }
+        std::fs::write(&path, tc.to_string()).unwrap();
+        let e = error_of(dir.path());
+        assert!(e.contains(want), "{e}\nwanted: {want}");
+    }
+}
+
+/// LongRoPE stays refused for the architectures that have no rope-factor tensors for it.
+#[test]
+fn longrope_is_refused_for_other_architectures() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_llama(dir.path());
+    let path = dir.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["rope_parameters"] = serde_json::json!({
+        "rope_type": "longrope", "rope_theta": 10000.0, "long_factor": [1.0],
+        "short_factor": [1.0], "original_max_position_embeddings": 64
+    });
+    std::fs::write(&path, config.to_string()).unwrap();
+    let e = error_of(dir.path());
+    assert!(e.contains("rope_type longrope"), "{e}");
+}

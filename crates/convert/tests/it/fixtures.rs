@@ -150,7 +150,7 @@ pub fn tiny_fixtures(name: &str) -> PathBuf {
 
 /// The fixtures made by `make_reference.py` (the newer architectures): the checkpoint folder
 /// with llama.cpp's conversion in its `reference.json`.
-pub const PACKED: [&str; 7] = [
+pub const PACKED: [&str; 8] = [
     "qwen3moe",
     "smollm3",
     "mistral3",
@@ -158,6 +158,7 @@ pub const PACKED: [&str; 7] = [
     "gpt-oss-mxfp4",
     "gemma4",
     "gemma4-moe",
+    "phi3",
 ];
 
 /// `tests/fixtures/hf/<name>/reference.json` of a [`PACKED`] fixture.

@@ -199,6 +199,11 @@ fn gpt_oss_f32_conversion_matches_transformers() {
     check_packed("gpt-oss");
 }
 
+#[test]
+fn phi3_f32_conversion_matches_transformers() {
+    check_packed("phi3");
+}
+
 /// gpt-oss as released, its experts MXFP4 (kept MXFP4 by the conversion), run by the engine:
 /// against llama.cpp run on its own conversion, byte-identical to ours
 /// (`scripts/tiny-models/gpt_oss_mxfp4.py`; both quantize the activations to Q8_0 for the MXFP4

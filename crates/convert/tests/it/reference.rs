@@ -10,7 +10,8 @@ use gguf::{Array, Gguf, Value};
 use serde_json::Value as Json;
 
 use crate::fixtures::{
-    checkpoint, packed_checkpoint, packed_reference, reference_bf16, reference_json, sha256_hex,
+    checkpoint, gunzip, packed_checkpoint, packed_reference, reference_bf16, reference_json,
+    sha256_hex, tiny_fixtures,
 };
 
 /// Python's `json.dumps(list, ensure_ascii=False)`, how reference.json fingerprints long arrays.
@@ -253,6 +254,71 @@ fn gpt_oss_mxfp4_matches_llama_cpp() {
     check_packed("gpt-oss-mxfp4");
 }
 
+/// Phi-3 with LongRoPE (`scripts/tiny-models`' phi3 checkpoint: partial rotary, tied
+/// embeddings, a GPT-2 tokenizer): `rope_factors_long`/`rope_factors_short` first, the
+/// `rope.scaling.attn_factor` key right after `general.architecture`, as llama.cpp writes them.
+#[test]
+fn phi3_matches_llama_cpp() {
+    check_packed("phi3");
+}
+
+/// Phi-3's other config and tokenizer styles (`tests/fixtures/make_phi3_variants.py`): no
+/// LongRoPE with a sliding window (Phi-3-mini-4k), transformers 4's `rope_scaling` with
+/// `type: longrope` (Phi-3.5-mini, Phi-4-mini), and the SentencePiece vocabulary
+/// `Phi3MiniModel.set_vocab` reads its own way (Phi-3): the files of each variant over a copy of
+/// the phi3 fixture, converted to f16, against llama.cpp's conversion.
+#[test]
+fn phi3_variants_match_llama_cpp() {
+    let fix = crate::fixtures::own_fixtures().join("phi3-variants");
+    let spm = crate::fixtures::own_fixtures().join("spm");
+    let reference: Json =
+        serde_json::from_slice(&std::fs::read(fix.join("reference.json")).unwrap()).unwrap();
+    for name in ["4k", "old", "spm"] {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("hf");
+        std::fs::create_dir(&dir).unwrap();
+        for e in std::fs::read_dir(packed_checkpoint("phi3")).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+        }
+        for e in std::fs::read_dir(fix.join(name)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+        }
+        if name == "spm" {
+            for f in ["tokenizer.model", "added_tokens.json"] {
+                std::fs::copy(spm.join(f), dir.join(f)).unwrap();
+            }
+        }
+        let conversion = Conversion::plan(&dir, Outtype::F16).unwrap();
+        check_want(
+            &format!("phi3 {name}"),
+            &conversion,
+            &reference["llama_cpp_convert"][name],
+            Outtype::F16,
+            "f16",
+        );
+    }
+}
+
+/// The whole f16 and q8_0 files, key order and alignment included, equal llama.cpp's
+/// conversions of the same checkpoint in the engine's fixtures byte for byte.
+#[test]
+fn phi3_files_equal_llama_cpp_s() {
+    let mut conversion = Conversion::plan(&packed_checkpoint("phi3"), Outtype::F16).unwrap();
+    for (outtype, file) in [
+        (Outtype::F16, "model-f16.gguf.gz"),
+        (Outtype::Q8_0, "model-q8_0.gguf.gz"),
+    ] {
+        conversion.set_outtype(outtype).unwrap();
+        let want = gunzip(&std::fs::read(tiny_fixtures("phi3").join(file)).unwrap());
+        assert!(
+            conversion.to_bytes().unwrap() == want,
+            "phi3: our conversion differs from llama.cpp's {file}"
+        );
+    }
+}
+
 /// A SentencePiece `tokenizer.model` (with `added_tokens.json` and tokenizer_config.json's
 /// `added_tokens_decoder`) in place of the llama and gemma3 fixtures' tokenizer.json
 /// (`tests/fixtures/make_spm.py`): tokens, scores and token types as llama.cpp's
@@ -305,7 +371,7 @@ fn llama_hf_vocabulary_matches_llama_cpp() {
         let e = e.unwrap();
         std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
     }
-    let tok = crate::fixtures::gunzip(&std::fs::read(fix.join("tokenizer.json.gz")).unwrap());
+    let tok = gunzip(&std::fs::read(fix.join("tokenizer.json.gz")).unwrap());
     std::fs::write(dir.join("tokenizer.json"), tok).unwrap();
     std::fs::copy(
         fix.join("tokenizer_config.json"),
