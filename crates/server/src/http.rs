@@ -137,6 +137,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/v1/completions", post(openai::completions))
         .route("/completions", post(llama::completion))
         .route("/completion", post(llama::completion))
+        .route("/infill", post(crate::infill::infill))
         .route("/props", get(llama::props))
         .route("/slots", get(llama::slots))
         .route("/metrics", get(llama::metrics))

@@ -12,6 +12,7 @@ mod agent_tools;
 mod constrain;
 mod error;
 mod http;
+mod infill;
 mod llama;
 mod named_templates;
 mod ollama;
@@ -68,6 +69,9 @@ pub struct Config {
     pub api_keys: Vec<String>,
     pub metrics: bool,
     pub slots_endpoint: bool,
+    /// llama-server's `--spm-infill`: `/infill` prompts put the suffix before the prefix (the
+    /// order some code models were trained on).
+    pub spm_infill: bool,
     /// llama-server's `--verbose`: every completion answer carries `__verbose` (the native
     /// answer, with the prompt as the model saw it), as a request's `"verbose": true` asks.
     pub verbose: bool,
@@ -121,6 +125,7 @@ impl Config {
             tags: Vec::new(),
             api_keys: Vec::new(),
             metrics: false,
+            spm_infill: false,
             slots_endpoint: true,
             verbose: false,
             chat_template: None,

@@ -138,8 +138,18 @@ pub(crate) async fn completion(
     State(app): AppState,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let ready = app.ready()?;
+    app.ready()?;
     let body = http::read_body(body)?;
+    native(app, body, None).await
+}
+
+/// `POST /completion` for `body`, or `POST /infill` when its prompt was made already.
+pub(crate) async fn native(
+    app: std::sync::Arc<App>,
+    body: crate::params::Body,
+    infill_prompt: Option<Vec<u32>>,
+) -> Result<Response, ApiError> {
+    let ready = app.ready()?;
     let stream = body.bool("stream")?.unwrap_or(false);
     let mut params = gen_params(
         &body,
@@ -165,7 +175,10 @@ pub(crate) async fn completion(
     let settings = settings(&params, stream);
     let want_probs = params.n_probs.is_some();
     let fields = response_fields(&body)?;
-    let mut prompts = native_prompts(ready, body.get("prompt"))?;
+    let mut prompts = match infill_prompt {
+        Some(tokens) => vec![tokens],
+        None => native_prompts(ready, body.get("prompt"))?,
+    };
     // Several prompts: one answer each, in a list.
     if prompts.len() > 1 {
         if stream {

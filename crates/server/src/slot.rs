@@ -332,10 +332,12 @@ fn sample(task: &mut Task<'_>, logits: &[f32], full: bool, tok: &Tokenizer) -> O
         return Some(Finish::Length);
     }
     let id = task.chain.sample(logits);
+    // As llama-server, the end-of-generation token counts as predicted (`tokens_predicted`,
+    // `completion_tokens`) though it is never shown.
+    task.n_generated += 1;
     if tok.is_eog(id) && !params.ignore_eos {
         return Some(Finish::Eos);
     }
-    task.n_generated += 1;
     let probs = params
         .n_probs
         .map(|n| token_probs(task, logits, id, n, tok));

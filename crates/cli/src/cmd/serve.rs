@@ -413,6 +413,7 @@ struct Settings {
     tags: Vec<String>,
     api_keys: Vec<String>,
     metrics: bool,
+    spm_infill: bool,
     kv_unified: bool,
     verbose: bool,
     cors_proxy: bool,
@@ -476,6 +477,7 @@ impl Settings {
                 );
             }
             "--metrics" => self.metrics = true,
+            "--spm-infill" => self.spm_infill = true,
             "--ui-mcp-proxy" | "--webui-mcp-proxy" => self.cors_proxy = true,
             "--no-ui-mcp-proxy" | "--no-webui-mcp-proxy" => self.cors_proxy = false,
             "--tools" => self.tools = list(&v),
@@ -595,6 +597,7 @@ impl Settings {
         c.tags = self.tags;
         c.api_keys = self.api_keys;
         c.metrics = self.metrics;
+        c.spm_infill = self.spm_infill;
         c.kv_unified = self.kv_unified;
         c.load_options = engine::LoadOptions {
             llama_order: !self.fast_arithmetic,

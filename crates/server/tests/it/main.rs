@@ -8,6 +8,7 @@ mod client;
 mod conformance;
 mod constrained;
 mod errors;
+mod infill;
 mod llama;
 mod ollama;
 mod openai;

@@ -14,7 +14,7 @@ use super::pretok::{PreConfig, PreTokenizer};
 use super::special::Specials;
 use super::vocab::{Vocab, attr, attr_of_type};
 use super::wpm::Normalizer;
-use super::{Kind, Tokenizer, TokenizerError};
+use super::{Fim, Kind, Tokenizer, TokenizerError};
 
 const KEY_MODEL: &str = "tokenizer.ggml.model";
 const KEY_PRE: &str = "tokenizer.ggml.pre";
@@ -522,6 +522,14 @@ impl Tokenizer {
             sep,
             pad,
             eog,
+            fim: Fim {
+                pre: fim[0],
+                suf: fim[1],
+                mid: fim[2],
+                pad: fim[3],
+                rep: fim[4],
+                sep: fim[5],
+            },
             add_bos,
             add_eos,
             add_sep,

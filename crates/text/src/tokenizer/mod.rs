@@ -46,6 +46,22 @@ enum Kind {
     Wpm(wpm::Normalizer),
 }
 
+/// A vocabulary's fill-in-the-middle tokens (llama.cpp's `llama_vocab_fim_*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fim {
+    /// Before the code ahead of the cursor.
+    pub pre: Option<u32>,
+    /// Before the code after the cursor.
+    pub suf: Option<u32>,
+    /// Where the model writes the middle.
+    pub mid: Option<u32>,
+    pub pad: Option<u32>,
+    /// Before the repository name (repo-level context).
+    pub rep: Option<u32>,
+    /// Before each file name of the context.
+    pub sep: Option<u32>,
+}
+
 /// A model's tokenizer. Cheap to share between threads (`&Tokenizer` is all encoding needs).
 #[derive(Clone)]
 pub struct Tokenizer {
@@ -63,6 +79,7 @@ pub struct Tokenizer {
     pad: Option<u32>,
     /// End-of-generation tokens, sorted.
     eog: Vec<u32>,
+    fim: Fim,
     add_bos: bool,
     add_eos: bool,
     add_sep: bool,
@@ -232,6 +249,12 @@ impl Tokenizer {
     /// Padding token.
     pub fn pad(&self) -> Option<u32> {
         self.pad
+    }
+
+    /// The fill-in-the-middle tokens (`/infill`), from the file's keys or found by their text
+    /// as llama.cpp finds them.
+    pub fn fim(&self) -> Fim {
+        self.fim
     }
 
     /// Whether generating `id` ends generation: EOS, EOT, EOM and the tokens llama.cpp
