@@ -11,7 +11,8 @@ llama.cpp then finds `<fim_prefix>`, `<fim_suffix>`, `<fim_middle>` and `<|file_
 their text, and SmolLM2's own `<reponame>` is the repo token. llama-server runs it with the
 flags of `SERVER_ARGS` (as the test's hearth server), greedy, and every request of `CASES` is
 recorded with its status and answer; the unedited model's refusal and one case with
-`--spm-infill` too.
+`--spm-infill` too; and, for Ollama's `/api/generate` with a `suffix`, llama-server's
+`/completion` of the same text laid out between the FIM tokens (SmolLM2 adds no BOS).
 """
 
 import json
@@ -57,6 +58,12 @@ CASES = [
     # streamed
     {"input_prefix": PREFIX, "prompt": "    int n_threads = llama_", "input_suffix": "}\n", "n_predict": 16,
      "stream": True},
+]
+# Ollama's /api/generate with a suffix, as its code-model templates lay it out
+# (<PRE>prompt<SUF>suffix<MID>): llama-server's /completion given that layout as token ids.
+OLLAMA_INSERT = [
+    {"prompt": "def main():\n    x = ", "suffix": "\n    print(x)\n", "num_predict": 12},
+    {"prompt": "int add(int a, int b) {\n    return ", "suffix": ";\n}\n", "num_predict": 8},
 ]
 BAD_EXTRA = [{}, {"filename": "ok"}, {"filename": 123}, {"filename": 123, "text": "abc"},
              {"filename": 123, "text": 456}]
@@ -136,6 +143,11 @@ def main():
             for case in CASES:
                 s, t = post(port, "/infill", case)
                 fixture["cases"].append({"request": case, "answer": answer(s, t, case.get("stream", False))})
+            fixture["ollama_insert"] = []
+            for case in OLLAMA_INSERT:
+                ids = [7, case["prompt"], 8, case["suffix"], 9]
+                s, t = post(port, "/completion", {"prompt": ids, "n_predict": case["num_predict"]})
+                fixture["ollama_insert"].append({"request": case, "answer": answer(s, t, False)})
             for extra in BAD_EXTRA:
                 s, t = post(port, "/infill", {**CASES[0], "input_extra": [extra]})
                 fixture["bad_extra"].append({"input_extra": extra, "answer": answer(s, t, False)})

@@ -145,6 +145,31 @@ fn prompt(ready: &Ready, body: &Body, spm: bool) -> Result<Vec<u32>, ApiError> {
     Ok(out)
 }
 
+/// Ollama's `/api/generate` with a `suffix`: the prompt and the suffix around the model's
+/// fill-in-the-middle tokens, as Ollama's code-model templates lay them out
+/// (`<PRE>{{ .Prompt }}<SUF>{{ .Suffix }}<MID>`, BOS first where the model adds one); a model
+/// without those tokens "does not support insert", Ollama's 400.
+pub(crate) fn ollama_insert(
+    ready: &Ready,
+    prompt: &str,
+    suffix: &str,
+) -> Result<Vec<u32>, ApiError> {
+    let tok = &ready.model.tokenizer;
+    let fim = tok.fim();
+    let (Some(pre), Some(suf), Some(mid)) = (fim.pre, fim.suf, fim.mid) else {
+        return Err(ApiError::invalid(
+            "does not support insert (the model has no fill-in-the-middle tokens)",
+        ));
+    };
+    let mut out: Vec<u32> = tok.bos().filter(|_| tok.add_bos()).into_iter().collect();
+    out.push(pre);
+    out.extend(tok.encode(prompt, false, true));
+    out.push(suf);
+    out.extend(tok.encode(suffix, false, true));
+    out.push(mid);
+    Ok(out)
+}
+
 /// `input_prefix` / `input_suffix`: text, or a list of texts and token ids (llama-server's
 /// `tokenize_mixed`), tokenized without special tokens.
 fn mixed(ready: &Ready, v: &Value, field: &str) -> Result<Vec<u32>, ApiError> {

@@ -181,7 +181,8 @@ fn final_fields(v: &mut Value, o: &Outcome, t0: Instant) {
     v["done_reason"] = done_reason(&o.finish).into();
     v["total_duration"] = ns(t0.elapsed()).into();
     v["load_duration"] = 0.into();
-    v["prompt_eval_count"] = (o.n_prompt - o.n_cached).into();
+    // As Ollama's runner: every prompt token, cached ones included (`numPromptInputs`).
+    v["prompt_eval_count"] = o.n_prompt.into();
     v["prompt_eval_duration"] = ns(o.prompt_time).into();
     v["eval_count"] = o.n_generated.into();
     v["eval_duration"] = ns(o.generation_time).into();
@@ -444,11 +445,6 @@ pub(crate) async fn generate(
     let ready = app.ready()?;
     let body = http::read_body(body)?;
     refuse_unsupported(&body, false)?;
-    if body.get("suffix").is_some_and(|s| s.as_str() != Some("")) {
-        return Err(
-            ApiError::unsupported("`suffix` (fill in the middle) is not supported yet").into(),
-        );
-    }
     if body.get("template").is_some_and(|s| s.as_str() != Some("")) {
         return Err(ApiError::unsupported(
             "`template` (a Go template) is not supported: hearth uses the model's Jinja template",
@@ -465,7 +461,15 @@ pub(crate) async fn generate(
         return Ok(axum::Json(v).into_response());
     }
     let raw = body.bool("raw")?.unwrap_or(false);
-    let prompt = if raw {
+    // Fill in the middle; as in Ollama, a raw prompt is taken as it is.
+    let suffix = body.str("suffix")?.unwrap_or("");
+    let prompt = if !suffix.is_empty() && !raw {
+        Prompt {
+            text: text.to_owned(),
+            tokens: crate::infill::ollama_insert(ready, text, suffix)?,
+            prefill: String::new(),
+        }
+    } else if raw {
         Prompt {
             text: text.to_owned(),
             tokens: ready.model.tokenizer.encode(text, true, true),

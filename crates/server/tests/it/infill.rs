@@ -5,6 +5,9 @@
 //! laid out (extra files, repo and file separators, the prefix's end, the suffix's start) gives
 //! the same prompt text and token count, and greedy decoding the same completion, as
 //! llama-server's; bad extra context gets its 400s, and a model without the tokens its 501.
+//! Ollama's `/api/generate` with a `suffix` lays the prompt out as Ollama's code-model
+//! templates do (`<PRE>prompt<SUF>suffix<MID>`) and answers as llama-server completes that
+//! layout given as token ids.
 
 use serde_json::{Value, json};
 
@@ -68,6 +71,20 @@ fn infill_answers_as_llama_server() {
     let r = plain.post("/infill", case0);
     assert_eq!(r.status, 501, "{}", r.body);
     assert_eq!(r.json()["error"], fx["unsupported"]["error"]);
+    // …and Ollama's 400 for a suffix.
+    let r = plain.post(
+        "/api/generate",
+        &json!({"model": "m", "prompt": "def f(", "suffix": ")", "stream": false}),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("does not support insert"),
+        "{}",
+        r.body
+    );
     drop(plain);
 
     let tmp = tempfile::tempdir().unwrap();
@@ -106,6 +123,22 @@ fn infill_answers_as_llama_server() {
         ] {
             assert_eq!(got[k], want[k], "case {i}: {k}");
         }
+    }
+    // Ollama's `/api/generate` with a suffix: llama-server's completion of the same layout.
+    for case in fx["ollama_insert"].as_array().unwrap() {
+        let req = &case["request"];
+        let want = &case["answer"];
+        let got = s
+            .post(
+                "/api/generate",
+                &json!({"model": "m", "prompt": req["prompt"], "suffix": req["suffix"],
+                        "stream": false,
+                        "options": {"temperature": 0, "num_predict": req["num_predict"]}}),
+            )
+            .json();
+        assert_eq!(got["response"], want["content"], "{req}");
+        assert_eq!(got["prompt_eval_count"], want["tokens_evaluated"], "{req}");
+        assert_eq!(got["eval_count"], want["tokens_predicted"], "{req}");
     }
     for bad in fx["bad_extra"].as_array().unwrap() {
         let mut req = fx["cases"][0]["request"].clone();
