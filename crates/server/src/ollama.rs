@@ -151,10 +151,28 @@ pub(crate) async fn show(
         "template": ready.template_source,
         "details": details(ready),
         "model_info": info,
-        "capabilities": ["completion"],
+        "capabilities": capabilities(ready),
         "modified_at": modified_at(&app),
     }))
     .into_response())
+}
+
+/// What the model can do, as Ollama lists it: `tools` when its template writes tool calls,
+/// `insert` (fill in the middle) when its vocabulary has the FIM tokens, `thinking` when its
+/// template has a thinking block.
+fn capabilities(ready: &Ready) -> Vec<&'static str> {
+    let fim = ready.model.tokenizer.fim();
+    let mut caps = vec!["completion"];
+    if ready.tool_format != crate::tools::Format::Content {
+        caps.push("tools");
+    }
+    if fim.pre.is_some() && fim.suf.is_some() && fim.mid.is_some() {
+        caps.push("insert");
+    }
+    if ready.thinking_tags.is_some() {
+        caps.push("thinking");
+    }
+    caps
 }
 
 /// Unix seconds as `2026-01-02T03:04:05Z`.

@@ -71,6 +71,8 @@ fn infill_answers_as_llama_server() {
     let r = plain.post("/infill", case0);
     assert_eq!(r.status, 501, "{}", r.body);
     assert_eq!(r.json()["error"], fx["unsupported"]["error"]);
+    let show = |s: &TestServer| s.post("/api/show", &json!({"model": "m"})).json();
+    assert_eq!(show(&plain)["capabilities"], json!(["completion"]));
     // …and Ollama's 400 for a suffix.
     let r = plain.post(
         "/api/generate",
@@ -89,6 +91,7 @@ fn infill_answers_as_llama_server() {
 
     let tmp = tempfile::tempdir().unwrap();
     let s = TestServer::start(fim_config(edited_model(&fx, tmp.path())));
+    assert_eq!(show(&s)["capabilities"], json!(["completion", "insert"]));
     for (i, case) in fx["cases"].as_array().unwrap().iter().enumerate() {
         let mut req = case["request"].clone();
         req["temperature"] = 0.into();
