@@ -1,7 +1,8 @@
 //! The instruction-set level kernels run at, detected once per process.
 //!
 //! `HEARTH_ISA=generic|avx2|avx512` lowers the level (never raises it above what the CPU has),
-//! for tests and for comparisons. Kernels that want to test every level take an [`Isa`]
+//! for tests and for comparisons; `avx512-novnni` also turns VNNI off, so a CPU with it runs
+//! the kernels of one without (Skylake-X's set) — for every level, differential tests included. Kernels that want to test every level take an [`Isa`]
 //! explicitly; everything else calls [`Isa::detected`].
 //!
 //! # Dispatch
@@ -78,11 +79,17 @@ impl Isa {
             .collect()
     }
 
-    /// Whether AVX-512 VNNI (`vpdpbusd`) is available to the `Avx512` level.
+    /// Whether AVX-512 VNNI (`vpdpbusd`) is available to the `Avx512` level (never with
+    /// `HEARTH_ISA=avx512-novnni`).
     pub fn has_vnni() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            std::arch::is_x86_feature_detected!("avx512vnni")
+            static OFF: OnceLock<bool> = OnceLock::new();
+            let off = *OFF.get_or_init(|| {
+                std::env::var("HEARTH_ISA")
+                    .is_ok_and(|v| v.trim().eq_ignore_ascii_case("avx512-novnni"))
+            });
+            !off && std::arch::is_x86_feature_detected!("avx512vnni")
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -102,12 +109,12 @@ impl Isa {
         }
     }
 
-    /// Parses `generic`, `avx2` or `avx512`.
+    /// Parses `generic`, `avx2`, `avx512` or `avx512-novnni`.
     pub fn from_name(name: &str) -> Option<Isa> {
         match name.trim().to_ascii_lowercase().as_str() {
             "generic" | "scalar" => Some(Isa::Generic),
             "avx2" => Some(Isa::Avx2),
-            "avx512" | "avx-512" => Some(Isa::Avx512),
+            "avx512" | "avx-512" | "avx512-novnni" => Some(Isa::Avx512),
             _ => None,
         }
     }

@@ -265,7 +265,11 @@ pub(crate) fn rows_kernel(isa: Isa, ty: GgmlType) -> Option<RowsFn> {
     let simd = match isa.dispatch() {
         Dispatch::Generic => None,
         #[cfg(target_arch = "x86_64")]
-        Dispatch::Avx2 | Dispatch::Avx512 => avx2::plain::rows_kernel(ty),
+        Dispatch::Avx2 => avx2::plain::rows_kernel(ty),
+        // The float row kernels need no VNNI, and must be the tile kernels' (512-bit) order:
+        // a token's outputs may not depend on whether it comes alone or in a batch.
+        #[cfg(target_arch = "x86_64")]
+        Dispatch::Avx512 => avx512::rows_kernel(ty).or_else(|| avx2::plain::rows_kernel(ty)),
         #[cfg(target_arch = "x86_64")]
         Dispatch::Avx512Vnni => avx512::rows_kernel(ty).or_else(|| avx2::vnni::rows_kernel(ty)),
     };

@@ -1,6 +1,7 @@
 //! The kernels crate's one integration-test binary.
 
 mod dot_reference;
+mod isa_levels;
 mod matmul_ggml;
 mod matmul_ggml_float;
 mod matmul_ggml_iq;
