@@ -609,7 +609,9 @@ impl Context {
             if kw == 0 {
                 continue;
             }
-            let rope = self.model.weights.layer_rope(il, &self.per_context);
+            let Some(rope) = self.model.weights.layer_rope(il, &self.per_context) else {
+                continue;
+            };
             for chunk in ws.shifts.chunks(self.params.n_batch) {
                 let buf = &mut ws.bufs[Buf::K as usize][..chunk.len() * kw];
                 for (row, &(c, _)) in buf.chunks_exact_mut(kw).zip(chunk) {
@@ -621,7 +623,7 @@ impl Context {
                         .iter()
                         .map(|&(_, d)| d.clamp(i32::MIN.into(), i32::MAX.into()) as i32),
                 );
-                ops.rope(rope, buf, l.n_head_kv, l.head_dim, &ws.positions);
+                ops.rope_shift(rope, buf, l.n_head_kv, l.head_dim, &ws.positions);
                 for (row, &(c, _)) in buf.chunks_exact(kw).zip(chunk) {
                     ops.f32_to_f16(self.kv.key_row_mut(il, c as usize), row);
                 }

@@ -136,6 +136,13 @@ impl Weights {
     }
 }
 
+impl Weights {
+    /// Whether layer `il` rotates its queries and keys (see [`Weights::no_rope_step`]).
+    pub fn has_rope(&self, il: usize) -> bool {
+        self.no_rope_step == 0 || !(il + 1).is_multiple_of(self.no_rope_step)
+    }
+}
+
 pub fn forward(hp: &HParams, w: &Weights, x: &mut dyn Backend) {
     let cfg = AttentionConfig {
         rope: &w.rope,
@@ -152,7 +159,7 @@ pub fn forward_decoder(hp: &HParams, w: &Weights, x: &mut dyn Backend, cfg: &Att
     for (il, l) in w.layers.iter().enumerate() {
         x.rms_norm(Buf::X, &l.attn_norm, Buf::H);
         let extras = AttentionExtras {
-            rope: w.no_rope_step == 0 || !(il + 1).is_multiple_of(w.no_rope_step),
+            rope: w.has_rope(il),
             temperature: w.temperature,
             ..AttentionExtras::default()
         };

@@ -192,8 +192,9 @@ impl ArchWeights {
         }
     }
 
-    /// The RoPE of layer `il`'s keys in a context that chose `c`.
-    pub(crate) fn layer_rope(&self, il: usize, c: &PerContext) -> &Rope {
+    /// The RoPE of layer `il`'s keys in a context that chose `c`, or `None` for a layer
+    /// without RoPE (SmolLM3's every fourth), whose cached keys a shift leaves alone.
+    pub(crate) fn layer_rope(&self, il: usize, c: &PerContext) -> Option<&Rope> {
         match self {
             ArchWeights::Llama(w)
             | ArchWeights::Qwen2(w)
@@ -201,11 +202,11 @@ impl ArchWeights {
             | ArchWeights::Qwen3(w)
             | ArchWeights::Qwen3Moe(w)
             | ArchWeights::Smollm3(w)
-            | ArchWeights::Mistral3(w) => &w.rope,
-            ArchWeights::Phi3(w) => w.rope(c),
-            ArchWeights::GptOss(w) => &w.rope,
-            ArchWeights::Gemma3(w) => w.layer_rope(il),
-            ArchWeights::Gemma4(w) => w.layer_rope(il),
+            | ArchWeights::Mistral3(w) => w.has_rope(il).then_some(&w.rope),
+            ArchWeights::Phi3(w) => Some(w.rope(c)),
+            ArchWeights::GptOss(w) => Some(&w.rope),
+            ArchWeights::Gemma3(w) => Some(w.layer_rope(il)),
+            ArchWeights::Gemma4(w) => Some(w.layer_rope(il)),
         }
     }
 }

@@ -196,8 +196,20 @@ fn copied_prompt_continues_in_two_sequences() {
 /// `seq_add` (cached keys re-rotated in place: the K-shift; skipped with `skip_shift`), then
 /// decodes the last token right after them. Returns its logits, and those of a fresh
 /// evaluation of all of `tokens` at `start + delta..`.
-fn shifted_and_fresh(
+pub(crate) fn shifted_and_fresh(
     model: &Arc<Model>,
+    tokens: &[u32],
+    start: usize,
+    delta: isize,
+    skip_shift: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    shifted_and_fresh_in(model, 256, tokens, start, delta, skip_shift)
+}
+
+/// [`shifted_and_fresh`] in contexts of `n_ctx` cells.
+pub(crate) fn shifted_and_fresh_in(
+    model: &Arc<Model>,
+    n_ctx: usize,
     tokens: &[u32],
     start: usize,
     delta: isize,
@@ -205,7 +217,7 @@ fn shifted_and_fresh(
 ) -> (Vec<f32>, Vec<f32>) {
     let m = tokens.len() - 1;
     let moved = start.checked_add_signed(delta).unwrap();
-    let mut ctx = Context::new(model.clone(), params(256, 1)).unwrap();
+    let mut ctx = Context::new(model.clone(), params(n_ctx, 1)).unwrap();
     ctx.decode_batch(&Batch::of_sequence(&tokens[..m], start, 0))
         .unwrap();
     if !skip_shift {
@@ -214,14 +226,14 @@ fn shifted_and_fresh(
     }
     ctx.decode_batch(&Batch::of_sequence(&tokens[m..], moved + m, 0))
         .unwrap();
-    let mut fresh = Context::new(model.clone(), params(256, 1)).unwrap();
+    let mut fresh = Context::new(model.clone(), params(n_ctx, 1)).unwrap();
     fresh
         .decode_batch(&Batch::of_sequence(tokens, moved, 0))
         .unwrap();
     (ctx.batch_logits(0).to_vec(), fresh.batch_logits(m).to_vec())
 }
 
-fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
     let max_diff = a
         .iter()
         .zip(b)
@@ -233,8 +245,8 @@ fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
 /// Shifting a sequence's positions (the K-shift: cached keys re-rotated in place) and decoding
 /// equals evaluating it afresh at the shifted positions within 1e-3 of the logits, on a
 /// synthetic model of each architecture with f32 weights (so nothing but the f16 cache rounds):
-/// both RoPE layouts, Gemma 3's two RoPE bases and its sliding window, frequency factors and
-/// linear scaling; forward and back. (Only a whole sequence can be compared so: moving part
+/// both RoPE layouts, Gemma 3's two RoPE bases and its sliding window, frequency factors,
+/// linear scaling, a RoPE magnitude (`attn_factor`) and layers without RoPE; forward and back. (Only a whole sequence can be compared so: moving part
 /// of it changes the distances its later tokens saw the earlier ones at, which their cached
 /// values of the upper layers still reflect — context shift drops that information, in
 /// llama.cpp as here.)
@@ -257,6 +269,25 @@ fn shift_then_decode_matches_reevaluation() {
             rope_freqs: true,
             rope_linear: Some(2.0),
             ..Config::small(Arch::Llama)
+        },
+    ));
+    // The magnitude LongRoPE and YaRN give cos and sin is in the cached keys already: a shift
+    // only rotates (llama.cpp's K-shift applies it again; 1.25 here was 1.4e-1 off so).
+    cases.push((
+        "llama rope attn_factor 1.25".into(),
+        Config {
+            rope_attn_factor: Some(1.25),
+            rope_freqs: true,
+            ..Config::small(Arch::Llama)
+        },
+    ));
+    // SmolLM3's every fourth layer has no RoPE: its keys stay as they are (rotating them
+    // too was 1.1e-1 off).
+    cases.push((
+        "smollm3 no-RoPE layers".into(),
+        Config {
+            n_layer: 8,
+            ..Config::small(Arch::Smollm3)
         },
     ));
     cases.push((

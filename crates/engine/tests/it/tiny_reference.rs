@@ -588,6 +588,33 @@ fn phi3_long_context_uses_the_long_rope_factors() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The K-shift with the RoPE the context chose: a Phi-3 sequence moved by `seq_add` and decoded
+/// on equals it evaluated afresh at the moved positions in a 256-cell context (short factors)
+/// and a 512-cell one (long factors), within 5e-3 of the logits (measured 0.9–2.7e-3: the f16
+/// file rounds every product's activations to f16, which carries the f16 cache's rounding
+/// further than the synthetic f32 models of `many_sequences` do); as a pure rotation —
+/// llama.cpp's K-shift multiplies the keys by LongRoPE's `attn_factor` (1.118 here) again,
+/// which was 1.7e-1 off.
+#[test]
+fn phi3_shifted_keys_equal_keys_at_the_new_positions() {
+    use crate::many_sequences::{rel_diff, shifted_and_fresh_in};
+    let model = load("phi3", "f16");
+    let tokens = ids(&reference("phi3")["cases"][1]["ids"]);
+    for n_ctx in [256, 512] {
+        for (start, delta) in [(0, 9), (20, -13)] {
+            let (shifted, fresh) =
+                shifted_and_fresh_in(&model, n_ctx, &tokens, start, delta, false);
+            let d = rel_diff(&shifted, &fresh);
+            assert!(d <= 5e-3, "n_ctx {n_ctx}, from {start} by {delta}: {d:.2e}");
+            let (unshifted, _) = shifted_and_fresh_in(&model, n_ctx, &tokens, start, delta, true);
+            assert!(
+                rel_diff(&unshifted, &fresh) > 1e-2,
+                "n_ctx {n_ctx}: no shift is close"
+            );
+        }
+    }
+}
+
 // gpt-oss's q8_0 logits were within 2e-7 of llama.cpp's but not identical while its F32
 // matrices (the untied LM head among them) summed in hearth's own order; in llama.cpp's
 // (`ggml_vec_dot_f32`, llamafile's sgemm) they are equal at every position.

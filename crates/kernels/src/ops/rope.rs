@@ -158,8 +158,9 @@ impl Rope {
     }
 
     /// `(cos, sin)` of pair `k` at position `pos`, for every pair, as ggml's
-    /// `ggml_rope_cache_init` + `rope_yarn` compute them.
-    fn angles(&self, pos: i32, mut each: impl FnMut(usize, f32, f32)) {
+    /// `ggml_rope_cache_init` + `rope_yarn` compute them (`unit`: without the magnitude scale,
+    /// a pure rotation).
+    fn angles(&self, pos: i32, unit: bool, mut each: impl FnMut(usize, f32, f32)) {
         let p = &self.params;
         let mut theta = pos as f32;
         for k in 0..p.n_rot / 2 {
@@ -176,6 +177,9 @@ impl Rope {
                 angle = theta_interp * (1.0 - ramp_mix) + theta_extrap * ramp_mix;
                 mscale *= 1.0 + 0.1 * (1.0 / p.freq_scale).ln();
             }
+            if unit {
+                mscale = 1.0;
+            }
             each(k, angle.cos() * mscale, angle.sin() * mscale);
             theta *= self.theta_scale;
         }
@@ -183,12 +187,17 @@ impl Rope {
 
     /// Writes the angles of `pos` in the layout `rope_rotate` reads (`n_rot` values each).
     fn fill(&self, pos: i32, cos: &mut [f32], sin: &mut [f32]) {
+        self.fill_as(pos, false, cos, sin);
+    }
+
+    /// [`Rope::fill`], a pure rotation when `unit`.
+    fn fill_as(&self, pos: i32, unit: bool, cos: &mut [f32], sin: &mut [f32]) {
         match self.params.mode {
-            RopeMode::Neox => self.angles(pos, |k, c, s| {
+            RopeMode::Neox => self.angles(pos, unit, |k, c, s| {
                 cos[k] = c;
                 sin[k] = s;
             }),
-            RopeMode::Normal => self.angles(pos, |k, c, s| {
+            RopeMode::Normal => self.angles(pos, unit, |k, c, s| {
                 cos[2 * k] = c;
                 cos[2 * k + 1] = c;
                 sin[2 * k] = -s;
@@ -261,6 +270,37 @@ impl Ops {
         head_dim: usize,
         positions: &[i32],
     ) {
+        self.rope_as(rope, false, x, n_head, head_dim, positions);
+    }
+
+    /// Moves already-rotated keys by `deltas` (one per token): [`Ops::rope`] without the
+    /// magnitude scale (`attn_factor`, YaRN's `1 + 0.1 ln s`), which the keys carry already —
+    /// a pure rotation, so a shifted key equals the key rotated at its new position.
+    /// (llama.cpp's K-shift applies the scale again, so its shifted keys of YaRN and LongRoPE
+    /// models grow by it at every shift.)
+    ///
+    /// # Panics
+    /// As [`Ops::rope`].
+    pub fn rope_shift(
+        self,
+        rope: &Rope,
+        x: &mut [f32],
+        n_head: usize,
+        head_dim: usize,
+        deltas: &[i32],
+    ) {
+        self.rope_as(rope, true, x, n_head, head_dim, deltas);
+    }
+
+    fn rope_as(
+        self,
+        rope: &Rope,
+        unit: bool,
+        x: &mut [f32],
+        n_head: usize,
+        head_dim: usize,
+        positions: &[i32],
+    ) {
         let n_rot = rope.params.n_rot;
         check_shape(x.len(), positions.len(), n_head, head_dim, n_rot);
         let mut cos = [0.0f32; Rope::MAX_ROT];
@@ -270,7 +310,7 @@ impl Ops {
             return;
         }
         for (token, &pos) in x.chunks_exact_mut(n_head * head_dim).zip(positions) {
-            rope.fill(pos, &mut cos[..n_rot], &mut sin[..n_rot]);
+            rope.fill_as(pos, unit, &mut cos[..n_rot], &mut sin[..n_rot]);
             for head in token.chunks_exact_mut(head_dim) {
                 self.rope_rotate(head, &cos[..n_rot], &sin[..n_rot], n_rot, neox);
             }

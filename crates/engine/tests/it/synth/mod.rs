@@ -118,6 +118,9 @@ pub struct Config {
     pub rope_base_swa: Option<f32>,
     /// Linear RoPE scaling factor (`rope.scaling.type = linear`).
     pub rope_linear: Option<f32>,
+    /// `rope.scaling.attn_factor`, the magnitude of RoPE's cos and sin (LongRoPE's); the engine
+    /// only — `reference` does not model it.
+    pub rope_attn_factor: Option<f32>,
     /// A `rope_freqs.weight` tensor of per-pair frequency divisors.
     pub rope_freqs: bool,
     /// `attention.sliding_window`.
@@ -161,6 +164,7 @@ impl Config {
             rope_base: 10_000.0,
             rope_base_swa: None,
             rope_linear: None,
+            rope_attn_factor: None,
             rope_freqs: false,
             sliding_window: None,
             tied: false,
@@ -519,6 +523,10 @@ pub fn build(cfg: &Config, w: &Weights) -> Builder<'static> {
         b.set(key("rope.scaling.type"), Value::string("linear"))
             .unwrap();
         b.set(key("rope.scaling.factor"), Value::F32(factor))
+            .unwrap();
+    }
+    if let Some(f) = cfg.rope_attn_factor {
+        b.set(key("rope.scaling.attn_factor"), Value::F32(f))
             .unwrap();
     }
     if let Some(window) = cfg.sliding_window {
