@@ -278,4 +278,46 @@ impl F32x16 for __m512 {
     unsafe fn tree16(self) -> f32 {
         tree16(self)
     }
+
+    const WIDE_REDUCE: bool = true;
+
+    /// `tree16`'s four levels for 16 vectors at once: each level adds the same pairs of lanes,
+    /// two vectors' worth per instruction (`shuffle_f32x4`, then `shuffle_ps`), and the 16
+    /// results come out in the lane order `4·(r mod 4) + r / 4`, put back by one permute.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+    unsafe fn tree16x16(v: &[Self; 16], out: *mut f32) {
+        // Level 1: rows 2i, 2i+1 → [row 2i: lanes j + (j + 8) | row 2i+1: the same], j < 8.
+        let t: [__m512; 8] = std::array::from_fn(|i| {
+            let (a, b) = (v[2 * i], v[2 * i + 1]);
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x44>(a, b),
+                _mm512_shuffle_f32x4::<0xEE>(a, b),
+            )
+        });
+        // Level 2: 128-bit lane L holds row 4i + L's four sums of level 2.
+        let u: [__m512; 4] = std::array::from_fn(|i| {
+            let (a, b) = (t[2 * i], t[2 * i + 1]);
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x88>(a, b),
+                _mm512_shuffle_f32x4::<0xDD>(a, b),
+            )
+        });
+        // Level 3: lane L holds the two sums of rows 8i + L and 8i + 4 + L.
+        let w: [__m512; 2] = std::array::from_fn(|i| {
+            let (a, b) = (u[2 * i], u[2 * i + 1]);
+            _mm512_add_ps(
+                _mm512_shuffle_ps::<0x44>(a, b),
+                _mm512_shuffle_ps::<0xEE>(a, b),
+            )
+        });
+        // Level 4: lane 4L + k holds row L + 4k.
+        let s = _mm512_add_ps(
+            _mm512_shuffle_ps::<0x88>(w[0], w[1]),
+            _mm512_shuffle_ps::<0xDD>(w[0], w[1]),
+        );
+        let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        // SAFETY: `out` valid for 16 writes (trait contract).
+        unsafe { _mm512_storeu_ps(out, _mm512_permutexvar_ps(order, s)) };
+    }
 }

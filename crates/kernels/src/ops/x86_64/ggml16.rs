@@ -50,6 +50,19 @@ pub(super) trait F32x16: Copy {
     unsafe fn exp(self) -> Self;
     /// `ops::ggml::tree16` of the lanes.
     unsafe fn tree16(self) -> f32;
+
+    /// Whether [`F32x16::tree16x16`] reduces 16 vectors faster than 16 [`F32x16::tree16`]s.
+    const WIDE_REDUCE: bool = false;
+
+    /// `out[r] = v[r].tree16()` for 16 vectors, the same additions in the same order (a
+    /// level with [`F32x16::WIDE_REDUCE`] does them 16 at a time by transposing).
+    #[inline(always)]
+    unsafe fn tree16x16(v: &[Self; 16], out: *mut f32) {
+        for (r, x) in v.iter().enumerate() {
+            // SAFETY: `out` valid for 16 writes; the level's features (trait contract).
+            unsafe { *out.add(r) = x.tree16() };
+        }
+    }
 }
 
 /// `((t0 + t4) + (t2 + t6)) + ((t1 + t5) + (t3 + t7))`: the 16-lane tree from its first level
@@ -134,6 +147,52 @@ unsafe fn kq16<V: F32x16, const G: usize>(
     }
 }
 
+/// Most head size [`kq16_rows16`] widens 16 key rows of into its stack buffer.
+const ROWS16_MAX_HD: usize = 256;
+
+/// [`kq16`] for the 16 rows `rows` and every head of `q` at once: the keys widened once into
+/// `kf`, then per head 16 chains of FMAs reduced together ([`F32x16::tree16x16`]) into
+/// `scores[h·ld + j..][..16]`. Each score is [`kq16`]'s, bit for bit.
+///
+/// # Safety
+/// `V`'s CPU features; each row valid for `hd` reads, `hd` a multiple of 16 and at most
+/// [`ROWS16_MAX_HD`]; `q` holds `g` heads of `hd`; `scores` holds `(g − 1)·ld + j + 16`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kq16_rows16<V: F32x16>(
+    rows: &[*const f16; 16],
+    q: &[f32],
+    g: usize,
+    hd: usize,
+    kf: &mut [f32; 16 * ROWS16_MAX_HD],
+    scores: &mut [f32],
+    ld: usize,
+    j: usize,
+) {
+    assert!(hd <= ROWS16_MAX_HD && q.len() >= g * hd);
+    assert!(g == 0 || scores.len() >= (g - 1) * ld + j + 16);
+    // SAFETY: rows hold `hd` values and `kf` 16·`hd` (asserted); `q` holds `g` heads;
+    // `scores[h·ld + j..][..16]` is inside `scores` (asserted); `V`'s features.
+    unsafe {
+        for (r, &row) in rows.iter().enumerate() {
+            for d in (0..hd).step_by(16) {
+                V::load_f16(row.add(d)).store(kf.as_mut_ptr().add(r * hd + d));
+            }
+        }
+        for h in 0..g {
+            let qh = q.as_ptr().add(h * hd);
+            let mut acc = [V::zero(); 16];
+            for d in (0..hd).step_by(16) {
+                let qc = V::load(qh.add(d));
+                for (r, a) in acc.iter_mut().enumerate() {
+                    *a = V::load(kf.as_ptr().add(r * hd + d)).fmadd(qc, *a);
+                }
+            }
+            V::tree16x16(&acc, scores.as_mut_ptr().add(h * ld + j));
+        }
+    }
+}
+
 /// As [`kq16`] in `ggml_vec_dot_f16`'s order: 4 × 16 lanes over `np` (a multiple of 64, at
 /// most `hd`) values, the rest in f64.
 ///
@@ -195,7 +254,19 @@ pub(super) unsafe fn kq_dots<V: F32x16, const H64: usize>(
     assert!(q.len() >= g * hd);
     assert!(!lanes16 || hd.is_multiple_of(16));
     let np = hd & !63;
-    for j in 0..k.n() {
+    let mut j0 = 0;
+    if lanes16 && V::WIDE_REDUCE && hd <= ROWS16_MAX_HD && k.n() >= 16 {
+        let mut kf = [0.0f32; 16 * ROWS16_MAX_HD];
+        while j0 + 16 <= k.n() {
+            let rows: [*const f16; 16] = std::array::from_fn(|r| k.row(j0 + r).as_ptr());
+            // SAFETY: each row holds `hd` values (`Rows::row`), a multiple of 16 (asserted)
+            // and at most the buffer's; `q` holds `g` heads; `scores` holds
+            // `(g − 1)·ld + k.n()` (the caller's contract); `V`'s features.
+            unsafe { kq16_rows16::<V>(&rows, q, g, hd, &mut kf, scores, ld, j0) };
+            j0 += 16;
+        }
+    }
+    for j in j0..k.n() {
         let r = k.row(j).as_ptr();
         let mut h0 = 0;
         while h0 < g {
