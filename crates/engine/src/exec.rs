@@ -14,7 +14,7 @@ use std::sync::Arc;
 use kernels::matmul::{Matrix, Product};
 use kernels::ops::Ops;
 use kernels::ops::attention::{AttentionParams, AttentionScratch};
-use kernels::ops::rope::Rope;
+use kernels::ops::rope::{Rope, RopeCache};
 use kernels::pool::ThreadPool;
 
 use crate::kv_cache::KvStore;
@@ -224,6 +224,11 @@ pub struct Workspace {
     pub(crate) attn_scratch: Vec<(usize, AttentionScratch)>,
     /// Cells whose keys need re-rotating, with the position change.
     pub(crate) shifts: Vec<(u32, i64)>,
+    /// The cos/sin of the batch's positions per RoPE (keyed by its address in the model), so
+    /// a forward computes them once per RoPE rather than for every q and k of every layer;
+    /// the first `ropes_filled` are this forward's.
+    pub(crate) ropes: Vec<(usize, RopeCache)>,
+    pub(crate) ropes_filled: usize,
     /// Room for the mixture-of-experts block (models with experts only).
     pub(crate) moe: Option<MoeScratch>,
 }
@@ -342,6 +347,8 @@ impl Workspace {
             identity_maps: true,
             attn_scratch,
             shifts: Vec::new(),
+            ropes: Vec::new(),
+            ropes_filled: 0,
             moe: (hp.n_expert > 0).then(|| MoeScratch::new(hp, n_batch, batch_invariant)),
         }
     }
@@ -372,6 +379,8 @@ pub(crate) struct Cpu<'a> {
 
 impl<'a> Cpu<'a> {
     pub fn new(hp: &'a HParams, ws: &'a mut Workspace, kv: &'a mut KvStore, n: usize) -> Self {
+        // New positions: the RoPE angles of the last forward are stale.
+        ws.ropes_filled = 0;
         Cpu {
             hp,
             ws,
@@ -539,8 +548,29 @@ impl Backend for Cpu<'_> {
         let _t = profile::scope(Op::Rope);
         let head_dim = self.shape.head_dim;
         let n = self.n;
-        let b = &mut self.ws.bufs[buf as usize][..n * buf.width(self.hp, &self.shape)];
-        Ops::detected().rope(rope, b, n_heads, head_dim, &self.ws.positions[..n]);
+        let ws = &mut *self.ws;
+        let key = std::ptr::from_ref(rope) as usize;
+        let at = match ws.ropes[..ws.ropes_filled]
+            .iter()
+            .position(|(k, _)| *k == key)
+        {
+            Some(i) => i,
+            None => {
+                // Reuse a slot of an earlier forward (no allocation once the batch size has
+                // been seen), else add one.
+                if ws.ropes_filled == ws.ropes.len() {
+                    ws.ropes
+                        .push((key, RopeCache::with_capacity(n, rope.params().n_rot)));
+                }
+                let slot = &mut ws.ropes[ws.ropes_filled];
+                slot.0 = key;
+                slot.1.fill(rope, &ws.positions[..n]);
+                ws.ropes_filled += 1;
+                ws.ropes_filled - 1
+            }
+        };
+        let b = &mut ws.bufs[buf as usize][..n * buf.width(self.hp, &self.shape)];
+        Ops::detected().rope_cached(&ws.ropes[at].1, b, n_heads, head_dim);
     }
 
     fn attention(&mut self, il: usize, kq_scale: f32, window: Option<usize>) {
