@@ -47,7 +47,7 @@ fn prompt(ready: &Ready, body: &Body, spm: bool) -> Result<Vec<u32>, ApiError> {
             missing.push_str(&format!("{what} token is missing. "));
         }
     }
-    let (Some(pre), Some(suf), Some(mid)) = (fim.pre, fim.suf, fim.mid) else {
+    let Some((pre, suf, mid)) = fim.insert() else {
         return Err(ApiError::not_implemented(format!(
             "Infill is not supported by this model: {missing}"
         )));
@@ -155,8 +155,7 @@ pub(crate) fn ollama_insert(
     suffix: &str,
 ) -> Result<Vec<u32>, ApiError> {
     let tok = &ready.model.tokenizer;
-    let fim = tok.fim();
-    let (Some(pre), Some(suf), Some(mid)) = (fim.pre, fim.suf, fim.mid) else {
+    let Some((pre, suf, mid)) = tok.fim().insert() else {
         return Err(ApiError::invalid(
             "does not support insert (the model has no fill-in-the-middle tokens)",
         ));

@@ -161,12 +161,11 @@ pub(crate) async fn show(
 /// `insert` (fill in the middle) when its vocabulary has the FIM tokens, `thinking` when its
 /// template has a thinking block.
 fn capabilities(ready: &Ready) -> Vec<&'static str> {
-    let fim = ready.model.tokenizer.fim();
     let mut caps = vec!["completion"];
     if ready.tool_format != crate::tools::Format::Content {
         caps.push("tools");
     }
-    if fim.pre.is_some() && fim.suf.is_some() && fim.mid.is_some() {
+    if ready.model.tokenizer.fim().insert().is_some() {
         caps.push("insert");
     }
     if ready.thinking_tags.is_some() {

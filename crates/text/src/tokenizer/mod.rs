@@ -62,6 +62,14 @@ pub struct Fim {
     pub sep: Option<u32>,
 }
 
+impl Fim {
+    /// The prefix, suffix and middle tokens, when the vocabulary has all three (what filling
+    /// in the middle needs).
+    pub fn insert(&self) -> Option<(u32, u32, u32)> {
+        Some((self.pre?, self.suf?, self.mid?))
+    }
+}
+
 /// A model's tokenizer. Cheap to share between threads (`&Tokenizer` is all encoding needs).
 #[derive(Clone)]
 pub struct Tokenizer {
