@@ -23,7 +23,7 @@ use kernels::pool::ThreadPool;
 use crate::arch;
 use crate::batch::{Batch, MAX_SEQ, SeqId, SeqSet};
 use crate::exec::{Buf, Cpu, MatmulObserver, Workspace};
-use crate::kv_cache::KvStore;
+use crate::kv_cache::{KvShape, KvStore};
 use crate::model::Model;
 
 /// Settings of a context.
@@ -191,13 +191,16 @@ impl Context {
             OUTPUT_CHUNK,
             params.batch_invariant,
         );
-        let widths: Vec<(usize, usize)> = (hp.layers.iter().enumerate())
+        let shapes: Vec<KvShape> = (hp.layers.iter().enumerate())
             .map(|(il, l)| {
-                let w = if l.has_kv(il) { l.n_embd_kv() } else { 0 };
-                (w, w)
+                if l.has_kv(il) {
+                    KvShape::new(l.n_head_kv, l.head_dim)
+                } else {
+                    KvShape::default()
+                }
             })
             .collect();
-        let kv = KvStore::with_widths(params.n_ctx, &widths);
+        let kv = KvStore::with_shapes(params.n_ctx, &shapes);
         let params = ContextParams {
             n_batch: nb,
             ..params
@@ -605,7 +608,8 @@ impl Context {
         let ops = Ops::detected();
         for il in 0..hp.n_layer {
             let l = hp.layer(il);
-            let kw = self.kv.key_width(il);
+            let shape = self.kv.shape(il);
+            let kw = shape.n_head * shape.k_dim;
             if kw == 0 {
                 continue;
             }
@@ -615,7 +619,7 @@ impl Context {
             for chunk in ws.shifts.chunks(self.params.n_batch) {
                 let buf = &mut ws.bufs[Buf::K as usize][..chunk.len() * kw];
                 for (row, &(c, _)) in buf.chunks_exact_mut(kw).zip(chunk) {
-                    ops.f16_to_f32(row, self.kv.key_row_mut(il, c as usize));
+                    self.kv.read_keys(il, c as usize, row);
                 }
                 ws.positions.clear();
                 ws.positions.extend(
@@ -625,7 +629,7 @@ impl Context {
                 );
                 ops.rope_shift(rope, buf, l.n_head_kv, l.head_dim, &ws.positions);
                 for (row, &(c, _)) in buf.chunks_exact(kw).zip(chunk) {
-                    ops.f32_to_f16(self.kv.key_row_mut(il, c as usize), row);
+                    self.kv.write_keys(il, c as usize, row);
                 }
             }
         }

@@ -1032,12 +1032,7 @@ impl Cpu<'_> {
         let ws = &mut *self.ws;
         set_attention_rows(ws, self.kv, n, window);
         let params = attention_params(hp, &l, kq_scale);
-        let cache = kernels::ops::attention::KvCache {
-            k: self.kv.keys(kv_layer),
-            v: self.kv.values(kv_layer),
-            pos_stride: l.n_embd_kv(),
-            head_stride: l.head_dim,
-        };
+        let cache = self.kv.cache(kv_layer);
         let [_, _, q, _, _, att, ..] = &mut ws.bufs;
         let (cells, bases): (&[u32], &[usize]) = if ws.identity_maps {
             (&[], &[])

@@ -220,6 +220,99 @@ fn main() {
                 );
             }
         }
+        // Batched decode: 8 sequences, one token each, 128 prompt cells each in a block and
+        // 128 generated ones interleaved (llama-batched-bench's layout at its last step).
+        {
+            let (b, np, ng) = (8usize, 128usize, 128usize);
+            let q = data(b * n_head * hd, 12);
+            let mut out = vec![0.0; q.len()];
+            let mut cells = Vec::new();
+            let mut bases = Vec::new();
+            for t in 0..b {
+                bases.push(cells.len());
+                cells.extend((t * np..(t + 1) * np).map(|c| c as u32));
+                // runs of 32 cells, as `KvStore` hands them out
+                cells.extend((0..ng).map(|i| (b * np + (i / 32 * b + t) * 32 + i % 32) as u32));
+            }
+            let rows = vec![0..np + ng; b];
+            // 30 layers' caches, visited in turn: a decode step reads each once (~24 MB).
+            let layers: Vec<(Vec<f16>, Vec<f16>)> = (0..30)
+                .map(|l| {
+                    let mk = |s| {
+                        data(b * (np + ng) * n_head_kv * hd, s)
+                            .iter()
+                            .map(|&v| f16::from_f32(v))
+                            .collect::<Vec<_>>()
+                    };
+                    (mk(100 + l), mk(200 + l))
+                })
+                .collect();
+            for (layout, pos_stride, head_stride) in [
+                ("cell-major", n_head_kv * hd, hd),
+                ("head-major", hd, b * (np + ng) * hd),
+            ] {
+                for pool in &pools {
+                    let mut scratch = AttentionScratch::new(&p, pool.n_threads(), n_ctx);
+                    let mut il = 0;
+                    row(
+                        &format!(
+                            "attention_ggml 8x256 cold {layout} {name} thr={}",
+                            pool.n_threads()
+                        ),
+                        &ops.iter()
+                            .map(|o| {
+                                time_us(|| {
+                                    il = (il + 1) % layers.len();
+                                    let cache = KvCache {
+                                        k: &layers[il].0,
+                                        v: &layers[il].1,
+                                        pos_stride,
+                                        head_stride,
+                                    };
+                                    o.attention_ggml_mapped(
+                                        pool,
+                                        &p,
+                                        black_box(&q),
+                                        &cache,
+                                        &rows,
+                                        &cells,
+                                        &bases,
+                                        &mut out,
+                                        &mut scratch,
+                                    )
+                                })
+                            })
+                            .collect::<Vec<_>>(),
+                    );
+                }
+            }
+            for pool in &pools {
+                let mut scratch = AttentionScratch::new(&p, pool.n_threads(), n_ctx);
+                row(
+                    &format!(
+                        "attention_ggml 8 seqs x 256 cells {name} thr={}",
+                        pool.n_threads()
+                    ),
+                    &ops.iter()
+                        .map(|o| {
+                            time_us(|| {
+                                o.attention_ggml_mapped(
+                                    pool,
+                                    &p,
+                                    black_box(&q),
+                                    &cache,
+                                    &rows,
+                                    &cells,
+                                    &bases,
+                                    &mut out,
+                                    &mut scratch,
+                                )
+                            })
+                        })
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
         let n_tokens = 256;
         let q = data(n_tokens * n_head * hd, 11);
         let mut out = vec![0.0; q.len()];

@@ -313,3 +313,158 @@ pub fn attn_accum(p: &[f32], ld: usize, g: usize, v: &Rows<'_>, out: &mut [f32])
         }
     }
 }
+
+/// Rows that a later task will read, brought into L2 a few cache lines at a time while this
+/// one computes ([`Ahead::tick`], called by the attention kernels once per row they read;
+/// every so many ticks fetch [`Ahead::BURST`] lines): issued all at once, the prefetches
+/// would stall the thread as soon as the core's miss buffers are full.
+pub struct Ahead<'a> {
+    rows: [Option<Rows<'a>>; 2],
+    /// Which of `rows` is being fetched (2: done), its next row, and the next line of that row.
+    cur: usize,
+    next: usize,
+    line: usize,
+    /// Lines per fetch, and ticks per fetch.
+    per_fetch: usize,
+    every: u32,
+    count: u32,
+}
+
+impl<'a> Ahead<'a> {
+    /// Nothing to fetch.
+    pub fn none() -> Ahead<'a> {
+        Ahead {
+            rows: [None, None],
+            cur: 2,
+            next: 0,
+            line: 0,
+            per_fetch: 0,
+            every: 1,
+            count: 0,
+        }
+    }
+
+    /// Cache lines fetched at once, at most.
+    pub const BURST: usize = 16;
+
+    /// `a` then `b` (rows of the same size), spread over `ticks` calls of [`Ahead::tick`].
+    pub fn new(a: Rows<'a>, b: Rows<'a>, ticks: usize) -> Ahead<'a> {
+        let lines = (a.n + b.n) * Self::lines(&a);
+        let every = (ticks / lines.div_ceil(Self::BURST).max(1)).max(1);
+        let fetches = (ticks / every).max(1);
+        Ahead {
+            rows: [Some(a), Some(b)],
+            cur: if lines == 0 { 2 } else { 0 },
+            next: 0,
+            line: 0,
+            per_fetch: lines.div_ceil(fetches),
+            every: every.min(u32::MAX as usize) as u32,
+            count: 0,
+        }
+    }
+
+    fn lines(rows: &Rows<'_>) -> usize {
+        (rows.hd * size_of::<f16>()).div_ceil(64)
+    }
+
+    /// Whether lines are left to fetch.
+    #[inline(always)]
+    pub fn is_active(&self) -> bool {
+        self.cur < 2
+    }
+
+    /// Fetches the next share of the lines.
+    #[inline(always)]
+    pub fn tick(&mut self) {
+        self.count += 1;
+        if self.count >= self.every && self.cur < 2 {
+            self.count = 0;
+            self.fetch();
+        }
+    }
+
+    #[inline(always)]
+    fn fetch(&mut self) {
+        let mut left = self.per_fetch;
+        while left > 0 && self.cur < 2 {
+            let Some(rows) = &self.rows[self.cur] else {
+                self.cur += 1;
+                continue;
+            };
+            if self.next == rows.n {
+                (self.cur, self.next) = (self.cur + 1, 0);
+                continue;
+            }
+            let row = rows.row(self.next).as_ptr().cast::<u8>();
+            let per_row = Self::lines(rows);
+            while left > 0 && self.line < per_row {
+                prefetch_l2(row.wrapping_add(64 * self.line));
+                self.line += 1;
+                left -= 1;
+            }
+            if self.line == per_row {
+                (self.next, self.line) = (self.next + 1, 0);
+                if self.next == rows.n {
+                    (self.cur, self.next) = (self.cur + 1, 0);
+                }
+            }
+        }
+    }
+}
+
+/// Asks for the cache line at `p` to be brought into L2 (a hint: no effect on results, any
+/// address allowed).
+#[inline(always)]
+pub(crate) fn prefetch_l2(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address; SSE is part of x86-64.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T1>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every line of both row sets is asked for within the ticks given, in bursts of at most
+    /// `BURST` lines, whatever the sizes (empty ones included).
+    #[test]
+    fn ahead_fetches_every_row_within_its_ticks() {
+        for (n, hd, ticks) in [
+            (256, 64, 512),
+            (256, 256, 512),
+            (3, 64, 1),
+            (0, 64, 10),
+            (100, 64, 7),
+            (5, 64, 0),
+            (40, 32, 1000),
+        ] {
+            let data = vec![f16::ZERO; n.max(1) * hd * 3];
+            let rows = || Rows::new(&data, 3 * hd, n, hd);
+            let mut ahead = Ahead::new(rows(), rows(), ticks);
+            let lines = 2 * n * (hd * 2).div_ceil(64);
+            let mut fetched = 0;
+            for _ in 0..ticks.max(1) {
+                let before = (ahead.cur, ahead.next, ahead.line);
+                ahead.tick();
+                let after = (ahead.cur, ahead.next, ahead.line);
+                if before != after {
+                    fetched += 1;
+                }
+            }
+            assert!(
+                !ahead.is_active(),
+                "n {n} hd {hd} ticks {ticks}: lines left"
+            );
+            assert!(ahead.per_fetch <= Ahead::BURST.max(lines.div_ceil(ticks.max(1))));
+            assert!(fetched <= lines.div_ceil(ahead.per_fetch.max(1)) + 2);
+        }
+        let mut none = Ahead::none();
+        none.tick();
+        assert!(!none.is_active());
+    }
+}

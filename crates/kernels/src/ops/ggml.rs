@@ -24,7 +24,7 @@ use std::sync::OnceLock;
 
 use half::f16;
 
-use super::generic::Rows;
+use super::generic::{Ahead, Rows};
 
 // ---- GELU through ggml's f16 table ----
 
@@ -248,9 +248,18 @@ pub fn dot64(x: &[f16], y: &[f32]) -> f32 {
 
 /// `scores[h·ld + j] = q_h · k_j` for `g` query heads (`q`: `[g][hd]`, f16 values as f32) and
 /// every row, by [`dot16`] (`lanes16`) or [`dot64`].
-pub fn kq_dots(q: &[f32], g: usize, k: &Rows<'_>, lanes16: bool, scores: &mut [f32], ld: usize) {
+pub fn kq_dots(
+    q: &[f32],
+    g: usize,
+    k: &Rows<'_>,
+    lanes16: bool,
+    scores: &mut [f32],
+    ld: usize,
+    ahead: &mut Ahead<'_>,
+) {
     let hd = k.hd();
     for j in 0..k.n() {
+        ahead.tick();
         let row = k.row(j);
         for h in 0..g {
             let qh = &q[h * hd..(h + 1) * hd];
@@ -294,11 +303,13 @@ pub fn pv(
     lanes: usize,
     acc: &mut [f32],
     out: &mut [f32],
+    ahead: &mut Ahead<'_>,
 ) {
     let hd = v.hd();
     let acc = &mut acc[..g * lanes * hd];
     acc.fill(0.0);
     for j in 0..v.n() {
+        ahead.tick();
         let row = v.row(j);
         let lane = (lane0 + j) % lanes;
         for h in 0..g {

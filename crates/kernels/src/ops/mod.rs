@@ -31,7 +31,7 @@ mod x86_64;
 use half::{bf16, f16};
 
 use crate::isa::{Dispatch, Isa};
-use generic::Rows;
+use generic::{Ahead, Rows};
 #[cfg(target_arch = "x86_64")]
 use x86_64::{avx2, avx2_ggml, avx512, avx512_ggml};
 
@@ -90,10 +90,22 @@ struct Kernels {
     gelu_mul_ggml: unsafe fn(usize, *const f32, *const f32, *mut f32),
     silu_mul_ggml: unsafe fn(usize, *const f32, *const f32, *mut f32),
     dots_f32_ggml: unsafe fn(&[f32], &[f32], bool, &mut [f32]),
-    kq_dots_ggml: unsafe fn(&[f32], usize, &Rows<'_>, bool, &mut [f32], usize),
+    #[allow(clippy::type_complexity)]
+    kq_dots_ggml: unsafe fn(&[f32], usize, &Rows<'_>, bool, &mut [f32], usize, &mut Ahead<'_>),
     exp_block_sums_ggml: unsafe fn(&mut [f32], f32) -> f64,
     #[allow(clippy::type_complexity)]
-    pv_ggml: unsafe fn(&[f32], usize, usize, &Rows<'_>, usize, usize, &mut [f32], &mut [f32]),
+    #[allow(clippy::type_complexity)]
+    pv_ggml: unsafe fn(
+        &[f32],
+        usize,
+        usize,
+        &Rows<'_>,
+        usize,
+        usize,
+        &mut [f32],
+        &mut [f32],
+        &mut Ahead<'_>,
+    ),
 }
 
 /// The table of one level: the kernels of module `$m` and, for ggml's arithmetic, of `$g`.
@@ -587,7 +599,8 @@ impl Ops {
         call!(self, dots_f32_ggml(w, x, lanes16, out));
     }
 
-    /// f16 attention scores in ggml's order (see `ggml::kq_dots`).
+    /// f16 attention scores in ggml's order (see `ggml::kq_dots`), ticking `ahead`.
+    #[allow(clippy::too_many_arguments)]
     fn kq_dots_ggml(
         self,
         q: &[f32],
@@ -596,8 +609,9 @@ impl Ops {
         lanes16: bool,
         scores: &mut [f32],
         ld: usize,
+        ahead: &mut Ahead<'_>,
     ) {
-        call!(self, kq_dots_ggml(q, g, k, lanes16, scores, ld));
+        call!(self, kq_dots_ggml(q, g, k, lanes16, scores, ld, ahead));
     }
 
     /// ggml's softmax numerator over whole blocks of 16 (see `ggml::exp_block_sums`).
@@ -605,7 +619,7 @@ impl Ops {
         call!(self, exp_block_sums_ggml(x, max))
     }
 
-    /// Attention's value sums in ggml's order (see `ggml::pv`).
+    /// Attention's value sums in ggml's order (see `ggml::pv`), ticking `ahead`.
     #[allow(clippy::too_many_arguments)]
     fn pv_ggml(
         self,
@@ -617,8 +631,9 @@ impl Ops {
         lanes: usize,
         acc: &mut [f32],
         out: &mut [f32],
+        ahead: &mut Ahead<'_>,
     ) {
-        call!(self, pv_ggml(p, ld, g, v, lane0, lanes, acc, out));
+        call!(self, pv_ggml(p, ld, g, v, lane0, lanes, acc, out, ahead));
     }
 
     /// Rotates the first `n_rot` values of one head (cache layout: `generic::rope_rotate`).

@@ -28,7 +28,7 @@ use half::f16;
 
 use super::{AttentionParams, KvCache, MAX_GROUP, SharedOut, split_group};
 use crate::ops::Ops;
-use crate::ops::generic::Rows;
+use crate::ops::generic::{Ahead, Rows};
 use crate::pool::ThreadPool;
 
 /// Lanes of the widest dot-product order (`ggml_vec_dot_f16`'s 4 × 16).
@@ -244,20 +244,39 @@ impl Ops {
                     std::slice::from_raw_parts_mut(s16_ptr.get().add(i * n16), n16),
                 )
             };
-            loop {
-                let task = next.fetch_add(1, Ordering::Relaxed);
-                if task >= n_tasks {
-                    break;
+            let token = |task: usize| n_tokens - 1 - task / per_token;
+            let kv_head_of = |task: usize| task % per_token / n_sub;
+            let mut task = next.fetch_add(1, Ordering::Relaxed);
+            while task < n_tasks {
+                // The next task is claimed before this one runs, and its cells are fetched
+                // while this one computes, unless a task of the same sequence and kv head
+                // read them already (tokens of a sequence are neighbours in the batch and run
+                // from the last): a decode step of many sequences reads each sequence's cells
+                // once, from memory, where the hardware prefetcher alone left most of the
+                // time waiting on it.
+                let after = next.fetch_add(1, Ordering::Relaxed);
+                let t = token(task);
+                let kv_head = kv_head_of(task);
+                let mut ahead = Ahead::none();
+                if after < n_tasks {
+                    let ta = token(after);
+                    let fresh = ta + 1 == n_tokens || bases.get(ta) != bases.get(ta + 1);
+                    if fresh && (ta, kv_head_of(after)) != (t, kv_head) {
+                        let (r, m, kvh) = (&rows[ta], map(ta), kv_head_of(after));
+                        ahead = Ahead::new(
+                            task_rows(cache, cache.k, kvh, hd, r, m),
+                            task_rows(cache, cache.v, kvh, hd, r, m),
+                            2 * rows[t].len(),
+                        );
+                    }
                 }
-                let t = n_tokens - 1 - task / per_token;
-                let kv_head = task % per_token / n_sub;
                 let h0 = kv_head * g + task % n_sub * sub;
                 let h1 = (h0 + sub).min((kv_head + 1) * g);
                 let at = (t * n_head + h0) * hd;
                 let n = (h1 - h0) * hd;
                 // SAFETY: as in `attention`: tasks write disjoint `at..at + n` inside `out`.
                 let out = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(at), n) };
-                let task = GroupTask {
+                let group = GroupTask {
                     q: &q[at..at + n],
                     g: h1 - h0,
                     kv_head,
@@ -266,13 +285,15 @@ impl Ops {
                     batched,
                     sinks: sinks.get(h0..h1).unwrap_or(&[]),
                 };
-                self.attend_group_ggml(params, cache, &task, out, s32, s16);
+                self.attend_group_ggml(params, cache, &group, out, s32, s16, &mut ahead);
+                task = after;
             }
         });
     }
 
     /// One task of `attention_ggml`: `g` query heads against one kv head, into `out`
-    /// (`[g][head_dim]`), in `s32`/`s16` (one thread's scratch).
+    /// (`[g][head_dim]`), in `s32`/`s16` (one thread's scratch), fetching `ahead` meanwhile.
+    #[allow(clippy::too_many_arguments)]
     fn attend_group_ggml<'a>(
         self,
         params: &AttentionParams,
@@ -281,6 +302,7 @@ impl Ops {
         out: &mut [f32],
         s32: &mut [f32],
         s16: &mut [f16],
+        ahead: &mut Ahead<'a>,
     ) {
         let hd = params.head_dim;
         let g = task.g;
@@ -305,19 +327,10 @@ impl Ops {
         // q as `mul_mat` converts it, held as f32 for the kernels.
         self.f32_to_f16(&mut s16[..g * hd], task.q);
         self.f16_to_f32(qf, &s16[..g * hd]);
-        let head = task.kv_head * cache.head_stride;
-        let rows_of = |data: &'a [f16]| match task.map {
-            Some(map) => Rows::gathered(&data[head..], cache.pos_stride, &map[rows.clone()], hd),
-            None => Rows::new(
-                &data[rows.start * cache.pos_stride + head..],
-                cache.pos_stride,
-                n,
-                hd,
-            ),
-        };
+        let rows_of = |data: &'a [f16]| task_rows(cache, data, task.kv_head, hd, rows, task.map);
         let k = rows_of(cache.k);
         let lanes16 = task.batched && hd.is_multiple_of(16);
-        self.kq_dots_ggml(qf, g, &k, lanes16, &mut scores[off..], w);
+        self.kq_dots_ggml(qf, g, &k, lanes16, &mut scores[off..], w, ahead);
 
         for h in 0..g {
             let row = &mut scores[h * w..(h + 1) * w];
@@ -356,7 +369,30 @@ impl Ops {
             lanes,
             acc,
             out,
+            ahead,
         );
+    }
+}
+
+/// The rows `rows` (`hd` values each) of kv head `kv_head` in `data` (the cache's keys or
+/// values), through `map` where the cells are scattered.
+fn task_rows<'a>(
+    cache: &KvCache<'a>,
+    data: &'a [f16],
+    kv_head: usize,
+    hd: usize,
+    rows: &Range<usize>,
+    map: Option<&'a [u32]>,
+) -> Rows<'a> {
+    let head = kv_head * cache.head_stride;
+    match map {
+        Some(map) => Rows::gathered(&data[head..], cache.pos_stride, &map[rows.clone()], hd),
+        None => Rows::new(
+            &data[rows.start * cache.pos_stride + head..],
+            cache.pos_stride,
+            rows.len(),
+            hd,
+        ),
     }
 }
 

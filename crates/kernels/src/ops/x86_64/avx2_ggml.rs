@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 use half::f16;
 
 use super::ggml16::{self, F32x16};
-use crate::ops::generic::Rows;
+use crate::ops::generic::{Ahead, Rows};
 use crate::ops::ggml::expc::*;
 
 /// All-ones in lanes `0..r` (`r < 8`) as a `vmaskmovps` mask.
@@ -146,9 +146,17 @@ pub unsafe fn gelu_mul(n: usize, x: *const f32, u: *const f32, y: *mut f32) {
 
 /// `ops::ggml::kq_dots`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub fn kq_dots(q: &[f32], g: usize, k: &Rows<'_>, lanes16: bool, scores: &mut [f32], ld: usize) {
+pub fn kq_dots(
+    q: &[f32],
+    g: usize,
+    k: &Rows<'_>,
+    lanes16: bool,
+    scores: &mut [f32],
+    ld: usize,
+    ahead: &mut Ahead<'_>,
+) {
     // SAFETY: this level's features. One head's 64-lane accumulators (8 registers) at a time.
-    unsafe { ggml16::kq_dots::<Halves, 1>(q, g, k, lanes16, scores, ld) }
+    unsafe { ggml16::kq_dots::<Halves, 1>(q, g, k, lanes16, scores, ld, ahead) }
 }
 
 /// `ops::ggml::dots_f32`.
@@ -177,9 +185,10 @@ pub fn pv(
     lanes: usize,
     acc: &mut [f32],
     out: &mut [f32],
+    ahead: &mut Ahead<'_>,
 ) {
     // SAFETY: this level's features. One 16-value chunk (two registers) per head.
-    unsafe { ggml16::pv::<Halves, 1>(p, ld, g, v, lane0, lanes, acc, out) }
+    unsafe { ggml16::pv::<Halves, 1>(p, ld, g, v, lane0, lanes, acc, out, ahead) }
 }
 
 /// Up to 8 f32 at `p` (`r` of them, `r <= 8`), zeros after.

@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 use half::f16;
 
 use super::ggml16::{self, F32x16};
-use crate::ops::generic::Rows;
+use crate::ops::generic::{Ahead, Rows};
 use crate::ops::ggml::expc::*;
 
 /// Lanes `0..r` set (`r < 16`), or all for `r >= 16`.
@@ -129,9 +129,17 @@ pub unsafe fn gelu_mul(n: usize, x: *const f32, u: *const f32, y: *mut f32) {
 
 /// `ops::ggml::kq_dots`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
-pub fn kq_dots(q: &[f32], g: usize, k: &Rows<'_>, lanes16: bool, scores: &mut [f32], ld: usize) {
+pub fn kq_dots(
+    q: &[f32],
+    g: usize,
+    k: &Rows<'_>,
+    lanes16: bool,
+    scores: &mut [f32],
+    ld: usize,
+    ahead: &mut Ahead<'_>,
+) {
     // SAFETY: this level's features. Four heads' 64-lane accumulators (16 registers) at once.
-    unsafe { ggml16::kq_dots::<__m512, 4>(q, g, k, lanes16, scores, ld) }
+    unsafe { ggml16::kq_dots::<__m512, 4>(q, g, k, lanes16, scores, ld, ahead) }
 }
 
 /// `ops::ggml::dots_f32`.
@@ -160,9 +168,10 @@ pub fn pv(
     lanes: usize,
     acc: &mut [f32],
     out: &mut [f32],
+    ahead: &mut Ahead<'_>,
 ) {
     // SAFETY: this level's features. Four 16-value chunks per head in registers.
-    unsafe { ggml16::pv::<__m512, 4>(p, ld, g, v, lane0, lanes, acc, out) }
+    unsafe { ggml16::pv::<__m512, 4>(p, ld, g, v, lane0, lanes, acc, out, ahead) }
 }
 
 // SAFETY (every method): the caller runs on a CPU with the `Isa::Avx512` set (the trait's

@@ -11,7 +11,7 @@
 
 use half::f16;
 
-use crate::ops::generic::Rows;
+use crate::ops::generic::{Ahead, Rows};
 
 /// A 16-lane f32 vector of one ISA level.
 ///
@@ -249,6 +249,7 @@ pub(super) unsafe fn kq_dots<V: F32x16, const H64: usize>(
     lanes16: bool,
     scores: &mut [f32],
     ld: usize,
+    ahead: &mut Ahead<'_>,
 ) {
     let hd = k.hd();
     assert!(q.len() >= g * hd);
@@ -258,6 +259,11 @@ pub(super) unsafe fn kq_dots<V: F32x16, const H64: usize>(
     if lanes16 && V::WIDE_REDUCE && hd <= ROWS16_MAX_HD && k.n() >= 16 {
         let mut kf = [0.0f32; 16 * ROWS16_MAX_HD];
         while j0 + 16 <= k.n() {
+            if ahead.is_active() {
+                for _ in 0..16 {
+                    ahead.tick();
+                }
+            }
             let rows: [*const f16; 16] = std::array::from_fn(|r| k.row(j0 + r).as_ptr());
             // SAFETY: each row holds `hd` values (`Rows::row`), a multiple of 16 (asserted)
             // and at most the buffer's; `q` holds `g` heads; `scores` holds
@@ -267,6 +273,7 @@ pub(super) unsafe fn kq_dots<V: F32x16, const H64: usize>(
         }
     }
     for j in j0..k.n() {
+        ahead.tick();
         let r = k.row(j).as_ptr();
         let mut h0 = 0;
         while h0 < g {
@@ -362,13 +369,13 @@ pub(super) unsafe fn exp_block_sums<V: F32x16>(x: &mut [f32], max: f32) -> f64 {
 
 /// Lane `lane` of the value sums for `G` heads from `h0`: the chain of FMAs over its rows
 /// (`first`, `first + lanes`, …), `T` × 16 values of each head at a time in registers, into
-/// `dst[(h0 + h)·stride + d]`.
+/// `dst[(h0 + h)·stride + d]`; `ahead` ticks once per row (on the first pass over them).
 ///
 /// # Safety
 /// `V`'s CPU features.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn pv_lane<V: F32x16, const G: usize, const T: usize>(
+unsafe fn pv_lane<V: F32x16, const G: usize, const T: usize, const TICK: bool>(
     p: &[f32],
     ld: usize,
     h0: usize,
@@ -377,6 +384,7 @@ unsafe fn pv_lane<V: F32x16, const G: usize, const T: usize>(
     lanes: usize,
     dst: &mut [f32],
     stride: usize,
+    ahead: &mut Ahead<'_>,
 ) {
     let (hd, n) = (v.hd(), v.n());
     assert!(n == 0 || p.len() >= (h0 + G - 1) * ld + n);
@@ -391,6 +399,9 @@ unsafe fn pv_lane<V: F32x16, const G: usize, const T: usize>(
             let mut a = [[V::zero(); T]; G];
             let mut j = first;
             while j < n {
+                if TICK && h0 == 0 && d0 == 0 {
+                    ahead.tick();
+                }
                 let row = v.row(j).as_ptr();
                 let vc: [V; T] =
                     std::array::from_fn(|t| V::load_f16_tail(row.add(d0 + 16 * t), left[t]));
@@ -463,12 +474,15 @@ pub(super) unsafe fn pv<V: F32x16, const T: usize>(
     lanes: usize,
     acc: &mut [f32],
     out: &mut [f32],
+    ahead: &mut Ahead<'_>,
 ) {
     let hd = v.hd();
     assert!((lanes == 16 || lanes == 64) && lane0 < lanes);
     // Lanes `i + 8k`, `k < nl`, reduce to level-one node `i` of the 16-lane tree.
     let nl = lanes / 8;
     let (tmp, b) = acc[..2 * g * 8 * hd].split_at_mut(g * 8 * hd);
+    // The loops with ticks only while there is something to fetch.
+    let tick = ahead.is_active();
     // SAFETY: `V`'s features (caller contract) for every call below.
     unsafe {
         for i in 0..8 {
@@ -479,10 +493,94 @@ pub(super) unsafe fn pv<V: F32x16, const T: usize>(
                 while h0 < g {
                     let gb = (g - h0).min(4);
                     match gb {
-                        1 => pv_lane::<V, 1, T>(p, ld, h0, v, first, lanes, dst, nl * hd),
-                        2 => pv_lane::<V, 2, T>(p, ld, h0, v, first, lanes, dst, nl * hd),
-                        3 => pv_lane::<V, 3, T>(p, ld, h0, v, first, lanes, dst, nl * hd),
-                        _ => pv_lane::<V, 4, T>(p, ld, h0, v, first, lanes, dst, nl * hd),
+                        1 if tick => pv_lane::<V, 1, T, true>(
+                            p,
+                            ld,
+                            h0,
+                            v,
+                            first,
+                            lanes,
+                            dst,
+                            nl * hd,
+                            ahead,
+                        ),
+                        1 => pv_lane::<V, 1, T, false>(
+                            p,
+                            ld,
+                            h0,
+                            v,
+                            first,
+                            lanes,
+                            dst,
+                            nl * hd,
+                            ahead,
+                        ),
+                        2 if tick => pv_lane::<V, 2, T, true>(
+                            p,
+                            ld,
+                            h0,
+                            v,
+                            first,
+                            lanes,
+                            dst,
+                            nl * hd,
+                            ahead,
+                        ),
+                        2 => pv_lane::<V, 2, T, false>(
+                            p,
+                            ld,
+                            h0,
+                            v,
+                            first,
+                            lanes,
+                            dst,
+                            nl * hd,
+                            ahead,
+                        ),
+                        3 if tick => pv_lane::<V, 3, T, true>(
+                            p,
+                            ld,
+                            h0,
+                            v,
+                            first,
+                            lanes,
+                            dst,
+                            nl * hd,
+                            ahead,
+                        ),
+                        3 => pv_lane::<V, 3, T, false>(
+                            p,
+                            ld,
+                            h0,
+                            v,
+                            first,
+                            lanes,
+                            dst,
+                            nl * hd,
+                            ahead,
+                        ),
+                        _ if tick => pv_lane::<V, 4, T, true>(
+                            p,
+                            ld,
+                            h0,
+                            v,
+                            first,
+                            lanes,
+                            dst,
+                            nl * hd,
+                            ahead,
+                        ),
+                        _ => pv_lane::<V, 4, T, false>(
+                            p,
+                            ld,
+                            h0,
+                            v,
+                            first,
+                            lanes,
+                            dst,
+                            nl * hd,
+                            ahead,
+                        ),
                     }
                     h0 += gb;
                 }
