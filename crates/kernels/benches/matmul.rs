@@ -22,7 +22,9 @@
 //! `HEARTH_BENCH_SMALL_BATCH=1` measures only the batched-decode case instead: µs per token of
 //! the ggml-order products of Gemma 3 270M's and SmolLM2's shapes (the Q8_0 LM head, a Q5_0
 //! FFN matrix, a Q4_1 FFN matrix) at 1, 2, 4 and 8 tokens, one thread, the fastest of 60 runs
-//! (the least disturbed by other processes on a shared machine).
+//! (the least disturbed by other processes on a shared machine); then µs per call of the Q4_1
+//! matrix streamed from memory (200 copies visited in turn) with two threads, as a decode step
+//! meets it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -512,6 +514,34 @@ fn small_batch() {
         }
         println!("{line}");
     }
+    // The same Q4_1 shape streamed from memory, as a decode step meets it: 200 matrices
+    // (110 MB, past L3) visited in turn, two threads.
+    let pool = ThreadPool::new(2);
+    let (ty, rows, cols) = (GgmlType::Q4_1, 1536, 576);
+    let w = synthetic_matrix(ty, rows, cols);
+    let options = MatrixOptions {
+        ggml_order: true,
+        ..MatrixOptions::default()
+    };
+    let ms: Vec<Matrix> = (0..200)
+        .map(|_| Matrix::with_options(ty, rows, cols, &w, options).unwrap())
+        .collect();
+    let mut line = format!("{ty} {rows}×{cols} from memory, 2 threads, µs per call:");
+    for n in [1usize, 2, 4, 8] {
+        let x = normals(7, n * cols);
+        let mut y = vec![0.0; n * rows];
+        let mut scratch = Scratch::new();
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let t = Instant::now();
+            for m in &ms {
+                matmul(&pool, m, &x, n, &mut y, &mut scratch).unwrap();
+            }
+            best = best.min(t.elapsed().as_secs_f64() / ms.len() as f64);
+        }
+        line += &format!(" {n}: {:.1}", best * 1e6);
+    }
+    println!("{line}");
 }
 
 fn main() {

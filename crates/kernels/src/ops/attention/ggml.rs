@@ -231,6 +231,7 @@ impl Ops {
         let (n32, n16) = (scratch.f32_per_thread(), scratch.f16_per_thread());
 
         let next = AtomicUsize::new(0);
+        let n_threads = pool.n_threads();
         let out_ptr = SharedOut(out.as_mut_ptr());
         let s32_ptr = SharedOut(scratch.f32s.as_mut_ptr());
         let s16_ptr = SharedOut(scratch.f16s.as_mut_ptr());
@@ -248,17 +249,20 @@ impl Ops {
             let kv_head_of = |task: usize| task % per_token / n_sub;
             let mut task = next.fetch_add(1, Ordering::Relaxed);
             while task < n_tasks {
-                // The next task is claimed before this one runs, and its cells are fetched
-                // while this one computes, unless a task of the same sequence and kv head
-                // read them already (tokens of a sequence are neighbours in the batch and run
-                // from the last): a decode step of many sequences reads each sequence's cells
-                // once, from memory, where the hardware prefetcher alone left most of the
-                // time waiting on it.
-                let after = next.fetch_add(1, Ordering::Relaxed);
+                // While every thread still has a task left, the next one is claimed before
+                // this one runs, and its cells are fetched while this one computes, unless a
+                // task of the same sequence and kv head read them already (tokens of a
+                // sequence are neighbours in the batch and run from the last): a decode step
+                // of many sequences reads each sequence's cells once, from memory, where the
+                // hardware prefetcher alone left most of the time waiting on it.
+                let after =
+                    (task + n_threads < n_tasks).then(|| next.fetch_add(1, Ordering::Relaxed));
                 let t = token(task);
                 let kv_head = kv_head_of(task);
                 let mut ahead = Ahead::none();
-                if after < n_tasks {
+                if let Some(after) = after
+                    && after < n_tasks
+                {
                     let ta = token(after);
                     let fresh = ta + 1 == n_tokens || bases.get(ta) != bases.get(ta + 1);
                     if fresh && (ta, kv_head_of(after)) != (t, kv_head) {
@@ -286,7 +290,7 @@ impl Ops {
                     sinks: sinks.get(h0..h1).unwrap_or(&[]),
                 };
                 self.attend_group_ggml(params, cache, &group, out, s32, s16, &mut ahead);
-                task = after;
+                task = after.unwrap_or_else(|| next.fetch_add(1, Ordering::Relaxed));
             }
         });
     }
