@@ -459,7 +459,8 @@ unsafe fn combine<V: F32x16>(
 
 /// `ops::ggml::pv`: lanes a few at a time — those that meet first in the reduction tree — so
 /// the per-lane sums stay in a small buffer (`acc`: `[g][8][hd]` of lane sums, then
-/// `[g][8][hd]` of the tree's first level); `T` 16-lane chunks per head in registers.
+/// `[g][8][hd]` of the tree's first level); `T` 16-lane chunks per head in registers; `ahead`
+/// ticks once per row read while it has lines left.
 ///
 /// # Safety
 /// `V`'s CPU features.
@@ -476,13 +477,40 @@ pub(super) unsafe fn pv<V: F32x16, const T: usize>(
     out: &mut [f32],
     ahead: &mut Ahead<'_>,
 ) {
+    // The loops tick only while there is something to fetch (`TICK` is a const: the other
+    // loops have no trace of it).
+    // SAFETY: `V`'s features (caller contract).
+    unsafe {
+        if ahead.is_active() {
+            pv_ticking::<V, T, true>(p, ld, g, v, lane0, lanes, acc, out, ahead);
+        } else {
+            pv_ticking::<V, T, false>(p, ld, g, v, lane0, lanes, acc, out, ahead);
+        }
+    }
+}
+
+/// [`pv`], ticking `ahead` once per row when `TICK`.
+///
+/// # Safety
+/// `V`'s CPU features.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn pv_ticking<V: F32x16, const T: usize, const TICK: bool>(
+    p: &[f32],
+    ld: usize,
+    g: usize,
+    v: &Rows<'_>,
+    lane0: usize,
+    lanes: usize,
+    acc: &mut [f32],
+    out: &mut [f32],
+    ahead: &mut Ahead<'_>,
+) {
     let hd = v.hd();
     assert!((lanes == 16 || lanes == 64) && lane0 < lanes);
     // Lanes `i + 8k`, `k < nl`, reduce to level-one node `i` of the 16-lane tree.
     let nl = lanes / 8;
     let (tmp, b) = acc[..2 * g * 8 * hd].split_at_mut(g * 8 * hd);
-    // The loops with ticks only while there is something to fetch.
-    let tick = ahead.is_active();
     // SAFETY: `V`'s features (caller contract) for every call below.
     unsafe {
         for i in 0..8 {
@@ -493,7 +521,7 @@ pub(super) unsafe fn pv<V: F32x16, const T: usize>(
                 while h0 < g {
                     let gb = (g - h0).min(4);
                     match gb {
-                        1 if tick => pv_lane::<V, 1, T, true>(
+                        1 => pv_lane::<V, 1, T, TICK>(
                             p,
                             ld,
                             h0,
@@ -504,7 +532,7 @@ pub(super) unsafe fn pv<V: F32x16, const T: usize>(
                             nl * hd,
                             ahead,
                         ),
-                        1 => pv_lane::<V, 1, T, false>(
+                        2 => pv_lane::<V, 2, T, TICK>(
                             p,
                             ld,
                             h0,
@@ -515,7 +543,7 @@ pub(super) unsafe fn pv<V: F32x16, const T: usize>(
                             nl * hd,
                             ahead,
                         ),
-                        2 if tick => pv_lane::<V, 2, T, true>(
+                        3 => pv_lane::<V, 3, T, TICK>(
                             p,
                             ld,
                             h0,
@@ -526,51 +554,7 @@ pub(super) unsafe fn pv<V: F32x16, const T: usize>(
                             nl * hd,
                             ahead,
                         ),
-                        2 => pv_lane::<V, 2, T, false>(
-                            p,
-                            ld,
-                            h0,
-                            v,
-                            first,
-                            lanes,
-                            dst,
-                            nl * hd,
-                            ahead,
-                        ),
-                        3 if tick => pv_lane::<V, 3, T, true>(
-                            p,
-                            ld,
-                            h0,
-                            v,
-                            first,
-                            lanes,
-                            dst,
-                            nl * hd,
-                            ahead,
-                        ),
-                        3 => pv_lane::<V, 3, T, false>(
-                            p,
-                            ld,
-                            h0,
-                            v,
-                            first,
-                            lanes,
-                            dst,
-                            nl * hd,
-                            ahead,
-                        ),
-                        _ if tick => pv_lane::<V, 4, T, true>(
-                            p,
-                            ld,
-                            h0,
-                            v,
-                            first,
-                            lanes,
-                            dst,
-                            nl * hd,
-                            ahead,
-                        ),
-                        _ => pv_lane::<V, 4, T, false>(
+                        _ => pv_lane::<V, 4, T, TICK>(
                             p,
                             ld,
                             h0,
