@@ -608,8 +608,7 @@ impl Context {
         let ops = Ops::detected();
         for il in 0..hp.n_layer {
             let l = hp.layer(il);
-            let shape = self.kv.shape(il);
-            let kw = shape.n_head * shape.k_dim;
+            let kw = self.kv.shape(il).width();
             if kw == 0 {
                 continue;
             }

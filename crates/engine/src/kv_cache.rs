@@ -44,23 +44,22 @@ pub struct NoSpace {
     pub free: usize,
 }
 
-/// What one layer caches: `n_head` kv heads of `k_dim` key and `v_dim` value elements per cell
-/// (all 0 for a layer that reads another layer's cache).
+/// What one layer caches: `n_head` kv heads of `head_dim` keys and as many values per cell
+/// (both 0 for a layer that reads another layer's cache).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KvShape {
     pub n_head: usize,
-    pub k_dim: usize,
-    pub v_dim: usize,
+    pub head_dim: usize,
 }
 
 impl KvShape {
-    /// `n_head` heads of `head_dim` keys and values.
     pub fn new(n_head: usize, head_dim: usize) -> KvShape {
-        KvShape {
-            n_head,
-            k_dim: head_dim,
-            v_dim: head_dim,
-        }
+        KvShape { n_head, head_dim }
+    }
+
+    /// Elements of one cell's keys (or values), all heads.
+    pub fn width(&self) -> usize {
+        self.n_head * self.head_dim
     }
 }
 
@@ -95,11 +94,11 @@ impl KvStore {
             shapes: shapes.to_vec(),
             k: shapes
                 .iter()
-                .map(|s| vec![f16::ZERO; n_ctx * s.n_head * s.k_dim])
+                .map(|s| vec![f16::ZERO; n_ctx * s.width()])
                 .collect(),
             v: shapes
                 .iter()
-                .map(|s| vec![f16::ZERO; n_ctx * s.n_head * s.v_dim])
+                .map(|s| vec![f16::ZERO; n_ctx * s.width()])
                 .collect(),
             shift: vec![0; n_ctx],
             has_shift: false,
@@ -122,11 +121,7 @@ impl KvStore {
 
     /// Bytes held by the keys and values.
     pub fn n_bytes(&self) -> usize {
-        (self.shapes.iter())
-            .map(|s| s.n_head * (s.k_dim + s.v_dim))
-            .sum::<usize>()
-            * self.n_ctx()
-            * 2
+        self.shapes.iter().map(|s| 2 * s.width()).sum::<usize>() * self.n_ctx() * 2
     }
 
     /// Frees every cell.
@@ -317,17 +312,14 @@ impl KvStore {
         let ops = kernels::ops::Ops::detected();
         let KvShape {
             n_head,
-            k_dim,
-            v_dim,
+            head_dim: d,
         } = self.shapes[il];
         let n_ctx = self.n_ctx();
         for (i, &c) in cells.iter().enumerate() {
-            let c = c as usize;
             for h in 0..n_head {
-                let (kd, kt) = ((h * n_ctx + c) * k_dim, (i * n_head + h) * k_dim);
-                ops.f32_to_f16(&mut self.k[il][kd..kd + k_dim], &k[kt..kt + k_dim]);
-                let (vd, vt) = ((h * n_ctx + c) * v_dim, (i * n_head + h) * v_dim);
-                ops.f32_to_f16(&mut self.v[il][vd..vd + v_dim], &v[vt..vt + v_dim]);
+                let (to, from) = ((h * n_ctx + c as usize) * d, (i * n_head + h) * d);
+                ops.f32_to_f16(&mut self.k[il][to..to + d], &k[from..from + d]);
+                ops.f32_to_f16(&mut self.v[il][to..to + d], &v[from..from + d]);
             }
         }
     }
@@ -340,7 +332,7 @@ impl KvStore {
     /// The keys of `cell` in layer `il`, every head, widened into `row`.
     pub(crate) fn read_keys(&self, il: usize, cell: usize, row: &mut [f32]) {
         let (ops, n_ctx) = (kernels::ops::Ops::detected(), self.n_ctx());
-        let d = self.shapes[il].k_dim;
+        let d = self.shapes[il].head_dim;
         for (h, r) in row.chunks_exact_mut(d).enumerate() {
             ops.f16_to_f32(r, &self.k[il][(h * n_ctx + cell) * d..][..d]);
         }
@@ -349,7 +341,7 @@ impl KvStore {
     /// Writes the keys of `cell` in layer `il`, every head, from `row` (re-rotated keys).
     pub(crate) fn write_keys(&mut self, il: usize, cell: usize, row: &[f32]) {
         let (ops, n_ctx) = (kernels::ops::Ops::detected(), self.n_ctx());
-        let d = self.shapes[il].k_dim;
+        let d = self.shapes[il].head_dim;
         for (h, r) in row.chunks_exact(d).enumerate() {
             ops.f32_to_f16(&mut self.k[il][(h * n_ctx + cell) * d..][..d], r);
         }
@@ -357,7 +349,7 @@ impl KvStore {
 
     /// Layer `il`'s keys and values as the attention kernels read them.
     pub fn cache(&self, il: usize) -> KvCache<'_> {
-        let d = self.shapes[il].k_dim;
+        let d = self.shapes[il].head_dim;
         KvCache {
             k: &self.k[il],
             v: &self.v[il],
