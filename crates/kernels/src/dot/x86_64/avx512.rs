@@ -781,8 +781,15 @@ unsafe fn legacy_ggml_half<T: Legacy, const NY: usize, const H: usize>(
             } else {
                 _mm512_setzero_ps()
             };
+            // The first pass asks for the blocks `PREFETCH_AHEAD` on (its requests stall once
+            // the miss buffers are full), the second for those twice as far, so memory keeps
+            // streaming while it computes from L1 instead of idling until the next group's
+            // first pass (a 1536 × 576 Q4_1 matrix from memory, 2 threads: 4 tokens −4 %, 8
+            // tokens −4 %; batched decode +2–7 %).
             if H == 0 {
                 prefetch(p, T::BYTES);
+            } else {
+                prefetch(p.wrapping_add(PREFETCH_AHEAD), T::BYTES);
             }
             // Only this half's four steps are kept (the others' unpacking is dead code).
             let all = T::steps(p);
