@@ -221,7 +221,10 @@ fn main() {
             }
         }
         // Batched decode: 8 sequences, one token each, 128 prompt cells each in a block and
-        // 128 generated ones interleaved (llama-batched-bench's layout at its last step).
+        // 128 generated ones in runs of 32 (as `KvStore` hands them out), llama-batched-bench's
+        // layout at its last step; the caches cached (one layer visited again and again) or
+        // cold (30 layers' caches, ~47 MB, visited in turn, as a decode step reads them), with
+        // llama.cpp's layout (a cell's heads side by side) or head-major (hearth's store).
         {
             let (b, np, ng) = (8usize, 128usize, 128usize);
             let q = data(b * n_head * hd, 12);
@@ -231,11 +234,9 @@ fn main() {
             for t in 0..b {
                 bases.push(cells.len());
                 cells.extend((t * np..(t + 1) * np).map(|c| c as u32));
-                // runs of 32 cells, as `KvStore` hands them out
                 cells.extend((0..ng).map(|i| (b * np + (i / 32 * b + t) * 32 + i % 32) as u32));
             }
             let rows = vec![0..np + ng; b];
-            // 30 layers' caches, visited in turn: a decode step reads each once (~24 MB).
             let layers: Vec<(Vec<f16>, Vec<f16>)> = (0..30)
                 .map(|l| {
                     let mk = |s| {
@@ -247,22 +248,25 @@ fn main() {
                     (mk(100 + l), mk(200 + l))
                 })
                 .collect();
-            for (layout, pos_stride, head_stride) in [
-                ("cell-major", n_head_kv * hd, hd),
-                ("head-major", hd, b * (np + ng) * hd),
+            let cell_major = (n_head_kv * hd, hd);
+            let head_major = (hd, b * (np + ng) * hd);
+            for (label, (pos_stride, head_stride), n_layers) in [
+                ("cached cell-major", cell_major, 1),
+                ("cold cell-major", cell_major, layers.len()),
+                ("cold head-major", head_major, layers.len()),
             ] {
                 for pool in &pools {
                     let mut scratch = AttentionScratch::new(&p, pool.n_threads(), n_ctx);
                     let mut il = 0;
                     row(
                         &format!(
-                            "attention_ggml 8x256 cold {layout} {name} thr={}",
+                            "attention_ggml 8x256 {label} {name} thr={}",
                             pool.n_threads()
                         ),
                         &ops.iter()
                             .map(|o| {
                                 time_us(|| {
-                                    il = (il + 1) % layers.len();
+                                    il = (il + 1) % n_layers;
                                     let cache = KvCache {
                                         k: &layers[il].0,
                                         v: &layers[il].1,
@@ -285,32 +289,6 @@ fn main() {
                             .collect::<Vec<_>>(),
                     );
                 }
-            }
-            for pool in &pools {
-                let mut scratch = AttentionScratch::new(&p, pool.n_threads(), n_ctx);
-                row(
-                    &format!(
-                        "attention_ggml 8 seqs x 256 cells {name} thr={}",
-                        pool.n_threads()
-                    ),
-                    &ops.iter()
-                        .map(|o| {
-                            time_us(|| {
-                                o.attention_ggml_mapped(
-                                    pool,
-                                    &p,
-                                    black_box(&q),
-                                    &cache,
-                                    &rows,
-                                    &cells,
-                                    &bases,
-                                    &mut out,
-                                    &mut scratch,
-                                )
-                            })
-                        })
-                        .collect::<Vec<_>>(),
-                );
             }
         }
         let n_tokens = 256;
